@@ -1,0 +1,5 @@
+"""``python -m nngraph`` runs the CLI."""
+
+from cli import main
+
+main()

@@ -1,0 +1,218 @@
+"""A small, whitelisted expression language for ``${...}`` in specs.
+
+Allowed: numbers, booleans, strings, names of vars, ``+ - * / // % **``,
+comparisons, ``and/or/not``, ``a if c else b``, lists/tuples, and calls to a
+fixed set of functions (:data:`FUNCTIONS`). Nothing else parses: no attribute
+access, no subscripts, no lambdas, no comprehensions, and never ``eval``.
+Results are bounded in size so ``${10 ** 10 ** 10}`` is refused, not computed.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from typing import Any, Callable, Mapping
+
+MAX_EXPR_CHARS = 400
+MAX_INT_BITS = 256
+MAX_POW_EXPONENT = 512
+
+EXPR_RE = re.compile(r"\$\{([^{}]*)\}")
+
+
+class ExprError(ValueError):
+    """An expression that does not parse, names something unknown, or is not allowed."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+def _int_check(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise ExprError(f"result too large ({value.bit_length()} bits)", "expressions compute sizes; check the arithmetic")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExprError("result is not a finite number")
+    return value
+
+
+def _safe_pow(a: Any, b: Any) -> Any:
+    if isinstance(b, (int, float)) and abs(b) > MAX_POW_EXPONENT:
+        raise ExprError(f"exponent {b} too large (max {MAX_POW_EXPONENT})")
+    return a**b
+
+
+def _checked_div(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def div(a: Any, b: Any) -> Any:
+        if b == 0:
+            raise ExprError("division by zero")
+        return op(a, b)
+    return div
+
+
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: _checked_div(operator.truediv), ast.FloorDiv: _checked_div(operator.floordiv),
+    ast.Mod: _checked_div(operator.mod), ast.Pow: _safe_pow,
+}
+_UNARY: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+_CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge,
+}
+
+#: The only callables an expression may use.
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round,
+    "ceil": math.ceil, "floor": math.floor, "sqrt": math.sqrt, "log2": math.log2,
+}
+
+
+def _repeat_limit(node: ast.BinOp, left: Any, right: Any) -> None:
+    # "ab" * 10**9 would allocate gigabytes; sequences may only be repeated a little.
+    if isinstance(node.op, ast.Mult) and (isinstance(left, (str, list)) or isinstance(right, (str, list))):
+        n = right if isinstance(left, (str, list)) else left
+        if isinstance(n, int) and n > 4096:
+            raise ExprError("sequence repetition too large")
+
+
+class _Evaluator:
+    def __init__(self, lookup: Callable[[str], Any]):
+        self.lookup = lookup
+
+    def eval(self, node: ast.AST) -> Any:
+        method = getattr(self, "eval_" + type(node).__name__, None)
+        if method is None:
+            raise ExprError(f"'{type(node).__name__}' is not allowed in expressions",
+                            "use arithmetic, comparisons, 'a if c else b' and " + ", ".join(sorted(FUNCTIONS)))
+        return _int_check(method(node))
+
+    def eval_Expression(self, node: ast.Expression) -> Any:
+        return self.eval(node.body)
+
+    def eval_Constant(self, node: ast.Constant) -> Any:
+        if not isinstance(node.value, (int, float, bool, str, type(None))):
+            raise ExprError(f"constant {node.value!r} is not allowed")
+        return node.value
+
+    def eval_Name(self, node: ast.Name) -> Any:
+        if node.id in ("True", "true"):
+            return True
+        if node.id in ("False", "false"):
+            return False
+        return self.lookup(node.id)
+
+    def eval_BinOp(self, node: ast.BinOp) -> Any:
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise ExprError(f"operator '{type(node.op).__name__}' is not allowed", "allowed: + - * / // % **")
+        left, right = self.eval(node.left), self.eval(node.right)
+        _repeat_limit(node, left, right)
+        try:
+            return op(left, right)
+        except TypeError as exc:
+            raise ExprError(f"bad operand types: {exc}") from None
+
+    def eval_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        op = _UNARY.get(type(node.op))
+        if op is None:
+            raise ExprError(f"operator '{type(node.op).__name__}' is not allowed")
+        try:
+            return op(self.eval(node.operand))
+        except TypeError as exc:
+            raise ExprError(f"bad operand type: {exc}") from None
+
+    def eval_BoolOp(self, node: ast.BoolOp) -> Any:
+        if isinstance(node.op, ast.And):
+            result: Any = True
+            for v in node.values:
+                result = self.eval(v)
+                if not result:
+                    return result
+            return result
+        result = False
+        for v in node.values:
+            result = self.eval(v)
+            if result:
+                return result
+        return result
+
+    def eval_Compare(self, node: ast.Compare) -> Any:
+        left = self.eval(node.left)
+        for op_node, comp in zip(node.ops, node.comparators):
+            op = _CMPOPS.get(type(op_node))
+            if op is None:
+                raise ExprError(f"comparison '{type(op_node).__name__}' is not allowed", "allowed: == != < <= > >=")
+            right = self.eval(comp)
+            try:
+                if not op(left, right):
+                    return False
+            except TypeError as exc:
+                raise ExprError(f"cannot compare: {exc}") from None
+            left = right
+        return True
+
+    def eval_IfExp(self, node: ast.IfExp) -> Any:
+        return self.eval(node.body) if self.eval(node.test) else self.eval(node.orelse)
+
+    def eval_List(self, node: ast.List) -> Any:
+        return [self.eval(e) for e in node.elts]
+
+    eval_Tuple = eval_List
+
+    def eval_Call(self, node: ast.Call) -> Any:
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            name = node.func.id if isinstance(node.func, ast.Name) else "this call"
+            raise ExprError(f"call to '{name}' is not allowed", "allowed functions: " + ", ".join(sorted(FUNCTIONS)))
+        if node.keywords:
+            raise ExprError("keyword arguments are not allowed in expressions")
+        args = [self.eval(a) for a in node.args]
+        try:
+            return FUNCTIONS[node.func.id](*args)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ExprError(f"{node.func.id}(): {exc}") from None
+
+
+def evaluate(source: str, lookup: Callable[[str], Any] | Mapping[str, Any]) -> Any:
+    """Evaluate one expression (the text inside ``${...}``) against ``lookup``."""
+    if len(source) > MAX_EXPR_CHARS:
+        raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExprError(f"invalid expression '{source.strip()}': {exc.msg}") from None
+    if isinstance(lookup, Mapping):
+        table = lookup
+
+        def lookup(name: str) -> Any:  # noqa: F811 - wraps the mapping
+            if name not in table:
+                raise ExprError(f"unknown name '{name}' in expression", _names_hint(name, table))
+            return table[name]
+    try:
+        return _Evaluator(lookup).eval(tree)
+    except (ZeroDivisionError, OverflowError, ValueError) as exc:
+        if isinstance(exc, ExprError):
+            raise
+        raise ExprError(f"cannot evaluate '{source.strip()}': {exc}") from None
+
+
+def _names_hint(name: str, names: Mapping[str, Any]) -> str:
+    from .errors import choices_hint
+    return choices_hint(name, names.keys(), "defined names")
+
+
+def has_expr(value: Any) -> bool:
+    """True when ``value`` is a string holding at least one ``${...}``."""
+    return isinstance(value, str) and "${" in value
+
+
+def substitute(text: str, lookup: Callable[[str], Any] | Mapping[str, Any]) -> Any:
+    """Resolve ``${...}`` in ``text``: a lone expression keeps its type, mixed text becomes a string."""
+    whole = EXPR_RE.fullmatch(text.strip())
+    if whole:
+        return evaluate(whole.group(1), lookup)
+    if "${" in text and not EXPR_RE.search(text):
+        raise ExprError(f"unterminated expression in '{text}'", "write expressions as ${...}")
+    return EXPR_RE.sub(lambda m: str(evaluate(m.group(1), lookup)), text)

@@ -1,0 +1,137 @@
+"""Graph checks after expansion: cycles, shape/dtype inference, parameter counts, unused values.
+
+Nodes are visited in topological order (stdlib ``graphlib``); each op's shape
+rule sees the inferred types of its inputs. A failing node is reported where
+it is written and its consumers are skipped, so one mistake gives one error,
+not a cascade.
+"""
+
+from __future__ import annotations
+
+from graphlib import CycleError, TopologicalSorter
+
+from .errors import Diagnostic, Diagnostics, SourcePos
+from .ir import Graph, Node
+from .limits import Limits
+from .registry import InferCtx, RefInfo, ShapeError, registry
+from .types import TensorType
+
+
+def ref_params(graph: Graph, node: Node) -> dict[str, str]:
+    """The node's ``ref`` parameters (e.g. ``tie``) that name existing nodes: param -> node name."""
+    params = registry()[node.op].params
+    return {k: v for k, v in node.params.items()
+            if k in params and params[k].kind == "ref" and isinstance(v, str) and v in graph.nodes}
+
+
+def topo_order(graph: Graph, diag: Diagnostics) -> list[str] | None:
+    """Node names in dependency order, or None (with an error) when the graph has a cycle."""
+    deps = {name: {r.node for r in node.all_refs() if r.node in graph.nodes} | set(ref_params(graph, node).values())
+            for name, node in graph.nodes.items()}
+    try:
+        return list(TopologicalSorter(deps).static_order())
+    except CycleError as err:
+        cycle = err.args[1]
+        first = graph.nodes[cycle[0]]
+        diag.error(first.pos, f"cycle in the graph: {' -> '.join(reversed(cycle))}",
+                   "a node cannot depend on its own output; break the loop (recurrent state belongs in an rnn/lstm/gru op)")
+        return None
+
+
+def _input_types(graph: Graph, node: Node) -> tuple[dict[str, TensorType | None], list[TensorType], bool]:
+    """Input types of a node; the flag is False when an upstream node has no type (it failed)."""
+    named: dict[str, TensorType | None] = {}
+    ok = True
+    for key, ref in node.inputs.items():
+        if ref is None:
+            named[key] = None
+            continue
+        t = graph.type_of(ref)
+        ok &= t is not None
+        named[key] = t
+    variadic = [graph.type_of(r) for r in node.variadic]
+    ok &= all(t is not None for t in variadic)
+    return named, [t for t in variadic if t is not None], ok
+
+
+def _normalize_outputs(node: Node, names: tuple[str, ...], result: object) -> dict[str, TensorType]:
+    if isinstance(result, TensorType):
+        return {names[0]: result}
+    if isinstance(result, dict) and all(isinstance(v, TensorType) for v in result.values()):
+        missing = [n for n in names if n not in result]
+        if missing:
+            raise ShapeError(f"internal: shape rule of '{node.op}' did not produce outputs {missing}")
+        return {n: result[n] for n in names}
+    raise ShapeError(f"internal: shape rule of '{node.op}' returned {type(result).__name__}")
+
+
+def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> None:
+    """Infer one node's output types and parameter count, recording errors at the node."""
+    opdef = registry()[node.op]
+    named, variadic, ok = _input_types(graph, node)
+    if not ok:
+        return  # an upstream node already failed and was reported
+    missing = [k for k in opdef.required_inputs if named.get(k) is None]
+    if missing:
+        diag.error(node.pos, f"node '{node.name}': required input(s) {', '.join(missing)} not connected",
+                   "pass them in 'in:' (a block's optional input may be unbound)")
+        return
+    refs = {k: RefInfo(graph.nodes[v].op, graph.nodes[v].params, graph.nodes[v].out)
+            for k, v in ref_params(graph, node).items() if graph.nodes[v].out is not None}
+    ctx = InferCtx(node=node.name, op=opdef, params=node.params, inputs=named, variadic=variadic, refs=refs)
+    try:
+        outputs = _normalize_outputs(node, opdef.output_names(node.params), opdef.infer(ctx))
+        n_params = 0 if node.shares_params_with or opdef.count_params is None else int(opdef.count_params(ctx))
+    except ShapeError as err:
+        pos = node.param_pos.get(err.param, node.pos) if err.param else node.pos
+        diag.error(pos, f"node '{node.name}' ({node.op}): {err.message}", err.hint)
+        return
+    except (ArithmeticError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        diag.error(node.pos, f"node '{node.name}' ({node.op}): cannot infer shapes: {exc}",
+                   "check the parameters against the inputs; if they are right this is an nngraph bug")
+        return
+    _check_sizes(node, outputs, n_params, diag, limits)
+    node.outputs = outputs
+    node.n_params = n_params
+
+
+def _check_sizes(node: Node, outputs: dict[str, TensorType], n_params: int, diag: Diagnostics, limits: Limits) -> None:
+    for out_name, t in outputs.items():
+        for d in t.shape:
+            if isinstance(d, int) and (d < 0 or d > limits.max_dim):
+                diag.error(node.pos, f"node '{node.name}': output '{out_name}' has dim {d} (allowed 0..{limits.max_dim})",
+                           "check sizes, strides and paddings")
+                return
+    if n_params > limits.max_params:
+        diag.error(node.pos, f"node '{node.name}' would have {n_params:,} parameters, more than the limit of {limits.max_params:,}",
+                   "check the sizes, or raise the limit with --max-params")
+
+
+def infer_graph(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
+    """Infer every node, then check the parameter total and report unused values."""
+    order = topo_order(graph, diag)
+    if order is None:
+        return
+    for name in order:
+        infer_node(graph, graph.nodes[name], diag, limits)
+    total = graph.total_params
+    if total > limits.max_params:
+        diag.error(SourcePos(graph.file, 1, 1), f"the model would have {total:,} parameters, more than the limit of {limits.max_params:,}",
+                   "refused before allocating anything; check the sizes or raise --max-params")
+    _warn_unused(graph, diag)
+
+
+def _warn_unused(graph: Graph, diag: Diagnostics) -> None:
+    used = set(graph.consumers()) | {r.node for r in graph.outputs.values()}
+    for node in graph.nodes.values():
+        used |= set(ref_params(graph, node).values())
+    for name, node in graph.nodes.items():
+        if name not in used:
+            diag.items.append(_warning(node.pos, f"node '{name}' is never used", "remove it, or list it under outputs"))
+    for name, gi in graph.inputs.items():
+        if name not in used:
+            diag.items.append(_warning(gi.pos, f"graph input '{name}' is never used", "remove it, or connect it"))
+
+
+def _warning(pos: SourcePos, message: str, hint: str) -> Diagnostic:
+    return Diagnostic(pos, message, hint, severity="warning")

@@ -1,0 +1,104 @@
+"""Dense layers: linear (with weight tying), MLP/FFN, gated MLP (SwiGLU/GeGLU), embedding.
+
+Formulas: seed 000 "Neural networks" (y = Wx + b), seed 002 §Transformer
+position-wise FFN (FFN(x) = act(xW₁ + b₁)W₂ + b₂) and the gated variant
+SwiGLU(x) = (silu(xW) ⊙ xV)W₂ used by LLaMA.
+"""
+
+from __future__ import annotations
+
+from ..registry import InferCtx, op, p_bool, p_enum, p_float, p_int, p_ref
+from ..types import TensorType
+from .activation import ACTIVATIONS
+
+_ACT_CHOICES = tuple(ACTIVATIONS)
+
+
+def _in_features(ctx: InferCtx) -> int:
+    ctx.need_min_rank(ctx.x, 1)
+    ctx.need_float(ctx.x)
+    d = ctx.x.shape[-1]
+    if not isinstance(d, int):
+        ctx.fail(f"the last dim of the input must be a concrete size, got '{d}'",
+                 "declare the feature dim of the graph input as an integer")
+    return d
+
+
+def _linear_count(ctx: InferCtx) -> int:
+    d_in, d_out = ctx.x.shape[-1], ctx.params["out"]
+    weight = 0 if ctx.params.get("tie") else d_in * d_out
+    return weight + (d_out if ctx.params["bias"] else 0)
+
+
+@op("linear", family="dense", params={
+    "out": p_int("output features"),
+    "bias": p_bool("add a learnable bias", True),
+    "tie": p_ref("share the weight with this embedding node (weight tying); the weight is [out, in]"),
+}, count=_linear_count, example={"in": "x", "out": 10})
+def linear(ctx: InferCtx) -> TensorType:
+    """Affine map y = x Wᵀ + b over the last dim (seed 000, "Neural networks")."""
+    d_in = _in_features(ctx)
+    tie = ctx.refs.get("tie")
+    if ctx.params.get("tie") and tie is None:
+        ctx.fail(f"tie target '{ctx.params['tie']}' has no known output", None, "tie")
+    if tie is not None:
+        if tie.op != "embedding":
+            ctx.fail(f"can only tie to an embedding node, '{ctx.params['tie']}' is {tie.op}", None, "tie")
+        num, dim = tie.params["num"], tie.params["dim"]
+        if (num, dim) != (ctx.params["out"], d_in):
+            ctx.fail(f"tied weight shape mismatch: embedding is [{num}, {dim}], this linear needs [{ctx.params['out']}, {d_in}]",
+                     "out must equal the embedding's num and the input features its dim", "tie")
+    return ctx.x.with_last(ctx.params["out"])
+
+
+def _mlp_count(ctx: InferCtx) -> int:
+    d_in, hidden = ctx.x.shape[-1], ctx.params["hidden"]
+    d_out = ctx.params["out"] or d_in
+    b = 1 if ctx.params["bias"] else 0
+    return d_in * hidden + hidden * b + hidden * d_out + d_out * b
+
+
+@op("mlp", family="dense", params={
+    "hidden": p_int("hidden width (often 4·d_model)"),
+    "out": p_int("output features (default: same as input)", None),
+    "activation": p_enum("activation between the two linears", _ACT_CHOICES, "gelu"),
+    "bias": p_bool("biases on both linears", True),
+    "dropout": p_float("dropout after the activation", 0.0, min=0.0, max=1.0),
+}, count=_mlp_count, example={"in": "x", "hidden": 3072, "activation": "gelu"})
+def mlp(ctx: InferCtx) -> TensorType:
+    """Position-wise FFN: act(x W₁ + b₁) W₂ + b₂ (seed 002, Transformer feed-forward); params ``up`` and ``down``."""
+    d_in = _in_features(ctx)
+    return ctx.x.with_last(ctx.params["out"] or d_in)
+
+
+def _gated_count(ctx: InferCtx) -> int:
+    d_in, hidden = ctx.x.shape[-1], ctx.params["hidden"]
+    d_out = ctx.params["out"] or d_in
+    b = 1 if ctx.params["bias"] else 0
+    return 2 * (d_in * hidden + hidden * b) + hidden * d_out + d_out * b
+
+
+@op("gated_mlp", family="dense", params={
+    "hidden": p_int("hidden width"),
+    "out": p_int("output features (default: same as input)", None),
+    "activation": p_enum("gate activation: silu gives SwiGLU, gelu gives GeGLU", ("silu", "gelu", "relu", "sigmoid"), "silu"),
+    "bias": p_bool("biases on the three linears", False),
+}, count=_gated_count, example={"in": "x", "hidden": 11008, "activation": "silu"})
+def gated_mlp(ctx: InferCtx) -> TensorType:
+    """Gated FFN: (act(x W_gate) ⊙ x W_up) W_down — SwiGLU with silu, GeGLU with gelu (seed 002, Transformer FFN variants)."""
+    d_in = _in_features(ctx)
+    return ctx.x.with_last(ctx.params["out"] or d_in)
+
+
+@op("embedding", family="dense", params={
+    "num": p_int("vocabulary size (number of rows)"),
+    "dim": p_int("embedding width"),
+    "padding_idx": p_int("row that stays zero and gets no gradient", None, min=0),
+}, count=lambda ctx: ctx.params["num"] * ctx.params["dim"], example={"in": "tokens", "num": 50257, "dim": 768})
+def embedding(ctx: InferCtx) -> TensorType:
+    """Lookup table: integer ids [...] -> vectors [..., dim] (seed 002, Transformer input embedding)."""
+    ctx.need_int(ctx.x, "token ids")
+    pad = ctx.params["padding_idx"]
+    if pad is not None and pad >= ctx.params["num"]:
+        ctx.fail(f"padding_idx {pad} is outside the table (num {ctx.params['num']})", None, "padding_idx")
+    return TensorType(ctx.x.shape + (ctx.params["dim"],), "float32")

@@ -1,0 +1,116 @@
+"""Checking parameter values against their :class:`~nngraph.registry.Param`, and their JSON Schema.
+
+One definition serves both: :func:`check_value` validates a resolved value with
+messages that say expected vs got, and :func:`param_schema` is the same rule
+written as JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .registry import Param
+
+EXPR_SCHEMA = {"type": "string", "pattern": r"^\s*\$\{.*\}\s*$", "description": "an expression, e.g. ${4 * d_model}"}
+
+
+def _kind_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    for t, name in ((int, "integer"), (float, "number"), (str, "string"), (list, "list"), (dict, "mapping")):
+        if isinstance(value, t):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _check_range(p: Param, value: float) -> str | None:
+    if p.min is not None and value < p.min:
+        return f"must be >= {p.min}, got {value}"
+    if p.max is not None and value > p.max:
+        return f"must be <= {p.max}, got {value}"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_value(p: Param, value: Any) -> tuple[Any, list[tuple[str, str]]]:
+    """Validate (and normalize) one resolved value; returns (value, [(sub-path, problem)])."""
+    if value is None and p.default is None:
+        return None, []
+    kind = p.kind
+    if kind == "int":
+        if not _is_int(value):
+            return value, [("", f"expected an integer, got {_kind_name(value)} {value!r}")]
+        problem = _check_range(p, value)
+        return value, [("", problem)] if problem else []
+    if kind == "float":
+        if not (_is_int(value) or isinstance(value, float)):
+            return value, [("", f"expected a number, got {_kind_name(value)} {value!r}")]
+        problem = _check_range(p, value)
+        return float(value), [("", problem)] if problem else []
+    if kind == "bool":
+        if not isinstance(value, bool):
+            return value, [("", f"expected true or false, got {_kind_name(value)} {value!r}")]
+        return value, []
+    if kind in ("str", "ref"):
+        if not isinstance(value, str):
+            return value, [("", f"expected a string, got {_kind_name(value)} {value!r}")]
+        return value, []
+    if kind == "enum":
+        if value not in (p.choices or ()):
+            listed = ", ".join(str(c) for c in p.choices or ())
+            return value, [("", f"expected one of {listed}; got {value!r}")]
+        return value, []
+    if kind in ("ints", "int_list"):
+        items = [value] if (kind == "ints" and _is_int(value)) else value
+        if not isinstance(items, list) or not all(_is_int(v) for v in items):
+            want = "an integer or a list of integers" if kind == "ints" else "a list of integers"
+            return value, [("", f"expected {want}, got {_kind_name(value)} {value!r}")]
+        for v in items:
+            problem = _check_range(p, v)
+            if problem:
+                return value, [("", problem)]
+        return (list(value) if isinstance(value, list) else value), []
+    if kind == "custom":
+        return value, p.check(value) if p.check else []
+    raise ValueError(f"unknown param kind {kind}")
+
+
+def _base_schema(p: Param) -> dict:
+    kind = p.kind
+    if kind == "int":
+        s: dict = {"type": "integer"}
+    elif kind == "float":
+        s = {"type": "number"}
+    elif kind == "bool":
+        s = {"type": "boolean"}
+    elif kind in ("str", "ref"):
+        s = {"type": "string"}
+    elif kind == "enum":
+        s = {"enum": list(p.choices or ())}
+    elif kind == "ints":
+        item = {"type": "integer"} | ({"minimum": p.min} if p.min is not None else {})
+        return {"anyOf": [item, {"type": "array", "items": item}]}
+    elif kind == "int_list":
+        item = {"type": "integer"} | ({"minimum": p.min} if p.min is not None else {})
+        return {"type": "array", "items": item}
+    elif kind == "custom":
+        return dict(p.schema or {})
+    else:
+        raise ValueError(kind)
+    if p.min is not None and kind in ("int", "float"):
+        s["minimum"] = p.min
+    if p.max is not None and kind in ("int", "float"):
+        s["maximum"] = p.max
+    return s
+
+
+def param_schema(p: Param) -> dict:
+    """JSON Schema for a parameter: its own type, or an expression string."""
+    base = _base_schema(p)
+    schema: dict = {"description": p.doc, "anyOf": [base, EXPR_SCHEMA]}
+    if not p.required and p.default is not None:
+        schema["default"] = p.default
+    return schema

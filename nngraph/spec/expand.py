@@ -1,0 +1,433 @@
+"""Expanding node lists and block uses into flat IR nodes with resolved references.
+
+Every node list (the top-level ``graph`` or a block body) lives in a
+*namespace*: the dotted prefix of its instance (``""``, ``"enc."``,
+``"layers.3."``). A node ``attn`` there becomes IR node ``layers.3.attn``.
+References are written relative to their namespace (``attn``, ``lstm.h``)
+and resolved once everything is expanded, through an alias table that maps
+block inputs and block uses to what they stand for. This allows forward
+references in any order; cycles are found later by the topological sort.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import Diagnostics, SourcePos, choices_hint
+from ..ir import BlockUse, Node, Ref
+from ..limits import Limits
+from ..params import check_value
+from ..registry import OpDef, registry
+from ..yamlsrc import Map, Seq, pos_in
+from .resolve import Scope, resolve_at
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NODE_META_KEYS = ("name", "op", "in", "init", "doc")
+BLOCK_USE_KEYS = ("name", "block", "in", "repeat", "with", "share", "doc")
+BLOCK_DEF_KEYS = ("inputs", "outputs", "params", "nodes", "doc")
+
+
+@dataclass
+class TextRef:
+    """A reference as written: text relative to a namespace."""
+
+    namespace: str
+    text: str
+    pos: SourcePos
+
+
+@dataclass
+class QualRef:
+    """A reference already qualified: a full name and an optional output."""
+
+    name: str
+    output: str | None = None
+
+
+Target = TextRef | QualRef | None
+
+
+@dataclass
+class Alias:
+    """A name that stands for other values: a block input, or a block use's outputs."""
+
+    outputs: dict[str | None, Target]
+    pos: SourcePos
+
+
+@dataclass
+class BlockDef:
+    """A parsed block definition (not yet expanded)."""
+
+    name: str
+    inputs: list[str]
+    optional: set[str]
+    outputs: dict[str, str]
+    params: Map
+    nodes: Seq
+    pos: SourcePos
+    scope: Scope
+    output_pos: dict[str, SourcePos] = field(default_factory=dict)
+    library: dict[str, "BlockDef"] = field(default_factory=dict)
+
+
+class Expander:
+    """Turns node lists and block uses into IR nodes, then resolves references."""
+
+    def __init__(self, blocks: dict[str, BlockDef], diag: Diagnostics, limits: Limits, graph_inputs: set[str]):
+        self._tables = [blocks]
+        self.diag = diag
+        self.limits = limits
+        self.graph_inputs = graph_inputs
+        self.ops = registry()
+        self.nodes: dict[str, Node] = {}
+        self.aliases: dict[str, Alias] = {}
+        self.pending: list[tuple[Node, dict[str, Target], list[Target], str]] = []
+        self.block_uses: list[BlockUse] = []
+        self._stack: list[BlockDef] = []
+        self._too_big = False
+
+    # ----- node lists ---------------------------------------------------
+    def expand_list(self, entries: Any, namespace: str, scope: Scope, scope_path: tuple[str, ...],
+                    block: str | None, pos: SourcePos) -> set[str]:
+        """Expand one node list; returns the local names it defines."""
+        if not isinstance(entries, list):
+            self.diag.error(pos, f"expected a list of nodes, got {type(entries).__name__}",
+                            "write nodes as a YAML list: '- {name: fc, op: linear, in: x, out: 10}'")
+            return set()
+        local: dict[str, SourcePos] = {}
+        for i, entry in enumerate(entries):
+            epos = pos_in(entries, i, pos)
+            if not isinstance(entry, dict):
+                self.diag.error(epos, "a node must be a mapping with 'name' and 'op' (or 'block')")
+                continue
+            name = self._node_name(entry, epos, local)
+            if name is None:
+                continue
+            local[name] = entry.pos_of_key("name") if isinstance(entry, Map) else epos
+            if "block" in entry:
+                self._expand_block_use(entry, name, namespace, scope, scope_path, epos)
+            else:
+                self._add_op_node(entry, name, namespace, scope, scope_path, block, epos)
+        return set(local)
+
+    def _node_name(self, entry: dict, epos: SourcePos, local: dict[str, SourcePos]) -> str | None:
+        name = entry.get("name")
+        npos = entry.pos_of("name") if isinstance(entry, Map) else epos
+        if name is None:
+            self.diag.error(epos, "node has no 'name'", "every node needs a unique name: name: fc1")
+            return None
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            self.diag.error(npos, f"invalid node name {name!r}",
+                            "names are identifiers: letters, digits and '_', not starting with a digit, no dots")
+            return None
+        if name in local:
+            self.diag.error(npos, f"duplicate node name '{name}' (first defined at {local[name]})",
+                            "every node in a graph or block needs a unique name")
+            return None
+        if "op" in entry and "block" in entry:
+            self.diag.error(npos, f"node '{name}' has both 'op' and 'block'", "a node is either a primitive (op) or a block use")
+            return None
+        if "op" not in entry and "block" not in entry:
+            self.diag.error(npos, f"node '{name}' has neither 'op' nor 'block'", "add 'op: <primitive>' or 'block: <block name>'")
+            return None
+        return name
+
+    # ----- op nodes -----------------------------------------------------
+    def _add_op_node(self, entry: dict, name: str, namespace: str, scope: Scope, scope_path: tuple[str, ...],
+                     block: str | None, epos: SourcePos) -> None:
+        op_name = entry.get("op")
+        opos = pos_in(entry, "op", epos)
+        opdef = self.ops.get(op_name) if isinstance(op_name, str) else None
+        if opdef is None:
+            self.diag.error(opos, f"unknown op {op_name!r} in node '{name}'",
+                            choices_hint(str(op_name), self.ops.keys(), "known ops"))
+            return
+        if self._count_node(epos):
+            return
+        params, param_pos = self._resolve_params(entry, opdef, name, scope, epos)
+        fq = namespace + name
+        node = Node(name=fq, op=op_name, inputs={}, params=params, pos=epos, param_pos=param_pos,
+                    scope=scope_path, block=block,
+                    meta={k: entry[k] for k in ("init", "doc") if k in entry})
+        inputs, variadic = self._bind_inputs(entry, opdef.input_names, opdef.required_inputs, opdef.variadic,
+                                             namespace, f"op '{op_name}'", name, epos)
+        node.input_pos = {k: v.pos for k, v in inputs.items() if isinstance(v, TextRef)}
+        self.nodes[fq] = node
+        self.pending.append((node, inputs, variadic, namespace))
+
+    def _resolve_params(self, entry: dict, opdef: OpDef, name: str, scope: Scope,
+                        epos: SourcePos) -> tuple[dict[str, Any], dict[str, SourcePos]]:
+        params: dict[str, Any] = {}
+        param_pos: dict[str, SourcePos] = {}
+        for key, raw in entry.items():
+            if key in NODE_META_KEYS:
+                continue
+            kpos = entry.pos_of_key(key) if isinstance(entry, Map) else epos
+            if key not in opdef.params:
+                self.diag.error(kpos, f"unknown parameter '{key}' for op '{opdef.name}' (node '{name}')",
+                                choices_hint(str(key), opdef.params.keys(), f"parameters of {opdef.name}")
+                                if opdef.params else f"op '{opdef.name}' takes no parameters")
+                continue
+            vpos = pos_in(entry, key, epos)
+            value = resolve_at(raw, scope, vpos, self.diag, where=f"parameter '{key}'")
+            if value is None and raw is not None:
+                param_pos[key] = vpos  # given but unresolvable: already reported, not "missing"
+                continue
+            value, problems = check_value(opdef.params[key], value)
+            for sub, problem in problems:
+                self.diag.error(vpos, f"parameter '{key}'{'.' + sub if sub else ''} of node '{name}' ({opdef.name}): {problem}",
+                                opdef.params[key].doc)
+            params[key] = value
+            param_pos[key] = vpos
+        for key, p in opdef.params.items():
+            if key in params or key in param_pos:
+                continue
+            if p.required:
+                self.diag.error(epos, f"node '{name}' ({opdef.name}) is missing required parameter '{key}'",
+                                f"{key}: {p.doc}")
+            else:
+                params[key] = p.default
+        return params, param_pos
+
+    def _count_node(self, pos: SourcePos) -> bool:
+        if len(self.nodes) >= self.limits.max_nodes:
+            if not self._too_big:
+                self.diag.error(pos, f"graph expands to more than {self.limits.max_nodes} nodes",
+                                "lower 'repeat' counts, or raise the limit with --max-nodes")
+            self._too_big = True
+        return self._too_big
+
+    # ----- inputs -------------------------------------------------------
+    def _bind_inputs(self, entry: dict, names: list[str], required: list[str], variadic: str | None,
+                     namespace: str, what: str, node_name: str, epos: SourcePos) -> tuple[dict[str, Target], list[Target]]:
+        raw = entry.get("in")
+        ipos = pos_in(entry, "in", epos)
+        bound: dict[str, Target] = {}
+        extra: list[Target] = []
+        if raw is None:
+            items: list[tuple[str | None, Any, SourcePos]] = []
+        elif isinstance(raw, str):
+            items = [(None, raw, ipos)]
+        elif isinstance(raw, list):
+            items = [(None, v, pos_in(raw, i, ipos)) for i, v in enumerate(raw)]
+        elif isinstance(raw, dict):
+            items = [(k, v, pos_in(raw, k, ipos)) for k, v in raw.items()]
+        else:
+            self.diag.error(ipos, f"'in' of node '{node_name}' must be a name, a list of names or a mapping")
+            items = []
+        positional = [n for n in names if n != variadic]
+        for key, value, vpos in items:
+            if not isinstance(value, str):
+                self.diag.error(vpos, f"input reference must be a string, got {value!r}", "write the name of a node or graph input")
+                continue
+            target = TextRef(namespace, value, vpos)
+            if key is None:
+                if len(bound) < len(positional):
+                    bound[positional[len(bound)]] = target
+                elif variadic:
+                    extra.append(target)
+                else:
+                    self.diag.error(vpos, f"too many inputs for node '{node_name}': {what} takes {len(positional)} "
+                                    f"({', '.join(positional) or 'none'}), got {len(items)}",
+                                    "remove the extra input")
+                    break
+            elif key in positional:
+                bound[key] = target
+            elif key == variadic:
+                extra.append(target)
+            else:
+                self.diag.error(vpos, f"unknown input '{key}' for node '{node_name}'", choices_hint(str(key), names, "inputs"))
+        missing = [n for n in required if n not in bound]
+        if missing:
+            self.diag.error(ipos if raw is not None else epos,
+                            f"node '{node_name}' is missing input(s) {', '.join(missing)}: {what} takes "
+                            f"{len(required)} required input(s) ({', '.join(required)}), got {len(bound)}",
+                            "connect them with 'in: [a, b]' or 'in: {name: node}'")
+        if variadic and len(extra) + len(bound) < 1:
+            self.diag.error(ipos, f"node '{node_name}' needs at least one input", "in: [a, b, ...]")
+        return bound, extra
+
+    # ----- block uses ---------------------------------------------------
+    def _expand_block_use(self, entry: dict, name: str, namespace: str, scope: Scope, scope_path: tuple[str, ...],
+                          epos: SourcePos) -> None:
+        block_name = entry.get("block")
+        bpos = pos_in(entry, "block", epos)
+        table = self._tables[-1]
+        bdef = table.get(block_name) if isinstance(block_name, str) else None
+        if bdef is None:
+            self.diag.error(bpos, f"unknown block {block_name!r} in node '{name}'",
+                            choices_hint(str(block_name), table.keys(), "defined blocks"))
+            return
+        if any(b is bdef for b in self._stack):
+            chain = " -> ".join([b.name for b in self._stack] + [bdef.name])
+            self.diag.error(bpos, f"recursive block: {chain}", "a block cannot use itself, directly or through another block")
+            return
+        for key in entry:
+            if key not in BLOCK_USE_KEYS:
+                self.diag.error(entry.pos_of_key(key) if isinstance(entry, Map) else epos,
+                                f"unknown key '{key}' in block use '{name}'",
+                                choices_hint(str(key), BLOCK_USE_KEYS, "keys of a block use") +
+                                "; block parameters go under 'with:'")
+        repeat = self._repeat_count(entry, scope, epos)
+        share = resolve_at(entry.get("share", False), scope, pos_in(entry, "share", epos), self.diag, "share")
+        if not isinstance(share, bool):
+            self.diag.error(pos_in(entry, "share", epos), f"'share' must be true or false, got {share!r}")
+            share = False
+        with_args = self._with_args(entry, bdef, scope, epos)
+        inputs, _ = self._bind_inputs(entry, bdef.inputs, [i for i in bdef.inputs if i not in bdef.optional], None,
+                                      namespace, f"block '{block_name}'", name, epos)
+        fq = namespace + name
+        self.block_uses.append(BlockUse(fq, block_name, repeat or 1, epos, bool(share)))
+        copies = [f"{fq}.{i}" for i in range(repeat)] if repeat is not None else [fq]
+        prev: str | None = None
+        self._stack.append(bdef)
+        self._tables.append(bdef.library or table)
+        try:
+            for i, copy in enumerate(copies):
+                bound = dict(inputs)
+                if prev is not None and bdef.inputs:
+                    bound[bdef.inputs[0]] = QualRef(prev)  # chain: copy i's first output feeds copy i+1
+                self._instantiate(bdef, copy, bound, with_args, i, epos)
+                if share and i > 0:
+                    self._mark_shared(copies[0], copy)
+                prev = copy
+        finally:
+            self._stack.pop()
+            self._tables.pop()
+        if repeat is not None:
+            last = copies[-1]
+            outs: dict[str | None, Target] = {o: QualRef(last, o) for o in bdef.outputs}
+            outs[None] = QualRef(last, next(iter(bdef.outputs), None))
+            self.aliases[fq] = Alias(outs, epos)
+
+    def _repeat_count(self, entry: dict, scope: Scope, epos: SourcePos) -> int | None:
+        if "repeat" not in entry:
+            return None
+        rpos = pos_in(entry, "repeat", epos)
+        value = resolve_at(entry["repeat"], scope, rpos, self.diag, "repeat")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if value is not None:
+                self.diag.error(rpos, f"'repeat' must be a positive integer, got {value!r}")
+            return 1
+        if value > self.limits.max_repeat:
+            self.diag.error(rpos, f"repeat {value} exceeds the limit of {self.limits.max_repeat}",
+                            "use fewer copies, or raise the limit with --max-repeat")
+            return 1
+        return value
+
+    def _with_args(self, entry: dict, bdef: BlockDef, scope: Scope, epos: SourcePos) -> dict[str, Any]:
+        raw = entry.get("with") or {}
+        wpos = pos_in(entry, "with", epos)
+        if not isinstance(raw, dict):
+            self.diag.error(wpos, "'with' must be a mapping of block parameters")
+            return {}
+        out = {}
+        for key, value in raw.items():
+            kpos = raw.pos_of_key(key) if isinstance(raw, Map) else wpos
+            if key not in bdef.params:
+                self.diag.error(kpos, f"block '{bdef.name}' has no parameter '{key}'",
+                                choices_hint(str(key), bdef.params.keys(), f"parameters of {bdef.name}")
+                                if bdef.params else f"block '{bdef.name}' declares no params")
+                continue
+            out[key] = resolve_at(value, scope, pos_in(raw, key, wpos), self.diag, f"block parameter '{key}'")
+        return out
+
+    def _instantiate(self, bdef: BlockDef, fq: str, bound: dict[str, Target],
+                     with_args: dict[str, Any], index: int, epos: SourcePos) -> None:
+        """Expand one copy of a block; its body sees its defining file's vars, its params and ``index``."""
+        for inp in bdef.inputs:
+            self.aliases[f"{fq}.{inp}"] = Alias({None: bound.get(inp)}, epos)
+        params = {k: v for k, v in bdef.params.items()}
+        params.update(with_args)
+        inner = bdef.scope.child({**params, "index": index})
+        path = tuple(fq.split("."))
+        self.expand_list(bdef.nodes, fq + ".", inner, path, bdef.name, bdef.pos)
+        outs: dict[str | None, Target] = {}
+        for out_name, local in bdef.outputs.items():
+            outs[out_name] = TextRef(fq + ".", local, bdef.output_pos.get(out_name, bdef.pos))
+        outs[None] = next(iter(outs.values()), None)
+        self.aliases[fq] = Alias(outs, epos)
+
+    def _mark_shared(self, first: str, copy: str) -> None:
+        prefix = copy + "."
+        for name, node in self.nodes.items():
+            if name.startswith(prefix):
+                node.shares_params_with = first + "." + name[len(prefix):]
+
+    # ----- references ---------------------------------------------------
+    def resolve_target(self, target: Target, depth: int = 0) -> Ref | None:
+        """Resolve a reference to a concrete node/input output; errors are recorded."""
+        if target is None:
+            return None
+        if depth > 256:
+            raise _RefError("reference chain too long (cyclic block wiring?)")
+        if isinstance(target, QualRef):
+            return self._resolve_name(target.name, target.output, depth)
+        head, _, rest = target.text.partition(".")
+        if not NAME_RE.match(head) or (rest and not all(NAME_RE.match(p) for p in rest.split("."))):
+            raise _RefError(f"invalid reference '{target.text}'", "write 'node' or 'node.output'")
+        return self._resolve_name(target.namespace + head, rest or None, depth, target)
+
+    def _resolve_name(self, fq: str, output: str | None, depth: int, written: TextRef | None = None) -> Ref | None:
+        if fq in self.nodes:
+            node = self.nodes[fq]
+            names = self.ops[node.op].output_names(node.params)
+            if output is not None and output not in names:
+                raise _RefError(f"node '{fq}' ({node.op}) has no output '{output}'", choices_hint(output, names, "outputs"))
+            return Ref(fq, output)
+        if fq in self.aliases:
+            alias = self.aliases[fq]
+            if output is not None and output not in alias.outputs:
+                named = [k for k in alias.outputs if k is not None]
+                raise _RefError(f"'{fq}' has no output '{output}'", choices_hint(output, named, "outputs"))
+            target = alias.outputs.get(output)
+            if target is None:
+                return None
+            return self.resolve_target(target, depth + 1)
+        if "." not in fq and fq in self.graph_inputs:
+            if output is not None:
+                raise _RefError(f"graph input '{fq}' has no outputs; refer to it as '{fq}'")
+            return Ref(fq)
+        local = fq.rsplit(".", 1)[-1]
+        ns = fq[: -len(local)]
+        visible = [n[len(ns):] for n in list(self.nodes) + list(self.aliases)
+                   if n.startswith(ns) and "." not in n[len(ns):]]
+        if not ns:
+            visible += list(self.graph_inputs)
+        raise _RefError(f"unknown reference '{written.text if written else fq}'",
+                        choices_hint(local, visible, "names in scope"))
+
+
+class _RefError(Exception):
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def resolve_all(exp: Expander) -> None:
+    """Resolve every pending node input into a :class:`Ref`; record dangling references."""
+    for node, inputs, variadic, namespace in exp.pending:
+        for key, target in inputs.items():
+            node.inputs[key] = _resolve_or_report(exp, node, target)
+        node.variadic = [r for r in (_resolve_or_report(exp, node, t) for t in variadic) if r is not None]
+        opdef = exp.ops[node.op]
+        for key, param in opdef.params.items():
+            value = node.params.get(key)
+            if param.kind == "ref" and isinstance(value, str):
+                ref = _resolve_or_report(exp, node, TextRef(namespace, value, node.param_pos.get(key, node.pos)))
+                node.params[key] = ref.node if ref is not None else None
+        for name in opdef.input_names:
+            if name != opdef.variadic:
+                node.inputs.setdefault(name, None)
+
+
+def _resolve_or_report(exp: Expander, node: Node, target: Target) -> Ref | None:
+    try:
+        return exp.resolve_target(target)
+    except _RefError as err:
+        pos = target.pos if isinstance(target, TextRef) else node.pos
+        exp.diag.error(pos, f"{err.message} (in node '{node.name}')", err.hint)
+        return None

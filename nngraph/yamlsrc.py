@@ -1,0 +1,244 @@
+"""Safe YAML loading that remembers where every key and value came from.
+
+Mappings load as :class:`Map` and sequences as :class:`Seq`: plain ``dict`` and
+``list`` subclasses that also carry the source position of themselves, of each
+key and of each value, so later checks can point at the exact line and column.
+
+Hostile input is refused before it can cost anything: a size cap on the file,
+a depth cap while composing (no RecursionError), a cap on aliases and on the
+size of the document once aliases are expanded (billion-laughs bombs), and only
+the YAML core tags (``!!python/...`` and other custom tags are errors).
+Duplicate keys, which PyYAML silently collapses, are errors too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .errors import Diagnostic, Diagnostics, SourcePos, SpecError
+
+# The pure-Python loader, not CSafeLoader: the depth and alias guards below hook
+# compose_node, which the C parser never calls.
+_BaseLoader = yaml.SafeLoader
+
+
+@dataclass(frozen=True)
+class YamlLimits:
+    """Caps applied while reading a spec file."""
+
+    max_bytes: int = 4 * 1024 * 1024
+    max_depth: int = 64
+    max_aliases: int = 256
+    max_expanded_nodes: int = 200_000
+
+
+DEFAULT_LIMITS = YamlLimits()
+
+
+class Map(dict):
+    """A YAML mapping that knows its own position and those of its keys and values."""
+
+    pos: SourcePos
+    key_pos: dict
+    value_pos: dict
+
+    def __init__(self, *args: Any, pos: SourcePos | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.pos = pos or SourcePos("<generated>")
+        self.key_pos = {}
+        self.value_pos = {}
+
+    def pos_of_key(self, key: Any) -> SourcePos:
+        """Where ``key`` is written, or the mapping's own position."""
+        return self.key_pos.get(key, self.pos)
+
+    def pos_of(self, key: Any) -> SourcePos:
+        """Where the value of ``key`` is written, or the mapping's own position."""
+        return self.value_pos.get(key, self.key_pos.get(key, self.pos))
+
+
+class Seq(list):
+    """A YAML sequence that knows its own position and those of its items."""
+
+    pos: SourcePos
+    item_pos: list
+
+    def __init__(self, *args: Any, pos: SourcePos | None = None):
+        super().__init__(*args)
+        self.pos = pos or SourcePos("<generated>")
+        self.item_pos = []
+
+    def pos_of(self, index: int) -> SourcePos:
+        """Where item ``index`` is written, or the sequence's own position."""
+        return self.item_pos[index] if index < len(self.item_pos) else self.pos
+
+
+def pos_in(container: Any, key: Any, fallback: SourcePos) -> SourcePos:
+    """Position of ``container[key]`` if the container tracks positions."""
+    if isinstance(container, (Map, Seq)):
+        return container.pos_of(key)
+    return getattr(container, "pos", fallback)
+
+
+def _mark_pos(node: Node, filename: str) -> SourcePos:
+    return SourcePos(filename, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+_CORE_TAG_PREFIX = "tag:yaml.org,2002:"
+_CORE_TAGS = {_CORE_TAG_PREFIX + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp", "binary", "set", "omap", "pairs", "value")}
+
+
+def _make_loader(filename: str, limits: YamlLimits, diag: Diagnostics) -> type:
+    class Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+        _depth = 0
+        _aliases = 0
+
+        def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML signature
+            if self.check_event(yaml.AliasEvent):
+                self._aliases += 1
+                if self._aliases > limits.max_aliases:
+                    event = self.peek_event()
+                    raise _Refused(SourcePos(filename, event.start_mark.line + 1, event.start_mark.column + 1),
+                                   f"too many YAML aliases (more than {limits.max_aliases})",
+                                   "aliases are capped to refuse alias bombs; write the values out or use blocks")
+            self._depth += 1
+            try:
+                if self._depth > limits.max_depth:
+                    event = self.peek_event()
+                    raise _Refused(SourcePos(filename, event.start_mark.line + 1, event.start_mark.column + 1),
+                                   f"YAML nesting deeper than {limits.max_depth} levels",
+                                   "flatten the structure; specs never need this depth")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    def construct_map(loader: Any, node: MappingNode):
+        m = Map(pos=_mark_pos(node, filename))
+        yield m
+        explicit = {id(k) for k, _ in node.value if k.tag != _CORE_TAG_PREFIX + "merge"}
+        loader.flatten_mapping(node)
+        seen_explicit: set = set()
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            kpos = _mark_pos(key_node, filename)
+            try:
+                hash(key)
+            except TypeError:
+                diag.error(kpos, "a mapping key must be a plain scalar", "write the key as a string")
+                continue
+            if id(key_node) in explicit:
+                if key in seen_explicit:
+                    first = m.key_pos.get(key)
+                    diag.error(kpos, f"duplicate key '{key}' (first defined at {first})",
+                               "YAML would silently keep only the last value; remove or rename one of them")
+                    continue
+                seen_explicit.add(key)
+            m[key] = loader.construct_object(value_node, deep=True)
+            m.key_pos[key] = kpos
+            m.value_pos[key] = _mark_pos(value_node, filename)
+
+    def construct_seq(loader: Any, node: SequenceNode):
+        s = Seq(pos=_mark_pos(node, filename))
+        yield s
+        for item in node.value:
+            s.append(loader.construct_object(item, deep=True))
+            s.item_pos.append(_mark_pos(item, filename))
+
+    def refuse_tag(loader: Any, tag_suffix: Any, node: Node = None):
+        # multi-constructor signature (loader, suffix, node) or plain (loader, node)
+        if node is None:
+            node, tag_suffix = tag_suffix, None
+        raise _Refused(_mark_pos(node, filename), f"unsupported YAML tag '{node.tag}'",
+                       "specs use plain YAML only; remove the tag (unsafe tags such as !!python/... are never loaded)")
+
+    Loader.add_constructor(_CORE_TAG_PREFIX + "map", construct_map)
+    Loader.add_constructor(_CORE_TAG_PREFIX + "seq", construct_seq)
+    for unsafe in ("set", "omap", "pairs", "binary", "timestamp"):
+        Loader.add_constructor(_CORE_TAG_PREFIX + unsafe, refuse_tag)
+    Loader.add_multi_constructor("", refuse_tag)
+    return Loader
+
+
+class _Refused(Exception):
+    def __init__(self, pos: SourcePos, message: str, hint: str):
+        super().__init__(message)
+        self.pos, self.message, self.hint = pos, message, hint
+
+
+def _expanded_size(root: Any, budget: int) -> int:
+    """Number of nodes once aliases are expanded, counted without expanding them."""
+    memo: dict[int, int] = {}
+
+    def size(obj: Any) -> int:
+        key = id(obj)
+        if key in memo:
+            return memo[key]
+        memo[key] = 1  # guards against self-referencing aliases
+        if isinstance(obj, dict):
+            total = 1 + sum(size(v) for v in obj.values()) + len(obj)
+        elif isinstance(obj, list):
+            total = 1 + sum(size(v) for v in obj)
+        else:
+            total = 1
+        memo[key] = min(total, budget + 1)
+        return memo[key]
+
+    return size(root)
+
+
+def load_yaml_text(text: str, filename: str, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
+    """Parse YAML ``text`` into :class:`Map`/:class:`Seq` trees, or raise :class:`SpecError`."""
+    diag = Diagnostics()
+    if len(text.encode("utf-8", errors="replace")) > limits.max_bytes:
+        raise SpecError([_too_big(filename, limits)])
+    loader_cls = _make_loader(filename, limits, diag)
+    loader = loader_cls(text)
+    try:
+        data = loader.get_single_data()
+    except _Refused as exc:
+        diag.error(exc.pos, exc.message, exc.hint)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = SourcePos(filename, mark.line + 1, mark.column + 1) if mark else SourcePos(filename)
+        problem = exc.problem or str(exc)
+        if exc.context:
+            problem = f"{exc.context}: {problem}"
+        diag.error(pos, f"YAML syntax error: {problem}", "check indentation, quoting and brackets around this point")
+    except yaml.YAMLError as exc:
+        diag.error(SourcePos(filename), f"YAML error: {exc}")
+    except RecursionError:
+        diag.error(SourcePos(filename), "YAML structure too deeply nested", "flatten the structure")
+    finally:
+        loader.dispose()
+    diag.raise_if_any()
+    if _expanded_size(data, limits.max_expanded_nodes) > limits.max_expanded_nodes:
+        diag.error(SourcePos(filename, 1, 1), f"document expands to more than {limits.max_expanded_nodes} nodes through aliases",
+                   "this looks like an alias bomb; write the spec without nested aliases")
+    diag.raise_if_any()
+    return data
+
+
+def load_yaml_file(path: str | Path, limits: YamlLimits = DEFAULT_LIMITS, display_name: str | None = None) -> Any:
+    """Read and parse a YAML file with positions; errors are :class:`SpecError`."""
+    name = display_name or str(path)
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > limits.max_bytes:
+            raise SpecError([_too_big(name, limits)])
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([Diagnostic(SourcePos(name), f"file is not UTF-8 text ({exc.reason})", "save the spec as UTF-8")]) from None
+    except OSError as exc:
+        raise SpecError([Diagnostic(SourcePos(name), f"cannot read file: {exc.strerror or exc}")]) from None
+    return load_yaml_text(text, name, limits)
+
+
+def _too_big(name: str, limits: YamlLimits) -> Diagnostic:
+    return Diagnostic(SourcePos(name), f"file is larger than {limits.max_bytes} bytes",
+                      "specs are small text files; split it into imported block libraries")

@@ -83,7 +83,7 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
         outputs = _normalize_outputs(node, opdef.output_names(node.params), opdef.infer(ctx))
         n_params = 0 if node.shares_params_with or opdef.count_params is None else int(opdef.count_params(ctx))
     except ShapeError as err:
-        pos = node.param_pos.get(err.param, node.pos) if err.param else node.pos
+        pos = (node.param_pos.get(err.param) or node.input_pos.get(err.param) or node.pos) if err.param else node.pos
         diag.error(pos, f"node '{node.name}' ({node.op}): {err.message}", err.hint)
         return
     except (ArithmeticError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:

@@ -1,0 +1,39 @@
+"""Regularization: dropout.
+
+Formula: seed 002 "Dropout and Regularization" (and "Parameters, Training, and Generalization"):
+during training each element is zeroed independently with probability p and the survivors
+are scaled by 1/(1 − p), so the expectation is unchanged; at evaluation dropout is the
+identity. Seed 000 "Variants of CNNs" (AlexNet introduced dropout).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import InferCtx, Param, op
+from ..types import TensorType
+
+
+def _probability_check(value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return [("", f"expected a probability in [0, 1), got {value!r}")]
+    if not 0 <= value < 1:
+        return [("", f"must be in [0, 1), got {value}" + (" (p = 1 would zero everything)" if value == 1 else ""))]
+    return []
+
+
+def p_probability(doc: str, default: Any = 0.0) -> Param:
+    """A drop probability in [0, 1)."""
+    return Param("custom", doc, default, schema={"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                 check=_probability_check)
+
+
+@op("dropout", family="regularization", params={"p": p_probability("probability of zeroing each element", 0.5)},
+    example={"in": "x", "p": 0.1})
+def dropout(ctx: InferCtx) -> TensorType:
+    """Dropout: during training y = x·m/(1 − p) with m ~ Bernoulli(1 − p) per element; identity at evaluation (seed 002, "Dropout and Regularization").
+
+    Same shape and dtype as the input. No learnable parameters.
+    """
+    ctx.need_float(ctx.x)
+    return ctx.x

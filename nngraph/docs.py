@@ -1,0 +1,206 @@
+"""The spec reference (``docs/spec-reference.md``), generated from the op registry.
+
+``nngraph docs -o docs/spec-reference.md`` writes it; a test regenerates it and
+fails when the committed file is stale. Output is deterministic: families in
+alphabetical order, ops in registration order, no timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from .registry import REQUIRED, OpDef, Param, families
+
+DOCS_COMMAND = "nngraph docs -o docs/spec-reference.md"
+
+_KIND_NAMES = {"int": "int", "float": "float", "bool": "bool", "str": "string", "enum": "enum",
+               "ints": "int or list of ints", "int_list": "list of ints", "ref": "node name"}
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _value(value: Any) -> str:
+    """A default/choice value as YAML-ish inline code."""
+    if isinstance(value, str):
+        return f"`{value}`"
+    return f"`{json.dumps(value, ensure_ascii=False)}`"
+
+
+def _schema_type(schema: dict | None) -> str:
+    if not schema:
+        return "value"
+    if "anyOf" in schema:
+        return " or ".join(_schema_type(s) for s in schema["anyOf"])
+    kind = schema.get("type")
+    if kind == "array":
+        item = schema.get("items")
+        return f"list of {_schema_type(item)}s" if isinstance(item, dict) and "anyOf" not in item else "list"
+    if kind == "object":
+        return "mapping"
+    if isinstance(kind, list):
+        return " or ".join(kind)
+    return {"integer": "int", "number": "float", "boolean": "bool"}.get(kind, kind or "value")
+
+
+def param_type(p: Param) -> str:
+    """A short human name for the parameter's type."""
+    if p.kind == "custom":
+        return _schema_type(p.schema)
+    return _KIND_NAMES.get(p.kind, p.kind)
+
+
+def param_default(p: Param) -> str:
+    """``required``, ``—`` (unset/None) or the default as inline code."""
+    if p.default is REQUIRED:
+        return "**required**"
+    if p.default is None:
+        return "—"
+    return _value(p.default)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def param_range(p: Param) -> str:
+    """Bounds (``≥ 1``, ``[0, 1]``) or the allowed choices."""
+    if p.kind == "enum":
+        return ", ".join(_value(c) for c in p.choices or ())
+    if p.kind in ("int", "float", "ints", "int_list"):
+        each = "each " if p.kind in ("ints", "int_list") else ""
+        if p.min is not None and p.max is not None:
+            return f"{each}[{_num(p.min)}, {_num(p.max)}]"
+        if p.min is not None:
+            return f"{each}≥ {_num(p.min)}"
+        if p.max is not None:
+            return f"{each}≤ {_num(p.max)}"
+    return ""
+
+
+def _inputs_text(d: OpDef) -> str:
+    if not d.inputs:
+        return "none (a source node)"
+    parts = []
+    for i in d.inputs:
+        if i.startswith("*"):
+            parts.append(f"`{i[1:]}` (any number, given as a list)")
+        elif i.endswith("?"):
+            parts.append(f"`{i[:-1]}` (optional)")
+        else:
+            parts.append(f"`{i}`")
+    return ", ".join(parts)
+
+
+def _outputs_text(d: OpDef) -> str:
+    if not callable(d.outputs):
+        names = d.outputs
+        if names == ("out",):
+            return "`out` (refer to the node by its name)"
+        return ", ".join(f"`{n}`" for n in names) + " (refer to them as `node.output`)"
+    try:
+        example = d.output_names({k: v for k, v in (d.example or {}).items() if k != "in"})
+        seen = ", ".join(f"`{n}`" for n in example)
+        return f"named by the parameters (for the example: {seen}); refer to them as `node.output`"
+    except Exception:  # noqa: BLE001 - a docs generator must not die on an odd output rule
+        return "named by the parameters; refer to them as `node.output`"
+
+
+def _flow(value: Any) -> str:
+    """One value as inline (flow-style) YAML."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1000).strip()
+    return text[:-3].rstrip() if text.endswith("\n...") else text
+
+
+def example_yaml(d: OpDef) -> str:
+    """The op's example node as a YAML list item (``name`` and ``op`` first, values inline)."""
+    node: dict[str, Any] = {"name": d.name, "op": d.name}
+    node.update(d.example or {})
+    lines = [f"{'- ' if i == 0 else '  '}{_flow(k)}: {_flow(v)}" for i, (k, v) in enumerate(node.items())]
+    return "\n".join(lines)
+
+
+def _family_doc(ops: list[OpDef]) -> str:
+    """The docstrings of the modules that define this family's ops (first paragraph each)."""
+    seen, paras = set(), []
+    for d in ops:
+        mod = getattr(d.infer, "__module__", None)
+        if mod in seen or mod not in sys.modules:
+            continue
+        seen.add(mod)
+        doc = (sys.modules[mod].__doc__ or "").strip()
+        if doc:
+            paras.append(" ".join(doc.split("\n\n")[0].split()))
+    return "\n\n".join(paras)
+
+
+def op_section(d: OpDef) -> list[str]:
+    """The Markdown section for one op."""
+    out = [f"### `{d.name}`", ""]
+    doc = (d.doc or "").strip() or "(undocumented)"
+    out += [doc, ""]
+    out.append(f"- **inputs:** {_inputs_text(d)}")
+    out.append(f"- **outputs:** {_outputs_text(d)}")
+    out.append(f"- **learnable parameters:** {'yes' if d.count_params else 'none'}")
+    out.append("")
+    if d.params:
+        out += ["| parameter | type | default | range / choices | description |",
+                "| --- | --- | --- | --- | --- |"]
+        for name, p in d.params.items():
+            out.append(f"| `{name}` | {_cell(param_type(p))} | {_cell(param_default(p))} | "
+                       f"{_cell(param_range(p))} | {_cell(p.doc)} |")
+        out.append("")
+    else:
+        out += ["No parameters.", ""]
+    out += ["Example:", "", "```yaml", example_yaml(d), "```", ""]
+    return out
+
+
+def _anchor(text: str) -> str:
+    return "".join(c for c in text.lower().replace(" ", "-") if c.isalnum() or c in "-_")
+
+
+def spec_reference() -> str:
+    """The whole reference as Markdown."""
+    from .schema import _IN, _META
+    from .types import DTYPES
+
+    fams = {k: v for k, v in sorted(families().items())}
+    n_ops = sum(len(v) for v in fams.values())
+    out = ["# Spec reference", "",
+           f"<!-- Generated from the op registry by `{DOCS_COMMAND}`. Do not edit by hand. -->", "",
+           f"{n_ops} primitives in {len(fams)} families. Every parameter value may also be an expression "
+           "such as `${4 * d_model}`; see the README for the spec language (vars, blocks, imports, overrides).", "",
+           "Keys every op node accepts besides its parameters:", ""]
+    for key, schema in _META.items():
+        desc = schema.get("description") or (_IN["description"] if key == "in" else "")
+        out.append(f"- `{key}`: {desc}")
+    out += ["- `op`: the primitive (one of the ops below)", "",
+            "Graph input dtypes: " + ", ".join(f"`{t}`" for t in DTYPES) + ".", "", "## Contents", ""]
+    used: dict[str, int] = {"spec-reference": 1, "contents": 1}
+
+    def anchor(text: str) -> str:  # GitHub's rule: repeated headings get -1, -2, ...
+        base = _anchor(text)
+        n = used.get(base, 0)
+        used[base] = n + 1
+        return base if n == 0 else f"{base}-{n}"
+
+    for fam, ops in fams.items():
+        fa = anchor(fam)
+        links = ", ".join(f"[`{d.name}`](#{anchor(d.name)})" for d in ops)
+        out.append(f"- [{fam}](#{fa}): {links}")
+    out.append("")
+    for fam, ops in fams.items():
+        out += [f"## {fam}", ""]
+        fdoc = _family_doc(ops)
+        if fdoc:
+            out += [fdoc, ""]
+        for d in ops:
+            out += op_section(d)
+    return "\n".join(out).rstrip() + "\n"

@@ -128,19 +128,17 @@ def validate(
 
 
 @app.command()
-def schema(output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write here instead of stdout")] = None) -> None:
+def schema(
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write here instead of stdout")] = None,
+    check: Annotated[bool, typer.Option("--check", help="do not write: exit 1 if the file differs from what would be written")] = False,
+) -> None:
     """Print (or write) the JSON Schema for spec files, generated from the op registry."""
 
-    def body() -> None:
-        from nngraph.io import write_text_atomic
+    def body() -> int:
         from nngraph.schema import json_schema
 
         text = json.dumps(json_schema(), indent=2) + "\n"
-        if output:
-            write_text_atomic(output, text)
-            typer.echo(f"wrote {output}")
-        else:
-            sys.stdout.write(text)
+        return _write_or_check(output, text, check, f"nngraph schema -o {output}")
 
     run_guarded(body)
 
@@ -161,6 +159,140 @@ def ops(family: Annotated[Optional[str], typer.Option(help="only this family")] 
                 typer.echo(f"  {d.name:<22} {d.summary}")
                 if params:
                     typer.echo(f"  {'':<22} params: {params}")
+
+    run_guarded(body)
+
+
+class InspectFormat(str, Enum):
+    """Output formats of ``inspect``."""
+
+    text = "text"
+    json = "json"
+
+
+def _inspect_text(summary: dict, want_rich: bool) -> str | None:
+    """Print the summary as a rich table when wanted and rich is importable; else return plain text."""
+    from nngraph.inspect import format_table, node_rows
+
+    if want_rich:
+        try:
+            from rich.console import Console
+            from rich.table import Table
+        except ImportError:
+            return format_table(summary)
+        console = Console()
+        table = Table(title=f"{summary['name']} ({summary['file']})", title_justify="left")
+        for col, just in (("node", "left"), ("op", "left"), ("output", "left"), ("params", "right")):
+            table.add_column(col, justify=just)  # type: ignore[arg-type]
+        for row in node_rows(summary):
+            table.add_row(*row)
+        console.print(table)
+        plain = format_table(summary).split("\n")
+        tail = plain[plain.index("outputs:"):] if "outputs:" in plain else plain[-1:]
+        console.print("\n".join(tail), highlight=False, markup=False)
+        return None
+    return format_table(summary)
+
+
+@app.command()
+def inspect(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    set_: SetOpt = None,
+    fmt: Annotated[InspectFormat, typer.Option("--format", help="text (a table) or json")] = InspectFormat.text,
+    max_params: MaxParams = None,
+) -> None:
+    """Show every node: op, output shape(s) and parameter count, with block subtotals and the total."""
+
+    def body() -> None:
+        from nngraph.inspect import summarize
+        from nngraph.spec import load_spec
+
+        summary = summarize(load_spec(spec, set_ or [], _limits(max_params)))
+        if fmt == InspectFormat.json:
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        text = _inspect_text(summary, want_rich=sys.stdout.isatty())
+        if text is not None:
+            typer.echo(text)
+
+    run_guarded(body)
+
+
+@app.command()
+def graph(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="out.dot, out.mmd (Mermaid), out.svg or out.png (need Graphviz)")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="dot, mmd, svg or png (default: from the -o suffix; dot on stdout)")] = None,
+    set_: SetOpt = None,
+    max_params: MaxParams = None,
+) -> None:
+    """Draw the graph: Graphviz DOT or Mermaid, blocks as clusters, tensor shapes on the edges."""
+    from nngraph.draw import FORMATS
+
+    kind = (fmt or (output.suffix.lstrip(".") if output else "dot")).lower()
+    if kind not in FORMATS:
+        raise typer.BadParameter(f"unknown drawing format '{kind}'; use one of: {', '.join(FORMATS)}",
+                                 param_hint="'--format' / '-o' suffix")
+    if output is None and kind == "png":
+        raise typer.BadParameter("png is binary: give -o FILE.png", param_hint="'-o'")
+
+    def body() -> int:
+        from nngraph.draw import DrawError, render, to_dot, to_mermaid
+        from nngraph.spec import load_spec
+
+        g = load_spec(spec, set_ or [], _limits(max_params))
+        try:
+            if output is None:
+                if kind == "svg":
+                    from nngraph.draw import run_dot
+
+                    sys.stdout.write(run_dot(to_dot(g), "svg").decode("utf-8"))
+                else:
+                    sys.stdout.write(to_mermaid(g) if kind == "mmd" else to_dot(g))
+                return 0
+            render(g, output, kind)
+        except DrawError as err:
+            typer.echo(f"error: {err}", err=True)
+            return 1
+        typer.echo(f"wrote {output}")
+        return 0
+
+    run_guarded(body)
+
+
+def _write_or_check(output: Optional[Path], text: str, check: bool, regenerate: str) -> int:
+    """Write ``text`` to ``output`` (stdout without one), or with ``check`` compare and report staleness."""
+    from nngraph.io import write_text_atomic
+
+    if check:
+        if output is None:
+            typer.echo("error: --check needs -o FILE", err=True)
+            return 2
+        current = output.read_text(encoding="utf-8") if output.is_file() else None
+        if current == text:
+            typer.echo(f"up to date: {output}")
+            return 0
+        typer.echo(f"error: {output} is {'missing' if current is None else 'stale'}; run `{regenerate}`", err=True)
+        return 1
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(output, text)
+        typer.echo(f"wrote {output}")
+    return 0
+
+
+@app.command()
+def docs(
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write here instead of stdout")] = None,
+    check: Annotated[bool, typer.Option("--check", help="do not write: exit 1 if the file differs from what would be written")] = False,
+) -> None:
+    """Generate the spec reference (Markdown) from the op registry."""
+
+    def body() -> int:
+        from nngraph.docs import spec_reference
+
+        return _write_or_check(output, spec_reference(), check, f"nngraph docs -o {output}")
 
     run_guarded(body)
 

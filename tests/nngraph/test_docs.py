@@ -1,0 +1,81 @@
+"""The generated spec reference: complete, deterministic, and committed up to date."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from nngraph.docs import DOCS_COMMAND, example_yaml, param_default, param_range, param_type, spec_reference
+from nngraph.registry import Param, families, get_op, p_enum, p_float, p_int, p_ints, p_ref
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "docs" / "spec-reference.md"
+
+
+def test_committed_reference_is_up_to_date():
+    current = REFERENCE.read_text(encoding="utf-8") if REFERENCE.is_file() else ""
+    assert current == spec_reference(), f"docs/spec-reference.md is stale: run `{DOCS_COMMAND}`"
+
+
+def test_generation_is_deterministic():
+    assert spec_reference() == spec_reference()
+
+
+def test_every_family_and_op_has_a_section():
+    text = spec_reference()
+    for fam, ops in families().items():
+        assert f"\n## {fam}\n" in text
+        for d in ops:
+            assert f"\n### `{d.name}`\n" in text
+    n = sum(len(v) for v in families().values())
+    assert f"{n} primitives in {len(families())} families." in text
+
+
+def test_every_example_is_valid_yaml_naming_its_op():
+    text = spec_reference()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) == sum(len(v) for v in families().values())
+    for block in blocks:
+        [node] = yaml.safe_load(block)
+        assert node["name"] == node["op"] and get_op(node["op"]) is not None
+
+
+def test_linear_section_shows_inputs_outputs_params_and_example():
+    text = spec_reference()
+    section = text.split("### `linear`\n", 1)[1].split("\n### ", 1)[0]
+    assert "- **inputs:** `x`" in section
+    assert "- **outputs:** `out` (refer to the node by its name)" in section
+    assert "- **learnable parameters:** yes" in section
+    assert "| `out` | int | **required** | ≥ 1 | output features |" in section
+    assert "| `bias` | bool | `true` |  | add a learnable bias |" in section
+    assert "```yaml\n- name: linear\n  op: linear\n  in: x\n  out: 10\n```" in section
+
+
+def test_multi_output_op_names_the_example_outputs():
+    section = spec_reference().split("### `split`\n", 1)[1].split("\n### ", 1)[0]
+    assert "named by the parameters (for the example: `q`, `k`, `v`)" in section
+    assert "  sizes: [64, 64, 64]" in section
+
+
+def test_param_cells():
+    assert (param_type(p_int("n")), param_default(p_int("n")), param_range(p_int("n"))) == ("int", "**required**", "≥ 1")
+    p = p_float("rate", 0.1, min=0.0, max=1.0)
+    assert (param_type(p), param_default(p), param_range(p)) == ("float", "`0.1`", "[0, 1]")
+    p = p_enum("mode", ("mean", "sum"), "mean")
+    assert (param_type(p), param_default(p), param_range(p)) == ("enum", "`mean`", "`mean`, `sum`")
+    assert (param_type(p_ints("k", 3)), param_range(p_ints("k", 3))) == ("int or list of ints", "each ≥ 1")
+    assert (param_type(p_ref("tie")), param_default(p_ref("tie"))) == ("node name", "—")
+    custom = Param("custom", "names", None, schema={"type": "array", "items": {"type": "string"}})
+    assert param_type(custom) == "list of strings"
+
+
+def test_table_cells_escape_pipes():
+    d = get_op("linear")
+    assert d is not None
+    odd = type(d)(name="odd", family="x", doc="Odd.", params={"p": p_int("a | b", 1)}, inputs=("x",), infer=d.infer)
+    from nngraph.docs import op_section
+
+    assert "| `p` | int | `1` | ≥ 1 | a \\| b |" in op_section(odd)
+    assert example_yaml(odd) == "- name: odd\n  op: odd"

@@ -260,3 +260,19 @@ def test_ops_lists_families():
     res = CliRunner().invoke(cli.app, ["ops", "--family", "dense"])
     assert res.exit_code == 0
     assert res.stdout.startswith("dense:\n  linear")
+
+
+# ----- pre-commit hook ------------------------------------------------------------------------------
+
+def test_pre_commit_hook_runs_validate_on_spec_yaml_files():
+    import yaml
+
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    [hook] = [h for h in hooks if h["id"] == "nngraph-validate"]
+    assert hook["entry"] == "nngraph validate" and hook["language"] == "python" and hook["pass_filenames"] is True
+    files = re.compile(hook["files"])
+    assert files.search("specs/mlp.yaml") and files.search("specs/sub/lib.yml")
+    assert not files.search("docs/spec-reference.md") and not files.search("tests/data/x.yaml")
+    # pre-commit calls the entry with the matching file names appended
+    res = CliRunner().invoke(cli.app, hook["entry"].split()[1:] + [str(MLP)])
+    assert res.exit_code == 0

@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 _FAST_COMMANDS = {"validate"}
-if len(sys.argv) > 1 and sys.argv[1] in _FAST_COMMANDS and "--help" not in sys.argv:
+
+
+def _invoked_command() -> str | None:
+    """The subcommand on the command line when this process is the nngraph CLI (not pytest importing cli)."""
+    prog = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    if prog.stem not in ("nngraph", "cli") and prog.parent.name != "nngraph":
+        return None
+    return next((a for a in sys.argv[1:] if not a.startswith("-")), None)  # global options are flags only
+
+
+if _invoked_command() in _FAST_COMMANDS and "--help" not in sys.argv:
     # `validate` runs in CI on every commit and must start in well under 0.5 s. typer
     # imports rich eagerly (~150 ms) just for pretty help/errors; this command prints
     # plain diagnostics, so hide rich from typer here.

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(str(p) for p in (ROOT / "specs").glob("*.yaml"))
 HEAVY = ("torch", "onnx", "onnxruntime")
@@ -34,10 +36,11 @@ def test_zoo_is_not_empty():
     assert SPECS
 
 
-def test_cli_validate_on_every_spec_imports_no_torch_onnx_networkx_or_rich():
+@pytest.mark.parametrize("argv", [["validate", "-q"], ["--debug", "validate", "--format", "json"]], ids=["plain", "debug"])
+def test_cli_validate_on_every_spec_imports_no_torch_onnx_networkx_or_rich(argv):
     body = (
         "import sys\n"
-        f"sys.argv = ['nngraph', 'validate', '-q', *{SPECS!r}]\n"
+        f"sys.argv = ['/venv/bin/nngraph', *{argv!r}, *{SPECS!r}]\n"
         "from cli import main\n"
         "try:\n"
         "    main()\n"

@@ -276,3 +276,19 @@ def test_pre_commit_hook_runs_validate_on_spec_yaml_files():
     # pre-commit calls the entry with the matching file names appended
     res = CliRunner().invoke(cli.app, hook["entry"].split()[1:] + [str(MLP)])
     assert res.exit_code == 0
+
+
+# ----- the validate speed benchmark ------------------------------------------------------------------
+
+def test_validate_speed_bench_runs_and_writes_json(tmp_path):
+    out = tmp_path / "speed.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "validate_speed.py"), "--runs", "1", "--spec", str(MLP),
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["spec"] == "specs/mlp.yaml" and data["single_spec_process"]["runs"] == 1
+    assert data["single_spec_process"]["exit_codes"] == [0]
+    assert 0 < data["single_spec_process"]["wall_median_s"] < 60
+    assert data["all_specs_in_process"]["files"] == len(list((ROOT / "specs").glob("*.y*ml")))
+    assert "load op registry" in data["phases_one_process"]
+    assert "(a) validate specs/mlp.yaml x1 processes" in proc.stdout

@@ -1,0 +1,264 @@
+"""Position encodings inside attention: a registry, each entry declared by where it acts.
+
+kinds (what a back end does with it):
+
+- ``input_transform``: changes the attention input before the projections;
+- ``qk_transform``: rewrites queries and keys after the projections (RoPE);
+- ``score_bias``: adds a term to the scores QKᵀ before the softmax
+  (seed 000, "Different Types of Transformers": softmax((QKᵀ + B)/√d_k)V).
+
+Absolute encodings (learned, sinusoidal) are added to the embeddings by the
+``position_embedding`` op, not here. Each entry has a parameter schema, a
+shape check against (heads, head_dim), a learnable-parameter count, and the
+pure-Python formula a back end implements (tested against published values).
+YAML: ``position: alibi`` or ``position: {type: rope, base: 10000}``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import did_you_mean
+from ..params import check_value, param_schema
+from ..registry import Param, p_bool, p_enum, p_float, p_int
+
+KINDS = ("input_transform", "qk_transform", "score_bias")
+ABSOLUTE = ("learned", "sinusoidal", "absolute")
+
+
+@dataclass(frozen=True)
+class PositionDef:
+    """One registered position encoding."""
+
+    name: str
+    kind: str
+    doc: str
+    params: dict[str, Param]
+    count: Callable[[dict, int, int], int]                           # (params, heads, head_dim) -> learnable params
+    check: Callable[[dict, int, int], tuple[str, str] | None]        # -> (param, problem) or None
+
+
+POSITIONS: dict[str, PositionDef] = {}
+
+
+def register_position(name: str, kind: str, params: dict[str, Param] | None = None, doc: str = "",
+                      count: Callable[[dict, int, int], int] | None = None,
+                      check: Callable[[dict, int, int], tuple[str, str] | None] | None = None) -> None:
+    """Register a position encoding."""
+    if name in POSITIONS or kind not in KINDS:
+        raise ValueError(f"position '{name}': duplicate or bad kind {kind}")
+    POSITIONS[name] = PositionDef(name, kind, doc, dict(params or {}), count or (lambda p, h, d: 0),
+                                  check or (lambda p, h, d: None))
+
+
+# ----- RoPE -----------------------------------------------------------------
+def rotary_dim(head_dim: int, fraction: float = 1.0) -> int:
+    """Dims rotated by RoPE: int(head_dim · fraction) (partial rotary, GPT-NeoX style)."""
+    return int(head_dim * fraction)
+
+
+def rope_inv_freq(head_dim: int, base: float = 10000.0, fraction: float = 1.0, scaling: str = "none",
+                  factor: float = 1.0, original_max_len: int | None = None,
+                  beta_fast: float = 32.0, beta_slow: float = 1.0) -> list[float]:
+    """Rotation frequencies θ_i = base^(-2i/d), i < d/2, d = rotary dims (Su et al. 2021; seed 002,
+    "Rotary Positional Embeddings and Long-Context Extrapolation"); position m rotates pair i by m·θ_i.
+
+    ``ntk``: NTK-aware scaling (bloc97 2023) raises the base to base·s^(d/(d-2)).
+    ``yarn``: YaRN (Peng et al. 2023) blends interpolated θ_i/s and original θ_i with a linear ramp
+    over the dims whose wavelength, in rotations over ``original_max_len``, lies between
+    ``beta_fast`` and ``beta_slow`` (the HF ``_compute_yarn_parameters`` formula)."""
+    d = rotary_dim(head_dim, fraction)
+    if scaling == "ntk":
+        base = base * factor ** (d / (d - 2))
+    pos_freqs = [base ** (2 * i / d) for i in range(d // 2)]
+    if scaling != "yarn":
+        return [1.0 / f for f in pos_freqs]
+    assert original_max_len is not None
+
+    def correction_dim(rotations: float) -> float:
+        return d * math.log(original_max_len / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low = max(math.floor(correction_dim(beta_fast)), 0)
+    high = min(math.ceil(correction_dim(beta_slow)), d - 1)
+    if low == high:
+        high += 0.001
+    out = []
+    for i, f in enumerate(pos_freqs):
+        ramp = min(max((i - low) / (high - low), 0.0), 1.0)
+        extrapolate = 1.0 - ramp
+        out.append((1.0 / (factor * f)) * (1 - extrapolate) + (1.0 / f) * extrapolate)
+    return out
+
+
+def rope_attention_factor(scaling: str = "none", factor: float = 1.0) -> float:
+    """YaRN's multiplier on cos/sin (0.1·ln s + 1); 1 otherwise."""
+    return 0.1 * math.log(factor) + 1.0 if scaling == "yarn" and factor > 1 else 1.0
+
+
+def _rope_check(p: dict, heads: int, head_dim: int) -> tuple[str, str] | None:
+    d = rotary_dim(head_dim, p["fraction"])
+    if d < 2 or d % 2:
+        return "fraction", (f"rotary dims must be even and >= 2: head_dim {head_dim} x fraction {p['fraction']} "
+                            f"gives {d}")
+    if p["scaling"] == "ntk" and d < 4:
+        return "scaling", f"ntk scaling needs at least 4 rotary dims, got {d}"
+    if p["scaling"] == "yarn" and p["original_max_len"] is None:
+        return "original_max_len", "yarn scaling needs original_max_len (the training context length)"
+    return None
+
+
+register_position("rope", "qk_transform", {
+    "base": p_float("θ base", 10000.0, min=1.0),
+    "fraction": p_float("fraction of head_dim that is rotated (partial rotary)", 1.0, min=0.0, max=1.0),
+    "scaling": p_enum("context extension: none, ntk (NTK-aware base), yarn", ("none", "ntk", "yarn"), "none"),
+    "factor": p_float("context extension factor s", 1.0, min=1.0),
+    "original_max_len": p_int("training context length (yarn)", None),
+    "beta_fast": p_float("yarn: rotations above which dims are kept (extrapolated)", 32.0, min=0.0),
+    "beta_slow": p_float("yarn: rotations below which dims are interpolated", 1.0, min=0.0),
+}, rope_inv_freq.__doc__ or "", check=_rope_check)
+
+
+# ----- ALiBi ----------------------------------------------------------------
+def alibi_slopes(heads: int) -> list[float]:
+    """ALiBi head slopes (Press et al. 2022): the geometric sequence starting at 2^(-8/n) with that
+    ratio for n a power of two; otherwise the n' = 2^floor(log2 n) slopes followed by every other
+    slope of the 2n' sequence. 8 heads: 1/2, 1/4, ..., 1/256."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(heads).is_integer():
+        return power_of_two(heads)
+    closest = 2 ** math.floor(math.log2(heads))
+    return power_of_two(closest) + power_of_two(2 * closest)[0::2][: heads - closest]
+
+
+def alibi_bias(h: int, q_idx: int, kv_idx: int, heads: int) -> float:
+    """score(i, j) += -m_h·|i - j| (seed 002, "Relative Positional Encodings and ALiBi")."""
+    return -alibi_slopes(heads)[h] * abs(q_idx - kv_idx)
+
+
+register_position("alibi", "score_bias", {}, alibi_bias.__doc__ or "")
+
+
+# ----- T5 relative bias -----------------------------------------------------
+def t5_bucket(relative_position: int, bidirectional: bool = True, num_buckets: int = 32, max_distance: int = 128) -> int:
+    """T5 relative-position bucket of ``relative_position = j - i`` (Raffel et al. 2020; seed 000,
+    "Different Types of Transformers": B_ij depends only on i - j). Half the buckets (all, if
+    unidirectional) are exact for |d| < max_exact = buckets/2; larger distances share log-spaced
+    buckets up to max_distance; bidirectional gives keys after the query the upper half."""
+    bucket = 0
+    n = relative_position
+    if bidirectional:
+        num_buckets //= 2
+        bucket += num_buckets if n > 0 else 0
+        n = abs(n)
+    else:
+        n = -min(n, 0)
+    max_exact = num_buckets // 2
+    if n < max_exact:
+        return bucket + n
+    large = max_exact + int(math.log(n / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact))
+    return bucket + min(large, num_buckets - 1)
+
+
+def _t5_check(p: dict, heads: int, head_dim: int) -> tuple[str, str] | None:
+    half = p["num_buckets"] // 2 if p["bidirectional"] else p["num_buckets"]
+    if half // 2 < 1:
+        return "num_buckets", f"num_buckets {p['num_buckets']} leaves no exact buckets; use at least {4 if p['bidirectional'] else 2}"
+    if p["max_distance"] <= half // 2:
+        return "max_distance", f"max_distance must exceed the exact range {half // 2}, got {p['max_distance']}"
+    return None
+
+
+register_position("t5_bias", "score_bias", {
+    "num_buckets": p_int("number of relative-position buckets", 32),
+    "max_distance": p_int("distance mapped to the last bucket", 128),
+    "bidirectional": p_bool("separate buckets for keys after the query (encoder); false for causal decoders", True),
+}, t5_bucket.__doc__ or "", count=lambda p, heads, hd: p["num_buckets"] * heads, check=_t5_check)
+
+
+# ----- Shaw relative positions ----------------------------------------------
+def shaw_index(q_idx: int, kv_idx: int, max_distance: int) -> int:
+    """Row of the relative table for (i, j): clip(j - i, -k, k) + k (Shaw et al. 2018)."""
+    return max(-max_distance, min(max_distance, kv_idx - q_idx)) + max_distance
+
+
+register_position("shaw", "score_bias", {
+    "max_distance": p_int("clip distance k; the table has 2k+1 rows", 16),
+    "values": p_bool("also learn a^V added to the values (the paper's second table)", False),
+}, "Shaw et al. (2018) relative positions (seed 002, \"Relative Positional Encodings and ALiBi\"): "
+   "e_ij = q_i·(k_j + a^K_ij)/√d with a^K_ij = rel_k[clip(j-i, -k, k) + k], rel_k [2k+1, head_dim] shared by heads",
+   count=lambda p, heads, hd: (2 * p["max_distance"] + 1) * hd * (2 if p["values"] else 1))
+
+register_position("none", "input_transform", {}, "no position information inside attention")
+
+
+# ----- parsing ----------------------------------------------------------------
+def parse_position(value: Any, problems: list[tuple[str, str]] | None = None) -> tuple[str, dict[str, Any]]:
+    """(name, params with defaults) of a position value; problems are appended or raised as ValueError."""
+
+    def bad(sub: str, msg: str) -> tuple[str, dict]:
+        if problems is None:
+            raise ValueError(f"{sub}: {msg}" if sub else msg)
+        problems.append((sub, msg))
+        return "none", {}
+
+    if value is None:
+        value = "none"
+    if isinstance(value, str):
+        value = {"type": value}
+    if not isinstance(value, dict):
+        return bad("", f"expected a position name or {{type: NAME, ...}}, got {value!r}")
+    name = value.get("type")
+    if name is None:
+        return bad("", f"a position mapping needs 'type' (one of {', '.join(POSITIONS)})")
+    if name not in POSITIONS:
+        if name in ABSOLUTE:
+            return bad("type", f"'{name}' positions are absolute: add them to the embeddings with a "
+                               f"position_embedding node (type: learned|sinusoidal), and use position: none here")
+        guess = did_you_mean(str(name), POSITIONS)
+        return bad("type", f"unknown position type '{name}'" + (f"; {guess}" if guess else "") +
+                   f" (known: {', '.join(POSITIONS)})")
+    pdef = POSITIONS[name]
+    params: dict[str, Any] = {}
+    for key, raw in value.items():
+        if key == "type":
+            continue
+        if key not in pdef.params:
+            guess = did_you_mean(str(key), pdef.params)
+            known = ", ".join(pdef.params) or "none"
+            bad(key, f"unknown parameter '{key}' of position '{name}'" + (f"; {guess}" if guess else "") + f" (known: {known})")
+            continue
+        checked, errs = check_value(pdef.params[key], raw)
+        for sub, msg in errs:
+            bad(f"{key}.{sub}" if sub else key, msg)
+        params[key] = checked
+    for key, p in pdef.params.items():
+        params.setdefault(key, None if p.required else p.default)
+    return name, params
+
+
+def check_position(value: Any) -> list[tuple[str, str]]:
+    """Checker for the ``position`` param."""
+    problems: list[tuple[str, str]] = []
+    parse_position(value, problems)
+    return problems
+
+
+def position_schema() -> dict:
+    """JSON Schema of a position value, generated from the registry."""
+    names = [n for n, p in POSITIONS.items() if not any(x.required for x in p.params.values())]
+    objs = [{"type": "object", "description": f"{p.kind}: {p.doc.splitlines()[0] if p.doc else n}",
+             "properties": {"type": {"const": n}, **{k: param_schema(x) for k, x in p.params.items()}},
+             "required": ["type"], "additionalProperties": False} for n, p in POSITIONS.items()]
+    return {"anyOf": [{"enum": names}] + objs}
+
+
+def position_param() -> Param:
+    """The ``position`` parameter of attention ops."""
+    return Param("custom", f"position encoding inside attention: a name or {{type: NAME, ...}}; one of {', '.join(POSITIONS)}",
+                 "none", schema=position_schema(), check=check_position)

@@ -1,0 +1,150 @@
+"""Multi-head attention: self and cross, grouped-query/multi-query, pluggable masks and positions.
+
+One ``attention`` node carries its mask and position specs; a lowering pass picks the kernel
+(reference math, SDPA, FlexAttention, ONNX Attention) per target. Masks come from the registry in
+:mod:`nngraph.ops._attn_masks`, positions from :mod:`nngraph.ops._attn_positions`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import InferCtx, p_float, p_int, op
+from ..types import TensorType, dims_equal, format_shape, is_int
+from . import _attn_masks as masks
+from . import _attn_positions as positions
+from ._attn_common import head_layout, model_dim, projection_count, projection_params
+
+ATTN_INPUTS = ("x", "context?", "lengths?", "key_padding?", "doc_ids?")
+
+
+def _parsed(ctx: InferCtx) -> tuple[masks.MaskNode, str, dict[str, Any]]:
+    try:
+        mask = masks.parse_mask(ctx.params["mask"])
+    except masks.MaskSpecError as err:
+        ctx.fail(f"mask{'.' + err.path if err.path else ''}: {err.message}", None, "mask")
+    try:
+        pname, pparams = positions.parse_position(ctx.params["position"])
+    except ValueError as err:
+        ctx.fail(f"position: {err}", None, "position")
+    return mask, pname, pparams
+
+
+def _check_mask_inputs(ctx: InferCtx, mask: masks.MaskNode, x: TensorType, kv_len: Any, cross: bool) -> None:
+    """Every graph input a mask reads is connected with the right shape; nothing unused is connected."""
+    connected = {k for k in masks.MASK_INPUTS if ctx.inputs.get(k) is not None}
+    for name, alternatives in masks.required_inputs(mask):
+        have = [a for a in alternatives if a in connected]
+        if not have:
+            ctx.fail(f"mask '{name}' needs graph input {' or '.join(repr(a) for a in alternatives)} connected to this node",
+                     f"pass it by name: in: {{x: ..., {alternatives[0]}: {alternatives[0]}}}", "mask")
+        if len(have) > 1:
+            ctx.fail(f"mask '{name}' reads one of {', '.join(have)}, but all of them are connected",
+                     "connect only one", "mask")
+    unused = connected - masks.used_inputs(mask)
+    if unused:
+        first = sorted(unused)[0]
+        ctx.fail(f"input '{first}' is connected but no mask reads it",
+                 "add the mask that uses it (key_padding for lengths/key_padding, document for doc_ids) or disconnect it",
+                 first)
+    batch = x.shape[0]
+    if cross and any(masks.MASKS[leaf.name or ""].self_only for leaf in mask.leaves()):
+        ctx.fail("the document mask compares doc_ids of queries and keys, so it needs self-attention (no context)",
+                 None, "mask")
+    lengths, kp, docs = (ctx.inputs.get(k) for k in masks.MASK_INPUTS)
+    if lengths is not None:
+        if lengths.rank != 1 or not is_int(lengths.dtype):
+            ctx.fail(f"lengths must be an integer [batch] tensor, got {lengths}", "declare it {shape: [batch], dtype: int64}",
+                     "lengths")
+        ctx.need_dim(lengths.shape[0], batch, "batch dim of lengths", "lengths")
+    if kp is not None:
+        if kp.rank != 2 or kp.dtype != "bool":
+            ctx.fail(f"key_padding must be a bool [batch, keys] tensor (True = padding), got {kp}",
+                     "declare it {shape: [batch, seq], dtype: bool}", "key_padding")
+        ctx.need_dim(kp.shape[0], batch, "batch dim of key_padding", "key_padding")
+        ctx.need_dim(kp.shape[1], kv_len, "key dim of key_padding (the key sequence length)", "key_padding")
+    if docs is not None:
+        if docs.rank != 2 or not is_int(docs.dtype):
+            ctx.fail(f"doc_ids must be an integer [batch, seq] tensor, got {docs}",
+                     "declare it {shape: [batch, seq], dtype: int64}", "doc_ids")
+        ctx.need_dim(docs.shape[0], batch, "batch dim of doc_ids", "doc_ids")
+        ctx.need_dim(docs.shape[1], x.shape[1], "sequence dim of doc_ids", "doc_ids")
+
+
+def _dims(ctx: InferCtx) -> tuple[int, int, TensorType | None]:
+    """(D, Dc, context) with the context checks."""
+    x = ctx.inputs["x"]
+    assert x is not None
+    d_model = model_dim(ctx, x, "x")
+    context = ctx.inputs.get("context")
+    if context is None:
+        if ctx.params.get("context_dim") is not None:
+            ctx.fail("context_dim is set but no context input is connected",
+                     "connect keys/values by name: in: {x: ..., context: encoder_out}", "context_dim")
+        return d_model, d_model, None
+    if context.rank != 3:
+        ctx.fail(f"context must be [batch, seq, features], got rank {context.rank} {format_shape(context.shape)}",
+                 "cross-attention reads keys and values from a [batch, source_len, features] tensor", "context")
+    d_ctx = model_dim(ctx, context, "context", "context")
+    want = ctx.params.get("context_dim")
+    if want is not None and want != d_ctx:
+        ctx.fail(f"context feature dim: expected {want}, got {d_ctx} (context {format_shape(context.shape)})",
+                 "set context_dim to the width of the context input, or project the context first", "context_dim")
+    if dims_equal(context.shape[0], x.shape[0]) is False:
+        ctx.fail(f"batch dims differ: x {format_shape(x.shape)} vs context {format_shape(context.shape)}", None, "context")
+    return d_model, d_ctx, context
+
+
+def _count(ctx: InferCtx) -> int:
+    d_model, d_ctx, _ = _dims(ctx)
+    heads, kv, head_dim = head_layout(ctx, d_model)
+    _, pname, pparams = _parsed(ctx)
+    return projection_count(d_model, d_ctx, heads, kv, head_dim, ctx.params) + \
+        positions.POSITIONS[pname].count(pparams, heads, head_dim)
+
+
+@op("attention", family="attention", inputs=ATTN_INPUTS, params={
+    **projection_params(),
+    "context_dim": p_int("width of the context input for cross-attention (checked; default: read from context)", None),
+    "scale": p_float("score scale (default 1/sqrt(head_dim); T5 uses 1.0)", None, min=0.0),
+    "mask": masks.mask_param(),
+    "position": positions.position_param(),
+}, count=_count, example={"in": "h", "heads": 12, "qkv": "fused", "mask": "causal"},
+    shape_hint="attention takes x [batch, seq, d_model] and optionally context [batch, source_len, d_context]")
+def attention(ctx: InferCtx) -> TensorType:
+    """Multi-head scaled dot-product attention (self or cross, grouped-query) with pluggable masks and positions.
+
+    out = Concat(head_1..head_H) W_O with head_i = softmax(Q_i K_iᵀ · scale + B + M) V_i, scale = 1/√d (seed 002, "Self-Attention",
+    "Multi-Head Attention"; seed 000, "Different Types of Transformers" for B and M).
+
+    Inputs: ``x`` [B, T, D] (queries; also keys/values for self-attention), ``context`` [B, S, Dc]
+    (keys/values for cross-attention, seed 002 "Cross-Attention"), and the graph inputs masks read:
+    ``lengths`` [B] int or ``key_padding`` [B, S] bool (True = padding), ``doc_ids`` [B, T] int.
+    Output [B, T, D].
+
+    Grouped-query attention: ``kv_heads`` G < H key/value heads, each shared by H/G query heads
+    (G = 1: multi-query) — the multi-head formula with K_i, V_i taken from group ⌊i·G/H⌋.
+
+    Params (torch names): ``qkv: fused`` → ``qkv.weight [(H+2G)·d, D]`` (+ ``qkv.bias``), rows q|k|v;
+    ``qkv: separate`` → ``q.weight [H·d, D]``, ``k.weight [G·d, Dc]``, ``v.weight [G·d, Dc]`` (+ biases);
+    ``out.weight [D, H·d]`` (+ ``out.bias [D]``); position tables: t5_bias ``rel_bias.weight
+    [num_buckets, H]``, shaw ``rel_k [2k+1, d]`` (+ ``rel_v``). GPT-2: fused with biases;
+    LLaMA: separate, no biases, GQA, RoPE.
+    """
+    x = ctx.inputs["x"]
+    assert x is not None
+    d_model, _, context = _dims(ctx)
+    heads, kv, head_dim = head_layout(ctx, d_model)
+    if context is not None and ctx.params["qkv"] == "fused":
+        ctx.fail("qkv: fused projects one input, but cross-attention reads q from x and k, v from context",
+                 "use qkv: separate for cross-attention", "qkv")
+    mask, pname, pparams = _parsed(ctx)
+    kv_len = context.shape[1] if context is not None else x.shape[1]
+    _check_mask_inputs(ctx, mask, x, kv_len, context is not None)
+    if context is not None and pname != "none":
+        ctx.fail(f"position '{pname}' encodes query-key offsets within one sequence; cross-attention takes position: none",
+                 "add positions to the decoder and encoder inputs instead", "position")
+    problem = positions.POSITIONS[pname].check(pparams, heads, head_dim)
+    if problem:
+        ctx.fail(f"position.{problem[0]}: {problem[1]}", None, "position")
+    return x

@@ -1,0 +1,190 @@
+"""Hostile specs are refused with located nngraph diagnostics, quickly, never with a Python exception.
+
+Every case runs through :func:`check_spec` (the path the CLI takes) and must
+finish well under a second of CPU time (CPU, not wall time, so a busy CI machine
+does not make the tests flaky): a spec validator runs in CI and pre-commit hooks
+on files nobody reviewed yet.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from nngraph.errors import SpecError
+from nngraph.limits import Limits
+from nngraph.spec import check_spec, load_spec
+from nngraph.yamlsrc import YamlLimits, load_yaml_text
+
+FAST_S = 1.0
+
+HEADER = """\
+nngraph: 1
+name: hostile
+inputs:
+  x: {shape: [batch, 8], dtype: float32}
+"""
+
+
+def _check(path: Path, overrides: list[str] | None = None, limits: Limits | None = None):
+    """check_spec, timed; returns (graph, errors as (line, col, message), CPU seconds)."""
+    start = time.process_time()
+    graph, diag = check_spec(path, overrides or [], *([limits] if limits else []))
+    elapsed = time.process_time() - start
+    errors = [(d.pos.line, d.pos.col, d.message) for d in diag if d.severity == "error"]
+    return graph, errors, elapsed
+
+
+@pytest.fixture
+def refuse(spec_file):
+    """Write ``text`` and assert it is refused fast with exactly one error; return (line, col, message)."""
+
+    def run(text: str, overrides: list[str] | None = None, limits: Limits | None = None, dedent: bool = False):
+        path = spec_file(text) if dedent else _write_raw(spec_file, text)
+        graph, errors, elapsed = _check(path, overrides, limits)
+        assert elapsed < FAST_S, f"took {elapsed:.2f}s"
+        assert len(errors) == 1, errors
+        return errors[0]
+
+    return run
+
+
+def _write_raw(spec_file, text: str) -> Path:
+    path = spec_file("")
+    path.write_text(text)
+    return path
+
+
+# ----- YAML-level attacks ------------------------------------------------------------------
+def _billion_laughs(levels: int = 9, fanout: int = 9) -> str:
+    lines = ['lol0: &lol0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        lines.append(f"lol{i}: &lol{i} [" + ",".join(f"*lol{i - 1}" for _ in range(fanout)) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_billion_laughs_is_refused_at_the_alias_that_crosses_the_cap(refuse):
+    text = HEADER + _billion_laughs(levels=10, fanout=30)
+    line, col, message = refuse(text)
+    assert message == "too many YAML aliases (more than 256)"
+    # 30 aliases per line from line 6 on: alias number 257 is the 17th on line 5 + 9
+    assert line == 14
+    assert text.splitlines()[line - 1][col - 1:].startswith("*lol8")
+    assert col == len("lol9: &lol9 [") + 1 + 16 * len("*lol8,")
+
+
+def test_nine_level_billion_laughs_is_refused_by_its_expanded_size(refuse):
+    line, col, message = refuse(HEADER + _billion_laughs())
+    assert (line, col, message) == (1, 1, "document expands to more than 200000 nodes through aliases")
+
+
+def test_alias_bomb_under_the_alias_cap_is_refused_by_expanded_size(refuse):
+    text = HEADER + "vars:\n" + "".join(
+        f"  v{i}: &v{i} [" + ",".join([f"*v{i - 1}"] * 30 if i else ["1"] * 30) + "]\n" for i in range(6))
+    line, col, message = refuse(text)
+    assert message == "document expands to more than 200000 nodes through aliases"
+    assert (line, col) == (1, 1)
+
+
+def test_merge_key_bomb_is_flattened_in_linear_time(refuse):
+    # PyYAML's flatten_mapping copies every merged entry: 20 levels of 9-fold merges would be 10 * 9**20 entries.
+    lines = ["vars:", "  base: &l0 {k0: 1, k1: 1, k2: 1, k3: 1, k4: 1, k5: 1, k6: 1, k7: 1, k8: 1, k9: 1}"]
+    for i in range(1, 21):
+        lines.append(f"  m{i}: &l{i} {{<<: [" + ", ".join([f"*l{i - 1}"] * 9) + "]}")
+    text = HEADER + "\n".join(lines) + "\ngraph: [{name: a, op: relu, in: x}]\noutputs: [a]\nbogus: 1\n"
+    line, col, message = refuse(text)
+    assert (line, col, message) == (29, 1, "unknown top-level key 'bogus'")
+
+
+def test_merge_keys_keep_yaml_precedence_after_deduplication():
+    data = load_yaml_text("a: &a {k: 1, j: 1}\nb: &b {k: 3, m: 2}\nc: {<<: [*a, *b], m: 5}\n", "f.yaml")
+    assert dict(data["c"]) == {"k": 1, "j": 1, "m": 5}
+
+
+@pytest.mark.parametrize("text, col", [("a: &a [1, *a]\n", 11), ("a: &a {b: {c: *a}}\n", 15)])
+def test_recursive_alias_is_refused(text, col):
+    with pytest.raises(SpecError) as info:
+        load_yaml_text(text, "f.yaml")
+    d = info.value.diagnostics[0]
+    assert (d.pos.line, d.pos.col) == (1, col)
+    assert d.message == "recursive YAML alias '*a' (used inside its own anchor)"
+
+
+def test_recursive_alias_in_a_spec_is_one_error(refuse):
+    line, col, message = refuse(HEADER + "vars: &v {self: *v}\ngraph: []\noutputs: []\n")
+    assert (line, col, message) == (5, 17, "recursive YAML alias '*v' (used inside its own anchor)")
+
+
+@pytest.mark.parametrize("tag", [
+    "!!python/object/apply:os.system ['touch /tmp/nngraph_pwned']",
+    "!!python/object/new:os.system ['touch /tmp/nngraph_pwned']",
+    "!!python/name:os.system ''",
+    "!!python/module:os ''",
+    "!!binary aGVsbG8=",
+    "!!set {a, b}",
+    "!custom 3",
+])
+def test_unsafe_and_custom_tags_are_refused_where_written(refuse, tag):
+    line, col, message = refuse(HEADER + f"vars: {{d: {tag}}}\ngraph: []\noutputs: []\n")
+    assert (line, col) == (5, 11)
+    assert message.startswith("unsupported YAML tag '")
+    assert not Path("/tmp/nngraph_pwned").exists()
+
+
+def test_deeply_nested_flow_collections_are_refused_without_recursion(refuse):
+    line, col, message = refuse(HEADER + "vars: {d: " + "[" * 50_000 + "]" * 50_000 + "}\n")
+    assert message == "YAML nesting deeper than 64 levels"
+    assert (line, col) == (5, 10 + 63)
+
+
+def test_deeply_nested_block_mappings_are_refused(refuse):
+    text = HEADER + "vars:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(200)) + "  " * 201 + "1\n"
+    line, col, message = refuse(text)
+    assert message == "YAML nesting deeper than 64 levels"
+    # the key k62 sits 65 levels down (document, vars, k0's mapping, ..., k62's mapping's key)
+    assert (line, col) == (6 + 62, 1 + 2 * 63)
+
+
+def test_huge_file_is_refused_before_it_is_read(refuse, spec_file):
+    text = HEADER + "doc: '" + "x" * (300 * 1024) + "'\n"
+    line, col, message = refuse(text)
+    assert message == f"file is larger than {256 * 1024} bytes"
+    assert (line, col) == (0, 0)
+
+
+def test_file_just_under_the_size_cap_is_parsed_quickly():
+    # the cap bounds the cost of a file nobody reviewed: PyYAML's pure-Python scanner reads ~50 KB/s
+    # here (~5 s for this text); libyaml's events under the Python composer are several times faster
+    text = HEADER + "graph:\n" + "".join(f"  - {{name: n{i}, op: relu, in: x}}\n" for i in range(7000))
+    assert 200 * 1024 < len(text) < 256 * 1024
+    start = time.process_time()
+    data = load_yaml_text(text, "big.yaml")
+    elapsed = time.process_time() - start
+    assert len(data["graph"]) == 7000 and data["graph"][6999].pos_of("name").line == 5 + 7000
+    assert elapsed < 2.5 * FAST_S, f"took {elapsed:.2f}s"
+
+
+def test_size_cap_is_configurable(spec_file):
+    path = _write_raw(spec_file, HEADER + "graph: [{name: a, op: relu, in: x}]\noutputs: [a]\n")
+    _, errors, _ = _check(path, limits=Limits(yaml=YamlLimits(max_bytes=32)))
+    assert errors == [(0, 0, "file is larger than 32 bytes")]
+
+
+@pytest.mark.parametrize("blob", [b"\xff\xfe\x00garbage", b"nngraph: 1\nname: \xc3\x28\n"])
+def test_binary_and_invalid_utf8_files_are_refused(spec_file, blob):
+    path = spec_file("")
+    path.write_bytes(blob)
+    _, errors, elapsed = _check(path)
+    assert elapsed < FAST_S
+    assert len(errors) == 1 and errors[0][2].startswith("file is not UTF-8 text")
+
+
+def test_a_directory_or_missing_path_is_a_diagnostic(tmp_path):
+    for target in (tmp_path, tmp_path / "missing.yaml"):
+        graph, diag = check_spec(target)
+        assert graph is None
+        [d] = list(diag)
+        assert d.message.startswith("cannot read file:")

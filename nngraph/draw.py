@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .infer import ref_params
 from .inspect import type_text
 from .io import write_bytes_atomic, write_text_atomic
 from .ir import Graph, Node
@@ -78,6 +79,11 @@ def _edges(graph: Graph) -> list[tuple[str, str, str]]:
     return edges
 
 
+def _ref_edges(graph: Graph) -> list[tuple[str, str, str]]:
+    """(referenced node, node, param) for ``ref`` parameters such as a weight ``tie``."""
+    return [(target, node.name, param) for node in graph.nodes.values() for param, target in ref_params(graph, node).items()]
+
+
 def to_dot(graph: Graph) -> str:
     """Graphviz DOT text for the graph."""
     children, members = _scope_tree(graph)
@@ -105,6 +111,8 @@ def to_dot(graph: Graph) -> str:
         lines.append(f"  {_q('output:' + out_name)} [shape=house, style=\"bold\", label={_q(out_name)}];")
     for src, dst, label in _edges(graph):
         lines.append(f"  {_q(src)} -> {_q(dst)} [label={_q(label)}];")
+    for src, dst, param in _ref_edges(graph):
+        lines.append(f"  {_q(src)} -> {_q(dst)} [label={_q(param)}, style=\"dashed\", arrowhead=\"none\", constraint=false];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -149,6 +157,8 @@ def to_mermaid(graph: Graph) -> str:
         lines.append(f'  {mid("output:" + out_name)}[["{_mermaid_text(out_name)}"]]')
     for src, dst, label in _edges(graph):
         lines.append(f'  {mid(src)} -->|"{_mermaid_text(label)}"| {mid(dst)}')
+    for src, dst, param in _ref_edges(graph):
+        lines.append(f'  {mid(src)} -.-|"{_mermaid_text(param)}"| {mid(dst)}')
     return "\n".join(lines) + "\n"
 
 

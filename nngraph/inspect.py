@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .infer import ref_params
 from .ir import Graph
 from .types import TensorType
 
@@ -51,6 +52,7 @@ def summarize(graph: Graph) -> dict[str, Any]:
             "outputs": {k: type_dict(t) for k, t in node.outputs.items()},
             "params": node.n_params or 0,
             "shares_params_with": node.shares_params_with,
+            "refs": ref_params(graph, node),
         })
     blocks = []
     for use in graph.block_uses:
@@ -87,6 +89,8 @@ def node_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         params = f"{n['params']:,}"
         if n["shares_params_with"]:
             params = f"0 (shared with {n['shares_params_with']})"
+        elif n["refs"] and not n["params"]:
+            params = "0 (" + ", ".join(f"{k}: {v}" for k, v in n["refs"].items()) + ")"
         rows.append((n["name"], n["op"], shape, params))
     return rows
 

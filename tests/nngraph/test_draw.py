@@ -125,3 +125,21 @@ def test_render_without_graphviz_says_how_to_fix(nested, tmp_path, monkeypatch):
 def test_render_rejects_unknown_formats(nested, tmp_path):
     with pytest.raises(DrawError, match=r"unknown drawing format 'jpg': use one of \.dot, \.svg, \.png, \.mmd"):
         render(nested, tmp_path / "g.jpg")
+
+
+TIED = """
+nngraph: 1
+name: tied
+inputs:
+  tokens: {shape: [batch, seq], dtype: int64}
+graph:
+  - {name: emb, op: embedding, in: tokens, num: 100, dim: 16}
+  - {name: head, op: linear, in: emb, out: 100, tie: emb, bias: false}
+outputs: {logits: head}
+"""
+
+
+def test_weight_tie_is_a_dashed_edge(spec_file):
+    g = load_spec(spec_file(TIED))
+    assert '"emb" -> "head" [label="tie", style="dashed", arrowhead="none", constraint=false];' in to_dot(g)
+    assert '  n_emb -.-|"tie"| n_head' in to_mermaid(g).splitlines()

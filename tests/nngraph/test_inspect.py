@@ -112,3 +112,24 @@ def test_plain_table_needs_no_third_party_packages(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("total: 269,322 parameters in 5 nodes")
+
+
+TIED = """
+nngraph: 1
+name: tied
+inputs:
+  tokens: {shape: [batch, seq], dtype: int64}
+graph:
+  - {name: emb, op: embedding, in: tokens, num: 100, dim: 16}
+  - {name: head, op: linear, in: emb, out: 100, tie: emb, bias: false}
+outputs: {logits: head}
+"""
+
+
+def test_weight_tie_shows_as_a_ref_with_zero_own_params(spec_file):
+    s = summarize(load_spec(spec_file(TIED)))
+    head = next(n for n in s["nodes"] if n["name"] == "head")
+    assert head["refs"] == {"tie": "emb"} and head["params"] == 0
+    assert s["total_params"] == 100 * 16  # nn.Embedding(100, 16); the tied head adds nothing
+    rows = {r[0]: r for r in node_rows(s)}
+    assert rows["head"] == ("head", "linear", "float32[batch, seq, 100]", "0 (tie: emb)")

@@ -1,0 +1,394 @@
+"""IR -> Python source of an ``nn.Module`` class (the torch.fx approach: generate code, then ``exec`` it).
+
+The generated class (see :func:`generate`) has
+
+* ``__init__(self, seed=0)``: builds the containers (``nn.ModuleList`` for a
+  repeated block, :class:`~compilers.torch.module.Scope` for a block use or a
+  copy) and one ``nng.make(...)`` call per node with learnable state, its
+  params, types and resolved initializers written out as literals; copies with
+  ``share: true`` are assigned the first copy's module (the same object);
+* ``forward(self, <graph inputs>)``: one statement per node in dependency
+  order, variables named after the nodes (``layers.3.attn`` ->
+  ``layers_3_attn``), preceded by a comment ``# <file:line:col> <node> (<op>)``
+  (the run-time error notes read it) and followed by the inferred shape. Graph
+  inputs are the arguments (required ones in spec order, then optional ones,
+  defaulting to None); it returns the tensor for a single output, else a dict
+  ``{output name: tensor}`` in spec order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import keyword
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from nngraph.errors import Diagnostic, SourcePos, SpecError
+from nngraph.infer import ref_params
+from nngraph.ir import Graph, Node, Ref
+from nngraph.types import Dim, TensorType, format_shape
+
+from .init import InitError, init_error, param_shapes, resolve_inits
+from .module import GraphModule, Scope
+from .registry import Emit, NodeCtx, TorchOpDef, impls
+
+_RESERVED = {"self", "torch", "nn", "F", "nng", "TensorType", "None", "True", "False"}
+_CLASH = {"": set(dir(GraphModule)), "scope": set(dir(Scope))}
+
+
+def display_path(file: str) -> str:
+    """A spec path as shown in generated code: relative to the working directory when inside it."""
+    try:
+        rel = os.path.relpath(file)
+    except ValueError:
+        return file
+    return rel if not rel.startswith("..") and os.path.isabs(file) else file
+
+
+def display_pos(pos: SourcePos) -> str:
+    """``specs/mlp.yaml:12:5``."""
+    return str(SourcePos(display_path(pos.file), pos.line, pos.col))
+
+
+def class_name(graph: Graph) -> str:
+    """CamelCase class name from the spec's name (``gpt-tiny`` -> ``GptTiny``)."""
+    parts = [p for p in re.split(r"[^0-9A-Za-z]+", graph.name or "") if p]
+    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"
+    return name if name[0].isalpha() else "Model" + name
+
+
+class _Namer:
+    """Unique Python identifiers derived from node names."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set(_RESERVED)
+
+    def new(self, wanted: str) -> str:
+        base = re.sub(r"\W", "_", wanted)
+        if not base or base[0].isdigit():
+            base = "v_" + base
+        if keyword.iskeyword(base) or keyword.issoftkeyword(base) or base in _RESERVED:
+            base += "_"
+        name, n = base, 1
+        while name in self.used:
+            n += 1
+            name = f"{base}_{n}"
+        self.used.add(name)
+        return name
+
+
+def attr_path(name: str) -> str:
+    """``layers.3.attn`` -> ``self.layers[3].attn``."""
+    out = "self"
+    for part in name.split("."):
+        out += f"[{part}]" if part.isdigit() else f".{part}"
+    return out
+
+
+def stable_order(graph: Graph) -> list[str]:
+    """Nodes in dependency order, keeping the spec's order among independent nodes."""
+    index = {name: i for i, name in enumerate(graph.nodes)}
+    deps = {name: ({r.node for r in node.all_refs() if r.node in graph.nodes} | set(ref_params(graph, node).values()))
+            for name, node in graph.nodes.items()}
+    users: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for name, ds in deps.items():
+        for d in ds:
+            users[d].append(name)
+    waiting = {name: len(ds) for name, ds in deps.items()}
+    ready = [(index[n], n) for n, k in waiting.items() if k == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, name = heapq.heappop(ready)
+        order.append(name)
+        for user in users[name]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, (index[user], user))
+    if len(order) != len(graph.nodes):
+        raise SpecError([Diagnostic(SourcePos(graph.file, 1, 1), "the graph has a cycle", "run nngraph validate")])
+    return order
+
+
+def _literal(value: Any) -> str:
+    """Python source for a plain value (params, types, initializers); non-finite floats spelled out."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, TensorType):
+        return f"TensorType({_literal(value.shape)}, {value.dtype!r})"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} into generated code")
+
+
+def _type_comment(outputs: dict[str, TensorType]) -> str:
+    def one(t: TensorType) -> str:
+        return format_shape(t.shape) + ("" if t.dtype == "float32" else f" {t.dtype}")
+    if len(outputs) == 1:
+        return one(next(iter(outputs.values())))
+    return ", ".join(f"{k}: {one(t)}" for k, t in outputs.items())
+
+
+@dataclass
+class _Built:
+    """What the compiler knows about one node's learnable state."""
+
+    path: str
+    inits: dict[str, Any] = field(default_factory=dict)
+    shared_with: str | None = None
+
+
+@dataclass
+class Generated:
+    """The generated source and what it defines."""
+
+    source: str
+    class_name: str
+    filename: str
+
+
+class _Compiler:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.impls = impls()
+        self.errors: list[Diagnostic] = []
+        self.order = stable_order(graph)
+        self.namer = _Namer()
+        self.args: dict[str, str] = {}  # graph input -> forward argument
+        self.vars: dict[tuple[str, str | None], str] = {}  # (node, output) -> variable
+        self.built: dict[str, _Built] = {}
+        consumers: dict[str, list[tuple[str, dict]]] = {}
+        for node in graph.nodes.values():
+            for ref in node.all_refs():
+                consumers.setdefault(ref.node, []).append((node.op, dict(node.params)))
+        self.consumers = consumers
+
+    # ----- helpers ---------------------------------------------------------
+    def ctx(self, node: Node) -> NodeCtx:
+        g = self.graph
+        return NodeCtx(name=node.name, op=node.op, params=dict(node.params),
+                       inputs={k: (g.type_of(r) if r is not None else None) for k, r in node.inputs.items()},
+                       variadic=[g.type_of(r) for r in node.variadic], outputs=dict(node.outputs),
+                       consumers=list(self.consumers.get(node.name, [])))
+
+    def var(self, ref: Ref) -> str:
+        if ref.node in self.graph.inputs:
+            return self.args[ref.node]
+        node = self.graph.nodes[ref.node]
+        return self.vars[(ref.node, ref.output or next(iter(node.outputs)))]
+
+    def dim_expr(self, node: Node, dim: Dim) -> str | None:
+        if isinstance(dim, int):
+            return str(dim)
+        candidates = [r for r in node.all_refs()]
+        candidates += [Ref(n) for n, gi in self.graph.inputs.items() if not gi.optional]
+        for ref in candidates:
+            t = self.graph.type_of(ref)
+            if t is not None and dim in t.shape:
+                return f"{self.var(ref)}.shape[{t.shape.index(dim)}]"
+        return None
+
+    def fail(self, node: Node, message: str, hint: str | None = None) -> None:
+        self.errors.append(Diagnostic(node.pos, f"node '{node.name}' ({node.op}): {message}", hint))
+
+    # ----- learnable state -------------------------------------------------
+    def build_state(self, node: Node, impl: TorchOpDef, ctx: NodeCtx) -> None:
+        user_init = node.meta.get("init")
+        if node.shares_params_with:
+            first = self.built.get(node.shares_params_with)
+            if first is not None:
+                self.built[node.name] = _Built(attr_path(node.name), shared_with=node.shares_params_with)
+            return
+        obj = None
+        if impl.module is not None:
+            try:
+                with torch.device("meta"):
+                    obj = impl.module(ctx)
+            except (NotImplementedError, RuntimeError):
+                obj = impl.module(ctx)
+        if obj is None:
+            if user_init is not None:
+                self.fail(node, "has no parameters, so 'init' does not apply", "remove 'init' from this node")
+            return
+        if not isinstance(obj, (nn.Module, nn.Parameter, nn.Buffer)):
+            raise TypeError(f"torch factory of op '{node.op}' returned {type(obj).__name__}")
+        try:
+            inits = resolve_inits(impl.default_init(ctx), user_init, param_shapes(obj))
+        except InitError as err:
+            self.errors.extend(init_error(node.name, node.op, node.pos, err).diagnostics)
+            return
+        self.built[node.name] = _Built(attr_path(node.name), inits)
+
+    def check_names(self) -> None:
+        """Module attributes must not shadow nn.Module members (``self.train`` would be the method)."""
+        for name in self.built:
+            parts = name.split(".")
+            for depth, part in enumerate(parts):
+                if part.isdigit():
+                    continue
+                clash = _CLASH["" if depth == 0 else "scope"]
+                if part in clash:
+                    node = self.graph.nodes[name]
+                    where = "node" if depth == len(parts) - 1 else "block use"
+                    self.errors.append(Diagnostic(node.pos, f"{where} name '{part}' (in '{name}') clashes with the "
+                                                  f"torch.nn.Module attribute '{part}'",
+                                                  f"rename it, e.g. '{part}_'"))
+                    return
+
+    # ----- code --------------------------------------------------------------
+    def containers(self) -> list[str]:
+        tree: dict[str, dict[str, Any]] = {}
+        for name in self.built:
+            level = tree
+            for part in name.split(".")[:-1]:
+                level = level.setdefault(part, {})
+        lines: list[str] = []
+
+        def walk(level: dict[str, Any], prefix: str) -> None:
+            for part, children in level.items():
+                path = f"{prefix}.{part}" if prefix else part
+                if children and all(k.isdigit() for k in children):
+                    n = max(int(k) for k in children) + 1
+                    lines.append(f"{attr_path(path)} = nn.ModuleList([nng.Scope() for _ in range({n})])")
+                    for k, grand in sorted(children.items(), key=lambda kv: int(kv[0])):
+                        walk(grand, f"{path}.{k}")
+                else:
+                    lines.append(f"{attr_path(path)} = nng.Scope()")
+                    walk(children, path)
+
+        walk(tree, "")
+        return lines
+
+    def make_line(self, node: Node, ctx: NodeCtx, built: _Built) -> str:
+        if built.shared_with:
+            return f"{built.path} = {attr_path(built.shared_with)}  # shared with {built.shared_with} (share: true)"
+        variadic = [f"    variadic={_literal(ctx.variadic)},"] if ctx.variadic else []
+        return "\n".join([
+            f"{built.path} = nng.make(",
+            f"    {node.op!r}, {node.name!r}, seed,",
+            f"    params={_literal(ctx.params)},",
+            f"    inputs={_literal(ctx.inputs)},",
+            *variadic,
+            f"    outputs={_literal(ctx.outputs)},",
+            f"    init={_literal(built.inits)},",
+            ")",
+        ])
+
+    def generate(self) -> Generated:
+        g = self.graph
+        missing = [n for n in self.order if g.nodes[n].op not in self.impls]
+        for name in missing:
+            node = g.nodes[name]
+            self.fail(node, "has no PyTorch implementation yet",
+                      f"ops with one: {', '.join(sorted(self.impls))}")
+        if self.errors:
+            raise SpecError(self.errors)
+        required = [n for n, gi in g.inputs.items() if not gi.optional]
+        optional = [n for n, gi in g.inputs.items() if gi.optional]
+        for name in required + optional:
+            self.args[name] = self.namer.new(name)
+        ctxs = {}
+        for name in self.order:
+            node = g.nodes[name]
+            ctxs[name] = self.ctx(node)
+            self.build_state(node, self.impls[node.op], ctxs[name])
+        self.check_names()
+        if self.errors:
+            raise SpecError(self.errors)
+        body = self.forward_body(ctxs)
+        if self.errors:
+            raise SpecError(self.errors)
+        return self.assemble(ctxs, required, optional, body)
+
+    def forward_body(self, ctxs: dict[str, NodeCtx]) -> list[str]:
+        g = self.graph
+        body: list[str] = []
+        for name in self.order:
+            node = g.nodes[name]
+            impl = self.impls[node.op]
+            e = Emit(inputs={k: (self.var(r) if r is not None else "None") for k, r in node.inputs.items()},
+                     variadic=[self.var(r) for r in node.variadic], self=attr_path(name),
+                     module_of=attr_path, dim=lambda d, node=node: self.dim_expr(node, d))
+            try:
+                expr = impl.emit(ctxs[name], e)
+            except (ValueError, KeyError) as exc:
+                self.fail(node, f"cannot generate torch code: {exc}")
+                continue
+            if "\n" in expr:
+                raise ValueError(f"torch emit of op '{node.op}' returned more than one line")
+            names = [self.namer.new(name.replace(".", "_") + ("" if len(node.outputs) == 1 else f"_{o}"))
+                     for o in node.outputs]
+            for o, v in zip(node.outputs, names):
+                self.vars[(name, o)] = v
+            body.append(f"# {display_pos(node.pos)} {name} ({node.op})")
+            body.append(f"{', '.join(names)} = {expr}  # {_type_comment(node.outputs)}")
+        return body
+
+    def assemble(self, ctxs: dict[str, NodeCtx], required: list[str], optional: list[str], body: list[str]) -> Generated:
+        g = self.graph
+        cls = class_name(g)
+        spec = display_path(g.file)
+        outs = {k: self.var(r) for k, r in g.outputs.items()}
+        if len(outs) == 1:
+            ret, ret_type = next(iter(outs.values())), "torch.Tensor"
+        else:
+            ret = "{" + ", ".join(f"{k!r}: {v}" for k, v in outs.items()) + "}"
+            ret_type = "dict[str, torch.Tensor]"
+        args = [f"{self.args[n]}: torch.Tensor" for n in required]
+        args += [f"{self.args[n]}: torch.Tensor | None = None" for n in optional]
+        doc = str(g.doc).strip() if g.doc else f"The '{g.name}' graph."
+        doc = doc.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        init_lines = self.containers()
+        makes = [self.make_line(g.nodes[n], ctxs[n], self.built[n]) for n in self.order
+                 if n in self.built and not self.built[n].shared_with]
+        shares = [self.make_line(g.nodes[n], ctxs[n], self.built[n]) for n in self.order
+                  if n in self.built and self.built[n].shared_with]
+        input_types = "{" + ", ".join(f"{self.args[n]!r}: {_literal(g.inputs[n].type)}" for n in required + optional) + "}"
+        lines = [
+            f"# Generated by nngraph from {spec} (graph '{g.name}'). Do not edit: regenerate with",
+            f"#   nngraph compile {spec} --emit-python <file>",
+            "# Modules are built by compilers.torch (nng.make), so this file needs the nngraph package;",
+            f"# {cls}(seed=s) has the same weights as compilers.torch.build_module(load_spec(...), seed=s).",
+            "import torch",
+            "import torch.nn.functional as F",
+            "from torch import nn",
+            "",
+            "from compilers.torch import module as nng",
+            "from nngraph.types import TensorType",
+            "",
+            "",
+            f"class {cls}(nng.GraphModule):",
+            f'    """{doc}"""',
+            "",
+            f"    spec_file = {spec!r}",
+            f"    spec_name = {g.name!r}",
+            f"    input_types = {input_types}",
+            f"    output_names = {tuple(outs)!r}",
+            "",
+            "    def __init__(self, seed: int = 0) -> None:",
+            "        super().__init__()",
+            *("        " + line for block in init_lines + makes + shares for line in block.split("\n")),
+            "",
+            f"    def forward(self{''.join(', ' + a for a in args)}) -> {ret_type}:",
+            *("        " + line for line in body),
+            f"        return {ret}",
+            "",
+        ]
+        return Generated("\n".join(lines), cls, f"<nngraph:{spec}>")
+
+
+def generate(graph: Graph) -> Generated:
+    """Generate the model class for ``graph``; raises SpecError for ops without a torch implementation or bad ``init``."""
+    return _Compiler(graph).generate()

@@ -1,0 +1,140 @@
+"""Torch implementations of the dense layers (nngraph/ops/dense.py).
+
+* ``linear`` -- ``nn.Linear`` (seed 000, "Neural networks": y = x Wᵀ + b);
+  state ``<node>.weight [out, in]``, ``<node>.bias [out]``. Default init: He
+  (``kaiming_normal``, fan_in; seed 000 on He initialization) when every reader
+  of the node is a relu / leaky_relu, Xavier/Glorot uniform otherwise; bias 0.
+  With ``tie: embed`` it has no weight of its own: the forward line is
+  ``F.linear(x, self.embed.weight, self.<node>.bias)``, so the state dict holds
+  the tied matrix once, as ``embed.weight``.
+* ``mlp`` -- :class:`MLP`: ``down(dropout(act(up(x))))`` (seed 002,
+  Transformer position-wise FFN); state ``<node>.up.*``, ``<node>.down.*``.
+* ``gated_mlp`` -- :class:`GatedMLP`: ``down(act(gate(x)) * up(x))``,
+  SwiGLU with silu, GeGLU with gelu (seed 002, Transformer FFN variants);
+  state ``<node>.gate.*``, ``<node>.up.*``, ``<node>.down.*``.
+* ``embedding`` -- ``nn.Embedding`` (seed 002, Transformer input embedding);
+  ``<node>.weight [num, dim]``; the padding row stays zero.
+
+The FFNs and embeddings are transformer layers: weights normal(0, 0.02)
+(GPT-2/BERT), biases 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..registry import Emit, NodeCtx, torch_op
+from .activation import activation_fn
+
+_TRANSFORMER_INIT = {"weight": ("normal", {"std": 0.02}), "bias": "zeros"}
+
+
+class MLP(nn.Module):
+    """Position-wise FFN ``down(dropout(act(up(x))))``."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, activation: str = "gelu", bias: bool = True,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.up = nn.Linear(d_in, hidden, bias=bias)
+        self.down = nn.Linear(hidden, d_out, bias=bias)
+        self.activation = activation
+        self.act = activation_fn(activation)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.up(x))
+        if self.drop is not None:
+            h = self.drop(h)
+        return self.down(h)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation}"
+
+
+class GatedMLP(nn.Module):
+    """Gated FFN ``down(act(gate(x)) * up(x))`` (SwiGLU / GeGLU)."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, activation: str = "silu", bias: bool = False):
+        super().__init__()
+        self.gate = nn.Linear(d_in, hidden, bias=bias)
+        self.up = nn.Linear(d_in, hidden, bias=bias)
+        self.down = nn.Linear(hidden, d_out, bias=bias)
+        self.activation = activation
+        self.act = activation_fn(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.gate(x)) * self.up(x))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation}"
+
+
+class TiedLinear(nn.Module):
+    """The bias of a linear whose weight is another node's (weight tying); the forward reads both."""
+
+    def __init__(self, out: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.empty(out))
+
+
+def _linear_module(ctx: NodeCtx) -> nn.Module | None:
+    if ctx.params.get("tie"):
+        return TiedLinear(ctx.params["out"]) if ctx.params["bias"] else None
+    return nn.Linear(ctx.in_features, ctx.params["out"], bias=ctx.params["bias"])
+
+
+def _linear_init(ctx: NodeCtx) -> dict[str, Any]:
+    readers = [op for op, _ in ctx.consumers]
+    if readers and all(op == "relu" for op in readers):
+        weight = ("kaiming_normal", {"nonlinearity": "relu"})
+    elif readers and all(op == "leaky_relu" for op in readers):
+        slope = ctx.consumers[0][1].get("negative_slope", 0.01)
+        weight = ("kaiming_normal", {"a": slope, "nonlinearity": "leaky_relu"})
+    else:
+        weight = ("xavier_uniform", {})
+    return {"weight": weight, "bias": "zeros"}
+
+
+@torch_op("linear", module=_linear_module, init=_linear_init)
+def linear(ctx: NodeCtx, e: Emit) -> str:
+    """``self.fc(x)``, or ``F.linear(x, self.embed.weight, self.fc.bias)`` when tied."""
+    tie = ctx.params.get("tie")
+    if not tie:
+        return f"{e.self}({e.x})"
+    bias = f", {e.self}.bias" if ctx.params["bias"] else ""
+    return f"F.linear({e.x}, {e.module_of(tie)}.weight{bias})"
+
+
+def _d_out(ctx: NodeCtx) -> int:
+    return ctx.params["out"] or ctx.in_features
+
+
+@torch_op("mlp", init=_TRANSFORMER_INIT, module=lambda ctx: MLP(
+    ctx.in_features, ctx.params["hidden"], _d_out(ctx), ctx.params["activation"], ctx.params["bias"],
+    ctx.params["dropout"]))
+def mlp(ctx: NodeCtx, e: Emit) -> str:
+    """``self.mlp(x)``."""
+    return f"{e.self}({e.x})"
+
+
+@torch_op("gated_mlp", init=_TRANSFORMER_INIT, module=lambda ctx: GatedMLP(
+    ctx.in_features, ctx.params["hidden"], _d_out(ctx), ctx.params["activation"], ctx.params["bias"]))
+def gated_mlp(ctx: NodeCtx, e: Emit) -> str:
+    """``self.ffn(x)``."""
+    return f"{e.self}({e.x})"
+
+
+def _zero_padding_row(module: nn.Embedding, ctx: NodeCtx) -> None:
+    if module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+
+
+@torch_op("embedding", init={"weight": ("normal", {"std": 0.02})}, post_init=_zero_padding_row,
+          module=lambda ctx: nn.Embedding(ctx.params["num"], ctx.params["dim"], padding_idx=ctx.params["padding_idx"]))
+def embedding(ctx: NodeCtx, e: Emit) -> str:
+    """``self.embed(tokens)``."""
+    return f"{e.self}({e.x})"

@@ -1,0 +1,44 @@
+"""Fixtures for the torch back-end tests: compile YAML text into a model."""
+
+from __future__ import annotations
+
+import pytest
+
+from compilers.torch import build_module, load_spec
+
+
+@pytest.fixture
+def compile_text(spec_file):
+    """Write YAML text to a spec file, load it and compile it; returns (graph, model)."""
+
+    def run(text: str, seed: int = 0, overrides: list[str] | None = None, name: str = "spec.yaml"):
+        graph = load_spec(spec_file(text, name), overrides or [])
+        return graph, build_module(graph, seed=seed)
+
+    return run
+
+
+def _spec(nodes: str | list[str], inputs: str = "x: {shape: [batch, 8], dtype: float32}", outputs: str = "[n]") -> str:
+    ins = "\n".join(f"  {line.strip()}" for line in inputs.strip().splitlines())
+    nodes = [nodes] if isinstance(nodes, str) else nodes
+    body = "\n".join(f"  - {n}" for n in nodes)
+    return f"nngraph: 1\nname: t\ninputs:\n{ins}\ngraph:\n{body}\noutputs: {outputs}\n"
+
+
+@pytest.fixture
+def spec_text():
+    """``spec_text(nodes, inputs=..., outputs="[n]")``: a spec with graph inputs (one flow-YAML line each)
+    and node lines; node i is on line ``5 + n_inputs + i``."""
+    return _spec
+
+
+@pytest.fixture
+def run_op(compile_text):
+    """Compile a one-or-more-node spec and return (model, graph)."""
+
+    def run(nodes: str | list[str], inputs: str = "x: {shape: [batch, 8], dtype: float32}", outputs: str = "[n]",
+            seed: int = 0):
+        graph, model = compile_text(_spec(nodes, inputs, outputs), seed=seed)
+        return model, graph
+
+    return run

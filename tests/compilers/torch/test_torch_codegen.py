@@ -1,0 +1,181 @@
+"""The generated forward: readable source, names, comments, error notes, standalone emitted files."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import io
+import sys
+import traceback
+
+import pytest
+import torch
+
+from compilers.torch import build_module, compile_spec, emit_python, load_spec, registry
+from compilers.torch.codegen import display_path
+from compilers.torch.registry import TorchOpDef
+from nngraph.errors import SpecError
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
+MLP = ROOT / "specs" / "mlp.yaml"
+
+
+def test_forward_has_one_commented_line_per_node():
+    model = compile_spec(MLP)
+    src = model.source
+    spec = display_path(str(MLP))
+    body = src.split("def forward")[1]
+    assert f"        # {spec}:13:9 body.0.fc (linear)\n        body_0_fc = self.body[0].fc(x)  # [batch, 256]\n" in body
+    assert f"        # {spec}:14:9 body.1.act (relu)\n        body_1_act = torch.relu(body_1_fc)  # [batch, 256]\n" in body
+    assert f"        # {spec}:18:5 head (linear)\n        head = self.head(body_1_act)  # [batch, 10]\n" in body
+    assert body.rstrip().endswith("return head")
+    assert "def forward(self, x: torch.Tensor) -> torch.Tensor:" in src
+    assert src.count(" = ") - src.split("def forward")[0].count(" = ") == 5  # five nodes, five statements
+
+
+def test_tracebacks_show_the_generated_lines():
+    model = compile_spec(MLP)
+    with pytest.raises(RuntimeError) as info:
+        model(torch.randn(2, 100))
+    text = "".join(traceback.format_exception(info.value))
+    assert f'File "<nngraph:{display_path(str(MLP))}>"' in text
+    assert "body_0_fc = self.body[0].fc(x)  # [batch, 256]" in text
+
+
+def test_runtime_error_names_the_spec_node_and_the_bad_input():
+    model = compile_spec(MLP)
+    with pytest.raises(RuntimeError, match="cannot be multiplied") as info:
+        model(torch.randn(2, 100))
+    notes = info.value.__notes__
+    assert notes[0] == f"in node 'body.0.fc' (linear) at {display_path(str(MLP))}:13:9"
+    assert "graph input 'x' has shape [2, 100], the spec declares [batch, 784] (dim 1: expected 784, got 100)" in notes
+
+
+def test_error_deeper_in_the_graph_points_at_that_node(compile_text):
+    text = """
+    nngraph: 1
+    name: t
+    inputs:
+      a: {shape: [batch, 4], dtype: float32}
+      b: {shape: [batch, 4], dtype: float32}
+    graph:
+      - {name: s, op: add, in: [a, b]}
+      - {name: m, op: matmul, in: [s, b], transpose_b: true}
+    outputs: [m]
+    """
+    _, model = compile_text(text)
+    with pytest.raises(RuntimeError) as info:
+        model(torch.randn(2, 4), torch.randn(3, 4))
+    assert info.value.__notes__[0].startswith("in node 's' (add) at ")
+    assert info.value.__notes__[0].endswith("spec.yaml:7:5")
+    assert any("'batch' is 3 here but 2 in 'a'" in n for n in info.value.__notes__)
+
+
+def test_variable_names_avoid_keywords_and_collisions(compile_text):
+    text = """
+    nngraph: 1
+    name: t
+    inputs:
+      x: {shape: [batch, 8], dtype: float32}
+    blocks:
+      b:
+        inputs: [x]
+        nodes: [{name: r, op: relu, in: x}]
+        outputs: [r]
+    graph:
+      - {name: lambda, op: relu, in: x}
+      - {name: blk, block: b, in: lambda}
+      - {name: blk_r, op: tanh, in: blk}
+      - {name: n, op: add, in: [blk_r, lambda]}
+    outputs: [n]
+    """
+    _, model = compile_text(text)
+    assert "lambda_ = torch.relu(x)" in model.source
+    assert "blk_r = torch.relu(lambda_)" in model.source
+    assert "blk_r_2 = torch.tanh(blk_r)" in model.source
+    x = torch.randn(2, 8)
+    assert torch.equal(model(x), torch.tanh(x.relu()) + x.relu())
+
+
+def test_multiple_outputs_return_a_dict_in_spec_order(run_op):
+    model, _ = run_op(["{name: a, op: relu, in: x}", "{name: b, op: tanh, in: x}"], outputs="{second: b, first: a}")
+    out = model(torch.randn(2, 8))
+    assert list(out) == ["second", "first"] and model.output_names == ("second", "first")
+    assert "return {'second': b, 'first': a}" in model.source
+
+
+def test_optional_graph_inputs_default_to_none(run_op):
+    inputs = "x: {shape: [batch, 8], dtype: float32}\nmask: {shape: [batch, 8], dtype: float32, optional: true}"
+    model, _ = run_op("{name: n, op: relu, in: x}", inputs)
+    sig = inspect.signature(model.forward)
+    assert list(sig.parameters) == ["x", "mask"] and sig.parameters["mask"].default is None
+    model(torch.randn(2, 8))
+
+
+def test_unconnected_optional_op_input_is_passed_as_none(spec_text, spec_file, monkeypatch):
+    seen = {}
+
+    def emit(ctx, e):
+        seen.update(e.inputs)
+        return f"{e.x} * 1.0"
+
+    monkeypatch.setitem(registry._IMPLS, "position_embedding", TorchOpDef("position_embedding", emit))
+    graph = load_spec(spec_file(spec_text("{name: n, op: position_embedding, in: x, type: sinusoidal}",
+                                          "x: {shape: [batch, seq, 8], dtype: float32}")))
+    src = emit_python(graph)
+    assert seen == {"x": "x", "positions": "None"} and "n = x * 1.0" in src
+
+
+def test_op_without_torch_implementation_is_a_spec_error_at_the_node(run_op, monkeypatch):
+    monkeypatch.delitem(registry._IMPLS, "tanh")
+    with pytest.raises(SpecError) as info:
+        run_op(["{name: a, op: relu, in: x}", "{name: n, op: tanh, in: a}"])
+    (d,) = info.value.diagnostics
+    assert (d.pos.line, d.pos.col) == (7, 5)
+    assert d.message == "node 'n' (tanh): has no PyTorch implementation yet"
+
+
+def test_node_name_shadowing_a_module_method_is_rejected(run_op):
+    with pytest.raises(SpecError) as info:
+        run_op("{name: train, op: linear, in: x, out: 4}", outputs="[train]")
+    (d,) = info.value.diagnostics
+    assert (d.pos.line, d.pos.col) == (6, 5)
+    assert "node name 'train' (in 'train') clashes with the torch.nn.Module attribute 'train'" in d.message
+
+
+def test_emitted_file_is_importable_and_rebuilds_the_same_model(tmp_path):
+    graph = load_spec(MLP)
+    path = tmp_path / "mlp_model.py"
+    path.write_text(emit_python(graph))
+    spec = importlib.util.spec_from_file_location("mlp_model", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["mlp_model"] = mod
+    try:
+        spec.loader.exec_module(mod)
+        standalone = mod.Mlp(seed=7)
+    finally:
+        del sys.modules["mlp_model"]
+    built = build_module(graph, seed=7)
+    for (k1, v1), (k2, v2) in zip(standalone.state_dict().items(), built.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    x = torch.randn(3, 784)
+    assert torch.equal(standalone(x), built(x))
+    assert standalone.source == path.read_text()
+    with pytest.raises(RuntimeError) as info:  # error notes work for the file too
+        standalone(torch.randn(3, 5))
+    assert info.value.__notes__[0].startswith("in node 'body.0.fc' (linear) at ")
+
+
+def test_model_pickles_through_torch_save():
+    model = compile_spec(MLP, seed=3)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    x = torch.randn(2, 784)
+    assert torch.equal(loaded(x), model(x)) and loaded.source == model.source
+
+
+def test_same_graph_builds_reuse_one_class():
+    graph = load_spec(MLP)
+    assert type(build_module(graph, seed=0)) is type(build_module(graph, seed=1))

@@ -25,11 +25,126 @@ def _invoked_command() -> str | None:
     return next((a for a in sys.argv[1:] if not a.startswith("-")), None)  # global options are flags only
 
 
-if _invoked_command() in _FAST_COMMANDS and "--help" not in sys.argv:
-    # `validate` runs in CI on every commit and must start in well under 0.5 s. typer
-    # imports rich eagerly (~150 ms) just for pretty help/errors; this command prints
-    # plain diagnostics, so hide rich from typer here.
-    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+def _limits(max_params: int | None):
+    from dataclasses import replace
+
+    from nngraph.limits import DEFAULT_LIMITS
+    return replace(DEFAULT_LIMITS, max_params=max_params) if max_params else DEFAULT_LIMITS
+
+
+def _spec_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()))
+        else:
+            files.append(p)
+    return files
+
+
+def _echo(text: str, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _validate_files(paths: list[Path], overrides: list[str], fmt: str, strict: bool, quiet: bool,
+                    max_params: int | None, echo: Callable[..., None] = _echo) -> int:
+    """The body of ``validate`` (shared by the typer command and the fast path): exit code 0 or 1."""
+    from nngraph.errors import FORMATTERS
+    from nngraph.spec import check_spec
+
+    files = _spec_files(paths)
+    if not files:
+        echo("error: no spec files found", err=True)
+        return 1
+    all_diags, failed = [], 0
+    for f in files:
+        graph, diag = check_spec(f, overrides, _limits(max_params))
+        items = list(diag)
+        errors = [d for d in items if d.severity == "error" or strict]
+        failed += bool(errors)
+        all_diags.extend(items)
+        if fmt == "text" and not quiet and not errors:
+            extra = f" ({graph.total_params:,} parameters)" if graph is not None and graph.nodes else ""
+            echo(f"ok: {f}{extra}")
+    if fmt == "json":
+        echo(FORMATTERS["json"](all_diags))
+    elif all_diags:
+        echo(FORMATTERS[fmt](all_diags), err=fmt == "text")
+    if fmt == "text" and not quiet:
+        echo(f"{len(files) - failed} valid, {failed} invalid", err=bool(failed))
+    return 1 if failed else 0
+
+
+def _fast_validate(args: list[str]) -> int | None:
+    """Run ``nngraph [--debug] validate ...`` without importing typer/click (~60 ms of a ~250 ms run).
+
+    Parses only the plain, well-formed forms of validate's options; anything else (``--help``, an
+    unknown or malformed option, no paths) returns None and the typer app handles it, with its
+    usage errors (exit 2). Output and exit codes are those of the typer command: same function.
+    """
+    debug, opts = False, {"set": [], "format": "text", "strict": False, "quiet": False, "max_params": None}
+    paths: list[Path] = []
+    while args and args[0] == "--debug":
+        debug, args = True, args[1:]
+    if not args or args[0] != "validate":
+        return None
+    rest = list(args[1:])
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        if name in ("--set", "--format", "--max-params"):
+            if not eq:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            if name == "--set":
+                opts["set"].append(value)
+            elif name == "--format":
+                if value not in ("text", "json", "github"):
+                    return None
+                opts["format"] = value
+            else:
+                if not value.isdigit():
+                    return None
+                opts["max_params"] = int(value)
+        elif arg in ("--strict", "--no-strict"):
+            opts["strict"] = arg == "--strict"
+        elif arg in ("-q", "--quiet"):
+            opts["quiet"] = True
+        elif arg.startswith("-"):
+            return None  # --help, --, unknown options: typer answers
+        else:
+            paths.append(Path(arg))
+    if not paths:
+        return None
+    from nngraph.errors import SpecError, format_text
+
+    try:
+        return _validate_files(paths, opts["set"], opts["format"], opts["strict"], opts["quiet"], opts["max_params"])
+    except SpecError as err:
+        _echo(format_text(err.diagnostics), err=True)
+        return 1
+    except KeyboardInterrupt:
+        _echo("Aborted!", err=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary, as in run_guarded
+        if debug:
+            raise
+        _echo(f"error: {type(exc).__name__}: {exc}\n  (run with --debug for the traceback)", err=True)
+        return 1
+
+
+if _invoked_command() in _FAST_COMMANDS:
+    # `validate` runs in CI and pre-commit on every commit and must start in well under 0.5 s
+    # (bench/validate_speed.py). Its usual forms run right here, before typer is imported.
+    _code = _fast_validate(sys.argv[1:])
+    if _code is not None:
+        sys.exit(_code)
+    if "--help" not in sys.argv:
+        # typer imports rich eagerly (~150 ms) just for pretty help/errors; validate prints plain text.
+        sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 import typer  # noqa: E402
 
@@ -61,13 +176,6 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="show Python trace
     _STATE["debug"] = debug
 
 
-def _limits(max_params: int | None):
-    from dataclasses import replace
-
-    from nngraph.limits import DEFAULT_LIMITS
-    return replace(DEFAULT_LIMITS, max_params=max_params) if max_params else DEFAULT_LIMITS
-
-
 def run_guarded(fn: Callable[[], int | None]) -> None:
     """Run a command body: SpecError -> formatted diagnostics and exit 1; other errors -> one line, exit 1."""
     from nngraph.errors import SpecError, format_text
@@ -87,16 +195,6 @@ def run_guarded(fn: Callable[[], int | None]) -> None:
     raise typer.Exit(code)
 
 
-def _spec_files(paths: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()))
-        else:
-            files.append(p)
-    return files
-
-
 @app.command()
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="spec files or directories (searched for *.yaml)")],
@@ -109,30 +207,7 @@ def validate(
     """Check specs: schema, references, cycles, shapes and dtypes. Reports every error in every file."""
 
     def body() -> int:
-        from nngraph.errors import FORMATTERS
-        from nngraph.spec import check_spec
-
-        files = _spec_files(paths)
-        if not files:
-            typer.echo("error: no spec files found", err=True)
-            return 1
-        all_diags, failed = [], 0
-        for f in files:
-            graph, diag = check_spec(f, set_ or [], _limits(max_params))
-            items = list(diag)
-            errors = [d for d in items if d.severity == "error" or strict]
-            failed += bool(errors)
-            all_diags.extend(items)
-            if fmt == OutFormat.text and not quiet and not errors:
-                extra = f" ({graph.total_params:,} parameters)" if graph is not None and graph.nodes else ""
-                typer.echo(f"ok: {f}{extra}")
-        if fmt == OutFormat.json:
-            typer.echo(FORMATTERS["json"](all_diags))
-        elif all_diags:
-            typer.echo(FORMATTERS[fmt.value](all_diags), err=fmt == OutFormat.text)
-        if fmt == OutFormat.text and not quiet:
-            typer.echo(f"{len(files) - failed} valid, {failed} invalid", err=bool(failed))
-        return 1 if failed else 0
+        return _validate_files(paths, set_ or [], fmt.value, strict, quiet, max_params, typer.echo)
 
     run_guarded(body)
 

@@ -5,8 +5,12 @@ Measures
       wall time (median/min/max) and the child's CPU time (user+sys; steadier than wall on a busy machine);
   (b) validating every spec in specs/ in one process: in-process ``check_spec`` per file (after imports),
       and N runs of the CLI process on the directory;
-  (c) where one process's time goes: interpreter start, typer, PyYAML, nngraph, loading the op registry,
-      check_spec (CPU and wall per phase, one fresh process).
+  (c) where one process's time goes: interpreter start-up, stdlib, PyYAML, nngraph, loading the op registry,
+      check_spec (CPU and wall per phase, one fresh process). The usual forms of `validate` never import
+      typer/click/rich (cli.py parses them itself), so those are not phases.
+
+On a machine busy with other work wall time includes waiting for a CPU; the CPU time is then the better
+estimate of the wall time on an idle machine, so both are checked against the goal.
 
 Python bytecode caching is on for the children (a warm-up run writes ``__pycache__``), as on a developer
 machine, even when this shell sets PYTHONDONTWRITEBYTECODE; ``--no-bytecode-cache`` measures the cold case
@@ -42,8 +46,7 @@ def mark(label, _s=[t0, c0]):
     t, c = time.perf_counter(), time.process_time()
     out[label] = {"wall_s": t - _s[0], "cpu_s": c - _s[1]}
     _s[0], _s[1] = t, c
-sys.modules.setdefault("rich", None)  # as `nngraph validate` does
-import typer; mark("import typer (+click)")
+import pathlib, dataclasses, json; mark("stdlib (pathlib, dataclasses, json)")
 import yaml; mark("import yaml")
 import nngraph; mark("import nngraph (spec, ir, infer)")
 from nngraph.registry import registry; registry(); mark("load op registry")
@@ -156,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         "spec": str(spec.relative_to(ROOT)) if spec.is_relative_to(ROOT) else str(spec),
         "bytecode_cache": not args.no_bytecode_cache,
         "goal_s": GOAL_S,
-        "meets_goal": single["wall_median_s"] < GOAL_S,
+        "meets_goal_wall": single["wall_median_s"] < GOAL_S,
+        "meets_goal_cpu": single["cpu_median_s"] < GOAL_S,
         "single_spec_process": single,
         "all_specs_process": {**directory, "files": len(files)},
         "all_specs_in_process": in_proc,
@@ -180,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     print("(c) one process, by phase:                          wall ms   cpu ms")
     for label, p in phases.items():
         print(f"    {label:<44} {ms(p['wall_s']):>9} {ms(p['cpu_s'])}")
-    verdict = "meets" if result["meets_goal"] else "MISSES"
-    print(f"goal: (a) median < {GOAL_S * 1000:.0f} ms: {verdict} ({ms(single['wall_median_s']).strip()} ms)")
+    verdict = lambda ok: "meets" if ok else "MISSES"  # noqa: E731
+    print(f"goal: (a) median < {GOAL_S * 1000:.0f} ms: wall {verdict(result['meets_goal_wall'])} "
+          f"({ms(single['wall_median_s']).strip()} ms), cpu {verdict(result['meets_goal_cpu'])} "
+          f"({ms(single['cpu_median_s']).strip()} ms)")
     if in_proc["invalid"]:
         print(f"note: invalid specs: {', '.join(in_proc['invalid'])}")
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")

@@ -19,7 +19,7 @@ HEAVY = ("torch", "onnx", "onnxruntime")
 _REPORT = """
 import json, sys
 loaded = {m: (m in sys.modules and sys.modules[m] is not None)
-          for m in ("torch", "onnx", "onnxruntime", "networkx", "rich")}
+          for m in ("torch", "onnx", "onnxruntime", "networkx", "rich", "typer", "click")}
 print("@@" + json.dumps({"loaded": loaded, "code": CODE}))
 """
 
@@ -41,8 +41,8 @@ def test_cli_validate_on_every_spec_imports_no_torch_onnx_networkx_or_rich(argv)
     body = (
         "import sys\n"
         f"sys.argv = ['/venv/bin/nngraph', *{argv!r}, *{SPECS!r}]\n"
-        "from cli import main\n"
         "try:\n"
+        "    from cli import main  # the usual forms of validate run (and exit) right in the import\n"
         "    main()\n"
         "except SystemExit as exc:\n"
         "    CODE = exc.code\n"
@@ -52,7 +52,23 @@ def test_cli_validate_on_every_spec_imports_no_torch_onnx_networkx_or_rich(argv)
     loaded = report["loaded"]
     assert not [m for m in HEAVY if loaded[m]], loaded
     assert not loaded["networkx"], "validate must not import networkx (~0.3 s)"
-    assert not loaded["rich"], "validate hides rich from typer to start fast"
+    assert not loaded["rich"], "validate must not import rich (~150 ms)"
+    assert not loaded["typer"] and not loaded["click"], "the usual forms of validate run without typer (~60 ms)"
+
+
+def test_cli_validate_falling_back_to_typer_still_hides_rich():
+    # '--no-such-option' is not parsed by the fast path: typer reports the usage error (exit 2), without rich
+    body = (
+        "import sys\n"
+        f"sys.argv = ['/venv/bin/nngraph', 'validate', '--no-such-option', {SPECS[0]!r}]\n"
+        "try:\n"
+        "    from cli import main\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    CODE = exc.code\n"
+    )
+    report = _run(body)
+    assert report["code"] == 2 and report["loaded"]["typer"] and not report["loaded"]["rich"]
 
 
 def test_api_check_spec_on_every_spec_imports_no_torch_onnx_or_networkx():

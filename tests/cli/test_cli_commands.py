@@ -294,3 +294,64 @@ def test_validate_speed_bench_runs_and_writes_json(tmp_path):
     assert "specs/mlp.yaml" in in_proc["per_file_s"]
     assert "load op registry" in data["phases_one_process"]
     assert "(a) validate specs/mlp.yaml x1 processes" in proc.stdout
+
+
+# ----- validate's fast path (no typer import) behaves exactly like the typer command -----------------
+
+WARN = """\
+nngraph: 1
+name: warn
+inputs:
+  x: {shape: [batch, 4], dtype: float32}
+graph:
+  - {name: fc, op: linear, in: x, out: 2}
+  - {name: unused, op: relu, in: x}
+outputs: {y: fc}
+"""
+
+
+@pytest.mark.parametrize("args", [
+    ["validate", "MLP"],
+    ["validate", "BAD"],
+    ["validate", "--format", "json", "BAD"],
+    ["validate", "--format=github", "BAD", "MLP"],
+    ["validate", "-q", "DIR"],
+    ["validate", "DIR", "--quiet", "--format", "text"],
+    ["validate", "WARN"],
+    ["validate", "--strict", "WARN"],
+    ["validate", "--strict", "--no-strict", "WARN", "--format", "json"],
+    ["validate", "MLP", "--set", "hidden=512", "--set=classes=3"],
+    ["validate", "MLP", "--set", "hidden=oops"],
+    ["validate", "--max-params", "1000", "MLP"],
+    ["validate", "--max-params=100000000", "MLP"],
+    ["validate", "MISSING"],
+    ["--debug", "validate", "MLP"],
+], ids=lambda a: " ".join(a))
+@pytest.mark.skipif(not NNGRAPH.exists(), reason="console script not installed next to this python")
+def test_fast_path_matches_the_typer_command(runner, tmp_path, bad, args):
+    d = tmp_path / "dir"
+    d.mkdir()
+    shutil.copy(MLP, d / "a.yaml")
+    shutil.copy(bad, d / "b.yml")
+    (tmp_path / "warn.yaml").write_text(WARN)
+    names = {"MLP": str(MLP), "BAD": str(bad), "DIR": str(d), "WARN": str(tmp_path / "warn.yaml"),
+             "MISSING": str(tmp_path / "missing.yaml")}
+    argv = [names.get(a, a) for a in args]
+    assert cli._fast_validate(argv) is not None  # the fast path takes these forms (and runs them here)
+    proc = subprocess.run([str(NNGRAPH), *argv], capture_output=True, text=True, timeout=120)
+    res = runner.invoke(cli.app, argv)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (res.exit_code, res.stdout, res.stderr)
+
+
+@pytest.mark.parametrize("args", [
+    ["validate"],                          # no paths: typer's usage error
+    ["validate", "--help"],
+    ["validate", "--bogus", "x.yaml"],
+    ["validate", "--format", "xml", "x.yaml"],
+    ["validate", "--max-params", "many", "x.yaml"],
+    ["validate", "x.yaml", "--set"],       # option without its value
+    ["validate", "--", "x.yaml"],
+    ["ops"],
+])
+def test_fast_path_leaves_everything_else_to_typer(args):
+    assert cli._fast_validate(args) is None

@@ -35,8 +35,10 @@ def elu_feature(x: float) -> float:
     "eps": p_float("added to the normalizer φ(q)ᵀz", 1e-6, min=0.0),
 }, count=_count, example={"in": "h", "heads": 8, "causal": True})
 def linear_attention(ctx: InferCtx) -> TensorType:
-    """Linear attention with φ(x) = elu(x) + 1 (Katharopoulos et al. 2020; seed 002, "Katharopoulos
-    Linear Attention and Autoregressive Reformulation"): out_i = φ(q_i)ᵀ S / φ(q_i)ᵀ z with
+    """Linear attention with the feature map φ(x) = elu(x) + 1, O(T) in the sequence length.
+
+    Katharopoulos et al. 2020 (seed 002, "Katharopoulos Linear Attention and Autoregressive
+    Reformulation"): out_i = φ(q_i)ᵀ S / φ(q_i)ᵀ z with
     S = Σ_j φ(k_j) v_jᵀ, z = Σ_j φ(k_j); causal sums run over j <= i (an RNN with state S).
     O(T·d²) instead of O(T²·d). Params as ``attention`` with ``qkv``: ``q``/``k``/``v``/``out``
     (or ``qkv``) weights and biases; no others.
@@ -57,15 +59,13 @@ def performer_features(head_dim: int) -> int:
     "causal": p_bool("causal prefix-sum form", False),
 }, count=_count, example={"in": "h", "heads": 8, "num_features": 256})
 def performer_attention(ctx: InferCtx) -> TensorType:
-    """Performer FAVOR+ (Choromanski et al. 2021; seed 002, "Routing-Based Approaches: Reformer and
-    Performer"; seed 000, "Different Types of Transformers": softmax(QKᵀ) ≈ φ(Q)φ(K)ᵀ) with positive
+    """Performer attention: softmax approximated by positive orthogonal random features (FAVOR+).
+
+    Choromanski et al. 2021 (seed 002, "Routing-Based Approaches: Reformer and Performer"; seed 000, "Different Types of Transformers": softmax(QKᵀ) ≈ φ(Q)φ(K)ᵀ) with positive
     random features φ(x) = exp(ωᵢᵀx' − |x'|²/2)/√m, x' = x/d^{1/4}, ω drawn orthogonally from ``seed``
     (a non-learned buffer [H, m, d]); out = φ(Q)(φ(K)ᵀV) / φ(Q)(φ(K)ᵀ1). Params as ``attention``.
     """
-    _, _, _, head_dim = _self_attention(ctx)
-    m = ctx.params["num_features"]
-    if m is not None and m < 1:
-        ctx.fail(f"num_features must be >= 1, got {m}", None, "num_features")
+    _self_attention(ctx)
     return ctx.x
 
 
@@ -81,7 +81,9 @@ def _linformer_count(ctx: InferCtx) -> int:
     "share_kv": p_bool("one projection for keys and values (E = F)", False),
 }, count=_linformer_count, example={"in": "h", "heads": 8, "k": 256, "max_len": 4096})
 def linformer_attention(ctx: InferCtx) -> TensorType:
-    """Linformer (Wang et al. 2020; seed 000, "Different Types of Transformers"): K' = EᵀK, V' = FᵀV
+    """Linformer attention: keys and values projected along the sequence to k positions, O(n·k).
+
+    Wang et al. 2020 (seed 000, "Different Types of Transformers"): K' = EᵀK, V' = FᵀV
     with learned E, F ∈ R^{n×k}, out = softmax(Q K'ᵀ/√d) V' — O(n·k). Params: projections as
     ``attention`` plus ``proj_k [max_len, k]`` and ``proj_v [max_len, k]`` (one, ``proj_k``, with
     share_kv), shared by all heads; an input of length T < n uses the first T rows.

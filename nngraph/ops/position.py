@@ -32,7 +32,9 @@ def _count(ctx: InferCtx) -> int:
 }, count=_count, example={"in": "tok", "type": "learned", "max_len": 1024},
     shape_hint="position_embedding takes x [batch, seq, dim] (and optionally integer positions [batch, seq])")
 def position_embedding(ctx: InferCtx) -> TensorType:
-    """Add absolute positions: out[b, t] = x[b, t] + P[pos(b, t)], pos = t unless a ``positions``
+    """Absolute position encodings (learned table or sinusoids) added to the input embeddings.
+
+    out[b, t] = x[b, t] + P[pos(b, t)], pos = t unless a ``positions``
     input [B, T] gives them. learned: P is a table ``weight [max_len, dim]`` (seed 002, "Learned Absolute
     Positional Embeddings": E ∈ R^{n_max×d}); sinusoidal: P(pos, i) from :func:`sinusoidal`, no
     parameters (seed 002, "Sinusoidal Encodings").

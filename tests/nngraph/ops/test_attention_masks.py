@@ -160,6 +160,15 @@ def test_predicates_also_evaluate_on_index_tensors_like_flex_attention(value):
         assert got.tolist() == dense(value, t, b=b, lengths=lengths, doc_ids=docs)
 
 
+def test_key_padding_bool_tensor_evaluates_like_the_python_lists():
+    pad = [[False, False, True, True, True], [False, False, False, False, True]]
+    fn = m.predicate("key_padding")
+    q, kv = torch.arange(3)[:, None], torch.arange(5)[None, :]
+    for b in (0, 1):
+        got = torch.broadcast_to(fn(torch.tensor(b), torch.tensor(0), q, kv, key_padding=torch.tensor(pad)), (3, 5))
+        assert got.tolist() == dense("key_padding", 3, 5, b=b, key_padding=pad)
+
+
 def test_every_registered_mask_has_a_docstring_citing_the_seed():
     for name, mdef in m.MASKS.items():
         assert "seed 00" in mdef.doc, name

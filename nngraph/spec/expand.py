@@ -460,8 +460,9 @@ def build_subgraphs(exp: Expander, node: Node, opdef: OpDef) -> None:
 
     for key, allowed in opdef.subgraphs.items():  # type: ignore[attr-defined]
         value = node.params.get(key)
-        if value is None or key not in node.param_pos:
-            continue
+        param = opdef.params[key]
+        if value is None or key not in node.param_pos or (param.check and param.check(value)):
+            continue  # not given, or already reported as malformed
         vpos = node.param_pos[key]
         block_name, with_raw = (value.get("block"), value.get("with")) if isinstance(value, dict) else (value, None)
         table = exp._tables[-1]

@@ -458,3 +458,41 @@ def test_function_blocks_inside_repeated_blocks_get_their_own_subgraphs(diagnose
     a, b = graph.nodes["n.0.mp"], graph.nodes["n.1.mp"]
     assert a.meta["subgraphs"]["message"] is not b.meta["subgraphs"]["message"]
     assert a.n_params == b.n_params == 34 * 6 + 6
+
+
+def test_unknown_block_parameter_under_with_is_reported_at_its_key(diagnose):
+    text = spec("""
+        graph:
+          - {name: n, op: message_passing, in: [x, edge_index, edge_attr], message: {block: edge_mlp, with: {hiden: 3}}}
+        """, "{y: n, b: batch}", BLOCKS)
+    _, errors = diagnose(text)
+    assert len(errors) == 1
+    assert errors[0][:3] == (*pos(text, "hiden"), "block 'edge_mlp' has no parameter 'hiden'")
+
+
+def test_block_param_mapping_needs_the_block_key(diagnose):
+    text = spec("""
+        graph:
+          - {name: n, op: message_passing, in: [x, edge_index], message: {blok: src_only}}
+        """, "{y: n, e: edge_attr, b: batch}", BLOCKS)
+    _, errors = diagnose(text)
+    assert len(errors) == 1
+    assert errors[0][:3] == (*pos(text, "{blok"), "parameter 'message'.blok of node 'n' (message_passing): unknown key "
+                                                  "'blok'; expected 'block' and optionally 'with'")
+
+
+def test_function_blocks_are_closed_over_their_inputs(diagnose):
+    text = spec("""
+        blocks:
+          peeks:
+            inputs: [h_u]
+            nodes:
+              - {name: s, op: add, in: [h_u, x]}
+            outputs: [s]
+        graph:
+          - {name: n, op: message_passing, in: [x, edge_index], message: peeks}
+        """, "{y: n, e: edge_attr, b: batch}")
+    _, errors = diagnose(text)
+    assert len(errors) == 1
+    assert errors[0][:2] == pos(text, "x]}", 0)
+    assert errors[0][2] == "unknown reference 'x' (in node 's')"

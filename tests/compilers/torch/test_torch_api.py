@@ -201,3 +201,12 @@ def test_torch_compile_inductor_matches():
     model = compile_spec(MLP)
     x = torch.randn(4, 784)
     assert (torch.compile(model)(x) - model(x)).abs().max() <= 1e-5
+
+
+def test_cnn_spec_exports_and_compiles():
+    model = compile_spec(ROOT / "specs" / "lenet.yaml").eval()
+    x = torch.randn(2, 1, 28, 28)
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    y = torch.randn(5, 1, 28, 28)
+    assert (program.module()(y) - model(y)).abs().max() <= 1e-5
+    assert (torch.compile(model, backend="eager")(y) - model(y)).abs().max() <= 1e-5

@@ -1,0 +1,70 @@
+"""Torch implementations of normalization (nngraph/ops/norm.py).
+
+* ``batch_norm`` -- ``nn.BatchNorm1d`` ([batch, C] or [batch, C, L]) or
+  ``nn.BatchNorm2d`` ([batch, C, H, W]); state ``weight``, ``bias``, buffers
+  ``running_mean``, ``running_var``, ``num_batches_tracked`` (seed 002,
+  "Pooling, Hierarchical Representation, and Normalization").
+* ``layer_norm`` -- ``nn.LayerNorm`` (seed 002, "Encoder Architecture").
+* ``rms_norm`` -- ``nn.RMSNorm``: y = γ·x/√(mean(x²) + ε).
+* ``group_norm`` -- ``nn.GroupNorm``.
+* ``dyt`` -- :class:`DyT`: y = γ·tanh(αx) + β (seed 000, "Practical
+  Implementation"); state ``alpha [1]`` (alpha_init), ``weight [C]`` (ones),
+  ``bias [C]`` (zeros).
+
+Scales start at 1 and shifts at 0 (PyTorch's defaults); every module is called
+as ``self.<node>(x)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import Emit, NodeCtx, torch_op
+
+_AFFINE_INIT = {"weight": "ones", "bias": "zeros"}
+
+
+def _shape(ctx: NodeCtx) -> tuple[int, ...]:
+    shape = ctx.params["shape"]
+    if shape is None:
+        return (ctx.in_features,)
+    return tuple(shape) if isinstance(shape, list) else (shape,)
+
+
+def _call(ctx: NodeCtx, e: Emit) -> str:
+    return f"{e.self}({e.x})"
+
+
+def _batch_norm(ctx: NodeCtx) -> nn.Module:
+    cls = nn.BatchNorm2d if ctx.x.rank == 4 else nn.BatchNorm1d
+    p = ctx.params
+    return cls(ctx.x.shape[1], eps=p["eps"], momentum=p["momentum"], affine=p["affine"],
+               track_running_stats=p["track_running_stats"])
+
+
+class DyT(nn.Module):
+    """Dynamic Tanh: ``weight * tanh(alpha * x) + bias`` over the last dim."""
+
+    def __init__(self, channels: int, alpha_init: float = 0.5):
+        super().__init__()
+        self.alpha_init = alpha_init
+        self.alpha = nn.Parameter(torch.full((1,), float(alpha_init)))
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * torch.tanh(self.alpha * x) + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, alpha_init={self.alpha_init}"
+
+
+torch_op("batch_norm", module=_batch_norm, init=_AFFINE_INIT)(_call)
+torch_op("layer_norm", init=_AFFINE_INIT, module=lambda ctx: nn.LayerNorm(
+    _shape(ctx), eps=ctx.params["eps"], elementwise_affine=ctx.params["elementwise_affine"], bias=ctx.params["bias"]))(_call)
+torch_op("rms_norm", init={"weight": "ones"}, module=lambda ctx: nn.RMSNorm(
+    _shape(ctx), eps=ctx.params["eps"], elementwise_affine=ctx.params["elementwise_affine"]))(_call)
+torch_op("group_norm", init=_AFFINE_INIT, module=lambda ctx: nn.GroupNorm(
+    ctx.params["groups"], ctx.x.shape[1], eps=ctx.params["eps"], affine=ctx.params["affine"]))(_call)
+torch_op("dyt", module=lambda ctx: DyT(ctx.in_features, ctx.params["alpha_init"]))(_call)

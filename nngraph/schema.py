@@ -56,7 +56,7 @@ def _block_use_schema() -> dict:
 
 def _node_schema(ops: dict[str, OpDef]) -> dict:
     rules = [{"if": {"properties": {"op": {"const": name}}, "required": ["op"]},
-              "then": {"$ref": f"#/$defs/op.{name}"}} for name in ops]
+              "then": {"$ref": f"#/$defs/op.{name}"}} for name in sorted(ops)]  # sorted: registry order follows import order
     return {"anyOf": [
         {"$ref": "#/$defs/block_use"},
         {"type": "object", "required": ["name", "op"],
@@ -79,7 +79,7 @@ def json_schema() -> dict:
     ops = registry()
     defs: dict[str, Any] = {"name": _NAME, "ref": _REF, "in": _IN, "block_use": _block_use_schema(),
                             "node": _node_schema(ops), "input": _input_schema()}
-    for name, definition in ops.items():
+    for name, definition in sorted(ops.items()):  # deterministic whatever order the op modules were imported in
         defs[f"op.{name}"] = op_node_schema(definition)
     nodes = {"type": "array", "items": {"$ref": "#/$defs/node"}}
     block = {"type": "object", "required": ["nodes", "outputs"], "additionalProperties": False, "properties": {

@@ -79,3 +79,30 @@ def test_table_cells_escape_pipes():
 
     assert "| `p` | int | `1` | ≥ 1 | a \\| b |" in op_section(odd)
     assert example_yaml(odd) == "- name: odd\n  op: odd"
+
+
+_GENERATE = """
+import importlib, json, pkgutil, sys
+import nngraph.ops as ops_pkg
+names = sorted(m.name for m in pkgutil.iter_modules(ops_pkg.__path__) if not m.name.startswith("_"))
+for name in (reversed(names) if sys.argv[1] == "reverse" else names):
+    importlib.import_module("nngraph.ops." + name)
+from nngraph.docs import spec_reference
+from nngraph.schema import json_schema
+print(json.dumps({"docs": spec_reference(), "schema": json.dumps(json_schema(), indent=2)}))
+"""
+
+
+def test_output_does_not_depend_on_the_order_op_modules_were_imported_in():
+    """Tests (or user code) may import an op module before the registry loads the rest."""
+    import json
+    import subprocess
+    import sys
+
+    out = {}
+    for order in ("forward", "reverse"):
+        proc = subprocess.run([sys.executable, "-c", _GENERATE, order], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        out[order] = json.loads(proc.stdout)
+    assert out["forward"]["docs"] == out["reverse"]["docs"] == spec_reference()
+    assert out["forward"]["schema"] == out["reverse"]["schema"]

@@ -106,3 +106,34 @@ def test_output_does_not_depend_on_the_order_op_modules_were_imported_in():
         out[order] = json.loads(proc.stdout)
     assert out["forward"]["docs"] == out["reverse"]["docs"] == spec_reference()
     assert out["forward"]["schema"] == out["reverse"]["schema"]
+
+
+def _custom(schema: dict) -> Param:
+    return Param("custom", "doc", None, schema=schema)
+
+
+def test_custom_parameter_types_and_ranges_come_from_their_schema():
+    rate = _custom({"type": "number", "minimum": 0, "exclusiveMaximum": 1})
+    assert (param_type(rate), param_range(rate)) == ("float", "[0, 1)")
+    padding = _custom({"anyOf": [{"type": "integer", "minimum": 0},
+                                 {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                                 {"enum": ["same", "valid"]}]})
+    assert (param_type(padding), param_range(padding)) == ("int or list of ints or string", "≥ 0; each ≥ 0; `same`, `valid`")
+    shape = _custom({"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": -1}, {"type": "string"}]}})
+    assert (param_type(shape), param_range(shape)) == ("list of (int or string)", "each ≥ -1")
+    scale = _custom({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "array", "items": {"type": "number"}}]})
+    assert (param_type(scale), param_range(scale)) == ("float or list of floats", "> 0")
+    mask = _custom({"anyOf": [{"enum": ["none", "causal"]},
+                              {"type": "object", "properties": {"type": {"const": "none"}}},
+                              {"type": "object", "properties": {"type": {"const": "window"}, "w": {"type": "integer"}}}]})
+    assert (param_type(mask), param_range(mask)) == ("string or mapping", "`none`, `causal`; {type: `none` | `window`, ...}")
+
+
+def test_indented_docstrings_are_dedented_so_markdown_does_not_show_code_blocks():
+    from nngraph.docs import op_section
+
+    d = get_op("linear")
+    assert d is not None
+    doc = "Summary line.\n\n    Formula y = x W.\n    More text."  # as OpDef stores an indented docstring
+    odd = type(d)(name="odd", family="x", doc=doc, params={}, inputs=("x",), infer=d.infer)
+    assert op_section(odd)[2] == "Summary line.\n\nFormula y = x W.\nMore text."

@@ -18,127 +18,45 @@ The generated class (see :func:`generate`) has
 
 from __future__ import annotations
 
-import heapq
-import keyword
-import math
-import os
-import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from nngraph.errors import Diagnostic, SourcePos, SpecError
-from nngraph.infer import ref_params
+from nngraph.errors import Diagnostic, SpecError
 from nngraph.ir import Graph, Node, Ref
-from nngraph.types import Dim, TensorType, format_shape
+from nngraph.types import Dim
 
 from .init import InitError, init_error, param_shapes, resolve_inits
 from .module import GraphModule, Scope
 from .registry import Emit, NodeCtx, TorchOpDef, impls
+from .source import Namer, attr_path, class_name, display_path, display_pos, literal, stable_order, type_comment
 
-_RESERVED = {"self", "torch", "nn", "F", "nng", "TensorType", "None", "True", "False"}
-_CLASH = {"": set(dir(GraphModule)), "scope": set(dir(Scope))}
-
-
-def display_path(file: str) -> str:
-    """A spec path as shown in generated code: relative to the working directory when inside it."""
-    try:
-        rel = os.path.relpath(file)
-    except ValueError:
-        return file
-    return rel if not rel.startswith("..") and os.path.isabs(file) else file
+_MODULE_ATTRS = set(dir(nn.Module()))  # includes instance attributes such as 'training'
+_CLASH = {"": _MODULE_ATTRS | set(dir(GraphModule)), "scope": _MODULE_ATTRS | set(dir(Scope))}
 
 
-def display_pos(pos: SourcePos) -> str:
-    """``specs/mlp.yaml:12:5``."""
-    return str(SourcePos(display_path(pos.file), pos.line, pos.col))
+class _SkipMetaInit(TorchFunctionMode):
+    """Skip value-filling in-place ops on meta tensors while a factory runs on the meta device.
 
+    The values of meta tensors do not exist, and some meta kernels (e.g. ``normal_``)
+    import torch._dynamo on first use (~3 s), which building a model must not cost.
+    """
 
-def class_name(graph: Graph) -> str:
-    """CamelCase class name from the spec's name (``gpt-tiny`` -> ``GptTiny``)."""
-    parts = [p for p in re.split(r"[^0-9A-Za-z]+", graph.name or "") if p]
-    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"
-    return name if name[0].isalpha() else "Model" + name
+    _SKIP = frozenset(getattr(torch.Tensor, name) for name in (
+        "normal_", "uniform_", "fill_", "zero_", "random_", "exponential_", "erfinv_", "clamp_", "mul_", "add_",
+        "sub_", "div_", "copy_", "bernoulli_", "log_normal_", "cauchy_", "geometric_"))
 
-
-class _Namer:
-    """Unique Python identifiers derived from node names."""
-
-    def __init__(self) -> None:
-        self.used: set[str] = set(_RESERVED)
-
-    def new(self, wanted: str) -> str:
-        base = re.sub(r"\W", "_", wanted)
-        if not base or base[0].isdigit():
-            base = "v_" + base
-        if keyword.iskeyword(base) or keyword.issoftkeyword(base) or base in _RESERVED:
-            base += "_"
-        name, n = base, 1
-        while name in self.used:
-            n += 1
-            name = f"{base}_{n}"
-        self.used.add(name)
-        return name
-
-
-def attr_path(name: str) -> str:
-    """``layers.3.attn`` -> ``self.layers[3].attn``."""
-    out = "self"
-    for part in name.split("."):
-        out += f"[{part}]" if part.isdigit() else f".{part}"
-    return out
-
-
-def stable_order(graph: Graph) -> list[str]:
-    """Nodes in dependency order, keeping the spec's order among independent nodes."""
-    index = {name: i for i, name in enumerate(graph.nodes)}
-    deps = {name: ({r.node for r in node.all_refs() if r.node in graph.nodes} | set(ref_params(graph, node).values()))
-            for name, node in graph.nodes.items()}
-    users: dict[str, list[str]] = {name: [] for name in graph.nodes}
-    for name, ds in deps.items():
-        for d in ds:
-            users[d].append(name)
-    waiting = {name: len(ds) for name, ds in deps.items()}
-    ready = [(index[n], n) for n, k in waiting.items() if k == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        _, name = heapq.heappop(ready)
-        order.append(name)
-        for user in users[name]:
-            waiting[user] -= 1
-            if waiting[user] == 0:
-                heapq.heappush(ready, (index[user], user))
-    if len(order) != len(graph.nodes):
-        raise SpecError([Diagnostic(SourcePos(graph.file, 1, 1), "the graph has a cycle", "run nngraph validate")])
-    return order
-
-
-def _literal(value: Any) -> str:
-    """Python source for a plain value (params, types, initializers); non-finite floats spelled out."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"float({str(value)!r})"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    if isinstance(value, tuple):
-        return "(" + ", ".join(_literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-    if isinstance(value, TensorType):
-        return f"TensorType({_literal(value.shape)}, {value.dtype!r})"
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return repr(value)
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} into generated code")
-
-
-def _type_comment(outputs: dict[str, TensorType]) -> str:
-    def one(t: TensorType) -> str:
-        return format_shape(t.shape) + ("" if t.dtype == "float32" else f" {t.dtype}")
-    if len(outputs) == 1:
-        return one(next(iter(outputs.values())))
-    return ", ".join(f"{k}: {one(t)}" for k, t in outputs.items())
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self._SKIP or getattr(func, "__module__", None) == "torch.nn.init":
+            target = args[0] if args else kwargs.get("tensor")
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
 
 
 @dataclass
@@ -165,7 +83,7 @@ class _Compiler:
         self.impls = impls()
         self.errors: list[Diagnostic] = []
         self.order = stable_order(graph)
-        self.namer = _Namer()
+        self.namer = Namer()
         self.args: dict[str, str] = {}  # graph input -> forward argument
         self.vars: dict[tuple[str, str | None], str] = {}  # (node, output) -> variable
         self.built: dict[str, _Built] = {}
@@ -214,8 +132,8 @@ class _Compiler:
         obj = None
         if impl.module is not None:
             try:
-                with torch.device("meta"):
-                    obj = impl.module(ctx)
+                with torch.device("meta"), _SkipMetaInit():
+                    obj = impl.module(ctx)  # only to learn its parameter names and shapes
             except (NotImplementedError, RuntimeError):
                 obj = impl.module(ctx)
         if obj is None:
@@ -274,15 +192,15 @@ class _Compiler:
     def make_line(self, node: Node, ctx: NodeCtx, built: _Built) -> str:
         if built.shared_with:
             return f"{built.path} = {attr_path(built.shared_with)}  # shared with {built.shared_with} (share: true)"
-        variadic = [f"    variadic={_literal(ctx.variadic)},"] if ctx.variadic else []
+        variadic = [f"    variadic={literal(ctx.variadic)},"] if ctx.variadic else []
         return "\n".join([
             f"{built.path} = nng.make(",
             f"    {node.op!r}, {node.name!r}, seed,",
-            f"    params={_literal(ctx.params)},",
-            f"    inputs={_literal(ctx.inputs)},",
+            f"    params={literal(ctx.params)},",
+            f"    inputs={literal(ctx.inputs)},",
             *variadic,
-            f"    outputs={_literal(ctx.outputs)},",
-            f"    init={_literal(built.inits)},",
+            f"    outputs={literal(ctx.outputs)},",
+            f"    init={literal(built.inits)},",
             ")",
         ])
 
@@ -333,7 +251,7 @@ class _Compiler:
             for o, v in zip(node.outputs, names):
                 self.vars[(name, o)] = v
             body.append(f"# {display_pos(node.pos)} {name} ({node.op})")
-            body.append(f"{', '.join(names)} = {expr}  # {_type_comment(node.outputs)}")
+            body.append(f"{', '.join(names)} = {expr}  # {type_comment(node.outputs)}")
         return body
 
     def assemble(self, ctxs: dict[str, NodeCtx], required: list[str], optional: list[str], body: list[str]) -> Generated:
@@ -350,12 +268,14 @@ class _Compiler:
         args += [f"{self.args[n]}: torch.Tensor | None = None" for n in optional]
         doc = str(g.doc).strip() if g.doc else f"The '{g.name}' graph."
         doc = doc.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        doc = "\n".join(textwrap.fill(par, 100, subsequent_indent="    ") for par in doc.split("\n"))
+        doc += "\n    " if "\n" in doc or len(doc) > 90 else ""
         init_lines = self.containers()
         makes = [self.make_line(g.nodes[n], ctxs[n], self.built[n]) for n in self.order
                  if n in self.built and not self.built[n].shared_with]
         shares = [self.make_line(g.nodes[n], ctxs[n], self.built[n]) for n in self.order
                   if n in self.built and self.built[n].shared_with]
-        input_types = "{" + ", ".join(f"{self.args[n]!r}: {_literal(g.inputs[n].type)}" for n in required + optional) + "}"
+        input_types = "{" + ", ".join(f"{self.args[n]!r}: {literal(g.inputs[n].type)}" for n in required + optional) + "}"
         lines = [
             f"# Generated by nngraph from {spec} (graph '{g.name}'). Do not edit: regenerate with",
             f"#   nngraph compile {spec} --emit-python <file>",

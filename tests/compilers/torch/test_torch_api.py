@@ -210,3 +210,14 @@ def test_cnn_spec_exports_and_compiles():
     y = torch.randn(5, 1, 28, 28)
     assert (program.module()(y) - model(y)).abs().max() <= 1e-5
     assert (torch.compile(model, backend="eager")(y) - model(y)).abs().max() <= 1e-5
+
+
+def test_building_and_running_does_not_import_dynamo():
+    """torch._dynamo costs ~3 s to import; `nngraph compile` and plain eager use must not pay for it."""
+    import subprocess
+    import sys
+    code = ("import sys, torch; from compilers.torch import compile_spec; "
+            f"m = compile_spec({str(ROOT / 'specs' / 'lenet.yaml')!r}); m(torch.randn(1, 1, 28, 28)); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from compilers.torch import build_module, compile_spec, emit_python, load_spec, registry
-from compilers.torch.codegen import display_path
+from compilers.torch.source import display_path
 from compilers.torch.registry import TorchOpDef
 from nngraph.errors import SpecError
 

@@ -49,7 +49,7 @@ def _parse_block(name: str, body: Any, scope: Scope, diag: Diagnostics, pos: Sou
             diag.error(body.pos_of_key(key) if isinstance(body, Map) else pos, f"unknown key '{key}' in block '{name}'",
                        choices_hint(str(key), BLOCK_DEF_KEYS, "keys of a block"))
     inputs, optional = _block_inputs(name, body.get("inputs", []), diag, pos_in(body, "inputs", pos))
-    outputs, output_pos = _block_outputs(name, body.get("outputs"), diag, pos_in(body, "outputs", pos))
+    outputs, output_pos = _block_outputs(name, body.get("outputs"), diag, pos_in(body, "outputs", pos) if "outputs" in body else pos)
     params = body.get("params") or Map(pos=pos)
     if not isinstance(params, dict):
         diag.error(pos_in(body, "params", pos), f"'params' of block '{name}' must be a mapping of name -> default")

@@ -84,6 +84,8 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
         diag.error(top, "spec has no 'graph'", "add 'graph:' with a list of nodes")
         return None
     exp = Expander(blocks, diag, limits, set(inputs))
+    if isinstance(data.get("inputs"), dict):  # inputs that failed to parse were reported: no "unknown reference" for them
+        exp.broken |= {k for k in data["inputs"] if isinstance(k, str) and NAME_RE.match(k)} - set(inputs)
     names = exp.expand_list(data["graph"], "", scope, (), None, pos_in(data, "graph", top))
     for clash in sorted(names & set(inputs)):
         diag.error(inputs[clash].pos, f"graph input '{clash}' has the same name as a node", "rename one of them")
@@ -219,7 +221,12 @@ def _parse_outputs(raw: Any, exp: Expander, diag: Diagnostics, pos: SourcePos) -
         try:
             resolved = exp.resolve_target(TextRef("", ref, opos))
         except _RefError as err:
-            diag.error(opos, f"output '{out_name}': {err.message}", err.hint)
+            if err.silent:
+                pass
+            elif err.pos is not None:
+                diag.error(err.pos, err.message, err.hint)
+            else:
+                diag.error(opos, f"output '{out_name}': {err.message}", err.hint)
             continue
         if resolved is None:
             diag.error(opos, f"output '{out_name}' refers to an unbound optional input")

@@ -88,6 +88,8 @@ class Expander:
         self.block_uses: list[BlockUse] = []
         self._stack: list[BlockDef] = []
         self._too_big = False
+        # names whose definition failed (already reported): references to them are not reported again
+        self.broken: set[str] = set()
 
     # ----- node lists ---------------------------------------------------
     def expand_list(self, entries: Any, namespace: str, scope: Scope, scope_path: tuple[str, ...],
@@ -105,8 +107,11 @@ class Expander:
                 continue
             name = self._node_name(entry, epos, local)
             if name is None:
+                raw_name = entry.get("name")
+                if isinstance(raw_name, str) and NAME_RE.match(raw_name) and raw_name not in local:
+                    self.broken.add(namespace + raw_name)
                 continue
-            local[name] = entry.pos_of_key("name") if isinstance(entry, Map) else epos
+            local[name] = entry.pos_of("name") if isinstance(entry, Map) else epos
             if "block" in entry:
                 self._expand_block_use(entry, name, namespace, scope, scope_path, epos)
             else:
@@ -144,6 +149,7 @@ class Expander:
         if opdef is None:
             self.diag.error(opos, f"unknown op {op_name!r} in node '{name}'",
                             choices_hint(str(op_name), self.ops.keys(), "known ops"))
+            self.broken.add(namespace + name)
             return
         if self._count_node(epos):
             return
@@ -221,6 +227,7 @@ class Expander:
             self.diag.error(ipos, f"'in' of node '{node_name}' must be a name, a list of names or a mapping")
             items = []
         positional = [n for n in names if n != variadic]
+        misnamed = False
         for key, value, vpos in items:
             if not isinstance(value, str):
                 self.diag.error(vpos, f"input reference must be a string, got {value!r}", "write the name of a node or graph input")
@@ -242,8 +249,9 @@ class Expander:
                 extra.append(target)
             else:
                 self.diag.error(vpos, f"unknown input '{key}' for node '{node_name}'", choices_hint(str(key), names, "inputs"))
+                misnamed = True
         missing = [n for n in required if n not in bound]
-        if missing:
+        if missing and not misnamed:  # a misnamed input is most likely the missing one: one error, not two
             self.diag.error(ipos if raw is not None else epos,
                             f"node '{node_name}' is missing input(s) {', '.join(missing)}: {what} takes "
                             f"{len(required)} required input(s) ({', '.join(required)}), got {len(bound)}",
@@ -262,10 +270,12 @@ class Expander:
         if bdef is None:
             self.diag.error(bpos, f"unknown block {block_name!r} in node '{name}'",
                             choices_hint(str(block_name), table.keys(), "defined blocks"))
+            self.broken.add(namespace + name)
             return
         if any(b is bdef for b in self._stack):
             chain = " -> ".join([b.name for b in self._stack] + [bdef.name])
             self.diag.error(bpos, f"recursive block: {chain}", "a block cannot use itself, directly or through another block")
+            self.broken.add(namespace + name)
             return
         for key in entry:
             if key not in BLOCK_USE_KEYS:
@@ -347,6 +357,9 @@ class Expander:
         inner = bdef.scope.child({**params, "index": index})
         path = tuple(fq.split("."))
         self.expand_list(bdef.nodes, fq + ".", inner, path, bdef.name, bdef.pos)
+        if not bdef.outputs:
+            self.broken.add(fq)  # the block definition's missing outputs are reported where it is defined
+            return
         outs: dict[str | None, Target] = {}
         for out_name, local in bdef.outputs.items():
             outs[out_name] = TextRef(fq + ".", local, bdef.output_pos.get(out_name, bdef.pos))
@@ -371,7 +384,12 @@ class Expander:
         head, _, rest = target.text.partition(".")
         if not NAME_RE.match(head) or (rest and not all(NAME_RE.match(p) for p in rest.split("."))):
             raise _RefError(f"invalid reference '{target.text}'", "write 'node' or 'node.output'")
-        return self._resolve_name(target.namespace + head, rest or None, depth, target)
+        try:
+            return self._resolve_name(target.namespace + head, rest or None, depth, target)
+        except _RefError as err:
+            if err.pos is None and depth > 0 and not err.silent:
+                err.pos = target.pos  # e.g. a block's output list: report it there, not at every consumer
+            raise
 
     def _resolve_name(self, fq: str, output: str | None, depth: int, written: TextRef | None = None) -> Ref | None:
         if fq in self.nodes:
@@ -393,6 +411,8 @@ class Expander:
             if output is not None:
                 raise _RefError(f"graph input '{fq}' has no outputs; refer to it as '{fq}'")
             return Ref(fq)
+        if fq in self.broken or self._too_big:
+            raise _RefError(f"reference to '{fq}', whose definition failed", silent=True)
         local = fq.rsplit(".", 1)[-1]
         ns = fq[: -len(local)]
         visible = [n[len(ns):] for n in list(self.nodes) + list(self.aliases)
@@ -404,9 +424,11 @@ class Expander:
 
 
 class _RefError(Exception):
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, silent: bool = False):
         super().__init__(message)
         self.message, self.hint = message, hint
+        self.silent = silent  # a consequence of an error already reported: do not report it again
+        self.pos: SourcePos | None = None  # set when the failing reference is not the one the caller wrote
 
 
 def resolve_all(exp: Expander) -> None:
@@ -430,8 +452,13 @@ def _resolve_or_report(exp: Expander, node: Node, target: Target) -> Ref | None:
     try:
         return exp.resolve_target(target)
     except _RefError as err:
-        pos = target.pos if isinstance(target, TextRef) else node.pos
-        exp.diag.error(pos, f"{err.message} (in node '{node.name}')", err.hint)
+        if err.silent:
+            pass
+        elif err.pos is not None:
+            exp.diag.error(err.pos, err.message, err.hint)
+        else:
+            pos = target.pos if isinstance(target, TextRef) else node.pos
+            exp.diag.error(pos, f"{err.message} (in node '{node.name}')", err.hint)
         return None
 
 

@@ -68,9 +68,14 @@ class Diagnostics:
     """Collects diagnostics across a whole validation run."""
 
     items: list[Diagnostic] = field(default_factory=list)
+    _seen: set = field(default_factory=set, repr=False, compare=False)
 
     def error(self, pos: SourcePos | None, message: str, hint: str | None = None) -> None:
-        """Record an error at ``pos``."""
+        """Record an error at ``pos``, once: the copies of a repeated block repeat the same mistake."""
+        key = (pos or UNKNOWN_POS, message)
+        if key in self._seen:
+            return
+        self._seen.add(key)
         self.items.append(Diagnostic(pos or UNKNOWN_POS, message, hint))
 
     def extend(self, other: Iterable[Diagnostic]) -> None:
@@ -95,11 +100,24 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
+MAX_LISTED = 20
+
+
 def choices_hint(word: str, choices: Iterable[str], label: str = "valid choices") -> str:
-    """A hint listing the valid choices, led by the closest match if any."""
-    choices = sorted(choices)
+    """A hint listing the valid choices, led by the closest match if any.
+
+    Long lists (more than :data:`MAX_LISTED`, e.g. every registered op) show only
+    the nearest names; an empty list says so instead of printing a dangling label.
+    """
+    choices = sorted(str(c) for c in choices)
     guess = did_you_mean(word, choices)
-    listing = f"{label}: {', '.join(choices)}"
+    if not choices:
+        listing = f"{label}: none"
+    elif len(choices) > MAX_LISTED:
+        near = difflib.get_close_matches(word, choices, n=8, cutoff=0.4)
+        listing = f"{len(choices)} {label}" + (f", nearest: {', '.join(near)}" if near else "")
+    else:
+        listing = f"{label}: {', '.join(choices)}"
     return f"{guess} {listing}" if guess else listing
 
 

@@ -50,7 +50,7 @@ def _echo(text: str, err: bool = False) -> None:
 
 def _validate_files(paths: list[Path], overrides: list[str], fmt: str, strict: bool, quiet: bool,
                     max_params: int | None, echo: Callable[..., None] = _echo) -> int:
-    """The body of ``validate`` (shared by the typer command and the fast path): exit code 0 or 1."""
+    """The body of ``validate``: exit code 0 or 1."""
     from nngraph.errors import FORMATTERS
     from nngraph.spec import check_spec
 
@@ -77,74 +77,11 @@ def _validate_files(paths: list[Path], overrides: list[str], fmt: str, strict: b
     return 1 if failed else 0
 
 
-def _fast_validate(args: list[str]) -> int | None:
-    """Run ``nngraph [--debug] validate ...`` without importing typer/click (~60 ms of a ~250 ms run).
-
-    Parses only the plain, well-formed forms of validate's options; anything else (``--help``, an
-    unknown or malformed option, no paths) returns None and the typer app handles it, with its
-    usage errors (exit 2). Output and exit codes are those of the typer command: same function.
-    """
-    debug, opts = False, {"set": [], "format": "text", "strict": False, "quiet": False, "max_params": None}
-    paths: list[Path] = []
-    while args and args[0] == "--debug":
-        debug, args = True, args[1:]
-    if not args or args[0] != "validate":
-        return None
-    rest = list(args[1:])
-    while rest:
-        arg = rest.pop(0)
-        name, eq, value = arg.partition("=")
-        if name in ("--set", "--format", "--max-params"):
-            if not eq:
-                if not rest:
-                    return None
-                value = rest.pop(0)
-            if name == "--set":
-                opts["set"].append(value)
-            elif name == "--format":
-                if value not in ("text", "json", "github"):
-                    return None
-                opts["format"] = value
-            else:
-                if not value.isdigit():
-                    return None
-                opts["max_params"] = int(value)
-        elif arg in ("--strict", "--no-strict"):
-            opts["strict"] = arg == "--strict"
-        elif arg in ("-q", "--quiet"):
-            opts["quiet"] = True
-        elif arg.startswith("-"):
-            return None  # --help, --, unknown options: typer answers
-        else:
-            paths.append(Path(arg))
-    if not paths:
-        return None
-    from nngraph.errors import SpecError, format_text
-
-    try:
-        return _validate_files(paths, opts["set"], opts["format"], opts["strict"], opts["quiet"], opts["max_params"])
-    except SpecError as err:
-        _echo(format_text(err.diagnostics), err=True)
-        return 1
-    except KeyboardInterrupt:
-        _echo("Aborted!", err=True)
-        return 1
-    except Exception as exc:  # noqa: BLE001 - the CLI boundary, as in run_guarded
-        if debug:
-            raise
-        _echo(f"error: {type(exc).__name__}: {exc}\n  (run with --debug for the traceback)", err=True)
-        return 1
-
-
-if _invoked_command() in _FAST_COMMANDS:
+if _invoked_command() in _FAST_COMMANDS and "--help" not in sys.argv:
     # `validate` runs in CI and pre-commit on every commit and must start in well under 0.5 s
-    # (bench/validate_speed.py). Its usual forms run right here, before typer is imported.
-    _code = _fast_validate(sys.argv[1:])
-    if _code is not None:
-        sys.exit(_code)
-    if "--help" not in sys.argv:
-        # typer imports rich eagerly (~150 ms) just for pretty help/errors; validate prints plain text.
-        sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+    # (bench/validate_speed.py). typer imports rich eagerly (~150 ms) just for pretty help and
+    # errors; validate prints plain text, so hide rich from typer for this command.
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 import typer  # noqa: E402
 

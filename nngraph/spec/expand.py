@@ -21,7 +21,7 @@ from ..limits import Limits
 from ..params import check_value
 from ..registry import OpDef, registry
 from ..yamlsrc import Map, Seq, pos_in
-from .resolve import Scope, resolve_at
+from .resolve import UNRESOLVED, Scope, resolve_at
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NODE_META_KEYS = ("name", "op", "in", "init", "doc")
@@ -180,8 +180,8 @@ class Expander:
                                 if opdef.params else f"op '{opdef.name}' takes no parameters")
                 continue
             vpos = pos_in(entry, key, epos)
-            value = resolve_at(raw, scope, vpos, self.diag, where=f"parameter '{key}'")
-            if value is None and raw is not None:
+            value = resolve_at(raw, scope, vpos, self.diag, where=f"parameter '{key}'", default=lambda: UNRESOLVED)
+            if value is UNRESOLVED:
                 param_pos[key] = vpos  # given but unresolvable: already reported, not "missing"
                 continue
             value, problems = check_value(opdef.params[key], value)
@@ -284,7 +284,8 @@ class Expander:
                                 choices_hint(str(key), BLOCK_USE_KEYS, "keys of a block use") +
                                 "; block parameters go under 'with:'")
         repeat = self._repeat_count(entry, scope, epos)
-        share = resolve_at(entry.get("share", False), scope, pos_in(entry, "share", epos), self.diag, "share")
+        share = resolve_at(entry.get("share", False), scope, pos_in(entry, "share", epos), self.diag, "share",
+                           default=lambda: False)
         if not isinstance(share, bool):
             self.diag.error(pos_in(entry, "share", epos), f"'share' must be true or false, got {share!r}")
             share = False
@@ -344,7 +345,8 @@ class Expander:
                                 choices_hint(str(key), bdef.params.keys(), f"parameters of {bdef.name}")
                                 if bdef.params else f"block '{bdef.name}' declares no params")
                 continue
-            out[key] = resolve_at(value, scope, pos_in(raw, key, wpos), self.diag, f"block parameter '{key}'")
+            out[key] = resolve_at(value, scope, pos_in(raw, key, wpos), self.diag, f"block parameter '{key}'",
+                                  default=lambda: UNRESOLVED)
         return out
 
     def _instantiate(self, bdef: BlockDef, fq: str, bound: dict[str, Target],
@@ -353,8 +355,9 @@ class Expander:
         for inp in bdef.inputs:
             self.aliases[f"{fq}.{inp}"] = Alias({None: bound.get(inp)}, epos)
         params = {k: v for k, v in bdef.params.items()}
-        params.update(with_args)
+        params.update({k: v for k, v in with_args.items() if v is not UNRESOLVED})
         inner = bdef.scope.child({**params, "index": index})
+        inner.mark_failed({k for k, v in with_args.items() if v is UNRESOLVED})
         path = tuple(fq.split("."))
         self.expand_list(bdef.nodes, fq + ".", inner, path, bdef.name, bdef.pos)
         if not bdef.outputs:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from ..errors import Diagnostics, SourcePos, choices_hint
@@ -24,6 +25,7 @@ from ..yamlsrc import Map, Seq, pos_in
 from .resolve import UNRESOLVED, Scope, resolve_at
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_BLOCK_DEPTH = 64
 NODE_META_KEYS = ("name", "op", "in", "init", "doc")
 BLOCK_USE_KEYS = ("name", "block", "in", "repeat", "with", "share", "doc")
 BLOCK_DEF_KEYS = ("inputs", "outputs", "params", "nodes", "doc")
@@ -101,6 +103,8 @@ class Expander:
             return set()
         local: dict[str, SourcePos] = {}
         for i, entry in enumerate(entries):
+            if self._too_big:
+                break  # already reported; expanding the rest would only cost time
             epos = pos_in(entries, i, pos)
             if not isinstance(entry, dict):
                 self.diag.error(epos, "a node must be a mapping with 'name' and 'op' (or 'block')")
@@ -277,6 +281,11 @@ class Expander:
             self.diag.error(bpos, f"recursive block: {chain}", "a block cannot use itself, directly or through another block")
             self.broken.add(namespace + name)
             return
+        if len(self._stack) >= MAX_BLOCK_DEPTH:
+            self.diag.error(bpos, f"blocks nested deeper than {MAX_BLOCK_DEPTH} levels (block '{bdef.name}' in node '{name}')",
+                            "flatten the block hierarchy")
+            self.broken.add(namespace + name)
+            return
         for key in entry:
             if key not in BLOCK_USE_KEYS:
                 self.diag.error(entry.pos_of_key(key) if isinstance(entry, Map) else epos,
@@ -300,12 +309,18 @@ class Expander:
         self._tables.append(bdef.library or table)
         try:
             for i, copy in enumerate(copies):
+                if self._too_big:
+                    break  # the node limit was hit and reported: stop expanding copies
                 bound = dict(inputs)
                 if prev is not None and bdef.inputs:
                     bound[bdef.inputs[0]] = QualRef(prev)  # chain: copy i's first output feeds copy i+1
+                before = len(self.nodes)
                 self._instantiate(bdef, copy, bound, with_args, i, epos)
+                added = len(self.nodes) - before
+                if i == 0 and len(copies) > 1 and not self._too_big:
+                    self._check_expansion(name, len(copies), added, pos_in(entry, "repeat", epos))
                 if share and i > 0:
-                    self._mark_shared(copies[0], copy)
+                    self._mark_shared(copies[0], copy, list(islice(reversed(self.nodes), added)))
                 prev = copy
         finally:
             self._stack.pop()
@@ -315,6 +330,15 @@ class Expander:
             outs: dict[str | None, Target] = {o: QualRef(last, o) for o in bdef.outputs}
             outs[None] = QualRef(last, next(iter(bdef.outputs), None))
             self.aliases[fq] = Alias(outs, epos)
+
+    def _check_expansion(self, name: str, copies: int, per_copy: int, pos: SourcePos) -> None:
+        """Refuse a repeat whose copies would pass the node limit, from the size of its first copy."""
+        estimate = len(self.nodes) + (copies - 1) * per_copy
+        if estimate > self.limits.max_nodes:
+            self.diag.error(pos, f"'{name}' would expand to about {copies * per_copy:,} nodes ({copies} copies of "
+                            f"{per_copy}), more than the limit of {self.limits.max_nodes:,} nodes in a graph",
+                            "lower 'repeat' counts, or raise the limit with --max-nodes")
+            self._too_big = True
 
     def _repeat_count(self, entry: dict, scope: Scope, epos: SourcePos) -> int | None:
         if "repeat" not in entry:
@@ -369,11 +393,12 @@ class Expander:
         outs[None] = next(iter(outs.values()), None)
         self.aliases[fq] = Alias(outs, epos)
 
-    def _mark_shared(self, first: str, copy: str) -> None:
+    def _mark_shared(self, first: str, copy: str, names: list[str]) -> None:
+        """Tie the nodes of ``copy`` (``names``: the nodes it just created) to those of ``first``."""
         prefix = copy + "."
-        for name, node in self.nodes.items():
+        for name in names:
             if name.startswith(prefix):
-                node.shares_params_with = first + "." + name[len(prefix):]
+                self.nodes[name].shares_params_with = first + "." + name[len(prefix):]
 
     # ----- references ---------------------------------------------------
     def resolve_target(self, target: Target, depth: int = 0) -> Ref | None:

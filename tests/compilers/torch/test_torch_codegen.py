@@ -179,3 +179,14 @@ def test_model_pickles_through_torch_save():
 def test_same_graph_builds_reuse_one_class():
     graph = load_spec(MLP)
     assert type(build_module(graph, seed=0)) is type(build_module(graph, seed=1))
+
+
+def test_two_sources_from_one_spec_get_distinct_filenames():
+    a = compile_spec(MLP)
+    b = compile_spec(MLP, overrides=["hidden=32"])
+    fa, fb = type(a).forward.__code__.co_filename, type(b).forward.__code__.co_filename
+    assert fa != fb and fb.startswith("<nngraph:") and "#" in fb
+    with pytest.raises(RuntimeError) as info:
+        b(torch.randn(2, 5))
+    text = "".join(traceback.format_exception(info.value))
+    assert "body_0_fc = self.body[0].fc(x)  # [batch, 32]" in text

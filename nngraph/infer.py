@@ -104,7 +104,7 @@ def _check_sizes(node: Node, outputs: dict[str, TensorType], n_params: int, diag
                 return
     if n_params > limits.max_params:
         diag.error(node.pos, f"node '{node.name}' would have {n_params:,} parameters, more than the limit of {limits.max_params:,}",
-                   "check the sizes, or raise the limit with --max-params")
+                   "refused before allocating anything; check the sizes, or raise the limit with --max-params")
 
 
 def infer_graph(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
@@ -115,7 +115,7 @@ def infer_graph(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
     for name in order:
         infer_node(graph, graph.nodes[name], diag, limits)
     total = graph.total_params
-    if total > limits.max_params:
+    if total > limits.max_params and not any(n.n_params and n.n_params > limits.max_params for n in graph.nodes.values()):
         diag.error(SourcePos(graph.file, 1, 1), f"the model would have {total:,} parameters, more than the limit of {limits.max_params:,}",
                    "refused before allocating anything; check the sizes or raise --max-params")
     _warn_unused(graph, diag)

@@ -79,7 +79,7 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     blocks = load_imports(path, data.get("imports"), diag, pos_in(data, "imports", top), limits)
     own = parse_blocks(data.get("blocks"), scope, diag, pos_in(data, "blocks", top))
     blocks = link_library({**blocks, **own}, own)
-    inputs = _parse_inputs(data.get("inputs"), scope, diag, pos_in(data, "inputs", top))
+    inputs = _parse_inputs(data.get("inputs"), scope, diag, pos_in(data, "inputs", top), limits.max_dim)
     if "graph" not in data:
         diag.error(top, "spec has no 'graph'", "add 'graph:' with a list of nodes")
         return None
@@ -147,7 +147,8 @@ def _safe_vars(scope: Scope) -> dict[str, Any]:
         return {}
 
 
-def _parse_inputs(raw: Any, scope: Scope, diag: Diagnostics, pos: SourcePos) -> dict[str, GraphInput]:
+def _parse_inputs(raw: Any, scope: Scope, diag: Diagnostics, pos: SourcePos,
+                  max_dim: int = DEFAULT_LIMITS.max_dim) -> dict[str, GraphInput]:
     if raw is None:
         diag.error(pos, "spec has no 'inputs'", "inputs: {x: {shape: [batch, 784], dtype: float32}}")
         return {}
@@ -161,13 +162,14 @@ def _parse_inputs(raw: Any, scope: Scope, diag: Diagnostics, pos: SourcePos) -> 
             diag.error(ipos, f"invalid input name {name!r}", "input names are identifiers")
             continue
         spec = resolve_at(spec, scope, pos_in(raw, name, pos), diag, f"input '{name}'")
-        parsed = _parse_input(name, spec, diag, ipos)
+        parsed = _parse_input(name, spec, diag, ipos, max_dim)
         if parsed:
             out[name] = parsed
     return out
 
 
-def _parse_input(name: str, spec: Any, diag: Diagnostics, ipos: SourcePos) -> GraphInput | None:
+def _parse_input(name: str, spec: Any, diag: Diagnostics, ipos: SourcePos,
+                 max_dim: int = DEFAULT_LIMITS.max_dim) -> GraphInput | None:
     if not isinstance(spec, dict):
         diag.error(ipos, f"input '{name}' must be a mapping with 'shape' and 'dtype'", "x: {shape: [batch, 10], dtype: float32}")
         return None
@@ -184,6 +186,10 @@ def _parse_input(name: str, spec: Any, diag: Diagnostics, ipos: SourcePos) -> Gr
     for i, d in enumerate(shape):
         if isinstance(d, bool) or not (isinstance(d, int) and d >= 0 or isinstance(d, str) and NAME_RE.match(d)):
             diag.error(pos_in(shape, i, spos), f"dim {i} of input '{name}' must be a non-negative integer or a symbolic name, got {d!r}")
+            return None
+        if isinstance(d, int) and d > max_dim:
+            diag.error(pos_in(shape, i, spos), f"dim {i} of input '{name}' is {d:,}, more than the limit of {max_dim:,}",
+                       "check the size; a real tensor dim is far smaller")
             return None
         dims.append(d)
     dtype = spec.get("dtype", "float32")

@@ -20,7 +20,12 @@ def parse_override(text: str) -> tuple[str, Any, SourcePos]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecError([Diagnostic(pos, f"override '{text}' is not key=value", "e.g. --set d_model=512")])
-    value = load_yaml_text(raw, f"--set {key.strip()}") if raw.strip() else ""
+    try:
+        value = load_yaml_text(raw, f"--set {key.strip()}") if raw.strip() else ""
+    except SpecError as err:  # a position inside the value text means nothing on a command line
+        first = err.diagnostics[0]
+        raise SpecError([Diagnostic(pos, f"value of override '{text}' is not valid: {first.message}",
+                                    "quote it for the shell; values are YAML: 512, 0.1, true, [1, 2], text")]) from None
     return key.strip(), value, pos
 
 

@@ -105,6 +105,7 @@ class OutFormat(str, Enum):
 
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a var or param: key=value (repeatable)")]
+DimOpt = Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim for random inputs: NAME=INT (repeatable)")]
 MaxParams = Annotated[Optional[int], typer.Option("--max-params", help="refuse models with more parameters than this")]
 
 
@@ -222,20 +223,80 @@ def inspect(
     set_: SetOpt = None,
     fmt: Annotated[InspectFormat, typer.Option("--format", help="text (a table) or json")] = InspectFormat.text,
     max_params: MaxParams = None,
+    torch_check: Annotated[bool, typer.Option("--torch", help="also compile with PyTorch: real parameter count and a forward check on random inputs")] = False,
+    dim: DimOpt = None,
 ) -> None:
     """Show every node: op, output shape(s) and parameter count, with block subtotals and the total."""
 
-    def body() -> None:
+    def body() -> int:
         from nngraph.inspect import summarize
         from nngraph.spec import load_spec
 
-        summary = summarize(load_spec(spec, set_ or [], _limits(max_params)))
+        graph = load_spec(spec, set_ or [], _limits(max_params))
+        summary = summarize(graph)
+        check = _torch_check(graph, dim) if torch_check else None
+        if check is not None:
+            summary["torch"] = check
         if fmt == InspectFormat.json:
             typer.echo(json.dumps(summary, indent=2))
-            return
-        text = _inspect_text(summary, want_rich=sys.stdout.isatty())
-        if text is not None:
-            typer.echo(text)
+        else:
+            text = _inspect_text(summary, want_rich=sys.stdout.isatty())
+            if text is not None:
+                typer.echo(text)
+            if check is not None:
+                typer.echo(check["report"])
+        return 0 if check is None or check["ok"] else 1
+
+    run_guarded(body)
+
+
+def _torch_check(graph, dim: list[str] | None, seed: int = 0, module=None) -> dict:
+    """Compile (unless given a module), count real parameters, run a forward check: a JSON-ready dict."""
+    from compilers.torch import build_module
+    from compilers.torch.check import describe, forward_check, parse_dims
+
+    module = module if module is not None else build_module(graph, seed=seed)
+    real = sum(p.numel() for p in module.parameters())
+    result = forward_check(module, graph, parse_dims(dim), seed=seed)
+    agree = real == graph.total_params
+    lines = [f"torch parameters: {real:,} ({'matches' if agree else 'DIFFERS FROM'} the spec's {graph.total_params:,})",
+             describe(result)]
+    return {"parameters": real, "ok": result.ok and agree, "problems": result.problems,
+            "outputs": {k: {"torch": list(g), "inferred": list(w) if w else None} for k, (g, w) in result.outputs.items()},
+            "report": "\n".join(lines)}
+
+
+@app.command(name="compile")
+def compile_(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    set_: SetOpt = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="save the initial weights (.pt or .safetensors)")] = None,
+    emit_python: Annotated[Optional[Path], typer.Option("--emit-python", help="write the generated PyTorch module source here")] = None,
+    seed: Annotated[int, typer.Option(help="initialization seed")] = 0,
+    dim: DimOpt = None,
+    max_params: MaxParams = None,
+) -> None:
+    """Compile a spec to a PyTorch module, check a forward pass on random inputs, save weights and/or source."""
+
+    def body() -> int:
+        from compilers.torch import build_module, write_python
+        from compilers.torch.weights import save_weights
+        from nngraph.spec import load_spec
+
+        graph = load_spec(spec, set_ or [], _limits(max_params))
+        module = build_module(graph, seed=seed)
+        check = _torch_check(graph, dim, seed, module)
+        typer.echo(f"compiled {graph.name} ({spec})")
+        typer.echo(check["report"])
+        if not check["ok"]:
+            return 1
+        if emit_python:
+            class_name = write_python(graph, emit_python)
+            typer.echo(f"wrote {emit_python} (class {class_name})")
+        if output:
+            save_weights(module, graph, output)
+            typer.echo(f"wrote {output} (fingerprint {graph.fingerprint()})")
+        return 0
 
     run_guarded(body)
 

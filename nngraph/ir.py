@@ -119,6 +119,25 @@ class Graph:
         """Sum of parameters over all nodes (shared copies counted once)."""
         return sum(n.n_params or 0 for n in self.nodes.values())
 
+    def fingerprint(self) -> str:
+        """A stable hash of the architecture (inputs, nodes with ops and params, wiring, outputs).
+
+        Formatting, comments and var names do not change it; any change to what
+        the model computes or which parameters it has does.
+        """
+        import hashlib
+        import json
+
+        data = {
+            "inputs": {k: [list(map(str, v.type.shape)), v.type.dtype, v.optional] for k, v in self.inputs.items()},
+            "nodes": [[n.name, n.op, n.params, {k: str(r) if r else None for k, r in n.inputs.items()},
+                       [str(r) for r in n.variadic], n.shares_params_with, n.meta.get("init")]
+                      for n in self.nodes.values()],
+            "outputs": {k: str(r) for k, r in self.outputs.items()},
+        }
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def to_networkx(self) -> Any:
         """A ``networkx.DiGraph`` of inputs and nodes, edges labelled with shapes."""
         import networkx as nx

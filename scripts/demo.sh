@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up, then run the main job end to end on the model zoo:
-# validate every spec, inspect and draw each one.
+# validate every spec, inspect and draw each one, compile every spec the torch
+# back end covers so far (forward check on random inputs, weights, generated source).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,12 +10,17 @@ OUT=${OUT:-out/demo}
 mkdir -p "$OUT"
 echo "== validate specs/"
 $NN validate specs/
-echo "== schema"
+echo "== schema -> $OUT/nngraph.schema.json"
 $NN schema -o "$OUT/nngraph.schema.json"
 for spec in specs/*.yaml; do
   name=$(basename "$spec" .yaml)
   echo "== inspect $name"
-  $NN inspect "$spec" | tail -n 3
-  $NN graph "$spec" -o "$OUT/$name.mmd"
+  $NN inspect "$spec" | tail -n 2
+  $NN graph "$spec" -o "$OUT/$name.mmd" >/dev/null
+done
+echo "== compile (PyTorch)"
+for spec in $(.venv/bin/python scripts/compilable.py specs/*.yaml); do
+  name=$(basename "$spec" .yaml)
+  $NN compile "$spec" -o "$OUT/$name.safetensors" --emit-python "$OUT/$name.py" | grep -E "torch parameters|ok|MISMATCH"
 done
 echo "demo finished: outputs in $OUT/"

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nngraph import load_spec
+from nngraph.io import write_text_atomic
 from nngraph.ir import Graph
 
 from .codegen import generate
@@ -30,7 +31,7 @@ from .module import GraphModule, load_source
 from .state import LoadReport, StateDictError, load_state_dict, state_dict_for
 
 __all__ = ["GraphModule", "LoadReport", "StateDictError", "build_module", "compile_spec", "emit_python",
-           "load_spec", "load_state_dict", "state_dict_for", "write_python"]
+           "load_spec", "load_state_dict", "missing_ops", "state_dict_for", "write_python"]
 
 
 def build_module(graph: Graph, seed: int = 0) -> GraphModule:
@@ -62,5 +63,13 @@ def emit_python(graph: Graph) -> str:
 def write_python(graph: Graph, path: str | Path) -> str:
     """Write :func:`emit_python`'s module to ``path``; returns the class name (for ``nngraph compile --emit-python``)."""
     gen = generate(graph)
-    Path(path).write_text(gen.source, encoding="utf-8")
+    write_text_atomic(path, gen.source)
     return gen.class_name
+
+
+def missing_ops(graph: Graph) -> list[str]:
+    """Ops used by ``graph`` that have no torch implementation yet (empty: the graph compiles)."""
+    from .registry import impls
+
+    have = impls()
+    return sorted({n.op for n in graph.nodes.values()} - set(have))

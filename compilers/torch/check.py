@@ -1,0 +1,142 @@
+"""Run a compiled model on random inputs and compare real output shapes with the IR's inference.
+
+Symbolic dims get concrete sizes (``batch=2``, other names 8 unless given),
+integer inputs get ids in the range their consumers accept (token ids below an
+embedding's ``num``), and every output shape the front end inferred -- symbolic
+expressions like ``(h-3)//2+1`` included, evaluated with the same whitelisted
+evaluator -- is compared with what torch produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+
+from nngraph.expr import ExprError, evaluate
+from nngraph.ir import Graph
+from nngraph.types import Dim, TensorType, format_shape, is_float
+
+DEFAULT_DIMS = {"batch": 2}
+DEFAULT_SYMBOLIC = 8
+
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+                 "float64": torch.float64, "int64": torch.int64, "int32": torch.int32, "int8": torch.int8,
+                 "uint8": torch.uint8, "bool": torch.bool}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype for an IR dtype name."""
+    return _TORCH_DTYPES[name]
+
+
+def concrete_dim(dim: Dim, sizes: Mapping[str, int]) -> int:
+    """A dim's size given sizes for the symbols (an expression like ``seq*2`` is evaluated)."""
+    if isinstance(dim, int):
+        return dim
+    return int(evaluate(dim, lambda name: sizes.get(name, DEFAULT_DIMS.get(name, DEFAULT_SYMBOLIC))))
+
+
+def concrete_shape(t: TensorType, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """All dims of ``t`` made concrete."""
+    return tuple(concrete_dim(d, sizes) for d in t.shape)
+
+
+def _int_high(graph: Graph, name: str, sizes: Mapping[str, int]) -> int:
+    """Exclusive upper bound for random ids of integer input ``name``, from what consumes it."""
+    high = None
+    for node in graph.nodes.values():
+        if not any(r.node == name for r in node.all_refs()):
+            continue
+        if node.op == "embedding":
+            bound = node.params["num"]
+        elif node.op == "position_embedding":
+            bound = node.params.get("max_len") or DEFAULT_SYMBOLIC
+        else:
+            continue
+        high = bound if high is None else min(high, bound)
+    return high if high is not None else 2
+
+
+def random_inputs(graph: Graph, sizes: Mapping[str, int] | None = None, seed: int = 0,
+                  include_optional: bool = False) -> dict[str, torch.Tensor]:
+    """Random tensors for the graph inputs (optional ones only if asked), reproducible by ``seed``."""
+    sizes = dict(sizes or {})
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, torch.Tensor] = {}
+    for name, gi in graph.inputs.items():
+        if gi.optional and not include_optional:
+            continue
+        shape = concrete_shape(gi.type, sizes)
+        dtype = torch_dtype(gi.type.dtype)
+        if is_float(gi.type.dtype):
+            out[name] = torch.randn(shape, generator=gen).to(dtype)
+        elif gi.type.dtype == "bool":
+            out[name] = torch.rand(shape, generator=gen) < 0.5
+        else:
+            out[name] = torch.randint(0, _int_high(graph, name, sizes), shape, generator=gen, dtype=dtype)
+    return out
+
+
+@dataclass
+class ForwardCheck:
+    """Result of :func:`forward_check`: output shapes seen vs inferred, and mismatches."""
+
+    inputs: dict[str, tuple[int, ...]]
+    outputs: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every output has the inferred shape."""
+        return not self.problems
+
+
+def forward_check(module: torch.nn.Module, graph: Graph, sizes: Mapping[str, int] | None = None,
+                  seed: int = 0) -> ForwardCheck:
+    """Run ``module`` once (eval mode, no grad) and compare output shapes with the IR's."""
+    sizes = dict(sizes or {})
+    inputs = random_inputs(graph, sizes, seed)
+    result = ForwardCheck({k: tuple(v.shape) for k, v in inputs.items()})
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(**inputs)
+    finally:
+        module.train(was_training)
+    produced = out if isinstance(out, dict) else {next(iter(graph.outputs)): out}
+    for name, ref in graph.outputs.items():
+        got = tuple(produced[name].shape)
+        inferred = graph.type_of(ref)
+        try:
+            want = concrete_shape(inferred, sizes) if inferred is not None else None
+        except (ExprError, TypeError, ValueError):
+            want = None
+        result.outputs[name] = (got, want)
+        if want is not None and got != want:
+            result.problems.append(f"output '{name}': torch gave {list(got)}, the spec infers "
+                                   f"{format_shape(inferred.shape)} = {list(want)}")
+    return result
+
+
+def parse_dims(items: list[str] | None) -> dict[str, int]:
+    """``["batch=4", "seq=16"]`` -> ``{"batch": 4, "seq": 16}``; raises ValueError with the bad item."""
+    sizes: dict[str, int] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier() or not value.strip().isdigit():
+            raise ValueError(f"--dim '{item}' is not NAME=INT (e.g. --dim seq=16)")
+        sizes[key.strip()] = int(value)
+    return sizes
+
+
+def describe(check: ForwardCheck) -> str:
+    """A short human-readable summary."""
+    lines = [f"forward check on random inputs {', '.join(f'{k}{list(v)}' for k, v in check.inputs.items())}:"]
+    for name, (got, want) in check.outputs.items():
+        mark = "ok" if want is None or got == want else "MISMATCH"
+        lines.append(f"  {name}: {list(got)} {mark}")
+    lines += [f"  error: {p}" for p in check.problems]
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""Forward checks on random inputs, and weights files (save/load, safety, atomicity)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from compilers.torch import build_module, missing_ops
+from compilers.torch.check import concrete_dim, forward_check, parse_dims, random_inputs
+from compilers.torch.weights import WeightsError, check_fingerprint, load_weights, save_weights
+from nngraph import load_spec
+
+SPECS = Path(__file__).resolve().parents[3] / "specs"
+
+
+def test_symbolic_dim_expressions_are_evaluated_with_the_given_sizes():
+    assert concrete_dim("(h-3)//2+1", {"h": 11}) == 5
+    assert concrete_dim("batch*seq", {"seq": 5}) == 10  # batch defaults to 2
+
+
+def test_token_ids_stay_below_the_embedding_table_size():
+    graph = load_spec(SPECS / "char_lstm.yaml")
+    vocab = next(n.params["num"] for n in graph.nodes.values() if n.op == "embedding")
+    tokens = random_inputs(graph, {"seq": 512}, seed=3)["tokens"]
+    assert tokens.dtype == torch.int64 and int(tokens.max()) < vocab and int(tokens.min()) >= 0
+
+
+def test_random_inputs_are_reproducible_by_seed():
+    graph = load_spec(SPECS / "mlp.yaml")
+    a, b, c = (random_inputs(graph, seed=s)["x"] for s in (1, 1, 2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_forward_check_reports_inferred_vs_real_output_shapes():
+    graph = load_spec(SPECS / "lenet.yaml")
+    result = forward_check(build_module(graph), graph, {"batch": 3})
+    assert result.ok, result.problems
+    assert result.outputs["logits"] == ((3, 10), (3, 10))
+
+
+def test_forward_check_catches_a_shape_the_front_end_got_wrong():
+    graph = load_spec(SPECS / "mlp.yaml")
+    module = build_module(graph)
+    graph.nodes["head"].outputs = {"out": graph.nodes["head"].out.with_last(11)}  # pretend inference said 11
+    result = forward_check(module, graph)
+    assert not result.ok and "torch gave [2, 10]" in result.problems[0]
+
+
+def test_parse_dims_rejects_malformed_items():
+    assert parse_dims(["seq=16", "batch=4"]) == {"seq": 16, "batch": 4}
+    with pytest.raises(ValueError, match="NAME=INT"):
+        parse_dims(["seq:16"])
+
+
+def test_missing_ops_lists_ops_without_torch_implementation():
+    assert missing_ops(load_spec(SPECS / "resnet18.yaml")) == []
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_weights_round_trip_with_metadata(tmp_path, suffix):
+    graph = load_spec(SPECS / "mlp.yaml")
+    module = build_module(graph, seed=5)
+    path = tmp_path / f"w{suffix}"
+    save_weights(module, graph, path)
+    loaded = load_weights(path)
+    assert loaded.metadata["fingerprint"] == graph.fingerprint() and loaded.metadata["spec"] == "mlp"
+    for key, value in module.state_dict().items():
+        assert torch.equal(loaded.tensors[key], value)
+    assert check_fingerprint(loaded, graph) is None
+    assert "fingerprint" in check_fingerprint(loaded, load_spec(SPECS / "mlp.yaml", ["hidden=128"]))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_pickled_code_in_a_weights_file_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('pwned')",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "x": Evil()}, path)
+    with pytest.raises(WeightsError, match="cannot read weights"):
+        load_weights(path)
+
+
+def test_non_weights_files_are_clear_errors(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(WeightsError):
+        load_weights(tmp_path / "junk.safetensors")
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights(tmp_path / "missing.pt")

@@ -60,6 +60,7 @@ class YamlLimits:
 
 
 DEFAULT_LIMITS = YamlLimits()
+MAX_INT_CHARS = 100
 
 
 class Map(dict):
@@ -216,6 +217,15 @@ def _make_loader(filename: str, limits: YamlLimits, diag: Diagnostics) -> type:
         raise _Refused(_mark_pos(node, filename), f"unsupported YAML tag '{node.tag}'",
                        "specs use plain YAML only; remove the tag (unsafe tags such as !!python/... are never loaded)")
 
+    def construct_int(loader: Any, node: ScalarNode):
+        # int("9" * 5000) raises ValueError (Python's 4300-digit cap) inside PyYAML, position-less;
+        # no size in a spec needs more than a few dozen digits.
+        if len(node.value) > MAX_INT_CHARS:
+            raise _Refused(_mark_pos(node, filename), f"integer literal with {len(node.value)} characters",
+                           f"integers in specs are sizes and counts; at most {MAX_INT_CHARS} characters")
+        return loader.construct_yaml_int(node)
+
+    Loader.add_constructor(_CORE_TAG_PREFIX + "int", construct_int)
     Loader.add_constructor(_CORE_TAG_PREFIX + "map", construct_map)
     Loader.add_constructor(_CORE_TAG_PREFIX + "seq", construct_seq)
     for unsafe in ("set", "omap", "pairs", "binary", "timestamp"):
@@ -277,6 +287,8 @@ def load_yaml_text(text: str, filename: str, limits: YamlLimits = DEFAULT_LIMITS
         diag.error(SourcePos(filename), f"YAML error: {exc}")
     except RecursionError:
         diag.error(SourcePos(filename), "YAML structure too deeply nested", "flatten the structure")
+    except (ValueError, TypeError, OverflowError) as exc:  # a constructor's own error: no position, but no traceback
+        diag.error(SourcePos(filename), f"YAML value error: {exc}")
     finally:
         loader.dispose()
     diag.raise_if_any()

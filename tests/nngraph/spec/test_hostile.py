@@ -188,3 +188,195 @@ def test_a_directory_or_missing_path_is_a_diagnostic(tmp_path):
         assert graph is None
         [d] = list(diag)
         assert d.message.startswith("cannot read file:")
+
+
+# ----- spec-level attacks --------------------------------------------------------------------
+DENSE = HEADER + """\
+blocks:
+  dense:
+    inputs: [x]
+    nodes: [{name: fc, op: linear, in: x, out: 8}, {name: act, op: relu, in: fc}]
+    outputs: [act]
+"""  # 9 lines
+
+
+def test_repeat_of_a_billion_is_refused_before_expanding(refuse):
+    line, col, message = refuse(DENSE + "graph:\n  - {name: u, block: dense, in: x, repeat: 1000000000}\noutputs: [u]\n")
+    assert (line, col, message) == (11, 44, "repeat 1000000000 exceeds the limit of 1024")
+
+
+def test_repeat_computed_by_an_expression_is_capped_too(refuse):
+    line, col, message = refuse(DENSE + "graph:\n  - {name: u, block: dense, in: x, repeat: '${2 ** 40}'}\noutputs: [u]\n")
+    assert (line, col, message) == (11, 44, "repeat 1099511627776 exceeds the limit of 1024")
+
+
+def test_nested_repeats_are_refused_from_the_size_of_the_first_copy(refuse):
+    text = DENSE + """\
+  outer:
+    inputs: [x]
+    nodes: [{name: i, block: dense, repeat: 1024, in: x}]
+    outputs: [i]
+graph:
+  - {name: u, block: outer, repeat: 1024, in: x}
+outputs: [u]
+"""
+    line, col, message = refuse(text)
+    assert (line, col) == (15, 37)
+    assert message == "'u' would expand to about 2,097,152 nodes (1024 copies of 2048), more than the limit of 50,000 nodes in a graph"
+
+
+def test_node_limit_is_configurable(refuse):
+    line, col, message = refuse(DENSE + "graph:\n  - {name: u, block: dense, in: x, repeat: 10}\noutputs: [u]\n",
+                                limits=Limits(max_nodes=15))
+    assert (line, col, message) == (11, 44, "'u' would expand to about 20 nodes (10 copies of 2), more than the limit of 15 nodes in a graph")
+
+
+def test_many_shared_copies_are_marked_in_linear_time(spec_file):
+    text = DENSE + "graph:\n  - {name: u, block: dense, in: x, repeat: 1000, share: true}\noutputs: [u]\n"
+    graph, errors, elapsed = _check(_write_raw(spec_file, text))
+    assert errors == []
+    assert graph.nodes["u.999.fc"].shares_params_with == "u.0.fc"
+    assert graph.total_params == 8 * 8 + 8
+    assert elapsed < 3 * FAST_S, f"took {elapsed:.2f}s"  # 2,000 nodes; the quadratic marking took ~4x longer
+
+
+def test_blocks_nested_beyond_the_cap_are_refused_at_the_use(refuse):
+    n = 300
+    blocks = "".join(f"  b{i}:\n    inputs: [x]\n    nodes: [{{name: a, block: b{i + 1}, in: x}}]\n    outputs: [a]\n" for i in range(n))
+    blocks += f"  b{n}:\n    inputs: [x]\n    nodes: [{{name: a, op: relu, in: x}}]\n    outputs: [a]\n"
+    line, col, message = refuse(HEADER + "blocks:\n" + blocks + "graph:\n  - {name: u, block: b0, in: x}\noutputs: [u]\n")
+    assert (line, col) == (6 + 63 * 4 + 2, 30)  # the 'nodes' of b63, which uses b64
+    assert message == "blocks nested deeper than 64 levels (block 'b64' in node 'a')"
+
+
+@pytest.mark.parametrize("dim", ["1000000000000", "'${10 ** 12}'"])
+def test_input_dims_of_ten_to_the_twelve_are_refused(refuse, dim):
+    line, col, message = refuse(HEADER.replace("[batch, 8]", f"[batch, {dim}]") + "graph: [{name: a, op: relu, in: x}]\noutputs: [a]\n")
+    assert (line, col, message) == (4, 22, "dim 1 of input 'x' is 1,000,000,000,000, more than the limit of 2,147,483,647")
+
+
+def test_a_layer_with_a_trillion_parameters_is_refused_without_allocating(refuse):
+    line, col, message = refuse(HEADER + "graph: [{name: a, op: linear, in: x, out: 1000000000000}]\noutputs: [a]\n")
+    assert (line, col) == (5, 9)
+    assert message == "node 'a': output 'out' has dim 1000000000000 (allowed 0..2147483647)"
+
+
+@pytest.mark.parametrize("expr, problem", [
+    ("10 ** 10 ** 10", "exponent 10000000000 too large (max 512)"),
+    ("9 ** 9 ** 9", "exponent 387420489 too large (max 512)"),
+    ("2 ** 200 * 2 ** 200", "result too large (401 bits)"),
+    ("'a' * 10 ** 9", "sequence repetition too large"),
+    ("[0] * 10 ** 9", "sequence repetition too large"),
+    ("1.0e300 * 1.0e300", "result is not a finite number"),
+    ("x" * 401, "expression longer than 400 characters"),
+    ("max(" * 99 + "1" + ")" * 99, "expression longer than 400 characters"),
+])
+def test_expression_denial_of_service_is_refused(refuse, expr, problem):
+    text = HEADER + f"graph: [{{name: a, op: linear, in: x, out: \"${{{expr}}}\"}}]\noutputs: [a]\n"
+    assert refuse(text) == (5, 43, f"parameter 'out': {problem}")
+
+
+@pytest.mark.parametrize("expr, error", [
+    ("(" * 199 + "8" + ")" * 199, None),
+    ("+" * 399 + "8", None),
+    ("-" * 399 + "8", "must be >= 1, got -8"),
+    ("not " * 99 + "8", "expected an integer, got bool False"),
+    ("8" + " + 0" * 98, None),
+    ("8" + "**1" * 130, None),
+])
+def test_deeply_nested_expressions_under_the_length_cap_evaluate_without_recursion_errors(spec_file, expr, error):
+    text = HEADER + f"graph: [{{name: a, op: linear, in: x, out: \"${{{expr}}}\"}}]\noutputs: [a]\n"
+    graph, errors, elapsed = _check(_write_raw(spec_file, text))
+    assert elapsed < FAST_S
+    if error is None:
+        assert errors == [] and graph.nodes["a"].params["out"] == 8
+    else:
+        assert errors == [(5, 43, f"parameter 'out' of node 'a' (linear): {error}")]
+
+
+def test_an_expression_cannot_reach_python(refuse):
+    for expr in ("().__class__.__bases__[0].__subclasses__()", "open('/etc/passwd').read()", "__import__('os').system('true')",
+                 "globals()", "eval('1')", "[x for x in (1, 2)]"):
+        text = HEADER + f"graph: [{{name: a, op: linear, in: x, out: \"${{{expr}}}\"}}]\noutputs: [a]\n"
+        line, col, message = refuse(text)
+        assert (line, col) == (5, 43) and "not allowed" in message, message
+
+
+def test_a_long_string_value_is_only_a_type_error(refuse):
+    line, col, message = refuse(HEADER + "graph: [{name: a, op: linear, in: x, out: '" + "9" * 100_000 + "'}]\noutputs: [a]\n")
+    assert (line, col) == (5, 43)
+    assert message.startswith("parameter 'out' of node 'a' (linear): expected an integer, got string '999")
+
+
+@pytest.mark.parametrize("digits", [60, 5000])
+def test_a_huge_integer_literal_is_refused(refuse, digits):
+    # 5000 digits made PyYAML's int() raise ValueError (Python's 4300-digit cap) out of check_spec
+    line, col, message = refuse(HEADER + "graph: [{name: a, op: linear, in: x, out: " + "9" * digits + "}]\noutputs: [a]\n")
+    if digits > 100:
+        assert (line, col, message) == (5, 43, f"integer literal with {digits} characters")
+    else:  # a legal literal: the size checks refuse it at the node
+        assert (line, col) == (5, 9)
+        assert message == f"node 'a': output 'out' has dim {'9' * digits} (allowed 0..2147483647)"
+
+
+@pytest.mark.parametrize("imp, problem", [
+    ("/etc/passwd", "import path '/etc/passwd' must be relative"),
+    ("../../../../etc/passwd", "import path '../../../../etc/passwd' escapes the spec's directory"),
+    ("std:../../../../../etc/passwd", "import path 'std:../../../../../etc/passwd' escapes the spec's directory"),
+    ("~root/.ssh/id_rsa", "import path '~root/.ssh/id_rsa' must be relative"),
+    ("'..\\\\..\\\\secret.yaml'", "import path '..\\\\..\\\\secret.yaml' must be relative"),
+    ("/dev/zero", "import path '/dev/zero' must be relative"),
+])
+def test_import_path_escapes_are_refused(spec_file, imp, problem):
+    text = HEADER + f"imports: [{imp}]\ngraph: [{{name: a, op: relu, in: x}}]\noutputs: [a]\n"
+    _, errors, elapsed = _check(_write_raw(spec_file, text))
+    assert elapsed < FAST_S
+    assert errors == [(5, 11, problem)]
+
+
+def test_import_of_a_fifo_or_device_inside_the_tree_is_not_read(spec_file):
+    path = _write_raw(spec_file, HEADER + "imports: [pipe.yaml]\ngraph: [{name: a, op: relu, in: x}]\noutputs: [a]\n")
+    os.mkfifo(path.parent / "pipe.yaml")  # reading it would block forever
+    _, errors, elapsed = _check(path)
+    assert elapsed < FAST_S
+    assert errors == [(5, 11, "import 'pipe.yaml' not found")]
+
+
+def test_a_self_import_is_a_cycle(spec_file):
+    path = spec_file("", "lib.yaml")
+    path.write_text("nngraph: 1\nimports: [lib.yaml]\nblocks: {}\n")
+    main = _write_raw(spec_file, HEADER + "imports: [lib.yaml]\ngraph: [{name: a, op: relu, in: x}]\noutputs: [a]\n")
+    _, errors, elapsed = _check(main)
+    assert errors == [(2, 11, "import cycle or chain too deep at 'lib.yaml'")]
+
+
+def test_a_long_import_chain_is_cut_at_the_depth_limit(spec_file):
+    for i in range(40):
+        spec_file("", f"l{i}.yaml").write_text(f"nngraph: 1\nimports: [l{i + 1}.yaml]\nblocks: {{}}\n")
+    spec_file("", "l40.yaml").write_text("nngraph: 1\nblocks: {}\n")
+    main = _write_raw(spec_file, HEADER + "imports: [l0.yaml]\ngraph: [{name: a, op: relu, in: x}]\noutputs: [a]\n")
+    _, errors, elapsed = _check(main)
+    assert elapsed < FAST_S
+    assert errors == [(2, 11, "import cycle or chain too deep at 'l16.yaml'")]
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("d=!!python/object/apply:os.system ['true']", "value of override 'd=!!python/object/apply:os.system ['true']' is not valid: "
+                                                   "unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
+    ("graph.a.out=${10 ** 10 ** 10}", "parameter 'out': exponent 10000000000 too large (max 512)"),
+    ("graph.a.out=" + "[" * 200 + "]" * 200, "value of override 'graph.a.out=" + "[" * 200 + "]" * 200 +
+     "' is not valid: YAML nesting deeper than 64 levels"),
+])
+def test_hostile_overrides_are_refused(spec_file, override, problem):
+    path = _write_raw(spec_file, HEADER.replace("name: hostile", "name: hostile\nvars: {d: 8}") +
+                      "graph: [{name: a, op: linear, in: x, out: '${d}'}]\noutputs: [a]\n")
+    _, errors, elapsed = _check(path, [override])
+    assert elapsed < FAST_S
+    assert [e[2] for e in errors] == [problem]
+
+
+def test_load_spec_raises_only_spec_error(spec_file):
+    path = _write_raw(spec_file, HEADER + _billion_laughs())
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.diagnostics[0].message.startswith("document expands to more than")

@@ -13,11 +13,16 @@ The generated class (see :func:`generate`) has
   (the run-time error notes read it) and followed by the inferred shape. Graph
   inputs are the arguments (required ones in spec order, then optional ones,
   defaulting to None); it returns the tensor for a single output, else a dict
-  ``{output name: tensor}`` in spec order.
+  ``{output name: tensor}`` in spec order. As torch.fx's generated code does, a
+  node's value that is not a graph output is released right after the
+  statement that reads it last (``del a, b`` on the next line; an output nobody
+  reads, e.g. an LSTM's unused ``c``, right after its own statement), so
+  intermediates do not live until ``return`` (peak memory of inference).
 """
 
 from __future__ import annotations
 
+import ast
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,6 +238,7 @@ class _Compiler:
     def forward_body(self, ctxs: dict[str, NodeCtx]) -> list[str]:
         g = self.graph
         body: list[str] = []
+        stmts: list[tuple[int, list[str], str]] = []  # (body index of the statement, variables it defines, expression)
         for name in self.order:
             node = g.nodes[name]
             impl = self.impls[node.op]
@@ -252,7 +258,10 @@ class _Compiler:
                 self.vars[(name, o)] = v
             body.append(f"# {display_pos(node.pos)} {name} ({node.op})")
             body.append(f"{', '.join(names)} = {expr}  # {type_comment(node.outputs)}")
-        return body
+            stmts.append((len(body) - 1, names, expr))
+        if self.errors:
+            return body
+        return free_after_last_use(body, stmts, keep={self.var(r) for r in g.outputs.values()})
 
     def assemble(self, ctxs: dict[str, NodeCtx], required: list[str], optional: list[str], body: list[str]) -> Generated:
         g = self.graph
@@ -307,6 +316,33 @@ class _Compiler:
             "",
         ]
         return Generated("\n".join(lines), cls, f"<nngraph:{spec}>")
+
+
+def free_after_last_use(body: list[str], stmts: list[tuple[int, list[str], str]], keep: set[str]) -> list[str]:
+    """``body`` with ``del v1, v2`` after the statement that reads each defined variable last (torch.fx frees the
+    same way); variables in ``keep`` (graph outputs) and graph inputs (never defined by a statement) stay.
+
+    Reads are the names in each statement's expression (parsed, so a dim expression such as
+    ``a.shape[0]`` counts as a read of ``a``). A variable nobody reads is deleted right after its own statement.
+    """
+    last: dict[str, int] = {}
+    for i, (_, names, expr) in enumerate(stmts):
+        for v in names:
+            last[v] = i
+        for n in ast.walk(ast.parse(expr, mode="eval")):
+            if isinstance(n, ast.Name) and n.id in last:
+                last[n.id] = i
+    dead: dict[int, list[str]] = {}
+    for v, i in last.items():
+        if v not in keep:
+            dead.setdefault(i, []).append(v)
+    out: list[str] = []
+    after = {line: dead[i] for i, (line, _, _) in enumerate(stmts) if i in dead}
+    for line, text in enumerate(body):
+        out.append(text)
+        if line in after:
+            out.append(f"del {', '.join(after[line])}")
+    return out
 
 
 def generate(graph: Graph) -> Generated:

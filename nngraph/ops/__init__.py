@@ -6,8 +6,7 @@ central list changes.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from ..discovery import import_submodules
 
 _loaded = False
 
@@ -18,6 +17,4 @@ def load_all() -> None:
     if _loaded:
         return
     _loaded = True
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    import_submodules(__name__, __path__)

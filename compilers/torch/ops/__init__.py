@@ -8,8 +8,7 @@ and are not auto-imported).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from nngraph.discovery import import_submodules
 
 _loaded = False
 
@@ -20,6 +19,4 @@ def load_all() -> None:
     if _loaded:
         return
     _loaded = True
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    import_submodules(__name__, __path__)

@@ -1,0 +1,207 @@
+"""Torch reference implementation of ``attention`` (nngraph/ops/attention.py): decomposed, readable math.
+
+This is the ORACLE a fused kernel (SDPA, FlexAttention) must reproduce, so every step is explicit
+(seed 002, "Self-Attention", "Multi-Head Attention", "Cross-Attention"; seed 000, "Different
+Types of Transformers" for the bias B and mask M)::
+
+    q, k, v = x W_qᵀ, c W_kᵀ, c W_vᵀ            c = context (cross) or x (self); fused: one qkv matrix
+    split heads: q [B, H, T, d], k, v [B, G, S, d]
+    RoPE (qk_transform): q, k rotated at their absolute positions
+    KV cache (if attached): k, v appended after the cached ones
+    GQA: k, v = repeat_interleave(k, H/G, dim=1)     (query head i reads key/value head ⌊i·G/H⌋)
+    scores = q kᵀ · scale + B                       scale = 1/√d unless given (T5: 1.0);
+                                                    B = ALiBi / T5 bucket bias / Shaw q·a^K term
+    scores = masked_fill(scores, ¬M, finfo.min)     M from the mask predicates (attention_masks)
+    p = dropout(softmax(scores))                    softmax in float32 for 16-bit inputs
+    o = p @ v (+ Σ_j p_ij a^V_ij for Shaw values)
+    out = merge_heads(o) W_oᵀ + b_o
+
+Masked scores are filled with the dtype's most negative finite value (as Hugging Face does), not
+-inf: a row whose keys are all masked then attends uniformly instead of producing NaN; any row
+with at least one visible key gets exactly the -inf result (exp underflows to 0).
+
+State (names from nngraph/ops/_attn_common.py): ``qkv.weight [(H+2G)·d, D]`` (+ ``qkv.bias``) or
+``q.weight [H·d, D]``, ``k.weight [G·d, Dc]``, ``v.weight [G·d, Dc]`` (+ biases); ``out.weight
+[D, H·d]`` (+ ``out.bias``); t5_bias ``rel_bias.weight [num_buckets, H]``; shaw ``rel_k [2k+1, d]``
+(+ ``rel_v``). Init: weights normal(0, 0.02) (GPT-2/BERT), biases 0.
+
+The forward line is ``self.attn(x, context=..., lengths=..., key_padding=..., doc_ids=...)`` with
+the connected inputs only. Incremental decoding: see :mod:`.attention_cache`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nngraph.ops import _attn_masks as masks
+from nngraph.ops import _attn_positions as positions
+
+from ..registry import Emit, NodeCtx, torch_op
+from . import attention_positions as pos
+from .attention_masks import mask_tensor
+
+_INIT = {"weight": ("normal", {"std": 0.02}), "bias": "zeros", "rel_k": ("normal", {"std": 0.02}),
+         "rel_v": ("normal", {"std": 0.02})}
+
+
+class Projections(nn.Module):
+    """The q/k/v/out projections every attention op shares (fused ``qkv`` or separate ``q``, ``k``, ``v``)."""
+
+    def __init__(self, d_model: int, d_ctx: int, heads: int, kv_heads: int, head_dim: int, qkv: str = "separate",
+                 bias: bool = True, out_bias: bool = True):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim, self.fused = heads, kv_heads, head_dim, qkv == "fused"
+        q_rows, kv_rows = heads * head_dim, kv_heads * head_dim
+        if self.fused:
+            self.qkv = nn.Linear(d_model, q_rows + 2 * kv_rows, bias=bias)
+        else:
+            self.q = nn.Linear(d_model, q_rows, bias=bias)
+            self.k = nn.Linear(d_ctx, kv_rows, bias=bias)
+            self.v = nn.Linear(d_ctx, kv_rows, bias=bias)
+        self.out = nn.Linear(q_rows, d_model, bias=out_bias)
+
+    def split_heads(self, t: torch.Tensor, n: int) -> torch.Tensor:
+        """[B, T, n·d] -> [B, n, T, d]."""
+        return t.view(t.shape[0], t.shape[1], n, self.head_dim).transpose(1, 2)
+
+    def merge_heads(self, o: torch.Tensor) -> torch.Tensor:
+        """[B, H, T, d] -> [B, T, H·d]."""
+        return o.transpose(1, 2).reshape(o.shape[0], o.shape[2], self.heads * self.head_dim)
+
+    def project_q(self, x: torch.Tensor) -> torch.Tensor:
+        """Queries [B, H, T, d] (separate projections only)."""
+        return self.split_heads(self.q(x), self.heads)
+
+    def project_kv(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, G, S, d] of the key/value source (separate projections only)."""
+        return self.split_heads(self.k(c), self.kv_heads), self.split_heads(self.v(c), self.kv_heads)
+
+    def project(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """q [B, H, T, d], k, v [B, G, S, d]; fused: one matmul, rows q | k | v."""
+        if self.fused:
+            kv_rows = self.kv_heads * self.head_dim
+            q, k, v = self.qkv(x).split([self.heads * self.head_dim, kv_rows, kv_rows], dim=-1)
+            return self.split_heads(q, self.heads), self.split_heads(k, self.kv_heads), self.split_heads(v, self.kv_heads)
+        k, v = self.project_kv(x if context is None else context)
+        return self.project_q(x), k, v
+
+    def repeat_kv(self, t: torch.Tensor) -> torch.Tensor:
+        """Grouped-query attention: [B, G, S, d] -> [B, H, S, d], each kv head serving H/G query heads."""
+        groups = self.heads // self.kv_heads
+        return t if groups == 1 else t.repeat_interleave(groups, dim=1)
+
+
+def softmax(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over keys; float32 for 16-bit scores, back to their dtype."""
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        return torch.softmax(scores.float(), dim=-1).to(scores.dtype)
+    return torch.softmax(scores, dim=-1)
+
+
+class Attention(Projections):
+    """Multi-head attention (self/cross, GQA) with mask predicates and position encodings; see the module doc."""
+
+    #: the KV-cache slot while a :class:`~.attention_cache.KVCache` is attached (None otherwise)
+    kv_cache = None
+
+    def __init__(self, d_model: int, d_ctx: int, heads: int, kv_heads: int, head_dim: int, *, qkv: str = "separate",
+                 bias: bool = True, out_bias: bool = True, dropout: float = 0.0, scale: float | None = None,
+                 mask: Any = "none", position: Any = "none", cross: bool = False):
+        super().__init__(d_model, d_ctx, heads, kv_heads, head_dim, qkv, bias, out_bias)
+        self.dropout, self.cross = dropout, cross
+        self.scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+        self.mask = masks.parse_mask(mask)
+        self.position, self.pos_params = positions.parse_position(position)
+        if self.position == "t5_bias":
+            self.rel_bias = nn.Embedding(self.pos_params["num_buckets"], heads)
+        elif self.position == "shaw":
+            rows = 2 * self.pos_params["max_distance"] + 1
+            self.rel_k = nn.Parameter(torch.empty(rows, head_dim))
+            if self.pos_params["values"]:
+                self.rel_v = nn.Parameter(torch.empty(rows, head_dim))
+
+    def keys_values(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """q, k, v and the query offset, with RoPE and the KV cache applied (k, v: all keys so far)."""
+        slot = self.kv_cache
+        if self.cross and slot is not None and slot.k is not None:
+            return self.project_q(x), slot.k, slot.v, 0  # the context was projected on the first call
+        q, k, v = self.project(x, context)
+        offset = slot.length if slot is not None and not self.cross else 0
+        if self.position == "rope":
+            q_pos = torch.arange(offset, offset + q.shape[-2], device=q.device)
+            q = pos.apply_rope(q, self.pos_params, q_pos)
+            k = pos.apply_rope(k, self.pos_params, q_pos)  # self-attention: the new keys sit where the queries do
+        if slot is not None:
+            k, v = slot.append(k, v)
+        return q, k, v, offset
+
+    def score_bias(self, q: torch.Tensor, q_len: int, kv_len: int, offset: int) -> torch.Tensor | None:
+        """The score_bias position term B (unscaled, added after the scale), or None."""
+        if self.position == "alibi":
+            return pos.alibi(self.heads, q_len, kv_len, offset, q.device, q.dtype)
+        if self.position == "t5_bias":
+            return pos.t5_bias(self.rel_bias.weight, self.pos_params, q_len, kv_len, offset)
+        if self.position == "shaw":
+            idx = pos.shaw_indices(q_len, kv_len, self.pos_params["max_distance"], offset, q.device)
+            return pos.shaw_scores(q, self.rel_k, idx) * self.scale  # e_ij = q_i·(k_j + a^K_ij)·scale
+        return None
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
+                key_padding: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v, offset = self.keys_values(x, context)
+        k, v = self.repeat_kv(k), self.repeat_kv(v)
+        q_len, kv_len = q.shape[-2], k.shape[-2]
+        scores = torch.matmul(q, k.transpose(-2, -1)) * self.scale
+        bias = self.score_bias(q, q_len, kv_len, offset)
+        if bias is not None:
+            scores = scores + bias
+        mask = mask_tensor(self.mask, x.shape[0], q_len, kv_len, offset, lengths=lengths, key_padding=key_padding,
+                           doc_ids=doc_ids, device=x.device)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        p = F.dropout(softmax(scores), self.dropout, self.training)
+        o = torch.matmul(p, v)
+        if self.position == "shaw" and self.pos_params["values"]:
+            idx = pos.shaw_indices(q_len, kv_len, self.pos_params["max_distance"], offset, q.device)
+            o = o + pos.shaw_values(p, self.rel_v, idx)
+        return self.out(self.merge_heads(o))
+
+    def extra_repr(self) -> str:
+        return (f"heads={self.heads}, kv_heads={self.kv_heads}, head_dim={self.head_dim}, scale={self.scale:.4g}, "
+                f"position={self.position}, cross={self.cross}")
+
+
+def layout(ctx: NodeCtx, context_input: bool = True) -> dict[str, Any]:
+    """d_model, d_ctx, heads, kv_heads, head_dim of an attention node (as the front end infers them)."""
+    p = ctx.params
+    d_model = ctx.in_features
+    context = ctx.inputs.get("context") if context_input else None
+    d_ctx = context.shape[-1] if context is not None else d_model
+    heads = p["heads"]
+    return {"d_model": d_model, "d_ctx": d_ctx, "heads": heads, "kv_heads": p.get("kv_heads") or heads,
+            "head_dim": p.get("head_dim") or d_model // heads}
+
+
+def _attention_module(ctx: NodeCtx) -> Attention:
+    p = ctx.params
+    return Attention(**layout(ctx), qkv=p["qkv"], bias=p["bias"], out_bias=p["out_bias"], dropout=p["dropout"],
+                     scale=p.get("scale"), mask=p["mask"], position=p["position"],
+                     cross=ctx.inputs.get("context") is not None)
+
+
+def call_connected(e: Emit) -> str:
+    """``self.attn(x, name=var, ...)`` with the first input positional and the other connected ones by name."""
+    names = list(e.inputs)
+    args = [e.inputs[names[0]]] + [f"{k}={v}" for k, v in list(e.inputs.items())[1:] if v != "None"]
+    return f"{e.self}({', '.join(args)})"
+
+
+@torch_op("attention", module=_attention_module, init=_INIT)
+def attention(ctx: NodeCtx, e: Emit) -> str:
+    """``self.attn(x, context=..., lengths=...)``."""
+    return call_connected(e)

@@ -1,0 +1,124 @@
+"""KV cache for incremental decoding, and greedy generation with or without it.
+
+Calling convention (module level; the spec and the generated ``forward`` do not change): a
+:class:`KVCache` is *attached* to a compiled model for a decoding session::
+
+    cache = KVCache()
+    with cache.attach(model):          # every attention / position_embedding module gets a slot
+        logits = model(prompt)         # [B, T0]: fills the cache with T0 positions
+        logits = model(next_token)     # [B, 1]: attends to the T0 cached keys + itself
+
+While attached, each ``attention`` module (seed 002, "Masked Attention and Autoregressive
+Generation") keeps its keys and values [B, G, S, d] (after RoPE, before the grouped-query
+repeat) and treats a call's T queries as positions ``S_past .. S_past + T - 1``: masks, RoPE and
+relative biases (ALiBi, T5, Shaw) use those absolute positions. A cross-attention module (one with a
+``context``) projects the context once and reuses its keys/values. A ``position_embedding`` module
+counts the tokens it has seen and offsets its positions by that count (unless a ``positions``
+input is given). Detaching (leaving the ``with``) clears every slot. ``include`` restricts the
+cache to modules under some node-name prefixes, e.g. ``include=["decoder"]`` for an
+encoder-decoder whose encoder must not cache (the encoder then reruns on the full source each
+step, which is correct but not the fastest).
+
+The efficient variants (linear, Performer, Linformer attention) have no cache: attaching to a model
+that contains one raises ``ValueError``.
+
+:func:`generate` is greedy decoding on top of this; with ``use_cache=False`` it re-runs the whole
+sequence every step (the reference the cached path must equal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+@dataclass
+class CacheSlot:
+    """One module's decoding state: keys/values so far (attention) and positions seen."""
+
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+    length: int = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concatenate new keys/values [B, G, T, d] after the cached ones; returns all of them."""
+        if self.k is not None:
+            k, v = torch.cat((self.k, k), dim=-2), torch.cat((self.v, v), dim=-2)
+        self.k, self.v, self.length = k, v, k.shape[-2]
+        return k, v
+
+
+class KVCache:
+    """The decoding state of one model: a :class:`CacheSlot` per attention / position module, by module name."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str, CacheSlot] = {}
+
+    @property
+    def length(self) -> int:
+        """Positions cached so far (the longest slot)."""
+        return max((s.length for s in self.slots.values()), default=0)
+
+    @contextlib.contextmanager
+    def attach(self, model: nn.Module, include: Sequence[str] | None = None) -> Iterator["KVCache"]:
+        """Give every cache-aware module of ``model`` (under ``include`` prefixes, if given) a slot."""
+        chosen = []
+        for name, module in model.named_modules():
+            if getattr(module, "kv_cache_support", None) is False:
+                raise ValueError(f"module '{name}' ({type(module).__name__}) has no KV cache; "
+                                 "decode without one (use_cache=False)")
+            if not hasattr(module, "kv_cache"):
+                continue
+            if include is not None and not any(name == p or name.startswith(p + ".") for p in include):
+                continue
+            chosen.append((name, module))
+        self.slots = {name: CacheSlot() for name, _ in chosen}
+        for name, module in chosen:
+            module.kv_cache = self.slots[name]
+        try:
+            yield self
+        finally:
+            for _, module in chosen:
+                module.kv_cache = None
+            self.slots = {}
+
+
+def _logits(out: Any, output: str | None) -> torch.Tensor:
+    if isinstance(out, dict):
+        return out[output or "logits"]
+    return out
+
+
+@torch.no_grad()
+def generate(model: nn.Module, tokens: torch.Tensor, max_new_tokens: int, *, use_cache: bool = True,
+             input_name: str | None = None, output: str | None = None, include: Sequence[str] | None = None,
+             **inputs: torch.Tensor) -> torch.Tensor:
+    """Greedy decoding: append argmax tokens to ``tokens`` [B, T0]; returns [B, T0 + max_new_tokens].
+
+    ``input_name`` is the graph input that takes the token ids (default: the model's first input),
+    ``output`` the logits output for multi-output models (default ``logits``), ``inputs`` other
+    graph inputs passed unchanged every step (e.g. an encoder-decoder's ``src_tokens``).
+    """
+    was_training = model.training
+    model.eval()
+    name = input_name or next(iter(getattr(model, "input_types", {}) or {"tokens": None}))
+    seq = tokens
+    try:
+        if not use_cache:
+            for _ in range(max_new_tokens):
+                logits = _logits(model(**{name: seq}, **inputs), output)
+                seq = torch.cat((seq, logits[:, -1].argmax(-1, keepdim=True)), dim=1)
+            return seq
+        with KVCache().attach(model, include):
+            step = tokens
+            for _ in range(max_new_tokens):
+                logits = _logits(model(**{name: step}, **inputs), output)
+                step = logits[:, -1].argmax(-1, keepdim=True)
+                seq = torch.cat((seq, step), dim=1)
+        return seq
+    finally:
+        model.train(was_training)

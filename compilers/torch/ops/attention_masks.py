@@ -1,0 +1,112 @@
+"""Boolean attention masks as tensors, from the front end's mask predicates (nngraph/ops/_attn_masks.py).
+
+A mask is a tree of registered predicates ``fn(b, h, q_idx, kv_idx, **params)`` written with ``&``,
+``|``, comparisons and ``logical_not``, so the SAME function that builds the Python-int reference
+matrices runs here on broadcast index tensors (FlexAttention ``mask_mod`` style)::
+
+    b  = arange(B)        as [B, 1, 1, 1]     h  = arange(1) as [1, 1, 1, 1]
+    q  = offset + arange(T) as [1, 1, T, 1]   kv = arange(S) as [1, 1, 1, S]
+
+and returns a bool tensor that broadcasts to [B, H, T, S] (True = the query may see the key;
+seed 002, "Masked Attention and Autoregressive Generation": M_ij = 0 where allowed, -inf elsewhere).
+``offset`` is the number of cached positions when decoding with a KV cache (the queries are the
+last T of S positions).
+
+Graph inputs reach the predicates as the front end names them: ``lengths`` [B] (indexed
+``lengths[b]``), ``key_padding`` [B, S] and ``doc_ids`` [B, T] (indexed ``x[b][i]``; wrapped in
+:class:`Table` so ``x[b][i]`` is one broadcast gather ``x[b, i]``). The ``random`` mask (BigBird)
+is not an elementwise predicate; its rows come from :func:`~nngraph.ops._attn_masks.random_table`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nngraph.ops import _attn_masks as masks
+
+
+class Table:
+    """A [B, N] tensor indexed like the front end's nested lists: ``t[b][i]`` is ``t[b, i]`` (broadcast)."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+    def __getitem__(self, b: Any) -> "_Row":
+        return _Row(self.tensor, b)
+
+
+class _Row:
+    def __init__(self, tensor: torch.Tensor, b: Any):
+        self.tensor, self.b = tensor, b
+
+    def __getitem__(self, i: Any) -> torch.Tensor:
+        return self.tensor[self.b, i]
+
+
+def index_grids(batch: int, q_len: int, kv_len: int, offset: int = 0,
+                device: torch.device | str | None = None) -> tuple[torch.Tensor, ...]:
+    """(b, h, q_idx, kv_idx) int64 index tensors shaped [B,1,1,1], [1,1,1,1], [1,1,T,1], [1,1,1,S]."""
+    b = torch.arange(batch, device=device).view(batch, 1, 1, 1)
+    h = torch.zeros(1, 1, 1, 1, dtype=torch.long, device=device)
+    q = (torch.arange(q_len, device=device) + offset).view(1, 1, q_len, 1)
+    kv = torch.arange(kv_len, device=device).view(1, 1, 1, kv_len)
+    return b, h, q, kv
+
+
+def random_mask(q_len: int, kv_len: int, per_row: int, seed: int, offset: int = 0,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """The BigBird random mask [1, 1, T, S]: row i is True at the keys of ``random_row(offset + i, S, ...)``."""
+    table = masks.random_table(offset + q_len, kv_len, per_row, seed)[offset:]
+    out = torch.zeros(q_len, kv_len, dtype=torch.bool, device=device)
+    if kv_len and per_row:
+        out.scatter_(1, torch.tensor(table, dtype=torch.long, device=device).view(q_len, -1), True)
+    return out.view(1, 1, q_len, kv_len)
+
+
+def _evaluate(node: masks.MaskNode, grids: tuple[torch.Tensor, ...], context: dict[str, Any],
+              q_len: int, kv_len: int, offset: int) -> torch.Tensor:
+    b, h, q, kv = grids
+    if node.op == "leaf":
+        name = node.name or "none"
+        if name == "random":
+            return random_mask(q_len, kv_len, node.params["per_row"], node.params["seed"], offset, q.device)
+        mdef = masks.MASKS[name]
+        return torch.as_tensor(mdef.predicate(b, h, q, kv, **node.params, **{k: context.get(k) for k in mdef.uses}))
+    kids = [_evaluate(c, grids, context, q_len, kv_len, offset) for c in node.children]
+    if node.op == "not":
+        return masks.logical_not(kids[0])
+    out = kids[0]
+    for k in kids[1:]:
+        out = (out & k) if node.op == "all" else (out | k)
+    return out
+
+
+def mask_tensor(mask: Any, batch: int, q_len: int, kv_len: int, offset: int = 0, *,
+                lengths: torch.Tensor | None = None, key_padding: torch.Tensor | None = None,
+                doc_ids: torch.Tensor | None = None, device: torch.device | str | None = None) -> torch.Tensor | None:
+    """The bool mask [B or 1, 1, T, S] of a mask value (True = visible), or None for ``mask: none``.
+
+    ``mask`` is the node's ``mask`` param (a name, mapping, or parsed :class:`MaskNode`).
+    """
+    node = mask if isinstance(mask, masks.MaskNode) else masks.parse_mask(mask)
+    if node.op == "leaf" and node.name == "none":
+        return None
+    grids = index_grids(batch, q_len, kv_len, offset, device)
+    context = {"lengths": lengths, "key_padding": Table(key_padding) if key_padding is not None else None,
+               "doc_ids": Table(doc_ids) if doc_ids is not None else None, "q_len": offset + q_len, "kv_len": kv_len}
+    out = _evaluate(node, grids, context, q_len, kv_len, offset)
+    while out.dim() < 4:
+        out = out.unsqueeze(0)
+    return out.to(torch.bool)
+
+
+def dense_matrix(mask: Any, q_len: int, kv_len: int | None = None, b: int = 0, **inputs: torch.Tensor) -> torch.Tensor:
+    """The [T, S] bool matrix of batch row ``b`` from the tensor path (for comparisons with ``dense_mask``)."""
+    kv_len = q_len if kv_len is None else kv_len
+    batch = next((int(t.shape[0]) for t in inputs.values()), b + 1)
+    out = mask_tensor(mask, batch, q_len, kv_len, **inputs)
+    if out is None:
+        return torch.ones(q_len, kv_len, dtype=torch.bool)
+    return out.expand(batch, 1, q_len, kv_len)[b, 0]

@@ -95,16 +95,11 @@ def orthogonal_features(heads: int, m: int, d: int, seed: int) -> torch.Tensor:
     """Ω [H, m, d]: per head, ⌈m/d⌉ blocks of d orthogonal rows (QR of a Gaussian), rows rescaled to
     chi(d)-distributed norms, so each row is marginally N(0, I_d) (FAVOR+ "ORF")."""
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(heads):
-        blocks = []
-        for _ in range(math.ceil(m / d)):
-            qmat, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
-            blocks.append(qmat.T)
-        w = torch.cat(blocks)[:m]
-        norms = torch.randn(m, d, generator=g, dtype=torch.float64).norm(dim=-1, keepdim=True)
-        out.append(w * norms)
-    return torch.stack(out).to(torch.float32)
+    blocks = math.ceil(m / d)
+    qmat, _ = torch.linalg.qr(torch.randn(heads, blocks, d, d, generator=g, dtype=torch.float64, device="cpu"))  # batched QR
+    w = qmat.transpose(-2, -1).reshape(heads, blocks * d, d)[:, :m]        # orthonormal rows, d per block
+    norms = torch.randn(heads, m, d, generator=g, dtype=torch.float64, device="cpu").norm(dim=-1, keepdim=True)
+    return (w * norms).to(torch.float32)
 
 
 class PerformerAttention(Projections):

@@ -95,8 +95,10 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     graph = Graph(name=name, file=display, inputs=inputs, nodes=exp.nodes, outputs=outputs, output_pos=output_pos,
                   vars=_safe_vars(scope), block_uses=exp.block_uses, train=data.get("train"), doc=data.get("doc"))
     if any(d.severity == "error" for d in diag):
+        _check_train(data, graph, diag, top, names_too=False)
         return graph  # structure is broken: shape inference would only add noise
     infer_graph(graph, diag, limits)
+    _check_train(data, graph, diag, top, names_too=not any(d.severity == "error" for d in diag))
     return graph
 
 
@@ -240,3 +242,11 @@ def _parse_outputs(raw: Any, exp: Expander, diag: Diagnostics, pos: SourcePos) -
         outputs[out_name] = resolved
         output_pos[out_name] = opos
     return outputs, output_pos
+
+
+def _check_train(data: dict, graph: Graph, diag: Diagnostics, top: SourcePos, names_too: bool) -> None:
+    """The ``train:`` section (nngraph/train_schema.py), so ``validate`` reports its errors too."""
+    if data.get("train") is not None:
+        from ..train_schema import check_train
+
+        check_train(data["train"], diag, pos_in(data, "train", top), graph.vars, graph if names_too else None)

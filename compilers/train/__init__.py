@@ -1,0 +1,195 @@
+"""Training a spec: ``nngraph train SPEC`` and :func:`train`.
+
+::
+
+    from compilers.train import train
+    summary = train("specs/cnn_digits.yaml", out="out/cnn", steps=300)
+    print(summary["test"]["accuracy"])
+
+The ``train:`` section of the spec (or a ``--config`` YAML) is checked by
+:mod:`nngraph.train_schema`. A run writes to ``OUT/``: ``metrics.jsonl``,
+``checkpoints/step_*.safetensors`` (resumable) and ``checkpoints/best.safetensors``,
+``model.safetensors`` (final weights, LoRA merged), ``best_model.safetensors``,
+``config.json``, ``summary.json``, ``tb/`` (TensorBoard) and ``loss.png``.
+
+Modules: :mod:`.config` (merging and checking the configuration), :mod:`.data`
+(datasets and deterministic batching), :mod:`.binding` (data fields -> graph
+inputs), :mod:`.tasks` / :mod:`.tasks_more` (losses and metrics per task),
+:mod:`.optim`, :mod:`.lora`, :mod:`.checkpoint`, :mod:`.loop`, :mod:`.logging`,
+:mod:`.distributed`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from .checkpoint import CheckpointError
+from .data import DataError
+
+__all__ = ["CheckpointError", "DataError", "train", "train_worker"]
+
+
+def _echo(text: str) -> None:
+    print(text, flush=True)
+
+
+def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] | None = None,
+          config: str | Path | None = None, steps: int | None = None, epochs: int | None = None,
+          seed: int | None = None, data: str | None = None, resume: bool = False, nproc_per_node: int = 1,
+          echo: Callable[[str], None] = _echo, quiet: bool = False) -> dict[str, Any]:
+    """Train ``spec``; returns the run summary (also written to ``OUT/summary.json``).
+
+    With ``nproc_per_node`` > 1 (and not already inside a torchrun worker), N
+    workers are launched with torch's elastic launcher and rank 0's summary is
+    returned.
+    """
+    from .config import load_run_config
+
+    run = load_run_config(spec, overrides, config, steps, epochs, seed, data)  # fail fast, before any launch
+    out_dir = Path(out) if out is not None else Path("out") / "train" / run.graph.name
+    args = (str(spec), str(out_dir), list(overrides or []), None if config is None else str(config), steps, epochs,
+            seed, data, resume, quiet)
+    if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
+        from .distributed import launch
+
+        results = launch(nproc_per_node, train_worker, *args)
+        summary = results.get(0) or {}
+        if not quiet:
+            for line in summary.get("lines", []):
+                echo(line)
+        return summary
+    return _train(run, out_dir, resume, echo, quiet)
+
+
+def train_worker(spec: str, out: str, overrides: list[str], config: str | None, steps: int | None,
+                 epochs: int | None, seed: int | None, data: str | None, resume: bool, quiet: bool) -> dict[str, Any]:
+    """One process of a multi-process run (the elastic launcher's entry point; must be importable)."""
+    from .config import load_run_config
+
+    run = load_run_config(spec, overrides, config, steps, epochs, seed, data)
+    lines: list[str] = []
+    summary = _train(run, Path(out), resume, lines.append, quiet)
+    summary["lines"] = lines
+    return summary
+
+
+def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet: bool) -> dict[str, Any]:
+    import torch
+
+    from . import checkpoint as ck
+    from . import distributed
+    from .logging import MetricsLog, Progress, TensorBoard, plot_losses, read_metrics
+    from .loop import Trainer, run_loop
+    from .plan import build_plan, describe
+
+    d = distributed.from_env()
+    say = echo if (d.main and not quiet) else (lambda _t: None)
+    plan = build_plan(run, d)
+    distributed.init(d, plan.device)
+    try:
+        tr = Trainer(run, plan, out, d, echo)
+        resumed_from = None
+        if resume:
+            ckpt = ck.latest(out / "checkpoints", warn=say)
+            if ckpt is None:
+                say(f"no checkpoint in {out / 'checkpoints'}: starting from step 0")
+            else:
+                tr.resume(ckpt)
+                resumed_from = tr.step
+                say(f"resumed from {ckpt.path} (step {tr.step})")
+        say(f"training {run.graph.name}: {describe(plan, run, d)}")
+        log = tb = None
+        if d.main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps(run.values, indent=2) + "\n", encoding="utf-8")
+            log = MetricsLog(out / "metrics.jsonl", resumed_from)
+            tb = TensorBoard(out / "tb", run.values["log"]["tensorboard"])
+            _save_tokenizer(plan, out)
+        progress = Progress(plan.total_steps, tr.step, run.values["log"]["progress"] if d.main and not quiet else False,
+                            plan.task.unit)
+        try:
+            result = run_loop(tr, log, tb, progress)
+        finally:
+            progress.close()
+        summary = _finish(tr, result, out, log, tb, say)
+        if d.main and log is not None:
+            log.close()
+            if plot_losses(read_metrics(out / "metrics.jsonl"), out / "loss.png", f"{run.graph.name}: loss",
+                           run.values["log"]["plot"]):
+                summary["plot"] = str(out / "loss.png")
+            if tb is not None:
+                tb.close()
+            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        distributed.barrier(d)
+        return summary
+    finally:
+        distributed.shutdown(d)
+        del torch
+
+
+def _save_tokenizer(plan: Any, out: Path) -> None:
+    tok = getattr(plan.task.data, "tokenizer", None)
+    if tok is not None:
+        (out / "tokenizer.json").write_text(tok.to_json(), encoding="utf-8")
+
+
+def _export(tr: Any, path: Path) -> None:
+    """Save the model's weights (spec keys, LoRA merged into a copy) with the spec fingerprint."""
+    import copy
+
+    from compilers.torch.weights import save_weights
+
+    from .lora import merge_lora
+
+    model = tr.model
+    if tr.plan.lora and tr.cfg["lora"]["merge"]:
+        model = copy.deepcopy(model)
+        merge_lora(model)
+    save_weights(model, tr.plan.graph, path)
+
+
+def _finish(tr: Any, result: dict[str, Any], out: Path, log: Any, tb: Any, say: Callable[[str], None]) -> dict[str, Any]:
+    """Save the final weights; reload the best ones (if an evaluation chose them) for the test split; summarize."""
+    from compilers.torch import load_state_dict
+
+    from . import checkpoint as ck
+    from .distributed import barrier
+
+    plan, d = tr.plan, tr.d
+    summary: dict[str, Any] = {"spec": tr.run.graph.name, "task": plan.task.name, "steps": tr.step,
+                               "stopped": result["stopped"], "val": result["val"], "metric": tr.metric,
+                               "best": tr.best, "best_step": tr.best_step, "out": str(out)}
+    if d.main:
+        _export(tr, out / "model.safetensors")
+    best_path = out / "checkpoints" / "best.safetensors"
+    barrier(d)
+    use_best = tr.best_step is not None and tr.best_step != tr.step and best_path.is_file()
+    if use_best:
+        load_state_dict(tr.model, ck.read(best_path).group("model"))
+    if d.main and tr.best_step is not None:
+        _export(tr, out / "best_model.safetensors")
+    test = tr.evaluate("test")
+    weights = f"best (step {tr.best_step})" if use_best else f"final (step {tr.step})"
+    if test is not None:
+        summary["test"] = test
+        summary["test_weights"] = weights
+        if log is not None:
+            log.write({"step": tr.step, "split": "test", **test})
+        if tb is not None:
+            tb.scalars("test", tr.step, test)
+    lines = [f"stopped after {tr.step} steps ({result['stopped']})"]
+    if result["val"]:
+        lines.append("val: " + _fmt(result["val"]))
+    if test is not None:
+        lines.append(f"test ({weights} weights): " + _fmt(test))
+    lines.append(f"wrote {out}/model.safetensors, metrics.jsonl, checkpoints/")
+    for line in lines:
+        say(line)
+    return summary
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

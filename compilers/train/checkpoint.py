@@ -1,0 +1,240 @@
+"""Resumable training checkpoints: one safetensors file, written atomically, verified on load.
+
+A checkpoint holds every tensor of the run -- model (``model/<spec key>``),
+optimizer state (``optim/<param index>/<name>``), RNG states (``rng/...``),
+carried recurrent state (``carry/<input>``) -- and, as safetensors string
+metadata, one JSON document: the spec fingerprint, the run configuration, the
+step (the data position is a function of the step), scheduler, scaler and
+early-stopping state, Python/numpy RNG states, plus a SHA-256 over that JSON
+and the tensor bytes.
+
+Writing: temp file in the same folder, written and fsynced, renamed over the
+target, then the folder is fsynced; a crash at any moment leaves the previous
+checkpoint and at worst a ``.*.tmp`` file that is never read. Reading never
+unpickles: a file that is not safetensors (e.g. a ``torch.save`` pickle, which
+can carry code) is refused, and a file whose digest does not match is refused
+as corrupt or tampered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "nngraph-checkpoint/1"
+STEP_RE = re.compile(r"^step_(\d+)\.safetensors$")
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, not ours, corrupt, or for another model."""
+
+
+@dataclass
+class Checkpoint:
+    tensors: dict[str, torch.Tensor]
+    state: dict[str, Any]
+    path: Path
+
+    def group(self, prefix: str) -> dict[str, torch.Tensor]:
+        p = prefix + "/"
+        return {k[len(p):]: v for k, v in self.tensors.items() if k.startswith(p)}
+
+
+def _digest(state_json: str, data: bytes) -> str:
+    h = hashlib.sha256()
+    h.update(state_json.encode("utf-8"))
+    h.update(b"\0")
+    h.update(data)
+    return h.hexdigest()
+
+
+def _header_len(blob: bytes) -> int:
+    return struct.unpack("<Q", blob[:8])[0]
+
+
+def encode(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> bytes:
+    """Serialize to safetensors bytes with the JSON state and its digest as metadata."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    state_json = json.dumps(state, sort_keys=True)
+    first = save(tensors, metadata={"format": FORMAT, "state": state_json})
+    data = first[8 + _header_len(first):]
+    blob = save(tensors, metadata={"format": FORMAT, "state": state_json, "sha256": _digest(state_json, data)})
+    assert blob[8 + _header_len(blob):] == data
+    return blob
+
+
+def decode(blob: bytes, path: Path) -> Checkpoint:
+    """Parse and verify checkpoint bytes; raises :class:`CheckpointError` with the reason."""
+    if blob[:2] == b"PK" or blob[:1] == b"\x80":
+        raise CheckpointError(f"'{path}' is a pickle / torch.save file, not an nngraph checkpoint: refusing to load it "
+                              "(unpickling can run arbitrary code; checkpoints are safetensors)")
+    if len(blob) < 8 or _header_len(blob) > min(len(blob) - 8, _MAX_HEADER):
+        raise CheckpointError(f"'{path}' is not a safetensors checkpoint (bad or truncated header)")
+    try:
+        header = json.loads(blob[8:8 + _header_len(blob)])
+        meta = header.get("__metadata__") or {}
+    except (ValueError, AttributeError):
+        raise CheckpointError(f"'{path}' is not a safetensors checkpoint (its header is not JSON)") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is not an nngraph training checkpoint (format {meta.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+    state_json, digest = meta.get("state", ""), meta.get("sha256", "")
+    if _digest(state_json, blob[8 + _header_len(blob):]) != digest:
+        raise CheckpointError(f"'{path}' is corrupt or was modified: its SHA-256 does not match the recorded one")
+    try:
+        from safetensors.torch import load
+
+        tensors = load(blob)
+        state = json.loads(state_json)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is "unusable checkpoint"
+        raise CheckpointError(f"'{path}' cannot be read: {type(exc).__name__}: {exc}") from None
+    return Checkpoint(tensors, state, path)
+
+
+def read(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint '{path}': {exc.strerror or exc}") from None
+    return decode(blob, path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, blob: bytes, chunk: int = 1 << 20) -> None:
+    """Temp file, write in chunks, fsync, rename, fsync the folder.
+
+    ``NNGRAPH_CHECKPOINT_WRITE_DELAY`` (seconds) pauses between chunks: a test
+    hook that makes "killed while writing a checkpoint" reproducible.
+    """
+    delay = float(os.environ.get("NNGRAPH_CHECKPOINT_WRITE_DELAY", "0") or 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for start in range(0, len(blob), chunk):
+                fh.write(blob[start:start + chunk])
+                if delay:
+                    fh.flush()
+                    time.sleep(delay)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(folder: Path, name: str, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
+    path = folder / name
+    write_atomic(path, encode(tensors, {**state, "format": FORMAT}))
+    return path
+
+
+def step_name(step: int) -> str:
+    return f"step_{step:09d}.safetensors"
+
+
+def step_files(folder: Path) -> list[tuple[int, Path]]:
+    """Step checkpoints in ``folder``, newest first (temp files are never listed)."""
+    if not folder.is_dir():
+        return []
+    out = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_RE.match(p.name))]
+    return sorted(out, reverse=True)
+
+
+def latest(folder: Path, warn: Any = None) -> Checkpoint | None:
+    """The newest step checkpoint that verifies; broken ones are reported through ``warn`` and skipped."""
+    for _, path in step_files(folder):
+        try:
+            return read(path)
+        except CheckpointError as exc:
+            if warn:
+                warn(f"skipping {exc}")
+    return None
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` step checkpoints (and stale temp files)."""
+    for _, path in step_files(folder)[keep:]:
+        path.unlink(missing_ok=True)
+    for tmp in folder.glob(".step_*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+# ----- optimizer state <-> flat tensors + JSON -------------------------------------
+def flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim/{idx}/{k}"] = v
+            else:
+                plain.setdefault(str(idx), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "plain": plain}
+
+
+def unflatten_optimizer(ckpt: Checkpoint, meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in ckpt.group("optim").items():
+        idx, _, name = key.partition("/")
+        state.setdefault(int(idx), {})[name] = v
+    for idx, st in meta["plain"].items():
+        state.setdefault(int(idx), {}).update(st)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    import random
+
+    import numpy as np
+
+    tensors = {"rng/torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda/{i}"] = s
+    py = random.getstate()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return tensors, {"python": [py[0], list(py[1]), py[2]],
+                     "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]}
+
+
+def set_rng_state(ckpt: Checkpoint, meta: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(ckpt.tensors["rng/torch"])
+    cuda = ckpt.group("rng/cuda")
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([cuda[str(i)] for i in range(len(cuda))])
+    py = meta["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    kind, keys, pos, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))

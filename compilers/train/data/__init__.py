@@ -1,0 +1,132 @@
+"""Loading the configured dataset: a built-in one or a user file (see :mod:`.base` for batching)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import builtin, files
+from .base import (ArrayData, DataError, GraphSetData, NodeGraphData, TokenData, split_indices, split_stream,
+                   step_generator)
+from .text import BPETokenizer, CharTokenizer, make_tokenizer
+
+__all__ = ["ArrayData", "BPETokenizer", "CharTokenizer", "DataError", "GraphSetData", "NodeGraphData", "TokenData",
+           "default_builtin", "load_data", "step_generator"]
+
+Dataset = ArrayData | TokenData | NodeGraphData | GraphSetData
+
+_TASK_DEFAULT = {"classification": "digits", "regression": None, "language_model": "text", "masked_lm": "text",
+                 "diffusion": "digits", "vae": "digits", "node_classification": "karate",
+                 "graph_classification": None}
+
+
+def default_builtin(task: str) -> str | None:
+    """The built-in dataset a task trains on when the config names none."""
+    return _TASK_DEFAULT.get(task)
+
+
+def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
+    """The dataset ``data`` (the checked ``train.data`` section) describes; paths are relative to ``base_dir``."""
+    val, seed = data["val_fraction"], data["split_seed"]
+    name = data["builtin"] or (None if data["path"] else default_builtin(task))
+    if name is not None:
+        return _builtin(name, data, task, val, seed)
+    if not data["path"]:
+        raise DataError(f"task '{task}' has no built-in dataset: give train.data.path or --data FILE")
+    path = Path(data["path"]).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise DataError(f"data file '{path}' not found")
+    fmt = files.detect_format(path, data["format"])
+    test = data["test_fraction"]
+    if fmt in ("npz", "npy"):
+        x, y = files.load_arrays(path, fmt, data["x_key"], data["y_key"])
+        return _arrays(x, y, None, data, val, 0.2 if test is None else test, seed, path)
+    if fmt == "csv":
+        x, y, names = files.load_csv(path, data["label_column"])
+        return _arrays(x, y, names, data, val, 0.2 if test is None else test, seed, path)
+    if fmt == "text":
+        return _tokens(files.load_text(path), data, val, test or 0.0, str(path))
+    if fmt == "graph_json":
+        blob = files.load_graph_json(path)
+        if "graphs" in blob:
+            graphs = blob["graphs"]
+            return GraphSetData(graphs, split_indices(len(graphs), val, 0.2 if test is None else test, seed),
+                                1 + max(g[2] for g in graphs), {"name": path.name})
+        return _node_graph(blob, data, path)
+    return _node_graph(files.load_edgelist(path), data, path)
+
+
+def _builtin(name: str, data: dict[str, Any], task: str, val: float, seed: int) -> Dataset:
+    test = data["test_fraction"]
+    if name == "digits":
+        return _normalized(builtin.digits(val, 0.2 if test is None else test, seed), data)
+    if name == "karate":
+        return builtin.karate(data["labelled_per_class"])
+    if name == "text":
+        return _tokens(builtin.corpus_text(), data, val, test or 0.0, str(builtin.CORPUS))
+    return builtin.synthetic(name, data["num_samples"], data["length"], data["symbols"], val,
+                             0.1 if test is None else test, seed)
+
+
+def _tokens(text: str, data: dict[str, Any], val: float, test: float, source: str) -> TokenData:
+    tok = make_tokenizer(data["tokenizer"], text, data["vocab_size"])
+    ids = tok.encode(text, source)
+    streams = split_stream(ids, val, test)
+    return TokenData(streams, tok.vocab_size, tok, {"name": Path(source).name, "tokens": int(ids.numel())})
+
+
+def _arrays(x: np.ndarray, y: np.ndarray | None, names: list[str] | None, data: dict[str, Any], val: float,
+            test: float, seed: int, path: Path) -> ArrayData:
+    if len(x) < 2:
+        raise DataError(f"{path}: needs at least 2 examples, got {len(x)}")
+    fields = {"x": torch.from_numpy(np.ascontiguousarray(x)).float()}
+    meta: dict[str, Any] = {"name": path.name, "features": int(np.prod(x.shape[1:]))}
+    if y is not None:
+        yt = torch.from_numpy(np.ascontiguousarray(y))
+        if yt.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+            yt = yt.long()
+            if int(yt.min()) < 0:
+                row = int(torch.argmin(yt))
+                raise DataError(f"{path}: target row {row} is {int(yt[row])}; class ids must be >= 0")
+            meta["num_classes"] = int(yt.max()) + 1
+        else:
+            yt = yt.float()
+        fields["y"] = yt
+    if names:
+        meta["classes"] = names
+    return _normalized(ArrayData(fields, split_indices(len(x), val, test, seed), meta), data)
+
+
+def _normalized(ds: ArrayData, data: dict[str, Any]) -> ArrayData:
+    if data["normalize"]:
+        x = ds.fields["x"]
+        train = x[ds.splits["train"]]
+        mean, std = train.mean(0, keepdim=True), train.std(0, keepdim=True).clamp_min(1e-6)
+        ds.fields["x"] = (x - mean) / std
+    return ds
+
+
+def _node_graph(blob: dict[str, Any], data: dict[str, Any], path: Path) -> NodeGraphData:
+    y, masks = blob["y"], dict(blob["masks"])
+    labelled = y >= 0
+    if not bool(labelled.any()):
+        raise DataError(f"{path}: no node has a label")
+    classes = int(y.max()) + 1
+    if "train" not in masks:
+        train = torch.zeros_like(labelled)
+        for c in range(classes):
+            ids = (y == c).nonzero().flatten()[:data["labelled_per_class"]]
+            train[ids] = True
+        masks["train"] = train
+    if "test" not in masks:
+        masks["test"] = labelled & ~masks["train"] & ~masks.get("val", torch.zeros_like(labelled))
+    for k, m in masks.items():
+        if bool((m & ~labelled).any()):
+            node = int((m & ~labelled).nonzero()[0])
+            raise DataError(f"{path}: node {node} is in the '{k}' split but has no label")
+    return NodeGraphData(blob["x"], blob["edge_index"], y.clamp_min(0), masks, classes, {"name": path.name})

@@ -1,0 +1,264 @@
+"""User data files: .npz/.npy arrays, .csv tables, plain text, graphs as JSON or edge lists.
+
+Every problem is a :class:`DataError` naming the file and, where it applies,
+the row (1-based, as an editor shows it) and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import DataError
+
+SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".tsv": "csv", ".txt": "text", ".text": "text",
+                  ".md": "text", ".json": "graph_json", ".edges": "edgelist", ".edgelist": "edgelist"}
+MAX_ROWS_REPORTED = 1
+
+
+def detect_format(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    if path.suffix.lower() in SUFFIX_FORMATS:
+        return SUFFIX_FORMATS[path.suffix.lower()]
+    raise DataError(f"{path}: cannot tell the format from the suffix '{path.suffix}'; "
+                    f"set train.data.format (npz, npy, csv, text, graph_json, edgelist)")
+
+
+def _finite_rows(arr: np.ndarray, path: Path, what: str) -> None:
+    if arr.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1) if arr.ndim else np.array([not np.isfinite(arr)])
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{path}: {what} row {row} holds NaN or infinity")
+
+
+def _safe_npz(path: Path) -> Any:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc} (object arrays need pickle, which is refused: save numeric arrays)") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable numpy file ({exc})") from None
+
+
+def load_arrays(path: Path, fmt: str, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(features, targets or None) from .npz (two named arrays) or .npy (one array; last column = target)."""
+    blob = _safe_npz(path)
+    if fmt == "npz":
+        if not hasattr(blob, "files"):
+            raise DataError(f"{path}: expected an .npz archive with arrays '{x_key}' and '{y_key}'")
+        if x_key not in blob.files:
+            raise DataError(f"{path}: no array '{x_key}' (arrays: {', '.join(blob.files) or 'none'}); "
+                            "set train.data.x_key")
+        x = np.asarray(blob[x_key])
+        y = np.asarray(blob[y_key]) if y_key in blob.files else None
+    else:
+        arr = np.asarray(blob)
+        if arr.ndim != 2 or arr.shape[1] < 2:
+            raise DataError(f"{path}: expected a 2-D array [rows, features + target], got shape {list(arr.shape)}")
+        x, y = arr[:, :-1], arr[:, -1]
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"{path}: array '{x_key}' has dtype {x.dtype}; expected numbers")
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: '{x_key}' has {len(x)} rows but '{y_key}' has {len(y)}")
+    _finite_rows(x, path, "feature")
+    if y is not None:
+        _finite_rows(y, path, "target")
+    return x, y
+
+
+def load_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """(features float32, targets, class names or None). Non-numeric targets become class ids."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    delim = "\t" if path.suffix.lower() == ".tsv" else ","
+    rows = list(csv.reader(text.splitlines(), delimiter=delim))
+    rows = [(i + 1, r) for i, r in enumerate(rows) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    header = None
+    first = rows[0][1]
+    if any(not _is_number(c) for c in first):
+        header = [c.strip() for c in first]
+        rows = rows[1:]
+    if not rows:
+        raise DataError(f"{path}: a header but no data rows")
+    width = len(rows[0][1])
+    if isinstance(label_column, str):
+        if header is None or label_column not in header:
+            raise DataError(f"{path}: no column named '{label_column}' (columns: {', '.join(header or []) or 'no header'})")
+        label = header.index(label_column)
+    else:
+        label = width - 1 if label_column is None else label_column
+        if not -width <= label < width:
+            raise DataError(f"{path}: label column {label} is out of range for {width} columns")
+        label %= width
+    xs, ys = [], []
+    for lineno, r in rows:
+        if len(r) != width:
+            raise DataError(f"{path}:{lineno}: expected {width} columns, got {len(r)}")
+        feats = []
+        for j, cell in enumerate(r):
+            if j == label:
+                continue
+            try:
+                v = float(cell)
+            except ValueError:
+                name = header[j] if header else str(j)
+                raise DataError(f"{path}:{lineno}: column '{name}' value {cell.strip()!r} is not a number") from None
+            if not math.isfinite(v):
+                raise DataError(f"{path}:{lineno}: column {j} value {cell.strip()!r} is not finite")
+            feats.append(v)
+        xs.append(feats)
+        ys.append(r[label].strip())
+    names = None
+    if all(_is_number(y) for y in ys):
+        yv = np.array([float(y) for y in ys])
+        if not np.isfinite(yv).all():
+            raise DataError(f"{path}:{rows[int(np.argmax(~np.isfinite(yv)))][0]}: the label is not finite")
+        y_arr = yv.astype(np.int64) if np.all(yv == np.round(yv)) else yv.astype(np.float32)
+    else:
+        names = sorted(set(ys))
+        y_arr = np.array([names.index(y) for y in ys], dtype=np.int64)
+    return np.array(xs, dtype=np.float32), y_arr, names
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def load_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
+    if not text:
+        raise DataError(f"{path}: the file is empty")
+    return text
+
+
+def _tensor(value: Any, path: Path, what: str, dtype: torch.dtype) -> torch.Tensor:
+    try:
+        t = torch.tensor(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise DataError(f"{path}: '{what}' is not a rectangular array of numbers ({exc})") from None
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        row = int((~torch.isfinite(t.reshape(t.shape[0], -1))).any(1).nonzero()[0])
+        raise DataError(f"{path}: '{what}' row {row} holds NaN or infinity")
+    return t
+
+
+def _edges(value: Any, n: int, path: Path, where: str) -> torch.Tensor:
+    if not isinstance(value, list):
+        raise DataError(f"{path}: {where}'edges' must be a list of [source, target] pairs")
+    for i, e in enumerate(value):
+        if not (isinstance(e, list) and len(e) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in e)):
+            raise DataError(f"{path}: {where}edge {i} must be [source, target] node ids, got {e!r}")
+        if not (0 <= e[0] < n and 0 <= e[1] < n):
+            raise DataError(f"{path}: {where}edge {i} {e} names a node outside 0..{n - 1}")
+    t = torch.tensor(value, dtype=torch.long).reshape(-1, 2).t()
+    return torch.cat([t, t.flip(0)], dim=1) if t.numel() else t  # both directions
+
+
+def _graph(obj: Any, path: Path, where: str = "") -> tuple[torch.Tensor, torch.Tensor, Any]:
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: {where}a graph must be an object with 'x' (or 'num_nodes'), 'edges' and 'y'")
+    if "x" in obj:
+        x = _tensor(obj["x"], path, f"{where}x", torch.float32)
+        if x.ndim != 2:
+            raise DataError(f"{path}: {where}'x' must be [nodes, features], got shape {list(x.shape)}")
+    elif isinstance(obj.get("num_nodes"), int) and obj["num_nodes"] > 0:
+        x = torch.eye(obj["num_nodes"])
+    else:
+        raise DataError(f"{path}: {where}needs 'x' (node features) or 'num_nodes' (identity features)")
+    return x, _edges(obj.get("edges", []), x.shape[0], path, where), obj.get("y")
+
+
+def load_graph_json(path: Path) -> dict[str, Any]:
+    """``{"x"|"num_nodes", "edges", "y", optional "train"/"val"/"test" node lists}`` (node classification)
+    or ``{"graphs": [{"x", "edges", "y": int}, ...]}`` (graph classification)."""
+    try:
+        obj = json.loads(load_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if isinstance(obj, dict) and "graphs" in obj:
+        graphs = []
+        for i, g in enumerate(obj["graphs"]):
+            x, e, y = _graph(g, path, f"graph {i}: ")
+            if not isinstance(y, int) or isinstance(y, bool) or y < 0:
+                raise DataError(f"{path}: graph {i}: 'y' must be a class id (an integer >= 0), got {y!r}")
+            graphs.append((x, e, y))
+        if not graphs:
+            raise DataError(f"{path}: 'graphs' is empty")
+        return {"graphs": graphs}
+    x, e, y = _graph(obj, path)
+    if y is None:
+        raise DataError(f"{path}: node classification needs 'y' (one class id per node, -1 = unlabelled)")
+    yt = _tensor(y, path, "y", torch.long)
+    if yt.shape != (x.shape[0],):
+        raise DataError(f"{path}: 'y' has {yt.numel()} labels for {x.shape[0]} nodes")
+    masks = {}
+    for split in ("train", "val", "test"):
+        if split in obj:
+            ids = obj[split]
+            if not isinstance(ids, list) or not all(isinstance(i, int) and 0 <= i < x.shape[0] for i in ids):
+                raise DataError(f"{path}: '{split}' must list node ids in 0..{x.shape[0] - 1}")
+            m = torch.zeros(x.shape[0], dtype=torch.bool)
+            m[ids] = True
+            masks[split] = m
+    return {"x": x, "edge_index": e, "y": yt, "masks": masks}
+
+
+def load_edgelist(path: Path) -> dict[str, Any]:
+    """Rows ``u v`` (node ids or names; ``#`` comments); labels from ``<file>.labels`` rows ``node class``."""
+    ids: dict[str, int] = {}
+    edges = []
+    for lineno, line in enumerate(load_text(path).splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.replace(",", " ").split()
+        if len(parts) not in (2, 3):
+            raise DataError(f"{path}:{lineno}: expected 'source target' (and an optional weight), got {line!r}")
+        u, v = (ids.setdefault(p, len(ids)) for p in parts[:2])
+        edges.append([u, v])
+    if not ids:
+        raise DataError(f"{path}: no edges")
+    n = len(ids)
+    labels_path = path.with_name(path.name + ".labels")
+    if not labels_path.is_file():
+        labels_path = path.with_suffix(".labels")
+    y = torch.full((n,), -1, dtype=torch.long)
+    if labels_path.is_file():
+        classes: dict[str, int] = {}
+        for lineno, line in enumerate(load_text(labels_path).splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise DataError(f"{labels_path}:{lineno}: expected 'node class', got {line!r}")
+            if parts[0] not in ids:
+                raise DataError(f"{labels_path}:{lineno}: node {parts[0]!r} is not in {path.name}")
+            y[ids[parts[0]]] = classes.setdefault(parts[1], len(classes)) if not parts[1].lstrip("-").isdigit() \
+                else int(parts[1])
+    else:
+        raise DataError(f"{path}: node labels not found: write '{path.name}.labels' with rows 'node class'")
+    t = torch.tensor(edges, dtype=torch.long).t()
+    return {"x": torch.eye(n), "edge_index": torch.cat([t, t.flip(0)], dim=1), "y": y, "masks": {}}

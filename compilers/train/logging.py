@@ -1,0 +1,147 @@
+"""Run output: a JSONL metrics log, TensorBoard scalars, a rich progress bar and the loss-curve PNG.
+
+``metrics.jsonl`` has one JSON object per line: ``{"step", "split": "train",
+"loss", "lr", "throughput", "time"}`` every ``log.every`` steps and
+``{"step", "split": "val"|"test", <metrics>}`` at evaluations. On resume,
+records after the checkpoint's step are dropped first, so the log reads as one
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nngraph.io import write_text_atomic
+
+
+def _wanted(setting: Any, module: str) -> bool:
+    if setting == "auto":
+        return importlib.util.find_spec(module) is not None
+    return bool(setting)
+
+
+class MetricsLog:
+    """Append-only JSONL log (rank 0 only)."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            path.write_text("", encoding="utf-8")
+        elif path.exists():
+            keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and _step_of(line) <= resume_step]
+            write_text_atomic(path, "".join(line + "\n" for line in keep))
+        self.fh = path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.fh.write(json.dumps(record) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 1 << 62  # an unreadable (half-written) line is dropped
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+class TensorBoard:
+    """Scalars under ``OUT/tb`` with torch's SummaryWriter, when enabled and installed."""
+
+    def __init__(self, folder: Path, setting: Any):
+        self.writer = None
+        if _wanted(setting, "tensorboard"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                if setting is True:
+                    raise RuntimeError(f"log.tensorboard: true needs the tensorboard package ({exc})") from None
+                return
+            self.writer = SummaryWriter(log_dir=str(folder))
+
+    def scalars(self, split: str, step: int, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)):
+                    self.writer.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+
+class Progress:
+    """A rich progress bar with loss, lr and throughput; silent when off (non-terminal by default)."""
+
+    def __init__(self, total: int, start: int, setting: Any, unit: str):
+        self.bar = None
+        self.unit = unit
+        if setting is False or (setting == "auto" and not sys.stderr.isatty()):
+            return
+        try:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
+                TimeRemainingColumn
+        except ImportError:  # pragma: no cover - rich is a dependency
+            return
+        self.bar = RichProgress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=False)
+        self.task = self.bar.add_task("train", total=total, completed=start, info="")
+        self.bar.start()
+
+    def update(self, step: int, loss: float | None = None, lr: float | None = None, rate: float | None = None) -> None:
+        if self.bar is None:
+            return
+        info = self.bar.tasks[0].fields.get("info", "")
+        if loss is not None:
+            info = f"loss {loss:.4f}  lr {lr:.2e}  {rate:,.0f} {self.unit}/s"
+        self.bar.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def plot_losses(metrics: list[dict[str, Any]], path: Path, title: str, setting: Any) -> bool:
+    """Train (and val) loss against step as a PNG; False when plotting is off or matplotlib is missing."""
+    if not _wanted(setting, "matplotlib"):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for split, style in (("train", "-"), ("val", "o-")):
+        pts = [(r["step"], r["loss"]) for r in metrics if r.get("split") == split and "loss" in r]
+        if pts:
+            ax.plot(*zip(*pts), style, label=f"{split} loss", markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return True

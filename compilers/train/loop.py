@@ -1,0 +1,247 @@
+"""The training loop: micro-batches, gradient accumulation, mixed precision, clipping, evaluation,
+early stopping, checkpoints and exact resume.
+
+Everything that influences the result is either a function of the step (the
+data, the learning rate, the task's random draws) or saved in the checkpoint
+(weights, optimizer and scaler state, the torch RNG used by dropout, carried
+recurrent state, the best metric and early-stopping counter), so a resumed run
+continues exactly as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import checkpoint as ck
+from .config import RunConfig
+from .distributed import Dist, mean_across
+from .logging import MetricsLog, Progress, TensorBoard
+from .optim import l1_penalty, make_optimizer, make_scheduler
+from .plan import Plan, autocast
+from .tasks import HIGHER_IS_BETTER, Batch
+
+#: configuration keys that may differ when resuming (how long and how often, not what is computed)
+RESUMABLE_CHANGES = ("steps", "epochs", "log", "checkpoint", "eval", "early_stopping", "device")
+
+
+class Trainer:
+    def __init__(self, run: RunConfig, plan: Plan, out: Path, d: Dist, echo: Callable[[str], None]):
+        self.run, self.plan, self.out, self.d, self.echo = run, plan, out, d, echo
+        self.cfg = run.values
+        self.model = plan.model
+        self.ddp = None
+        if d.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(self.model, device_ids=[plan.device.index] if plan.device.type == "cuda" else None)
+        self.opt = make_optimizer(self.model, self.cfg["optimizer"])
+        self.sched = make_scheduler(self.opt, self.cfg["schedule"], self.cfg["optimizer"]["lr"], plan.total_steps)
+        use_scaler = self.cfg["precision"] == "fp16" and plan.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(plan.device.type) if use_scaler else None
+        self.step = 0
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.bad_evals = 0
+        self.carry: dict[str, torch.Tensor] = {}
+        self.metric = self._metric_name()
+        self.ckpt_dir = out / "checkpoints"
+
+    # ----- metric bookkeeping ------------------------------------------------
+    def _metric_name(self) -> str:
+        m = self.cfg["eval"]["metric"]
+        return self.plan.task.metric if m == "auto" else m
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        delta = self.cfg["early_stopping"]["min_delta"] if self.cfg["early_stopping"] else 0.0
+        return value > self.best + delta if HIGHER_IS_BETTER[self.metric] else value < self.best - delta
+
+    # ----- checkpoints -------------------------------------------------------
+    def _run_state(self) -> dict[str, Any]:
+        return {"step": self.step, "best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals,
+                "metric": self.metric}
+
+    def checkpoint_payload(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from compilers.torch import state_dict_for
+
+        tensors = {f"model/{k}": v for k, v in state_dict_for(self.model).items()}
+        opt_t, opt_meta = ck.flatten_optimizer(self.opt.state_dict())
+        tensors.update(opt_t)
+        rng_t, rng_meta = ck.rng_state()
+        tensors.update(rng_t)
+        tensors.update({f"carry/{k}": v for k, v in self.carry.items()})
+        state = {"spec": self.run.graph.name, "fingerprint": self.run.graph.fingerprint(), "config": self.cfg,
+                 "run": self._run_state(), "optimizer": opt_meta, "scheduler": self.sched.state_dict(),
+                 "scaler": self.scaler.state_dict() if self.scaler else None, "rng": rng_meta,
+                 "world": self.d.world, "lora": self.plan.lora}
+        return tensors, state
+
+    def save_checkpoint(self, name: str | None = None) -> Path | None:
+        if not self.d.main:
+            return None
+        tensors, state = self.checkpoint_payload()
+        path = ck.save(self.ckpt_dir, name or ck.step_name(self.step), tensors, state)
+        if name is None:
+            ck.prune(self.ckpt_dir, self.cfg["checkpoint"]["keep"])
+        return path
+
+    def resume(self, ckpt: ck.Checkpoint) -> None:
+        from compilers.torch import load_state_dict
+
+        st = ckpt.state
+        if st.get("fingerprint") != self.run.graph.fingerprint():
+            raise ck.CheckpointError(f"'{ckpt.path}' was saved from a different architecture (fingerprint "
+                                     f"{st.get('fingerprint')}, this spec is {self.run.graph.fingerprint()})")
+        changed = sorted(k for k in set(st["config"]) | set(self.cfg)
+                         if k not in RESUMABLE_CHANGES and st["config"].get(k) != self.cfg.get(k))
+        if changed:
+            raise ck.CheckpointError(f"cannot resume '{ckpt.path}' exactly: the training configuration changed "
+                                     f"({', '.join(changed)}); start a new run with another --out")
+        if st.get("world", 1) != self.d.world:
+            raise ck.CheckpointError(f"'{ckpt.path}' was written by {st.get('world')} processes, this run has "
+                                     f"{self.d.world}: resume with the same --nproc-per-node")
+        load_state_dict(self.model, ckpt.group("model"))
+        self.opt.load_state_dict(ck.unflatten_optimizer(ckpt, st["optimizer"]))
+        self.sched.load_state_dict(st["scheduler"])
+        if self.scaler and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        ck.set_rng_state(ckpt, st["rng"])
+        self.carry = {k: v.to(self.plan.device) for k, v in ckpt.group("carry").items()}
+        r = st["run"]
+        self.step, self.best, self.best_step, self.bad_evals = r["step"], r["best"], r["best_step"], r["bad_evals"]
+
+    # ----- one optimizer step ------------------------------------------------
+    def forward(self, batch: Batch, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        inputs = dict(batch.inputs)
+        if self.plan.state_map and module is not None and self.model.training:
+            if batch.reset_state:
+                self.carry = {}
+            inputs.update(self.carry)
+        with autocast(self.cfg["precision"], self.plan.device):
+            out = module(**inputs)
+        outs = out if isinstance(out, dict) else {next(iter(self.plan.graph.outputs)): out}
+        if self.plan.state_map and self.model.training:
+            self.carry = {inp: outs[o].detach() for inp, o in self.plan.state_map.items()}
+        return outs
+
+    def loss_of(self, outs: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, stats = self.plan.task.loss(outs, batch)
+        for name, w in self.plan.aux.items():
+            loss = loss + w * outs[name].float().mean()
+        l1 = self.cfg["optimizer"]["l1"]
+        if l1:
+            loss = loss + l1 * l1_penalty(self.model)
+        return loss, stats
+
+    def train_step(self) -> tuple[torch.Tensor, int]:
+        plan, accum = self.plan, self.cfg["grad_accum"]
+        module = self.ddp or self.model
+        self.model.train()
+        total, items = torch.zeros((), device=plan.device), 0
+        for a in range(accum):
+            m = self.step * accum + a
+            batch = plan.task.train_batch(m, plan.global_batch, self.d.rank, self.d.world).to(plan.device)
+            sync = nullcontext() if (self.ddp is None or a == accum - 1) else self.ddp.no_sync()
+            with sync:
+                outs = self.forward(batch, module)
+                loss, _ = self.loss_of(outs, batch)
+                scaled = loss / accum
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            total += loss.detach() / accum
+            items += batch.items
+        if self.scaler:
+            self.scaler.unscale_(self.opt)
+        if self.cfg["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.cfg["grad_clip"])
+        if self.scaler:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.step += 1
+        return total, items
+
+    # ----- evaluation --------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float] | None:
+        task = self.plan.task
+        if not task.has_split(split):
+            return None
+        was = self.model.training
+        self.model.eval()
+        sums: dict[str, float] = {}
+        bs = self.cfg["eval_batch_size"] or self.cfg["batch_size"]
+        limit = self.cfg["eval"]["batches"] if split == "val" else None
+        try:
+            for batch in task.eval_batches(split, bs, limit):
+                batch = batch.to(self.plan.device)
+                outs = self.forward(batch, self.model)
+                _, stats = self.loss_of(outs, batch)
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+        finally:
+            self.model.train(was)
+        return task.metrics(sums) if sums else None
+
+
+def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progress: Progress) -> dict[str, Any]:
+    """Train from ``tr.step`` to the end (or an early stop); returns the last val metrics and why it stopped."""
+    plan, cfg, d = tr.plan, tr.cfg, tr.d
+    log_every = cfg["log"]["every"]
+    es = cfg["early_stopping"]
+    acc_loss, acc_items, acc_steps, t0 = torch.zeros((), device=plan.device), 0, 0, time.perf_counter()
+    last_val: dict[str, float] | None = None
+    stopped = "steps"
+    while tr.step < plan.total_steps:
+        loss, items = tr.train_step()
+        acc_loss += loss
+        acc_items += items
+        acc_steps += 1
+        step = tr.step
+        if step % log_every == 0 or step == plan.total_steps:
+            mean = float(mean_across(d, acc_loss / acc_steps))
+            if not math.isfinite(mean):
+                raise FloatingPointError(f"the training loss became {mean} at step {step}; lower the learning rate "
+                                         "or set train.grad_clip")
+            dt = max(time.perf_counter() - t0, 1e-9)
+            rate = acc_items * d.world / dt
+            lr = tr.sched.get_last_lr()[0]
+            if log is not None:
+                log.write({"step": step, "split": "train", "loss": mean, "lr": lr,
+                           "throughput": rate, "unit": plan.task.unit, "time": time.time()})
+            if tb is not None:
+                tb.scalars("train", step, {"loss": mean, "lr": lr, "throughput": rate})
+            progress.update(step, mean, lr, rate)
+            acc_loss, acc_items, acc_steps, t0 = torch.zeros((), device=plan.device), 0, 0, time.perf_counter()
+        else:
+            progress.update(step)
+        if step % plan.eval_every == 0 or step == plan.total_steps:
+            val = tr.evaluate("val")
+            if val is not None:
+                last_val = val
+                if log is not None:
+                    log.write({"step": step, "split": "val", **val})
+                if tb is not None:
+                    tb.scalars("val", step, val)
+                value = val.get(tr.metric, val["loss"])
+                if tr.improved(value):
+                    tr.best, tr.best_step, tr.bad_evals = value, step, 0
+                    tr.save_checkpoint("best.safetensors")
+                else:
+                    tr.bad_evals += 1
+                if es and tr.bad_evals >= es["patience"]:
+                    stopped = f"early stop: no {tr.metric} improvement in {es['patience']} evaluations"
+        if step % plan.ckpt_every == 0 or step == plan.total_steps or stopped != "steps":
+            tr.save_checkpoint()
+        if stopped != "steps":
+            break
+    return {"val": last_val, "stopped": stopped}

@@ -1,0 +1,124 @@
+"""Building a run: device, data, task, model (with auxiliary-loss outputs and LoRA), step counts."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nngraph.ir import Graph, Ref
+from nngraph.train_schema import match_aux
+
+from .config import RunConfig
+from .data import load_data
+from .distributed import Dist
+from .lora import apply_lora, linear_names
+from .tasks import Task
+from .tasks_more import guess_task, make_task
+
+
+@dataclass
+class Plan:
+    """Everything derived from the configuration before the first step."""
+
+    task: Task
+    model: torch.nn.Module
+    graph: Graph  # the graph compiled (with auxiliary outputs added)
+    device: torch.device
+    aux: dict[str, float]  # model output name -> weight
+    state_map: dict[str, str]  # graph input -> graph output carried between TBPTT windows
+    global_batch: int
+    total_steps: int
+    steps_per_epoch: int
+    eval_every: int
+    ckpt_every: int
+    lora: list[str]
+
+
+def resolve_device(setting: str, d: Dist) -> torch.device:
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device: cuda, but CUDA is not available here")
+        return torch.device("cuda", d.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def data_base_dir(run: RunConfig) -> Path:
+    """Relative data paths resolve against the file that wrote them (spec or --config file), else the cwd."""
+    origin = Path(run.train.pos("data.path").file)
+    return origin.parent if origin.is_file() else Path.cwd()
+
+
+def _aux_outputs(run: RunConfig) -> tuple[Graph, dict[str, float]]:
+    graph, weights, extra = run.graph, {}, {}
+    for pattern, w in run.values["loss"]["aux"].items():
+        for name in match_aux(pattern, graph):
+            weights[name] = weights.get(name, 0.0) + w
+            if name not in graph.outputs:
+                node, _, out = name.rpartition(".")
+                extra[name] = Ref(node, out)
+    if extra:
+        graph = dataclasses.replace(graph, outputs={**graph.outputs, **extra})
+    return graph, weights
+
+
+def _state_map(run: RunConfig) -> dict[str, str]:
+    if run.values["state"] is not None:
+        return dict(run.values["state"])
+    if not run.values["tbptt"]:
+        return {}
+    g = run.graph
+    return {name: name[:-1] for name, gi in g.inputs.items()
+            if gi.optional and name.endswith("0") and name[:-1] in g.outputs}
+
+
+def build_plan(run: RunConfig, d: Dist) -> Plan:
+    from compilers.torch import build_module
+
+    cfg = run.values
+    device = resolve_device(cfg["device"], d)
+    task_name = cfg["task"] if cfg["task"] != "auto" else guess_task(run)
+    data = load_data(cfg["data"], task_name, data_base_dir(run))
+    task = make_task(run, task_name, data)
+    graph, aux = _aux_outputs(run)
+    torch.manual_seed(cfg["seed"])
+    model = build_module(graph, seed=cfg["seed"]).to(device)
+    lora: list[str] = []
+    if cfg["lora"] is not None:
+        lc = cfg["lora"]
+        lora = apply_lora(model, lc["targets"], lc["rank"], lc["alpha"], lc["dropout"])
+        if not lora:
+            raise run.error("lora.targets", f"train.lora.targets {lc['targets']} match no linear layer",
+                            f"linear layers: {', '.join(linear_names(model)[:12]) or 'none'}")
+    gb = cfg["batch_size"] * d.world
+    spe = max(task.steps_per_epoch(gb) // cfg["grad_accum"], 1)
+    total = cfg["steps"] if cfg["steps"] is not None else spe * (cfg["epochs"] or 1)
+    eval_every = cfg["eval"]["every"] or max(total // 10, 1)
+    ckpt_every = cfg["checkpoint"]["every"] or eval_every
+    return Plan(task, model, graph, device, aux, _state_map(run), gb, total, spe, eval_every, ckpt_every, lora)
+
+
+def describe(plan: Plan, run: RunConfig, d: Dist) -> str:
+    cfg = run.values
+    n_train = sum(p.numel() for p in plan.model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in plan.model.parameters())
+    data = plan.task.data
+    parts = [f"task {plan.task.name} on {data.meta.get('name', data.kind)}",
+             f"{n_train:,} trainable of {n_all:,} parameters" + (f" (LoRA on {len(plan.lora)} layers)" if plan.lora else ""),
+             f"{plan.total_steps} steps of {plan.global_batch} x {cfg['grad_accum']}"
+             + (f" on {d.world} processes" if d.active else "") + f", {cfg['optimizer']['type']} lr {cfg['optimizer']['lr']:g}",
+             f"device {plan.device}" + (f", {cfg['precision']}" if cfg["precision"] != "fp32" else "")]
+    return "; ".join(parts)
+
+
+def autocast(precision: str, device: torch.device) -> Any:
+    """The autocast context of ``precision`` (a no-op context for fp32)."""
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,271 @@
+"""Tasks: turn data into model inputs and targets, compute the loss and the evaluation metrics.
+
+A task draws the batch of micro-step ``m`` (:mod:`.data.base`), builds the
+keyword arguments of the compiled model, and reads the graph output(s) it
+trains. Random choices a task makes (diffusion steps and noise, masked-LM
+positions, label dropout) come from a generator seeded by (seed, m) for the
+*global* batch and are then sliced per process, like the data.
+
+``loss`` returns the mean loss of the local batch and sums for the metrics
+(``loss_sum``, ``count``, ``correct``); :meth:`Task.metrics` turns summed
+sums into accuracy, perplexity or MSE.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+
+from .binding import Binding, bind, embedding_limit, output_classes, position_limit, shape_input
+from .config import RunConfig
+from .data import ArrayData, GraphSetData, NodeGraphData, TokenData, step_generator
+from .losses import alphas_cumprod, cross_entropy, elbo, mse, q_sample
+
+HIGHER_IS_BETTER = {"accuracy": True, "loss": False, "perplexity": False, "mse": False}
+
+
+@dataclass
+class Batch:
+    """Model inputs, targets, and the number of examples or tokens (for throughput)."""
+
+    inputs: dict[str, torch.Tensor]
+    target: dict[str, torch.Tensor] = field(default_factory=dict)
+    items: int = 0
+    reset_state: bool = False
+
+    def to(self, device: torch.device) -> "Batch":
+        mv = lambda d: {k: v.to(device, non_blocking=True) for k, v in d.items()}  # noqa: E731
+        return Batch(mv(self.inputs), mv(self.target), self.items, self.reset_state)
+
+
+def _slice(t: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    per = t.shape[0] // world
+    return t[rank * per:(rank + 1) * per]
+
+
+class Task:
+    """Supervised classification on rows (``x`` -> ``y``); the base of the other tasks."""
+
+    name = "classification"
+    metric = "accuracy"
+    unit = "examples"
+
+    def __init__(self, run: RunConfig, data: Any, output: str):
+        self.run, self.data, self.output = run, data, output
+        self.cfg = run.values
+        self.seed = self.cfg["seed"]
+        self.binding = self.make_binding()
+        self.check()
+
+    # -- binding and checks ------------------------------------------------
+    def available(self) -> dict[str, Any]:
+        return dict(self.data.fields) if isinstance(self.data, ArrayData) else {}
+
+    def make_binding(self) -> Binding:
+        return bind(self.run, self.available(), self.name)
+
+    def check(self) -> None:
+        if "y" not in self.available():
+            raise self.run.error("data", f"task '{self.name}' needs targets, but the data has none")
+        classes = self.data.meta.get("num_classes") if isinstance(self.data, ArrayData) else self.data.num_classes
+        have = output_classes(self.run.graph, self.output)
+        if classes is not None and have is not None and classes > have:
+            raise self.run.error("data", f"the data has {classes} classes but output '{self.output}' has {have} "
+                                 "values per example", "make the output layer wider (e.g. --set classes=...)")
+
+    def inputs_from(self, fields: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {inp: shape_input(self.run, self.binding, inp, fields[fld]) for inp, fld in self.binding.fields.items()}
+
+    # -- batches -----------------------------------------------------------
+    def train_batch(self, m: int, global_batch: int, rank: int, world: int) -> Batch:
+        fields = self.data.train_batch(m, global_batch, rank, world, self.seed)
+        return self.make_batch(fields, m, global_batch, rank, world)
+
+    def make_batch(self, fields: dict[str, torch.Tensor], m: int, global_batch: int, rank: int, world: int) -> Batch:
+        return Batch(self.inputs_from(fields), {"y": fields["y"]}, int(fields["y"].shape[0]))
+
+    def eval_batches(self, split: str, batch: int, limit: int | None) -> Iterator[Batch]:
+        for k, fields in enumerate(self.data.eval_batches(split, batch, limit)):
+            yield self.make_batch(fields, -1 - k, fields[next(iter(fields))].shape[0], 0, 1)
+
+    def steps_per_epoch(self, global_batch: int) -> int:
+        return self.data.batches_per_epoch(global_batch)
+
+    def has_split(self, split: str) -> bool:
+        return self.data.size(split) > 0
+
+    # -- loss and metrics --------------------------------------------------
+    def loss(self, outs: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, correct, count = cross_entropy(outs[self.output], batch.target["y"],
+                                             label_smoothing=self.cfg["loss"]["label_smoothing"])
+        return loss, {"loss_sum": loss.detach() * count, "count": count, "correct": correct}
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        n = max(sums.get("count", 0.0), 1.0)
+        out = {"loss": sums["loss_sum"] / n}
+        if "correct" in sums:
+            out["accuracy"] = sums["correct"] / n
+        return out
+
+
+class RegressionTask(Task):
+    name, metric = "regression", "mse"
+
+    def check(self) -> None:
+        if "y" not in self.available():
+            raise self.run.error("data", "task 'regression' needs targets, but the data has none")
+
+    def make_batch(self, fields, m, global_batch, rank, world) -> Batch:  # noqa: ANN001
+        return Batch(self.inputs_from(fields), {"y": fields["y"].float()}, int(fields["y"].shape[0]))
+
+    def loss(self, outs, batch):  # noqa: ANN001, ANN201
+        loss = mse(outs[self.output], batch.target["y"])
+        n = torch.tensor(batch.target["y"].shape[0])
+        return loss, {"loss_sum": loss.detach() * n, "count": n}
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        loss = sums["loss_sum"] / max(sums["count"], 1.0)
+        return {"loss": loss, "mse": loss}
+
+
+class LanguageModelTask(Task):
+    """Next-token prediction on a token stream (random windows, or contiguous streams with truncated BPTT)
+    or on synthetic sequences with a loss mask."""
+
+    name, metric, unit = "language_model", "loss", "tokens"
+
+    def available(self) -> dict[str, Any]:
+        return {"tokens": None} if isinstance(self.data, TokenData) else dict(self.data.fields)
+
+    def make_binding(self) -> Binding:
+        return bind(self.run, {k: v for k, v in self.available().items() if k != "loss_mask"}, self.name)
+
+    @property
+    def vocab(self) -> int:
+        return self.data.vocab_size if isinstance(self.data, TokenData) else int(self.data.meta["vocab_size"])
+
+    @property
+    def seq_len(self) -> int:
+        tbptt = self.cfg["tbptt"]
+        if isinstance(self.data, ArrayData):
+            return int(self.data.fields["tokens"].shape[1]) - 1
+        return tbptt or self.cfg["data"]["seq_len"]
+
+    def check(self) -> None:
+        inp = self.binding.input_for("tokens")
+        if inp is None:
+            raise self.run.error("task", f"task '{self.name}' needs an integer token input [batch, seq]; the graph has "
+                                 f"{', '.join(self.run.graph.inputs)}", "map one with train.inputs: {NAME: tokens}")
+        emb = embedding_limit(self.run.graph, inp)
+        need = self.vocab + (1 if self.name == "masked_lm" and self.cfg["mlm"]["mask_token"] is None else 0)
+        if emb and emb[1] < need:
+            raise self.run.error("data", f"the data has a vocabulary of {need} tokens but embedding '{emb[0]}' has "
+                                 f"num={emb[1]}", f"make the vocabulary at least {need} (e.g. --set vocab={need})")
+        have = output_classes(self.run.graph, self.output)
+        if have is not None and have < need:
+            raise self.run.error("data", f"the data has a vocabulary of {need} tokens but output '{self.output}' "
+                                 f"predicts {have}", f"--set vocab={need}")
+        pos = position_limit(self.run.graph)
+        if pos and pos[1] < self.seq_len:
+            raise self.run.error("data.seq_len", f"windows of {self.seq_len} tokens exceed {pos[0]}'s max_len={pos[1]}",
+                                 f"lower train.data.seq_len to at most {pos[1]}")
+        seq_dim = self.run.graph.inputs[inp].type.shape[1]
+        if isinstance(seq_dim, int) and seq_dim != self.seq_len:
+            raise self.run.error("data.seq_len", f"graph input '{inp}' has a fixed length {seq_dim} but the "
+                                 f"windows have {self.seq_len} tokens", f"set train.data.seq_len: {seq_dim}")
+
+    def steps_per_epoch(self, global_batch: int) -> int:
+        if isinstance(self.data, TokenData):
+            return self.data.batches_per_epoch(global_batch, self.seq_len)
+        return self.data.batches_per_epoch(global_batch)
+
+    def has_split(self, split: str) -> bool:
+        return self.data.size(split) > self.seq_len if isinstance(self.data, TokenData) else self.data.size(split) > 0
+
+    def train_batch(self, m: int, global_batch: int, rank: int, world: int) -> Batch:
+        reset = False
+        if isinstance(self.data, TokenData):
+            if self.cfg["tbptt"]:
+                fields, reset = self.data.stream_batch(m, global_batch, rank, world, self.cfg["tbptt"])
+            else:
+                fields = self.data.train_batch(m, global_batch, rank, world, self.seed, self.seq_len)
+        else:
+            fields = self.data.train_batch(m, global_batch, rank, world, self.seed)
+        batch = self.make_batch(fields, m, global_batch, rank, world)
+        batch.reset_state = reset
+        return batch
+
+    def eval_batches(self, split: str, batch: int, limit: int | None) -> Iterator[Batch]:
+        if isinstance(self.data, TokenData):
+            for k, fields in enumerate(self.data.eval_batches(split, batch, self.seq_len, limit)):
+                yield self.make_batch(fields, -1 - k, fields["tokens"].shape[0], 0, 1)
+        else:
+            yield from super().eval_batches(split, batch, limit)
+
+    def _fill(self, inputs: dict[str, torch.Tensor], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        for name, how in self.binding.fill.items():
+            inputs[name] = (torch.full((tokens.shape[0],), tokens.shape[1], dtype=torch.long) if how == "length"
+                            else torch.zeros_like(tokens))
+        return inputs
+
+    def make_batch(self, fields, m, global_batch, rank, world) -> Batch:  # noqa: ANN001
+        tokens = fields["tokens"]
+        inp = self.binding.input_for("tokens")
+        x, y = tokens[:, :-1], tokens[:, 1:]
+        target = {"y": y}
+        if "loss_mask" in fields:
+            target["mask"] = fields["loss_mask"]
+        inputs = self._fill({inp: x}, x)
+        return Batch(inputs, target, int(target.get("mask", y).sum() if "mask" in target else y.numel()))
+
+    def loss(self, outs, batch):  # noqa: ANN001, ANN201
+        loss, correct, count = cross_entropy(outs[self.output], batch.target["y"], batch.target.get("mask"),
+                                             self.cfg["loss"]["label_smoothing"])
+        return loss, {"loss_sum": loss.detach() * count, "count": count, "correct": correct}
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        out = super().metrics(sums)
+        out["perplexity"] = math.exp(min(out["loss"], 50.0))
+        return out
+
+
+class MaskedLMTask(LanguageModelTask):
+    """BERT-style: pick mask_prob of the positions; 80% become [MASK], 10% a random token, 10% stay; predict them."""
+
+    name = "masked_lm"
+
+    @property
+    def seq_len(self) -> int:
+        return self.cfg["data"]["seq_len"]
+
+    def check(self) -> None:
+        if not isinstance(self.data, TokenData):
+            raise self.run.error("data", "task 'masked_lm' trains on text (train.data: text or a .txt file)")
+        super().check()
+
+    def train_batch(self, m: int, global_batch: int, rank: int, world: int) -> Batch:
+        fields = self.data.train_batch(m, global_batch, rank, world, self.seed, self.seq_len - 1)
+        return self.make_batch(fields, m, global_batch, rank, world)
+
+    def eval_batches(self, split: str, batch: int, limit: int | None) -> Iterator[Batch]:
+        for k, fields in enumerate(self.data.eval_batches(split, batch, self.seq_len - 1, limit)):
+            yield self.make_batch(fields, -1 - k, fields["tokens"].shape[0], 0, 1)
+
+    def make_batch(self, fields, m, global_batch, rank, world) -> Batch:  # noqa: ANN001
+        tokens = fields["tokens"]
+        g = step_generator(self.seed, 4, m)
+        shape = (global_batch, tokens.shape[1])
+        pick = _slice(torch.rand(shape, generator=g), rank, world) < self.cfg["mlm"]["mask_prob"]
+        how = _slice(torch.rand(shape, generator=g), rank, world)
+        rand_tok = _slice(torch.randint(0, self.vocab, shape, generator=g), rank, world)
+        mask_id = self.cfg["mlm"]["mask_token"]
+        mask_id = self.vocab if mask_id is None else mask_id
+        x = tokens.clone()
+        x[pick & (how < 0.8)] = mask_id
+        swap = pick & (how >= 0.8) & (how < 0.9)
+        x[swap] = rand_tok[swap]
+        inputs = self._fill({self.binding.input_for("tokens"): x}, x)
+        return Batch(inputs, {"y": tokens, "mask": pick}, int(tokens.numel()))

@@ -1,0 +1,421 @@
+"""The ``train:`` section of a spec (and of ``nngraph train --config FILE``): schema, checks, defaults.
+
+Torch-free, so ``nngraph validate`` reports mistakes in ``train:`` as
+``file:line:col`` errors like any other spec error. :func:`check_train`
+validates a parsed mapping (positions from :mod:`nngraph.yamlsrc`), fills in
+defaults and returns a plain nested dict plus the source position of every
+key, which the trainer uses to point its own later errors (a missing data
+file, a LoRA pattern that matches nothing) at the line that caused them.
+
+Every key is declared once in :data:`SCHEMA` with its type, bounds, default
+and a one-line doc; sections given as a string are shorthands
+(``optimizer: adamw`` is ``optimizer: {type: adamw}``, ``data: digits`` is
+``data: {builtin: digits}``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .errors import Diagnostics, SourcePos, choices_hint, did_you_mean
+from .expr import ExprError, has_expr, substitute
+from .yamlsrc import Map, Seq
+
+TASKS = ("auto", "classification", "regression", "language_model", "masked_lm", "diffusion", "vae",
+         "node_classification", "graph_classification")
+BUILTINS = ("digits", "karate", "text", "copy", "reverse", "parity")
+
+
+@dataclass(frozen=True)
+class F:
+    """One key of the schema: kind, doc, default and bounds (or a nested section)."""
+
+    kind: str  # int, float, bool, str, enum, section, str_list, float_pair, str_map, num_map, int_or_str, tri
+    doc: str
+    default: Any = None
+    choices: tuple = ()
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = True
+    section: dict[str, "F"] = field(default_factory=dict)
+    shorthand: str | None = None  # a section given as a scalar sets this key
+    optional_section: bool = False  # a section that is off (None) unless written
+
+
+def _sec(doc: str, fields: dict[str, F], shorthand: str | None = None, optional: bool = False) -> F:
+    return F("section", doc, section=fields, shorthand=shorthand, optional_section=optional)
+
+
+DATA = {
+    "builtin": F("enum", "a bundled dataset (offline)", None, BUILTINS),
+    "path": F("str", "a data file: .npz/.npy, .csv, .txt (text), .json (graphs) or an edge list; relative to the spec"),
+    "format": F("enum", "file format (auto: from the suffix)", "auto",
+                ("auto", "npz", "npy", "csv", "text", "graph_json", "edgelist")),
+    "tokenizer": F("enum", "text: characters or byte-pair encoding (the tokenizers library)", "char", ("char", "bpe")),
+    "vocab_size": F("int", "BPE vocabulary size", 512, min=8, max=1_000_000),
+    "seq_len": F("int", "tokens per training window (language modeling)", 64, min=2, max=1_000_000),
+    "val_fraction": F("float", "fraction held out for validation", 0.1, min=0.0, max=0.9),
+    "test_fraction": F("float", "fraction held out for the final test (default: 0.2 for tables, 0 for text)",
+                       None, min=0.0, max=0.9),
+    "label_column": F("int_or_str", "csv: the label column, by name or index (default: the last)"),
+    "x_key": F("str", "npz: the array holding the features", "x"),
+    "y_key": F("str", "npz: the array holding the targets", "y"),
+    "normalize": F("bool", "standardize features with the training split's mean and std", False),
+    "num_samples": F("int", "synthetic tasks: number of examples", 4000, min=10, max=10_000_000),
+    "length": F("int", "synthetic tasks: sequence length", 8, min=1, max=4096),
+    "symbols": F("int", "synthetic tasks: alphabet size", 8, min=2, max=65536),
+    "labelled_per_class": F("int", "node classification: labelled nodes per class when the data has no train mask",
+                            2, min=1, max=1_000_000),
+    "split_seed": F("int", "seed of the train/val/test split", 0, min=0),
+}
+OPTIMIZER = {
+    "type": F("enum", "the optimizer", "adamw", ("sgd", "adam", "adamw")),
+    "lr": F("float", "peak learning rate", 1e-3, min=0.0, max=100.0),
+    "weight_decay": F("float", "decoupled (adamw) or L2 (sgd, adam) weight decay on weights with >= 2 dims "
+                      "(default 0.01 for adamw, else 0)", None, min=0.0, max=10.0),
+    "l1": F("float", "L1 penalty coefficient added to the loss (weights with >= 2 dims)", 0.0, min=0.0, max=10.0),
+    "betas": F("float_pair", "adam/adamw betas", [0.9, 0.999], min=0.0, max=1.0),
+    "eps": F("float", "adam/adamw epsilon", 1e-8, min=0.0, max=1.0),
+    "momentum": F("float", "sgd momentum", 0.0, min=0.0, max=1.0),
+    "nesterov": F("bool", "sgd Nesterov momentum", False),
+}
+SCHEDULE = {
+    "type": F("enum", "the decay after warmup", "constant", ("constant", "cosine", "linear")),
+    "warmup": F("int", "linear warmup steps from 0 to lr", 0, min=0),
+    "min_lr": F("float", "the learning rate cosine/linear decay ends at", 0.0, min=0.0),
+}
+LOSS = {
+    "label_smoothing": F("float", "cross-entropy label smoothing", 0.0, min=0.0, max=0.99),
+    "aux": F("num_map", "auxiliary losses added with weights: graph output or node.output pattern -> weight "
+             "(e.g. '*.aux_loss': 0.01)", {}),
+    "recon": F("enum", "vae: reconstruction loss", "bce", ("bce", "mse")),
+    "beta": F("float", "vae: weight of the kl output", 1.0, min=0.0),
+}
+LORA = {
+    "rank": F("int", "adapter rank r", 8, min=1, max=65536),
+    "alpha": F("float", "adapter scale numerator (scale = alpha / rank)", 16.0, min=0.0),
+    "dropout": F("float", "dropout on the adapter input", 0.0, min=0.0, max=0.99),
+    "targets": F("str_list", "linear layers to adapt, by name pattern (fnmatch, e.g. 'h.*.attn.*')", ["*"]),
+    "merge": F("bool", "merge adapters into the weights of the exported model", True),
+}
+EVAL = {
+    "every": F("int", "evaluate every N steps (default: about 10 times per run)", None, min=1),
+    "batches": F("int", "at most N validation batches per evaluation (default: all)", None, min=1),
+    "metric": F("enum", "metric for the best checkpoint and early stopping", "auto",
+                ("auto", "loss", "accuracy", "perplexity", "mse")),
+}
+EARLY = {
+    "patience": F("int", "stop after N evaluations without improvement", 5, min=1),
+    "min_delta": F("float", "smallest change that counts as an improvement", 0.0, min=0.0),
+}
+CHECKPOINT = {
+    "every": F("int", "save a resumable checkpoint every N steps (default: at every evaluation)", None, min=1),
+    "keep": F("int", "keep the last N step checkpoints", 2, min=1, max=1000),
+}
+LOG = {
+    "every": F("int", "log loss, lr and throughput every N steps", 10, min=1),
+    "tensorboard": F("tri", "TensorBoard scalars under OUT/tb (auto: when tensorboard is installed)", "auto"),
+    "plot": F("tri", "loss-curve PNG at the end (auto: when matplotlib is installed)", "auto"),
+    "progress": F("tri", "rich progress bar (auto: on a terminal)", "auto"),
+}
+DIFFUSION = {
+    "steps": F("int", "diffusion steps T", 1000, min=1, max=100_000),
+    "schedule": F("enum", "beta schedule", "linear", ("linear", "cosine")),
+    "beta_start": F("float", "beta_1 (linear)", 1e-4, min=0.0, max=1.0),
+    "beta_end": F("float", "beta_T (linear)", 0.02, min=0.0, max=1.0),
+    "cosine_s": F("float", "offset s (cosine)", 0.008, min=0.0),
+    "cond_drop": F("float", "probability of replacing a label by the null label (classifier-free guidance)", 0.1,
+                   min=0.0, max=1.0),
+}
+MLM = {
+    "mask_prob": F("float", "fraction of tokens to predict", 0.15, min=0.0, max=1.0),
+    "mask_token": F("int", "id of [MASK] (default: the data's vocabulary size)", None, min=0),
+}
+SCHEMA: dict[str, F] = {
+    "task": F("enum", "what to learn (auto: from the graph's inputs and outputs)", "auto", TASKS),
+    "data": _sec("the dataset", DATA, shorthand="builtin"),
+    "inputs": F("str_map", "graph input -> data field (default: by name, x, tokens)", {}),
+    "output": F("str", "the graph output the loss reads (default: logits, else the first)"),
+    "batch_size": F("int", "examples per step and process", 32, min=1, max=10_000_000),
+    "eval_batch_size": F("int", "examples per evaluation batch (default: batch_size)", None, min=1),
+    "steps": F("int", "optimizer steps", None, min=1),
+    "epochs": F("int", "passes over the training split (instead of steps)", None, min=1),
+    "optimizer": _sec("optimizer", OPTIMIZER, shorthand="type"),
+    "schedule": _sec("learning-rate schedule", SCHEDULE, shorthand="type"),
+    "grad_clip": F("float", "clip the global gradient norm to this (0: off)", 0.0, min=0.0),
+    "grad_accum": F("int", "micro-batches accumulated per optimizer step", 1, min=1, max=100_000),
+    "precision": F("enum", "fp32, or autocast to bf16 / fp16 (fp16 with a GradScaler, CUDA only)", "fp32",
+                   ("fp32", "bf16", "fp16")),
+    "device": F("enum", "where to train", "auto", ("auto", "cpu", "cuda")),
+    "seed": F("int", "seed of initialization, batches, dropout and noise", 0, min=0),
+    "loss": _sec("loss options", LOSS),
+    "lora": _sec("train low-rank adapters on linear layers instead of all weights", LORA, optional=True),
+    "tbptt": F("int", "recurrent language models: truncated-BPTT window on contiguous streams, state carried", None,
+               min=1),
+    "state": F("str_map", "recurrent state carried between windows: input -> output (default: h0->h, c0->c)", None),
+    "eval": _sec("evaluation", EVAL),
+    "early_stopping": _sec("stop when the eval metric stops improving", EARLY, optional=True),
+    "checkpoint": _sec("checkpoints", CHECKPOINT),
+    "log": _sec("logging", LOG),
+    "diffusion": _sec("diffusion task", DIFFUSION),
+    "mlm": _sec("masked-LM task", MLM),
+}
+
+
+@dataclass
+class TrainSection:
+    """A checked ``train:`` section: values with defaults filled, and where each key was written."""
+
+    values: dict[str, Any]
+    positions: dict[str, SourcePos]
+    origin: SourcePos
+
+    def pos(self, dotted: str) -> SourcePos:
+        """Where ``dotted`` (e.g. ``data.path``) or its nearest written parent is, else the section."""
+        while dotted:
+            if dotted in self.positions:
+                return self.positions[dotted]
+            dotted = dotted.rpartition(".")[0]
+        return self.origin
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    for t, name in ((int, "an integer"), (float, "a number"), (str, "a string"), (list, "a list"), (dict, "a mapping")):
+        if isinstance(value, t):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _bounds(f: F, v: float) -> str | None:
+    if f.min is not None and v < f.min:
+        return f"must be >= {f.min}, got {v}"
+    if f.max is not None and v > f.max:
+        return f"must be <= {f.max}, got {v}"
+    return None
+
+
+def _check_value(f: F, v: Any) -> tuple[Any, str | None, str | None]:
+    """(normalized value, problem, hint) for one scalar/collection key."""
+    if v is None:
+        return (None, None, None) if f.nullable else (None, "must not be null", None)
+    k = f.kind
+    if k == "int":
+        if not _is_int(v):
+            return None, f"expected an integer, got {_kind(v)} {v!r}", None
+        return v, _bounds(f, v), None
+    if k == "float":
+        if not _num(v):
+            return None, f"expected a number, got {_kind(v)} {v!r}", "write numbers like 3.0e-4 (YAML needs the dot)"
+        return float(v), _bounds(f, v), None
+    if k == "bool":
+        return (v, None, None) if isinstance(v, bool) else (None, f"expected true or false, got {_kind(v)} {v!r}", None)
+    if k == "tri":
+        if isinstance(v, bool) or v == "auto":
+            return v, None, None
+        return None, f"expected true, false or auto, got {_kind(v)} {v!r}", None
+    if k == "str":
+        return (v, None, None) if isinstance(v, str) else (None, f"expected a string, got {_kind(v)} {v!r}", None)
+    if k == "int_or_str":
+        return (v, None, None) if isinstance(v, str) or _is_int(v) else (None, f"expected a name or an index, got {_kind(v)}", None)
+    if k == "enum":
+        if v not in f.choices:
+            return None, f"expected one of {', '.join(map(str, f.choices))}, got {v!r}", did_you_mean(str(v), f.choices)
+        return v, None, None
+    if k == "float_pair":
+        if not isinstance(v, list) or len(v) != 2 or not all(_num(x) for x in v):
+            return None, f"expected two numbers [a, b], got {v!r}", None
+        bad = next((b for b in (_bounds(f, x) for x in v) if b), None)
+        return [float(x) for x in v], bad, None
+    if k == "str_list":
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v) or not v:
+            return None, f"expected a list of name patterns, got {v!r}", None
+        return list(v), None, None
+    if k in ("str_map", "num_map"):
+        if not isinstance(v, dict):
+            return None, f"expected a mapping, got {_kind(v)}", None
+        for key, val in v.items():
+            if not isinstance(key, str):
+                return None, f"keys must be names, got {key!r}", None
+            if k == "str_map" and not isinstance(val, str):
+                return None, f"value of '{key}' must be a name, got {_kind(val)} {val!r}", None
+            if k == "num_map" and not _num(val):
+                return None, f"value of '{key}' must be a number (a weight), got {_kind(val)} {val!r}", None
+        return {str(a): (float(b) if k == "num_map" else b) for a, b in v.items()}, None, None
+    raise AssertionError(k)  # pragma: no cover
+
+
+def _resolve(v: Any, variables: Mapping[str, Any]) -> Any:
+    if isinstance(v, str) and has_expr(v):
+        return substitute(v, variables)
+    if isinstance(v, list):
+        return [_resolve(x, variables) for x in v]
+    return v
+
+
+def _check_section(raw: Any, schema: dict[str, F], prefix: str, pos: SourcePos, diag: Diagnostics,
+                   positions: dict[str, SourcePos], variables: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(raw, dict):
+        diag.error(pos, f"'{prefix.rstrip('.') or 'train'}' must be a mapping, got {_kind(raw)}")
+        raw = {}
+    for key in raw:
+        kpos = raw.pos_of_key(key) if isinstance(raw, Map) else pos
+        if key not in schema:
+            diag.error(kpos, f"unknown key '{key}' in '{prefix.rstrip('.') or 'train'}'",
+                       choices_hint(str(key), schema, "keys"))
+    for key, f in schema.items():
+        dotted = prefix + key
+        present = isinstance(raw, dict) and key in raw
+        vpos = raw.pos_of(key) if isinstance(raw, Map) and present else pos
+        if present:
+            positions[dotted] = vpos
+        value = raw.get(key) if present else None
+        try:
+            value = _resolve(value, variables)
+        except ExprError as exc:
+            diag.error(vpos, f"train.{dotted}: {exc}", getattr(exc, "hint", None))
+            out[key] = f.default
+            continue
+        if f.kind == "section":
+            if f.optional_section and (not present or value is False):
+                out[key] = None
+                continue
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool) and f.shorthand:
+                value = Map({f.shorthand: value}, pos=vpos)
+                value.value_pos[f.shorthand] = vpos
+            elif value is None or value is True:
+                value = {}
+            out[key] = _check_section(value, f.section, dotted + ".", vpos, diag, positions, variables)
+            continue
+        if not present or value is None:
+            out[key] = f.default if not isinstance(f.default, (list, dict)) else type(f.default)(f.default)
+            continue
+        norm, problem, hint = _check_value(f, value)
+        if problem:
+            diag.error(vpos, f"train.{dotted} {problem}" if problem.startswith("must") else f"train.{dotted}: {problem}",
+                       hint)
+            out[key] = f.default
+        else:
+            out[key] = norm
+    return out
+
+
+def check_train(raw: Any, diag: Diagnostics, pos: SourcePos, variables: Mapping[str, Any] | None = None,
+                graph: Any = None) -> TrainSection:
+    """Validate a ``train:`` mapping; errors go to ``diag`` at the key or value that is wrong.
+
+    With ``graph`` (an :class:`nngraph.ir.Graph`) names are checked against it
+    too: ``output``, ``inputs``, ``state`` and the ``loss.aux`` patterns.
+    """
+    positions: dict[str, SourcePos] = {}
+    pos = getattr(raw, "pos", pos) if isinstance(raw, Map) else pos
+    values = _check_section(raw if raw is not None else {}, SCHEMA, "", pos, diag, positions, variables or {})
+    sec = TrainSection(values, positions, pos)
+    _cross_checks(sec, diag)
+    if graph is not None:
+        check_against_graph(sec, graph, diag)
+    return sec
+
+
+def _cross_checks(sec: TrainSection, diag: Diagnostics) -> None:
+    v = sec.values
+    if v["steps"] is not None and v["epochs"] is not None:
+        diag.error(sec.pos("epochs"), "give train.steps or train.epochs, not both", "remove one of them")
+    data = v["data"]
+    if data["builtin"] is not None and data["path"] is not None:
+        diag.error(sec.pos("data.path"), "give data.builtin or data.path, not both", "remove one of them")
+    if v["precision"] == "fp16" and v["device"] == "cpu":
+        diag.error(sec.pos("precision"), "fp16 training needs CUDA (a GradScaler); on the CPU use bf16",
+                   "precision: bf16")
+    sched = v["schedule"]
+    if sched["min_lr"] > v["optimizer"]["lr"]:
+        diag.error(sec.pos("schedule.min_lr"),
+                   f"schedule.min_lr must be <= optimizer.lr, got {sched['min_lr']} > {v['optimizer']['lr']}")
+    frac = (data["val_fraction"] or 0.0) + (data["test_fraction"] or 0.0)
+    if frac >= 1.0:
+        diag.error(sec.pos("data.val_fraction"), f"val_fraction + test_fraction must be < 1, got {frac:g}",
+                   "leave some data to train on")
+    diff = v["diffusion"]
+    if diff["schedule"] == "linear" and diff["beta_start"] >= diff["beta_end"]:
+        diag.error(sec.pos("diffusion.beta_start"),
+                   f"diffusion.beta_start must be below beta_end: expected < {diff['beta_end']}, got {diff['beta_start']}")
+
+
+def output_names(graph: Any) -> list[str]:
+    """Every ``node.output`` name of the graph's multi-output nodes plus the graph's own outputs."""
+    names = list(graph.outputs)
+    for node in graph.nodes.values():
+        names += [f"{node.name}.{o}" for o in node.outputs if len(node.outputs) > 1]
+    return names
+
+
+def match_aux(pattern: str, graph: Any) -> list[str]:
+    """Graph outputs or ``node.output`` values a ``loss.aux`` key selects."""
+    if pattern in graph.outputs:
+        return [pattern]
+    return [n for n in output_names(graph) if "." in n and fnmatch.fnmatchcase(n, pattern)]
+
+
+def check_against_graph(sec: TrainSection, graph: Any, diag: Diagnostics,
+                        hint_for: Callable[[str, list[str], str], str] = choices_hint) -> None:
+    """Names in the section must exist in the graph."""
+    v = sec.values
+    if v["output"] is not None and v["output"] not in graph.outputs:
+        diag.error(sec.pos("output"), f"train.output '{v['output']}' is not an output of the graph",
+                   hint_for(v["output"], list(graph.outputs), "outputs"))
+    for key in v["inputs"]:
+        if key not in graph.inputs:
+            diag.error(sec.pos("inputs"), f"train.inputs: '{key}' is not an input of the graph",
+                       hint_for(key, list(graph.inputs), "inputs"))
+    for key, out in (v["state"] or {}).items():
+        if key not in graph.inputs:
+            diag.error(sec.pos("state"), f"train.state: '{key}' is not an input of the graph",
+                       hint_for(key, list(graph.inputs), "inputs"))
+        if out not in graph.outputs:
+            diag.error(sec.pos("state"), f"train.state: '{out}' is not an output of the graph",
+                       hint_for(out, list(graph.outputs), "outputs"))
+    for pattern in v["loss"]["aux"]:
+        if not match_aux(pattern, graph):
+            diag.error(sec.pos("loss.aux"), f"train.loss.aux: '{pattern}' matches no graph output or node output",
+                       hint_for(pattern, output_names(graph), "outputs"))
+
+
+def section_from(data: Any) -> Any:
+    """The train mapping of a ``--config`` file: its ``train:`` key if it has one, else the whole file."""
+    if isinstance(data, dict) and "train" in data:
+        return data["train"]
+    return data
+
+
+def merge(base: Any, over: Any) -> Any:
+    """``over`` on top of ``base`` (nested mappings merged key by key), keeping source positions."""
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return over
+    out = Map(pos=getattr(over, "pos", None) or getattr(base, "pos", None))
+    for src in (base, over):
+        if isinstance(src, Map):
+            out.key_pos.update(src.key_pos)
+            out.value_pos.update(src.value_pos)
+    for k, val in base.items():
+        out[k] = val
+    for k, val in over.items():
+        out[k] = merge(out[k], val) if k in out and isinstance(out[k], dict) and isinstance(val, dict) else val
+    return out
+
+
+__all__ = ["SCHEMA", "TASKS", "BUILTINS", "TrainSection", "check_train", "check_against_graph", "merge",
+           "section_from", "match_aux", "output_names", "Seq"]

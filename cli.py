@@ -380,6 +380,80 @@ def docs(
     run_guarded(body)
 
 
+@app.command()
+def train(
+    spec: Annotated[Path, typer.Argument(help="the spec file (its train: section configures the run)")],
+    data: Annotated[Optional[str], typer.Option("--data", help="a data file, or a built-in dataset: digits, karate, text, copy, reverse, parity")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="optimizer steps (replaces train.steps / train.epochs)")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="passes over the training split")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default out/train/NAME)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue exactly from the newest checkpoint in --out")] = False,
+    set_: SetOpt = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="seed of initialization, batches, dropout and noise")] = None,
+    nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", min=1, help="data-parallel worker processes (torch elastic launcher; gloo on CPU)")] = 1,
+    config: Annotated[Optional[Path], typer.Option("--config", help="a YAML file with the train: section (merged over the spec's)")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="print only errors")] = False,
+) -> None:
+    """Train a spec on its train: section: progress, metrics.jsonl, TensorBoard, checkpoints, loss.png."""
+    if steps is not None and epochs is not None:
+        raise typer.BadParameter("give --steps or --epochs, not both", param_hint="'--steps' / '--epochs'")
+
+    def body() -> int:
+        from compilers.train import CheckpointError, DataError, train as run_train
+
+        try:
+            run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet)
+        except (DataError, CheckpointError) as err:
+            typer.echo(f"error: {err}", err=True)
+            return 1
+        return 0
+
+    run_guarded(body)
+
+
+@app.command()
+def sample(
+    spec: Annotated[Path, typer.Argument(help="a denoiser spec: predicts the noise ε from the image x_t and the step t")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the image grid to write (PNG)")] = Path("samples.png"),
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="trained weights (.pt or .safetensors); default: the seeded initial weights")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="sampling steps, at most --train-steps")] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the sampling noise (and of the initial weights)")] = 0,
+    num: Annotated[int, typer.Option("-n", "--num", min=1, help="number of samples in the grid")] = 16,
+    sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral) or ddim")] = "ddpm",
+    eta: Annotated[float, typer.Option("--eta", min=0.0, help="DDIM noise: 0 deterministic, 1 the DDPM posterior variance")] = 0.0,
+    schedule: Annotated[str, typer.Option("--schedule", help="the training noise schedule: linear or cosine")] = "linear",
+    train_steps: Annotated[int, typer.Option("--train-steps", min=1, help="diffusion steps T of the training schedule")] = 1000,
+    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=INT for an integer conditioning input, e.g. label=3 (default 0)")] = None,
+    set_: SetOpt = None,
+    dim: DimOpt = None,
+) -> None:
+    """Sample images from a diffusion denoiser (DDPM or DDIM) and write them as a PNG grid."""
+    if sampler not in ("ddpm", "ddim"):
+        raise typer.BadParameter(f"unknown sampler '{sampler}'; use ddpm or ddim", param_hint="'--sampler'")
+    if schedule not in ("linear", "cosine"):
+        raise typer.BadParameter(f"unknown schedule '{schedule}'; use linear or cosine", param_hint="'--schedule'")
+
+    def body() -> int:
+        from compilers.torch.check import parse_dims
+        from compilers.torch.diffusion_sampling import sample_to_png
+        from nngraph.spec import load_spec
+
+        conds = {}
+        for item in cond or []:
+            key, _, value = item.partition("=")
+            if not key.strip().isidentifier() or not value.strip().lstrip("-").isdigit():
+                typer.echo(f"error: --cond '{item}' is not NAME=INT (e.g. --cond label=3)", err=True)
+                return 2
+            conds[key.strip()] = int(value)
+        graph = load_spec(spec, set_ or [])
+        for line in sample_to_png(graph, output, weights, steps, seed, num, sampler, eta, schedule, train_steps,
+                                  cond=conds, sizes=parse_dims(dim)):
+            typer.echo(line, err=line.startswith(("warning", "note")))
+        return 0
+
+    run_guarded(body)
+
+
 @app.command(name="import-weights")
 def import_weights(
     spec: Annotated[Path, typer.Argument(help="the spec whose parameter names receive the weights")],

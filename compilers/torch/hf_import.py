@@ -74,7 +74,7 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Mapping_:
+class SourceMap:
     """How one source's keys map: prefixes to strip, rules, keys skipped on purpose (regexes)."""
 
     prefixes: tuple[str, ...]
@@ -87,7 +87,7 @@ def _r(pattern: str, *targets: str, transform: Transform = _same) -> Rule:
     return Rule(pattern, targets, transform)
 
 
-_GPT2 = Mapping_(
+_GPT2 = SourceMap(
     prefixes=("transformer.",),
     rules=(
         _r(r"wte\.weight", "wte.weight"), _r(r"wpe\.weight", "wpe.weight"),
@@ -100,7 +100,7 @@ _GPT2 = Mapping_(
     skip=((r"lm_head\.weight", "tied to wte"), (r"h\.\d+\.attn\.(bias|masked_bias)", "causal-mask buffer")),
 )
 
-_BERT = Mapping_(
+_BERT = SourceMap(
     prefixes=("bert.",),
     rules=(
         _r(r"embeddings\.(word_embeddings|position_embeddings|token_type_embeddings)\.weight", "{1}.weight"),
@@ -124,7 +124,7 @@ _BERT = Mapping_(
           (r"embeddings\.(position_ids|token_type_ids)", "index buffer")),
 )
 
-_LLAMA = Mapping_(
+_LLAMA = SourceMap(
     prefixes=("model.",),
     rules=(
         _r(r"embed_tokens\.weight", "embed_tokens.weight"), _r(r"norm\.weight", "norm.weight"),
@@ -162,7 +162,7 @@ def _t5_stack(stack: str, cross: bool) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-_T5 = Mapping_(
+_T5 = SourceMap(
     prefixes=(),
     rules=(_r(r"shared\.weight", "encoder_embed.weight", "decoder_embed.weight"),
            *_t5_stack("encoder", False), *_t5_stack("decoder", True)),
@@ -170,7 +170,7 @@ _T5 = Mapping_(
     fallbacks=(("encoder_embed.weight", "decoder_embed.weight"), ("decoder_embed.weight", "encoder_embed.weight")),
 )
 
-MAPPINGS: dict[str, Mapping_] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-llama": _LLAMA, "hf-t5": _T5}
+MAPPINGS: dict[str, SourceMap] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-llama": _LLAMA, "hf-t5": _T5}
 
 
 class ImportWeightsError(ValueError):

@@ -108,3 +108,22 @@ def test_compiled_attention_gives_masked_keys_zero_weight(compile_text):
     changed[:, 2] += 10.0  # key 2 is visible only to queries 2 and 3
     diff = (model(changed) - base).abs().amax(-1)[0]
     assert diff[[0, 1, 4, 5]].max() < 1e-6 and diff[[2, 3]].min() > 1e-3
+
+
+def test_compiled_document_mask_keeps_packed_documents_apart(compile_text):
+    _, model = compile_text("""
+        nngraph: 1
+        name: t
+        inputs:
+          x: {shape: [batch, seq, 8], dtype: float32}
+          docs: {shape: [batch, seq], dtype: int64}
+        graph:
+          - {name: attn, op: attention, in: {x: x, doc_ids: docs}, heads: 2, mask: {all: [causal, document]}}
+        outputs: [attn]
+        """)
+    x, docs = torch.randn(1, 7, 8), torch.tensor([DOCS[0]])  # documents 0..2 | 3..4 | 5..6
+    assert "attn = self.attn(x, doc_ids=docs)" in model.source
+    changed = x.clone()
+    changed[:, 3:5] += 5.0  # edit document 1 only
+    diff = (model(changed, docs) - model(x, docs)).abs().amax(-1)[0]
+    assert diff[[0, 1, 2, 5, 6]].max() < 1e-6 and diff[[3, 4]].min() > 1e-3

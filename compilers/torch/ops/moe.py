@@ -96,7 +96,9 @@ def grouped_dispatch(x: torch.Tensor, idx: torch.Tensor, gates: torch.Tensor, ex
 
     x [N, D]; idx, gates [N, k]. Assignments are ordered rank-major (all first choices, then all
     second choices, ...), stably sorted by expert, truncated to ``cap`` per expert, and each expert
-    runs once on its gathered tokens; results are scatter-added with their gates.
+    runs once on its gathered tokens. Each gate-weighted result is copied back to its assignment's
+    row of an [k·N, D] buffer (``index_copy_``: every row is written at most once, which is several
+    times faster on CPU than ``index_add_`` into [N, D]), and the k rows of each token are summed.
     """
     n, k = idx.shape
     flat_e = idx.t().reshape(-1)
@@ -107,15 +109,14 @@ def grouped_dispatch(x: torch.Tensor, idx: torch.Tensor, gates: torch.Tensor, ex
     kept = counts if cap is None else counts.clamp(max=cap)
     dropped = (counts - kept).sum().to(torch.float32) / max(n * k, 1)
     tok_sorted, g_sorted = flat_tok[order], flat_g[order]
-    out = torch.zeros_like(x)
+    rows = x.new_zeros(n * k, x.shape[-1])
     start = 0
     for e, (c, kc) in enumerate(zip(counts.tolist(), kept.tolist())):
         if kc:
-            tok = tok_sorted[start:start + kc]
-            y = _call_expert(experts[e], x[tok])
-            out.index_add_(0, tok, y * g_sorted[start:start + kc, None].to(y.dtype))
+            y = _call_expert(experts[e], x[tok_sorted[start:start + kc]])
+            rows.index_copy_(0, order[start:start + kc], y * g_sorted[start:start + kc, None].to(y.dtype))
         start += c
-    return out, dropped
+    return rows.view(k, n, -1).sum(dim=0), dropped
 
 
 def dense_moe(x: torch.Tensor, gates_full: torch.Tensor, experts: Sequence[nn.Module]) -> torch.Tensor:

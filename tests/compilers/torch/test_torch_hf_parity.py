@@ -208,3 +208,18 @@ def test_import_error_is_raised_from_the_python_api(llama):
     with pytest.raises(ImportWeightsError) as err:
         import_weights(SPECS / "llama_style.yaml", "hf-llama", state, LLAMA_SET)
     assert err.value.missing == ["norm.weight"] and not err.value.unexpected
+
+
+def test_a_folder_of_safetensors_shards_reads_as_one_state_dict(tmp_path, llama):
+    from safetensors.torch import save_file
+
+    from compilers.torch.hf_import import read_state_dict
+
+    state = {k: v.clone().contiguous() for k, v in llama.state_dict().items()}
+    keys = sorted(state)
+    save_file({k: state[k] for k in keys[::2]}, str(tmp_path / "model-00001-of-00002.safetensors"))
+    save_file({k: state[k] for k in keys[1::2]}, str(tmp_path / "model-00002-of-00002.safetensors"))
+    model = import_weights(SPECS / "llama_style.yaml", "hf-llama", read_state_dict(tmp_path), LLAMA_SET)
+    ids = _ids(1, 6)
+    with torch.no_grad():
+        assert _max_diff(model(ids), llama(ids).logits) <= 1e-4

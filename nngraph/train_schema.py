@@ -344,7 +344,7 @@ def _cross_checks(sec: TrainSection, diag: Diagnostics) -> None:
     sched = v["schedule"]
     if sched["min_lr"] > v["optimizer"]["lr"]:
         diag.error(sec.pos("schedule.min_lr"),
-                   f"schedule.min_lr must be <= optimizer.lr, got {sched['min_lr']} > {v['optimizer']['lr']}")
+                   f"train.schedule.min_lr must be <= train.optimizer.lr, got {sched['min_lr']} > {v['optimizer']['lr']}")
     frac = (data["val_fraction"] or 0.0) + (data["test_fraction"] or 0.0)
     if frac >= 1.0:
         diag.error(sec.pos("data.val_fraction"), f"val_fraction + test_fraction must be < 1, got {frac:g}",

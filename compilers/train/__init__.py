@@ -137,17 +137,17 @@ def _save_tokenizer(plan: Any, out: Path) -> None:
 
 
 def _export(tr: Any, path: Path) -> None:
-    """Save the model's weights (spec keys, LoRA merged into a copy) with the spec fingerprint."""
-    import copy
-
+    """Save the model's weights (spec keys; LoRA adapters merged) with the spec fingerprint."""
+    from compilers.torch import build_module, load_state_dict, state_dict_for
     from compilers.torch.weights import save_weights
 
-    from .lora import merge_lora
+    from .lora import merged_state_dict
 
     model = tr.model
     if tr.plan.lora and tr.cfg["lora"]["merge"]:
-        model = copy.deepcopy(model)
-        merge_lora(model)
+        state = merged_state_dict(model, state_dict_for(model))
+        model = build_module(tr.plan.graph, seed=0)
+        load_state_dict(model, state)
     save_weights(model, tr.plan.graph, path)
 
 

@@ -55,7 +55,7 @@ def bind(run: RunConfig, available: dict[str, Any], task: str, extra: dict[str, 
             fields[inp] = fld
     free = [n for n, gi in graph.inputs.items() if n not in fields and n not in state_inputs]
     for name in free:
-        if name in available and available[name] is not None and name not in fields.values():
+        if name in available and name not in fields.values():
             fields[name] = name
     for wanted, want_float in (("x", True), ("tokens", False)):
         if wanted not in available or wanted in fields.values():

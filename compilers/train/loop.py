@@ -118,17 +118,17 @@ class Trainer:
         self.step, self.best, self.best_step, self.bad_evals = r["step"], r["best"], r["best_step"], r["bad_evals"]
 
     # ----- one optimizer step ------------------------------------------------
-    def forward(self, batch: Batch, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, module: torch.nn.Module, micro: int | None = None) -> dict[str, torch.Tensor]:
+        """Run the model; in training with truncated BPTT, carry state of micro-batch ``micro`` between steps."""
         inputs = dict(batch.inputs)
-        if self.plan.state_map and module is not None and self.model.training:
-            if batch.reset_state:
-                self.carry = {}
-            inputs.update(self.carry)
+        carry = self.plan.state_map and micro is not None
+        if carry and not batch.reset_state:
+            inputs.update({k.partition("/")[2]: v for k, v in self.carry.items() if k.startswith(f"{micro}/")})
         with autocast(self.cfg["precision"], self.plan.device):
             out = module(**inputs)
         outs = out if isinstance(out, dict) else {next(iter(self.plan.graph.outputs)): out}
-        if self.plan.state_map and self.model.training:
-            self.carry = {inp: outs[o].detach() for inp, o in self.plan.state_map.items()}
+        if carry:
+            self.carry.update({f"{micro}/{inp}": outs[o].detach() for inp, o in self.plan.state_map.items()})
         return outs
 
     def loss_of(self, outs: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -146,11 +146,13 @@ class Trainer:
         self.model.train()
         total, items = torch.zeros((), device=plan.device), 0
         for a in range(accum):
-            m = self.step * accum + a
-            batch = plan.task.train_batch(m, plan.global_batch, self.d.rank, self.d.world).to(plan.device)
+            # micro-batch a of this step is slice (a, rank) of one batch of accum x global_batch examples, so
+            # accumulation and data parallelism both equal one big batch
+            batch = plan.task.train_batch(self.step, plan.global_batch * accum, a * self.d.world + self.d.rank,
+                                          accum * self.d.world).to(plan.device)
             sync = nullcontext() if (self.ddp is None or a == accum - 1) else self.ddp.no_sync()
             with sync:
-                outs = self.forward(batch, module)
+                outs = self.forward(batch, module, a)
                 loss, _ = self.loss_of(outs, batch)
                 scaled = loss / accum
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
@@ -201,6 +203,12 @@ def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progre
     acc_loss, acc_items, acc_steps, t0 = torch.zeros((), device=plan.device), 0, 0, time.perf_counter()
     last_val: dict[str, float] | None = None
     stopped = "steps"
+    if tr.step == 0:  # where training starts from (e.g. about ln(vocab) for a language model)
+        val = tr.evaluate("val")
+        if val is not None and log is not None:
+            log.write({"step": 0, "split": "val", **val})
+        if val is not None and tb is not None:
+            tb.scalars("val", 0, val)
     while tr.step < plan.total_steps:
         loss, items = tr.train_step()
         acc_loss += loss

@@ -88,3 +88,13 @@ def merge_lora(model: nn.Module) -> int:
     for p in model.parameters():
         p.requires_grad_(True)
     return len(names)
+
+
+def merged_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (keys of a model with adapters) with every adapter folded into its weight and removed."""
+    out = dict(state)
+    for name, m in model.named_modules():
+        if isinstance(m, LoRALinear):
+            a, b = out.pop(f"{name}.lora_a"), out.pop(f"{name}.lora_b")
+            out[f"{name}.weight"] = out[f"{name}.weight"] + m.scale * (b @ a)
+    return out

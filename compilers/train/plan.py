@@ -94,7 +94,7 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
             raise run.error("lora.targets", f"train.lora.targets {lc['targets']} match no linear layer",
                             f"linear layers: {', '.join(linear_names(model)[:12]) or 'none'}")
     gb = cfg["batch_size"] * d.world
-    spe = max(task.steps_per_epoch(gb) // cfg["grad_accum"], 1)
+    spe = task.steps_per_epoch(gb * cfg["grad_accum"])
     total = cfg["steps"] if cfg["steps"] is not None else spe * (cfg["epochs"] or 1)
     eval_every = cfg["eval"]["every"] or max(total // 10, 1)
     ckpt_every = cfg["checkpoint"]["every"] or eval_every

@@ -1,0 +1,65 @@
+"""Helpers for the trainer tests: small specs on the built-in digits, and a Trainer built in-process."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+#: a 64-16-10 MLP for the 8x8 digits; quiet logging (no TensorBoard, no PNG)
+MLP = """\
+nngraph: 1
+name: mlp_small
+vars: {d_in: 64, hidden: 16, classes: 10, p: 0.0}
+inputs:
+  x: {shape: [batch, "${d_in}"], dtype: float32}
+graph:
+  - {name: fc, op: linear, in: x, out: "${hidden}"}
+  - {name: act, op: relu, in: fc}
+  - {name: drop, op: dropout, in: act, p: "${p}"}
+  - {name: head, op: linear, in: drop, out: "${classes}"}
+outputs: {logits: head}
+train:
+  data: digits
+  batch_size: 16
+  steps: 12
+  optimizer: {type: adamw, lr: 0.01}
+  log: {every: 1, tensorboard: false, plot: false, progress: false}
+"""
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path):
+    def write(text: str = MLP, name: str = "spec.yaml", train_extra: str = "") -> Path:
+        path = tmp_path / name
+        body = textwrap.dedent(text)
+        if train_extra:
+            body += textwrap.indent(textwrap.dedent(train_extra).strip("\n"), "  ") + "\n"
+        path.write_text(body)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_trainer(tmp_path: Path):
+    """(spec path, overrides) -> a Trainer on one process, not yet run."""
+    from compilers.train.config import load_run_config
+    from compilers.train.distributed import Dist
+    from compilers.train.loop import Trainer
+    from compilers.train.plan import build_plan
+
+    def make(spec: Path, overrides: list[str] | None = None, out: Path | None = None):
+        run = load_run_config(spec, overrides or [])
+        plan = build_plan(run, Dist())
+        return Trainer(run, plan, out or tmp_path / "out", Dist(), lambda _t: None)
+
+    return make
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

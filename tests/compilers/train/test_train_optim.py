@@ -1,0 +1,148 @@
+"""Optimizers, schedules, clipping, L1, gradient accumulation, mixed precision and LoRA."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from compilers.torch import state_dict_for
+from compilers.train.lora import LoRALinear, apply_lora, merge_lora
+from compilers.train.optim import lr_lambda, make_optimizer, param_groups
+
+
+def test_warmup_then_cosine_decay_to_min_lr():
+    f = lr_lambda({"type": "cosine", "warmup": 10, "min_lr": 0.1}, 1.0, 110)
+    assert [f(s) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.1 + 0.9 * 0.5) and f(110) == pytest.approx(0.1)
+    lin = lr_lambda({"type": "linear", "warmup": 0, "min_lr": 0.0}, 2.0, 100)
+    assert lin(0) == 1.0 and lin(25) == pytest.approx(0.75) and lin(100) == 0.0
+    const = lr_lambda({"type": "constant", "warmup": 4, "min_lr": 0.0}, 1.0, 100)
+    assert [const(s) for s in (0, 3, 50)] == [0.25, 1.0, 1.0]
+
+
+def test_weight_decay_applies_to_matrices_not_biases_or_gains():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    groups = param_groups(model, 0.1)
+    assert [[tuple(p.shape) for p in g["params"]] for g in groups] == [[(4, 3)], [(4,), (4,), (4,)]]
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+
+
+@pytest.mark.parametrize("kind, cls, wd", [("sgd", torch.optim.SGD, 0.0), ("adam", torch.optim.Adam, 0.0),
+                                           ("adamw", torch.optim.AdamW, 0.01)])
+def test_optimizer_types_and_their_default_weight_decay(kind, cls, wd):
+    opt = make_optimizer(torch.nn.Linear(2, 2), {"type": kind, "lr": 0.1, "weight_decay": None, "betas": [0.8, 0.9],
+                                                 "eps": 1e-8, "momentum": 0.5, "nesterov": False, "l1": 0.0})
+    assert type(opt) is cls and opt.param_groups[0]["weight_decay"] == wd and opt.param_groups[0]["lr"] == 0.1
+
+
+def test_the_lr_follows_the_schedule_during_training(write_spec, make_trainer):
+    tr = make_trainer(write_spec(), ["train.schedule={type: linear, warmup: 4}", "train.steps=8"])
+    lrs = []
+    for _ in range(8):
+        lrs.append(tr.opt.param_groups[0]["lr"])
+        tr.train_step()
+    assert lrs == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01, 0.0075, 0.005, 0.0025])
+
+
+def test_grad_accumulation_equals_one_batch_of_the_same_examples(write_spec, make_trainer):
+    spec = write_spec()
+    a = make_trainer(spec, ["train.batch_size=16", "train.optimizer.type=sgd"])
+    b = make_trainer(spec, ["train.batch_size=8", "train.grad_accum=2", "train.optimizer.type=sgd"])
+    for _ in range(3):
+        la, _ = a.train_step()
+        lb, _ = b.train_step()
+        assert float(la) == pytest.approx(float(lb), abs=1e-6)
+    for k, v in state_dict_for(a.model).items():
+        assert torch.allclose(v, state_dict_for(b.model)[k], atol=1e-6), k
+
+
+def test_grad_clip_bounds_the_update_and_l1_adds_its_penalty(write_spec, make_trainer):
+    spec = write_spec()
+    tr = make_trainer(spec, ["train.optimizer={type: sgd, lr: 1.0}", "train.grad_clip=0.001"])
+    before = {k: v.clone() for k, v in state_dict_for(tr.model).items()}
+    tr.train_step()
+    moved = torch.sqrt(sum(((state_dict_for(tr.model)[k] - v) ** 2).sum() for k, v in before.items()))
+    assert float(moved) == pytest.approx(0.001, rel=1e-3)  # lr 1 x a gradient clipped to norm 0.001
+    plain = make_trainer(spec)
+    l1 = make_trainer(spec, ["train.optimizer.l1=0.5"])
+    batch = plain.plan.task.train_batch(0, 16, 0, 1)
+    outs = plain.forward(batch, plain.model)
+    base, _ = plain.loss_of(outs, batch)
+    with_l1, _ = l1.loss_of(l1.forward(batch, l1.model), batch)
+    penalty = sum(p.abs().sum() for p in l1.model.parameters() if p.ndim >= 2)
+    assert float((with_l1 - base).detach()) == pytest.approx(0.5 * float(penalty.detach()), rel=1e-5)
+
+
+def test_bf16_autocast_on_cpu_computes_in_bfloat16_and_trains(write_spec, make_trainer):
+    tr = make_trainer(write_spec(), ["train.precision=bf16"])
+    batch = tr.plan.task.train_batch(0, 16, 0, 1)
+    assert tr.forward(batch, tr.model)["logits"].dtype == torch.bfloat16
+    losses = [float(tr.train_step()[0]) for _ in range(12)]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    assert all(p.dtype == torch.float32 for p in tr.model.parameters())  # master weights stay fp32
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+
+
+def test_lora_wraps_matching_linears_starts_at_the_original_and_trains_only_adapters():
+    model = _mlp()
+    x = torch.randn(5, 8)
+    ref = model(x)
+    names = apply_lora(model, ["2"], rank=2, alpha=4.0, dropout=0.0)
+    assert names == ["2"] and isinstance(model[2], LoRALinear) and isinstance(model[0], torch.nn.Linear)
+    assert torch.equal(model(x), ref)  # B = 0 at the start
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"2.lora_a", "2.lora_b"}
+    assert set(model.state_dict()) == {"0.weight", "0.bias", "2.weight", "2.bias", "2.lora_a", "2.lora_b"}
+
+
+def test_merged_lora_model_computes_the_same_function_with_the_original_keys():
+    model = _mlp()
+    apply_lora(model, ["*"], rank=3, alpha=6.0, dropout=0.0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, LoRALinear):
+                m.lora_b.normal_()
+    x = torch.randn(7, 8)
+    adapted = model(x)
+    assert merge_lora(model) == 2
+    assert all(type(m) is torch.nn.Linear for m in (model[0], model[2]))
+    assert torch.allclose(model(x), adapted, atol=1e-5)
+    assert set(model.state_dict()) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+
+
+def test_lora_training_changes_only_adapters_and_exports_merged_weights(write_spec, tmp_path):
+    from compilers.train import train
+    from compilers.torch.weights import load_weights
+
+    spec = write_spec(train_extra="lora: {rank: 2, targets: [head]}")
+    out = tmp_path / "run"
+    s = train(spec, out=out, quiet=True)
+    ckpt_keys = set(__import__("compilers.train.checkpoint", fromlist=["x"]).read(
+        next((out / "checkpoints").glob("step_*"))).group("model"))
+    assert {"head.lora_a", "head.lora_b"} <= ckpt_keys
+    w = load_weights(out / "model.safetensors")
+    assert set(w.tensors) == {"fc.weight", "fc.bias", "head.weight", "head.bias"}
+    from compilers.torch import compile_spec
+    init = state_dict_for(compile_spec(spec, seed=0))
+    assert torch.equal(w.tensors["fc.weight"], init["fc.weight"])  # frozen
+    assert not torch.equal(w.tensors["head.weight"], init["head.weight"])  # the merged update
+    assert s["steps"] == 12
+
+
+def test_lora_targets_that_match_nothing_point_at_the_config(write_spec):
+    from compilers.train import train
+    from nngraph.errors import SpecError
+
+    spec = write_spec(train_extra="lora: {targets: [attn]}")
+    with pytest.raises(SpecError) as err:
+        train(spec, quiet=True)
+    (d,) = err.value.diagnostics
+    assert (d.pos.line, d.pos.col) == (18, 19)
+    assert d.message == "train.lora.targets ['attn'] match no linear layer"
+    assert d.hint == "linear layers: fc, head"

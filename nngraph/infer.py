@@ -19,7 +19,8 @@ from .types import TensorType
 
 def ref_params(graph: Graph, node: Node) -> dict[str, str]:
     """The node's ``ref`` parameters (e.g. ``tie``) that name existing nodes: param -> node name."""
-    params = registry()[node.op].params
+    opdef = registry().get(node.op)
+    params = opdef.params if opdef is not None else {}  # back-end ops made by passes (sdpa) have no ref params
     return {k: v for k, v in node.params.items()
             if k in params and params[k].kind == "ref" and isinstance(v, str) and v in graph.nodes}
 

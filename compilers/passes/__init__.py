@@ -1,0 +1,48 @@
+"""Graph passes of the back ends: fusion (written-out attention -> ``sdpa``) and lowering (kernel per target).
+
+::
+
+    from compilers.passes import fuse, lower, compile_for, explain, format_explain
+    fused = fuse(graph)                         # PassResult: .graph, .changes, .skipped
+    lowered = lower(fused.graph, "cpu", "inference")
+    model, results = compile_for(graph, "cuda:sm90:bf16", mode="training")
+    print(format_explain(explain(graph, "cpu"), "cpu"))
+
+Both passes are written as rules (:mod:`.rewrite`: pattern, check returning the reason a rule does
+not apply, rewrite), one rule per module in :mod:`.rules`; each pass collects its edits, applies
+them once and returns what it changed. Targets come from :mod:`compilers.targets` (profiles as
+data). The lowered torch modules live in ``compilers/torch/ops/attention_kernels*.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nngraph.ir import Graph
+
+from .explain import explain, explain_data, format_explain
+from .fusion import fuse
+from .lowering import Decision, decide, decisions, lower
+from .rewrite import Change, PassResult, Rule
+
+
+def run_passes(graph: Graph, target: Any = "auto", mode: str = "inference",
+               kv_len: int | None = None) -> tuple[Graph, list[PassResult]]:
+    """Fusion then lowering; returns the final graph and each pass's result (in order)."""
+    fused = fuse(graph)
+    lowered = lower(fused.graph, target, mode, kv_len)
+    return lowered.graph, [fused, lowered]
+
+
+def compile_for(graph: Graph, target: Any = "auto", mode: str = "inference", seed: int = 0,
+                kv_len: int | None = None) -> tuple[Any, list[PassResult]]:
+    """Build the torch module of ``graph`` lowered for ``target`` (same parameter names and weights
+    as ``compilers.torch.build_module(graph, seed)``); returns (module, pass results)."""
+    from compilers.torch import build_module
+
+    final, results = run_passes(graph, target, mode, kv_len)
+    return build_module(final, seed=seed), results
+
+
+__all__ = ["Change", "Decision", "PassResult", "Rule", "compile_for", "decide", "decisions", "explain", "explain_data",
+           "format_explain", "fuse", "lower", "run_passes"]

@@ -1,0 +1,35 @@
+"""The rules of the passes, one per module, registered on import and discovered (like op families).
+
+* ``fuse_*``: fusion rules (pattern over primitive ops -> one fused node);
+* ``lower_*``: lowering rules, one per kernel candidate (reference, sdpa, flex, onnx): the pattern
+  is the op they lower, the check returns why the kernel does not apply to a node on a target in a
+  mode, the rewrite returns the kernel's configuration, and ``cost`` estimates one call.
+
+Adding a kernel = one ``lower_<kernel>.py`` here plus its data in ``compilers/targets/profiles.json``.
+"""
+
+from __future__ import annotations
+
+from nngraph.discovery import import_submodules
+
+from ..rewrite import Rule
+
+_RULES: dict[str, Rule] = {}
+_loaded = False
+
+
+def register(rule: Rule) -> Rule:
+    """Register a rule (names are unique)."""
+    if rule.name in _RULES:
+        raise ValueError(f"rule '{rule.name}' registered twice")
+    _RULES[rule.name] = rule
+    return rule
+
+
+def rules(kind: str | None = None) -> list[Rule]:
+    """Every rule (``kind``: "fuse" or "lower" selects by name prefix), in registration order."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        import_submodules(__name__, __path__)
+    return [r for r in _RULES.values() if kind is None or r.name.startswith(kind + "_")]

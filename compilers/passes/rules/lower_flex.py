@@ -1,0 +1,57 @@
+"""Lowering rule: compiled FlexAttention with a block mask — for block-sparse masks at long lengths.
+
+Pattern: an ``attention`` node on a torch target (a fused ``sdpa`` node's bias tensor has no block
+structure to skip). The kernel (compilers/torch/ops/attention_kernels_flex.py) builds ``mask_mod``
+from the node's mask predicate (the same function the reference evaluates), ``score_mod`` from
+ALiBi / T5 buckets / Shaw keys, and a ``BlockMask`` so empty 128×128 tiles are skipped (sliding
+window, global tokens, documents, strided, prefix-LM, causal).
+
+Check: the profile has ``flex`` and the torch feature exists; the profile's conditions hold (dtype,
+capability; in training: a backward — none on the CPU — and no attention dropout, which flex does
+not apply); no Shaw value term. Cost: ``flex.cost`` scaled by the mask's block density at that
+length, plus the one-time compile (``compile_s``) amortized over the profile's ``expected_calls``
+for the mode — so flex wins only at lengths where skipping blocks pays for the compile.
+"""
+
+from __future__ import annotations
+
+from ..facts import block_density
+from ..lowering import cost_ms, unmet, variant_of
+from ..rewrite import Match, Rule
+from . import register
+
+
+def _match(graph, node):
+    return Match(node.name, (node.name,))
+
+
+def _check(graph, match, ctx):
+    facts, target, mode = ctx.facts, ctx.target, ctx.mode
+    if target.runtime != "torch":
+        return f"target {target.name} runs ONNX Runtime: torch kernels are not used"
+    entry = target.kernel("flex")
+    if entry is None:
+        return f"profile {target.profile} has no flex"
+    if facts.shaw_values:
+        return "Shaw relative values add Σ_j p_ij·a^V_ij, which needs the attention weights flex never materializes"
+    problems = unmet(entry, facts, target, mode, variant_of(facts), "")
+    return "; ".join(problems) if problems else None
+
+
+def _rewrite(graph, match, ctx):
+    facts, entry = ctx.facts, ctx.target.kernel("flex")
+    return {"kernel": "flex", "compiled": True, "block": entry.get("block", 128),
+            "gqa": bool(entry.get("gqa")) and (facts.kv_heads or 1) < (facts.heads or 1),
+            "fix_empty_rows": facts.mask_kind != "none" and not facts.keeps_diagonal,
+            "backward": bool(entry.get("backward", True))}
+
+
+def _cost(facts, target, mode, kv_len, cfg):
+    entry = target.kernel("flex") or {}
+    density = block_density(facts, kv_len, cfg.get("block", 128))
+    compile_ms = 1000.0 * entry.get("compile_s", 0.0) / max(1, target.expected_calls(mode))
+    return cost_ms(entry.get("cost"), facts.units(kv_len), density) + compile_ms
+
+
+RULE = register(Rule("lower_flex", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, kernel="flex",
+                     ops=("attention", "attention_lowered")))

@@ -1,0 +1,34 @@
+"""Lowering rule: the reference (decomposed) attention — always applies; the oracle of every other kernel.
+
+Pattern: an ``attention`` or fused ``sdpa`` node. Check: none (it runs everywhere, forward and
+backward, any mask, position, dtype and dropout). Rewrite: ``{"kernel": "reference"}`` — the
+lowered module calls the unmodified reference forward (compilers/torch/ops/attention.py).
+Cost: the profile's ``reference.cost`` (materializes the [B, H, T, S] scores).
+"""
+
+from __future__ import annotations
+
+from ..lowering import cost_ms
+from ..rewrite import Match, Rule
+from . import register
+
+
+def _match(graph, node):
+    return Match(node.name, (node.name,))
+
+
+def _check(graph, match, ctx):
+    return None
+
+
+def _rewrite(graph, match, ctx):
+    return {"kernel": "reference", "backward": True}
+
+
+def _cost(facts, target, mode, kv_len, cfg):
+    entry = (target.kernel("reference") or {}).get("cost") or {"ns_per_unit": 1.0}
+    return cost_ms(entry, facts.units(kv_len))
+
+
+RULE = register(Rule("lower_reference", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost,
+                     kernel="reference", ops=("attention", "attention_lowered", "sdpa")))

@@ -74,7 +74,13 @@ def check_value(p: Param, value: Any) -> tuple[Any, list[tuple[str, str]]]:
                 return value, [("", problem)]
         return (list(value) if isinstance(value, list) else value), []
     if kind == "custom":
-        return value, p.check(value) if p.check else []
+        if not p.check:
+            return value, []
+        try:
+            return value, list(p.check(value))
+        except Exception as exc:  # noqa: BLE001 - a checker's crash must not escape as a traceback
+            return value, [("", f"cannot check {_kind_name(value)} {value!r}: internal error in the parameter's checker "
+                                f"({type(exc).__name__}: {exc}); this is an nngraph bug")]
     raise ValueError(f"unknown param kind {kind}")
 
 

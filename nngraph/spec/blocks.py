@@ -48,7 +48,9 @@ def _parse_block(name: str, body: Any, scope: Scope, diag: Diagnostics, pos: Sou
         if key not in BLOCK_DEF_KEYS:
             diag.error(body.pos_of_key(key) if isinstance(body, Map) else pos, f"unknown key '{key}' in block '{name}'",
                        choices_hint(str(key), BLOCK_DEF_KEYS, "keys of a block"))
+    before = len(diag.items)
     inputs, optional = _block_inputs(name, body.get("inputs", []), diag, pos_in(body, "inputs", pos))
+    inputs_ok = len(diag.items) == before
     outputs, output_pos = _block_outputs(name, body.get("outputs"), diag, pos_in(body, "outputs", pos) if "outputs" in body else pos)
     params = body.get("params") or Map(pos=pos)
     if not isinstance(params, dict):
@@ -58,7 +60,8 @@ def _parse_block(name: str, body: Any, scope: Scope, diag: Diagnostics, pos: Sou
     if nodes is None:
         diag.error(pos, f"block '{name}' has no 'nodes'", "add 'nodes:' with the block's body")
         nodes = Seq(pos=pos)
-    return BlockDef(name, inputs, optional, outputs, params, nodes, pos_in(body, "nodes", pos), scope, output_pos)
+    return BlockDef(name, inputs, optional, outputs, params, nodes, pos_in(body, "nodes", pos), scope, output_pos,
+                    inputs_ok=inputs_ok)
 
 
 def _block_inputs(name: str, raw: Any, diag: Diagnostics, pos: SourcePos) -> tuple[list[str], set[str]]:
@@ -169,13 +172,22 @@ def _load_library(target: Path, shown: str, alias: str | None, diag: Diagnostics
     if not isinstance(data, dict):
         diag.error(SourcePos(display, 1, 1), "a block library must be a mapping with 'blocks:'")
         return {}
-    lib_scope = Scope(dict(data.get("vars") or {}))
+    lib_scope = library_scope(data, diag, SourcePos(display, 1, 1))
     dpos = getattr(data, "pos", SourcePos(display))
     nested = load_imports(target, data.get("imports"), diag, pos_in(data, "imports", dpos), limits, seen)
     own = parse_blocks(data.get("blocks"), lib_scope, diag, pos_in(data, "blocks", dpos))
     merged = link_library({**nested, **own}, own)
     prefix = f"{alias}." if alias else ""
     return {prefix + k: v for k, v in merged.items()}
+
+
+def library_scope(data: dict, diag: Diagnostics, top: SourcePos) -> Scope:
+    """The scope of a block library's own ``vars`` (an error, and no vars, when they are not a mapping)."""
+    raw = data.get("vars") or {}
+    if not isinstance(raw, dict):
+        diag.error(pos_in(data, "vars", top), "'vars' must be a mapping of name -> value")
+        return Scope({})
+    return Scope(dict(raw))
 
 
 def link_library(table: dict[str, BlockDef], own: dict[str, BlockDef]) -> dict[str, BlockDef]:

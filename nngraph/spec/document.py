@@ -24,7 +24,7 @@ from ..ir import Graph, GraphInput
 from ..limits import DEFAULT_LIMITS, Limits
 from ..types import DTYPES, TensorType
 from ..yamlsrc import Map, load_yaml_file, pos_in
-from .blocks import LIBRARY_KEYS, link_library, load_imports, parse_blocks
+from .blocks import LIBRARY_KEYS, library_scope, link_library, load_imports, parse_blocks
 from .expand import NAME_RE, Expander, TextRef, resolve_all, _RefError
 from .overrides import apply_overrides
 from .resolve import Scope, resolve_at
@@ -71,6 +71,8 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
         return _check_library(path, display, data, diag, limits)
     _check_top_keys(data, diag)
     _check_version(data, diag, top)
+    if "name" in data and not isinstance(data["name"], str):
+        diag.error(pos_in(data, "name", top), f"'name' must be a string, got {data['name']!r}", "name: my_model")
     apply_overrides(data, overrides, diag)
     scope = Scope(dict(data.get("vars") or {}) if isinstance(data.get("vars") or {}, dict) else {})
     if not isinstance(data.get("vars") or {}, dict):
@@ -90,6 +92,8 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     for clash in sorted(names & set(inputs)):
         diag.error(inputs[clash].pos, f"graph input '{clash}' has the same name as a node", "rename one of them")
     resolve_all(exp)
+    if not isinstance(data["graph"], list):  # reported: every output would be an unknown reference
+        exp.broken |= {o for o in (data.get("outputs") or []) if isinstance(o, str)}
     outputs, output_pos = _parse_outputs(data.get("outputs"), exp, diag, pos_in(data, "outputs", top))
     name = data.get("name") if isinstance(data.get("name"), str) else path.stem
     graph = Graph(name=name, file=display, inputs=inputs, nodes=exp.nodes, outputs=outputs, output_pos=output_pos,
@@ -111,7 +115,7 @@ def _check_library(path: Path, display: str, data: dict, diag: Diagnostics, limi
                        choices_hint(str(key), LIBRARY_KEYS, "keys of a library"))
     _check_version(data, diag, top)
     load_imports(path, data.get("imports"), diag, pos_in(data, "imports", top), limits)
-    parse_blocks(data.get("blocks"), Scope(dict(data.get("vars") or {})), diag, pos_in(data, "blocks", top))
+    parse_blocks(data.get("blocks"), library_scope(data, diag, top), diag, pos_in(data, "blocks", top))
     return None
 
 

@@ -73,6 +73,7 @@ class BlockDef:
     scope: Scope
     output_pos: dict[str, SourcePos] = field(default_factory=dict)
     library: dict[str, "BlockDef"] = field(default_factory=dict)
+    inputs_ok: bool = True  # False when its 'inputs' could not be parsed (reported where they are written)
 
 
 class Expander:
@@ -92,6 +93,7 @@ class Expander:
         self._too_big = False
         # names whose definition failed (already reported): references to them are not reported again
         self.broken: set[str] = set()
+        self._lenient: set[str] = set()  # namespaces of blocks whose inputs failed: unknown names there are not reported
 
     # ----- node lists ---------------------------------------------------
     def expand_list(self, entries: Any, namespace: str, scope: Scope, scope_path: tuple[str, ...],
@@ -299,9 +301,13 @@ class Expander:
             self.diag.error(pos_in(entry, "share", epos), f"'share' must be true or false, got {share!r}")
             share = False
         with_args = self._with_args(entry, bdef, scope, epos)
-        inputs, _ = self._bind_inputs(entry, bdef.inputs, [i for i in bdef.inputs if i not in bdef.optional], None,
-                                      namespace, f"block '{block_name}'", name, epos)
         fq = namespace + name
+        if bdef.inputs_ok:
+            inputs, _ = self._bind_inputs(entry, bdef.inputs, [i for i in bdef.inputs if i not in bdef.optional], None,
+                                          namespace, f"block '{block_name}'", name, epos)
+        else:
+            inputs = {}
+            self._lenient.add(fq + ".")
         self.block_uses.append(BlockUse(fq, block_name, repeat or 1, epos, bool(share)))
         copies = [f"{fq}.{i}" for i in range(repeat)] if repeat is not None else [fq]
         prev: str | None = None
@@ -439,7 +445,7 @@ class Expander:
             if output is not None:
                 raise _RefError(f"graph input '{fq}' has no outputs; refer to it as '{fq}'")
             return Ref(fq)
-        if fq in self.broken or self._too_big:
+        if fq in self.broken or self._too_big or any(fq.startswith(p) for p in self._lenient):
             raise _RefError(f"reference to '{fq}', whose definition failed", silent=True)
         local = fq.rsplit(".", 1)[-1]
         ns = fq[: -len(local)]

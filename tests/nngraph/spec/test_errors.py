@@ -634,3 +634,38 @@ outputs: [a, b, c, d]
         (10, 39, "parameter 'out' of node 'd' (linear): must be >= 1, got 0"),
         (9, 29, "unknown reference 'xx' (in node 'c')"),
     ]
+
+
+# ----- malformed sections: one error each, never an exception ---------------------------------------
+def test_graph_that_is_not_a_list(diagnose):
+    line, col, msg, hint = one_error(diagnose, HEAD + "graph: {a: {op: relu, in: x}}\noutputs: [a]\n")
+    assert (line, col, msg) == (6, 8, "expected a list of nodes, got Map")
+    assert hint.startswith("write nodes as a YAML list")
+
+
+def test_name_that_is_not_a_string(diagnose):
+    line, col, msg, _ = one_error(diagnose, with_graph("  - {name: a, op: relu, in: x}\n", head=HEAD.replace("name: t", "name: {a: 1}")))
+    assert (line, col, msg) == (2, 7, "'name' must be a string, got {'a': 1}")
+
+
+def test_vars_that_are_not_a_mapping(diagnose):
+    line, col, msg, _ = one_error(diagnose, with_graph("  - {name: a, op: relu, in: x}\n", head=HEAD.replace("vars: {d_model: 8, heads: 2}", "vars: [1, 2]")))
+    assert (line, col, msg) == (3, 7, "'vars' must be a mapping of name -> value")
+
+
+def test_block_inputs_that_are_not_a_list_do_not_cascade(diagnose):
+    text = HEAD + "blocks:\n  b:\n    inputs: {x: 1}\n    nodes: [{name: a, op: relu, in: x}]\n    outputs: [a]\n" \
+        "graph:\n  - {name: u, block: b, in: x}\noutputs: [u]\n"
+    line, col, msg, hint = one_error(diagnose, text)
+    assert (line, col, msg, hint) == (8, 13, "'inputs' of block 'b' must be a list of names", "inputs: [x, mask?]")
+
+
+@pytest.mark.parametrize("how", ["direct", "imported"])
+def test_library_vars_that_are_not_a_mapping(spec_file, how):
+    lib = spec_file("nngraph: 1\nvars: [1, 2]\nblocks:\n  b:\n    inputs: [x]\n    nodes: [{name: a, op: relu, in: x}]\n"
+                    "    outputs: [a]\n", "lib.yaml")
+    path = lib if how == "direct" else spec_file(HEAD + "imports: [lib.yaml]\ngraph:\n  - {name: u, block: b, in: x}\noutputs: [u]\n")
+    _, diag = check_spec(path)
+    [d] = list(diag)
+    assert Path(d.pos.file).name == "lib.yaml"
+    assert (d.pos.line, d.pos.col, d.message) == (2, 7, "'vars' must be a mapping of name -> value")

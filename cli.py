@@ -266,6 +266,25 @@ def _torch_check(graph, dim: list[str] | None, seed: int = 0, module=None) -> di
             "report": "\n".join(lines)}
 
 
+class KernelMode(str, Enum):
+    """What lowered attention kernels must support."""
+
+    inference = "inference"
+    training = "training"
+
+
+def _target_option(value: Optional[str]) -> Optional[str]:
+    """--target: a known target string (usage error otherwise)."""
+    if value is not None:
+        from compilers.targets import TargetError, get_target
+
+        try:
+            get_target(value)
+        except TargetError as err:
+            raise typer.BadParameter(str(err))
+    return value
+
+
 @app.command(name="compile")
 def compile_(
     spec: Annotated[Path, typer.Argument(help="the spec file")],
@@ -275,6 +294,9 @@ def compile_(
     seed: Annotated[int, typer.Option(help="initialization seed")] = 0,
     dim: DimOpt = None,
     max_params: MaxParams = None,
+    target: Annotated[Optional[str], typer.Option("--target", callback=_target_option, help="lower attention for a target: cpu, cuda[:sm90][:bf16], ort-cpu, ort-cuda, auto")] = None,
+    mode: Annotated[KernelMode, typer.Option("--mode", help="what the kernels must support: inference or training (backward)")] = KernelMode.inference,
+    explain: Annotated[bool, typer.Option("--explain", help="print every attention node's kernel, why, and why each other candidate was rejected")] = False,
 ) -> None:
     """Compile a spec to a PyTorch module, check a forward pass on random inputs, save weights and/or source."""
 
@@ -284,14 +306,20 @@ def compile_(
         from nngraph.spec import load_spec
 
         graph = load_spec(spec, set_ or [], _limits(max_params))
-        module = build_module(graph, seed=seed)
+        built = graph
+        if target is not None or explain:
+            from compilers.passes.cli import lower_for_cli
+
+            built, text = lower_for_cli(graph, target or "auto", mode.value, dim or [], explain)
+            typer.echo(text)
+        module = build_module(built, seed=seed)
         check = _torch_check(graph, dim, seed, module)
         typer.echo(f"compiled {graph.name} ({spec})")
         typer.echo(check["report"])
         if not check["ok"]:
             return 1
         if emit_python:
-            class_name = write_python(graph, emit_python)
+            class_name = write_python(built, emit_python)
             typer.echo(f"wrote {emit_python} (class {class_name})")
         if output:
             save_weights(module, graph, output)

@@ -27,20 +27,20 @@ from .rewrite import Change, PassResult, Rule
 
 
 def run_passes(graph: Graph, target: Any = "auto", mode: str = "inference",
-               kv_len: int | None = None) -> tuple[Graph, list[PassResult]]:
+               kv_len: int | None = None, dims: dict[str, int] | None = None) -> tuple[Graph, list[PassResult]]:
     """Fusion then lowering; returns the final graph and each pass's result (in order)."""
     fused = fuse(graph)
-    lowered = lower(fused.graph, target, mode, kv_len)
+    lowered = lower(fused.graph, target, mode, kv_len, dims)
     return lowered.graph, [fused, lowered]
 
 
 def compile_for(graph: Graph, target: Any = "auto", mode: str = "inference", seed: int = 0,
-                kv_len: int | None = None) -> tuple[Any, list[PassResult]]:
+                kv_len: int | None = None, dims: dict[str, int] | None = None) -> tuple[Any, list[PassResult]]:
     """Build the torch module of ``graph`` lowered for ``target`` (same parameter names and weights
     as ``compilers.torch.build_module(graph, seed)``); returns (module, pass results)."""
     from compilers.torch import build_module
 
-    final, results = run_passes(graph, target, mode, kv_len)
+    final, results = run_passes(graph, target, mode, kv_len, dims)
     return build_module(final, seed=seed), results
 
 

@@ -19,11 +19,11 @@ from .lowering import SHOW_LEN, Candidate, Decision, decisions, tiers_text
 
 
 def explain(graph: Graph, target: "Target | str" = "auto", mode: str = "inference",
-            kv_len: int | None = None, fused: bool = True) -> list[Decision]:
+            kv_len: int | None = None, fused: bool = True, dims: dict[str, int] | None = None) -> list[Decision]:
     """Decisions for every attention node (after fusion when ``fused``)."""
     if fused:
         graph = fuse(graph).graph
-    return decisions(graph, get_target(target), mode, kv_len)
+    return decisions(graph, get_target(target), mode, kv_len, dims)
 
 
 def _ms(x: float) -> str:
@@ -52,7 +52,8 @@ def _verdict(d: Decision, c: Candidate) -> str:
     if used:
         if c.kernel == "reference" and d.tiers[0]["kernel"] != "reference":
             return f"fallback (backward, any call the others cannot serve){': ' + detail if detail else ''}"
-        where = ", ".join(_range(d.tiers, t) for t in used)
+        where = ", ".join("calls that need gradients" if t.get("role") == "backward" else _range(d.tiers, t)
+                          for t in used)
         return f"chosen ({where}){': ' + detail if detail else ''}"
     if c.costs:
         best = min((x for x in d.candidates if x.reason is None and x.costs), key=lambda x: x.costs.get(L, 1e300))
@@ -62,6 +63,7 @@ def _verdict(d: Decision, c: Candidate) -> str:
 
 def _range(tiers: list[dict[str, Any]], tier: dict[str, Any]) -> str:
     """The key lengths a tier serves: ``kv_len >= 4096``, ``kv_len < 4096``, ``512 <= kv_len < 4096``."""
+    tiers = [t for t in tiers if t.get("role") != "backward"]
     i = next(i for i, t in enumerate(tiers) if t is tier)
     above = tiers[i - 1]["min_kv"] if i else None
     lo = tier.get("min_kv", 0)
@@ -78,7 +80,7 @@ def _why(d: Decision) -> str:
         first = d.tiers[0]["kernel"] if d.tiers else "reference"
         return "first applicable kernel in the back end's order" if first != "reference" else "no other kernel applies"
     parts = []
-    tiers = [t for t in d.tiers if t["kernel"] != "reference" or t is d.tiers[0]]
+    tiers = [t for t in d.tiers if (t["kernel"] != "reference" or t is d.tiers[0]) and t.get("role") != "backward"]
     for i, t in enumerate(tiers):
         above = tiers[i - 1]["min_kv"] if i else None
         L = t["min_kv"] or (min(_show_len(d), above // 2) if above else _show_len(d))
@@ -106,10 +108,12 @@ def explain_data(decs: list[Decision]) -> list[dict[str, Any]]:
 
 
 def format_explain(decs: list[Decision], target: "Target | str", mode: str = "inference",
-                   kv_len: int | None = None) -> str:
+                   kv_len: int | None = None, dims: dict[str, int] | None = None) -> str:
     """The text table ``nngraph compile --explain`` prints."""
     target = get_target(target)
-    length = f"kv_len {kv_len}" if kv_len else "sequence lengths from the spec (symbolic ones: costs shown at 2048)"
+    given = [f"kv_len {kv_len}"] if kv_len else [f"{k}={v}" for k, v in (dims or {}).items()]
+    length = ("lengths " + ", ".join(given) + "; " if given else "") + \
+        "symbolic lengths get a kernel per length range (costs shown at 2048)"
     lines = [f"target: {target.describe()}", f"mode: {mode}; {length}"]
     if not decs:
         lines.append("no attention nodes")
@@ -124,8 +128,15 @@ def format_explain(decs: list[Decision], target: "Target | str", mode: str = "in
         lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths + [0])).rstrip())
         info = f"mask {d.facts.mask_text}, position {d.facts.position}, dtype {target.compute_dtype(d.facts.dtype)}"
         lines.append(f"    {info}")
-        for c in d.candidates:
-            lines.append(f"    {c.kernel:<10} {_verdict(d, c)}")
+        rows_c: list[tuple[str, str]] = []
+        for c in d.candidates:  # candidates with the same verdict share a line (e.g. every ONNX kernel on a torch target)
+            verdict = _verdict(d, c)
+            if rows_c and rows_c[-1][1] == verdict:
+                rows_c[-1] = (rows_c[-1][0] + "/" + c.kernel, verdict)
+            else:
+                rows_c.append((c.kernel, verdict))
+        width = max(len(k) for k, _ in rows_c)
+        lines.extend(f"    {k:<{width}}  {v}" for k, v in rows_c)
     return "\n".join(lines)
 
 

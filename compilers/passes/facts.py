@@ -148,7 +148,8 @@ def sdpa_facts(graph: Graph, node: Node) -> AttentionFacts:
         node=node.name, op=node.op, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
         dtype=q.dtype if q is not None else "float32", q_len=q.shape[-2] if q is not None else "seq",
         kv_len=k.shape[-2] if k is not None else "seq", mask_kind="causal" if causal else "none",
-        mask_text="causal" if causal else "none", bias_input=node.inputs.get("bias") is not None,
+        mask_text=("causal" if causal else "none") + (" + bias input" if node.inputs.get("bias") is not None else ""),
+        bias_input=node.inputs.get("bias") is not None,
         dropout=float(node.params.get("dropout") or 0.0))
 
 
@@ -189,18 +190,35 @@ _MASKS_BY_KEY: dict[str, Any] = {}
 
 
 def block_density(facts: AttentionFacts, kv_len: int, block: int = 128, cap: int = 4096) -> float:
-    """Fraction of block×block tiles with a visible pair at ``kv_len`` (self-attention lengths).
+    """Fraction of block×block tiles with a visible pair at ``kv_len`` (an upper bound).
 
-    1.0 for no mask, for masks that read graph inputs (unknown until run time) and for the
-    ``random`` mask's dependence on the length; evaluated at ``cap`` for longer sequences
-    (sparse patterns only get sparser)."""
-    if facts.mask_kind == "none" or facts.data_inputs or facts.mask is None:
+    Leaves that read graph inputs (key padding, documents) are unknown until run time: they are
+    taken as "everything visible" (or "nothing" under a ``not``), which bounds the density from
+    above. Evaluated at ``cap`` for longer sequences (sparse patterns only get sparser); 1.0 for
+    no mask."""
+    if facts.mask_kind == "none" or facts.mask is None:
         return 1.0
-    key = repr(facts.mask)
-    _MASKS_BY_KEY.setdefault(key, _mask_value(facts.mask))
+    bound = _visible_bound(facts.mask)
+    if bound.op == "leaf" and bound.name == "none":
+        return 1.0
+    key = repr(bound)
+    _MASKS_BY_KEY.setdefault(key, _mask_value(bound))
     n = min(kv_len, cap)
     q = n if not isinstance(facts.q_len, int) or not facts.cross else min(facts.q_len, cap)
     return _density(key, q, n, block)
+
+
+def _visible_bound(node: masks.MaskNode, positive: bool = True) -> masks.MaskNode:
+    """The mask with every input-reading leaf replaced by all-visible (under an even number of ``not``s)
+    or nothing-visible (under an odd number): a data-free mask that allows at least as much."""
+    if node.op == "leaf":
+        if masks.MASKS[node.name or "none"].needs:
+            everything = masks.MaskNode("leaf", "none", {})
+            return everything if positive else masks.MaskNode("not", children=(everything,))
+        return node
+    flip = node.op == "not"
+    return masks.MaskNode(node.op, node.name, node.params,
+                          tuple(_visible_bound(c, positive != flip) for c in node.children))
 
 
 def _mask_value(node: masks.MaskNode) -> Any:

@@ -160,16 +160,20 @@ def _kernel_rules() -> list[Rule]:
 
 
 def decide(graph: Graph, node: Node, target: "Target | str", mode: str = "inference",
-           kv_len: int | None = None) -> Decision | None:
+           kv_len: int | None = None, dims: dict[str, int] | None = None) -> Decision | None:
     """The lowering decision for one node (None if it is not an attention node).
 
-    ``kv_len`` fixes the key length when the graph's is symbolic (e.g. from ``--dim seq=4096``)."""
+    ``kv_len`` fixes the key (and self-attention query) length; ``dims`` gives sizes of symbolic
+    dims (``--dim seq=4096``); otherwise a symbolic length gets tiers over :data:`GRID`."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     target = get_target(target)
     facts = facts_of(graph, node)
     if facts is None:
         return None
+    if dims:
+        facts = replace(facts, q_len=dims.get(facts.q_len, facts.q_len) if isinstance(facts.q_len, str) else facts.q_len,
+                        kv_len=dims.get(facts.kv_len, facts.kv_len) if isinstance(facts.kv_len, str) else facts.kv_len)
     if kv_len is not None:
         facts = replace(facts, kv_len=kv_len, q_len=kv_len if not facts.cross else facts.q_len)
     lengths = (facts.kv_len,) if isinstance(facts.kv_len, int) else GRID
@@ -210,17 +214,22 @@ def _tiers(cands: list[Candidate], lengths: tuple[int, ...]) -> list[dict[str, A
     for i, (L, c) in enumerate(reversed(segments)):
         lowest = i == len(segments) - 1
         tiers.append(dict(c.config or {"kernel": c.kernel}, min_kv=0 if lowest else L))
+    if any(not t.get("backward", True) for t in tiers):  # calls with gradients need a kernel with a backward
+        grad = [c for c in ok if c.costs and (c.config or {}).get("backward", True)]
+        best = min(grad, key=lambda c: c.costs[lengths[-1]]) if grad else None
+        if best is not None and best is not ref and tiers[-1]["kernel"] != best.kernel:
+            tiers.append(dict(best.config or {"kernel": best.kernel}, min_kv=0, role="backward"))
     if tiers[-1]["kernel"] != "reference" and ref is not None:
         tiers.append(dict(ref.config or {"kernel": "reference"}, min_kv=0))
     return tiers
 
 
 def decisions(graph: Graph, target: "Target | str", mode: str = "inference",
-              kv_len: int | None = None) -> list[Decision]:
+              kv_len: int | None = None, dims: dict[str, int] | None = None) -> list[Decision]:
     """A decision for every attention node of ``graph`` (see :func:`decide`)."""
     out = []
     for node in graph.nodes.values():
-        d = decide(graph, node, target, mode, kv_len)
+        d = decide(graph, node, target, mode, kv_len, dims)
         if d is not None:
             out.append(d)
     return out
@@ -234,7 +243,7 @@ def lowered_node(node: Node, decision: Decision) -> Node:
 
 
 def lower(graph: Graph, target: "Target | str" = "auto", mode: str = "inference",
-          kv_len: int | None = None) -> PassResult:
+          kv_len: int | None = None, dims: dict[str, int] | None = None) -> PassResult:
     """Lower every attention node for ``target`` and ``mode``; returns the new graph and the changes.
 
     ONNX Runtime targets leave the graph unchanged (their kernels are chosen at export)."""
@@ -242,10 +251,10 @@ def lower(graph: Graph, target: "Target | str" = "auto", mode: str = "inference"
     result = PassResult(graph)
     if target.runtime != "torch":
         result.skipped = [(d.node, "lower", f"target {target.name} runs ONNX Runtime: chosen at export")
-                          for d in decisions(graph, target, mode, kv_len)]
+                          for d in decisions(graph, target, mode, kv_len, dims)]
         return result
     edits, changes = [], []
-    for d in decisions(graph, target, mode, kv_len):
+    for d in decisions(graph, target, mode, kv_len, dims):
         node = graph.nodes[d.node]
         edits.append(Edit({d.node: lowered_node(node, d)}, tiers_text(d.tiers)))
         changes.append(Change("lower", f"lower_{d.kernel}", d.node, tiers_text(d.tiers)))
@@ -261,6 +270,8 @@ def tiers_text(tiers: list[dict[str, Any]]) -> str:
         name = t["kernel"] + (f"({t['variant']})" if t.get("variant") else "")
         if t["kernel"] == "reference" and parts:
             parts.append("reference as fallback")
+        elif t.get("role") == "backward":
+            parts.append(f"{name} when gradients are needed")
         else:
             parts.append(name + (f" for kv_len >= {t['min_kv']}" if t.get("min_kv") else ""))
     return ", else ".join(parts)

@@ -10,7 +10,8 @@ Check: the profile has ``flex`` and the torch feature exists; the profile's cond
 capability; in training: a backward — none on the CPU — and no attention dropout, which flex does
 not apply); no Shaw value term. Cost: ``flex.cost`` scaled by the mask's block density at that
 length, plus the one-time compile (``compile_s``) amortized over the profile's ``expected_calls``
-for the mode — so flex wins only at lengths where skipping blocks pays for the compile.
+for the mode — so flex wins only at lengths where skipping blocks pays for the compile — plus, for
+masks that read graph inputs (key padding, document ids), rebuilding the BlockMask every call.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ def _cost(facts, target, mode, kv_len, cfg):
     entry = target.kernel("flex") or {}
     density = block_density(facts, kv_len, cfg.get("block", 128))
     compile_ms = 1000.0 * entry.get("compile_s", 0.0) / max(1, target.expected_calls(mode))
-    return cost_ms(entry.get("cost"), facts.units(kv_len), density) + compile_ms
+    rebuild = 0.0
+    if facts.data_inputs:  # the BlockMask depends on graph inputs: built again every call
+        q_len = facts.q_len if isinstance(facts.q_len, int) and facts.cross else kv_len
+        rebuild = entry.get("cost", {}).get("block_mask_ns_per_pair", 0.0) * q_len * kv_len / 1e6
+    return cost_ms(entry.get("cost"), facts.units(kv_len), density) + compile_ms + rebuild
 
 
 RULE = register(Rule("lower_flex", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, kernel="flex",

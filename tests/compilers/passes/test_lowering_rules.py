@@ -1,0 +1,184 @@
+"""The lowering rules table, for every target × mask × position × dtype × training/inference.
+
+GPU targets are simulated (selection only). Each combination is checked against rules stated here
+independently of the implementation: which candidates must be rejected and why, which SDPA variant
+and backends (flash for 16-bit without a mask on sm80+, efficient with a mask/bias, cuDNN on sm90+,
+never flash for fp32), that the reference is always the last tier, that no forward-only kernel serves
+training, and the length-dependent choice between SDPA and FlexAttention on the CPU."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from compilers.passes.lowering import decide
+from nngraph.ops import _attn_masks as masks
+from nngraph.ops import _attn_positions as positions
+from compilers.targets import Detection, get_target
+
+from lowering_cases import MASK_CASES, POSITION_CASES
+
+NO_GPU = Detection("2.13.0", False, None, None, False, ("CPUExecutionProvider",))
+TARGETS = ["cpu", "cuda:sm75", "cuda:sm80", "cuda:sm90", "ort-cpu", "ort-cuda"]
+DTYPES = ["float32", "float16", "bfloat16"]
+MODES = ["inference", "training"]
+TORCH_KERNELS = {"reference", "sdpa", "flex"}
+
+
+def _cand(d, kernel):
+    return next(c for c in d.candidates if c.kernel == kernel)
+
+
+def _problems(d, tname, mask_case, pos_case, dtype, mode, dropout=0.0) -> list[str]:
+    """Every broken rule for one decision (empty: the decision is right)."""
+    out = []
+    t = d.target
+    sdpa, flex, ref = _cand(d, "sdpa"), _cand(d, "flex"), _cand(d, "reference")
+    bias = pos_case in ("alibi", "t5_bias", "shaw")
+    causal_only = mask_case == "causal"
+    first = d.tiers[0]
+    kernels = [x["kernel"] for x in d.tiers]
+
+    def bad(msg):
+        out.append(f"{tname}/{mask_case}/{pos_case}/{dtype}/{mode}: {msg} -> {d.tiers}")
+
+    if ref.reason is not None or kernels[-1] != "reference":
+        bad("the reference must apply and be the last tier")
+    if any(c.reason == "" for c in d.candidates):
+        bad("a rejection without a reason")
+    if any(c.reason is not None and c.kernel == x for c in d.candidates for x in kernels):
+        bad("a rejected kernel in the plan")
+    if t.runtime == "onnxruntime":
+        if sdpa.reason is None or flex.reason is None or "runs ONNX Runtime" not in sdpa.reason:
+            bad("torch kernels must be rejected on ONNX Runtime targets")
+        if first["kernel"] in ("sdpa", "flex"):
+            bad("an ONNX Runtime target cannot run torch kernels")
+        return out
+    for c in d.candidates:
+        if c.kernel not in TORCH_KERNELS and c.reason is None:
+            bad(f"ONNX kernel {c.kernel} must not apply to a torch target")
+    if pos_case == "shaw_values":
+        if sdpa.reason is None or flex.reason is None or "Shaw relative values" not in sdpa.reason:
+            bad("Shaw value terms need the attention weights: only the reference")
+        return out
+    # flex
+    if mode == "training" and t.device == "cpu" and (flex.reason is None or "no backward on cpu" not in flex.reason):
+        bad("flex has no backward on the CPU")
+    if mode == "training" and dropout and flex.reason is None:
+        bad("flex applies no attention dropout")
+    if t.device == "cuda" and t.capability < (8, 0) and (flex.reason is None or "sm80+" not in flex.reason):
+        bad("flex needs sm80+")
+    if mode == "training" and any(not x.get("backward", True) for x in d.tiers[:1]) and len(kernels) == 2:
+        bad("training must not rely on a forward-only kernel")
+    # sdpa
+    learnable = pos_case in ("t5_bias", "shaw")
+    if t.device == "cpu":
+        if mode == "training" and learnable:
+            if sdpa.reason is None or "no gradient for a learnable bias" not in sdpa.reason:
+                bad("a learnable bias in training leaves SDPA only its math backend on the CPU")
+        elif sdpa.reason is not None:
+            bad(f"SDPA must apply on the CPU ({sdpa.reason})")
+    if sdpa.reason is None:
+        variant, backends = sdpa.config["variant"], sdpa.config["backends"]
+        want = "bias" if bias else "causal" if causal_only else "none" if mask_case == "none" else "mask"
+        if variant != want:
+            bad(f"SDPA variant {variant}, expected {want}")
+        if backends[-1] != "MATH":
+            bad("MATH must close the pinned backend list")
+        if t.device == "cuda":
+            sixteen = dtype in ("float16", "bfloat16")
+            no_tensor = variant in ("causal", "none")
+            if ("FLASH_ATTENTION" in backends) != (sixteen and no_tensor and t.capability >= (8, 0)):
+                bad("flash iff fp16/bf16, no mask/bias tensor, sm80+")
+            if ("CUDNN_ATTENTION" in backends) != (sixteen and no_tensor and t.capability >= (9, 0)):
+                bad("cuDNN iff fp16/bf16, no mask/bias tensor, sm90+")
+            if not no_tensor and backends[0] != "EFFICIENT_ATTENTION":
+                bad("a mask or bias goes to the memory-efficient backend")
+            if sixteen and no_tensor and t.capability >= (8, 0) and backends[0] != "FLASH_ATTENTION":
+                bad("flash first when it fits")
+        if first["kernel"] == "reference":
+            bad("the reference must not win where SDPA applies (it is never faster)")
+    return out
+
+
+def test_the_cases_cover_every_registered_mask_and_position():
+    used = set()
+    for value, _ in MASK_CASES.values():
+        used |= {leaf.name for leaf in masks.parse_mask(value).leaves()}
+    assert used == set(masks.MASKS)
+    assert {positions.parse_position(v)[0] for v in POSITION_CASES.values()} == set(positions.POSITIONS)
+
+
+def test_rules_hold_for_every_target_mask_position_dtype_and_mode(attention_graphs):
+    problems, seen = [], set()
+    for tname, dtype in itertools.product(TARGETS, DTYPES):
+        target = get_target(f"{tname}:{dtype}", NO_GPU)
+        for (mask_case, pos_case), mode in itertools.product(itertools.product(MASK_CASES, POSITION_CASES), MODES):
+            graph = attention_graphs(mask_case, pos_case)
+            d = decide(graph, graph.nodes["attn"], target, mode, kv_len=1024)
+            seen.add((tname, dtype, mask_case, pos_case, mode))
+            problems += _problems(d, tname, mask_case, pos_case, dtype, mode)
+    assert len(seen) == len(TARGETS) * len(DTYPES) * len(MASK_CASES) * len(POSITION_CASES) * len(MODES)
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("tname", ["cpu", "cuda:sm80"])
+def test_attention_dropout_in_training_rules_out_flex(attention_graphs, tname):
+    graph = attention_graphs("sliding_window", "none", dropout=0.1)
+    d = decide(graph, graph.nodes["attn"], get_target(tname, NO_GPU), "training", kv_len=4096)
+    assert "no attention dropout (dropout 0.1 in training)" in _cand(d, "flex").reason or \
+        "no backward on cpu" in _cand(d, "flex").reason
+    assert not _problems(d, tname, "sliding_window", "none", "float32", "training", dropout=0.1)
+    assert d.kernel == "sdpa"
+
+
+def test_cpu_inference_picks_flex_only_where_block_skipping_pays(attention_graphs):
+    """Sliding window: SDPA with a dense mask for short sequences, compiled flex from a few thousand keys."""
+    graph = attention_graphs("sliding_window", "none")
+    node = graph.nodes["attn"]
+    short = decide(graph, node, "cpu", "inference", kv_len=256)
+    long = decide(graph, node, "cpu", "inference", kv_len=8192)
+    assert short.kernel == "sdpa" and long.kernel == "flex"
+    assert _cand(long, "flex").costs[8192] < _cand(long, "sdpa").costs[8192] < _cand(long, "reference").costs[8192]
+    # symbolic length: one plan with both, flex above a threshold, SDPA below, the reference last
+    tiers = decide(graph, node, "cpu", "inference").tiers
+    assert [t["kernel"] for t in tiers] == ["flex", "sdpa", "reference"]
+    assert tiers[0]["min_kv"] > 256 and tiers[1]["min_kv"] == 0 and not tiers[0]["backward"]
+    # training on the CPU: flex has no backward, so never flex
+    assert [t["kernel"] for t in decide(graph, node, "cpu", "training").tiers] == ["sdpa", "reference"]
+
+
+def test_causal_attention_uses_is_causal_sdpa_at_every_length(attention_graphs):
+    graph = attention_graphs("causal", "none")
+    d = decide(graph, graph.nodes["attn"], "cpu", "inference")
+    assert [t["kernel"] for t in d.tiers] == ["sdpa", "reference"] and d.tiers[0]["variant"] == "causal"
+    flex = _cand(d, "flex")
+    assert flex.reason is None and all(flex.costs[L] > _cand(d, "sdpa").costs[L] for L in d.lengths)
+
+
+def test_compile_cost_is_weighed_against_the_expected_calls(attention_graphs, monkeypatch):
+    """With a single expected call the flex compile never pays off; with many it does."""
+    graph = attention_graphs("sliding_window", "none")
+    target = get_target("cpu")
+    monkeypatch.setitem(target.data, "expected_calls", {"inference": 1})
+    assert decide(graph, graph.nodes["attn"], target, "inference", kv_len=8192).kernel == "sdpa"
+    monkeypatch.setitem(target.data, "expected_calls", {"inference": 100_000})
+    assert decide(graph, graph.nodes["attn"], target, "inference", kv_len=8192).kernel == "flex"
+
+
+def test_an_inference_plan_with_flex_keeps_a_kernel_with_a_backward_for_gradient_calls(attention_graphs):
+    graph = attention_graphs("longformer", "none")
+    d = decide(graph, graph.nodes["attn"], "cpu", "inference", kv_len=8192)
+    if d.kernel == "flex":
+        assert any(t["kernel"] == "sdpa" and t["backward"] for t in d.tiers[1:-1])
+    assert d.tiers[-1]["kernel"] == "reference"
+
+
+def test_ort_targets_take_the_onnx_back_ends_kernels_in_its_order(attention_graphs):
+    graph = attention_graphs("causal", "rope")
+    d = decide(graph, graph.nodes["attn"], get_target("ort-cpu", NO_GPU), "inference")
+    onnx = [c for c in d.candidates if c.kernel not in TORCH_KERNELS]
+    assert onnx, "compilers.onnx attention_candidates() should be adapted as rules"
+    applicable = [c.kernel for c in onnx if c.reason is None]
+    assert d.tiers[0]["kernel"] == (applicable[0] if applicable else "reference")

@@ -210,7 +210,7 @@ class Expander:
         if len(self.nodes) >= self.limits.max_nodes:
             if not self._too_big:
                 self.diag.error(pos, f"graph expands to more than {self.limits.max_nodes} nodes",
-                                "lower 'repeat' counts, or raise the limit with --max-nodes")
+                                "lower 'repeat' counts, or raise Limits(max_nodes=...) in the Python API")
             self._too_big = True
         return self._too_big
 
@@ -343,7 +343,7 @@ class Expander:
         if estimate > self.limits.max_nodes:
             self.diag.error(pos, f"'{name}' would expand to about {copies * per_copy:,} nodes ({copies} copies of "
                             f"{per_copy}), more than the limit of {self.limits.max_nodes:,} nodes in a graph",
-                            "lower 'repeat' counts, or raise the limit with --max-nodes")
+                            "lower 'repeat' counts, or raise Limits(max_nodes=...) in the Python API")
             self._too_big = True
 
     def _repeat_count(self, entry: dict, scope: Scope, epos: SourcePos) -> int | None:
@@ -357,7 +357,7 @@ class Expander:
             return 1
         if value > self.limits.max_repeat:
             self.diag.error(rpos, f"repeat {value} exceeds the limit of {self.limits.max_repeat}",
-                            "use fewer copies, or raise the limit with --max-repeat")
+                            "use fewer copies, or raise Limits(max_repeat=...) in the Python API")
             return 1
         return value
 

@@ -327,7 +327,7 @@ def test_repeat_must_be_a_positive_integer(diagnose, value, shown):
 def test_repeat_over_the_limit(diagnose):
     line, col, msg, hint = one_error(diagnose, BLOCK + "  - {name: u, block: dense, in: x, repeat: 5000}\noutputs: [u]\n")
     assert (line, col, msg) == (14, 44, "repeat 5000 exceeds the limit of 1024")
-    assert hint == "use fewer copies, or raise the limit with --max-repeat"
+    assert hint == "use fewer copies, or raise Limits(max_repeat=...) in the Python API"
 
 
 def test_share_must_be_a_bool(diagnose):

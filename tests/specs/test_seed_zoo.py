@@ -1,0 +1,385 @@
+"""The seed zoo (specs/seeds/): every spec validates, compiles at full size with the torch back end
+(meta device) to exactly the front end's parameter count, and runs forward+backward at the small
+sizes of its ``# small-sizes:`` header line.
+
+Parameter counts are pinned to independent oracles: published totals (torchvision AlexNet
+61,100,840, VGG-16 138,357,544, GoogLeNet 6,624,904, ResNet-50 25,557,032, EfficientNet-B0
+5,288,548; HF BertModel bert-base-uncased 109,482,240; timm ViT-B/16 86,567,656 for the DyT ViT)
+and, where no total is published, the same model built here from torch.nn layers on the meta device.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from nngraph import load_spec
+from nngraph.spec import check_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = ROOT / "specs" / "seeds"
+SPECS = sorted(SEEDS.glob("*.yaml"))
+SEED_TEXTS = Path("/work/shared/seeds")
+
+_spec = importlib.util.spec_from_file_location("seed_zoo_table", ROOT / "scripts" / "seed_zoo_table.py")
+table = sys.modules.setdefault("seed_zoo_table", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(table)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small models on a loaded 2-core machine: one torch thread (batched QR is ~100x slower with 2)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def load(name: str, overrides: list[str] | None = None):
+    graph, diag = check_spec(SEEDS / f"{name}.yaml", overrides or [])
+    problems = [f"{d.pos}: {d.severity}: {d.message}" for d in diag]
+    assert not problems, problems
+    return graph
+
+
+def count(*parts: nn.Module | nn.Parameter) -> int:
+    return sum(p.numel() if isinstance(p, nn.Parameter) else sum(q.numel() for q in p.parameters()) for p in parts)
+
+
+def meta(build):
+    with torch.device("meta"):
+        return build()
+
+
+# ----- every spec ----------------------------------------------------------------------
+def test_the_seed_zoo_has_every_system_of_the_brief():
+    assert {p.stem for p in SPECS} >= {
+        "alexnet", "vgg16", "googlenet", "resnet50", "efficientnet_b0", "elman_rnn_lm", "seq2seq_luong",
+        "seq2seq_bahdanau", "transformer_base", "bert_base", "bigbird", "sparse_transformer", "performer",
+        "linformer", "linear_transformer", "dyt_vit", "graphsage", "gin_node"}
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_seed_spec_is_valid_without_warnings_and_its_header_says_what_it_is(path):
+    graph = load(path.stem)
+    assert graph.name == path.stem and graph.nodes and graph.outputs
+    head = table.read_header(path)
+    assert head.first_line == table.SCHEMA_LINE
+    assert head.system and head.seed.startswith("seed 00") and head.small
+    text = path.read_text()
+    assert re.search(r"^# Published count: ", text, re.M), "header must state the published count (or none)"
+    if head.published_exact is not None:
+        assert head.published_exact == graph.total_params
+
+
+@pytest.mark.skipif(not SEED_TEXTS.is_dir(), reason="seed texts not available")
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_every_cited_seed_section_exists_in_that_seed_text(path):
+    texts = {"000": (SEED_TEXTS / "000_c3bd5158f63163e8.txt").read_text(),
+             "002": (SEED_TEXTS / "002_169c3ec9a15ce45c.txt").read_text()}
+    header = "\n".join(line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#"))
+    seed_part = header[header.index("Seed:"):]
+    seed_part = seed_part[:re.search(r"\n[A-Z][A-Za-z -]+:", seed_part[5:]).start() + 5]
+    cited = re.findall(r'(\d{3})( "[^"]+"(?: (?:/|and) "[^"]+")*)', seed_part.replace("\n", " "))
+    assert cited
+    for seed, titles in cited:
+        for title in re.findall(r'"([^"]+)"', titles):
+            assert title in texts[seed], f"seed {seed} has no section {title!r}"
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_full_size_model_compiles_on_meta_with_the_front_end_parameter_count(path):
+    graph = load(path.stem)
+    assert table.torch_param_count_on_meta(graph) == graph.total_params
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_small_model_runs_forward_and_backward(path):
+    n, problems = table.forward_backward(path, table.read_header(path).small)
+    assert not problems, problems
+    assert 0 < n < 6_000_000
+
+
+def test_the_generated_table_lists_exactly_the_seed_specs():
+    doc = (ROOT / "docs" / "seed-zoo.md").read_text()
+    listed = set(re.findall(r"\]\(\.\./specs/seeds/(\w+)\.yaml\)", doc))
+    assert listed == {p.stem for p in SPECS}, "run scripts/seed_zoo_table.py to regenerate docs/seed-zoo.md"
+    assert f"{len(SPECS)} of {len(SPECS)} specs pass every check" in doc
+
+
+def test_header_parser_reads_system_seed_published_and_small_sizes(tmp_path):
+    spec = tmp_path / "x.yaml"
+    spec.write_text('# yaml-language-server: $schema=../../docs/nngraph.schema.json\n# System: X (Y, 2020)\n'
+                    '# Seed: 002 "Sparse Transformers" (a\n# wrapped note); 000 "Transformers".\n'
+                    '# Published count: 1,234 (somewhere); this spec: 1,234.\n# small-sizes: a=1 b=2\nnngraph: 1\n'
+                    '# Published count: 99 (after the header: ignored)\n')
+    head = table.read_header(spec)
+    assert (head.system, head.seed, head.published, head.published_exact, head.small) == (
+        "X (Y, 2020)", 'seed 002 "Sparse Transformers"', "1,234", 1234, ["a=1", "b=2"])
+
+
+# ----- CNNs: published totals ----------------------------------------------------------
+def test_alexnet_is_torchvision_alexnet_with_61_100_840_parameters():
+    graph = load("alexnet")
+    model = meta(lambda: nn.Sequential(
+        nn.Conv2d(3, 64, 11, 4, 2), nn.Conv2d(64, 192, 5, padding=2), nn.Conv2d(192, 384, 3, padding=1),
+        nn.Conv2d(384, 256, 3, padding=1), nn.Conv2d(256, 256, 3, padding=1),
+        nn.Linear(256 * 6 * 6, 4096), nn.Linear(4096, 4096), nn.Linear(4096, 1000)))
+    assert graph.total_params == count(model) == 61_100_840
+    assert graph.nodes["pool5"].out.shape == ("batch", 256, 6, 6)  # 224 -> 55 -> 27 -> 13 -> 6
+    assert graph.nodes["flat"].out.shape == ("batch", 9216)
+
+
+def test_vgg16_is_configuration_d_with_138_357_544_parameters():
+    graph = load("vgg16")
+    cfg = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    convs = [nn.Conv2d(c_in, c_out, 3, padding=1) for c_in, c_out in zip([3] + cfg[:-1], cfg)]
+    model = meta(lambda: nn.ModuleList(convs + [nn.Linear(25088, 4096), nn.Linear(4096, 4096), nn.Linear(4096, 1000)]))
+    assert graph.total_params == count(model) == 138_357_544
+    assert sum(n.op == "conv2d" for n in graph.nodes.values()) == 13
+    assert graph.nodes["stage5.pool"].out.shape == ("batch", 512, 7, 7)
+
+
+def test_googlenet_is_torchvision_inference_layout_with_6_624_904_parameters():
+    graph = load("googlenet")
+    assert graph.total_params == 6_624_904
+    assert graph.nodes["inception3a.concat"].out.shape == ("batch", 256, 28, 28)  # 64 + 128 + 32 + 32
+    assert graph.nodes["inception5b.concat"].out.shape == ("batch", 1024, 7, 7)
+    assert graph.nodes["inception3a.branch3.conv"].params["kernel"] == 3  # torchvision's "5x5" branch
+    # the paper's 5x5 kernels: each of the 9 modules' third branch grows by (25 - 9)·ch5r·ch5
+    ch5 = {"3a": (16, 32), "3b": (32, 96), "4a": (16, 48), "4b": (24, 64), "4c": (24, 64), "4d": (32, 64),
+           "4e": (32, 128), "5a": (32, 128), "5b": (48, 128)}
+    assert load("googlenet", ["k5=5"]).total_params == 6_624_904 + 16 * sum(a * b for a, b in ch5.values())
+
+
+def test_resnet50_has_25_557_032_parameters_and_bottleneck_stages():
+    graph = load("resnet50")
+    assert graph.total_params == 25_557_032
+    blocks = [name for name in graph.nodes if name.endswith(".conv3")]
+    assert len(blocks) == 3 + 4 + 6 + 3
+    assert graph.nodes["layer1.b0.down_conv"].out.shape == ("batch", 256, 56, 56)  # projection, stride 1
+    assert graph.nodes["layer4.b0.conv2"].params["stride"] == 2  # v1.5: stride on the 3x3
+    assert graph.nodes["layer4.rest.1.relu3"].out.shape == ("batch", 2048, 7, 7)
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision.models._utils._make_divisible, the oracle for width scaling."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def test_efficientnet_b0_has_5_288_548_parameters_with_depthwise_convs_and_squeeze_excitation():
+    graph = load("efficientnet_b0")
+    assert graph.total_params == 5_288_548
+    dw = graph.nodes["stage6.b0.body.depthwise.conv"]
+    assert dw.params["groups"] == dw.params["out"] == 112 * 6 and dw.params["kernel"] == 5
+    se = graph.nodes["stage6.b0.body.se.fc1"]
+    assert se.params["out"] == 112 // 4 and se.out.shape == ("batch", 28, 1, 1)
+    assert graph.nodes["stage7.body.project_bn"].out.shape == ("batch", 320, 7, 7)
+    assert graph.nodes["head_conv.act"].out.shape == ("batch", 1280, 7, 7)
+
+
+@pytest.mark.parametrize("width_mult", [0.25, 0.5, 0.75, 1.1, 1.4])
+def test_efficientnet_width_scaling_rounds_like_torchvision(width_mult):
+    graph = load("efficientnet_b0", [f"width_mult={width_mult}"])
+    want = [make_divisible(c * width_mult) for c in (32, 16, 24, 40, 80, 112, 192, 320)]
+    got = [graph.vars[f"c{i}"] for i in range(8)]
+    assert got == want
+    assert graph.nodes["head_conv.act"].out.shape[1] == 4 * want[-1]
+
+
+def test_efficientnet_depth_mult_scales_stage_block_counts():
+    graph = load("efficientnet_b0", ["depth_mult=1.2"])  # ceil(2·1.2) = 3, ceil(3·1.2) = 4, ceil(4·1.2) = 5
+    for stage, n in ((2, 3), (3, 3), (4, 4), (5, 4), (6, 5)):
+        assert f"stage{stage}.rest.{n - 2}.residual" in graph.nodes
+        assert f"stage{stage}.rest.{n - 1}.residual" not in graph.nodes
+
+
+# ----- recurrent ------------------------------------------------------------------------
+def test_elman_rnn_lm_matches_torch_embedding_rnn_linear():
+    graph = load("elman_rnn_lm")
+    model = meta(lambda: nn.ModuleList([nn.Embedding(10000, 200), nn.RNN(200, 200, batch_first=True),
+                                        nn.Linear(200, 10000)]))
+    assert graph.total_params == count(model) == 4_090_400
+    assert graph.nodes["rnn"].params["nonlinearity"] == "tanh"
+    assert graph.nodes["readout"].out.shape == ("batch", "seq", 10000)
+
+
+def test_seq2seq_luong_matches_torch_and_attends_over_the_source():
+    graph = load("seq2seq_luong")
+    model = meta(lambda: nn.ModuleList([
+        nn.Embedding(50000, 1000), nn.LSTM(1000, 1000, 4), nn.Embedding(50000, 1000), nn.LSTM(1000, 1000, 4),
+        nn.Linear(2000, 1000, bias=False), nn.Linear(1000, 50000)]))
+    assert graph.total_params == count(model) == 216_114_000
+    assert graph.nodes["align"].out.shape == ("batch", "tgt", "src")
+    dec = graph.nodes["decoder"]
+    assert (dec.inputs["h0"].node, dec.inputs["h0"].output, dec.inputs["c0"].output) == ("encoder", "h", "c")
+
+
+def test_seq2seq_bahdanau_matches_torch_and_scores_every_target_source_pair():
+    graph = load("seq2seq_bahdanau")
+    model = meta(lambda: nn.ModuleList([
+        nn.Embedding(30000, 620), nn.GRU(620, 1000, bidirectional=True), nn.Linear(1000, 1000),  # W_s
+        nn.Embedding(30000, 620), nn.GRU(620, 1000),
+        nn.Linear(1000, 1000, bias=False), nn.Linear(2000, 1000), nn.Linear(1000, 1, bias=False),  # W_a, U_a, v_a
+        nn.Linear(1000, 1000), nn.Linear(620, 1000, bias=False), nn.Linear(2000, 1000, bias=False),  # U_o V_o C_o
+        nn.Linear(500, 30000)]))
+    assert graph.total_params == count(model) == 74_452_000
+    energy = graph.nodes["energy"].out.shape  # [batch, tgt, src, align]: one score input per (t, j)
+    assert len(energy) == 4 and energy[0] == "batch" and energy[3] == 1000
+    assert graph.nodes["t"].out.shape[-1] == 500
+
+
+@pytest.mark.parametrize("name", ["seq2seq_luong", "seq2seq_bahdanau"])
+def test_attention_weights_are_a_distribution_over_source_positions(name):
+    from compilers.torch import build_module
+
+    graph = load(name, table.read_header(SEEDS / f"{name}.yaml").small)
+    model = build_module(graph, seed=0).eval()
+    sizes = table.SMALL_DIMS
+    with torch.no_grad():
+        out = model(**table.concrete_inputs(graph, sizes))
+    weights = out["attention"]
+    assert weights.shape == (sizes["batch"], sizes["tgt"], sizes["src"])
+    assert torch.allclose(weights.sum(-1), torch.ones(sizes["batch"], sizes["tgt"]), atol=1e-6)
+    assert (weights > 0).all()
+
+
+# ----- transformers ---------------------------------------------------------------------
+def encoder_layers(n: int, d: int, heads: int, ffn: int) -> list[nn.Module]:
+    """n layers with exactly a Transformer layer's parameters (MHA with biases, two linears, two norms)."""
+    return [nn.TransformerEncoderLayer(d, heads, ffn) for _ in range(n)]
+
+
+def test_transformer_base_matches_torch_and_the_paper_up_to_the_second_embedding_table():
+    graph = load("transformer_base")
+    model = meta(lambda: nn.ModuleList([
+        nn.Embedding(37000, 512), *encoder_layers(6, 512, 8, 2048),
+        nn.Embedding(37000, 512), *[nn.TransformerDecoderLayer(512, 8, 2048) for _ in range(6)]]))
+    assert graph.total_params == count(model) == 82_026_496
+    assert graph.total_params - 37000 * 512 == 63_082_496  # one shared table: the paper's ~65M
+    assert graph.nodes["generator"].params["tie"] == "tgt_lookup" and graph.nodes["generator"].n_params == 0
+    assert graph.nodes["src_embed.positions"].params["type"] == "sinusoidal"
+    assert graph.nodes["decoder.5.cross_attn"].inputs["context"].node == "encoder.5.norm_2"
+
+
+def test_bert_base_is_bert_model_with_109_482_240_parameters():
+    graph = load("bert_base")
+    model = meta(lambda: nn.ModuleList([
+        nn.Embedding(30522, 768), nn.Embedding(512, 768), nn.Embedding(2, 768), nn.LayerNorm(768),
+        *encoder_layers(12, 768, 12, 3072), nn.Linear(768, 768)]))
+    assert graph.total_params == count(model) == 109_482_240
+    assert graph.nodes["pooler"].out.shape == ("batch", 768)
+    # the MLM spec differs by the head (transform + decoder bias) minus the pooler
+    mlm = load_spec(ROOT / "specs" / "bert_encoder.yaml")
+    assert mlm.total_params - graph.total_params == (768 * 768 + 768 + 2 * 768 + 30522) - (768 * 768 + 768)
+
+
+def test_bigbird_matches_torch_and_composes_window_global_and_random_masks():
+    graph = load("bigbird")
+    model = meta(lambda: nn.ModuleList([
+        nn.Embedding(50358, 768), nn.Embedding(4096, 768), nn.Embedding(2, 768), nn.LayerNorm(768),
+        *encoder_layers(12, 768, 12, 3072), nn.Linear(768, 768)]))
+    assert graph.total_params == count(model) == 127_468_800
+    mask = graph.nodes["encoder.11.attention"].params["mask"]
+    assert mask["all"][0] == "key_padding"
+    kinds = {m["type"]: m for m in mask["all"][1]["any"]}
+    assert kinds["sliding_window"]["window"] == 192 and kinds["sliding_window"]["causal"] is False
+    assert kinds["global_tokens"]["positions"] == [0] and kinds["random"]["per_row"] == 192
+
+
+def test_sparse_transformer_alternates_local_and_strided_layers():
+    graph = load("sparse_transformer")
+    model = meta(lambda: nn.ModuleList([nn.Embedding(256, 512), nn.Embedding(12288, 512),
+                                        *encoder_layers(30, 512, 8, 2048), nn.LayerNorm(512), nn.Linear(512, 256)]))
+    assert graph.total_params == count(model) == 101_126_400
+    parts = [graph.nodes[f"layers.{i}.attn"].params["mask"]["part"] for i in range(30)]
+    assert parts == ["local", "strided"] * 15
+    assert {graph.nodes[f"layers.{i}.attn"].params["mask"]["stride"] for i in range(30)} == {128}
+
+
+def test_performer_matches_torch_and_uses_256_random_features_per_head():
+    graph = load("performer")
+    model = meta(lambda: nn.ModuleList([nn.Embedding(30522, 512), nn.Embedding(4096, 512),
+                                        *encoder_layers(6, 512, 8, 2048), nn.LayerNorm(512)]))
+    head_bias = meta(lambda: nn.Parameter(torch.empty(30522)))
+    assert graph.total_params == count(model, head_bias) == 36_670_266
+    attn = [graph.nodes[f"layers.{i}.attn"] for i in range(6)]
+    assert {a.params["num_features"] for a in attn} == {256}
+    assert [a.params["seed"] for a in attn] == list(range(6))  # a different projection per layer
+
+
+def test_linformer_matches_torch_plus_one_e_and_f_per_layer():
+    graph = load("linformer")
+    model = meta(lambda: nn.ModuleList([
+        nn.Embedding(50265, 768), nn.Embedding(512, 768), nn.LayerNorm(768), *encoder_layers(12, 768, 12, 3072),
+        nn.Linear(768, 768), nn.LayerNorm(768)]))
+    projections = 12 * 2 * 512 * 256
+    assert graph.total_params == count(model) + projections + 50265 == 127_840_857
+    assert graph.nodes["layers.0.attn"].n_params == 4 * (768 * 768 + 768) + 2 * 512 * 256
+    assert load("linformer", ["share_kv=true"]).total_params == graph.total_params - 12 * 512 * 256
+
+
+def test_linear_transformer_matches_torch_and_is_causal():
+    graph = load("linear_transformer")
+    model = meta(lambda: nn.ModuleList([nn.Embedding(256, 256), nn.Embedding(784, 256),
+                                        *encoder_layers(8, 256, 8, 1024), nn.LayerNorm(256), nn.Linear(256, 256)]))
+    assert graph.total_params == count(model) == 6_650_624
+    assert all(graph.nodes[f"layers.{i}.attn"].params["causal"] for i in range(8))
+
+
+def test_dyt_vit_is_vit_b16_plus_one_alpha_per_replaced_norm():
+    graph = load("dyt_vit")
+    vit = load_spec(ROOT / "specs" / "vit.yaml")
+    norms = sum(n.op == "layer_norm" for n in vit.nodes.values())
+    assert norms == 25 and not any(n.op == "layer_norm" for n in graph.nodes.values())
+    assert sum(n.op == "dyt" for n in graph.nodes.values()) == 25
+    assert vit.total_params == 86_567_656
+    assert graph.total_params == 86_567_656 + 25 == 86_567_681
+
+
+@pytest.mark.parametrize("name,tokens", [("transformer_base", "tgt_tokens"), ("sparse_transformer", "tokens"),
+                                         ("linear_transformer", "tokens")])
+def test_autoregressive_outputs_do_not_depend_on_later_tokens(name, tokens):
+    from compilers.torch import build_module
+
+    graph = load(name, table.read_header(SEEDS / f"{name}.yaml").small)
+    model = build_module(graph, seed=0).eval()
+    inputs = table.concrete_inputs(graph, table.SMALL_DIMS)
+    changed = dict(inputs)
+    changed[tokens] = inputs[tokens].clone()
+    changed[tokens][:, -1] = (changed[tokens][:, -1] + 1) % 20
+    with torch.no_grad():
+        a, b = model(**inputs), model(**changed)
+    assert torch.allclose(a[:, :-1], b[:, :-1], atol=1e-5)
+    assert not torch.allclose(a[:, -1], b[:, -1])
+
+
+# ----- graphs ---------------------------------------------------------------------------
+def test_graphsage_matches_sage_conv_linears_329_513():
+    graph = load("graphsage")
+    layers = meta(lambda: nn.ModuleList([nn.Linear(602, 256), nn.Linear(602, 256, bias=False),
+                                         nn.Linear(256, 41), nn.Linear(256, 41, bias=False)]))
+    assert graph.total_params == count(layers) == 329_513
+    assert graph.nodes["sage1"].params["aggr"] == "mean" and graph.nodes["sage1"].params["normalize"] is True
+    assert graph.nodes["sage2"].out.shape == ("num_nodes", 41)
+
+
+def test_gin_node_classifier_matches_torch_mlps():
+    graph = load("gin_node")
+
+    def gin_mlp(f: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(f, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 64))
+
+    parts = meta(lambda: [gin_mlp(1433), gin_mlp(64), gin_mlp(64), nn.Linear(64, 7),
+                          *[nn.Parameter(torch.empty(1)) for _ in range(3)]])
+    assert graph.total_params == count(*parts) == 113_418
+    assert graph.nodes["classifier"].out.shape == ("num_nodes", 7)
+    assert math.isclose(graph.nodes["gin.0.conv"].params["eps"], 0.0)

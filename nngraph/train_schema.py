@@ -150,6 +150,8 @@ SCHEMA: dict[str, F] = {
                    ("fp32", "bf16", "fp16")),
     "device": F("enum", "where to train", "auto", ("auto", "cpu", "cuda")),
     "seed": F("int", "seed of initialization, batches, dropout and noise", 0, min=0),
+    "threads": F("int", "CPU threads for torch's kernels (default: torch's choice; 1 avoids oversubscription "
+                 "when the machine is busy)", None, min=1, max=4096),
     "loss": _sec("loss options", LOSS),
     "lora": _sec("train low-rank adapters on linear layers instead of all weights", LORA, optional=True),
     "tbptt": F("int", "recurrent language models: truncated-BPTT window on contiguous streams, state carried", None,

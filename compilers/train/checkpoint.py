@@ -78,16 +78,19 @@ def encode(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> bytes:
 
 def decode(blob: bytes, path: Path) -> Checkpoint:
     """Parse and verify checkpoint bytes; raises :class:`CheckpointError` with the reason."""
-    if blob[:2] == b"PK" or blob[:1] == b"\x80":
-        raise CheckpointError(f"'{path}' is a pickle / torch.save file, not an nngraph checkpoint: refusing to load it "
-                              "(unpickling can run arbitrary code; checkpoints are safetensors)")
-    if len(blob) < 8 or _header_len(blob) > min(len(blob) - 8, _MAX_HEADER):
+    n = _header_len(blob) if len(blob) >= 8 else -1
+    header = None
+    if 0 < n <= min(len(blob) - 8, _MAX_HEADER) and blob[8:9] == b"{":
+        try:
+            header = json.loads(blob[8:8 + n])
+        except ValueError:
+            header = None
+    if not isinstance(header, dict):
+        if blob[:2] == b"PK" or blob[:1] == b"\x80":  # a torch.save zip or a bare pickle
+            raise CheckpointError(f"'{path}' is a pickle / torch.save file, not an nngraph checkpoint: refusing to "
+                                  "load it (unpickling can run arbitrary code; checkpoints are safetensors)")
         raise CheckpointError(f"'{path}' is not a safetensors checkpoint (bad or truncated header)")
-    try:
-        header = json.loads(blob[8:8 + _header_len(blob)])
-        meta = header.get("__metadata__") or {}
-    except (ValueError, AttributeError):
-        raise CheckpointError(f"'{path}' is not a safetensors checkpoint (its header is not JSON)") from None
+    meta = header.get("__metadata__") or {}
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not an nngraph training checkpoint (format {meta.get('format')!r}, "
                               f"expected {FORMAT!r})")

@@ -79,6 +79,8 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
     from compilers.torch import build_module
 
     cfg = run.values
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
     device = resolve_device(cfg["device"], d)
     task_name = cfg["task"] if cfg["task"] != "auto" else guess_task(run)
     data = load_data(cfg["data"], task_name, data_base_dir(run))

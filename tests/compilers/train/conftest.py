@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
 
 #: a 64-16-10 MLP for the 8x8 digits; quiet logging (no TensorBoard, no PNG)
 MLP = """\
@@ -61,5 +58,12 @@ def make_trainer(tmp_path: Path):
     return make
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests train with one thread: on a busy 2-core machine spinning OpenMP threads cost 5-10x the CPU time."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,6 +10,7 @@ and, where no total is published, the same model built here from torch.nn layers
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import re
@@ -42,9 +43,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@functools.lru_cache(maxsize=None)
+def _checked(name: str, overrides: tuple[str, ...]):
+    graph, diag = check_spec(SEEDS / f"{name}.yaml", list(overrides))
+    return graph, [f"{d.pos}: {d.severity}: {d.message}" for d in diag]
+
+
 def load(name: str, overrides: list[str] | None = None):
-    graph, diag = check_spec(SEEDS / f"{name}.yaml", overrides or [])
-    problems = [f"{d.pos}: {d.severity}: {d.message}" for d in diag]
+    """The validated graph (cached: tests only read it); fails on any error or warning."""
+    graph, problems = _checked(name, tuple(overrides or ()))
     assert not problems, problems
     return graph
 

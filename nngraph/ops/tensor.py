@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import InferCtx, Param, op, p_bool, p_enum, p_float, p_int, p_int_list
-from ..types import DTYPES, TensorType, dim_floordiv, dim_prod, dims_equal, format_shape, is_float
+from ..types import DTYPES, Dim, TensorType, dim_add, dim_floordiv, dim_prod, dims_equal, format_shape, is_float
 from ._shapes import broadcast, norm_axis
 
 def _axis(doc: str, default: Any = -1) -> Param:
@@ -218,10 +218,24 @@ def slice_(ctx: InferCtx) -> TensorType:
     elif start >= 0 and end is not None and end >= 0:
         length = len(range(start, end, step))
     else:
-        length = f"{n}[{start}:{'' if end is None else end}:{step}]"  # type: ignore[assignment]
+        length = _symbolic_slice_length(n, start, end, step)
     shape = list(x.shape)
     shape[axis] = length
     return TensorType(tuple(shape), x.dtype)
+
+
+def _symbolic_slice_length(n: str, start: int, end: int | None, step: int) -> Dim:
+    """Length of ``start:end:step`` over a symbolic dim ``n`` (assuming it is long enough), as a dim expression.
+
+    It stays an arithmetic expression so back ends can evaluate it once ``n`` is known.
+    """
+    if start < 0 and end is None:
+        return len(range(start, 0, step))  # the last -start items, whatever n is
+    first: Dim = start if start >= 0 else dim_add(n, start)
+    stop: Dim = n if end is None else (end if end >= 0 else dim_add(n, end))
+    if isinstance(first, int):
+        return dim_floordiv(dim_add(stop, step - 1 - first), step)
+    return f"(({stop})-({first})+{step - 1})//{step}"
 
 
 @op("reduce", family="tensor", params={

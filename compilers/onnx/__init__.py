@@ -1,0 +1,65 @@
+"""The ONNX back end: export every spec to ONNX with fused attention kernels, run it with ONNX Runtime, decode with a KV cache.
+
+::
+
+    from compilers.onnx import export_spec, run_model, generate
+    result = export_spec("specs/gpt_char.yaml", "gpt.onnx", target="ort-cpu", kv_cache=True)
+    print(result.explain())                      # kernel per attention node, and why
+    out = run_model("gpt.onnx", {"tokens": ids, **empty_past})
+    tokens = generate("gpt.onnx", [[1, 2, 3]], max_new_tokens=20)   # greedy, KV cache as ONNX I/O
+
+Modules: :mod:`.export` (the driver), :mod:`.kernels` (one module per attention kernel,
+data-driven candidates with ``applies(node, target)``), :mod:`.lowering` (dynamic parts:
+SSM scan, MoE dispatch, graph pooling), :mod:`.symbolics` (ATen translations the exporter lacks),
+:mod:`.rewrite` (opset conversion, placeholders -> ONNX ops), :mod:`.metadata`, :mod:`.weights`
+(weights files, training checkpoints, LoRA merge), :mod:`.runner` (ORT sessions, input files,
+checked feeds), :mod:`.generate` (greedy / top-k decoding), :mod:`.verify` (ORT vs torch).
+
+Importing this package does not import torch or onnxruntime (the lowering pass asks it for
+:func:`attention_candidates`); the functions below import what they need.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .kernels import TARGETS, attention_candidates
+from .kernels.site import DEFAULT_OPSET
+
+__all__ = ["DEFAULT_OPSET", "TARGETS", "attention_candidates", "export_graph", "export_spec", "generate",
+           "read_metadata", "run_model"]
+
+
+def export_spec(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`compilers.onnx.export.export_spec`."""
+    from .export import export_spec as fn
+
+    return fn(*args, **kwargs)
+
+
+def export_graph(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`compilers.onnx.export.export_graph`."""
+    from .export import export_graph as fn
+
+    return fn(*args, **kwargs)
+
+
+def run_model(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`compilers.onnx.runner.run_model`."""
+    from .runner import run_model as fn
+
+    return fn(*args, **kwargs)
+
+
+def generate(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`compilers.onnx.generate.generate`."""
+    from .generate import generate as fn
+
+    return fn(*args, **kwargs)
+
+
+def read_metadata(source: Any) -> dict[str, Any]:
+    """See :func:`compilers.onnx.metadata.read_metadata`."""
+    from .metadata import read_metadata as fn
+
+    return fn(source)

@@ -1,0 +1,385 @@
+"""Export a spec to ONNX: torch model -> TorchScript-exporter trace with lowered dynamic parts -> fused ops -> checked file.
+
+Steps of :func:`export_graph`:
+
+1. build the torch model (:func:`compilers.torch.build_module`), load ``weights``
+   (:mod:`.weights`: weights files, training checkpoints with LoRA merged), eval mode;
+2. choose an attention kernel per ``attention`` node for the target (:mod:`.kernels`);
+3. trace with the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) while the
+   dynamic parts are lowered (:mod:`.lowering`) and the missing/incorrect ATen translations are
+   replaced (:mod:`.symbolics`); every symbolic input dim in ``dynamic`` (default: all) is a named
+   dynamic axis;
+4. convert to the requested opset, swap the placeholders for the chosen ONNX ops
+   (:mod:`.rewrite`), write the metadata (:mod:`.metadata`), run
+   ``onnx.checker.check_model(full_check=True)``;
+5. ``verify`` (default on): run the file in ONNX Runtime and the torch model on random inputs at
+   two sizes of every dynamic dim and compare (max abs diff <= ``tolerance``) -- a dim frozen by
+   the trace shows up here, not in production;
+6. write the file atomically (temp file + rename).
+
+Why the TorchScript exporter and not ``dynamo=True``: on these machines (torch 2.13, 2 CPU cores)
+the dynamo exporter takes 10-40 s per model (an MLP: ~10 s) against 0.3-5 s, which decides whether
+every zoo spec can be exported in the test suite; the TorchScript exporter also lets a
+``torch.autograd.Function`` name its own ONNX node (``symbolic``), which is how the fused
+kernels and the SSM ``Scan`` are emitted exactly. Its limits (opset <= 20, frozen Python control
+flow) are handled by the opset conversion and the lowering above, and checked by ``verify``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .kernels import KVIO, ATTENTION_OPS, Choice, ExportOptions, choose_all, target_info
+from .kernels.site import DEFAULT_OPSET
+
+MIN_OPSET = 17
+MAX_OPSET = 23
+LOWERED_OPS = {
+    "mamba": "selective scan as one ONNX Scan over the sequence (state carried inside)",
+    "moe": "top-k routing with run-time capacity; per-expert NonZero gather -> expert -> ScatterElements(add)",
+    "global_pool": "one-hot [graphs, nodes] pooling with the graph count from the batch vector",
+    "gcn_conv": "gather + ScatterElements(add) message passing (dynamic nodes/edges)",
+    "gin_conv": "gather + ScatterElements(add) message passing (dynamic nodes/edges)",
+    "gat_conv": "segment softmax with ScatterElements(max/add) (dynamic nodes/edges)",
+    "sage_conv": "gather + ScatterElements message passing (dynamic nodes/edges)",
+    "message_passing": "message block on gathered edges + ScatterElements aggregation (dynamic nodes/edges)",
+    "lstm": "the ONNX LSTM op (loops over the dynamic sequence itself)",
+    "gru": "the ONNX GRU op (loops over the dynamic sequence itself)",
+    "rnn": "the ONNX RNN op (loops over the dynamic sequence itself)",
+}
+
+
+class ExportError(ValueError):
+    """An export that cannot be done or failed its checks (message says what and what to change)."""
+
+
+@dataclass
+class Verification:
+    """ORT vs torch on random inputs: max abs diff per (sizes, output)."""
+
+    tolerance: float
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def max_diff(self) -> float:
+        return max((r["max_abs_diff"] for r in self.runs), default=0.0)
+
+    @property
+    def ok(self) -> bool:
+        return all(r["max_abs_diff"] <= self.tolerance for r in self.runs)
+
+    def describe(self) -> str:
+        lines = []
+        for r in self.runs:
+            mark = "ok" if r["max_abs_diff"] <= self.tolerance else "MISMATCH"
+            sizes = ", ".join(f"{k}={v}" for k, v in r["sizes"].items()) or "static shapes"
+            lines.append(f"  {r.get('what', 'forward')} at {sizes}: max |ORT - torch| = {r['max_abs_diff']:.2e} {mark}")
+        return "\n".join(lines)
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_graph` did."""
+
+    path: Path | None
+    spec: str
+    opset: int
+    target: str
+    choices: dict[str, Choice]
+    fused_ops: dict[str, int]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    dynamic: list[str]
+    lowering: dict[str, str]
+    kv_cache: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    verification: Verification | None = None
+    seconds: float = 0.0
+    size_bytes: int = 0
+
+    def explain(self) -> str:
+        return explain_text(self.choices, self.lowering, self.target, self.opset, self.fused_ops)
+
+
+def explain_text(choices: Mapping[str, Choice], lowering: Mapping[str, str], target: str, opset: int,
+                 fused: Mapping[str, int] | None = None) -> str:
+    """The ``--explain`` report: every attention node's kernel and reason, every candidate's verdict, other lowerings."""
+    lines = [f"target {target}, opset {opset}"]
+    if not choices:
+        lines.append("no attention nodes")
+    for name, c in choices.items():
+        lines.append(f"{name}: {c.kernel.name} ({c.kernel.onnx_op}) -- {c.reason}")
+        lines.append(f"    mask: {c.site.parts.describe()}; position: {c.site.position}; heads {c.site.heads}, "
+                     f"kv_heads {c.site.kv_heads}, head_dim {c.site.head_dim}")
+        for kname, reason in c.verdicts:
+            if kname == c.kernel.name:
+                continue
+            lines.append(f"    {kname}: " + ("applies, lower preference" if reason is None else f"no: {reason}"))
+    for name, how in lowering.items():
+        lines.append(f"{name}: {how}")
+    if fused:
+        lines.append("fused ops in the file: " + ", ".join(f"{k} x{v}" for k, v in sorted(fused.items())))
+    return "\n".join(lines)
+
+
+# ----- the export ---------------------------------------------------------------
+def _torch():
+    import torch
+
+    return torch
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def export_spec(spec: str | Path, output: str | Path | None, overrides: Sequence[str] | None = None,
+                **kwargs: Any) -> ExportResult:
+    """Load and validate ``spec`` (``overrides`` as ``--set``) and export it; see :func:`export_graph`."""
+    from nngraph import load_spec
+
+    graph = load_spec(spec, list(overrides or []))
+    return export_graph(graph, output, spec_file=str(spec), **kwargs)
+
+
+def plan(graph: Any, target: Any = "ort-cpu", opset: int | None = None, kv_cache: bool = False,
+         kernels: Mapping[str, str] | None = None) -> dict[str, Choice]:
+    """The attention kernel choices an export would make (no torch needed)."""
+    options = ExportOptions(opset=opset or DEFAULT_OPSET, kv_cache=kv_cache)
+    try:
+        return choose_all(graph, target, options, dict(kernels or {}))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def lowering_of(graph: Any) -> dict[str, str]:
+    """How each dynamic node (other than attention) is lowered."""
+    return {n.name: LOWERED_OPS[n.op] for n in graph.nodes.values() if n.op in LOWERED_OPS}
+
+
+def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path | None = None,
+                 target: Any = "ort-cpu", opset: int | None = None, dynamic: Sequence[str] | None = None,
+                 dims: Mapping[str, int] | None = None, kv_cache: bool = False,
+                 kernels: Mapping[str, str] | None = None, seed: int = 0, include_optional: bool = False,
+                 verify: bool = True, tolerance: float = 1e-4, module: Any = None,
+                 spec_file: str | None = None) -> ExportResult:
+    """Export validated ``graph`` to ``output`` (None: build and check only); see the module doc.
+
+    ``dynamic``: symbolic input dims that stay dynamic (default all; the others are fixed at their
+    ``dims`` size); ``dims``: sample sizes (default batch 2, others 8); ``kv_cache``: add
+    ``past.{i}.key/value`` inputs and ``present.{i}.key/value`` outputs per attention layer for
+    incremental decoding; ``kernels``: force a kernel per node name (``*`` for all);
+    ``module``: an already built torch model of ``graph`` (its weights are exported).
+    """
+    start = time.perf_counter()
+    torch = _torch()
+    import onnx
+
+    from nngraph import __version__
+    from nngraph.io import write_bytes_atomic
+
+    from . import rewrite, symbolics
+    from .inputs import sample_inputs, symbols
+    from .lowering import lowered
+    from .metadata import set_metadata
+
+    opset = int(opset or DEFAULT_OPSET)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ExportError(f"opset {opset} is not supported: use {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
+    info = target_info(target) if not isinstance(target, str) or target in ("onnx", "ort-cpu", "ort-cuda") else None
+    if info is None:
+        raise ExportError(f"unknown target '{target}': use onnx, ort-cpu or ort-cuda")
+    all_syms = symbols(graph, include_optional)
+    dyn = list(all_syms) if dynamic is None else list(dynamic)
+    unknown = [d for d in dyn if d not in all_syms]
+    if unknown:
+        raise ExportError(f"--dynamic names {', '.join(repr(u) for u in unknown)}, which is not a symbolic dim of the "
+                          f"inputs (they have: {', '.join(all_syms) or 'none'})")
+    choices = plan(graph, info, opset, kv_cache, kernels)
+    attn_nodes = [n for n in graph.nodes.values() if n.op in ATTENTION_OPS]
+    if kv_cache:
+        _check_kv(graph, attn_nodes)
+    notes: list[str] = []
+    if module is None:
+        from compilers.torch import build_module
+
+        module = build_module(graph, seed=seed)
+        if weights is not None:
+            from .weights import load_into
+
+            notes += load_into(module, graph, weights)
+    module.eval()
+    names = [n for n, gi in graph.inputs.items() if include_optional or not gi.optional]
+    out_names = list(graph.outputs)
+    sizes = _pick_sizes(graph, module, dims, seed, include_optional)
+    example = sample_inputs(graph, sizes, seed, include_optional)
+    io_ = KVIO() if kv_cache else None
+    kv_layers = []
+    if kv_cache:
+        for i, node in enumerate(attn_nodes):
+            site = choices[node.name].site
+            kv_layers.append({"node": node.name, "past_key": f"past.{i}.key", "past_value": f"past.{i}.value",
+                              "present_key": f"present.{i}.key", "present_value": f"present.{i}.value",
+                              "kv_heads": site.kv_heads,
+                              "head_dim": site.head_dim})
+    from .wrapper import ExportWrapper
+
+    wrapper = ExportWrapper(module, names, out_names, io_, kv_layers, graph).eval()
+    args = [example[n] for n in names]
+    batch_sym = _batch_symbol(graph, names)
+    past_len = 7  # not a trace size (batch 3, primes from 11): the tracer keys sizes by value
+    if kv_cache:
+        b = concrete(graph.inputs[names[0]].type.shape[0], sizes)
+        for layer in kv_layers:
+            shape = (b, layer["kv_heads"], past_len, layer["head_dim"])
+            args += [torch.randn(shape), torch.randn(shape)]
+    dynamic_axes = _dynamic_axes(graph, names, out_names, dyn, kv_layers, batch_sym)
+    in_all = names + [x for layer in kv_layers for x in (layer["past_key"], layer["past_value"])]
+    out_all = out_names + [x for layer in kv_layers for x in (layer["present_key"], layer["present_value"])]
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), symbolics.registered(min(opset, rewrite.MAX_TORCHSCRIPT_OPSET)), \
+                lowered(module, graph, choices, io_) as dispatch, torch.no_grad():
+            warnings.simplefilter("ignore")
+            wrapper.dispatch = dispatch
+            torch.onnx.export(wrapper, tuple(args), buf, input_names=in_all, output_names=out_all,
+                              dynamic_axes=dynamic_axes, opset_version=min(opset, rewrite.MAX_TORCHSCRIPT_OPSET),
+                              do_constant_folding=True, dynamo=False)
+    except Exception as exc:  # noqa: BLE001 - name the spec and the cause
+        raise ExportError(f"exporting '{graph.name}' failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+    finally:
+        module.eval()  # torch.onnx.export restores the wrapper's mode recursively
+    model = onnx.load_from_string(buf.getvalue())
+    model, fused = rewrite.finish(model, opset)
+    model.producer_name, model.producer_version = "nngraph", __version__
+    io_meta = _io_meta(graph, names, out_names, dyn, sizes, kv_layers, batch_sym)
+    kv_meta = None
+    if kv_cache:
+        kv_meta = {"token_input": names[0], "logits_output": out_names[0], "layers": kv_layers,
+                   "batch": batch_sym, "layout": "[batch, kv_heads, seq, head_dim]"}
+    lowering = lowering_of(graph)
+    set_metadata(model, {
+        "version": __version__, "spec": graph.name, "spec_file": spec_file or str(graph.file or ""),
+        "fingerprint": graph.fingerprint(), "opset": str(opset), "target": info.name,
+        "attention_kernels": {n: {"kernel": c.kernel.name, "onnx_op": c.kernel.onnx_op, "reason": c.reason}
+                              for n, c in choices.items()},
+        "lowering": lowering, "inputs": io_meta[0], "outputs": io_meta[1], "dynamic": dyn,
+        "weights": str(weights) if weights is not None else f"initial weights, seed {seed}",
+        **({"kv_cache": kv_meta} if kv_meta else {}),
+    })
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"the exported model of '{graph.name}' is not valid ONNX: {_first_line(exc)}") from exc
+    blob = model.SerializeToString()
+    result = ExportResult(Path(output) if output else None, graph.name, opset, info.name, choices, fused,
+                          io_meta[0], io_meta[1], dyn, lowering, kv_meta, notes, size_bytes=len(blob))
+    if verify:
+        from .verify import verify_model
+
+        result.verification = verify_model(blob, graph, module, names, out_names, sizes, dyn, seed, tolerance,
+                                           kv_meta, include_optional)
+        if not result.verification.ok:
+            raise ExportError(f"the ONNX model of '{graph.name}' does not match torch:\n"
+                              f"{result.verification.describe()}\n(nothing was written; --no-verify writes anyway)")
+    if output:
+        write_bytes_atomic(output, blob)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _pick_sizes(graph: Any, module: Any, dims: Mapping[str, int] | None, seed: int,
+                include_optional: bool) -> dict[str, int]:
+    """Trace sizes (:func:`.inputs.trace_sizes`) if the model runs at them, else the check defaults (batch 2, 8)."""
+    from .inputs import default_sizes, sample_inputs, trace_sizes
+
+    torch = _torch()
+    sizes = trace_sizes(graph, dims)
+    try:
+        with torch.no_grad():
+            module(**sample_inputs(graph, sizes, seed, include_optional))
+        return sizes
+    except Exception:  # noqa: BLE001 - e.g. a sequence longer than a position table: use the smaller defaults
+        return default_sizes(graph, dims)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def _check_kv(graph: Any, attn_nodes: list[Any]) -> None:
+    if not attn_nodes:
+        raise ExportError(f"--kv-cache: '{graph.name}' has no attention node to cache")
+    for node in attn_nodes:
+        if node.inputs.get("context") is not None:
+            raise ExportError(f"--kv-cache: node '{node.name}' is cross-attention; only decoder-only specs "
+                              "(self-attention) export a KV cache")
+    bad = [n.name for n in graph.nodes.values() if n.op in ("linear_attention", "performer_attention",
+                                                             "linformer_attention", "mamba", "lstm", "gru", "rnn")]
+    if bad:
+        raise ExportError(f"--kv-cache: node '{bad[0]}' has state that is not a key/value cache")
+    first = next(iter(graph.inputs.values()))
+    if first.type.dtype not in ("int64", "int32") or len(first.type.shape) != 2:
+        raise ExportError(f"--kv-cache: the first input '{first.name}' must be token ids [batch, seq]")
+
+
+def concrete(dim: Any, sizes: Mapping[str, int]) -> int:
+    from compilers.torch.check import concrete_dim
+
+    return concrete_dim(dim, sizes)
+
+
+def _batch_symbol(graph: Any, names: list[str]) -> str:
+    d = graph.inputs[names[0]].type.shape[0] if names and graph.inputs[names[0]].type.shape else "batch"
+    return d if isinstance(d, str) else "batch"
+
+
+def _axis_name(dim: Any) -> str | None:
+    if isinstance(dim, int):
+        return None
+    text = str(dim)
+    return text if text.isidentifier() else "".join(ch if ch.isalnum() else "_" for ch in text).strip("_") or "dim"
+
+
+def _dynamic_axes(graph: Any, names: list[str], out_names: list[str], dyn: list[str], kv_layers: list[dict],
+                  batch: str) -> dict[str, dict[int, str]]:
+    axes: dict[str, dict[int, str]] = {}
+    for n in names:
+        axes[n] = {i: d for i, d in enumerate(graph.inputs[n].type.shape) if isinstance(d, str) and d in dyn}
+    for n in out_names:
+        t = graph.type_of(graph.outputs[n])
+        a = {}
+        for i, d in enumerate(t.shape if t is not None else ()):
+            if isinstance(d, str) and (not d.isidentifier() or d in dyn):
+                a[i] = _axis_name(d)
+        axes[n] = a
+    for layer in kv_layers:
+        b = {0: batch} if batch in dyn else {}
+        axes[layer["past_key"]] = axes[layer["past_value"]] = {**b, 2: "past_seq"}
+        axes[layer["present_key"]] = axes[layer["present_value"]] = {**b, 2: "total_seq"}
+    return axes
+
+
+def _io_meta(graph: Any, names: list[str], out_names: list[str], dyn: list[str], sizes: Mapping[str, int],
+             kv_layers: list[dict], batch: str) -> tuple[list[dict], list[dict]]:
+    def shape_of(t: Any) -> list:
+        return [d if isinstance(d, int) else (d if d in dyn or not str(d).isidentifier() else concrete(d, sizes))
+                for d in t.shape]
+
+    ins = [{"name": n, "shape": shape_of(graph.inputs[n].type), "dtype": graph.inputs[n].type.dtype} for n in names]
+    outs = []
+    for n in out_names:
+        t = graph.type_of(graph.outputs[n])
+        outs.append({"name": n, "shape": shape_of(t) if t is not None else None, "dtype": t.dtype if t else None})
+    for layer in kv_layers:
+        shape = [batch, layer["kv_heads"], "past_seq", layer["head_dim"]]
+        ins += [{"name": layer[k], "shape": shape, "dtype": "float32"} for k in ("past_key", "past_value")]
+        outs += [{"name": layer[k], "shape": shape[:2] + ["total_seq"] + shape[3:], "dtype": "float32"}
+                 for k in ("present_key", "present_value")]
+    return ins, outs

@@ -1,0 +1,88 @@
+"""ONNX attention kernels as data-driven candidates: one module per kernel, chosen per node and target.
+
+``attention_candidates()`` lists the kernels in preference order (fastest first, as measured by
+bench/onnx_latency.py on ORT CPU); each has ``name``, ``doc`` and ``applies(node, target) ->
+reason | None``, which the lowering pass (compilers/passes/rules/lower_onnx.py) adapts as rules.
+:func:`choose` picks the first kernel that applies to a node and records every verdict for
+``--explain``. A spec can force a kernel per node with ``kernels={node: name}`` (the choice is still
+checked: a kernel that does not apply is an error, not a silent fallback).
+
+* :mod:`.ort_gqa` -- ``com.microsoft.GroupQueryAttention`` (causal decoders, RoPE/window built in)
+* :mod:`.ort_mha` -- ``com.microsoft.MultiHeadAttention`` (encoders, key padding, biases)
+* :mod:`.onnx_attention` -- the standard opset-23 ``Attention`` op
+* :mod:`.decomposed` -- MatMul/Softmax, always applies (the oracle)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import decomposed, onnx_attention, ort_gqa, ort_mha
+from .base import KVIO, Kernel, TargetInfo, kernel_named, target_info, TARGETS
+from .site import ATTENTION_OPS, DEFAULT_OPSET, AttentionSite, ExportOptions, MaskParts, site_of
+
+__all__ = ["ATTENTION_OPS", "AttentionSite", "Choice", "DEFAULT_OPSET", "ExportOptions", "KVIO", "Kernel",
+           "MaskParts", "TARGETS", "TargetInfo", "attention_candidates", "choose", "choose_all", "kernel_named",
+           "site_of", "target_info"]
+
+#: preference order: the first kernel that applies is chosen
+ORDER: tuple[Kernel, ...] = (ort_gqa.KERNEL, ort_mha.KERNEL, onnx_attention.KERNEL, decomposed.KERNEL)
+
+
+def attention_candidates() -> list[Kernel]:
+    """The ONNX attention kernels in preference order (the lowering pass's provider interface)."""
+    return list(ORDER)
+
+
+@dataclass
+class Choice:
+    """The kernel chosen for one attention node, why, and why each other candidate was not."""
+
+    node: str
+    kernel: Kernel
+    reason: str
+    site: AttentionSite
+    verdicts: list[tuple[str, str | None]] = field(default_factory=list)   # (kernel, reason it does not apply)
+    forced: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "kernel": self.kernel.name, "onnx_op": self.kernel.onnx_op, "reason": self.reason,
+                "forced": self.forced, "mask": self.site.parts.describe(), "position": self.site.position,
+                "rejected": {k: r for k, r in self.verdicts if r is not None and k != self.kernel.name}}
+
+
+class KernelError(ValueError):
+    """A forced kernel that does not apply, or an unknown kernel name."""
+
+
+def choose(node: Any, target: Any, options: ExportOptions | None = None, force: str | None = None) -> Choice:
+    """The kernel for IR attention ``node`` on ``target``: ``force`` if given (and applicable), else the first that applies."""
+    options = options or ExportOptions()
+    info = target_info(target)
+    site = site_of(node)
+    verdicts = [(k.name, k.check(site, info, options)) for k in ORDER]
+    if force is not None:
+        names = [k.name for k in ORDER]
+        if force not in names:
+            raise KernelError(f"unknown attention kernel '{force}' for node '{node.name}' (known: {', '.join(names)})")
+        reason = dict(verdicts)[force]
+        if reason is not None:
+            raise KernelError(f"attention kernel '{force}' does not apply to node '{node.name}' on {info.name}: {reason}")
+        kernel = kernel_named(force)
+        return Choice(node.name, kernel, "forced: " + kernel.why(site, info, options), site, verdicts, True)
+    for k in ORDER:
+        if dict(verdicts)[k.name] is None:
+            return Choice(node.name, k, k.why(site, info, options), site, verdicts)
+    raise AssertionError("the decomposed kernel always applies")
+
+
+def choose_all(graph: Any, target: Any, options: ExportOptions | None = None,
+               force: dict[str, str] | None = None) -> dict[str, Choice]:
+    """A :class:`Choice` per attention node of ``graph`` (``force``: node name or ``*`` -> kernel name)."""
+    force = force or {}
+    out = {}
+    for node in graph.nodes.values():
+        if node.op in ATTENTION_OPS:
+            out[node.name] = choose(node, target, options, force.get(node.name, force.get("*")))
+    return out

@@ -1,0 +1,271 @@
+"""The kernel interface, the export-time placeholder op, and torch helpers shared by the fused kernels.
+
+A kernel (one module each: :mod:`.decomposed`, :mod:`.onnx_attention`, :mod:`.ort_mha`,
+:mod:`.ort_gqa`) is an object with
+
+``name``, ``doc``
+    its identity (``--explain`` prints them);
+``check(site, target, options) -> reason | None``
+    why it cannot run this node on this target (None: it can) -- also exposed as
+    ``applies(node, target)`` for the lowering pass (compilers/passes/rules/lower_onnx.py);
+``forward(module, site, io, x, context, lengths, key_padding, doc_ids)``
+    the attention module's forward while exporting: projections, RoPE, position bias and the
+    explicit mask in torch, then :class:`Placeholder` for the fused op;
+``reference(cfg, tensors)``
+    what the ONNX op computes, in torch (the placeholder's value while tracing);
+``emit(inputs, outputs, cfg) -> [NodeProto]``
+    the ONNX node(s) replacing the placeholder (:mod:`compilers.onnx.rewrite`).
+
+Why a placeholder: the TorchScript exporter turns ``Placeholder.apply`` into one node
+``ai.nngraph::Attention`` (its ``symbolic``) holding the kernel's config as JSON; after the
+export (and the opset conversion) the rewrite swaps it for the real op. The kernels therefore
+build ONNX nodes directly with ``onnx.helper``, where every attribute and optional-input slot is
+explicit, instead of going through a tracer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .site import AttentionSite, ExportOptions, site_of
+
+DOMAIN = "ai.nngraph"
+PLACEHOLDER = "Attention"
+
+
+# ----- targets --------------------------------------------------------------
+@dataclass(frozen=True)
+class TargetInfo:
+    """The parts of a target the ONNX kernels read."""
+
+    name: str
+    runtime: str                      # "onnxruntime" (contrib ops available) | "onnx" (standard ops only)
+    device: str                       # "cpu" | "cuda" | "any"
+    dtype: str | None = None
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+_BUILTIN = {
+    "onnx": TargetInfo("onnx", "onnx", "any", None, ("CPUExecutionProvider",)),
+    "ort-cpu": TargetInfo("ort-cpu", "onnxruntime", "cpu", "float32", ("CPUExecutionProvider",)),
+    "ort-cuda": TargetInfo("ort-cuda", "onnxruntime", "cuda", None, ("CUDAExecutionProvider", "CPUExecutionProvider")),
+}
+TARGETS = tuple(_BUILTIN)
+
+
+def target_info(target: Any) -> TargetInfo:
+    """A :class:`TargetInfo` from a target name (``onnx``, ``ort-cpu``, ``ort-cuda``), a
+    :class:`compilers.targets.Target`, or a TargetInfo."""
+    if isinstance(target, TargetInfo):
+        return target
+    if isinstance(target, str):
+        key = target.strip().lower()
+        if key in _BUILTIN:
+            return _BUILTIN[key]
+        raise ValueError(f"unknown ONNX target '{target}' (known: {', '.join(TARGETS)})")
+    runtime = getattr(target, "runtime", "onnxruntime")
+    return TargetInfo(str(getattr(target, "name", "ort-cpu")), "onnx" if runtime not in ("onnxruntime",) else runtime,
+                      str(getattr(target, "device", "cpu")), getattr(target, "dtype", None),
+                      tuple(getattr(target, "providers", ()) or ("CPUExecutionProvider",)))
+
+
+# ----- kernel interface -------------------------------------------------------
+class Kernel:
+    """Base class: subclasses set ``name``, ``doc``, ``onnx_op`` and implement check/forward/reference/emit."""
+
+    name = ""
+    doc = ""
+    onnx_op = ""
+
+    def check(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str | None:
+        raise NotImplementedError
+
+    def why(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str:
+        """Why this kernel is a good choice for the node (shown by ``--explain`` when it is chosen)."""
+        return self.doc
+
+    # the lowering pass's interface (compilers/passes/rules/lower_onnx.py)
+    def applies(self, node: Any, target: Any, options: ExportOptions | None = None) -> str | None:
+        """Why this kernel cannot lower IR ``node`` on ``target`` (None: it can)."""
+        try:
+            site = site_of(node)
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"cannot read the node: {exc}"
+        return self.check(site, target_info(target), options or ExportOptions())
+
+    def config(self, node: Any, target: Any) -> dict[str, Any]:
+        return {"onnx_op": self.onnx_op}
+
+    def forward(self, module: Any, site: AttentionSite, io: "KVIO | None", x: Any, context: Any = None,
+                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
+        raise NotImplementedError
+
+    def reference(self, cfg: dict[str, Any], tensors: dict[str, Any]) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def emit(self, inputs: dict[str, str], outputs: list[str], cfg: dict[str, Any], name: str) -> list[Any]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<ONNX attention kernel {self.name}>"
+
+
+@dataclass
+class KVIO:
+    """KV-cache tensors of an export with ``kv_cache``: past (graph inputs) and present (graph outputs) by node."""
+
+    past: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    present: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    #: the cached length as a 0-d int64 tensor (traced from the first past input's shape)
+    past_len: Any = None
+
+
+# ----- the placeholder ------------------------------------------------------------
+_KERNELS: dict[str, Kernel] = {}
+
+
+def register(kernel: Kernel) -> Kernel:
+    _KERNELS[kernel.name] = kernel
+    return kernel
+
+
+def kernel_named(name: str) -> Kernel:
+    return _KERNELS[name]
+
+
+def _placeholder_class():
+    import torch
+
+    class Placeholder(torch.autograd.Function):
+        """``ai.nngraph::Attention(tensors..., config=JSON)``; evaluates as the kernel's torch reference."""
+
+        @staticmethod
+        def forward(ctx, config: str, *tensors):  # noqa: D401 - torch API
+            cfg = json.loads(config)
+            return kernel_named(cfg["kernel"]).reference(cfg, dict(zip(cfg["slots"], tensors)))
+
+        @staticmethod
+        def symbolic(g, config: str, *tensors):
+            cfg = json.loads(config)
+            outs = g.op(f"{DOMAIN}::{PLACEHOLDER}", *tensors, config_s=config, outputs=len(cfg["outputs"]))
+            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+            like = dict(zip(cfg["slots"], tensors))
+            for value, kind in zip(outs, cfg["outputs"]):
+                src = like["query"] if kind == "y" else like["key"]
+                rank = 3 if kind == "y" else 4
+                value.setType(src.type().with_sizes([None] * rank))
+            return tuple(outs) if len(outs) > 1 else outs[0]
+
+    return Placeholder
+
+
+_PLACEHOLDER = None
+
+
+def placeholder(cfg: dict[str, Any], tensors: dict[str, Any]) -> tuple[Any, ...]:
+    """Run the placeholder op on the named tensors (in ``cfg['slots']`` order); returns its outputs as a tuple."""
+    global _PLACEHOLDER
+    if _PLACEHOLDER is None:
+        _PLACEHOLDER = _placeholder_class()
+    cfg = dict(cfg)
+    cfg["slots"] = [k for k in cfg["slots"] if tensors.get(k) is not None]
+    out = _PLACEHOLDER.apply(json.dumps(cfg, sort_keys=True), *[tensors[k] for k in cfg["slots"]])
+    return out if isinstance(out, tuple) else (out,)
+
+
+# ----- torch helpers ---------------------------------------------------------------
+def merge_heads(t: Any) -> Any:
+    """[B, n, T, d] -> [B, T, n·d]."""
+    return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], t.shape[1] * t.shape[3])
+
+
+def split_heads(t: Any, n: int) -> Any:
+    """[B, T, n·d] -> [B, n, T, d]."""
+    return t.view(t.shape[0], t.shape[1], n, t.shape[2] // n).transpose(1, 2)
+
+
+def past_of(io: KVIO | None, site: AttentionSite) -> tuple[Any, Any] | None:
+    return io.past.get(site.node) if io is not None else None
+
+
+def projected(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True) -> tuple[Any, ...]:
+    """q [B, H, T, d], k, v [B, G, S, d] from the module's projections, RoPE applied at offset.. when ``rope``."""
+    import torch
+
+    from compilers.torch.ops import attention_positions as pos
+
+    q, k, v = module.project(x, context)
+    if site.rope and rope:
+        positions = torch.arange(q.shape[-2], device=x.device) + offset
+        q = pos.apply_rope(q, module.pos_params, positions)
+        k = pos.apply_rope(k, module.pos_params, positions)
+    return q, k, v
+
+
+def additive_mask(mask_node: Any, bias: Any, batch: int, q_len: Any, kv_len: Any, offset: Any, dtype: Any,
+                  lengths: Any = None, key_padding: Any = None, doc_ids: Any = None, full: bool = True) -> Any:
+    """bias + (0 where the mask allows, the dtype's lowest value elsewhere): [B|1, H|1, T, S] float, or None.
+
+    Adding the lowest finite value reproduces the reference's masked_fill exactly: a masked score
+    becomes that value (|score| is far below its rounding step), so a fully masked row is uniform.
+    ``full`` expands the query axis to T (ORT's Attention op requires [.., T, S]).
+    """
+    import torch
+
+    from compilers.torch.ops.attention_masks import mask_tensor
+
+    add = bias
+    if mask_node is not None:
+        m = mask_tensor(mask_node, batch, q_len, kv_len, offset, lengths=lengths, key_padding=key_padding,
+                        doc_ids=doc_ids, device=None)
+        if m is not None:
+            m_add = torch.where(m, torch.zeros((), dtype=dtype), torch.full((), torch.finfo(dtype).min, dtype=dtype))
+            add = m_add if add is None else add + m_add
+    if add is not None and full and add.shape[-2] != q_len:
+        add = add.expand(add.shape[0], add.shape[1], q_len, add.shape[-1])
+    return add
+
+
+def and_masks(*nodes: Any) -> Any:
+    """The conjunction of the given mask nodes (None entries skipped), or None."""
+    from nngraph.ops import _attn_masks as masks
+
+    kids = [n for n in nodes if n is not None]
+    if not kids:
+        return None
+    return kids[0] if len(kids) == 1 else masks.MaskNode("all", children=tuple(kids))
+
+
+def leaf(name: str, **params: Any) -> Any:
+    from nngraph.ops import _attn_masks as masks
+
+    return masks.MaskNode("leaf", name, dict(params))
+
+
+def reference_core(q: Any, k: Any, v: Any, scale: float, add: Any = None, causal: bool = False,
+                   window: int | None = None, lengths: Any = None) -> Any:
+    """softmax(q kᵀ·scale + add, causal bottom-right / window / key lengths) v for q [B, H, T, d], k, v [B, G, S, d].
+
+    Causal alignment is bottom-right (query i is at position S - T + i), which is top-left when T = S.
+    """
+    import torch
+
+    heads, groups = q.shape[1], k.shape[1]
+    if groups != heads:
+        k, v = k.repeat_interleave(heads // groups, 1), v.repeat_interleave(heads // groups, 1)
+    t, s = q.shape[-2], k.shape[-2]
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+    if add is not None:
+        scores = scores + add
+    low = torch.finfo(scores.dtype).min
+    qi = torch.arange(t).view(t, 1) + (s - t)
+    kj = torch.arange(s).view(1, s)
+    if causal:
+        scores = scores.masked_fill(kj > qi, low)
+    if window is not None:
+        scores = scores.masked_fill(qi - kj >= window, low)
+    if lengths is not None:
+        scores = scores.masked_fill(kj.view(1, 1, 1, s) >= lengths.view(-1, 1, 1, 1), low)
+    return torch.matmul(torch.softmax(scores, dim=-1), v)

@@ -1,0 +1,62 @@
+"""The ``metadata_props`` nngraph writes into every exported model, and reading them back.
+
+Keys (values are strings; structured ones are JSON):
+
+``nngraph.version``            nngraph version that exported the file
+``nngraph.spec``               spec name;  ``nngraph.spec_file``: the spec path as given
+``nngraph.fingerprint``        :meth:`nngraph.ir.Graph.fingerprint` of the architecture
+``nngraph.opset``              default-domain opset
+``nngraph.target``             export target (``onnx``, ``ort-cpu``, ``ort-cuda``)
+``nngraph.attention_kernels``  JSON {node: {kernel, onnx_op, reason}}
+``nngraph.lowering``           JSON {node: how a dynamic part was lowered} (mamba, moe, ...)
+``nngraph.inputs`` / ``nngraph.outputs``  JSON [{name, shape (ints and dim names), dtype}]
+``nngraph.dynamic``            JSON list of the dynamic dim names
+``nngraph.kv_cache``           JSON (only with a KV cache): token input, logits output, and per
+                               layer {node, past_key, past_value, present_key, present_value,
+                               kv_heads, head_dim}
+``nngraph.weights``            where the weights came from (or ``seed N`` for initial weights)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PREFIX = "nngraph."
+
+
+def set_metadata(model: Any, items: dict[str, Any]) -> None:
+    """Set ``nngraph.<key>`` props on an ``onnx.ModelProto`` (non-strings as JSON), replacing old values."""
+    keep = [p for p in model.metadata_props if not (p.key.startswith(PREFIX) and p.key[len(PREFIX):] in items)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in items.items():
+        prop = model.metadata_props.add()
+        prop.key = PREFIX + key
+        prop.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def decode(props: dict[str, str]) -> dict[str, Any]:
+    """``{key without prefix: value}`` of the nngraph props, JSON values decoded."""
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        if not key.startswith(PREFIX):
+            continue
+        try:
+            out[key[len(PREFIX):]] = json.loads(value) if value[:1] in "[{" else value
+        except ValueError:
+            out[key[len(PREFIX):]] = value
+    return out
+
+
+def read_metadata(source: Any) -> dict[str, Any]:
+    """The nngraph metadata of a model: an ``onnx.ModelProto``, an ORT session, or a path."""
+    if hasattr(source, "metadata_props"):
+        return decode({p.key: p.value for p in source.metadata_props})
+    if hasattr(source, "get_modelmeta"):
+        return decode(dict(source.get_modelmeta().custom_metadata_map))
+    import onnx
+
+    model = onnx.load(str(Path(source)), load_external_data=False)
+    return decode({p.key: p.value for p in model.metadata_props})

@@ -1,0 +1,109 @@
+"""Post-export rewriting of the ONNX graph: opset conversion, placeholders -> real ops, opset imports, IR version.
+
+The TorchScript exporter writes opset <= 20 and the ``ai.nngraph`` placeholders
+(:mod:`.kernels.base`, :mod:`.lowering.ssm`). :func:`finish`
+
+1. converts the default domain to the requested opset with ``onnx.version_converter`` (its
+   adapters handle the ops whose definition changed, e.g. GroupNormalization-21);
+2. replaces every ``ai.nngraph::Attention`` by its kernel's node(s) (the kernel named in the
+   node's JSON ``config``) and every ``ai.nngraph::SelectiveScan`` by an ONNX ``Scan``;
+3. drops the ``ai.nngraph`` opset import, adds ``com.microsoft`` when a contrib op is used, and
+   raises the IR version to what the opset needs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import onnx
+from onnx import helper
+
+from .kernels import kernel_named
+from .kernels.base import DOMAIN, PLACEHOLDER
+from .lowering import ssm
+
+MAX_TORCHSCRIPT_OPSET = 20
+
+
+class _Names:
+    """Fresh, unique node/value names for inserted nodes."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.used = {n.name for n in model.graph.node} | {o for n in model.graph.node for o in n.output}
+        self.used |= {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer}
+
+    def fresh(self, base: str) -> str:
+        base = base.replace("::", "_").strip("/") or "node"
+        name, n = base, 1
+        while name in self.used:
+            n += 1
+            name = f"{base}_{n}"
+        self.used.add(name)
+        return name
+
+
+def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The model with its default-domain opset converted to ``opset`` (unchanged when already there)."""
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if current == opset:
+        return model
+    from onnx import version_converter
+
+    return version_converter.convert_version(model, opset)
+
+
+def replace_placeholders(model: onnx.ModelProto) -> dict[str, int]:
+    """Swap the ``ai.nngraph`` placeholders for their real ops in place; returns op counts by emitted op type."""
+    names = _Names(model)
+    counts: dict[str, int] = {}
+    new_nodes, infos = [], []
+    for node in model.graph.node:
+        if node.domain != DOMAIN:
+            new_nodes.append(node)
+            continue
+        if node.op_type == PLACEHOLDER:
+            cfg = json.loads(helper.get_attribute_value(next(a for a in node.attribute if a.name == "config")))
+            inputs = dict(zip(cfg["slots"], node.input))
+            kernel = kernel_named(cfg["kernel"])
+            emitted = kernel.emit(inputs, list(node.output), cfg, names.fresh(node.name or kernel.name))
+            if hasattr(kernel, "value_info"):
+                infos += kernel.value_info(inputs, list(node.output), cfg)
+        elif node.op_type == ssm.OP:
+            emitted = ssm.emit(node, names)
+        else:
+            raise ValueError(f"unknown placeholder {node.domain}::{node.op_type}")
+        for e in emitted:
+            key = f"{e.domain + '.' if e.domain else ''}{e.op_type}"
+            counts[key] = counts.get(key, 0) + 1
+        new_nodes.extend(emitted)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    if counts:
+        # the tracer's value_info around a placeholder describes the placeholder, not the op that replaced it
+        # (and symbolic hidden sizes there confuse ONNX's Attention shape inference): let inference redo it
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(infos)
+    return counts
+
+
+def fix_imports(model: onnx.ModelProto) -> None:
+    """Opset imports matching the domains used; IR version at least what the default opset needs."""
+    domains = {n.domain for n in model.graph.node}
+    keep = [o for o in model.opset_import if o.domain != DOMAIN and (o.domain in ("", "ai.onnx") or o.domain in domains)]
+    if "com.microsoft" in domains and not any(o.domain == "com.microsoft" for o in keep):
+        keep.append(helper.make_opsetid("com.microsoft", 1))
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    default = next((o.version for o in keep if o.domain in ("", "ai.onnx")), None)
+    if default is not None:
+        need = helper.find_min_ir_version_for([helper.make_opsetid("", default)], ignore_unknown=True)
+        model.ir_version = max(model.ir_version, need)
+
+
+def finish(model: onnx.ModelProto, opset: int) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """Convert, replace placeholders, fix imports; returns the model and the emitted fused-op counts."""
+    model = convert_opset(model, opset)
+    counts = replace_placeholders(model)
+    fix_imports(model)
+    return model, counts

@@ -521,6 +521,79 @@ def import_weights(
     run_guarded(body)
 
 
+@app.command()
+def export(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="the .onnx file to write (atomically)")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights (.safetensors/.pt), a training checkpoint (LoRA merged) or a training output folder; default: seeded initial weights")] = None,
+    target: Annotated[str, typer.Option("--target", help="ort-cpu, ort-cuda (ONNX Runtime contrib kernels allowed) or onnx (standard ops only)")] = "ort-cpu",
+    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset, 17..23 (default 23; the fused Attention op needs 23)")] = None,
+    dynamic: Annotated[Optional[str], typer.Option("--dynamic", help="comma-separated dims that stay dynamic, e.g. batch,seq (default: every symbolic input dim)")] = None,
+    dim: DimOpt = None,
+    kv_cache: Annotated[bool, typer.Option("--kv-cache", help="add past/present key-value inputs/outputs per attention layer (for generate)")] = False,
+    kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="force an attention kernel: NAME for all nodes or NODE=NAME (decomposed, onnx-attention, ort-mha, ort-gqa)")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="show the kernel chosen for every attention node and why (without -o: only that)")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ONNX Runtime with torch at two sizes before writing")] = True,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="max abs difference allowed by --verify")] = 1e-4,
+    set_: SetOpt = None,
+    seed: Annotated[int, typer.Option(help="initialization seed (without --weights) and of the check inputs")] = 0,
+) -> None:
+    """Export a spec to ONNX with fused attention kernels; checked, with metadata, written atomically."""
+
+    def body() -> int:
+        from compilers.onnx.commands import export_command
+
+        return export_command(spec, output, weights=weights, target=target, opset=opset, dynamic=dynamic, dims=dim,
+                              kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
+                              overrides=set_ or [], seed=seed, echo=typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
+def infer(
+    model: Annotated[Path, typer.Argument(help="the .onnx file")],
+    input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="NAME=FILE (.npy, .npz or .json), repeatable")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write all outputs to this .npz")] = None,
+    target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda (execution providers)")] = "ort-cpu",
+) -> None:
+    """Run an ONNX model with ONNX Runtime on inputs from files; checks names, shapes and dtypes first."""
+
+    def body() -> int:
+        from compilers.onnx.commands import infer_command
+
+        return infer_command(model, input_ or [], output, target, typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
+def generate(
+    model: Annotated[Path, typer.Argument(help="an .onnx decoder exported with --kv-cache, or a decoder spec (.yaml: exported first)")],
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="comma-separated token ids, one row per --prompt")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="token ids [batch, length] (.npy, .npz, .json)")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="tokens to generate")] = 20,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens (default: greedy)")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="softmax temperature for --top-k")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
+    eos: Annotated[Optional[int], typer.Option("--eos", help="stop a row at this token id")] = None,
+    target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids as JSON")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Generate tokens with an ONNX decoder (greedy or top-k), the KV cache as ONNX inputs/outputs."""
+
+    def body() -> int:
+        from compilers.onnx.commands import generate_command
+
+        return generate_command(model, prompt or [], prompt_file, max_new_tokens, top_k=top_k, temperature=temperature,
+                                seed=seed, eos=eos, target=target, weights=weights, overrides=set_ or [],
+                                output=output, echo=typer.echo)
+
+    run_guarded(body)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -195,16 +195,20 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     if info is None:
         raise ExportError(f"unknown target '{target}': use onnx, ort-cpu or ort-cuda")
     all_syms = symbols(graph, include_optional)
-    dyn = list(all_syms) if dynamic is None else list(dynamic)
+    frozen = length_bound_symbols(graph)
+    dyn = [s for s in all_syms if s not in frozen] if dynamic is None else list(dynamic)
     unknown = [d for d in dyn if d not in all_syms]
     if unknown:
         raise ExportError(f"--dynamic names {', '.join(repr(u) for u in unknown)}, which is not a symbolic dim of the "
                           f"inputs (they have: {', '.join(all_syms) or 'none'})")
+    for d in dyn:
+        if d in frozen:
+            raise ExportError(f"dim '{d}' cannot be dynamic: {frozen[d]}; export at a fixed size with --dim {d}=N")
     choices = plan(graph, info, opset, kv_cache, kernels)
     attn_nodes = [n for n in graph.nodes.values() if n.op in ATTENTION_OPS]
     if kv_cache:
         _check_kv(graph, attn_nodes)
-    notes: list[str] = []
+    notes: list[str] = [f"dim '{d}' is fixed: {why}" for d, why in frozen.items() if d not in dyn]
     if module is None:
         from compilers.torch import build_module
 
@@ -263,6 +267,8 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         kv_meta = {"token_input": names[0], "logits_output": out_names[0], "layers": kv_layers,
                    "batch": batch_sym, "layout": "[batch, kv_heads, seq, head_dim]"}
     lowering = lowering_of(graph)
+    limits = [n.params.get("max_len") for n in graph.nodes.values()
+              if n.op == "position_embedding" and n.params.get("type") == "learned" and n.params.get("max_len")]
     set_metadata(model, {
         "version": __version__, "spec": graph.name, "spec_file": spec_file or str(graph.file or ""),
         "fingerprint": graph.fingerprint(), "opset": str(opset), "target": info.name,
@@ -271,6 +277,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         "lowering": lowering, "inputs": io_meta[0], "outputs": io_meta[1], "dynamic": dyn,
         "weights": str(weights) if weights is not None else f"initial weights, seed {seed}",
         **({"kv_cache": kv_meta} if kv_meta else {}),
+        **({"max_positions": str(min(limits))} if limits else {}),
     })
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -291,6 +298,37 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         write_bytes_atomic(output, blob)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def length_bound_symbols(graph: Any) -> dict[str, str]:
+    """Input dims whose size the export must fix, with the reason (a BigBird ``random`` mask: its rows are drawn
+    in Python for each sequence length, so one ONNX graph holds one length's rows)."""
+    from nngraph.ops._attn_masks import parse_mask
+
+    out: dict[str, str] = {}
+    for node in graph.nodes.values():
+        if node.op not in ATTENTION_OPS:
+            continue
+        try:
+            leaves = parse_mask(node.params.get("mask", "none")).leaves()
+        except ValueError:
+            continue
+        if not any(leaf.name == "random" for leaf in leaves):
+            continue
+        for slot in ("x", "context"):
+            ref = node.inputs.get(slot)
+            t = graph.type_of(ref) if ref is not None else None
+            if t is not None and len(t.shape) > 1 and isinstance(t.shape[1], str):
+                for sym in _symbols_in(str(t.shape[1])):
+                    out.setdefault(sym, f"node '{node.name}' has a random (BigBird) mask whose rows depend on the "
+                                        "sequence length")
+    return out
+
+
+def _symbols_in(text: str) -> list[str]:
+    import re
+
+    return [m for m in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)]
 
 
 def _pick_sizes(graph: Any, module: Any, dims: Mapping[str, int] | None, seed: int,

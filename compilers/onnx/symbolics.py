@@ -13,7 +13,10 @@ translations are exact:
 * ``scatter_reduce(self, dim, index, src, reduce, include_self)`` -> ``ScatterElements`` with
   ``add``/``mul``/``max``/``min``; ``include_self=False`` scatters into the reduction's identity
   and keeps ``self`` where nothing arrived; ``mean`` = sum / count;
-* ``bincount(x, None, minlength)`` -> counts of size max(max(x) + 1, minlength) via a scatter-add.
+* ``bincount(x, None, minlength)`` -> counts of size max(max(x) + 1, minlength) via a scatter-add
+  (``minlength`` may be a run-time size, e.g. the node count);
+* ``adaptive_avg_pool2d`` whose output size does not divide a static input size (VGG's 7x7 head
+  on a small image) -> two MatMuls with constant bin-averaging matrices (torch's overlapping bins).
 
 :func:`registered` is a context manager: the translations are registered for the export and
 removed afterwards, so other exports in the process see torch's own table.
@@ -102,16 +105,43 @@ def scatter_reduce(g, self, dim, index, src, reduce, include_self):
     return g.op("Where", has, scattered, self)
 
 
-@sh.parse_args("v", "v", "i")
+@sh.parse_args("v", "v", "v")
 def bincount(g, x, weights, minlength):
     if weights is not None and not sh._is_none(weights):
         raise torch.onnx.errors.SymbolicValueError("bincount with weights is not supported in ONNX export", x)
     size = g.op("Add", g.op("ReduceMax", x, keepdims_i=1), _const(g, [1]))
-    size = g.op("Max", size, _const(g, [int(minlength)]))
+    low = sh._maybe_get_const(minlength, "i")
+    low = _const(g, [int(low)]) if isinstance(low, int) else g.op("Reshape", g.op("Cast", minlength, to_i=7),
+                                                                     _const(g, [1]))
+    size = g.op("Max", size, low)
     # an empty x: ReduceMax of nothing is the dtype's lowest value, so the Max with minlength rules
     zeros = g.op("ConstantOfShape", size, value_t=torch.tensor([0], dtype=torch.int64))
     ones = g.op("Expand", _const(g, 1), g.op("Shape", x))
     return g.op("ScatterElements", zeros, x, ones, axis_i=0, reduction_s="add")
+
+
+def _pool_matrix(size: int, out: int) -> torch.Tensor:
+    """[out, size]: row i averages input positions floor(i·size/out) .. ceil((i+1)·size/out) - 1 (torch's bins)."""
+    m = torch.zeros(out, size)
+    for i in range(out):
+        start, end = (i * size) // out, -((-(i + 1) * size) // out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+@sh.parse_args("v", "is")
+def adaptive_avg_pool2d(g, x, output_size):
+    sizes = sh._get_tensor_sizes(x)
+    oh, ow = (list(output_size) * 2)[:2] if len(output_size) == 1 else output_size
+    h, w = (sizes or [None] * 4)[-2:]
+    if not isinstance(h, int) or not isinstance(w, int) or (h % oh == 0 and w % ow == 0):
+        from torch.onnx import symbolic_opset9
+
+        return symbolic_opset9.adaptive_avg_pool2d(g, x, output_size)
+    # torch's uneven bins (overlapping windows): two constant pooling matrices, exact up to summation order
+    rows = g.op("Constant", value_t=_pool_matrix(h, oh))
+    cols = g.op("Constant", value_t=_pool_matrix(w, ow).t().contiguous())
+    return g.op("MatMul", g.op("MatMul", rows, x), cols)
 
 
 TABLE = {
@@ -119,6 +149,7 @@ TABLE = {
     "aten::index_add": index_add,
     "aten::scatter_reduce": scatter_reduce,
     "aten::bincount": bincount,
+    "aten::adaptive_avg_pool2d": adaptive_avg_pool2d,
 }
 
 

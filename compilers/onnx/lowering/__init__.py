@@ -10,6 +10,8 @@ export only (instance attributes, removed afterwards):
 * ``mamba`` -> the recurrence as an ONNX ``Scan`` (:mod:`.ssm`);
 * ``moe`` -> routing, capacity and grouped dispatch with tensor-valued counts (:mod:`.moe`);
 * ``global_pool`` -> one-hot pooling with a run-time graph count (:mod:`.graph_nn`);
+* a BigBird ``random`` mask -> its rows drawn for the (fixed) traced lengths as plain ints (the export
+  fixes the sequence dims of such nodes, see :func:`compilers.onnx.export.length_bound_symbols`);
 * with a KV cache, ``position_embedding`` -> positions ``past_len + arange(T)`` with ``past_len`` a
   tensor read from the first past input's shape (the torch module's cache slot keeps a Python
   int, which the tracer can confuse with other ints of the same value).
@@ -49,7 +51,7 @@ def _patch(module: Any, fn: Any, patched: list[Any]) -> None:
 def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None = None) -> Iterator[
         list[_AttentionDispatch]]:
     """Patch ``model`` (built from ``graph``) for export; yields the attention dispatchers (reset per call)."""
-    from compilers.torch.ops import graph_nn
+    from compilers.torch.ops import attention_masks, graph_nn
 
     from . import graph_nn as gnn_lowering
     from .moe import moe_forward
@@ -57,7 +59,19 @@ def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None 
 
     patched: list[Any] = []
     dispatch: dict[int, _AttentionDispatch] = {}
-    saved_pool = graph_nn.global_pool
+    saved_pool, saved_random = graph_nn.global_pool, attention_masks.random_mask
+
+    def random_mask(q_len: Any, kv_len: Any, per_row: int, seed: int, offset: Any = 0, device: Any = None) -> Any:
+        import numpy as np
+        import torch
+
+        from nngraph.ops._attn_masks import random_table
+
+        t, s, o = int(q_len), int(kv_len), int(offset)
+        out = np.zeros((t, s), dtype=bool)
+        for i, row in enumerate(random_table(o + t, s, per_row, seed)[o:]):
+            out[i, row] = True
+        return torch.from_numpy(out).view(1, 1, t, s)  # a constant of the traced graph
     try:
         for node in graph.nodes.values():
             module = _module_of(model, node.name)
@@ -74,9 +88,11 @@ def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None 
             elif node.op == "position_embedding" and io is not None and module is not None:
                 _patch(module, functools.partial(_position_forward, module, io), patched)
         graph_nn.global_pool = gnn_lowering.global_pool
+        attention_masks.random_mask = random_mask
         yield list(dispatch.values())
     finally:
         graph_nn.global_pool = saved_pool
+        attention_masks.random_mask = saved_random
         for module in patched:
             module.__dict__.pop("forward", None)
 

@@ -8,7 +8,8 @@ window, global tokens, documents, strided, prefix-LM, causal).
 
 Check: the profile has ``flex`` and the torch feature exists; the profile's conditions hold (dtype,
 capability; in training: a backward — none on the CPU — and no attention dropout, which flex does
-not apply); no Shaw value term. Cost: ``flex.cost`` scaled by the mask's block density at that
+not apply); no Shaw value term; a mask that may leave a query row with no visible key needs the
+kernel's logsumexp to patch that row like the reference (``lse``; compiled flex on the CPU has none). Cost: ``flex.cost`` scaled by the mask's block density at that
 length, plus the one-time compile (``compile_s``) amortized over the profile's ``expected_calls``
 for the mode — so flex wins only at lengths where skipping blocks pays for the compile — plus, for
 masks that read graph inputs (key padding, document ids), rebuilding the BlockMask every call.
@@ -36,6 +37,10 @@ def _check(graph, match, ctx):
     if facts.shaw_values:
         return "Shaw relative values add Σ_j p_ij·a^V_ij, which needs the attention weights flex never materializes"
     problems = unmet(entry, facts, target, mode, variant_of(facts), "")
+    if facts.mask_kind != "none" and not facts.keeps_diagonal and entry.get("lse") is False:
+        problems.append(f"mask {facts.mask_text} may leave a query with no visible key (the reference attends "
+                        f"uniformly there), and compiled flex on {target.device} cannot return the logsumexp that "
+                        "finds such rows")
     return "; ".join(problems) if problems else None
 
 

@@ -65,7 +65,7 @@ def _rewrite(graph, match, ctx):
     gqa = (facts.kv_heads or 1) < (facts.heads or 1)
     return {"kernel": "sdpa", "variant": variant, "backends": backends, "backend_names": fit,
             "gqa": gqa and target.has("sdpa_gqa") and all(entry["backends"][b].get("gqa") for b in fit),
-            "fix_empty_rows": variant == "mask" and not facts.keeps_diagonal,
+            "fix_empty_rows": facts.mask_kind != "none" and not facts.keeps_diagonal,
             "backward": any(entry["backends"][b].get("backward", True) for b in fit)}
 
 

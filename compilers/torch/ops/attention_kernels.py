@@ -101,7 +101,7 @@ def sdpa_core(m: Attention, tier: dict[str, Any], q: torch.Tensor, k: torch.Tens
     with sdpa_kernel(sdpa_backends(tier)):
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn, dropout_p=drop, is_causal=is_causal,
                                            scale=m.scale, **({"enable_gqa": True} if gqa else {}))
-    if tier.get("fix_empty_rows") and bias is None and mask is not None:
+    if tier.get("fix_empty_rows") and mask is not None:  # also with a bias: the reference gives such rows no gradient
         o = _empty_rows_to_mean(o, ~mask.any(-1, keepdim=True), m.repeat_kv(v) if gqa else v)
     return o
 

@@ -47,18 +47,30 @@ def set_compile(enabled: bool) -> bool:
 
 
 def flex_function(compiled: bool = True) -> Callable[..., Any]:
-    """``flex_attention``, compiled once per process unless compilation is off."""
-    from torch.nn.attention.flex_attention import flex_attention
-
+    """``flex_attention``, compiled once per process unless compilation is off (then :func:`_eager`)."""
     if not (compiled and _STATE["compile"]):
-        return flex_attention
+        return _eager
     if _STATE["fn"] is None:
         import torch._dynamo
+        from torch.nn.attention.flex_attention import flex_attention
 
         # every (shape, mask) pair is its own graph; the default limit (8) would fall back to eager
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         _STATE["fn"] = torch.compile(flex_attention, dynamic=False)
     return _STATE["fn"]
+
+
+def _eager(*args: Any, **kwargs: Any) -> Any:
+    """flex_attention's plain-PyTorch implementation, without the per-call tracing torch runs otherwise
+    (its debug switch: ~0.15 s instead of ~1 s a call at T=130; forward only, which is all the CPU has)."""
+    import torch.nn.attention.flex_attention as fa
+
+    old = getattr(fa, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG", False)
+    fa._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
+    try:
+        return fa.flex_attention(*args, **kwargs)
+    finally:
+        fa._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = old
 
 
 def mask_mod_for(node: masks.MaskNode, offset: int, q_len: int, kv_len: int,

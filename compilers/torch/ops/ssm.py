@@ -14,10 +14,13 @@ The recurrence h_t = a_t ⊙ h_{t-1} + b_t (a_t = exp(Δ_t A), b_t = Δ_t B_t u_
 
 * ``scan: sequential`` -- :func:`selective_scan_sequential`, one step per position (the reference);
 * ``scan: chunked`` -- :func:`selective_scan_chunked`: the sequence is cut into chunks of
-  ``chunk_size`` (default 64); inside a chunk all prefixes are combined in log2(chunk) parallel
-  steps of the associative operator (a₂, b₂)∘(a₁, b₁) = (a₂a₁, a₂b₁ + b₂) (Hillis-Steele), and
-  the state is carried from one chunk to the next. Only products of decays in (0, 1] appear, so
-  it is as stable as the sequential scan; both are plain autograd, so gradients agree too.
+  ``chunk_size`` (default 64) that are scanned in parallel (all chunks advance together, one
+  position per step), then the state is carried from chunk to chunk and added back with each
+  position's accumulated decay: chunk_size + T/chunk_size sequential steps instead of T. Only
+  products of decays in (0, 1] appear, so it is as stable as the sequential scan; both are plain
+  autograd, so gradients agree too. It pays off where the per-step work is small (long sequences,
+  small batch·d_inner, accelerators); on a CPU with large batch·d_inner the whole-tensor passes
+  cost more memory traffic than the sequential loop (bench/ssm_scan.py).
 
 State (mamba_ssm's ``Mamba``): ``in_proj.weight [2·d_inner, D]`` (+ bias), ``conv1d.weight
 [d_inner, 1, d_conv]``, ``conv1d.bias``, ``x_proj.weight [r + 2N, d_inner]``, ``dt_proj.weight
@@ -52,38 +55,54 @@ def selective_scan_sequential(u: torch.Tensor, delta: torch.Tensor, A: torch.Ten
     a, b = _discretize(u, delta, A, B)
     h = torch.zeros_like(b[:, 0])
     ys = []
-    for t in range(u.shape[1]):
-        h = a[:, t] * h + b[:, t]
-        ys.append((h * C[:, t].unsqueeze(1)).sum(-1))
+    # unbind, not a[:, t]: the backward of one slice per step would build a full-size gradient per step
+    for a_t, b_t, c_t in zip(a.unbind(1), b.unbind(1), C.unbind(1)):
+        h = a_t * h + b_t
+        ys.append((h * c_t.unsqueeze(1)).sum(-1))
     y = torch.stack(ys, dim=1) if ys else u.new_zeros(u.shape)
     return y + u * D
 
 
-def _prefix_scan(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inclusive scan of (a, b) over dim 1 (Hillis-Steele): returns (Π_{s≤t} a_s, h_t from h_{-1} = 0)."""
-    length = a.shape[1]
-    step = 1
-    while step < length:
-        a_prev = F.pad(a[:, :-step], (0, 0, 0, 0, step, 0), value=1.0)
-        b_prev = F.pad(b[:, :-step], (0, 0, 0, 0, step, 0), value=0.0)
-        b = a * b_prev + b
-        a = a * a_prev
-        step *= 2
-    return a, b
+def _chunks(x: torch.Tensor, size: int, fill: float) -> torch.Tensor:
+    """[b, T, ...] -> [b, ceil(T/size), size, ...], the tail padded with ``fill``."""
+    t = x.shape[1]
+    n = -(-t // size)
+    if n * size != t:
+        x = F.pad(x, (0, 0) * (x.dim() - 2) + (0, n * size - t), value=fill)
+    return x.view(x.shape[0], n, size, *x.shape[2:])
 
 
 def selective_scan_chunked(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                            C: torch.Tensor, D: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
-    """The same recurrence as :func:`selective_scan_sequential`, parallel within chunks, state carried between them."""
-    a, b = _discretize(u, delta, A, B)
-    h = torch.zeros_like(b[:, 0])
-    ys = []
-    for start in range(0, u.shape[1], chunk_size):
-        ca, cb = _prefix_scan(a[:, start:start + chunk_size], b[:, start:start + chunk_size])
-        hs = ca * h.unsqueeze(1) + cb  # [b, L, d_in, N]
-        h = hs[:, -1]
-        ys.append((hs * C[:, start:start + chunk_size].unsqueeze(2)).sum(-1))
-    y = torch.cat(ys, dim=1) if ys else u.new_zeros(u.shape)
+    """The recurrence of :func:`selective_scan_sequential` in chunks of ``chunk_size`` positions.
+
+    1. every chunk is scanned from a zero state, all chunks at once: ``chunk_size`` steps on
+       [b, chunks, d_in, N] tensors (h_l = a_l ⊙ h_{l-1} + b_l) instead of T steps on [b, d_in, N];
+    2. the chunks' true incoming states are carried across chunks: H_{c+1} = P_c ⊙ H_c + h_c(end), where
+       P = exp(cumsum(Δ A)) is the decay accumulated inside a chunk (a product of factors in (0, 1],
+       computed in log space: it can underflow to 0, which is its limit, but never overflow);
+    3. h_t = h_t(local) + P_t ⊙ H_chunk(t), y_t = C_t · h_t + D ⊙ u_t, as whole-tensor operations.
+
+    T/chunk_size + chunk_size sequential steps instead of T.
+    """
+    t = u.shape[1]
+    dA = delta.unsqueeze(-1) * A  # [b, T, d_in, N]
+    bu = (delta * u).unsqueeze(-1) * B.unsqueeze(2)
+    dA, bu, Cc = _chunks(dA, chunk_size, 0.0), _chunks(bu, chunk_size, 0.0), _chunks(C, chunk_size, 0.0)
+    a = torch.exp(dA)
+    decay = torch.exp(torch.cumsum(dA, dim=2))  # [b, chunks, L, d_in, N]
+    h = torch.zeros_like(bu[:, :, 0])
+    local = []
+    for a_l, b_l in zip(a.unbind(2), bu.unbind(2)):
+        h = torch.addcmul(b_l, a_l, h)
+        local.append(h)
+    carry = torch.zeros_like(h[:, 0])
+    incoming = []
+    for decay_c, h_c in zip(decay[:, :, -1].unbind(1), h.unbind(1)):
+        incoming.append(carry)
+        carry = torch.addcmul(h_c, decay_c, carry)
+    hs = torch.addcmul(torch.stack(local, dim=2), decay, torch.stack(incoming, dim=1).unsqueeze(2))
+    y = (hs * Cc.unsqueeze(3)).sum(-1).reshape(u.shape[0], -1, u.shape[2])[:, :t]
     return y + u * D
 
 

@@ -23,6 +23,8 @@ MASK_CASES = {
     "prefix_lm": ({"type": "prefix_lm", "prefix": 20}, ()),
     "longformer": ({"all": ["key_padding", {"any": [{"type": "sliding_window", "window": 16, "causal": False},
                                                      {"type": "global_tokens", "positions": [0]}]}]}, ("lengths",)),
+    "window_global": ({"any": [{"type": "sliding_window", "window": 16, "causal": False},
+                               {"type": "global_tokens", "positions": [0]}]}, ()),
     "causal_not_window": ({"all": ["causal", {"not": {"type": "sliding_window", "window": 8}}]}, ()),
 }
 #: name -> position value; together every registered position (Shaw with and without values)

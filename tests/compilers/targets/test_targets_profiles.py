@@ -14,7 +14,7 @@ from compilers.targets import Detection, TargetError, get_target, load_profiles,
 #: every condition key the lowering rules read (compilers/passes/lowering.py: unmet)
 CONDITIONS = {"backend", "dtypes", "min_capability", "max_head_dim", "head_dim_multiple", "causal", "mask", "bias",
               "backward", "dropout", "gqa", "feature", "bias_grad"}
-KERNEL_KEYS = CONDITIONS | {"backends", "cost", "block", "compile_s"}
+KERNEL_KEYS = CONDITIONS | {"backends", "cost", "block", "compile_s", "lse"}
 
 
 def test_every_profile_names_its_runtime_and_device_and_uses_only_known_conditions():

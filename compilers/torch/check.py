@@ -74,9 +74,23 @@ def random_inputs(graph: Graph, sizes: Mapping[str, int] | None = None, seed: in
             out[name] = torch.randn(shape, generator=gen).to(dtype)
         elif gi.type.dtype == "bool":
             out[name] = torch.rand(shape, generator=gen) < 0.5
+        elif (ids := _graph_ids(graph, name, shape, sizes)) is not None:
+            out[name] = ids.to(dtype)
         else:
             out[name] = torch.randint(0, _int_high(graph, name, sizes), shape, generator=gen, dtype=dtype)
     return out
+
+
+def _graph_ids(graph: Graph, name: str, shape: tuple[int, ...], sizes: Mapping[str, int]) -> torch.Tensor | None:
+    """For a ``batch`` vector read by global_pool: sorted graph ids using every id 0..G-1 (G = num_graphs), so
+    the pooled output has the G rows the spec infers; None for other inputs."""
+    for node in graph.nodes.values():
+        ref = node.inputs.get("batch") if node.op == "global_pool" else None
+        if ref is not None and ref.node == name and len(shape) == 1:
+            g = concrete_dim(node.params["num_graphs"], sizes)
+            if 1 <= g <= shape[0]:
+                return torch.arange(shape[0]) * g // shape[0]
+    return None
 
 
 @dataclass

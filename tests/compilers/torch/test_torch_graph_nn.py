@@ -310,3 +310,12 @@ def test_graph_zoo_specs_run_forward_and_backward_with_the_ir_count(name):
     assert out.shape == ((3, 2) if name == "gin_graph" else (n, 7))
     out.square().sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_forward_check_feeds_global_pool_a_batch_vector_with_every_graph_id():
+    from compilers.torch.check import forward_check, random_inputs
+
+    graph = load_spec(ROOT / "specs" / "gin_graph.yaml")
+    assert random_inputs(graph, {"num_nodes": 7, "num_graphs": 3})["batch"].tolist() == [0, 0, 0, 1, 1, 2, 2]
+    result = forward_check(build_module(graph), graph, {"num_nodes": 7, "num_graphs": 3})
+    assert result.ok and result.outputs["logits"] == ((3, 2), (3, 2))

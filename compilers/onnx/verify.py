@@ -27,6 +27,16 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.nan_to_num(d, nan=np.inf).max())
 
 
+def magnitude(t: Any) -> float:
+    """max |t| over finite entries (0 for empty or non-float tensors)."""
+    import torch
+
+    if not torch.is_floating_point(t) or t.numel() == 0:
+        return 0.0
+    finite = t[torch.isfinite(t)]
+    return float(finite.abs().max()) if finite.numel() else 0.0
+
+
 def second_sizes(sizes: Mapping[str, int], dyn: Sequence[str], batch: str | None) -> dict[str, int]:
     out = dict(sizes)
     for s in dyn:
@@ -61,7 +71,8 @@ def verify_model(blob: bytes, graph: Any, module: Any, names: list[str], out_nam
         got = session.run(out_names, {n: inputs[n].numpy() for n in names})
         diffs = {n: max_abs_diff(g, ref[n].detach().numpy()) for n, g in zip(out_names, got)}
         ver.runs.append({"sizes": {k: sz[k] for k in dyn} if dyn else {}, "outputs": diffs,
-                         "max_abs_diff": max(diffs.values(), default=0.0)})
+                         "max_abs_diff": max(diffs.values(), default=0.0),
+                         "scale": max((magnitude(ref[n]) for n in out_names), default=1.0)})
     return ver
 
 
@@ -88,13 +99,14 @@ def _verify_kv(session: Any, graph: Any, module: Any, sizes: Mapping[str, int], 
         empty = np.zeros((b, layer["kv_heads"], 0, layer["head_dim"]), np.float32)
         feeds[layer["past_key"]], feeds[layer["past_value"]] = empty, empty
     outs = _run_named(session, feeds)
-    runs = [{"what": "prefill (empty cache)", "sizes": {"batch": b, "seq": t},
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    runs = [{"what": "prefill (empty cache)", "sizes": {"batch": b, "seq": t}, "scale": scale,
              "max_abs_diff": max_abs_diff(outs[logits_name], ref[:, :t])}]
     feeds = {tok_name: tokens[:, t:].numpy()}
     for layer in kv_meta["layers"]:
         feeds[layer["past_key"]], feeds[layer["past_value"]] = outs[layer["present_key"]], outs[layer["present_value"]]
     outs = _run_named(session, feeds)
-    runs.append({"what": "decode step (cached)", "sizes": {"batch": b, "past": t},
+    runs.append({"what": "decode step (cached)", "sizes": {"batch": b, "past": t}, "scale": scale,
                  "max_abs_diff": max_abs_diff(outs[logits_name], ref[:, t:])})
     return runs
 

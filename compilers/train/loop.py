@@ -195,8 +195,10 @@ class Trainer:
         return task.metrics(sums) if sums else None
 
 
-def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progress: Progress) -> dict[str, Any]:
-    """Train from ``tr.step`` to the end (or an early stop); returns the last val metrics and why it stopped."""
+def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progress: Progress,
+             until: int | None = None) -> dict[str, Any]:
+    """Train from ``tr.step`` to the end (or an early stop, or step ``until``); returns the last val metrics
+    and why it stopped. The last step of the run always evaluates and checkpoints; ``until`` does not."""
     plan, cfg, d = tr.plan, tr.cfg, tr.d
     log_every = cfg["log"]["every"]
     es = cfg["early_stopping"]
@@ -209,7 +211,7 @@ def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progre
             log.write({"step": 0, "split": "val", **val})
         if val is not None and tb is not None:
             tb.scalars("val", 0, val)
-    while tr.step < plan.total_steps:
+    while tr.step < min(plan.total_steps, until or plan.total_steps):
         loss, items = tr.train_step()
         acc_loss += loss
         acc_items += items
@@ -232,6 +234,7 @@ def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progre
             acc_loss, acc_items, acc_steps, t0 = torch.zeros((), device=plan.device), 0, 0, time.perf_counter()
         else:
             progress.update(step)
+        paused = time.perf_counter()  # evaluation and checkpoints do not count against training throughput
         if step % plan.eval_every == 0 or step == plan.total_steps:
             val = tr.evaluate("val")
             if val is not None:
@@ -250,6 +253,7 @@ def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progre
                     stopped = f"early stop: no {tr.metric} improvement in {es['patience']} evaluations"
         if step % plan.ckpt_every == 0 or step == plan.total_steps or stopped != "steps":
             tr.save_checkpoint()
+        t0 += time.perf_counter() - paused
         if stopped != "steps":
             break
     return {"val": last_val, "stopped": stopped}

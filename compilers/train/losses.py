@@ -15,7 +15,11 @@ import torch.nn.functional as F
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
                   label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean CE over the (masked) positions; logits [..., C], target [...]. Returns (loss, correct, count)."""
+    """Mean CE over the (masked) positions; logits [..., C], target [...]. Returns (loss, correct, count).
+
+    ``correct`` (argmax hits) is counted only outside autograd -- in evaluation; a training step does not
+    pay for an argmax over the logits it never reports (it gets 0).
+    """
     c = logits.shape[-1]
     flat, tgt = logits.reshape(-1, c).float(), target.reshape(-1)
     if mask is not None:
@@ -24,8 +28,9 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     if tgt.numel() == 0:  # nothing to predict in this batch (e.g. no masked position): a zero that keeps the graph
         return flat.sum() * 0.0, torch.tensor(0), torch.tensor(0)
     loss = F.cross_entropy(flat, tgt, label_smoothing=label_smoothing)
-    with torch.no_grad():
-        correct = (flat.argmax(-1) == tgt).sum()
+    if torch.is_grad_enabled():
+        return loss, torch.tensor(0), torch.tensor(tgt.numel())
+    correct = (flat.argmax(-1) == tgt).sum()
     return loss, correct, torch.tensor(tgt.numel())
 
 

@@ -1,0 +1,194 @@
+"""The bodies of ``nngraph export``, ``nngraph infer`` and ``nngraph generate`` (cli.py declares the options).
+
+Each returns the exit code and prints through ``echo(text, err=False)``: 0 ok, 1 invalid input or a
+failed check (the message says what to change), 2 a usage error. Spec errors propagate as
+:class:`nngraph.SpecError` (cli.run_guarded prints them as file:line:col diagnostics).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+Echo = Callable[..., None]
+
+
+def _parse_kernels(items: Sequence[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        node, sep, kernel = item.partition("=")
+        if sep:
+            out[node.strip()] = kernel.strip()
+        else:
+            out["*"] = item.strip()
+    return out
+
+
+def _parse_dynamic(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def export_command(spec: Path, output: Path | None, *, weights: Path | None, target: str, opset: int | None,
+                   dynamic: str | None, dims: Sequence[str] | None, kv_cache: bool, kernels: Sequence[str] | None,
+                   explain: bool, verify: bool, tolerance: float, overrides: Sequence[str], seed: int,
+                   echo: Echo) -> int:
+    from compilers.torch.check import parse_dims
+    from nngraph.spec import load_spec
+
+    from .export import ExportError, explain_text, export_graph, lowering_of, plan
+    from .kernels import TARGETS
+    from .weights import ExportWeightsError
+
+    if target not in TARGETS:
+        echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
+        return 2
+    if output is None and not explain:
+        echo("error: give -o FILE.onnx (or --explain to only show the plan)", err=True)
+        return 2
+    try:
+        sizes = parse_dims(list(dims or []))
+    except ValueError as exc:
+        echo(f"error: {exc}", err=True)
+        return 2
+    graph = load_spec(spec, list(overrides))
+    forced = _parse_kernels(kernels)
+    try:
+        if output is None:
+            from .kernels.site import DEFAULT_OPSET
+
+            choices = plan(graph, target, opset, kv_cache, forced)
+            echo(explain_text(choices, lowering_of(graph), target, opset or DEFAULT_OPSET))
+            return 0
+        result = export_graph(graph, output, weights=weights, target=target, opset=opset,
+                              dynamic=_parse_dynamic(dynamic), dims=sizes, kv_cache=kv_cache, kernels=forced,
+                              seed=seed, verify=verify, tolerance=tolerance, spec_file=str(spec))
+    except (ExportError, ExportWeightsError) as exc:
+        echo(f"error: {exc}", err=True)
+        return 1
+    if explain:
+        echo(result.explain())
+    for note in result.notes:
+        echo(note)
+    kinds = {}
+    for c in result.choices.values():
+        kinds[c.kernel.name] = kinds.get(c.kernel.name, 0) + 1
+    attn = ", ".join(f"{k} x{v}" for k, v in kinds.items()) or "none"
+    echo(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB, opset {result.opset}, target {result.target}, "
+         f"attention: {attn}; dynamic: {', '.join(result.dynamic) or 'none'}) in {result.seconds:.1f} s")
+    if result.kv_cache:
+        echo(f"KV cache: {len(result.kv_cache['layers'])} layers as past.<i>.key/value inputs and "
+             "present.<i>.key/value outputs")
+    if result.verification is not None:
+        echo(f"checked against torch (tolerance {tolerance:g}):\n{result.verification.describe()}")
+    return 0
+
+
+def _summary(name: str, arr: Any) -> str:
+    import numpy as np
+
+    a = np.asarray(arr)
+    text = f"{name}: {list(a.shape)} {a.dtype.name}"
+    if a.size and a.dtype.kind in "fiub":
+        v = a.astype(np.float64)
+        text += f"  min {v.min():.6g}  max {v.max():.6g}  mean {v.mean():.6g}"
+        if a.size <= 16:
+            text += f"  values {a.reshape(-1).tolist()}"
+    return text
+
+
+def infer_command(model: Path, inputs: Sequence[str], output: Path | None, target: str, echo: Echo) -> int:
+    import io
+
+    import numpy as np
+
+    from nngraph.io import write_bytes_atomic
+
+    from .kernels import TARGETS
+    from .runner import InferError, open_model, parse_input_args, run_session
+
+    if target not in TARGETS:
+        echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
+        return 2
+    try:
+        session = open_model(model, target)
+        feeds = parse_input_args(list(inputs), session)
+        outputs = run_session(session, feeds)
+    except InferError as exc:
+        echo(f"error: {exc}", err=True)
+        return 1
+    for name, arr in outputs.items():
+        echo(_summary(name, arr))
+    if output is not None:
+        buf = io.BytesIO()
+        np.savez(buf, **outputs)
+        write_bytes_atomic(output, buf.getvalue())
+        echo(f"wrote {output}")
+    return 0
+
+
+def _read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> Any:
+    import numpy as np
+
+    from .runner import InferError, read_input_file
+
+    if prompt_file is not None:
+        arr = read_input_file(prompt_file, "prompt", np.int64)
+        return arr[None] if arr.ndim == 1 else arr
+    rows = []
+    for p in prompts:
+        try:
+            rows.append([int(t) for t in p.replace(" ", ",").split(",") if t.strip()])
+        except ValueError:
+            raise InferError(f"--prompt '{p}' is not comma-separated token ids (e.g. --prompt 1,2,3)") from None
+    if not rows:
+        raise InferError("give --prompt IDS (repeatable, one row each) or --prompt-file FILE")
+    if len({len(r) for r in rows}) != 1:
+        raise InferError(f"prompts of different lengths {[len(r) for r in rows]}: give rows of one length")
+    return np.asarray(rows, dtype=np.int64)
+
+
+def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | None, max_new_tokens: int, *,
+                     top_k: int | None, temperature: float, seed: int, eos: int | None, target: str,
+                     weights: Path | None, overrides: Sequence[str], output: Path | None, echo: Echo) -> int:
+    from nngraph.io import write_text_atomic
+
+    from .export import ExportError
+    from .generate import generate
+    from .kernels import TARGETS
+    from .runner import InferError
+    from .weights import ExportWeightsError
+
+    if target not in TARGETS:
+        echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
+        return 2
+    try:
+        tokens = _read_prompts(prompts, prompt_file)
+        if model.suffix in (".yaml", ".yml"):
+            from .export import export_spec
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.onnx"
+                result = export_spec(model, path, list(overrides), weights=weights, target=target, kv_cache=True)
+                echo(f"exported {model} with a KV cache ({', '.join(sorted({c.kernel.name for c in result.choices.values()}))})",
+                     err=True)
+                seq = generate(path, tokens, max_new_tokens, top_k=top_k, temperature=temperature, seed=seed, eos=eos,
+                               target=target)
+        else:
+            if weights is not None or overrides:
+                echo("error: --weights and --set apply to a spec; an ONNX file already holds its weights", err=True)
+                return 2
+            seq = generate(model, tokens, max_new_tokens, top_k=top_k, temperature=temperature, seed=seed, eos=eos,
+                           target=target)
+    except (InferError, ExportError, ExportWeightsError) as exc:
+        echo(f"error: {exc}", err=True)
+        return 1
+    for row in seq.tolist():
+        echo(",".join(str(t) for t in row))
+    if output is not None:
+        write_text_atomic(output, json.dumps({"tokens": seq.tolist(), "prompt_length": int(tokens.shape[1])}) + "\n")
+        echo(f"wrote {output}", err=True)
+    return 0

@@ -1,0 +1,89 @@
+"""Autoregressive decoding with an exported decoder: greedy or top-k sampling, the KV cache as ONNX inputs/outputs.
+
+With a model exported with ``kv_cache=True`` (metadata ``nngraph.kv_cache``), the prompt is run
+once with empty ``past.{i}.key/value`` inputs ([B, G, 0, d]); every later step feeds one token per
+row and the previous step's ``present.{i}.*`` outputs as the new past -- the ONNX counterpart of
+:func:`compilers.torch.ops.attention_cache.generate`. A model without a cache re-runs the whole
+sequence each step (correct, quadratic).
+
+Choosing the next token from the last position's logits: greedy (argmax; ties -> the lowest id,
+as torch.argmax), or with ``top_k`` the k largest logits / ``temperature`` are sampled with a
+seeded numpy generator. ``eos``: rows that produced it keep producing it, and decoding stops
+when every row has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .runner import InferError, open_model, run_session
+
+
+def pick(logits: np.ndarray, top_k: int | None, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """Next token ids [B] from last-position logits [B, V]."""
+    if top_k is None or top_k <= 1 or temperature <= 0:
+        return logits.argmax(-1)
+    k = min(int(top_k), logits.shape[-1])
+    scaled = logits.astype(np.float64) / temperature
+    idx = np.argpartition(-scaled, k - 1, axis=-1)[:, :k]
+    top = np.take_along_axis(scaled, idx, axis=-1)
+    p = np.exp(top - top.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    choice = np.array([rng.choice(k, p=row) for row in p])
+    return np.take_along_axis(idx, choice[:, None], axis=-1)[:, 0]
+
+
+def generate(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarray, max_new_tokens: int, *,
+             top_k: int | None = None, temperature: float = 1.0, seed: int = 0, eos: int | None = None,
+             target: str = "ort-cpu", use_cache: bool = True) -> np.ndarray:
+    """``prompt`` [B, T0] token ids -> [B, T0 + n] (n <= ``max_new_tokens``; fewer when every row hit ``eos``)."""
+    from .metadata import read_metadata
+
+    session = model if hasattr(model, "run") else open_model(model, target)
+    meta = read_metadata(session)
+    tokens = np.asarray(prompt, dtype=np.int64)
+    if tokens.ndim != 2 or tokens.shape[1] == 0:
+        raise InferError(f"the prompt must be token ids [batch, length >= 1], got shape {list(tokens.shape)}")
+    kv = meta.get("kv_cache") if use_cache else None
+    inputs = [i.name for i in session.get_inputs()]
+    tok_name = kv["token_input"] if kv else inputs[0]
+    logits_name = kv["logits_output"] if kv else session.get_outputs()[0].name
+    limit = (kv or {}).get("max_len") or _max_len(meta)
+    if limit is not None and tokens.shape[1] + max_new_tokens > limit:
+        raise InferError(f"prompt length {tokens.shape[1]} + {max_new_tokens} new tokens exceeds the model's "
+                         f"{limit} positions")
+    extra = [n for n in inputs if n != tok_name and not (kv and n.startswith("past."))]
+    if extra:
+        raise InferError(f"generate feeds only the token input '{tok_name}'; the model also needs {', '.join(extra)}")
+    rng = np.random.default_rng(seed)
+    seq, done = tokens, np.zeros(tokens.shape[0], dtype=bool)
+    feeds: dict[str, np.ndarray] = {tok_name: tokens}
+    if kv:
+        for layer in kv["layers"]:
+            empty = np.zeros((tokens.shape[0], layer["kv_heads"], 0, layer["head_dim"]), np.float32)
+            feeds[layer["past_key"]] = feeds[layer["past_value"]] = empty
+    for _ in range(max_new_tokens):
+        out = run_session(session, feeds)
+        nxt = pick(out[logits_name][:, -1], top_k, temperature, rng)
+        if eos is not None:
+            nxt = np.where(done, eos, nxt)
+            done |= nxt == eos
+        seq = np.concatenate([seq, nxt[:, None].astype(np.int64)], axis=1)
+        if eos is not None and done.all():
+            break
+        if kv:
+            feeds = {tok_name: nxt[:, None].astype(np.int64)}
+            for layer in kv["layers"]:
+                feeds[layer["past_key"]] = out[layer["present_key"]]
+                feeds[layer["past_value"]] = out[layer["present_value"]]
+        else:
+            feeds = {tok_name: seq}
+    return seq
+
+
+def _max_len(meta: dict) -> int | None:
+    value = meta.get("max_positions")
+    return int(value) if value not in (None, "", "null") else None

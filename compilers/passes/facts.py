@@ -60,6 +60,7 @@ class AttentionFacts:
     position_kind: str = "none"          # none | qk (rope) | bias (alibi, t5_bias, shaw)
     shaw_values: bool = False
     bias_input: bool = False             # sdpa node: an additive bias tensor is an input
+    bias_learnable: bool = False         # ... computed by nodes (may depend on parameters), not a graph input
     dropout: float = 0.0
 
     @property
@@ -150,6 +151,7 @@ def sdpa_facts(graph: Graph, node: Node) -> AttentionFacts:
         kv_len=k.shape[-2] if k is not None else "seq", mask_kind="causal" if causal else "none",
         mask_text=("causal" if causal else "none") + (" + bias input" if node.inputs.get("bias") is not None else ""),
         bias_input=node.inputs.get("bias") is not None,
+        bias_learnable=node.inputs.get("bias") is not None and node.inputs["bias"].node not in graph.inputs,
         dropout=float(node.params.get("dropout") or 0.0))
 
 

@@ -125,8 +125,9 @@ def unmet(entry: dict[str, Any], facts: AttentionFacts, target: Target, mode: st
 
 
 def learnable_bias(facts: AttentionFacts) -> bool:
-    """The additive score term has parameters (T5 table, Shaw keys) or is a tensor input (may need a gradient)."""
-    return facts.position in ("t5_bias", "shaw") or facts.bias_input
+    """The additive score term has parameters (T5 table, Shaw keys) or is computed by nodes that may hold some
+    (a fused node's bias from a graph input is data: no gradient expected)."""
+    return facts.position in ("t5_bias", "shaw") or facts.bias_learnable
 
 
 def variant_of(facts: AttentionFacts) -> str:

@@ -42,7 +42,7 @@ def _mamba_count(ctx: InferCtx) -> int:
     "conv_bias": p_bool("bias on the depthwise conv", True),
     "bias": p_bool("biases on in_proj and out_proj", False),
     "scan": p_enum("how the recurrence is evaluated: sequential (one step per position) or chunked "
-                   "(parallel within chunks of chunk_size, carried state between them)", ("sequential", "chunked"),
+                   "(all chunks of chunk_size in parallel, positions stepped within a chunk, state carried between chunks)", ("sequential", "chunked"),
                    "sequential"),
     "chunk_size": p_int("positions per chunk for scan: chunked (default 64)", None),
 }, count=_mamba_count, example={"in": "x", "d_state": 16, "d_conv": 4, "expand": 2},

@@ -23,4 +23,6 @@ for spec in $(.venv/bin/python scripts/compilable.py specs/*.yaml); do
   name=$(basename "$spec" .yaml)
   $NN compile "$spec" -o "$OUT/$name.safetensors" --emit-python "$OUT/$name.py" | grep -E "torch parameters|ok|MISMATCH"
 done
+echo "== train cnn_digits on the built-in 8x8 digits (its train: section; about a minute on 2 CPU cores)"
+$NN train specs/cnn_digits.yaml --out "$OUT/train/cnn_digits" | grep -E "^(training|stopped|test)"
 echo "demo finished: outputs in $OUT/"

@@ -1,0 +1,149 @@
+"""The keys of the ``train:`` section: type, default, bounds and a one-line doc each (checked by
+:mod:`nngraph.train_schema`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TASKS = ("auto", "classification", "regression", "language_model", "masked_lm", "diffusion", "vae",
+         "node_classification", "graph_classification")
+BUILTINS = ("digits", "karate", "text", "copy", "reverse", "parity")
+
+
+@dataclass(frozen=True)
+class F:
+    """One key of the schema: kind, doc, default and bounds (or a nested section)."""
+
+    kind: str  # int, float, bool, str, enum, section, str_list, float_pair, str_map, num_map, int_or_str, tri
+    doc: str
+    default: Any = None
+    choices: tuple = ()
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = True
+    section: dict[str, "F"] = field(default_factory=dict)
+    shorthand: str | None = None  # a section given as a scalar sets this key
+    optional_section: bool = False  # a section that is off (None) unless written
+
+
+def _sec(doc: str, fields: dict[str, F], shorthand: str | None = None, optional: bool = False) -> F:
+    return F("section", doc, section=fields, shorthand=shorthand, optional_section=optional)
+
+
+DATA = {
+    "builtin": F("enum", "a bundled dataset (offline)", None, BUILTINS),
+    "path": F("str", "a data file: .npz/.npy, .csv, .txt (text), .json (graphs) or an edge list; relative to the spec"),
+    "format": F("enum", "file format (auto: from the suffix)", "auto",
+                ("auto", "npz", "npy", "csv", "text", "graph_json", "edgelist")),
+    "tokenizer": F("enum", "text: characters or byte-pair encoding (the tokenizers library)", "char", ("char", "bpe")),
+    "vocab_size": F("int", "BPE vocabulary size", 512, min=8, max=1_000_000),
+    "seq_len": F("int", "tokens per training window (language modeling)", 64, min=2, max=1_000_000),
+    "val_fraction": F("float", "fraction held out for validation", 0.1, min=0.0, max=0.9),
+    "test_fraction": F("float", "fraction held out for the final test (default: 0.2 for tables, 0 for text)",
+                       None, min=0.0, max=0.9),
+    "label_column": F("int_or_str", "csv: the label column, by name or index (default: the last)"),
+    "x_key": F("str", "npz: the array holding the features", "x"),
+    "y_key": F("str", "npz: the array holding the targets", "y"),
+    "normalize": F("bool", "standardize features with the training split's mean and std", False),
+    "num_samples": F("int", "synthetic tasks: number of examples", 4000, min=10, max=10_000_000),
+    "length": F("int", "synthetic tasks: sequence length", 8, min=1, max=4096),
+    "symbols": F("int", "synthetic tasks: alphabet size", 8, min=2, max=65536),
+    "labelled_per_class": F("int", "node classification: labelled nodes per class when the data has no train mask",
+                            2, min=1, max=1_000_000),
+    "split_seed": F("int", "seed of the train/val/test split", 0, min=0),
+}
+OPTIMIZER = {
+    "type": F("enum", "the optimizer", "adamw", ("sgd", "adam", "adamw")),
+    "lr": F("float", "peak learning rate", 1e-3, min=0.0, max=100.0),
+    "weight_decay": F("float", "decoupled (adamw) or L2 (sgd, adam) weight decay on weights with >= 2 dims "
+                      "(default 0.01 for adamw, else 0)", None, min=0.0, max=10.0),
+    "l1": F("float", "L1 penalty coefficient added to the loss (weights with >= 2 dims)", 0.0, min=0.0, max=10.0),
+    "betas": F("float_pair", "adam/adamw betas", [0.9, 0.999], min=0.0, max=1.0),
+    "eps": F("float", "adam/adamw epsilon", 1e-8, min=0.0, max=1.0),
+    "momentum": F("float", "sgd momentum", 0.0, min=0.0, max=1.0),
+    "nesterov": F("bool", "sgd Nesterov momentum", False),
+}
+SCHEDULE = {
+    "type": F("enum", "the decay after warmup", "constant", ("constant", "cosine", "linear")),
+    "warmup": F("int", "linear warmup steps from 0 to lr", 0, min=0),
+    "min_lr": F("float", "the learning rate cosine/linear decay ends at", 0.0, min=0.0),
+}
+LOSS = {
+    "label_smoothing": F("float", "cross-entropy label smoothing", 0.0, min=0.0, max=0.99),
+    "aux": F("num_map", "auxiliary losses added with weights: graph output or node.output pattern -> weight "
+             "(e.g. '*.aux_loss': 0.01)", {}),
+    "recon": F("enum", "vae: reconstruction loss", "bce", ("bce", "mse")),
+    "beta": F("float", "vae: weight of the kl output", 1.0, min=0.0),
+}
+LORA = {
+    "rank": F("int", "adapter rank r", 8, min=1, max=65536),
+    "alpha": F("float", "adapter scale numerator (scale = alpha / rank)", 16.0, min=0.0),
+    "dropout": F("float", "dropout on the adapter input", 0.0, min=0.0, max=0.99),
+    "targets": F("str_list", "linear layers to adapt, by name pattern (fnmatch, e.g. 'h.*.attn.*')", ["*"]),
+    "merge": F("bool", "merge adapters into the weights of the exported model", True),
+}
+EVAL = {
+    "every": F("int", "evaluate every N steps (default: about 10 times per run)", None, min=1),
+    "batches": F("int", "at most N validation batches per evaluation (default: all)", None, min=1),
+    "metric": F("enum", "metric for the best checkpoint and early stopping", "auto",
+                ("auto", "loss", "accuracy", "perplexity", "mse")),
+}
+EARLY = {
+    "patience": F("int", "stop after N evaluations without improvement", 5, min=1),
+    "min_delta": F("float", "smallest change that counts as an improvement", 0.0, min=0.0),
+}
+CHECKPOINT = {
+    "every": F("int", "save a resumable checkpoint every N steps (default: at every evaluation)", None, min=1),
+    "keep": F("int", "keep the last N step checkpoints", 2, min=1, max=1000),
+}
+LOG = {
+    "every": F("int", "log loss, lr and throughput every N steps", 10, min=1),
+    "tensorboard": F("tri", "TensorBoard scalars under OUT/tb (auto: when tensorboard is installed)", "auto"),
+    "plot": F("tri", "loss-curve PNG at the end (auto: when matplotlib is installed)", "auto"),
+    "progress": F("tri", "rich progress bar (auto: on a terminal)", "auto"),
+}
+DIFFUSION = {
+    "steps": F("int", "diffusion steps T", 1000, min=1, max=100_000),
+    "schedule": F("enum", "beta schedule", "linear", ("linear", "cosine")),
+    "beta_start": F("float", "beta_1 (linear)", 1e-4, min=0.0, max=1.0),
+    "beta_end": F("float", "beta_T (linear)", 0.02, min=0.0, max=1.0),
+    "cosine_s": F("float", "offset s (cosine)", 0.008, min=0.0),
+    "cond_drop": F("float", "probability of replacing a label by the null label (classifier-free guidance)", 0.1,
+                   min=0.0, max=1.0),
+}
+MLM = {
+    "mask_prob": F("float", "fraction of tokens to predict", 0.15, min=0.0, max=1.0),
+    "mask_token": F("int", "id of [MASK] (default: the data's vocabulary size)", None, min=0),
+}
+SCHEMA: dict[str, F] = {
+    "task": F("enum", "what to learn (auto: from the graph's inputs and outputs)", "auto", TASKS),
+    "data": _sec("the dataset", DATA, shorthand="builtin"),
+    "inputs": F("str_map", "graph input -> data field (default: by name, x, tokens)", {}),
+    "output": F("str", "the graph output the loss reads (default: logits, else the first)"),
+    "batch_size": F("int", "examples per step and process", 32, min=1, max=10_000_000),
+    "eval_batch_size": F("int", "examples per evaluation batch (default: batch_size)", None, min=1),
+    "steps": F("int", "optimizer steps", None, min=1),
+    "epochs": F("int", "passes over the training split (instead of steps)", None, min=1),
+    "optimizer": _sec("optimizer", OPTIMIZER, shorthand="type"),
+    "schedule": _sec("learning-rate schedule", SCHEDULE, shorthand="type"),
+    "grad_clip": F("float", "clip the global gradient norm to this (0: off)", 0.0, min=0.0),
+    "grad_accum": F("int", "micro-batches accumulated per optimizer step", 1, min=1, max=100_000),
+    "precision": F("enum", "fp32, or autocast to bf16 / fp16 (fp16 with a GradScaler, CUDA only)", "fp32",
+                   ("fp32", "bf16", "fp16")),
+    "device": F("enum", "where to train", "auto", ("auto", "cpu", "cuda")),
+    "seed": F("int", "seed of initialization, batches, dropout and noise", 0, min=0),
+    "threads": F("int", "CPU threads for torch's kernels (default: torch's choice; 1 avoids oversubscription "
+                 "when the machine is busy)", None, min=1, max=4096),
+    "loss": _sec("loss options", LOSS),
+    "lora": _sec("train low-rank adapters on linear layers instead of all weights", LORA, optional=True),
+    "tbptt": F("int", "recurrent language models: truncated-BPTT window on contiguous streams, state carried", None,
+               min=1),
+    "state": F("str_map", "recurrent state carried between windows: input -> output (default: h0->h, c0->c)", None),
+    "eval": _sec("evaluation", EVAL),
+    "early_stopping": _sec("stop when the eval metric stops improving", EARLY, optional=True),
+    "checkpoint": _sec("checkpoints", CHECKPOINT),
+    "log": _sec("logging", LOG),
+    "diffusion": _sec("diffusion task", DIFFUSION),
+    "mlm": _sec("masked-LM task", MLM),
+}

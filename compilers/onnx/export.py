@@ -191,7 +191,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     from nngraph.io import write_bytes_atomic
 
     from . import rewrite, symbolics
-    from .inputs import sample_inputs, symbols
+    from .inputs import default_sizes, sample_inputs, symbols, trace_sizes
     from .lowering import lowered
     from .metadata import set_metadata
 
@@ -227,8 +227,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     module.eval()
     names = [n for n, gi in graph.inputs.items() if include_optional or not gi.optional]
     out_names = list(graph.outputs)
-    sizes = _pick_sizes(graph, module, dims, seed, include_optional)
-    example = sample_inputs(graph, sizes, seed, include_optional)
+    sizes = trace_sizes(graph, dims)
     io_ = KVIO() if kv_cache else None
     kv_layers = []
     if kv_cache:
@@ -236,35 +235,41 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
             site = choices[node.name].site
             kv_layers.append({"node": node.name, "past_key": f"past.{i}.key", "past_value": f"past.{i}.value",
                               "present_key": f"present.{i}.key", "present_value": f"present.{i}.value",
-                              "kv_heads": site.kv_heads,
-                              "head_dim": site.head_dim})
+                              "kv_heads": site.kv_heads, "head_dim": site.head_dim})
     from .wrapper import ExportWrapper
 
     wrapper = ExportWrapper(module, names, out_names, io_, kv_layers, graph).eval()
-    args = [example[n] for n in names]
     batch_sym = _batch_symbol(graph, names)
-    past_len = 7  # not a trace size (batch 3, primes from 11): the tracer keys sizes by value
-    if kv_cache:
-        b = concrete(graph.inputs[names[0]].type.shape[0], sizes)
-        for layer in kv_layers:
-            shape = (b, layer["kv_heads"], past_len, layer["head_dim"])
-            args += [torch.randn(shape), torch.randn(shape)]
     dynamic_axes = _dynamic_axes(graph, names, out_names, dyn, kv_layers, batch_sym)
     in_all = names + [x for layer in kv_layers for x in (layer["past_key"], layer["past_value"])]
     out_all = out_names + [x for layer in kv_layers for x in (layer["present_key"], layer["present_value"])]
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings(), symbolics.registered(min(opset, rewrite.MAX_TORCHSCRIPT_OPSET)), \
-                lowered(module, graph, choices, io_) as dispatch, torch.no_grad():
-            warnings.simplefilter("ignore")
-            wrapper.dispatch = dispatch
-            torch.onnx.export(wrapper, tuple(args), buf, input_names=in_all, output_names=out_all,
-                              dynamic_axes=dynamic_axes, opset_version=min(opset, rewrite.MAX_TORCHSCRIPT_OPSET),
-                              do_constant_folding=True, dynamo=False)
-    except Exception as exc:  # noqa: BLE001 - name the spec and the cause
-        raise ExportError(f"exporting '{graph.name}' failed: {type(exc).__name__}: {_first_line(exc)}") from exc
-    finally:
-        module.eval()  # torch.onnx.export restores the wrapper's mode recursively
+    opset_ts = min(opset, rewrite.MAX_TORCHSCRIPT_OPSET)
+    attempts = [sizes] + ([default_sizes(graph, dims)] if default_sizes(graph, dims) != sizes else [])
+    for attempt, sizes in enumerate(attempts):
+        example = sample_inputs(graph, sizes, seed, include_optional)
+        args = [example[n] for n in names]
+        if kv_cache:
+            b = concrete(graph.inputs[names[0]].type.shape[0], sizes)
+            past_len = 7  # not a trace size (batch 3, primes from 11): the tracer keys sizes by value
+            for layer in kv_layers:
+                shape = (b, layer["kv_heads"], past_len, layer["head_dim"])
+                args += [torch.randn(shape), torch.randn(shape)]
+        buf = io.BytesIO()
+        try:
+            with warnings.catch_warnings(), symbolics.registered(opset_ts), \
+                    lowered(module, graph, choices, io_) as dispatch, torch.no_grad():
+                warnings.simplefilter("ignore")
+                wrapper.dispatch = dispatch
+                torch.onnx.export(wrapper, tuple(args), buf, input_names=in_all, output_names=out_all,
+                                  dynamic_axes=dynamic_axes, opset_version=opset_ts, do_constant_folding=True,
+                                  dynamo=False)
+            break
+        except Exception as exc:  # noqa: BLE001 - retry at the small default sizes, then name the spec and the cause
+            if attempt + 1 < len(attempts):
+                continue  # e.g. a trace length beyond a position table: the smaller default sizes
+            raise ExportError(f"exporting '{graph.name}' failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+        finally:
+            module.eval()  # torch.onnx.export restores the wrapper's mode recursively
     model = onnx.load_from_string(buf.getvalue())
     model, fused = rewrite.finish(model, opset)
     model.producer_name, model.producer_version = "nngraph", __version__
@@ -336,21 +341,6 @@ def _symbols_in(text: str) -> list[str]:
     import re
 
     return [m for m in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)]
-
-
-def _pick_sizes(graph: Any, module: Any, dims: Mapping[str, int] | None, seed: int,
-                include_optional: bool) -> dict[str, int]:
-    """Trace sizes (:func:`.inputs.trace_sizes`) if the model runs at them, else the check defaults (batch 2, 8)."""
-    from .inputs import default_sizes, sample_inputs, trace_sizes
-
-    torch = _torch()
-    sizes = trace_sizes(graph, dims)
-    try:
-        with torch.no_grad():
-            module(**sample_inputs(graph, sizes, seed, include_optional))
-        return sizes
-    except Exception:  # noqa: BLE001 - e.g. a sequence longer than a position table: use the smaller defaults
-        return default_sizes(graph, dims)
 
 
 def _first_line(exc: BaseException) -> str:

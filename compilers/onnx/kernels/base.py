@@ -144,7 +144,15 @@ def _placeholder_class():
         @staticmethod
         def forward(ctx, config: str, *tensors):  # noqa: D401 - torch API
             cfg = json.loads(config)
-            return kernel_named(cfg["kernel"]).reference(cfg, dict(zip(cfg["slots"], tensors)))
+            # computed untraced: the exporter replaces the node by ``symbolic`` anyway, and tracing the
+            # reference into the node's body trips a TorchScript pass (peephole) on some bodies
+            state = torch._C._get_tracing_state()
+            torch._C._set_tracing_state(None)
+            try:
+                out = kernel_named(cfg["kernel"]).reference(cfg, dict(zip(cfg["slots"], tensors)))
+            finally:
+                torch._C._set_tracing_state(state)
+            return out
 
         @staticmethod
         def symbolic(g, config: str, *tensors):

@@ -86,8 +86,7 @@ class OrtGroupQueryAttention(Kernel):
         batch = x.shape[0]
         q, k, v = projected(module, site, x, None, 0, rope=False)
         new = torch._shape_as_tensor(x)[1]  # traced as Shape/Gather: dynamic in the exported graph
-        past_len = torch._shape_as_tensor(past[0])[2] if past is not None else torch.zeros((), dtype=torch.int64)
-        total = past_len + new
+        total = new + torch._shape_as_tensor(past[0])[2] if past is not None else new
         if site.parts.key_padding == "lengths" and lengths is not None:
             seqlens = (lengths - 1).to(torch.int32)
         else:

@@ -29,11 +29,16 @@ OP = "SelectiveScan"
 class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h0, a, b, c):  # noqa: D401 - torch API
-        h, ys = h0, []
-        for t in range(a.shape[1]):
-            h = a[:, t] * h + b[:, t]
-            ys.append((h * c[:, t].unsqueeze(1)).sum(-1))
-        return torch.stack(ys, dim=1) if ys else h0.new_zeros(a.shape[0], 0, a.shape[2])
+        state = torch._C._get_tracing_state()  # untraced: the node becomes the placeholder, not this loop
+        torch._C._set_tracing_state(None)
+        try:
+            h, ys = h0, []
+            for t in range(a.shape[1]):
+                h = a[:, t] * h + b[:, t]
+                ys.append((h * c[:, t].unsqueeze(1)).sum(-1))
+            return torch.stack(ys, dim=1) if ys else h0.new_zeros(a.shape[0], 0, a.shape[2])
+        finally:
+            torch._C._set_tracing_state(state)
 
     @staticmethod
     def symbolic(g, h0, a, b, c):

@@ -278,7 +278,7 @@ def parse_mask(value: Any, path: str = "", depth: int = 0, problems: list[tuple[
     name = value.get("type")
     if name is None:
         return bad(path, f"a mask mapping needs 'type' (one of {', '.join(MASKS)}) or one of {', '.join(COMBINATORS)}")
-    if name not in MASKS:
+    if not isinstance(name, str) or name not in MASKS:
         return bad(_join(path, "type"), _unknown("mask type", str(name), list(MASKS) + list(COMBINATORS)))
     mdef = MASKS[name]
     params: dict[str, Any] = {}

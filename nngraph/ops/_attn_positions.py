@@ -216,6 +216,8 @@ def parse_position(value: Any, problems: list[tuple[str, str]] | None = None) ->
     name = value.get("type")
     if name is None:
         return bad("", f"a position mapping needs 'type' (one of {', '.join(POSITIONS)})")
+    if not isinstance(name, str):
+        return bad("type", f"the position type must be a name (one of {', '.join(POSITIONS)}), got {name!r}")
     if name not in POSITIONS:
         if name in ABSOLUTE:
             return bad("type", f"'{name}' positions are absolute: add them to the embeddings with a "

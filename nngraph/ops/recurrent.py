@@ -75,7 +75,9 @@ def _seq_count(kind: str):
         g, f, h = GATES[kind], ctx.inputs["x"].shape[-1], ctx.params["hidden"]
         dirs = 2 if ctx.params["bidirectional"] else 1
         b = 2 * g * h if ctx.params["bias"] else 0
-        return sum(dirs * (g * h * (f if k == 0 else dirs * h) + g * h * h + b) for k in range(ctx.params["layers"]))
+        per_layer = dirs * (g * h * h + b)  # recurrent weights and biases: the same in every layer
+        inputs = dirs * g * h * (f + (ctx.params["layers"] - 1) * dirs * h)  # layer 0 reads f features, the rest dirs*h
+        return ctx.params["layers"] * per_layer + inputs
     return count
 
 

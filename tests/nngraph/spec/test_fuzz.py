@@ -46,16 +46,10 @@ INTERNAL_MARKERS = ("cannot infer shapes", "this is an nngraph bug", "internal:"
 # Bugs this fuzzer found in op modules owned elsewhere, reported to their owners. A diagnostic
 # matching one of these does not fail the property (every other internal error does); remove an
 # entry once the module is fixed. Each entry: (module, regex over the diagnostic message).
-KNOWN_OP_BUGS: tuple[tuple[str, str], ...] = (
-    # the mask/position checkers hash a 'type' that may be a list or a mapping: TypeError
-    ("nngraph/ops/_attn_masks.py", r"parameter 'mask'.*internal error in the parameter's checker \(TypeError: unhashable"),
-    ("nngraph/ops/_attn_positions.py", r"parameter 'position'.*internal error in the parameter's checker \(TypeError: unhashable"),
-)
+KNOWN_OP_BUGS: tuple[tuple[str, str], ...] = ()
 # Op modules whose shape or count rule runs in time proportional to a parameter's value; a check
 # that times out inside one of them is that known bug, anywhere else it fails the property.
-KNOWN_SLOW_MODULES = (
-    "nngraph/ops/recurrent.py",  # the parameter count loops 'for k in range(layers)': layers = 2**40 never ends
-)
+KNOWN_SLOW_MODULES: tuple[str, ...] = ()
 CHECK_TIMEOUT_S = 10
 
 SETTINGS = settings(max_examples=350, deadline=None, derandomize=True, database=None,

@@ -10,6 +10,8 @@ export only (instance attributes, removed afterwards):
 * ``mamba`` -> the recurrence as an ONNX ``Scan`` (:mod:`.ssm`);
 * ``moe`` -> routing, capacity and grouped dispatch with tensor-valued counts (:mod:`.moe`);
 * ``global_pool`` -> one-hot pooling with a run-time graph count (:mod:`.graph_nn`);
+* mask predicates' ``logical_not`` (``v ^ True``, which the tracer cannot record for a tensor)
+  -> ``torch.logical_not`` for tensors;
 * a BigBird ``random`` mask -> its rows drawn for the (fixed) traced lengths as plain ints (the export
   fixes the sequence dims of such nodes, see :func:`compilers.onnx.export.length_bound_symbols`);
 * with a KV cache, ``position_embedding`` -> positions ``past_len + arange(T)`` with ``past_len`` a
@@ -52,6 +54,7 @@ def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None 
         list[_AttentionDispatch]]:
     """Patch ``model`` (built from ``graph``) for export; yields the attention dispatchers (reset per call)."""
     from compilers.torch.ops import attention_masks, graph_nn
+    from nngraph.ops import _attn_masks
 
     from . import graph_nn as gnn_lowering
     from .moe import moe_forward
@@ -59,7 +62,12 @@ def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None 
 
     patched: list[Any] = []
     dispatch: dict[int, _AttentionDispatch] = {}
-    saved_pool, saved_random = graph_nn.global_pool, attention_masks.random_mask
+    saved_pool, saved_random, saved_not = graph_nn.global_pool, attention_masks.random_mask, _attn_masks.logical_not
+
+    def logical_not(v: Any) -> Any:
+        import torch
+
+        return torch.logical_not(v) if isinstance(v, torch.Tensor) else saved_not(v)
 
     def random_mask(q_len: Any, kv_len: Any, per_row: int, seed: int, offset: Any = 0, device: Any = None) -> Any:
         import numpy as np
@@ -89,10 +97,12 @@ def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None 
                 _patch(module, functools.partial(_position_forward, module, io), patched)
         graph_nn.global_pool = gnn_lowering.global_pool
         attention_masks.random_mask = random_mask
+        _attn_masks.logical_not = logical_not
         yield list(dispatch.values())
     finally:
         graph_nn.global_pool = saved_pool
         attention_masks.random_mask = saved_random
+        _attn_masks.logical_not = saved_not
         for module in patched:
             module.__dict__.pop("forward", None)
 

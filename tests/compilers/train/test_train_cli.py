@@ -57,3 +57,15 @@ def test_a_config_file_with_an_error_points_into_that_file(write_spec, tmp_path)
     assert res.exit_code == 1
     assert f"{cfg}:2:20: error: train.schedule.type: expected one of constant, cosine, linear, got 'cosin'" in res.output
     assert "hint: did you mean 'cosine'?" in res.output
+
+
+def test_resume_refuses_another_architecture_or_a_changed_configuration(write_spec, tmp_path):
+    spec, out = write_spec(), tmp_path / "run"
+    assert runner.invoke(cli.app, ["train", str(spec), "--out", str(out), "--steps", "3", "-q"]).exit_code == 0
+    res = runner.invoke(cli.app, ["train", str(spec), "--out", str(out), "--resume", "--set", "hidden=8"])
+    assert res.exit_code == 1 and "was saved from a different architecture (fingerprint" in res.output
+    res = runner.invoke(cli.app, ["train", str(spec), "--out", str(out), "--resume", "--set", "train.optimizer.lr=0.5"])
+    assert res.exit_code == 1
+    assert "cannot resume" in res.output and "exactly: the training configuration changed (optimizer)" in res.output
+    res = runner.invoke(cli.app, ["train", str(spec), "--out", str(out), "--resume", "--steps", "5"])
+    assert res.exit_code == 0 and "(step 3)" in res.output and "stopped after 5 steps" in res.output

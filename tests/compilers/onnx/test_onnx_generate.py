@@ -1,0 +1,123 @@
+"""Decoding with exported decoders: greedy tokens from ONNX Runtime (KV cache as ONNX inputs/outputs) equal torch's.
+
+The torch side is :func:`compilers.torch.ops.attention_cache.generate` (greedy, its own KV cache)
+on the same randomized module the file was exported from. gpt_char (learned positions, causal)
+runs the GroupQueryAttention kernel; llama_style (RoPE, 4 query / 2 key-value heads) runs it with
+the rotary built in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import cli
+from compilers.onnx.export import export_graph
+from compilers.onnx.generate import generate, pick
+from compilers.onnx.runner import InferError
+from compilers.torch import build_module
+from compilers.torch.ops.attention_cache import generate as torch_generate
+from nngraph import load_spec
+
+from conftest import SPECS, randomize, small_overrides
+
+DECODERS = ["gpt_char", "llama_style"]
+
+
+@pytest.fixture(scope="module")
+def decoders(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("decoders")
+    out = {}
+    for name in DECODERS:
+        path = SPECS / f"{name}.yaml"
+        graph = load_spec(path, small_overrides(path))
+        module = build_module(graph, seed=0).eval()
+        randomize(module, seed=5)
+        file = folder / f"{name}.onnx"
+        result = export_graph(graph, file, module=module, kv_cache=True)
+        plain = folder / f"{name}-nocache.onnx"
+        export_graph(graph, plain, module=module, verify=False)
+        out[name] = (graph, module, file, plain, result)
+    return out
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_greedy_tokens_from_onnxruntime_equal_torch(name, decoders):
+    graph, module, file, _, result = decoders[name]
+    assert {c.kernel.name for c in result.choices.values()} == {"ort-gqa"}
+    vocab = graph.nodes[next(iter(graph.nodes))].params["num"]
+    prompt = torch.from_numpy(np.random.default_rng(1).integers(0, vocab, (3, 5)))
+    want = torch_generate(module, prompt, 12).numpy()
+    got = generate(file, prompt.numpy(), 12)
+    assert got.shape == (3, 17)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_generation_without_a_cache_reruns_the_sequence_and_agrees(decoders):
+    graph, module, file, plain, _ = decoders["gpt_char"]
+    prompt = np.array([[1, 2, 3, 4]])
+    np.testing.assert_array_equal(generate(plain, prompt, 8), generate(file, prompt, 8))
+
+
+def test_top_k_sampling_is_seeded_and_stays_in_the_top_k(decoders):
+    graph, module, file, _, _ = decoders["gpt_char"]
+    prompt = np.array([[5, 6, 7], [8, 9, 10]])
+    a = generate(file, prompt, 10, top_k=5, temperature=1.5, seed=3)
+    b = generate(file, prompt, 10, top_k=5, temperature=1.5, seed=3)
+    c = generate(file, prompt, 10, top_k=5, temperature=1.5, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    with torch.no_grad():
+        logits = module(tokens=torch.from_numpy(a[:, :-1])).numpy()
+    for row in range(2):
+        for t in range(3, a.shape[1]):
+            top5 = np.argsort(-logits[row, t - 1])[:5]
+            assert a[row, t] in top5
+    np.testing.assert_array_equal(generate(file, prompt, 6, top_k=1, seed=9), generate(file, prompt, 6))
+
+
+def test_pick_greedy_breaks_ties_at_the_lowest_id_like_torch():
+    logits = np.array([[0.0, 2.0, 2.0, 1.0]], np.float32)
+    assert pick(logits, None, 1.0, np.random.default_rng(0)).tolist() == [1]
+    assert torch.tensor(logits).argmax(-1).tolist() == [1]
+
+
+def test_eos_stops_every_row(decoders):
+    _, _, file, _, _ = decoders["gpt_char"]
+    prompt = np.array([[1, 2, 3]])
+    first = generate(file, prompt, 1)[0, -1]
+    out = generate(file, prompt, 10, eos=int(first))
+    assert out.shape == (1, 4) and out[0, -1] == first
+
+
+def test_generation_beyond_the_position_table_is_refused(decoders):
+    graph, _, file, _, _ = decoders["gpt_char"]
+    ctx = graph.nodes["wpe"].params["max_len"]
+    with pytest.raises(InferError, match=f"exceeds the model's {ctx} positions"):
+        generate(file, np.zeros((1, ctx - 2), np.int64), 5)
+
+
+def test_cli_generate_prints_token_rows_and_writes_json(decoders, tmp_path):
+    graph, module, file, _, _ = decoders["gpt_char"]
+    out = tmp_path / "tokens.json"
+    res = CliRunner().invoke(cli.app, ["generate", str(file), "--prompt", "1,2,3", "--prompt", "4,5,6", "-n", "4",
+                                       "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.stdout.splitlines() if line and line[0].isdigit()]
+    want = torch_generate(module, torch.tensor([[1, 2, 3], [4, 5, 6]]), 4).tolist()
+    assert rows == [",".join(map(str, r)) for r in want]
+    assert __import__("json").loads(out.read_text())["tokens"] == want
+
+
+def test_cli_generate_errors_exit_1_without_traceback(decoders, tmp_path):
+    _, _, file, _, _ = decoders["gpt_char"]
+    runner = CliRunner()
+    res = runner.invoke(cli.app, ["generate", str(file), "--prompt", "1,x,3"])
+    assert res.exit_code == 1 and "--prompt '1,x,3' is not comma-separated token ids" in res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(cli.app, ["generate", str(file), "--prompt", "1,2", "--prompt", "1,2,3"])
+    assert res.exit_code == 1 and "prompts of different lengths [2, 3]" in res.output
+    res = runner.invoke(cli.app, ["generate", str(tmp_path / "missing.onnx"), "--prompt", "1"])
+    assert res.exit_code == 1 and "model file" in res.output and "not found" in res.output

@@ -77,8 +77,6 @@ def train_worker(spec: str, out: str, overrides: list[str], config: str | None, 
 
 
 def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet: bool) -> dict[str, Any]:
-    import torch
-
     from . import checkpoint as ck
     from . import distributed
     from .logging import MetricsLog, Progress, TensorBoard, plot_losses, read_metrics
@@ -127,7 +125,6 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
         return summary
     finally:
         distributed.shutdown(d)
-        del torch
 
 
 def _save_tokenizer(plan: Any, out: Path) -> None:

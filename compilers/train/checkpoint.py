@@ -1,8 +1,8 @@
 """Resumable training checkpoints: one safetensors file, written atomically, verified on load.
 
 A checkpoint holds every tensor of the run -- model (``model/<spec key>``),
-optimizer state (``optim/<param index>/<name>``), RNG states (``rng/...``),
-carried recurrent state (``carry/<input>``) -- and, as safetensors string
+optimizer state (``optim/<param index>/<name>``), and per process ``rank/<r>/...``
+its torch RNG states and carried recurrent state -- and, as safetensors string
 metadata, one JSON document: the spec fingerprint, the run configuration, the
 step (the data position is a function of the step), scheduler, scaler and
 early-stopping state, Python/numpy RNG states, plus a SHA-256 over that JSON
@@ -213,30 +213,31 @@ def unflatten_optimizer(ckpt: Checkpoint, meta: dict[str, Any]) -> dict[str, Any
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def rng_state(device: torch.device | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """This process's torch RNG states (tensors: CPU, and the CUDA device in use) and Python/numpy ones (JSON)."""
     import random
 
     import numpy as np
 
     tensors = {"rng/torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng/cuda/{i}"] = s
+    if device is not None and device.type == "cuda":
+        tensors["rng/cuda"] = torch.cuda.get_rng_state(device)
     py = random.getstate()
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return tensors, {"python": [py[0], list(py[1]), py[2]],
                      "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]}
 
 
-def set_rng_state(ckpt: Checkpoint, meta: dict[str, Any]) -> None:
+def set_rng_state(ckpt: Checkpoint, meta: dict[str, Any], rank: int = 0, device: torch.device | None = None) -> None:
+    """Restore what :func:`rng_state` saved; torch states come from this rank's ``rank/<r>/rng/...`` tensors."""
     import random
 
     import numpy as np
 
-    torch.set_rng_state(ckpt.tensors["rng/torch"])
-    cuda = ckpt.group("rng/cuda")
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([cuda[str(i)] for i in range(len(cuda))])
+    mine = ckpt.group(f"rank/{rank}/rng")
+    torch.set_rng_state(mine["torch"])
+    if "cuda" in mine and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(mine["cuda"], device)
     py = meta["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     kind, keys, pos, has_gauss, gauss = meta["numpy"]

@@ -108,7 +108,9 @@ def load_run_config(spec: str | Path, overrides: list[str] | None = None, config
                     raw.pop("epochs" if key == "steps" else "steps", None)
         if data is not None:
             section = raw.get("data") if isinstance(raw.get("data"), Map) else Map(pos=SourcePos(f"--data {data}"))
-            section = Map(section, pos=section.pos)
+            copy = Map(section, pos=section.pos)
+            copy.key_pos, copy.value_pos = dict(section.key_pos), dict(section.value_pos)
+            section = copy
             for k in ("builtin", "path", "format"):
                 section.pop(k, None)
             from nngraph.train_schema import BUILTINS

@@ -68,15 +68,27 @@ class Trainer:
         return {"step": self.step, "best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals,
                 "metric": self.metric}
 
-    def checkpoint_payload(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def rank_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Every process's RNG and carried state (gathered to all ranks; rank -> tensors)."""
+        rng_t, _ = ck.rng_state(self.plan.device)
+        local = {**{k: v.cpu() for k, v in rng_t.items()}, **{f"carry/{k}": v.cpu() for k, v in self.carry.items()}}
+        if not self.d.active:
+            return {"0": local}
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * self.d.world
+        dist.all_gather_object(parts, local)
+        return {str(r): p for r, p in enumerate(parts)}
+
+    def checkpoint_payload(self, ranks: dict[str, dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         from compilers.torch import state_dict_for
 
         tensors = {f"model/{k}": v for k, v in state_dict_for(self.model).items()}
         opt_t, opt_meta = ck.flatten_optimizer(self.opt.state_dict())
         tensors.update(opt_t)
-        rng_t, rng_meta = ck.rng_state()
-        tensors.update(rng_t)
-        tensors.update({f"carry/{k}": v for k, v in self.carry.items()})
+        _, rng_meta = ck.rng_state()
+        for r, part in ranks.items():
+            tensors.update({f"rank/{r}/{k}": v for k, v in part.items()})
         state = {"spec": self.run.graph.name, "fingerprint": self.run.graph.fingerprint(), "config": self.cfg,
                  "run": self._run_state(), "optimizer": opt_meta, "scheduler": self.sched.state_dict(),
                  "scaler": self.scaler.state_dict() if self.scaler else None, "rng": rng_meta,
@@ -84,9 +96,11 @@ class Trainer:
         return tensors, state
 
     def save_checkpoint(self, name: str | None = None) -> Path | None:
+        """Rank 0 writes (every rank must call: the per-process states are gathered first)."""
+        ranks = self.rank_state()
         if not self.d.main:
             return None
-        tensors, state = self.checkpoint_payload()
+        tensors, state = self.checkpoint_payload(ranks)
         path = ck.save(self.ckpt_dir, name or ck.step_name(self.step), tensors, state)
         if name is None:
             ck.prune(self.ckpt_dir, self.cfg["checkpoint"]["keep"])
@@ -112,8 +126,8 @@ class Trainer:
         self.sched.load_state_dict(st["scheduler"])
         if self.scaler and st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
-        ck.set_rng_state(ckpt, st["rng"])
-        self.carry = {k: v.to(self.plan.device) for k, v in ckpt.group("carry").items()}
+        ck.set_rng_state(ckpt, st["rng"], self.d.rank, self.plan.device)
+        self.carry = {k: v.to(self.plan.device) for k, v in ckpt.group(f"rank/{self.d.rank}/carry").items()}
         r = st["run"]
         self.step, self.best, self.best_step, self.bad_evals = r["step"], r["best"], r["best_step"], r["bad_evals"]
 

@@ -190,3 +190,17 @@ def test_a_run_writes_metrics_tensorboard_and_the_loss_curve(tmp_path, write_spe
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 12 and "accuracy" in summary["test"]
+
+
+def test_a_language_model_trains_on_a_text_file_with_a_bpe_tokenizer(tmp_path):
+    text = tmp_path / "tales.txt"
+    text.write_text((ROOT / "data/tiny_tales.txt").read_text()[:60_000])
+    out = tmp_path / "run"
+    s = train(ROOT / "specs/gpt_char.yaml", out=out, data=str(text), steps=20,
+              overrides=QUIET + ["vocab=320", "train.data={tokenizer: bpe, vocab_size: 320, seq_len: 32}",
+                                 "train.eval.batches=2"], quiet=True)
+    assert s["task"] == "language_model" and s["val"]["loss"] < math.log(320)
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))  # the run's vocabulary, reloadable
+    assert tok.get_vocab_size() == 320 and tok.decode(tok.encode("The old sailor").ids) == "The old sailor"

@@ -48,6 +48,11 @@ def _verdict(d: Decision, c: Candidate) -> str:
             extra.append("forward only")
     if c.kernel == "sdpa" and c.config is not None:
         extra.append(f"{c.config['variant']}, backends {'/'.join(c.config.get('backend_names', []))}")
+    if c.memory.get(L):
+        budget = d.target.data.get("dense_budget_mib")
+        over = budget is not None and c.memory[L] > budget * 2 ** 20
+        extra.append(f"materializes ~{c.memory[L] / 2 ** 20:.0f} MiB at kv_len {L}" +
+                     (f" (> {budget} MiB budget: last resort)" if over else ""))
     detail = "; ".join(x for x in [est] + extra if x)
     if used:
         if c.kernel == "reference" and d.tiers[0]["kernel"] != "reference":
@@ -56,7 +61,7 @@ def _verdict(d: Decision, c: Candidate) -> str:
                           for t in used)
         return f"chosen ({where}){': ' + detail if detail else ''}"
     if c.costs:
-        best = min((x for x in d.candidates if x.reason is None and x.costs), key=lambda x: x.costs.get(L, 1e300))
+        best = min((x for x in d.candidates if x.reason is None and x.costs), key=lambda x: x.score.get(L, 1e300))
         return f"applies but slower at every length{': ' + detail if detail else ''} vs {best.kernel} {_ms(best.costs[L])}"
     return f"applies, not preferred{': ' + detail if detail else ''}"
 
@@ -85,8 +90,9 @@ def _why(d: Decision) -> str:
         above = tiers[i - 1]["min_kv"] if i else None
         L = t["min_kv"] or (min(_show_len(d), above // 2) if above else _show_len(d))
         L = min(d.lengths, key=lambda x: abs(x - L))
-        ranked = sorted(ok, key=lambda c: c.costs[L])
-        text = ", ".join(f"{c.kernel} {_ms(c.costs[L])}" for c in ranked)
+        ranked = sorted(ok, key=lambda c: c.score[L])
+        text = ", ".join(f"{c.kernel} {_ms(c.costs[L])}" + (" (over the memory budget)" if c.score[L] != c.costs[L] else "")
+                         for c in ranked)
         parts.append(f"{t['kernel']}: est. at kv_len {L}: {text}")
     lead = "; ".join(parts)
     if d.mode == "training":

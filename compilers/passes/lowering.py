@@ -44,6 +44,8 @@ from .rules import rules
 GRID = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 #: the length shown in explanations for symbolic sequences
 SHOW_LEN = 2048
+#: cost factor for a kernel that would materialize more than the profile's ``dense_budget_mib``
+MEMORY_PENALTY = 100.0
 #: display and tie-break order of kernels
 ORDER = ("reference", "sdpa", "flex")
 
@@ -66,6 +68,8 @@ class Candidate:
     reason: str | None                    # None: applies
     config: dict[str, Any] | None = None
     costs: dict[int, float] = field(default_factory=dict)   # kv_len -> estimated ms
+    memory: dict[int, float] = field(default_factory=dict)  # kv_len -> estimated bytes materialized
+    score: dict[int, float] = field(default_factory=dict)   # kv_len -> what ranks it: ms, x100 over the memory budget
 
 
 @dataclass
@@ -144,6 +148,12 @@ def _variant_text(facts: AttentionFacts, variant: str) -> str:
     return f"mask {facts.mask_text}"
 
 
+def dense_bytes(facts: AttentionFacts, kv_len: int, per_head: float = 0.0, shared: float = 0.0) -> float:
+    """Bytes of ``per_head`` bytes per (head, query, key) plus ``shared`` per (query, key), batch 1."""
+    q = facts.q_len if isinstance(facts.q_len, int) and facts.cross else kv_len
+    return (per_head * (facts.heads or 1) + shared) * q * kv_len
+
+
 def cost_ms(entry: dict[str, Any] | None, units: float, scale: float = 1.0) -> float:
     """``ns_per_unit * units * scale / 1e6 + overhead_ms`` from a profile cost entry (inf if missing)."""
     if not entry:
@@ -193,7 +203,11 @@ def decide(graph: Graph, node: Node, target: "Target | str", mode: str = "infere
         # the cost model covers torch kernels; ONNX Runtime candidates are taken in the exporter's order
         costs = {L: rule.cost(facts, target, mode, L, cfg) for L in lengths} \
             if rule.cost and target.runtime == "torch" else {}
-        cands.append(Candidate(rule.name, rule.kernel or rule.name, None, cfg, costs))
+        memory = {L: rule.memory(facts, L, cfg) for L in lengths} if rule.memory and costs else {}
+        budget = float(target.data.get("dense_budget_mib", float("inf"))) * 2 ** 20
+        # over the profile's budget for materialized T×S tensors: a last resort only
+        score = {L: c * (MEMORY_PENALTY if memory.get(L, 0.0) > budget else 1.0) for L, c in costs.items()}
+        cands.append(Candidate(rule.name, rule.kernel or rule.name, None, cfg, costs, memory, score))
     return Decision(node.name, node.op, facts, target, mode, cands, _tiers(cands, lengths), lengths)
 
 
@@ -206,7 +220,7 @@ def _tiers(cands: list[Candidate], lengths: tuple[int, ...]) -> list[dict[str, A
         if ref is not None and first is not ref:
             chosen.append(dict(ref.config or {"kernel": "reference"}, min_kv=0))
         return chosen
-    winners = [(L, min((c for c in ok if c.costs), key=lambda c: c.costs[L])) for L in lengths]
+    winners = [(L, min((c for c in ok if c.score), key=lambda c: c.score[L])) for L in lengths]
     segments: list[tuple[int, Candidate]] = []
     for L, c in winners:
         if not segments or segments[-1][1] is not c:
@@ -217,7 +231,7 @@ def _tiers(cands: list[Candidate], lengths: tuple[int, ...]) -> list[dict[str, A
         tiers.append(dict(c.config or {"kernel": c.kernel}, min_kv=0 if lowest else L))
     if any(not t.get("backward", True) for t in tiers):  # calls with gradients need a kernel with a backward
         grad = [c for c in ok if c.costs and (c.config or {}).get("backward", True)]
-        best = min(grad, key=lambda c: c.costs[lengths[-1]]) if grad else None
+        best = min(grad, key=lambda c: c.score[lengths[-1]]) if grad else None
         if best is not None and best is not ref and tiers[-1]["kernel"] != best.kernel:
             tiers.append(dict(best.config or {"kernel": best.kernel}, min_kv=0, role="backward"))
     if tiers[-1]["kernel"] != "reference" and ref is not None:

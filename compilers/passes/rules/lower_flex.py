@@ -13,6 +13,7 @@ kernel's logsumexp to patch that row like the reference (``lse``; compiled flex 
 length, plus the one-time compile (``compile_s``) amortized over the profile's ``expected_calls``
 for the mode — so flex wins only at lengths where skipping blocks pays for the compile — plus, for
 masks that read graph inputs (key padding, document ids), rebuilding the BlockMask every call.
+Queries shorter than one block (decoding steps) go to the next tier (``min_q``): nothing to skip.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _check(graph, match, ctx):
 
 def _rewrite(graph, match, ctx):
     facts, entry = ctx.facts, ctx.target.kernel("flex")
-    return {"kernel": "flex", "compiled": True, "block": entry.get("block", 128),
+    return {"kernel": "flex", "compiled": True, "block": entry.get("block", 128), "min_q": entry.get("block", 128),
             "gqa": bool(entry.get("gqa")) and (facts.kv_heads or 1) < (facts.heads or 1),
             "fix_empty_rows": facts.mask_kind != "none" and not facts.keeps_diagonal,
             "backward": bool(entry.get("backward", True))}
@@ -63,5 +64,11 @@ def _cost(facts, target, mode, kv_len, cfg):
     return cost_ms(entry.get("cost"), facts.units(kv_len), density) + compile_ms + rebuild
 
 
-RULE = register(Rule("lower_flex", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, kernel="flex",
+def _memory(facts, kv_len, cfg):
+    """Nothing T×S per call (the BlockMask is (T/128)×(S/128); a mask reading graph inputs is evaluated per call)."""
+    return 10.0 * kv_len * kv_len if facts.data_inputs else 0.0
+
+
+RULE = register(Rule("lower_flex", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
+                     kernel="flex",
                      ops=("attention", "attention_lowered")))

@@ -3,12 +3,12 @@
 Pattern: an ``attention`` or fused ``sdpa`` node. Check: none (it runs everywhere, forward and
 backward, any mask, position, dtype and dropout). Rewrite: ``{"kernel": "reference"}`` — the
 lowered module calls the unmodified reference forward (compilers/torch/ops/attention.py).
-Cost: the profile's ``reference.cost`` (materializes the [B, H, T, S] scores).
+Cost: the profile's ``reference.cost``; memory: it materializes the [B, H, T, S] scores (three times).
 """
 
 from __future__ import annotations
 
-from ..lowering import cost_ms
+from ..lowering import cost_ms, dense_bytes
 from ..rewrite import Match, Rule
 from . import register
 
@@ -30,5 +30,10 @@ def _cost(facts, target, mode, kv_len, cfg):
     return cost_ms(entry, facts.units(kv_len))
 
 
-RULE = register(Rule("lower_reference", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost,
+def _memory(facts, kv_len, cfg):
+    """Scores, their masked copy and the softmax (fp32 per head), plus the mask's index arithmetic."""
+    return dense_bytes(facts, kv_len, per_head=12.0, shared=10.0 if facts.mask_kind != "none" else 0.0)
+
+
+RULE = register(Rule("lower_reference", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
                      kernel="reference", ops=("attention", "attention_lowered", "sdpa")))

@@ -21,7 +21,7 @@ otherwise SDPA would run its math backend, which is no faster than the reference
 
 from __future__ import annotations
 
-from ..lowering import cost_ms, unmet, variant_of
+from ..lowering import cost_ms, dense_bytes, unmet, variant_of
 from ..rewrite import Match, Rule
 from . import register
 
@@ -74,5 +74,15 @@ def _cost(facts, target, mode, kv_len, cfg):
     return cost_ms(costs.get(cfg["variant"]), facts.units(kv_len))
 
 
-RULE = register(Rule("lower_sdpa", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, kernel="sdpa",
+def _memory(facts, kv_len, cfg):
+    """is_causal / no mask: nothing T×S; a mask: bool + its int64 index arithmetic; a bias: fp32 per head (twice)."""
+    variant = cfg["variant"]
+    if variant in ("causal", "none"):
+        return 0.0
+    shared = 10.0 if facts.mask_kind != "none" else 0.0
+    return dense_bytes(facts, kv_len, per_head=8.0 if variant == "bias" else 0.0, shared=shared)
+
+
+RULE = register(Rule("lower_sdpa", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
+                     kernel="sdpa",
                      ops=("attention", "attention_lowered", "sdpa")))

@@ -182,3 +182,30 @@ def test_ort_targets_take_the_onnx_back_ends_kernels_in_its_order(attention_grap
     assert onnx, "compilers.onnx attention_candidates() should be adapted as rules"
     applicable = [c.kernel for c in onnx if c.reason is None]
     assert d.tiers[0]["kernel"] == (applicable[0] if applicable else "reference")
+
+
+def test_a_kernel_over_the_dense_memory_budget_is_a_last_resort(attention_graphs):
+    """ALiBi + causal at 8192 keys: SDPA would materialize a [8, 8192, 8192]-sized fp32 bias (GiBs), flex nothing."""
+    graph = attention_graphs("causal", "alibi", d_model=512, heads=8, kv_heads=8)
+    d = decide(graph, graph.nodes["attn"], "cpu", "inference", kv_len=8192)
+    sdpa, flex = _cand(d, "sdpa"), _cand(d, "flex")
+    assert sdpa.memory[8192] > 1024 * 2 ** 20 and flex.memory[8192] == 0
+    assert sdpa.score[8192] == 100 * sdpa.costs[8192]
+    assert d.kernel == "flex"
+    assert [t["kernel"] for t in d.tiers] == ["flex", "sdpa", "reference"] and d.tiers[1]["role"] == "backward"
+    from compilers.passes.explain import _verdict
+
+    assert "(> 1024 MiB budget: last resort)" in _verdict(d, sdpa)
+    small = decide(graph, graph.nodes["attn"], "cpu", "inference", kv_len=512)
+    assert small.kernel == "sdpa" and _cand(small, "sdpa").score == _cand(small, "sdpa").costs
+
+
+def test_flex_tiers_skip_queries_shorter_than_a_block(attention_graphs):
+    from compilers.torch.ops.attention_kernels import pick_tier
+
+    graph = attention_graphs("sliding_window", "none")
+    tiers = decide(graph, graph.nodes["attn"], "cpu", "inference").tiers
+    assert tiers[0]["kernel"] == "flex" and tiers[0]["min_q"] == 128
+    assert pick_tier(tiers, 8192, 8192, False, False)["kernel"] == "flex"
+    assert pick_tier(tiers, 8192, 1, False, False)["kernel"] == "sdpa"  # a decoding step
+    assert pick_tier(tiers, 8192, 8192, True, False)["kernel"] == "sdpa"  # gradients: no CPU backward in flex

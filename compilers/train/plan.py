@@ -82,6 +82,9 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     device = resolve_device(cfg["device"], d)
+    if cfg["precision"] == "fp16" and device.type != "cuda":
+        raise run.error("precision", "fp16 training needs CUDA (a GradScaler); this run is on the CPU",
+                        "use precision: bf16 on the CPU")
     task_name = cfg["task"] if cfg["task"] != "auto" else guess_task(run)
     data = load_data(cfg["data"], task_name, data_base_dir(run))
     task = make_task(run, task_name, data)

@@ -229,11 +229,20 @@ def _tiers(cands: list[Candidate], lengths: tuple[int, ...]) -> list[dict[str, A
     for i, (L, c) in enumerate(reversed(segments)):
         lowest = i == len(segments) - 1
         tiers.append(dict(c.config or {"kernel": c.kernel}, min_kv=0 if lowest else L))
-    if any(not t.get("backward", True) for t in tiers):  # calls with gradients need a kernel with a backward
-        grad = [c for c in ok if c.costs and (c.config or {}).get("backward", True)]
-        best = min(grad, key=lambda c: c.score[lengths[-1]]) if grad else None
-        if best is not None and best is not ref and tiers[-1]["kernel"] != best.kernel:
-            tiers.append(dict(best.config or {"kernel": best.kernel}, min_kv=0, role="backward"))
+    # a call with gradients skips forward-only tiers: give each such tier a backward-capable one for its lengths
+    grad = [c for c in ok if c.score and (c.config or {}).get("backward", True)]
+    out: list[dict[str, Any]] = []
+    for i, t in enumerate(tiers):
+        out.append(t)
+        if t.get("backward", True) or not grad:
+            continue
+        at = min((L for L in lengths if L >= t["min_kv"]), default=lengths[-1])
+        best = min(grad, key=lambda c: c.score[at])
+        following = tiers[i + 1] if i + 1 < len(tiers) else None
+        if best is ref or (following is not None and following["kernel"] == best.kernel and following["min_kv"] <= t["min_kv"]):
+            continue
+        out.append(dict(best.config or {"kernel": best.kernel}, min_kv=t["min_kv"], role="backward"))
+    tiers = out
     if tiers[-1]["kernel"] != "reference" and ref is not None:
         tiers.append(dict(ref.config or {"kernel": "reference"}, min_kv=0))
     return tiers

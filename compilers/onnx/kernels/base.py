@@ -212,6 +212,25 @@ def projected(module: Any, site: AttentionSite, x: Any, context: Any, offset: An
     return q, k, v
 
 
+def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True
+                ) -> tuple[Any, ...]:
+    """q [B, T, H·d], k, v [B, S, G·d] straight from the projections (no head split / merge round trip),
+    plus q in heads [B, H, T, d] for position biases that need it (Shaw) or None.
+
+    With RoPE applied here (``rope`` and the node uses it) the heads are split, rotated and merged back.
+    """
+    if site.rope and rope:
+        q, k, v = projected(module, site, x, context, offset, rope=True)
+        return merge_heads(q), merge_heads(k), merge_heads(v), q
+    h, g, d = site.heads, site.kv_heads, site.head_dim
+    if getattr(module, "fused", False):
+        q, k, v = module.qkv(x).split([h * d, g * d, g * d], dim=-1)
+    else:
+        c = x if context is None else context
+        q, k, v = module.q(x), module.k(c), module.v(c)
+    return q, k, v, split_heads(q, h) if site.position == "shaw" else None
+
+
 def additive_mask(mask_node: Any, bias: Any, batch: int, q_len: Any, kv_len: Any, offset: Any, dtype: Any,
                   lengths: Any = None, key_padding: Any = None, doc_ids: Any = None, full: bool = True) -> Any:
     """bias + (0 where the mask allows, the dtype's lowest value elsewhere): [B|1, H|1, T, S] float, or None.

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import KVIO, Kernel, TargetInfo, additive_mask, and_masks, leaf, merge_heads, past_of, placeholder, \
-    projected, reference_core, register, split_heads
+    projected3d, reference_core, register, split_heads
 from .site import AttentionSite, ExportOptions
 
 
@@ -57,15 +57,15 @@ class OnnxAttention(Kernel):
                 lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
         past = past_of(io, site)
         offset = past[0].shape[-2] if past is not None else 0
-        q, k, v = projected(module, site, x, context, offset)
-        t, s = q.shape[-2], offset + k.shape[-2]
-        bias = module.score_bias(q, t, s, offset)
+        q, k, v, q_heads = projected3d(module, site, x, context, offset)
+        t, s = q.shape[1], offset + k.shape[1]
+        bias = module.score_bias(q_heads if q_heads is not None else q, t, s, offset) if site.has_bias else None
         add = additive_mask(self._explicit(site), bias, x.shape[0], t, s, offset, q.dtype, lengths, key_padding,
                             doc_ids)
         cfg = {"kernel": self.name, "heads": site.heads, "kv_heads": site.kv_heads, "scale": site.scale,
                "head_dim": site.head_dim, "dtype": site.dtype, "causal": self._native_causal(site), "slots": ["query", "key", "value", "mask", "past_key", "past_value"],
                "outputs": ["y", "present_key", "present_value"] if past is not None else ["y"]}
-        outs = placeholder(cfg, {"query": merge_heads(q), "key": merge_heads(k), "value": merge_heads(v), "mask": add,
+        outs = placeholder(cfg, {"query": q, "key": k, "value": v, "mask": add,
                                  "past_key": past[0] if past is not None else None,
                                  "past_value": past[1] if past is not None else None})
         if past is not None:

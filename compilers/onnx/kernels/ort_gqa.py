@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import KVIO, Kernel, TargetInfo, merge_heads, past_of, placeholder, projected, reference_core, register, \
+from .base import KVIO, Kernel, TargetInfo, merge_heads, past_of, placeholder, projected3d, reference_core, register, \
     split_heads
 from .site import AttentionSite, ExportOptions
 
@@ -84,7 +84,7 @@ class OrtGroupQueryAttention(Kernel):
 
         past = past_of(io, site)
         batch = x.shape[0]
-        q, k, v = projected(module, site, x, None, 0, rope=False)
+        q, k, v, q_heads = projected3d(module, site, x, None, 0, rope=False)
         new = torch._shape_as_tensor(x)[1]  # traced as Shape/Gather: dynamic in the exported graph
         total = new + torch._shape_as_tensor(past[0])[2] if past is not None else new
         if site.parts.key_padding == "lengths" and lengths is not None:
@@ -100,13 +100,13 @@ class OrtGroupQueryAttention(Kernel):
         offset = past[0].shape[-2] if past is not None else 0
         bias = None
         if site.has_bias:
-            bias = module.score_bias(q, q.shape[-2], offset + k.shape[-2], offset)
+            bias = module.score_bias(q_heads if q_heads is not None else q, q.shape[1], offset + k.shape[1], offset)
         cfg = {"kernel": self.name, "heads": site.heads, "kv_heads": site.kv_heads, "scale": site.scale,
                "window": site.parts.window if site.parts.window is not None else -1, "rotary": site.rope,
                "slots": ["query", "key", "value", "past_key", "past_value", "seqlens_k", "total_sequence_length",
                          "cos_cache", "sin_cache", "attention_bias"],
                "outputs": ["y", "present_key", "present_value"]}
-        outs = placeholder(cfg, {"query": merge_heads(q), "key": merge_heads(k), "value": merge_heads(v),
+        outs = placeholder(cfg, {"query": q, "key": k, "value": v,
                                  "past_key": past[0] if past is not None else None,
                                  "past_value": past[1] if past is not None else None,
                                  "seqlens_k": seqlens, "total_sequence_length": total.to(torch.int32),

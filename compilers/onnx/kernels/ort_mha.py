@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import KVIO, Kernel, TargetInfo, additive_mask, and_masks, leaf, merge_heads, past_of, placeholder, \
-    projected, reference_core, register, split_heads
+    projected3d, reference_core, register, split_heads
 from .site import AttentionSite, ExportOptions
 
 _LOWEST = -3.4028234663852886e38  # float32's lowest finite value
@@ -65,9 +65,9 @@ class OrtMultiHeadAttention(Kernel):
 
         past = past_of(io, site)
         offset = past[0].shape[-2] if past is not None else 0
-        q, k, v = projected(module, site, x, context, offset)
-        t, s = q.shape[-2], offset + k.shape[-2]
-        bias = module.score_bias(q, t, s, offset)
+        q, k, v, q_heads = projected3d(module, site, x, context, offset)
+        t, s = q.shape[1], offset + k.shape[1]
+        bias = module.score_bias(q_heads if q_heads is not None else q, t, s, offset) if site.has_bias else None
         add = additive_mask(self._explicit(site), bias, x.shape[0], t, s, offset, q.dtype, lengths, key_padding,
                             doc_ids, full=False)
         kpm = None
@@ -79,7 +79,7 @@ class OrtMultiHeadAttention(Kernel):
                "causal": site.parts.causal and not site.cross,
                "slots": ["query", "key", "value", "key_padding_mask", "attention_bias", "past_key", "past_value"],
                "outputs": ["y", "present_key", "present_value"] if past is not None else ["y"]}
-        outs = placeholder(cfg, {"query": merge_heads(q), "key": merge_heads(k), "value": merge_heads(v),
+        outs = placeholder(cfg, {"query": q, "key": k, "value": v,
                                  "key_padding_mask": kpm, "attention_bias": add,
                                  "past_key": past[0] if past is not None else None,
                                  "past_value": past[1] if past is not None else None})

@@ -21,8 +21,8 @@ import torch
 
 from .binding import Binding, bind, embedding_limit, output_classes, position_limit, shape_input
 from .config import RunConfig
-from .data import ArrayData, GraphSetData, NodeGraphData, TokenData, step_generator
-from .losses import alphas_cumprod, cross_entropy, elbo, mse, q_sample
+from .data import ArrayData, TokenData, step_generator
+from .losses import cross_entropy, mse
 
 HIGHER_IS_BETTER = {"accuracy": True, "loss": False, "perplexity": False, "mse": False}
 

@@ -54,9 +54,9 @@ class DiffusionTask(Task):
             self.null_label = emb[1] - 1 if emb and emb[1] > classes else None
 
     def make_batch(self, fields, m, global_batch, rank, world) -> Batch:  # noqa: ANN001
-        x0 = shape_x = shape_input_x(self, fields["x"])
+        x0 = shape_input_x(self, fields["x"])
         g = step_generator(self.seed, 3, m)
-        gshape = (global_batch, *shape_x.shape[1:])
+        gshape = (global_batch, *x0.shape[1:])
         t = _slice(torch.randint(0, self.abar.numel(), (global_batch,), generator=g), rank, world)
         noise = _slice(torch.randn(gshape, generator=g), rank, world)
         drop = _slice(torch.rand(global_batch, generator=g), rank, world) < self.cfg["diffusion"]["cond_drop"]

@@ -531,6 +531,7 @@ def export(
     dynamic: Annotated[Optional[str], typer.Option("--dynamic", help="comma-separated dims that stay dynamic, e.g. batch,seq (default: every symbolic input dim)")] = None,
     dim: DimOpt = None,
     kv_cache: Annotated[bool, typer.Option("--kv-cache", help="add past/present key-value inputs/outputs per attention layer (for generate)")] = False,
+    optional_inputs: Annotated[bool, typer.Option("--optional-inputs", help="also export the spec's optional inputs (e.g. an RNN's initial state)")] = False,
     kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="force an attention kernel: NAME for all nodes or NODE=NAME (decomposed, onnx-attention, ort-mha, ort-gqa)")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="show the kernel chosen for every attention node and why (without -o: only that)")] = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ONNX Runtime with torch at two sizes before writing")] = True,
@@ -545,7 +546,7 @@ def export(
 
         return export_command(spec, output, weights=weights, target=target, opset=opset, dynamic=dynamic, dims=dim,
                               kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
-                              overrides=set_ or [], seed=seed, echo=typer.echo)
+                              overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs)
 
     run_guarded(body)
 

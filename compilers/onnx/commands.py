@@ -35,7 +35,7 @@ def _parse_dynamic(text: str | None) -> list[str] | None:
 def export_command(spec: Path, output: Path | None, *, weights: Path | None, target: str, opset: int | None,
                    dynamic: str | None, dims: Sequence[str] | None, kv_cache: bool, kernels: Sequence[str] | None,
                    explain: bool, verify: bool, tolerance: float, overrides: Sequence[str], seed: int,
-                   echo: Echo) -> int:
+                   echo: Echo, include_optional: bool = False) -> int:
     from compilers.torch.check import parse_dims
     from nngraph.spec import load_spec
 
@@ -65,7 +65,8 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
             return 0
         result = export_graph(graph, output, weights=weights, target=target, opset=opset,
                               dynamic=_parse_dynamic(dynamic), dims=sizes, kv_cache=kv_cache, kernels=forced,
-                              seed=seed, verify=verify, tolerance=tolerance, spec_file=str(spec))
+                              seed=seed, verify=verify, tolerance=tolerance, spec_file=str(spec),
+                              include_optional=include_optional)
     except (ExportError, ExportWeightsError) as exc:
         echo(f"error: {exc}", err=True)
         return 1

@@ -8,7 +8,8 @@ The TorchScript exporter writes opset <= 20 and the ``ai.nngraph`` placeholders
 2. replaces every ``ai.nngraph::Attention`` by its kernel's node(s) (the kernel named in the
    node's JSON ``config``) and every ``ai.nngraph::SelectiveScan`` by an ONNX ``Scan``;
 3. drops the ``ai.nngraph`` opset import, adds ``com.microsoft`` when a contrib op is used, and
-   raises the IR version to what the opset needs.
+   raises the IR version to what the opset needs;
+4. stores tied weights once (:func:`share_tied_weights`).
 """
 
 from __future__ import annotations
@@ -101,9 +102,54 @@ def fix_imports(model: onnx.ModelProto) -> None:
         model.ir_version = max(model.ir_version, need)
 
 
+def share_tied_weights(model: onnx.ModelProto, min_elements: int = 4096) -> int:
+    """Drop initializers that duplicate another one, or its transpose (tied weights: GPT-2's ``lm_head`` is
+    ``wte``, which constant folding stores a second time transposed); the copy becomes a ``Transpose`` node of
+    the original. Returns how many were dropped."""
+    from onnx import numpy_helper
+
+    big = [t for t in model.graph.initializer if len(t.dims) == 2 and t.dims[0] * t.dims[1] >= min_elements]
+    by_size: dict[tuple, list] = {}
+    for t in big:
+        by_size.setdefault((tuple(sorted(t.dims)), t.data_type), []).append(t)
+    replace: dict[str, tuple[str, bool]] = {}
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        arrays = {t.name: numpy_helper.to_array(t) for t in group}
+        for i, a in enumerate(group):
+            if a.name in replace:
+                continue
+            for b in group[i + 1:]:
+                if b.name in replace:
+                    continue
+                x, y = arrays[a.name], arrays[b.name]
+                if x.shape == y.shape and (x == y).all():
+                    replace[b.name] = (a.name, False)
+                elif x.shape == y.shape[::-1] and (x.T == y).all():
+                    replace[b.name] = (a.name, True)
+    if not replace:
+        return 0
+    names = _Names(model)
+    keep = [t for t in model.graph.initializer if t.name not in replace]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    front = []
+    for copy, (orig, transposed) in replace.items():
+        if transposed:
+            front.append(helper.make_node("Transpose", [orig], [copy], name=names.fresh(f"tied_{copy}"), perm=[1, 0]))
+        else:
+            front.append(helper.make_node("Identity", [orig], [copy], name=names.fresh(f"tied_{copy}")))
+    nodes = front + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return len(replace)
+
+
 def finish(model: onnx.ModelProto, opset: int) -> tuple[onnx.ModelProto, dict[str, int]]:
-    """Convert, replace placeholders, fix imports; returns the model and the emitted fused-op counts."""
+    """Convert, replace placeholders, fix imports, share tied weights; returns the model and the fused-op counts."""
     model = convert_opset(model, opset)
     counts = replace_placeholders(model)
     fix_imports(model)
+    share_tied_weights(model)
     return model, counts

@@ -204,3 +204,14 @@ def test_python_api_returns_the_plan_and_the_check(tmp_path):
     with pytest.raises(ExportError, match="--kv-cache: node 'decoder.0.cross_attn' is cross-attention"):
         export_spec(SPECS / "t5_encoder_decoder.yaml", None, ["layers=1", "d_model=32", "heads=2", "d_kv=16"],
                     kv_cache=True)
+
+
+def test_optional_inputs_are_exported_on_request(tmp_path):
+    out = tmp_path / "lstm.onnx"
+    res = _export(str(SPECS / "char_lstm.yaml"), "-o", str(out), "--optional-inputs", "--set", "hidden=16",
+                  "--set", "embed=8")
+    assert res.exit_code == 0, res.output
+    model = onnx.load(str(out))
+    assert [i.name for i in model.graph.input] == ["tokens", "h0", "c0"]
+    assert [o.name for o in model.graph.output] == ["logits", "h", "c"]
+    assert "LSTM" in _ops(out)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up, then run the main job end to end on the model zoo:
 # validate every spec, inspect and draw each one, compile every spec the torch
-# back end covers so far (forward check on random inputs, weights, generated source).
+# back end covers (forward check on random inputs, weights, generated source), train
+# a CNN on the bundled digits, export it to ONNX and score it with ONNX Runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,4 +26,7 @@ for spec in $(.venv/bin/python scripts/compilable.py specs/*.yaml); do
 done
 echo "== train cnn_digits on the built-in 8x8 digits (its train: section; about a minute on 2 CPU cores)"
 $NN train specs/cnn_digits.yaml --out "$OUT/train/cnn_digits" | grep -E "^(training|stopped|test)"
+echo "== export the trained model to ONNX (parity-checked against torch) and run it with ONNX Runtime"
+$NN export specs/cnn_digits.yaml --weights "$OUT/train/cnn_digits/best_model.safetensors" -o "$OUT/cnn_digits.onnx" | tail -n 3
+.venv/bin/python scripts/demo_ort_eval.py "$OUT/cnn_digits.onnx"
 echo "demo finished: outputs in $OUT/"

@@ -15,7 +15,6 @@ The TorchScript exporter writes opset <= 20 and the ``ai.nngraph`` placeholders
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import onnx
 from onnx import helper

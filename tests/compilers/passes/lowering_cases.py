@@ -1,11 +1,11 @@
-"""Cases for the pass tests: one attention node per (mask, position) of the registries (imported by conftest and tests)."""
+"""Cases for the pass tests: one attention node per (mask, position) of the registries.
+
+Imported by conftest.py and the tests (test_lowering_rules.py checks that they cover both registries).
+"""
 
 from __future__ import annotations
 
 import yaml
-
-from nngraph.ops import _attn_masks as masks
-from nngraph.ops import _attn_positions as positions
 
 #: name -> (mask value, extra graph inputs it reads); together they use every registered mask
 MASK_CASES = {

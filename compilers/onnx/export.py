@@ -177,11 +177,13 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
                  spec_file: str | None = None) -> ExportResult:
     """Export validated ``graph`` to ``output`` (None: build and check only); see the module doc.
 
-    ``dynamic``: symbolic input dims that stay dynamic (default all; the others are fixed at their
-    ``dims`` size); ``dims``: sample sizes (default batch 2, others 8); ``kv_cache``: add
+    ``dynamic``: symbolic input dims that stay dynamic (default all); a dim left out is fixed at its
+    ``dims`` size, which must then be given; ``dims``: sizes to trace at (default batch 3, the other
+    dims 13, 11, 17, ...: values unlikely to equal a model constant); ``kv_cache``: add
     ``past.{i}.key/value`` inputs and ``present.{i}.key/value`` outputs per attention layer for
     incremental decoding; ``kernels``: force a kernel per node name (``*`` for all);
-    ``module``: an already built torch model of ``graph`` (its weights are exported).
+    ``module``: an already built torch model of ``graph`` whose weights are exported (``weights``, if
+    given, are loaded into it).
     """
     start = time.perf_counter()
     torch = _torch()
@@ -211,19 +213,23 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     for d in dyn:
         if d in frozen:
             raise ExportError(f"dim '{d}' cannot be dynamic: {frozen[d]}; export at a fixed size with --dim {d}=N")
+    for d in all_syms:
+        if d not in dyn and d not in frozen and d not in (dims or {}):
+            raise ExportError(f"dim '{d}' is not in --dynamic, so the file fixes its size: give it with --dim {d}=N")
     choices = plan(graph, info, opset, kv_cache, kernels)
     attn_nodes = [n for n in graph.nodes.values() if n.op in ATTENTION_OPS]
     if kv_cache:
         _check_kv(graph, attn_nodes)
-    notes: list[str] = [f"dim '{d}' is fixed: {why}" for d, why in frozen.items() if d not in dyn]
+    notes: list[str] = []
+    given_module = module is not None
     if module is None:
         from compilers.torch import build_module
 
         module = build_module(graph, seed=seed)
-        if weights is not None:
-            from .weights import load_into
+    if weights is not None:
+        from .weights import load_into
 
-            notes += load_into(module, graph, weights)
+        notes += load_into(module, graph, weights)
     module.eval()
     names = [n for n, gi in graph.inputs.items() if include_optional or not gi.optional]
     out_names = list(graph.outputs)
@@ -270,6 +276,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
             raise ExportError(f"exporting '{graph.name}' failed: {type(exc).__name__}: {_first_line(exc)}") from exc
         finally:
             module.eval()  # torch.onnx.export restores the wrapper's mode recursively
+    notes += [f"dim '{d}' is fixed at {sizes[d]}: {why}" for d, why in frozen.items() if d not in dyn]
     model = onnx.load_from_string(buf.getvalue())
     model, fused = rewrite.finish(model, opset)
     model.producer_name, model.producer_version = "nngraph", __version__
@@ -287,7 +294,8 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         "attention_kernels": {n: {"kernel": c.kernel.name, "onnx_op": c.kernel.onnx_op, "reason": c.reason}
                               for n, c in choices.items()},
         "lowering": lowering, "inputs": io_meta[0], "outputs": io_meta[1], "dynamic": dyn,
-        "weights": str(weights) if weights is not None else f"initial weights, seed {seed}",
+        "weights": str(weights) if weights is not None else "weights of the given torch module" if given_module
+        else f"initial weights, seed {seed}",
         **({"kv_cache": kv_meta} if kv_meta else {}),
         **({"max_positions": str(min(limits))} if limits else {}),
     })

@@ -4,8 +4,9 @@
 bench/onnx_latency.py on ORT CPU); each has ``name``, ``doc`` and ``applies(node, target) ->
 reason | None``, which the lowering pass (compilers/passes/rules/lower_onnx.py) adapts as rules.
 :func:`choose` picks the first kernel that applies to a node and records every verdict for
-``--explain``. A spec can force a kernel per node with ``kernels={node: name}`` (the choice is still
-checked: a kernel that does not apply is an error, not a silent fallback).
+``--explain``. The caller can force a kernel per node with ``force={node: name}`` (``nngraph export
+--kernel NODE=NAME``; the choice is still checked: a kernel that does not apply is an error, not a
+silent fallback).
 
 * :mod:`.ort_gqa` -- ``com.microsoft.GroupQueryAttention`` (causal decoders, RoPE/window built in)
 * :mod:`.ort_mha` -- ``com.microsoft.MultiHeadAttention`` (encoders, key padding, biases)

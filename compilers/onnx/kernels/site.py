@@ -37,7 +37,6 @@ class ExportOptions:
 
     opset: int = DEFAULT_OPSET
     kv_cache: bool = False          # past key/value inputs and present outputs per attention node
-    dtype: str = "float32"
 
 
 @dataclass(frozen=True)

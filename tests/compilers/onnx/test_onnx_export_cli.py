@@ -86,6 +86,9 @@ def test_dynamic_subset_fixes_the_other_dims(tmp_path):
     assert res.exit_code == 0, res.output
     dims = [d.dim_param or d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 6]
+    res = _export(str(GPT), "-o", str(out), "--dynamic", "batch", *SMALL_GPT)
+    assert res.exit_code == 1
+    assert "dim 'seq' is not in --dynamic, so the file fixes its size: give it with --dim seq=N" in res.output
     res = _export(str(GPT), "-o", str(out), "--dynamic", "batch,sequence", *SMALL_GPT)
     assert res.exit_code == 1
     assert "--dynamic names 'sequence', which is not a symbolic dim of the inputs (they have: batch, seq)" in res.output

@@ -54,8 +54,11 @@ def rms_norm(g, x, normalized_shape, weight, eps):
     eps_value = sh._maybe_get_const(eps, "f")
     if eps_value is None or sh._is_none(eps):
         eps_value = float(torch.finfo(torch.float32).eps)
-    axes = _const(g, list(range(-len(normalized_shape), 0)))
-    mean_sq = g.op("ReduceMean", g.op("Mul", x, x), axes, keepdims_i=1)
+    axes = list(range(-len(normalized_shape), 0))
+    if g.opset >= 18:  # ReduceMean-18 takes the axes as an input, earlier versions as an attribute
+        mean_sq = g.op("ReduceMean", g.op("Mul", x, x), _const(g, axes), keepdims_i=1)
+    else:
+        mean_sq = g.op("ReduceMean", g.op("Mul", x, x), axes_i=axes, keepdims_i=1)
     inv = g.op("Reciprocal", g.op("Sqrt", g.op("Add", mean_sq, _const(g, float(eps_value), torch.float32))))
     out = g.op("Mul", x, inv)
     if weight is not None and not sh._is_none(weight):

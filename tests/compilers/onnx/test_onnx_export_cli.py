@@ -218,3 +218,16 @@ def test_optional_inputs_are_exported_on_request(tmp_path):
     assert [i.name for i in model.graph.input] == ["tokens", "h0", "c0"]
     assert [o.name for o in model.graph.output] == ["logits", "h", "c"]
     assert "LSTM" in _ops(out)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("name", ["mamba_style", "mixtral_style", "gin_graph"])
+def test_older_opsets_export_valid_files_that_match_torch(name, opset, tmp_path):
+    from conftest import small_overrides
+
+    path = SPECS / f"{name}.yaml"
+    result = export_spec(path, tmp_path / "m.onnx", small_overrides(path), target="onnx", opset=opset)
+    assert result.verification.ok
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert next(o.version for o in model.opset_import if o.domain == "") == opset

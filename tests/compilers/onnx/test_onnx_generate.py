@@ -121,3 +121,12 @@ def test_cli_generate_errors_exit_1_without_traceback(decoders, tmp_path):
     assert res.exit_code == 1 and "prompts of different lengths [2, 3]" in res.output
     res = runner.invoke(cli.app, ["generate", str(tmp_path / "missing.onnx"), "--prompt", "1"])
     assert res.exit_code == 1 and "model file" in res.output and "not found" in res.output
+
+
+def test_cli_generate_from_a_spec_exports_with_a_cache_first():
+    res = CliRunner().invoke(cli.app, ["generate", str(SPECS / "gpt_char.yaml"), "--set", "layers=1", "--prompt",
+                                       "1,2,3", "-n", "5"])
+    assert res.exit_code == 0, res.output
+    graph = load_spec(SPECS / "gpt_char.yaml", ["layers=1"])
+    want = torch_generate(build_module(graph, seed=0).eval(), torch.tensor([[1, 2, 3]]), 5)[0].tolist()
+    assert res.stdout.strip().splitlines()[-1] == ",".join(map(str, want))

@@ -231,3 +231,24 @@ def test_older_opsets_export_valid_files_that_match_torch(name, opset, tmp_path)
     model = onnx.load(str(tmp_path / "m.onnx"))
     onnx.checker.check_model(model, full_check=True)
     assert next(o.version for o in model.opset_import if o.domain == "") == opset
+
+
+def test_a_real_lora_training_run_exports_from_its_checkpoint_and_its_final_weights(tmp_path):
+    """compilers.train writes the checkpoint: the export merges its adapters like the run's own model.safetensors."""
+    from compilers.train import train
+
+    config = tmp_path / "lora.yaml"
+    config.write_text("train:\n  lora: {targets: ['h.*.attn.qkv', 'h.*.attn.out'], rank: 4, alpha: 8.0}\n"
+                      "  batch_size: 4\n  eval: {every: 2, batches: 1}\n  checkpoint: {every: 2}\n")
+    out = tmp_path / "run"
+    train(GPT, out, ["layers=1"], config, steps=2, quiet=True, echo=lambda *a, **k: None)
+    ckpt = sorted((out / "checkpoints").glob("step_*.safetensors"))[-1]
+    tokens = np.array([[1, 2, 3, 4, 5, 6]])
+    logits = {}
+    for name, weights in (("ckpt", ckpt), ("final", out / "model.safetensors")):
+        res = _export(str(GPT), "-o", str(tmp_path / f"{name}.onnx"), "--weights", str(weights), "--set", "layers=1")
+        assert res.exit_code == 0, res.output
+        logits[name] = run_model(tmp_path / f"{name}.onnx", {"tokens": tokens})["logits"]
+    assert "LoRA adapters of 2 linear layers merged" in _export(
+        str(GPT), "--explain", "-o", str(tmp_path / "x.onnx"), "--weights", str(ckpt), "--set", "layers=1").output
+    assert np.abs(logits["ckpt"] - logits["final"]).max() <= 1e-6

@@ -7,45 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
-SPECS = ROOT / "specs"
-
-#: small values for common vars (applied when the spec has the var): exports and runs stay fast
-SHRINK = {"vocab": 100, "src_vocab": 100, "tgt_vocab": 100, "d_model": 32, "heads": 4, "layers": 2,
-          "ffn": 64, "d_ff": 64, "mlp": 64, "max_len": 64, "ctx": 64, "size": 32, "classes": 10, "hidden": 16,
-          "embed": 16, "features": 16, "expert_hidden": 64, "fc": 64, "d_kv": 8, "k": 16, "window": 4,
-          "stride": 4, "align": 16, "maxout": 8, "c1": 8, "c2": 8, "c3": 8, "c4": 8, "c5": 8, "width": 8,
-          "patch": 8, "d_state": 8, "base": 16, "context_dim": 16}
-#: per-spec additions (after SHRINK)
-EXTRA = {"attention_written_out": ["head_dim=8"], "llama_style": ["d_model=64"]}
-
-
-def small_overrides(path: Path) -> list[str]:
-    """--set overrides that make the spec at ``path`` small: its own ``# small-sizes: k=v ...`` comment
-    (the seed zoo's convention) if it has one, else :data:`SHRINK` for the vars it has, plus :data:`EXTRA`."""
-    text = path.read_text()
-    for line in text.splitlines():
-        if line.startswith("# small-sizes:"):
-            return line.split(":", 1)[1].split() + EXTRA.get(path.stem, [])
-    vars_ = (yaml.safe_load(text) or {}).get("vars") or {}
-    return [f"{k}={v}" for k, v in SHRINK.items() if k in vars_] + EXTRA.get(path.stem, [])
-
-
-def randomize(module, seed: int = 0) -> None:
-    """Perturb every parameter and normalization statistic (seeded): parity on non-trivial weights
-    (zero-initialized biases, unit norms and tiny classifier inits would hide mistakes)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            scale = float(p.detach().float().std()) if p.numel() > 1 else 0.0
-            p.add_(torch.randn(p.shape, generator=gen) * (0.5 * scale + 0.02))
-        for name, b in module.named_buffers():
-            if name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=gen) + 0.5)
-            elif name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=gen) * 0.1)
+from onnx_support import ROOT, SPECS, randomize, small_overrides  # noqa: F401 - re-exported for fixtures
 
 
 @pytest.fixture(scope="session")

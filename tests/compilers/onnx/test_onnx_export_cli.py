@@ -15,7 +15,7 @@ from compilers.torch import build_module, state_dict_for
 from compilers.torch.weights import save_weights
 from nngraph import load_spec
 
-from conftest import SPECS, randomize
+from onnx_support import SPECS, randomize
 
 GPT = SPECS / "gpt_char.yaml"
 SMALL_GPT = ["--set", "layers=1", "--set", "d_model=32", "--set", "heads=2"]
@@ -223,7 +223,7 @@ def test_optional_inputs_are_exported_on_request(tmp_path):
 @pytest.mark.parametrize("opset", [17, 18])
 @pytest.mark.parametrize("name", ["mamba_style", "mixtral_style", "gin_graph"])
 def test_older_opsets_export_valid_files_that_match_torch(name, opset, tmp_path):
-    from conftest import small_overrides
+    from onnx_support import small_overrides
 
     path = SPECS / f"{name}.yaml"
     result = export_spec(path, tmp_path / "m.onnx", small_overrides(path), target="onnx", opset=opset)

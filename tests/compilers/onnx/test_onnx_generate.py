@@ -21,7 +21,7 @@ from compilers.torch import build_module
 from compilers.torch.ops.attention_cache import generate as torch_generate
 from nngraph import load_spec
 
-from conftest import SPECS, randomize, small_overrides
+from onnx_support import SPECS, randomize, small_overrides
 
 DECODERS = ["gpt_char", "llama_style"]
 

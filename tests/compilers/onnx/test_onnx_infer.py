@@ -15,7 +15,7 @@ from compilers.onnx.runner import InferError, check_feeds, open_model, run_model
 from compilers.torch import build_module
 from nngraph import load_spec
 
-from conftest import SPECS
+from onnx_support import SPECS
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from compilers.onnx.runner import make_session
 from compilers.torch import build_module
 from nngraph import load_spec
 
-from conftest import randomize
+from onnx_support import randomize
 
 CASES = {
     # name: (extra inputs, attention "in", attention params, kernels expected to apply)

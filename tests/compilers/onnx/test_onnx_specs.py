@@ -21,7 +21,7 @@ from compilers.onnx.verify import max_abs_diff
 from compilers.torch import build_module
 from nngraph import load_spec
 
-from conftest import SPECS, randomize, small_overrides
+from onnx_support import SPECS, randomize, small_overrides
 
 SPEC_FILES = sorted(SPECS.rglob("*.yaml"))
 TOL = 1e-4

@@ -23,7 +23,8 @@ Variants, each timed at seq 128, 512 and 2048 (batch 1) from ONE file with a dyn
   exporter (opset 17) and optimized -- the path where ORT's optimizer does fuse attention
   (transformers' BERT; its GPT-2 no longer exports with the TorchScript exporter: the error is recorded).
 
-Each round runs every variant once in turn (so a busy machine's drift hits all alike); the
+Each round runs every variant once in turn (so a busy machine's drift hits all alike; ORT's idle
+threads do not spin, or one session's spinning threads would slow the next session); the
 table gives the median and minimum wall time over ``--runs`` rounds after one warm-up, the median
 process CPU time (all threads: the work done, which a machine shared with other jobs inflates
 less than the wall time), and the wall-time ratio to torch.
@@ -71,6 +72,8 @@ def _session(path_or_bytes: Any, threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = threads
+    # several sessions take turns in one process: spinning idle threads of one would steal the CPU of the next
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
     return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
 

@@ -535,7 +535,7 @@ def export(
     kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="force an attention kernel: NAME for all nodes or NODE=NAME (decomposed, onnx-attention, ort-mha, ort-gqa)")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="show the kernel chosen for every attention node and why (without -o: only that)")] = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ONNX Runtime with torch at two sizes before writing")] = True,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="max abs difference allowed by --verify")] = 1e-4,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="--verify allows max |ORT - torch| <= tolerance * max(1, max |torch output|)")] = 1e-4,
     set_: SetOpt = None,
     seed: Annotated[int, typer.Option(help="initialization seed (without --weights) and of the check inputs")] = 0,
 ) -> None:

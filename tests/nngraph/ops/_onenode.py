@@ -37,3 +37,25 @@ def value_col(text: str, line: int, key: str) -> int:
     match = re.search(rf"(?<![A-Za-z0-9_]){re.escape(key)}: ", source)
     assert match, (key, source)
     return match.end() + 1
+
+
+def one_node(diagnose, node: str, inputs: dict[str, tuple[list, str]]):
+    """The IR node ``n`` of a one-node spec that must validate without errors."""
+    graph, errors = diagnose(spec_text(inputs, [node]))
+    assert not errors, errors
+    return graph.nodes["n"]
+
+
+def single_error(diagnose, node: str, token: str, inputs: dict[str, tuple[list, str]]):
+    """The single error of a one-node spec: ((line, col) reported, (line, col) of ``token``, message, hint).
+
+    ``token`` must occur exactly once on the node's line.
+    """
+    text = spec_text(inputs, [node])
+    _, errors = diagnose(text)
+    assert len(errors) == 1, errors
+    line, col, message, hint = errors[0]
+    where = node_line(0, len(inputs))
+    source = text.splitlines()[where - 1]
+    assert source.count(token) == 1, (token, source)
+    return (line, col), (where, source.index(token) + 1), message, hint

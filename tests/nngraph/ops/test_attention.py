@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from _onenode import node_line, spec_text
+from _onenode import one_node, single_error
 
 X = {"x": (["batch", "seq", 512], "float32")}
 
@@ -19,27 +19,11 @@ def params_of(module: nn.Module) -> int:
 
 
 def one(diagnose, node: str, inputs: dict | None = None):
-    graph, errors = diagnose(spec_text(inputs or X, [node]))
-    assert not errors, errors
-    return graph.nodes["n"]
-
-
-def token_col(text: str, line: int, token: str) -> int:
-    """1-based column of ``token`` on ``line`` (it must occur there exactly once)."""
-    source = text.splitlines()[line - 1]
-    assert source.count(token) == 1, (token, source)
-    return source.index(token) + 1
+    return one_node(diagnose, node, inputs or X)
 
 
 def error_at(diagnose, node: str, token: str, inputs: dict | None = None):
-    """The single error of a one-node spec, and the (line, col) where ``token`` is written."""
-    inputs = inputs or X
-    text = spec_text(inputs, [node])
-    _, errors = diagnose(text)
-    assert len(errors) == 1, errors
-    line, col, message, hint = errors[0]
-    where = node_line(0, len(inputs))
-    return (line, col), (where, token_col(text, where, token)), message, hint
+    return single_error(diagnose, node, token, inputs or X)
 
 
 # ----- shapes -----------------------------------------------------------------

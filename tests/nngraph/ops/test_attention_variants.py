@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from nngraph.ops import attention_variants as v
-from _onenode import node_line, spec_text
+from _onenode import node_line, one_node, single_error, spec_text
 
 X = {"x": (["batch", "seq", 256], "float32")}
 
@@ -22,21 +22,11 @@ def params_of(module: nn.Module) -> int:
 
 
 def one(diagnose, node: str, inputs: dict | None = None):
-    graph, errors = diagnose(spec_text(inputs or X, [node]))
-    assert not errors, errors
-    return graph.nodes["n"]
+    return one_node(diagnose, node, inputs or X)
 
 
 def error_at(diagnose, node: str, token: str, inputs: dict | None = None):
-    inputs = inputs or X
-    text = spec_text(inputs, [node])
-    _, errors = diagnose(text)
-    assert len(errors) == 1, errors
-    line, col, message, _ = errors[0]
-    where = node_line(0, len(inputs))
-    source = text.splitlines()[where - 1]
-    assert source.count(token) == 1
-    return (line, col), (where, source.index(token) + 1), message
+    return single_error(diagnose, node, token, inputs or X)
 
 
 @pytest.mark.parametrize("op_name, extra", [("linear_attention", "causal: true"), ("performer_attention", "num_features: 64")])
@@ -67,12 +57,12 @@ def test_linformer_accepts_shorter_symbolic_sequences(diagnose):
 
 
 def test_linformer_k_larger_than_max_len_points_at_k(diagnose):
-    got, where, msg = error_at(diagnose, "{name: n, op: linformer_attention, in: x, heads: 4, k: 64, max_len: 32}", "64")
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: linformer_attention, in: x, heads: 4, k: 64, max_len: 32}", "64")
     assert got == where and "k 64 must not exceed max_len 32" in msg
 
 
 def test_linformer_sequence_longer_than_max_len_points_at_max_len(diagnose):
-    got, where, msg = error_at(diagnose, "{name: n, op: linformer_attention, in: x, heads: 4, k: 16, max_len: 100}", "100",
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: linformer_attention, in: x, heads: 4, k: 16, max_len: 100}", "100",
                                {"x": (["batch", 128, 256], "float32")})
     assert got == where and "sequence length 128 exceeds max_len 100" in msg
 
@@ -84,7 +74,7 @@ def test_linformer_without_max_len_is_a_missing_parameter(diagnose):
 
 
 def test_variant_heads_not_dividing_d_model_points_at_heads(diagnose):
-    got, where, msg = error_at(diagnose, "{name: n, op: performer_attention, in: x, heads: 3}", "3}")
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: performer_attention, in: x, heads: 3}", "3}")
     assert got == where and "d_model 256 is not divisible by heads 3" in msg
 
 

@@ -14,27 +14,17 @@ import torch
 from torch import nn
 
 from nngraph.ops.position import sinusoidal
-from _onenode import node_line, spec_text
+from _onenode import one_node, single_error
 
 X = {"x": (["batch", "seq", 768], "float32")}
 
 
 def one(diagnose, node: str, inputs: dict | None = None):
-    graph, errors = diagnose(spec_text(inputs or X, [node]))
-    assert not errors, errors
-    return graph.nodes["n"]
+    return one_node(diagnose, node, inputs or X)
 
 
 def error_at(diagnose, node: str, token: str, inputs: dict | None = None):
-    inputs = inputs or X
-    text = spec_text(inputs, [node])
-    _, errors = diagnose(text)
-    assert len(errors) == 1, errors
-    line, col, message, _ = errors[0]
-    where = node_line(0, len(inputs))
-    source = text.splitlines()[where - 1]
-    assert source.count(token) == 1
-    return (line, col), (where, source.index(token) + 1), message
+    return single_error(diagnose, node, token, inputs or X)
 
 
 def test_learned_table_counts_max_len_times_dim(diagnose):
@@ -73,29 +63,29 @@ def test_sinusoid_matches_the_usual_torch_table():
 
 
 def test_learned_without_max_len_points_at_type(diagnose):
-    got, where, msg = error_at(diagnose, "{name: n, op: position_embedding, in: x, type: learned}", "learned")
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: position_embedding, in: x, type: learned}", "learned")
     assert got == where and "needs max_len" in msg
 
 
 def test_sequence_longer_than_the_table_points_at_max_len(diagnose):
-    got, where, msg = error_at(diagnose, "{name: n, op: position_embedding, in: x, type: learned, max_len: 512}", "512",
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: position_embedding, in: x, type: learned, max_len: 512}", "512",
                                {"x": (["batch", 1024, 768], "float32")})
     assert got == where and "sequence length 1024 exceeds max_len 512" in msg
 
 
 def test_dim_mismatch_points_at_dim(diagnose):
-    got, where, msg = error_at(diagnose, "{name: n, op: position_embedding, in: x, type: sinusoidal, dim: 512}", "512")
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: position_embedding, in: x, type: sinusoidal, dim: 512}", "512")
     assert got == where and "dim: expected the input width 768, got 512" in msg
 
 
 def test_odd_width_sinusoid_is_an_error(diagnose):
-    got, where, msg = error_at(diagnose, "{name: n, op: position_embedding, in: x, type: sinusoidal}", "sinusoidal",
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: position_embedding, in: x, type: sinusoidal}", "sinusoidal",
                                {"x": (["batch", "seq", 7], "float32")})
     assert got == where and "width must be even, got 7" in msg
 
 
 def test_positions_of_the_wrong_shape_point_at_the_input(diagnose):
     inputs = {**X, "pos": (["batch", "seq", 2], "int64")}
-    got, where, msg = error_at(diagnose, "{name: n, op: position_embedding, in: {x: x, positions: pos}, type: learned, "
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: position_embedding, in: {x: x, positions: pos}, type: learned, "
                                          "max_len: 16}", "pos}", inputs)
     assert got == where and "positions: expected [batch, seq] (x without its last dim), got [batch, seq, 2]" in msg

@@ -11,13 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from _zoo import count
+
 from nngraph import load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-
-
-def count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def load(name: str):

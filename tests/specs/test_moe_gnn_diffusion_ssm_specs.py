@@ -8,36 +8,19 @@ Published totals: Mixtral 8x7B 46,702,792,704 (HF MixtralForCausalLM); 2-layer G
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from nngraph.limits import Limits
-from nngraph.spec import check_spec
 
-SPECS = Path(__file__).resolve().parents[2] / "specs"
-
-
-def load(name: str, overrides: list[str] | None = None, limits: Limits | None = None):
-    graph, diag = check_spec(SPECS / f"{name}.yaml", overrides or [], **({"limits": limits} if limits else {}))
-    problems = [f"{d.pos}: {d.message}" for d in diag]
-    assert not problems, problems
-    return graph
-
-
-def count(*modules: nn.Module | nn.Parameter) -> int:
-    total = 0
-    for m in modules:
-        total += m.numel() if isinstance(m, nn.Parameter) else sum(p.numel() for p in m.parameters())
-    return total
+from _zoo import SPECS, count, load_clean as load, meta_device  # noqa: F401 - fixture
 
 
 @pytest.fixture(autouse=True)
-def meta_device():
-    with torch.device("meta"):
-        yield
+def _on_meta(meta_device):
+    yield
 
 
 # ----- graphs ------------------------------------------------------------------

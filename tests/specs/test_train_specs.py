@@ -5,13 +5,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from _zoo import count
+
 from nngraph import load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-
-
-def count(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 def test_cnn_digits_has_the_parameters_of_the_same_torch_nn_stack():

@@ -7,35 +7,17 @@ ViT-B/16 86,567,656 (timm vit_base_patch16_224); T5-small 60,506,624 (HF "t5-sma
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from nngraph.spec import check_spec
-
-SPECS = Path(__file__).resolve().parents[2] / "specs"
-
-
-def load(name: str):
-    graph, diag = check_spec(SPECS / f"{name}.yaml")
-    problems = [f"{d.pos}: {d.message}" for d in diag]
-    assert not problems, problems
-    return graph
-
-
-def count(*modules: nn.Module | nn.Parameter) -> int:
-    total = 0
-    for m in modules:
-        total += m.numel() if isinstance(m, nn.Parameter) else sum(p.numel() for p in m.parameters())
-    return total
+from _zoo import SPECS, count, load_clean as load, meta_device  # noqa: F401 - fixture
 
 
 @pytest.fixture(autouse=True)
-def meta_device():
-    with torch.device("meta"):
-        yield
+def _on_meta(meta_device):
+    yield
 
 
 def pre_ln_layer(d: int, heads: int, ffn: int) -> nn.ModuleList:

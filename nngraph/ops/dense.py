@@ -44,6 +44,9 @@ def linear(ctx: InferCtx) -> TensorType:
     if tie is not None:
         if tie.op != "embedding":
             ctx.fail(f"can only tie to an embedding node, '{ctx.params['tie']}' is {tie.op}", None, "tie")
+        if tie.params.get("tie"):
+            ctx.fail(f"'{ctx.params['tie']}' is itself tied to '{tie.params['tie']}'",
+                     f"tie to '{tie.params['tie']}' directly", "tie")
         num, dim = tie.params["num"], tie.params["dim"]
         if (num, dim) != (ctx.params["out"], d_in):
             ctx.fail(f"tied weight shape mismatch: embedding is [{num}, {dim}], this linear needs [{ctx.params['out']}, {d_in}]",
@@ -94,11 +97,41 @@ def gated_mlp(ctx: InferCtx) -> TensorType:
     "num": p_int("vocabulary size (number of rows)"),
     "dim": p_int("embedding width"),
     "padding_idx": p_int("row that stays zero and gets no gradient", None, min=0),
-}, count=lambda ctx: ctx.params["num"] * ctx.params["dim"], example={"in": "tokens", "num": 50257, "dim": 768})
+    "tie": p_ref("look up in this other embedding node's table (one table, two lookups: shared source/target "
+                 "embeddings); num and dim must equal its num and dim"),
+}, count=lambda ctx: 0 if ctx.params.get("tie") else ctx.params["num"] * ctx.params["dim"],
+    example={"in": "tokens", "num": 50257, "dim": 768})
 def embedding(ctx: InferCtx) -> TensorType:
-    """Lookup table: integer ids [...] -> vectors [..., dim] (seed 002, Transformer input embedding)."""
+    """Lookup table: integer ids [...] -> vectors [..., dim] (seed 002, Transformer input embedding).
+
+    params: weight [num, dim]; with ``tie: other`` none: the lookup reads ``other``'s weight (the
+    Transformer shares one table between source and target embeddings, seed 002 "The Transformer
+    Architecture"; Vaswani et al. 2017 §3.4), and the padding row is the other node's.
+    """
     ctx.need_int(ctx.x, "token ids")
     pad = ctx.params["padding_idx"]
     if pad is not None and pad >= ctx.params["num"]:
         ctx.fail(f"padding_idx {pad} is outside the table (num {ctx.params['num']})", None, "padding_idx")
+    _check_embedding_tie(ctx)
     return TensorType(ctx.x.shape + (ctx.params["dim"],), "float32")
+
+
+def _check_embedding_tie(ctx: InferCtx) -> None:
+    """An embedding tied to another reads that node's [num, dim] table: same op, same sizes, no own padding row."""
+    name = ctx.params.get("tie")
+    if not name:
+        return
+    tie = ctx.refs.get("tie")
+    if tie is None:
+        ctx.fail(f"tie target '{name}' has no known output", None, "tie")
+    if tie.op != "embedding":
+        ctx.fail(f"an embedding can only tie to another embedding, '{name}' is {tie.op}", None, "tie")
+    if tie.params.get("tie"):
+        ctx.fail(f"'{name}' is itself tied to '{tie.params['tie']}'", f"tie to '{tie.params['tie']}' directly", "tie")
+    num, dim = tie.params["num"], tie.params["dim"]
+    if (num, dim) != (ctx.params["num"], ctx.params["dim"]):
+        ctx.fail(f"tied table shape mismatch: expected [{num}, {dim}] (the table of '{name}'), "
+                 f"got [{ctx.params['num']}, {ctx.params['dim']}]", "num and dim must equal the tied embedding's", "tie")
+    if ctx.params["padding_idx"] is not None:
+        ctx.fail("padding_idx is set on a tied embedding", f"set padding_idx on '{name}', whose table this reads",
+                 "padding_idx")

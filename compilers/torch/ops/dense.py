@@ -13,7 +13,9 @@
   SwiGLU with silu, GeGLU with gelu (seed 002, Transformer FFN variants);
   state ``<node>.gate.*``, ``<node>.up.*``, ``<node>.down.*``.
 * ``embedding`` -- ``nn.Embedding`` (seed 002, Transformer input embedding);
-  ``<node>.weight [num, dim]``; the padding row stays zero.
+  ``<node>.weight [num, dim]``; the padding row stays zero. With ``tie: other`` it has no
+  state: the forward line calls the other node's module, ``self.other(tokens)``, so both
+  lookups read (and train) the one ``other.weight``.
 
 The FFNs and embeddings are transformer layers: weights normal(0, 0.02)
 (GPT-2/BERT), biases 0.
@@ -127,14 +129,21 @@ def gated_mlp(ctx: NodeCtx, e: Emit) -> str:
     return f"{e.self}({e.x})"
 
 
-def _zero_padding_row(module: nn.Embedding, ctx: NodeCtx) -> None:
-    if module.padding_idx is not None:
+def _zero_padding_row(module: nn.Embedding | None, ctx: NodeCtx) -> None:
+    if module is not None and module.padding_idx is not None:
         with torch.no_grad():
             module.weight[module.padding_idx].zero_()
 
 
+def _embedding_module(ctx: NodeCtx) -> nn.Embedding | None:
+    if ctx.params.get("tie"):
+        return None  # reads the tied node's table: no state of its own
+    return nn.Embedding(ctx.params["num"], ctx.params["dim"], padding_idx=ctx.params["padding_idx"])
+
+
 @torch_op("embedding", init={"weight": ("normal", {"std": 0.02})}, post_init=_zero_padding_row,
-          module=lambda ctx: nn.Embedding(ctx.params["num"], ctx.params["dim"], padding_idx=ctx.params["padding_idx"]))
+          module=_embedding_module)
 def embedding(ctx: NodeCtx, e: Emit) -> str:
-    """``self.embed(tokens)``."""
-    return f"{e.self}({e.x})"
+    """``self.embed(tokens)``; with ``tie: src_embed`` the other node's module: ``self.src_embed(tokens)``."""
+    tie = ctx.params.get("tie")
+    return f"{e.module_of(tie) if tie else e.self}({e.x})"

@@ -152,3 +152,35 @@ def test_transformer_layers_default_to_normal_002(run_op):
     for w in (model.e.weight, model.n.up.weight, model.n.down.weight):
         assert abs(w.std().item() / 0.02 - 1) < 0.02
     assert model.n.up.bias.abs().sum() == 0
+
+
+SHARED_TABLE = """
+nngraph: 1
+name: shared
+inputs:
+  src: {shape: [batch, seq], dtype: int64}
+  tgt: {shape: [batch, seq], dtype: int64}
+graph:
+  - {name: src_embed, op: embedding, in: src, num: 30, dim: 6}
+  - {name: tgt_embed, op: embedding, in: tgt, num: 30, dim: 6, tie: src_embed}
+  - {name: both, op: add, in: [src_embed, tgt_embed]}
+  - {name: logits, op: linear, in: both, out: 30, bias: false, tie: src_embed}
+outputs: {logits: logits}
+"""
+
+
+def test_two_lookups_of_one_embedding_table_read_and_train_one_tensor(compile_text):
+    graph, model = compile_text(SHARED_TABLE)
+    assert "tgt_embed = self.src_embed(tgt)" in model.source
+    assert not hasattr(model, "tgt_embed")
+    assert list(state_dict_for(model)) == ["src_embed.weight"]
+    assert sum(p.numel() for p in model.parameters()) == graph.total_params == 30 * 6
+    src, tgt = torch.randint(0, 30, (2, 4)), torch.randint(0, 30, (2, 4))
+    e = model.src_embed.weight
+    _close(model(src, tgt), (e[src] + e[tgt]) @ e.T)
+    model(src, tgt).sum().backward()
+    # the one table's gradient holds all three uses: source lookup, target lookup, output projection
+    w = e.detach().clone().requires_grad_(True)
+    ((w[src] + w[tgt]) @ w.T).sum().backward()
+    _close(e.grad, w.grad)
+    assert e.grad[tgt[0, 0]].abs().sum() > 0

@@ -308,6 +308,10 @@ class Expander:
         else:
             inputs = {}
             self._lenient.add(fq + ".")
+        if repeat == 0:
+            self.block_uses.append(BlockUse(fq, block_name, 0, epos, bool(share)))
+            self._skip_block(entry, bdef, fq, inputs, with_args, namespace, scope_path, epos)
+            return
         self.block_uses.append(BlockUse(fq, block_name, repeat or 1, epos, bool(share)))
         copies = [f"{fq}.{i}" for i in range(repeat)] if repeat is not None else [fq]
         prev: str | None = None
@@ -351,15 +355,38 @@ class Expander:
             return None
         rpos = pos_in(entry, "repeat", epos)
         value = resolve_at(entry["repeat"], scope, rpos, self.diag, "repeat")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             if value is not None:
-                self.diag.error(rpos, f"'repeat' must be a positive integer, got {value!r}")
+                self.diag.error(rpos, f"'repeat' must be a non-negative integer, got {value!r}")
             return 1
         if value > self.limits.max_repeat:
             self.diag.error(rpos, f"repeat {value} exceeds the limit of {self.limits.max_repeat}",
                             "use fewer copies, or raise Limits(max_repeat=...) in the Python API")
             return 1
         return value
+
+    def _skip_block(self, entry: dict, bdef: BlockDef, fq: str, inputs: dict[str, Target], with_args: dict[str, Any],
+                    namespace: str, scope_path: tuple[str, ...], epos: SourcePos) -> None:
+        """``repeat: 0``: one ``skipped_block`` node, the identity on the block's first input (its shape
+        rule checks that the block keeps that input's shape; nngraph/ops/block_skip.py)."""
+        rpos = pos_in(entry, "repeat", epos)
+        bound = [i for i in bdef.inputs if i in inputs]
+        if not bdef.inputs_ok or len(bdef.outputs) != 1 or not bound or bound[0] != bdef.inputs[0]:
+            why = (f"has {len(bdef.outputs)} outputs" if len(bdef.outputs) != 1 else "its first input is not connected")
+            if bdef.inputs_ok:
+                self.diag.error(rpos, f"repeat: 0 makes '{fq}' the identity on the first input of block '{bdef.name}', "
+                                f"but the block {why}", "repeat: 0 needs a block with one output and its first input connected")
+            self.broken.add(fq)
+            return
+        if self._count_node(epos):
+            return
+        opdef = self.ops["skipped_block"]
+        spec = {"block": bdef.name, "with": {k: v for k, v in with_args.items() if v is not UNRESOLVED}}
+        node = Node(name=fq, op="skipped_block", inputs={}, params={"block": spec, "bound": bound}, pos=rpos,
+                    param_pos={"block": rpos, "bound": rpos}, scope=scope_path, block=self._stack[-1].name if self._stack else None)
+        self.nodes[fq] = node
+        self.pending.append((node, {}, [inputs[i] for i in bound], namespace))
+        build_subgraphs(self, node, opdef)
 
     def _with_args(self, entry: dict, bdef: BlockDef, scope: Scope, epos: SourcePos) -> dict[str, Any]:
         raw = entry.get("with") or {}

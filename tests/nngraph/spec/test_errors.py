@@ -317,11 +317,11 @@ def test_missing_input_for_a_block(diagnose):
     assert (line, col, msg) == (14, 5, "node 'u' is missing input(s) x: block 'dense' takes 1 required input(s) (x), got 0")
 
 
-@pytest.mark.parametrize("value, shown", [("0", "0"), ("-2", "-2"), ("2.5", "2.5"), ("two", "'two'"), ("true", "True"),
-                                          ("'${heads - 2}'", "0")])
-def test_repeat_must_be_a_positive_integer(diagnose, value, shown):
+@pytest.mark.parametrize("value, shown", [("-1", "-1"), ("-2", "-2"), ("2.5", "2.5"), ("two", "'two'"), ("true", "True"),
+                                          ("'${heads - 3}'", "-1")])
+def test_repeat_must_be_a_non_negative_integer(diagnose, value, shown):
     line, col, msg, _ = one_error(diagnose, BLOCK + f"  - {{name: u, block: dense, in: x, repeat: {value}}}\noutputs: [u]\n")
-    assert (line, col, msg) == (14, 44, f"'repeat' must be a positive integer, got {shown}")
+    assert (line, col, msg) == (14, 44, f"'repeat' must be a non-negative integer, got {shown}")
 
 
 def test_repeat_over_the_limit(diagnose):

@@ -96,7 +96,7 @@ def test_an_override_that_breaks_a_constraint_is_reported_where_the_constraint_i
 def test_an_override_with_the_wrong_type_is_an_error_not_a_crash(path):
     _, diag = check_spec(path, ["layers=two"])
     [d] = [d for d in diag if d.severity == "error"]
-    assert (d.pos.line, d.pos.col, d.message) == (14, 40, "'repeat' must be a positive integer, got 'two'")
+    assert (d.pos.line, d.pos.col, d.message) == (14, 40, "'repeat' must be a non-negative integer, got 'two'")
 
 
 def test_override_over_a_limit_is_refused(path):

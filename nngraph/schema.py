@@ -45,7 +45,7 @@ def _block_use_schema() -> dict:
         "description": "a use of a block: its nodes are copied in (repeat: N stacks copies)",
         "properties": {
             "name": {"$ref": "#/$defs/name"}, "block": {"type": "string"}, "in": {"$ref": "#/$defs/in"},
-            "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPR_SCHEMA]},
+            "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, EXPR_SCHEMA]},
             "share": {"anyOf": [{"type": "boolean"}, EXPR_SCHEMA], "description": "all copies share the first copy's weights"},
             "with": {"type": "object", "description": "block parameters"},
             "doc": {"type": "string"},

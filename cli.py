@@ -312,7 +312,12 @@ def compile_(
 
             built, text = lower_for_cli(graph, target or "auto", mode.value, dim or [], explain)
             typer.echo(text)
-        module = build_module(built, seed=seed)
+        if graph.networks:  # several networks: a ModuleDict of their modules (state keys <network>.<node>...)
+            from compilers.torch.networks import build_networks
+
+            module = build_networks(built, seed=seed)
+        else:
+            module = build_module(built, seed=seed)
         check = _torch_check(graph, dim, seed, module)
         typer.echo(f"compiled {graph.name} ({spec})")
         typer.echo(check["report"])
@@ -421,16 +426,20 @@ def train(
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", min=1, help="data-parallel worker processes (torch elastic launcher; gloo on CPU)")] = 1,
     config: Annotated[Optional[Path], typer.Option("--config", help="a YAML file with the train: section (merged over the spec's)")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="print only errors")] = False,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="data parallel with several processes: ddp or fsdp (sets train.distributed.strategy)")] = None,
 ) -> None:
     """Train a spec on its train: section: progress, metrics.jsonl, TensorBoard, checkpoints, loss.png."""
     if steps is not None and epochs is not None:
         raise typer.BadParameter("give --steps or --epochs, not both", param_hint="'--steps' / '--epochs'")
+    if strategy not in (None, "ddp", "fsdp"):
+        raise typer.BadParameter(f"unknown strategy '{strategy}'; use ddp or fsdp", param_hint="'--strategy'")
 
     def body() -> int:
         from compilers.train import CheckpointError, DataError, train as run_train
 
         try:
-            run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet)
+            run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet,
+                      strategy=strategy)
         except (DataError, CheckpointError) as err:
             typer.echo(f"error: {err}", err=True)
             return 1
@@ -538,6 +547,7 @@ def export(
     tolerance: Annotated[float, typer.Option("--tolerance", help="--verify allows max |ORT - torch| <= tolerance * max(1, max |torch output|)")] = 1e-4,
     set_: SetOpt = None,
     seed: Annotated[int, typer.Option(help="initialization seed (without --weights) and of the check inputs")] = 0,
+    network: Annotated[Optional[str], typer.Option("--network", help="a spec with several networks: export this one (default: all of them in one file)")] = None,
 ) -> None:
     """Export a spec to ONNX with fused attention kernels; checked, with metadata, written atomically."""
 
@@ -546,7 +556,8 @@ def export(
 
         return export_command(spec, output, weights=weights, target=target, opset=opset, dynamic=dynamic, dims=dim,
                               kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
-                              overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs)
+                              overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs,
+                              **({"network": network} if network else {}))
 
     run_guarded(body)
 

@@ -74,6 +74,8 @@ def summarize(graph: Graph) -> dict[str, Any]:
         "blocks": blocks,
         "total_params": graph.total_params,
         "n_nodes": len(nodes),
+        "networks": {net: {"params": g.total_params, "nodes": len(g.nodes), "inputs": list(g.inputs),
+                           "outputs": list(g.outputs)} for net, g in graph.networks.items()},
     }
 
 
@@ -127,6 +129,10 @@ def format_table(summary: dict[str, Any]) -> str:
             rows.append((b["name"], b["block"], f"{b['repeat']}" + (" (shared)" if b["shared"] else ""), f"{b['params']:,}"))
             rows.extend((f"  {copy}", "", "", f"{n:,}") for copy, n in b.get("per_copy", {}).items())
         out.extend(_table(("block use", "block", "repeat", "params"), rows, {2, 3}))
+    if summary.get("networks"):
+        out.append("")
+        out.extend(_table(("network", "nodes", "params"), [(k, f"{v['nodes']}", f"{v['params']:,}")
+                                                           for k, v in summary["networks"].items()], {1, 2}))
     out.append("")
     out.append(f"total: {summary['total_params']:,} parameters in {summary['n_nodes']} nodes")
     return "\n".join(out)

@@ -96,6 +96,9 @@ class Graph:
     block_uses: list[BlockUse] = field(default_factory=list)
     train: Any = None
     doc: Any = None
+    #: several named networks in one spec (nngraph/spec/networks.py): name -> that network's own graph; this
+    #: graph is then their disjoint union (nodes ``<network>.<node>``, inputs ``<network>__<input>``)
+    networks: dict[str, "Graph"] = field(default_factory=dict)
 
     def type_of(self, ref: Ref) -> TensorType | None:
         """The inferred type of a referenced value."""

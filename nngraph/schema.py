@@ -74,6 +74,17 @@ def _input_schema() -> dict:
     }}
 
 
+def _network_schema(nodes: dict) -> dict:
+    """One network of ``networks:``: its own inputs, graph and outputs (sharing the spec's vars and blocks)."""
+    return {"type": "object", "required": ["inputs", "graph", "outputs"], "additionalProperties": False,
+            "properties": {
+                "inputs": {"type": "object", "additionalProperties": {"$ref": "#/$defs/input"}},
+                "graph": nodes,
+                "outputs": {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/ref"}},
+                                      {"type": "object", "additionalProperties": {"$ref": "#/$defs/ref"}}]},
+                "doc": {"type": "string"}}}
+
+
 def json_schema() -> dict:
     """The whole spec schema, derived from the registry."""
     ops = registry()
@@ -110,6 +121,8 @@ def json_schema() -> dict:
             "outputs": {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/ref"}},
                                   {"type": "object", "additionalProperties": {"$ref": "#/$defs/ref"}}]},
             "train": {"type": "object", "description": "training configuration (see `nngraph train`)"},
+            "networks": {"type": "object", "description": "several named networks instead of inputs/graph/outputs",
+                         "additionalProperties": _network_schema(nodes)},
         },
         "$defs": defs,
     }

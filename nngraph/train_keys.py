@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TASKS = ("auto", "classification", "regression", "language_model", "masked_lm", "diffusion", "vae",
-         "node_classification", "graph_classification")
-BUILTINS = ("digits", "karate", "text", "copy", "reverse", "parity")
+         "node_classification", "graph_classification", "gan", "wgan", "dqn", "ddpg")
+BUILTINS = ("digits", "karate", "text", "copy", "reverse", "parity", "gaussians")
+#: tasks that train several networks of a spec's ``networks:`` (nngraph/spec/networks.py): task -> roles
+#: (``vae`` trains one graph with a kl output too)
+TASK_ROLES = {"gan": ("generator", "discriminator"), "wgan": ("generator", "critic"), "vae": ("encoder", "decoder"),
+              "dqn": ("q",), "ddpg": ("actor", "critic")}
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,34 @@ MLM = {
     "mask_prob": F("float", "fraction of tokens to predict", 0.15, min=0.0, max=1.0),
     "mask_token": F("int", "id of [MASK] (default: the data's vocabulary size)", None, min=0),
 }
+GAN = {
+    "d_steps": F("int", "discriminator (critic) steps per generator step (default: 1 for gan, 5 for wgan)", None,
+                 min=1, max=1000),
+    "d_lr": F("float", "discriminator (critic) learning rate (default: optimizer.lr)", None, min=0.0, max=100.0),
+    "gp": F("float", "wgan: gradient-penalty weight lambda (0: off)", 10.0, min=0.0),
+    "clip": F("float", "wgan: clip critic weights to [-clip, clip] after each step (0: off)", 0.0, min=0.0),
+    "modes": F("int", "data gaussians: mixture components on a ring", 8, min=1, max=1000),
+    "radius": F("float", "data gaussians: ring radius", 2.0, min=0.0),
+    "std": F("float", "data gaussians: component standard deviation", 0.02, min=0.0),
+    "samples": F("int", "generated samples scored at each evaluation", 2000, min=10, max=10_000_000),
+}
+RL = {
+    "env": F("str", "a Gymnasium environment id (classic control: CartPole-v1, Pendulum-v1, ...)", None),
+    "gamma": F("float", "discount", 0.99, min=0.0, max=1.0),
+    "buffer": F("int", "replay buffer capacity (transitions)", 50_000, min=1, max=100_000_000),
+    "warmup": F("int", "environment steps with random actions before learning starts", 1000, min=0),
+    "train_every": F("int", "environment steps per gradient update", 1, min=1),
+    "epsilon_start": F("float", "dqn: initial exploration rate", 1.0, min=0.0, max=1.0),
+    "epsilon_end": F("float", "dqn: final exploration rate", 0.05, min=0.0, max=1.0),
+    "epsilon_decay": F("int", "dqn: steps of linear epsilon decay", 10_000, min=1),
+    "target_every": F("int", "dqn: copy the q-network into the target network every N updates", 500, min=1),
+    "double": F("bool", "dqn: double DQN targets (online argmax, target value)", False),
+    "tau": F("float", "ddpg: soft target update rate", 0.005, min=0.0, max=1.0),
+    "noise": F("enum", "ddpg: exploration noise", "gaussian", ("gaussian", "ou")),
+    "noise_std": F("float", "ddpg: exploration noise scale (fraction of the action range)", 0.1, min=0.0),
+    "actor_lr": F("float", "ddpg: actor learning rate (default: optimizer.lr)", None, min=0.0, max=100.0),
+    "eval_episodes": F("int", "greedy episodes per evaluation", 10, min=1, max=100_000),
+}
 SCHEMA: dict[str, F] = {
     "task": F("enum", "what to learn (auto: from the graph's inputs and outputs)", "auto", TASKS),
     "data": _sec("the dataset", DATA, shorthand="builtin"),
@@ -146,4 +178,8 @@ SCHEMA: dict[str, F] = {
     "log": _sec("logging", LOG),
     "diffusion": _sec("diffusion task", DIFFUSION),
     "mlm": _sec("masked-LM task", MLM),
+    "networks": F("str_map", "task role -> network of the spec's networks: (default: the role's name, "
+                  "e.g. generator, discriminator)", {}),
+    "gan": _sec("gan / wgan tasks", GAN),
+    "rl": _sec("dqn / ddpg tasks (Gymnasium environments)", RL),
 }

@@ -189,6 +189,9 @@ def check_train(raw: Any, diag: Diagnostics, pos: SourcePos, variables: Mapping[
     _cross_checks(sec, diag)
     if graph is not None:
         check_against_graph(sec, graph, diag)
+        from .spec.networks import check_roles
+
+        check_roles(sec, graph, diag)
     return sec
 
 

@@ -35,7 +35,7 @@ def _parse_dynamic(text: str | None) -> list[str] | None:
 def export_command(spec: Path, output: Path | None, *, weights: Path | None, target: str, opset: int | None,
                    dynamic: str | None, dims: Sequence[str] | None, kv_cache: bool, kernels: Sequence[str] | None,
                    explain: bool, verify: bool, tolerance: float, overrides: Sequence[str], seed: int,
-                   echo: Echo, include_optional: bool = False) -> int:
+                   echo: Echo, include_optional: bool = False, network: str | None = None) -> int:
     from compilers.torch.check import parse_dims
     from nngraph.spec import load_spec
 
@@ -55,6 +55,14 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
         echo(f"error: {exc}", err=True)
         return 2
     graph = load_spec(spec, list(overrides))
+    if network is not None:  # one network of a spec with several (nngraph/spec/networks.py)
+        from nngraph.spec.networks import select
+
+        try:
+            graph = select(graph, network)
+        except ValueError as exc:
+            echo(f"error: {exc}", err=True)
+            return 2
     forced = _parse_kernels(kernels)
     try:
         if output is None:

@@ -11,6 +11,9 @@ The top level of a spec::
     graph: [...]               # the nodes
     outputs: {logits: logits}  # or a list of node names
     train: {...}               # training config (checked by `nngraph train`)
+
+or, instead of ``inputs``/``graph``/``outputs``, several named networks sharing the vars, blocks
+and imports (``networks: {generator: {inputs, graph, outputs}, ...}``, see :mod:`.networks`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from .overrides import apply_overrides
 from .resolve import Scope, resolve_at
 
 FORMAT_VERSIONS = (1,)
-TOP_KEYS = ("nngraph", "name", "doc", "vars", "imports", "inputs", "blocks", "graph", "outputs", "train")
+TOP_KEYS = ("nngraph", "name", "doc", "vars", "imports", "inputs", "blocks", "graph", "outputs", "train",
+            "networks")
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None, limits: Limits = DEFAULT_LIMITS) -> Graph:
@@ -67,7 +71,7 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     if not isinstance(data, dict):
         diag.error(top, "a spec must be a YAML mapping", "start with 'nngraph: 1' and 'name: ...'")
         return None
-    if "graph" not in data and "inputs" not in data and "blocks" in data:
+    if "graph" not in data and "inputs" not in data and "networks" not in data and "blocks" in data:
         return _check_library(path, display, data, diag, limits)
     _check_top_keys(data, diag)
     _check_version(data, diag, top)
@@ -81,6 +85,24 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     blocks = load_imports(path, data.get("imports"), diag, pos_in(data, "imports", top), limits)
     own = parse_blocks(data.get("blocks"), scope, diag, pos_in(data, "blocks", top))
     blocks = link_library({**blocks, **own}, own)
+    name = data.get("name") if isinstance(data.get("name"), str) else path.stem
+    if "networks" in data:
+        from .networks import build_networks
+
+        graph = build_networks(data, name, display, scope, blocks, diag, limits, top)
+    else:
+        graph = build_graph(data, name, display, scope, blocks, diag, limits, top)
+    if graph is None:
+        return None
+    graph.train, graph.doc = data.get("train"), data.get("doc")
+    _check_train(data, graph, diag, top, names_too=not any(d.severity == "error" for d in diag))
+    return graph
+
+
+def build_graph(data: Any, name: str, display: str, scope: Scope, blocks: dict, diag: Diagnostics, limits: Limits,
+                top: SourcePos, infer: bool = True) -> Graph | None:
+    """One graph from a mapping with ``inputs``, ``graph`` and ``outputs`` (the spec itself, or one of its
+    ``networks``); shape inference runs when ``infer`` and nothing so far is an error (it would only add noise)."""
     inputs = _parse_inputs(data.get("inputs"), scope, diag, pos_in(data, "inputs", top), limits.max_dim)
     if "graph" not in data:
         diag.error(top, "spec has no 'graph'", "add 'graph:' with a list of nodes")
@@ -95,14 +117,10 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     if not isinstance(data["graph"], list):  # reported: every output would be an unknown reference
         exp.broken |= {o for o in (data.get("outputs") or []) if isinstance(o, str)}
     outputs, output_pos = _parse_outputs(data.get("outputs"), exp, diag, pos_in(data, "outputs", top))
-    name = data.get("name") if isinstance(data.get("name"), str) else path.stem
     graph = Graph(name=name, file=display, inputs=inputs, nodes=exp.nodes, outputs=outputs, output_pos=output_pos,
-                  vars=_safe_vars(scope), block_uses=exp.block_uses, train=data.get("train"), doc=data.get("doc"))
-    if any(d.severity == "error" for d in diag):
-        _check_train(data, graph, diag, top, names_too=False)
-        return graph  # structure is broken: shape inference would only add noise
-    infer_graph(graph, diag, limits)
-    _check_train(data, graph, diag, top, names_too=not any(d.severity == "error" for d in diag))
+                  vars=_safe_vars(scope), block_uses=exp.block_uses)
+    if infer and not any(d.severity == "error" for d in diag):
+        infer_graph(graph, diag, limits)
     return graph
 
 

@@ -34,9 +34,18 @@ def _linear_count(ctx: InferCtx) -> int:
     "out": p_int("output features"),
     "bias": p_bool("add a learnable bias", True),
     "tie": p_ref("share the weight with this embedding node (weight tying); the weight is [out, in]"),
+    "parametrize": p_enum("keep the weight on a manifold during training: orthogonal = W is an orthogonal matrix "
+                          "at every step (torch.nn.utils.parametrizations.orthogonal); none = a plain matrix",
+                          ("none", "orthogonal"), "none"),
 }, count=_linear_count, example={"in": "x", "out": 10})
 def linear(ctx: InferCtx) -> TensorType:
-    """Affine map y = x Wᵀ + b over the last dim (seed 000, "Neural networks")."""
+    """Affine map y = x Wᵀ + b over the last dim (seed 000, "Neural networks").
+
+    params: weight [out, in], bias [out]. ``parametrize: orthogonal`` keeps W orthogonal (WᵀW = I) through
+    training, for orthogonal recurrences (seed 000, "Limitations and Development", Arjovsky et al. 2016): W is
+    computed from an unconstrained matrix of the same size (state dict: parametrizations.weight.original
+    [out, in]), so the parameter count is unchanged; out must equal in.
+    """
     d_in = _in_features(ctx)
     tie = ctx.refs.get("tie")
     if ctx.params.get("tie") and tie is None:
@@ -51,6 +60,12 @@ def linear(ctx: InferCtx) -> TensorType:
         if (num, dim) != (ctx.params["out"], d_in):
             ctx.fail(f"tied weight shape mismatch: embedding is [{num}, {dim}], this linear needs [{ctx.params['out']}, {d_in}]",
                      "out must equal the embedding's num and the input features its dim", "tie")
+    if ctx.params.get("parametrize", "none") == "orthogonal":
+        if tie is not None:
+            ctx.fail("a tied weight cannot be parametrized", "remove tie or parametrize", "parametrize")
+        if ctx.params["out"] != d_in:
+            ctx.fail(f"an orthogonal weight must be square: expected out = {d_in} (the input features), "
+                     f"got {ctx.params['out']}", "orthogonal recurrences map the hidden state to itself", "parametrize")
     return ctx.x.with_last(ctx.params["out"])
 
 

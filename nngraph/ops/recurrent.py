@@ -126,7 +126,10 @@ def _register_cell(kind: str) -> None:
     name = f"{kind}_cell"
     outputs = ("h", "c") if kind == "lstm" else ("h",)
     inputs = ("x", "h0?", "c0?") if kind == "lstm" else ("x", "h0?")
-    params = {"hidden": p_int("hidden size H"), "bias": p_bool("learnable biases b_ih and b_hh", True)}
+    params = {"hidden": p_int("hidden size H"), "bias": p_bool("learnable biases b_ih and b_hh", True),
+              "weight_drop": p_probability("DropConnect on the hidden-to-hidden matrix weight_hh while training (AWD-LSTM, "
+                                           "Merity et al. 2017): inside a recur loop one mask per forward pass, shared "
+                                           "by every step", 0.0)}
     if kind == "rnn":
         params["nonlinearity"] = p_enum("activation of the Elman RNN", ("tanh", "relu"), "tanh")
 
@@ -143,7 +146,9 @@ def _register_cell(kind: str) -> None:
         f"One step of the {NAMES[kind]} (torch.nn.{kind.upper()}Cell): x [batch, F] and optional previous state {states} "
         f"[batch, H] (zeros when absent) -> new {' and '.join(outputs)} [batch, H].\n\n"
         f"{FORMULAS[kind]}.\n"
-        f"params: weight_ih [{GATES[kind]}H, F], weight_hh [{GATES[kind]}H, H], bias_ih [{GATES[kind]}H], bias_hh [{GATES[kind]}H].")
+        f"params: weight_ih [{GATES[kind]}H, F], weight_hh [{GATES[kind]}H, H], bias_ih [{GATES[kind]}H], bias_hh [{GATES[kind]}H].\n"
+        f"weight_drop p: while training weight_hh is replaced by weight_hh ⊙ M/(1 − p), M ~ Bernoulli(1 − p) per entry "
+        f"(DropConnect; seed 000, \"Empirical Understandings\": AWD-LSTM).")
     op(name, family="recurrent", inputs=inputs, outputs=outputs, params=params, count=_cell_count(kind),
        example={"in": {"x": "x_t", "h0": "h_prev"}, "hidden": 128},
        shape_hint="x is [batch, features]")(rule)

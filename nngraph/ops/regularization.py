@@ -1,4 +1,4 @@
-"""Regularization: dropout.
+"""Regularization: dropout, locked (variational) dropout.
 
 Formula: seed 002 "Dropout and Regularization" (and "Parameters, Training, and Generalization"):
 during training each element is zeroed independently with probability p and the survivors
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import InferCtx, Param, op
+from ..registry import InferCtx, Param, op, p_int
 from ..types import TensorType
 
 
@@ -37,3 +37,22 @@ def dropout(ctx: InferCtx) -> TensorType:
     """
     ctx.need_float(ctx.x)
     return ctx.x
+
+
+@op("locked_dropout", family="regularization", params={
+    "p": p_probability("probability of zeroing each feature", 0.5),
+    "dim": p_int("the dim along which one mask is shared (1 = time for [batch, time, features])", 1, min=None),
+}, example={"in": "embed", "p": 0.4, "dim": 1})
+def locked_dropout(ctx: InferCtx) -> TensorType:
+    """Locked (variational) dropout: one mask per sequence, the same at every time step (Gal & Ghahramani 2016; AWD-LSTM, seed 000 "Empirical Understandings").
+
+    While training y = x·m/(1 − p) with m ~ Bernoulli(1 − p) of x's shape but size 1 along ``dim``
+    (broadcast over it); identity at evaluation. Same shape and dtype as the input. No learnable parameters.
+    """
+    x = ctx.x
+    ctx.need_float(x)
+    dim = ctx.params["dim"]
+    if not -x.rank <= dim < x.rank:
+        ctx.fail(f"dim {dim} is out of range for an input of rank {x.rank}: expected -{x.rank}..{x.rank - 1}",
+                 "for [batch, time, features] sequences the time dim is 1", "dim")
+    return x

@@ -390,3 +390,62 @@ def test_gin_node_classifier_matches_torch_mlps():
     assert graph.total_params == count(*parts) == 113_418
     assert graph.nodes["classifier"].out.shape == ("num_nodes", 7)
     assert math.isclose(graph.nodes["gin.0.conv"].params["eps"], 0.0)
+
+
+# ----- control flow: time loops over cells, ACT, Neural ODE ------------------------------------------
+def test_the_control_flow_systems_are_in_the_zoo():
+    assert {p.stem for p in SPECS} >= {"awd_lstm", "recurrent_highway", "orthogonal_rnn",
+                                       "seq2seq_luong_input_feeding", "universal_transformer", "neural_ode"}
+
+
+def test_awd_lstm_matches_three_torch_lstms_and_a_tied_decoder_24_221_600():
+    graph = load("awd_lstm")
+    model = meta(lambda: nn.ModuleList([nn.Embedding(10000, 400), nn.LSTM(400, 1150), nn.LSTM(1150, 1150),
+                                        nn.LSTM(1150, 400)]))
+    assert graph.total_params == count(model) + 10000 == 24_221_600  # + the tied decoder's bias
+    assert [graph.nodes[f"layer{i}"].params["cell"] for i in (1, 2, 3)] == ["lstm_step"] * 3
+    assert graph.nodes["decoder"].params["tie"] == "embed"
+
+
+def test_recurrent_highway_is_depth_10_highway_layers_per_step_23_482_400():
+    graph = load("recurrent_highway")
+    d = 830
+    layers = meta(lambda: nn.ModuleList([nn.Embedding(10000, d), nn.Linear(d, 2 * d, bias=False)]
+                                        + [nn.Linear(d, 2 * d) for _ in range(10)]))
+    assert graph.total_params == count(layers) + 10000 == 23_482_400  # ~23M (Zilly et al., Table 3)
+    cell = graph.nodes["rhn"].params["cell"].graph
+    assert "deeper.8.s_new" in cell.nodes and "deeper.9.s_new" not in cell.nodes  # 1 + 9 layers per step
+
+
+def test_orthogonal_rnn_counts_like_torch_rnn_cell_without_the_recurrent_bias():
+    graph = load("orthogonal_rnn")
+    model = meta(lambda: nn.ModuleList([nn.Linear(1, 256), nn.Linear(256, 256, bias=False), nn.Linear(256, 10)]))
+    assert graph.total_params == count(model) == 68_618
+    assert graph.nodes["rnn"].params["cell"].graph.nodes["rec"].params["parametrize"] == "orthogonal"
+
+
+def test_luong_input_feeding_decoder_lstm_reads_embedding_plus_attentional_state_220_114_000():
+    graph = load("seq2seq_luong_input_feeding")
+    model = meta(lambda: nn.ModuleList([
+        nn.Embedding(50000, 1000), nn.LSTM(1000, 1000, 4), nn.Embedding(50000, 1000), nn.LSTM(2000, 1000, 4),
+        nn.Linear(2000, 1000, bias=False), nn.Linear(1000, 50000)]))
+    assert graph.total_params == count(model) == 220_114_000
+    assert graph.nodes["decoder"].outputs["attention"].shape == ("batch", "tgt", "src")
+    assert graph.nodes["decoder"].outputs["feed"].shape == ("batch", 1000)
+
+
+def test_universal_transformer_has_one_layer_of_weights_plus_the_halting_unit():
+    graph = load("universal_transformer")
+    model = meta(lambda: nn.ModuleList([nn.Embedding(32000, 512), *encoder_layers(1, 512, 8, 2048),
+                                        nn.Linear(512, 1)]))
+    assert graph.total_params == count(model) == 19_536_897
+    assert graph.nodes["encoder"].params["max_steps"] == 8 and graph.nodes["encoder"].params["coordinates"] is True
+
+
+def test_neural_ode_is_the_mlp_field_integrated_by_rk4():
+    graph = load("neural_ode")
+    assert graph.total_params == count(nn.Linear(2, 50), nn.Linear(50, 2)) == 252
+    node = graph.nodes["ode"]
+    assert (node.params["solver"], node.params["steps"]) == ("rk4", 20)
+    assert node.outputs["trajectory"].shape == ("batch", 10, 2)
+    assert load("neural_ode", ["graph.ode.solver=dopri5"]).nodes["ode"].params["solver"] == "dopri5"

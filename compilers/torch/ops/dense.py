@@ -6,7 +6,10 @@
   of the node is a relu / leaky_relu, Xavier/Glorot uniform otherwise; bias 0.
   With ``tie: embed`` it has no weight of its own: the forward line is
   ``F.linear(x, self.embed.weight, self.<node>.bias)``, so the state dict holds
-  the tied matrix once, as ``embed.weight``.
+  the tied matrix once, as ``embed.weight``. ``parametrize: orthogonal`` registers
+  ``torch.nn.utils.parametrizations.orthogonal`` on the weight after the initializers
+  (state ``<node>.parametrizations.weight.original [out, in]``): W stays orthogonal
+  through optimizer steps.
 * ``mlp`` -- :class:`MLP`: ``down(dropout(act(up(x))))`` (seed 002,
   Transformer position-wise FFN); state ``<node>.up.*``, ``<node>.down.*``.
 * ``gated_mlp`` -- :class:`GatedMLP`: ``down(act(gate(x)) * up(x))``,
@@ -100,7 +103,15 @@ def _linear_init(ctx: NodeCtx) -> dict[str, Any]:
     return {"weight": weight, "bias": "zeros"}
 
 
-@torch_op("linear", module=_linear_module, init=_linear_init)
+def _linear_parametrize(module: nn.Module | None, ctx: NodeCtx) -> None:
+    """``parametrize: orthogonal``: W = orthogonal map of ``parametrizations.weight.original`` (after the initializers)."""
+    if module is not None and ctx.params.get("parametrize", "none") == "orthogonal" and not module.weight.is_meta:
+        from torch.nn.utils.parametrizations import orthogonal
+
+        orthogonal(module, "weight")
+
+
+@torch_op("linear", module=_linear_module, init=_linear_init, post_init=_linear_parametrize)
 def linear(ctx: NodeCtx, e: Emit) -> str:
     """``self.fc(x)``, or ``F.linear(x, self.embed.weight, self.fc.bias)`` when tied."""
     tie = ctx.params.get("tie")

@@ -13,6 +13,9 @@ Cells (one time step, x [batch, F], states [batch, H]):
 
 * ``rnn_cell`` -- ``torch.nn.RNNCell``; ``gru_cell`` -- ``torch.nn.GRUCell``: ``self.cell(x, h0)``;
 * ``lstm_cell`` -- :class:`LSTMCell` (a ``torch.nn.LSTMCell`` taking ``h0, c0`` separately).
+* ``weight_drop: p`` on a cell (AWD-LSTM's DropConnect): while training the step uses weight_hh ⊙ M/(1 − p)
+  through ``torch.rnn_tanh_cell``/``gru_cell``/``lstm_cell``; inside a ``recur`` loop M is drawn once per
+  forward pass (see compilers/torch/ops/regularization.py).
 
 State dicts use torch.nn's own names under the node: ``<node>.weight_ih_l{k}``,
 ``<node>.weight_hh_l{k}``, ``<node>.bias_ih_l{k}``, ``<node>.bias_hh_l{k}`` (with suffix
@@ -42,6 +45,7 @@ import torch
 from torch import nn
 
 from ..registry import Emit, NodeCtx, torch_op
+from .regularization import sample_mask
 
 
 def _state(h0: torch.Tensor | None, c0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -61,17 +65,61 @@ class LSTM(nn.LSTM):
         return out, h, c
 
 
-class LSTMCell(nn.LSTMCell):
-    """``torch.nn.LSTMCell`` with ``forward(x, h0=None, c0=None) -> (h, c)``; same parameters."""
+class _DropConnect:
+    """``weight_drop`` (AWD-LSTM's WeightDrop): while training the cell uses weight_hh ⊙ M/(1 − p).
+
+    The mask comes from :func:`~compilers.torch.ops.regularization.sample_mask`: inside a ``recur`` loop it
+    is drawn once per forward pass and shared by every time step; a cell called alone draws one per call.
+    """
+
+    weight_drop: float = 0.0
+
+    def dropping(self) -> bool:
+        return bool(self.training and self.weight_drop > 0)  # type: ignore[attr-defined]
+
+    def dropped_hh(self) -> torch.Tensor:
+        w = self.weight_hh  # type: ignore[attr-defined]
+        return w * sample_mask(self, "weight_hh", w, self.weight_drop)  # type: ignore[arg-type]
+
+    def zeros(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], self.hidden_size)  # type: ignore[attr-defined]
+
+
+class RNNCell(_DropConnect, nn.RNNCell):
+    """``torch.nn.RNNCell`` with optional DropConnect on weight_hh; same parameters."""
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        if not self.dropping():
+            return super().forward(x, h0)
+        fn = torch.rnn_tanh_cell if self.nonlinearity == "tanh" else torch.rnn_relu_cell
+        return fn(x, self.zeros(x) if h0 is None else h0, self.weight_ih, self.dropped_hh(), self.bias_ih, self.bias_hh)
+
+
+class GRUCell(_DropConnect, nn.GRUCell):
+    """``torch.nn.GRUCell`` with optional DropConnect on weight_hh; same parameters."""
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        if not self.dropping():
+            return super().forward(x, h0)
+        return torch.gru_cell(x, self.zeros(x) if h0 is None else h0, self.weight_ih, self.dropped_hh(),
+                              self.bias_ih, self.bias_hh)
+
+
+class LSTMCell(_DropConnect, nn.LSTMCell):
+    """``torch.nn.LSTMCell`` with ``forward(x, h0=None, c0=None) -> (h, c)`` and optional DropConnect; same parameters."""
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None,  # type: ignore[override]
                 c0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        h, c = super().forward(x, _state(h0, c0))
+        if not self.dropping():
+            h, c = super().forward(x, _state(h0, c0))
+            return h, c
+        state = _state(h0, c0) or (self.zeros(x), self.zeros(x))
+        h, c = torch.lstm_cell(x, state, self.weight_ih, self.dropped_hh(), self.bias_ih, self.bias_hh)
         return h, c
 
 
 _SEQ = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": LSTM}
-_CELL = {"rnn_cell": nn.RNNCell, "gru_cell": nn.GRUCell, "lstm_cell": LSTMCell}
+_CELL = {"rnn_cell": RNNCell, "gru_cell": GRUCell, "lstm_cell": LSTMCell}
 
 
 def _seq_module(ctx: NodeCtx) -> nn.Module:
@@ -84,7 +132,9 @@ def _seq_module(ctx: NodeCtx) -> nn.Module:
 def _cell_module(ctx: NodeCtx) -> nn.Module:
     p = ctx.params
     extra = {"nonlinearity": p["nonlinearity"]} if ctx.op == "rnn_cell" else {}
-    return _CELL[ctx.op](ctx.in_features, p["hidden"], bias=p["bias"], **extra)
+    cell = _CELL[ctx.op](ctx.in_features, p["hidden"], bias=p["bias"], **extra)
+    cell.weight_drop = float(p.get("weight_drop", 0.0))
+    return cell
 
 
 def _call(ctx: NodeCtx, e: Emit) -> str:

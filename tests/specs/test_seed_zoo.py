@@ -449,3 +449,20 @@ def test_neural_ode_is_the_mlp_field_integrated_by_rk4():
     assert (node.params["solver"], node.params["steps"]) == ("rk4", 20)
     assert node.outputs["trajectory"].shape == ("batch", 10, 2)
     assert load("neural_ode", ["graph.ode.solver=dopri5"]).nodes["ode"].params["solver"] == "dopri5"
+
+
+# ----- added systems: Kalman filter, Reformer, GShard, GLaM ------------------------------
+def test_reformer_is_a_reversible_lsh_transformer_with_shared_qk_projections():
+    graph = load("reformer")
+    d, ffn, vocab = 512, 2048, 256
+    shared_qk_attention = lambda: [nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)]  # qk, v, out
+    layer = lambda: [nn.LayerNorm(d), *shared_qk_attention(), nn.LayerNorm(d), nn.Linear(d, ffn), nn.Linear(ffn, d)]
+    model = meta(lambda: nn.ModuleList([nn.Embedding(vocab, d), nn.Embedding(4096, d),
+                                        *[m for _ in range(6) for m in layer()], nn.LayerNorm(2 * d),
+                                        nn.Linear(2 * d, vocab)]))
+    assert graph.total_params == count(model) == 19_831_040
+    attn = graph.nodes["layers.3.attn"]
+    assert attn.op == "lsh_attention" and attn.params["causal"] and attn.params["seed"] == 3
+    assert (attn.params["n_buckets"], attn.params["n_hashes"], attn.params["chunk_size"]) == (32, 4, 64)
+    assert graph.nodes["layers.5.both"].out.shape == ("batch", "seq", 2 * d)  # the two reversible streams
+

@@ -47,7 +47,7 @@ SHOW_LEN = 2048
 #: cost factor for a kernel that would materialize more than the profile's ``dense_budget_mib``
 MEMORY_PENALTY = 100.0
 #: display and tie-break order of kernels
-ORDER = ("reference", "sdpa", "flex")
+ORDER = ("reference", "sdpa", "local", "flex")
 
 
 @dataclass
@@ -126,6 +126,15 @@ def unmet(entry: dict[str, Any], facts: AttentionFacts, target: Target, mode: st
         if variant == "bias" and learnable_bias(facts) and entry.get("bias_grad") is False:
             out.append(f"no gradient for a learnable bias ({facts.position or 'bias input'})")
     return [f"{what}: {r}" if what else r for r in out]
+
+
+def torch_kernel_missing(target: Target, kernel: str) -> str | None:
+    """Why a torch kernel cannot run on ``target`` at all (an ONNX Runtime target, or a profile without it)."""
+    if target.runtime != "torch":
+        return f"target {target.name} runs ONNX Runtime: torch kernels are not used"
+    if target.kernel(kernel) is None:
+        return f"profile {target.profile} has no {kernel}"
+    return None
 
 
 def learnable_bias(facts: AttentionFacts) -> bool:
@@ -302,4 +311,4 @@ def tiers_text(tiers: list[dict[str, Any]]) -> str:
 
 
 __all__ = ["Candidate", "Decision", "GRID", "LowerCtx", "cost_ms", "decide", "decisions", "learnable_bias", "lower",
-           "lowered_node", "tiers_text", "unmet", "variant_of"]
+           "lowered_node", "tiers_text", "torch_kernel_missing", "unmet", "variant_of"]

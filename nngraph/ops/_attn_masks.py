@@ -30,6 +30,7 @@ from typing import Any, Callable
 from ..errors import did_you_mean
 from ..params import check_value, param_schema
 from ..registry import Param, p_bool, p_int, p_int_list
+from ._attn_bands import Band, window_reach
 
 #: graph inputs a mask may read, and the context values passed to predicates
 MASK_INPUTS = ("lengths", "key_padding", "doc_ids")
@@ -49,14 +50,19 @@ class MaskDef:
     needs: tuple[str, ...] = ()      # graph inputs, any ONE of which must be connected
     uses: tuple[str, ...] = ()       # context values passed to the predicate (subset of CONTEXT)
     self_only: bool = False          # queries and keys must index the same sequence
+    reach: Callable[..., Any] | None = None  # params -> the Band that contains every visible pair (see _attn_bands)
 
 
 MASKS: dict[str, MaskDef] = {}
 
 
 def register_mask(name: str, *, params: dict[str, Param] | None = None, needs: tuple[str, ...] = (),
-                  uses: tuple[str, ...] = (), self_only: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``fn(b, h, q_idx, kv_idx, **params, **context)`` as mask ``name``."""
+                  uses: tuple[str, ...] = (), self_only: bool = False,
+                  reach: Callable[..., Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``fn(b, h, q_idx, kv_idx, **params, **context)`` as mask ``name``.
+
+    ``reach(**params)`` (optional) returns a :class:`~nngraph.ops._attn_bands.Band` containing every
+    pair the mask can make visible; banded kernels use it to skip everything else."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in MASKS or name in COMBINATORS:
@@ -64,7 +70,7 @@ def register_mask(name: str, *, params: dict[str, Param] | None = None, needs: t
         clash = set(params or {}) & (set(CONTEXT) | {"type"})
         if clash or not set(uses) <= set(CONTEXT) or not set(needs) <= set(MASK_INPUTS):
             raise ValueError(f"mask '{name}': bad params/uses/needs {clash or uses or needs}")
-        MASKS[name] = MaskDef(name, (fn.__doc__ or "").strip(), dict(params or {}), fn, needs, uses, self_only)
+        MASKS[name] = MaskDef(name, (fn.__doc__ or "").strip(), dict(params or {}), fn, needs, uses, self_only, reach)
         return fn
 
     return deco
@@ -101,7 +107,7 @@ def key_padding(b, h, q_idx, kv_idx, lengths=None, key_padding=None):
 @register_mask("sliding_window", params={
     "window": p_int("keys per query: causal sees the last `window` positions incl. itself; symmetric sees window//2 each side"),
     "causal": p_bool("look back only (Mistral-style) instead of both sides (Longformer-style)", True),
-})
+}, reach=lambda window, causal=True: window_reach(window, causal))
 def sliding_window(b, h, q_idx, kv_idx, window, causal=True):
     """Local windowed attention: causal 0 <= i-j < w; symmetric |i-j| <= w//2
     (seed 002, "Global and Local Attention"; Longformer, Beltagy et al. 2020)."""
@@ -116,7 +122,8 @@ def sliding_window(b, h, q_idx, kv_idx, window, causal=True):
     "part": Param("enum", "which Sparse Transformer pattern: local, strided, or both (their union)", "both",
                   choices=("both", "local", "strided")),
     "causal": p_bool("only keys at or before the query", True),
-})
+}, reach=lambda stride, part="both", causal=True: (
+    None if part != "local" else Band(stride - 1, 0) if causal else Band(stride - 1, stride - 1)))
 def strided(b, h, q_idx, kv_idx, stride, part="both", causal=True):
     """Sparse Transformer strided pattern (Child et al. 2019; seed 002, "Sparse Transformers"):
     local A1 = {j : 0 <= i-j < l}, strided A2 = {j : (i-j) mod l = 0}; ``both`` is A1 ∪ A2.
@@ -133,7 +140,7 @@ def strided(b, h, q_idx, kv_idx, stride, part="both", causal=True):
     "window": p_int("keys per query (as in sliding_window), counted in dilated steps"),
     "dilation": p_int("gap d between attended keys"),
     "causal": p_bool("look back only", True),
-})
+}, reach=lambda window, dilation, causal=True: window_reach(window, causal, dilation))
 def dilated(b, h, q_idx, kv_idx, window, dilation, causal=True):
     """Dilated sliding window (Longformer, Beltagy et al. 2020; seed 002, "Global and Local Attention"):
     (i-j) mod d = 0 and causal 0 <= i-j < w·d, or symmetric |i-j| <= (w//2)·d."""
@@ -147,7 +154,7 @@ def dilated(b, h, q_idx, kv_idx, window, dilation, causal=True):
 
 @register_mask("global_tokens", params={
     "positions": p_int_list("token positions that attend everywhere and are attended by all", min=0),
-})
+}, reach=lambda positions: Band(rows=frozenset(positions), cols=frozenset(positions)))
 def global_tokens(b, h, q_idx, kv_idx, positions):
     """Global tokens (Longformer [CLS]; seed 002, "Global and Local Attention"): i or j in positions.
     Alone it allows only the global rows/columns; combine with a window via ``any``."""

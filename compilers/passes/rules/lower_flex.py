@@ -19,7 +19,7 @@ Queries shorter than one block (decoding steps) go to the next tier (``min_q``):
 from __future__ import annotations
 
 from ..facts import block_density
-from ..lowering import cost_ms, unmet, variant_of
+from ..lowering import cost_ms, torch_kernel_missing, unmet, variant_of
 from ..rewrite import Match, Rule
 from . import register
 
@@ -30,11 +30,10 @@ def _match(graph, node):
 
 def _check(graph, match, ctx):
     facts, target, mode = ctx.facts, ctx.target, ctx.mode
-    if target.runtime != "torch":
-        return f"target {target.name} runs ONNX Runtime: torch kernels are not used"
+    missing = torch_kernel_missing(target, "flex")
+    if missing:
+        return missing
     entry = target.kernel("flex")
-    if entry is None:
-        return f"profile {target.profile} has no flex"
     if facts.shaw_values:
         return "Shaw relative values add Σ_j p_ij·a^V_ij, which needs the attention weights flex never materializes"
     problems = unmet(entry, facts, target, mode, variant_of(facts), "")

@@ -21,7 +21,7 @@ otherwise SDPA would run its math backend, which is no faster than the reference
 
 from __future__ import annotations
 
-from ..lowering import cost_ms, dense_bytes, unmet, variant_of
+from ..lowering import cost_ms, dense_bytes, torch_kernel_missing, unmet, variant_of
 from ..rewrite import Match, Rule
 from . import register
 
@@ -43,11 +43,10 @@ def _fitting(ctx):
 
 def _check(graph, match, ctx):
     facts, target = ctx.facts, ctx.target
-    if target.runtime != "torch":
-        return f"target {target.name} runs ONNX Runtime: torch kernels are not used"
+    missing = torch_kernel_missing(target, "sdpa")
+    if missing:
+        return missing
     entry = target.kernel("sdpa")
-    if entry is None:
-        return f"profile {target.profile} has no sdpa"
     if not target.has(entry.get("feature")):
         return f"torch {target.torch_version} has no scaled_dot_product_attention"
     if facts.shaw_values:

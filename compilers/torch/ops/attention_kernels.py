@@ -14,6 +14,7 @@ Two torch ops, both produced by passes, never written in specs:
     * ``sdpa``: ``F.scaled_dot_product_attention`` (:func:`sdpa_core`), backends pinned with
       ``torch.nn.attention.sdpa_kernel`` (the plan's list; MATH is always appended so a module
       moved to another device still runs);
+    * ``local``: banded tiles for sliding-window style masks (:mod:`.attention_kernels_local`);
     * ``flex``: compiled FlexAttention (:mod:`.attention_kernels_flex`).
 
     ``last_kernel`` records the tier used by the latest call.
@@ -65,7 +66,7 @@ def pick_tier(tiers: list[dict[str, Any]] | None, kv_len: int, q_len: int, needs
             continue
         if dropout_active and t["kernel"] == "flex":
             continue
-        if t["kernel"] not in ("reference", "sdpa", "flex"):
+        if t["kernel"] not in ("reference", "sdpa", "local", "flex"):
             continue
         return t
     return _REFERENCE
@@ -143,6 +144,10 @@ class LoweredAttention(Attention):
             from .attention_kernels_flex import flex_core
 
             o = flex_core(self, tier, q, k, v, offset, x.shape[0], inputs)
+        elif tier["kernel"] == "local":
+            from .attention_kernels_local import local_core
+
+            o = local_core(self, tier, q, k, v, offset, x.shape[0], inputs)
         else:
             o = sdpa_core(self, tier, q, k, v, offset, x.shape[0], inputs)
         return self.out(self.merge_heads(o))

@@ -102,6 +102,21 @@ def mask_tensor(mask: Any, batch: int, q_len: int, kv_len: int, offset: int = 0,
     return out.to(torch.bool)
 
 
+def mask_at(node: masks.MaskNode, b: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor, *, q_len: int,
+            kv_len: int, lengths: torch.Tensor | None = None, key_padding: torch.Tensor | None = None,
+            doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """The mask predicate at broadcastable index tensors (absolute query positions), e.g. the tiles of a banded kernel.
+
+    ``kv_idx`` must lie in [0, kv_len) (clamp first); BigBird's ``random`` rows are not evaluated pointwise.
+    """
+    if any(leaf.name == "random" for leaf in node.leaves()):
+        raise ValueError("the random mask is a table over the whole sequence; it has no pointwise form")
+    context = {"lengths": lengths, "key_padding": Table(key_padding) if key_padding is not None else None,
+               "doc_ids": Table(doc_ids) if doc_ids is not None else None, "q_len": q_len, "kv_len": kv_len}
+    h = torch.zeros((), dtype=torch.long, device=q_idx.device)
+    return _evaluate(node, (b, h, q_idx, kv_idx), context, q_len, kv_len, 0).to(torch.bool)
+
+
 def dense_matrix(mask: Any, q_len: int, kv_len: int | None = None, b: int = 0, **inputs: torch.Tensor) -> torch.Tensor:
     """The [T, S] bool matrix of batch row ``b`` from the tensor path (for comparisons with ``dense_mask``)."""
     kv_len = q_len if kv_len is None else kv_len

@@ -21,7 +21,8 @@ graph:
   - {name: embed, op: embedding, in: tokens, num: 64, dim: 64}
   - {name: causal, op: attention, in: embed, heads: 4, mask: causal, position: {type: rope}}
   - {name: window, op: attention, in: causal, heads: 4, mask: {type: sliding_window, window: 256}}
-  - {name: head, op: linear, in: window, out: 64}
+  - {name: alibi, op: attention, in: window, heads: 4, mask: causal, position: alibi}
+  - {name: head, op: linear, in: alibi, out: 64}
 outputs: {logits: head}
 """
 
@@ -42,12 +43,18 @@ def test_explain_prints_a_row_per_attention_node_with_every_candidates_verdict(s
     causal = next(line for line in lines if line.startswith("causal "))
     window = next(line for line in lines if line.startswith("window "))
     assert "sdpa(causal), else reference as fallback" in causal
-    assert "flex for kv_len >= " in window and ", else sdpa(mask), else reference as fallback" in window
+    assert "local for kv_len >= " in window and ", else sdpa(mask), else reference as fallback" in window
     verdicts = lines[lines.index(window) + 1:]
     assert verdicts[0].strip() == "mask sliding_window(window=256), position none, dtype float32"
     assert verdicts[2].split()[0] == "sdpa" and "chosen (kv_len < " in verdicts[2]
-    assert verdicts[3].split()[0] == "flex" and "chosen (kv_len >= " in verdicts[3] and "forward only" in verdicts[3]
-    assert verdicts[4].split()[0].startswith("ort-gqa/") and "target cpu:float32 runs torch" in verdicts[4]
+    assert verdicts[3].split()[0] == "local" and "chosen (kv_len >= " in verdicts[3]
+    assert verdicts[4].split()[0] == "flex" and "applies but slower at every length" in verdicts[4]
+    assert verdicts[5].split()[0].startswith("ort-gqa/") and "target cpu:float32 runs torch" in verdicts[5]
+    alibi = next(line for line in lines if line.startswith("alibi "))
+    assert "flex for kv_len >= " in alibi and ", else sdpa(bias), else reference as fallback" in alibi
+    verdicts = lines[lines.index(alibi) + 1:]
+    assert verdicts[3].split()[0] == "local" and "rejected: mask causal has no band" in verdicts[3]
+    assert verdicts[4].split()[0] == "flex" and "chosen (kv_len >= " in verdicts[4] and "forward only" in verdicts[4]
     assert "compiled lm" in out and "logits: [2, 8, 64] ok" in out
 
 
@@ -58,17 +65,20 @@ def test_explain_at_a_given_length_shows_the_estimates_there(spec_file):
     graph = load_spec(spec_file(LM))
     text = format_explain(explain(graph, "cpu", dims={"seq": 4096}), "cpu", dims={"seq": 4096})
     window = next(line for line in text.splitlines() if line.startswith("window "))
+    alibi = next(line for line in text.splitlines() if line.startswith("alibi "))
     assert "lengths seq=4096" in text
-    assert window.split()[2] == "flex," and "flex: est. at kv_len 4096: flex " in window
-    assert "sdpa(mask) when gradients are needed" in window
+    assert window.split()[2] == "local," and "local: est. at kv_len 4096: local " in window
+    assert alibi.split()[2] == "flex," and "flex: est. at kv_len 4096: flex " in alibi
+    assert "sdpa(bias) when gradients are needed" in alibi
 
 
 def test_training_mode_rejects_forward_only_kernels_and_says_why(spec_file):
     code, out = _run(str(spec_file(LM)), "--target", "cpu", "--mode", "training", "--explain")
     assert code == 0, out
     flex = [line.split(None, 1)[1] for line in out.splitlines() if line.strip().startswith("flex ")]
-    assert flex == ["rejected: no backward on cpu (training needs gradients)"] * 2
-    assert "window  attention  sdpa(mask), else reference as fallback" in out
+    assert flex == ["rejected: no backward on cpu (training needs gradients)"] * 3
+    window = next(line for line in out.splitlines() if line.startswith("window "))
+    assert "local for kv_len >= 256, else sdpa(mask), else reference as fallback" in window
 
 
 def test_a_simulated_gpu_target_pins_flash_for_bf16_and_efficient_for_masks(spec_file):

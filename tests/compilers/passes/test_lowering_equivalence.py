@@ -2,8 +2,8 @@
 
 At a sequence length that is not a multiple of the 128 block (130), with grouped-query heads, O(1)
 random weights and rows whose keys are all masked (lengths 0; ``causal ∧ ¬window``), each kernel
-the CPU rules allow is forced in turn: SDPA forward and gradients (x and every parameter) within
-1e-5 (gradients: 1e-5 of the largest gradient, ~10 here), FlexAttention forward within 1e-5 (uncompiled here, so the whole matrix runs without a compile
+the CPU rules allow is forced in turn: SDPA and the banded tiles forward and gradients (x and every
+parameter) within 1e-5 (gradients: 1e-5 of the largest gradient, ~10 here), FlexAttention forward within 1e-5 (uncompiled here, so the whole matrix runs without a compile
 each; one compiled instance is checked at the end: FlexAttention has no backward on the CPU). Also:
 the lowered model keeps the reference's parameter names and weights, cross-attention, and KV-cache
 decoding through the lowered kernels."""
@@ -83,23 +83,20 @@ def test_each_applicable_cpu_kernel_equals_the_reference(attention_graphs, mask_
     w = torch.randn(B, T, D, generator=_g(2))
     d = decide(graph, graph.nodes["attn"], "cpu", "inference", kv_len=T)
     by_kernel = {c.kernel: c for c in d.candidates}
-    if pos_case == "shaw_values":
-        assert by_kernel["sdpa"].reason and by_kernel["flex"].reason
-        return
     xr = x.clone().requires_grad_()
     want = ref(xr, **inputs)
     (want * w).sum().backward()
-    # SDPA: forward and gradients
-    low = _lowered(ref, by_kernel["sdpa"].config)
-    xl = x.clone().requires_grad_()
-    got = low(xl, **inputs)
-    assert low.last_kernel == "sdpa"
-    _close(got, want, "sdpa forward")
-    (got * w).sum().backward()
     scale = max(g.abs().max().item() for g in [xr.grad] + [p.grad for p in ref.parameters()])
-    _close(xl.grad, xr.grad, "sdpa d/dx", scale)
-    for (name, p), q in zip(ref.named_parameters(), low.parameters()):
-        _close(q.grad, p.grad, f"sdpa d/d{name}", scale)
+    if pos_case == "shaw_values":
+        assert by_kernel["sdpa"].reason and by_kernel["flex"].reason
+    else:
+        _check_sdpa_and_flex(ref, by_kernel, x, w, xr, inputs, want, scale, mask_case)
+    _check_local(ref, by_kernel, x, w, xr, inputs, want, scale, mask_case)
+
+
+def _check_sdpa_and_flex(ref, by_kernel, x, w, xr, inputs, want, scale, mask_case):
+    # SDPA: forward and gradients
+    _same_forward_and_gradients(ref, by_kernel["sdpa"].config, x, w, xr, inputs, want, scale)
     # FlexAttention: forward only (no backward on the CPU). Masks that may leave a row with no visible key are
     # not given to compiled flex on the CPU (no logsumexp there); the uncompiled kernel still patches such rows.
     cfg = by_kernel["flex"].config
@@ -111,6 +108,32 @@ def test_each_applicable_cpu_kernel_equals_the_reference(attention_graphs, mask_
         got = fl(x, **inputs)
     assert fl.last_kernel == "flex"
     _close(got, want.detach(), "flex forward")
+
+
+def _check_local(ref, by_kernel, x, w, xr, inputs, want, scale, mask_case):
+    # banded tiles: forward and gradients, with tiles of 16 so 130 queries make 9 tiles, the last one partial
+    if by_kernel["local"].config is None:
+        assert mask_case not in BANDED, by_kernel["local"].reason
+        return
+    assert mask_case in BANDED
+    _same_forward_and_gradients(ref, dict(by_kernel["local"].config, chunk=16), x, w, xr, inputs, want, scale)
+
+
+def _same_forward_and_gradients(ref, cfg, x, w, xr, inputs, want, scale):
+    """The kernel of ``cfg`` gives the reference's output and gradients (x and every parameter)."""
+    low, kernel = _lowered(ref, cfg), cfg["kernel"]
+    xl = x.clone().requires_grad_()
+    got = low(xl, **inputs)
+    assert low.last_kernel == kernel
+    _close(got, want, f"{kernel} forward")
+    (got * w).sum().backward()
+    _close(xl.grad, xr.grad, f"{kernel} d/dx", scale)
+    for (name, p), q in zip(ref.named_parameters(), low.parameters()):
+        _close(q.grad, p.grad, f"{kernel} d/d{name}", scale)
+
+
+#: the mask cases with a band (nngraph/ops/_attn_bands.py): the banded kernel must apply to exactly these
+BANDED = {"sliding_window", "sliding_window_symmetric", "dilated", "longformer", "window_global"}
 
 
 @pytest.mark.parametrize("mode", ["inference", "training"])
@@ -125,8 +148,10 @@ def test_the_chosen_plan_equals_the_reference_in_both_modes(attention_graphs, mo
         if mode == "training":
             model.train(), ref.train()
         _close(model(x, **inputs), ref(x, **inputs), f"{mask_case}/{pos_case}")
-        # training on the CPU: T5's learnable bias leaves SDPA only its math backend, so the plan keeps the reference
-        assert model.attn.last_kernel == ("reference" if (mode, pos_case) == ("training", "t5_bias") else "sdpa")
+        # training on the CPU: T5's learnable bias leaves SDPA only its math backend, so the plan keeps the reference;
+        # Longformer's window + global token is banded (forward and backward)
+        want = {"longformer": "local", "causal": "sdpa"}.get(mask_case, "reference" if mode == "training" else "sdpa")
+        assert model.attn.last_kernel == want
 
 
 def test_lowered_models_keep_the_reference_parameter_names_and_weights(attention_graphs):
@@ -187,10 +212,10 @@ def test_kv_cache_decoding_through_lowered_kernels_matches_the_reference(spec_fi
     _randomize(ref)
     low, _ = compile_for(graph, "cpu", seed=0)
     low.load_state_dict(ref.state_dict())
-    prompt = torch.randint(0, 50, (2, 140), generator=_g(7))  # long enough that the plans' SDPA tiers serve it
+    prompt = torch.randint(0, 50, (2, 260), generator=_g(7))  # long enough for the plans' SDPA and banded tiers
     want = generate(ref, prompt, 4, use_cache=False)
     assert torch.equal(generate(low, prompt, 4, use_cache=True), want)
-    assert low.attn.last_kernel == "sdpa" and low.attn2.last_kernel == "sdpa"
+    assert low.attn.last_kernel == "sdpa" and low.attn2.last_kernel == "local"
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,12 @@ GPU targets are simulated (selection only). Each combination is checked against 
 independently of the implementation: which candidates must be rejected and why, which SDPA variant
 and backends (flash for 16-bit without a mask on sm80+, efficient with a mask/bias, cuDNN on sm90+,
 never flash for fp32), that the reference is always the last tier, that no forward-only kernel serves
-training, and the length-dependent choice between SDPA and FlexAttention on the CPU."""
+training, the banded tiles exactly for masks with a band, and the length-dependent choice between SDPA and
+FlexAttention on the CPU."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -23,7 +25,15 @@ NO_GPU = Detection("2.13.0", False, None, None, False, ("CPUExecutionProvider",)
 TARGETS = ["cpu", "cuda:sm75", "cuda:sm80", "cuda:sm90", "ort-cpu", "ort-cuda"]
 DTYPES = ["float32", "float16", "bfloat16"]
 MODES = ["inference", "training"]
-TORCH_KERNELS = {"reference", "sdpa", "flex"}
+TORCH_KERNELS = {"reference", "sdpa", "local", "flex"}
+#: the mask cases with a band around the diagonal (sliding / dilated windows, with global tokens)
+BANDED = {"sliding_window", "sliding_window_symmetric", "dilated", "longformer", "window_global"}
+
+
+def cpu_without_local():
+    """The cpu target with the banded kernel removed: FlexAttention's own length/compile trade-off, undisturbed."""
+    target = get_target("cpu")
+    return dataclasses.replace(target, data={k: v for k, v in target.data.items() if k != "local"})
 
 
 def _cand(d, kernel):
@@ -34,7 +44,7 @@ def _problems(d, tname, mask_case, pos_case, dtype, mode, dropout=0.0) -> list[s
     """Every broken rule for one decision (empty: the decision is right)."""
     out = []
     t = d.target
-    sdpa, flex, ref = _cand(d, "sdpa"), _cand(d, "flex"), _cand(d, "reference")
+    sdpa, flex, ref, local = _cand(d, "sdpa"), _cand(d, "flex"), _cand(d, "reference"), _cand(d, "local")
     bias = pos_case in ("alibi", "t5_bias", "shaw")
     causal_only = mask_case == "causal"
     first = d.tiers[0]
@@ -50,14 +60,19 @@ def _problems(d, tname, mask_case, pos_case, dtype, mode, dropout=0.0) -> list[s
     if any(c.reason is not None and c.kernel == x for c in d.candidates for x in kernels):
         bad("a rejected kernel in the plan")
     if t.runtime == "onnxruntime":
-        if sdpa.reason is None or flex.reason is None or "runs ONNX Runtime" not in sdpa.reason:
+        if sdpa.reason is None or flex.reason is None or local.reason is None or "runs ONNX Runtime" not in sdpa.reason:
             bad("torch kernels must be rejected on ONNX Runtime targets")
-        if first["kernel"] in ("sdpa", "flex"):
+        if first["kernel"] in ("sdpa", "local", "flex"):
             bad("an ONNX Runtime target cannot run torch kernels")
         return out
     for c in d.candidates:
         if c.kernel not in TORCH_KERNELS and c.reason is None:
             bad(f"ONNX kernel {c.kernel} must not apply to a torch target")
+    # local: exactly the banded masks, any position, forward and backward
+    if (local.reason is None) != (mask_case in BANDED):
+        bad(f"the banded kernel applies iff the mask has a band ({local.reason})")
+    if local.reason is None and first["kernel"] == "reference":
+        bad("the reference must not win where the banded kernel applies")
     if pos_case == "shaw_values":
         if sdpa.reason is None or flex.reason is None or "Shaw relative values" not in sdpa.reason:
             bad("Shaw value terms need the attention weights: only the reference")
@@ -130,23 +145,46 @@ def test_attention_dropout_in_training_rules_out_flex(attention_graphs, tname):
     assert "no attention dropout (dropout 0.1 in training)" in _cand(d, "flex").reason or \
         "no backward on cpu" in _cand(d, "flex").reason
     assert not _problems(d, tname, "sliding_window", "none", "float32", "training", dropout=0.1)
-    assert d.kernel == "sdpa"
+    assert d.kernel == "local"  # the banded tiles apply dropout like the reference
+
+
+def test_banded_masks_use_the_tiles_at_long_lengths_in_both_modes(attention_graphs):
+    """Sliding window: SDPA with a dense mask for short sequences, banded tiles from a few hundred keys, train or not."""
+    graph = attention_graphs("sliding_window", "none", d_model=512, heads=8, kv_heads=8)
+    node = graph.nodes["attn"]
+    for mode in ("inference", "training"):
+        assert decide(graph, node, "cpu", mode, kv_len=64).kernel == "sdpa"
+        long = decide(graph, node, "cpu", mode, kv_len=8192)
+        assert long.kernel == "local" and long.tiers[0]["band"] == [31, 0]
+        local, sdpa = _cand(long, "local"), _cand(long, "sdpa")
+        assert local.costs[8192] * 20 < _cand(long, "reference").costs[8192] and local.costs[8192] < sdpa.costs[8192]
+        assert local.memory[8192] < _cand(long, "reference").memory[8192] / 40
+        symbolic = decide(graph, node, "cpu", mode)
+        assert [t["kernel"] for t in symbolic.tiers] == ["local", "sdpa", "reference"] and symbolic.tiers[0]["min_kv"] > 64
+        assert _cand(symbolic, "local").memory[8192] == 2 * _cand(symbolic, "local").memory[4096]  # linear in T
+
+
+def test_unbanded_masks_say_why_the_tiles_do_not_apply(attention_graphs):
+    for mask_case, why in [("causal", "mask causal has no band"), ("random", "has no band"),
+                           ("prefix_lm", "has no band"), ("global_tokens", "has no band")]:
+        graph = attention_graphs(mask_case, "none")
+        assert why in _cand(decide(graph, graph.nodes["attn"], "cpu", "inference", kv_len=512), "local").reason
 
 
 def test_cpu_inference_picks_flex_only_where_block_skipping_pays(attention_graphs):
     """Sliding window: SDPA with a dense mask for short sequences, compiled flex from a few thousand keys."""
     graph = attention_graphs("sliding_window", "none")
-    node = graph.nodes["attn"]
-    short = decide(graph, node, "cpu", "inference", kv_len=256)
-    long = decide(graph, node, "cpu", "inference", kv_len=8192)
+    node, cpu = graph.nodes["attn"], cpu_without_local()
+    short = decide(graph, node, cpu, "inference", kv_len=256)
+    long = decide(graph, node, cpu, "inference", kv_len=8192)
     assert short.kernel == "sdpa" and long.kernel == "flex"
     assert _cand(long, "flex").costs[8192] < _cand(long, "sdpa").costs[8192] < _cand(long, "reference").costs[8192]
     # symbolic length: one plan with both, flex above a threshold, SDPA below, the reference last
-    tiers = decide(graph, node, "cpu", "inference").tiers
+    tiers = decide(graph, node, cpu, "inference").tiers
     assert [t["kernel"] for t in tiers] == ["flex", "sdpa", "reference"]
     assert tiers[0]["min_kv"] > 256 and tiers[1]["min_kv"] == 0 and not tiers[0]["backward"]
     # training on the CPU: flex has no backward, so never flex
-    assert [t["kernel"] for t in decide(graph, node, "cpu", "training").tiers] == ["sdpa", "reference"]
+    assert [t["kernel"] for t in decide(graph, node, cpu, "training").tiers] == ["sdpa", "reference"]
 
 
 def test_causal_attention_uses_is_causal_sdpa_at_every_length(attention_graphs):
@@ -160,7 +198,7 @@ def test_causal_attention_uses_is_causal_sdpa_at_every_length(attention_graphs):
 def test_compile_cost_is_weighed_against_the_expected_calls(attention_graphs, monkeypatch):
     """With a single expected call the flex compile never pays off; with many it does."""
     graph = attention_graphs("sliding_window", "none")
-    target = get_target("cpu")
+    target = cpu_without_local()
     monkeypatch.setitem(target.data, "expected_calls", {"inference": 1})
     assert decide(graph, graph.nodes["attn"], target, "inference", kv_len=8192).kernel == "sdpa"
     monkeypatch.setitem(target.data, "expected_calls", {"inference": 100_000})
@@ -168,10 +206,10 @@ def test_compile_cost_is_weighed_against_the_expected_calls(attention_graphs, mo
 
 
 def test_an_inference_plan_with_flex_keeps_a_kernel_with_a_backward_for_gradient_calls(attention_graphs):
-    graph = attention_graphs("longformer", "none")
-    d = decide(graph, graph.nodes["attn"], "cpu", "inference", kv_len=8192)
-    if d.kernel == "flex":
-        assert any(t["kernel"] == "sdpa" and t["backward"] for t in d.tiers[1:-1])
+    graph = attention_graphs("sliding_window", "none")
+    d = decide(graph, graph.nodes["attn"], cpu_without_local(), "inference", kv_len=8192)
+    assert d.kernel == "flex"
+    assert any(t["kernel"] == "sdpa" and t["backward"] for t in d.tiers[1:-1])
     assert d.tiers[-1]["kernel"] == "reference"
 
 
@@ -204,7 +242,7 @@ def test_flex_tiers_skip_queries_shorter_than_a_block(attention_graphs):
     from compilers.torch.ops.attention_kernels import pick_tier
 
     graph = attention_graphs("sliding_window", "none")
-    tiers = decide(graph, graph.nodes["attn"], "cpu", "inference").tiers
+    tiers = decide(graph, graph.nodes["attn"], cpu_without_local(), "inference").tiers
     assert tiers[0]["kernel"] == "flex" and tiers[0]["min_q"] == 128
     assert pick_tier(tiers, 8192, 8192, False, False)["kernel"] == "flex"
     assert pick_tier(tiers, 8192, 1, False, False)["kernel"] == "sdpa"  # a decoding step

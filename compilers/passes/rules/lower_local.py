@@ -1,0 +1,83 @@
+"""Lowering rule: banded tiles ("local") — sliding-window style masks computed only inside their band.
+
+Pattern: an ``attention`` node on a torch target. The kernel (compilers/torch/ops/attention_kernels_local.py)
+cuts the queries into tiles of ``chunk`` and scores each tile against the ``chunk + left + right``
+keys its band reaches (plus the global columns; global rows are computed densely), evaluating the
+exact mask predicate on every computed pair. The band comes from the masks themselves
+(:mod:`nngraph.ops._attn_bands`): sliding window, dilated window, the local Sparse Transformer
+pattern, Longformer's window + global tokens, and any of these intersected with other masks (key
+padding, causal).
+
+Check: the profile has ``local``; self-attention; the mask has a band (a causal or unmasked
+node has none — SDPA serves those without any T×S tensor); no BigBird random rows (a table over
+the whole sequence). Every position encoding is tiled, Shaw's relative values included. It is
+plain autograd math, so unlike compiled FlexAttention on the CPU it also serves training.
+Cost: ``local.cost`` per unit of the tiles actually computed (heads·head_dim·T·(chunk+left+right+cols)
++ the global rows' heads·head_dim·rows·S); memory: the tile scores, linear in T.
+"""
+
+from __future__ import annotations
+
+from nngraph.ops._attn_bands import band_of
+
+from ..lowering import cost_ms, torch_kernel_missing, unmet
+from ..rewrite import Match, Rule
+from . import register
+
+
+def _match(graph, node):
+    return Match(node.name, (node.name,))
+
+
+def _band(facts):
+    return band_of(facts.mask) if facts.mask is not None else None
+
+
+def _check(graph, match, ctx):
+    facts, target, mode = ctx.facts, ctx.target, ctx.mode
+    missing = torch_kernel_missing(target, "local")
+    if missing:
+        return missing
+    entry = target.kernel("local")
+    if facts.cross:
+        return "cross-attention: a band relates positions of one sequence"
+    band = _band(facts)
+    if band is None or band.left is None:
+        return f"mask {facts.mask_text} has no band around the diagonal (only windows, dilated/local-strided windows " \
+               "and global tokens combined with them do)"
+    if any(leaf.name == "random" for leaf in facts.mask.leaves()):
+        return "BigBird random rows are a table over the whole sequence, not a band"
+    problems = unmet(entry, facts, target, mode, "mask", "")
+    return "; ".join(problems) if problems else None
+
+
+def _rewrite(graph, match, ctx):
+    facts, entry = ctx.facts, ctx.target.kernel("local")
+    band = _band(facts)
+    return {"kernel": "local", "chunk": int(entry.get("chunk", 128)), "band": [band.left, band.right or 0],
+            "globals": len(band.cols), "fix_empty_rows": facts.mask_kind != "none" and not facts.keeps_diagonal,
+            "backward": True}
+
+
+def _computed(facts, kv_len, cfg):
+    """(tile keys per query, global rows) actually computed at this length."""
+    left, right = cfg["band"]
+    q_len = facts.q_len if isinstance(facts.q_len, int) and facts.cross else kv_len
+    keys = min(q_len, cfg["chunk"]) + left + right + cfg["globals"]  # a tile is never narrower than its band
+    return keys, min(cfg["globals"], kv_len)
+
+
+def _cost(facts, target, mode, kv_len, cfg):
+    keys, rows = _computed(facts, kv_len, cfg)
+    units = facts.units(kv_len) * keys / kv_len + facts.units(kv_len, q_len=rows)
+    return cost_ms((target.kernel("local") or {}).get("cost"), units)
+
+
+def _memory(facts, kv_len, cfg):
+    """Tile scores, masked and softmaxed (fp32 per head) — T × (chunk + band + globals), not T × S."""
+    keys, rows = _computed(facts, kv_len, cfg)
+    return 12.0 * (facts.heads or 1) * (kv_len * keys + rows * kv_len)
+
+
+RULE = register(Rule("lower_local", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
+                     kernel="local", ops=("attention", "attention_lowered")))

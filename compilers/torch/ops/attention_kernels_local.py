@@ -1,0 +1,196 @@
+"""Banded ("local") kernel of lowered attention: sliding-window masks as tiles of dense math.
+
+For a mask whose visible pairs all lie in a band ``i - left <= j <= i + right`` plus a few global
+rows and columns (:mod:`nngraph.ops._attn_bands`; sliding window, dilated and local-strided
+windows, Longformer's window + global tokens, any of them intersected with key padding), the
+queries are cut into tiles of ``C`` and each tile is computed against only the ``W = C + left +
+right`` keys its band can reach — a strided view of the padded keys (``unfold``), so nothing is
+copied per tile — plus the global columns. Scores are ``[B, H, T/C, C, W + P]``: linear in the
+sequence length, where the reference's are ``[B, H, T, S]``. The exact mask predicate is still
+evaluated on every computed pair (with the same registered functions as the reference), so the
+band only decides what is skipped. Global query rows attend to every key and are computed
+densely (``P × S``) and written over their tile rows.
+
+Position terms are evaluated on the same tiles: ALiBi, T5 buckets, and Shaw's relative keys
+(``q_i·a^K_ij`` gathered from ``q·a^Kᵀ`` per distance) and values (the tile's weights summed per
+clipped distance, then ``@ a^V``) — so Shaw with values, which no fused kernel can serve, is banded too.
+Unlike compiled FlexAttention on the CPU this is ordinary autograd math, so it trains too.
+The arithmetic is the reference's (scale, bias, masked_fill with the most negative finite value,
+softmax, dropout, @ v); rows left with no visible key get the reference's uniform attention
+(the mean of v over all keys) when the plan says such rows can occur (``fix_empty_rows``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nngraph.ops import _attn_masks as masks
+from nngraph.ops._attn_bands import Band, band_of
+
+from . import attention_positions as pos
+from .attention import softmax
+from .attention_masks import mask_at
+
+_MASKS: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor | None]]" = OrderedDict()
+_MASK_CACHE_SIZE = 16
+
+
+def _tile_grids(n_tiles: int, chunk: int, width: int, left: int, offset: int, device: torch.device):
+    """Absolute query positions [1, nT, C, 1] and key positions [1, nT, 1, W] of every tile."""
+    starts = offset + torch.arange(n_tiles, device=device) * chunk
+    q_idx = (starts.view(-1, 1) + torch.arange(chunk, device=device)).view(1, n_tiles, chunk, 1)
+    kv_idx = (starts.view(-1, 1) - left + torch.arange(width, device=device)).view(1, n_tiles, 1, width)
+    return q_idx, kv_idx
+
+
+def _tile_mask(m: Any, band: Band, cols: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor, q_end: int,
+               kv_len: int, batch: int, inputs: dict[str, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Visible pairs of the band part [Bm, nT, C, W] and of the global columns [Bm, nT, C, P] (or None)."""
+    data = bool(masks.used_inputs(m.mask))
+    b = torch.arange(batch if data else 1, device=q_idx.device).view(-1, 1, 1, 1)
+    q_safe = q_idx.clamp(max=q_end - 1)  # padded query rows: evaluated at the last real row, then dropped
+    inside = (kv_idx >= 0) & (kv_idx < kv_len)
+    kv_safe = kv_idx.clamp(0, kv_len - 1)
+    vis = mask_at(m.mask, b, q_safe, kv_safe, q_len=q_end, kv_len=kv_len, **inputs) & inside
+    if cols.numel():  # a global column inside the band is counted once: in the global part
+        vis = vis & ~torch.isin(kv_safe, cols)
+        vis_g = mask_at(m.mask, b, q_safe, cols.view(1, 1, 1, -1), q_len=q_end, kv_len=kv_len, **inputs)
+        return vis, vis_g.expand(vis.shape[0], *q_idx.shape[1:3], cols.numel())
+    return vis, None
+
+
+def _cached_masks(m: Any, band: Band, cols: torch.Tensor, grids: tuple[torch.Tensor, torch.Tensor], q_end: int,
+                  kv_len: int, batch: int, inputs: dict[str, torch.Tensor | None], chunk: int, offset: int):
+    """:func:`_tile_mask`, cached per (mask, lengths, tile) when the mask reads no graph input."""
+    if masks.used_inputs(m.mask):
+        return _tile_mask(m, band, cols, *grids, q_end, kv_len, batch, inputs)
+    key = (repr(m.mask), q_end, kv_len, offset, chunk, str(grids[0].device))
+    if key not in _MASKS:
+        _MASKS[key] = _tile_mask(m, band, cols, *grids, q_end, kv_len, batch, inputs)
+        while len(_MASKS) > _MASK_CACHE_SIZE:
+            _MASKS.popitem(last=False)
+    _MASKS.move_to_end(key)
+    return _MASKS[key]
+
+
+def _position_terms(m: Any, q: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> tuple[Any, Any]:
+    """The position's score term at the given pairs and its value function, for queries ``q`` [..., C, d].
+
+    ``q_idx`` [..., C, 1] and ``kv_idx`` [..., 1, W] are absolute positions (leading dims as q's after B, H).
+    Returns (score term broadcastable to [B, H, ..., C, W] or None, ``values(p) -> Σ_j p_ij a^V_ij`` or None).
+    """
+    rel = kv_idx - q_idx  # j - i
+    if m.position == "alibi":
+        slopes = torch.tensor(pos.alibi_slopes(m.heads), dtype=q.dtype, device=q.device)
+        return -slopes.view(-1, *([1] * rel.dim())) * rel.abs().to(q.dtype), None
+    if m.position == "t5_bias":
+        p = m.pos_params
+        buckets = pos.t5_buckets(rel, p["bidirectional"], p["num_buckets"], p["max_distance"])
+        return m.rel_bias.weight[buckets].movedim(-1, 0).to(q.dtype), None
+    if m.position != "shaw":
+        return None, None
+    k_max = m.pos_params["max_distance"]
+    idx = (rel.clamp(-k_max, k_max) + k_max).expand(*q.shape[2:-1], rel.shape[-1])  # [..., C, W] rows of the tables
+    idx = idx.expand(*q.shape[:2], *idx.shape)
+    scores = torch.gather(torch.matmul(q, m.rel_k.transpose(0, 1)), -1, idx) * m.scale  # q_i·a^K_ij·scale
+
+    def values(p: torch.Tensor) -> torch.Tensor | None:
+        if not m.pos_params["values"]:
+            return None
+        per_distance = torch.zeros(*p.shape[:-1], 2 * k_max + 1, dtype=p.dtype, device=p.device)
+        return torch.matmul(per_distance.scatter_add(-1, idx, p), m.rel_v)  # Σ_j p_ij a^V_ij
+
+    return scores, values
+
+
+def _uniform_rows(m: Any, v: torch.Tensor, q_idx: torch.Tensor) -> torch.Tensor:
+    """What a row with no visible key gets in the reference — uniform attention over all S keys:
+    the mean of v, plus with Shaw values (1/S)·Σ_j a^V[clip(j - i)] for each query position i [T]."""
+    mean = v.mean(-2, keepdim=True)  # [B, H, 1, d]
+    if m.position != "shaw" or not m.pos_params["values"]:
+        return mean
+    k_max, kv_len = m.pos_params["max_distance"], v.shape[-2]
+    rel = torch.arange(kv_len, device=v.device).view(1, -1) - q_idx.view(-1, 1)  # [T, S]: j - i
+    counts = torch.zeros(q_idx.numel(), 2 * k_max + 1, dtype=v.dtype, device=v.device)
+    counts.scatter_add_(1, rel.clamp(-k_max, k_max) + k_max, torch.ones_like(rel, dtype=v.dtype))
+    return mean + torch.matmul(counts / kv_len, m.rel_v)  # [B, H, T, d]
+
+
+def _global_rows(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor, offset: int,
+                 batch: int, inputs: dict[str, torch.Tensor | None], fix_empty: bool) -> torch.Tensor:
+    """Attention of the global query rows (absolute positions ``rows``) over every key: [B, H, R, d]."""
+    kv_len = k.shape[-2]
+    b = torch.arange(batch if masks.used_inputs(m.mask) else 1, device=q.device).view(-1, 1, 1, 1)
+    q_idx, kv_idx = rows.view(1, 1, -1, 1), torch.arange(kv_len, device=q.device).view(1, 1, 1, -1)
+    vis = mask_at(m.mask, b, q_idx, kv_idx, q_len=offset + q.shape[-2], kv_len=kv_len, **inputs)
+    q_rows = q[:, :, rows - offset]
+    scores = torch.matmul(q_rows, k.transpose(-2, -1)) * m.scale
+    term, values = _position_terms(m, q_rows, q_idx[0, 0], kv_idx[0, 0])
+    if term is not None:
+        scores = scores + term
+    p = F.dropout(softmax(scores.masked_fill(~vis, torch.finfo(scores.dtype).min)), m.dropout, m.training)
+    o = torch.matmul(p, v)
+    extra = values(p) if values is not None else None
+    if extra is not None:
+        o = o + extra
+    if fix_empty:
+        o = torch.where(~vis.any(-1, keepdim=True), _uniform_rows(m, v, rows).to(o.dtype), o)
+    return o
+
+
+def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
+               batch: int, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
+    """Attention of q [B, H, T, d] over k, v [B, G, S, d] with banded tiles; returns [B, H, T, d]."""
+    band = band_of(m.mask if isinstance(m.mask, masks.MaskNode) else masks.parse_mask(m.mask))
+    assert band is not None and band.left is not None, "the banded kernel was chosen for a mask with no band"
+    k, v = m.repeat_kv(k), m.repeat_kv(v)
+    bsz, heads, q_len, d = q.shape
+    kv_len, q_end = k.shape[-2], offset + q.shape[-2]
+    left, right = band.left, band.right or 0
+    chunk = max(1, min(int(tier.get("chunk", 128)), q_len))
+    n_tiles = -(-q_len // chunk)
+    width = chunk + left + right
+    cols = torch.tensor(sorted(c for c in band.cols if c < kv_len), dtype=torch.long, device=q.device)
+
+    grids = _tile_grids(n_tiles, chunk, width, left, offset, q.device)
+    vis, vis_g = _cached_masks(m, band, cols, grids, q_end, kv_len, batch, inputs, chunk, offset)
+    if vis_g is not None:
+        vis = torch.cat([vis, vis_g], -1)
+    empty = ~vis.any(-1, keepdim=True)
+    vis = (vis | empty).unsqueeze(1)  # [Bm, 1, nT, C, W+P]; empty rows stay finite, patched below
+
+    qt = F.pad(q, (0, 0, 0, n_tiles * chunk - q_len)).view(bsz, heads, n_tiles, chunk, d)  # [B, H, nT, C, d]
+    pad_right = max(0, offset + n_tiles * chunk + right - kv_len)
+    kt = F.pad(k, (0, 0, left, pad_right))[:, :, offset:].unfold(2, width, chunk)[:, :, :n_tiles]  # [B, H, nT, d, W]
+    vt = F.pad(v, (0, 0, left, pad_right))[:, :, offset:].unfold(2, width, chunk)[:, :, :n_tiles]  # [B, H, nT, d, W]
+    scores = torch.matmul(qt, kt) * m.scale  # [B, H, nT, C, W]
+    if cols.numel():
+        kg = k[:, :, cols].transpose(-2, -1).unsqueeze(2)  # [B, H, 1, d, P]
+        scores = torch.cat([scores, torch.matmul(qt, kg) * m.scale], -1)  # [B, H, nT, C, W+P]
+        kv_all = torch.cat([grids[1].expand(1, n_tiles, 1, width), cols.view(1, 1, 1, -1).expand(1, n_tiles, 1, -1)], -1)
+    else:
+        kv_all = grids[1]
+    term, values = _position_terms(m, qt, grids[0][0], kv_all[0])
+    if term is not None:
+        scores = scores + term
+    p = F.dropout(softmax(scores.masked_fill(~vis, torch.finfo(scores.dtype).min)), m.dropout, m.training)
+    o = torch.matmul(p[..., :width], vt.transpose(-2, -1))  # [B, H, nT, C, d]
+    if cols.numel():
+        o = o + torch.matmul(p[..., width:], v[:, :, cols].unsqueeze(2))
+    extra = values(p) if values is not None else None
+    if extra is not None:
+        o = o + extra
+    o = o.reshape(bsz, heads, n_tiles * chunk, d)[:, :, :q_len]  # [B, H, T, d]
+    if tier.get("fix_empty_rows"):
+        rows_empty = empty.reshape(empty.shape[0], 1, n_tiles * chunk, 1)[:, :, :q_len]
+        q_pos = torch.arange(offset, q_end, device=q.device)
+        o = torch.where(rows_empty, _uniform_rows(m, v, q_pos).to(o.dtype), o)
+    rows = torch.tensor(sorted(r for r in band.rows if offset <= r < q_end), dtype=torch.long, device=q.device)
+    if rows.numel():
+        o = o.index_copy(2, rows - offset, _global_rows(m, q, k, v, rows, offset, batch, inputs,
+                                                         bool(tier.get("fix_empty_rows"))))
+    return o

@@ -1,0 +1,75 @@
+"""Where a mask can be non-zero: a band around the diagonal plus a few global rows and columns.
+
+A banded attention kernel computes each block of queries against only the keys that can be
+visible to it, so it needs a *sound over-approximation* of the mask: every visible pair
+(i, j) must satisfy ``i - left <= j <= i + right`` or ``i in rows`` or ``j in cols``. Pairs
+inside that set are still checked with the exact predicate; pairs outside it are skipped.
+
+Each mask states its own reach at registration (``register_mask(..., reach=...)``); the
+combinators follow set algebra:
+
+* ``any`` (union): every child must be bounded; the band widens to the widest child's, the
+  rows and columns are united;
+* ``all`` (intersection): the result lies inside each bounded child, so the narrowest one is
+  kept (a child with no reach, such as key padding or causal, only removes pairs);
+* ``not`` and unbounded leaves (causal, none, document, prefix-LM, random): no band.
+
+Sliding window (Longformer, Mistral; seed 002, "Global and Local Attention") is the band
+``(window - 1, 0)`` causal or ``(window // 2, window // 2)`` symmetric; global tokens are rows
+and columns with no band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Band:
+    """Pairs ``i - left <= j <= i + right`` (``left is None``: no band pairs) plus ``rows`` and ``cols``."""
+
+    left: int | None = None
+    right: int | None = None
+    rows: frozenset[int] = frozenset()
+    cols: frozenset[int] = frozenset()
+
+    @property
+    def width(self) -> int:
+        """Keys per query in the band (0 without a band)."""
+        return 0 if self.left is None else self.left + (self.right or 0) + 1
+
+    def size(self) -> int:
+        """A rough measure of how much the band admits (for picking the narrowest of an ``all``)."""
+        return self.width + 1000 * (len(self.rows) + len(self.cols))
+
+
+def window_reach(window: int, causal: bool = True, step: int = 1) -> Band:
+    """The band of a (dilated) sliding window: causal ``0 <= i-j < window·step``, symmetric ``|i-j| <= (window//2)·step``."""
+    if causal:
+        return Band(max(0, (window - 1) * step), 0)
+    reach = (window // 2) * step
+    return Band(reach, reach)
+
+
+def _union(bands: list[Band]) -> Band:
+    present = [b for b in bands if b.left is not None]
+    left = max((b.left for b in present), default=None)
+    right = max((b.right or 0 for b in present), default=None) if present else None
+    return Band(left, right, frozenset().union(*(b.rows for b in bands)), frozenset().union(*(b.cols for b in bands)))
+
+
+def band_of(node: Any) -> Band | None:
+    """The band of a parsed mask tree (:class:`~nngraph.ops._attn_masks.MaskNode`), or None if unbounded."""
+    from ._attn_masks import MASKS
+
+    if node.op == "leaf":
+        mdef = MASKS[node.name or "none"]
+        return mdef.reach(**node.params) if mdef.reach is not None else None
+    if node.op == "not":
+        return None
+    kids = [band_of(c) for c in node.children]
+    if node.op == "any":
+        return None if any(k is None for k in kids) else _union(kids)
+    bounded = [k for k in kids if k is not None]
+    return min(bounded, key=Band.size) if bounded else None

@@ -51,6 +51,9 @@ LOWERED_OPS = {
     "lstm": "the ONNX LSTM op (loops over the dynamic sequence itself)",
     "gru": "the ONNX GRU op (loops over the dynamic sequence itself)",
     "rnn": "the ONNX RNN op (loops over the dynamic sequence itself)",
+    "recur": "time loop unrolled by the tracer: the time dim of its sequences is fixed in the file",
+    "act": "all max_steps ACT steps unrolled (steps after a position halts weigh 0: the eager early exit's result)",
+    "ode": "the fixed-step solver's steps unrolled (dopri5 is adaptive: not exportable)",
 }
 
 
@@ -342,6 +345,24 @@ def length_bound_symbols(graph: Any) -> dict[str, str]:
                 for sym in _symbols_in(str(t.shape[1])):
                     out.setdefault(sym, f"node '{node.name}' has a random (BigBird) mask whose rows depend on the "
                                         "sequence length")
+    out.update({k: v for k, v in _time_loop_symbols(graph).items() if k not in out})
+    return out
+
+
+def _time_loop_symbols(graph: Any) -> dict[str, str]:
+    """The time dims of ``recur`` sequences: the tracer unrolls the loop, so one file holds one length."""
+    out: dict[str, str] = {}
+    for node in graph.nodes.values():
+        cell = getattr(node.params.get("cell"), "graph", None) if node.op == "recur" else None
+        if cell is None:
+            continue
+        bind = node.params.get("bind") or list(cell.inputs)[:len(node.variadic)]
+        sequences = node.params.get("sequences") or bind[:1]
+        for name, ref in zip(bind, node.variadic):
+            t = graph.type_of(ref) if name in sequences else None
+            if t is not None and len(t.shape) > 1 and isinstance(t.shape[1], str):
+                for sym in _symbols_in(str(t.shape[1])):
+                    out.setdefault(sym, f"node '{node.name}' (recur) unrolls its time loop when traced")
     return out
 
 

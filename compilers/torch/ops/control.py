@@ -158,7 +158,7 @@ def act_loop(x: torch.Tensor, body: Any, halt: nn.Module, max_steps: int, eps: f
             state = state + coordinate_embedding(state.shape[1], state.shape[2], n, state)
         state = body(state)
         h = torch.sigmoid(halt(state)).squeeze(-1)
-        halts = running & ((cum + h >= 1.0 - eps) | (n == max_steps - 1))
+        halts = running.clone() if n == max_steps - 1 else running & (cum + h >= 1.0 - eps)
         p = torch.where(halts, 1.0 - cum, torch.where(running, h, torch.zeros_like(h)))
         remainder = torch.where(halts, 1.0 - cum, remainder)
         steps = steps + running.to(x.dtype)

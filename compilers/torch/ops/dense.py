@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Emit, NodeCtx, torch_op
@@ -85,10 +86,30 @@ class TiedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(out))
 
 
+class OrthogonalLinear(nn.Linear):
+    """``nn.Linear`` whose weight is parametrized orthogonal (see ``_linear_parametrize``).
+
+    While traced (ONNX export) the weight is computed outside the trace, so the file stores the orthogonal
+    matrix itself as a constant (ONNX has no matrix exponential for the parametrization).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing():
+            return super().forward(x)
+        state = torch._C._get_tracing_state()
+        torch._C._set_tracing_state(None)
+        try:
+            weight = self.weight.detach().clone()
+        finally:
+            torch._C._set_tracing_state(state)
+        return F.linear(x, weight, self.bias)
+
+
 def _linear_module(ctx: NodeCtx) -> nn.Module | None:
     if ctx.params.get("tie"):
         return TiedLinear(ctx.params["out"]) if ctx.params["bias"] else None
-    return nn.Linear(ctx.in_features, ctx.params["out"], bias=ctx.params["bias"])
+    cls = OrthogonalLinear if ctx.params.get("parametrize", "none") == "orthogonal" else nn.Linear
+    return cls(ctx.in_features, ctx.params["out"], bias=ctx.params["bias"])
 
 
 def _linear_init(ctx: NodeCtx) -> dict[str, Any]:

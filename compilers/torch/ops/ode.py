@@ -83,6 +83,9 @@ class ODE(nn.Module):
         return next(iter(call_block(self.func, self.spec, available).values()))
 
     def forward(self, h0: torch.Tensor) -> Any:
+        if self.solver == "dopri5" and (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            raise RuntimeError("ode: dopri5 chooses its steps from the data at run time; a trace would freeze one "
+                               "input's steps. Export with a fixed-step solver (euler, midpoint, rk4)")
         if self.solver == "dopri5":
             out, traj = self._adaptive(h0)
         else:

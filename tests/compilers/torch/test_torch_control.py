@@ -293,3 +293,15 @@ def test_universal_transformer_ponder_cost_is_selectable_as_an_aux_loss_like_moe
     out = model(torch.randint(0, 40, (2, 5), generator=_gen()))
     assert out["ponder_cost"].shape == () and 1.0 <= out["ponder_cost"].item() <= 4 + 1
     assert out["steps"].shape == (2, 5) and out["steps"].max() <= 4
+
+
+def test_onnx_export_fixes_the_time_dim_of_a_recur_loop_and_says_so_in_the_metadata(tmp_path):
+    from compilers.onnx.export import export_graph
+    from compilers.onnx.metadata import read_metadata
+
+    spec = SEEDS / "awd_lstm.yaml"
+    export_graph(load_spec(spec, AWD_SMALL), tmp_path / "awd.onnx", spec_file=str(spec), verify=False)
+    meta = read_metadata(tmp_path / "awd.onnx")
+    assert meta["dynamic"] == ["batch"]  # seq is fixed: the tracer unrolled the time loop
+    assert set(meta["lowering"]) == {"layer1", "layer2", "layer3"} and "time dim" in meta["lowering"]["layer1"]
+    assert meta["inputs"][0]["shape"][0] == "batch" and isinstance(meta["inputs"][0]["shape"][1], int)

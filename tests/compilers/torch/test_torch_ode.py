@@ -153,3 +153,16 @@ def test_neural_ode_learns_a_2d_spiral_with_nngraph_train(tmp_path):
     assert final < first / 20, (first, final)
     assert math.isfinite(final)
     json.dumps(summary)  # the run summary stays plain data
+
+
+def test_onnx_export_runs_the_fixed_step_solver_and_refuses_the_adaptive_one(tmp_path):
+    from compilers.onnx.export import ExportError, export_graph
+    from compilers.onnx.metadata import read_metadata
+
+    spec = ROOT / "specs" / "seeds" / "neural_ode.yaml"
+    result = export_graph(load_spec(spec), tmp_path / "rk4.onnx", spec_file=str(spec))
+    assert result.verification is not None and result.verification.ok  # ORT vs torch at two batch sizes
+    meta = read_metadata(tmp_path / "rk4.onnx")
+    assert meta["dynamic"] == ["batch"] and "unrolled" in meta["lowering"]["ode"]
+    with pytest.raises(ExportError, match="dopri5 chooses its steps from the data"):
+        export_graph(load_spec(spec, ["graph.ode.solver=dopri5"]), tmp_path / "dopri5.onnx", verify=False)

@@ -466,3 +466,42 @@ def test_reformer_is_a_reversible_lsh_transformer_with_shared_qk_projections():
     assert (attn.params["n_buckets"], attn.params["n_hashes"], attn.params["chunk_size"]) == (32, 4, 64)
     assert graph.nodes["layers.5.both"].out.shape == ("batch", "seq", 2 * d)  # the two reversible streams
 
+
+
+def _moe_layer(d: int, experts: int, hidden: int, bias: bool) -> list[nn.Module]:
+    """A router [experts, d] (no bias) and ``experts`` two-linear FFNs."""
+    return [nn.Linear(d, experts, bias=False),
+            *[m for _ in range(experts) for m in (nn.Linear(d, hidden, bias=bias), nn.Linear(hidden, d, bias=bias))]]
+
+
+def test_gshard_has_moe_every_other_layer_in_both_stacks_with_top2_capacity_routing():
+    graph = load("gshard")
+    d, ffn, e = 1024, 8192, 128
+    attn = lambda: [nn.LayerNorm(d), nn.MultiheadAttention(d, 16)]
+    dense = lambda: [nn.LayerNorm(d), nn.Linear(d, ffn), nn.Linear(ffn, d)]
+    sparse = lambda: [nn.LayerNorm(d), *_moe_layer(d, e, ffn, True)]
+    enc_pair = lambda: [*attn(), *dense(), *attn(), *sparse()]
+    dec_pair = lambda: [*attn(), *attn(), *dense(), *attn(), *attn(), *sparse()]
+    model = meta(lambda: nn.ModuleList([nn.Embedding(64000, d),  # one table: source, target and softmax
+                                        *[m for _ in range(3) for m in enc_pair()], nn.LayerNorm(d),
+                                        *[m for _ in range(3) for m in dec_pair()], nn.LayerNorm(d)]))
+    assert graph.total_params == count(model) == 13_134_657_536
+    moes = [n for n in graph.nodes.values() if n.op == "moe"]
+    assert len(moes) == 6 and sum(n.op == "mlp" for n in graph.nodes.values()) == 6  # every other FFN sparse
+    for node in moes:
+        p = node.params
+        assert (p["experts"], p["top_k"], p["capacity_factor"], p["normalize_top_k"]) == (128, 2, 1.0, True)
+
+
+def test_glam_alternates_dense_and_top2_moe_decoder_layers():
+    graph = load("glam")
+    d, ffn, e = 768, 3072, 64
+    attn = lambda: [nn.LayerNorm(d), nn.MultiheadAttention(d, 12)]
+    pair = lambda: [*attn(), nn.LayerNorm(d), nn.Linear(d, ffn, bias=False), nn.Linear(ffn, d, bias=False),
+                    *attn(), nn.LayerNorm(d), *_moe_layer(d, e, ffn, False)]
+    model = meta(lambda: nn.ModuleList([nn.Embedding(32000, d), nn.Embedding(1024, d),
+                                        *[m for _ in range(6) for m in pair()], nn.LayerNorm(d)]))
+    assert graph.total_params == count(model) == 1_894_295_040
+    kinds = [n.op for n in graph.nodes.values() if n.op in ("mlp", "moe")]
+    assert kinds == ["mlp", "moe"] * 6
+    assert graph.nodes["layers.2.sparse.moe"].params["top_k"] == 2

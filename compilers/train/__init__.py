@@ -50,6 +50,12 @@ def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] 
 
     run = load_run_config(spec, overrides, config, steps, epochs, seed, data)  # fail fast, before any launch
     out_dir = Path(out) if out is not None else Path("out") / "train" / run.graph.name
+    if run.graph.networks:  # several networks (gan, wgan, vae, dqn, ddpg): one process, compilers/train/multi.py
+        from .multi import train_networks
+
+        if nproc_per_node > 1:
+            raise run.error("task", "training several networks runs on one process: leave out --nproc-per-node")
+        return train_networks(run, out_dir, resume, echo, quiet)
     args = (str(spec), str(out_dir), list(overrides or []), None if config is None else str(config), steps, epochs,
             seed, data, resume, quiet)
     if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:

@@ -1,6 +1,6 @@
 """Attention kernels on the CPU: the reference (decomposed) attention vs the lowered one the rules choose.
 
-    .venv/bin/python bench/attention.py [--lengths 256,512,...] [--runs 5] [--out bench/results/attention.json]
+    .venv/bin/python bench/attention.py [--lengths 256,512,...] [--runs 5] [--cases causal,...] [--out bench/results/attention.json]
 
 What is timed: the attention *core* of an ``attention`` node (B=1, 8 heads, head_dim 64, fp32) —
 scores, mask, position bias, softmax, weights @ v — through the real module code: the compiled
@@ -120,10 +120,12 @@ def _matmul_gflops() -> float:
     return 2 * 2048 ** 3 / statistics.median(times) / 1e9
 
 
-def run(lengths: list[int], runs: int, root: Path) -> dict:
+def run(lengths: list[int], runs: int, root: Path, cases: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     rows = []
     for case, (mask, position) in CASES.items():
+        if cases and case not in cases:
+            continue
         path = root / f"{case}.yaml"
         path.write_text(_spec(mask, position))
         graph = load_spec(path)
@@ -236,14 +238,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", default="256,512,1024,2048,4096,8192")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
     ap.add_argument("--out", type=Path, default=RESULTS / "attention.json")
     args = ap.parse_args()
+    unknown = set(args.cases.split(",")) - set(CASES)
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
     warnings.filterwarnings("ignore")
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         print(HEADER, flush=True)
-        result = run([int(x) for x in args.lengths.split(",")], args.runs, Path(tmp))
+        result = run([int(x) for x in args.lengths.split(",")], args.runs, Path(tmp), args.cases.split(","))
     text = table(result)
     print("\n".join(text.splitlines()[len(result["rows"]) + 1:]))
     write("attention", result, args.out)

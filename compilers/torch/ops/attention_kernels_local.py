@@ -78,7 +78,7 @@ def _cached_masks(m: Any, band: Band, cols: torch.Tensor, grids: tuple[torch.Ten
 
 
 def _position_terms(m: Any, q: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> tuple[Any, Any]:
-    """The position's score term at the given pairs and its value function, for queries ``q`` [..., C, d].
+    """The position's score term at the given pairs and its value function, for scaled queries ``q`` [..., C, d].
 
     ``q_idx`` [..., C, 1] and ``kv_idx`` [..., 1, W] are absolute positions (leading dims as q's after B, H).
     Returns (score term broadcastable to [B, H, ..., C, W] or None, ``values(p) -> Σ_j p_ij a^V_ij`` or None).
@@ -96,7 +96,7 @@ def _position_terms(m: Any, q: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.
     k_max = m.pos_params["max_distance"]
     idx = (rel.clamp(-k_max, k_max) + k_max).expand(*q.shape[2:-1], rel.shape[-1])  # [..., C, W] rows of the tables
     idx = idx.expand(*q.shape[:2], *idx.shape)
-    scores = torch.gather(torch.matmul(q, m.rel_k.transpose(0, 1)), -1, idx) * m.scale  # q_i·a^K_ij·scale
+    scores = torch.gather(torch.matmul(q, m.rel_k.transpose(0, 1)), -1, idx)  # q_i·a^K_ij·scale (q is scaled)
 
     def values(p: torch.Tensor) -> torch.Tensor | None:
         if not m.pos_params["values"]:
@@ -127,8 +127,8 @@ def _global_rows(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows
     b = torch.arange(batch if masks.used_inputs(m.mask) else 1, device=q.device).view(-1, 1, 1, 1)
     q_idx, kv_idx = rows.view(1, 1, -1, 1), torch.arange(kv_len, device=q.device).view(1, 1, 1, -1)
     vis = mask_at(m.mask, b, q_idx, kv_idx, q_len=offset + q.shape[-2], kv_len=kv_len, **inputs)
-    q_rows = q[:, :, rows - offset]
-    scores = torch.matmul(q_rows, k.transpose(-2, -1)) * m.scale
+    q_rows = q[:, :, rows - offset] * m.scale
+    scores = torch.matmul(q_rows, k.transpose(-2, -1))
     term, values = _position_terms(m, q_rows, q_idx[0, 0], kv_idx[0, 0])
     if term is not None:
         scores = scores + term
@@ -163,21 +163,24 @@ def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v
     empty = ~vis.any(-1, keepdim=True)
     vis = (vis | empty).unsqueeze(1)  # [Bm, 1, nT, C, W+P]; empty rows stay finite, patched below
 
-    qt = F.pad(q, (0, 0, 0, n_tiles * chunk - q_len)).view(bsz, heads, n_tiles, chunk, d)  # [B, H, nT, C, d]
+    pad_q = n_tiles * chunk - q_len
+    qs = q * m.scale  # scaling q (T×d) costs less than scaling the scores (T×W)
+    qt = (F.pad(qs, (0, 0, 0, pad_q)) if pad_q else qs).view(bsz, heads, n_tiles, chunk, d)  # [B, H, nT, C, d]
     pad_right = max(0, offset + n_tiles * chunk + right - kv_len)
     kt = F.pad(k, (0, 0, left, pad_right))[:, :, offset:].unfold(2, width, chunk)[:, :, :n_tiles]  # [B, H, nT, d, W]
     vt = F.pad(v, (0, 0, left, pad_right))[:, :, offset:].unfold(2, width, chunk)[:, :, :n_tiles]  # [B, H, nT, d, W]
-    scores = torch.matmul(qt, kt) * m.scale  # [B, H, nT, C, W]
+    scores = torch.matmul(qt, kt)  # [B, H, nT, C, W], already scaled
     if cols.numel():
         kg = k[:, :, cols].transpose(-2, -1).unsqueeze(2)  # [B, H, 1, d, P]
-        scores = torch.cat([scores, torch.matmul(qt, kg) * m.scale], -1)  # [B, H, nT, C, W+P]
+        scores = torch.cat([scores, torch.matmul(qt, kg)], -1)  # [B, H, nT, C, W+P]
         kv_all = torch.cat([grids[1].expand(1, n_tiles, 1, width), cols.view(1, 1, 1, -1).expand(1, n_tiles, 1, -1)], -1)
     else:
         kv_all = grids[1]
     term, values = _position_terms(m, qt, grids[0][0], kv_all[0])
     if term is not None:
         scores = scores + term
-    p = F.dropout(softmax(scores.masked_fill(~vis, torch.finfo(scores.dtype).min)), m.dropout, m.training)
+    scores.masked_fill_(~vis, torch.finfo(scores.dtype).min)  # a fresh tensor: in place saves a T×W copy
+    p = F.dropout(softmax(scores), m.dropout, m.training)
     o = torch.matmul(p[..., :width], vt.transpose(-2, -1))  # [B, H, nT, C, d]
     if cols.numel():
         o = o + torch.matmul(p[..., width:], v[:, :, cols].unsqueeze(2))

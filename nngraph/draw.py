@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from .infer import ref_params
 from .inspect import type_text
@@ -84,29 +85,42 @@ def _ref_edges(graph: Graph) -> list[tuple[str, str, str]]:
     return [(target, node.name, param) for node in graph.nodes.values() for param, target in ref_params(graph, node).items()]
 
 
-def to_dot(graph: Graph) -> str:
-    """Graphviz DOT text for the graph."""
+def _scoped_lines(graph: Graph, node_line: Callable[[Node], str],
+                  open_scope: Callable[[tuple[str, ...], str], list[str]], close_line: str) -> list[str]:
+    """The node lines of every format, nested by block scope (one walker; the formats give the line shapes).
+
+    ``open_scope(scope, label)`` returns the lines that open a scope's cluster, ``close_line`` closes it."""
     children, members = _scope_tree(graph)
     labels = _block_labels(graph)
+    lines: list[str] = []
+
+    def emit(scope: tuple[str, ...], indent: str) -> None:
+        lines.extend(indent + node_line(node) for node in members[scope])
+        for child in children[scope]:
+            lines.extend(indent + line for line in open_scope(child, labels.get(child, ".".join(child))))
+            emit(child, indent + "  ")
+            lines.append(indent + close_line)
+
+    emit((), "  ")
+    return lines
+
+
+def _scope_id(prefix: str, scope: tuple[str, ...]) -> str:
+    return prefix + re.sub(r"[^A-Za-z0-9_]", "_", ".".join(scope))
+
+
+def to_dot(graph: Graph) -> str:
+    """Graphviz DOT text for the graph."""
     lines = [f"digraph {_q(graph.name)} {{", "  rankdir=TB;", '  graph [fontname="Helvetica", fontsize=11];', '  node [fontname="Helvetica", fontsize=10];',
              '  edge [fontname="Helvetica", fontsize=9];']
     for name, gi in graph.inputs.items():
         style = ', style="dashed"' if gi.optional else ""
         label = _q(name + "\n" + str(gi.type))
         lines.append(f"  {_q(name)} [shape=invhouse, label={label}{style}];")
-
-    def emit(scope: tuple[str, ...], indent: str) -> None:
-        for node in members[scope]:
-            lines.append(f"{indent}{_q(node.name)} [shape=box, style=\"rounded\", label={_q(_node_label(node))}];")
-        for child in children[scope]:
-            cid = "cluster_" + re.sub(r"[^A-Za-z0-9_]", "_", ".".join(child))
-            label = labels.get(child, ".".join(child))
-            lines.append(f"{indent}subgraph {_q(cid)} {{")
-            lines.append(f"{indent}  label={_q(label)}; style=\"rounded\"; color=\"gray50\";")
-            emit(child, indent + "  ")
-            lines.append(f"{indent}}}")
-
-    emit((), "  ")
+    lines += _scoped_lines(
+        graph, lambda node: f"{_q(node.name)} [shape=box, style=\"rounded\", label={_q(_node_label(node))}];",
+        lambda scope, label: [f"subgraph {_q(_scope_id('cluster_', scope))} {{",
+                              f"  label={_q(label)}; style=\"rounded\"; color=\"gray50\";"], "}")
     for out_name in graph.outputs:
         lines.append(f"  {_q('output:' + out_name)} [shape=house, style=\"bold\", label={_q(out_name)}];")
     for src, dst, label in _edges(graph):
@@ -136,23 +150,13 @@ def to_mermaid(graph: Graph) -> str:
             ids[name] = candidate
         return ids[name]
 
-    children, members = _scope_tree(graph)
-    labels = _block_labels(graph)
     lines = ["flowchart TB"]
     for name, gi in graph.inputs.items():
         label = _mermaid_text(name + "\n" + str(gi.type))
         lines.append(f'  {mid(name)}[/"{label}"/]')
-
-    def emit(scope: tuple[str, ...], indent: str) -> None:
-        for node in members[scope]:
-            lines.append(f'{indent}{mid(node.name)}("{_mermaid_text(_node_label(node))}")')
-        for child in children[scope]:
-            sid = "s_" + re.sub(r"[^A-Za-z0-9_]", "_", ".".join(child))
-            lines.append(f'{indent}subgraph {sid}["{_mermaid_text(labels.get(child, ".".join(child)))}"]')
-            emit(child, indent + "  ")
-            lines.append(f"{indent}end")
-
-    emit((), "  ")
+    lines += _scoped_lines(
+        graph, lambda node: f'{mid(node.name)}("{_mermaid_text(_node_label(node))}")',
+        lambda scope, label: [f'subgraph {_scope_id("s_", scope)}["{_mermaid_text(label)}"]'], "end")
     for out_name in graph.outputs:
         lines.append(f'  {mid("output:" + out_name)}[["{_mermaid_text(out_name)}"]]')
     for src, dst, label in _edges(graph):

@@ -276,8 +276,7 @@ class _Compiler:
         args = [f"{self.args[n]}: torch.Tensor" for n in required]
         args += [f"{self.args[n]}: torch.Tensor | None = None" for n in optional]
         doc = str(g.doc).strip() if g.doc else f"The '{g.name}' graph."
-        doc = doc.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-        doc = "\n".join(textwrap.fill(par, 100, subsequent_indent="    ") for par in doc.split("\n"))
+        doc = docstring_text("\n".join(textwrap.fill(par, 100, subsequent_indent="    ") for par in doc.split("\n")))
         doc += "\n    " if "\n" in doc or len(doc) > 90 else ""
         init_lines = self.containers()
         makes = [self.make_line(g.nodes[n], ctxs[n], self.built[n]) for n in self.order
@@ -348,3 +347,20 @@ def free_after_last_use(body: list[str], stmts: list[tuple[int, list[str], str]]
 def generate(graph: Graph) -> Generated:
     """Generate the model class for ``graph``; raises SpecError for ops without a torch implementation or bad ``init``."""
     return _Compiler(graph).generate()
+
+
+def docstring_text(text: str) -> str:
+    """``text`` escaped for the inside of a triple-quoted (non-raw) docstring, so the string's value is ``text``:
+    backslashes doubled, control characters (but newlines) as ``\\xNN``, and every ``"`` followed by a ``"``
+    or by the closing quotes escaped (no run of three quotes, no quote touching the closing ones)."""
+    out = []
+    for i, c in enumerate(text):
+        if c == "\\":
+            out.append("\\\\")
+        elif c == '"' and (i + 1 == len(text) or text[i + 1] == '"'):
+            out.append('\\"')
+        elif (ord(c) < 32 and c != "\n") or ord(c) == 127:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    return "".join(out)

@@ -190,3 +190,23 @@ def test_two_sources_from_one_spec_get_distinct_filenames():
         b(torch.randn(2, 5))
     text = "".join(traceback.format_exception(info.value))
     assert "body_0_fc = self.body[0].fc(x)  # [batch, 32]" in text
+
+
+@pytest.mark.parametrize("doc", [
+    'A model that says "hi"',  # ends with a quote: was '..."hi""""' (a syntax error)
+    'Three quotes """ inside, a backslash \\ and \\n (not a newline), a quote at the end"',
+    'Ends with a backslash \\',
+    '"""',
+    'Quotes "" and """" runs, a tab\tand a bell \x07 and a NUL \x00 character',
+])
+def test_docstring_with_quotes_backslashes_and_control_characters_compiles_to_the_same_text(compile_text, doc):
+    import json
+
+    text = ("nngraph: 1\nname: t\ndoc: " + json.dumps(doc) + "\ninputs:\n  x: {shape: [batch, 8], dtype: float32}\n"
+            "graph:\n  - {name: n, op: relu, in: x}\noutputs: [n]\n")
+    _, model = compile_text(text)
+    ns: dict = {}
+    exec(compile(model.source, "<generated>", "exec"), ns)  # the emitted file parses and runs
+    got = " ".join(ns["T"].__doc__.split())  # textwrap reflows whitespace (the tab too), nothing else
+    assert got == " ".join(doc.split())
+    assert type(model).__doc__ == ns["T"].__doc__

@@ -1,7 +1,7 @@
 """Blocks used as functions: op parameters that name a block (message functions, experts, GIN's nn).
 
 An op declares such parameters with :func:`block_param` and :func:`declare_functions`;
-the expander (:func:`nngraph.spec.expand.build_subgraphs`) then expands the named
+the expander (:func:`nngraph.spec.functions.build_subgraphs`) then expands the named
 block once as a closed sub-graph stored in ``node.meta["subgraphs"][param]`` (and
 reachable from the shape rule as ``ctx.params[param].graph``). The shape rule gives
 the sub-graph's inputs their types with :func:`infer_function`, which runs the

@@ -28,7 +28,8 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..types import DTYPES, TensorType
 from ..yamlsrc import Map, load_yaml_file, pos_in
 from .blocks import LIBRARY_KEYS, library_scope, link_library, load_imports, parse_blocks
-from .expand import NAME_RE, Expander, TextRef, resolve_all, _RefError
+from .expand import Expander
+from .references import NAME_RE, RefError, TextRef, resolve_all
 from .overrides import apply_overrides
 from .resolve import Scope, resolve_at
 
@@ -250,7 +251,7 @@ def _parse_outputs(raw: Any, exp: Expander, diag: Diagnostics, pos: SourcePos) -
             continue
         try:
             resolved = exp.resolve_target(TextRef("", ref, opos))
-        except _RefError as err:
+        except RefError as err:
             if err.silent:
                 pass
             elif err.pos is not None:

@@ -7,56 +7,29 @@ References are written relative to their namespace (``attn``, ``lstm.h``)
 and resolved once everything is expanded, through an alias table that maps
 block inputs and block uses to what they stand for. This allows forward
 references in any order; cycles are found later by the topological sort.
+Reference resolution lives in :mod:`.references`, blocks used as functions in :mod:`.functions`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
 from ..errors import Diagnostics, SourcePos, choices_hint
-from ..ir import BlockUse, Node, Ref
+from ..ir import BlockUse, Node
 from ..limits import Limits
 from ..params import check_value
 from ..registry import OpDef, registry
 from ..yamlsrc import Map, Seq, pos_in
+from .functions import build_subgraphs
+from .references import NAME_RE, Alias, QualRef, References, Target, TextRef
 from .resolve import UNRESOLVED, Scope, resolve_at
 
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_BLOCK_DEPTH = 64
 NODE_META_KEYS = ("name", "op", "in", "init", "doc")
 BLOCK_USE_KEYS = ("name", "block", "in", "repeat", "with", "share", "doc")
 BLOCK_DEF_KEYS = ("inputs", "outputs", "params", "nodes", "doc")
-
-
-@dataclass
-class TextRef:
-    """A reference as written: text relative to a namespace."""
-
-    namespace: str
-    text: str
-    pos: SourcePos
-
-
-@dataclass
-class QualRef:
-    """A reference already qualified: a full name and an optional output."""
-
-    name: str
-    output: str | None = None
-
-
-Target = TextRef | QualRef | None
-
-
-@dataclass
-class Alias:
-    """A name that stands for other values: a block input, or a block use's outputs."""
-
-    outputs: dict[str | None, Target]
-    pos: SourcePos
 
 
 @dataclass
@@ -76,7 +49,7 @@ class BlockDef:
     inputs_ok: bool = True  # False when its 'inputs' could not be parsed (reported where they are written)
 
 
-class Expander:
+class Expander(References):
     """Turns node lists and block uses into IR nodes, then resolves references."""
 
     def __init__(self, blocks: dict[str, BlockDef], diag: Diagnostics, limits: Limits, graph_inputs: set[str]):
@@ -432,172 +405,3 @@ class Expander:
         for name in names:
             if name.startswith(prefix):
                 self.nodes[name].shares_params_with = first + "." + name[len(prefix):]
-
-    # ----- references ---------------------------------------------------
-    def resolve_target(self, target: Target, depth: int = 0) -> Ref | None:
-        """Resolve a reference to a concrete node/input output; errors are recorded."""
-        if target is None:
-            return None
-        if depth > 256:
-            raise _RefError("reference chain too long (cyclic block wiring?)")
-        if isinstance(target, QualRef):
-            return self._resolve_name(target.name, target.output, depth)
-        head, _, rest = target.text.partition(".")
-        if not NAME_RE.match(head) or (rest and not all(NAME_RE.match(p) for p in rest.split("."))):
-            raise _RefError(f"invalid reference '{target.text}'", "write 'node' or 'node.output'")
-        try:
-            return self._resolve_name(target.namespace + head, rest or None, depth, target)
-        except _RefError as err:
-            if err.pos is None and depth > 0 and not err.silent:
-                err.pos = target.pos  # e.g. a block's output list: report it there, not at every consumer
-            raise
-
-    def _resolve_name(self, fq: str, output: str | None, depth: int, written: TextRef | None = None) -> Ref | None:
-        if fq in self.nodes:
-            node = self.nodes[fq]
-            names = self.ops[node.op].output_names(node.params)
-            if output is not None and output not in names:
-                raise _RefError(f"node '{fq}' ({node.op}) has no output '{output}'", choices_hint(output, names, "outputs"))
-            return Ref(fq, output)
-        if fq in self.aliases:
-            alias = self.aliases[fq]
-            if output is not None and output not in alias.outputs:
-                named = [k for k in alias.outputs if k is not None]
-                raise _RefError(f"'{fq}' has no output '{output}'", choices_hint(output, named, "outputs"))
-            target = alias.outputs.get(output)
-            if target is None:
-                return None
-            return self.resolve_target(target, depth + 1)
-        if "." not in fq and fq in self.graph_inputs:
-            if output is not None:
-                raise _RefError(f"graph input '{fq}' has no outputs; refer to it as '{fq}'")
-            return Ref(fq)
-        if fq in self.broken or self._too_big or any(fq.startswith(p) for p in self._lenient):
-            raise _RefError(f"reference to '{fq}', whose definition failed", silent=True)
-        local = fq.rsplit(".", 1)[-1]
-        ns = fq[: -len(local)]
-        visible = [n[len(ns):] for n in list(self.nodes) + list(self.aliases)
-                   if n.startswith(ns) and "." not in n[len(ns):]]
-        if not ns:
-            visible += list(self.graph_inputs)
-        raise _RefError(f"unknown reference '{written.text if written else fq}'",
-                        choices_hint(local, visible, "names in scope"))
-
-
-class _RefError(Exception):
-    def __init__(self, message: str, hint: str | None = None, silent: bool = False):
-        super().__init__(message)
-        self.message, self.hint = message, hint
-        self.silent = silent  # a consequence of an error already reported: do not report it again
-        self.pos: SourcePos | None = None  # set when the failing reference is not the one the caller wrote
-
-
-def resolve_all(exp: Expander) -> None:
-    """Resolve every pending node input into a :class:`Ref`; record dangling references."""
-    for node, inputs, variadic, namespace in exp.pending:
-        for key, target in inputs.items():
-            node.inputs[key] = _resolve_or_report(exp, node, target)
-        node.variadic = [r for r in (_resolve_or_report(exp, node, t) for t in variadic) if r is not None]
-        opdef = exp.ops[node.op]
-        for key, param in opdef.params.items():
-            value = node.params.get(key)
-            if param.kind == "ref" and isinstance(value, str):
-                ref = _resolve_or_report(exp, node, TextRef(namespace, value, node.param_pos.get(key, node.pos)))
-                node.params[key] = ref.node if ref is not None else None
-        for name in opdef.input_names:
-            if name != opdef.variadic:
-                node.inputs.setdefault(name, None)
-
-
-def _resolve_or_report(exp: Expander, node: Node, target: Target) -> Ref | None:
-    try:
-        return exp.resolve_target(target)
-    except _RefError as err:
-        if err.silent:
-            pass
-        elif err.pos is not None:
-            exp.diag.error(err.pos, err.message, err.hint)
-        else:
-            pos = target.pos if isinstance(target, TextRef) else node.pos
-            exp.diag.error(pos, f"{err.message} (in node '{node.name}')", err.hint)
-        return None
-
-
-# ----- blocks used as functions (op parameters that name a block) -------------
-class BlockFunction(str):
-    """The value of an op parameter that names a block used as a function.
-
-    Ops declare such parameters with ``opdef.subgraphs = {param: allowed input
-    names or None}`` (e.g. ``message_passing``'s ``message`` and ``update``). The
-    value compares equal to the block name (so params stay plain strings for
-    every consumer); ``graph`` is the block expanded once as its own closed
-    :class:`~nngraph.ir.Graph` whose inputs are the block's inputs, with types
-    filled in by the op's shape rule. The same graph is stored in
-    ``node.meta["subgraphs"][param]`` for the back ends.
-    """
-
-    graph: Any = None
-
-
-def build_subgraphs(exp: Expander, node: Node, opdef: OpDef) -> None:
-    """Expand every block-valued parameter of ``node`` into a sub-graph (errors at the parameter)."""
-    from dataclasses import replace
-
-    from ..ir import Graph, GraphInput
-    from ..types import TensorType
-
-    for key, allowed in opdef.subgraphs.items():  # type: ignore[attr-defined]
-        value = node.params.get(key)
-        param = opdef.params[key]
-        if value is None or key not in node.param_pos or (param.check and param.check(value)):
-            continue  # not given, or already reported as malformed
-        vpos = node.param_pos[key]
-        block_name, with_raw = (value.get("block"), value.get("with")) if isinstance(value, dict) else (value, None)
-        table = exp._tables[-1]
-        bdef = table.get(block_name) if isinstance(block_name, str) else None
-        where = f"parameter '{key}' of node '{node.name}' ({opdef.name})"
-        if bdef is None:
-            exp.diag.error(vpos, f"{where}: unknown block {block_name!r}",
-                           choices_hint(str(block_name), table.keys(), "defined blocks"))
-            continue
-        if any(b is bdef for b in exp._stack):
-            chain = " -> ".join([b.name for b in exp._stack] + [bdef.name])
-            exp.diag.error(vpos, f"{where}: recursive block: {chain}", "a block cannot use itself, directly or through another block")
-            continue
-        bad = [i for i in bdef.inputs if allowed is not None and i not in allowed]
-        if bad or not bdef.inputs:
-            got = ", ".join(bdef.inputs) or "none"
-            exp.diag.error(vpos, f"{where}: block '{bdef.name}' must take inputs from ({', '.join(allowed or ('x',))}), got ({got})",
-                           f"rename the inputs of block '{bdef.name}' (declared at {bdef.pos})")
-            continue
-        used = len(exp.nodes) + exp.__dict__.get("_function_nodes", 0)
-        sub = Expander(table, exp.diag, replace(exp.limits, max_nodes=max(1, exp.limits.max_nodes - used)), set(bdef.inputs))
-        sub._stack = exp._stack + [bdef]
-        sub._tables = [bdef.library or table]
-        with_args = exp._with_args({"with": with_raw}, bdef, bdef.scope, vpos) if with_raw else {}
-        inner = bdef.scope.child({**bdef.params, **with_args, "index": 0})
-        before = len(exp.diag.items)
-        sub.expand_list(bdef.nodes, "", inner, (), bdef.name, bdef.pos)
-        resolve_all(sub)
-        exp._function_nodes = exp.__dict__.get("_function_nodes", 0) + len(sub.nodes)  # type: ignore[attr-defined]
-        outputs: dict[str, Ref] = {}
-        for out_name, local in bdef.outputs.items():
-            opos = bdef.output_pos.get(out_name, bdef.pos)
-            try:
-                ref = sub.resolve_target(TextRef("", local, opos))
-            except _RefError as err:
-                exp.diag.error(opos, f"output '{out_name}' of block '{bdef.name}': {err.message}", err.hint)
-                continue
-            if ref is None:
-                exp.diag.error(opos, f"output '{out_name}' of block '{bdef.name}' refers to an unbound optional input")
-                continue
-            outputs[out_name] = ref
-        if len(exp.diag.items) > before or not outputs:
-            continue
-        inputs = {i: GraphInput(i, TensorType(()), bdef.pos, i in bdef.optional) for i in bdef.inputs}
-        graph = Graph(name=f"{node.name}.{key}", file=vpos.file, inputs=inputs, nodes=sub.nodes, outputs=outputs,
-                      block_uses=sub.block_uses, doc=bdef.name)
-        node.meta.setdefault("subgraphs", {})[key] = graph
-        fn = BlockFunction(bdef.name)
-        fn.graph = graph
-        node.params[key] = fn

@@ -77,7 +77,7 @@ def test_unknown_op_suggests_the_closest_and_does_not_cascade(diagnose):
 def test_unknown_parameter_is_never_silently_ignored(diagnose):
     line, col, msg, hint = one_error(diagnose, with_graph("  - {name: a, op: linear, in: x, out: 3, bais: false}\n"))
     assert (line, col, msg) == (7, 42, "unknown parameter 'bais' for op 'linear' (node 'a')")
-    assert hint == "did you mean 'bias'? parameters of linear: bias, out, tie"
+    assert hint == "did you mean 'bias'? parameters of linear: bias, out, parametrize, tie"
 
 
 def test_parameter_of_an_op_without_parameters(diagnose):

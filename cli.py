@@ -25,58 +25,6 @@ def _invoked_command() -> str | None:
     return next((a for a in sys.argv[1:] if not a.startswith("-")), None)  # global options are flags only
 
 
-def _limits(max_params: int | None):
-    from dataclasses import replace
-
-    from nngraph.limits import DEFAULT_LIMITS
-    return replace(DEFAULT_LIMITS, max_params=max_params) if max_params else DEFAULT_LIMITS
-
-
-def _spec_files(paths: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()))
-        else:
-            files.append(p)
-    return files
-
-
-def _echo(text: str, err: bool = False) -> None:
-    stream = sys.stderr if err else sys.stdout
-    stream.write(text + "\n")
-    stream.flush()
-
-
-def _validate_files(paths: list[Path], overrides: list[str], fmt: str, strict: bool, quiet: bool,
-                    max_params: int | None, echo: Callable[..., None] = _echo) -> int:
-    """The body of ``validate``: exit code 0 or 1."""
-    from nngraph.errors import FORMATTERS
-    from nngraph.spec import check_spec
-
-    files = _spec_files(paths)
-    if not files:
-        echo("error: no spec files found", err=True)
-        return 1
-    all_diags, failed = [], 0
-    for f in files:
-        graph, diag = check_spec(f, overrides, _limits(max_params))
-        items = list(diag)
-        errors = [d for d in items if d.severity == "error" or strict]
-        failed += bool(errors)
-        all_diags.extend(items)
-        if fmt == "text" and not quiet and not errors:
-            extra = f" ({graph.total_params:,} parameters)" if graph is not None and graph.nodes else ""
-            echo(f"ok: {f}{extra}")
-    if fmt == "json":
-        echo(FORMATTERS["json"](all_diags))
-    elif all_diags:
-        echo(FORMATTERS[fmt](all_diags), err=fmt == "text")
-    if fmt == "text" and not quiet:
-        echo(f"{len(files) - failed} valid, {failed} invalid", err=bool(failed))
-    return 1 if failed else 0
-
-
 if _invoked_command() in _FAST_COMMANDS and "--help" not in sys.argv:
     # `validate` runs in CI and pre-commit on every commit and must start in well under 0.5 s
     # (bench/validate_speed.py). typer imports rich eagerly (~150 ms) just for pretty help and
@@ -145,7 +93,9 @@ def validate(
     """Check specs: schema, references, cycles, shapes and dtypes. Reports every error in every file."""
 
     def body() -> int:
-        return _validate_files(paths, set_ or [], fmt.value, strict, quiet, max_params, typer.echo)
+        from nngraph.commands import validate_files
+
+        return validate_files(paths, set_ or [], fmt.value, strict, quiet, max_params, typer.echo)
 
     run_guarded(body)
 
@@ -158,10 +108,11 @@ def schema(
     """Print (or write) the JSON Schema for spec files, generated from the op registry."""
 
     def body() -> int:
+        from nngraph.commands import write_or_check
         from nngraph.schema import json_schema
 
         text = json.dumps(json_schema(), indent=2) + "\n"
-        return _write_or_check(output, text, check, f"nngraph schema -o {output}")
+        return write_or_check(output, text, check, f"nngraph schema -o {output}", typer.echo)
 
     run_guarded(body)
 
@@ -170,18 +121,10 @@ def schema(
 def ops(family: Annotated[Optional[str], typer.Option(help="only this family")] = None) -> None:
     """List every primitive, by family, with its parameters."""
 
-    def body() -> None:
-        from nngraph.registry import families
+    def body() -> int:
+        from nngraph.commands import list_ops
 
-        for fam, defs in families().items():
-            if family and fam != family:
-                continue
-            typer.echo(f"{fam}:")
-            for d in defs:
-                params = ", ".join(k if p.required else f"{k}={p.default!r}" for k, p in d.params.items())
-                typer.echo(f"  {d.name:<22} {d.summary}")
-                if params:
-                    typer.echo(f"  {'':<22} params: {params}")
+        return list_ops(family, typer.echo)
 
     run_guarded(body)
 
@@ -191,30 +134,6 @@ class InspectFormat(str, Enum):
 
     text = "text"
     json = "json"
-
-
-def _inspect_text(summary: dict, want_rich: bool) -> str | None:
-    """Print the summary as a rich table when wanted and rich is importable; else return plain text."""
-    from nngraph.inspect import format_table, node_rows
-
-    if want_rich:
-        try:
-            from rich.console import Console
-            from rich.table import Table
-        except ImportError:
-            return format_table(summary)
-        console = Console()
-        table = Table(title=f"{summary['name']} ({summary['file']})", title_justify="left")
-        for col, just in (("node", "left"), ("op", "left"), ("output", "left"), ("params", "right")):
-            table.add_column(col, justify=just)  # type: ignore[arg-type]
-        for row in node_rows(summary):
-            table.add_row(*row)
-        console.print(table)
-        plain = format_table(summary).split("\n")
-        tail = plain[plain.index("outputs:"):] if "outputs:" in plain else plain[-1:]
-        console.print("\n".join(tail), highlight=False, markup=False)
-        return None
-    return format_table(summary)
 
 
 @app.command()
@@ -229,18 +148,23 @@ def inspect(
     """Show every node: op, output shape(s) and parameter count, with block subtotals and the total."""
 
     def body() -> int:
+        from nngraph.commands import inspect_text, limits
         from nngraph.inspect import summarize
         from nngraph.spec import load_spec
 
-        graph = load_spec(spec, set_ or [], _limits(max_params))
+        graph = load_spec(spec, set_ or [], limits(max_params))
         summary = summarize(graph)
-        check = _torch_check(graph, dim) if torch_check else None
+        check = None
+        if torch_check:
+            from compilers.torch.commands import torch_check as run_torch_check
+
+            check = run_torch_check(graph, dim)
         if check is not None:
             summary["torch"] = check
         if fmt == InspectFormat.json:
             typer.echo(json.dumps(summary, indent=2))
         else:
-            text = _inspect_text(summary, want_rich=sys.stdout.isatty())
+            text = inspect_text(summary, want_rich=sys.stdout.isatty())
             if text is not None:
                 typer.echo(text)
             if check is not None:
@@ -248,22 +172,6 @@ def inspect(
         return 0 if check is None or check["ok"] else 1
 
     run_guarded(body)
-
-
-def _torch_check(graph, dim: list[str] | None, seed: int = 0, module=None) -> dict:
-    """Compile (unless given a module), count real parameters, run a forward check: a JSON-ready dict."""
-    from compilers.torch import build_module
-    from compilers.torch.check import describe, forward_check, parse_dims
-
-    module = module if module is not None else build_module(graph, seed=seed)
-    real = sum(p.numel() for p in module.parameters())
-    result = forward_check(module, graph, parse_dims(dim), seed=seed)
-    agree = real == graph.total_params
-    lines = [f"torch parameters: {real:,} ({'matches' if agree else 'DIFFERS FROM'} the spec's {graph.total_params:,})",
-             describe(result)]
-    return {"parameters": real, "ok": result.ok and agree, "problems": result.problems,
-            "outputs": {k: {"torch": list(g), "inferred": list(w) if w else None} for k, (g, w) in result.outputs.items()},
-            "report": "\n".join(lines)}
 
 
 class KernelMode(str, Enum):
@@ -301,35 +209,11 @@ def compile_(
     """Compile a spec to a PyTorch module, check a forward pass on random inputs, save weights and/or source."""
 
     def body() -> int:
-        from compilers.torch import build_module, write_python
-        from compilers.torch.weights import save_weights
-        from nngraph.spec import load_spec
+        from compilers.torch.commands import compile_command
+        from nngraph.commands import limits
 
-        graph = load_spec(spec, set_ or [], _limits(max_params))
-        built = graph
-        if target is not None or explain:
-            from compilers.passes.cli import lower_for_cli
-
-            built, text = lower_for_cli(graph, target or "auto", mode.value, dim or [], explain)
-            typer.echo(text)
-        if graph.networks:  # several networks: a ModuleDict of their modules (state keys <network>.<node>...)
-            from compilers.torch.networks import build_networks
-
-            module = build_networks(built, seed=seed)
-        else:
-            module = build_module(built, seed=seed)
-        check = _torch_check(graph, dim, seed, module)
-        typer.echo(f"compiled {graph.name} ({spec})")
-        typer.echo(check["report"])
-        if not check["ok"]:
-            return 1
-        if emit_python:
-            class_name = write_python(built, emit_python)
-            typer.echo(f"wrote {emit_python} (class {class_name})")
-        if output:
-            save_weights(module, graph, output)
-            typer.echo(f"wrote {output} (fingerprint {graph.fingerprint()})")
-        return 0
+        return compile_command(spec, set_ or [], limits(max_params), output=output, emit_python=emit_python, seed=seed,
+                               dim=dim or [], target=target, mode=mode.value, explain=explain, echo=typer.echo)
 
     run_guarded(body)
 
@@ -353,49 +237,11 @@ def graph(
         raise typer.BadParameter("png is binary: give -o FILE.png", param_hint="'-o'")
 
     def body() -> int:
-        from nngraph.draw import DrawError, render, to_dot, to_mermaid
-        from nngraph.spec import load_spec
+        from nngraph.commands import draw_command
 
-        g = load_spec(spec, set_ or [], _limits(max_params))
-        try:
-            if output is None:
-                if kind == "svg":
-                    from nngraph.draw import run_dot
-
-                    sys.stdout.write(run_dot(to_dot(g), "svg").decode("utf-8"))
-                else:
-                    sys.stdout.write(to_mermaid(g) if kind == "mmd" else to_dot(g))
-                return 0
-            render(g, output, kind)
-        except DrawError as err:
-            typer.echo(f"error: {err}", err=True)
-            return 1
-        typer.echo(f"wrote {output}")
-        return 0
+        return draw_command(spec, output, kind, set_ or [], max_params, typer.echo)
 
     run_guarded(body)
-
-
-def _write_or_check(output: Optional[Path], text: str, check: bool, regenerate: str) -> int:
-    """Write ``text`` to ``output`` (stdout without one), or with ``check`` compare and report staleness."""
-    from nngraph.io import write_text_atomic
-
-    if check:
-        if output is None:
-            typer.echo("error: --check needs -o FILE", err=True)
-            return 2
-        current = output.read_text(encoding="utf-8") if output.is_file() else None
-        if current == text:
-            typer.echo(f"up to date: {output}")
-            return 0
-        typer.echo(f"error: {output} is {'missing' if current is None else 'stale'}; run `{regenerate}`", err=True)
-        return 1
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        write_text_atomic(output, text)
-        typer.echo(f"wrote {output}")
-    return 0
 
 
 @app.command()
@@ -406,9 +252,10 @@ def docs(
     """Generate the spec reference (Markdown) from the op registry."""
 
     def body() -> int:
+        from nngraph.commands import write_or_check
         from nngraph.docs import spec_reference
 
-        return _write_or_check(output, spec_reference(), check, f"nngraph docs -o {output}")
+        return write_or_check(output, spec_reference(), check, f"nngraph docs -o {output}", typer.echo)
 
     run_guarded(body)
 
@@ -471,22 +318,10 @@ def sample(
         raise typer.BadParameter(f"unknown schedule '{schedule}'; use linear or cosine", param_hint="'--schedule'")
 
     def body() -> int:
-        from compilers.torch.check import parse_dims
-        from compilers.torch.diffusion_sampling import sample_to_png
-        from nngraph.spec import load_spec
+        from compilers.torch.commands import sample_command
 
-        conds = {}
-        for item in cond or []:
-            key, _, value = item.partition("=")
-            if not key.strip().isidentifier() or not value.strip().lstrip("-").isdigit():
-                typer.echo(f"error: --cond '{item}' is not NAME=INT (e.g. --cond label=3)", err=True)
-                return 2
-            conds[key.strip()] = int(value)
-        graph = load_spec(spec, set_ or [])
-        for line in sample_to_png(graph, output, weights, steps, seed, num, sampler, eta, schedule, train_steps,
-                                  cond=conds, sizes=parse_dims(dim)):
-            typer.echo(line, err=line.startswith(("warning", "note")))
-        return 0
+        return sample_command(spec, output, weights, steps, seed, num, sampler, eta, schedule, train_steps, cond or [],
+                              set_ or [], dim or [], typer.echo)
 
     run_guarded(body)
 
@@ -506,26 +341,9 @@ def import_weights(
         raise typer.BadParameter(f"unknown source '{source}'; use one of: {', '.join(SOURCES)}", param_hint="'--from'")
 
     def body() -> int:
-        from compilers.torch import build_module
-        from compilers.torch.hf_import import ImportWeightsError, load_hf_state_dict, read_state_dict
-        from compilers.torch.weights import save_weights
-        from nngraph.spec import load_spec
+        from compilers.torch.commands import import_weights_command
 
-        graph = load_spec(spec, set_ or [])
-        try:
-            state = read_state_dict(checkpoint)
-            module = build_module(graph)
-            converted = load_hf_state_dict(module, graph, source, state)
-        except (ImportWeightsError, ValueError, OSError) as err:
-            typer.echo(f"error: {err}", err=True)
-            return 1
-        typer.echo(f"imported {len(state) - len(converted.skipped)} tensors of {checkpoint} ({source}) into "
-                   f"{len(converted.tensors)} parameters of {graph.name}")
-        for key, why in converted.skipped:
-            typer.echo(f"  skipped {key}: {why}")
-        save_weights(module, graph, output)
-        typer.echo(f"wrote {output} (fingerprint {graph.fingerprint()})")
-        return 0
+        return import_weights_command(spec, checkpoint, source, output, set_ or [], typer.echo)
 
     run_guarded(body)
 

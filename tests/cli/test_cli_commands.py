@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
+from nngraph.commands import inspect_text
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "specs" / "mlp.yaml"
@@ -209,11 +210,11 @@ def test_inspect_rich_rendering_and_plain_fallback(monkeypatch, capsys):
     from nngraph.spec import load_spec
 
     summary = summarize(load_spec(MLP))
-    assert cli._inspect_text(summary, want_rich=True) is None  # printed through rich
+    assert inspect_text(summary, want_rich=True) is None  # printed through rich
     printed = capsys.readouterr().out
     assert "body.0.fc" in printed and "200,960" in printed and "total: 269,322 parameters" in printed
     monkeypatch.setitem(sys.modules, "rich.console", None)  # rich unavailable
-    text = cli._inspect_text(summary, want_rich=True)
+    text = inspect_text(summary, want_rich=True)
     assert text is not None and text.endswith("total: 269,322 parameters in 5 nodes")
 
 

@@ -1,0 +1,111 @@
+"""Bodies of the PyTorch CLI commands (compile, sample, import-weights, and ``inspect --torch``).
+
+``cli.py`` keeps the signatures; each body takes an ``echo(text, err=False)`` and returns the exit code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+Echo = Callable[..., None]
+
+
+def torch_check(graph: Any, dim: list[str] | None, seed: int = 0, module: Any = None) -> dict:
+    """Compile (unless given a module), count real parameters, run a forward check: a JSON-ready dict."""
+    from . import build_module
+    from .check import describe, forward_check, parse_dims
+
+    module = module if module is not None else build_module(graph, seed=seed)
+    real = sum(p.numel() for p in module.parameters())
+    result = forward_check(module, graph, parse_dims(dim), seed=seed)
+    agree = real == graph.total_params
+    lines = [f"torch parameters: {real:,} ({'matches' if agree else 'DIFFERS FROM'} the spec's {graph.total_params:,})",
+             describe(result)]
+    return {"parameters": real, "ok": result.ok and agree, "problems": result.problems,
+            "outputs": {k: {"torch": list(g), "inferred": list(w) if w else None} for k, (g, w) in result.outputs.items()},
+            "report": "\n".join(lines)}
+
+
+def compile_command(spec: Path, overrides: list[str], limits: Any, *, output: Path | None, emit_python: Path | None,
+                    seed: int, dim: list[str], target: str | None, mode: str, explain: bool, echo: Echo) -> int:
+    """``nngraph compile``: build the module (lowered for a target if asked), check a forward pass, save."""
+    from nngraph.spec import load_spec
+
+    from . import build_module, write_python
+    from .weights import save_weights
+
+    graph = load_spec(spec, overrides, limits)
+    built = graph
+    if target is not None or explain:
+        from compilers.passes.cli import lower_for_cli
+
+        built, text = lower_for_cli(graph, target or "auto", mode, dim, explain)
+        echo(text)
+    if graph.networks:  # several networks: a ModuleDict of their modules (state keys <network>.<node>...)
+        from .networks import build_networks
+
+        module = build_networks(built, seed=seed)
+    else:
+        module = build_module(built, seed=seed)
+    check = torch_check(graph, dim, seed, module)
+    echo(f"compiled {graph.name} ({spec})")
+    echo(check["report"])
+    if not check["ok"]:
+        return 1
+    if emit_python:
+        class_name = write_python(built, emit_python)
+        echo(f"wrote {emit_python} (class {class_name})")
+    if output:
+        save_weights(module, graph, output)
+        echo(f"wrote {output} (fingerprint {graph.fingerprint()})")
+    return 0
+
+
+def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, seed: int, num: int, sampler: str,
+                   eta: float, schedule: str, train_steps: int, cond: list[str], overrides: list[str],
+                   dim: list[str], echo: Echo) -> int:
+    """``nngraph sample``: DDPM/DDIM samples of a denoiser spec as a PNG grid."""
+    from nngraph.spec import load_spec
+
+    from .check import parse_dims
+    from .diffusion_sampling import sample_to_png
+
+    conds = {}
+    for item in cond:
+        key, _, value = item.partition("=")
+        if not key.strip().isidentifier() or not value.strip().lstrip("-").isdigit():
+            echo(f"error: --cond '{item}' is not NAME=INT (e.g. --cond label=3)", err=True)
+            return 2
+        conds[key.strip()] = int(value)
+    graph = load_spec(spec, overrides)
+    for line in sample_to_png(graph, output, weights, steps, seed, num, sampler, eta, schedule, train_steps,
+                              cond=conds, sizes=parse_dims(dim)):
+        echo(line, err=line.startswith(("warning", "note")))
+    return 0
+
+
+def import_weights_command(spec: Path, checkpoint: Path, source: str, output: Path, overrides: list[str],
+                           echo: Echo) -> int:
+    """``nngraph import-weights``: a Hugging Face checkpoint mapped onto the spec's parameter names."""
+    from nngraph.spec import load_spec
+
+    from . import build_module
+    from .hf_import import ImportWeightsError, load_hf_state_dict, read_state_dict
+    from .weights import save_weights
+
+    graph = load_spec(spec, overrides)
+    try:
+        state = read_state_dict(checkpoint)
+        module = build_module(graph)
+        converted = load_hf_state_dict(module, graph, source, state)
+    except (ImportWeightsError, ValueError, OSError) as err:
+        echo(f"error: {err}", err=True)
+        return 1
+    echo(f"imported {len(state) - len(converted.skipped)} tensors of {checkpoint} ({source}) into "
+         f"{len(converted.tensors)} parameters of {graph.name}")
+    for key, why in converted.skipped:
+        echo(f"  skipped {key}: {why}")
+    save_weights(module, graph, output)
+    echo(f"wrote {output} (fingerprint {graph.fingerprint()})")
+    return 0

@@ -1,0 +1,152 @@
+"""Bodies of the front-end CLI commands (validate, schema, docs, ops, inspect, graph): torch-free.
+
+``cli.py`` keeps only the command signatures (typer options and help); each body here takes an
+``echo(text, err=False)`` and returns the exit code, so the commands are testable without typer.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+Echo = Callable[..., None]
+
+
+def echo_stdout(text: str, err: bool = False) -> None:
+    """Plain ``print`` to stdout or stderr (what ``validate`` uses: no typer, no rich)."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def limits(max_params: int | None) -> Any:
+    """The default resource limits, with ``--max-params`` applied."""
+    from .limits import DEFAULT_LIMITS
+
+    return replace(DEFAULT_LIMITS, max_params=max_params) if max_params else DEFAULT_LIMITS
+
+
+def spec_files(paths: list[Path]) -> list[Path]:
+    """The spec files named: files as given, directories searched for ``*.yaml`` / ``*.yml``."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()))
+        else:
+            files.append(p)
+    return files
+
+
+def validate_files(paths: list[Path], overrides: list[str], fmt: str, strict: bool, quiet: bool,
+                   max_params: int | None, echo: Echo = echo_stdout) -> int:
+    """``nngraph validate``: every error of every file; exit code 0 or 1."""
+    from .errors import FORMATTERS
+    from .spec import check_spec
+
+    files = spec_files(paths)
+    if not files:
+        echo("error: no spec files found", err=True)
+        return 1
+    all_diags, failed = [], 0
+    for f in files:
+        graph, diag = check_spec(f, overrides, limits(max_params))
+        items = list(diag)
+        errors = [d for d in items if d.severity == "error" or strict]
+        failed += bool(errors)
+        all_diags.extend(items)
+        if fmt == "text" and not quiet and not errors:
+            extra = f" ({graph.total_params:,} parameters)" if graph is not None and graph.nodes else ""
+            echo(f"ok: {f}{extra}")
+    if fmt == "json":
+        echo(FORMATTERS["json"](all_diags))
+    elif all_diags:
+        echo(FORMATTERS[fmt](all_diags), err=fmt == "text")
+    if fmt == "text" and not quiet:
+        echo(f"{len(files) - failed} valid, {failed} invalid", err=bool(failed))
+    return 1 if failed else 0
+
+
+def list_ops(family: str | None, echo: Echo) -> int:
+    """``nngraph ops``: every primitive by family, with its parameters."""
+    from .registry import families
+
+    for fam, defs in families().items():
+        if family and fam != family:
+            continue
+        echo(f"{fam}:")
+        for d in defs:
+            params = ", ".join(k if p.required else f"{k}={p.default!r}" for k, p in d.params.items())
+            echo(f"  {d.name:<22} {d.summary}")
+            if params:
+                echo(f"  {'':<22} params: {params}")
+    return 0
+
+
+def write_or_check(output: Path | None, text: str, check: bool, regenerate: str, echo: Echo) -> int:
+    """Write ``text`` to ``output`` (stdout without one), or with ``check`` compare and report staleness."""
+    from .io import write_text_atomic
+
+    if check:
+        if output is None:
+            echo("error: --check needs -o FILE", err=True)
+            return 2
+        current = output.read_text(encoding="utf-8") if output.is_file() else None
+        if current == text:
+            echo(f"up to date: {output}")
+            return 0
+        echo(f"error: {output} is {'missing' if current is None else 'stale'}; run `{regenerate}`", err=True)
+        return 1
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(output, text)
+        echo(f"wrote {output}")
+    return 0
+
+
+def inspect_text(summary: dict, want_rich: bool) -> str | None:
+    """Print the summary as a rich table when wanted and rich is importable; else return plain text."""
+    from .inspect import format_table, node_rows
+
+    if want_rich:
+        try:
+            from rich.console import Console
+            from rich.table import Table
+        except ImportError:
+            return format_table(summary)
+        console = Console()
+        table = Table(title=f"{summary['name']} ({summary['file']})", title_justify="left")
+        for col, just in (("node", "left"), ("op", "left"), ("output", "left"), ("params", "right")):
+            table.add_column(col, justify=just)  # type: ignore[arg-type]
+        for row in node_rows(summary):
+            table.add_row(*row)
+        console.print(table)
+        plain = format_table(summary).split("\n")
+        tail = plain[plain.index("outputs:"):] if "outputs:" in plain else plain[-1:]
+        console.print("\n".join(tail), highlight=False, markup=False)
+        return None
+    return format_table(summary)
+
+
+def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str], max_params: int | None,
+                 echo: Echo) -> int:
+    """``nngraph graph``: DOT / Mermaid on stdout, or a file (svg/png through Graphviz)."""
+    from .draw import DrawError, render, run_dot, to_dot, to_mermaid
+    from .spec import load_spec
+
+    g = load_spec(spec, overrides, limits(max_params))
+    try:
+        if output is None:
+            if kind == "svg":
+                sys.stdout.write(run_dot(to_dot(g), "svg").decode("utf-8"))
+            else:
+                sys.stdout.write(to_mermaid(g) if kind == "mmd" else to_dot(g))
+            return 0
+        render(g, output, kind)
+    except DrawError as err:
+        echo(f"error: {err}", err=True)
+        return 1
+    echo(f"wrote {output}")
+    return 0

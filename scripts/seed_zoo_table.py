@@ -8,6 +8,13 @@ Nothing in the table is kept by hand: each row comes from running the spec.
 * forward+backward -- the model at the small sizes named in the spec's ``# small-sizes:`` header
   line (``--set`` overrides) runs forward in training mode on random inputs, every output has the
   shape the front end inferred, and a backward pass gives every parameter a finite gradient.
+* exported -- at the same small sizes the ONNX exporter writes the model and ONNX Runtime matches
+  torch at two sizes of every dynamic dim (max |ORT − torch| <= 1e-4 · max(1, max |torch|)), or
+  the exporter's own error says why it does not export;
+* trained -- the pytest tests named on the spec's ``# trained-by:`` header lines (tests that train
+  the model and assert that it learned) are run and must pass; a spec with a ``train:`` section and
+  no such test is trained for ``--train-steps`` steps with ``--train`` (the cell then reports what
+  the run measured, not a judgement); otherwise the cell says there is nothing to train.
 
 The system name, seed section and published count come from the spec's header comments
 (``# System:``, ``# Seed:``, ``# Published count:``).
@@ -15,6 +22,7 @@ The system name, seed section and published count come from the spec's header co
 Usage::
 
     .venv/bin/python scripts/seed_zoo_table.py            # write docs/seed-zoo.md
+    .venv/bin/python scripts/seed_zoo_table.py --readme   # ... and the table between the README markers
     .venv/bin/python scripts/seed_zoo_table.py --check    # also exit 1 if any row fails
     .venv/bin/python scripts/seed_zoo_table.py -o OUT.md specs/seeds/alexnet.yaml
 """
@@ -35,6 +43,9 @@ if str(ROOT) not in sys.path:
 
 SEEDS_DIR = ROOT / "specs" / "seeds"
 DOC = ROOT / "docs" / "seed-zoo.md"
+README = ROOT / "README.md"
+README_BEGIN, README_END = "<!-- seed-zoo:begin -->", "<!-- seed-zoo:end -->"
+ONNX_TOLERANCE = 1e-4
 SCHEMA_LINE = "# yaml-language-server: $schema=../../docs/nngraph.schema.json"
 
 #: concrete sizes of symbolic dims for the forward+backward check (others: 8)
@@ -54,6 +65,7 @@ class Header:
     seed: str = ""                   # the first cited seed section, e.g. 'seed 002 "Sparse Transformers"'
     published: str = "none"          # 'none', '~65M' or '61,100,840'
     small: list[str] = field(default_factory=list)
+    trained_by: list[str] = field(default_factory=list)  # pytest node ids of tests that train the spec
     first_line: str = ""
 
     @property
@@ -86,6 +98,8 @@ def read_header(path: Path) -> Header:
             head.published = m.group(1)
         elif line.startswith("# small-sizes:"):
             head.small = line.partition(":")[2].split()
+        elif line.startswith("# trained-by:"):
+            head.trained_by += line.partition(":")[2].split()
     return head
 
 
@@ -100,11 +114,16 @@ class Row:
     validated: str = ""
     compiled: str = ""
     forward_backward: str = ""
+    exported: str = "not run"
+    trained: str = "not run"
     ok: dict[str, bool] = field(default_factory=dict)
+    exports: bool | None = None   # None: not tried
     seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
+        """Validated, compiled, ran forward+backward, and every training test named in the header passed
+        (the export outcome is its own column: a spec that cannot export says why)."""
         return bool(self.ok) and all(self.ok.values())
 
 
@@ -203,7 +222,61 @@ def forward_backward(path: Path, overrides: list[str], sizes: Mapping[str, int] 
     return sum(p.numel() for p in model.parameters()), problems
 
 
-def check(path: Path) -> Row:
+def export_check(path: Path, overrides: list[str], tolerance: float = ONNX_TOLERANCE) -> tuple[bool, str]:
+    """Export at ``overrides`` (no file written) and compare ONNX Runtime with torch at two sizes of every
+    dynamic dim; ``(exports, cell)``, the cell quoting the largest difference or the exporter's reason."""
+    from compilers.onnx.export import ExportError, export_graph
+    from compilers.torch import build_module
+    from nngraph import load_spec
+
+    graph = load_spec(path, overrides)
+    module = build_module(graph, seed=0).eval()
+    try:
+        result = export_graph(graph, None, module=module, verify=True, tolerance=tolerance, spec_file=str(path))
+    except ExportError as err:
+        return False, "no: " + str(err).strip().splitlines()[0]
+    diff = result.verification.max_diff if result.verification is not None else float("nan")
+    return True, f"yes, max |ORT − torch| {diff:.1e} (≤ {tolerance:g})"
+
+
+def run_tests(node_ids: list[str], timeout: float = 1800) -> tuple[bool, str]:
+    """Run pytest on ``node_ids`` (paths relative to the repository root) in a subprocess; ``(passed, cell)``."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *node_ids], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - t0
+    names = ", ".join(n.rpartition("::")[2] or n for n in node_ids)
+    summary = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+    if proc.returncode == 0:
+        return True, f"yes: {names} passed ({seconds:.0f} s)"
+    return False, f"no: {names}: {summary}"
+
+
+def train_check(path: Path, graph, header: Header, tests: bool, train: bool, steps: int) -> tuple[bool | None, str]:
+    """The trained cell: the header's training tests, else a short run of the ``train:`` section (with
+    ``train``), else nothing to train. ``(ok, cell)``; ok is None when no pass/fail judgement applies."""
+    if header.trained_by:
+        if not tests:
+            return None, "not run (--no-tests)"
+        return run_tests(header.trained_by)
+    if graph is None or not getattr(graph, "train", None):
+        return None, "— (no train: section or training test)"
+    if not train:
+        return None, "not run (train: section; --train runs it)"
+    import tempfile
+
+    from compilers.train import train as run_training
+
+    with tempfile.TemporaryDirectory() as out:
+        summary = run_training(path, out=out, steps=steps, quiet=True)
+    metrics = summary.get("test") or summary.get("val") or {}
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+    return None, f"ran {summary.get('steps')} steps ({summary.get('task')}){': ' + shown if shown else ''}"
+
+
+def check(path: Path, export: bool = True, tests: bool = True, train: bool = False, train_steps: int = 50) -> Row:
     """Run every check on one spec."""
     t0 = time.perf_counter()
     row = Row(path, read_header(path))
@@ -234,6 +307,19 @@ def check(path: Path) -> Row:
         except Exception as err:  # noqa: BLE001
             row.ok["forward_backward"] = False
             row.forward_backward = f"no: {type(err).__name__}: {err}"
+    if export and row.header.small:
+        try:
+            row.exports, row.exported = export_check(path, row.header.small)
+        except Exception as err:  # noqa: BLE001 - e.g. a torch error while tracing: the reason it does not export
+            row.exports, row.exported = False, f"no: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    elif export:
+        row.exported = "not run (no '# small-sizes:' line)"
+    try:
+        trained_ok, row.trained = train_check(path, graph, row.header, tests, train, train_steps)
+    except Exception as err:  # noqa: BLE001
+        trained_ok, row.trained = False, f"no: {type(err).__name__}: {err}"
+    if trained_ok is not None:
+        row.ok["trained"] = trained_ok
     row.seconds = time.perf_counter() - t0
     return row
 
@@ -261,13 +347,18 @@ def render(rows: list[Row]) -> str:
         "  parameter count equals the front end's;",
         "- **forward+backward**: at the small sizes of the spec's `# small-sizes:` line (`--set`",
         f"  overrides; symbolic dims {dims}, others 8), a training-mode forward pass on random inputs",
-        "  gives every output its inferred shape and a backward pass gives every parameter a finite gradient.",
+        "  gives every output its inferred shape and a backward pass gives every parameter a finite gradient;",
+        "- **exported**: at the same sizes the ONNX export runs in ONNX Runtime like torch at two sizes of",
+        f"  every dynamic dim (max \\|ORT − torch\\| ≤ {ONNX_TOLERANCE:g}), or the exporter's error says why not;",
+        "- **trained**: the tests named on the spec's `# trained-by:` lines (they train it and assert that it",
+        "  learned) were run and passed; a `train:` section without such a test is run only with `--train`.",
         "",
         "Each spec's header comment cites its seed section, its published parameter count, and what",
         "the spec could not express.",
         "",
-        "| system | spec | seed section | parameters | published | validated | compiled | forward+backward |",
-        "| --- | --- | --- | ---: | ---: | --- | --- | --- |",
+        "| system | spec | seed section | parameters | published | validated | compiled | forward+backward "
+        "| exported | trained |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         rel = r.path.relative_to(ROOT).as_posix()
@@ -277,12 +368,54 @@ def render(rows: list[Row]) -> str:
             pub += " (equal)" if r.header.published_exact == r.params else " (DIFFERENT)"
         out.append("| " + " | ".join(_cell(c) for c in (
             r.header.system or r.path.stem, f"[{rel}](../{rel})", r.header.seed, params, pub,
-            r.validated, r.compiled, r.forward_backward)) + " |")
+            r.validated, r.compiled, r.forward_backward, r.exported, r.trained)) + " |")
     passed = sum(r.passed for r in rows)
-    out += ["", f"{passed} of {len(rows)} specs pass every check (torch {torch.__version__}).", "",
-            "Small sizes used for the forward+backward check:", ""]
+    exported = sum(bool(r.exports) for r in rows)
+    out += ["", f"{passed} of {len(rows)} specs pass every check (torch {torch.__version__}); "
+            f"{exported} of {len(rows)} export to ONNX with ORT parity.", "",
+            "Small sizes used for the forward+backward and export checks:", ""]
     out += [f"- `{r.path.stem}`: `{' '.join(r.header.small) or '(none)'}`" for r in rows]
     return "\n".join(out) + "\n"
+
+
+def _short(cell: str) -> str:
+    """The verdict of a cell for the README: 'yes', 'no', 'not run' or '—'."""
+    for word in ("yes", "no:", "not run", "—"):
+        if cell.startswith(word):
+            return word.rstrip(":")
+    return cell
+
+
+def render_readme(rows: list[Row]) -> str:
+    """The compact README table (verdicts only; docs/seed-zoo.md has the details)."""
+    out = [README_BEGIN,
+           "<!-- Generated by `.venv/bin/python scripts/seed_zoo_table.py --readme`. Do not edit by hand. -->",
+           "",
+           "| system | spec | validated | compiled | forward+backward | exported | trained |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        rel = r.path.relative_to(ROOT).as_posix()
+        out.append("| " + " | ".join(_cell(c) for c in (
+            r.header.system or r.path.stem, f"[{r.path.stem}]({rel})", _short(r.validated), _short(r.compiled),
+            _short(r.forward_backward), _short(r.exported), _short(r.trained))) + " |")
+    out += ["", f"Details, reasons and parameter counts: [docs/seed-zoo.md](docs/seed-zoo.md).", README_END]
+    return "\n".join(out)
+
+
+def write_readme(path: Path, rows: list[Row]) -> None:
+    """Replace the text between the seed-zoo markers of ``path`` with the table (append a section if absent)."""
+    from nngraph.io import write_text_atomic
+
+    text = path.read_text(encoding="utf-8")
+    table = render_readme(rows)
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin >= 0 and end > begin:
+        text = text[:begin] + table + text[end + len(README_END):]
+    elif begin >= 0 or end >= 0:
+        raise SystemExit(f"{path}: one seed-zoo marker without the other; expected {README_BEGIN} ... {README_END}")
+    else:
+        text = text.rstrip("\n") + "\n\n## Seed zoo\n\n" + table + "\n"
+    write_text_atomic(path, text)
 
 
 def seed_specs() -> list[Path]:
@@ -296,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", type=Path, default=DOC, help="where to write the table (default: docs/seed-zoo.md)")
     ap.add_argument("--check", action="store_true", help="exit 1 if any spec fails a check")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: small models, loaded machines)")
+    ap.add_argument("--readme", type=Path, nargs="?", const=README, default=None,
+                    help="also write the table between the seed-zoo markers of this file (default README.md)")
+    ap.add_argument("--no-export", action="store_true", help="skip the ONNX export check")
+    ap.add_argument("--no-tests", action="store_true", help="skip the training tests named by '# trained-by:'")
+    ap.add_argument("--train", action="store_true", help="run specs with a train: section and no training test")
+    ap.add_argument("--train-steps", type=int, default=50, help="steps of such a run (default 50)")
     args = ap.parse_args(argv)
 
     import torch
@@ -305,12 +444,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rows = []
     for path in [p.resolve() for p in args.specs] or seed_specs():
-        row = check(path)
+        row = check(path, export=not args.no_export, tests=not args.no_tests, train=args.train,
+                    train_steps=args.train_steps)
         status = "ok" if row.passed else "FAIL"
-        print(f"{status:4} {path.name:28} {row.seconds:6.1f}s  {row.validated} | {row.compiled} | {row.forward_backward}")
+        print(f"{status:4} {path.name:28} {row.seconds:6.1f}s  {row.validated} | {row.compiled} | "
+              f"{row.forward_backward} | {row.exported} | {row.trained}")
         rows.append(row)
     write_text_atomic(args.output, render(rows))
     print(f"wrote {args.output}")
+    if args.readme is not None:
+        write_readme(args.readme, rows)
+        print(f"wrote the table into {args.readme}")
     return 1 if args.check and not all(r.passed for r in rows) else 0
 
 

@@ -505,3 +505,59 @@ def test_glam_alternates_dense_and_top2_moe_decoder_layers():
     kinds = [n.op for n in graph.nodes.values() if n.op in ("mlp", "moe")]
     assert kinds == ["mlp", "moe"] * 6
     assert graph.nodes["layers.2.sparse.moe"].params["top_k"] == 2
+
+
+# ----- the table script: export and training columns, README markers ---------------------
+def test_header_parser_collects_trained_by_test_ids(tmp_path):
+    spec = tmp_path / "x.yaml"
+    spec.write_text("# System: X\n# trained-by: tests/a.py::test_one tests/b.py::test_two\n"
+                    "# trained-by: tests/c.py::test_three\nnngraph: 1\n# trained-by: tests/ignored.py::t\n")
+    assert table.read_header(spec).trained_by == ["tests/a.py::test_one", "tests/b.py::test_two", "tests/c.py::test_three"]
+
+
+def test_export_column_quotes_the_ort_difference_or_the_exporters_reason():
+    row = table.check(SEEDS / "kalman_filter.yaml", export=True, tests=False)
+    assert row.passed and row.exports is False
+    assert row.exported.startswith("no: exporting 'kalman_filter' failed: UnsupportedOperatorError")
+    assert row.trained == "not run (--no-tests)"
+    ok, cell = table.export_check(SEEDS / "reformer.yaml", table.read_header(SEEDS / "reformer.yaml").small)
+    diff = float(re.match(r"yes, max \|ORT − torch\| (\S+) \(≤ 0\.0001\)$", cell).group(1))
+    assert ok and diff <= 1e-4
+
+
+def test_training_tests_are_run_and_their_outcome_recorded(tmp_path):
+    tests = tmp_path / "test_learns.py"
+    tests.write_text("def test_learns():\n    assert 1 + 1 == 2\n\ndef test_does_not():\n    assert 1 + 1 == 3\n")
+    ok, cell = table.run_tests([f"{tests}::test_learns"])
+    assert ok and re.fullmatch(r"yes: test_learns passed \(\d+ s\)", cell)
+    ok, cell = table.run_tests([f"{tests}::test_does_not"])
+    assert not ok and cell.startswith("no: test_does_not: ") and "1 failed" in cell
+
+
+def _row(name: str, **cells) -> "table.Row":
+    row = table.Row(SEEDS / f"{name}.yaml", table.read_header(SEEDS / f"{name}.yaml"))
+    for key, value in cells.items():
+        setattr(row, key, value)
+    return row
+
+
+def test_readme_table_goes_between_the_markers_or_is_appended(tmp_path):
+    rows = [_row("kalman_filter", validated="yes", compiled="yes, 63 torch parameters", forward_backward="yes, 38",
+                 exported="no: exporting failed", trained="yes: test_x passed (3 s)"),
+            _row("reformer", validated="yes", compiled="yes", forward_backward="yes", exported="yes, max |d| 1e-07",
+                 trained="— (no train: section or training test)")]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n\n{table.README_BEGIN}\nold table\n{table.README_END}\n\n## After\n")
+    table.write_readme(readme, rows)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# Title\n\nintro\n\n<!-- seed-zoo:begin -->")
+    assert text.endswith("<!-- seed-zoo:end -->\n\n## After\n")
+    assert ("| Linear Gaussian state space model with a Kalman filter layer (Kalman, 1960) | "
+            "[kalman_filter](specs/seeds/kalman_filter.yaml) | yes | yes | yes | no | yes |") in text
+    assert "| Reformer (Kitaev et al., 2020) | [reformer](specs/seeds/reformer.yaml) | yes | yes | yes | yes | — |" in text
+    table.write_readme(readme, rows)  # idempotent
+    assert readme.read_text() == text
+    bare = tmp_path / "BARE.md"
+    bare.write_text("# Only a title\n")
+    table.write_readme(bare, rows)
+    assert bare.read_text().startswith("# Only a title\n\n## Seed zoo\n\n<!-- seed-zoo:begin -->")

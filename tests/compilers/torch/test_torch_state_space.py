@@ -164,16 +164,16 @@ def test_maximum_likelihood_training_of_the_noise_covariances_recovers_them(syst
     mats, _, _ = system
     n, m = 4, 2
     Q_true, R_true = np.diag([0.02, 0.02, 0.2, 0.2]), np.diag([0.5, 1.5])
-    u = rng.normal(size=(16, 60, 2))
+    u = rng.normal(size=(8, 40, 2))
     y = simulate(mats["A"], mats["B"], mats["C"], mats["D"], Q_true, R_true, mats["m0"], mats["P0"], u, rng)
     _, model = _model()
     _set_from(model, **{**mats, "Q": np.eye(n), "R": np.eye(m)})
     for name in ("F", "H", "B", "D", "m0", "P0_diag", "P0_lower", "Q_lower", "R_lower"):
         getattr(model.kf, name).requires_grad_(False)
-    opt = torch.optim.Adam([model.kf.Q_diag, model.kf.R_diag], lr=0.05)
+    opt = torch.optim.Adam([model.kf.Q_diag, model.kf.R_diag], lr=0.15)
     yt, ut = torch.from_numpy(y), torch.from_numpy(u)
     first = None
-    for _ in range(150):
+    for _ in range(40):
         opt.zero_grad()
         nll = model(yt, ut)["nll"]
         first = nll.item() if first is None else first

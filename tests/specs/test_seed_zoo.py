@@ -70,7 +70,8 @@ def test_the_seed_zoo_has_every_system_of_the_brief():
     assert {p.stem for p in SPECS} >= {
         "alexnet", "vgg16", "googlenet", "resnet50", "efficientnet_b0", "elman_rnn_lm", "seq2seq_luong",
         "seq2seq_bahdanau", "transformer_base", "bert_base", "bigbird", "sparse_transformer", "performer",
-        "linformer", "linear_transformer", "dyt_vit", "graphsage", "gin_node"}
+        "linformer", "linear_transformer", "dyt_vit", "graphsage", "gin_node",
+        "kalman_filter", "deep_kalman_filter", "reformer", "gshard", "glam"}
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])

@@ -148,6 +148,16 @@ RL = {
     "actor_lr": F("float", "ddpg: actor learning rate (default: optimizer.lr)", None, min=0.0, max=100.0),
     "eval_episodes": F("int", "greedy episodes per evaluation", 10, min=1, max=100_000),
 }
+SCALER = {
+    "init_scale": F("float", "the loss scale S at the start", 65536.0, min=1.0, max=2.0 ** 64),
+    "growth_interval": F("int", "S doubles after this many steps without an inf/NaN gradient (one halves it "
+                         "and skips the update)", 2000, min=1, max=1_000_000_000),
+}
+DISTRIBUTED = {
+    "strategy": F("enum", "multi-process data parallel: ddp (every process holds the whole model; gradients "
+                  "all-reduced) or fsdp (parameters, gradients and optimizer state sharded across processes; "
+                  "checkpoints hold the full state)", "ddp", ("ddp", "fsdp")),
+}
 SCHEMA: dict[str, F] = {
     "task": F("enum", "what to learn (auto: from the graph's inputs and outputs)", "auto", TASKS),
     "data": _sec("the dataset", DATA, shorthand="builtin"),
@@ -161,12 +171,15 @@ SCHEMA: dict[str, F] = {
     "schedule": _sec("learning-rate schedule", SCHEDULE, shorthand="type"),
     "grad_clip": F("float", "clip the global gradient norm to this (0: off)", 0.0, min=0.0),
     "grad_accum": F("int", "micro-batches accumulated per optimizer step", 1, min=1, max=100_000),
-    "precision": F("enum", "fp32, or autocast to bf16 / fp16 (fp16 with a GradScaler, CUDA only)", "fp32",
+    "precision": F("enum", "fp32, or autocast to bf16 / fp16 (fp16 with a gradient scaler, on the CPU or CUDA)", "fp32",
                    ("fp32", "bf16", "fp16")),
     "device": F("enum", "where to train", "auto", ("auto", "cpu", "cuda")),
     "seed": F("int", "seed of initialization, batches, dropout and noise", 0, min=0),
     "threads": F("int", "CPU threads for torch's kernels (default: torch's choice; 1 avoids oversubscription "
                  "when the machine is busy)", None, min=1, max=4096),
+    "scaler": _sec("precision fp16: the gradient scaler", SCALER),
+    "distributed": _sec("data parallel on several processes (--nproc-per-node, torchrun)", DISTRIBUTED,
+                        shorthand="strategy"),
     "loss": _sec("loss options", LOSS),
     "lora": _sec("train low-rank adapters on linear layers instead of all weights", LORA, optional=True),
     "tbptt": F("int", "recurrent language models: truncated-BPTT window on contiguous streams, state carried", None,

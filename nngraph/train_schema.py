@@ -202,9 +202,6 @@ def _cross_checks(sec: TrainSection, diag: Diagnostics) -> None:
     data = v["data"]
     if data["builtin"] is not None and data["path"] is not None:
         diag.error(sec.pos("data.path"), "give data.builtin or data.path, not both", "remove one of them")
-    if v["precision"] == "fp16" and v["device"] == "cpu":
-        diag.error(sec.pos("precision"), "fp16 training needs CUDA (a GradScaler); on the CPU use bf16",
-                   "precision: bf16")
     sched = v["schedule"]
     if sched["min_lr"] > v["optimizer"]["lr"]:
         diag.error(sec.pos("schedule.min_lr"),

@@ -39,15 +39,17 @@ def _echo(text: str) -> None:
 def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] | None = None,
           config: str | Path | None = None, steps: int | None = None, epochs: int | None = None,
           seed: int | None = None, data: str | None = None, resume: bool = False, nproc_per_node: int = 1,
-          echo: Callable[[str], None] = _echo, quiet: bool = False) -> dict[str, Any]:
+          echo: Callable[[str], None] = _echo, quiet: bool = False, strategy: str | None = None) -> dict[str, Any]:
     """Train ``spec``; returns the run summary (also written to ``OUT/summary.json``).
 
     With ``nproc_per_node`` > 1 (and not already inside a torchrun worker), N
     workers are launched with torch's elastic launcher and rank 0's summary is
-    returned.
+    returned. ``strategy`` (ddp or fsdp) sets ``train.distributed.strategy``.
     """
     from .config import load_run_config
 
+    if strategy is not None:
+        overrides = [*(overrides or []), f"train.distributed.strategy={strategy}"]
     run = load_run_config(spec, overrides, config, steps, epochs, seed, data)  # fail fast, before any launch
     out_dir = Path(out) if out is not None else Path("out") / "train" / run.graph.name
     if run.graph.networks:  # several networks (gan, wgan, vae, dqn, ddpg): one process, compilers/train/multi.py
@@ -60,7 +62,9 @@ def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] 
             seed, data, resume, quiet)
     if nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
         from .distributed import launch
+        from .plan import task_and_data
 
+        task_and_data(run)  # a bad data file is reported once, here, not by every worker
         results = launch(nproc_per_node, train_worker, *args)
         summary = results.get(0) or {}
         if not quiet:
@@ -140,39 +144,47 @@ def _save_tokenizer(plan: Any, out: Path) -> None:
 
 
 def _export(tr: Any, path: Path) -> None:
-    """Save the model's weights (spec keys; LoRA adapters merged) with the spec fingerprint."""
-    from compilers.torch import build_module, load_state_dict, state_dict_for
+    """Save the model's weights (spec keys; LoRA adapters merged) with the spec fingerprint.
+
+    Every rank calls it (under FSDP the weights are gathered); rank 0 writes.
+    """
+    from compilers.torch import build_module, load_state_dict
     from compilers.torch.weights import save_weights
 
-    from .lora import merged_state_dict
+    from .lora import apply_lora, merged_state_dict
 
-    model = tr.model
-    if tr.plan.lora and tr.cfg["lora"]["merge"]:
-        state = merged_state_dict(model, state_dict_for(model))
+    state = tr.model_state()
+    if not tr.d.main:
+        return
+    model, merge = tr.model, bool(tr.plan.lora and tr.cfg["lora"]["merge"])
+    if merge:
+        state = merged_state_dict(model, state)
+    if merge or tr.sharded:  # a plain module holding the full weights
         model = build_module(tr.plan.graph, seed=0)
+        if tr.plan.lora and not merge:
+            lc = tr.cfg["lora"]
+            apply_lora(model, lc["targets"], lc["rank"], lc["alpha"], lc["dropout"])
         load_state_dict(model, state)
     save_weights(model, tr.plan.graph, path)
 
 
 def _finish(tr: Any, result: dict[str, Any], out: Path, log: Any, tb: Any, say: Callable[[str], None]) -> dict[str, Any]:
     """Save the final weights; reload the best ones (if an evaluation chose them) for the test split; summarize."""
-    from compilers.torch import load_state_dict
-
     from . import checkpoint as ck
     from .distributed import barrier
+    from .fsdp import load_model_state
 
     plan, d = tr.plan, tr.d
     summary: dict[str, Any] = {"spec": tr.run.graph.name, "task": plan.task.name, "steps": tr.step,
                                "stopped": result["stopped"], "val": result["val"], "metric": tr.metric,
                                "best": tr.best, "best_step": tr.best_step, "out": str(out)}
-    if d.main:
-        _export(tr, out / "model.safetensors")
+    _export(tr, out / "model.safetensors")
     best_path = out / "checkpoints" / "best.safetensors"
     barrier(d)
     use_best = tr.best_step is not None and tr.best_step != tr.step and best_path.is_file()
     if use_best:
-        load_state_dict(tr.model, ck.read(best_path).group("model"))
-    if d.main and tr.best_step is not None:
+        load_model_state(tr.model, ck.read(best_path).group("model"), tr.sharded)
+    if tr.best_step is not None:
         _export(tr, out / "best_model.safetensors")
     test = tr.evaluate("test")
     weights = f"best (step {tr.best_step})" if use_best else f"final (step {tr.step})"

@@ -67,7 +67,7 @@ def _set_dotted(root: Map, path: list[str], value: Any, pos: SourcePos, diag: Di
         target.key_pos[path[-1]] = target.value_pos[path[-1]] = pos
 
 
-_SHORTHAND = {"optimizer": "type", "schedule": "type", "data": "builtin"}
+_SHORTHAND = {"optimizer": "type", "schedule": "type", "data": "builtin", "distributed": "strategy"}
 
 
 def _expand_shorthands(raw: Map) -> None:

@@ -10,9 +10,12 @@ logs and checkpoints.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -71,11 +74,81 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class WorkerError(RuntimeError):
+    """A worker process failed with an error that is not one of the trainer's own (a bug, or a crash)."""
+
+
+def guarded(err_dir: str, entry: Callable[..., Any], *args: Any) -> Any:
+    """A worker's entry point: ``entry(*args)``; on an exception, its type, message (and a SpecError's
+    diagnostics) go to ``err_dir/<rank>.json`` and the process exits 1 without printing a traceback."""
+    try:
+        return entry(*args)
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent, once
+        import traceback
+
+        from nngraph.errors import SpecError
+
+        info = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(),
+                "diagnostics": [d.to_dict() for d in exc.diagnostics] if isinstance(exc, SpecError) else None}
+        rank = os.environ.get("RANK", "0")
+        tmp = Path(err_dir) / f".{rank}.json"
+        tmp.write_text(json.dumps(info), encoding="utf-8")
+        tmp.rename(Path(err_dir) / f"{rank}.json")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _reraise(err_dir: Path, failure: BaseException) -> None:
+    """Raise the error of the lowest failed rank as the trainer's own exception type."""
+    from nngraph.errors import Diagnostic, SourcePos, SpecError
+
+    from .checkpoint import CheckpointError
+    from .data import DataError
+
+    reports = sorted(err_dir.glob("[0-9]*.json"), key=lambda p: int(p.stem))
+    if not reports:
+        failures = getattr(failure, "failures", {}) or {}
+        codes = ", ".join(f"process {f.local_rank} exit code {f.exitcode}" for f in failures.values())
+        raise WorkerError(f"a worker process died ({codes or failure})") from None
+    info = json.loads(reports[0].read_text(encoding="utf-8"))
+    if info["diagnostics"]:
+        raise SpecError([Diagnostic(SourcePos(d["file"], d["line"], d["col"]), d["message"], d.get("hint"),
+                                    d["severity"]) for d in info["diagnostics"]]) from None
+    known = {"DataError": DataError, "CheckpointError": CheckpointError, "FloatingPointError": FloatingPointError}
+    if info["type"] in known:
+        raise known[info["type"]](info["message"]) from None
+    err = WorkerError(f"worker {reports[0].stem}: {info['type']}: {info['message']}")
+    err.traceback = info["traceback"]  # the worker's, for a bug report
+    raise err from None
+
+
 def launch(nproc: int, entry: Callable[..., Any], *args: Any) -> dict[int, Any]:
-    """Run ``entry(*args)`` in ``nproc`` local workers with torch's elastic launcher; returns rank -> result."""
+    """Run ``entry(*args)`` in ``nproc`` local workers with torch's elastic launcher; returns rank -> result.
+
+    A worker's exception is raised here once (the lowest failed rank's), as its
+    own type for the trainer's errors (DataError, CheckpointError, SpecError), without the launcher's
+    failure report; any other is a :class:`WorkerError` (``.traceback``: the worker's).
+    """
+    import logging
+    import shutil
+    import tempfile
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"nngraph-{os.getpid()}",
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
                           monitor_interval=0.2, start_method="spawn")
-    return elastic_launch(config, entry)(*args)
+    err_dir = Path(tempfile.mkdtemp(prefix="nngraph-workers-"))
+    elastic_log = logging.getLogger("torch.distributed.elastic")
+    level = elastic_log.level
+    elastic_log.setLevel(logging.CRITICAL)  # its failure dump repeats the worker's traceback
+    try:
+        return elastic_launch(config, guarded)(str(err_dir), entry, *args)
+    except ChildFailedError as exc:
+        _reraise(err_dir, exc)
+        raise  # pragma: no cover - _reraise always raises
+    finally:
+        elastic_log.setLevel(level)
+        shutil.rmtree(err_dir, ignore_errors=True)

@@ -18,16 +18,19 @@ from typing import Any, Callable
 
 import torch
 
+from . import amp
 from . import checkpoint as ck
 from .config import RunConfig
 from .distributed import Dist, mean_across
+from .fsdp import load_model_state, load_optimizer_state, model_state, optimizer_state, shard
 from .logging import MetricsLog, Progress, TensorBoard
 from .optim import l1_penalty, make_optimizer, make_scheduler
-from .plan import Plan, autocast
+from .plan import Plan
 from .tasks import HIGHER_IS_BETTER, Batch
 
 #: configuration keys that may differ when resuming (how long and how often, not what is computed)
-RESUMABLE_CHANGES = ("steps", "epochs", "log", "checkpoint", "eval", "early_stopping", "device")
+#: (checkpoints hold the full state, whether the run was sharded or not: ddp <-> fsdp may change)
+RESUMABLE_CHANGES = ("steps", "epochs", "log", "checkpoint", "eval", "early_stopping", "device", "distributed")
 
 
 class Trainer:
@@ -36,14 +39,17 @@ class Trainer:
         self.cfg = run.values
         self.model = plan.model
         self.ddp = None
-        if d.active:
+        self.sharded = d.active and self.cfg["distributed"]["strategy"] == "fsdp"
+        if self.sharded:
+            shard(self.model)
+        elif d.active:
             from torch.nn.parallel import DistributedDataParallel
 
             self.ddp = DistributedDataParallel(self.model, device_ids=[plan.device.index] if plan.device.type == "cuda" else None)
         self.opt = make_optimizer(self.model, self.cfg["optimizer"])
         self.sched = make_scheduler(self.opt, self.cfg["schedule"], self.cfg["optimizer"]["lr"], plan.total_steps)
-        use_scaler = self.cfg["precision"] == "fp16" and plan.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(plan.device.type) if use_scaler else None
+        self.scaler = amp.make_scaler(self.cfg["precision"], plan.device, self.cfg["scaler"], self.sharded)
+        self.skipped = 0  # fp16 updates skipped for an inf/NaN gradient
         self.step = 0
         self.best: float | None = None
         self.best_step: int | None = None
@@ -66,7 +72,7 @@ class Trainer:
     # ----- checkpoints -------------------------------------------------------
     def _run_state(self) -> dict[str, Any]:
         return {"step": self.step, "best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals,
-                "metric": self.metric}
+                "metric": self.metric, "skipped": self.skipped}
 
     def rank_state(self) -> dict[str, dict[str, torch.Tensor]]:
         """Every process's RNG and carried state (gathered to all ranks; rank -> tensors)."""
@@ -80,11 +86,14 @@ class Trainer:
         dist.all_gather_object(parts, local)
         return {str(r): p for r, p in enumerate(parts)}
 
-    def checkpoint_payload(self, ranks: dict[str, dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from compilers.torch import state_dict_for
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """The full weights (spec keys); under FSDP a collective that leaves them on rank 0 only."""
+        return model_state(self.model, self.sharded)
 
-        tensors = {f"model/{k}": v for k, v in state_dict_for(self.model).items()}
-        opt_t, opt_meta = ck.flatten_optimizer(self.opt.state_dict())
+    def checkpoint_payload(self, ranks: dict[str, dict[str, torch.Tensor]], model_sd: dict[str, torch.Tensor],
+                           opt_sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"model/{k}": v for k, v in model_sd.items()}
+        opt_t, opt_meta = ck.flatten_optimizer(opt_sd)
         tensors.update(opt_t)
         _, rng_meta = ck.rng_state()
         for r, part in ranks.items():
@@ -98,17 +107,16 @@ class Trainer:
     def save_checkpoint(self, name: str | None = None) -> Path | None:
         """Rank 0 writes (every rank must call: the per-process states are gathered first)."""
         ranks = self.rank_state()
+        model_sd, opt_sd = self.model_state(), optimizer_state(self.model, self.opt, self.sharded)
         if not self.d.main:
             return None
-        tensors, state = self.checkpoint_payload(ranks)
+        tensors, state = self.checkpoint_payload(ranks, model_sd, opt_sd)
         path = ck.save(self.ckpt_dir, name or ck.step_name(self.step), tensors, state)
         if name is None:
             ck.prune(self.ckpt_dir, self.cfg["checkpoint"]["keep"])
         return path
 
     def resume(self, ckpt: ck.Checkpoint) -> None:
-        from compilers.torch import load_state_dict
-
         st = ckpt.state
         if st.get("fingerprint") != self.run.graph.fingerprint():
             raise ck.CheckpointError(f"'{ckpt.path}' was saved from a different architecture (fingerprint "
@@ -121,8 +129,8 @@ class Trainer:
         if st.get("world", 1) != self.d.world:
             raise ck.CheckpointError(f"'{ckpt.path}' was written by {st.get('world')} processes, this run has "
                                      f"{self.d.world}: resume with the same --nproc-per-node")
-        load_state_dict(self.model, ckpt.group("model"))
-        self.opt.load_state_dict(ck.unflatten_optimizer(ckpt, st["optimizer"]))
+        load_model_state(self.model, ckpt.group("model"), self.sharded)
+        load_optimizer_state(self.model, self.opt, ck.unflatten_optimizer(ckpt, st["optimizer"]), self.sharded)
         self.sched.load_state_dict(st["scheduler"])
         if self.scaler and st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
@@ -130,6 +138,7 @@ class Trainer:
         self.carry = {k: v.to(self.plan.device) for k, v in ckpt.group(f"rank/{self.d.rank}/carry").items()}
         r = st["run"]
         self.step, self.best, self.best_step, self.bad_evals = r["step"], r["best"], r["best_step"], r["bad_evals"]
+        self.skipped = r.get("skipped", 0)
 
     # ----- one optimizer step ------------------------------------------------
     def forward(self, batch: Batch, module: torch.nn.Module, micro: int | None = None) -> dict[str, torch.Tensor]:
@@ -138,7 +147,7 @@ class Trainer:
         carry = self.plan.state_map and micro is not None
         if carry and not batch.reset_state:
             inputs.update({k.partition("/")[2]: v for k, v in self.carry.items() if k.startswith(f"{micro}/")})
-        with autocast(self.cfg["precision"], self.plan.device):
+        with amp.autocast(self.cfg["precision"], self.plan.device):
             out = module(**inputs)
         outs = out if isinstance(out, dict) else {next(iter(self.plan.graph.outputs)): out}
         if carry:
@@ -164,27 +173,22 @@ class Trainer:
             # accumulation and data parallelism both equal one big batch
             batch = plan.task.train_batch(self.step, plan.global_batch * accum, a * self.d.world + self.d.rank,
                                           accum * self.d.world).to(plan.device)
-            sync = nullcontext() if (self.ddp is None or a == accum - 1) else self.ddp.no_sync()
-            with sync:
+            with self._grad_sync(a == accum - 1):
                 outs = self.forward(batch, module, a)
                 loss, _ = self.loss_of(outs, batch)
-                scaled = loss / accum
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                amp.backward(loss / accum, self.scaler)
             total += loss.detach() / accum
             items += batch.items
-        if self.scaler:
-            self.scaler.unscale_(self.opt)
-        if self.cfg["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.cfg["grad_clip"])
-        if self.scaler:
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else:
-            self.opt.step()
-        self.sched.step()
-        self.opt.zero_grad(set_to_none=True)
+        trainable = (p for p in self.model.parameters() if p.requires_grad)
+        self.skipped += not amp.update(self.opt, self.sched, self.scaler, trainable, self.cfg["grad_clip"])
         self.step += 1
         return total, items
+
+    def _grad_sync(self, last: bool) -> Any:
+        """Average gradients across processes only after the last micro-batch of a step."""
+        if self.sharded:
+            self.model.set_requires_gradient_sync(last)
+        return nullcontext() if (self.ddp is None or last) else self.ddp.no_sync()
 
     # ----- evaluation --------------------------------------------------------
     @torch.no_grad()
@@ -240,8 +244,9 @@ def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progre
             rate = acc_items * d.world / dt
             lr = tr.sched.get_last_lr()[0]
             if log is not None:
+                scale = {"loss_scale": tr.scaler.get_scale(), "skipped": tr.skipped} if tr.scaler else {}
                 log.write({"step": step, "split": "train", "loss": mean, "lr": lr,
-                           "throughput": rate, "unit": plan.task.unit, "time": time.time()})
+                           "throughput": rate, "unit": plan.task.unit, "time": time.time(), **scale})
             if tb is not None:
                 tb.scalars("train", step, {"loss": mean, "lr": lr, "throughput": rate})
             progress.update(step, mean, lr, rate)

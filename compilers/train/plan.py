@@ -75,6 +75,13 @@ def _state_map(run: RunConfig) -> dict[str, str]:
             if gi.optional and name.endswith("0") and name[:-1] in g.outputs}
 
 
+def task_and_data(run: RunConfig) -> tuple[str, Any]:
+    """The task's name and its loaded dataset (raises :class:`DataError` for a bad file)."""
+    cfg = run.values
+    task_name = cfg["task"] if cfg["task"] != "auto" else guess_task(run)
+    return task_name, load_data(cfg["data"], task_name, data_base_dir(run))
+
+
 def build_plan(run: RunConfig, d: Dist) -> Plan:
     from compilers.torch import build_module
 
@@ -82,11 +89,7 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     device = resolve_device(cfg["device"], d)
-    if cfg["precision"] == "fp16" and device.type != "cuda":
-        raise run.error("precision", "fp16 training needs CUDA (a GradScaler); this run is on the CPU",
-                        "use precision: bf16 on the CPU")
-    task_name = cfg["task"] if cfg["task"] != "auto" else guess_task(run)
-    data = load_data(cfg["data"], task_name, data_base_dir(run))
+    task_name, data = task_and_data(run)
     task = make_task(run, task_name, data)
     graph, aux = _aux_outputs(run)
     torch.manual_seed(cfg["seed"])
@@ -114,16 +117,7 @@ def describe(plan: Plan, run: RunConfig, d: Dist) -> str:
     parts = [f"task {plan.task.name} on {data.meta.get('name', data.kind)}",
              f"{n_train:,} trainable of {n_all:,} parameters" + (f" (LoRA on {len(plan.lora)} layers)" if plan.lora else ""),
              f"{plan.total_steps} steps of {plan.global_batch} x {cfg['grad_accum']}"
-             + (f" on {d.world} processes" if d.active else "") + f", {cfg['optimizer']['type']} lr {cfg['optimizer']['lr']:g}",
+             + (f" on {d.world} processes" if d.active else "")
+             + (" (FSDP)" if d.active and cfg["distributed"]["strategy"] == "fsdp" else "") + f", {cfg['optimizer']['type']} lr {cfg['optimizer']['lr']:g}",
              f"device {plan.device}" + (f", {cfg['precision']}" if cfg["precision"] != "fp32" else "")]
     return "; ".join(parts)
-
-
-def autocast(precision: str, device: torch.device) -> Any:
-    """The autocast context of ``precision`` (a no-op context for fp32)."""
-    import contextlib
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)

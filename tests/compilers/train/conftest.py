@@ -42,6 +42,16 @@ def write_spec(tmp_path: Path):
     return write
 
 
+@pytest.fixture(scope="module")
+def mlp_spec(tmp_path_factory) -> Path:
+    """train_helpers.SPEC (an MLP with dropout on the digits) in a folder of its own, one per test module."""
+    from train_helpers import SPEC
+
+    path = tmp_path_factory.mktemp("run") / "spec.yaml"
+    path.write_text(SPEC)
+    return path
+
+
 @pytest.fixture
 def make_trainer(tmp_path: Path):
     """(spec path, overrides) -> a Trainer on one process, not yet run."""

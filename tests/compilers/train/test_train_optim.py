@@ -146,14 +146,3 @@ def test_lora_targets_that_match_nothing_point_at_the_config(write_spec):
     assert (d.pos.line, d.pos.col) == (18, 19)
     assert d.message == "train.lora.targets ['attn'] match no linear layer"
     assert d.hint == "linear layers: fc, head"
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_fp16_without_cuda_is_refused_at_the_precision_key(write_spec):
-    from compilers.train import train
-    from nngraph.errors import SpecError
-
-    with pytest.raises(SpecError) as err:
-        train(write_spec(train_extra="precision: fp16"), quiet=True)
-    (d,) = err.value.diagnostics
-    assert (d.pos.line, d.pos.col, d.message) == (18, 14, "fp16 training needs CUDA (a GradScaler); this run is on the CPU")

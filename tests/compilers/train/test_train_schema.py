@@ -76,13 +76,13 @@ def test_every_error_of_the_section_is_reported_in_one_run(diagnose):
     _, errors = diagnose(spec("""
         steps: 10
         epochs: 2
-        precision: fp16
+        distributed: zero
         device: cpu
         schedule: {min_lr: 1.0}
     """))
     assert [(e[0], e[1], e[2]) for e in errors] == [
+        (12, 16, "train.distributed.strategy: expected one of ddp, fsdp, got 'zero'"),
         (11, 11, "give train.steps or train.epochs, not both"),
-        (12, 14, "fp16 training needs CUDA (a GradScaler); on the CPU use bf16"),
         (14, 22, "train.schedule.min_lr must be <= train.optimizer.lr, got 1.0 > 0.001"),
     ]
 

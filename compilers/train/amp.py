@@ -1,0 +1,71 @@
+"""Mixed precision: autocast to bf16 / fp16, and for fp16 a gradient scaler -- the same code on the CPU and CUDA.
+
+fp16 keeps 5 exponent bits, so small gradients underflow to zero. With
+``precision: fp16`` a ``torch.amp.GradScaler`` multiplies the loss by a scale S
+(65536 at the start) before backward and divides the gradients by S before
+clipping and the update. When any gradient is inf or NaN the whole update is
+skipped (weights and optimizer state untouched) and S is halved; after
+``growth_interval`` (2000) clean steps S doubles (``train.scaler``). The scaler's state is part of
+the checkpoint, so a resumed run skips and grows exactly where the
+uninterrupted one would. Under FSDP the scaler is FSDP's ``ShardedGradScaler``:
+every rank holds a shard of the gradients, and all ranks agree on skipping.
+bf16 has fp32's exponent range and needs no scaler. Weights (the "master"
+copy) and optimizer state stay fp32 in every mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any, Iterable
+
+import torch
+
+
+def autocast(precision: str, device: torch.device) -> Any:
+    """The autocast context of ``precision`` (a no-op context for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_scaler(precision: str, device: torch.device, cfg: dict[str, Any], sharded: bool = False) -> Any:
+    """The gradient scaler of ``precision`` (fp16 only; ``cfg``: ``train.scaler``), else None."""
+    if precision != "fp16":
+        return None
+    if sharded:
+        from .fsdp import grad_scaler
+
+        return grad_scaler(device, cfg["init_scale"], cfg["growth_interval"])
+    return torch.amp.GradScaler(device.type, init_scale=cfg["init_scale"], growth_interval=cfg["growth_interval"])
+
+
+def backward(loss: torch.Tensor, scaler: Any) -> None:
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def update(opt: torch.optim.Optimizer, sched: Any, scaler: Any, params: Iterable[torch.nn.Parameter],
+           clip: float) -> bool:
+    """Unscale, clip, step the optimizer (unless the scaler finds inf/NaN) and the schedule, zero the gradients.
+
+    Returns whether the weights were updated. The schedule steps either way:
+    the learning rate stays a function of the step.
+    """
+    if scaler is not None:
+        scaler.unscale_(opt)
+    if clip:
+        torch.nn.utils.clip_grad_norm_(list(params), clip)
+    applied = True
+    if scaler is not None:
+        before = scaler.get_scale()
+        scaler.step(opt)
+        scaler.update()
+        applied = scaler.get_scale() >= before
+    else:
+        opt.step()
+    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": a skipped first fp16 step
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+        sched.step()
+    opt.zero_grad(set_to_none=True)
+    return applied

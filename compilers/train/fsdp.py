@@ -1,0 +1,120 @@
+"""Fully sharded data parallel (``train.distributed: fsdp``) and the full state of a possibly sharded model.
+
+With ``fsdp`` on several processes the model is sharded with FSDP2
+(``torch.distributed.fsdp.fully_shard``) as one unit: at rest each process
+holds 1/N of every parameter, of its gradient and of the optimizer state;
+forward and backward gather the whole model, and gradients are
+reduce-scattered (averaged) back into the shards -- the same update as DDP and
+as one process with the N-times batch.
+
+Checkpoints never hold shards: :func:`model_state` / :func:`optimizer_state`
+gather the full tensors to rank 0 (a collective: every rank calls them), in the
+layout a one-process run writes (spec keys; optimizer state by parameter
+index), so a checkpoint from an FSDP run loads in one process and a DDP
+checkpoint resumes under FSDP. :func:`load_model_state` /
+:func:`load_optimizer_state` scatter a full state back into the shards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def shard(model: nn.Module) -> None:
+    """Shard ``model`` in place (one FSDP unit; the process group must be up). Call before making the optimizer."""
+    from torch.distributed.fsdp import fully_shard
+
+    fully_shard(model)
+
+
+def grad_scaler(device: torch.device, init_scale: float, growth_interval: int) -> Any:
+    """A gradient scaler whose inf/NaN check is agreed by all ranks (each one sees only its shard of the grads)."""
+    from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+    return ShardedGradScaler(device.type, init_scale=init_scale, growth_interval=growth_interval)
+
+
+def _full(value: Any) -> Any:
+    """A sharded tensor gathered whole (a collective: every rank calls it for the same tensors in the same
+    order), on the CPU; other values as they are."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(value, DTensor):
+        value = value.full_tensor()
+    return value.detach().cpu() if isinstance(value, torch.Tensor) else value
+
+
+def _local(full: torch.Tensor, like: Any) -> Any:
+    """This rank's shard of ``full`` (every rank holds all of it: no communication), shaped like ``like``."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if not isinstance(like, DTensor):
+        return full
+    return distribute_tensor(full.to(like.device, like.dtype), like.device_mesh, like.placements, src_data_rank=None)
+
+
+def _is_main() -> bool:
+    import torch.distributed as dist
+
+    return dist.get_rank() == 0
+
+
+def model_state(model: nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
+    """The full state dict with spec keys, each shared tensor once; sharded: gathered, on rank 0 only ({} elsewhere)."""
+    from compilers.torch import state_dict_for
+
+    if not sharded:
+        return dict(state_dict_for(model))
+    model.reshard()  # after an evaluation the root module may still hold the gathered parameters
+    state, main = state_dict_for(model), _is_main()
+    full = {k: _full(v) for k, v in state.items()}
+    return full if main else {}
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], sharded: bool) -> None:
+    """Load a full spec-keyed state dict (every rank passes the whole of it)."""
+    from compilers.torch import load_state_dict
+
+    if not sharded:
+        load_state_dict(model, state)
+        return
+    from compilers.torch.state import aliases
+
+    model.reshard()  # the parameters registered on the module are the shards again
+    state = dict(state)
+    for alias, first in aliases(model).items():
+        state.setdefault(alias, state[first])
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing or set(state) - set(own):
+        raise KeyError(f"the weights do not match the model (missing {missing}, unexpected "
+                       f"{sorted(set(state) - set(own))})")
+    with torch.no_grad():
+        for key, target in own.items():
+            shard_ = _local(state[key], target)
+            local = target.to_local() if hasattr(target, "to_local") else target
+            local.copy_(shard_.to_local() if hasattr(shard_, "to_local") else shard_)
+
+
+def optimizer_state(model: nn.Module, opt: torch.optim.Optimizer, sharded: bool) -> dict[str, Any]:
+    """``opt.state_dict()``, gathered when sharded (on rank 0; {} elsewhere)."""
+    sd = opt.state_dict()
+    if not sharded:
+        return sd
+    # sorted: after a resume the state's order is the checkpoint file's, which safetensors does not fix
+    # (it may differ between processes, and gathers in a different order abort the group)
+    state = {i: {k: _full(sd["state"][i][k]) for k in sorted(sd["state"][i])} for i in sorted(sd["state"])}
+    return {"state": state, "param_groups": sd["param_groups"]} if _is_main() else {}
+
+
+def load_optimizer_state(model: nn.Module, opt: torch.optim.Optimizer, sd: dict[str, Any], sharded: bool) -> None:
+    """Load what :func:`optimizer_state` returned (full tensors) into ``opt``; sharded: each rank keeps its shard."""
+    if sharded:
+        params = [p for group in opt.param_groups for p in group["params"]]
+        sd = {"param_groups": sd["param_groups"],
+              "state": {i: {k: (_local(v, params[int(i)]) if isinstance(v, torch.Tensor) and v.shape == params[int(i)].shape
+                                else v) for k, v in st.items()} for i, st in sd["state"].items()}}
+    opt.load_state_dict(sd)

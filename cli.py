@@ -362,10 +362,14 @@ def export(
     kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="force an attention kernel: NAME for all nodes or NODE=NAME (decomposed, onnx-attention, ort-mha, ort-gqa)")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="show the kernel chosen for every attention node and why (without -o: only that)")] = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ONNX Runtime with torch at two sizes before writing")] = True,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="--verify allows max |ORT - torch| <= tolerance * max(1, max |torch output|)")] = 1e-4,
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="--verify allows max |ORT - torch| <= tolerance * max(1, max |torch output|) (default 1e-4; 1e-2 with --dtype float16)")] = None,
     set_: SetOpt = None,
     seed: Annotated[int, typer.Option(help="initialization seed (without --weights) and of the check inputs")] = 0,
     network: Annotated[Optional[str], typer.Option("--network", help="a spec with several networks: export this one (default: all of them in one file)")] = None,
+    fuse: Annotated[Optional[str], typer.Option("--fuse", help="ONNX Runtime fusions: none, all, or a comma list of skip_layer_norm,bias_gelu,packed_qkv (default for ort-*: skip_layer_norm,bias_gelu)")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, or float16 (weights and activations; float32 inputs/outputs)")] = "float32",
+    external_data: Annotated[Optional[bool], typer.Option("--external-data/--no-external-data", help="weights in OUT.data beside the file (default: when over 2 GB)")] = None,
+    expected_seq: Annotated[Optional[int], typer.Option("--expected-seq", min=1, help="the sequence length the file will mostly see: picks the attention kernel measured fastest there")] = None,
 ) -> None:
     """Export a spec to ONNX with fused attention kernels; checked, with metadata, written atomically."""
 
@@ -375,7 +379,8 @@ def export(
         return export_command(spec, output, weights=weights, target=target, opset=opset, dynamic=dynamic, dims=dim,
                               kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
                               overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs,
-                              **({"network": network} if network else {}))
+                              **({"network": network} if network else {}), fuse=fuse, dtype=dtype,
+                              external_data=external_data, expected_seq=expected_seq)
 
     run_guarded(body)
 
@@ -386,13 +391,17 @@ def infer(
     input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="NAME=FILE (.npy, .npz or .json), repeatable")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write all outputs to this .npz")] = None,
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda (execution providers)")] = "ort-cpu",
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads (default: ORT's, one per core)")] = None,
+    opt_level: Annotated[str, typer.Option("--opt-level", help="ORT graph optimizations: all, extended, basic or disable")] = "all",
+    spin: Annotated[Optional[bool], typer.Option("--spin/--no-spin", help="let idle ORT threads spin (lower latency, burns CPU; default: ORT's)")] = None,
 ) -> None:
     """Run an ONNX model with ONNX Runtime on inputs from files; checks names, shapes and dtypes first."""
 
     def body() -> int:
         from compilers.onnx.commands import infer_command
 
-        return infer_command(model, input_ or [], output, target, typer.echo)
+        return infer_command(model, input_ or [], output, target, typer.echo, threads=threads, opt_level=opt_level,
+                             spin=spin)
 
     run_guarded(body)
 
@@ -411,15 +420,18 @@ def generate(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids as JSON")] = None,
     set_: SetOpt = None,
+    source: Annotated[Optional[list[str]], typer.Option("--source", help="encoder-decoder: source token ids, comma-separated, one row per --source")] = None,
+    input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="encoder-decoder: another source input NAME=FILE (default for a [batch] lengths input: no padding)")] = None,
 ) -> None:
-    """Generate tokens with an ONNX decoder (greedy or top-k), the KV cache as ONNX inputs/outputs."""
+    """Generate tokens with an ONNX decoder (greedy or top-k), the KV cache as ONNX inputs/outputs; an
+    encoder-decoder runs its encoder once on --source."""
 
     def body() -> int:
         from compilers.onnx.commands import generate_command
 
         return generate_command(model, prompt or [], prompt_file, max_new_tokens, top_k=top_k, temperature=temperature,
                                 seed=seed, eos=eos, target=target, weights=weights, overrides=set_ or [],
-                                output=output, echo=typer.echo)
+                                output=output, echo=typer.echo, source=source or [], inputs=input_ or [])
 
     run_guarded(body)
 

@@ -11,26 +11,30 @@ Models (``--layers`` layers of the real per-layer shapes; the default keeps the 
 Variants, each timed at seq 128, 512 and 2048 (batch 1) from ONE file with a dynamic sequence:
 
 * ``torch``: the compiled spec in eager mode (the decomposed reference attention), no_grad;
-* ``nngraph:decomposed``: nngraph export with the decomposed kernel (MatMul/Softmax), ORT's default
-  graph optimizations (ORT_ENABLE_ALL) as for every ORT variant;
-* ``nngraph:decomposed+optimizer``: that file through ``onnxruntime.transformers.optimizer``
-  (model_type gpt2/bert): it fuses LayerNorm/Gelu/SkipLayerNorm but finds no attention pattern in
-  nngraph's graphs (the fused-op counts are in the JSON), which is why nngraph emits fused ops itself;
-* ``nngraph:<kernel>``: nngraph export forcing each fused kernel that applies (GroupQueryAttention,
-  MultiHeadAttention, the opset-23 Attention op);
-* ``nngraph:<default>+optimizer``: the default choice plus the optimizer's other fusions;
-* ``hf-legacy+optimizer``: the Hugging Face model of the same shape exported with the TorchScript
-  exporter (opset 17) and optimized -- the path where ORT's optimizer does fuse attention
-  (transformers' BERT; its GPT-2 no longer exports with the TorchScript exporter: the error is recorded).
+* ``nngraph:decomposed``: nngraph export with the decomposed kernel (MatMul/Softmax), no fusions;
+* ``nngraph:<kernel>``: nngraph export forcing each fused attention kernel that applies
+  (GroupQueryAttention, MultiHeadAttention, the opset-23 Attention op), no other fusions;
+* ``nngraph:<kernel>+fusions``: the same plus compilers/onnx/fusions' default set
+  (SkipLayerNormalization with the projection bias folded in, BiasGelu/FastGelu) -- what
+  ``nngraph export`` writes for ort-cpu (the kernel: ``--expected-seq`` picks Attention below 512,
+  MultiHeadAttention otherwise);
+* ``nngraph:ort-mha+fusions+packed_qkv``: plus the opt-in packed-QKV fusion (MultiHeadAttention and
+  its three projections -> ``com.microsoft.Attention`` with one [D, 3D] weight, as ORT's optimizer does);
+* ``hf-legacy+optimizer``: the Hugging Face model of the same shape (BERT: BertForMaskedLM, with the
+  MLM head like the spec) exported with the TorchScript exporter (opset 17) and run through
+  ``onnxruntime.transformers.optimizer`` -- the path where ORT's optimizer fuses attention
+  (its GPT-2 no longer exports with the TorchScript exporter: the error is recorded).
 
-Each round runs every variant once in turn (so a busy machine's drift hits all alike; ORT's idle
-threads do not spin, or one session's spinning threads would slow the next session); the
-table gives the median and minimum wall time over ``--runs`` rounds after one warm-up, the median
-process CPU time (all threads: the work done, which a machine shared with other jobs inflates
-less than the wall time), and the wall-time ratio to torch.
+Every ORT variant uses ORT's default graph optimizations (ORT_ENABLE_ALL), ``--threads`` intra-op
+threads (default 2) and no spinning. Timing: bench/_timing.py ``alternate`` -- each round runs every
+variant once in turn (a busy machine's drift hits all alike), median and minimum wall time over
+the rounds after one warm-up, median process CPU time, the 1-minute load average before and after
+each length, and the RATIOS torch/variant (speed-up over eager) and variant/hf-optimizer (< 1:
+faster than ORT's optimizer). On a shared machine trust the ratios, not the milliseconds. Each
+exported file's parity with torch (max abs diff, verified at export) is in the JSON.
 
 Usage:  .venv/bin/python bench/onnx_latency.py [--seqs 128,512,2048] [--layers 2] [--vocab 1024] [--runs 5]
-                                               [--only gpt2|bert] [--full] [--threads N]
+                                               [--long-runs N] [--only gpt2|bert] [--full] [--threads 2]
 Writes bench/results/onnx_latency.json and prints a table.
 """
 
@@ -55,6 +59,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._timing import alternate  # noqa: E402
 from compilers.onnx.export import export_graph, plan  # noqa: E402
 from compilers.torch import build_module  # noqa: E402
 from nngraph import load_spec  # noqa: E402
@@ -100,7 +105,8 @@ def _hf_legacy(name: str, layers: int, vocab: int, folder: Path) -> tuple[Path |
             if name == "bert":
                 cfg = transformers.BertConfig(num_hidden_layers=layers, vocab_size=vocab, max_position_embeddings=2048,
                                               attn_implementation="eager")
-                model = transformers.BertModel(cfg).eval()
+                # with the MLM head, as specs/bert_encoder.yaml (dense + GELU + LN + tied decoder): the same work
+                model = transformers.BertForMaskedLM(cfg).eval()
 
                 class Wrap(torch.nn.Module):
                     def __init__(self, m):
@@ -108,7 +114,8 @@ def _hf_legacy(name: str, layers: int, vocab: int, folder: Path) -> tuple[Path |
                         self.m = m
 
                     def forward(self, ids, types, mask):
-                        return self.m(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state
+                        out = self.m(input_ids=ids, token_type_ids=types, attention_mask=mask, output_hidden_states=True)
+                        return out.hidden_states[-1], out.logits
 
                 ids = torch.ones(1, 16, dtype=torch.int64)
                 torch.onnx.export(Wrap(model), (ids, ids * 0, ids), str(path), input_names=["ids", "types", "mask"],
@@ -138,7 +145,7 @@ def _hf_legacy(name: str, layers: int, vocab: int, folder: Path) -> tuple[Path |
 
 
 def bench_model(name: str, seqs: list[int], layers: int | None, vocab: int | None, runs: int, threads: int,
-                folder: Path) -> dict[str, Any]:
+                folder: Path, long_runs: int | None = None) -> dict[str, Any]:
     cfg = MODELS[name]
     overrides = list(cfg["set"]) + ([f"layers={layers}"] if layers else []) + ([f"vocab={vocab}"] if vocab else [])
     graph = load_spec(ROOT / cfg["spec"], overrides)
@@ -150,16 +157,19 @@ def bench_model(name: str, seqs: list[int], layers: int | None, vocab: int | Non
     files: dict[str, Path] = {}
     fused: dict[str, dict[str, int]] = {}
     notes: dict[str, str] = {}
-    for kernel in ["decomposed", *applicable]:
-        path = folder / f"{name}-{kernel}.onnx"
-        res = export_graph(graph, path, module=module, kernels={"*": kernel}, verify=True)
-        files[f"nngraph:{kernel}"] = path
-        fused[f"nngraph:{kernel}"] = res.fused_ops
-    for base in ("decomposed", default):
-        out = folder / f"{name}-{base}-opt.onnx"
-        fused[f"nngraph:{base}+optimizer"] = {**fused[f"nngraph:{base}"],
-                                              **_optimize(files[f"nngraph:{base}"], cfg["model_type"], out)}
-        files[f"nngraph:{base}+optimizer"] = out
+    parity: dict[str, float] = {}
+    # unfused: each attention kernel alone; +fusions: the same file after compilers/onnx/fusions (the default export)
+    variants = [("decomposed", False), *[(k, False) for k in applicable], *[(k, None) for k in applicable]]
+    if "ort-mha" in applicable:
+        variants.append(("ort-mha", ["skip_layer_norm", "bias_gelu", "packed_qkv"]))
+    for kernel, fuse in variants:
+        suffix = "" if fuse is False else "+fusions" if fuse is None else "+fusions+packed_qkv"
+        key = f"nngraph:{kernel}{suffix}"
+        path = folder / f"{name}-{kernel}{suffix.replace('+', '-')}.onnx"
+        res = export_graph(graph, path, module=module, kernels={"*": kernel}, verify=True, fuse=fuse)
+        files[key] = path
+        fused[key] = {**res.fused_ops, **{f"fusion:{k}": v for k, v in res.fusions.items()}}
+        parity[key] = res.verification.max_diff
     hf, hf_fused, hf_error = _hf_legacy(name, layers or graph_layers(graph), vocab or 30522, folder)
     if hf is not None:
         files["hf-legacy+optimizer"] = hf
@@ -191,24 +201,22 @@ def bench_model(name: str, seqs: list[int], layers: int | None, vocab: int | Non
                 calls[k] = lambda s=s, f=hf_feeds: s.run(None, f)
             else:
                 calls[k] = lambda s=s, f=feeds: s.run(None, f)
-        times: dict[str, list[float]] = {k: [] for k in calls}
-        cpu: dict[str, list[float]] = {k: [] for k in calls}
-        for fn in calls.values():  # warm-up
-            fn()
-        for _ in range(runs):
-            for k, fn in calls.items():
-                t, c = time.perf_counter(), time.process_time()
-                fn()
-                times[k].append(time.perf_counter() - t)
-                cpu[k].append(time.process_time() - c)
-        t_torch = statistics.median(times["torch"])
-        for k, v in times.items():
-            med = statistics.median(v)
-            rows.append({"model": name, "seq": seq, "variant": k, "ms_median": med * 1e3, "ms_min": min(v) * 1e3,
-                         "cpu_ms_median": statistics.median(cpu[k]) * 1e3, "runs": len(v), "vs_torch": med / t_torch,
-                         "fused_ops": fused.get(k, {})})
-        print(f"  {name} seq {seq}: " + ", ".join(f"{r['variant']} {r['ms_median']:.1f} ms" for r in rows
-                                                   if r["seq"] == seq and r["model"] == name), flush=True)
+        load_before = os.getloadavg()[0]
+        n = runs if long_runs is None or seq < 1024 else long_runs
+        stats = alternate(calls, n)
+        load_after = os.getloadavg()[0]
+        t_torch = stats["torch"]["wall_median_s"]
+        t_hf = stats.get("hf-legacy+optimizer", {}).get("wall_median_s")
+        for k, v in stats.items():
+            med = v["wall_median_s"]
+            rows.append({"model": name, "seq": seq, "variant": k, "ms_median": med * 1e3, "ms_min": v["wall_min_s"] * 1e3,
+                         "cpu_ms_median": v["cpu_median_s"] * 1e3, "runs": v["runs"], "vs_torch": med / t_torch,
+                         "torch_speedup": t_torch / med, "vs_hf_optimizer": med / t_hf if t_hf else None,
+                         "load_1m": [load_before, load_after], "fused_ops": fused.get(k, {}),
+                         "parity_max_abs_diff": parity.get(k)})
+        print(f"  {name} seq {seq} (load {load_before:.1f}->{load_after:.1f}): " +
+              ", ".join(f"{r['variant']} {r['ms_median']:.1f} ms" for r in rows
+                        if r["seq"] == seq and r["model"] == name), flush=True)
     return {"model": name, "spec": cfg["spec"], "overrides": overrides, "default_kernel": default,
             "kernels": applicable, "rows": rows, "notes": notes}
 
@@ -218,13 +226,15 @@ def graph_layers(graph: Any) -> int:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = [f"{'model':6} {'seq':>5}  {'variant':34} {'ms median':>10} {'min':>9} {'cpu ms':>9} {'vs torch':>8}  "
-             "attention ops", "-" * 112]
+    lines = [f"{'model':6} {'seq':>5}  {'variant':30} {'ms median':>10} {'min':>9} {'cpu ms':>9} {'torch/x':>8} "
+             f"{'x/hf-opt':>8}  fused ops", "-" * 120]
     for res in results:
         for r in res["rows"]:
-            ops = ", ".join(f"{k} {v}" for k, v in r["fused_ops"].items() if "Attention" in k) or "-"
-            lines.append(f"{r['model']:6} {r['seq']:>5}  {r['variant']:34} {r['ms_median']:10.1f} {r['ms_min']:9.1f} "
-                         f"{r['cpu_ms_median']:9.1f} {r['vs_torch']:8.2f}  {ops}")
+            ops = ", ".join(f"{k.replace('com.microsoft.', '')} {v}" for k, v in r["fused_ops"].items()
+                            if not k.startswith("fusion:")) or "-"
+            hf = f"{r['vs_hf_optimizer']:8.3f}" if r.get("vs_hf_optimizer") else f"{'-':>8}"
+            lines.append(f"{r['model']:6} {r['seq']:>5}  {r['variant']:30} {r['ms_median']:10.1f} {r['ms_min']:9.1f} "
+                         f"{r['cpu_ms_median']:9.1f} {r['torch_speedup']:8.2f} {hf}  {ops}")
         for k, why in res["notes"].items():
             lines.append(f"{res['model']:6}        {k}: not run ({why})")
     return "\n".join(lines)
@@ -236,7 +246,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--long-runs", type=int, default=None, help="rounds at seq >= 1024 (default: --runs)")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", choices=sorted(MODELS))
     ap.add_argument("--full", action="store_true", help="the specs' own depth and vocabulary (slow)")
     args = ap.parse_args()
@@ -247,13 +258,13 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ([args.only] if args.only else list(MODELS)):
-            results.append(bench_model(name, seqs, layers, vocab, args.runs, args.threads, Path(tmp)))
+            results.append(bench_model(name, seqs, layers, vocab, args.runs, args.threads, Path(tmp), args.long_runs))
     print(table(results))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {"bench": "onnx_latency", "batch": 1, "seqs": seqs, "layers": layers or "spec", "vocab": vocab or "spec",
                "runs": args.runs, "threads": args.threads, "torch": torch.__version__, "onnxruntime": ort.__version__,
                "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-               "load_avg": os.getloadavg(), "results": results}
+               "load_avg_end": os.getloadavg(), "results": results}
     RESULTS.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 

@@ -12,8 +12,11 @@ Modules: :mod:`.export` (the driver), :mod:`.kernels` (one module per attention 
 data-driven candidates with ``applies(node, target)``), :mod:`.lowering` (dynamic parts:
 SSM scan, MoE dispatch, graph pooling), :mod:`.symbolics` (ATen translations the exporter lacks),
 :mod:`.rewrite` (opset conversion, placeholders -> ONNX ops), :mod:`.metadata`, :mod:`.weights`
-(weights files, training checkpoints, LoRA merge), :mod:`.runner` (ORT sessions, input files,
-checked feeds), :mod:`.generate` (greedy / top-k decoding), :mod:`.verify` (ORT vs torch).
+(weights files, training checkpoints, LoRA merge), :mod:`.runner` (ORT sessions and their options, input
+files, checked feeds), :mod:`.generate` (greedy / top-k decoding), :mod:`.verify` (ORT vs torch),
+:mod:`.fusions` (ORT contrib fusions on the exported graph: SkipLayerNormalization, BiasGelu/FastGelu,
+packed QKV), :mod:`.seq2seq` (encoder-decoder: encoder file + cached decoder step), :mod:`.precision`
+(float16 export); weights over 2 GB go to an external data file beside the model (:mod:`.export`).
 
 Importing this package does not import torch or onnxruntime (the lowering pass asks it for
 :func:`attention_candidates`); the functions below import what they need.

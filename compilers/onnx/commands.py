@@ -34,8 +34,9 @@ def _parse_dynamic(text: str | None) -> list[str] | None:
 
 def export_command(spec: Path, output: Path | None, *, weights: Path | None, target: str, opset: int | None,
                    dynamic: str | None, dims: Sequence[str] | None, kv_cache: bool, kernels: Sequence[str] | None,
-                   explain: bool, verify: bool, tolerance: float, overrides: Sequence[str], seed: int,
-                   echo: Echo, include_optional: bool = False, network: str | None = None) -> int:
+                   explain: bool, verify: bool, tolerance: float | None, overrides: Sequence[str], seed: int,
+                   echo: Echo, include_optional: bool = False, network: str | None = None, fuse: str | None = None,
+                   dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None) -> int:
     from compilers.torch.check import parse_dims
     from nngraph.spec import load_spec
 
@@ -65,16 +66,22 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
             return 2
     forced = _parse_kernels(kernels)
     try:
+        fusions = _parse_fuse(fuse)
+    except ValueError as exc:
+        echo(f"error: {exc}", err=True)
+        return 2
+    try:
         if output is None:
             from .kernels.site import DEFAULT_OPSET
 
-            choices = plan(graph, target, opset, kv_cache, forced)
+            choices = plan(graph, target, opset, kv_cache, forced, expected_seq)
             echo(explain_text(choices, lowering_of(graph), target, opset or DEFAULT_OPSET))
             return 0
         result = export_graph(graph, output, weights=weights, target=target, opset=opset,
                               dynamic=_parse_dynamic(dynamic), dims=sizes, kv_cache=kv_cache, kernels=forced,
                               seed=seed, verify=verify, tolerance=tolerance, spec_file=str(spec),
-                              include_optional=include_optional)
+                              include_optional=include_optional, fuse=fusions, dtype=dtype,
+                              external_data=external_data, expected_seq=expected_seq)
     except (ExportError, ExportWeightsError) as exc:
         echo(f"error: {exc}", err=True)
         return 1
@@ -86,13 +93,18 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     for c in result.choices.values():
         kinds[c.kernel.name] = kinds.get(c.kernel.name, 0) + 1
     attn = ", ".join(f"{k} x{v}" for k, v in kinds.items()) or "none"
-    echo(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB, opset {result.opset}, target {result.target}, "
+    if result.encoder is not None:
+        echo(f"wrote {result.encoder.path} (encoder, {result.encoder.size_bytes / 1e6:.1f} MB)")
+    extra = f", {result.dtype}" if result.dtype != "float32" else ""
+    extra += f", weights in {result.external_data}" if result.external_data else ""
+    echo(f"wrote {output} ({result.size_bytes / 1e6:.1f} MB, opset {result.opset}, target {result.target}{extra}, "
          f"attention: {attn}; dynamic: {', '.join(result.dynamic) or 'none'}) in {result.seconds:.1f} s")
     if result.kv_cache:
         echo(f"KV cache: {len(result.kv_cache['layers'])} layers as past.<i>.key/value inputs and "
              "present.<i>.key/value outputs")
     if result.verification is not None:
-        echo(f"checked against torch (tolerance {tolerance:g}):\n{result.verification.describe()}")
+        echo(f"checked against torch (tolerance {result.verification.tolerance:g}):\n"
+             f"{result.verification.describe()}")
     return 0
 
 
@@ -109,7 +121,27 @@ def _summary(name: str, arr: Any) -> str:
     return text
 
 
-def infer_command(model: Path, inputs: Sequence[str], output: Path | None, target: str, echo: Echo) -> int:
+def _parse_fuse(text: str | None) -> bool | list[str] | None:
+    """``--fuse``: None (default set), ``none``, ``all``, or a comma list of fusion names."""
+    from .fusions import FUSION_NAMES
+
+    if text is None:
+        return None
+    key = text.strip().lower()
+    if key == "none":
+        return False
+    if key == "all":
+        return list(FUSION_NAMES)
+    names = [t.strip() for t in key.split(",") if t.strip()]
+    bad = [n for n in names if n not in FUSION_NAMES]
+    if bad or not names:
+        raise ValueError(f"--fuse {text}: unknown fusion {', '.join(bad) or '(none given)'} "
+                         f"(use none, all, or some of {', '.join(FUSION_NAMES)})")
+    return names
+
+
+def infer_command(model: Path, inputs: Sequence[str], output: Path | None, target: str, echo: Echo,
+                  threads: int | None = None, opt_level: str = "all", spin: bool | None = None) -> int:
     import io
 
     import numpy as np
@@ -123,7 +155,7 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
     try:
-        session = open_model(model, target)
+        session = open_model(model, target, threads, opt_level=opt_level, spin=spin)
         feeds = parse_input_args(list(inputs), session)
         outputs = run_session(session, feeds)
     except InferError as exc:
@@ -139,7 +171,20 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
     return 0
 
 
-def _read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> Any:
+def _read_named(items: Sequence[str]) -> dict[str, Any]:
+    """``NAME=FILE`` items -> arrays (generate's extra source inputs)."""
+    from .runner import InferError, read_input_file
+
+    out = {}
+    for item in items:
+        name, sep, file = item.partition("=")
+        if not sep or not name.strip() or not file.strip():
+            raise InferError(f"--input '{item}' is not NAME=FILE (e.g. --input src_lengths=lengths.npy)")
+        out[name.strip()] = read_input_file(file.strip(), name.strip())
+    return out
+
+
+def _read_prompts(prompts: Sequence[str], prompt_file: Path | None, flag: str = "--prompt") -> Any:
     import numpy as np
 
     from .runner import InferError, read_input_file
@@ -152,7 +197,7 @@ def _read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> Any:
         try:
             rows.append([int(t) for t in p.replace(" ", ",").split(",") if t.strip()])
         except ValueError:
-            raise InferError(f"--prompt '{p}' is not comma-separated token ids (e.g. --prompt 1,2,3)") from None
+            raise InferError(f"{flag} '{p}' is not comma-separated token ids (e.g. {flag} 1,2,3)") from None
     if not rows:
         raise InferError("give --prompt IDS (repeatable, one row each) or --prompt-file FILE")
     if len({len(r) for r in rows}) != 1:
@@ -162,7 +207,8 @@ def _read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> Any:
 
 def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | None, max_new_tokens: int, *,
                      top_k: int | None, temperature: float, seed: int, eos: int | None, target: str,
-                     weights: Path | None, overrides: Sequence[str], output: Path | None, echo: Echo) -> int:
+                     weights: Path | None, overrides: Sequence[str], output: Path | None, echo: Echo,
+                     source: Sequence[str] = (), inputs: Sequence[str] = ()) -> int:
     from nngraph.io import write_text_atomic
 
     from .export import ExportError
@@ -176,22 +222,25 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
         return 2
     try:
         tokens = _read_prompts(prompts, prompt_file)
+        src = _read_prompts(source, None, "--source") if source else None
+        extra = _read_named(inputs)
+        more = {"source": src, "inputs": extra}
         if model.suffix in (".yaml", ".yml"):
             from .export import export_spec
 
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.onnx"
                 result = export_spec(model, path, list(overrides), weights=weights, target=target, kv_cache=True)
-                echo(f"exported {model} with a KV cache ({', '.join(sorted({c.kernel.name for c in result.choices.values()}))})",
-                     err=True)
+                echo(f"exported {model} with a KV cache ({', '.join(sorted({c.kernel.name for c in result.choices.values()}))})"
+                     + (" and its encoder" if result.encoder is not None else ""), err=True)
                 seq = generate(path, tokens, max_new_tokens, top_k=top_k, temperature=temperature, seed=seed, eos=eos,
-                               target=target)
+                               target=target, **more)
         else:
             if weights is not None or overrides:
                 echo("error: --weights and --set apply to a spec; an ONNX file already holds its weights", err=True)
                 return 2
             seq = generate(model, tokens, max_new_tokens, top_k=top_k, temperature=temperature, seed=seed, eos=eos,
-                           target=target)
+                           target=target, **more)
     except (InferError, ExportError, ExportWeightsError) as exc:
         echo(f"error: {exc}", err=True)
         return 1

@@ -112,8 +112,18 @@ class ExportResult:
     seconds: float = 0.0
     size_bytes: int = 0
 
+    fusions: dict[str, int] = field(default_factory=dict)
+    encoder: "ExportResult | None" = None   # an encoder-decoder's encoder file (kv_cache export)
+    dtype: str = "float32"
+    external_data: str | None = None         # the weights file beside the model (large models)
+
     def explain(self) -> str:
-        return explain_text(self.choices, self.lowering, self.target, self.opset, self.fused_ops)
+        text = explain_text(self.choices, self.lowering, self.target, self.opset, self.fused_ops)
+        if self.fusions:
+            from .fusions import describe
+
+            text += "\n" + describe(self.fusions)
+        return text
 
 
 def explain_text(choices: Mapping[str, Choice], lowering: Mapping[str, str], target: str, opset: int,
@@ -158,9 +168,9 @@ def export_spec(spec: str | Path, output: str | Path | None, overrides: Sequence
 
 
 def plan(graph: Any, target: Any = "ort-cpu", opset: int | None = None, kv_cache: bool = False,
-         kernels: Mapping[str, str] | None = None) -> dict[str, Choice]:
+         kernels: Mapping[str, str] | None = None, expected_seq: int | None = None) -> dict[str, Choice]:
     """The attention kernel choices an export would make (no torch needed)."""
-    options = ExportOptions(opset=opset or DEFAULT_OPSET, kv_cache=kv_cache)
+    options = ExportOptions(opset=opset or DEFAULT_OPSET, kv_cache=kv_cache, expected_seq=expected_seq)
     try:
         return choose_all(graph, target, options, dict(kernels or {}))
     except ValueError as exc:
@@ -176,8 +186,11 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
                  target: Any = "ort-cpu", opset: int | None = None, dynamic: Sequence[str] | None = None,
                  dims: Mapping[str, int] | None = None, kv_cache: bool = False,
                  kernels: Mapping[str, str] | None = None, seed: int = 0, include_optional: bool = False,
-                 verify: bool = True, tolerance: float = 1e-4, module: Any = None,
-                 spec_file: str | None = None) -> ExportResult:
+                 verify: bool = True, tolerance: float | None = None, module: Any = None,
+                 spec_file: str | None = None, fuse: bool | Sequence[str] | None = None,
+                 extra_metadata: Mapping[str, Any] | None = None, dtype: str = "float32",
+                 external_data: bool | None = None, external_threshold: int | None = None,
+                 expected_seq: int | None = None) -> ExportResult:
     """Export validated ``graph`` to ``output`` (None: build and check only); see the module doc.
 
     ``dynamic``: symbolic input dims that stay dynamic (default all); a dim left out is fixed at its
@@ -186,14 +199,34 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     ``past.{i}.key/value`` inputs and ``present.{i}.key/value`` outputs per attention layer for
     incremental decoding; ``kernels``: force a kernel per node name (``*`` for all);
     ``module``: an already built torch model of ``graph`` whose weights are exported (``weights``, if
-    given, are loaded into it).
+    given, are loaded into it); ``fuse``: run the ONNX Runtime fusions of :mod:`.fusions` (skip layer
+    norm, bias GELU, packed QKV) on the exported graph -- default: on for ``ort-*`` targets, never for
+    ``onnx``; a list of fusion names runs only those; ``dtype``: ``float16`` converts the file
+    (:mod:`.precision`; float32 inputs/outputs; checked at ``tolerance`` default 1e-2 relative instead
+    of 1e-4); ``external_data``: weights in ``<output>.data`` beside the file (None: when they exceed
+    ``external_threshold`` bytes, default :data:`EXTERNAL_DATA_THRESHOLD` = protobuf's 2 GiB limit less
+    128 MiB); ``expected_seq``: the sequence length the file will mostly run at -- one file serves every
+    length, and where the fastest attention kernel differs by length (see
+    :func:`compilers.onnx.kernels.order_for`) this picks it (recorded in the metadata and ``--explain``).
     """
+    if kv_cache and _cross_memory(graph):
+        from .seq2seq import export_seq2seq
+
+        if output is None:
+            raise ExportError("--kv-cache of an encoder-decoder writes two files: give -o")
+        enc, dec = export_seq2seq(graph, output, module=module, weights=weights, seed=seed, target=target,
+                                  opset=opset, dynamic=dynamic, dims=dims, kernels=kernels, verify=verify,
+                                  tolerance=tolerance, spec_file=spec_file, fuse=fuse,
+                                  include_optional=include_optional, dtype=dtype, external_data=external_data,
+                                  external_threshold=external_threshold, expected_seq=expected_seq)
+        dec.encoder = enc
+        dec.notes.append(f"encoder (run once per source) written to {enc.path}")
+        return dec
     start = time.perf_counter()
     torch = _torch()
     import onnx
 
     from nngraph import __version__
-    from nngraph.io import write_bytes_atomic
 
     from . import rewrite, symbolics
     from .inputs import default_sizes, sample_inputs, symbols, trace_sizes
@@ -201,6 +234,12 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     from .metadata import set_metadata
 
     opset = int(opset or DEFAULT_OPSET)
+    from .precision import DTYPES, FP16_TOLERANCE
+
+    if dtype not in DTYPES:
+        raise ExportError(f"--dtype {dtype} is not supported: use {' or '.join(DTYPES)}")
+    if tolerance is None:
+        tolerance = FP16_TOLERANCE if dtype == "float16" else 1e-4
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported: use {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
     info = target_info(target) if not isinstance(target, str) or target in ("onnx", "ort-cpu", "ort-cuda") else None
@@ -219,7 +258,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     for d in all_syms:
         if d not in dyn and d not in frozen and d not in (dims or {}):
             raise ExportError(f"dim '{d}' is not in --dynamic, so the file fixes its size: give it with --dim {d}=N")
-    choices = plan(graph, info, opset, kv_cache, kernels)
+    choices = plan(graph, info, opset, kv_cache, kernels, expected_seq)
     attn_nodes = [n for n in graph.nodes.values() if n.op in ATTENTION_OPS]
     if kv_cache:
         _check_kv(graph, attn_nodes)
@@ -239,8 +278,8 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     sizes = trace_sizes(graph, dims)
     io_ = KVIO() if kv_cache else None
     kv_layers = []
-    if kv_cache:
-        for i, node in enumerate(attn_nodes):
+    if kv_cache:  # self-attention layers only: cross-attention reads its memory (a graph input) every step
+        for i, node in enumerate(n for n in attn_nodes if n.inputs.get("context") is None):
             site = choices[node.name].site
             kv_layers.append({"node": node.name, "past_key": f"past.{i}.key", "past_value": f"past.{i}.value",
                               "present_key": f"present.{i}.key", "present_value": f"present.{i}.value",
@@ -282,6 +321,18 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     notes += [f"dim '{d}' is fixed at {sizes[d]}: {why}" for d, why in frozen.items() if d not in dyn]
     model = onnx.load_from_string(buf.getvalue())
     model, fused = rewrite.finish(model, opset)
+    fusions_done = _fuse(model, fused, info, fuse)
+    precision: dict[str, Any] = {}
+    if dtype == "float16":
+        from .precision import to_float16
+
+        try:
+            model, kept = to_float16(model, _providers(info))
+        except ValueError as exc:
+            raise ExportError(f"--dtype float16: {exc}") from None
+        precision = {"dtype": "float16", "float32_ops": kept, "io": "float32 (cast at the borders)"}
+        notes.append("float16 weights and activations, float32 inputs/outputs" +
+                     (f"; kept in float32 (no float16 kernel on {info.name}): {', '.join(kept)}" if kept else ""))
     model.producer_name, model.producer_version = "nngraph", __version__
     io_meta = _io_meta(graph, names, out_names, dyn, sizes, kv_layers, batch_sym)
     kv_meta = None
@@ -296,31 +347,136 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         "fingerprint": graph.fingerprint(), "opset": str(opset), "target": info.name,
         "attention_kernels": {n: {"kernel": c.kernel.name, "onnx_op": c.kernel.onnx_op, "reason": c.reason}
                               for n, c in choices.items()},
-        "lowering": lowering, "inputs": io_meta[0], "outputs": io_meta[1], "dynamic": dyn,
+        "lowering": lowering, **({"fusions": fusions_done} if fusions_done else {}),
+        "inputs": io_meta[0], "outputs": io_meta[1], "dynamic": dyn,
         "weights": str(weights) if weights is not None else "weights of the given torch module" if given_module
         else f"initial weights, seed {seed}",
         **({"kv_cache": kv_meta} if kv_meta else {}),
         **({"max_positions": str(min(limits))} if limits else {}),
+        **({"precision": precision} if precision else {}),
+        **({"expected_seq": str(expected_seq)} if expected_seq else {}),
+        **dict(extra_metadata or {}),
     })
+    files = _Files(model, output, external_data, external_threshold)
     try:
-        onnx.checker.check_model(model, full_check=True)
+        source = files.check()
     except Exception as exc:  # noqa: BLE001
+        files.close()
         raise ExportError(f"the exported model of '{graph.name}' is not valid ONNX: {_first_line(exc)}") from exc
-    blob = model.SerializeToString()
     result = ExportResult(Path(output) if output else None, graph.name, opset, info.name, choices, fused,
-                          io_meta[0], io_meta[1], dyn, lowering, kv_meta, notes, size_bytes=len(blob))
-    if verify:
-        from .verify import verify_model
+                          io_meta[0], io_meta[1], dyn, lowering, kv_meta, notes, size_bytes=files.size,
+                          fusions=fusions_done, dtype=dtype, external_data=files.data_name)
+    try:
+        if verify:
+            from .verify import verify_model
 
-        result.verification = verify_model(blob, graph, module, names, out_names, sizes, dyn, seed, tolerance,
-                                           kv_meta, include_optional)
-        if not result.verification.ok:
-            raise ExportError(f"the ONNX model of '{graph.name}' does not match torch:\n"
-                              f"{result.verification.describe()}\n(nothing was written; --no-verify writes anyway)")
-    if output:
-        write_bytes_atomic(output, blob)
+            result.verification = verify_model(source, graph, module, names, out_names, sizes, dyn, seed, tolerance,
+                                               kv_meta, include_optional)
+            if not result.verification.ok:
+                raise ExportError(f"the ONNX model of '{graph.name}' does not match torch"
+                                  f"{' (float16 file vs float32 torch)' if dtype == 'float16' else ''}:\n"
+                                  f"{result.verification.describe()}\n(nothing was written; --no-verify writes anyway)")
+        if output:
+            files.commit()
+    finally:
+        files.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+#: above this many bytes of weights the file keeps them in a separate data file (protobuf's limit is 2 GiB)
+EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
+
+
+class _Files:
+    """Writing the model: one serialized file, or (weights above ``threshold`` bytes, or ``external`` True) a
+    model file plus ``<name>.data`` with the tensors. Both are written into a temporary folder beside the
+    output, checked and verified there, then moved into place -- the data file first, then the model file
+    (``os.replace`` each: a reader never sees a half-written file, and a model file only appears once its
+    data file is complete)."""
+
+    def __init__(self, model: Any, output: Any, external: bool | None, threshold: int | None):
+        weights = sum(t.ByteSize() for t in model.graph.initializer)
+        limit = EXTERNAL_DATA_THRESHOLD if threshold is None else int(threshold)
+        self.model, self.output = model, Path(output) if output else None
+        self.external = bool(external) if external is not None else weights > limit
+        self.data_name = ((self.output.name if self.output else "model.onnx") + ".data") if self.external else None
+        self.tmp = None
+        self.size = 0
+        if self.external:
+            from .metadata import set_metadata
+
+            set_metadata(model, {"external_data": self.data_name})
+
+    def check(self) -> Any:
+        """Check the model (onnx.checker, full); returns what a session loads: bytes, or the temporary file path."""
+        import onnx
+
+        if not self.external:
+            onnx.checker.check_model(self.model, full_check=True)
+            self.blob = self.model.SerializeToString()
+            self.size = len(self.blob)
+            return self.blob
+        import tempfile
+
+        folder = self.output.parent if self.output else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        self.tmp = tempfile.TemporaryDirectory(dir=folder, prefix=".nngraph-export-")
+        self.tmp_model = Path(self.tmp.name) / (self.output.name if self.output else "model.onnx")
+        onnx.save_model(self.model, str(self.tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=self.data_name, size_threshold=1024)
+        data = Path(self.tmp.name) / self.data_name
+        data.chmod(self.tmp_model.stat().st_mode & 0o777)   # as readable as the model file
+        onnx.checker.check_model(str(self.tmp_model), full_check=True)
+        self.size = self.tmp_model.stat().st_size + (Path(self.tmp.name) / self.data_name).stat().st_size
+        return str(self.tmp_model)
+
+    def commit(self) -> None:
+        import os
+
+        from nngraph.io import write_bytes_atomic
+
+        if not self.external:
+            write_bytes_atomic(self.output, self.blob)
+            return
+        os.replace(Path(self.tmp.name) / self.data_name, self.output.with_name(self.data_name))
+        os.replace(self.tmp_model, self.output)
+
+    def close(self) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+            self.tmp = None
+
+
+def _fuse(model: Any, fused: dict[str, int], info: Any, fuse: bool | Sequence[str] | None) -> dict[str, int]:
+    """Run the ORT fusions (:mod:`.fusions`) in place when asked (default: ORT targets); updates ``fused``, the
+    contrib/fused op counts of the file, and returns {fusion: times applied}."""
+    from .fusions import FUSION_NAMES, apply_fusions
+
+    if fuse is None:
+        fuse = info.runtime == "onnxruntime"
+    if not fuse:
+        return {}
+    if info.runtime != "onnxruntime":
+        raise ExportError(f"--fuse emits ONNX Runtime contrib ops: target {info.name} promises standard ops only")
+    only = None
+    if not isinstance(fuse, bool):
+        only = set(fuse)
+        bad = sorted(only - set(FUSION_NAMES))
+        if bad:
+            raise ExportError(f"unknown fusion {', '.join(bad)} (known: {', '.join(FUSION_NAMES)})")
+    done = apply_fusions(model, only)
+    if done:
+        counts: dict[str, int] = {}
+        for n in model.graph.node:
+            if n.domain == "com.microsoft" or (n.domain == "" and n.op_type == "Attention"):
+                key = f"{n.domain + '.' if n.domain else ''}{n.op_type}"
+                counts[key] = counts.get(key, 0) + 1
+        for k in [k for k in fused if k.startswith("com.microsoft.") or k == "Attention"]:
+            del fused[k]
+        fused.update(counts)
+    return done
 
 
 def length_bound_symbols(graph: Any) -> dict[str, str]:
@@ -377,13 +533,36 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
+def _providers(info: Any) -> list[str]:
+    """The target's providers this onnxruntime has (the CPU provider at least)."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    return [p for p in info.providers if p in have] or ["CPUExecutionProvider"]
+
+
+def _cross_memory(graph: Any) -> bool:
+    """The graph has cross-attention on a memory it computes itself (an encoder-decoder to split)."""
+    from .seq2seq import memory_of
+
+    try:
+        memory = memory_of(graph)
+    except ValueError as exc:
+        raise ExportError(f"--kv-cache: {exc}") from None
+    return memory is not None and memory not in graph.inputs
+
+
 def _check_kv(graph: Any, attn_nodes: list[Any]) -> None:
     if not attn_nodes:
         raise ExportError(f"--kv-cache: '{graph.name}' has no attention node to cache")
     for node in attn_nodes:
-        if node.inputs.get("context") is not None:
-            raise ExportError(f"--kv-cache: node '{node.name}' is cross-attention; only decoder-only specs "
-                              "(self-attention) export a KV cache")
+        ctx = node.inputs.get("context")
+        if ctx is not None and ctx.node not in graph.inputs:
+            raise ExportError(f"--kv-cache: node '{node.name}' is cross-attention on '{ctx}', which the graph "
+                              "computes: export an encoder-decoder with compilers.onnx.seq2seq (nngraph export "
+                              "--kv-cache does so), which makes that memory a decoder input")
+    if all(n.inputs.get("context") is not None for n in attn_nodes):
+        raise ExportError(f"--kv-cache: '{graph.name}' has no self-attention node to cache")
     bad = [n.name for n in graph.nodes.values() if n.op in ("linear_attention", "performer_attention",
                                                              "linformer_attention", "mamba", "lstm", "gru", "rnn")]
     if bad:

@@ -10,6 +10,13 @@ Choosing the next token from the last position's logits: greedy (argmax; ties ->
 as torch.argmax), or with ``top_k`` the k largest logits / ``temperature`` are sampled with a
 seeded numpy generator. ``eos``: rows that produced it keep producing it, and decoding stops
 when every row has.
+
+Encoder-decoder (a decoder step whose metadata has ``nngraph.seq2seq``, written by
+:mod:`compilers.onnx.seq2seq`): the encoder file beside it runs ONCE on ``source`` (token ids
+[B, S] for its first input; other source inputs from ``inputs``, and a [batch] integer input such
+as ``src_lengths`` not given defaults to S: no padding); its memory and the source inputs the
+decoder also reads are fed unchanged at every decoder step, while the self-attention cache grows.
+``prompt`` is then the decoder's start tokens (e.g. T5's pad id 0).
 """
 
 from __future__ import annotations
@@ -38,8 +45,12 @@ def pick(logits: np.ndarray, top_k: int | None, temperature: float, rng: np.rand
 
 def generate(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarray, max_new_tokens: int, *,
              top_k: int | None = None, temperature: float = 1.0, seed: int = 0, eos: int | None = None,
-             target: str = "ort-cpu", use_cache: bool = True) -> np.ndarray:
-    """``prompt`` [B, T0] token ids -> [B, T0 + n] (n <= ``max_new_tokens``; fewer when every row hit ``eos``)."""
+             target: str = "ort-cpu", use_cache: bool = True, source: Any = None,
+             inputs: dict[str, Any] | None = None, encoder: Any = None) -> np.ndarray:
+    """``prompt`` [B, T0] token ids -> [B, T0 + n] (n <= ``max_new_tokens``; fewer when every row hit ``eos``).
+
+    ``source``/``inputs``/``encoder`` (an encoder session or file; default: the one the metadata names,
+    beside ``model``): an encoder-decoder's source, see the module doc."""
     from .metadata import read_metadata
 
     session = model if hasattr(model, "run") else open_model(model, target)
@@ -48,19 +59,20 @@ def generate(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarr
     if tokens.ndim != 2 or tokens.shape[1] == 0:
         raise InferError(f"the prompt must be token ids [batch, length >= 1], got shape {list(tokens.shape)}")
     kv = meta.get("kv_cache") if use_cache else None
-    inputs = [i.name for i in session.get_inputs()]
+    inputs_given, inputs = inputs, [i.name for i in session.get_inputs()]
     tok_name = kv["token_input"] if kv else inputs[0]
     logits_name = kv["logits_output"] if kv else session.get_outputs()[0].name
     limit = (kv or {}).get("max_len") or _max_len(meta)
     if limit is not None and tokens.shape[1] + max_new_tokens > limit:
         raise InferError(f"prompt length {tokens.shape[1]} + {max_new_tokens} new tokens exceeds the model's "
                          f"{limit} positions")
-    extra = [n for n in inputs if n != tok_name and not (kv and n.startswith("past."))]
+    fixed = _seq2seq_feeds(model, meta, tokens.shape[0], source, dict(inputs_given or {}), encoder, target)
+    extra = [n for n in inputs if n != tok_name and not (kv and n.startswith("past.")) and n not in fixed]
     if extra:
         raise InferError(f"generate feeds only the token input '{tok_name}'; the model also needs {', '.join(extra)}")
     rng = np.random.default_rng(seed)
     seq, done = tokens, np.zeros(tokens.shape[0], dtype=bool)
-    feeds: dict[str, np.ndarray] = {tok_name: tokens}
+    feeds: dict[str, np.ndarray] = {tok_name: tokens, **fixed}
     if kv:
         for layer in kv["layers"]:
             empty = np.zeros((tokens.shape[0], layer["kv_heads"], 0, layer["head_dim"]), np.float32)
@@ -75,13 +87,52 @@ def generate(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarr
         if eos is not None and done.all():
             break
         if kv:
-            feeds = {tok_name: nxt[:, None].astype(np.int64)}
+            feeds = {tok_name: nxt[:, None].astype(np.int64), **fixed}
             for layer in kv["layers"]:
                 feeds[layer["past_key"]] = out[layer["present_key"]]
                 feeds[layer["past_value"]] = out[layer["present_value"]]
         else:
-            feeds = {tok_name: seq}
+            feeds = {tok_name: seq, **fixed}
     return seq
+
+
+def _seq2seq_feeds(model: Any, meta: dict, batch: int, source: Any, given: dict[str, Any], encoder: Any,
+                   target: str) -> dict[str, np.ndarray]:
+    """The decoder inputs fixed for the whole decoding: the encoder's memory and shared source inputs ({} for a
+    decoder-only model, whose extra inputs are refused by the caller)."""
+    info = meta.get("seq2seq")
+    if not info:
+        return {}
+    from .metadata import read_metadata
+
+    if encoder is None:
+        if hasattr(model, "run"):
+            raise InferError("an encoder-decoder session: pass encoder= (the encoder file or session)")
+        path = Path(model).with_name(info["encoder"])
+        if not path.is_file():
+            raise InferError(f"the encoder file '{path}' that the decoder's metadata names is missing")
+        encoder = open_model(path, target)
+    elif not hasattr(encoder, "run"):
+        encoder = open_model(encoder, target)
+    if source is None:
+        raise InferError(f"an encoder-decoder: give the source token ids (--source; the encoder reads "
+                         f"{', '.join(info['source_inputs'])})")
+    src = np.asarray(source, dtype=np.int64)
+    if src.ndim == 1:
+        src = src[None]
+    if src.ndim != 2 or src.shape[0] != batch:
+        raise InferError(f"the source must be token ids [batch={batch}, length], got shape {list(src.shape)}")
+    enc_meta = {i["name"]: i for i in read_metadata(encoder).get("inputs", [])}
+    feeds = {info["source_inputs"][0]: src}
+    for name in info["source_inputs"][1:]:
+        if name in given:
+            feeds[name] = np.asarray(given[name])
+        elif len(enc_meta.get(name, {}).get("shape", [])) == 1 and enc_meta[name].get("dtype", "").startswith("int"):
+            feeds[name] = np.full((batch,), src.shape[1], dtype=np.int64)   # lengths: no padding
+        else:
+            raise InferError(f"the encoder also needs '{name}': give it with --input {name}=FILE")
+    memory = run_session(encoder, feeds)["memory"]
+    return {info["memory"]: memory, **{k: feeds[k] for k in info["shared_inputs"]}}
 
 
 def _max_len(meta: dict) -> int | None:

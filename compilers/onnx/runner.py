@@ -47,19 +47,43 @@ def providers_for(target: str) -> list[str]:
     return [p for p in info.providers if p in available]
 
 
-def make_session(model: bytes | str | Path, target: str = "ort-cpu", threads: int | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` for a model file or serialized bytes."""
+OPT_LEVELS = ("all", "extended", "basic", "disable")
+
+
+def session_options(threads: int | None = None, opt_level: str = "all", spin: bool | None = None) -> Any:
+    """ORT session options: ``threads`` intra-op threads (None: ORT's default, one per core), graph
+    optimization level (``all`` = ORT_ENABLE_ALL, ORT's default, which also runs its own fusions; ``extended``,
+    ``basic``, ``disable``), ``spin``: whether idle intra-op threads spin waiting for work (None: ORT's default,
+    on; off saves CPU when the process does other work between runs, at a small latency cost)."""
     import onnxruntime as ort
 
+    if opt_level not in OPT_LEVELS:
+        raise InferError(f"unknown optimization level '{opt_level}' (use {', '.join(OPT_LEVELS)})")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[opt_level]
     if threads:
         opts.intra_op_num_threads = threads
+    if spin is not None:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return opts
+
+
+def make_session(model: bytes | str | Path, target: str = "ort-cpu", threads: int | None = None,
+                 opt_level: str = "all", spin: bool | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` for a model file or serialized bytes (options: :func:`session_options`)."""
+    import onnxruntime as ort
+
+    opts = session_options(threads, opt_level, spin)
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=opts, providers=providers_for(target))
 
 
-def open_model(path: str | Path, target: str = "ort-cpu", threads: int | None = None) -> Any:
+def open_model(path: str | Path, target: str = "ort-cpu", threads: int | None = None, opt_level: str = "all",
+               spin: bool | None = None) -> Any:
     """A session for the ONNX file ``path``; InferError for a missing file or one that is not ONNX."""
     import onnx
 
@@ -72,12 +96,27 @@ def open_model(path: str | Path, target: str = "ort-cpu", threads: int | None = 
         raise InferError(f"'{path}' is not an ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not model.graph.node and not model.graph.output:
         raise InferError(f"'{path}' is not an ONNX model (no graph)")
+    _check_external(model, path)
     try:
-        return make_session(path, target, threads)
+        return make_session(path, target, threads, opt_level, spin)
     except InferError:
         raise
     except Exception as exc:  # noqa: BLE001 - ORT's own load error, one line
         raise InferError(f"onnxruntime cannot load '{path}': {str(exc).splitlines()[0][:300]}") from None
+
+
+def _check_external(model: Any, path: Path) -> None:
+    """Weights stored beside the model (external data, large models): every data file must be there."""
+    from onnx.external_data_helper import uses_external_data
+
+    files = set()
+    for t in model.graph.initializer:
+        if uses_external_data(t):
+            files |= {e.value for e in t.external_data if e.key == "location"}
+    missing = sorted(f for f in files if not (path.parent / f).is_file())
+    if missing:
+        raise InferError(f"'{path}' keeps its weights in {', '.join(missing)} (external data), which is not beside "
+                         "it: copy the model and its data file together")
 
 
 def describe_inputs(session: Any) -> str:

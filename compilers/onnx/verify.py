@@ -94,7 +94,10 @@ def _verify_kv(session: Any, graph: Any, module: Any, sizes: Mapping[str, int], 
         ref = module(**inputs)
     ref = (ref[logits_name] if isinstance(ref, dict) else ref).numpy()
     b = tokens.shape[0]
-    feeds = {tok_name: tokens[:, :t].numpy()}
+    # other inputs (an encoder-decoder step's memory and source lengths) are fed unchanged every step
+    others = {i.name: inputs[i.name].numpy() for i in session.get_inputs()
+              if i.name != tok_name and not i.name.startswith("past.") and i.name in inputs}
+    feeds = {tok_name: tokens[:, :t].numpy(), **others}
     for layer in kv_meta["layers"]:
         empty = np.zeros((b, layer["kv_heads"], 0, layer["head_dim"]), np.float32)
         feeds[layer["past_key"]], feeds[layer["past_value"]] = empty, empty
@@ -102,7 +105,7 @@ def _verify_kv(session: Any, graph: Any, module: Any, sizes: Mapping[str, int], 
     scale = float(np.abs(ref).max()) if ref.size else 0.0
     runs = [{"what": "prefill (empty cache)", "sizes": {"batch": b, "seq": t}, "scale": scale,
              "max_abs_diff": max_abs_diff(outs[logits_name], ref[:, :t])}]
-    feeds = {tok_name: tokens[:, t:].numpy()}
+    feeds = {tok_name: tokens[:, t:].numpy(), **others}
     for layer in kv_meta["layers"]:
         feeds[layer["past_key"]], feeds[layer["past_value"]] = outs[layer["present_key"]], outs[layer["present_value"]]
     outs = _run_named(session, feeds)

@@ -33,6 +33,28 @@ __all__ = ["ATTENTION_OPS", "AttentionSite", "Choice", "DEFAULT_OPSET", "ExportO
 #: MultiHeadAttention 849, Attention 886, decomposed 999; at seq 128-512 the fused ops are 0-12% faster
 #: than the decomposed graph (Attention slightly ahead of the contrib ops there).
 ORDER: tuple[Kernel, ...] = (ort_gqa.KERNEL, ort_mha.KERNEL, onnx_attention.KERNEL, decomposed.KERNEL)
+#: below this expected sequence length the opset-23 Attention op goes before MultiHeadAttention: the
+#: measured order flips between 128 (Attention ahead) and 2048 (MultiHeadAttention ahead; about even at 512)
+SHORT_SEQ = 512
+
+
+def order_for(options: ExportOptions) -> tuple[Kernel, ...]:
+    """The preference order for an export: :data:`ORDER`, with Attention before MultiHeadAttention when the
+    export says it expects sequences shorter than :data:`SHORT_SEQ` (``expected_seq``)."""
+    if options.expected_seq is None or options.expected_seq >= SHORT_SEQ:
+        return ORDER
+    order = list(ORDER)
+    i, j = order.index(ort_mha.KERNEL), order.index(onnx_attention.KERNEL)
+    order[i], order[j] = order[j], order[i]
+    return tuple(order)
+
+
+def _length_note(options: ExportOptions, kernel: Kernel) -> str:
+    if options.expected_seq is None or kernel not in (ort_mha.KERNEL, onnx_attention.KERNEL):
+        return ""
+    side = "shorter" if options.expected_seq < SHORT_SEQ else "not shorter"
+    return (f"; chosen for the expected sequence length {options.expected_seq} ({side} than {SHORT_SEQ}: "
+            f"{'Attention' if options.expected_seq < SHORT_SEQ else 'MultiHeadAttention'} measured faster there)")
 
 
 def attention_candidates() -> list[Kernel]:
@@ -76,9 +98,9 @@ def choose(node: Any, target: Any, options: ExportOptions | None = None, force: 
             raise KernelError(f"attention kernel '{force}' does not apply to node '{node.name}' on {info.name}: {reason}")
         kernel = kernel_named(force)
         return Choice(node.name, kernel, "forced: " + kernel.why(site, info, options), site, verdicts, True)
-    for k in ORDER:
+    for k in order_for(options):
         if dict(verdicts)[k.name] is None:
-            return Choice(node.name, k, k.why(site, info, options), site, verdicts)
+            return Choice(node.name, k, k.why(site, info, options) + _length_note(options, k), site, verdicts)
     raise AssertionError("the decomposed kernel always applies")
 
 

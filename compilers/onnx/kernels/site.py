@@ -37,6 +37,7 @@ class ExportOptions:
 
     opset: int = DEFAULT_OPSET
     kv_cache: bool = False          # past key/value inputs and present outputs per attention node
+    expected_seq: int | None = None  # the sequence length the file will mostly see (kernel preference)
 
 
 @dataclass(frozen=True)

@@ -366,7 +366,7 @@ def export(
     set_: SetOpt = None,
     seed: Annotated[int, typer.Option(help="initialization seed (without --weights) and of the check inputs")] = 0,
     network: Annotated[Optional[str], typer.Option("--network", help="a spec with several networks: export this one (default: all of them in one file)")] = None,
-    fuse: Annotated[Optional[str], typer.Option("--fuse", help="ONNX Runtime fusions: none, all, or a comma list of skip_layer_norm,bias_gelu,packed_qkv (default for ort-*: skip_layer_norm,bias_gelu)")] = None,
+    fuse: Annotated[Optional[str], typer.Option("--fuse", help="ONNX Runtime fusions: none, all, or a comma list of skip_layer_norm,bias_gelu,packed_qkv,mha_bias (default: ort-cpu bias_gelu; ort-cuda skip_layer_norm,bias_gelu,mha_bias)")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="float32, or float16 (weights and activations; float32 inputs/outputs)")] = "float32",
     external_data: Annotated[Optional[bool], typer.Option("--external-data/--no-external-data", help="weights in OUT.data beside the file (default: when over 2 GB)")] = None,
     expected_seq: Annotated[Optional[int], typer.Option("--expected-seq", min=1, help="the sequence length the file will mostly see: picks the attention kernel measured fastest there")] = None,

@@ -13,13 +13,15 @@ Variants, each timed at seq 128, 512 and 2048 (batch 1) from ONE file with a dyn
 * ``torch``: the compiled spec in eager mode (the decomposed reference attention), no_grad;
 * ``nngraph:decomposed``: nngraph export with the decomposed kernel (MatMul/Softmax), no fusions;
 * ``nngraph:<kernel>``: nngraph export forcing each fused attention kernel that applies
-  (GroupQueryAttention, MultiHeadAttention, the opset-23 Attention op), no other fusions;
-* ``nngraph:<kernel>+fusions``: the same plus compilers/onnx/fusions' default set
-  (SkipLayerNormalization with the projection bias folded in, BiasGelu/FastGelu) -- what
-  ``nngraph export`` writes for ort-cpu (the kernel: ``--expected-seq`` picks Attention below 512,
-  MultiHeadAttention otherwise);
-* ``nngraph:ort-mha+fusions+packed_qkv``: plus the opt-in packed-QKV fusion (MultiHeadAttention and
-  its three projections -> ``com.microsoft.Attention`` with one [D, 3D] weight, as ORT's optimizer does);
+  (GroupQueryAttention, MultiHeadAttention, the opset-23 Attention op) with the ort-cpu default
+  fusions (BiasGelu only) -- exactly what ``nngraph export`` writes for that kernel (which kernel it
+  picks: GroupQueryAttention for causal decoders; for encoders ``--expected-seq`` below 512 picks
+  Attention, otherwise MultiHeadAttention);
+* ``nngraph:<kernel>+all-fusions``: plus compilers/onnx/fusions' SkipLayerNormalization (projection
+  bias folded in) and the MultiHeadAttention bias input -- what ORT's optimizer does, slower on ORT CPU
+  (why they are not the CPU default);
+* ``nngraph:ort-mha+packed_qkv``: the opt-in packed-QKV fusion (MultiHeadAttention and its three
+  projections -> ``com.microsoft.Attention`` with one [D, 3D] weight, as ORT's optimizer does);
 * ``hf-legacy+optimizer``: the Hugging Face model of the same shape (BERT: BertForMaskedLM, with the
   MLM head like the spec) exported with the TorchScript exporter (opset 17) and run through
   ``onnxruntime.transformers.optimizer`` -- the path where ORT's optimizer fuses attention
@@ -61,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._timing import alternate  # noqa: E402
 from compilers.onnx.export import export_graph, plan  # noqa: E402
+from compilers.onnx.runner import make_session  # noqa: E402
 from compilers.torch import build_module  # noqa: E402
 from nngraph import load_spec  # noqa: E402
 
@@ -72,15 +75,9 @@ MODELS = {
 
 
 def _session(path_or_bytes: Any, threads: int) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads
     # several sessions take turns in one process: spinning idle threads of one would steal the CPU of the next
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+    return make_session(path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes), "ort-cpu",
+                        threads, opt_level="all", spin=False)
 
 
 def _optimize(path: Path, model_type: str, out: Path) -> dict[str, int]:
@@ -159,11 +156,12 @@ def bench_model(name: str, seqs: list[int], layers: int | None, vocab: int | Non
     notes: dict[str, str] = {}
     parity: dict[str, float] = {}
     # unfused: each attention kernel alone; +fusions: the same file after compilers/onnx/fusions (the default export)
-    variants = [("decomposed", False), *[(k, False) for k in applicable], *[(k, None) for k in applicable]]
+    every = ["skip_layer_norm", "bias_gelu", "mha_bias"]
+    variants = [("decomposed", False, ""), *[(k, None, "") for k in applicable],
+                *[(k, every, "+all-fusions") for k in applicable]]
     if "ort-mha" in applicable:
-        variants.append(("ort-mha", ["skip_layer_norm", "bias_gelu", "packed_qkv"]))
-    for kernel, fuse in variants:
-        suffix = "" if fuse is False else "+fusions" if fuse is None else "+fusions+packed_qkv"
+        variants.append(("ort-mha", ["bias_gelu", "packed_qkv"], "+packed_qkv"))
+    for kernel, fuse, suffix in variants:
         key = f"nngraph:{kernel}{suffix}"
         path = folder / f"{name}-{kernel}{suffix.replace('+', '-')}.onnx"
         res = export_graph(graph, path, module=module, kernels={"*": kernel}, verify=True, fuse=fuse)

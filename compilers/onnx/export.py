@@ -199,9 +199,10 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     ``past.{i}.key/value`` inputs and ``present.{i}.key/value`` outputs per attention layer for
     incremental decoding; ``kernels``: force a kernel per node name (``*`` for all);
     ``module``: an already built torch model of ``graph`` whose weights are exported (``weights``, if
-    given, are loaded into it); ``fuse``: run the ONNX Runtime fusions of :mod:`.fusions` (skip layer
-    norm, bias GELU, packed QKV) on the exported graph -- default: on for ``ort-*`` targets, never for
-    ``onnx``; a list of fusion names runs only those; ``dtype``: ``float16`` converts the file
+    given, are loaded into it); ``fuse``: run the ONNX Runtime fusions of :mod:`.fusions` on the
+    exported graph -- None: the target device's measured default set (ort-cpu: bias_gelu; ort-cuda: also
+    skip_layer_norm, mha_bias), never for ``onnx``; True: that set; False: none; a list of fusion names:
+    only those; ``dtype``: ``float16`` converts the file
     (:mod:`.precision`; float32 inputs/outputs; checked at ``tolerance`` default 1e-2 relative instead
     of 1e-4); ``external_data``: weights in ``<output>.data`` beside the file (None: when they exceed
     ``external_threshold`` bytes, default :data:`EXTERNAL_DATA_THRESHOLD` = protobuf's 2 GiB limit less
@@ -466,7 +467,7 @@ def _fuse(model: Any, fused: dict[str, int], info: Any, fuse: bool | Sequence[st
         bad = sorted(only - set(FUSION_NAMES))
         if bad:
             raise ExportError(f"unknown fusion {', '.join(bad)} (known: {', '.join(FUSION_NAMES)})")
-    done = apply_fusions(model, only)
+    done = apply_fusions(model, only, info.device)
     if done:
         counts: dict[str, int] = {}
         for n in model.graph.node:

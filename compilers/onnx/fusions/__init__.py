@@ -1,5 +1,8 @@
 """ONNX-level fusions for ONNX Runtime targets: pattern, check, rewrite on the exported graph (one module per fusion).
 
+Which run by default depends on the target device (:data:`DEFAULT_FUSIONS`: measured on ORT CPU, most
+of them are slower there than the ops they replace).
+
 The torch-side passes (compilers/passes/rules/) rewrite the nngraph IR; these rules rewrite the
 *exported* ONNX graph, where the subgraphs ORT has single fused contrib kernels for are visible:
 
@@ -8,7 +11,8 @@ The torch-side passes (compilers/passes/rules/) rewrite the nngraph IR; these ru
   ``com.microsoft.SkipLayerNormalization`` (one pass over the activations instead of three);
 * :mod:`.bias_gelu` -- ``Gelu(Add(h, bias))`` -> ``com.microsoft.BiasGelu`` (exact erf GELU) or
   ``com.microsoft.FastGelu`` with its bias input (tanh approximation);
-* :mod:`.packed_qkv` (opt-in, see :data:`DEFAULT_FUSIONS`) -- three ``MatMul(x, W) + b``
+* :mod:`.mha_bias` -- the q/k/v projection bias adds -> ``MultiHeadAttention``'s ``bias`` input;
+* :mod:`.packed_qkv` (opt-in) -- three ``MatMul(x, W) + b``
   projections of one input feeding a ``com.microsoft.MultiHeadAttention`` ->
   ``com.microsoft.Attention`` with one packed [D, 3D] weight and [3D] bias (the op's own QKV path,
   what ORT's transformers optimizer emits for BERT).
@@ -238,23 +242,31 @@ def apply_fusion(model: onnx.ModelProto, fusion: Fusion) -> int:
 
 def fusions() -> list[Fusion]:
     """Every fusion, in the order they run (skip-layer-norm first: it takes the projections' bias adds)."""
-    from . import bias_gelu, packed_qkv, skip_layer_norm
+    from . import bias_gelu, mha_bias, packed_qkv, skip_layer_norm
 
-    return [skip_layer_norm.FUSION, bias_gelu.FUSION, packed_qkv.FUSION]
-
-
-FUSION_NAMES = ("skip_layer_norm", "bias_gelu", "packed_qkv")
-#: what an ORT export runs by default. packed_qkv is opt-in: measured with bench/onnx_latency.py (ORT 1.31
-#: CPU, 2 threads, BERT shape, alternating rounds) the contrib Attention it produces took more CPU time than
-#: MultiHeadAttention with three separate projections (seq 128: 56.1 vs 51.2 ms, 2048: 1408 vs 1265 ms)
-DEFAULT_FUSIONS = ("skip_layer_norm", "bias_gelu")
+    return [skip_layer_norm.FUSION, bias_gelu.FUSION, packed_qkv.FUSION, mha_bias.FUSION]
 
 
-def apply_fusions(model: onnx.ModelProto, only: set[str] | None = None) -> dict[str, int]:
-    """Run the fusions (``only``: a set of names; default :data:`DEFAULT_FUSIONS`) in place; returns
-    {fusion: times applied}."""
+FUSION_NAMES = ("skip_layer_norm", "bias_gelu", "packed_qkv", "mha_bias")
+#: what an ORT export runs by default, per device. Measured on ORT 1.31 CPU (bench/onnx_latency.py and per-op
+#: profiles, BERT shape, 2 threads, alternating rounds): SkipLayerNormalization took ~2.9 ms where the Add +
+#: LayerNormalization it replaces took ~0.8-1.2 ms (seq 512; 16-21 ms vs ~3.5 ms at 2048), the biased
+#: MultiHeadAttention and the packed-QKV contrib Attention were 1-10 % slower than MultiHeadAttention on three
+#: biased projections, and BiasGelu is what ORT's own ENABLE_ALL optimizer makes of Add + Gelu anyway. So on
+#: CPU only bias_gelu runs by default (it keeps the file fused at lower ``--opt-level``s too); on CUDA the set
+#: ORT's transformers optimizer applies for GPUs (not measured here: no GPU on the development machines).
+DEFAULT_FUSIONS = {"cpu": ("bias_gelu",), "cuda": ("skip_layer_norm", "bias_gelu", "mha_bias")}
+
+
+def default_fusions(device: str) -> tuple[str, ...]:
+    return DEFAULT_FUSIONS.get(device, DEFAULT_FUSIONS["cpu"])
+
+
+def apply_fusions(model: onnx.ModelProto, only: set[str] | None = None, device: str = "cpu") -> dict[str, int]:
+    """Run the fusions (``only``: a set of names; default :func:`default_fusions` of ``device``) in place;
+    returns {fusion: times applied}."""
     done: dict[str, int] = {}
-    only = set(DEFAULT_FUSIONS) if only is None else only
+    only = set(default_fusions(device)) if only is None else only
     for f in fusions():
         if f.name not in only:
             continue

@@ -33,6 +33,9 @@ def _ops(path) -> Counter:
     return Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in onnx.load(str(path)).graph.node)
 
 
+ELEMENTWISE = ["skip_layer_norm", "bias_gelu", "mha_bias"]
+
+
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fusions")
@@ -40,8 +43,9 @@ def bert(tmp_path_factory):
     module = build_module(graph, seed=0).eval()
     randomize(module, seed=2)
     files = {}
-    for key, kernel, fuse in [("plain", "ort-mha", False), ("fused", "ort-mha", None), ("packed", "ort-mha", ["skip_layer_norm", "bias_gelu", "packed_qkv"]),
-                              ("attn", "onnx-attention", None)]:
+    for key, kernel, fuse in [("plain", "ort-mha", False), ("default", "ort-mha", None), ("fused", "ort-mha", ELEMENTWISE),
+                              ("packed", "ort-mha", ["skip_layer_norm", "bias_gelu", "packed_qkv"]),
+                              ("attn", "onnx-attention", ["skip_layer_norm", "bias_gelu"])]:
         files[key] = folder / f"bert-{key}.onnx"
         res = export_graph(graph, files[key], module=module, kernels={"*": kernel}, fuse=fuse, tolerance=1e-5)
         files[key + ":result"] = res
@@ -58,7 +62,7 @@ def _run(path, feeds):
     return make_session(path).run(None, feeds)
 
 
-def test_bert_default_fusions_emit_skip_layer_norm_with_bias_and_bias_gelu(bert):
+def test_bert_fusions_emit_skip_layer_norm_with_bias_bias_gelu_and_the_mha_bias_input(bert):
     _, files = bert
     ops = _ops(files["fused"])
     # 2 layers x 2 residual norms; the embedding norm (position table broadcast over batch) and the MLM head
@@ -66,16 +70,30 @@ def test_bert_default_fusions_emit_skip_layer_norm_with_bias_and_bias_gelu(bert)
     assert ops["com.microsoft.SkipLayerNormalization"] == 4 and ops["LayerNormalization"] == 2
     assert ops["com.microsoft.BiasGelu"] == 3          # 2 FFNs + the MLM head's dense+GELU
     assert ops["com.microsoft.MultiHeadAttention"] == 2 and "Gelu" not in ops
-    skip = [n for n in onnx.load(str(files["fused"])).graph.node if n.op_type == "SkipLayerNormalization"]
+    model = onnx.load(str(files["fused"]))
+    skip = [n for n in model.graph.node if n.op_type == "SkipLayerNormalization"]
     assert all(len(n.input) == 5 for n in skip)          # the projection bias folded in as input 4
+    mha = [n for n in model.graph.node if n.op_type == "MultiHeadAttention"]
+    assert all(len(n.input) > 3 and n.input[3] for n in mha)   # q/k/v biases as the op bias input
+    assert ops["Add"] == _ops(files["plain"])["Add"] - 4 * 2 - 3 - 6   # residual+bias adds, gelu biases, q/k/v
     res = files["fused:result"]
-    assert res.fusions == {"skip_layer_norm": 4, "bias_gelu": 3}
-    assert read_metadata(onnx.load(str(files["fused"])))["fusions"] == {"skip_layer_norm": 4, "bias_gelu": 3}
+    assert res.fusions == {"skip_layer_norm": 4, "bias_gelu": 3, "mha_bias": 2}
+    assert read_metadata(model)["fusions"] == res.fusions
     assert "fusion skip_layer_norm x4" in res.explain()
     assert files["plain:result"].fusions == {} and _ops(files["plain"])["LayerNormalization"] == 6
 
 
-@pytest.mark.parametrize("key", ["fused", "packed", "attn"])
+def test_the_cpu_default_is_bias_gelu_only_and_cuda_adds_the_rest(bert):
+    _, files = bert
+    assert DEFAULT_FUSIONS["cpu"] == ("bias_gelu",) and "packed_qkv" not in DEFAULT_FUSIONS["cuda"]
+    assert files["default:result"].fusions == {"bias_gelu": 3}
+    assert _ops(files["default"])["LayerNormalization"] == 6
+    graph, _ = bert
+    res = export_graph(graph, None, target="ort-cuda", kernels={"*": "ort-mha"}, verify=False)
+    assert res.fusions == {"skip_layer_norm": 4, "bias_gelu": 3, "mha_bias": 2}
+
+
+@pytest.mark.parametrize("key", ["default", "fused", "packed", "attn"])
 def test_fused_bert_files_match_the_unfused_export_on_padded_inputs(bert, key):
     _, files = bert
     feeds = _bert_feeds()
@@ -89,7 +107,6 @@ def test_packed_qkv_is_opt_in_and_packs_three_projections_into_contrib_attention
     _, files = bert
     ops = _ops(files["packed"])
     assert ops["com.microsoft.Attention"] == 2 and "com.microsoft.MultiHeadAttention" not in ops
-    assert "packed_qkv" not in DEFAULT_FUSIONS
     model = onnx.load(str(files["packed"]))
     att = next(n for n in model.graph.node if n.op_type == "Attention")
     w = next(t for t in model.graph.initializer if t.name == att.input[1])
@@ -109,7 +126,7 @@ def test_gpt2_pre_ln_residual_sum_comes_out_of_skip_layer_norm(tmp_path):
     randomize(module, seed=1)
     plain, fused = tmp_path / "plain.onnx", tmp_path / "fused.onnx"
     export_graph(graph, plain, module=module, fuse=False)
-    res = export_graph(graph, fused, module=module, tolerance=1e-5)
+    res = export_graph(graph, fused, module=module, tolerance=1e-5, fuse=["skip_layer_norm", "bias_gelu"])
     ops = _ops(fused)
     assert ops["com.microsoft.SkipLayerNormalization"] == 4 and ops["com.microsoft.FastGelu"] == 2
     skip = [n for n in onnx.load(str(fused)).graph.node if n.op_type == "SkipLayerNormalization"]
@@ -149,7 +166,7 @@ def test_skip_layer_norm_refuses_a_broadcast_residual():
              helper.make_node("LayerNormalization", ["s", "gamma", "beta"], ["y"], axis=-1)]
     m = _model(nodes, [_vi("x", ["b", "t", 8])], [_vi("y", ["b", "t", 8])],
                {**_ln_inits(), "pos": np.ones((1, 1, 8), np.float32)})
-    assert apply_fusions(m) == {}
+    assert apply_fusions(m, {"skip_layer_norm"}) == {}
 
 
 def test_skip_layer_norm_refuses_when_the_norm_statistics_are_used():
@@ -157,7 +174,7 @@ def test_skip_layer_norm_refuses_when_the_norm_statistics_are_used():
              helper.make_node("LayerNormalization", ["s", "gamma", "beta"], ["y", "mean"], axis=-1)]
     m = _model(nodes, [_vi("x", ["b", "t", 8]), _vi("r", ["b", "t", 8])],
                [_vi("y", ["b", "t", 8]), _vi("mean", None)], _ln_inits())
-    assert apply_fusions(m) == {}
+    assert apply_fusions(m, {"skip_layer_norm"}) == {}
 
 
 def test_skip_layer_norm_keeps_a_bias_add_that_is_used_elsewhere_and_fuses_the_rest():
@@ -168,7 +185,7 @@ def test_skip_layer_norm_keeps_a_bias_add_that_is_used_elsewhere_and_fuses_the_r
     inits = {**_ln_inits(), "w": np.eye(8, dtype=np.float32), "bias": np.full(8, 0.5, np.float32)}
     outs = [_vi("y", ["b", "t", 8]), _vi("hb", ["b", "t", 8])]
     m = _model(nodes, [_vi("x", ["b", "t", 8]), _vi("r", ["b", "t", 8])], outs, inits)
-    assert apply_fusions(m) == {"skip_layer_norm": 1}
+    assert apply_fusions(m, {"skip_layer_norm"}) == {"skip_layer_norm": 1}
     skip = next(n for n in m.graph.node if n.op_type == "SkipLayerNormalization")
     assert list(skip.input)[:2] == ["r", "hb"] and len(skip.input) == 4   # no bias folded: hb is an output
     x = np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32)

@@ -8,7 +8,7 @@ from typing import Any
 
 TASKS = ("auto", "classification", "regression", "language_model", "masked_lm", "diffusion", "vae",
          "node_classification", "graph_classification", "gan", "wgan", "dqn", "ddpg")
-BUILTINS = ("digits", "karate", "text", "copy", "reverse", "parity", "gaussians")
+BUILTINS = ("digits", "karate", "text", "shakespeare", "copy", "reverse", "parity", "gaussians")
 #: tasks that train several networks of a spec's ``networks:`` (nngraph/spec/networks.py): task -> roles
 #: (``vae`` trains one graph with a kl output too)
 TASK_ROLES = {"gan": ("generator", "discriminator"), "wgan": ("generator", "critic"), "vae": ("encoder", "decoder"),

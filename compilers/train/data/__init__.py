@@ -67,8 +67,9 @@ def _builtin(name: str, data: dict[str, Any], task: str, val: float, seed: int) 
         return _normalized(builtin.digits(val, 0.2 if test is None else test, seed), data)
     if name == "karate":
         return builtin.karate(data["labelled_per_class"])
-    if name == "text":
-        return _tokens(builtin.corpus_text(), data, val, test or 0.0, str(builtin.CORPUS))
+    if name in ("text", "shakespeare"):
+        path = builtin.CORPUS if name == "text" else builtin.SHAKESPEARE
+        return _tokens(builtin.corpus_text(path), data, val, test or 0.0, str(path))
     return builtin.synthetic(name, data["num_samples"], data["length"], data["symbols"], val,
                              0.1 if test is None else test, seed)
 

@@ -9,6 +9,9 @@
   are the test split.
 * ``text`` -- ``data/tiny_tales.txt``, a generated English corpus (see
   ``data/make_corpus.py``).
+* ``shakespeare`` -- ``data/shakespeare.txt``, real public-domain text: the
+  first 111,592 characters (61 distinct) of the Tiny Shakespeare corpus
+  (``data/README.md``).
 * ``copy`` / ``reverse`` / ``parity`` -- synthetic sequence tasks as
   next-token prediction with a loss mask on the answer: ``x SEP x``,
   ``x SEP reversed(x)``, ``bits SEP parity``.
@@ -27,6 +30,7 @@ import torch
 from .base import ArrayData, DataError, NodeGraphData, split_indices
 
 CORPUS = Path(__file__).resolve().parents[3] / "data" / "tiny_tales.txt"
+SHAKESPEARE = CORPUS.with_name("shakespeare.txt")
 
 
 def digits(val: float, test: float, seed: int) -> ArrayData:
@@ -65,10 +69,12 @@ def karate(labelled_per_class: int) -> NodeGraphData:
                          {"name": "karate", "classes": clubs})
 
 
-def corpus_text() -> str:
-    if not CORPUS.is_file():
-        raise DataError(f"the bundled corpus {CORPUS} is missing; regenerate it with python data/make_corpus.py")
-    return CORPUS.read_text(encoding="utf-8")
+def corpus_text(path: Path = CORPUS) -> str:
+    """A bundled text corpus: ``data/tiny_tales.txt`` (default) or ``data/shakespeare.txt``."""
+    if not path.is_file():
+        how = "regenerate it with python data/make_corpus.py" if path == CORPUS else "it ships with the repository"
+        raise DataError(f"the bundled corpus {path} is missing; {how}")
+    return path.read_text(encoding="utf-8")
 
 
 def synthetic(task: str, num: int, length: int, symbols: int, val: float, test: float, seed: int) -> ArrayData:

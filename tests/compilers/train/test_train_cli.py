@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 import cli
 from compilers.torch.weights import load_weights
 
-from train_helpers import ROOT
+from train_helpers import ROOT, finish, nngraph
 
 runner = CliRunner()
 
@@ -69,3 +69,50 @@ def test_resume_refuses_another_architecture_or_a_changed_configuration(write_sp
     assert "cannot resume" in res.output and "exactly: the training configuration changed (optimizer)" in res.output
     res = runner.invoke(cli.app, ["train", str(spec), "--out", str(out), "--resume", "--steps", "5"])
     assert res.exit_code == 0 and "(step 3)" in res.output and "stopped after 5 steps" in res.output
+
+
+CSV_SPEC = """\
+nngraph: 1
+name: csv_mlp
+inputs:
+  x: {shape: [batch, 3], dtype: float32}
+graph:
+  - {name: head, op: linear, in: x, out: 2}
+outputs: {logits: head}
+train:
+  batch_size: 4
+  steps: 3
+  log: {every: 1, tensorboard: false, plot: false, progress: false}
+"""
+
+
+def _csv(path, bad_line: int | None = None):
+    rows = ["a,b,c,label"] + [f"0.{i},0.{i + 1},0.{i + 2},{i % 2}" for i in range(1, 31)]
+    if bad_line:
+        rows[bad_line - 1] = "0.1,zz,0.3,1"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_a_bad_data_row_with_two_processes_is_one_line_and_exit_1(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(CSV_SPEC)
+    bad = _csv(tmp_path / "bad.csv", bad_line=17)
+    proc = nngraph(str(spec), "--data", str(bad), "--nproc-per-node", "2", "--out", str(tmp_path / "run"))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert (out, err) == ("", f"error: {bad}:17: column 'b' value 'zz' is not a number\n")
+
+
+def test_an_error_inside_the_workers_is_reported_once_as_its_own_message(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(CSV_SPEC)
+    data, out_dir = _csv(tmp_path / "ok.csv"), tmp_path / "run"
+    finish(nngraph(str(spec), "--data", str(data), "--out", str(out_dir), "-q"))
+    # resuming a 1-process checkpoint with 2 processes fails in each worker (the checkpoint is read there)
+    proc = nngraph(str(spec), "--data", str(data), "--out", str(out_dir), "--resume", "--nproc-per-node", "2")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and out == ""
+    ckpt = out_dir / "checkpoints" / "step_000000003.safetensors"
+    assert err == (f"error: '{ckpt}' was written by 1 processes, this run has 2: resume with the same "
+                   "--nproc-per-node\n")

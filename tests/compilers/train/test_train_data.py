@@ -50,6 +50,19 @@ def test_the_bundled_corpus_is_char_tokenized_with_interleaved_val_blocks():
     assert ds.tokenizer.decode(ds.streams["train"][:4]) == text[:4]
 
 
+def test_the_bundled_shakespeare_is_real_public_domain_text_of_61_characters():
+    from compilers.train.data.builtin import SHAKESPEARE
+
+    ds = load_data(cfg(builtin="shakespeare"), "language_model", None)
+    text = corpus_text(SHAKESPEARE)
+    assert len(text) == 111_592 and text.startswith("First Citizen:\nBefore we proceed any further, hear me speak.")
+    assert text.endswith("Yet, Marcius, that was much. Your hand: most welcome!\n")  # Coriolanus, act IV scene 5
+    assert isinstance(ds, TokenData) and ds.vocab_size == len(set(text)) == 61
+    assert ds.meta == {"name": "shakespeare.txt", "tokens": 111_592}
+    assert ds.size("train") + ds.size("val") == len(text)
+    assert ds.tokenizer.decode(ds.streams["train"][:14]) == "First Citizen:"
+
+
 def test_bpe_tokenizer_round_trips_text_and_has_the_asked_vocabulary(tmp_path):
     text = corpus_text()[:20000]
     tok = BPETokenizer.fit(text, 300)

@@ -47,10 +47,8 @@ import json
 import logging
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable

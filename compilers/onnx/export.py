@@ -34,8 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .axes import _batch_symbol, _dynamic_axes, _io_meta, concrete, length_bound_symbols
+from .files import EXTERNAL_DATA_THRESHOLD, ModelFiles
 from .kernels import KVIO, ATTENTION_OPS, Choice, ExportOptions, choose_all, target_info
 from .kernels.site import DEFAULT_OPSET
+
+__all__ = ["EXTERNAL_DATA_THRESHOLD", "ExportError", "ExportResult", "Verification", "concrete", "explain_text",
+           "export_graph", "export_spec", "length_bound_symbols", "lowering_of", "plan"]
 
 MIN_OPSET = 17
 MAX_OPSET = 23
@@ -322,18 +327,14 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     notes += [f"dim '{d}' is fixed at {sizes[d]}: {why}" for d, why in frozen.items() if d not in dyn]
     model = onnx.load_from_string(buf.getvalue())
     model, fused = rewrite.finish(model, opset)
-    fusions_done = _fuse(model, fused, info, fuse)
-    precision: dict[str, Any] = {}
-    if dtype == "float16":
-        from .precision import to_float16
+    from .fusions import fuse_export
+    from .precision import convert
 
-        try:
-            model, kept = to_float16(model, _providers(info))
-        except ValueError as exc:
-            raise ExportError(f"--dtype float16: {exc}") from None
-        precision = {"dtype": "float16", "float32_ops": kept, "io": "float32 (cast at the borders)"}
-        notes.append("float16 weights and activations, float32 inputs/outputs" +
-                     (f"; kept in float32 (no float16 kernel on {info.name}): {', '.join(kept)}" if kept else ""))
+    try:
+        fusions_done = fuse_export(model, fused, info, fuse)
+        model, precision = convert(model, dtype, info, notes)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     model.producer_name, model.producer_version = "nngraph", __version__
     io_meta = _io_meta(graph, names, out_names, dyn, sizes, kv_layers, batch_sym)
     kv_meta = None
@@ -358,7 +359,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         **({"expected_seq": str(expected_seq)} if expected_seq else {}),
         **dict(extra_metadata or {}),
     })
-    files = _Files(model, output, external_data, external_threshold)
+    files = ModelFiles(model, output, external_data, external_threshold)
     try:
         source = files.check()
     except Exception as exc:  # noqa: BLE001
@@ -385,161 +386,9 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     return result
 
 
-#: above this many bytes of weights the file keeps them in a separate data file (protobuf's limit is 2 GiB)
-EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
-
-
-class _Files:
-    """Writing the model: one serialized file, or (weights above ``threshold`` bytes, or ``external`` True) a
-    model file plus ``<name>.data`` with the tensors. Both are written into a temporary folder beside the
-    output, checked and verified there, then moved into place -- the data file first, then the model file
-    (``os.replace`` each: a reader never sees a half-written file, and a model file only appears once its
-    data file is complete)."""
-
-    def __init__(self, model: Any, output: Any, external: bool | None, threshold: int | None):
-        weights = sum(t.ByteSize() for t in model.graph.initializer)
-        limit = EXTERNAL_DATA_THRESHOLD if threshold is None else int(threshold)
-        self.model, self.output = model, Path(output) if output else None
-        self.external = bool(external) if external is not None else weights > limit
-        self.data_name = ((self.output.name if self.output else "model.onnx") + ".data") if self.external else None
-        self.tmp = None
-        self.size = 0
-        if self.external:
-            from .metadata import set_metadata
-
-            set_metadata(model, {"external_data": self.data_name})
-
-    def check(self) -> Any:
-        """Check the model (onnx.checker, full); returns what a session loads: bytes, or the temporary file path."""
-        import onnx
-
-        if not self.external:
-            onnx.checker.check_model(self.model, full_check=True)
-            self.blob = self.model.SerializeToString()
-            self.size = len(self.blob)
-            return self.blob
-        import tempfile
-
-        folder = self.output.parent if self.output else None
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-        self.tmp = tempfile.TemporaryDirectory(dir=folder, prefix=".nngraph-export-")
-        self.tmp_model = Path(self.tmp.name) / (self.output.name if self.output else "model.onnx")
-        onnx.save_model(self.model, str(self.tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=self.data_name, size_threshold=1024)
-        data = Path(self.tmp.name) / self.data_name
-        data.chmod(self.tmp_model.stat().st_mode & 0o777)   # as readable as the model file
-        onnx.checker.check_model(str(self.tmp_model), full_check=True)
-        self.size = self.tmp_model.stat().st_size + (Path(self.tmp.name) / self.data_name).stat().st_size
-        return str(self.tmp_model)
-
-    def commit(self) -> None:
-        import os
-
-        from nngraph.io import write_bytes_atomic
-
-        if not self.external:
-            write_bytes_atomic(self.output, self.blob)
-            return
-        os.replace(Path(self.tmp.name) / self.data_name, self.output.with_name(self.data_name))
-        os.replace(self.tmp_model, self.output)
-
-    def close(self) -> None:
-        if self.tmp is not None:
-            self.tmp.cleanup()
-            self.tmp = None
-
-
-def _fuse(model: Any, fused: dict[str, int], info: Any, fuse: bool | Sequence[str] | None) -> dict[str, int]:
-    """Run the ORT fusions (:mod:`.fusions`) in place when asked (default: ORT targets); updates ``fused``, the
-    contrib/fused op counts of the file, and returns {fusion: times applied}."""
-    from .fusions import FUSION_NAMES, apply_fusions
-
-    if fuse is None:
-        fuse = info.runtime == "onnxruntime"
-    if not fuse:
-        return {}
-    if info.runtime != "onnxruntime":
-        raise ExportError(f"--fuse emits ONNX Runtime contrib ops: target {info.name} promises standard ops only")
-    only = None
-    if not isinstance(fuse, bool):
-        only = set(fuse)
-        bad = sorted(only - set(FUSION_NAMES))
-        if bad:
-            raise ExportError(f"unknown fusion {', '.join(bad)} (known: {', '.join(FUSION_NAMES)})")
-    done = apply_fusions(model, only, info.device)
-    if done:
-        counts: dict[str, int] = {}
-        for n in model.graph.node:
-            if n.domain == "com.microsoft" or (n.domain == "" and n.op_type == "Attention"):
-                key = f"{n.domain + '.' if n.domain else ''}{n.op_type}"
-                counts[key] = counts.get(key, 0) + 1
-        for k in [k for k in fused if k.startswith("com.microsoft.") or k == "Attention"]:
-            del fused[k]
-        fused.update(counts)
-    return done
-
-
-def length_bound_symbols(graph: Any) -> dict[str, str]:
-    """Input dims whose size the export must fix, with the reason (a BigBird ``random`` mask: its rows are drawn
-    in Python for each sequence length, so one ONNX graph holds one length's rows)."""
-    from nngraph.ops._attn_masks import parse_mask
-
-    out: dict[str, str] = {}
-    for node in graph.nodes.values():
-        if node.op not in ATTENTION_OPS:
-            continue
-        try:
-            leaves = parse_mask(node.params.get("mask", "none")).leaves()
-        except ValueError:
-            continue
-        if not any(leaf.name == "random" for leaf in leaves):
-            continue
-        for slot in ("x", "context"):
-            ref = node.inputs.get(slot)
-            t = graph.type_of(ref) if ref is not None else None
-            if t is not None and len(t.shape) > 1 and isinstance(t.shape[1], str):
-                for sym in _symbols_in(str(t.shape[1])):
-                    out.setdefault(sym, f"node '{node.name}' has a random (BigBird) mask whose rows depend on the "
-                                        "sequence length")
-    out.update({k: v for k, v in _time_loop_symbols(graph).items() if k not in out})
-    return out
-
-
-def _time_loop_symbols(graph: Any) -> dict[str, str]:
-    """The time dims of ``recur`` sequences: the tracer unrolls the loop, so one file holds one length."""
-    out: dict[str, str] = {}
-    for node in graph.nodes.values():
-        cell = getattr(node.params.get("cell"), "graph", None) if node.op == "recur" else None
-        if cell is None:
-            continue
-        bind = node.params.get("bind") or list(cell.inputs)[:len(node.variadic)]
-        sequences = node.params.get("sequences") or bind[:1]
-        for name, ref in zip(bind, node.variadic):
-            t = graph.type_of(ref) if name in sequences else None
-            if t is not None and len(t.shape) > 1 and isinstance(t.shape[1], str):
-                for sym in _symbols_in(str(t.shape[1])):
-                    out.setdefault(sym, f"node '{node.name}' (recur) unrolls its time loop when traced")
-    return out
-
-
-def _symbols_in(text: str) -> list[str]:
-    import re
-
-    return [m for m in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)]
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:500] if text else type(exc).__name__
-
-
-def _providers(info: Any) -> list[str]:
-    """The target's providers this onnxruntime has (the CPU provider at least)."""
-    import onnxruntime as ort
-
-    have = ort.get_available_providers()
-    return [p for p in info.providers if p in have] or ["CPUExecutionProvider"]
 
 
 def _cross_memory(graph: Any) -> bool:
@@ -571,59 +420,3 @@ def _check_kv(graph: Any, attn_nodes: list[Any]) -> None:
     first = next(iter(graph.inputs.values()))
     if first.type.dtype not in ("int64", "int32") or len(first.type.shape) != 2:
         raise ExportError(f"--kv-cache: the first input '{first.name}' must be token ids [batch, seq]")
-
-
-def concrete(dim: Any, sizes: Mapping[str, int]) -> int:
-    from compilers.torch.check import concrete_dim
-
-    return concrete_dim(dim, sizes)
-
-
-def _batch_symbol(graph: Any, names: list[str]) -> str:
-    d = graph.inputs[names[0]].type.shape[0] if names and graph.inputs[names[0]].type.shape else "batch"
-    return d if isinstance(d, str) else "batch"
-
-
-def _axis_name(dim: Any) -> str | None:
-    if isinstance(dim, int):
-        return None
-    text = str(dim)
-    return text if text.isidentifier() else "".join(ch if ch.isalnum() else "_" for ch in text).strip("_") or "dim"
-
-
-def _dynamic_axes(graph: Any, names: list[str], out_names: list[str], dyn: list[str], kv_layers: list[dict],
-                  batch: str) -> dict[str, dict[int, str]]:
-    axes: dict[str, dict[int, str]] = {}
-    for n in names:
-        axes[n] = {i: d for i, d in enumerate(graph.inputs[n].type.shape) if isinstance(d, str) and d in dyn}
-    for n in out_names:
-        t = graph.type_of(graph.outputs[n])
-        a = {}
-        for i, d in enumerate(t.shape if t is not None else ()):
-            if isinstance(d, str) and (not d.isidentifier() or d in dyn):
-                a[i] = _axis_name(d)
-        axes[n] = a
-    for layer in kv_layers:
-        b = {0: batch} if batch in dyn else {}
-        axes[layer["past_key"]] = axes[layer["past_value"]] = {**b, 2: "past_seq"}
-        axes[layer["present_key"]] = axes[layer["present_value"]] = {**b, 2: "total_seq"}
-    return axes
-
-
-def _io_meta(graph: Any, names: list[str], out_names: list[str], dyn: list[str], sizes: Mapping[str, int],
-             kv_layers: list[dict], batch: str) -> tuple[list[dict], list[dict]]:
-    def shape_of(t: Any) -> list:
-        return [d if isinstance(d, int) else (d if d in dyn or not str(d).isidentifier() else concrete(d, sizes))
-                for d in t.shape]
-
-    ins = [{"name": n, "shape": shape_of(graph.inputs[n].type), "dtype": graph.inputs[n].type.dtype} for n in names]
-    outs = []
-    for n in out_names:
-        t = graph.type_of(graph.outputs[n])
-        outs.append({"name": n, "shape": shape_of(t) if t is not None else None, "dtype": t.dtype if t else None})
-    for layer in kv_layers:
-        shape = [batch, layer["kv_heads"], "past_seq", layer["head_dim"]]
-        ins += [{"name": layer[k], "shape": shape, "dtype": "float32"} for k in ("past_key", "past_value")]
-        outs += [{"name": layer[k], "shape": shape[:2] + ["total_seq"] + shape[3:], "dtype": "float32"}
-                 for k in ("present_key", "present_value")]
-    return ins, outs

@@ -65,3 +65,25 @@ def _sort(model: Any) -> None:
     ordered = toposort(list(g.node), {i.name for i in g.input} | {t.name for t in g.initializer})
     del g.node[:]
     g.node.extend(ordered)
+
+
+def convert(model: Any, dtype: str, info: Any, notes: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The export's precision step: ``model`` in ``dtype`` for target ``info`` (float32: unchanged) and its
+    metadata ({} for float32); appends a note; ValueError when the converted model does not load."""
+    if dtype == "float32":
+        return model, {}
+    try:
+        model, kept = to_float16(model, _providers(info))
+    except ValueError as exc:
+        raise ValueError(f"--dtype float16: {exc}") from None
+    notes.append("float16 weights and activations, float32 inputs/outputs" +
+                 (f"; kept in float32 (no float16 kernel on {info.name}): {', '.join(kept)}" if kept else ""))
+    return model, {"dtype": "float16", "float32_ops": kept, "io": "float32 (cast at the borders)"}
+
+
+def _providers(info: Any) -> list[str]:
+    """The target's providers this onnxruntime has (the CPU provider at least)."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    return [p for p in info.providers if p in have] or ["CPUExecutionProvider"]

@@ -280,3 +280,32 @@ def describe(done: dict[str, int]) -> str:
     """The ``--explain`` lines for the fusions applied."""
     docs = {f.name: f.doc for f in fusions()}
     return "\n".join(f"fusion {name} x{k}: {docs.get(name, '')}" for name, k in done.items())
+
+
+def fuse_export(model: Any, fused: dict[str, int], info: Any, fuse: Any) -> dict[str, int]:
+    """The export's fusion step: run the fusions on ``model`` in place as ``fuse`` asks (None: the default set of
+    the target ``info``'s device, ORT targets only; True/False; names), update ``fused`` (the file's contrib /
+    fused op counts) and return {fusion: times applied}; ValueError for a request that cannot be done."""
+    if fuse is None:
+        fuse = info.runtime == "onnxruntime"
+    if not fuse:
+        return {}
+    if info.runtime != "onnxruntime":
+        raise ValueError(f"--fuse emits ONNX Runtime contrib ops: target {info.name} promises standard ops only")
+    only = None
+    if not isinstance(fuse, bool):
+        only = set(fuse)
+        bad = sorted(only - set(FUSION_NAMES))
+        if bad:
+            raise ValueError(f"unknown fusion {', '.join(bad)} (known: {', '.join(FUSION_NAMES)})")
+    done = apply_fusions(model, only, info.device)
+    if done:
+        counts: dict[str, int] = {}
+        for n in model.graph.node:
+            if n.domain == "com.microsoft" or (n.domain == "" and n.op_type == "Attention"):
+                key = f"{n.domain + '.' if n.domain else ''}{n.op_type}"
+                counts[key] = counts.get(key, 0) + 1
+        for k in [k for k in fused if k.startswith("com.microsoft.") or k == "Attention"]:
+            del fused[k]
+        fused.update(counts)
+    return done

@@ -52,20 +52,23 @@ def update(opt: torch.optim.Optimizer, sched: Any, scaler: Any, params: Iterable
     Returns whether the weights were updated. The schedule steps either way:
     the learning rate stays a function of the step.
     """
-    if scaler is not None:
-        scaler.unscale_(opt)
-    if clip:
-        torch.nn.utils.clip_grad_norm_(list(params), clip)
-    applied = True
-    if scaler is not None:
-        before = scaler.get_scale()
-        scaler.step(opt)
-        scaler.update()
-        applied = scaler.get_scale() >= before
-    else:
-        opt.step()
-    with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": a skipped first fp16 step
+    with warnings.catch_warnings():
+        # a skipped first fp16 step: "lr_scheduler.step() before optimizer.step()"; FSDP's scaler: DTensor notes
+        # that it replicates the scaler's one-element inf flags
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+        warnings.filterwarnings("ignore", message="Found a non-scalar tensor with numel=1")
+        if scaler is not None:
+            scaler.unscale_(opt)
+        if clip:
+            torch.nn.utils.clip_grad_norm_(list(params), clip)
+        applied = True
+        if scaler is not None:
+            before = scaler.get_scale()
+            scaler.step(opt)
+            scaler.update()
+            applied = scaler.get_scale() >= before
+        else:
+            opt.step()
         sched.step()
     opt.zero_grad(set_to_none=True)
     return applied

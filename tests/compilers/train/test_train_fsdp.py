@@ -64,3 +64,18 @@ def test_an_fsdp_run_resumes_exactly_from_its_checkpoint(mlp_spec):
     assert f"resumed from {cut / 'checkpoints' / 'step_000000005.safetensors'} (step 5)" in text
     assert max_diff(weights(cut), weights(full)) <= 1e-6
     assert train_curve(cut) == pytest.approx(train_curve(full), abs=1e-6)
+
+
+def test_fsdp_with_fp16_uses_a_scaler_all_ranks_agree_on_and_learns(mlp_spec):
+    from compilers.train import checkpoint as ck
+
+    out = mlp_spec.parent / "fsdp_fp16"
+    proc = nngraph(str(mlp_spec), "--out", str(out), "--nproc-per-node", "2", "--strategy", "fsdp", "-q",
+                   "--set", "train.batch_size=8", "--set", "train.precision=fp16", "--steps", "30",
+                   "--set", "train.scaler.growth_interval=4")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and err == "", err  # no warnings either
+    ckpt = ck.latest(out / "checkpoints")
+    assert ckpt.state["scaler"]["scale"] != 65536.0 or ckpt.state["scaler"]["_growth_tracker"] > 0
+    curve = train_curve(out)
+    assert sum(curve[-5:]) < 0.85 * sum(curve[:5]), curve

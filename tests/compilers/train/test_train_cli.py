@@ -45,9 +45,11 @@ def test_a_bad_set_override_and_a_missing_data_file_are_one_line_errors(write_sp
     assert f"error: data file '{tmp_path / 'none.csv'}' not found" in res.output and "Traceback" not in res.output
 
 
-def test_steps_and_epochs_together_are_a_usage_error(write_spec):
+def test_steps_with_epochs_and_an_unknown_strategy_are_usage_errors(write_spec):
     res = runner.invoke(cli.app, ["train", str(write_spec()), "--steps", "3", "--epochs", "1"])
     assert res.exit_code == 2 and "give --steps or --epochs, not both" in res.output
+    res = runner.invoke(cli.app, ["train", str(write_spec()), "--strategy", "zero3"])
+    assert res.exit_code == 2 and "unknown strategy 'zero3'; use ddp or fsdp" in res.output
 
 
 def test_a_config_file_with_an_error_points_into_that_file(write_spec, tmp_path):

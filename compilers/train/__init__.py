@@ -16,7 +16,8 @@ Modules: :mod:`.config` (merging and checking the configuration), :mod:`.data`
 (datasets and deterministic batching), :mod:`.binding` (data fields -> graph
 inputs), :mod:`.tasks` / :mod:`.tasks_more` (losses and metrics per task),
 :mod:`.optim`, :mod:`.lora`, :mod:`.checkpoint`, :mod:`.loop`, :mod:`.logging`,
-:mod:`.distributed`.
+:mod:`.distributed` (DDP, launching workers), :mod:`.fsdp` (sharded data parallel), :mod:`.amp` (autocast and
+the fp16 gradient scaler).
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TASKS = ("auto", "classification", "regression", "language_model", "masked_lm", "diffusion", "vae",
-         "node_classification", "graph_classification", "gan", "wgan", "dqn", "ddpg")
+         "node_classification", "graph_classification", "gan", "wgan", "dqn", "ddpg", "latent_diffusion")
 BUILTINS = ("digits", "karate", "text", "shakespeare", "copy", "reverse", "parity", "gaussians")
 #: tasks that train several networks of a spec's ``networks:`` (nngraph/spec/networks.py): task -> roles
 #: (``vae`` trains one graph with a kl output too)
 TASK_ROLES = {"gan": ("generator", "discriminator"), "wgan": ("generator", "critic"), "vae": ("encoder", "decoder"),
-              "dqn": ("q",), "ddpg": ("actor", "critic")}
+              "dqn": ("q",), "ddpg": ("actor", "critic"), "latent_diffusion": ("encoder", "decoder", "denoiser")}
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,14 @@ GAN = {
     "radius": F("float", "data gaussians: ring radius", 2.0, min=0.0),
     "std": F("float", "data gaussians: component standard deviation", 0.02, min=0.0),
     "samples": F("int", "generated samples scored at each evaluation", 2000, min=10, max=10_000_000),
+    "rescale": F("bool", "image data: map the data's [0, 1] values to [-1, 1] (a tanh generator's range)", False),
+}
+LATENT = {
+    "vae_steps": F("int", "latent_diffusion: steps of the first stage (the VAE on the negative ELBO) before the "
+                   "denoiser trains on the frozen VAE's latents (default: half of steps)", None, min=1),
+    "scale": F("float", "latent_diffusion: latents are mu * scale (default: 1 / the std of mu over the training "
+               "data, measured when the VAE stage ends; Rombach et al.'s scale factor)", None, min=0.0),
+    "sample_steps": F("int", "latent_diffusion: DDIM steps when sampling at evaluation", 20, min=1, max=100_000),
 }
 RL = {
     "env": F("str", "a Gymnasium environment id (classic control: CartPole-v1, Pendulum-v1, ...)", None),
@@ -195,4 +203,5 @@ SCHEMA: dict[str, F] = {
                   "e.g. generator, discriminator)", {}),
     "gan": _sec("gan / wgan tasks", GAN),
     "rl": _sec("dqn / ddpg tasks (Gymnasium environments)", RL),
+    "latent": _sec("latent_diffusion task (the diffusion section sets T, the schedule and cond_drop)", LATENT),
 }

@@ -15,7 +15,9 @@
 Data: ``data: gaussians`` is the 2-D mixture of ``gan.modes`` Gaussians on a ring (radius
 ``gan.radius``, std ``gan.std``), drawn fresh at every step; evaluation then scores how many modes
 the generator covers. Any other dataset is the usual ``train.data`` (its ``x`` rows, reshaped to
-the discriminator's input). Every draw (data, z, the gradient penalty's mixing weights) comes from a
+the discriminator's input; ``gan.rescale`` maps [0, 1] pixels to [-1, 1] for a tanh generator), and
+evaluation reports the discriminator's loss on validation images and how far the generated samples' pixel
+mean and std are from the real ones (``mean_gap``, ``std_gap``). Every draw (data, z, the gradient penalty's mixing weights) comes from a
 generator seeded by (seed, step), so a resumed run continues exactly.
 """
 
@@ -105,7 +107,12 @@ class GANTask(NetTask):
             gc = self.cfg["gan"]
             return sample_ring(self.batch, self.modes, gc["std"], step_generator(self.seed, 11, m))
         x = self.data.train_batch(m, self.batch, 0, 1, self.seed)["x"]
-        return x.float().reshape(x.shape[0], *self.x_shape)
+        return self.as_input(x)
+
+    def as_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Data rows as the discriminator's input: reshaped, and mapped [0, 1] -> [-1, 1] with ``gan.rescale``."""
+        x = x.float().reshape(x.shape[0], *self.x_shape)
+        return x * 2 - 1 if self.cfg["gan"]["rescale"] else x
 
     def noise(self, stream: int, m: int, n: int | None = None) -> torch.Tensor:
         return torch.randn(n or self.batch, *self.z_shape, generator=step_generator(self.seed, stream, m))
@@ -172,8 +179,17 @@ class GANTask(NetTask):
         if self.toy:
             real = sample_ring(gc["samples"], self.modes, gc["std"], step_generator(self.seed, 15, 0))
             return {**mode_coverage(fake, self.modes, gc["std"]), "d_loss": float(self.d_loss(real, fake, -1))}
-        real = self.real(-1)
-        return {"d_loss": float(self.d_loss(real, fake[: real.shape[0]], -1))}
+        rows = next(self.data.eval_batches("val", gc["samples"], 1), None)
+        real = self.as_input(rows["x"]) if rows is not None else self.real(-1)
+        fake = fake[: real.shape[0]]
+        was = self.D.training
+        self.D.eval()  # batch norm: running statistics, and evaluation leaves them as they were
+        try:
+            d = float(self.d_loss(real, fake, -1))
+        finally:
+            self.D.train(was)
+        return {"d_loss": d, "mean_gap": float((fake.mean() - real.mean()).abs()),
+                "std_gap": float((fake.std() - real.std()).abs())}
 
 
 class WGANTask(GANTask):
@@ -228,11 +244,7 @@ class VAENetworksTask(NetTask):
         self.optimizers = {"model": self.optimizer([self.E, self.Dec])}
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.float().reshape(x.shape[0], *self.x_shape)
-        enc = self.E(**{next(iter(self.e_graph.inputs)): x})
-        recon = output(self.Dec, self.d_graph, **{next(iter(self.d_graph.inputs)): enc["z"]})
-        lc = self.cfg["loss"]
-        return elbo(recon, x, enc["kl"], lc["recon"], lc["beta"])
+        return networks_elbo(self, x, self.d_graph)
 
     def train_step(self, step: int) -> dict[str, float]:
         self.E.train()
@@ -255,6 +267,16 @@ class VAENetworksTask(NetTask):
             sums["recon"] += float(rec) * b
             n += b
         return {k: v / max(n, 1) for k, v in sums.items()} if n else {}
+
+
+def networks_elbo(task: Any, x: torch.Tensor, dec_graph: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(negative ELBO, reconstruction term) of data rows ``x`` through ``task.E`` (outputs z, kl) and ``task.Dec``
+    (graph ``dec_graph``), with ``train.loss.recon`` / ``beta``; used by ``vae`` and ``latent_diffusion``."""
+    x = x.float().reshape(x.shape[0], *task.x_shape)
+    enc = task.E(**{next(iter(task.e_graph.inputs)): x})
+    recon = output(task.Dec, dec_graph, **{next(iter(dec_graph.inputs)): enc["z"]})
+    lc = task.cfg["loss"]
+    return elbo(recon, x, enc["kl"], lc["recon"], lc["beta"])
 
 
 TASKS = {"gan": GANTask, "wgan": WGANTask, "vae": VAENetworksTask}

@@ -1,6 +1,6 @@
 """Training a spec with several networks (``networks:``): the shared loop of the tasks that train them
 against or alongside each other -- ``gan``/``wgan`` (:mod:`.adversarial`), ``dqn``/``ddpg`` (:mod:`.rl`) and
-``vae`` on an encoder/decoder pair (:mod:`.adversarial`).
+``vae`` on an encoder/decoder pair (:mod:`.adversarial`) and ``latent_diffusion`` (:mod:`.latent_diffusion`).
 
 A task owns its optimizers (one per role, or one for all), any extra state (target networks, a replay
 buffer, the environment) and draws its randomness either from generators seeded by (seed, step) or
@@ -64,6 +64,16 @@ class NetTask:
     def total_steps(self) -> int:
         return self.cfg["steps"] or 1000
 
+    def schedule_lr(self, step: int) -> None:
+        """``train.schedule`` on every optimizer: lr = its own peak lr (the lr it was made with) times the
+        schedule's multiplier at ``step`` -- a function of the step only, so a resumed run gets the same."""
+        from .optim import lr_lambda
+
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                peak = group.setdefault("peak_lr", group["lr"])
+                group["lr"] = peak * lr_lambda(self.cfg["schedule"], peak, self.total_steps())(step)
+
     def train_step(self, step: int) -> dict[str, float]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -103,6 +113,7 @@ class NetTrainer:
         from compilers.torch.networks import build_networks
 
         from .adversarial import TASKS as ADV
+        from .latent_diffusion import TASKS as LD
         from .rl import TASKS as RL
 
         self.run, self.out, self.cfg = run, out, run.values
@@ -111,7 +122,7 @@ class NetTrainer:
         torch.manual_seed(self.cfg["seed"])
         self.nets = build_networks(run.graph, seed=self.cfg["seed"])
         self.roles = roles_of(task_name, self.cfg)
-        self.task: NetTask = {**ADV, **RL}[task_name](self)
+        self.task: NetTask = {**ADV, **RL, **LD}[task_name](self)
         self.step = 0
         self.best: float | None = None
         self.best_step: int | None = None
@@ -220,6 +231,7 @@ def train_networks(run: RunConfig, out: Path, resume: bool, echo: Callable[[str]
     last_eval: dict[str, float] = {}
     try:
         while tr.step < min(total, until or total):
+            tr.task.schedule_lr(tr.step)
             stats = tr.task.train_step(tr.step)
             tr.step += 1
             for k, v in stats.items():  # a key may appear at some steps only (e.g. a loss after warmup)

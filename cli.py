@@ -33,6 +33,8 @@ if _invoked_command() in _FAST_COMMANDS and "--help" not in sys.argv:
 
 import typer  # noqa: E402
 
+from nngraph.train_keys import BUILTINS  # noqa: E402  (torch-free: names for --data's help)
+
 app = typer.Typer(
     name="nngraph",
     help="Declarative, graph-based neural networks: validate, inspect, compile, train, export and run YAML specs.",
@@ -263,7 +265,7 @@ def docs(
 @app.command()
 def train(
     spec: Annotated[Path, typer.Argument(help="the spec file (its train: section configures the run)")],
-    data: Annotated[Optional[str], typer.Option("--data", help="a data file, or a built-in dataset: digits, karate, text, copy, reverse, parity")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="a data file, or a built-in dataset: " + ", ".join(BUILTINS))] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="optimizer steps (replaces train.steps / train.epochs)")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="passes over the training split")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default out/train/NAME)")] = None,

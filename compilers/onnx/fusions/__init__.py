@@ -137,6 +137,8 @@ def _for_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         outs = [o if o in used else "" for o in n.output]
         if not any(outs):
             continue   # nothing reads it (e.g. the mask of an Attention stood in for above)
+        if n.domain == "":
+            outs = list(n.output)   # standard ops keep their outputs (a Split's count must match its sizes)
         while not outs[-1]:
             outs.pop()
         del n.output[:]

@@ -1,4 +1,4 @@
-"""The seed zoo (specs/seeds/): every spec validates, compiles at full size with the torch back end
+"""The seed zoo (specs/seeds/, and the top-level specs/*.yaml with a ``# System:`` header): every spec validates, compiles at full size with the torch back end
 (meta device) to exactly the front end's parameter count, and runs forward+backward at the small
 sizes of its ``# small-sizes:`` header line.
 
@@ -115,11 +115,70 @@ def test_small_model_runs_forward_and_backward(path):
     assert 0 < n < 6_000_000
 
 
-def test_the_generated_table_lists_exactly_the_seed_specs():
+def test_the_generated_table_lists_exactly_the_zoo_specs():
     doc = (ROOT / "docs" / "seed-zoo.md").read_text()
-    listed = set(re.findall(r"\]\(\.\./specs/seeds/(\w+)\.yaml\)", doc))
-    assert listed == {p.stem for p in SPECS}, "run scripts/seed_zoo_table.py to regenerate docs/seed-zoo.md"
-    assert f"{len(SPECS)} of {len(SPECS)} specs pass every check" in doc
+    listed = set(re.findall(r"\]\(\.\./(specs/(?:seeds/)?\w+\.yaml)\)", doc))
+    zoo = table.seed_specs()
+    assert listed == {p.relative_to(ROOT).as_posix() for p in zoo}, (
+        "run scripts/seed_zoo_table.py to regenerate docs/seed-zoo.md")
+    assert f"{len(zoo)} of {len(zoo)} specs pass every check" in doc
+
+
+# ----- the top-level specs of the zoo (specs/*.yaml with a '# System:' header) --------------
+TOP = table.top_level_specs()
+
+
+def test_the_zoo_covers_the_top_level_specs_of_the_issue_systems_and_all_seed_specs():
+    assert {p.stem for p in TOP} >= {
+        "gpt2_small", "t5_encoder_decoder", "vit", "longformer", "mixtral_style", "switch_style", "char_lstm",
+        "gru_classifier", "lenet", "resnet18", "vae", "ddpm_unet", "gcn", "gat", "gin_graph", "mamba_style"}
+    assert all(p.parent == ROOT / "specs" for p in TOP)
+    assert table.seed_specs() == TOP + SPECS
+
+
+def test_only_specs_whose_header_names_a_system_are_top_level_zoo_specs(tmp_path, monkeypatch):
+    head = "# yaml-language-server: $schema=../docs/nngraph.schema.json\n"
+    (tmp_path / "a.yaml").write_text(head + "# System: A\nnngraph: 1\n")
+    (tmp_path / "b.yaml").write_text(head + "nngraph: 1\n# System: after the header\n")
+    monkeypatch.setattr(table, "SPECS_DIR", tmp_path)
+    assert table.top_level_specs() == [tmp_path / "a.yaml"]
+
+
+@pytest.mark.parametrize("path", TOP, ids=[p.stem for p in TOP])
+def test_top_level_zoo_spec_header_is_complete_and_its_published_count_holds(path):
+    graph, diag = check_spec(path, [])
+    assert graph is not None and not diag, [d.message for d in diag]
+    head = table.read_header(path)
+    assert head.first_line == table.TOP_SCHEMA_LINE
+    assert head.system and head.seed.startswith("seed 00") and head.small
+    assert re.search(r"^# Published count: ", path.read_text(), re.M)
+    if head.published_exact is not None:
+        assert head.published_exact == graph.total_params
+
+
+@pytest.mark.parametrize("path", TOP, ids=[p.stem for p in TOP])
+def test_top_level_zoo_spec_trained_by_names_existing_tests_that_train_that_spec(path):
+    for node in table.read_header(path).trained_by:
+        file, _, name = node.partition("::")
+        source = (ROOT / file).read_text()
+        body = re.search(rf"^def {name}\(.*?(?=^def |\Z)", source, re.M | re.S)
+        assert body, f"{node} does not exist"
+        assert f'"specs/{path.name}"' in body.group(0), f"{node} does not train {path.name}"
+
+
+@pytest.mark.skipif(not SEED_TEXTS.is_dir(), reason="seed texts not available")
+@pytest.mark.parametrize("path", TOP, ids=[p.stem for p in TOP])
+def test_top_level_zoo_spec_cites_seed_sections_that_exist(path):
+    test_every_cited_seed_section_exists_in_that_seed_text(path)
+
+
+@pytest.mark.parametrize("path", TOP, ids=[p.stem for p in TOP])
+def test_top_level_zoo_spec_compiles_on_meta_and_runs_forward_backward_small(path):
+    graph = check_spec(path, [])[0]
+    assert table.torch_param_count_on_meta(graph) == graph.total_params
+    n, problems = table.forward_backward(path, table.read_header(path).small)
+    assert not problems, problems
+    assert 0 < n < 12_000_000
 
 
 def test_header_parser_reads_system_seed_published_and_small_sizes(tmp_path):
@@ -554,8 +613,8 @@ def test_readme_table_goes_between_the_markers_or_is_appended(tmp_path):
     assert "old table" not in text and text.startswith("# Title\n\nintro\n\n<!-- seed-zoo:begin -->")
     assert text.endswith("<!-- seed-zoo:end -->\n\n## After\n")
     assert ("| Linear Gaussian state space model with a Kalman filter layer (Kalman, 1960) | "
-            "[kalman_filter](specs/seeds/kalman_filter.yaml) | yes | yes | yes | no | yes |") in text
-    assert "| Reformer (Kitaev et al., 2020) | [reformer](specs/seeds/reformer.yaml) | yes | yes | yes | yes | — |" in text
+            "[specs/seeds/kalman_filter.yaml](specs/seeds/kalman_filter.yaml) | yes | yes | yes | no | yes |") in text
+    assert "| Reformer (Kitaev et al., 2020) | [specs/seeds/reformer.yaml](specs/seeds/reformer.yaml) | yes | yes | yes | yes | — |" in text
     table.write_readme(readme, rows)  # idempotent
     assert readme.read_text() == text
     bare = tmp_path / "BARE.md"

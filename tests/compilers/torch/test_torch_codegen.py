@@ -20,14 +20,22 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
 MLP = ROOT / "specs" / "mlp.yaml"
 
 
+def line_of(path, text: str) -> int:
+    """The 1-based line of the spec that holds ``text`` (so header comments can grow without breaking tests)."""
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+FC_LINE = line_of(MLP, "{name: fc,")
+
+
 def test_forward_has_one_commented_line_per_node():
     model = compile_spec(MLP)
     src = model.source
     spec = display_path(str(MLP))
     body = src.split("def forward")[1]
-    assert f"        # {spec}:13:9 body.0.fc (linear)\n        body_0_fc = self.body[0].fc(x)  # [batch, 256]\n" in body
-    assert f"        # {spec}:14:9 body.1.act (relu)\n        body_1_act = torch.relu(body_1_fc)  # [batch, 256]\n" in body
-    assert f"        # {spec}:18:5 head (linear)\n        head = self.head(body_1_act)  # [batch, 10]\n" in body
+    assert f"        # {spec}:{FC_LINE}:9 body.0.fc (linear)\n        body_0_fc = self.body[0].fc(x)  # [batch, 256]\n" in body
+    assert f"        # {spec}:{line_of(MLP, '{name: act,')}:9 body.1.act (relu)\n        body_1_act = torch.relu(body_1_fc)  # [batch, 256]\n" in body
+    assert f"        # {spec}:{line_of(MLP, '{name: head,')}:5 head (linear)\n        head = self.head(body_1_act)  # [batch, 10]\n" in body
     assert body.rstrip().endswith("return head")
     assert "def forward(self, x: torch.Tensor) -> torch.Tensor:" in src
     assert src.count(" = ") - src.split("def forward")[0].count(" = ") == 5  # five nodes, five statements
@@ -47,7 +55,7 @@ def test_runtime_error_names_the_spec_node_and_the_bad_input():
     with pytest.raises(RuntimeError, match="cannot be multiplied") as info:
         model(torch.randn(2, 100))
     notes = info.value.__notes__
-    assert notes[0] == f"in node 'body.0.fc' (linear) at {display_path(str(MLP))}:13:9"
+    assert notes[0] == f"in node 'body.0.fc' (linear) at {display_path(str(MLP))}:{FC_LINE}:9"
     assert "graph input 'x' has shape [2, 100], the spec declares [batch, 784] (dim 1: expected 784, got 100)" in notes
 
 

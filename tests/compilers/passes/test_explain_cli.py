@@ -78,7 +78,7 @@ def test_training_mode_rejects_forward_only_kernels_and_says_why(spec_file):
     flex = [line.split(None, 1)[1] for line in out.splitlines() if line.strip().startswith("flex ")]
     assert flex == ["rejected: no backward on cpu (training needs gradients)"] * 3
     window = next(line for line in out.splitlines() if line.startswith("window "))
-    assert "local for kv_len >= 256, else sdpa(mask), else reference as fallback" in window
+    assert "local for kv_len >= 1024, else sdpa(mask), else reference as fallback" in window
 
 
 def test_a_simulated_gpu_target_pins_flash_for_bf16_and_efficient_for_masks(spec_file):

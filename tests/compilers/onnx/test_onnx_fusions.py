@@ -83,10 +83,10 @@ def test_bert_fusions_emit_skip_layer_norm_with_bias_bias_gelu_and_the_mha_bias_
     assert files["plain:result"].fusions == {} and _ops(files["plain"])["LayerNormalization"] == 6
 
 
-def test_the_cpu_default_is_bias_gelu_only_and_cuda_adds_the_rest(bert):
+def test_the_cpu_default_is_bias_gelu_and_packed_qkv_and_cuda_adds_the_rest(bert):
     _, files = bert
-    assert DEFAULT_FUSIONS["cpu"] == ("bias_gelu",) and "packed_qkv" not in DEFAULT_FUSIONS["cuda"]
-    assert files["default:result"].fusions == {"bias_gelu": 3}
+    assert DEFAULT_FUSIONS["cpu"] == ("bias_gelu", "packed_qkv") and "packed_qkv" not in DEFAULT_FUSIONS["cuda"]
+    assert files["default:result"].fusions == {"bias_gelu": 3, "packed_qkv": 2}
     assert _ops(files["default"])["LayerNormalization"] == 6
     graph, _ = bert
     res = export_graph(graph, None, target="ort-cuda", kernels={"*": "ort-mha"}, verify=False)

@@ -159,6 +159,28 @@ def save(folder: Path, name: str, tensors: dict[str, torch.Tensor], state: dict[
     return path
 
 
+def save_step(folder: Path, name: str | None, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any],
+              keep: int) -> Path:
+    """Save a checkpoint (``name``, or the step's name — then older step checkpoints beyond ``keep`` are pruned)."""
+    path = save(folder, name or step_name(step), tensors, state)
+    if name is None:
+        prune(folder, keep)
+    return path
+
+
+def check_resumable(ckpt: Checkpoint, fingerprint: str, cfg: dict[str, Any], may_change: tuple[str, ...]) -> None:
+    """Refuse to resume from another architecture or a training configuration changed beyond ``may_change``."""
+    st = ckpt.state
+    if st.get("fingerprint") != fingerprint:
+        raise CheckpointError(f"'{ckpt.path}' was saved from a different architecture (fingerprint "
+                              f"{st.get('fingerprint')}, this spec is {fingerprint})")
+    changed = sorted(k for k in set(st["config"]) | set(cfg)
+                     if k not in may_change and st["config"].get(k) != cfg.get(k))
+    if changed:
+        raise CheckpointError(f"cannot resume '{ckpt.path}' exactly: the training configuration changed "
+                              f"({', '.join(changed)}); start a new run with another --out")
+
+
 def step_name(step: int) -> str:
     return f"step_{step:09d}.safetensors"
 

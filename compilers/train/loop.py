@@ -111,21 +111,11 @@ class Trainer:
         if not self.d.main:
             return None
         tensors, state = self.checkpoint_payload(ranks, model_sd, opt_sd)
-        path = ck.save(self.ckpt_dir, name or ck.step_name(self.step), tensors, state)
-        if name is None:
-            ck.prune(self.ckpt_dir, self.cfg["checkpoint"]["keep"])
-        return path
+        return ck.save_step(self.ckpt_dir, name, self.step, tensors, state, self.cfg["checkpoint"]["keep"])
 
     def resume(self, ckpt: ck.Checkpoint) -> None:
         st = ckpt.state
-        if st.get("fingerprint") != self.run.graph.fingerprint():
-            raise ck.CheckpointError(f"'{ckpt.path}' was saved from a different architecture (fingerprint "
-                                     f"{st.get('fingerprint')}, this spec is {self.run.graph.fingerprint()})")
-        changed = sorted(k for k in set(st["config"]) | set(self.cfg)
-                         if k not in RESUMABLE_CHANGES and st["config"].get(k) != self.cfg.get(k))
-        if changed:
-            raise ck.CheckpointError(f"cannot resume '{ckpt.path}' exactly: the training configuration changed "
-                                     f"({', '.join(changed)}); start a new run with another --out")
+        ck.check_resumable(ckpt, self.run.graph.fingerprint(), self.cfg, RESUMABLE_CHANGES)
         if st.get("world", 1) != self.d.world:
             raise ck.CheckpointError(f"'{ckpt.path}' was written by {st.get('world')} processes, this run has "
                                      f"{self.d.world}: resume with the same --nproc-per-node")

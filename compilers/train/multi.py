@@ -149,23 +149,13 @@ class NetTrainer:
 
     def save_checkpoint(self, name: str | None = None) -> Path:
         tensors, state = self.payload()
-        path = ck.save(self.ckpt_dir, name or ck.step_name(self.step), tensors, state)
-        if name is None:
-            ck.prune(self.ckpt_dir, self.cfg["checkpoint"]["keep"])
-        return path
+        return ck.save_step(self.ckpt_dir, name, self.step, tensors, state, self.cfg["checkpoint"]["keep"])
 
     def resume(self, ckpt: ck.Checkpoint) -> None:
         from compilers.torch import load_state_dict
 
         st = ckpt.state
-        if st.get("fingerprint") != self.run.graph.fingerprint():
-            raise ck.CheckpointError(f"'{ckpt.path}' was saved from a different architecture (fingerprint "
-                                     f"{st.get('fingerprint')}, this spec is {self.run.graph.fingerprint()})")
-        changed = sorted(k for k in set(st["config"]) | set(self.cfg)
-                         if k not in RESUMABLE and st["config"].get(k) != self.cfg.get(k))
-        if changed:
-            raise ck.CheckpointError(f"cannot resume '{ckpt.path}' exactly: the training configuration changed "
-                                     f"({', '.join(changed)}); start a new run with another --out")
+        ck.check_resumable(ckpt, self.run.graph.fingerprint(), self.cfg, RESUMABLE)
         report = load_state_dict(self.nets, ckpt.group("model"))
         if not report.ok:
             raise ck.CheckpointError(f"'{ckpt.path}': {report.describe()}")

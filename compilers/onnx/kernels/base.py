@@ -231,6 +231,18 @@ def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: 
     return q, k, v, split_heads(q, h) if site.position == "shaw" else None
 
 
+def projected_with_bias(module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any) -> tuple[Any, ...]:
+    """What the fused kernels (MHA, opset-23 Attention) start from: (past, offset, q, k, v, t, s, bias) with
+    q/k/v from :func:`projected3d` after ``offset`` cached keys, t/s the query/key lengths and ``bias`` the
+    module's position score term [.., t, s] (None without one)."""
+    past = past_of(io, site)
+    offset = past[0].shape[-2] if past is not None else 0
+    q, k, v, q_heads = projected3d(module, site, x, context, offset)
+    t, s = q.shape[1], offset + k.shape[1]
+    bias = module.score_bias(q_heads if q_heads is not None else q, t, s, offset) if site.has_bias else None
+    return past, offset, q, k, v, t, s, bias
+
+
 def additive_mask(mask_node: Any, bias: Any, batch: int, q_len: Any, kv_len: Any, offset: Any, dtype: Any,
                   lengths: Any = None, key_padding: Any = None, doc_ids: Any = None, full: bool = True) -> Any:
     """bias + (0 where the mask allows, the dtype's lowest value elsewhere): [B|1, H|1, T, S] float, or None.

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import KVIO, Kernel, TargetInfo, additive_mask, and_masks, leaf, merge_heads, past_of, placeholder, \
-    projected3d, reference_core, register, split_heads
+from .base import KVIO, Kernel, TargetInfo, additive_mask, and_masks, leaf, merge_heads, placeholder, \
+    projected_with_bias, reference_core, register, split_heads
 from .site import AttentionSite, ExportOptions
 
 
@@ -55,11 +55,7 @@ class OnnxAttention(Kernel):
 
     def forward(self, module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any = None,
                 lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
-        past = past_of(io, site)
-        offset = past[0].shape[-2] if past is not None else 0
-        q, k, v, q_heads = projected3d(module, site, x, context, offset)
-        t, s = q.shape[1], offset + k.shape[1]
-        bias = module.score_bias(q_heads if q_heads is not None else q, t, s, offset) if site.has_bias else None
+        past, offset, q, k, v, t, s, bias = projected_with_bias(module, site, io, x, context)
         add = additive_mask(self._explicit(site), bias, x.shape[0], t, s, offset, q.dtype, lengths, key_padding,
                             doc_ids)
         cfg = {"kernel": self.name, "heads": site.heads, "kv_heads": site.kv_heads, "scale": site.scale,

@@ -29,6 +29,16 @@ train:
 """
 
 
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Runs with ``train.threads`` set torch's process-wide thread count: give the next test the old one back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path):
     def write(text: str = MLP, name: str = "spec.yaml", train_extra: str = "") -> Path:

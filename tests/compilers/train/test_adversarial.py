@@ -12,26 +12,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from compilers.train import train
 from compilers.train import checkpoint as ck
 from compilers.train.adversarial import mode_coverage, ring_modes, sample_ring
 from compilers.train.config import load_run_config
 from compilers.train.multi import train_networks
 from nngraph.errors import SpecError
+from train_helpers import QUIET, SEEDS, run_quiet
 
-SEEDS = Path(__file__).resolve().parents[3] / "specs" / "seeds"
-QUIET = ["train.threads=1", "train.log.plot=false", "train.log.tensorboard=false", "train.log.progress=false"]
 
 
 def run(spec: str, out: Path, *sets: str, steps: int, **kw):
-    return train(SEEDS / spec, out=out, overrides=[*QUIET, *sets], steps=steps, quiet=True, **kw)
+    return run_quiet(SEEDS / spec, out, *sets, steps=steps, **kw)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 # ----- the metric ---------------------------------------------------------------------------

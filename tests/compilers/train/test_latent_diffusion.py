@@ -12,29 +12,23 @@ import torch
 from safetensors.torch import load_file
 
 from compilers.train import checkpoint as ck
-from compilers.train import train
 from compilers.train.config import load_run_config
 from compilers.train.latent_diffusion import LatentDiffusionTask
 from compilers.train.multi import NetTrainer, train_networks
 from nngraph.errors import SpecError
+from train_helpers import QUIET, run_quiet
 
 SPEC = Path(__file__).resolve().parents[3] / "specs" / "seeds" / "latent_diffusion.yaml"
-QUIET = ["train.threads=1", "train.log.plot=false", "train.log.tensorboard=false", "train.log.progress=false"]
 #: the spec at its small sizes, a few steps each stage
 SMALL = ["base=8", "hidden=8", "groups=2", "heads=2", "context_dim=8", "train.batch_size=16",
          "train.latent.vae_steps=6", "train.checkpoint.every=4", "train.eval.every=4", "train.eval.batches=1",
          "train.diffusion.steps=50"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def run(out: Path, *sets: str, steps: int, **kw):
-    return train(SPEC, out=out, overrides=[*QUIET, *sets], steps=steps, quiet=True, **kw)
+    return run_quiet(SPEC, out, *sets, steps=steps, **kw)
 
 
 def test_vae_stage_then_denoiser_loss_falls_clearly_on_digit_latents(tmp_path):
@@ -115,6 +109,6 @@ def test_latent_shapes_must_agree_between_the_networks(tmp_path):
     bad = tmp_path / "latent_diffusion.yaml"
     bad.write_text(text.replace(decoder_z, 'z: {shape: [batch, 3, 4, 4], dtype: float32}'))
     with pytest.raises(SpecError) as err:
-        train(bad, out=tmp_path / "out", overrides=[*QUIET, *SMALL], steps=1, quiet=True)
+        run_quiet(bad, tmp_path / "out", *SMALL, steps=1)
     assert "the encoder's latent mu is [batch, 2, 4, 4] but the decoder's input is [batch, 3, 4, 4]" in str(err.value)
     assert "latent_diffusion.yaml:" in str(err.value.diagnostics[0].pos)

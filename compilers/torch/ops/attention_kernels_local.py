@@ -18,6 +18,14 @@ Unlike compiled FlexAttention on the CPU this is ordinary autograd math, so it t
 The arithmetic is the reference's (scale, bias, masked_fill with the most negative finite value,
 softmax, dropout, @ v); rows left with no visible key get the reference's uniform attention
 (the mean of v over all keys) when the plan says such rows can occur (``fix_empty_rows``).
+
+Two ways through the tiles, same arithmetic:
+
+* with autograd (training), all tiles at once as batched tensor math: ``[B, H, T/C, C, W]`` scores;
+* without (inference, ``torch.no_grad``), one tile at a time into two reused score buffers: the
+  mask is a cached additive bias folded into the score GEMM (``baddbmm``), softmax and ``@ v``
+  write in place. Each tile's ``[B·H, C, W]`` scores stay in the core's cache and no call
+  allocates (and page-faults) a T×W tensor — 2–3× faster than the batched form on the CPU.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from nngraph.ops import _attn_masks as masks
-from nngraph.ops._attn_bands import band_of
+from nngraph.ops._attn_bands import band_of, tile_width
 
 from . import attention_positions as pos
 from .attention import softmax
@@ -63,14 +71,27 @@ def _tile_mask(m: Any, cols: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Te
     return vis, None
 
 
-def _cached_masks(m: Any, cols: torch.Tensor, grids: tuple[torch.Tensor, torch.Tensor], q_end: int,
-                  kv_len: int, batch: int, inputs: dict[str, torch.Tensor | None], chunk: int, offset: int):
-    """:func:`_tile_mask`, cached per (mask, lengths, tile) when the mask reads no graph input."""
+def _visibility(m: Any, cols: torch.Tensor, grids: tuple[torch.Tensor, torch.Tensor], q_end: int, kv_len: int,
+                batch: int, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
+    """``vis`` [Bm, nT, C, W+P] (band then global columns; rows with no visible key opened, so they stay
+    finite and are patched afterwards) and ``empty`` [Bm, nT, C, 1] (those rows)."""
+    vis, vis_g = _tile_mask(m, cols, *grids, q_end, kv_len, batch, inputs)
+    if vis_g is not None:
+        vis = torch.cat([vis, vis_g], -1)
+    empty = ~vis.any(-1, keepdim=True)
+    return {"vis": vis | empty, "empty": empty}
+
+
+def _cached_visibility(m: Any, cols: torch.Tensor, grids: tuple[torch.Tensor, torch.Tensor], q_end: int,
+                       kv_len: int, batch: int, inputs: dict[str, torch.Tensor | None], chunk: int,
+                       offset: int) -> dict[str, torch.Tensor]:
+    """:func:`_visibility`, cached per (mask, lengths, tile) when the mask reads no graph input (the entry also
+    keeps the additive biases derived from it, per dtype)."""
     if masks.used_inputs(m.mask):
-        return _tile_mask(m, cols, *grids, q_end, kv_len, batch, inputs)
-    key = (repr(m.mask), q_end, kv_len, offset, chunk, str(grids[0].device))
+        return _visibility(m, cols, grids, q_end, kv_len, batch, inputs)
+    key = (repr(m.mask), q_end, kv_len, offset, chunk, grids[1].shape[-1], str(grids[0].device))
     if key not in _MASKS:
-        _MASKS[key] = _tile_mask(m, cols, *grids, q_end, kv_len, batch, inputs)
+        _MASKS[key] = _visibility(m, cols, grids, q_end, kv_len, batch, inputs)
         while len(_MASKS) > _MASK_CACHE_SIZE:
             _MASKS.popitem(last=False)
     _MASKS.move_to_end(key)
@@ -142,6 +163,44 @@ def _global_rows(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows
     return o
 
 
+def _batched_tiles(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cols: torch.Tensor, vis: torch.Tensor,
+                   grids: tuple[torch.Tensor, torch.Tensor], first_key: int) -> torch.Tensor:
+    """Every tile at once, as autograd math: q [B, H, T, d] over k, v [B, H, S, d], the visibility ``vis``
+    [Bm, nT, C, W+P]; tile t's band keys start at position ``first_key + t·C``. Returns [B, H, T, d]."""
+    (bsz, heads, q_len, d), kv_len = q.shape, k.shape[-2]
+    n_tiles, chunk, width = grids[0].shape[1], grids[0].shape[2], grids[1].shape[-1]
+    qs = F.pad(q * m.scale, (0, 0, 0, n_tiles * chunk - q_len))  # scaling q (T×d) costs less than the scores (T×W)
+    qt = qs.view(bsz, heads, n_tiles, chunk, d)  # [B, H, nT, C, d]
+    pad_left, pad_right = max(0, -first_key), max(0, first_key + (n_tiles - 1) * chunk + width - kv_len)
+    kp = F.pad(k, (0, 0, pad_left, pad_right))[:, :, first_key + pad_left:]  # [B, H, L, d]: tile t's keys: t·C …
+    vp = F.pad(v, (0, 0, pad_left, pad_right))[:, :, first_key + pad_left:]
+    kt = kp.unfold(2, width, chunk)[:, :, :n_tiles]  # [B, H, nT, d, W]: a strided view, nothing copied
+    vt = vp.unfold(2, width, chunk)[:, :, :n_tiles]  # [B, H, nT, d, W]
+    scores = torch.matmul(qt, kt)  # [B, H, nT, C, W], already scaled
+    if cols.numel():
+        kg = k[:, :, cols].transpose(-2, -1).unsqueeze(2)  # [B, H, 1, d, P]
+        scores = torch.cat([scores, torch.matmul(qt, kg)], -1)  # [B, H, nT, C, W+P]
+    term, values = _position_terms(m, qt, grids[0][0], _key_positions(grids, cols)[0])
+    if term is not None:
+        scores = scores + term
+    scores.masked_fill_(~vis.unsqueeze(1), torch.finfo(scores.dtype).min)  # a fresh tensor: in place saves a copy
+    p = F.dropout(softmax(scores), m.dropout, m.training)
+    o = torch.matmul(p[..., :width], vt.transpose(-2, -1))  # [B, H, nT, C, d]
+    if cols.numel():
+        o = o + torch.matmul(p[..., width:], v[:, :, cols].unsqueeze(2))
+    extra = values(p) if values is not None else None
+    o = o + extra if extra is not None else o
+    return o.reshape(bsz, heads, n_tiles * chunk, d)[:, :, :q_len]  # [B, H, T, d]
+
+
+def _key_positions(grids: tuple[torch.Tensor, torch.Tensor], cols: torch.Tensor) -> torch.Tensor:
+    """Absolute key position of every computed column [1, nT, 1, W+P]: the band's keys, then the global columns."""
+    if not cols.numel():
+        return grids[1]
+    n_tiles = grids[1].shape[1]
+    return torch.cat([grids[1], cols.view(1, 1, 1, -1).expand(1, n_tiles, 1, -1)], -1)
+
+
 def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
                batch: int, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
     """Attention of q [B, H, T, d] over k, v [B, G, S, d] with banded tiles; returns [B, H, T, d]."""
@@ -153,47 +212,25 @@ def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v
     left, right = band.left, band.right or 0
     chunk = max(1, min(int(tier.get("chunk", 128)), q_len))
     n_tiles = -(-q_len // chunk)
-    width = chunk + left + right
+    width = tile_width(chunk, band)
     cols = torch.tensor(sorted(c for c in band.cols if c < kv_len), dtype=torch.long, device=q.device)
 
     grids = _tile_grids(n_tiles, chunk, width, left, offset, q.device)
-    vis, vis_g = _cached_masks(m, cols, grids, q_end, kv_len, batch, inputs, chunk, offset)
-    if vis_g is not None:
-        vis = torch.cat([vis, vis_g], -1)
-    empty = ~vis.any(-1, keepdim=True)
-    vis = (vis | empty).unsqueeze(1)  # [Bm, 1, nT, C, W+P]; empty rows stay finite, patched below
+    entry = _cached_visibility(m, cols, grids, q_end, kv_len, batch, inputs, chunk, offset)
+    from .attention_kernels_local_loop import in_place_applies, tiles_in_place
 
-    pad_q = n_tiles * chunk - q_len
-    qs = q * m.scale  # scaling q (T×d) costs less than scaling the scores (T×W)
-    qt = (F.pad(qs, (0, 0, 0, pad_q)) if pad_q else qs).view(bsz, heads, n_tiles, chunk, d)  # [B, H, nT, C, d]
-    pad_right = max(0, offset + n_tiles * chunk + right - kv_len)
-    kt = F.pad(k, (0, 0, left, pad_right))[:, :, offset:].unfold(2, width, chunk)[:, :, :n_tiles]  # [B, H, nT, d, W]
-    vt = F.pad(v, (0, 0, left, pad_right))[:, :, offset:].unfold(2, width, chunk)[:, :, :n_tiles]  # [B, H, nT, d, W]
-    scores = torch.matmul(qt, kt)  # [B, H, nT, C, W], already scaled
-    if cols.numel():
-        kg = k[:, :, cols].transpose(-2, -1).unsqueeze(2)  # [B, H, 1, d, P]
-        scores = torch.cat([scores, torch.matmul(qt, kg)], -1)  # [B, H, nT, C, W+P]
-        kv_all = torch.cat([grids[1].expand(1, n_tiles, 1, width), cols.view(1, 1, 1, -1).expand(1, n_tiles, 1, -1)], -1)
+    if in_place_applies(m, q, k, v):
+        o = tiles_in_place(m, q, k, v, cols, entry, grids, offset - left)
     else:
-        kv_all = grids[1]
-    term, values = _position_terms(m, qt, grids[0][0], kv_all[0])
-    if term is not None:
-        scores = scores + term
-    scores.masked_fill_(~vis, torch.finfo(scores.dtype).min)  # a fresh tensor: in place saves a T×W copy
-    p = F.dropout(softmax(scores), m.dropout, m.training)
-    o = torch.matmul(p[..., :width], vt.transpose(-2, -1))  # [B, H, nT, C, d]
-    if cols.numel():
-        o = o + torch.matmul(p[..., width:], v[:, :, cols].unsqueeze(2))
-    extra = values(p) if values is not None else None
-    if extra is not None:
-        o = o + extra
-    o = o.reshape(bsz, heads, n_tiles * chunk, d)[:, :, :q_len]  # [B, H, T, d]
+        o = _batched_tiles(m, q, k, v, cols, entry["vis"], grids, offset - left)
     if tier.get("fix_empty_rows"):
+        empty = entry["empty"]
         rows_empty = empty.reshape(empty.shape[0], 1, n_tiles * chunk, 1)[:, :, :q_len]
         q_pos = torch.arange(offset, q_end, device=q.device)
         o = torch.where(rows_empty, _uniform_rows(m, v, q_pos).to(o.dtype), o)
     rows = torch.tensor(sorted(r for r in band.rows if offset <= r < q_end), dtype=torch.long, device=q.device)
     if rows.numel():
-        o = o.index_copy(2, rows - offset, _global_rows(m, q, k, v, rows, offset, batch, inputs,
-                                                         bool(tier.get("fix_empty_rows"))))
+        dense = _global_rows(m, q, k, v, rows, offset, batch, inputs, bool(tier.get("fix_empty_rows")))
+        # in place when autograd does not need o: a copy of o would also lose its [B, T, H, d] layout
+        o = o.index_copy(2, rows - offset, dense) if o.requires_grad else o.index_copy_(2, rows - offset, dense)
     return o

@@ -116,7 +116,12 @@ def _check_local(ref, by_kernel, x, w, xr, inputs, want, scale, mask_case):
         assert mask_case not in BANDED, by_kernel["local"].reason
         return
     assert mask_case in BANDED
-    _same_forward_and_gradients(ref, dict(by_kernel["local"].config, chunk=16), x, w, xr, inputs, want, scale)
+    cfg = dict(by_kernel["local"].config, chunk=16)
+    _same_forward_and_gradients(ref, cfg, x, w, xr, inputs, want, scale)
+    # without autograd the tiles run one at a time, in place, with the mask as an additive bias: same output
+    low = _lowered(ref, cfg)
+    with torch.no_grad():
+        _close(low(x, **inputs), want.detach(), "local forward without autograd")
 
 
 def _same_forward_and_gradients(ref, cfg, x, w, xr, inputs, want, scale):
@@ -249,3 +254,29 @@ def test_compiled_flex_attention_equals_the_reference_at_a_length_off_the_block_
         assert both.last_kernel == "sdpa"
     finally:
         flex.set_compile(False)
+
+
+@pytest.mark.parametrize("mask_case, pos_case", [("sliding_window", "none"), ("longformer", "t5_bias")])
+def test_banded_tiles_fall_back_to_the_max_subtracted_softmax_when_scores_overflow(attention_graphs, monkeypatch,
+                                                                                    mask_case, pos_case):
+    """Without autograd the tiles use exp(s) without subtracting the row max; weights ×6 (scores ×36, some above
+    exp's fp32 limit of ~88) overflow it, and the tiles that fail must be recomputed the reference's way — same
+    output within 1e-5 of its scale (larger scores are ill-conditioned in fp32 for any kernel: ×8 differs by 1.5e-5)."""
+    from compilers.torch.ops import attention_kernels_local_loop as loop
+
+    graph, ref = _modules(attention_graphs, mask_case, pos_case)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.mul_(6.0)
+    inputs = _inputs(MASK_CASES[mask_case][1])
+    x = torch.randn(B, T, D, generator=_g(8))
+    failed: list[list[int]] = []
+    unusable = loop._unusable_sums
+    monkeypatch.setattr(loop, "_unusable_sums", lambda sums: failed.append(unusable(sums)) or failed[-1])
+    d = decide(graph, graph.nodes["attn"], "cpu", "inference", kv_len=T)
+    low = _lowered(ref, dict(next(c.config for c in d.candidates if c.kernel == "local"), chunk=16))
+    with torch.no_grad():
+        want, got = ref(x, **inputs), low(x, **inputs)
+    assert failed and failed[0], "the scores were meant to overflow the max-free softmax"
+    assert torch.isfinite(got).all()
+    _close(got, want, "banded tiles after the fallback", want.abs().max().item())

@@ -19,13 +19,13 @@ The arithmetic is the reference's (scale, bias, masked_fill with the most negati
 softmax, dropout, @ v); rows left with no visible key get the reference's uniform attention
 (the mean of v over all keys) when the plan says such rows can occur (``fix_empty_rows``).
 
-Two ways through the tiles, same arithmetic:
+Two ways through the tiles, with the same results to rounding:
 
 * with autograd (training), all tiles at once as batched tensor math: ``[B, H, T/C, C, W]`` scores;
-* without (inference, ``torch.no_grad``), one tile at a time into two reused score buffers: the
-  mask is a cached additive bias folded into the score GEMM (``baddbmm``), softmax and ``@ v``
-  write in place. Each tile's ``[B·H, C, W]`` scores stay in the core's cache and no call
-  allocates (and page-faults) a T×W tensor — 2–3× faster than the batched form on the CPU.
+* without (inference, ``torch.no_grad``), one tile at a time in reused buffers
+  (:mod:`.attention_kernels_local_loop`): each tile's ``[B·H, C, W]`` scores stay in the core's
+  cache, no call allocates (and page-faults) a T×W tensor, and the softmax skips its max pass where
+  that is exact — about 2× faster than the batched form on the CPU.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v
 
     grids = _tile_grids(n_tiles, chunk, width, left, offset, q.device)
     entry = _cached_visibility(m, cols, grids, q_end, kv_len, batch, inputs, chunk, offset)
-    from .attention_kernels_local_loop import in_place_applies, tiles_in_place
+    from .attention_kernels_local_loop import in_place_applies, tiles_in_place  # it imports this module's helpers
 
     if in_place_applies(m, q, k, v):
         o = tiles_in_place(m, q, k, v, cols, entry, grids, offset - left)

@@ -14,9 +14,10 @@ window 256 (Longformer). Lengths 256 … 8192.
 
 * time: median wall time of alternating rounds (bench/_timing.py ``alternate``), after a warm-up
   call; FlexAttention's first call (compile + BlockMask) is reported separately as ``first_call_s``.
-  The development machine is shared (load 4-7 on 2 cores while this ran), so the table also gives
-  the speedup in process CPU time ``(cpu t)``, which waiting for a core does not inflate; the goals
-  are judged on wall time.
+  The development machines are shared and noisy (identical runs minutes apart differ by up to 2×),
+  so the table also gives the speedup in process CPU time ``(cpu t)``, which waiting for a core does
+  not inflate; the goals are judged on wall time, from the reference and the lowered kernel timed
+  alternately in one run.
 * peak memory: bytes held by tensors allocated during one call, from torch.profiler's memory
   events (bench/_timing.py ``peak_tensor_bytes``); q, k, v (allocated before) are not counted.
 * GFLOP/s: useful work 4·H·d·(visible query-key pairs) (q·k and p·v, 2·d FLOPs each per visible

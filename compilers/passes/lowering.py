@@ -212,7 +212,7 @@ def decide(graph: Graph, node: Node, target: "Target | str", mode: str = "infere
         # the cost model covers torch kernels; ONNX Runtime candidates are taken in the exporter's order
         costs = {L: rule.cost(facts, target, mode, L, cfg) for L in lengths} \
             if rule.cost and target.runtime == "torch" else {}
-        memory = {L: rule.memory(facts, L, cfg) for L in lengths} if rule.memory and costs else {}
+        memory = {L: rule.memory(facts, L, cfg, mode) for L in lengths} if rule.memory and costs else {}
         budget = float(target.data.get("dense_budget_mib", float("inf"))) * 2 ** 20
         # over the profile's budget for materialized T×S tensors: a last resort only
         score = {L: c * (MEMORY_PENALTY if memory.get(L, 0.0) > budget else 1.0) for L, c in costs.items()}

@@ -89,7 +89,8 @@ class Rule:
     rewrite: Callable[[Graph, Match, Any], Edit]
     #: lowering rules: estimated milliseconds of one call at a key length (None: not a kernel candidate)
     cost: Callable[..., float] | None = None
-    #: lowering rules: estimated bytes of the [.., T, S]-sized tensors one call materializes (batch 1)
+    #: lowering rules: estimated bytes of the [.., T, S]-sized tensors one call materializes (batch 1):
+    #: ``memory(facts, kv_len, config, mode)``
     memory: Callable[..., float] | None = None
     #: lowering rules: the kernel name the rule lowers to (``reference``, ``sdpa``, ``flex``, ...)
     kernel: str | None = None

@@ -63,7 +63,7 @@ def _cost(facts, target, mode, kv_len, cfg):
     return cost_ms(entry.get("cost"), facts.units(kv_len), density) + compile_ms + rebuild
 
 
-def _memory(facts, kv_len, cfg):
+def _memory(facts, kv_len, cfg, mode):
     """Nothing T×S per call (the BlockMask is (T/128)×(S/128); a mask reading graph inputs is evaluated per call)."""
     return 10.0 * kv_len * kv_len if facts.data_inputs else 0.0
 

@@ -76,10 +76,14 @@ def _cost(facts, target, mode, kv_len, cfg):
     return cost_ms(entry.get("cost_training" if mode == "training" else "cost"), units)
 
 
-def _memory(facts, kv_len, cfg):
-    """Tile scores, masked and softmaxed (fp32 per head) — T × (chunk + band + globals), not T × S."""
+def _memory(facts, kv_len, cfg, mode):
+    """Training (batched tiles): the tile scores, masked and softmaxed (fp32 per head) — T × (tile width + globals),
+    not T × S. Inference (one tile at a time): one tile's scores per head and the cached mask as weights and bias
+    (fp32, shared by the heads). Both: the global rows' scores against every key."""
     keys, rows = _computed(facts, kv_len, cfg)
-    return 12.0 * (facts.heads or 1) * (kv_len * keys + rows * kv_len)
+    heads = facts.heads or 1
+    tiles = 12.0 * heads * kv_len * keys if mode == "training" else 4.0 * heads * cfg["chunk"] * keys + 8.0 * kv_len * keys
+    return tiles + 12.0 * heads * rows * kv_len
 
 
 RULE = register(Rule("lower_local", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,

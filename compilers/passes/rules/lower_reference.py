@@ -30,7 +30,7 @@ def _cost(facts, target, mode, kv_len, cfg):
     return cost_ms(entry, facts.units(kv_len))
 
 
-def _memory(facts, kv_len, cfg):
+def _memory(facts, kv_len, cfg, mode):
     """Scores, their masked copy and the softmax (fp32 per head), plus the mask's index arithmetic."""
     return dense_bytes(facts, kv_len, per_head=12.0, shared=10.0 if facts.mask_kind != "none" else 0.0)
 

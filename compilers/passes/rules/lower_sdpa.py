@@ -73,7 +73,7 @@ def _cost(facts, target, mode, kv_len, cfg):
     return cost_ms(costs.get(cfg["variant"]), facts.units(kv_len))
 
 
-def _memory(facts, kv_len, cfg):
+def _memory(facts, kv_len, cfg, mode):
     """is_causal / no mask: nothing T×S; a mask: bool + its int64 index arithmetic; a bias: fp32 per head (twice)."""
     variant = cfg["variant"]
     if variant in ("causal", "none"):

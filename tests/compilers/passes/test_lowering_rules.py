@@ -161,7 +161,8 @@ def test_banded_masks_use_the_tiles_at_long_lengths_in_both_modes(attention_grap
         assert local.memory[8192] < _cand(long, "reference").memory[8192] / 40
         symbolic = decide(graph, node, "cpu", mode)
         assert [t["kernel"] for t in symbolic.tiers] == ["local", "sdpa", "reference"] and symbolic.tiers[0]["min_kv"] > 64
-        assert _cand(symbolic, "local").memory[8192] == 2 * _cand(symbolic, "local").memory[4096]  # linear in T
+        mem = _cand(symbolic, "local").memory  # linear in T (plus one tile's buffer when no autograd records it)
+        assert mem[8192] - mem[4096] == 2 * (mem[4096] - mem[2048]) and mem[8192] < 2.01 * mem[4096]
 
 
 def test_unbanded_masks_say_why_the_tiles_do_not_apply(attention_graphs):

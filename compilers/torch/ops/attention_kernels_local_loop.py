@@ -1,15 +1,16 @@
 """The banded kernel without autograd: one tile at a time, in place, in reused buffers.
 
-Same tiles and arithmetic as :func:`~.attention_kernels_local.local_core`'s batched path, but each
+The same tiles as :func:`~.attention_kernels_local.local_core`'s batched path, but each
 tile's ``[B·H, C, W]`` scores are written into buffers that every tile reuses (they stay in the
 core's cache; nothing T×W is allocated), and nothing is padded: a tile's keys before 0 or past the
 end are not computed (their weight would be exactly 0), the last tile has fewer rows.
 
 The softmax skips its max pass where that is exact: ``p = exp(s) ⊙ visible``, ``o = (p @ v) / Σ p``
 (softmax is shift-invariant, so this is the softmax to rounding as long as nothing overflows or
-underflows). Each tile checks its row sums — finite, and at least 1e-20 so that every weight that
-matters is a normal fp32 number — and a tile that fails is recomputed with the max subtracted (the
-reference's way: the mask as an additive bias folded into the score GEMM, then ``softmax``).
+underflows). After the loop every row sum is checked — finite, and at least 1e-20 so that every
+weight that matters is a normal fp32 number — and a tile that fails is recomputed with the max
+subtracted (the reference's way: the mask as an additive bias folded into the score GEMM, then
+``softmax``). The global columns of every tile are done at once after the band, as small GEMMs.
 Masked pairs are multiplied by 0 after ``exp`` rather than filled with the most negative value
 before it: torch's ``exp`` takes a ~100× slower path for inputs below about -87.
 """
@@ -92,6 +93,59 @@ def _per_head(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x if x.shape[1] == 1 else x.repeat_interleave(heads, 1)
 
 
+class _Terms:
+    """Adds the ALiBi / T5 scores of tiles (an index or a slice of them) at some mask columns to their scores."""
+
+    def __init__(self, m: Any, q: torch.Tensor, grids: tuple[torch.Tensor, torch.Tensor], kv_pos: torch.Tensor):
+        self.m, self.q, self.q_pos, self.kv_pos = m, q, grids[0][0], kv_pos  # q_pos [nT, C, 1], kv_pos [nT, 1, W+P]
+
+    def add(self, scores: torch.Tensor, t: slice | int, cols: slice | torch.Tensor) -> None:
+        """``scores`` [(nT,) B·H, C, w] += the position term at mask columns ``cols`` (nothing for other encodings)."""
+        if self.m.position not in ("alibi", "t5_bias"):
+            return
+        term = _position_terms(self.m, self.q[:1, :1], self.q_pos[t], self.kv_pos[t][..., cols])[0]  # [H, (nT,) C, w]
+        bsz, heads = self.q.shape[:2]
+        scores.view(*scores.shape[:-3], bsz, heads, *scores.shape[-2:]).add_(term.movedim(0, -3).unsqueeze(-4))
+
+
+def _band(tiles: list[_Tile], weights: torch.Tensor, terms: _Terms, out: torch.Tensor, row_sums: torch.Tensor,
+          heads: int) -> None:
+    """Each tile's band: ``out[t] = exp(s) ⊙ visible @ v`` and ``row_sums[t] = Σ exp(s) ⊙ visible``, unnormalised."""
+    buffers: dict[int, torch.Tensor] = {}  # scores per window width, reused by every tile: they stay in cache
+    for tile in tiles:
+        w = tile.k.shape[1]
+        scores = buffers[w] if w in buffers else buffers.setdefault(w, out.new_empty(*out.shape[1:3], w))
+        torch.bmm(tile.q, tile.k.transpose(1, 2), out=scores)  # [B·H, C, w]
+        terms.add(scores, tile.t, slice(tile.c0, tile.c1))
+        scores.exp_().mul_(tile.mask(weights, heads))  # exp(s) ⊙ visible
+        torch.sum(scores, -1, keepdim=True, out=row_sums[tile.t])
+        torch.bmm(scores, tile.v, out=out[tile.t])
+
+
+def _global_columns(q: torch.Tensor, scale: float, kg: torch.Tensor, vg: torch.Tensor, weights: torch.Tensor,
+                    terms: _Terms, out: torch.Tensor, row_sums: torch.Tensor, width: int) -> None:
+    """Adds every query's global columns (keys kg, values vg [B·H, P, d]) to ``out`` and ``row_sums`` at once."""
+    n_tiles, bh, chunk, d = out.shape
+    glob = torch.bmm(q.reshape(bh, -1, d), kg.transpose(1, 2) * scale)  # [B·H, T, P]: two small GEMMs per head
+    glob = F.pad(glob, (0, 0, 0, n_tiles * chunk - glob.shape[1])).view(bh, n_tiles, chunk, -1)  # [B·H, nT, C, P]
+    glob = glob.transpose(0, 1).contiguous()  # [nT, B·H, C, P]: small (P is a few columns)
+    terms.add(glob, slice(None), slice(width, width + kg.shape[1]))
+    glob.exp_().mul_(_per_head(weights[..., width:], q.shape[1]))
+    row_sums += glob.sum(-1, keepdim=True)
+    for p in range(kg.shape[1]):  # rank-1 updates: ~3× faster than a [T, P]·[P, d] GEMM for a few columns
+        out.addcmul_(glob[..., p:p + 1], vg[:, p].view(1, bh, 1, d))
+
+
+def _with_max_subtracted(tile: _Tile, kg: torch.Tensor, vg: torch.Tensor, bias: torch.Tensor, terms: _Terms,
+                         out: torch.Tensor, width: int, heads: int) -> None:
+    """Recomputes one tile the reference's way (the mask as an additive bias, ``softmax``) into ``out[t]``."""
+    cols_t = torch.cat([torch.arange(tile.c0, tile.c1), torch.arange(width, width + kg.shape[1])])
+    scores = torch.baddbmm(_per_head(bias[:, tile.t:tile.t + 1, :, cols_t], heads)[0], tile.q,
+                           torch.cat([tile.k, kg], 1).transpose(1, 2))  # [B·H, C, w+P]
+    terms.add(scores, tile.t, cols_t)
+    torch.bmm(torch.softmax(scores, -1), torch.cat([tile.v, vg], 1), out=out[tile.t])
+
+
 def tiles_in_place(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cols: torch.Tensor,
                    entry: dict[str, Any], grids: tuple[torch.Tensor, torch.Tensor], first_key: int) -> torch.Tensor:
     """Attention of q [B, H, T, d] over k, v [B, H, S, d] (heads already repeated), tile by tile: tile t's band
@@ -101,48 +155,17 @@ def tiles_in_place(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, co
     n_tiles, chunk, width, bh = grids[0].shape[1], grids[0].shape[2], grids[1].shape[-1], bsz * heads
     q_tiles = _query_tiles(q, m.scale, chunk)  # [nT, B·H, C, d]
     k3, v3 = k.reshape(bh, kv_len, d), v.reshape(bh, kv_len, d)
+    kg, vg = k3[:, cols], v3[:, cols]  # [B·H, P, d]: the global columns (P may be 0)
     tiles = [_Tile(t, q_tiles, k3, v3, first_key, width) for t in range(n_tiles)]
-    kv_pos = _key_positions(grids, cols)[0]  # [nT, 1, W+P]
-
-    def add_term(scores: torch.Tensor, t: slice | int, c0: int, c1: int) -> None:
-        """Add the ALiBi / T5 scores of tiles ``t``, mask columns c0:c1, to ``scores`` [(nT,) B·H, C, c1-c0]."""
-        if m.position in ("alibi", "t5_bias"):
-            term = _position_terms(m, q[:1, :1], grids[0][0, t], kv_pos[t, ..., c0:c1])[0]  # [H, (nT,) C, c1-c0]
-            scores.view(*scores.shape[:-3], bsz, heads, *scores.shape[-2:]).add_(term.movedim(0, -3).unsqueeze(-4))
-
+    terms = _Terms(m, q, grids, _key_positions(grids, cols)[0])
     weights = _mask_as(entry, "weights", q.dtype)
     out, row_sums = q.new_empty(n_tiles, bh, chunk, d), q.new_empty(n_tiles, bh, chunk, 1)
-    buffers: dict[int, torch.Tensor] = {}  # scores per window width, reused by every tile: they stay in cache
-    for tile in tiles:
-        w = tile.k.shape[1]
-        scores = buffers[w] if w in buffers else buffers.setdefault(w, q.new_empty(bh, chunk, w))
-        torch.bmm(tile.q, tile.k.transpose(1, 2), out=scores)
-        add_term(scores, tile.t, tile.c0, tile.c1)
-        scores.exp_().mul_(tile.mask(weights, heads))  # exp(s) ⊙ visible
-        torch.sum(scores, -1, keepdim=True, out=row_sums[tile.t])
-        torch.bmm(scores, tile.v, out=out[tile.t])
-    if cols.numel():  # the global columns of every query at once, as two [T, d]·[d, P] GEMMs per head
-        kg, vg = k3[:, cols], v3[:, cols]  # [B·H, P, d]
-        glob = torch.bmm(q.reshape(bh, q_len, d), kg.transpose(1, 2) * m.scale)  # [B·H, T, P]
-        glob = F.pad(glob, (0, 0, 0, n_tiles * chunk - q_len)).view(bh, n_tiles, chunk, -1)  # [B·H, nT, C, P]
-        glob = glob.transpose(0, 1).contiguous()  # [nT, B·H, C, P]: small (P is a few columns)
-        add_term(glob, slice(None), width, kv_pos.shape[-1])
-        glob.exp_().mul_(_per_head(weights[..., width:], heads))
-        row_sums += glob.sum(-1, keepdim=True)
-        for p in range(cols.numel()):  # rank-1 updates: ~3× faster than a [T, P]·[P, d] GEMM for a few columns
-            out.addcmul_(glob[..., p:p + 1], vg[:, p].view(1, bh, 1, d))
+    _band(tiles, weights, terms, out, row_sums, heads)
+    if cols.numel():
+        _global_columns(q, m.scale, kg, vg, weights, terms, out, row_sums, width)
     failed = _unusable_sums(row_sums)
     out.div_(row_sums)
-    if failed:  # the reference's way: the mask as an additive bias, the max subtracted
-        bias = _mask_as(entry, "bias", q.dtype)
-        for t in failed:
-            tile, kg, vg = tiles[t], k3[:, cols], v3[:, cols]
-            cols_t = torch.cat([torch.arange(tile.c0, tile.c1), torch.arange(width, width + cols.numel())])
-            scores = torch.baddbmm(_per_head(bias[:, t:t + 1, :, cols_t], heads)[0], tile.q,
-                                   torch.cat([tile.k, kg], 1).transpose(1, 2))
-            if m.position in ("alibi", "t5_bias"):
-                term = _position_terms(m, q[:1, :1], grids[0][0, t], kv_pos[t][:, cols_t])[0]  # [H, C, w+P]
-                scores.view(bsz, heads, chunk, -1).add_(term)
-            torch.bmm(torch.softmax(scores, -1), torch.cat([tile.v, vg], 1), out=out[t])
+    for t in failed:
+        _with_max_subtracted(tiles[t], kg, vg, _mask_as(entry, "bias", q.dtype), terms, out, width, heads)
     out = out.view(n_tiles, bsz, heads, chunk, d).permute(1, 0, 3, 2, 4)  # [B, nT, C, H, d]
     return out.reshape(bsz, n_tiles * chunk, heads, d)[:, :q_len].transpose(1, 2)  # [B, H, T, d]

@@ -147,7 +147,7 @@ class LoweredAttention(Attention):
         elif tier["kernel"] == "local":
             from .attention_kernels_local import local_core
 
-            o = local_core(self, tier, q, k, v, offset, x.shape[0], inputs)
+            o = local_core(self, tier, q, k, v, offset, x.shape[0], inputs, needs_grad)
         else:
             o = sdpa_core(self, tier, q, k, v, offset, x.shape[0], inputs)
         return self.out(self.merge_heads(o))

@@ -202,8 +202,9 @@ def _key_positions(grids: tuple[torch.Tensor, torch.Tensor], cols: torch.Tensor)
 
 
 def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
-               batch: int, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
-    """Attention of q [B, H, T, d] over k, v [B, G, S, d] with banded tiles; returns [B, H, T, d]."""
+               batch: int, inputs: dict[str, torch.Tensor | None], needs_grad: bool) -> torch.Tensor:
+    """Attention of q [B, H, T, d] over k, v [B, G, S, d] with banded tiles; returns [B, H, T, d]. ``needs_grad``:
+    whether autograd records the call (the module's own answer, which also picked this tier)."""
     band = band_of(m.mask if isinstance(m.mask, masks.MaskNode) else masks.parse_mask(m.mask))
     assert band is not None and band.left is not None, "the banded kernel was chosen for a mask with no band"
     k, v = m.repeat_kv(k), m.repeat_kv(v)
@@ -219,7 +220,7 @@ def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v
     entry = _cached_visibility(m, cols, grids, q_end, kv_len, batch, inputs, chunk, offset)
     from .attention_kernels_local_loop import in_place_applies, tiles_in_place  # it imports this module's helpers
 
-    if in_place_applies(m, q, k, v):
+    if in_place_applies(m, needs_grad, q.dtype):
         o = tiles_in_place(m, q, k, v, cols, entry, grids, offset - left)
     else:
         o = _batched_tiles(m, q, k, v, cols, entry["vis"], grids, offset - left)

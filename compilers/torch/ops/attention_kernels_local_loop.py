@@ -29,13 +29,11 @@ from .attention_kernels_local import _key_positions, _position_terms
 MIN_ROW_SUM = 1e-20
 
 
-def in_place_applies(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+def in_place_applies(m: Any, needs_grad: bool, dtype: torch.dtype) -> bool:
     """Calls autograd does not record, without dropout or Shaw terms (their per-query gathers are written for
     the batched tiles), in fp32/fp64 (the reference computes a 16-bit softmax in fp32; the batched path too)."""
-    recorded = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad or any(
-        p.requires_grad for p in m.parameters()))
     dropout = m.training and m.dropout > 0
-    return not (recorded or m.position == "shaw" or dropout) and q.dtype in (torch.float32, torch.float64)
+    return not (needs_grad or m.position == "shaw" or dropout) and dtype in (torch.float32, torch.float64)
 
 
 def _mask_as(entry: dict[str, Any], kind: str, dtype: torch.dtype) -> torch.Tensor:

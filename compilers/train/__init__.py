@@ -100,15 +100,7 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
     distributed.init(d, plan.device)
     try:
         tr = Trainer(run, plan, out, d, echo)
-        resumed_from = None
-        if resume:
-            ckpt = ck.latest(out / "checkpoints", warn=say)
-            if ckpt is None:
-                say(f"no checkpoint in {out / 'checkpoints'}: starting from step 0")
-            else:
-                tr.resume(ckpt)
-                resumed_from = tr.step
-                say(f"resumed from {ckpt.path} (step {tr.step})")
+        resumed_from = ck.resume_latest(tr, out / "checkpoints", say) if resume else None
         say(f"training {run.graph.name}: {describe(plan, run, d)}")
         log = tb = None
         if d.main:

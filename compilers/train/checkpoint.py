@@ -204,6 +204,18 @@ def latest(folder: Path, warn: Any = None) -> Checkpoint | None:
     return None
 
 
+def resume_latest(trainer: Any, folder: Path, say: Any) -> int | None:
+    """Resume ``trainer`` (anything with ``resume(checkpoint)`` and ``step``) from the newest checkpoint in ``folder``
+    that verifies, saying what happened; the step it resumed at, or None when there is none (start from 0)."""
+    ckpt = latest(folder, warn=say)
+    if ckpt is None:
+        say(f"no checkpoint in {folder}: starting from step 0")
+        return None
+    trainer.resume(ckpt)
+    say(f"resumed from {ckpt.path} (step {trainer.step})")
+    return trainer.step
+
+
 def prune(folder: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` step checkpoints (and stale temp files)."""
     for _, path in step_files(folder)[keep:]:

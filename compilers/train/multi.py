@@ -194,15 +194,7 @@ def train_networks(run: RunConfig, out: Path, resume: bool, echo: Callable[[str]
     say = (lambda _t: None) if quiet else echo
     task_name = run.values["task"]
     tr = NetTrainer(run, out, task_name)
-    resumed_from = None
-    if resume:
-        latest = ck.latest(tr.ckpt_dir, warn=say)
-        if latest is None:
-            say(f"no checkpoint in {tr.ckpt_dir}: starting from step 0")
-        else:
-            tr.resume(latest)
-            resumed_from = tr.step
-            say(f"resumed from {latest.path} (step {tr.step})")
+    resumed_from = ck.resume_latest(tr, tr.ckpt_dir, say) if resume else None
     total = tr.task.total_steps()
     sizes = ", ".join(f"{role} = {net} ({sum(p.numel() for p in tr.nets[net].parameters()):,} parameters)"
                       for role, net in tr.roles.items())

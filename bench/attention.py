@@ -4,7 +4,7 @@
 
 What is timed: the attention *core* of an ``attention`` node (B=1, 8 heads, head_dim 64, fp32) —
 scores, mask, position bias, softmax, weights @ v — through the real module code: the compiled
-reference module and the module lowered by ``compilers.passes`` for ``--target cpu`` (inference,
+reference module and the module lowered by ``nngraph.compilers.passes`` for ``--target cpu`` (inference,
 symbolic sequence length, so its plan has a tier per length range and the bench sees whatever
 the rule picks at each length). The q/k/v/out projections are bypassed (q, k, v are given;
 ``out`` is the identity) so the table shows the kernels, not four [T, 512] matmuls both share.
@@ -50,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import RESULTS, alternate, machine, peak_tensor_bytes, write  # noqa: E402
 
-from compilers.passes import compile_for  # noqa: E402
-from compilers.torch import build_module  # noqa: E402
+from nngraph.compilers.passes import compile_for  # noqa: E402
+from nngraph.compilers.torch import build_module  # noqa: E402
 from nngraph import load_spec  # noqa: E402
 
 H, D = 8, 64
@@ -79,7 +79,7 @@ def _core(module: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) 
 
 
 def _visible_pairs(graph, t: int) -> int:
-    from compilers.torch.ops.attention_masks import mask_tensor
+    from nngraph.compilers.torch.ops.attention_masks import mask_tensor
 
     mask = graph.nodes["attn"].params["mask"]
     total = 0

@@ -4,7 +4,7 @@ A random directed graph (``--nodes`` nodes, ``--edges`` edges, default 10,000 an
 64 in and out). Two layers, each in two implementations computing the same result:
 
 * sum aggregation h_v = Σ_{u→v} x_u: ``scatter`` gathers x[src] and index_adds at dst
-  (:func:`compilers.torch.ops.graph_nn.scatter`); ``dense`` builds A [N, N] from edge_index and
+  (:func:`nngraph.compilers.torch.ops.graph_nn.scatter`); ``dense`` builds A [N, N] from edge_index and
   computes Aᵀ x;
 * a GCN layer D̃^-1/2 (A + I) D̃^-1/2 X Θ + b: ``scatter`` is :class:`GCNConv` (normalized edge weights,
   gather, index_add); ``dense`` builds Ã and its normalization as [N, N] matrices and multiplies.
@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._timing import alternate, machine, ms, peak_tensor_bytes, write  # noqa: E402
-from compilers.torch.ops.graph_nn import GCNConv, scatter  # noqa: E402
+from nngraph.compilers.torch.ops.graph_nn import GCNConv, scatter  # noqa: E402
 
 
 def setup(nodes: int, edges: int, features: int, device: str = "cpu"):

@@ -1,7 +1,7 @@
 """MoE dispatch: grouped by expert (the torch back end's) vs every expert on every token (dense).
 
 Both variants share the router (linear, softmax, top-k, renormalized gates) and the expert weights
-(:class:`compilers.torch.ops.moe.MoE`, SwiGLU experts); they differ only in how the experts run:
+(:class:`nngraph.compilers.torch.ops.moe.MoE`, SwiGLU experts); they differ only in how the experts run:
 
 * grouped -- token-expert assignments sorted by expert, each expert once on its gathered tokens,
   gate-weighted results scatter-added back (``grouped_dispatch``): N·k expert rows;
@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._timing import alternate, machine, ms, write  # noqa: E402
-from compilers.torch.ops.moe import MoE, dense_moe, grouped_dispatch, route  # noqa: E402
+from nngraph.compilers.torch.ops.moe import MoE, dense_moe, grouped_dispatch, route  # noqa: E402
 
 GOAL = 2.5
 

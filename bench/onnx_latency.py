@@ -60,9 +60,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._timing import alternate  # noqa: E402
-from compilers.onnx.export import export_graph, plan  # noqa: E402
-from compilers.onnx.runner import make_session  # noqa: E402
-from compilers.torch import build_module  # noqa: E402
+from nngraph.compilers.onnx.export import export_graph, plan  # noqa: E402
+from nngraph.compilers.onnx.runner import make_session  # noqa: E402
+from nngraph.compilers.torch import build_module  # noqa: E402
 from nngraph import load_spec  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "onnx_latency.json"

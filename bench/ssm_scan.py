@@ -25,7 +25,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._timing import alternate, machine, ms, write  # noqa: E402
-from compilers.torch.ops.ssm import selective_scan_chunked, selective_scan_sequential  # noqa: E402
+from nngraph.compilers.torch.ops.ssm import selective_scan_chunked, selective_scan_sequential  # noqa: E402
 
 
 def bench_shape(b: int, t: int, d: int, n: int, chunks: list[int], runs: int, dev: str) -> dict:

@@ -47,7 +47,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compilers.torch import compile_spec  # noqa: E402
+from nngraph.compilers.torch import compile_spec  # noqa: E402
 
 GOAL = 1.02
 

@@ -3,7 +3,7 @@
 Both train the compiled specs/gpt_char.yaml (a tiny GPT, 108,480 parameters) on random 64-character
 windows of the bundled corpus, batch 32, AdamW with warmup + cosine decay and gradient clipping at 1.0.
 
-* ``nngraph``: :class:`compilers.train.loop.Trainer` and :func:`run_loop` exactly as ``nngraph train``
+* ``nngraph``: :class:`nngraph.compilers.train.loop.Trainer` and :func:`run_loop` exactly as ``nngraph train``
   runs them (task batching, loss, logging every 10 steps to metrics.jsonl; evaluation and checkpoints
   are set beyond the measured steps);
 * ``plain``: the loop a user writes by hand: slice windows, ``model(tokens=x)``, cross-entropy,
@@ -36,11 +36,11 @@ GOAL = 0.97
 
 
 def nngraph_variant(steps: int, out: Path):
-    from compilers.train.config import load_run_config
-    from compilers.train.distributed import Dist
-    from compilers.train.logging import MetricsLog, Progress
-    from compilers.train.loop import Trainer, run_loop
-    from compilers.train.plan import build_plan
+    from nngraph.compilers.train.config import load_run_config
+    from nngraph.compilers.train.distributed import Dist
+    from nngraph.compilers.train.logging import MetricsLog, Progress
+    from nngraph.compilers.train.loop import Trainer, run_loop
+    from nngraph.compilers.train.plan import build_plan
 
     run = load_run_config(SPEC, ["train.steps=1000000", "train.eval.every=1000000", "train.checkpoint.every=1000000",
                                  "train.log={every: 10, tensorboard: false, plot: false, progress: false}"])
@@ -58,8 +58,8 @@ def nngraph_variant(steps: int, out: Path):
 
 def plain_variant(steps: int, run):
     """The hand-written loop: same compiled model, same optimizer, schedule, clipping and data."""
-    from compilers.torch import build_module
-    from compilers.train.data import load_data
+    from nngraph.compilers.torch import build_module
+    from nngraph.compilers.train.data import load_data
 
     cfg = run.values
     model = build_module(run.graph, seed=cfg["seed"])

@@ -1,5 +1,5 @@
 """``python -m nngraph`` runs the CLI."""
 
-from cli import main
+from nngraph.cli import main
 
 main()

@@ -2,7 +2,7 @@
 
 import sys
 
-from compilers.torch import missing_ops
+from nngraph.compilers.torch import missing_ops
 from nngraph import load_spec
 
 for path in sys.argv[1:]:

@@ -9,7 +9,7 @@ import argparse
 import numpy as np
 import onnxruntime as ort
 
-from compilers.train.data.builtin import digits
+from nngraph.compilers.train.data.builtin import digits
 
 parser = argparse.ArgumentParser()
 parser.add_argument("model")

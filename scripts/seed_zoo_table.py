@@ -144,7 +144,7 @@ def torch_param_count_on_meta(graph) -> int:
     """Build ``graph`` with the torch back end on the meta device; its real parameter count."""
     import torch
 
-    from compilers.torch import build_module
+    from nngraph.compilers.torch import build_module
 
     with torch.device("meta"):
         model = build_module(graph, seed=0)
@@ -152,11 +152,11 @@ def torch_param_count_on_meta(graph) -> int:
 
 
 def concrete_inputs(graph, sizes: Mapping[str, int], seed: int = 0) -> dict:
-    """Random graph inputs (``compilers.torch.check.random_inputs``), with every ``lengths`` input
+    """Random graph inputs (``nngraph.compilers.torch.check.random_inputs``), with every ``lengths`` input
     feeding an attention mask set to valid lengths in [1, key length] (never an all-padding row)."""
     import torch
 
-    from compilers.torch.check import concrete_dim, random_inputs
+    from nngraph.compilers.torch.check import concrete_dim, random_inputs
 
     inputs = random_inputs(graph, sizes, seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -172,9 +172,9 @@ def concrete_inputs(graph, sizes: Mapping[str, int], seed: int = 0) -> dict:
 
 
 def concrete_shape(t, sizes: Mapping[str, int]) -> tuple[int, ...]:
-    """``compilers.torch.check.concrete_shape``, also for dims the front end writes as a slice of a
+    """``nngraph.compilers.torch.check.concrete_shape``, also for dims the front end writes as a slice of a
     symbolic dim (``tgt[0:-1:1]`` = the length of ``range(tgt)[0:-1:1]``), which its evaluator refuses."""
-    from compilers.torch.check import DEFAULT_SYMBOLIC, concrete_dim
+    from nngraph.compilers.torch.check import DEFAULT_SYMBOLIC, concrete_dim
 
     def size(name: str) -> int:
         return sizes.get(name, DEFAULT_SYMBOLIC)
@@ -191,7 +191,7 @@ def forward_backward(path: Path, overrides: list[str], sizes: Mapping[str, int] 
     """Compile at ``overrides``, run forward (train mode) and backward; ``(n_params, problems)``."""
     import torch
 
-    from compilers.torch import build_module
+    from nngraph.compilers.torch import build_module
     from nngraph import load_spec
 
     sizes = {**SMALL_DIMS, **(sizes or {})}
@@ -230,8 +230,8 @@ def forward_backward(path: Path, overrides: list[str], sizes: Mapping[str, int] 
 def export_check(path: Path, overrides: list[str], tolerance: float = ONNX_TOLERANCE) -> tuple[bool, str]:
     """Export at ``overrides`` (no file written) and compare ONNX Runtime with torch at two sizes of every
     dynamic dim; ``(exports, cell)``, the cell quoting the largest difference or the exporter's reason."""
-    from compilers.onnx.export import ExportError, export_graph
-    from compilers.torch import build_module
+    from nngraph.compilers.onnx.export import ExportError, export_graph
+    from nngraph.compilers.torch import build_module
     from nngraph import load_spec
 
     graph = load_spec(path, overrides)
@@ -272,7 +272,7 @@ def train_check(path: Path, graph, header: Header, tests: bool, train: bool, ste
         return None, "not run (train: section; --train runs it)"
     import tempfile
 
-    from compilers.train import train as run_training
+    from nngraph.compilers.train import train as run_training
 
     with tempfile.TemporaryDirectory() as out:
         summary = run_training(path, out=out, steps=steps, quiet=True)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install nngraph with its dev extras, pinned by constraints.txt.
-# Idempotent: reinstalls only when pyproject.toml or constraints.txt changed.
+# Create .venv and install exactly requirements.lock (the complete lock: every package pinned), then nngraph
+# itself in editable mode without re-resolving. Idempotent: reinstalls only when the lock or the packaging changed.
+# Refresh the lock with `bash scripts/lock.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -8,9 +9,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.nngraph-installed
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml setup.py requirements.lock | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  .venv/bin/python -m pip install -q --no-deps -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps -e .
+  .venv/bin/python -m pip check
   echo "$want" > "$stamp"
 fi

@@ -2,7 +2,7 @@
 
 ::
 
-    from compilers.onnx import export_spec, run_model, generate
+    from nngraph.compilers.onnx import export_spec, run_model, generate
     result = export_spec("specs/gpt_char.yaml", "gpt.onnx", target="ort-cpu", kv_cache=True)
     print(result.explain())                      # kernel per attention node, and why
     out = run_model("gpt.onnx", {"tokens": ids, **empty_past})
@@ -34,35 +34,35 @@ __all__ = ["DEFAULT_OPSET", "TARGETS", "attention_candidates", "export_graph", "
 
 
 def export_spec(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`compilers.onnx.export.export_spec`."""
+    """See :func:`nngraph.compilers.onnx.export.export_spec`."""
     from .export import export_spec as fn
 
     return fn(*args, **kwargs)
 
 
 def export_graph(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`compilers.onnx.export.export_graph`."""
+    """See :func:`nngraph.compilers.onnx.export.export_graph`."""
     from .export import export_graph as fn
 
     return fn(*args, **kwargs)
 
 
 def run_model(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`compilers.onnx.runner.run_model`."""
+    """See :func:`nngraph.compilers.onnx.runner.run_model`."""
     from .runner import run_model as fn
 
     return fn(*args, **kwargs)
 
 
 def generate(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`compilers.onnx.generate.generate`."""
+    """See :func:`nngraph.compilers.onnx.generate.generate`."""
     from .generate import generate as fn
 
     return fn(*args, **kwargs)
 
 
 def read_metadata(source: Any) -> dict[str, Any]:
-    """See :func:`compilers.onnx.metadata.read_metadata`."""
+    """See :func:`nngraph.compilers.onnx.metadata.read_metadata`."""
     from .metadata import read_metadata as fn
 
     return fn(source)

@@ -57,7 +57,7 @@ def _symbols_in(text: str) -> list[str]:
 
 
 def concrete(dim: Any, sizes: Mapping[str, int]) -> int:
-    from compilers.torch.check import concrete_dim
+    from nngraph.compilers.torch.check import concrete_dim
 
     return concrete_dim(dim, sizes)
 

@@ -37,7 +37,7 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                    explain: bool, verify: bool, tolerance: float | None, overrides: Sequence[str], seed: int,
                    echo: Echo, include_optional: bool = False, network: str | None = None, fuse: str | None = None,
                    dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None) -> int:
-    from compilers.torch.check import parse_dims
+    from nngraph.compilers.torch.check import parse_dims
     from nngraph.spec import load_spec
 
     from .export import ExportError, explain_text, export_graph, lowering_of, plan

@@ -2,7 +2,7 @@
 
 Steps of :func:`export_graph`:
 
-1. build the torch model (:func:`compilers.torch.build_module`), load ``weights``
+1. build the torch model (:func:`nngraph.compilers.torch.build_module`), load ``weights``
    (:mod:`.weights`: weights files, training checkpoints with LoRA merged), eval mode;
 2. choose an attention kernel per ``attention`` node for the target (:mod:`.kernels`);
 3. trace with the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) while the
@@ -213,7 +213,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     ``external_threshold`` bytes, default :data:`EXTERNAL_DATA_THRESHOLD` = protobuf's 2 GiB limit less
     128 MiB); ``expected_seq``: the sequence length the file will mostly run at -- one file serves every
     length, and where the fastest attention kernel differs by length (see
-    :func:`compilers.onnx.kernels.order_for`) this picks it (recorded in the metadata and ``--explain``).
+    :func:`nngraph.compilers.onnx.kernels.order_for`) this picks it (recorded in the metadata and ``--explain``).
     """
     if kv_cache and _cross_memory(graph):
         from .seq2seq import export_seq2seq
@@ -271,7 +271,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     notes: list[str] = []
     given_module = module is not None
     if module is None:
-        from compilers.torch import build_module
+        from nngraph.compilers.torch import build_module
 
         module = build_module(graph, seed=seed)
     if weights is not None:
@@ -409,7 +409,7 @@ def _check_kv(graph: Any, attn_nodes: list[Any]) -> None:
         ctx = node.inputs.get("context")
         if ctx is not None and ctx.node not in graph.inputs:
             raise ExportError(f"--kv-cache: node '{node.name}' is cross-attention on '{ctx}', which the graph "
-                              "computes: export an encoder-decoder with compilers.onnx.seq2seq (nngraph export "
+                              "computes: export an encoder-decoder with nngraph.compilers.onnx.seq2seq (nngraph export "
                               "--kv-cache does so), which makes that memory a decoder input")
     if all(n.inputs.get("context") is not None for n in attn_nodes):
         raise ExportError(f"--kv-cache: '{graph.name}' has no self-attention node to cache")

@@ -4,7 +4,7 @@ Protobuf cannot serialize a message over 2 GiB, so a model whose weights exceed
 :data:`EXTERNAL_DATA_THRESHOLD` keeps its tensors in ``<output>.data`` beside the model file (ONNX's
 external data, one file, tensors of 1 KB and more). Both files are written into a temporary folder
 beside the output, checked (``onnx.checker`` by path, full check) and verified there, then moved into
-place with ``os.replace``; ``nngraph infer`` (compilers.onnx.runner) refuses a model whose data file is
+place with ``os.replace``; ``nngraph infer`` (nngraph.compilers.onnx.runner) refuses a model whose data file is
 missing, naming it.
 """
 

@@ -3,7 +3,7 @@
 With a model exported with ``kv_cache=True`` (metadata ``nngraph.kv_cache``), the prompt is run
 once with empty ``past.{i}.key/value`` inputs ([B, G, 0, d]); every later step feeds one token per
 row and the previous step's ``present.{i}.*`` outputs as the new past -- the ONNX counterpart of
-:func:`compilers.torch.ops.attention_cache.generate`. A model without a cache re-runs the whole
+:func:`nngraph.compilers.torch.ops.attention_cache.generate`. A model without a cache re-runs the whole
 sequence each step (correct, quadratic).
 
 Choosing the next token from the last position's logits: greedy (argmax; ties -> the lowest id,
@@ -12,7 +12,7 @@ seeded numpy generator. ``eos``: rows that produced it keep producing it, and de
 when every row has.
 
 Encoder-decoder (a decoder step whose metadata has ``nngraph.seq2seq``, written by
-:mod:`compilers.onnx.seq2seq`): the encoder file beside it runs ONCE on ``source`` (token ids
+:mod:`nngraph.compilers.onnx.seq2seq`): the encoder file beside it runs ONCE on ``source`` (token ids
 [B, S] for its first input; other source inputs from ``inputs``, and a [batch] integer input such
 as ``src_lengths`` not given defaults to S: no padding); its memory and the source inputs the
 decoder also reads are fed unchanged at every decoder step, while the self-attention cache grows.

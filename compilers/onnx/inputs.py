@@ -1,6 +1,6 @@
 """Sample inputs for exporting and checking: random tensors whose integer values mean something.
 
-:func:`compilers.torch.check.random_inputs` bounds token ids by the embedding they feed; here,
+:func:`nngraph.compilers.torch.check.random_inputs` bounds token ids by the embedding they feed; here,
 in addition, integer inputs are drawn from the range their consumers need so that a parity check
 exercises the real paths: attention ``lengths`` in 1..S (S = the key length of the attention that
 reads them), ``edge_index`` node ids in 0..N-1 (N = the node count of the features beside it),
@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import torch
 
-from compilers.torch.check import DEFAULT_DIMS, DEFAULT_SYMBOLIC, concrete_dim, random_inputs
+from nngraph.compilers.torch.check import DEFAULT_DIMS, DEFAULT_SYMBOLIC, concrete_dim, random_inputs
 
 
 def symbols(graph: Any, include_optional: bool = False) -> list[str]:

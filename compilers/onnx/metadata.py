@@ -15,12 +15,12 @@ Keys (values are strings; structured ones are JSON):
                                layer {node, past_key, past_value, present_key, present_value,
                                kv_heads, head_dim}
 ``nngraph.weights``            where the weights came from (or ``seed N`` for initial weights)
-``nngraph.fusions``            JSON {fusion: times applied} (:mod:`compilers.onnx.fusions`; ORT targets)
+``nngraph.fusions``            JSON {fusion: times applied} (:mod:`nngraph.compilers.onnx.fusions`; ORT targets)
 ``nngraph.precision``          JSON (float16 exports only): {dtype, float32_ops kept, io}
 ``nngraph.expected_seq``       the sequence length the attention kernels were chosen for (if given)
 ``nngraph.external_data``      the file beside the model holding its weights (large models)
 ``nngraph.seq2seq``            JSON (an encoder-decoder's decoder step): {encoder file, memory input,
-                               source_inputs, shared_inputs} (:mod:`compilers.onnx.seq2seq`)
+                               source_inputs, shared_inputs} (:mod:`nngraph.compilers.onnx.seq2seq`)
 """
 
 from __future__ import annotations

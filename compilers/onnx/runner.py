@@ -2,7 +2,7 @@
 
 ::
 
-    from compilers.onnx import run_model
+    from nngraph.compilers.onnx import run_model
     outputs = run_model("gpt.onnx", {"tokens": np.array([[1, 2, 3]])})   # {"logits": array}
 
 Input files for ``nngraph infer --input NAME=FILE``: ``.npy`` (one array), ``.npz`` (the array

@@ -11,7 +11,7 @@ their names, so both torch models take their weights from the full model's state
 cross-attention recomputes its keys/values from the memory input every step) and
 ``OUT.encoder.onnx`` beside it, and records in the decoder's metadata ``nngraph.seq2seq``:
 ``{encoder: file name, memory: input name, source_inputs: [...], shared_inputs: [...]}``, which
-:func:`compilers.onnx.generate.generate` reads to run the encoder once and feed the memory (and
+:func:`nngraph.compilers.onnx.generate.generate` reads to run the encoder once and feed the memory (and
 the source inputs the decoder also reads, e.g. ``src_lengths``) at every step. Each file is
 verified against its torch part like any export.
 """
@@ -127,7 +127,7 @@ def _ancestors_until(graph: Any, name: str, stop: str) -> set[str]:
 
 def part_module(full: Any, part: Any) -> Any:
     """The torch model of ``part`` (a graph from :func:`split`) with the full model's weights."""
-    from compilers.torch import build_module
+    from nngraph.compilers.torch import build_module
 
     module = build_module(part, seed=0)
     state = full.state_dict()
@@ -147,8 +147,8 @@ def encoder_path(decoder_path: str | Path) -> Path:
 def export_seq2seq(graph: Any, output: str | Path, *, module: Any = None, weights: Any = None, seed: int = 0,
                    **kwargs: Any) -> tuple[Any, Any]:
     """Export ``graph``'s encoder to ``OUT.encoder.onnx`` and its decoder step (KV cache) to ``output``; returns
-    both :class:`compilers.onnx.export.ExportResult` (encoder, decoder)."""
-    from compilers.torch import build_module
+    both :class:`nngraph.compilers.onnx.export.ExportResult` (encoder, decoder)."""
+    from nngraph.compilers.torch import build_module
 
     from .export import ExportError, export_graph
 

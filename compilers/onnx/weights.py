@@ -2,13 +2,13 @@
 
 Accepted by ``nngraph export --weights``:
 
-* an nngraph weights file (``.safetensors`` or ``.pt``, :func:`compilers.torch.weights.save_weights`;
+* an nngraph weights file (``.safetensors`` or ``.pt``, :func:`nngraph.compilers.torch.weights.save_weights`;
   also ``OUT/model.safetensors`` of a training run, adapters already merged);
 * a training checkpoint (``OUT/checkpoints/step_*.safetensors`` or ``best.safetensors``, format
-  ``nngraph-checkpoint/1``, :mod:`compilers.train.checkpoint`): verified (SHA-256), its ``model/*``
+  ``nngraph-checkpoint/1``, :mod:`nngraph.compilers.train.checkpoint`): verified (SHA-256), its ``model/*``
   tensors loaded; when the run trained LoRA adapters (``state["lora"]``: the wrapped layer names),
   the layers are wrapped with the run's rank/alpha, the adapters loaded, and
-  :func:`compilers.train.lora.merge_lora` folds ``(alpha/r)·B·A`` into each weight, so the exported
+  :func:`nngraph.compilers.train.lora.merge_lora` folds ``(alpha/r)·B·A`` into each weight, so the exported
   graph is the plain spec with merged weights;
 * a training output folder: its ``model.safetensors`` if present, else the newest checkpoint in
   ``checkpoints/``.
@@ -47,7 +47,7 @@ def resolve(path: str | Path) -> Path:
     if path.is_dir():
         if (path / "model.safetensors").is_file():
             return path / "model.safetensors"
-        from compilers.train.checkpoint import step_files
+        from nngraph.compilers.train.checkpoint import step_files
 
         for folder in (path / "checkpoints", path):
             steps = step_files(folder)
@@ -61,12 +61,12 @@ def resolve(path: str | Path) -> Path:
 
 def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
     """Load ``path``'s weights into ``module`` (built from ``graph``); returns notes (what was loaded, merged)."""
-    from compilers.torch import StateDictError, load_state_dict
+    from nngraph.compilers.torch import StateDictError, load_state_dict
 
     file = resolve(path)
     notes = [f"weights: {file}"]
     if _safetensors_format(file) == CHECKPOINT_FORMAT:
-        from compilers.train import checkpoint as ck
+        from nngraph.compilers.train import checkpoint as ck
 
         try:
             ckpt = ck.read(file)
@@ -80,7 +80,7 @@ def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
         lora = list(ckpt.state.get("lora") or [])
         notes.append(f"training checkpoint at step {ckpt.state.get('run', {}).get('step', '?')}")
         if lora:
-            from compilers.train.lora import apply_lora, merge_lora
+            from nngraph.compilers.train.lora import apply_lora, merge_lora
 
             cfg = (ckpt.state.get("config") or {}).get("lora") or {}
             apply_lora(module, lora, int(cfg.get("rank", 8)), float(cfg.get("alpha", cfg.get("rank", 8))), 0.0)
@@ -91,7 +91,7 @@ def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
             return notes
         _load(module, state, file, load_state_dict, StateDictError)
         return notes
-    from compilers.torch.weights import WeightsError, load_weights
+    from nngraph.compilers.torch.weights import WeightsError, load_weights
 
     try:
         weights = load_weights(file)

@@ -2,7 +2,7 @@
 
 ::
 
-    from compilers.passes import fuse, lower, compile_for, explain, format_explain
+    from nngraph.compilers.passes import fuse, lower, compile_for, explain, format_explain
     fused = fuse(graph)                         # PassResult: .graph, .changes, .skipped
     lowered = lower(fused.graph, "cpu", "inference")
     model, results = compile_for(graph, "cuda:sm90:bf16", mode="training")
@@ -10,7 +10,7 @@
 
 Both passes are written as rules (:mod:`.rewrite`: pattern, check returning the reason a rule does
 not apply, rewrite), one rule per module in :mod:`.rules`; each pass collects its edits, applies
-them once and returns what it changed. Targets come from :mod:`compilers.targets` (profiles as
+them once and returns what it changed. Targets come from :mod:`nngraph.compilers.targets` (profiles as
 data). The lowered torch modules live in ``compilers/torch/ops/attention_kernels*.py``.
 """
 
@@ -37,8 +37,8 @@ def run_passes(graph: Graph, target: Any = "auto", mode: str = "inference",
 def compile_for(graph: Graph, target: Any = "auto", mode: str = "inference", seed: int = 0,
                 kv_len: int | None = None, dims: dict[str, int] | None = None) -> tuple[Any, list[PassResult]]:
     """Build the torch module of ``graph`` lowered for ``target`` (same parameter names and weights
-    as ``compilers.torch.build_module(graph, seed)``); returns (module, pass results)."""
-    from compilers.torch import build_module
+    as ``nngraph.compilers.torch.build_module(graph, seed)``); returns (module, pass results)."""
+    from nngraph.compilers.torch import build_module
 
     final, results = run_passes(graph, target, mode, kv_len, dims)
     return build_module(final, seed=seed), results

@@ -2,7 +2,7 @@
 
 :class:`AttentionFacts` is built for an ``attention`` node (mask and position specs, heads,
 dtype, lengths) or for a fused ``sdpa`` node (q, k, v and an optional additive bias tensor,
-see :mod:`compilers.passes.rules.fuse_attention`). The mask analysis works on the parsed mask
+see :mod:`nngraph.compilers.passes.rules.fuse_attention`). The mask analysis works on the parsed mask
 tree of :mod:`nngraph.ops._attn_masks`:
 
 * ``mask_kind``: ``none`` (no mask), ``causal`` (exactly the causal predicate, self-attention:
@@ -169,7 +169,7 @@ def facts_of(graph: Graph, node: Node) -> AttentionFacts | None:
 def _density(mask_key: str, q_len: int, kv_len: int, block: int) -> float:
     import torch
 
-    from compilers.torch.ops.attention_masks import mask_tensor
+    from nngraph.compilers.torch.ops.attention_masks import mask_tensor
 
     node = masks.parse_mask(_MASKS_BY_KEY[mask_key])
     nq, nk = -(-q_len // block), -(-kv_len // block)

@@ -17,7 +17,7 @@ It returns a :class:`PassResult`: the new graph and every change made — a pass
 nothing says so with an empty list.
 
 Lowering rules (kernel candidates) additionally estimate their cost; see
-:mod:`compilers.passes.lowering`.
+:mod:`nngraph.compilers.passes.lowering`.
 """
 
 from __future__ import annotations

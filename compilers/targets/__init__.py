@@ -2,7 +2,7 @@
 
 A :class:`Target` is one profile of ``profiles.json`` made concrete: the runtime (``torch`` or
 ``onnxruntime``), device, CUDA compute capability, compute dtype, ONNX Runtime providers and the
-torch features present. The lowering pass (:mod:`compilers.passes`) reads the kernels a target
+torch features present. The lowering pass (:mod:`nngraph.compilers.passes`) reads the kernels a target
 offers and their conditions from ``target.data`` — it has no per-device branches, so a new device
 is a new profile entry.
 
@@ -25,11 +25,12 @@ import functools
 import importlib
 import json
 import re
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROFILES_FILE = Path(__file__).with_name("profiles.json")
+PROFILES_FILE = resources.files(__package__) / "profiles.json"  # package data: found in a wheel too
 
 _DTYPE_ALIASES = {"fp32": "float32", "float32": "float32", "f32": "float32", "fp16": "float16", "float16": "float16",
                   "half": "float16", "f16": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16",
@@ -44,7 +45,7 @@ class TargetError(ValueError):
 @functools.lru_cache(maxsize=1)
 def load_profiles(path: str | None = None) -> dict[str, Any]:
     """The parsed ``profiles.json`` (features, kernels, profiles)."""
-    data = json.loads(Path(path or PROFILES_FILE).read_text(encoding="utf-8"))
+    data = json.loads((Path(path) if path else PROFILES_FILE).read_text(encoding="utf-8"))
     for key in ("features", "kernels", "profiles"):
         if not isinstance(data.get(key), dict):
             raise TargetError(f"{path or PROFILES_FILE}: '{key}' must be a mapping")

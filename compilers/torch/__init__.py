@@ -2,7 +2,7 @@
 
 ::
 
-    from compilers.torch import compile_spec
+    from nngraph.compilers.torch import compile_spec
     model = compile_spec("specs/mlp.yaml", overrides=["hidden=512"], seed=0)
     print(model.source)            # the generated Python (imports + class)
     model(torch.randn(8, 784))     # -> logits tensor
@@ -54,7 +54,7 @@ def emit_python(graph: Graph) -> str:
     """The standalone Python module for ``graph``: imports and one ``nn.Module`` class.
 
     Importing it needs the nngraph package (the class builds its layers with
-    ``compilers.torch.module.make``); ``ClassName(seed=s)`` has the same
+    ``nngraph.compilers.torch.module.make``); ``ClassName(seed=s)`` has the same
     weights as ``build_module(graph, seed=s)``.
     """
     return generate(graph).source

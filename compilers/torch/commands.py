@@ -38,7 +38,7 @@ def compile_command(spec: Path, overrides: list[str], limits: Any, *, output: Pa
     graph = load_spec(spec, overrides, limits)
     built = graph
     if target is not None or explain:
-        from compilers.passes.cli import lower_for_cli
+        from nngraph.compilers.passes.cli import lower_for_cli
 
         built, text = lower_for_cli(graph, target or "auto", mode, dim, explain)
         echo(text)

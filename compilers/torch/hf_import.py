@@ -2,7 +2,7 @@
 
 ::
 
-    from compilers.torch.hf_import import import_weights
+    from nngraph.compilers.torch.hf_import import import_weights
     model = import_weights("specs/gpt2_small.yaml", "hf-gpt2", "pytorch_model.bin")   # a loaded model
     # or, for a state dict already in memory:
     tensors, skipped = convert_state_dict(graph, "hf-llama", hf_model.state_dict())

@@ -40,7 +40,7 @@ from .init import InitSpec, apply_inits
 from .registry import NodeCtx, get_impl, impls
 
 impls()  # load every op family so generated code can use nng.ops.<family>
-ops = importlib.import_module("compilers.torch.ops")
+ops = importlib.import_module("nngraph.compilers.torch.ops")
 
 _COMMENT = re.compile(r"#\s*(?P<pos>\S+)\s+(?P<node>\S+)\s+\((?P<op>[^)]*)\)")
 

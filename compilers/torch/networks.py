@@ -2,7 +2,7 @@
 
 ::
 
-    from compilers.torch.networks import build_networks
+    from nngraph.compilers.torch.networks import build_networks
     nets = build_networks(load_spec("specs/seeds/gan_2d.yaml"), seed=0)
     x = nets["generator"](z)                 # each network is its own GraphModule
     logit = nets["discriminator"](x)

@@ -1,6 +1,6 @@
 """The torch implementation registry: one entry per nngraph op.
 
-A family's torch implementation is one module in :mod:`compilers.torch.ops`
+A family's torch implementation is one module in :mod:`nngraph.compilers.torch.ops`
 that registers its ops with :func:`torch_op`; the package discovers it (the
 same way :mod:`nngraph.ops` does), so nothing else changes to add one.
 
@@ -21,7 +21,7 @@ An implementation has up to four parts:
     Default initializers by parameter name (a name matches ``name`` exactly or
     as a dotted suffix, so ``"weight"`` covers ``up.weight`` and
     ``down.weight``); the spec's per-node ``init`` overrides them (see
-    :mod:`compilers.torch.init`). Parameters without an initializer keep the
+    :mod:`nngraph.compilers.torch.init`). Parameters without an initializer keep the
     constructor's (seeded) default.
 ``post_init(module, ctx)``
     Runs after the initializers (e.g. re-zero an embedding's padding row).

@@ -2,7 +2,7 @@
 
 ::
 
-    from compilers.train import train
+    from nngraph.compilers.train import train
     summary = train("specs/cnn_digits.yaml", out="out/cnn", steps=300)
     print(summary["test"]["accuracy"])
 
@@ -141,8 +141,8 @@ def _export(tr: Any, path: Path) -> None:
 
     Every rank calls it (under FSDP the weights are gathered); rank 0 writes.
     """
-    from compilers.torch import build_module, load_state_dict
-    from compilers.torch.weights import save_weights
+    from nngraph.compilers.torch import build_module, load_state_dict
+    from nngraph.compilers.torch.weights import save_weights
 
     from .lora import apply_lora, merged_state_dict
 

@@ -64,7 +64,7 @@ def _is_main() -> bool:
 
 def model_state(model: nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
     """The full state dict with spec keys, each shared tensor once; sharded: gathered, on rank 0 only ({} elsewhere)."""
-    from compilers.torch import state_dict_for
+    from nngraph.compilers.torch import state_dict_for
 
     if not sharded:
         return dict(state_dict_for(model))
@@ -76,12 +76,12 @@ def model_state(model: nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], sharded: bool) -> None:
     """Load a full spec-keyed state dict (every rank passes the whole of it)."""
-    from compilers.torch import load_state_dict
+    from nngraph.compilers.torch import load_state_dict
 
     if not sharded:
         load_state_dict(model, state)
         return
-    from compilers.torch.state import aliases
+    from nngraph.compilers.torch.state import aliases
 
     model.reshard()  # the parameters registered on the module are the shards again
     state = dict(state)

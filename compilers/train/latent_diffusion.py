@@ -13,7 +13,7 @@ Two stages in one run, one step counter (the simplest honest form of the paper's
    T, schedule; the condition c is the class label, replaced by the null label -- the extra row of the
    denoiser's label embedding -- with probability ``diffusion.cond_drop``). Logged as ``loss``.
 
-Sampling (:func:`sample_images`): DDPM or DDIM in latent space (:mod:`compilers.torch.diffusion_sampling`),
+Sampling (:func:`sample_images`): DDPM or DDIM in latent space (:mod:`nngraph.compilers.torch.diffusion_sampling`),
 then the decoder on z_0 / scale. Networks: the encoder's outputs ``z``, ``kl`` and ``mu`` (vae_reparam's),
 the decoder's first output the reconstruction, the denoiser's inputs the latent (a float input of
 rank >= 3), the step (fed to a timestep_embedding, or ``t``) and optionally an integer [batch] label.
@@ -29,8 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from compilers.torch.diffusion_sampling import denoiser_roles, make_schedule, q_sample, sample
-from compilers.torch.ops.generative import set_generator
+from nngraph.compilers.torch.diffusion_sampling import denoiser_roles, make_schedule, q_sample, sample
+from nngraph.compilers.torch.ops.generative import set_generator
 
 from .adversarial import networks_elbo
 from .binding import embedding_limit

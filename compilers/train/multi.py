@@ -110,7 +110,7 @@ class NetTrainer:
     """Networks, the task, the step counter; checkpoints and resume."""
 
     def __init__(self, run: RunConfig, out: Path, task_name: str):
-        from compilers.torch.networks import build_networks
+        from nngraph.compilers.torch.networks import build_networks
 
         from .adversarial import TASKS as ADV
         from .latent_diffusion import TASKS as LD
@@ -130,7 +130,7 @@ class NetTrainer:
 
     # ----- checkpoints ---------------------------------------------------------------
     def payload(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from compilers.torch import state_dict_for
+        from nngraph.compilers.torch import state_dict_for
 
         tensors = {f"model/{k}": v for k, v in state_dict_for(self.nets).items()}
         optim_meta = {}
@@ -152,7 +152,7 @@ class NetTrainer:
         return ck.save_step(self.ckpt_dir, name, self.step, tensors, state, self.cfg["checkpoint"]["keep"])
 
     def resume(self, ckpt: ck.Checkpoint) -> None:
-        from compilers.torch import load_state_dict
+        from nngraph.compilers.torch import load_state_dict
 
         st = ckpt.state
         ck.check_resumable(ckpt, self.run.graph.fingerprint(), self.cfg, RESUMABLE)
@@ -174,7 +174,7 @@ class NetTrainer:
 
     def save_weights(self, out: Path) -> list[Path]:
         """``model.safetensors`` (every network) and ``<network>.safetensors`` (each one)."""
-        from compilers.torch.weights import save_weights
+        from nngraph.compilers.torch.weights import save_weights
 
         paths = [out / "model.safetensors"]
         save_weights(self.nets, self.run.graph, paths[0])

@@ -83,7 +83,7 @@ def task_and_data(run: RunConfig) -> tuple[str, Any]:
 
 
 def build_plan(run: RunConfig, d: Dist) -> Plan:
-    from compilers.torch import build_module
+    from nngraph.compilers.torch import build_module
 
     cfg = run.values
     if cfg["threads"]:

@@ -179,7 +179,7 @@ class RLTask(NetTask):
 
     # ----- checkpoint ---------------------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from compilers.torch import state_dict_for
+        from nngraph.compilers.torch import state_dict_for
 
         tensors = {f"buffer/{k}": v for k, v in self.buffer.t.items()}
         tensors["gen"] = self.gen.get_state()
@@ -190,7 +190,7 @@ class RLTask(NetTask):
         return tensors, st
 
     def load_state(self, tensors: dict[str, torch.Tensor], st: dict[str, Any]) -> None:
-        from compilers.torch import load_state_dict
+        from nngraph.compilers.torch import load_state_dict
 
         for k in self.buffer.t:
             self.buffer.t[k].copy_(tensors[f"buffer/{k}"])

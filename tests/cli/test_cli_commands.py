@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import cli
+from nngraph import cli
 from nngraph.commands import inspect_text
 
 ROOT = Path(__file__).resolve().parents[2]

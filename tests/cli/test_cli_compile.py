@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-import cli
-from compilers.torch.weights import load_weights
+from nngraph import cli
+from nngraph.compilers.torch.weights import load_weights
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 runner = CliRunner()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from compilers.torch import build_module
+from nngraph.compilers.torch import build_module
 from nngraph import load_spec
 
 from _zoo import SPECS, count, load_clean

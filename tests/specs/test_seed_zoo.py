@@ -306,7 +306,7 @@ def test_seq2seq_bahdanau_matches_torch_and_scores_every_target_source_pair():
 
 @pytest.mark.parametrize("name", ["seq2seq_luong", "seq2seq_bahdanau"])
 def test_attention_weights_are_a_distribution_over_source_positions(name):
-    from compilers.torch import build_module
+    from nngraph.compilers.torch import build_module
 
     graph = load(name, table.read_header(SEEDS / f"{name}.yaml").small)
     model = build_module(graph, seed=0).eval()
@@ -415,7 +415,7 @@ def test_dyt_vit_is_vit_b16_plus_one_alpha_per_replaced_norm():
 @pytest.mark.parametrize("name,tokens", [("transformer_base", "tgt_tokens"), ("sparse_transformer", "tokens"),
                                          ("linear_transformer", "tokens")])
 def test_autoregressive_outputs_do_not_depend_on_later_tokens(name, tokens):
-    from compilers.torch import build_module
+    from nngraph.compilers.torch import build_module
 
     graph = load(name, table.read_header(SEEDS / f"{name}.yaml").small)
     model = build_module(graph, seed=0).eval()

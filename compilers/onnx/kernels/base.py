@@ -14,7 +14,7 @@ A kernel (one module each: :mod:`.decomposed`, :mod:`.onnx_attention`, :mod:`.or
 ``reference(cfg, tensors)``
     what the ONNX op computes, in torch (the placeholder's value while tracing);
 ``emit(inputs, outputs, cfg) -> [NodeProto]``
-    the ONNX node(s) replacing the placeholder (:mod:`compilers.onnx.rewrite`).
+    the ONNX node(s) replacing the placeholder (:mod:`nngraph.compilers.onnx.rewrite`).
 
 Why a placeholder: the TorchScript exporter turns ``Placeholder.apply`` into one node
 ``ai.nngraph::Attention`` (its ``symbolic``) holding the kernel's config as JSON; after the
@@ -57,7 +57,7 @@ TARGETS = tuple(_BUILTIN)
 
 def target_info(target: Any) -> TargetInfo:
     """A :class:`TargetInfo` from a target name (``onnx``, ``ort-cpu``, ``ort-cuda``), a
-    :class:`compilers.targets.Target`, or a TargetInfo."""
+    :class:`nngraph.compilers.targets.Target`, or a TargetInfo."""
     if isinstance(target, TargetInfo):
         return target
     if isinstance(target, str):
@@ -202,7 +202,7 @@ def projected(module: Any, site: AttentionSite, x: Any, context: Any, offset: An
     """q [B, H, T, d], k, v [B, G, S, d] from the module's projections, RoPE applied at offset.. when ``rope``."""
     import torch
 
-    from compilers.torch.ops import attention_positions as pos
+    from nngraph.compilers.torch.ops import attention_positions as pos
 
     q, k, v = module.project(x, context)
     if site.rope and rope:
@@ -253,7 +253,7 @@ def additive_mask(mask_node: Any, bias: Any, batch: int, q_len: Any, kv_len: Any
     """
     import torch
 
-    from compilers.torch.ops.attention_masks import mask_tensor
+    from nngraph.compilers.torch.ops.attention_masks import mask_tensor
 
     add = bias
     if mask_node is not None:

@@ -1,9 +1,9 @@
 """The decomposed kernel: the torch reference attention exported op by op (MatMul, Add, Where, Softmax, MatMul).
 
 Always applies and is the oracle of the fused kernels. Nothing is replaced: the export traces
-:class:`compilers.torch.ops.attention.Attention`'s own forward, so masks come from the same
+:class:`nngraph.compilers.torch.ops.attention.Attention`'s own forward, so masks come from the same
 predicates, positions from the same RoPE/ALiBi/T5/Shaw code, and, with ``kv_cache``, keys and
-values from the same :class:`~compilers.torch.ops.attention_cache.CacheSlot` the torch KV cache
+values from the same :class:`~nngraph.compilers.torch.ops.attention_cache.CacheSlot` the torch KV cache
 uses (seeded with the past tensors, so positions continue at the past length).
 """
 
@@ -28,7 +28,7 @@ class Decomposed(Kernel):
 
     def forward(self, module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any = None,
                 lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
-        from compilers.torch.ops.attention_cache import CacheSlot
+        from nngraph.compilers.torch.ops.attention_cache import CacheSlot
 
         kwargs = {k: v for k, v in (("context", context), ("lengths", lengths), ("key_padding", key_padding),
                                     ("doc_ids", doc_ids)) if v is not None}

@@ -80,7 +80,7 @@ class OrtGroupQueryAttention(Kernel):
                 lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
         import torch
 
-        from compilers.torch.ops import attention_positions as pos
+        from nngraph.compilers.torch.ops import attention_positions as pos
 
         past = past_of(io, site)
         batch = x.shape[0]
@@ -118,7 +118,7 @@ class OrtGroupQueryAttention(Kernel):
     def reference(self, cfg: dict[str, Any], t: dict[str, Any]) -> tuple[Any, ...]:
         import torch
 
-        from compilers.torch.ops.attention_positions import rotate_half
+        from nngraph.compilers.torch.ops.attention_positions import rotate_half
 
         q, k = split_heads(t["query"], cfg["heads"]), split_heads(t["key"], cfg["kv_heads"])
         v = split_heads(t["value"], cfg["kv_heads"])

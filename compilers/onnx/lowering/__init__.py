@@ -5,7 +5,7 @@ run-time *values* -- a loop over the sequence, ``.item()``, ``.tolist()``, arith
 count -- would be frozen at the sample's sizes. :func:`lowered` patches, for the duration of the
 export only (instance attributes, removed afterwards):
 
-* ``attention`` nodes -> the chosen kernel's forward (:mod:`compilers.onnx.kernels`); a module
+* ``attention`` nodes -> the chosen kernel's forward (:mod:`nngraph.compilers.onnx.kernels`); a module
   shared by several nodes (``share: true``) dispatches per call in graph order;
 * ``mamba`` -> the recurrence as an ONNX ``Scan`` (:mod:`.ssm`);
 * ``moe`` -> routing, capacity and grouped dispatch with tensor-valued counts (:mod:`.moe`);
@@ -13,7 +13,7 @@ export only (instance attributes, removed afterwards):
 * mask predicates' ``logical_not`` (``v ^ True``, which the tracer cannot record for a tensor)
   -> ``torch.logical_not`` for tensors;
 * a BigBird ``random`` mask -> its rows drawn for the (fixed) traced lengths as plain ints (the export
-  fixes the sequence dims of such nodes, see :func:`compilers.onnx.export.length_bound_symbols`);
+  fixes the sequence dims of such nodes, see :func:`nngraph.compilers.onnx.export.length_bound_symbols`);
 * with a KV cache, ``position_embedding`` -> positions ``past_len + arange(T)`` with ``past_len`` a
   tensor read from the first past input's shape (the torch module's cache slot keeps a Python
   int, which the tracer can confuse with other ints of the same value).
@@ -53,7 +53,7 @@ def _patch(module: Any, fn: Any, patched: list[Any]) -> None:
 def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None = None) -> Iterator[
         list[_AttentionDispatch]]:
     """Patch ``model`` (built from ``graph``) for export; yields the attention dispatchers (reset per call)."""
-    from compilers.torch.ops import attention_masks, graph_nn
+    from nngraph.compilers.torch.ops import attention_masks, graph_nn
     from nngraph.ops import _attn_masks
 
     from . import graph_nn as gnn_lowering
@@ -111,7 +111,7 @@ def _position_forward(module: Any, io: KVIO, x: Any, positions: Any = None) -> A
     """PositionEmbedding.forward with positions continuing after the cached ones (a tensor offset)."""
     import torch
 
-    from compilers.torch.ops.position import sinusoid_table
+    from nngraph.compilers.torch.ops.position import sinusoid_table
 
     if positions is None:
         positions = torch.arange(x.shape[-2]) + io.past_len

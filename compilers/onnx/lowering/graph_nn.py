@@ -5,7 +5,7 @@ Here, with G = max(batch) + 1 as a tensor (or the spec's integer ``num_graphs``)
 one-hot [G, N] membership matrix: sum = M·x, mean = sum / max(count, 1), max = the masked maximum
 (0 for an empty graph, as in torch) -- exact and dynamic in N and G. The message-passing layers
 need no lowering: their gathers and scatters are traced with the corrected ``index_add`` /
-``scatter_reduce`` translations of :mod:`compilers.onnx.symbolics` (duplicates accumulate).
+``scatter_reduce`` translations of :mod:`nngraph.compilers.onnx.symbolics` (duplicates accumulate).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 def global_pool(x: torch.Tensor, batch: torch.Tensor | None = None, mode: str = "mean",
                 num_graphs: int | None = None) -> torch.Tensor:
-    """Drop-in for :func:`compilers.torch.ops.graph_nn.global_pool` while exporting."""
+    """Drop-in for :func:`nngraph.compilers.torch.ops.graph_nn.global_pool` while exporting."""
     if batch is None:
         batch = torch.zeros_like(x[:, 0], dtype=torch.int64)
         num_graphs = 1

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 
 def moe_forward(module: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """:meth:`compilers.torch.ops.moe.MoE.forward` without Python-level data dependence."""
-    from compilers.torch.ops.moe import _call_expert, route, router_z_loss
+    """:meth:`nngraph.compilers.torch.ops.moe.MoE.forward` without Python-level data dependence."""
+    from nngraph.compilers.torch.ops.moe import _call_expert, route, router_z_loss
 
     flat = x.reshape(-1, x.shape[-1])
     logits = module.router(flat)

@@ -48,8 +48,8 @@ class _SelectiveScan(torch.autograd.Function):
 
 
 def mamba_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
-    """:meth:`compilers.torch.ops.ssm.Mamba.forward` with the scan as :class:`_SelectiveScan`."""
-    from compilers.torch.ops.ssm import _discretize
+    """:meth:`nngraph.compilers.torch.ops.ssm.Mamba.forward` with the scan as :class:`_SelectiveScan`."""
+    from nngraph.compilers.torch.ops.ssm import _discretize
 
     u, z, delta, A, B, C = module.ssm_inputs(x)
     a, b = _discretize(u, delta, A, B)

@@ -1,10 +1,10 @@
-"""Lowering rule: ONNX Runtime attention kernels (for ``ort-*`` targets), provided by compilers.onnx.
+"""Lowering rule: ONNX Runtime attention kernels (for ``ort-*`` targets), provided by nngraph.compilers.onnx.
 
 The ONNX back end owns these kernels (opset-23 ``Attention``, ORT contrib ``MultiHeadAttention``,
 ``GroupQueryAttention``, ...). This rule adapts them to the lowering table: if
-``compilers.onnx`` exposes ``attention_candidates()`` — a list of objects with ``name``, ``doc``
+``nngraph.compilers.onnx`` exposes ``attention_candidates()`` — a list of objects with ``name``, ``doc``
 and ``applies(node, target) -> reason | None`` (``node``: the IR node, ``target``: a
-:class:`compilers.targets.Target`), optionally ``config(node, target) -> dict`` — each becomes a
+:class:`nngraph.compilers.targets.Target`), optionally ``config(node, target) -> dict`` — each becomes a
 candidate here, checked only on ONNX Runtime targets and taken in the order given (ONNX kernels
 have no cost model: the exporter's order is its preference). Without that module this rule
 reports why it cannot help, and ``ort-*`` targets keep the reference (decomposed MatMul/Softmax).
@@ -26,8 +26,8 @@ def _match(graph, node):
 
 
 def provider() -> Any:
-    """The object offering ``attention_candidates()`` (compilers.onnx or a submodule), or None."""
-    for name in ("compilers.onnx", "compilers.onnx.attention_kernels", "compilers.onnx.kernels"):
+    """The object offering ``attention_candidates()`` (nngraph.compilers.onnx or a submodule), or None."""
+    for name in ("nngraph.compilers.onnx", "nngraph.compilers.onnx.attention_kernels", "nngraph.compilers.onnx.kernels"):
         try:
             mod = importlib.import_module(name)
         except ImportError:
@@ -52,7 +52,7 @@ def _adapt(cand: Any) -> Rule:
 
 
 def expand() -> list[Rule]:
-    """One rule per ONNX kernel candidate (empty without compilers.onnx)."""
+    """One rule per ONNX kernel candidate (empty without nngraph.compilers.onnx)."""
     prov = provider()
     return [_adapt(c) for c in prov.attention_candidates()] if prov is not None else []
 
@@ -60,7 +60,7 @@ def expand() -> list[Rule]:
 def _check(graph, match, ctx):
     if ctx.target.runtime != "onnxruntime":
         return f"ONNX Runtime kernels; target {ctx.target.name} runs torch"
-    return "compilers.onnx exposes no attention_candidates() here: the export keeps the decomposed ops"
+    return "nngraph.compilers.onnx exposes no attention_candidates() here: the export keeps the decomposed ops"
 
 
 def _rewrite(graph, match, ctx):

@@ -1,6 +1,6 @@
 """Torch implementations of nngraph ops, one module per family.
 
-Every module here registers its ops with :func:`compilers.torch.registry.torch_op`
+Every module here registers its ops with :func:`nngraph.compilers.torch.registry.torch_op`
 on import; :func:`load_all` discovers them, so adding a family's torch
 implementation means adding one module (names starting with ``_`` are helpers
 and are not auto-imported).

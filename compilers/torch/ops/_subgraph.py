@@ -3,12 +3,12 @@
 The front end expands a block-valued op parameter into a closed sub-graph
 (``node.params[param].graph``, see :mod:`nngraph.ops._blockfn`). The torch back
 end compiles that sub-graph with the ordinary code generator into its own
-:class:`~compilers.torch.module.GraphModule` class and stores an instance (or
+:class:`~nngraph.compilers.torch.module.GraphModule` class and stores an instance (or
 one per expert) as a submodule of the node, so its parameters appear under
 ``<node>.<param>.<block node>.<param>`` (e.g. ``mp.message.fc.weight``).
 
 The generated ``__init__`` of the outer model rebuilds every node from literals
-(:func:`compilers.torch.module.make`), where the sub-graph object no longer
+(:func:`nngraph.compilers.torch.module.make`), where the sub-graph object no longer
 exists. So :func:`function_spec`, called by the op's module factory at compile
 time, replaces the parameter's value in the node's context by a plain dict --
 the block name, the nested class's generated source, its class name and the

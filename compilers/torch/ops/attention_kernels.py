@@ -3,7 +3,7 @@
 Two torch ops, both produced by passes, never written in specs:
 
 ``attention_lowered``
-    An ``attention`` node with a ``kernel`` plan (compilers.passes.lowering). Its module is a
+    An ``attention`` node with a ``kernel`` plan (nngraph.compilers.passes.lowering). Its module is a
     :class:`LoweredAttention`: the reference :class:`~.attention.Attention` module itself (built by
     the ``attention`` factory, so the same parameter names, init and RNG stream — a lowered model
     loads the reference's weights and vice versa) whose ``forward`` picks a *tier* of the plan
@@ -153,7 +153,7 @@ class LoweredAttention(Attention):
         return self.out(self.merge_heads(o))
 
     def extra_repr(self) -> str:
-        from compilers.passes.lowering import tiers_text
+        from nngraph.compilers.passes.lowering import tiers_text
 
         return super().extra_repr() + f", kernel={tiers_text(self.plan.get('tiers') or [_REFERENCE])}"
 

@@ -3,7 +3,7 @@
 * ``diffusion_noise`` -- :func:`q_sample`: x_t = √ᾱ_t · x_0 + √(1−ᾱ_t) · ε with the node's
   linear or cosine schedule (seed 000 "Diffusion Models"; seed 002 "Denoising Diffusion
   Probabilistic Models"); no state. The schedules, the ε-prediction loss and the DDPM/DDIM
-  samplers are in :mod:`compilers.torch.diffusion_sampling`. A step outside 0..steps−1 raises
+  samplers are in :mod:`nngraph.compilers.torch.diffusion_sampling`. A step outside 0..steps−1 raises
   ValueError naming it.
 * ``timestep_embedding`` -- :func:`sinusoidal` (diffusers' ``get_timestep_embedding``:
   [sin(tω_i), cos(tω_i)], ω_i = max_period^(−i/(dim/2 − freq_shift)); the Transformer's

@@ -31,8 +31,8 @@ computed from the logits the routing used.
 
 State (the front end's layout): ``router.weight [m, D]`` (+ ``router.bias [m]``,
 ``router.w_noise [m, D]``), ``experts.<i>.{gate,up,down}.weight`` (swiglu, as
-:class:`~compilers.torch.ops.dense.GatedMLP`) or ``experts.<i>.{up,down}.weight`` (ffn, as
-:class:`~compilers.torch.ops.dense.MLP`), with biases when ``bias``; ``shared_expert.*`` the
+:class:`~nngraph.compilers.torch.ops.dense.GatedMLP`) or ``experts.<i>.{up,down}.weight`` (ffn, as
+:class:`~nngraph.compilers.torch.ops.dense.MLP`), with biases when ``bias``; ``shared_expert.*`` the
 same. With ``expert_block`` every expert is its own instance of the compiled block
 (:mod:`._subgraph`), seeded separately. Default init: router and built-in experts
 normal(0, 0.02), biases 0, w_noise 0 (Shazeer et al. start the noise at zero); a block's

@@ -68,7 +68,7 @@ class LSTM(nn.LSTM):
 class _DropConnect:
     """``weight_drop`` (AWD-LSTM's WeightDrop): while training the cell uses weight_hh ⊙ M/(1 − p).
 
-    The mask comes from :func:`~compilers.torch.ops.regularization.sample_mask`: inside a ``recur`` loop it
+    The mask comes from :func:`~nngraph.compilers.torch.ops.regularization.sample_mask`: inside a ``recur`` loop it
     is drawn once per forward pass and shared by every time step; a cell called alone draws one per call.
     """
 

@@ -1,17 +1,20 @@
 """Built-in datasets, all offline.
 
-* ``digits`` -- scikit-learn's 1,797 8x8 handwritten digits (UCI optdigits test
-  set), features scaled to [0, 1]; read straight from the CSV that ships inside
-  scikit-learn (no ``import sklearn``: that costs seconds).
+* ``digits`` -- the 1,797 8x8 handwritten digits (UCI optdigits test set, as
+  scikit-learn ships them; ``bundled/digits.csv.gz``, 57 KB, source and licence
+  in ``bundled/README.md``), features scaled to [0, 1].
 * ``karate`` -- Zachary's karate club (networkx): 34 nodes, identity features,
   2 classes (the club each member joined); ``labelled_per_class`` nodes of each
   class, those of highest degree (the leaders first), are labelled, the rest
   are the test split.
-* ``text`` -- ``data/tiny_tales.txt``, a generated English corpus (see
-  ``data/make_corpus.py``).
-* ``shakespeare`` -- ``data/shakespeare.txt``, real public-domain text: the
+* ``text`` -- ``bundled/tiny_tales.txt``, a generated English corpus (see
+  ``bundled/make_corpus.py``).
+* ``shakespeare`` -- ``bundled/shakespeare.txt``, real public-domain text: the
   first 111,592 characters (61 distinct) of the Tiny Shakespeare corpus
-  (``data/README.md``).
+  (``bundled/README.md``).
+
+The bundled files are package data, read through :mod:`importlib.resources`, so an
+installed wheel finds them wherever it runs.
 * ``copy`` / ``reverse`` / ``parity`` -- synthetic sequence tasks as
   next-token prediction with a loss mask on the answer: ``x SEP x``,
   ``x SEP reversed(x)``, ``bits SEP parity``.
@@ -20,8 +23,8 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import numpy as np
@@ -29,23 +32,16 @@ import torch
 
 from .base import ArrayData, DataError, NodeGraphData, split_indices
 
-CORPUS = Path(__file__).resolve().parents[3] / "data" / "tiny_tales.txt"
-SHAKESPEARE = CORPUS.with_name("shakespeare.txt")
+BUNDLED = resources.files(__package__) / "bundled"
+CORPUS = BUNDLED / "tiny_tales.txt"
+SHAKESPEARE = BUNDLED / "shakespeare.txt"
+DIGITS = BUNDLED / "digits.csv.gz"
 
 
 def digits(val: float, test: float, seed: int) -> ArrayData:
-    spec = importlib.util.find_spec("sklearn")
-    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
-    if path is not None and path.is_file():
-        with gzip.open(path, "rt") as fh:
-            arr = np.loadtxt(fh, delimiter=",", dtype=np.float32)
-    else:  # pragma: no cover - a scikit-learn without the bundled CSV
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError:
-            raise DataError("the digits dataset needs scikit-learn (pip install scikit-learn)") from None
-        d = load_digits()
-        arr = np.concatenate([d.data, d.target[:, None]], axis=1).astype(np.float32)
+    """The bundled 8x8 digits: 64 pixel counts in 0..16 and the label per CSV row."""
+    with DIGITS.open("rb") as raw, gzip.open(raw, "rt") as fh:
+        arr = np.loadtxt(fh, delimiter=",", dtype=np.float32)
     x = torch.from_numpy(arr[:, :64] / 16.0)
     y = torch.from_numpy(arr[:, 64].astype(np.int64))
     return ArrayData({"x": x, "y": y}, split_indices(len(y), val, test, seed),
@@ -69,11 +65,10 @@ def karate(labelled_per_class: int) -> NodeGraphData:
                          {"name": "karate", "classes": clubs})
 
 
-def corpus_text(path: Path = CORPUS) -> str:
-    """A bundled text corpus: ``data/tiny_tales.txt`` (default) or ``data/shakespeare.txt``."""
+def corpus_text(path: Traversable = CORPUS) -> str:
+    """A bundled text corpus: ``bundled/tiny_tales.txt`` (default) or ``bundled/shakespeare.txt``."""
     if not path.is_file():
-        how = "regenerate it with python data/make_corpus.py" if path == CORPUS else "it ships with the repository"
-        raise DataError(f"the bundled corpus {path} is missing; {how}")
+        raise DataError(f"the bundled corpus {path} is missing: reinstall nngraph (it ships inside the package)")
     return path.read_text(encoding="utf-8")
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import cli
-from compilers.onnx import read_metadata, run_model
-from compilers.onnx.export import ExportError, export_spec
-from compilers.torch import build_module, state_dict_for
-from compilers.torch.weights import save_weights
+from nngraph import cli
+from nngraph.compilers.onnx import read_metadata, run_model
+from nngraph.compilers.onnx.export import ExportError, export_spec
+from nngraph.compilers.torch import build_module, state_dict_for
+from nngraph.compilers.torch.weights import save_weights
 from nngraph import load_spec
 
 from onnx_support import SPECS, randomize
@@ -115,10 +115,10 @@ def test_usage_and_spec_errors(tmp_path):
 def test_a_failed_export_leaves_an_existing_file_untouched(tmp_path, monkeypatch):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"previous")
-    import compilers.onnx.verify as verify
+    import nngraph.compilers.onnx.verify as verify
 
     def broken(*args, **kwargs):
-        from compilers.onnx.export import Verification
+        from nngraph.compilers.onnx.export import Verification
 
         v = Verification(1e-4)
         v.runs.append({"sizes": {"batch": 3}, "max_abs_diff": 1.0})
@@ -157,8 +157,8 @@ def test_weights_file_is_exported(tmp_path):
 
 def _lora_checkpoint(tmp_path, graph, module):
     """A checkpoint as compilers/train writes it for a LoRA run (model/<key> tensors, lora + config state)."""
-    from compilers.train import checkpoint as ck
-    from compilers.train.lora import apply_lora
+    from nngraph.compilers.train import checkpoint as ck
+    from nngraph.compilers.train.lora import apply_lora
 
     names = apply_lora(module, ["h.*.attn.qkv", "h.*.attn.out"], rank=4, alpha=8.0, dropout=0.0)
     with torch.no_grad():
@@ -236,8 +236,8 @@ def test_older_opsets_export_valid_files_that_match_torch(name, opset, tmp_path)
 
 
 def test_a_real_lora_training_run_exports_from_its_checkpoint_and_its_final_weights(tmp_path):
-    """compilers.train writes the checkpoint: the export merges its adapters like the run's own model.safetensors."""
-    from compilers.train import train
+    """nngraph.compilers.train writes the checkpoint: the export merges its adapters like the run's own model.safetensors."""
+    from nngraph.compilers.train import train
 
     config = tmp_path / "lora.yaml"
     config.write_text("train:\n  lora: {targets: ['h.*.attn.qkv', 'h.*.attn.out'], rank: 4, alpha: 8.0}\n"

@@ -16,11 +16,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from compilers.onnx.export import ExportError, export_graph
-from compilers.onnx.fusions import DEFAULT_FUSIONS, apply_fusions
-from compilers.onnx.metadata import read_metadata
-from compilers.onnx.runner import make_session
-from compilers.torch import build_module
+from nngraph.compilers.onnx.export import ExportError, export_graph
+from nngraph.compilers.onnx.fusions import DEFAULT_FUSIONS, apply_fusions
+from nngraph.compilers.onnx.metadata import read_metadata
+from nngraph.compilers.onnx.runner import make_session
+from nngraph.compilers.torch import build_module
 from nngraph import load_spec
 
 from onnx_support import SPECS, randomize

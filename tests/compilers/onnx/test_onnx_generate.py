@@ -1,6 +1,6 @@
 """Decoding with exported decoders: greedy tokens from ONNX Runtime (KV cache as ONNX inputs/outputs) equal torch's.
 
-The torch side is :func:`compilers.torch.ops.attention_cache.generate` (greedy, its own KV cache)
+The torch side is :func:`nngraph.compilers.torch.ops.attention_cache.generate` (greedy, its own KV cache)
 on the same randomized module the file was exported from. gpt_char (learned positions, causal)
 runs the GroupQueryAttention kernel; llama_style (RoPE, 4 query / 2 key-value heads) runs it with
 the rotary built in.
@@ -13,12 +13,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import cli
-from compilers.onnx.export import export_graph
-from compilers.onnx.generate import generate, pick
-from compilers.onnx.runner import InferError
-from compilers.torch import build_module
-from compilers.torch.ops.attention_cache import generate as torch_generate
+from nngraph import cli
+from nngraph.compilers.onnx.export import export_graph
+from nngraph.compilers.onnx.generate import generate, pick
+from nngraph.compilers.onnx.runner import InferError
+from nngraph.compilers.torch import build_module
+from nngraph.compilers.torch.ops.attention_cache import generate as torch_generate
 from nngraph import load_spec
 
 from onnx_support import SPECS, randomize, small_overrides

@@ -9,10 +9,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import cli
-from compilers.onnx.export import export_graph
-from compilers.onnx.runner import InferError, check_feeds, open_model, run_model
-from compilers.torch import build_module
+from nngraph import cli
+from nngraph.compilers.onnx.export import export_graph
+from nngraph.compilers.onnx.runner import InferError, check_feeds, open_model, run_model
+from nngraph.compilers.torch import build_module
 from nngraph import load_spec
 
 from onnx_support import SPECS

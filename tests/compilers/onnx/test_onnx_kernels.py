@@ -13,11 +13,11 @@ import numpy as np
 import onnx
 import pytest
 
-from compilers.onnx.export import export_graph, plan
-from compilers.onnx.inputs import sample_inputs
-from compilers.onnx.kernels import ExportOptions, attention_candidates, choose_all
-from compilers.onnx.runner import make_session
-from compilers.torch import build_module
+from nngraph.compilers.onnx.export import export_graph, plan
+from nngraph.compilers.onnx.inputs import sample_inputs
+from nngraph.compilers.onnx.kernels import ExportOptions, attention_candidates, choose_all
+from nngraph.compilers.onnx.runner import make_session
+from nngraph.compilers.torch import build_module
 from nngraph import load_spec
 
 from onnx_support import randomize
@@ -128,8 +128,8 @@ def test_gqa_rope_needs_head_dim_multiple_of_16(spec_file):
 
 
 def test_lowering_pass_target_objects_are_accepted(spec_file):
-    """compilers/passes/rules/lower_onnx.py calls applies(IR node, compilers.targets.Target)."""
-    targets = pytest.importorskip("compilers.targets")
+    """compilers/passes/rules/lower_onnx.py calls applies(IR node, nngraph.compilers.targets.Target)."""
+    targets = pytest.importorskip("nngraph.compilers.targets")
     node = load_spec(spec_file(_spec("", "x", "mask: causal"))).nodes["attn"]
     verdicts = {k.name: k.applies(node, targets.get_target("ort-cpu")) for k in attention_candidates()}
     assert verdicts == {"ort-gqa": None, "ort-mha": None, "onnx-attention": None, "decomposed": None}

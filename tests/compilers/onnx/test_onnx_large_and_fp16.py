@@ -21,13 +21,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import cli
-from compilers.onnx.export import ExportError, export_graph, plan
-from compilers.onnx.metadata import read_metadata
-from compilers.onnx.precision import FP16_TOLERANCE
-from compilers.onnx.runner import InferError, open_model, session_options
-from compilers.onnx.verify import max_abs_diff
-from compilers.torch import build_module
+from nngraph import cli
+from nngraph.compilers.onnx.export import ExportError, export_graph, plan
+from nngraph.compilers.onnx.metadata import read_metadata
+from nngraph.compilers.onnx.precision import FP16_TOLERANCE
+from nngraph.compilers.onnx.runner import InferError, open_model, session_options
+from nngraph.compilers.onnx.verify import max_abs_diff
+from nngraph.compilers.torch import build_module
 from nngraph import load_spec
 
 from onnx_support import SPECS, randomize
@@ -112,7 +112,7 @@ def test_float16_export_runs_in_ort_cpu_and_matches_float32_torch(name, override
     # the same float32 inputs and outputs as the float32 file, different (rounded) values
     s16, s32 = open_model(f16), open_model(f32)
     assert [(i.name, i.type) for i in s16.get_inputs()] == [(i.name, i.type) for i in s32.get_inputs()]
-    from compilers.onnx.inputs import sample_inputs
+    from nngraph.compilers.onnx.inputs import sample_inputs
 
     feeds = {k: v.numpy() for k, v in sample_inputs(graph, None, seed=9).items()
              if k in {i.name for i in s16.get_inputs()}}

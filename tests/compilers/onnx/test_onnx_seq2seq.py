@@ -16,13 +16,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import cli
-from compilers.onnx.export import ExportError, export_graph
-from compilers.onnx.generate import generate
-from compilers.onnx.metadata import read_metadata
-from compilers.onnx.runner import InferError
-from compilers.onnx.seq2seq import encoder_path, split
-from compilers.torch import build_module
+from nngraph import cli
+from nngraph.compilers.onnx.export import ExportError, export_graph
+from nngraph.compilers.onnx.generate import generate
+from nngraph.compilers.onnx.metadata import read_metadata
+from nngraph.compilers.onnx.runner import InferError
+from nngraph.compilers.onnx.seq2seq import encoder_path, split
+from nngraph.compilers.torch import build_module
 from nngraph import load_spec
 
 from onnx_support import SPECS, randomize
@@ -118,8 +118,8 @@ def test_generate_without_source_for_an_encoder_decoder_says_so(t5):
 
 
 def test_kv_cache_of_cross_attention_on_a_computed_memory_is_refused_without_the_split():
-    from compilers.onnx.export import _check_kv
+    from nngraph.compilers.onnx.export import _check_kv
 
     graph = load_spec(T5, SMALL)
-    with pytest.raises(ExportError, match="compilers.onnx.seq2seq"):
+    with pytest.raises(ExportError, match="nngraph.compilers.onnx.seq2seq"):
         _check_kv(graph, [n for n in graph.nodes.values() if n.op == "attention"])

@@ -13,12 +13,12 @@ import onnx
 import pytest
 import torch
 
-from compilers.onnx.export import ExportError, export_graph
-from compilers.onnx.inputs import sample_inputs
-from compilers.onnx.metadata import read_metadata
-from compilers.onnx.runner import make_session
-from compilers.onnx.verify import max_abs_diff
-from compilers.torch import build_module
+from nngraph.compilers.onnx.export import ExportError, export_graph
+from nngraph.compilers.onnx.inputs import sample_inputs
+from nngraph.compilers.onnx.metadata import read_metadata
+from nngraph.compilers.onnx.runner import make_session
+from nngraph.compilers.onnx.verify import max_abs_diff
+from nngraph.compilers.torch import build_module
 from nngraph import load_spec
 
 from onnx_support import SPECS, randomize, small_overrides

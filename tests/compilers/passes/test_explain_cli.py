@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-import cli
+from nngraph import cli
 
 SPECS = Path(__file__).resolve().parents[3] / "specs"
 runner = CliRunner()
@@ -59,7 +59,7 @@ def test_explain_prints_a_row_per_attention_node_with_every_candidates_verdict(s
 
 
 def test_explain_at_a_given_length_shows_the_estimates_there(spec_file):
-    from compilers.passes import explain, format_explain
+    from nngraph.compilers.passes import explain, format_explain
     from nngraph import load_spec
 
     graph = load_spec(spec_file(LM))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from compilers.passes import compile_for, explain, explain_data, fuse, lower
-from compilers.torch import build_module
+from nngraph.compilers.passes import compile_for, explain, explain_data, fuse, lower
+from nngraph.compilers.torch import build_module
 from nngraph import load_spec
 
 SPEC = Path(__file__).resolve().parents[3] / "specs" / "attention_written_out.yaml"

@@ -9,10 +9,10 @@ import copy
 import pytest
 import torch
 
-from compilers.passes.lowering import decide
-from compilers.targets import get_target
-from compilers.torch import build_module
-from compilers.torch.ops.attention_kernels import LoweredAttention
+from nngraph.compilers.passes.lowering import decide
+from nngraph.compilers.targets import get_target
+from nngraph.compilers.torch import build_module
+from nngraph.compilers.torch.ops.attention_kernels import LoweredAttention
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA device here: the cuda profile's kernels are selected in simulation "

@@ -19,11 +19,11 @@ import pytest
 import torch
 from lowering_cases import MASK_CASES, POSITION_CASES
 
-from compilers.passes import compile_for
-from compilers.passes.lowering import decide
-from compilers.torch import build_module
-from compilers.torch.ops import attention_kernels_flex as flex
-from compilers.torch.ops.attention_kernels import LoweredAttention
+from nngraph.compilers.passes import compile_for
+from nngraph.compilers.passes.lowering import decide
+from nngraph.compilers.torch import build_module
+from nngraph.compilers.torch.ops import attention_kernels_flex as flex
+from nngraph.compilers.torch.ops.attention_kernels import LoweredAttention
 
 T, B, D = 130, 2, 32
 TOL = 1e-5
@@ -203,7 +203,7 @@ def test_cross_attention_with_key_padding_is_lowered_and_equal(spec_file):
 
 
 def test_kv_cache_decoding_through_lowered_kernels_matches_the_reference(spec_file):
-    from compilers.torch.ops.attention_cache import generate
+    from nngraph.compilers.torch.ops.attention_cache import generate
     from nngraph import load_spec
 
     graph = load_spec(spec_file("""
@@ -266,7 +266,7 @@ def test_banded_tiles_fall_back_to_the_max_subtracted_softmax_when_scores_overfl
     """Without autograd the tiles use exp(s) without subtracting the row max; weights ×6 (scores ×36, some above
     exp's fp32 limit of ~88) overflow it, and the tiles that fail must be recomputed the reference's way — same
     float64 output within 1e-5 of its scale (larger scores are ill-conditioned in fp32 for any kernel)."""
-    from compilers.torch.ops import attention_kernels_local_loop as loop
+    from nngraph.compilers.torch.ops import attention_kernels_local_loop as loop
 
     graph, ref = _modules(attention_graphs, mask_case, pos_case)
     with torch.no_grad():

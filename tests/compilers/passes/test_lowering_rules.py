@@ -14,10 +14,10 @@ import itertools
 
 import pytest
 
-from compilers.passes.lowering import decide
+from nngraph.compilers.passes.lowering import decide
 from nngraph.ops import _attn_masks as masks
 from nngraph.ops import _attn_positions as positions
-from compilers.targets import Detection, get_target
+from nngraph.compilers.targets import Detection, get_target
 
 from lowering_cases import MASK_CASES, POSITION_CASES
 
@@ -218,7 +218,7 @@ def test_ort_targets_take_the_onnx_back_ends_kernels_in_its_order(attention_grap
     graph = attention_graphs("causal", "rope")
     d = decide(graph, graph.nodes["attn"], get_target("ort-cpu", NO_GPU), "inference")
     onnx = [c for c in d.candidates if c.kernel not in TORCH_KERNELS]
-    assert onnx, "compilers.onnx attention_candidates() should be adapted as rules"
+    assert onnx, "nngraph.compilers.onnx attention_candidates() should be adapted as rules"
     applicable = [c.kernel for c in onnx if c.reason is None]
     assert d.tiers[0]["kernel"] == (applicable[0] if applicable else "reference")
 
@@ -232,7 +232,7 @@ def test_a_kernel_over_the_dense_memory_budget_is_a_last_resort(attention_graphs
     assert sdpa.score[8192] == 100 * sdpa.costs[8192]
     assert d.kernel == "flex"
     assert [t["kernel"] for t in d.tiers] == ["flex", "sdpa", "reference"] and d.tiers[1]["role"] == "backward"
-    from compilers.passes.explain import _verdict
+    from nngraph.compilers.passes.explain import _verdict
 
     assert "(> 1024 MiB budget: last resort)" in _verdict(d, sdpa)
     small = decide(graph, graph.nodes["attn"], "cpu", "inference", kv_len=512)
@@ -240,7 +240,7 @@ def test_a_kernel_over_the_dense_memory_budget_is_a_last_resort(attention_graphs
 
 
 def test_flex_tiers_skip_queries_shorter_than_a_block(attention_graphs):
-    from compilers.torch.ops.attention_kernels import pick_tier
+    from nngraph.compilers.torch.ops.attention_kernels import pick_tier
 
     graph = attention_graphs("sliding_window", "none")
     tiers = decide(graph, graph.nodes["attn"], cpu_without_local(), "inference").tiers

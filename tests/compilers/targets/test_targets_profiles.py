@@ -8,8 +8,8 @@ import copy
 
 import pytest
 
-from compilers import targets
-from compilers.targets import Detection, TargetError, get_target, load_profiles, torch_features
+from nngraph.compilers import targets
+from nngraph.compilers.targets import Detection, TargetError, get_target, load_profiles, torch_features
 
 #: every condition key the lowering rules read (compilers/passes/lowering.py: unmet)
 CONDITIONS = {"backend", "dtypes", "min_capability", "max_head_dim", "head_dim_multiple", "causal", "mask", "bias",
@@ -96,7 +96,7 @@ def test_torch_features_follow_the_version():
 
 def test_a_new_device_is_a_new_profile_not_new_code(monkeypatch, spec_file):
     """An 'npu' profile (flash-like kernel for bf16 only, no flex) added as data is selected by the same rules."""
-    from compilers.passes.lowering import decide
+    from nngraph.compilers.passes.lowering import decide
     from nngraph import load_spec
 
     data = copy.deepcopy(load_profiles())

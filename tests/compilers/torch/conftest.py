@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compilers.torch import build_module, load_spec
+from nngraph.compilers.torch import build_module, load_spec
 
 
 @pytest.fixture

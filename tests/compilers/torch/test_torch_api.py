@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compilers.torch import (StateDictError, build_module, compile_spec, load_spec, load_state_dict, registry,
+from nngraph.compilers.torch import (StateDictError, build_module, compile_spec, load_spec, load_state_dict, registry,
                              state_dict_for)
 from nngraph.errors import SpecError
 
@@ -216,7 +216,7 @@ def test_building_and_running_does_not_import_dynamo():
     """torch._dynamo costs ~3 s to import; `nngraph compile` and plain eager use must not pay for it."""
     import subprocess
     import sys
-    code = ("import sys, torch; from compilers.torch import compile_spec; "
+    code = ("import sys, torch; from nngraph.compilers.torch import compile_spec; "
             f"m = compile_spec({str(ROOT / 'specs' / 'lenet.yaml')!r}); m(torch.randn(1, 1, 28, 28)); "
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from compilers.torch import state_dict_for
+from nngraph.compilers.torch import state_dict_for
 
 D, H = 16, 4
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from compilers.torch import compile_spec
-from compilers.torch.ops.attention_cache import KVCache, generate
+from nngraph.compilers.torch import compile_spec
+from nngraph.compilers.torch.ops.attention_cache import KVCache, generate
 
 SPECS = Path(__file__).resolve().parents[3] / "specs"
 TINY = {

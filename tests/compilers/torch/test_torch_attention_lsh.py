@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compilers.torch.ops.attention_lsh import random_rotations
+from nngraph.compilers.torch.ops.attention_lsh import random_rotations
 
 D = 16
 X = f"x: {{shape: [batch, seq, {D}], dtype: float32}}"
@@ -110,7 +110,7 @@ def test_each_query_attends_exactly_to_the_keys_its_lsh_buckets_and_chunks_admit
 
 
 def test_a_query_alone_in_its_bucket_attends_to_itself():
-    from compilers.torch.ops.attention_lsh import LSHAttention
+    from nngraph.compilers.torch.ops.attention_lsh import LSHAttention
 
     a = LSHAttention(4, 1, 4, n_buckets=2, chunk_size=4).double()
     q = torch.tensor([[[[1.0, 0, 0, 0], [-1.0, 0, 0, 0], [0.9, 0.1, 0, 0]]]], dtype=torch.float64)
@@ -126,7 +126,7 @@ def test_a_query_alone_in_its_bucket_attends_to_itself():
 def test_rotations_are_a_seeded_buffer_not_state():
     assert torch.equal(random_rotations(2, 3, 8, 6, seed=4), random_rotations(2, 3, 8, 6, seed=4))
     assert not torch.equal(random_rotations(2, 3, 8, 6, seed=4), random_rotations(2, 3, 8, 6, seed=5))
-    from compilers.torch.ops.attention_lsh import LSHAttention
+    from nngraph.compilers.torch.ops.attention_lsh import LSHAttention
 
     a = LSHAttention(8, 2, 4, n_buckets=6, n_hashes=2, seed=4)
     assert a.rotations.shape == (2, 2, 4, 3) and "rotations" not in a.state_dict()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compilers.torch.ops.attention_masks import dense_matrix, mask_tensor
+from nngraph.compilers.torch.ops.attention_masks import dense_matrix, mask_tensor
 from nngraph.ops._attn_masks import MASKS, dense_mask
 
 LENGTHS = [5, 2, 7]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compilers.torch import build_module, load_spec
+from nngraph.compilers.torch import build_module, load_spec
 
 SPECS = Path(__file__).resolve().parents[3] / "specs"
 SMALL = {
@@ -55,7 +55,7 @@ def test_zoo_spec_runs_forward_and_backward_with_exact_parameter_count(spec):
 def test_full_size_gpt2_attention_layout_on_the_meta_device():
     graph = load_spec(SPECS / "gpt2_small.yaml")
     with torch.device("meta"):
-        from compilers.torch.ops.attention import Attention
+        from nngraph.compilers.torch.ops.attention import Attention
 
         attn = Attention(768, 768, 12, 12, 64, qkv="fused", mask="causal")
     assert attn.qkv.weight.shape == (2304, 768) and graph.nodes["h.0.attn"].n_params == 2_362_368

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compilers.torch.ops.attention_variants import orthogonal_features
+from nngraph.compilers.torch.ops.attention_variants import orthogonal_features
 
 X = "x: {shape: [batch, seq, 16], dtype: float32}"
 
@@ -48,7 +48,7 @@ def _relative_error(num_features: int, causal: bool = False) -> float:
     if causal:
         scores = scores.masked_fill(torch.ones(64, 64, dtype=torch.bool).triu(1), float("-inf"))
     exact = torch.softmax(scores, dim=-1) @ v
-    from compilers.torch.ops.attention_variants import PerformerAttention
+    from nngraph.compilers.torch.ops.attention_variants import PerformerAttention
 
     errs = []
     for seed in range(3):

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from compilers.torch import build_module, missing_ops
-from compilers.torch.check import concrete_dim, forward_check, parse_dims, random_inputs
-from compilers.torch.weights import WeightsError, check_fingerprint, load_weights, save_weights
+from nngraph.compilers.torch import build_module, missing_ops
+from nngraph.compilers.torch.check import concrete_dim, forward_check, parse_dims, random_inputs
+from nngraph.compilers.torch.weights import WeightsError, check_fingerprint, load_weights, save_weights
 from nngraph import load_spec
 
 SPECS = Path(__file__).resolve().parents[3] / "specs"

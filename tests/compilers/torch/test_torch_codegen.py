@@ -11,9 +11,9 @@ import traceback
 import pytest
 import torch
 
-from compilers.torch import build_module, compile_spec, emit_python, load_spec, registry
-from compilers.torch.source import display_path
-from compilers.torch.registry import TorchOpDef
+from nngraph.compilers.torch import build_module, compile_spec, emit_python, load_spec, registry
+from nngraph.compilers.torch.source import display_path
+from nngraph.compilers.torch.registry import TorchOpDef
 from nngraph.errors import SpecError
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from compilers.torch import compile_spec
+from nngraph.compilers.torch import compile_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-import compilers.torch.ops.recurrent as torch_recurrent
-from compilers.torch import build_module, load_spec
-from compilers.torch.ops.control import coordinate_embedding
+import nngraph.compilers.torch.ops.recurrent as torch_recurrent
+from nngraph.compilers.torch import build_module, load_spec
+from nngraph.compilers.torch.ops.control import coordinate_embedding
 
 ROOT = Path(__file__).resolve().parents[3]
 SEEDS = ROOT / "specs" / "seeds"
@@ -296,8 +296,8 @@ def test_universal_transformer_ponder_cost_is_selectable_as_an_aux_loss_like_moe
 
 
 def test_onnx_export_fixes_the_time_dim_of_a_recur_loop_and_says_so_in_the_metadata(tmp_path):
-    from compilers.onnx.export import export_graph
-    from compilers.onnx.metadata import read_metadata
+    from nngraph.compilers.onnx.export import export_graph
+    from nngraph.compilers.onnx.metadata import read_metadata
 
     spec = SEEDS / "awd_lstm.yaml"
     export_graph(load_spec(spec, AWD_SMALL), tmp_path / "awd.onnx", spec_file=str(spec), verify=False)

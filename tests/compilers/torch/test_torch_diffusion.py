@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compilers.torch import build_module, load_spec
-from compilers.torch.diffusion_sampling import (ddim_step, ddpm_step, eps_loss, make_schedule, q_sample, sample,
+from nngraph.compilers.torch import build_module, load_spec
+from nngraph.compilers.torch.diffusion_sampling import (ddim_step, ddpm_step, eps_loss, make_schedule, q_sample, sample,
                                                 timesteps)
-from compilers.torch.image_grid import grid, png_bytes
+from nngraph.compilers.torch.image_grid import grid, png_bytes
 
 ROOT = Path(__file__).resolve().parents[3]
 UNET = ROOT / "specs" / "ddpm_unet.yaml"
@@ -276,8 +276,8 @@ def test_png_grid_round_trips_the_pixels(channels):
 def test_ddpm_unet_trains_on_the_eps_loss_and_samples(tmp_path):
     from typer.testing import CliRunner
 
-    import cli
-    from compilers.torch.weights import save_weights
+    from nngraph import cli
+    from nngraph.compilers.torch.weights import save_weights
 
     graph = load_spec(UNET)
     model = build_module(graph, seed=0)

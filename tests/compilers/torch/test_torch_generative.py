@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from compilers.torch import compile_spec, load_spec
-from compilers.torch.ops.generative import VAEReparam, set_generator
+from nngraph.compilers.torch import compile_spec, load_spec
+from nngraph.compilers.torch.ops.generative import VAEReparam, set_generator
 from nngraph.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compilers.torch import build_module, load_spec
-from compilers.torch.ops.graph_nn import global_pool, scatter, segment_softmax
+from nngraph.compilers.torch import build_module, load_spec
+from nngraph.compilers.torch.ops.graph_nn import global_pool, scatter, segment_softmax
 
 ROOT = Path(__file__).resolve().parents[3]
 GRAPH_IN = "x: {shape: [num_nodes, 5], dtype: float32}\nedge_index: {shape: [2, num_edges], dtype: int64}"
@@ -313,7 +313,7 @@ def test_graph_zoo_specs_run_forward_and_backward_with_the_ir_count(name):
 
 
 def test_forward_check_feeds_global_pool_a_batch_vector_with_every_graph_id():
-    from compilers.torch.check import forward_check, random_inputs
+    from nngraph.compilers.torch.check import forward_check, random_inputs
 
     graph = load_spec(ROOT / "specs" / "gin_graph.yaml")
     assert random_inputs(graph, {"num_nodes": 7, "num_graphs": 3})["batch"].tolist() == [0, 0, 0, 1, 1, 2, 2]

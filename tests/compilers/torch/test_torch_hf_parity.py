@@ -13,12 +13,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import cli
-from compilers.torch import compile_spec
-from compilers.torch.hf_import import ImportWeightsError, convert_state_dict, expected_shapes, import_weights
-from compilers.torch.ops.attention_cache import generate
-from compilers.torch.ops.attention_positions import t5_buckets
-from compilers.torch.weights import load_weights
+from nngraph import cli
+from nngraph.compilers.torch import compile_spec
+from nngraph.compilers.torch.hf_import import ImportWeightsError, convert_state_dict, expected_shapes, import_weights
+from nngraph.compilers.torch.ops.attention_cache import generate
+from nngraph.compilers.torch.ops.attention_positions import t5_buckets
+from nngraph.compilers.torch.weights import load_weights
 
 transformers = pytest.importorskip("transformers")
 
@@ -213,7 +213,7 @@ def test_import_error_is_raised_from_the_python_api(llama):
 def test_a_folder_of_safetensors_shards_reads_as_one_state_dict(tmp_path, llama):
     from safetensors.torch import save_file
 
-    from compilers.torch.hf_import import read_state_dict
+    from nngraph.compilers.torch.hf_import import read_state_dict
 
     state = {k: v.clone().contiguous() for k, v in llama.state_dict().items()}
     keys = sorted(state)

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compilers.torch import build_module, load_spec
-from compilers.torch.ops.moe import MoE, grouped_dispatch
+from nngraph.compilers.torch import build_module, load_spec
+from nngraph.compilers.torch.ops.moe import MoE, grouped_dispatch
 
 ROOT = Path(__file__).resolve().parents[3]
 X3 = "x: {shape: [batch, seq, 16], dtype: float32}"
@@ -200,7 +200,7 @@ outputs: {y: n.out}
 
 
 def test_expert_block_model_emits_standalone_python(compile_text, tmp_path):
-    from compilers.torch import emit_python
+    from nngraph.compilers.torch import emit_python
 
     text = """nngraph: 1
 name: t

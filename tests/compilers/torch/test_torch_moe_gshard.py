@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from compilers.torch.ops.moe import MoE
+from nngraph.compilers.torch.ops.moe import MoE
 
 
 def gshard_reference(x: torch.Tensor, router_w: torch.Tensor, experts, cf: float | None):

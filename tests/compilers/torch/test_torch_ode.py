@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from compilers.torch import build_module, load_spec
+from nngraph.compilers.torch import build_module, load_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 QUIET = ["train.log.tensorboard=false", "train.log.plot=false"]
@@ -131,7 +131,7 @@ def _spiral(n_starts: int = 256) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_neural_ode_learns_a_2d_spiral_with_nngraph_train(tmp_path):
-    from compilers.train import train
+    from nngraph.compilers.train import train
 
     x, y = _spiral()
     np.savez(tmp_path / "spiral.npz", x=x, y=y)
@@ -156,8 +156,8 @@ def test_neural_ode_learns_a_2d_spiral_with_nngraph_train(tmp_path):
 
 
 def test_onnx_export_runs_the_fixed_step_solver_and_refuses_the_adaptive_one(tmp_path):
-    from compilers.onnx.export import ExportError, export_graph
-    from compilers.onnx.metadata import read_metadata
+    from nngraph.compilers.onnx.export import ExportError, export_graph
+    from nngraph.compilers.onnx.metadata import read_metadata
 
     spec = ROOT / "specs" / "seeds" / "neural_ode.yaml"
     result = export_graph(load_spec(spec), tmp_path / "rk4.onnx", spec_file=str(spec))

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from compilers.torch import compile_spec, load_spec
+from nngraph.compilers.torch import compile_spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 CHAR_LSTM = ROOT / "specs" / "char_lstm.yaml"

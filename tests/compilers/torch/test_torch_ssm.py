@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compilers.torch import build_module, load_spec
-from compilers.torch.ops.ssm import Mamba, selective_scan_chunked, selective_scan_sequential
+from nngraph.compilers.torch import build_module, load_spec
+from nngraph.compilers.torch.ops.ssm import Mamba, selective_scan_chunked, selective_scan_sequential
 
 ROOT = Path(__file__).resolve().parents[3]
 X = "x: {shape: [batch, seq, 16], dtype: float32}"

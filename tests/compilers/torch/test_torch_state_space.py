@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from compilers.torch import build_module, load_spec
-from compilers.torch.ops.state_space import cholesky_factor
+from nngraph.compilers.torch import build_module, load_spec
+from nngraph.compilers.torch.ops.state_space import cholesky_factor
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = ROOT / "specs" / "seeds" / "kalman_filter.yaml"

@@ -65,10 +65,10 @@ def mlp_spec(tmp_path_factory) -> Path:
 @pytest.fixture
 def make_trainer(tmp_path: Path):
     """(spec path, overrides) -> a Trainer on one process, not yet run."""
-    from compilers.train.config import load_run_config
-    from compilers.train.distributed import Dist
-    from compilers.train.loop import Trainer
-    from compilers.train.plan import build_plan
+    from nngraph.compilers.train.config import load_run_config
+    from nngraph.compilers.train.distributed import Dist
+    from nngraph.compilers.train.loop import Trainer
+    from nngraph.compilers.train.plan import build_plan
 
     def make(spec: Path, overrides: list[str] | None = None, out: Path | None = None):
         run = load_run_config(spec, overrides or [])

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from compilers.train import checkpoint as ck
-from compilers.train.adversarial import mode_coverage, ring_modes, sample_ring
-from compilers.train.config import load_run_config
-from compilers.train.multi import train_networks
+from nngraph.compilers.train import checkpoint as ck
+from nngraph.compilers.train.adversarial import mode_coverage, ring_modes, sample_ring
+from nngraph.compilers.train.config import load_run_config
+from nngraph.compilers.train.multi import train_networks
 from nngraph.errors import SpecError
 from train_helpers import QUIET, SEEDS, run_quiet
 
@@ -122,7 +122,7 @@ def test_network_task_refuses_several_processes(tmp_path):
 
 
 def test_untrained_generator_covers_no_mode():
-    from compilers.torch import build_module
+    from nngraph.compilers.torch import build_module
     from nngraph import load_spec
 
     graph = load_spec(SEEDS / "gan_2d.yaml")
@@ -135,7 +135,7 @@ def test_untrained_generator_covers_no_mode():
 
 # ----- wgan: the losses of the paper ------------------------------------------------------------
 def wgan_task(tmp_path, *sets: str):
-    from compilers.train.multi import NetTrainer
+    from nngraph.compilers.train.multi import NetTrainer
 
     cfg = load_run_config(SEEDS / "wgan_2d.yaml", [*QUIET, *SMALL, *sets], steps=10)
     return NetTrainer(cfg, tmp_path, "wgan").task
@@ -190,7 +190,7 @@ def test_wgan_weight_clipping_keeps_every_critic_weight_in_range(tmp_path):
 
 # ----- dcgan on the digits: a smoke run -----------------------------------------------------------
 def test_dcgan_on_digits_losses_stay_balanced_and_samples_move_toward_the_data(tmp_path):
-    from compilers.torch import build_module, load_state_dict
+    from nngraph.compilers.torch import build_module, load_state_dict
     from nngraph import load_spec
     from train_helpers import read_jsonl
 

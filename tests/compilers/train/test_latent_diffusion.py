@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from compilers.train import checkpoint as ck
-from compilers.train.config import load_run_config
-from compilers.train.latent_diffusion import LatentDiffusionTask
-from compilers.train.multi import NetTrainer, train_networks
+from nngraph.compilers.train import checkpoint as ck
+from nngraph.compilers.train.config import load_run_config
+from nngraph.compilers.train.latent_diffusion import LatentDiffusionTask
+from nngraph.compilers.train.multi import NetTrainer, train_networks
 from nngraph.errors import SpecError
 from train_helpers import QUIET, run_quiet
 

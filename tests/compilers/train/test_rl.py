@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from compilers.train.config import load_run_config
-from compilers.train.multi import train_networks
+from nngraph.compilers.train.config import load_run_config
+from nngraph.compilers.train.multi import train_networks
 from nngraph.errors import SpecError
 from train_helpers import QUIET, SEEDS, run_quiet
 

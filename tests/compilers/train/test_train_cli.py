@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-import cli
-from compilers.torch.weights import load_weights
+from nngraph import cli
+from nngraph.compilers.torch.weights import load_weights
 
 from train_helpers import ROOT, finish, nngraph
 

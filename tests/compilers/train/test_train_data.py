@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from compilers.train.data import ArrayData, DataError, TokenData, load_data
-from compilers.train.data.base import split_indices, split_stream
-from compilers.train.data.builtin import corpus_text, synthetic
-from compilers.train.data.text import BPETokenizer, CharTokenizer
+from nngraph.compilers.train.data import ArrayData, DataError, TokenData, load_data
+from nngraph.compilers.train.data.base import split_indices, split_stream
+from nngraph.compilers.train.data.builtin import corpus_text, synthetic
+from nngraph.compilers.train.data.text import BPETokenizer, CharTokenizer
 from nngraph.errors import Diagnostics, SourcePos
 from nngraph.train_schema import check_train
 
@@ -51,7 +51,7 @@ def test_the_bundled_corpus_is_char_tokenized_with_interleaved_val_blocks():
 
 
 def test_the_bundled_shakespeare_is_real_public_domain_text_of_61_characters():
-    from compilers.train.data.builtin import SHAKESPEARE
+    from nngraph.compilers.train.data.builtin import SHAKESPEARE
 
     ds = load_data(cfg(builtin="shakespeare"), "language_model", None)
     text = corpus_text(SHAKESPEARE)

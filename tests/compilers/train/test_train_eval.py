@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from compilers.torch.weights import load_weights
-from compilers.train import checkpoint as ck
-from compilers.train import train
+from nngraph.compilers.torch.weights import load_weights
+from nngraph.compilers.train import checkpoint as ck
+from nngraph.compilers.train import train
 
 from train_helpers import read_jsonl
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from compilers.train import train
+from nngraph.compilers.train import train
 
 from train_helpers import ROOT, read_jsonl
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from compilers.torch import state_dict_for
-from compilers.train.lora import LoRALinear, apply_lora, merge_lora
-from compilers.train.optim import lr_lambda, make_optimizer, param_groups
+from nngraph.compilers.torch import state_dict_for
+from nngraph.compilers.train.lora import LoRALinear, apply_lora, merge_lora
+from nngraph.compilers.train.optim import lr_lambda, make_optimizer, param_groups
 
 
 def test_warmup_then_cosine_decay_to_min_lr():
@@ -117,18 +117,18 @@ def test_merged_lora_model_computes_the_same_function_with_the_original_keys():
 
 
 def test_lora_training_changes_only_adapters_and_exports_merged_weights(write_spec, tmp_path):
-    from compilers.train import train
-    from compilers.torch.weights import load_weights
+    from nngraph.compilers.train import train
+    from nngraph.compilers.torch.weights import load_weights
 
     spec = write_spec(train_extra="lora: {rank: 2, targets: [head]}")
     out = tmp_path / "run"
     s = train(spec, out=out, quiet=True)
-    ckpt_keys = set(__import__("compilers.train.checkpoint", fromlist=["x"]).read(
+    ckpt_keys = set(__import__("nngraph.compilers.train.checkpoint", fromlist=["x"]).read(
         next((out / "checkpoints").glob("step_*"))).group("model"))
     assert {"head.lora_a", "head.lora_b"} <= ckpt_keys
     w = load_weights(out / "model.safetensors")
     assert set(w.tensors) == {"fc.weight", "fc.bias", "head.weight", "head.bias"}
-    from compilers.torch import compile_spec
+    from nngraph.compilers.torch import compile_spec
     init = state_dict_for(compile_spec(spec, seed=0))
     assert torch.equal(w.tensors["fc.weight"], init["fc.weight"])  # frozen
     assert not torch.equal(w.tensors["head.weight"], init["head.weight"])  # the merged update
@@ -136,7 +136,7 @@ def test_lora_training_changes_only_adapters_and_exports_merged_weights(write_sp
 
 
 def test_lora_targets_that_match_nothing_point_at_the_config(write_spec):
-    from compilers.train import train
+    from nngraph.compilers.train import train
     from nngraph.errors import SpecError
 
     spec = write_spec(train_extra="lora: {targets: [attn]}")

@@ -42,7 +42,7 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights(mlp_spec, uni
 
 
 def test_a_kill_while_a_checkpoint_is_written_never_leaves_a_loadable_partial_file(mlp_spec, uninterrupted):
-    from compilers.train import checkpoint as ck
+    from nngraph.compilers.train import checkpoint as ck
 
     out = mlp_spec.parent / "killed_in_write"
     env = {**ENV, "NNGRAPH_CHECKPOINT_WRITE_DELAY": "2"}  # each file is one chunk: 2 s between write and rename
@@ -73,7 +73,7 @@ class _Evil:
 
 
 def test_resume_refuses_a_pickled_checkpoint_without_running_it(mlp_spec, tmp_path):
-    from compilers.train import train
+    from nngraph.compilers.train import train
 
     out = tmp_path / "run"
     train(mlp_spec, out=out, steps=7, quiet=True)

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from compilers.train.config import load_run_config
+from nngraph.compilers.train.config import load_run_config
 from nngraph.errors import SpecError
 
 HEAD = """\

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compilers.train import train
-from compilers.train.losses import alphas_cumprod, q_sample
+from nngraph.compilers.train import train
+from nngraph.compilers.train.data.builtin import corpus_text
+from nngraph.compilers.train.losses import alphas_cumprod, q_sample
 from nngraph.errors import SpecError
 
 from train_helpers import ROOT, read_jsonl
@@ -169,8 +170,8 @@ def test_data_that_does_not_fit_the_graph_input_is_an_error_with_a_fix(tmp_path)
 
 
 def test_the_task_is_guessed_from_data_and_outputs(tmp_path):
-    from compilers.train.config import load_run_config
-    from compilers.train.tasks_more import guess_task
+    from nngraph.compilers.train.config import load_run_config
+    from nngraph.compilers.train.tasks_more import guess_task
 
     assert guess_task(load_run_config(ROOT / "specs/vae.yaml")) == "vae"
     assert guess_task(load_run_config(ROOT / "specs/gcn.yaml")) == "node_classification"
@@ -196,7 +197,7 @@ def test_a_run_writes_metrics_tensorboard_and_the_loss_curve(tmp_path, write_spe
 
 def test_a_language_model_trains_on_a_text_file_with_a_bpe_tokenizer(tmp_path):
     text = tmp_path / "tales.txt"
-    text.write_text((ROOT / "data/tiny_tales.txt").read_text()[:60_000])
+    text.write_text(corpus_text()[:60_000])
     out = tmp_path / "run"
     s = train(ROOT / "specs/gpt_char.yaml", out=out, data=str(text), steps=20,
               overrides=QUIET + ["vocab=320", "train.data={tokenizer: bpe, vocab_size: 320, seq_len: 32}",

@@ -20,7 +20,7 @@ SEEDS = ROOT / "specs" / "seeds"
 
 def run_quiet(spec: Path, out: Path, *sets: str, steps: int, **kw):
     """``nngraph train`` on ``spec`` with :data:`QUIET` and ``sets`` as --set overrides; returns its summary."""
-    from compilers.train import train
+    from nngraph.compilers.train import train
 
     return train(spec, out=out, overrides=[*QUIET, *sets], steps=steps, quiet=True, **kw)
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 
-from compilers.torch import build_module
+from nngraph.compilers.torch import build_module
 
 SPEC = """\
 nngraph: 1

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compilers.torch import state_dict_for
+from nngraph.compilers.torch import state_dict_for
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:

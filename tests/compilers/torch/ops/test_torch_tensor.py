@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compilers.torch import state_dict_for
+from nngraph.compilers.torch import state_dict_for
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:

@@ -1,9 +1,9 @@
-"""Write data/tiny_tales.txt: the bundled text corpus for character-level language models.
+"""Write tiny_tales.txt beside this file: the bundled text corpus for character-level language models.
 
 The corpus is generated here from a small seeded English grammar (short tales
 about sailors, farmers and weavers, with dialogue), so it carries no
 third-party text and no licence question: it is released with nngraph.
-Run ``python data/make_corpus.py`` to regenerate it byte for byte.
+Run ``python compilers/train/data/bundled/make_corpus.py`` to regenerate it byte for byte.
 """
 
 from __future__ import annotations

@@ -1,0 +1,447 @@
+"""The ``nngraph`` command line.
+
+Exit codes: 0 ok, 1 invalid input or failed check, 2 usage error. Errors are
+``file:line:col: error: ...`` with the source line and a hint; no traceback
+reaches the user unless ``--debug``. Heavy modules (torch, onnx) are imported
+only by the commands that need them, so ``validate`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+_FAST_COMMANDS = {"validate"}
+
+
+def _invoked_command() -> str | None:
+    """The subcommand on the command line when this process is the nngraph CLI (not pytest importing cli)."""
+    prog = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    if prog.stem not in ("nngraph", "cli") and prog.parent.name != "nngraph":
+        return None
+    return next((a for a in sys.argv[1:] if not a.startswith("-")), None)  # global options are flags only
+
+
+if _invoked_command() in _FAST_COMMANDS and "--help" not in sys.argv:
+    # `validate` runs in CI and pre-commit on every commit and must start in well under 0.5 s
+    # (bench/validate_speed.py). typer imports rich eagerly (~150 ms) just for pretty help and
+    # errors; validate prints plain text, so hide rich from typer for this command.
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+
+import typer  # noqa: E402
+
+from nngraph.train_keys import BUILTINS  # noqa: E402  (torch-free: names for --data's help)
+
+app = typer.Typer(
+    name="nngraph",
+    help="Declarative, graph-based neural networks: validate, inspect, compile, train, export and run YAML specs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_STATE = {"debug": False}
+
+
+class OutFormat(str, Enum):
+    """Diagnostic output formats."""
+
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a var or param: key=value (repeatable)")]
+DimOpt = Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim for random inputs: NAME=INT (repeatable)")]
+MaxParams = Annotated[Optional[int], typer.Option("--max-params", help="refuse models with more parameters than this")]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="show Python tracebacks for internal errors")] = False) -> None:
+    _STATE["debug"] = debug
+
+
+def run_guarded(fn: Callable[[], int | None]) -> None:
+    """Run a command body: SpecError -> formatted diagnostics and exit 1; other errors -> one line, exit 1."""
+    from nngraph.errors import SpecError, format_text
+
+    try:
+        code = fn() or 0
+    except SpecError as err:
+        typer.echo(format_text(err.diagnostics), err=True)
+        raise typer.Exit(1)
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary: no tracebacks for users
+        if _STATE["debug"]:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc}\n  (run with --debug for the traceback)", err=True)
+        raise typer.Exit(1)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="spec files or directories (searched for *.yaml)")],
+    set_: SetOpt = None,
+    fmt: Annotated[OutFormat, typer.Option("--format", help="text, json, or github (Actions annotations)")] = OutFormat.text,
+    strict: Annotated[bool, typer.Option(help="treat warnings (unused nodes) as errors")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="print only problems")] = False,
+    max_params: MaxParams = None,
+) -> None:
+    """Check specs: schema, references, cycles, shapes and dtypes. Reports every error in every file."""
+
+    def body() -> int:
+        from nngraph.commands import validate_files
+
+        return validate_files(paths, set_ or [], fmt.value, strict, quiet, max_params, typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
+def schema(
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write here instead of stdout")] = None,
+    check: Annotated[bool, typer.Option("--check", help="do not write: exit 1 if the file differs from what would be written")] = False,
+) -> None:
+    """Print (or write) the JSON Schema for spec files, generated from the op registry."""
+
+    def body() -> int:
+        from nngraph.commands import write_or_check
+        from nngraph.schema import json_schema
+
+        text = json.dumps(json_schema(), indent=2) + "\n"
+        return write_or_check(output, text, check, f"nngraph schema -o {output}", typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
+def ops(family: Annotated[Optional[str], typer.Option(help="only this family")] = None) -> None:
+    """List every primitive, by family, with its parameters."""
+
+    def body() -> int:
+        from nngraph.commands import list_ops
+
+        return list_ops(family, typer.echo)
+
+    run_guarded(body)
+
+
+class InspectFormat(str, Enum):
+    """Output formats of ``inspect``."""
+
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def inspect(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    set_: SetOpt = None,
+    fmt: Annotated[InspectFormat, typer.Option("--format", help="text (a table) or json")] = InspectFormat.text,
+    max_params: MaxParams = None,
+    torch_check: Annotated[bool, typer.Option("--torch", help="also compile with PyTorch: real parameter count and a forward check on random inputs")] = False,
+    dim: DimOpt = None,
+) -> None:
+    """Show every node: op, output shape(s) and parameter count, with block subtotals and the total."""
+
+    def body() -> int:
+        from nngraph.commands import inspect_text, limits
+        from nngraph.inspect import summarize
+        from nngraph.spec import load_spec
+
+        graph = load_spec(spec, set_ or [], limits(max_params))
+        summary = summarize(graph)
+        check = None
+        if torch_check:
+            from nngraph.compilers.torch.commands import torch_check as run_torch_check
+
+            check = run_torch_check(graph, dim)
+        if check is not None:
+            summary["torch"] = check
+        if fmt == InspectFormat.json:
+            typer.echo(json.dumps(summary, indent=2))
+        else:
+            text = inspect_text(summary, want_rich=sys.stdout.isatty())
+            if text is not None:
+                typer.echo(text)
+            if check is not None:
+                typer.echo(check["report"])
+        return 0 if check is None or check["ok"] else 1
+
+    run_guarded(body)
+
+
+class KernelMode(str, Enum):
+    """What lowered attention kernels must support."""
+
+    inference = "inference"
+    training = "training"
+
+
+def _target_option(value: Optional[str]) -> Optional[str]:
+    """--target: a known target string (usage error otherwise)."""
+    if value is not None:
+        from nngraph.compilers.targets import TargetError, get_target
+
+        try:
+            get_target(value)
+        except TargetError as err:
+            raise typer.BadParameter(str(err))
+    return value
+
+
+@app.command(name="compile")
+def compile_(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    set_: SetOpt = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="save the initial weights (.pt or .safetensors)")] = None,
+    emit_python: Annotated[Optional[Path], typer.Option("--emit-python", help="write the generated PyTorch module source here")] = None,
+    seed: Annotated[int, typer.Option(help="initialization seed")] = 0,
+    dim: DimOpt = None,
+    max_params: MaxParams = None,
+    target: Annotated[Optional[str], typer.Option("--target", callback=_target_option, help="lower attention for a target: cpu, cuda[:sm90][:bf16], ort-cpu, ort-cuda, auto")] = None,
+    mode: Annotated[KernelMode, typer.Option("--mode", help="what the kernels must support: inference or training (backward)")] = KernelMode.inference,
+    explain: Annotated[bool, typer.Option("--explain", help="print every attention node's kernel, why, and why each other candidate was rejected")] = False,
+) -> None:
+    """Compile a spec to a PyTorch module, check a forward pass on random inputs, save weights and/or source."""
+
+    def body() -> int:
+        from nngraph.compilers.torch.commands import compile_command
+        from nngraph.commands import limits
+
+        return compile_command(spec, set_ or [], limits(max_params), output=output, emit_python=emit_python, seed=seed,
+                               dim=dim or [], target=target, mode=mode.value, explain=explain, echo=typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
+def graph(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="out.dot, out.mmd (Mermaid), out.svg or out.png (need Graphviz)")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="dot, mmd, svg or png (default: from the -o suffix; dot on stdout)")] = None,
+    set_: SetOpt = None,
+    max_params: MaxParams = None,
+) -> None:
+    """Draw the graph: Graphviz DOT or Mermaid, blocks as clusters, tensor shapes on the edges."""
+    from nngraph.draw import FORMATS
+
+    kind = (fmt or (output.suffix.lstrip(".") if output else "dot")).lower()
+    if kind not in FORMATS:
+        raise typer.BadParameter(f"unknown drawing format '{kind}'; use one of: {', '.join(FORMATS)}",
+                                 param_hint="'--format' / '-o' suffix")
+    if output is None and kind == "png":
+        raise typer.BadParameter("png is binary: give -o FILE.png", param_hint="'-o'")
+
+    def body() -> int:
+        from nngraph.commands import draw_command
+
+        return draw_command(spec, output, kind, set_ or [], max_params, typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
+def docs(
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write here instead of stdout")] = None,
+    check: Annotated[bool, typer.Option("--check", help="do not write: exit 1 if the file differs from what would be written")] = False,
+) -> None:
+    """Generate the spec reference (Markdown) from the op registry."""
+
+    def body() -> int:
+        from nngraph.commands import write_or_check
+        from nngraph.docs import spec_reference
+
+        return write_or_check(output, spec_reference(), check, f"nngraph docs -o {output}", typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
+def train(
+    spec: Annotated[Path, typer.Argument(help="the spec file (its train: section configures the run)")],
+    data: Annotated[Optional[str], typer.Option("--data", help="a data file, or a built-in dataset: " + ", ".join(BUILTINS))] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="optimizer steps (replaces train.steps / train.epochs)")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="passes over the training split")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default out/train/NAME)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue exactly from the newest checkpoint in --out")] = False,
+    set_: SetOpt = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="seed of initialization, batches, dropout and noise")] = None,
+    nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", min=1, help="data-parallel worker processes (torch elastic launcher; gloo on CPU)")] = 1,
+    config: Annotated[Optional[Path], typer.Option("--config", help="a YAML file with the train: section (merged over the spec's)")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="print only errors")] = False,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="data parallel with several processes: ddp or fsdp (sets train.distributed.strategy)")] = None,
+) -> None:
+    """Train a spec on its train: section: progress, metrics.jsonl, TensorBoard, checkpoints, loss.png."""
+    if steps is not None and epochs is not None:
+        raise typer.BadParameter("give --steps or --epochs, not both", param_hint="'--steps' / '--epochs'")
+    if strategy not in (None, "ddp", "fsdp"):
+        raise typer.BadParameter(f"unknown strategy '{strategy}'; use ddp or fsdp", param_hint="'--strategy'")
+
+    def body() -> int:
+        from nngraph.compilers.train import CheckpointError, DataError, train as run_train
+
+        try:
+            run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet,
+                      strategy=strategy)
+        except (DataError, CheckpointError) as err:
+            typer.echo(f"error: {err}", err=True)
+            return 1
+        return 0
+
+    run_guarded(body)
+
+
+@app.command()
+def sample(
+    spec: Annotated[Path, typer.Argument(help="a denoiser spec: predicts the noise ε from the image x_t and the step t")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the image grid to write (PNG)")] = Path("samples.png"),
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="trained weights (.pt or .safetensors); default: the seeded initial weights")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="sampling steps, at most --train-steps")] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the sampling noise (and of the initial weights)")] = 0,
+    num: Annotated[int, typer.Option("-n", "--num", min=1, help="number of samples in the grid")] = 16,
+    sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral) or ddim")] = "ddpm",
+    eta: Annotated[float, typer.Option("--eta", min=0.0, help="DDIM noise: 0 deterministic, 1 the DDPM posterior variance")] = 0.0,
+    schedule: Annotated[str, typer.Option("--schedule", help="the training noise schedule: linear or cosine")] = "linear",
+    train_steps: Annotated[int, typer.Option("--train-steps", min=1, help="diffusion steps T of the training schedule")] = 1000,
+    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=INT for an integer conditioning input, e.g. label=3 (default 0)")] = None,
+    set_: SetOpt = None,
+    dim: DimOpt = None,
+) -> None:
+    """Sample images from a diffusion denoiser (DDPM or DDIM) and write them as a PNG grid."""
+    if sampler not in ("ddpm", "ddim"):
+        raise typer.BadParameter(f"unknown sampler '{sampler}'; use ddpm or ddim", param_hint="'--sampler'")
+    if schedule not in ("linear", "cosine"):
+        raise typer.BadParameter(f"unknown schedule '{schedule}'; use linear or cosine", param_hint="'--schedule'")
+
+    def body() -> int:
+        from nngraph.compilers.torch.commands import sample_command
+
+        return sample_command(spec, output, weights, steps, seed, num, sampler, eta, schedule, train_steps, cond or [],
+                              set_ or [], dim or [], typer.echo)
+
+    run_guarded(body)
+
+
+@app.command(name="import-weights")
+def import_weights(
+    spec: Annotated[Path, typer.Argument(help="the spec whose parameter names receive the weights")],
+    checkpoint: Annotated[Path, typer.Argument(help="a Hugging Face state dict: .safetensors, .bin/.pt (weights_only), or a folder of shards")],
+    source: Annotated[str, typer.Option("--from", help="checkpoint layout: hf-gpt2, hf-bert, hf-llama or hf-t5")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="weights file to write (.safetensors or .pt)")],
+    set_: SetOpt = None,
+) -> None:
+    """Map a Hugging Face checkpoint onto a spec's parameter names and save it as nngraph weights."""
+    from nngraph.compilers.torch.hf_import import SOURCES
+
+    if source not in SOURCES:
+        raise typer.BadParameter(f"unknown source '{source}'; use one of: {', '.join(SOURCES)}", param_hint="'--from'")
+
+    def body() -> int:
+        from nngraph.compilers.torch.commands import import_weights_command
+
+        return import_weights_command(spec, checkpoint, source, output, set_ or [], typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
+def export(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="the .onnx file to write (atomically)")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights (.safetensors/.pt), a training checkpoint (LoRA merged) or a training output folder; default: seeded initial weights")] = None,
+    target: Annotated[str, typer.Option("--target", help="ort-cpu, ort-cuda (ONNX Runtime contrib kernels allowed) or onnx (standard ops only)")] = "ort-cpu",
+    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset, 17..23 (default 23; the fused Attention op needs 23)")] = None,
+    dynamic: Annotated[Optional[str], typer.Option("--dynamic", help="comma-separated dims that stay dynamic, e.g. batch,seq (default: every symbolic input dim)")] = None,
+    dim: DimOpt = None,
+    kv_cache: Annotated[bool, typer.Option("--kv-cache", help="add past/present key-value inputs/outputs per attention layer (for generate)")] = False,
+    optional_inputs: Annotated[bool, typer.Option("--optional-inputs", help="also export the spec's optional inputs (e.g. an RNN's initial state)")] = False,
+    kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="force an attention kernel: NAME for all nodes or NODE=NAME (decomposed, onnx-attention, ort-mha, ort-gqa)")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="show the kernel chosen for every attention node and why (without -o: only that)")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ONNX Runtime with torch at two sizes before writing")] = True,
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="--verify allows max |ORT - torch| <= tolerance * max(1, max |torch output|) (default 1e-4; 1e-2 with --dtype float16)")] = None,
+    set_: SetOpt = None,
+    seed: Annotated[int, typer.Option(help="initialization seed (without --weights) and of the check inputs")] = 0,
+    network: Annotated[Optional[str], typer.Option("--network", help="a spec with several networks: export this one (default: all of them in one file)")] = None,
+    fuse: Annotated[Optional[str], typer.Option("--fuse", help="ONNX Runtime fusions: none, all, or a comma list of skip_layer_norm,bias_gelu,packed_qkv,mha_bias (default: ort-cpu bias_gelu; ort-cuda skip_layer_norm,bias_gelu,mha_bias)")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, or float16 (weights and activations; float32 inputs/outputs)")] = "float32",
+    external_data: Annotated[Optional[bool], typer.Option("--external-data/--no-external-data", help="weights in OUT.data beside the file (default: when over 2 GB)")] = None,
+    expected_seq: Annotated[Optional[int], typer.Option("--expected-seq", min=1, help="the sequence length the file will mostly see: picks the attention kernel measured fastest there")] = None,
+) -> None:
+    """Export a spec to ONNX with fused attention kernels; checked, with metadata, written atomically."""
+
+    def body() -> int:
+        from nngraph.compilers.onnx.commands import export_command
+
+        return export_command(spec, output, weights=weights, target=target, opset=opset, dynamic=dynamic, dims=dim,
+                              kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
+                              overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs,
+                              **({"network": network} if network else {}), fuse=fuse, dtype=dtype,
+                              external_data=external_data, expected_seq=expected_seq)
+
+    run_guarded(body)
+
+
+@app.command()
+def infer(
+    model: Annotated[Path, typer.Argument(help="the .onnx file")],
+    input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="NAME=FILE (.npy, .npz or .json), repeatable")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write all outputs to this .npz")] = None,
+    target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda (execution providers)")] = "ort-cpu",
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads (default: ORT's, one per core)")] = None,
+    opt_level: Annotated[str, typer.Option("--opt-level", help="ORT graph optimizations: all, extended, basic or disable")] = "all",
+    spin: Annotated[Optional[bool], typer.Option("--spin/--no-spin", help="let idle ORT threads spin (lower latency, burns CPU; default: ORT's)")] = None,
+) -> None:
+    """Run an ONNX model with ONNX Runtime on inputs from files; checks names, shapes and dtypes first."""
+
+    def body() -> int:
+        from nngraph.compilers.onnx.commands import infer_command
+
+        return infer_command(model, input_ or [], output, target, typer.echo, threads=threads, opt_level=opt_level,
+                             spin=spin)
+
+    run_guarded(body)
+
+
+@app.command()
+def generate(
+    model: Annotated[Path, typer.Argument(help="an .onnx decoder exported with --kv-cache, or a decoder spec (.yaml: exported first)")],
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="comma-separated token ids, one row per --prompt")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="token ids [batch, length] (.npy, .npz, .json)")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="tokens to generate")] = 20,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens (default: greedy)")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="softmax temperature for --top-k")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
+    eos: Annotated[Optional[int], typer.Option("--eos", help="stop a row at this token id")] = None,
+    target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids as JSON")] = None,
+    set_: SetOpt = None,
+    source: Annotated[Optional[list[str]], typer.Option("--source", help="encoder-decoder: source token ids, comma-separated, one row per --source")] = None,
+    input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="encoder-decoder: another source input NAME=FILE (default for a [batch] lengths input: no padding)")] = None,
+) -> None:
+    """Generate tokens with an ONNX decoder (greedy or top-k), the KV cache as ONNX inputs/outputs; an
+    encoder-decoder runs its encoder once on --source."""
+
+    def body() -> int:
+        from nngraph.compilers.onnx.commands import generate_command
+
+        return generate_command(model, prompt or [], prompt_file, max_new_tokens, top_k=top_k, temperature=temperature,
+                                seed=seed, eos=eos, target=target, weights=weights, overrides=set_ or [],
+                                output=output, echo=typer.echo, source=source or [], inputs=input_ or [])
+
+    run_guarded(body)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -59,8 +59,21 @@ DimOpt = Annotated[Optional[list[str]], typer.Option("--dim", help="size of a sy
 MaxParams = Annotated[Optional[int], typer.Option("--max-params", help="refuse models with more parameters than this")]
 
 
+def _print_version(value: bool) -> None:
+    """--version: the installed nngraph's version, then exit."""
+    if value:
+        from nngraph import __version__
+
+        typer.echo(f"nngraph {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="show Python tracebacks for internal errors")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="show Python tracebacks for internal errors")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
     _STATE["debug"] = debug
 
 
@@ -75,6 +88,20 @@ def run_guarded(fn: Callable[[], int | None]) -> None:
         raise typer.Exit(1)
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise
+    except BrokenPipeError:
+        # the reader went away (`nngraph zoo list | head`): stop quietly, as Python's docs advise
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1)
+    except ModuleNotFoundError as exc:
+        from nngraph.extras import missing_extra_message
+
+        message = missing_extra_message(exc.name or "")
+        if message is None or _STATE["debug"]:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1)
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: no tracebacks for users
         if _STATE["debug"]:
             raise
@@ -434,6 +461,38 @@ def generate(
         return generate_command(model, prompt or [], prompt_file, max_new_tokens, top_k=top_k, temperature=temperature,
                                 seed=seed, eos=eos, target=target, weights=weights, overrides=set_ or [],
                                 output=output, echo=typer.echo, source=source or [], inputs=input_ or [])
+
+    run_guarded(body)
+
+
+zoo_app = typer.Typer(help="The specs nngraph ships: list them, copy one to start from.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """List every shipped spec with the system it builds."""
+
+    def body() -> int:
+        from nngraph.commands import zoo_list as run
+
+        return run(typer.echo)
+
+    run_guarded(body)
+
+
+@zoo_app.command("copy")
+def zoo_copy(
+    name: Annotated[str, typer.Argument(help="a name from `nngraph zoo list`")],
+    dest: Annotated[Optional[Path], typer.Argument(help="a file or folder (default: ./NAME.yaml)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing file")] = False,
+) -> None:
+    """Copy a shipped spec to start from (never over an existing file unless --force)."""
+
+    def body() -> int:
+        from nngraph.commands import zoo_copy as run
+
+        return run(name, dest, force, typer.echo)
 
     run_guarded(body)
 

@@ -84,6 +84,36 @@ def list_ops(family: str | None, echo: Echo) -> int:
     return 0
 
 
+def zoo_list(echo: Echo) -> int:
+    """``nngraph zoo list``: every shipped spec with the system it builds."""
+    from .zoo import zoo_specs
+
+    specs = zoo_specs()
+    width = max(len(s.name) for s in specs)
+    for s in specs:
+        echo(f"{s.name:<{width}}  {s.system}")
+    return 0
+
+
+def zoo_copy(name: str, dest: Path | None, force: bool, echo: Echo) -> int:
+    """``nngraph zoo copy NAME [DEST]``: write a shipped spec to start from; never over a file unless --force."""
+    from .io import write_text_atomic
+    from .zoo import copy_destination, find_spec
+
+    try:
+        spec = find_spec(name)
+    except KeyError as err:
+        echo(f"error: {err.args[0]}", err=True)
+        return 1
+    target = copy_destination(spec, dest)
+    if target.exists() and not force:
+        echo(f"error: {target} exists; choose another destination or pass --force to replace it", err=True)
+        return 1
+    write_text_atomic(target, spec.text)
+    echo(f"wrote {target} (validate it with `nngraph validate {target}`)")
+    return 0
+
+
 def write_or_check(output: Path | None, text: str, check: bool, regenerate: str, echo: Echo) -> int:
     """Write ``text`` to ``output`` (stdout without one), or with ``check`` compare and report staleness."""
     from .io import write_text_atomic

@@ -5,6 +5,7 @@ schema, inspect, graph, compile --explain, train --data shakespeare, export and 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_wheel_installs_under_one_name_and_runs_from_outside_the_repository(tmp_path: Path):
-    env_python = {"PYTHON": sys.executable, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    # the machine's own pip settings (PIP_FIND_LINKS: where the CPU torch wheel lies) stay; PATH without the dev venv
+    env_python = {**os.environ, "PYTHON": sys.executable, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     run = subprocess.run(["bash", str(ROOT / "scripts" / "wheel_smoke.sh"), str(tmp_path / "smoke")],
                          capture_output=True, text=True, timeout=900, env=env_python)
     out = run.stdout + run.stderr

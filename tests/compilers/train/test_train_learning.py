@@ -38,7 +38,7 @@ def test_gcn_on_karate_club_with_four_labelled_nodes_classifies_85_percent_of_th
 
 
 def test_char_gpt_on_real_shakespeare_goes_from_ln_vocab_to_below_1_7_nats(tmp_path):
-    # data/shakespeare.txt: 111,592 characters, 61 distinct; about 70 CPU seconds on one thread
+    # the bundled shakespeare.txt: 111,592 characters, 61 distinct; about 70 CPU seconds on one thread
     out = tmp_path / "run"
     s = train(ROOT / "specs/gpt_char.yaml", out=out, steps=1200, data="shakespeare",
               overrides=QUIET + ["vocab=61", "train.threads=1", "train.eval={every: 600, batches: 20}"], quiet=True)

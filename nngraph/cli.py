@@ -59,6 +59,16 @@ DimOpt = Annotated[Optional[list[str]], typer.Option("--dim", help="size of a sy
 MaxParams = Annotated[Optional[int], typer.Option("--max-params", help="refuse models with more parameters than this")]
 
 
+def _finite(value: Optional[float]) -> Optional[float]:
+    """A number option's value, unless it is NaN or infinite (click's range check compares, and ``nan < 0`` is False)."""
+    from nngraph.params import range_problem
+
+    problem = None if value is None else range_problem(value, None, None)
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="show Python tracebacks for internal errors")] = False) -> None:
     _STATE["debug"] = debug
@@ -306,7 +316,7 @@ def sample(
     seed: Annotated[int, typer.Option("--seed", help="seed of the sampling noise (and of the initial weights)")] = 0,
     num: Annotated[int, typer.Option("-n", "--num", min=1, help="number of samples in the grid")] = 16,
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral) or ddim")] = "ddpm",
-    eta: Annotated[float, typer.Option("--eta", min=0.0, help="DDIM noise: 0 deterministic, 1 the DDPM posterior variance")] = 0.0,
+    eta: Annotated[float, typer.Option("--eta", min=0.0, callback=_finite, help="DDIM noise: 0 deterministic, 1 the DDPM posterior variance")] = 0.0,
     schedule: Annotated[str, typer.Option("--schedule", help="the training noise schedule: linear or cosine")] = "linear",
     train_steps: Annotated[int, typer.Option("--train-steps", min=1, help="diffusion steps T of the training schedule")] = 1000,
     cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=INT for an integer conditioning input, e.g. label=3 (default 0)")] = None,
@@ -364,7 +374,7 @@ def export(
     kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="force an attention kernel: NAME for all nodes or NODE=NAME (decomposed, onnx-attention, ort-mha, ort-gqa)")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="show the kernel chosen for every attention node and why (without -o: only that)")] = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ONNX Runtime with torch at two sizes before writing")] = True,
-    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="--verify allows max |ORT - torch| <= tolerance * max(1, max |torch output|) (default 1e-4; 1e-2 with --dtype float16)")] = None,
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", callback=_finite, help="--verify allows max |ORT - torch| <= tolerance * max(1, max |torch output|) (default 1e-4; 1e-2 with --dtype float16)")] = None,
     set_: SetOpt = None,
     seed: Annotated[int, typer.Option(help="initialization seed (without --weights) and of the check inputs")] = 0,
     network: Annotated[Optional[str], typer.Option("--network", help="a spec with several networks: export this one (default: all of them in one file)")] = None,
@@ -415,7 +425,7 @@ def generate(
     prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="token ids [batch, length] (.npy, .npz, .json)")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="tokens to generate")] = 20,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens (default: greedy)")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="softmax temperature for --top-k")] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, callback=_finite, help="softmax temperature for --top-k")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
     eos: Annotated[Optional[int], typer.Option("--eos", help="stop a row at this token id")] = None,
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",

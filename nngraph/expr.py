@@ -302,6 +302,36 @@ def _names_hint(name: str, names: Mapping[str, Any]) -> str:
     return choices_hint(name, names.keys(), "defined names")
 
 
+def names_in(value: Any) -> list[str]:
+    """The names the expressions in ``value`` (a string, or lists and mappings of them) refer to, in order.
+
+    Both branches of ``a if c else b`` count; an expression that does not parse names nothing here (its
+    evaluation reports it).
+    """
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif has_expr(item):
+            for source in EXPR_RE.findall(item):
+                found.extend(_names_of(source))
+    return list(dict.fromkeys(found))
+
+
+def _names_of(source: str) -> list[str]:
+    if len(source) > MAX_EXPR_CHARS:
+        return []
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except (SyntaxError, ValueError):  # ValueError: a NUL byte in the source
+        return []
+    return [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in ("True", "true", "False", "false")]
+
+
 def has_expr(value: Any) -> bool:
     """True when ``value`` is a string holding at least one ``${...}``."""
     return isinstance(value, str) and "${" in value

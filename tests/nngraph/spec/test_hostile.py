@@ -419,3 +419,24 @@ def test_a_list_at_the_cap_is_quoted_cut_in_the_type_error(spec_file):
     assert (line, col) == (5, 43)
     assert message.startswith("parameter 'out' of node 'a' (linear): expected an integer, got list [0, 0, ")
     assert message.endswith("... (100,000 items)") and len(message) < 200
+
+
+# ----- var resolution is memoised and iterative (issue 24) --------------------------------------
+def _var_chain(n: int, last: str) -> str:
+    """v0 -> v1 -> ... -> v{n-1} = last, written first-to-last: resolving v0 by recursion alone needs n levels."""
+    return "vars:\n" + "".join(f'  v{i}: "${{v{i + 1}}}"\n' for i in range(n - 1)) + f"  v{n - 1}: {last}\n"
+
+
+def test_a_chain_of_eleven_thousand_vars_resolves_in_linear_time(spec_file):
+    text = HEADER.replace("[batch, 8]", '[batch, "${v0}"]') + _var_chain(11_000, "8") + NODE
+    graph, errors, elapsed = _check(_write_raw(spec_file, text))
+    assert errors == [] and elapsed < FAST_S
+    assert graph.inputs["x"].type.shape == ("batch", 8)
+
+
+def test_a_cycle_through_eleven_thousand_vars_is_one_error_naming_the_cycle(spec_file):
+    text = HEADER + _var_chain(11_000, '"${v0}"') + NODE
+    graph, errors, elapsed = _check(_write_raw(spec_file, text))
+    assert elapsed < FAST_S
+    assert errors == [(6, 7, "var 'v0': cyclic vars: v0 -> v1 -> v2 -> v3 -> v4 -> v5 -> ... (10,989 more) -> "
+                             "v10995 -> v10996 -> v10997 -> v10998 -> v10999 -> v0")]

@@ -54,11 +54,6 @@ class OutFormat(str, Enum):
     github = "github"
 
 
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a var or param: key=value (repeatable)")]
-DimOpt = Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim for random inputs: NAME=INT (repeatable)")]
-MaxParams = Annotated[Optional[int], typer.Option("--max-params", help="refuse models with more parameters than this")]
-
-
 def _finite(value: Optional[float]) -> Optional[float]:
     """A number option's value, unless it is NaN or infinite (click's range check compares, and ``nan < 0`` is False)."""
     from nngraph.params import range_problem
@@ -67,6 +62,13 @@ def _finite(value: Optional[float]) -> Optional[float]:
     if problem:
         raise typer.BadParameter(problem)
     return value
+
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a var or param: key=value (repeatable)")]
+DimOpt = Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim for random inputs: NAME=INT (repeatable)")]
+MaxParams = Annotated[Optional[int], typer.Option("--max-params", help="refuse models with more parameters than this")]
+MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", min=0.001, callback=_finite,
+                                                    help="GB the weights and each input may take (default: this machine's physical memory)")]
 
 
 @app.callback()
@@ -101,13 +103,14 @@ def validate(
     strict: Annotated[bool, typer.Option(help="treat warnings (unused nodes) as errors")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="print only problems")] = False,
     max_params: MaxParams = None,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Check specs: schema, references, cycles, shapes and dtypes. Reports every error in every file."""
 
     def body() -> int:
-        from nngraph.commands import validate_files
+        from nngraph.commands import limits, validate_files
 
-        return validate_files(paths, set_ or [], fmt.value, strict, quiet, max_params, typer.echo)
+        return validate_files(paths, set_ or [], fmt.value, strict, quiet, limits(max_params, max_memory), typer.echo)
 
     run_guarded(body)
 
@@ -154,6 +157,7 @@ def inspect(
     set_: SetOpt = None,
     fmt: Annotated[InspectFormat, typer.Option("--format", help="text (a table) or json")] = InspectFormat.text,
     max_params: MaxParams = None,
+    max_memory: MaxMemory = None,
     torch_check: Annotated[bool, typer.Option("--torch", help="also compile with PyTorch: real parameter count and a forward check on random inputs")] = False,
     dim: DimOpt = None,
 ) -> None:
@@ -164,7 +168,7 @@ def inspect(
         from nngraph.inspect import summarize
         from nngraph.spec import load_spec
 
-        graph = load_spec(spec, set_ or [], limits(max_params))
+        graph = load_spec(spec, set_ or [], limits(max_params, max_memory))
         summary = summarize(graph)
         check = None
         if torch_check:
@@ -214,6 +218,7 @@ def compile_(
     seed: Annotated[int, typer.Option(help="initialization seed")] = 0,
     dim: DimOpt = None,
     max_params: MaxParams = None,
+    max_memory: MaxMemory = None,
     target: Annotated[Optional[str], typer.Option("--target", callback=_target_option, help="lower attention for a target: cpu, cuda[:sm90][:bf16], ort-cpu, ort-cuda, auto")] = None,
     mode: Annotated[KernelMode, typer.Option("--mode", help="what the kernels must support: inference or training (backward)")] = KernelMode.inference,
     explain: Annotated[bool, typer.Option("--explain", help="print every attention node's kernel, why, and why each other candidate was rejected")] = False,
@@ -224,7 +229,7 @@ def compile_(
         from nngraph.compilers.torch.commands import compile_command
         from nngraph.commands import limits
 
-        return compile_command(spec, set_ or [], limits(max_params), output=output, emit_python=emit_python, seed=seed,
+        return compile_command(spec, set_ or [], limits(max_params, max_memory), output=output, emit_python=emit_python, seed=seed,
                                dim=dim or [], target=target, mode=mode.value, explain=explain, echo=typer.echo)
 
     run_guarded(body)
@@ -237,6 +242,7 @@ def graph(
     fmt: Annotated[Optional[str], typer.Option("--format", help="dot, mmd, svg or png (default: from the -o suffix; dot on stdout)")] = None,
     set_: SetOpt = None,
     max_params: MaxParams = None,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Draw the graph: Graphviz DOT or Mermaid, blocks as clusters, tensor shapes on the edges."""
     from nngraph.draw import FORMATS
@@ -249,9 +255,9 @@ def graph(
         raise typer.BadParameter("png is binary: give -o FILE.png", param_hint="'-o'")
 
     def body() -> int:
-        from nngraph.commands import draw_command
+        from nngraph.commands import draw_command, limits
 
-        return draw_command(spec, output, kind, set_ or [], max_params, typer.echo)
+        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory), typer.echo)
 
     run_guarded(body)
 

@@ -54,9 +54,21 @@ class OutFormat(str, Enum):
     github = "github"
 
 
+def _finite(value: Optional[float]) -> Optional[float]:
+    """A number option's value, unless it is NaN or infinite (click's range check compares, and ``nan < 0`` is False)."""
+    from nngraph.params import range_problem
+
+    problem = None if value is None else range_problem(value, None, None)
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a var or param: key=value (repeatable)")]
 DimOpt = Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim for random inputs: NAME=INT (repeatable)")]
 MaxParams = Annotated[Optional[int], typer.Option("--max-params", help="refuse models with more parameters than this")]
+MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", min=0.001, callback=_finite,
+                                                    help="GB the weights and each input may take (default: this machine's physical memory)")]
 
 
 def _print_version(value: bool) -> None:
@@ -118,13 +130,14 @@ def validate(
     strict: Annotated[bool, typer.Option(help="treat warnings (unused nodes) as errors")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="print only problems")] = False,
     max_params: MaxParams = None,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Check specs: schema, references, cycles, shapes and dtypes. Reports every error in every file."""
 
     def body() -> int:
-        from nngraph.commands import validate_files
+        from nngraph.commands import limits, validate_files
 
-        return validate_files(paths, set_ or [], fmt.value, strict, quiet, max_params, typer.echo)
+        return validate_files(paths, set_ or [], fmt.value, strict, quiet, limits(max_params, max_memory), typer.echo)
 
     run_guarded(body)
 
@@ -171,6 +184,7 @@ def inspect(
     set_: SetOpt = None,
     fmt: Annotated[InspectFormat, typer.Option("--format", help="text (a table) or json")] = InspectFormat.text,
     max_params: MaxParams = None,
+    max_memory: MaxMemory = None,
     torch_check: Annotated[bool, typer.Option("--torch", help="also compile with PyTorch: real parameter count and a forward check on random inputs")] = False,
     dim: DimOpt = None,
 ) -> None:
@@ -181,7 +195,7 @@ def inspect(
         from nngraph.inspect import summarize
         from nngraph.spec import load_spec
 
-        graph = load_spec(spec, set_ or [], limits(max_params))
+        graph = load_spec(spec, set_ or [], limits(max_params, max_memory))
         summary = summarize(graph)
         check = None
         if torch_check:
@@ -231,6 +245,7 @@ def compile_(
     seed: Annotated[int, typer.Option(help="initialization seed")] = 0,
     dim: DimOpt = None,
     max_params: MaxParams = None,
+    max_memory: MaxMemory = None,
     target: Annotated[Optional[str], typer.Option("--target", callback=_target_option, help="lower attention for a target: cpu, cuda[:sm90][:bf16], ort-cpu, ort-cuda, auto")] = None,
     mode: Annotated[KernelMode, typer.Option("--mode", help="what the kernels must support: inference or training (backward)")] = KernelMode.inference,
     explain: Annotated[bool, typer.Option("--explain", help="print every attention node's kernel, why, and why each other candidate was rejected")] = False,
@@ -241,7 +256,7 @@ def compile_(
         from nngraph.compilers.torch.commands import compile_command
         from nngraph.commands import limits
 
-        return compile_command(spec, set_ or [], limits(max_params), output=output, emit_python=emit_python, seed=seed,
+        return compile_command(spec, set_ or [], limits(max_params, max_memory), output=output, emit_python=emit_python, seed=seed,
                                dim=dim or [], target=target, mode=mode.value, explain=explain, echo=typer.echo)
 
     run_guarded(body)
@@ -254,6 +269,7 @@ def graph(
     fmt: Annotated[Optional[str], typer.Option("--format", help="dot, mmd, svg or png (default: from the -o suffix; dot on stdout)")] = None,
     set_: SetOpt = None,
     max_params: MaxParams = None,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Draw the graph: Graphviz DOT or Mermaid, blocks as clusters, tensor shapes on the edges."""
     from nngraph.draw import FORMATS
@@ -266,9 +282,9 @@ def graph(
         raise typer.BadParameter("png is binary: give -o FILE.png", param_hint="'-o'")
 
     def body() -> int:
-        from nngraph.commands import draw_command
+        from nngraph.commands import draw_command, limits
 
-        return draw_command(spec, output, kind, set_ or [], max_params, typer.echo)
+        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory), typer.echo)
 
     run_guarded(body)
 
@@ -333,7 +349,7 @@ def sample(
     seed: Annotated[int, typer.Option("--seed", help="seed of the sampling noise (and of the initial weights)")] = 0,
     num: Annotated[int, typer.Option("-n", "--num", min=1, help="number of samples in the grid")] = 16,
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral) or ddim")] = "ddpm",
-    eta: Annotated[float, typer.Option("--eta", min=0.0, help="DDIM noise: 0 deterministic, 1 the DDPM posterior variance")] = 0.0,
+    eta: Annotated[float, typer.Option("--eta", min=0.0, callback=_finite, help="DDIM noise: 0 deterministic, 1 the DDPM posterior variance")] = 0.0,
     schedule: Annotated[str, typer.Option("--schedule", help="the training noise schedule: linear or cosine")] = "linear",
     train_steps: Annotated[int, typer.Option("--train-steps", min=1, help="diffusion steps T of the training schedule")] = 1000,
     cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=INT for an integer conditioning input, e.g. label=3 (default 0)")] = None,
@@ -391,7 +407,7 @@ def export(
     kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="force an attention kernel: NAME for all nodes or NODE=NAME (decomposed, onnx-attention, ort-mha, ort-gqa)")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="show the kernel chosen for every attention node and why (without -o: only that)")] = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="compare ONNX Runtime with torch at two sizes before writing")] = True,
-    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="--verify allows max |ORT - torch| <= tolerance * max(1, max |torch output|) (default 1e-4; 1e-2 with --dtype float16)")] = None,
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", callback=_finite, help="--verify allows max |ORT - torch| <= tolerance * max(1, max |torch output|) (default 1e-4; 1e-2 with --dtype float16)")] = None,
     set_: SetOpt = None,
     seed: Annotated[int, typer.Option(help="initialization seed (without --weights) and of the check inputs")] = 0,
     network: Annotated[Optional[str], typer.Option("--network", help="a spec with several networks: export this one (default: all of them in one file)")] = None,
@@ -442,7 +458,7 @@ def generate(
     prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="token ids [batch, length] (.npy, .npz, .json)")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="tokens to generate")] = 20,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens (default: greedy)")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="softmax temperature for --top-k")] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, callback=_finite, help="softmax temperature for --top-k")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
     eos: Annotated[Optional[int], typer.Option("--eos", help="stop a row at this token id")] = None,
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",

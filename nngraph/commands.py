@@ -21,11 +21,12 @@ def echo_stdout(text: str, err: bool = False) -> None:
     stream.flush()
 
 
-def limits(max_params: int | None) -> Any:
-    """The default resource limits, with ``--max-params`` applied."""
+def limits(max_params: int | None = None, max_memory_gb: float | None = None) -> Any:
+    """The default resource limits, with ``--max-params`` and ``--max-memory`` (GB) applied."""
     from .limits import DEFAULT_LIMITS
 
-    return replace(DEFAULT_LIMITS, max_params=max_params) if max_params else DEFAULT_LIMITS
+    caps = replace(DEFAULT_LIMITS, max_params=max_params) if max_params else DEFAULT_LIMITS
+    return replace(caps, max_memory=int(max_memory_gb * 1e9)) if max_memory_gb else caps
 
 
 def spec_files(paths: list[Path]) -> list[Path]:
@@ -40,7 +41,7 @@ def spec_files(paths: list[Path]) -> list[Path]:
 
 
 def validate_files(paths: list[Path], overrides: list[str], fmt: str, strict: bool, quiet: bool,
-                   max_params: int | None, echo: Echo = echo_stdout) -> int:
+                   caps: Any = None, echo: Echo = echo_stdout) -> int:
     """``nngraph validate``: every error of every file; exit code 0 or 1."""
     from .errors import FORMATTERS
     from .spec import check_spec
@@ -51,7 +52,7 @@ def validate_files(paths: list[Path], overrides: list[str], fmt: str, strict: bo
         return 1
     all_diags, failed = [], 0
     for f in files:
-        graph, diag = check_spec(f, overrides, limits(max_params))
+        graph, diag = check_spec(f, overrides, caps or limits())
         items = list(diag)
         errors = [d for d in items if d.severity == "error" or strict]
         failed += bool(errors)
@@ -160,13 +161,12 @@ def inspect_text(summary: dict, want_rich: bool) -> str | None:
     return format_table(summary)
 
 
-def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str], max_params: int | None,
-                 echo: Echo) -> int:
+def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str], caps: Any, echo: Echo) -> int:
     """``nngraph graph``: DOT / Mermaid on stdout, or a file (svg/png through Graphviz)."""
     from .draw import DrawError, render, run_dot, to_dot, to_mermaid
     from .spec import load_spec
 
-    g = load_spec(spec, overrides, limits(max_params))
+    g = load_spec(spec, overrides, caps)
     try:
         if output is None:
             if kind == "svg":

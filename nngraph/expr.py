@@ -18,6 +18,11 @@ from typing import Any, Callable, Mapping
 MAX_EXPR_CHARS = 400
 MAX_INT_BITS = 256
 MAX_POW_EXPONENT = 512
+#: Cap on the size of any value an expression builds: characters of a string, items of a list
+#: (nested lists count every item). Checked *before* an operation that could exceed it runs.
+MAX_VALUE_SIZE = 100_000
+MAX_ROUND_DIGITS = 400  # round(x, -10**9) would compute 10**(10**9)
+MAX_SHOWN_CHARS = 80
 
 EXPR_RE = re.compile(r"\$\{([^{}]*)\}")
 
@@ -36,6 +41,76 @@ def _int_check(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ExprError("result is not a finite number")
     return value
+
+
+def shown(value: Any, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages: a refused value may be huge.
+
+    Lists are cut before ``repr`` runs, so quoting a ten-million-item list costs nothing.
+    """
+    if isinstance(value, list) and len(value) > limit:
+        return _cut(repr(value[:limit])[:-1] + ", ...]", limit, f" ({len(value):,} items)")
+    if isinstance(value, str) and len(value) > 4 * limit:
+        value = value[:4 * limit]
+    return _cut(repr(value), limit, "")
+
+
+def _cut(text: str, limit: int, suffix: str) -> str:
+    return (text if len(text) <= limit else text[:limit] + "...") + suffix
+
+
+def _size_error(what: str, size: int) -> ExprError:
+    unit = "characters" if what == "string" else "items"
+    return ExprError(f"{what} of {size:,} {unit} is too large (the limit is {MAX_VALUE_SIZE:,})",
+                     "expressions compute sizes and names, not bulk data")
+
+
+class _Sizes:
+    """Sizes of the values one evaluation builds (string characters, list items through nested lists).
+
+    Memoised by identity: ``[x] * n`` holds ``n`` references to one ``x``, measured once.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[Any, int]] = {}
+
+    def of(self, value: Any) -> int:
+        """The size of ``value``; 1 for a number or anything that is not a string or a list."""
+        if isinstance(value, str):
+            return len(value)
+        if not isinstance(value, list):
+            return 1
+        hit = self._memo.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        total = len(value)
+        for item in value:
+            total += self.of(item) if isinstance(item, (str, list)) else 0
+            if total > MAX_VALUE_SIZE:
+                break  # enough to refuse; measuring further would cost what the cap prevents
+        self._memo[id(value)] = (value, total)
+        return total
+
+    def check(self, value: Any) -> Any:
+        """``value``, unless it is a string or list over :data:`MAX_VALUE_SIZE`."""
+        size = self.of(value)
+        if size > MAX_VALUE_SIZE:
+            raise _size_error("string" if isinstance(value, str) else "list", size)
+        return value
+
+
+#: ``%`` conversions in a format string: flags, width, precision; a ``*`` takes them from the arguments.
+_FORMAT_SPEC = re.compile(r"%[#0 +\-]*(\*|\d*)(?:\.(\*|\d*))?")
+
+
+def _format_width(fmt: str) -> int:
+    """The widths and precisions a ``%`` format string asks for, added up; ``*`` is refused."""
+    total = 0
+    for width, precision in _FORMAT_SPEC.findall(fmt):
+        if "*" in (width, precision):
+            raise ExprError("'*' widths in % formatting are not allowed", "write the width as a number")
+        total += int(width or 0) + int(precision or 0)
+    return total
 
 
 def _safe_pow(a: Any, b: Any) -> Any:
@@ -63,31 +138,55 @@ _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
     ast.Gt: operator.gt, ast.GtE: operator.ge,
 }
 
+
+def _round(number: Any, ndigits: Any = None) -> Any:
+    """``round``, with ``ndigits`` bounded: ``round(7, -10**9)`` would compute ``10**(10**9)``."""
+    if isinstance(ndigits, int) and abs(ndigits) > MAX_ROUND_DIGITS:
+        raise ValueError(f"ndigits {ndigits} out of range (at most {MAX_ROUND_DIGITS} either way)")
+    return round(number) if ndigits is None else round(number, ndigits)
+
+
 #: The only callables an expression may use.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round,
+    "min": min, "max": max, "abs": abs, "int": int, "float": float, "round": _round,
     "ceil": math.ceil, "floor": math.floor, "sqrt": math.sqrt, "log2": math.log2,
 }
 
 
-def _repeat_limit(node: ast.BinOp, left: Any, right: Any) -> None:
-    # "ab" * 10**9 would allocate gigabytes; sequences may only be repeated a little.
-    if isinstance(node.op, ast.Mult) and (isinstance(left, (str, list)) or isinstance(right, (str, list))):
-        n = right if isinstance(left, (str, list)) else left
-        if isinstance(n, int) and n > 4096:
-            raise ExprError("sequence repetition too large")
+def _predicted_size(node: ast.BinOp, left: Any, right: Any, sizes: _Sizes) -> int:
+    """The size ``left OP right`` would have, worked out before computing it (0: not a sequence)."""
+    seqs = (str, list)
+    if isinstance(node.op, ast.Mult) and (isinstance(left, seqs) or isinstance(right, seqs)):
+        seq, n = (left, right) if isinstance(left, seqs) else (right, left)
+        return sizes.of(seq) * n if isinstance(n, int) and n > 0 else 0
+    if isinstance(node.op, ast.Add) and isinstance(left, seqs) and isinstance(right, seqs):
+        return sizes.of(left) + sizes.of(right)
+    if isinstance(node.op, ast.Mod) and isinstance(left, str):
+        return len(left) + _format_width(left)
+    return 0
+
+
+def _bound_operation(node: ast.BinOp, left: Any, right: Any, sizes: _Sizes) -> None:
+    """Refuse an operation whose result would be too large, before it allocates anything."""
+    size = _predicted_size(node, left, right, sizes)
+    if size > MAX_VALUE_SIZE:
+        what = {ast.Mult: "sequence repetition", ast.Add: "concatenation", ast.Mod: "formatted string"}[type(node.op)]
+        unit = "characters" if isinstance(left, str) or isinstance(right, str) else "items"
+        raise ExprError(f"{what} too large", f"it would hold {size:,} {unit}, over the limit of {MAX_VALUE_SIZE:,}; "
+                        "expressions compute sizes and names, not bulk data")
 
 
 class _Evaluator:
     def __init__(self, lookup: Callable[[str], Any]):
         self.lookup = lookup
+        self.sizes = _Sizes()
 
     def eval(self, node: ast.AST) -> Any:
         method = getattr(self, "eval_" + type(node).__name__, None)
         if method is None:
             raise ExprError(f"'{type(node).__name__}' is not allowed in expressions",
                             "use arithmetic, comparisons, 'a if c else b' and " + ", ".join(sorted(FUNCTIONS)))
-        return _int_check(method(node))
+        return self.sizes.check(_int_check(method(node)))
 
     def eval_Expression(self, node: ast.Expression) -> Any:
         return self.eval(node.body)
@@ -109,7 +208,7 @@ class _Evaluator:
         if op is None:
             raise ExprError(f"operator '{type(node.op).__name__}' is not allowed", "allowed: + - * / // % **")
         left, right = self.eval(node.left), self.eval(node.right)
-        _repeat_limit(node, left, right)
+        _bound_operation(node, left, right, self.sizes)
         try:
             return op(left, right)
         except TypeError as exc:
@@ -203,16 +302,58 @@ def _names_hint(name: str, names: Mapping[str, Any]) -> str:
     return choices_hint(name, names.keys(), "defined names")
 
 
+def names_in(value: Any) -> list[str]:
+    """The names the expressions in ``value`` (a string, or lists and mappings of them) refer to, in order.
+
+    Both branches of ``a if c else b`` count; an expression that does not parse names nothing here (its
+    evaluation reports it).
+    """
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif has_expr(item):
+            for source in EXPR_RE.findall(item):
+                found.extend(_names_of(source))
+    return list(dict.fromkeys(found))
+
+
+def _names_of(source: str) -> list[str]:
+    if len(source) > MAX_EXPR_CHARS:
+        return []
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except (SyntaxError, ValueError):  # ValueError: a NUL byte in the source
+        return []
+    return [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in ("True", "true", "False", "false")]
+
+
 def has_expr(value: Any) -> bool:
     """True when ``value`` is a string holding at least one ``${...}``."""
     return isinstance(value, str) and "${" in value
 
 
 def substitute(text: str, lookup: Callable[[str], Any] | Mapping[str, Any]) -> Any:
-    """Resolve ``${...}`` in ``text``: a lone expression keeps its type, mixed text becomes a string."""
+    """Resolve ``${...}`` in ``text``: a lone expression keeps its type, mixed text becomes a string.
+
+    Mixed text is capped like any expression result: ``"${s}${s}"`` through a chain of vars doubles
+    at each link, so the text is measured as it is assembled.
+    """
     whole = EXPR_RE.fullmatch(text.strip())
     if whole:
         return evaluate(whole.group(1), lookup)
     if "${" in text and not EXPR_RE.search(text):
-        raise ExprError(f"unterminated expression in '{text}'", "write expressions as ${...}")
-    return EXPR_RE.sub(lambda m: str(evaluate(m.group(1), lookup)), text)
+        raise ExprError(f"unterminated expression in {shown(text)}", "write expressions as ${...}")
+    pieces: list[str] = []
+    total = 0
+    for i, part in enumerate(EXPR_RE.split(text)):
+        piece = str(evaluate(part, lookup)) if i % 2 else part
+        total += len(piece)
+        if total > MAX_VALUE_SIZE:
+            raise _size_error("string", total)
+        pieces.append(piece)
+    return "".join(pieces)

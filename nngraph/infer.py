@@ -8,13 +8,14 @@ not a cascade.
 
 from __future__ import annotations
 
+import math
 from graphlib import CycleError, TopologicalSorter
 
 from .errors import Diagnostic, Diagnostics, SourcePos
 from .ir import Graph, Node
-from .limits import Limits
+from .limits import Limits, physical_memory
 from .registry import InferCtx, RefInfo, ShapeError, registry
-from .types import TensorType
+from .types import DTYPE_BYTES, TensorType, format_shape
 
 
 def ref_params(graph: Graph, node: Node) -> dict[str, str]:
@@ -119,7 +120,32 @@ def infer_graph(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
     if total > limits.max_params and not any(n.n_params and n.n_params > limits.max_params for n in graph.nodes.values()):
         diag.error(SourcePos(graph.file, 1, 1), f"the model would have {total:,} parameters, more than the limit of {limits.max_params:,}",
                    "refused before allocating anything; check the sizes or raise --max-params")
+    _check_memory(graph, diag, limits)
     _warn_unused(graph, diag)
+
+
+def _gb(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:,.1f} GB"
+
+
+def _check_memory(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
+    """Refuse weights (as float32) or one input (at its written sizes; a symbolic dim counts 1) that cannot fit
+    in the machine's physical memory: building them would swap or be killed, not fail cleanly."""
+    if limits.max_memory <= 0:
+        return
+    where = (f"this machine's {_gb(limits.max_memory)} of memory (override with --max-memory GB)"
+             if limits.max_memory == physical_memory() else f"the limit of {_gb(limits.max_memory)} (--max-memory)")
+    weights = 4 * graph.total_params
+    if limits.max_memory < weights and graph.total_params <= limits.max_params:  # else the cap said it already
+        biggest = max(graph.nodes.values(), key=lambda n: n.n_params or 0)
+        diag.error(biggest.pos if 4 * (biggest.n_params or 0) > limits.max_memory else SourcePos(graph.file, 1, 1),
+                   f"the model's {graph.total_params:,} parameters need {_gb(weights)} as float32, more than {where}",
+                   "refused before allocating anything; check the sizes")
+    for gi in graph.inputs.values():
+        need = DTYPE_BYTES.get(gi.type.dtype, 8) * math.prod(d for d in gi.type.shape if isinstance(d, int))
+        if need > limits.max_memory:
+            diag.error(gi.pos, f"input '{gi.name}' {format_shape(gi.type.shape)} needs {_gb(need)} even with every "
+                       f"symbolic dim 1, more than {where}", "check the sizes")
 
 
 def _warn_unused(graph: Graph, diag: Diagnostics) -> None:

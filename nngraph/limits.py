@@ -6,9 +6,18 @@ cap can be raised from the CLI (``--max-params`` …) or the Python API.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from .yamlsrc import YamlLimits
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine (0 when the OS does not say: no memory check then)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system, or the names are unknown
+        return 0
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,7 @@ class Limits:
     max_repeat: int = 1024
     max_nodes: int = 50_000
     max_import_depth: int = 16
+    max_memory: int = field(default_factory=physical_memory)  # bytes; weights and inputs must fit (--max-memory)
 
 
 DEFAULT_LIMITS = Limits()

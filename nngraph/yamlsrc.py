@@ -116,8 +116,8 @@ _CORE_TAG_PREFIX = "tag:yaml.org,2002:"
 _CORE_TAGS = {_CORE_TAG_PREFIX + t for t in ("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp", "binary", "set", "omap", "pairs", "value")}
 
 
-def _make_loader(filename: str, limits: YamlLimits, diag: Diagnostics) -> type:
-    class Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+def _make_loader(filename: str, limits: YamlLimits, diag: Diagnostics, base: type = _BaseLoader) -> type:
+    class Loader(base):  # type: ignore[misc, valid-type]
         _depth = 0
         _aliases = 0
         _open: frozenset = frozenset()
@@ -265,15 +265,31 @@ def _expanded_size(root: Any, budget: int) -> int:
     return size(root)
 
 
+def _compose(text: str, loader_cls: type) -> tuple[Any, int]:
+    """The document and the number of aliases it used, read by one loader."""
+    loader = loader_cls(text)
+    try:
+        return loader.get_single_data(), loader._aliases
+    finally:
+        loader.dispose()
+
+
 def load_yaml_text(text: str, filename: str, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
     """Parse YAML ``text`` into :class:`Map`/:class:`Seq` trees, or raise :class:`SpecError`."""
     diag = Diagnostics()
     if len(text.encode("utf-8", errors="replace")) > limits.max_bytes:
         raise SpecError([_too_big(filename, limits)])
-    loader_cls = _make_loader(filename, limits, diag)
-    loader = loader_cls(text)
+    data, aliases = None, 0
     try:
-        data = loader.get_single_data()
+        try:
+            data, aliases = _compose(text, _make_loader(filename, limits, diag))
+        except yaml.MarkedYAMLError as exc:
+            if "maximum nesting depth" not in str(exc.problem):
+                raise
+            # libyaml scans up to 1024 characters ahead for a flow key and refuses flow nesting past
+            # 1000 levels there, before the composer below sees level max_depth + 1; PyYAML's own
+            # parser yields events lazily, so the depth guard refuses the node that crosses the cap
+            data, aliases = _compose(text, _make_loader(filename, limits, diag, yaml.SafeLoader))
     except _Refused as exc:
         diag.error(exc.pos, exc.message, exc.hint)
     except yaml.MarkedYAMLError as exc:
@@ -289,10 +305,8 @@ def load_yaml_text(text: str, filename: str, limits: YamlLimits = DEFAULT_LIMITS
         diag.error(SourcePos(filename), "YAML structure too deeply nested", "flatten the structure")
     except (ValueError, TypeError, OverflowError) as exc:  # a constructor's own error: no position, but no traceback
         diag.error(SourcePos(filename), f"YAML value error: {exc}")
-    finally:
-        loader.dispose()
     diag.raise_if_any()
-    if loader._aliases and _expanded_size(data, limits.max_expanded_nodes) > limits.max_expanded_nodes:
+    if aliases and _expanded_size(data, limits.max_expanded_nodes) > limits.max_expanded_nodes:
         diag.error(SourcePos(filename, 1, 1), f"document expands to more than {limits.max_expanded_nodes} nodes through aliases",
                    "this looks like an alias bomb; write the spec without nested aliases")
     diag.raise_if_any()

@@ -15,6 +15,7 @@ from typing import Mapping
 import torch
 
 from nngraph.expr import ExprError, evaluate
+from nngraph.limits import DEFAULT_LIMITS
 from nngraph.ir import Graph
 from nngraph.types import Dim, TensorType, format_shape, is_float
 
@@ -142,6 +143,9 @@ def parse_dims(items: list[str] | None) -> dict[str, int]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip().isidentifier() or not value.strip().isdigit():
             raise ValueError(f"--dim '{item}' is not NAME=INT (e.g. --dim seq=16)")
+        if int(value) > DEFAULT_LIMITS.max_dim:
+            raise ValueError(f"--dim '{item}': {int(value):,} is more than the limit of {DEFAULT_LIMITS.max_dim:,} "
+                             "for one dim")
         sizes[key.strip()] = int(value)
     return sizes
 

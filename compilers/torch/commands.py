@@ -33,8 +33,14 @@ def compile_command(spec: Path, overrides: list[str], limits: Any, *, output: Pa
     from nngraph.spec import load_spec
 
     from . import build_module, write_python
+    from .check import parse_dims
     from .weights import save_weights
 
+    try:
+        parse_dims(dim)  # a bad --dim is a usage error before anything is built
+    except ValueError as exc:
+        echo(f"error: {exc}", err=True)
+        return 2
     graph = load_spec(spec, overrides, limits)
     built = graph
     if target is not None or explain:

@@ -27,6 +27,12 @@ def _times_check(value: Any) -> list[tuple[str, str]]:
     return []
 
 
+#: Bounds on the work one ode node may ask for: ``steps: 1000000000`` or a dopri5 span of 1e30 validated and
+#: then never finished compiling (the forward check integrates).
+MAX_STEPS = 100_000
+MAX_TIME = 10_000.0
+
+
 def _ode_outputs(params: dict) -> tuple[str, ...]:
     return ("out", "trajectory") if params.get("times") else ("out",)
 
@@ -41,9 +47,9 @@ def grid_index(t: float, t0: float, t1: float, steps: int) -> float:
                         "tensor); it must return h's shape", REQUIRED),
     "solver": p_enum("euler, midpoint, rk4 (fixed steps) or dopri5 (adaptive Dormand-Prince, torchdiffeq)",
                      FIXED + ADAPTIVE, "rk4"),
-    "steps": p_int("number of equal steps from t0 to t1 (fixed-step solvers)", 10),
-    "t0": p_float("start time", 0.0),
-    "t1": p_float("end time (may be below t0: integrates backwards)", 1.0),
+    "steps": p_int("number of equal steps from t0 to t1 (fixed-step solvers)", 10, max=MAX_STEPS),
+    "t0": p_float("start time", 0.0, min=-MAX_TIME, max=MAX_TIME),
+    "t1": p_float("end time (may be below t0: integrates backwards)", 1.0, min=-MAX_TIME, max=MAX_TIME),
     "rtol": p_float("relative tolerance (dopri5)", 1e-5, min=0.0),
     "atol": p_float("absolute tolerance (dopri5)", 1e-6, min=0.0),
     "adjoint": p_bool("dopri5: gradients by the adjoint method (O(1) memory in the steps; torchdiffeq odeint_adjoint)",

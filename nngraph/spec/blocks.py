@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Diagnostic, Diagnostics, SourcePos, SpecError, choices_hint
+from ..expr import shown as shown_value
 from ..limits import Limits
 from ..yamlsrc import Map, Seq, load_yaml_file, pos_in
 from .expand import NAME_RE, BLOCK_DEF_KEYS, BlockDef
@@ -19,6 +20,7 @@ from .resolve import Scope
 STD_PREFIX = "std:"
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "library"
 LIBRARY_KEYS = ("nngraph", "name", "doc", "vars", "imports", "blocks")
+MAX_NAMES_LISTED = 1000  # names a hint draws its suggestions from
 
 
 def parse_blocks(section: Any, scope: Scope, diag: Diagnostics, pos: SourcePos, prefix: str = "") -> dict[str, BlockDef]:
@@ -119,6 +121,8 @@ def resolve_import_path(spec_path: Path, raw: str, pos: SourcePos) -> Path:
         base, rel = LIBRARY_DIR, raw[len(STD_PREFIX):]
     else:
         base, rel = spec_path.resolve().parent, raw
+    if "\0" in raw:  # the OS refuses such a path with a bare ValueError
+        raise SpecError([_diag(pos, f"import path {shown_value(raw)} contains a NUL byte", "write the path as plain text")])
     rel_path = Path(rel)
     if not rel or rel_path.is_absolute() or rel.startswith("~") or "\\" in rel:
         raise SpecError([_diag(pos, f"import path '{raw}' must be relative",
@@ -138,15 +142,69 @@ def _diag(pos: SourcePos, message: str, hint: str) -> Diagnostic:
     return Diagnostic(pos, message, hint)
 
 
+class BlockTable:
+    """The blocks visible in one file: its own, then its imports' (an ``as:`` name prefixes a library's names).
+
+    Imported tables are referenced, not copied: names multiply through aliases (a library importing the
+    next three times under three names, 16 deep, names 3**16 blocks), so a lookup walks the prefixes
+    instead, memoised per table. Later imports win over earlier ones, the file's own blocks over both.
+    """
+
+    def __init__(self, own: dict[str, BlockDef], imports: list[tuple[str, "BlockTable"]]):
+        self.own, self.imports = own, imports
+        self._memo: dict[str, BlockDef | None] = {}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The block called ``name`` here (``alias.name`` for an aliased import's block), or ``default``."""
+        if name not in self._memo:
+            self._memo[name] = self._find(name)
+        found = self._memo[name]
+        return default if found is None else found
+
+    def _find(self, name: str) -> BlockDef | None:
+        if name in self.own:
+            return self.own[name]
+        for prefix, table in reversed(self.imports):
+            rest = name[len(prefix):] if name.startswith(prefix) else None
+            found = table.get(rest) if rest else None
+            if found is not None:
+                return found
+        return None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __getitem__(self, name: str) -> BlockDef:
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def keys(self, limit: int = MAX_NAMES_LISTED) -> list[str]:
+        """Up to ``limit`` of the names visible here (for hints), nearest files first."""
+        names: dict[str, None] = dict.fromkeys(self.own)
+        queue = [(prefix, table) for prefix, table in reversed(self.imports)]
+        while queue and len(names) < limit:
+            prefix, table = queue.pop(0)
+            names.update((prefix + n, None) for n in list(table.own)[:limit])
+            queue.extend((prefix + p, t) for p, t in reversed(table.imports))
+        return list(names)[:limit]
+
+
 def load_imports(spec_path: Path, section: Any, diag: Diagnostics, pos: SourcePos, limits: Limits,
-                 seen: tuple[Path, ...] = ()) -> dict[str, BlockDef]:
-    """Blocks from every imported library, prefixed by their ``as:`` name when given."""
+                 seen: tuple[Path, ...] = (), loaded: dict[Path, BlockTable] | None = None) -> list[tuple[str, BlockTable]]:
+    """The imported libraries' tables with the prefix of their ``as:`` name (``""`` without one).
+
+    Each library is read once per resolved path (``loaded``, shared down the whole import tree): a
+    diamond of libraries each importing the next three times, 16 deep, is 16 reads, not 3**16.
+    """
     if section is None:
-        return {}
+        return []
     if not isinstance(section, list):
         diag.error(pos, "'imports' must be a list", "imports: [lib/blocks.yaml, {path: std:transformer.yaml, as: tf}]")
-        return {}
-    blocks: dict[str, BlockDef] = {}
+        return []
+    loaded = {} if loaded is None else loaded
+    tables: list[tuple[str, BlockTable]] = []
     for i, item in enumerate(section):
         ipos = pos_in(section, i, pos)
         raw_path, alias = (item, None) if isinstance(item, str) else (
@@ -156,29 +214,35 @@ def load_imports(spec_path: Path, section: Any, diag: Diagnostics, pos: SourcePo
             continue
         try:
             target = resolve_import_path(spec_path, raw_path, ipos)
-            if target in seen or len(seen) >= limits.max_import_depth:
-                diag.error(ipos, f"import cycle or chain too deep at '{raw_path}'", "a library cannot import itself")
-                continue
-            blocks.update(_load_library(target, raw_path, alias, diag, limits, seen + (target,)))
         except SpecError as err:
             diag.extend(err.diagnostics)
-    return blocks
+            continue
+        if target in seen or len(seen) >= limits.max_import_depth:
+            diag.error(ipos, f"import cycle or chain too deep at '{raw_path}'", "a library cannot import itself")
+            continue
+        if target not in loaded:
+            loaded[target] = _load_library(target, raw_path, diag, limits, seen + (target,), loaded)
+        tables.append((f"{alias}." if alias else "", loaded[target]))
+    return tables
 
 
-def _load_library(target: Path, shown: str, alias: str | None, diag: Diagnostics, limits: Limits,
-                  seen: tuple[Path, ...]) -> dict[str, BlockDef]:
+def _load_library(target: Path, shown: str, diag: Diagnostics, limits: Limits, seen: tuple[Path, ...],
+                  loaded: dict[Path, BlockTable]) -> BlockTable:
+    """The blocks one library file makes visible (its own and its imports'); none when it cannot be read."""
     display = shown if shown.startswith(STD_PREFIX) else str(target.relative_to(Path.cwd())) if target.is_relative_to(Path.cwd()) else str(target)
-    data = load_yaml_file(target, limits.yaml, display_name=display)
+    try:
+        data = load_yaml_file(target, limits.yaml, display_name=display)
+    except SpecError as err:
+        diag.extend(err.diagnostics)
+        return BlockTable({}, [])
     if not isinstance(data, dict):
         diag.error(SourcePos(display, 1, 1), "a block library must be a mapping with 'blocks:'")
-        return {}
+        return BlockTable({}, [])
     lib_scope = library_scope(data, diag, SourcePos(display, 1, 1))
     dpos = getattr(data, "pos", SourcePos(display))
-    nested = load_imports(target, data.get("imports"), diag, pos_in(data, "imports", dpos), limits, seen)
+    nested = load_imports(target, data.get("imports"), diag, pos_in(data, "imports", dpos), limits, seen, loaded)
     own = parse_blocks(data.get("blocks"), lib_scope, diag, pos_in(data, "blocks", dpos))
-    merged = link_library({**nested, **own}, own)
-    prefix = f"{alias}." if alias else ""
-    return {prefix + k: v for k, v in merged.items()}
+    return link_library(own, nested)
 
 
 def library_scope(data: dict, diag: Diagnostics, top: SourcePos) -> Scope:
@@ -190,8 +254,10 @@ def library_scope(data: dict, diag: Diagnostics, top: SourcePos) -> Scope:
     return Scope(dict(raw))
 
 
-def link_library(table: dict[str, BlockDef], own: dict[str, BlockDef]) -> dict[str, BlockDef]:
-    """Let each of a file's own blocks use the blocks visible in that file, whatever prefix it is imported under."""
+def link_library(own: dict[str, BlockDef], imports: list[tuple[str, BlockTable]]) -> BlockTable:
+    """The table of one file; each of its own blocks uses the blocks visible in that file, whatever prefix it
+    is imported under."""
+    table = BlockTable(own, imports)
     for bdef in own.values():
         bdef.library = table
     return table

@@ -27,7 +27,7 @@ from ..ir import Graph, GraphInput
 from ..limits import DEFAULT_LIMITS, Limits
 from ..types import DTYPES, TensorType
 from ..yamlsrc import Map, load_yaml_file, pos_in
-from .blocks import LIBRARY_KEYS, library_scope, link_library, load_imports, parse_blocks
+from .blocks import LIBRARY_KEYS, BlockTable, library_scope, link_library, load_imports, parse_blocks
 from .expand import Expander
 from .references import NAME_RE, RefError, TextRef, resolve_all
 from .overrides import apply_overrides
@@ -85,7 +85,7 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     _check_vars(data, scope, diag, top)
     blocks = load_imports(path, data.get("imports"), diag, pos_in(data, "imports", top), limits)
     own = parse_blocks(data.get("blocks"), scope, diag, pos_in(data, "blocks", top))
-    blocks = link_library({**blocks, **own}, own)
+    blocks = link_library(own, blocks)
     name = data.get("name") if isinstance(data.get("name"), str) else path.stem
     if "networks" in data:
         from .networks import build_networks
@@ -100,7 +100,7 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     return graph
 
 
-def build_graph(data: Any, name: str, display: str, scope: Scope, blocks: dict, diag: Diagnostics, limits: Limits,
+def build_graph(data: Any, name: str, display: str, scope: Scope, blocks: BlockTable, diag: Diagnostics, limits: Limits,
                 top: SourcePos, infer: bool = True) -> Graph | None:
     """One graph from a mapping with ``inputs``, ``graph`` and ``outputs`` (the spec itself, or one of its
     ``networks``); shape inference runs when ``infer`` and nothing so far is an error (it would only add noise)."""

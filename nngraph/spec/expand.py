@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Diagnostics, SourcePos, choices_hint
 from ..ir import BlockUse, Node
@@ -25,6 +25,9 @@ from ..yamlsrc import Map, Seq, pos_in
 from .functions import build_subgraphs
 from .references import NAME_RE, Alias, QualRef, References, Target, TextRef
 from .resolve import UNRESOLVED, Scope, resolve_at
+
+if TYPE_CHECKING:
+    from .blocks import BlockTable
 
 MAX_BLOCK_DEPTH = 64
 NODE_META_KEYS = ("name", "op", "in", "init", "doc")
@@ -45,14 +48,14 @@ class BlockDef:
     pos: SourcePos
     scope: Scope
     output_pos: dict[str, SourcePos] = field(default_factory=dict)
-    library: dict[str, "BlockDef"] = field(default_factory=dict)
+    library: Any = None  # the BlockTable of the file that defines the block (set by link_library)
     inputs_ok: bool = True  # False when its 'inputs' could not be parsed (reported where they are written)
 
 
 class Expander(References):
     """Turns node lists and block uses into IR nodes, then resolves references."""
 
-    def __init__(self, blocks: dict[str, BlockDef], diag: Diagnostics, limits: Limits, graph_inputs: set[str]):
+    def __init__(self, blocks: BlockTable, diag: Diagnostics, limits: Limits, graph_inputs: set[str]):
         self._tables = [blocks]
         self.diag = diag
         self.limits = limits

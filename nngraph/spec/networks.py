@@ -28,7 +28,7 @@ Each network is checked and shape-inferred as a graph of its own (``graph.networ
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Diagnostics, SourcePos, choices_hint
 from ..infer import infer_graph
@@ -39,11 +39,14 @@ from ..yamlsrc import Map, pos_in
 from .expand import NAME_RE
 from .resolve import Scope
 
+if TYPE_CHECKING:
+    from .blocks import BlockTable
+
 NETWORK_KEYS = ("inputs", "graph", "outputs", "doc")
 SEP = "__"  # <network>__<input>: union inputs are keyword arguments, so identifiers
 
 
-def build_networks(data: dict, name: str, display: str, scope: Scope, blocks: dict, diag: Diagnostics,
+def build_networks(data: dict, name: str, display: str, scope: Scope, blocks: BlockTable, diag: Diagnostics,
                    limits: Limits, top: SourcePos) -> Graph | None:
     """Every network of ``data['networks']`` as a graph, and their union (None when none could be built)."""
     from .document import build_graph

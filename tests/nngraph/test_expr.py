@@ -1,8 +1,10 @@
 """The ${...} expression evaluator: what it computes and what it refuses."""
 
+import time
+
 import pytest
 
-from nngraph.expr import ExprError, evaluate, substitute
+from nngraph.expr import MAX_VALUE_SIZE, ExprError, evaluate, shown, substitute
 
 VARS = {"d_model": 768, "heads": 12, "layers": 6, "flag": True}
 
@@ -55,3 +57,54 @@ def test_unknown_name_suggests_the_closest_var():
     with pytest.raises(ExprError) as info:
         evaluate("d_modle * 2", VARS)
     assert "did you mean 'd_model'" in info.value.hint
+
+
+@pytest.mark.parametrize("src, message", [
+    ("'%2000000000d' % 1", "formatted string too large"),
+    ("'%.999999999f' % 1.5", "formatted string too large"),
+    ("'a' * 4096 * 4096 * 4096", "sequence repetition too large"),
+    ("[0] * 4096 * 4096", "sequence repetition too large"),
+    ("[[0] * 1000] * 1000", "sequence repetition too large"),
+    ("'x' * 99999 + 'yy'", "concatenation too large"),
+])
+def test_every_intermediate_is_capped_before_it_is_computed(src, message):
+    start = time.process_time()
+    with pytest.raises(ExprError) as info:
+        evaluate(src, VARS)
+    assert time.process_time() - start < 0.05
+    assert str(info.value) == message
+    assert f"over the limit of {MAX_VALUE_SIZE:,}" in info.value.hint
+
+
+def test_the_predicted_size_is_in_the_hint():
+    with pytest.raises(ExprError) as info:
+        evaluate("'%2000000000d' % 1", VARS)
+    assert info.value.hint.startswith("it would hold 2,000,000,012 characters")
+
+
+def test_star_widths_and_huge_round_digits_are_refused():
+    with pytest.raises(ExprError, match=r"'\*' widths in % formatting are not allowed"):
+        evaluate("'%*d' % [5, 1]", VARS)
+    with pytest.raises(ExprError, match=r"round\(\): ndigits -1000000000 out of range \(at most 400 either way\)"):
+        evaluate("round(7, -10 ** 9)", VARS)
+
+
+def test_values_at_the_cap_still_evaluate():
+    assert len(evaluate(f"'ab' * {MAX_VALUE_SIZE // 2}", VARS)) == MAX_VALUE_SIZE
+    assert evaluate("'%5d|' % 3", VARS) == "    3|"
+    assert evaluate("'%.2f' % 1.0", VARS) == "1.00"
+    assert evaluate("round(2.675, 2)", VARS) == 2.67
+
+
+def test_mixed_text_is_capped_as_it_is_assembled():
+    big = {"s": "x" * 60_000}
+    with pytest.raises(ExprError, match="string of 120,000 characters is too large"):
+        substitute("${s}${s}", big)
+    assert substitute("<${s}>", big) == "<" + "x" * 60_000 + ">"
+
+
+def test_shown_quotes_huge_values_cut():
+    assert shown(list(range(10**6))).endswith("... (1,000,000 items)")
+    assert len(shown(list(range(10**6)))) < 120
+    assert shown("a" * 10**6) == "'" + "a" * 79 + "..."
+    assert shown([1, 2]) == "[1, 2]"

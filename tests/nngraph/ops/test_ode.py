@@ -52,6 +52,13 @@ def test_ode_without_times_has_one_output(diagnose):
      "node 'n' (ode): times must be strictly increasing from t0 to t1, got [0.5, 0.25]"),
     ("{name: n, op: ode, in: h0, func: field, t0: 1.0, t1: 1.0}", "1.0}",
      "node 'n' (ode): t1 must differ from t0, got both 1.0"),
+    # bounded work: these validated, then compile's forward check integrated for ever
+    ("{name: n, op: ode, in: h0, func: field, steps: 1000000000}", "1000000000",
+     "parameter 'steps' of node 'n' (ode): must be <= 100000, got 1000000000"),
+    ("{name: n, op: ode, in: h0, func: field, solver: dopri5, t1: 1.0e+30}", "1.0e+30",
+     "parameter 't1' of node 'n' (ode): must be <= 10000.0, got 1e+30"),
+    ("{name: n, op: ode, in: h0, func: field, solver: dopri5, t0: -.inf}", "-.inf",
+     "parameter 't0' of node 'n' (ode): must be a finite number, got -inf"),
 ])
 def test_ode_errors_point_at_the_parameter(diagnose, node, token, message):
     text = spec(node, outputs="[n]")
@@ -73,3 +80,4 @@ def test_the_func_block_inputs_are_h_and_t(diagnose):
     _, errors = diagnose(text)
     assert len(errors) == 1 and (errors[0][0], errors[0][1]) == pos(text, "field}")
     assert "must take inputs from (h, t), got (h, s)" in errors[0][2]
+

@@ -380,3 +380,63 @@ def test_load_spec_raises_only_spec_error(spec_file):
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert info.value.diagnostics[0].message.startswith("document expands to more than")
+
+
+# ----- bounded expression values (issue 24) ---------------------------------------------------
+NODE = "graph: [{name: a, op: relu, in: x}]\noutputs: [a]\n"
+
+
+def test_a_format_width_bomb_is_refused_before_formatting(refuse):
+    line, col, message = refuse(HEADER + "vars: {w: \"${'%2000000000d' % 1}\"}\n" + NODE)
+    assert (line, col, message) == (5, 11, "var 'w': formatted string too large")
+
+
+def test_a_format_width_bomb_in_set_is_refused_at_the_override(refuse, spec_file):
+    text = HEADER + "vars: {w: 1}\n" + NODE
+    line, col, message = refuse(text, overrides=["w=${'%2000000000d' % 1}"])
+    assert (line, col, message) == (0, 0, "var 'w': formatted string too large")
+
+
+def test_string_doubling_through_vars_is_refused_at_the_var_that_crosses_the_cap(refuse):
+    chain = "".join(f'  v{i}: "${{v{i - 1}}}${{v{i - 1}}}"\n' for i in range(1, 40))
+    line, col, message = refuse(HEADER + "vars:\n  v0: abcdefghijklmnop\n" + chain + NODE)
+    # 16 * 2**13 = 131,072 characters: v13 is the first over 100,000
+    assert (line, col, message) == (6 + 13, 8, "var 'v13': string of 131,072 characters is too large (the limit is 100,000)")
+
+
+def test_a_list_bomb_is_refused_with_a_short_message(spec_file):
+    text = HEADER + 'graph: [{name: a, op: linear, in: x, out: "${[0] * 4096 * 4096}"}]\noutputs: [a]\n'
+    graph, errors, elapsed = _check(_write_raw(spec_file, text))
+    assert elapsed < FAST_S
+    assert errors == [(5, 43, "parameter 'out': sequence repetition too large")]
+
+
+def test_a_list_at_the_cap_is_quoted_cut_in_the_type_error(spec_file):
+    text = HEADER + 'graph: [{name: a, op: linear, in: x, out: "${[0] * 100000}"}]\noutputs: [a]\n'
+    graph, errors, elapsed = _check(_write_raw(spec_file, text))
+    assert elapsed < FAST_S
+    [(line, col, message)] = errors
+    assert (line, col) == (5, 43)
+    assert message.startswith("parameter 'out' of node 'a' (linear): expected an integer, got list [0, 0, ")
+    assert message.endswith("... (100,000 items)") and len(message) < 200
+
+
+# ----- var resolution is memoised and iterative (issue 24) --------------------------------------
+def _var_chain(n: int, last: str) -> str:
+    """v0 -> v1 -> ... -> v{n-1} = last, written first-to-last: resolving v0 by recursion alone needs n levels."""
+    return "vars:\n" + "".join(f'  v{i}: "${{v{i + 1}}}"\n' for i in range(n - 1)) + f"  v{n - 1}: {last}\n"
+
+
+def test_a_chain_of_eleven_thousand_vars_resolves_in_linear_time(spec_file):
+    text = HEADER.replace("[batch, 8]", '[batch, "${v0}"]') + _var_chain(11_000, "8") + NODE
+    graph, errors, elapsed = _check(_write_raw(spec_file, text))
+    assert errors == [] and elapsed < FAST_S
+    assert graph.inputs["x"].type.shape == ("batch", 8)
+
+
+def test_a_cycle_through_eleven_thousand_vars_is_one_error_naming_the_cycle(spec_file):
+    text = HEADER + _var_chain(11_000, '"${v0}"') + NODE
+    graph, errors, elapsed = _check(_write_raw(spec_file, text))
+    assert elapsed < FAST_S
+    assert errors == [(6, 7, "var 'v0': cyclic vars: v0 -> v1 -> v2 -> v3 -> v4 -> v5 -> ... (10,989 more) -> "
+                             "v10995 -> v10996 -> v10997 -> v10998 -> v10999 -> v0")]

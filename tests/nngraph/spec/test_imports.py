@@ -170,3 +170,51 @@ def test_std_library_without_a_prefix(project):
     d, ffn = 8, 32
     attention, norms, mlp = 4 * d * d + 4 * d, 2 * 2 * d, d * ffn + ffn + ffn * d + d
     assert g.total_params == attention + norms + mlp == 872
+
+
+# ----- bounded work (issue 24) ---------------------------------------------------------------
+def _diamond(tmp_path: Path, depth: int = 16, fanout: int = 3, alias: bool = True) -> Path:
+    """Libraries l0..l{depth-1}, each importing the next ``fanout`` times; the spec uses the deepest block
+    through the longest alias chain (a0.a0....b{depth-1}), the one a flattened namespace would reach last."""
+    for i in range(depth):
+        imports = ""
+        if i < depth - 1:
+            items = [f"{{path: l{i + 1}.yaml, as: a{k}}}" if alias else f"l{i + 1}.yaml" for k in range(fanout)]
+            imports = f"imports: [{', '.join(items)}]\n"
+        (tmp_path / f"l{i}.yaml").write_text(
+            f"nngraph: 1\nname: l{i}\n{imports}blocks:\n  b{i}:\n    inputs: [x]\n"
+            f"    nodes:\n      - {{name: r, op: relu, in: x}}\n    outputs: [r]\n")
+    deepest = ("a0." * (depth - 1) if alias else "") + f"b{depth - 1}"
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec("[l0.yaml]", f"  - {{name: out, block: {deepest}, in: x}}\n"))
+    return path
+
+
+@pytest.mark.parametrize("alias", [True, False])
+def test_a_diamond_of_imports_costs_linear_time(tmp_path, alias):
+    import time
+
+    path = _diamond(tmp_path, alias=alias)
+    start = time.process_time()
+    graph, diag = check_spec(path)
+    assert time.process_time() - start < 1.0
+    assert [d.message for d in diag if d.severity == "error"] == []
+    assert list(graph.nodes) == ["out.r"]
+
+
+def test_an_unknown_block_in_a_diamond_gets_a_bounded_hint(tmp_path):
+    path = _diamond(tmp_path)
+    path.write_text(spec("[l0.yaml]", "  - {name: out, block: a0.a0.b3, in: x}\n"))
+    _, diag = check_spec(path)
+    [err] = [d for d in diag if d.severity == "error"]
+    assert (err.pos.line, err.pos.col) == (7, 24)
+    assert err.message == "unknown block 'a0.a0.b3' in node 'out'"
+    assert "did you mean 'a0.a0.b2'?" in err.hint
+
+
+def test_an_import_path_with_a_nul_byte_is_a_located_error(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec('["lib\\0.yaml"]', "  - {name: out, op: relu, in: x}\n"))
+    _, diag = check_spec(path)
+    assert [(d.pos.line, d.pos.col, d.message) for d in diag if d.severity == "error"] == [
+        (3, 11, "import path 'lib\\x00.yaml' contains a NUL byte")]

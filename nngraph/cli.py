@@ -284,7 +284,7 @@ def train(
         raise typer.BadParameter(f"unknown strategy '{strategy}'; use ddp or fsdp", param_hint="'--strategy'")
 
     def body() -> int:
-        from nngraph.compilers.train import CheckpointError, DataError, train as run_train
+        from nngraph.compilers.train import CheckpointError, DataError, TrainingInterrupted, train as run_train
 
         try:
             run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet,
@@ -292,6 +292,9 @@ def train(
         except (DataError, CheckpointError) as err:
             typer.echo(f"error: {err}", err=True)
             return 1
+        except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint written; 130 / 143 like a killed command
+            typer.echo(str(stop), err=True)
+            return stop.exit_code
         return 0
 
     run_guarded(body)

@@ -10,7 +10,12 @@ The ``train:`` section of the spec (or a ``--config`` YAML) is checked by
 :mod:`nngraph.train_schema`. A run writes to ``OUT/``: ``metrics.jsonl``,
 ``checkpoints/step_*.safetensors`` (resumable) and ``checkpoints/best.safetensors``,
 ``model.safetensors`` (final weights, LoRA merged), ``best_model.safetensors``,
-``config.json``, ``summary.json``, ``tb/`` (TensorBoard) and ``loss.png``.
+``config.json``, ``summary.json``, ``tb/`` (TensorBoard) and ``loss.png``, and ``run.json`` plus
+``spec.yaml`` (how the spec was built: ``nngraph export/infer/sample/generate OUT`` rebuild it,
+see :mod:`nngraph.run_folder`).
+
+SIGINT/SIGTERM stop a run after its current step with a checkpoint (:mod:`.longrun`): ``train``
+raises :class:`TrainingInterrupted`, ``nngraph train`` exits 130/143; ``--resume`` continues exactly.
 
 Modules: :mod:`.config` (merging and checking the configuration), :mod:`.data`
 (datasets and deterministic batching), :mod:`.binding` (data fields -> graph
@@ -92,6 +97,8 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
     from . import checkpoint as ck
     from . import distributed
     from .logging import MetricsLog, Progress, TensorBoard, plot_losses, read_metrics
+    from nngraph.run_folder import record_run
+
     from .longrun import INTERRUPTED, Watch
     from .loop import Trainer, run_loop
     from .plan import build_plan, describe
@@ -108,6 +115,7 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
         if d.main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps(run.values, indent=2) + "\n", encoding="utf-8")
+            record_run(out, run.spec_path, run.overrides, run.graph)  # export/infer/sample/generate take OUT/
             log = MetricsLog(out / "metrics.jsonl", resumed_from)
             tb = TensorBoard(out / "tb", run.values["log"]["tensorboard"])
             _save_tokenizer(plan, out)

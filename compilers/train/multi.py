@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from nngraph.run_folder import record_run
 from nngraph.spec.networks import roles_of
 
 from . import checkpoint as ck
@@ -203,6 +204,7 @@ def train_networks(run: RunConfig, out: Path, resume: bool, echo: Callable[[str]
     say(f"training {run.graph.name}: task {task_name}; {sizes}; {total} steps")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(run.values, indent=2) + "\n", encoding="utf-8")
+    record_run(out, run.spec_path, run.overrides, run.graph)
     log = MetricsLog(out / "metrics.jsonl", resumed_from)
     cfg = run.values
     log_every = cfg["log"]["every"]

@@ -3,7 +3,9 @@
 A signal during the training loop only sets a flag: the loop finishes the step it is in (and the
 evaluation, when one is due at that step), writes a checkpoint atomically and stops; ``nngraph train``
 then says ``interrupted at step N; resume with --resume`` and exits 128 + the signal number (130 for
-SIGINT, 143 for SIGTERM). The resumed run continues exactly, as after any checkpoint.
+SIGINT, 143 for SIGTERM). The resumed run continues exactly, as after any checkpoint. A second signal does not abort
+the step: under DDP a terminal's Ctrl-C reaches every worker twice (directly and forwarded by the
+launcher), so repeats are ignored; SIGKILL remains for a step that hangs.
 
 Under DDP/FSDP the torch elastic launcher forwards the signal it receives to every worker (and waits
 :data:`SHUTDOWN_TIMEOUT` seconds for them); the ranks combine their flags, and whether a timed checkpoint

@@ -16,10 +16,10 @@ import torch
 from nngraph.compilers.train import TrainingInterrupted, checkpoint as ck, train
 from train_helpers import ENV, QUIET, SEEDS, finish, max_diff, nngraph, weights
 
-#: the subprocess runs: 30 steps, a progress line every step, 50 ms per step so that a signal lands mid-run
+#: the subprocess runs: 30 steps, a progress line every step, 0.1 s per step so that a signal lands mid-run
 STEPS = 30
 SETS = ["train.threads=1", "train.log.plot=false", "train.log.tensorboard=false", "train.log.progress=auto"]
-SLOW = {**ENV, "NNGRAPH_TRAIN_STEP_DELAY": "0.05"}
+SLOW = {**ENV, "NNGRAPH_TRAIN_STEP_DELAY": "0.1"}
 PROGRESS = re.compile(r"^step (\d+)/(\d+)  loss \d+\.\d{4}  lr \d\.\d\de[-+]\d\d  [\d,.]+ examples/s  "
                       r"ETA (\?|\d+s|\d+m\d\ds)$")
 

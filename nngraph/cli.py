@@ -327,7 +327,7 @@ def train(
         raise typer.BadParameter(f"unknown strategy '{strategy}'; use ddp or fsdp", param_hint="'--strategy'")
 
     def body() -> int:
-        from nngraph.compilers.train import CheckpointError, DataError, train as run_train
+        from nngraph.compilers.train import CheckpointError, DataError, TrainingInterrupted, train as run_train
 
         try:
             run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet,
@@ -335,6 +335,9 @@ def train(
         except (DataError, CheckpointError) as err:
             typer.echo(f"error: {err}", err=True)
             return 1
+        except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint written; 130 / 143 like a killed command
+            typer.echo(str(stop), err=True)
+            return stop.exit_code
         return 0
 
     run_guarded(body)
@@ -342,16 +345,16 @@ def train(
 
 @app.command()
 def sample(
-    spec: Annotated[Path, typer.Argument(help="a denoiser spec: predicts the noise ε from the image x_t and the step t")],
+    spec: Annotated[Path, typer.Argument(help="a denoiser spec: predicts the noise ε from the image x_t and the step t; or a training run folder (its spec, --set overrides, weights and schedule)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="the image grid to write (PNG)")] = Path("samples.png"),
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="trained weights (.pt or .safetensors); default: the seeded initial weights")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="trained weights (.pt or .safetensors); default: a run folder's, else the seeded initial weights")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="sampling steps, at most --train-steps")] = 50,
     seed: Annotated[int, typer.Option("--seed", help="seed of the sampling noise (and of the initial weights)")] = 0,
     num: Annotated[int, typer.Option("-n", "--num", min=1, help="number of samples in the grid")] = 16,
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral) or ddim")] = "ddpm",
     eta: Annotated[float, typer.Option("--eta", min=0.0, callback=_finite, help="DDIM noise: 0 deterministic, 1 the DDPM posterior variance")] = 0.0,
-    schedule: Annotated[str, typer.Option("--schedule", help="the training noise schedule: linear or cosine")] = "linear",
-    train_steps: Annotated[int, typer.Option("--train-steps", min=1, help="diffusion steps T of the training schedule")] = 1000,
+    schedule: Annotated[Optional[str], typer.Option("--schedule", help="the training noise schedule: linear or cosine (default: a run folder's, else linear)")] = None,
+    train_steps: Annotated[Optional[int], typer.Option("--train-steps", min=1, help="diffusion steps T of the training schedule (default: a run folder's, else 1000)")] = None,
     cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=INT for an integer conditioning input, e.g. label=3 (default 0)")] = None,
     set_: SetOpt = None,
     dim: DimOpt = None,
@@ -359,7 +362,7 @@ def sample(
     """Sample images from a diffusion denoiser (DDPM or DDIM) and write them as a PNG grid."""
     if sampler not in ("ddpm", "ddim"):
         raise typer.BadParameter(f"unknown sampler '{sampler}'; use ddpm or ddim", param_hint="'--sampler'")
-    if schedule not in ("linear", "cosine"):
+    if schedule not in (None, "linear", "cosine"):
         raise typer.BadParameter(f"unknown schedule '{schedule}'; use linear or cosine", param_hint="'--schedule'")
 
     def body() -> int:
@@ -395,7 +398,7 @@ def import_weights(
 
 @app.command()
 def export(
-    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    spec: Annotated[Path, typer.Argument(help="the spec file, or a training run folder (its spec, --set overrides and weights)")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="the .onnx file to write (atomically)")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights (.safetensors/.pt), a training checkpoint (LoRA merged) or a training output folder; default: seeded initial weights")] = None,
     target: Annotated[str, typer.Option("--target", help="ort-cpu, ort-cuda (ONNX Runtime contrib kernels allowed) or onnx (standard ops only)")] = "ort-cpu",
@@ -432,7 +435,7 @@ def export(
 
 @app.command()
 def infer(
-    model: Annotated[Path, typer.Argument(help="the .onnx file")],
+    model: Annotated[Path, typer.Argument(help="the .onnx file, or a training run folder (exported first)")],
     input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="NAME=FILE (.npy, .npz or .json), repeatable")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write all outputs to this .npz")] = None,
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda (execution providers)")] = "ort-cpu",
@@ -453,7 +456,7 @@ def infer(
 
 @app.command()
 def generate(
-    model: Annotated[Path, typer.Argument(help="an .onnx decoder exported with --kv-cache, or a decoder spec (.yaml: exported first)")],
+    model: Annotated[Path, typer.Argument(help="an .onnx decoder exported with --kv-cache, or a decoder spec (.yaml) or training run folder (exported first)")],
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="comma-separated token ids, one row per --prompt")] = None,
     prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="token ids [batch, length] (.npy, .npz, .json)")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="tokens to generate")] = 20,

@@ -100,12 +100,15 @@ EARLY = {
 CHECKPOINT = {
     "every": F("int", "save a resumable checkpoint every N steps (default: at every evaluation)", None, min=1),
     "keep": F("int", "keep the last N step checkpoints", 2, min=1, max=1000),
+    "every_minutes": F("float", "also save a resumable checkpoint after any step that ends N minutes or more after the "
+                       "last one (long runs lose at most N minutes to a crash or preemption)", None, min=0.001),
 }
 LOG = {
     "every": F("int", "log loss, lr and throughput every N steps", 10, min=1),
     "tensorboard": F("tri", "TensorBoard scalars under OUT/tb (auto: when tensorboard is installed)", "auto"),
     "plot": F("tri", "loss-curve PNG at the end (auto: when matplotlib is installed)", "auto"),
-    "progress": F("tri", "rich progress bar (auto: on a terminal)", "auto"),
+    "progress": F("tri", "progress display (auto: a live bar on a terminal, else a plain line every log.every steps "
+                  "on stdout: step, loss, lr, throughput, ETA)", "auto"),
 }
 DIFFUSION = {
     "steps": F("int", "diffusion steps T", 1000, min=1, max=100_000),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 Echo = Callable[..., None]
 
@@ -38,7 +39,7 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                    echo: Echo, include_optional: bool = False, network: str | None = None, fuse: str | None = None,
                    dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None) -> int:
     from nngraph.compilers.torch.check import parse_dims
-    from nngraph.spec import load_spec
+    from nngraph.run_folder import model_source
 
     from .export import ExportError, explain_text, export_graph, lowering_of, plan
     from .kernels import TARGETS
@@ -55,7 +56,7 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     except ValueError as exc:
         echo(f"error: {exc}", err=True)
         return 2
-    graph = load_spec(spec, list(overrides))
+    graph, spec, weights = model_source(spec, overrides, weights, network)  # a run folder: its spec and weights
     if network is not None:  # one network of a spec with several (nngraph/spec/networks.py)
         from nngraph.spec.networks import select
 
@@ -140,6 +141,36 @@ def _parse_fuse(text: str | None) -> bool | list[str] | None:
     return names
 
 
+def _exported(model: Path) -> bool:
+    """A model argument that is exported first: a spec (.yaml) or a run folder of ``nngraph train``."""
+    from nngraph.run_folder import is_run_folder
+
+    return model.suffix in (".yaml", ".yml") or is_run_folder(model)
+
+
+@contextmanager
+def _as_onnx(model: Path, overrides: Sequence[str], weights: Path | None, target: str,
+             kv_cache: bool) -> Iterator[tuple[Path, Any]]:
+    """(an ONNX file, the export's result or None): ``model`` itself when it is one; a spec or a run folder (its
+    recorded overrides and weights) exported to a temporary file, removed afterwards."""
+    if not _exported(model):
+        yield model, None
+        return
+    from nngraph.run_folder import model_source
+
+    from .export import export_graph
+
+    graph, spec, weights = model_source(model, overrides, weights)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        yield path, export_graph(graph, path, weights=weights, target=target, kv_cache=kv_cache, spec_file=str(spec))
+
+
+def _kernels(result: Any) -> str:
+    """The attention kernels an export chose, for its one-line note."""
+    return ", ".join(sorted({c.kernel.name for c in result.choices.values()})) or "no attention"
+
+
 def infer_command(model: Path, inputs: Sequence[str], output: Path | None, target: str, echo: Echo,
                   threads: int | None = None, opt_level: str = "all", spin: bool | None = None) -> int:
     import io
@@ -148,17 +179,22 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
 
     from nngraph.io import write_bytes_atomic
 
+    from .export import ExportError
     from .kernels import TARGETS
     from .runner import InferError, open_model, parse_input_args, run_session
+    from .weights import ExportWeightsError
 
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
     try:
-        session = open_model(model, target, threads, opt_level=opt_level, spin=spin)
-        feeds = parse_input_args(list(inputs), session)
-        outputs = run_session(session, feeds)
-    except InferError as exc:
+        with _as_onnx(model, [], None, target, False) as (path, result):
+            if result is not None:
+                echo(f"exported {model} ({_kernels(result)})", err=True)
+            session = open_model(path, target, threads, opt_level=opt_level, spin=spin)
+            feeds = parse_input_args(list(inputs), session)
+            outputs = run_session(session, feeds)
+    except (InferError, ExportError, ExportWeightsError) as exc:
         echo(f"error: {exc}", err=True)
         return 1
     for name, arr in outputs.items():
@@ -225,21 +261,14 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
         src = _read_prompts(source, None, "--source") if source else None
         extra = _read_named(inputs)
         more = {"source": src, "inputs": extra}
-        if model.suffix in (".yaml", ".yml"):
-            from .export import export_spec
-
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "model.onnx"
-                result = export_spec(model, path, list(overrides), weights=weights, target=target, kv_cache=True)
-                echo(f"exported {model} with a KV cache ({', '.join(sorted({c.kernel.name for c in result.choices.values()}))})"
+        if not _exported(model) and (weights is not None or overrides):
+            echo("error: --weights and --set apply to a spec; an ONNX file already holds its weights", err=True)
+            return 2
+        with _as_onnx(model, overrides, weights, target, True) as (path, result):
+            if result is not None:
+                echo(f"exported {model} with a KV cache ({_kernels(result)})"
                      + (" and its encoder" if result.encoder is not None else ""), err=True)
-                seq = generate(path, tokens, max_new_tokens, top_k=top_k, temperature=temperature, seed=seed, eos=eos,
-                               target=target, **more)
-        else:
-            if weights is not None or overrides:
-                echo("error: --weights and --set apply to a spec; an ONNX file already holds its weights", err=True)
-                return 2
-            seq = generate(model, tokens, max_new_tokens, top_k=top_k, temperature=temperature, seed=seed, eos=eos,
+            seq = generate(path, tokens, max_new_tokens, top_k=top_k, temperature=temperature, seed=seed, eos=eos,
                            target=target, **more)
     except (InferError, ExportError, ExportWeightsError) as exc:
         echo(f"error: {exc}", err=True)

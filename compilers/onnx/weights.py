@@ -14,7 +14,8 @@ Accepted by ``nngraph export --weights``:
   ``checkpoints/``.
 
 Loading is strict (every parameter, right shapes); a file saved from another architecture
-(fingerprint) is refused with the reason.
+(fingerprint) is refused with the reason: the vars that differ, when the weights record theirs (see
+:mod:`nngraph.run_folder`).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
             raise ExportWeightsError(str(exc)) from None
         saved = ckpt.state.get("fingerprint")
         if saved and saved != graph.fingerprint():
-            raise ExportWeightsError(f"checkpoint '{file}' was saved from a different architecture (fingerprint "
+            raise ExportWeightsError(_mismatch(file, None, graph) or
+                                     f"checkpoint '{file}' was saved from a different architecture (fingerprint "
                                      f"{saved}, this spec is {graph.fingerprint()})")
         state = ckpt.group("model")
         lora = list(ckpt.state.get("lora") or [])
@@ -99,10 +101,19 @@ def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
         raise ExportWeightsError(str(exc)) from None
     saved = weights.metadata.get("fingerprint")
     if saved and saved != graph.fingerprint():
-        raise ExportWeightsError(f"'{file}' was saved from spec '{weights.metadata.get('spec', '?')}' with fingerprint "
+        raise ExportWeightsError(_mismatch(file, weights.metadata, graph) or
+                                 f"'{file}' was saved from spec '{weights.metadata.get('spec', '?')}' with fingerprint "
                                  f"{saved}; this spec is {graph.fingerprint()}")
     _load(module, weights.tensors, file, load_state_dict, StateDictError)
     return notes
+
+
+def _mismatch(file: Path, metadata: dict | None, graph: Any) -> str | None:
+    """``'FILE' does not fit this spec: the weights were trained with layers=2 (...)``, when vars explain it."""
+    from nngraph.run_folder import vars_mismatch
+
+    why = vars_mismatch(file, metadata, graph)
+    return f"'{file}' does not fit this spec: {why}" if why else None
 
 
 def _load(module: Any, state: dict, file: Path, load_state_dict: Any, error: type) -> None:

@@ -69,10 +69,11 @@ def compile_command(spec: Path, overrides: list[str], limits: Any, *, output: Pa
 
 
 def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, seed: int, num: int, sampler: str,
-                   eta: float, schedule: str, train_steps: int, cond: list[str], overrides: list[str],
+                   eta: float, schedule: str | None, train_steps: int | None, cond: list[str], overrides: list[str],
                    dim: list[str], echo: Echo) -> int:
-    """``nngraph sample``: DDPM/DDIM samples of a denoiser spec as a PNG grid."""
-    from nngraph.spec import load_spec
+    """``nngraph sample``: DDPM/DDIM samples of a denoiser spec (or of a run folder: its spec, weights and noise
+    schedule) as a PNG grid."""
+    from nngraph.run_folder import model_source, run_config
 
     from .check import parse_dims
     from .diffusion_sampling import sample_to_png
@@ -84,9 +85,12 @@ def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, s
             echo(f"error: --cond '{item}' is not NAME=INT (e.g. --cond label=3)", err=True)
             return 2
         conds[key.strip()] = int(value)
-    graph = load_spec(spec, overrides)
-    for line in sample_to_png(graph, output, weights, steps, seed, num, sampler, eta, schedule, train_steps,
-                              cond=conds, sizes=parse_dims(dim)):
+    trained = run_config(spec).get("diffusion") or {}  # the schedule the run trained with, unless overridden
+    graph, _, weights = model_source(spec, overrides, weights)
+    for line in sample_to_png(graph, output, weights, steps, seed, num, sampler, eta,
+                              schedule or trained.get("schedule", "linear"), train_steps or trained.get("steps", 1000),
+                              trained.get("beta_start", 1e-4), trained.get("beta_end", 0.02), cond=conds,
+                              sizes=parse_dims(dim)):
         echo(line, err=line.startswith(("warning", "note")))
     return 0
 

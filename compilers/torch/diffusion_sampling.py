@@ -241,7 +241,7 @@ def sample_to_png(graph, output, weights=None, steps: int = 50, seed: int = 0, n
     lines = []
     if weights is not None:
         loaded = load_weights(weights)
-        warning = check_fingerprint(loaded, graph)
+        warning = check_fingerprint(loaded, graph, weights)
         if warning:
             lines.append(f"warning: {warning}")
         load_state_dict(module, loaded.tensors, strict=warning is None)

@@ -21,6 +21,7 @@ import torch
 from nngraph import __version__
 from nngraph.io import write_bytes_atomic
 from nngraph.ir import Graph
+from nngraph.run_folder import vars_metadata, vars_mismatch
 
 from .state import state_dict_for
 
@@ -42,7 +43,8 @@ class WeightsError(ValueError):
 def save_weights(module: torch.nn.Module, graph: Graph, path: str | Path) -> None:
     """Write the module's spec-keyed state dict with metadata to ``path`` atomically."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict_for(module).items()}
-    meta = {"format": FORMAT, "spec": graph.name, "fingerprint": graph.fingerprint(), "nngraph": __version__}
+    meta = {"format": FORMAT, "spec": graph.name, "fingerprint": graph.fingerprint(), "nngraph": __version__,
+            "vars": vars_metadata(graph)}  # a fingerprint mismatch is then explained by the vars that differ
     if str(path).endswith(".safetensors"):
         from safetensors.torch import save
 
@@ -74,10 +76,12 @@ def load_weights(path: str | Path) -> Weights:
     return Weights(dict(blob["state_dict"]), {str(k): str(v) for k, v in (blob.get("metadata") or {}).items()})
 
 
-def check_fingerprint(weights: Weights, graph: Graph) -> str | None:
-    """A warning when the weights were saved from a different architecture, else None."""
+def check_fingerprint(weights: Weights, graph: Graph, path: str | Path | None = None) -> str | None:
+    """A warning when the weights (read from ``path``) were saved from a different architecture, else None."""
     saved = weights.metadata.get("fingerprint")
     if saved and saved != graph.fingerprint():
-        return (f"weights were saved from spec '{weights.metadata.get('spec', '?')}' with fingerprint {saved}, "
-                f"this spec is {graph.fingerprint()}: loading the parameters whose names and shapes match")
+        why = vars_mismatch(path, weights.metadata, graph)
+        return ((f"{why}; " if why else f"weights were saved from spec '{weights.metadata.get('spec', '?')}' with "
+                 f"fingerprint {saved}, this spec is {graph.fingerprint()}: ")
+                + "loading the parameters whose names and shapes match")
     return None

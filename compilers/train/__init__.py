@@ -10,7 +10,12 @@ The ``train:`` section of the spec (or a ``--config`` YAML) is checked by
 :mod:`nngraph.train_schema`. A run writes to ``OUT/``: ``metrics.jsonl``,
 ``checkpoints/step_*.safetensors`` (resumable) and ``checkpoints/best.safetensors``,
 ``model.safetensors`` (final weights, LoRA merged), ``best_model.safetensors``,
-``config.json``, ``summary.json``, ``tb/`` (TensorBoard) and ``loss.png``.
+``config.json``, ``summary.json``, ``tb/`` (TensorBoard) and ``loss.png``, and ``run.json`` plus
+``spec.yaml`` (how the spec was built: ``nngraph export/infer/sample/generate OUT`` rebuild it,
+see :mod:`nngraph.run_folder`).
+
+SIGINT/SIGTERM stop a run after its current step with a checkpoint (:mod:`.longrun`): ``train``
+raises :class:`TrainingInterrupted`, ``nngraph train`` exits 130/143; ``--resume`` continues exactly.
 
 Modules: :mod:`.config` (merging and checking the configuration), :mod:`.data`
 (datasets and deterministic batching), :mod:`.binding` (data fields -> graph
@@ -29,8 +34,9 @@ from typing import Any, Callable
 
 from .checkpoint import CheckpointError
 from .data import DataError
+from .longrun import TrainingInterrupted
 
-__all__ = ["CheckpointError", "DataError", "train", "train_worker"]
+__all__ = ["CheckpointError", "DataError", "TrainingInterrupted", "train", "train_worker"]
 
 
 def _echo(text: str) -> None:
@@ -91,6 +97,9 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
     from . import checkpoint as ck
     from . import distributed
     from .logging import MetricsLog, Progress, TensorBoard, plot_losses, read_metrics
+    from nngraph.run_folder import record_run
+
+    from .longrun import INTERRUPTED, Watch
     from .loop import Trainer, run_loop
     from .plan import build_plan, describe
 
@@ -106,28 +115,38 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
         if d.main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps(run.values, indent=2) + "\n", encoding="utf-8")
+            record_run(out, run.spec_path, run.overrides, run.graph)  # export/infer/sample/generate take OUT/
             log = MetricsLog(out / "metrics.jsonl", resumed_from)
             tb = TensorBoard(out / "tb", run.values["log"]["tensorboard"])
             _save_tokenizer(plan, out)
         progress = Progress(plan.total_steps, tr.step, run.values["log"]["progress"] if d.main and not quiet else False,
-                            plan.task.unit)
+                            plan.task.unit, None if d.active else echo)  # a worker's echo is shown only at the end
         try:
-            result = run_loop(tr, log, tb, progress)
+            with Watch(run.values["checkpoint"]["every_minutes"], d, plan.device) as watch:
+                result = run_loop(tr, log, tb, progress, watch=watch)
         finally:
             progress.close()
+        if result["stopped"] == INTERRUPTED:
+            _close(log, tb)
+            raise TrainingInterrupted(tr.step, watch.stopped_by)
         summary = _finish(tr, result, out, log, tb, say)
         if d.main and log is not None:
-            log.close()
+            _close(log, tb)
             if plot_losses(read_metrics(out / "metrics.jsonl"), out / "loss.png", f"{run.graph.name}: loss",
                            run.values["log"]["plot"]):
                 summary["plot"] = str(out / "loss.png")
-            if tb is not None:
-                tb.close()
             (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         distributed.barrier(d)
         return summary
     finally:
         distributed.shutdown(d)
+
+
+def _close(log: Any, tb: Any) -> None:
+    """Close rank 0's metrics log and TensorBoard writer (other ranks have neither)."""
+    for writer in (log, tb):
+        if writer is not None:
+            writer.close()
 
 
 def _save_tokenizer(plan: Any, out: Path) -> None:

@@ -9,7 +9,7 @@ exist, a LoRA pattern that matches nothing) -- is reported as ``file:line:col``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class RunConfig:
     graph: Graph
     spec_path: Path
     train: TrainSection
+    overrides: list[str] = field(default_factory=list)  # the --set overrides, recorded in the run folder
 
     @property
     def values(self) -> dict[str, Any]:
@@ -125,4 +126,4 @@ def load_run_config(spec: str | Path, overrides: list[str] | None = None, config
     errors = [d for d in diag if d.severity == "error"]
     if errors:
         raise SpecError(errors)
-    return RunConfig(graph, spec, section)
+    return RunConfig(graph, spec, section, overrides)

@@ -88,8 +88,11 @@ def guarded(err_dir: str, entry: Callable[..., Any], *args: Any) -> Any:
 
         from nngraph.errors import SpecError
 
+        from .longrun import TrainingInterrupted
+
         info = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(),
-                "diagnostics": [d.to_dict() for d in exc.diagnostics] if isinstance(exc, SpecError) else None}
+                "diagnostics": [d.to_dict() for d in exc.diagnostics] if isinstance(exc, SpecError) else None,
+                "interrupted": [exc.step, exc.signum] if isinstance(exc, TrainingInterrupted) else None}
         rank = os.environ.get("RANK", "0")
         tmp = Path(err_dir) / f".{rank}.json"
         tmp.write_text(json.dumps(info), encoding="utf-8")
@@ -112,6 +115,10 @@ def _reraise(err_dir: Path, failure: BaseException) -> None:
         codes = ", ".join(f"process {f.local_rank} exit code {f.exitcode}" for f in failures.values())
         raise WorkerError(f"a worker process died ({codes or failure})") from None
     info = json.loads(reports[0].read_text(encoding="utf-8"))
+    if info.get("interrupted"):
+        from .longrun import TrainingInterrupted
+
+        raise TrainingInterrupted(*info["interrupted"]) from None
     if info["diagnostics"]:
         raise SpecError([Diagnostic(SourcePos(d["file"], d["line"], d["col"]), d["message"], d.get("hint"),
                                     d["severity"]) for d in info["diagnostics"]]) from None
@@ -127,28 +134,46 @@ def launch(nproc: int, entry: Callable[..., Any], *args: Any) -> dict[int, Any]:
     """Run ``entry(*args)`` in ``nproc`` local workers with torch's elastic launcher; returns rank -> result.
 
     A worker's exception is raised here once (the lowest failed rank's), as its
-    own type for the trainer's errors (DataError, CheckpointError, SpecError), without the launcher's
-    failure report; any other is a :class:`WorkerError` (``.traceback``: the worker's).
+    own type for the trainer's errors (DataError, CheckpointError, SpecError, TrainingInterrupted), without the
+    launcher's failure report; any other is a :class:`WorkerError` (``.traceback``: the worker's).
+
+    SIGINT/SIGTERM (and SIGHUP, SIGQUIT) reaching this process are forwarded by the launcher to the workers,
+    which get :data:`.longrun.SHUTDOWN_TIMEOUT` seconds to finish their step and checkpoint; the launcher's
+    signal handlers are removed again afterwards.
     """
     import logging
     import shutil
+    import signal
     import tempfile
+    import threading
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    from .longrun import SHUTDOWN_TIMEOUT
+
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"nngraph-{os.getpid()}",
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
-                          monitor_interval=0.2, start_method="spawn")
+                          monitor_interval=0.2, start_method="spawn", shutdown_timeout=SHUTDOWN_TIMEOUT)
     err_dir = Path(tempfile.mkdtemp(prefix="nngraph-workers-"))
-    elastic_log = logging.getLogger("torch.distributed.elastic")
-    level = elastic_log.level
-    elastic_log.setLevel(logging.CRITICAL)  # its failure dump repeats the worker's traceback
+    # the launcher's failure dump repeats the worker's traceback; its agent's "received death signal" our message
+    quiet_logs = [logging.getLogger(n) for n in ("torch.distributed.elastic",
+                                                 "torch.distributed.elastic.agent.server.api")]
+    levels = [log.level for log in quiet_logs]
+    for log in quiet_logs:
+        log.setLevel(logging.CRITICAL)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
     try:
         return elastic_launch(config, guarded)(str(err_dir), entry, *args)
-    except ChildFailedError as exc:
+    except (ChildFailedError, SignalException) as exc:  # a signal: the workers have stopped (and said where)
         _reraise(err_dir, exc)
         raise  # pragma: no cover - _reraise always raises
     finally:
-        elastic_log.setLevel(level)
+        if threading.current_thread() is threading.main_thread():  # the launcher installs handlers only there
+            for sig, handler in previous.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
+        for log, level in zip(quiet_logs, levels):
+            log.setLevel(level)
         shutil.rmtree(err_dir, ignore_errors=True)

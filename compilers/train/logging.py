@@ -1,10 +1,14 @@
-"""Run output: a JSONL metrics log, TensorBoard scalars, a rich progress bar and the loss-curve PNG.
+"""Run output: a JSONL metrics log, TensorBoard scalars, the progress display and the loss-curve PNG.
 
 ``metrics.jsonl`` has one JSON object per line: ``{"step", "split": "train",
 "loss", "lr", "throughput", "time"}`` every ``log.every`` steps and
 ``{"step", "split": "val"|"test", <metrics>}`` at evaluations. On resume,
 records after the checkpoint's step are dropped first, so the log reads as one
 uninterrupted run.
+
+Progress (``log.progress: auto``): a live rich bar when stdout and stderr are
+terminals; otherwise (CI, nohup, a pipe) a flushed plain line on stdout every
+``log.every`` steps, e.g. ``step 40/400  loss 2.1034  lr 6.00e-03  5,120 tokens/s  ETA 1m12s``.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nngraph.io import write_text_atomic
 
@@ -89,13 +94,28 @@ class TensorBoard:
             self.writer.close()
 
 
-class Progress:
-    """A rich progress bar with loss, lr and throughput; silent when off (non-terminal by default)."""
+def _terminal() -> bool:
+    """Both streams on a terminal: the live bar (stderr) would otherwise leave a piped stdout without progress."""
+    return sys.stdout.isatty() and sys.stderr.isatty()
 
-    def __init__(self, total: int, start: int, setting: Any, unit: str):
+
+def _print(text: str) -> None:
+    print(text, flush=True)  # flushed: a piped stdout is block-buffered and CI would see nothing until the end
+
+
+class Progress:
+    """Progress of the run: a rich live bar on a terminal; off one (CI, nohup, a pipe) a plain line per logged
+    step through ``write`` (default: stdout); silent when off."""
+
+    def __init__(self, total: int, start: int, setting: Any, unit: str, write: Callable[[str], None] | None = None):
         self.bar = None
-        self.unit = unit
-        if setting is False or (setting == "auto" and not sys.stderr.isatty()):
+        self.write: Callable[[str], None] | None = None
+        self.total, self.start, self.unit = total, start, unit
+        self.t0 = time.perf_counter()
+        if setting is False:
+            return
+        if setting == "auto" and not _terminal():
+            self.write = write or _print
             return
         try:
             from rich.console import Console
@@ -109,6 +129,10 @@ class Progress:
         self.bar.start()
 
     def update(self, step: int, loss: float | None = None, lr: float | None = None, rate: float | None = None) -> None:
+        """Every step; ``loss``, ``lr`` and ``rate`` (units per second) at the logged ones."""
+        if self.write is not None and loss is not None:
+            self.write(f"step {step}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  {_rate(rate)} {self.unit}/s  "
+                       f"ETA {_duration(self.eta(step))}")
         if self.bar is None:
             return
         info = self.bar.tasks[0].fields.get("info", "")
@@ -116,9 +140,34 @@ class Progress:
             info = f"loss {loss:.4f}  lr {lr:.2e}  {rate:,.0f} {self.unit}/s"
         self.bar.update(self.task, completed=step, info=info)
 
+    def eta(self, step: int) -> float | None:
+        """Seconds left at this run's pace so far (evaluations and checkpoints included); None before a step."""
+        done = step - self.start
+        if done <= 0:
+            return None
+        return (time.perf_counter() - self.t0) / done * (self.total - step)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _rate(rate: float | None) -> str:
+    if rate is None:
+        return "?"
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
+def _duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``12s``; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
 
 
 def plot_losses(metrics: list[dict[str, Any]], path: Path, title: str, setting: Any) -> bool:

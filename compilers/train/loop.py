@@ -24,6 +24,7 @@ from .config import RunConfig
 from .distributed import Dist, mean_across
 from .fsdp import load_model_state, load_optimizer_state, model_state, optimizer_state, shard
 from .logging import MetricsLog, Progress, TensorBoard
+from .longrun import INTERRUPTED, Watch
 from .optim import l1_penalty, make_optimizer, make_scheduler
 from .plan import Plan
 from .tasks import HIGHER_IS_BETTER, Batch
@@ -204,9 +205,10 @@ class Trainer:
 
 
 def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progress: Progress,
-             until: int | None = None) -> dict[str, Any]:
-    """Train from ``tr.step`` to the end (or an early stop, or step ``until``); returns the last val metrics
-    and why it stopped. The last step of the run always evaluates and checkpoints; ``until`` does not."""
+             until: int | None = None, watch: Watch | None = None) -> dict[str, Any]:
+    """Train from ``tr.step`` to the end (or an early stop, a stop signal ``watch`` saw, or step ``until``); returns
+    the last val metrics and why it stopped. The last step of the run always evaluates and checkpoints; ``until``
+    does not. ``watch`` also asks for checkpoints every ``checkpoint.every_minutes``."""
     plan, cfg, d = tr.plan, tr.cfg, tr.d
     log_every = cfg["log"]["every"]
     es = cfg["early_stopping"]
@@ -260,8 +262,13 @@ def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progre
                     tr.bad_evals += 1
                 if es and tr.bad_evals >= es["patience"]:
                     stopped = f"early stop: no {tr.metric} improvement in {es['patience']} evaluations"
-        if step % plan.ckpt_every == 0 or step == plan.total_steps or stopped != "steps":
+        signum, due = watch.poll() if watch else (0, False)
+        if signum and stopped == "steps":
+            stopped = INTERRUPTED
+        if step % plan.ckpt_every == 0 or step == plan.total_steps or stopped != "steps" or due:
             tr.save_checkpoint()
+            if watch:
+                watch.saved()
         t0 += time.perf_counter() - paused
         if stopped != "steps":
             break

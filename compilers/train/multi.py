@@ -20,16 +20,19 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from nngraph.run_folder import record_run
 from nngraph.spec.networks import roles_of
 
 from . import checkpoint as ck
 from .config import RunConfig
+from .longrun import TrainingInterrupted, Watch
 from .optim import make_optimizer
 
 #: configuration keys that may differ when resuming (how long and how often, not what is computed)
@@ -201,17 +204,19 @@ def train_networks(run: RunConfig, out: Path, resume: bool, echo: Callable[[str]
     say(f"training {run.graph.name}: task {task_name}; {sizes}; {total} steps")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(run.values, indent=2) + "\n", encoding="utf-8")
+    record_run(out, run.spec_path, run.overrides, run.graph)
     log = MetricsLog(out / "metrics.jsonl", resumed_from)
     cfg = run.values
     log_every = cfg["log"]["every"]
     eval_every = cfg["eval"]["every"] or max(total // 10, 1)
     ckpt_every = cfg["checkpoint"]["every"] or eval_every
-    progress = Progress(total, tr.step, cfg["log"]["progress"] if not quiet else False, "steps")
+    progress = Progress(total, tr.step, cfg["log"]["progress"] if not quiet else False, "steps", say)
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     n, t0 = 0, time.perf_counter()
     last_eval: dict[str, float] = {}
-    try:
+    watch = Watch(cfg["checkpoint"]["every_minutes"])
+    with watch, closing(progress), closing(log):  # closed however the loop ends (a signal raises)
         while tr.step < min(total, until or total):
             tr.task.schedule_lr(tr.step)
             stats = tr.task.train_step(tr.step)
@@ -242,11 +247,12 @@ def train_networks(run: RunConfig, out: Path, resume: bool, echo: Callable[[str]
                     if value is not None and tr.improved(value):
                         tr.best, tr.best_step = value, step
                         tr.save_checkpoint("best.safetensors")
-            if step % ckpt_every == 0 or step == total:
+            signum, due = watch.poll()
+            if step % ckpt_every == 0 or step == total or signum or due:
                 tr.save_checkpoint()
-    finally:
-        progress.close()
-        log.close()
+                watch.saved()
+            if signum:
+                raise TrainingInterrupted(step, signum)
     summary: dict[str, Any] = {"spec": run.graph.name, "task": task_name, "steps": tr.step, "val": last_eval,
                                "metric": tr.task.metric, "best": tr.best, "best_step": tr.best_step, "out": str(out),
                                "networks": dict(tr.roles)}

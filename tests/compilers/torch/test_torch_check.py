@@ -67,7 +67,15 @@ def test_weights_round_trip_with_metadata(tmp_path, suffix):
     for key, value in module.state_dict().items():
         assert torch.equal(loaded.tensors[key], value)
     assert check_fingerprint(loaded, graph) is None
-    assert "fingerprint" in check_fingerprint(loaded, load_spec(SPECS / "mlp.yaml", ["hidden=128"]))
+    assert loaded.metadata["vars"] == '{"classes": 10, "d_in": 784, "hidden": 256}'
+    other = load_spec(SPECS / "mlp.yaml", ["hidden=128"])
+    assert check_fingerprint(loaded, other) == ("the weights were trained with hidden=256 (this spec has hidden=128): "
+                                                "pass --set hidden=256; loading the parameters whose names and shapes "
+                                                "match")
+    del loaded.metadata["vars"]  # weights saved before vars were recorded: the fingerprints only
+    assert check_fingerprint(loaded, other) == (f"weights were saved from spec 'mlp' with fingerprint "
+                                                f"{graph.fingerprint()}, this spec is {other.fingerprint()}: loading "
+                                                "the parameters whose names and shapes match")
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
 
 

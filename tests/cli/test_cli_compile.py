@@ -47,4 +47,4 @@ def test_inspect_torch_reports_real_parameters_and_forward_shapes_as_json():
 
 def test_bad_dim_option_is_a_clear_error():
     res = runner.invoke(cli.app, ["compile", str(SPECS / "mlp.yaml"), "--dim", "batch"])
-    assert res.exit_code == 1 and "NAME=INT" in res.output
+    assert res.exit_code == 2 and "NAME=INT" in res.output  # a malformed option is a usage error

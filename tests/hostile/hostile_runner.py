@@ -25,6 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = Path(__file__).with_name("cases")
+MEASURE = Path(__file__).with_name("measure.py")  # runs the command and reports its own peak memory
 PAYLOAD_MARK = "PWNED"  # hostile payloads try to create this file; it must never appear
 KEYS = {"about", "files", "setup", "argv", "exit", "stderr", "stdout", "may_change", "may_create",
         "timeout", "memory_mb", "env"}
@@ -136,7 +137,9 @@ def run_case(case: Case, folder: Path) -> Outcome:
     out_path, err_path = folder.parent / f"{case.name}.out", folder.parent / f"{case.name}.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "nngraph", *case.argv], cwd=folder, env=env,
+        report = folder.parent / f"{case.name}.rss"
+        command = [sys.executable, str(MEASURE), str(report), sys.executable, "-m", "nngraph", *case.argv]
+        proc = subprocess.Popen(command, cwd=folder, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
         killed = threading.Event()
 
@@ -146,12 +149,12 @@ def run_case(case: Case, folder: Path) -> Outcome:
 
         timer = threading.Timer(case.timeout, kill)
         timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)  # rusage of this child alone: its peak RSS
+        proc.wait()
         timer.cancel()
         seconds = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Outcome(proc.returncode, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
-                   seconds, usage.ru_maxrss / 1024, killed.is_set(), before, digests(folder))
+    code, peak_kib = (int(v) for v in report.read_text().split()) if report.exists() else (proc.returncode, 0)
+    return Outcome(code, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
+                   seconds, peak_kib / 1024, killed.is_set(), before, digests(folder))
 
 
 def check(case: Case, got: Outcome) -> list[str]:

@@ -256,6 +256,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     from .inputs import default_sizes, sample_inputs, symbols, trace_sizes
     from .lowering import lowered
     from .metadata import set_metadata
+    from .names import drop_initializer_inputs, name_initializers
 
     from .precision import DTYPES, FP16_TOLERANCE
 
@@ -335,7 +336,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
                 wrapper.dispatch = dispatch
                 torch.onnx.export(wrapper, tuple(args), buf, input_names=in_all, output_names=out_all,
                                   dynamic_axes=dynamic_axes, opset_version=opset_ts, do_constant_folding=True,
-                                  dynamo=False)
+                                  dynamo=False, keep_initializers_as_inputs=True)  # no dedup: see .names
             break
         except Exception as exc:  # noqa: BLE001 - retry at the small default sizes, then name the spec and the cause
             if attempt + 1 < len(attempts):
@@ -345,6 +346,8 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
             module.eval()  # torch.onnx.export restores the wrapper's mode recursively
     notes += [f"dim '{d}' is fixed at {sizes[d]}: {why}" for d, why in frozen.items() if d not in dyn]
     model = onnx.load_from_string(buf.getvalue())
+    drop_initializer_inputs(model)
+    name_initializers(model, module)
     model, fused = rewrite.finish(model, opset)
     from .fusions import fuse_export
     from .precision import convert
@@ -355,6 +358,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     model.producer_name, model.producer_version = "nngraph", __version__
+    _describe_model(model, graph)
     io_meta = _io_meta(graph, names, out_names, dyn, sizes, kv_layers, batch_sym)
     kv_meta = None
     if kv_cache:
@@ -403,6 +407,14 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         files.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _describe_model(model: Any, graph: Any) -> None:
+    """The spec's name as the graph's name and its ``doc:`` as the model's ``doc_string`` (Netron and
+    ``onnx.helper.printable_graph`` show both)."""
+    model.graph.name = graph.name
+    if graph.doc:
+        model.doc_string = graph.doc if isinstance(graph.doc, str) else str(graph.doc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -402,7 +402,7 @@ def export(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="the .onnx file to write (atomically)")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights (.safetensors/.pt), a training checkpoint (LoRA merged) or a training output folder; default: seeded initial weights")] = None,
     target: Annotated[str, typer.Option("--target", help="ort-cpu, ort-cuda (ONNX Runtime contrib kernels allowed) or onnx (standard ops only)")] = "ort-cpu",
-    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset, 17..23 (default 23; the fused Attention op needs 23)")] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset, 17..23 (default: the lowest the chosen kernels and ops need, e.g. 17 for an MLP or CNN, 23 with the standard Attention op)")] = None,
     dynamic: Annotated[Optional[str], typer.Option("--dynamic", help="comma-separated dims that stay dynamic, e.g. batch,seq (default: every symbolic input dim)")] = None,
     dim: DimOpt = None,
     kv_cache: Annotated[bool, typer.Option("--kv-cache", help="add past/present key-value inputs/outputs per attention layer (for generate)")] = False,

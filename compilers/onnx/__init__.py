@@ -11,7 +11,8 @@
 Modules: :mod:`.export` (the driver), :mod:`.kernels` (one module per attention kernel,
 data-driven candidates with ``applies(node, target)``), :mod:`.lowering` (dynamic parts:
 SSM scan, MoE dispatch, graph pooling), :mod:`.symbolics` (ATen translations the exporter lacks),
-:mod:`.rewrite` (opset conversion, placeholders -> ONNX ops), :mod:`.metadata`, :mod:`.weights`
+:mod:`.opsets` (the lowest opset an export needs), :mod:`.rewrite` (opset conversion,
+placeholders -> ONNX ops), :mod:`.metadata`, :mod:`.weights`
 (weights files, training checkpoints, LoRA merge), :mod:`.runner` (ORT sessions and their options, input
 files, checked feeds), :mod:`.generate` (greedy / top-k decoding), :mod:`.verify` (ORT vs torch),
 :mod:`.fusions` (ORT contrib fusions on the exported graph: SkipLayerNormalization, BiasGelu/FastGelu,
@@ -27,9 +28,9 @@ from __future__ import annotations
 from typing import Any
 
 from .kernels import TARGETS, attention_candidates
-from .kernels.site import DEFAULT_OPSET
+from .opsets import MAX_OPSET, MIN_OPSET
 
-__all__ = ["DEFAULT_OPSET", "TARGETS", "attention_candidates", "export_graph", "export_spec", "generate",
+__all__ = ["MAX_OPSET", "MIN_OPSET", "TARGETS", "attention_candidates", "export_graph", "export_spec", "generate",
            "read_metadata", "run_model"]
 
 

@@ -41,7 +41,7 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     from nngraph.compilers.torch.check import parse_dims
     from nngraph.run_folder import model_source
 
-    from .export import ExportError, explain_text, export_graph, lowering_of, plan
+    from .export import ExportError, explain_text, export_graph, lowering_of, opset_for, plan
     from .kernels import TARGETS
     from .weights import ExportWeightsError
 
@@ -73,10 +73,9 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
         return 2
     try:
         if output is None:
-            from .kernels.site import DEFAULT_OPSET
-
             choices = plan(graph, target, opset, kv_cache, forced, expected_seq)
-            echo(explain_text(choices, lowering_of(graph), target, opset or DEFAULT_OPSET))
+            chosen, reason = opset_for(graph, choices, target, fusions, opset)
+            echo(explain_text(choices, lowering_of(graph), target, chosen, opset_reason=reason))
             return 0
         result = export_graph(graph, output, weights=weights, target=target, opset=opset,
                               dynamic=_parse_dynamic(dynamic), dims=sizes, kv_cache=kv_cache, kernels=forced,

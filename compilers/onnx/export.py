@@ -9,7 +9,9 @@ Steps of :func:`export_graph`:
    dynamic parts are lowered (:mod:`.lowering`) and the missing/incorrect ATen translations are
    replaced (:mod:`.symbolics`); every symbolic input dim in ``dynamic`` (default: all) is a named
    dynamic axis;
-4. convert to the requested opset, swap the placeholders for the chosen ONNX ops
+4. convert to the export's opset -- the one asked, or by default the lowest that the chosen kernels,
+   the lowerings and the fusions declare they need (:mod:`.opsets`: 17 for an MLP or a CNN, 23 with the
+   standard ``Attention`` op) --, swap the placeholders for the chosen ONNX ops
    (:mod:`.rewrite`), write the metadata (:mod:`.metadata`), run
    ``onnx.checker.check_model(full_check=True)``;
 5. ``verify`` (default on): run the file in ONNX Runtime and the torch model on random inputs at
@@ -37,13 +39,11 @@ from typing import Any, Mapping, Sequence
 from .axes import _batch_symbol, _dynamic_axes, _io_meta, concrete, length_bound_symbols
 from .files import EXTERNAL_DATA_THRESHOLD, ModelFiles
 from .kernels import KVIO, ATTENTION_OPS, Choice, ExportOptions, choose_all, target_info
-from .kernels.site import DEFAULT_OPSET
+from .opsets import MAX_OPSET, MIN_OPSET
 
 __all__ = ["EXTERNAL_DATA_THRESHOLD", "ExportError", "ExportResult", "Verification", "concrete", "explain_text",
-           "export_graph", "export_spec", "length_bound_symbols", "lowering_of", "plan"]
+           "export_graph", "export_spec", "length_bound_symbols", "lowering_of", "opset_for", "plan"]
 
-MIN_OPSET = 17
-MAX_OPSET = 23
 LOWERED_OPS = {
     "mamba": "selective scan as one ONNX Scan over the sequence (state carried inside)",
     "moe": "top-k routing with run-time capacity; per-expert NonZero gather -> expert -> ScatterElements(add)",
@@ -121,9 +121,10 @@ class ExportResult:
     encoder: "ExportResult | None" = None   # an encoder-decoder's encoder file (kv_cache export)
     dtype: str = "float32"
     external_data: str | None = None         # the weights file beside the model (large models)
+    opset_reason: str = ""                   # why the file has its opset (:func:`nngraph.compilers.onnx.opsets.explain`)
 
     def explain(self) -> str:
-        text = explain_text(self.choices, self.lowering, self.target, self.opset, self.fused_ops)
+        text = explain_text(self.choices, self.lowering, self.target, self.opset, self.fused_ops, self.opset_reason)
         if self.fusions:
             from .fusions import describe
 
@@ -132,9 +133,10 @@ class ExportResult:
 
 
 def explain_text(choices: Mapping[str, Choice], lowering: Mapping[str, str], target: str, opset: int,
-                 fused: Mapping[str, int] | None = None) -> str:
-    """The ``--explain`` report: every attention node's kernel and reason, every candidate's verdict, other lowerings."""
-    lines = [f"target {target}, opset {opset}"]
+                 fused: Mapping[str, int] | None = None, opset_reason: str = "") -> str:
+    """The ``--explain`` report: the opset and why, every attention node's kernel and reason, every candidate's
+    verdict, other lowerings."""
+    lines = [f"target {target}, opset {opset}" + (f" ({opset_reason})" if opset_reason else "")]
     if not choices:
         lines.append("no attention nodes")
     for name, c in choices.items():
@@ -174,12 +176,28 @@ def export_spec(spec: str | Path, output: str | Path | None, overrides: Sequence
 
 def plan(graph: Any, target: Any = "ort-cpu", opset: int | None = None, kv_cache: bool = False,
          kernels: Mapping[str, str] | None = None, expected_seq: int | None = None) -> dict[str, Choice]:
-    """The attention kernel choices an export would make (no torch needed)."""
-    options = ExportOptions(opset=opset or DEFAULT_OPSET, kv_cache=kv_cache, expected_seq=expected_seq)
+    """The attention kernel choices an export would make (no torch needed); ``opset`` None: the export picks the
+    opset, so every kernel up to :data:`MAX_OPSET` may apply."""
+    options = ExportOptions(opset=opset or MAX_OPSET, kv_cache=kv_cache, expected_seq=expected_seq)
     try:
         return choose_all(graph, target, options, dict(kernels or {}))
     except ValueError as exc:
         raise ExportError(str(exc)) from None
+
+
+def opset_for(graph: Any, choices: Mapping[str, Choice], target: Any, fuse: Any, opset: int | None) -> tuple[int, str]:
+    """(opset, why) of an export of ``graph`` with kernel ``choices``, target and fusions as asked: ``opset`` if
+    given (checked against what the model needs), else the lowest the chosen kernels, lowerings and fusions need
+    (:mod:`.opsets`)."""
+    from . import opsets
+    from .fusions import requested
+
+    try:
+        found = opsets.needs(graph, choices, requested(target_info(target), fuse))
+        chosen = opsets.choose_opset(opset, found)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    return chosen, opsets.explain(chosen, opset, found)
 
 
 def lowering_of(graph: Any) -> dict[str, str]:
@@ -238,16 +256,17 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     from .inputs import default_sizes, sample_inputs, symbols, trace_sizes
     from .lowering import lowered
     from .metadata import set_metadata
+    from .names import drop_initializer_inputs, name_initializers
 
-    opset = int(opset or DEFAULT_OPSET)
     from .precision import DTYPES, FP16_TOLERANCE
 
     if dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype} is not supported: use {' or '.join(DTYPES)}")
     if tolerance is None:
         tolerance = FP16_TOLERANCE if dtype == "float16" else 1e-4
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ExportError(f"opset {opset} is not supported: use {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
+    if opset is not None and not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise ExportError(f"opset {opset} is not supported: use {MIN_OPSET}..{MAX_OPSET} (default: the lowest the "
+                          "model needs)")
     info = target_info(target) if not isinstance(target, str) or target in ("onnx", "ort-cpu", "ort-cuda") else None
     if info is None:
         raise ExportError(f"unknown target '{target}': use onnx, ort-cpu or ort-cuda")
@@ -265,6 +284,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         if d not in dyn and d not in frozen and d not in (dims or {}):
             raise ExportError(f"dim '{d}' is not in --dynamic, so the file fixes its size: give it with --dim {d}=N")
     choices = plan(graph, info, opset, kv_cache, kernels, expected_seq)
+    opset, opset_reason = opset_for(graph, choices, info, fuse, opset)
     attn_nodes = [n for n in graph.nodes.values() if n.op in ATTENTION_OPS]
     if kv_cache:
         _check_kv(graph, attn_nodes)
@@ -316,7 +336,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
                 wrapper.dispatch = dispatch
                 torch.onnx.export(wrapper, tuple(args), buf, input_names=in_all, output_names=out_all,
                                   dynamic_axes=dynamic_axes, opset_version=opset_ts, do_constant_folding=True,
-                                  dynamo=False)
+                                  dynamo=False, keep_initializers_as_inputs=True)  # no dedup: see .names
             break
         except Exception as exc:  # noqa: BLE001 - retry at the small default sizes, then name the spec and the cause
             if attempt + 1 < len(attempts):
@@ -326,6 +346,8 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
             module.eval()  # torch.onnx.export restores the wrapper's mode recursively
     notes += [f"dim '{d}' is fixed at {sizes[d]}: {why}" for d, why in frozen.items() if d not in dyn]
     model = onnx.load_from_string(buf.getvalue())
+    drop_initializer_inputs(model)
+    name_initializers(model, module)
     model, fused = rewrite.finish(model, opset)
     from .fusions import fuse_export
     from .precision import convert
@@ -336,6 +358,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     model.producer_name, model.producer_version = "nngraph", __version__
+    _describe_model(model, graph)
     io_meta = _io_meta(graph, names, out_names, dyn, sizes, kv_layers, batch_sym)
     kv_meta = None
     if kv_cache:
@@ -346,7 +369,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
               if n.op == "position_embedding" and n.params.get("type") == "learned" and n.params.get("max_len")]
     set_metadata(model, {
         "version": __version__, "spec": graph.name, "spec_file": spec_file or str(graph.file or ""),
-        "fingerprint": graph.fingerprint(), "opset": str(opset), "target": info.name,
+        "fingerprint": graph.fingerprint(), "opset": str(opset), "opset_reason": opset_reason, "target": info.name,
         "attention_kernels": {n: {"kernel": c.kernel.name, "onnx_op": c.kernel.onnx_op, "reason": c.reason}
                               for n, c in choices.items()},
         "lowering": lowering, **({"fusions": fusions_done} if fusions_done else {}),
@@ -367,7 +390,7 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         raise ExportError(f"the exported model of '{graph.name}' is not valid ONNX: {_first_line(exc)}") from exc
     result = ExportResult(Path(output) if output else None, graph.name, opset, info.name, choices, fused,
                           io_meta[0], io_meta[1], dyn, lowering, kv_meta, notes, size_bytes=files.size,
-                          fusions=fusions_done, dtype=dtype, external_data=files.data_name)
+                          fusions=fusions_done, dtype=dtype, external_data=files.data_name, opset_reason=opset_reason)
     try:
         if verify:
             from .verify import verify_model
@@ -384,6 +407,14 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
         files.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _describe_model(model: Any, graph: Any) -> None:
+    """The spec's name as the graph's name and its ``doc:`` as the model's ``doc_string`` (Netron and
+    ``onnx.helper.printable_graph`` show both)."""
+    model.graph.name = graph.name
+    if graph.doc:
+        model.doc_string = graph.doc if isinstance(graph.doc, str) else str(graph.doc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ Keys (values are strings; structured ones are JSON):
 ``nngraph.spec``               spec name;  ``nngraph.spec_file``: the spec path as given
 ``nngraph.fingerprint``        :meth:`nngraph.ir.Graph.fingerprint` of the architecture
 ``nngraph.opset``              default-domain opset
+``nngraph.opset_reason``       why that opset: asked, the floor, or which kernel/lowering/fusion needs it
 ``nngraph.target``             export target (``onnx``, ``ort-cpu``, ``ort-cuda``)
 ``nngraph.attention_kernels``  JSON {node: {kernel, onnx_op, reason}}
 ``nngraph.lowering``           JSON {node: how a dynamic part was lowered} (mamba, moe, ...)

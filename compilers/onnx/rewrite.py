@@ -8,7 +8,7 @@ The TorchScript exporter writes opset <= 20 and the ``ai.nngraph`` placeholders
 2. replaces every ``ai.nngraph::Attention`` by its kernel's node(s) (the kernel named in the
    node's JSON ``config``) and every ``ai.nngraph::SelectiveScan`` by an ONNX ``Scan``;
 3. drops the ``ai.nngraph`` opset import, adds ``com.microsoft`` when a contrib op is used, and
-   raises the IR version to what the opset needs;
+   sets the IR version to the lowest the opset needs (:func:`.opsets.ir_version`);
 4. stores tied weights once (:func:`share_tied_weights`).
 """
 
@@ -22,6 +22,7 @@ from onnx import helper
 from .kernels import kernel_named
 from .kernels.base import DOMAIN, PLACEHOLDER
 from .lowering import ssm
+from .opsets import ir_version
 
 MAX_TORCHSCRIPT_OPSET = 20
 
@@ -88,7 +89,7 @@ def replace_placeholders(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def fix_imports(model: onnx.ModelProto) -> None:
-    """Opset imports matching the domains used; IR version at least what the default opset needs."""
+    """Opset imports matching the domains used; the IR version the default opset needs."""
     domains = {n.domain for n in model.graph.node}
     keep = [o for o in model.opset_import if o.domain != DOMAIN and (o.domain in ("", "ai.onnx") or o.domain in domains)]
     if "com.microsoft" in domains and not any(o.domain == "com.microsoft" for o in keep):
@@ -97,8 +98,8 @@ def fix_imports(model: onnx.ModelProto) -> None:
     model.opset_import.extend(keep)
     default = next((o.version for o in keep if o.domain in ("", "ai.onnx")), None)
     if default is not None:
-        need = helper.find_min_ir_version_for([helper.make_opsetid("", default)], ignore_unknown=True)
-        model.ir_version = max(model.ir_version, need)
+        # exactly what the opset needs, not the newest IR the installed onnx writes: an older runtime reads the file
+        model.ir_version = ir_version(default)
 
 
 def share_tied_weights(model: onnx.ModelProto, min_elements: int = 4096) -> int:

@@ -61,6 +61,9 @@ class Fusion:
     match: Callable[["Index", Any], Match | None]
     check: Callable[["Index", Match], str | None]
     rewrite: Callable[["Index", Match], Rewrite]
+    #: (opset, why) when the fusion's pattern only appears in an export of ``graph`` at that default-domain opset
+    #: or newer (:mod:`nngraph.compilers.onnx.opsets` raises the export's opset to it when the fusion is asked for)
+    min_opset: Callable[[Any], tuple[int, str] | None] | None = None
 
 
 class Index:
@@ -285,23 +288,32 @@ def describe(done: dict[str, int]) -> str:
     return "\n".join(f"fusion {name} x{k}: {docs.get(name, '')}" for name, k in done.items())
 
 
+def requested(info: Any, fuse: Any) -> set[str]:
+    """The fusions an export for target ``info`` runs when asked ``fuse`` (None: the default set of the target's
+    device, ORT targets only; True/False; names); ValueError for a request that cannot be done."""
+    if fuse is None:
+        fuse = info.runtime == "onnxruntime"
+    if not fuse:
+        return set()
+    if info.runtime != "onnxruntime":
+        raise ValueError(f"--fuse emits ONNX Runtime contrib ops: target {info.name} promises standard ops only")
+    if isinstance(fuse, bool):
+        return set(default_fusions(info.device))
+    only = set(fuse)
+    bad = sorted(only - set(FUSION_NAMES))
+    if bad:
+        raise ValueError(f"unknown fusion {', '.join(bad)} (known: {', '.join(FUSION_NAMES)})")
+    return only
+
+
 def fuse_export(model: Any, fused: dict[str, int], info: Any, fuse: Any) -> dict[str, int]:
     """The export's fusion step: run the fusions on ``model`` in place as ``fuse`` asks (None: the default set of
     the target ``info``'s device, ORT targets only; True/False; names), update ``fused`` (the file's contrib /
     fused op counts) and return {fusion: times applied}; ValueError for a request that cannot be done."""
-    if fuse is None:
-        fuse = info.runtime == "onnxruntime"
-    if not fuse:
+    names = requested(info, fuse)
+    if not names:
         return {}
-    if info.runtime != "onnxruntime":
-        raise ValueError(f"--fuse emits ONNX Runtime contrib ops: target {info.name} promises standard ops only")
-    only = None
-    if not isinstance(fuse, bool):
-        only = set(fuse)
-        bad = sorted(only - set(FUSION_NAMES))
-        if bad:
-            raise ValueError(f"unknown fusion {', '.join(bad)} (known: {', '.join(FUSION_NAMES)})")
-    done = apply_fusions(model, only, info.device)
+    done = apply_fusions(model, names, info.device)
     if done:
         counts: dict[str, int] = {}
         for n in model.graph.node:

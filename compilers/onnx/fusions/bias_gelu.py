@@ -51,4 +51,12 @@ def _rewrite(idx: Index, m: Match) -> Rewrite:
     return Rewrite([node])
 
 
-FUSION = Fusion("bias_gelu", __doc__.splitlines()[0], "Gelu", "", _match, _check, _rewrite)
+def _min_opset(graph: Any) -> tuple[int, str] | None:
+    """Opset 20 when ``graph`` computes a GELU: ``Gelu``, the anchor, is an opset-20 op; below 20 torch writes GELU
+    as Erf (or Tanh) arithmetic, which this fusion does not match (ONNX Runtime's own optimizer still fuses it)."""
+    if any(n.op == "gelu" or n.params.get("activation") == "gelu" for n in graph.nodes.values()):
+        return 20, "its anchor, the Gelu op, is opset 20"
+    return None
+
+
+FUSION = Fusion("bias_gelu", __doc__.splitlines()[0], "Gelu", "", _match, _check, _rewrite, _min_opset)

@@ -21,9 +21,9 @@ from typing import Any
 
 from . import decomposed, onnx_attention, ort_gqa, ort_mha
 from .base import KVIO, Kernel, TargetInfo, kernel_named, target_info, TARGETS
-from .site import ATTENTION_OPS, DEFAULT_OPSET, AttentionSite, ExportOptions, MaskParts, site_of
+from .site import ATTENTION_OPS, AttentionSite, ExportOptions, MaskParts, site_of
 
-__all__ = ["ATTENTION_OPS", "AttentionSite", "Choice", "DEFAULT_OPSET", "ExportOptions", "KVIO", "Kernel",
+__all__ = ["ATTENTION_OPS", "AttentionSite", "Choice", "ExportOptions", "KVIO", "Kernel",
            "MaskParts", "TARGETS", "TargetInfo", "attention_candidates", "choose", "choose_all", "kernel_named",
            "site_of", "target_info"]
 

@@ -5,6 +5,10 @@ A kernel (one module each: :mod:`.decomposed`, :mod:`.onnx_attention`, :mod:`.or
 
 ``name``, ``doc``
     its identity (``--explain`` prints them);
+``min_opset``
+    the default-domain opset the ops it emits need (None: none beyond the export's floor; a
+    ``com.microsoft`` contrib op is in its own domain), which the export takes into its opset
+    (:mod:`nngraph.compilers.onnx.opsets`);
 ``check(site, target, options) -> reason | None``
     why it cannot run this node on this target (None: it can) -- also exposed as
     ``applies(node, target)`` for the lowering pass (compilers/passes/rules/lower_onnx.py);
@@ -73,11 +77,13 @@ def target_info(target: Any) -> TargetInfo:
 
 # ----- kernel interface -------------------------------------------------------
 class Kernel:
-    """Base class: subclasses set ``name``, ``doc``, ``onnx_op`` and implement check/forward/reference/emit."""
+    """Base class: subclasses set ``name``, ``doc``, ``onnx_op`` (and ``min_opset``) and implement
+    check/forward/reference/emit."""
 
     name = ""
     doc = ""
     onnx_op = ""
+    min_opset: int | None = None
 
     def check(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str | None:
         raise NotImplementedError

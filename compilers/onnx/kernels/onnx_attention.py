@@ -27,10 +27,11 @@ class OnnxAttention(Kernel):
     name = "onnx-attention"
     doc = "the standard ONNX Attention op (opset 23): fused, grouped-query heads, is_causal, additive mask"
     onnx_op = "Attention"
+    min_opset = 23   # the op's first version
 
     def check(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str | None:
-        if options.opset < 23:
-            return f"the ONNX Attention op needs opset 23, the export uses opset {options.opset}"
+        if options.opset < self.min_opset:
+            return f"the ONNX Attention op needs opset {self.min_opset}, the export uses opset {options.opset}"
         if site.shaw_values:
             return "Shaw relative values need the attention probabilities, which a fused op does not expose"
         return None

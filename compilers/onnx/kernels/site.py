@@ -25,8 +25,8 @@ from typing import Any
 from nngraph.ops import _attn_masks as masks
 from nngraph.ops import _attn_positions as positions
 
-#: the default ONNX opset of exported files (the opset-23 ``Attention`` op needs 23)
-DEFAULT_OPSET = 23
+from ..opsets import MAX_OPSET
+
 #: ops whose nodes the ONNX attention kernels lower (``attention_lowered``: the torch lowering pass's rewrite)
 ATTENTION_OPS = ("attention", "attention_lowered")
 
@@ -35,7 +35,7 @@ ATTENTION_OPS = ("attention", "attention_lowered")
 class ExportOptions:
     """Export settings that decide which kernels apply."""
 
-    opset: int = DEFAULT_OPSET
+    opset: int = MAX_OPSET          # kernels whose ops need a newer opset do not apply
     kv_cache: bool = False          # past key/value inputs and present outputs per attention node
     expected_seq: int | None = None  # the sequence length the file will mostly see (kernel preference)
 

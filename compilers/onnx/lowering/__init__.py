@@ -20,6 +20,10 @@ export only (instance attributes, removed afterwards):
 
 RNN/LSTM/GRU layers need nothing: ``nn.LSTM`` and friends export as the ONNX ``LSTM``/``GRU``/``RNN``
 ops, which loop over a dynamic sequence themselves.
+
+:func:`min_opset` declares, per op, the default-domain opset its exported form needs when that is above
+the export's floor (:mod:`nngraph.compilers.onnx.opsets`); the ``Scan`` of the SSM and the
+``ScatterElements(add)`` of MoE and message passing (both 16) and the rest are within it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,23 @@ import functools
 from typing import Any, Iterator
 
 from ..kernels import KVIO, Choice
+
+
+#: torch's ``scatter_reduce(amax)``, exported as ``ScatterElements(reduction="max")`` (:mod:`..symbolics`)
+_SCATTER_MAX = (18, "ScatterElements with reduction max (opset 18)")
+#: op -> the (opset, why) its node's export needs beyond the floor, or None. GAT's segment softmax subtracts each
+#: node's max score over its incoming edges; SAGE and message passing aggregate by max with ``aggr: max``
+_NEEDS = {
+    "gat_conv": lambda node: _SCATTER_MAX,
+    "sage_conv": lambda node: _SCATTER_MAX if node.params.get("aggr") == "max" else None,
+    "message_passing": lambda node: _SCATTER_MAX if node.params.get("aggr") == "max" else None,
+}
+
+
+def min_opset(node: Any) -> tuple[int, str] | None:
+    """(opset, why) when exporting IR ``node`` needs a default-domain opset above the export's floor, else None."""
+    need = _NEEDS.get(node.op)
+    return need(node) if need is not None else None
 
 
 class _AttentionDispatch:

@@ -49,3 +49,45 @@ def randomize(module, seed: int = 0) -> None:
                 b.copy_(torch.rand(b.shape, generator=gen) + 0.5)
             elif name.endswith("running_mean"):
                 b.copy_(torch.randn(b.shape, generator=gen) * 0.1)
+
+
+def run_sizes(model, graph, batch: int, other: int) -> dict[str, int]:
+    """Sizes for the graph's input symbols to run an exported ``model`` at: dynamic ones as asked (``batch`` for
+    ``batch``, ``other`` for the rest), fixed ones as exported."""
+    sizes: dict[str, int] = {}
+    for inp in model.graph.input:
+        gi = graph.inputs.get(inp.name)
+        if gi is None:
+            continue
+        for d, spec_dim in zip(inp.type.tensor_type.shape.dim, gi.type.shape):
+            if isinstance(spec_dim, str) and spec_dim.isidentifier():
+                if d.dim_param:
+                    sizes[spec_dim] = batch if spec_dim == "batch" else other
+                else:
+                    sizes[spec_dim] = d.dim_value
+    return sizes
+
+
+def torch_outputs(module, graph, inputs) -> dict:
+    """The torch model's outputs on ``inputs`` (torch tensors by input name) as numpy arrays by output name."""
+    import torch
+
+    with torch.no_grad():
+        ref = module(**inputs)
+    ref = ref if isinstance(ref, dict) else {next(iter(graph.outputs)): ref}
+    return {name: ref[name].numpy() for name in graph.outputs}
+
+
+def ort_vs_torch(session, graph, module, inputs) -> dict[str, tuple[float, float]]:
+    """{output: (max |ORT - torch|, scale)} of an ORT ``session`` on ``inputs``; a run passes when every
+    diff <= tolerance · scale (scale = max(1, max |torch|): float32 rounding grows with the magnitude)."""
+    from nngraph.compilers.onnx.verify import max_abs_diff
+
+    want = torch_outputs(module, graph, inputs)
+    got = session.run(list(graph.outputs), {i.name: inputs[i.name].numpy() for i in session.get_inputs()})
+    out = {}
+    for name, value in zip(graph.outputs, got):
+        ref = want[name]
+        scale = max(1.0, float(abs(ref).max()) if ref.size and ref.dtype.kind == "f" else 1.0)
+        out[name] = (max_abs_diff(value, ref), scale)
+    return out

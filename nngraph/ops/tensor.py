@@ -148,10 +148,23 @@ def reshape(ctx: InferCtx) -> TensorType:
             target[idx] = total_in // total_known
         else:
             target[idx] = _cancel(x.shape, known) or dim_floordiv(total_in, total_known)
-    elif isinstance(total_in, int) and isinstance(total_known, int) and total_in != total_known:
-        ctx.fail(f"cannot reshape {format_shape(x.shape)} ({total_in} elements) to {format_shape(target)} ({total_known})",
-                 "element counts must match", "shape")
+    elif (apart := _unshared_counts(x.shape, target)) and apart[0] != apart[1]:
+        ctx.fail(f"cannot reshape {format_shape(x.shape)} to {format_shape(target)}: the element counts differ "
+                 f"(the dims they do not share multiply to {apart[0]} vs {apart[1]})", "element counts must match", "shape")
     return TensorType(tuple(target), x.dtype)
+
+
+def _unshared_counts(shape: tuple, target: list) -> tuple[int, int] | None:
+    """The products of the dims input and target do not share, when both are numbers (``[b, 4, 16]`` vs
+    ``[b, 4, 2, 2]``: 16 vs 4); None when a symbol is left on either side (the counts cannot be compared)."""
+    rest_in, rest_out = list(shape), []
+    for d in target:
+        if d in rest_in:
+            rest_in.remove(d)
+        else:
+            rest_out.append(d)
+    num, den = dim_prod(rest_in), dim_prod(rest_out)
+    return (num, den) if isinstance(num, int) and isinstance(den, int) else None
 
 
 def _cancel(shape: tuple, known: list) -> Any:

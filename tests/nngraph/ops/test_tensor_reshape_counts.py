@@ -1,0 +1,32 @@
+"""reshape refuses a target whose element count provably differs from the input's, symbolic dims included."""
+
+from __future__ import annotations
+
+
+def test_reshape_with_a_wrong_count_over_symbolic_dims_is_refused(diagnose):
+    _, errors = diagnose("""
+        nngraph: 1
+        name: r
+        inputs:
+          x: {shape: [batch, 4, 16], dtype: float32}
+        graph:
+          - {name: y, op: reshape, in: x, shape: [0, 0, 2, 2]}
+        outputs: {y: y}
+    """)
+    assert [(line, msg) for line, col, msg, hint in errors] == [
+        (6, "node 'y' (reshape): cannot reshape [batch, 4, 16] to [batch, 4, 2, 2]: the element counts differ "
+            "(the dims they do not share multiply to 16 vs 4)")]
+
+
+def test_reshape_with_the_same_count_over_symbolic_dims_is_accepted(diagnose):
+    graph, errors = diagnose("""
+        nngraph: 1
+        name: r
+        inputs:
+          x: {shape: [batch, 4, 16], dtype: float32}
+        graph:
+          - {name: y, op: reshape, in: x, shape: [0, 0, 8, 2]}
+        outputs: {y: y}
+    """)
+    assert errors == []
+    assert [str(d) for d in graph.nodes["y"].out.shape] == ["batch", "4", "8", "2"]

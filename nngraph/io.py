@@ -1,6 +1,7 @@
 """Atomic file writes: a temp file in the same directory, fsync, then rename.
 
-A crash or a bad input never leaves a half-written schema, checkpoint or model.
+A crash or a bad input never leaves a half-written schema, checkpoint or model, and the rename never
+replaces anything but a regular file (:func:`nngraph.outputs.check_target`: not a link, a FIFO, a device).
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from .outputs import check_target
+
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see either the old file or the whole new one."""
     path = Path(path)
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -21,6 +25,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file should look like any other
+        check_target(path)  # again: the path may have become a link or a FIFO while the data was written
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

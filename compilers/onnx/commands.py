@@ -38,6 +38,7 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                    echo: Echo, include_optional: bool = False, network: str | None = None, fuse: str | None = None,
                    dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None) -> int:
     from nngraph.compilers.torch.check import parse_dims
+    from nngraph.outputs import check_output, folder_files
     from nngraph.spec import load_spec
 
     from .export import ExportError, explain_text, export_graph, lowering_of, plan
@@ -47,6 +48,8 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
+    check_output(output, [("the spec", spec), ("the --weights file", weights),
+                          *folder_files("a file of the --weights folder", weights, "checkpoints")])
     if output is None and not explain:
         echo("error: give -o FILE.onnx (or --explain to only show the plan)", err=True)
         return 2
@@ -147,6 +150,7 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
     import numpy as np
 
     from nngraph.io import write_bytes_atomic
+    from nngraph.outputs import check_output
 
     from .kernels import TARGETS
     from .runner import InferError, open_model, parse_input_args, run_session
@@ -154,6 +158,7 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
+    check_output(output, [("the model", model), ("the model's data file", f"{model}.data"), *_input_files(inputs)])
     try:
         session = open_model(model, target, threads, opt_level=opt_level, spin=spin)
         feeds = parse_input_args(list(inputs), session)
@@ -169,6 +174,11 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
         write_bytes_atomic(output, buf.getvalue())
         echo(f"wrote {output}")
     return 0
+
+
+def _input_files(items: Sequence[str]) -> list[tuple[str, str]]:
+    """The files of ``--input NAME=FILE`` items, as ``check_output`` inputs."""
+    return [(f"the --input file of '{name}'", file) for name, sep, file in (i.partition("=") for i in items) if sep]
 
 
 def _read_named(items: Sequence[str]) -> dict[str, Any]:
@@ -210,6 +220,7 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
                      weights: Path | None, overrides: Sequence[str], output: Path | None, echo: Echo,
                      source: Sequence[str] = (), inputs: Sequence[str] = ()) -> int:
     from nngraph.io import write_text_atomic
+    from nngraph.outputs import check_output
 
     from .export import ExportError
     from .generate import generate
@@ -220,6 +231,8 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
+    check_output(output, [("the model", model), ("the model's data file", f"{model}.data"),
+                          ("the --weights file", weights), ("the --prompt-file", prompt_file), *_input_files(inputs)])
     try:
         tokens = _read_prompts(prompts, prompt_file)
         src = _read_prompts(source, None, "--source") if source else None

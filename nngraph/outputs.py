@@ -68,6 +68,21 @@ def folder_files(label: str, folder: PathLike | None, *subfolders: str) -> list[
     return found
 
 
+def name_problem(name: str) -> str | None:
+    """Why ``name`` (a spec's ``name``) cannot name a folder -- it is a name, not a path -- or None."""
+    if name in ("", ".", ".."):
+        return f"'{name}' is not a name"
+    if any(c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+        return "a name holds no path separators or control characters"
+    return None
+
+
+def folder_name(name: str) -> str:
+    """``name`` made safe as one folder name (what :func:`name_problem` refuses is replaced by ``_``)."""
+    safe = "".join("_" if c in "/\\" or ord(c) < 32 else c for c in name)
+    return safe if safe.strip(".") else "_" + safe
+
+
 def check_target(path: PathLike) -> None:
     """Refuse to replace anything but a regular file or nothing: a symlink, a folder, a FIFO, a device."""
     try:

@@ -27,6 +27,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from nngraph.outputs import folder_name
+
 from .checkpoint import CheckpointError
 from .data import DataError
 
@@ -52,7 +54,7 @@ def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] 
     if strategy is not None:
         overrides = [*(overrides or []), f"train.distributed.strategy={strategy}"]
     run = load_run_config(spec, overrides, config, steps, epochs, seed, data)  # fail fast, before any launch
-    out_dir = Path(out) if out is not None else Path("out") / "train" / run.graph.name
+    out_dir = Path(out) if out is not None else Path("out") / "train" / folder_name(run.graph.name)
     if run.graph.networks:  # several networks (gan, wgan, vae, dqn, ddpg): one process, compilers/train/multi.py
         from .multi import train_networks
 

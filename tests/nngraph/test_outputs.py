@@ -66,3 +66,11 @@ def test_a_regular_file_or_a_new_path_is_written(folder):
     write_text_atomic(folder / "afile", "new")
     write_text_atomic(folder / "new" / "deeper" / "x", "made")
     assert (folder / "afile").read_text() == "new" and (folder / "new" / "deeper" / "x").read_text() == "made"
+
+
+@pytest.mark.parametrize(("name", "folder"), [("../../..", ".._.._.."), ("/etc", "_etc"), ("..", "_.."), ("", "_"),
+                                              ("a\\b", "a_b"), ("gpt-tiny.v2", "gpt-tiny.v2")])
+def test_a_name_becomes_one_folder_name_never_a_path(name, folder):
+    from nngraph.outputs import folder_name
+
+    assert folder_name(name) == folder

@@ -42,19 +42,23 @@ def _echo(text: str) -> None:
 def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] | None = None,
           config: str | Path | None = None, steps: int | None = None, epochs: int | None = None,
           seed: int | None = None, data: str | None = None, resume: bool = False, nproc_per_node: int = 1,
-          echo: Callable[[str], None] = _echo, quiet: bool = False, strategy: str | None = None) -> dict[str, Any]:
+          echo: Callable[[str], None] = _echo, quiet: bool = False, strategy: str | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
     """Train ``spec``; returns the run summary (also written to ``OUT/summary.json``).
 
     With ``nproc_per_node`` > 1 (and not already inside a torchrun worker), N
     workers are launched with torch's elastic launcher and rank 0's summary is
-    returned. ``strategy`` (ddp or fsdp) sets ``train.distributed.strategy``.
+    returned. ``strategy`` (ddp or fsdp) sets ``train.distributed.strategy``. ``out`` must be new, empty or a
+    run of this spec unless ``resume`` or ``overwrite`` (:mod:`.outfolder`).
     """
     from .config import load_run_config
+    from .outfolder import prepare
 
     if strategy is not None:
         overrides = [*(overrides or []), f"train.distributed.strategy={strategy}"]
     run = load_run_config(spec, overrides, config, steps, epochs, seed, data)  # fail fast, before any launch
     out_dir = Path(out) if out is not None else Path("out") / "train" / folder_name(run.graph.name)
+    resume = prepare(out_dir, run.graph.name, resume, overwrite, (lambda _t: None) if quiet else echo)
     if run.graph.networks:  # several networks (gan, wgan, vae, dqn, ddpg): one process, compilers/train/multi.py
         from .multi import train_networks
 

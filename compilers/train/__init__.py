@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from nngraph.io import write_text_atomic
 from nngraph.outputs import folder_name
 
 from .checkpoint import CheckpointError
@@ -58,7 +59,7 @@ def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] 
         overrides = [*(overrides or []), f"train.distributed.strategy={strategy}"]
     run = load_run_config(spec, overrides, config, steps, epochs, seed, data)  # fail fast, before any launch
     out_dir = Path(out) if out is not None else Path("out") / "train" / folder_name(run.graph.name)
-    resume = prepare(out_dir, run.graph.name, resume, overwrite, (lambda _t: None) if quiet else echo)
+    resume = prepare(out_dir, run, resume, overwrite, (lambda _t: None) if quiet else echo)
     if run.graph.networks:  # several networks (gan, wgan, vae, dqn, ddpg): one process, compilers/train/multi.py
         from .multi import train_networks
 
@@ -111,7 +112,7 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
         log = tb = None
         if d.main:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps(run.values, indent=2) + "\n", encoding="utf-8")
+            write_text_atomic(out / "config.json", json.dumps(run.values, indent=2) + "\n")
             log = MetricsLog(out / "metrics.jsonl", resumed_from)
             tb = TensorBoard(out / "tb", run.values["log"]["tensorboard"])
             _save_tokenizer(plan, out)
@@ -129,7 +130,7 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
                 summary["plot"] = str(out / "loss.png")
             if tb is not None:
                 tb.close()
-            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         distributed.barrier(d)
         return summary
     finally:
@@ -139,7 +140,7 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
 def _save_tokenizer(plan: Any, out: Path) -> None:
     tok = getattr(plan.task.data, "tokenizer", None)
     if tok is not None:
-        (out / "tokenizer.json").write_text(tok.to_json(), encoding="utf-8")
+        write_text_atomic(out / "tokenizer.json", tok.to_json())
 
 
 def _export(tr: Any, path: Path) -> None:

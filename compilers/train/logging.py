@@ -10,12 +10,13 @@ uninterrupted run.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from nngraph.io import write_text_atomic
+from nngraph.io import write_bytes_atomic, write_text_atomic
 
 
 def _wanted(setting: Any, module: str) -> bool:
@@ -31,7 +32,7 @@ class MetricsLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
-            path.write_text("", encoding="utf-8")
+            write_text_atomic(path, "")  # a regular file, never through a link planted at its name
         elif path.exists():
             keep = [line for line in path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and _step_of(line) <= resume_step]
@@ -141,7 +142,8 @@ def plot_losses(metrics: list[dict[str, Any]], path: Path, title: str, setting: 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    write_bytes_atomic(path, png.getvalue())
     plt.close(fig)
     return True

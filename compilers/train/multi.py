@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from nngraph.io import write_text_atomic
 from nngraph.spec.networks import roles_of
 
 from . import checkpoint as ck
@@ -206,7 +207,7 @@ def train_networks(run: RunConfig, out: Path, resume: bool, echo: Callable[[str]
                       for role, net in tr.roles.items())
     say(f"training {run.graph.name}: task {task_name}; {sizes}; {total} steps")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(run.values, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "config.json", json.dumps(run.values, indent=2) + "\n")
     log = MetricsLog(out / "metrics.jsonl", resumed_from)
     cfg = run.values
     log_every = cfg["log"]["every"]
@@ -264,5 +265,5 @@ def train_networks(run: RunConfig, out: Path, resume: bool, echo: Callable[[str]
         + ", metrics.jsonl, checkpoints/")
     if plot_losses(read_metrics(out / "metrics.jsonl"), out / "loss.png", f"{run.graph.name}: loss", cfg["log"]["plot"]):
         summary["plot"] = str(out / "loss.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

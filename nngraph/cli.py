@@ -313,6 +313,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="passes over the training split")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default out/train/NAME)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue exactly from the newest checkpoint in --out")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="train into a --out that holds other files (replacing them); with --resume: start again from step 0 when no checkpoint verifies")] = False,
     set_: SetOpt = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed of initialization, batches, dropout and noise")] = None,
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", min=1, help="data-parallel worker processes (torch elastic launcher; gloo on CPU)")] = 1,
@@ -331,7 +332,7 @@ def train(
 
         try:
             run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet,
-                      strategy=strategy)
+                      strategy=strategy, overwrite=overwrite)
         except (DataError, CheckpointError) as err:
             typer.echo(f"error: {err}", err=True)
             return 1

@@ -40,6 +40,8 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                    dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None) -> int:
     from nngraph.compilers.torch.check import parse_dims
     from nngraph.run_folder import model_source
+    from nngraph.outputs import check_output, folder_files
+    from nngraph.spec import load_spec
 
     from .export import ExportError, explain_text, export_graph, lowering_of, opset_for, plan
     from .kernels import TARGETS
@@ -48,6 +50,8 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
+    check_output(output, [("the spec", spec), ("the --weights file", weights),
+                          *folder_files("a file of the --weights folder", weights, "checkpoints")])
     if output is None and not explain:
         echo("error: give -o FILE.onnx (or --explain to only show the plan)", err=True)
         return 2
@@ -177,6 +181,7 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
     import numpy as np
 
     from nngraph.io import write_bytes_atomic
+    from nngraph.outputs import check_output
 
     from .export import ExportError
     from .kernels import TARGETS
@@ -186,6 +191,7 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
+    check_output(output, [("the model", model), ("the model's data file", f"{model}.data"), *_input_files(inputs)])
     try:
         with _as_onnx(model, [], None, target, False) as (path, result):
             if result is not None:
@@ -204,6 +210,11 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
         write_bytes_atomic(output, buf.getvalue())
         echo(f"wrote {output}")
     return 0
+
+
+def _input_files(items: Sequence[str]) -> list[tuple[str, str]]:
+    """The files of ``--input NAME=FILE`` items, as ``check_output`` inputs."""
+    return [(f"the --input file of '{name}'", file) for name, sep, file in (i.partition("=") for i in items) if sep]
 
 
 def _read_named(items: Sequence[str]) -> dict[str, Any]:
@@ -245,6 +256,7 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
                      weights: Path | None, overrides: Sequence[str], output: Path | None, echo: Echo,
                      source: Sequence[str] = (), inputs: Sequence[str] = ()) -> int:
     from nngraph.io import write_text_atomic
+    from nngraph.outputs import check_output
 
     from .export import ExportError
     from .generate import generate
@@ -255,6 +267,8 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
+    check_output(output, [("the model", model), ("the model's data file", f"{model}.data"),
+                          ("the --weights file", weights), ("the --prompt-file", prompt_file), *_input_files(inputs)])
     try:
         tokens = _read_prompts(prompts, prompt_file)
         src = _read_prompts(source, None, "--source") if source else None

@@ -65,11 +65,15 @@ class ModelFiles:
         import os
 
         from nngraph.io import write_bytes_atomic
+        from nngraph.outputs import check_target
 
         if not self.external:
             write_bytes_atomic(self.output, self.blob)
             return
-        os.replace(Path(self.tmp.name) / self.data_name, self.output.with_name(self.data_name))
+        data = self.output.with_name(self.data_name)
+        check_target(data)
+        check_target(self.output)
+        os.replace(Path(self.tmp.name) / self.data_name, data)
         os.replace(self.tmp_model, self.output)
 
     def close(self) -> None:

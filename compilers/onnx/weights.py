@@ -11,7 +11,7 @@ Accepted by ``nngraph export --weights``:
   :func:`nngraph.compilers.train.lora.merge_lora` folds ``(alpha/r)·B·A`` into each weight, so the exported
   graph is the plain spec with merged weights;
 * a training output folder: its ``model.safetensors`` if present, else the newest checkpoint in
-  ``checkpoints/``.
+  ``checkpoints/`` that verifies.
 
 Loading is strict (every parameter, right shapes); a file saved from another architecture
 (fingerprint) is refused with the reason: the vars that differ, when the weights record theirs (see
@@ -48,13 +48,14 @@ def resolve(path: str | Path) -> Path:
     if path.is_dir():
         if (path / "model.safetensors").is_file():
             return path / "model.safetensors"
-        from nngraph.compilers.train.checkpoint import step_files
+        from nngraph.compilers.train.checkpoint import latest
 
         for folder in (path / "checkpoints", path):
-            steps = step_files(folder)
-            if steps:
-                return steps[0][1]
-        raise ExportWeightsError(f"'{path}' is a folder without model.safetensors or checkpoints/step_*.safetensors")
+            newest = latest(folder)  # the newest that verifies (regular files only: a FIFO is never opened)
+            if newest is not None:
+                return newest.path
+        raise ExportWeightsError(f"'{path}' is a folder without model.safetensors or a checkpoints/step_*.safetensors "
+                                 "that verifies")
     if not path.is_file():
         raise ExportWeightsError(f"weights file '{path}' not found")
     return path
@@ -67,32 +68,12 @@ def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
     file = resolve(path)
     notes = [f"weights: {file}"]
     if _safetensors_format(file) == CHECKPOINT_FORMAT:
-        from nngraph.compilers.train import checkpoint as ck
+        from nngraph.compilers.train.checkpoint import CheckpointError
 
         try:
-            ckpt = ck.read(file)
-        except ck.CheckpointError as exc:
+            return notes + _from_checkpoint(module, graph, file)
+        except CheckpointError as exc:
             raise ExportWeightsError(str(exc)) from None
-        saved = ckpt.state.get("fingerprint")
-        if saved and saved != graph.fingerprint():
-            raise ExportWeightsError(_mismatch(file, None, graph) or
-                                     f"checkpoint '{file}' was saved from a different architecture (fingerprint "
-                                     f"{saved}, this spec is {graph.fingerprint()})")
-        state = ckpt.group("model")
-        lora = list(ckpt.state.get("lora") or [])
-        notes.append(f"training checkpoint at step {ckpt.state.get('run', {}).get('step', '?')}")
-        if lora:
-            from nngraph.compilers.train.lora import apply_lora, merge_lora
-
-            cfg = (ckpt.state.get("config") or {}).get("lora") or {}
-            apply_lora(module, lora, int(cfg.get("rank", 8)), float(cfg.get("alpha", cfg.get("rank", 8))), 0.0)
-            _load(module, state, file, load_state_dict, StateDictError)
-            merged = merge_lora(module)
-            notes.append(f"LoRA adapters of {merged} linear layers merged into their weights "
-                         f"(rank {cfg.get('rank')}, alpha {cfg.get('alpha')})")
-            return notes
-        _load(module, state, file, load_state_dict, StateDictError)
-        return notes
     from nngraph.compilers.torch.weights import WeightsError, load_weights
 
     try:
@@ -114,6 +95,53 @@ def _mismatch(file: Path, metadata: dict | None, graph: Any) -> str | None:
 
     why = vars_mismatch(file, metadata, graph)
     return f"'{file}' does not fit this spec: {why}" if why else None
+
+
+def _from_checkpoint(module: Any, graph: Any, file: Path) -> list[str]:
+    """Load a training checkpoint's model (its LoRA adapters merged); the notes. A state field that does not fit
+    is a CheckpointError naming it (:mod:`nngraph.compilers.train.ckstate`)."""
+    from nngraph.compilers.torch import StateDictError, load_state_dict
+    from nngraph.compilers.train import checkpoint as ck
+    from nngraph.compilers.train import ckstate
+
+    ckpt = ck.read(file)
+    saved = ckpt.state.get("fingerprint")
+    if saved and saved != graph.fingerprint():
+        raise ExportWeightsError(_mismatch(file, None, graph) or
+                                 f"checkpoint '{file}' was saved from a different architecture (fingerprint "
+                                 f"{saved}, this spec is {graph.fingerprint()})")
+    notes = [f"training checkpoint at step {ckstate.run_counters(ckpt, keys=())['step']}"]
+    lora = ckstate.lora_layers(ckpt)
+    if lora:
+        from nngraph.compilers.train.lora import merge_lora
+
+        rank, alpha = _adapt(module, ckpt, lora)
+        _load(module, ckpt.group("model"), file, load_state_dict, StateDictError)
+        notes.append(f"LoRA adapters of {merge_lora(module)} linear layers merged into their weights "
+                     f"(rank {rank}, alpha {alpha})")
+        return notes
+    _load(module, ckpt.group("model"), file, load_state_dict, StateDictError)
+    return notes
+
+
+def _adapt(module: Any, ckpt: Any, lora: list[str]) -> tuple[int, float]:
+    """Wrap the checkpoint's LoRA layers with its rank and alpha (returned); each must be a linear layer of the spec."""
+    import glob
+    import math
+
+    from nngraph.compilers.train import ckstate
+    from nngraph.compilers.train.lora import apply_lora
+
+    cfg = ckstate.field(ckpt, "config").get("lora") or {}
+    with ckstate.loading(ckpt, "config.lora"):
+        rank, alpha = int(cfg.get("rank", 8)), float(cfg.get("alpha", cfg.get("rank", 8)))
+        if rank < 1 or not math.isfinite(alpha):
+            raise ValueError(f"rank {rank} and alpha {alpha} are not a positive rank and a finite alpha")
+    wrapped = apply_lora(module, [glob.escape(n) for n in lora], rank, alpha, 0.0)
+    if sorted(wrapped) != sorted(lora):
+        raise ckstate.bad_field(ckpt, "lora", f"names layers that are not linear layers of this spec: "
+                                              f"{sorted(set(lora) - set(wrapped))}")
+    return rank, alpha
 
 
 def _load(module: Any, state: dict, file: Path, load_state_dict: Any, error: type) -> None:

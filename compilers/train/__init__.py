@@ -32,6 +32,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from nngraph.io import write_text_atomic
+from nngraph.outputs import folder_name
+
 from .checkpoint import CheckpointError
 from .data import DataError
 from .longrun import TrainingInterrupted
@@ -46,19 +49,23 @@ def _echo(text: str) -> None:
 def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] | None = None,
           config: str | Path | None = None, steps: int | None = None, epochs: int | None = None,
           seed: int | None = None, data: str | None = None, resume: bool = False, nproc_per_node: int = 1,
-          echo: Callable[[str], None] = _echo, quiet: bool = False, strategy: str | None = None) -> dict[str, Any]:
+          echo: Callable[[str], None] = _echo, quiet: bool = False, strategy: str | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
     """Train ``spec``; returns the run summary (also written to ``OUT/summary.json``).
 
     With ``nproc_per_node`` > 1 (and not already inside a torchrun worker), N
     workers are launched with torch's elastic launcher and rank 0's summary is
-    returned. ``strategy`` (ddp or fsdp) sets ``train.distributed.strategy``.
+    returned. ``strategy`` (ddp or fsdp) sets ``train.distributed.strategy``. ``out`` must be new, empty or a
+    run of this spec unless ``resume`` or ``overwrite`` (:mod:`.outfolder`).
     """
     from .config import load_run_config
+    from .outfolder import prepare
 
     if strategy is not None:
         overrides = [*(overrides or []), f"train.distributed.strategy={strategy}"]
     run = load_run_config(spec, overrides, config, steps, epochs, seed, data)  # fail fast, before any launch
-    out_dir = Path(out) if out is not None else Path("out") / "train" / run.graph.name
+    out_dir = Path(out) if out is not None else Path("out") / "train" / folder_name(run.graph.name)
+    resume = prepare(out_dir, run, resume, overwrite, (lambda _t: None) if quiet else echo)
     if run.graph.networks:  # several networks (gan, wgan, vae, dqn, ddpg): one process, compilers/train/multi.py
         from .multi import train_networks
 
@@ -114,7 +121,7 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
         log = tb = None
         if d.main:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps(run.values, indent=2) + "\n", encoding="utf-8")
+            write_text_atomic(out / "config.json", json.dumps(run.values, indent=2) + "\n")
             record_run(out, run.spec_path, run.overrides, run.graph)  # export/infer/sample/generate take OUT/
             log = MetricsLog(out / "metrics.jsonl", resumed_from)
             tb = TensorBoard(out / "tb", run.values["log"]["tensorboard"])
@@ -135,7 +142,7 @@ def _train(run: Any, out: Path, resume: bool, echo: Callable[[str], None], quiet
             if plot_losses(read_metrics(out / "metrics.jsonl"), out / "loss.png", f"{run.graph.name}: loss",
                            run.values["log"]["plot"]):
                 summary["plot"] = str(out / "loss.png")
-            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         distributed.barrier(d)
         return summary
     finally:
@@ -152,7 +159,7 @@ def _close(log: Any, tb: Any) -> None:
 def _save_tokenizer(plan: Any, out: Path) -> None:
     tok = getattr(plan.task.data, "tokenizer", None)
     if tok is not None:
-        (out / "tokenizer.json").write_text(tok.to_json(), encoding="utf-8")
+        write_text_atomic(out / "tokenizer.json", tok.to_json())
 
 
 def _export(tr: Any, path: Path) -> None:

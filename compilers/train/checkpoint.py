@@ -13,7 +13,11 @@ target, then the folder is fsynced; a crash at any moment leaves the previous
 checkpoint and at worst a ``.*.tmp`` file that is never read. Reading never
 unpickles: a file that is not safetensors (e.g. a ``torch.save`` pickle, which
 can carry code) is refused, and a file whose digest does not match is refused
-as corrupt or tampered.
+as corrupt or tampered. Only regular files are read (a FIFO named like a checkpoint is not opened).
+
+Discovery and pruning count only checkpoints that verify: a broken or foreign file named
+``step_*.safetensors`` is skipped with a warning and never deleted, and it never pushes a real checkpoint
+out of the ``keep`` newest.
 """
 
 from __future__ import annotations
@@ -104,16 +108,60 @@ def decode(blob: bytes, path: Path) -> Checkpoint:
         state = json.loads(state_json)
     except Exception as exc:  # noqa: BLE001 - any parse failure is "unusable checkpoint"
         raise CheckpointError(f"'{path}' cannot be read: {type(exc).__name__}: {exc}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"'{path}': its state is a JSON {type(state).__name__}, not an object")
     return Checkpoint(tensors, state, path)
 
 
 def read(path: str | Path) -> Checkpoint:
+    """Read and verify the checkpoint at ``path`` (a regular file); raises :class:`CheckpointError`."""
+    from nngraph.io import NotARegularFile, read_regular_bytes
+
     path = Path(path)
     try:
-        blob = path.read_bytes()
+        blob = read_regular_bytes(path)
+    except NotARegularFile as exc:
+        raise CheckpointError(f"cannot read checkpoint: {exc}") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint '{path}': {exc.strerror or exc}") from None
-    return decode(blob, path)
+    ckpt = decode(blob, path)
+    _VERIFIED.add(_identity(path))
+    return ckpt
+
+
+#: files known to verify, by identity (device, inode, size, mtime): pruning reads each file at most once
+_VERIFIED: set[tuple[int, ...]] = set()
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def verifies(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint that verifies (read once per version of the file)."""
+    try:
+        if _identity(path) in _VERIFIED:
+            return True
+        read(path)
+        return True
+    except (OSError, CheckpointError):
+        return False
+
+
+def header_metadata(path: Path) -> dict[str, str]:
+    """The safetensors ``__metadata__`` of a regular file, reading only its header ({} when it has none)."""
+    from nngraph.io import read_regular_bytes
+
+    try:
+        head = read_regular_bytes(path, limit=8)
+        n = _header_len(head) if len(head) == 8 else 0
+        if not 0 < n <= _MAX_HEADER:
+            return {}
+        meta = json.loads(read_regular_bytes(path, limit=8 + n)[8:]).get("__metadata__")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -133,6 +181,8 @@ def write_atomic(path: Path, blob: bytes, chunk: int = 1 << 20) -> None:
     ``NNGRAPH_CHECKPOINT_WRITE_DELAY`` (seconds) pauses between chunks: a test
     hook that makes "killed while writing a checkpoint" reproducible.
     """
+    from nngraph.outputs import check_target
+
     delay = float(os.environ.get("NNGRAPH_CHECKPOINT_WRITE_DELAY", "0") or 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -146,6 +196,7 @@ def write_atomic(path: Path, blob: bytes, chunk: int = 1 << 20) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
+        check_target(path)  # a link, FIFO or folder at the checkpoint's name is never replaced
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -156,6 +207,7 @@ def write_atomic(path: Path, blob: bytes, chunk: int = 1 << 20) -> None:
 def save(folder: Path, name: str, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
     path = folder / name
     write_atomic(path, encode(tensors, {**state, "format": FORMAT}))
+    _VERIFIED.add(_identity(path))  # just written from these tensors: it verifies
     return path
 
 
@@ -164,18 +216,19 @@ def save_step(folder: Path, name: str | None, step: int, tensors: dict[str, torc
     """Save a checkpoint (``name``, or the step's name — then older step checkpoints beyond ``keep`` are pruned)."""
     path = save(folder, name or step_name(step), tensors, state)
     if name is None:
-        prune(folder, keep)
+        prune(folder, keep, step)
     return path
 
 
 def check_resumable(ckpt: Checkpoint, fingerprint: str, cfg: dict[str, Any], may_change: tuple[str, ...]) -> None:
     """Refuse to resume from another architecture or a training configuration changed beyond ``may_change``."""
-    st = ckpt.state
-    if st.get("fingerprint") != fingerprint:
+    from .ckstate import field
+
+    if ckpt.state.get("fingerprint") != fingerprint:
         raise CheckpointError(f"'{ckpt.path}' was saved from a different architecture (fingerprint "
-                              f"{st.get('fingerprint')}, this spec is {fingerprint})")
-    changed = sorted(k for k in set(st["config"]) | set(cfg)
-                     if k not in may_change and st["config"].get(k) != cfg.get(k))
+                              f"{ckpt.state.get('fingerprint')}, this spec is {fingerprint})")
+    saved = field(ckpt, "config")
+    changed = sorted(k for k in set(saved) | set(cfg) if k not in may_change and saved.get(k) != cfg.get(k))
     if changed:
         raise CheckpointError(f"cannot resume '{ckpt.path}' exactly: the training configuration changed "
                               f"({', '.join(changed)}); start a new run with another --out")
@@ -186,11 +239,21 @@ def step_name(step: int) -> str:
 
 
 def step_files(folder: Path) -> list[tuple[int, Path]]:
-    """Step checkpoints in ``folder``, newest first (temp files are never listed)."""
-    if not folder.is_dir():
+    """Step checkpoint candidates in ``folder`` (regular files named ``step_N.safetensors``), newest first; temp
+    files, FIFOs and folders are never listed. Candidates are not verified: see :func:`latest`."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
         return []
-    out = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_RE.match(p.name))]
+    out = [(int(m.group(1)), Path(e.path)) for e in entries if (m := STEP_RE.match(e.name)) and _is_file(e)]
     return sorted(out, reverse=True)
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def latest(folder: Path, warn: Any = None) -> Checkpoint | None:
@@ -204,24 +267,44 @@ def latest(folder: Path, warn: Any = None) -> Checkpoint | None:
     return None
 
 
-def resume_latest(trainer: Any, folder: Path, say: Any) -> int | None:
+def resume_latest(trainer: Any, folder: Path, say: Any) -> int:
     """Resume ``trainer`` (anything with ``resume(checkpoint)`` and ``step``) from the newest checkpoint in ``folder``
-    that verifies, saying what happened; the step it resumed at, or None when there is none (start from 0)."""
+    that verifies, saying what happened; the step it resumed at. None verifies: :class:`CheckpointError` (a resume
+    never silently starts again from step 0; ``train(overwrite=True)`` decides that before it gets here)."""
     ckpt = latest(folder, warn=say)
     if ckpt is None:
-        say(f"no checkpoint in {folder}: starting from step 0")
-        return None
+        raise CheckpointError(nothing_to_resume(folder))
     trainer.resume(ckpt)
     say(f"resumed from {ckpt.path} (step {trainer.step})")
     return trainer.step
 
 
-def prune(folder: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` step checkpoints (and stale temp files)."""
-    for _, path in step_files(folder)[keep:]:
+def nothing_to_resume(folder: Path) -> str:
+    """What --resume says when no checkpoint in ``folder`` verifies, and what to do."""
+    found = len(step_files(folder))
+    what = f"none of its {found} step checkpoints verifies" if found else "it holds no step checkpoint"
+    return (f"--resume: nothing to resume in '{folder}': {what}; start again from step 0 with --resume --overwrite "
+            "(the run's other files are replaced), or give another --out")
+
+
+def prune(folder: Path, keep: int, written: int | None = None) -> None:
+    """Delete the step checkpoints beyond the newest ``keep`` that verify, and stale temp files.
+
+    Only checkpoints that verify count and are ever deleted. ``written``: the step of the checkpoint just
+    saved; verified ones after it belong to an earlier run in this folder that this run replaced (a resumed
+    run starts at the newest verified one), so they go as well, or they would outrank this run's own.
+    """
+    kept = 0
+    for step, path in step_files(folder):
+        if not verifies(path):
+            continue
+        if (written is None or step <= written) and kept < max(keep, 1):
+            kept += 1
+            continue
         path.unlink(missing_ok=True)
     for tmp in folder.glob(".step_*.tmp"):
-        tmp.unlink(missing_ok=True)
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
 
 
 # ----- optimizer state <-> flat tensors + JSON -------------------------------------

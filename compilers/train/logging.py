@@ -14,13 +14,14 @@ terminals; otherwise (CI, nohup, a pipe) a flushed plain line on stdout every
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from nngraph.io import write_text_atomic
+from nngraph.io import write_bytes_atomic, write_text_atomic
 
 
 def _wanted(setting: Any, module: str) -> bool:
@@ -36,7 +37,7 @@ class MetricsLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
-            path.write_text("", encoding="utf-8")
+            write_text_atomic(path, "")  # a regular file, never through a link planted at its name
         elif path.exists():
             keep = [line for line in path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and _step_of(line) <= resume_step]
@@ -190,7 +191,8 @@ def plot_losses(metrics: list[dict[str, Any]], path: Path, title: str, setting: 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    write_bytes_atomic(path, png.getvalue())
     plt.close(fig)
     return True

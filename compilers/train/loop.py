@@ -20,6 +20,7 @@ import torch
 
 from . import amp
 from . import checkpoint as ck
+from . import ckstate
 from .config import RunConfig
 from .distributed import Dist, mean_across
 from .fsdp import load_model_state, load_optimizer_state, model_state, optimizer_state, shard
@@ -115,21 +116,32 @@ class Trainer:
         return ck.save_step(self.ckpt_dir, name, self.step, tensors, state, self.cfg["checkpoint"]["keep"])
 
     def resume(self, ckpt: ck.Checkpoint) -> None:
+        """Restore the run from ``ckpt``; a field that does not fit this run is a CheckpointError naming it."""
         st = ckpt.state
         ck.check_resumable(ckpt, self.run.graph.fingerprint(), self.cfg, RESUMABLE_CHANGES)
         if st.get("world", 1) != self.d.world:
             raise ck.CheckpointError(f"'{ckpt.path}' was written by {st.get('world')} processes, this run has "
                                      f"{self.d.world}: resume with the same --nproc-per-node")
-        load_model_state(self.model, ckpt.group("model"), self.sharded)
-        load_optimizer_state(self.model, self.opt, ck.unflatten_optimizer(ckpt, st["optimizer"]), self.sharded)
-        self.sched.load_state_dict(st["scheduler"])
+        if ckstate.lora_layers(ckpt) != list(self.plan.lora or []):
+            raise ckstate.bad_field(ckpt, "lora", f"names the layers {ckstate.lora_layers(ckpt)}; this run adapts "
+                                                  f"{list(self.plan.lora or [])}")
+        r = ckstate.run_counters(ckpt)
+        with ckstate.loading(ckpt, "model"):
+            load_model_state(self.model, ckpt.group("model"), self.sharded)
+        with ckstate.loading(ckpt, "optimizer"):
+            sd = ck.unflatten_optimizer(ckpt, ckstate.field(ckpt, "optimizer"))
+            ckstate.optimizer_state(ckpt, self.opt, sd, "optimizer", r["step"] - r["skipped"])
+            load_optimizer_state(self.model, self.opt, sd, self.sharded)
+        with ckstate.loading(ckpt, "scheduler"):
+            self.sched.load_state_dict(ckstate.like(ckpt, "scheduler", st.get("scheduler"), self.sched.state_dict()))
         if self.scaler and st.get("scaler"):
-            self.scaler.load_state_dict(st["scaler"])
-        ck.set_rng_state(ckpt, st["rng"], self.d.rank, self.plan.device)
+            with ckstate.loading(ckpt, "scaler"):
+                self.scaler.load_state_dict(ckstate.like(ckpt, "scaler", st["scaler"], self.scaler.state_dict()))
+        with ckstate.loading(ckpt, "rng"):
+            ck.set_rng_state(ckpt, ckstate.field(ckpt, "rng"), self.d.rank, self.plan.device)
         self.carry = {k: v.to(self.plan.device) for k, v in ckpt.group(f"rank/{self.d.rank}/carry").items()}
-        r = st["run"]
         self.step, self.best, self.best_step, self.bad_evals = r["step"], r["best"], r["best_step"], r["bad_evals"]
-        self.skipped = r.get("skipped", 0)
+        self.skipped = r["skipped"]
 
     # ----- one optimizer step ------------------------------------------------
     def forward(self, batch: Batch, module: torch.nn.Module, micro: int | None = None) -> dict[str, torch.Tensor]:

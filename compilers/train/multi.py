@@ -28,9 +28,11 @@ import torch
 from torch import nn
 
 from nngraph.run_folder import record_run
+from nngraph.io import write_text_atomic
 from nngraph.spec.networks import roles_of
 
 from . import checkpoint as ck
+from . import ckstate
 from .config import RunConfig
 from .longrun import TrainingInterrupted, Watch
 from .optim import make_optimizer
@@ -157,17 +159,22 @@ class NetTrainer:
     def resume(self, ckpt: ck.Checkpoint) -> None:
         from nngraph.compilers.torch import load_state_dict
 
-        st = ckpt.state
         ck.check_resumable(ckpt, self.run.graph.fingerprint(), self.cfg, RESUMABLE)
-        report = load_state_dict(self.nets, ckpt.group("model"))
+        r = ckstate.run_counters(ckpt, keys=())
+        with ckstate.loading(ckpt, "model"):
+            report = load_state_dict(self.nets, ckpt.group("model"))
         if not report.ok:
             raise ck.CheckpointError(f"'{ckpt.path}': {report.describe()}")
         for name, opt in self.task.optimizers.items():
-            shim = ck.Checkpoint({f"optim/{k}": v for k, v in ckpt.group(f"optim/{name}").items()}, {}, ckpt.path)
-            opt.load_state_dict(ck.unflatten_optimizer(shim, st["optimizers"][name]))
-        self.task.load_state(ckpt.group("task"), st["task"])
-        ck.set_rng_state(ckpt, st["rng"], 0)
-        r = st["run"]
+            with ckstate.loading(ckpt, f"optimizers.{name}"):
+                shim = ck.Checkpoint({f"optim/{k}": v for k, v in ckpt.group(f"optim/{name}").items()}, {}, ckpt.path)
+                sd = ck.unflatten_optimizer(shim, ckstate.field(ckpt, "optimizers")[name])
+                ckstate.optimizer_state(ckpt, opt, sd, f"optimizers.{name}", 0)  # a role may not have stepped yet
+                opt.load_state_dict(sd)
+        with ckstate.loading(ckpt, "task"):
+            self.task.load_state(ckpt.group("task"), ckstate.field(ckpt, "task"))
+        with ckstate.loading(ckpt, "rng"):
+            ck.set_rng_state(ckpt, ckstate.field(ckpt, "rng"), 0)
         self.step, self.best, self.best_step = r["step"], r["best"], r["best_step"]
 
     def improved(self, value: float) -> bool:
@@ -203,7 +210,7 @@ def train_networks(run: RunConfig, out: Path, resume: bool, echo: Callable[[str]
                       for role, net in tr.roles.items())
     say(f"training {run.graph.name}: task {task_name}; {sizes}; {total} steps")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(run.values, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "config.json", json.dumps(run.values, indent=2) + "\n")
     record_run(out, run.spec_path, run.overrides, run.graph)
     log = MetricsLog(out / "metrics.jsonl", resumed_from)
     cfg = run.values
@@ -264,5 +271,5 @@ def train_networks(run: RunConfig, out: Path, resume: bool, echo: Callable[[str]
         + ", metrics.jsonl, checkpoints/")
     if plot_losses(read_metrics(out / "metrics.jsonl"), out / "loss.png", f"{run.graph.name}: loss", cfg["log"]["plot"]):
         summary["plot"] = str(out / "loss.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -79,6 +79,7 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     if "name" in data and not isinstance(data["name"], str):
         diag.error(pos_in(data, "name", top), f"'name' must be a string, got {data['name']!r}", "name: my_model")
     apply_overrides(data, overrides, diag)
+    _check_name(data, diag, top)
     scope = Scope(dict(data.get("vars") or {}) if isinstance(data.get("vars") or {}, dict) else {})
     if not isinstance(data.get("vars") or {}, dict):
         diag.error(pos_in(data, "vars", top), "'vars' must be a mapping of name -> value")
@@ -98,6 +99,17 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     graph.train, graph.doc = data.get("train"), data.get("doc")
     _check_train(data, graph, diag, top, names_too=not any(d.severity == "error" for d in diag))
     return graph
+
+
+def _check_name(data: dict, diag: Diagnostics, top: SourcePos) -> None:
+    """The spec's ``name`` names output folders (``out/train/NAME``): a name, never a path."""
+    from ..outputs import name_problem
+
+    name = data.get("name")
+    problem = name_problem(name) if isinstance(name, str) else None
+    if problem:
+        diag.error(pos_in(data, "name", top), f"'name' {name!r} cannot name an output folder: {problem}",
+                   "use letters, digits, '_', '-' and '.', e.g. name: my_model")
 
 
 def build_graph(data: Any, name: str, display: str, scope: Scope, blocks: BlockTable, diag: Diagnostics, limits: Limits,

@@ -107,7 +107,54 @@ def test_latest_skips_broken_files_and_prune_keeps_the_newest(tmp_path):
     assert got.state["run"]["step"] == 3
     assert len(warnings) == 1 and "pickle" in warnings[0]
     ck.prune(tmp_path, keep=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [ck.step_name(3), ck.step_name(4)]
+    # only checkpoints that verify count and are deleted: the broken step 4 stays (it is not ours to delete)
+    # and does not push step 2 out of the newest two
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ck.step_name(2), ck.step_name(3), ck.step_name(4)]
+
+
+def test_an_unreadable_high_step_file_never_makes_the_run_delete_its_own_checkpoints(tmp_path):
+    junk = tmp_path / ck.step_name(99)
+    junk.write_bytes(b"unreadable")
+    for step in (1, 2, 3):
+        ck.save_step(tmp_path, None, step, *payload(step), keep=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ck.step_name(3), ck.step_name(99)]
+    assert junk.read_bytes() == b"unreadable"
+    assert ck.latest(tmp_path).state["run"]["step"] == 3
+
+
+def test_checkpoints_of_an_earlier_longer_run_go_once_the_new_run_has_its_own(tmp_path):
+    for step in (40, 50):  # an earlier run in this folder
+        ck.save(tmp_path, ck.step_name(step), *payload(step))
+    ck.save_step(tmp_path, None, 10, *payload(10), keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ck.step_name(10)]
+
+
+def test_a_fifo_named_like_a_checkpoint_is_never_opened(tmp_path):
+    os.mkfifo(tmp_path / ck.step_name(7))
+    ck.save(tmp_path, ck.step_name(3), *payload(3))
+    signal.alarm(20)  # a regression blocks in open(): fail instead of hanging
+    try:
+        assert [step for step, _ in ck.step_files(tmp_path)] == [3]
+        assert ck.latest(tmp_path).state["run"]["step"] == 3
+        with pytest.raises(ck.CheckpointError) as info:
+            ck.read(tmp_path / ck.step_name(7))
+    finally:
+        signal.alarm(0)
+    assert str(info.value) == f"cannot read checkpoint: '{tmp_path / ck.step_name(7)}' is a FIFO, not a regular file"
+    ck.prune(tmp_path, keep=1)
+    assert (tmp_path / ck.step_name(7)).is_fifo()
+
+
+def test_resume_with_no_checkpoint_that_verifies_says_so_instead_of_starting_at_0(tmp_path):
+    (tmp_path / ck.step_name(5)).write_bytes(b"corrupt")
+    said = []
+    with pytest.raises(ck.CheckpointError) as info:
+        ck.resume_latest(object(), tmp_path, said.append)
+    assert str(info.value) == (f"--resume: nothing to resume in '{tmp_path}': none of its 1 step checkpoints verifies; "
+                               "start again from step 0 with --resume --overwrite (the run's other files are "
+                               "replaced), or give another --out")
+    assert said == [f"skipping '{tmp_path / ck.step_name(5)}' is not a safetensors checkpoint (bad or truncated header)"]
+    assert (tmp_path / ck.step_name(5)).read_bytes() == b"corrupt"
 
 
 def test_optimizer_state_round_trips_through_flat_tensors(tmp_path):

@@ -40,7 +40,7 @@ def test_a_bad_set_override_and_a_missing_data_file_are_one_line_errors(write_sp
     res = runner.invoke(cli.app, ["train", str(spec), "--set", "train.steps=many"])
     assert res.exit_code == 1
     assert "--set train.steps=many: error: train.steps: expected an integer, got a string 'many'" in res.output
-    res = runner.invoke(cli.app, ["train", str(spec), "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path)])
+    res = runner.invoke(cli.app, ["train", str(spec), "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "run")])
     assert res.exit_code == 1
     assert f"error: data file '{tmp_path / 'none.csv'}' not found" in res.output and "Traceback" not in res.output
 

@@ -155,13 +155,13 @@ def test_graph_classification_batches_graphs_and_learns_cycles_from_paths(tmp_pa
 
 def test_data_that_does_not_fit_the_graph_input_is_an_error_with_a_fix(tmp_path):
     with pytest.raises(SpecError) as err:
-        train(ROOT / "specs/mlp.yaml", out=tmp_path, data="digits", quiet=True)
+        train(ROOT / "specs/mlp.yaml", out=tmp_path / "mlp", data="digits", quiet=True)
     (d,) = err.value.diagnostics
     assert str(d.pos) == "--data digits"
     assert d.message == ("data field 'x' has 64 values per example ([64]) but graph input 'x' is [batch, 784] "
                          "(784 per example)")
     with pytest.raises(SpecError) as err:
-        train(ROOT / "specs/gpt_char.yaml", out=tmp_path, overrides=["vocab=50"], quiet=True)
+        train(ROOT / "specs/gpt_char.yaml", out=tmp_path / "gpt", overrides=["vocab=50"], quiet=True)
     (d,) = err.value.diagnostics
     data_line = next(i for i, line in enumerate((ROOT / "specs/gpt_char.yaml").read_text().splitlines(), 1)
                      if line.startswith("  data: {builtin: text"))

@@ -141,14 +141,18 @@ def launch(nproc: int, entry: Callable[..., Any], *args: Any) -> dict[int, Any]:
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
                           monitor_interval=0.2, start_method="spawn")
     err_dir = Path(tempfile.mkdtemp(prefix="nngraph-workers-"))
-    elastic_log = logging.getLogger("torch.distributed.elastic")
-    level = elastic_log.level
-    elastic_log.setLevel(logging.CRITICAL)  # its failure dump repeats the worker's traceback
+    # the launcher's failure dump repeats the worker's traceback, and its process context logs
+    # "Terminating process ... via signal SIGTERM" when it stops the other workers: our one-line error says it
+    quiet = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing.spawn")]
+    levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.CRITICAL)
     try:
         return elastic_launch(config, guarded)(str(err_dir), entry, *args)
     except ChildFailedError as exc:
         _reraise(err_dir, exc)
         raise  # pragma: no cover - _reraise always raises
     finally:
-        elastic_log.setLevel(level)
+        for log, level in zip(quiet, levels):
+            log.setLevel(level)
         shutil.rmtree(err_dir, ignore_errors=True)

@@ -42,21 +42,31 @@ def _safetensors_format(path: Path) -> str | None:
 
 
 def resolve(path: str | Path) -> Path:
-    """The file a ``--weights`` argument names (a training folder -> its final weights or newest checkpoint)."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "model.safetensors").is_file():
-            return path / "model.safetensors"
-        from nngraph.compilers.train.checkpoint import step_files
+    """The file a ``--weights`` argument names (a training folder -> its final weights or newest checkpoint),
+    checked to be a regular file of a size that fits memory before any reader opens it (a FIFO would
+    block, a device never ends)."""
+    from nngraph import readers
 
-        for folder in (path / "checkpoints", path):
-            steps = step_files(folder)
-            if steps:
-                return steps[0][1]
-        raise ExportWeightsError(f"'{path}' is a folder without model.safetensors or checkpoints/step_*.safetensors")
-    if not path.is_file():
-        raise ExportWeightsError(f"weights file '{path}' not found")
-    return path
+    path = Path(path)
+    file = _in_folder(path) if path.is_dir() else path
+    try:
+        readers.check_regular(file, readers.memory_cap(readers.TENSOR_SHARE), "weights file")
+    except readers.FileRefused as exc:
+        raise ExportWeightsError(str(exc)) from None
+    return file
+
+
+def _in_folder(path: Path) -> Path:
+    """A training folder's final weights, else its newest step checkpoint."""
+    if (path / "model.safetensors").is_file():
+        return path / "model.safetensors"
+    from nngraph.compilers.train.checkpoint import step_files
+
+    for folder in (path / "checkpoints", path):
+        steps = step_files(folder)
+        if steps:
+            return steps[0][1]
+    raise ExportWeightsError(f"'{path}' is a folder without model.safetensors or checkpoints/step_*.safetensors")
 
 
 def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:

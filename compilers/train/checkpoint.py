@@ -108,11 +108,14 @@ def decode(blob: bytes, path: Path) -> Checkpoint:
 
 
 def read(path: str | Path) -> Checkpoint:
+    """The checkpoint at ``path``: a regular file within the tensor share of memory, decoded and verified."""
+    from nngraph import readers
+
     path = Path(path)
     try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint '{path}': {exc.strerror or exc}") from None
+        blob = readers.read_bytes(path, readers.memory_cap(readers.TENSOR_SHARE), "checkpoint")
+    except readers.FileRefused as exc:  # a FIFO would block, /dev/zero or a sparse giant would fill memory
+        raise CheckpointError(str(exc)) from None
     return decode(blob, path)
 
 

@@ -83,8 +83,8 @@ def open_regular(path: str | Path, max_bytes: int | None, what: str) -> IO[bytes
         st = os.fstat(fd)
         kind = next((name for test, name in _KINDS if test(st.st_mode)), None)
         if kind is not None or not stat.S_ISREG(st.st_mode):
-            raise FileRefused(f"{what} '{path}' is not a regular file (it is {kind or 'a special file'}): "
-                              f"give a {what} on disk")
+            raise FileRefused(f"{what} '{path}' is not a regular file (it is {kind or 'a special file'}); "
+                              "only regular files are read")
         if max_bytes is not None and st.st_size > max_bytes:
             raise too_big(st.st_size, max_bytes, f"{what} '{path}'")
         os.set_blocking(fd, True)

@@ -79,8 +79,13 @@ def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, s
             return 2
         conds[key.strip()] = int(value)
     graph = load_spec(spec, overrides)
-    for line in sample_to_png(graph, output, weights, steps, seed, num, sampler, eta, schedule, train_steps,
-                              cond=conds, sizes=parse_dims(dim)):
+    try:
+        lines = sample_to_png(graph, output, weights, steps, seed, num, sampler, eta, schedule, train_steps,
+                              cond=conds, sizes=parse_dims(dim))
+    except ValueError as exc:  # the sampler's refusals (not a denoiser, too many samples, weights) say what to do
+        echo(f"error: {exc}", err=True)
+        return 1
+    for line in lines:
         echo(line, err=line.startswith(("warning", "note")))
     return 0
 

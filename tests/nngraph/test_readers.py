@@ -24,15 +24,15 @@ def test_a_fifo_is_refused_as_not_a_regular_file_without_blocking(tmp_path):
     os.mkfifo(fifo)  # no writer: a blocking open would hang here
     with pytest.raises(FileRefused) as info:
         readers.open_regular(fifo, None, "data file")
-    assert str(info.value) == (f"data file '{fifo}' is not a regular file (it is a FIFO (named pipe)): "
-                               "give a data file on disk")
+    assert str(info.value) == (f"data file '{fifo}' is not a regular file (it is a FIFO (named pipe)); "
+                               "only regular files are read")
 
 
 @pytest.mark.parametrize("path, kind", [("/dev/zero", "a character device"), (".", "a folder")])
 def test_devices_and_folders_are_refused_by_kind(path, kind):
     with pytest.raises(FileRefused) as info:
         readers.read_bytes(path, 1 << 20, "weights file")
-    assert str(info.value) == f"weights file '{path}' is not a regular file (it is {kind}): give a weights file on disk"
+    assert str(info.value) == f"weights file '{path}' is not a regular file (it is {kind}); only regular files are read"
 
 
 def test_a_missing_file_is_not_found(tmp_path):

@@ -208,7 +208,7 @@ def test_a_device_as_the_newest_step_file_of_a_weights_folder_is_refused(tmp_pat
     res = _export(str(SPECS / "mlp.yaml"), "--weights", str(tmp_path / "run"), "-o", str(tmp_path / "m.onnx"))
     assert res.exit_code == 1
     assert res.output == (f"error: weights file '{steps / 'step_000000007.safetensors'}' is not a regular file "
-                          "(it is a character device): give a weights file on disk\n")
+                          "(it is a character device); only regular files are read\n")
 
 
 def test_weights_full_of_nan_fail_the_parity_check_instead_of_agreeing(tmp_path):

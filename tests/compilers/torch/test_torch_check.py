@@ -104,7 +104,7 @@ def test_devices_fifos_and_sparse_giants_are_refused_before_reading(tmp_path, mo
     monkeypatch.setattr(readers, "machine_memory", lambda: 1 << 30)
 
     with pytest.raises(WeightsError, match=r"^weights file '/dev/zero' is not a regular file \(it is a character "
-                                           r"device\): give a weights file on disk$"):
+                                           r"device\); only regular files are read$"):
         load_weights("/dev/zero")
     os.mkfifo(tmp_path / "w.safetensors")
     with pytest.raises(WeightsError, match=r"w.safetensors' is not a regular file \(it is a FIFO"):

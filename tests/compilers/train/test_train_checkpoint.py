@@ -72,8 +72,8 @@ def test_a_device_or_fifo_named_like_a_step_file_is_refused_without_reading(tmp_
     zero.symlink_to("/dev/zero")  # would fill memory reading it whole
     with pytest.raises(ck.CheckpointError) as info:
         ck.read(zero)
-    assert str(info.value) == (f"checkpoint '{zero}' is not a regular file (it is a character device): give a "
-                               "checkpoint on disk")
+    assert str(info.value) == (f"checkpoint '{zero}' is not a regular file (it is a character device); "
+                               "only regular files are read")
     fifo = tmp_path / ck.step_name(6)
     os.mkfifo(fifo)  # would block reading it
     with pytest.raises(ck.CheckpointError, match=r"is not a regular file \(it is a FIFO \(named pipe\)\)"):

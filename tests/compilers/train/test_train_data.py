@@ -216,8 +216,8 @@ def test_a_fifo_as_data_is_not_a_regular_file_rather_than_not_found(tmp_path):
     os.mkfifo(tmp_path / "d.csv")
     with pytest.raises(DataError) as info:
         load_data(cfg(path="d.csv"), "classification", tmp_path)
-    assert str(info.value) == (f"data file '{tmp_path / 'd.csv'}' is not a regular file (it is a FIFO (named pipe)): "
-                               "give a data file on disk")
+    assert str(info.value) == (f"data file '{tmp_path / 'd.csv'}' is not a regular file (it is a FIFO "
+                               "(named pipe)); only regular files are read")
 
 
 def test_a_sparse_csv_over_the_text_share_of_memory_is_refused_unread(tmp_path, monkeypatch):

@@ -29,9 +29,22 @@ class ExportWeightsError(ValueError):
     """Weights that cannot be used for this export."""
 
 
+def _regular(path: Path) -> Path:
+    """``path`` once it is a regular file within the tensor share of memory: a FIFO would block the readers,
+    a device never ends, a sparse giant would fill memory (the message names which)."""
+    from nngraph import readers
+
+    try:
+        readers.check_regular(path, readers.memory_cap(readers.TENSOR_SHARE), "weights file")
+    except readers.FileRefused as exc:
+        raise ExportWeightsError(str(exc)) from None
+    return path
+
+
 def _safetensors_format(path: Path) -> str | None:
     if path.suffix != ".safetensors":
         return None
+    _regular(path)  # before safe_open, which a FIFO would block
     try:
         from safetensors import safe_open
 
@@ -42,37 +55,29 @@ def _safetensors_format(path: Path) -> str | None:
 
 
 def resolve(path: str | Path) -> Path:
-    """The file a ``--weights`` argument names (a training folder -> its final weights or newest checkpoint),
-    checked to be a regular file of a size that fits memory before any reader opens it (a FIFO would
-    block, a device never ends)."""
-    from nngraph import readers
-
+    """The file a ``--weights`` argument names (a training folder -> its final weights or newest checkpoint)."""
     path = Path(path)
-    file = _in_folder(path) if path.is_dir() else path
-    try:
-        readers.check_regular(file, readers.memory_cap(readers.TENSOR_SHARE), "weights file")
-    except readers.FileRefused as exc:
-        raise ExportWeightsError(str(exc)) from None
-    return file
+    if path.is_dir():
+        if (path / "model.safetensors").is_file():
+            return path / "model.safetensors"
+        from nngraph.compilers.train.checkpoint import step_files
 
-
-def _in_folder(path: Path) -> Path:
-    """A training folder's final weights, else its newest step checkpoint."""
-    if (path / "model.safetensors").is_file():
-        return path / "model.safetensors"
-    from nngraph.compilers.train.checkpoint import step_files
-
-    for folder in (path / "checkpoints", path):
-        steps = step_files(folder)
-        if steps:
-            return steps[0][1]
-    raise ExportWeightsError(f"'{path}' is a folder without model.safetensors or checkpoints/step_*.safetensors")
+        for folder in (path / "checkpoints", path):
+            steps = step_files(folder)
+            if steps:
+                return steps[0][1]
+        raise ExportWeightsError(f"'{path}' is a folder without model.safetensors or checkpoints/step_*.safetensors")
+    if not path.is_file():
+        raise ExportWeightsError(f"weights file '{path}' not found")
+    return path
 
 
 def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
     """Load ``path``'s weights into ``module`` (built from ``graph``); returns notes (what was loaded, merged)."""
     from nngraph.compilers.torch import StateDictError, load_state_dict
 
+    if not Path(path).is_dir():  # a FIFO or a device is named as such (resolve would say "not found")
+        _regular(Path(path))
     file = resolve(path)
     notes = [f"weights: {file}"]
     if _safetensors_format(file) == CHECKPOINT_FORMAT:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -201,14 +202,14 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_a_device_as_the_newest_step_file_of_a_weights_folder_is_refused(tmp_path):
-    steps = tmp_path / "run" / "checkpoints"
-    steps.mkdir(parents=True)
-    (steps / "step_000000007.safetensors").symlink_to("/dev/zero")
-    res = _export(str(SPECS / "mlp.yaml"), "--weights", str(tmp_path / "run"), "-o", str(tmp_path / "m.onnx"))
+@pytest.mark.parametrize("make, kind", [(lambda p: p.symlink_to("/dev/zero"), "a character device"),
+                                        (os.mkfifo, "a FIFO (named pipe)")])
+def test_a_device_or_fifo_named_as_a_step_file_is_refused_unread(tmp_path, make, kind):
+    step = tmp_path / "step_000000007.safetensors"
+    make(step)  # /dev/zero would fill memory, a FIFO would block the read
+    res = _export(str(SPECS / "mlp.yaml"), "--weights", str(step), "-o", str(tmp_path / "m.onnx"))
     assert res.exit_code == 1
-    assert res.output == (f"error: weights file '{steps / 'step_000000007.safetensors'}' is not a regular file "
-                          "(it is a character device); only regular files are read\n")
+    assert res.output == f"error: weights file '{step}' is not a regular file (it is {kind}); only regular files are read\n"
 
 
 def test_weights_full_of_nan_fail_the_parity_check_instead_of_agreeing(tmp_path):
@@ -229,8 +230,6 @@ def test_weights_full_of_nan_fail_the_parity_check_instead_of_agreeing(tmp_path)
 
 
 def test_external_data_into_a_read_only_folder_says_permission_denied(tmp_path):
-    import os
-
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o555)

@@ -151,13 +151,13 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
     from .kernels import TARGETS
     from .runner import InferError, check_threads, open_model, parse_input_args, run_session
 
-    if target not in TARGETS:
-        echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
-        return 2
     try:
         check_threads(threads)
     except InferError as exc:
         echo(f"error: {exc}", err=True)
+        return 2
+    if target not in TARGETS:
+        echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
     try:
         session = open_model(model, target, threads, opt_level=opt_level, spin=spin)

@@ -102,11 +102,15 @@ def check_regular(path: str | Path, max_bytes: int | None, what: str) -> int:
 
 def read_bytes(path: str | Path, max_bytes: int, what: str) -> bytes:
     """The whole file, checked by :func:`open_regular`; also refuses a file that grows past the cap while read."""
+    chunks, total = [], 0
     with open_regular(path, max_bytes, what) as fh:
-        data = fh.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise too_big(len(data), max_bytes, f"{what} '{path}'")
-    return data
+        # in pieces: fh.read(max_bytes + 1) would reserve the whole cap for every small file
+        while chunk := fh.read(min(1 << 24, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise too_big(total, max_bytes, f"{what} '{path}'")
+    return b"".join(chunks)
 
 
 def read_npy(fh: IO[bytes], max_bytes: int, where: str, available: int | None) -> Any:

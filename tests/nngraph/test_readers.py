@@ -102,3 +102,11 @@ def test_a_file_that_is_not_a_zip_is_refused_as_npz(tmp_path):
     (tmp_path / "d.npz").write_bytes(b"\x80\x04junk")
     with pytest.raises(FileRefused, match=r"d.npz' is not a readable .npz archive"):
         readers.npz_names(tmp_path / "d.npz", "data file")
+
+
+def test_read_bytes_reads_a_file_whole_and_refuses_one_over_the_cap(tmp_path):
+    (tmp_path / "t.txt").write_bytes(b"x" * 100)
+    assert readers.read_bytes(tmp_path / "t.txt", 100, "data file") == b"x" * 100
+    with pytest.raises(FileRefused, match=r"t.txt' is 100 bytes, over the 99 bytes limit on this machine"):
+        readers.read_bytes(tmp_path / "t.txt", 99, "data file")
+    assert readers.read_bytes(tmp_path / "t.txt", 1 << 40, "data file") == b"x" * 100  # a huge cap costs nothing

@@ -73,7 +73,11 @@ def list_ops(family: str | None, echo: Echo) -> int:
     """``nngraph ops``: every primitive by family, with its parameters."""
     from .registry import families
 
-    for fam, defs in families().items():
+    known = families()
+    if family is not None and family not in known:
+        echo(f"error: --family {family}: no such family (families: {', '.join(known)})", err=True)
+        return 2
+    for fam, defs in known.items():
         if family and fam != family:
             continue
         echo(f"{fam}:")

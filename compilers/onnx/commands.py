@@ -185,9 +185,14 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
 
     from .export import ExportError
     from .kernels import TARGETS
-    from .runner import InferError, open_model, parse_input_args, run_session
+    from .runner import InferError, check_threads, open_model, parse_input_args, run_session
     from .weights import ExportWeightsError
 
+    try:
+        check_threads(threads)
+    except InferError as exc:
+        echo(f"error: {exc}", err=True)
+        return 2
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
@@ -244,6 +249,10 @@ def _read_prompts(prompts: Sequence[str], prompt_file: Path | None, flag: str = 
             rows.append([int(t) for t in p.replace(" ", ",").split(",") if t.strip()])
         except ValueError:
             raise InferError(f"{flag} '{p}' is not comma-separated token ids (e.g. {flag} 1,2,3)") from None
+        bad = next((t for t in rows[-1] if not 0 <= t < 2**63), None)
+        if bad is not None:  # ORT would wrap a negative id; numpy cannot hold one over int64
+            raise InferError(f"{flag} '{p}': token id {bad} is {'negative' if bad < 0 else 'over int64'}; "
+                             "token ids are 0..vocab-1")
     if not rows:
         raise InferError("give --prompt IDS (repeatable, one row each) or --prompt-file FILE")
     if len({len(r) for r in rows}) != 1:

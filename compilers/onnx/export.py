@@ -82,7 +82,8 @@ class Verification:
         return max((r["max_abs_diff"] for r in self.runs), default=0.0)
 
     def passes(self, run: dict[str, Any]) -> bool:
-        return run["max_abs_diff"] <= self.tolerance * max(1.0, run.get("scale", 1.0))
+        """Within tolerance, and every output finite: NaN against NaN "agrees" but checks nothing."""
+        return not run.get("nonfinite") and run["max_abs_diff"] <= self.tolerance * max(1.0, run.get("scale", 1.0))
 
     @property
     def ok(self) -> bool:
@@ -92,6 +93,8 @@ class Verification:
         lines = []
         for r in self.runs:
             mark = "ok" if self.passes(r) else "MISMATCH"
+            if r.get("nonfinite"):
+                mark = f"NOT FINITE ({r['nonfinite']} NaN or infinite values in ORT's outputs)"
             sizes = ", ".join(f"{k}={v}" for k, v in r["sizes"].items()) or "static shapes"
             lines.append(f"  {r.get('what', 'forward')} at {sizes}: max |ORT - torch| = {r['max_abs_diff']:.2e} {mark}")
         return "\n".join(lines)
@@ -385,6 +388,9 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     files = ModelFiles(model, output, external_data, external_threshold)
     try:
         source = files.check()
+    except OSError as exc:  # the temporary folder beside the output (external data): not the model's fault
+        files.close()
+        raise _write_error(output, exc) from None
     except Exception as exc:  # noqa: BLE001
         files.close()
         raise ExportError(f"the exported model of '{graph.name}' is not valid ONNX: {_first_line(exc)}") from exc
@@ -398,11 +404,17 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
             result.verification = verify_model(source, graph, module, names, out_names, sizes, dyn, seed, tolerance,
                                                kv_meta, include_optional)
             if not result.verification.ok:
-                raise ExportError(f"the ONNX model of '{graph.name}' does not match torch"
-                                  f"{' (float16 file vs float32 torch)' if dtype == 'float16' else ''}:\n"
-                                  f"{result.verification.describe()}\n(nothing was written; --no-verify writes anyway)")
+                ver = result.verification
+                what = (f"the outputs of '{graph.name}' hold NaN or infinity (check the weights)"
+                        if any(r.get("nonfinite") for r in ver.runs) else
+                        f"the ONNX model of '{graph.name}' does not match torch"
+                        f"{' (float16 file vs float32 torch)' if dtype == 'float16' else ''}")
+                raise ExportError(f"{what}:\n{ver.describe()}\n(nothing was written; --no-verify writes anyway)")
         if output:
-            files.commit()
+            try:
+                files.commit()
+            except OSError as exc:
+                raise _write_error(output, exc) from None
     finally:
         files.close()
     result.seconds = time.perf_counter() - start
@@ -415,6 +427,13 @@ def _describe_model(model: Any, graph: Any) -> None:
     model.graph.name = graph.name
     if graph.doc:
         model.doc_string = graph.doc if isinstance(graph.doc, str) else str(graph.doc)
+
+
+def _write_error(output: Any, exc: OSError) -> ExportError:
+    """Writing the model failed for a reason of the file system (a read-only folder, a full disk, a long name)."""
+    folder = Path(output).parent
+    return ExportError(f"cannot write '{output}' into the folder '{folder}': {exc.strerror or exc}"
+                       f"{f' (at {exc.filename})' if exc.filename else ''}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -62,6 +62,7 @@ def generate(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarr
     inputs_given, inputs = inputs, [i.name for i in session.get_inputs()]
     tok_name = kv["token_input"] if kv else inputs[0]
     logits_name = kv["logits_output"] if kv else session.get_outputs()[0].name
+    check_token_ids(tokens, _vocab(session, logits_name), "the prompt")
     limit = (kv or {}).get("max_len") or _max_len(meta)
     if limit is not None and tokens.shape[1] + max_new_tokens > limit:
         raise InferError(f"prompt length {tokens.shape[1]} + {max_new_tokens} new tokens exceeds the model's "
@@ -133,6 +134,21 @@ def _seq2seq_feeds(model: Any, meta: dict, batch: int, source: Any, given: dict[
             raise InferError(f"the encoder also needs '{name}': give it with --input {name}=FILE")
     memory = run_session(encoder, feeds)["memory"]
     return {info["memory"]: memory, **{k: feeds[k] for k in info["shared_inputs"]}}
+
+
+def check_token_ids(tokens: np.ndarray, vocab: int | None, what: str) -> None:
+    """InferError naming the first id outside 0..vocab-1 (ORT would wrap a negative one or fail in a Gather)."""
+    bad = (tokens < 0) | (tokens >= vocab if vocab else False)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        limit = f"0..{vocab - 1} (the model's vocabulary)" if vocab else "0 or more"
+        raise InferError(f"{what}: token id {int(tokens[row, col])} at row {row}, position {col} is outside {limit}")
+
+
+def _vocab(session: Any, logits_name: str) -> int | None:
+    """The vocabulary size: the logits output's last dim when it is fixed."""
+    shape = next(o.shape for o in session.get_outputs() if o.name == logits_name)
+    return shape[-1] if shape and isinstance(shape[-1], int) and shape[-1] > 0 else None
 
 
 def _max_len(meta: dict) -> int | None:

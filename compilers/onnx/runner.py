@@ -22,6 +22,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from nngraph import readers
+
 from .kernels.base import target_info
 
 _ORT_DTYPES = {
@@ -48,6 +50,27 @@ def providers_for(target: str) -> list[str]:
 
 
 OPT_LEVELS = ("all", "extended", "basic", "disable")
+#: ORT's "fatal only" log level for runs: its error lines (coloured, on stderr) would come before our message,
+#: which already carries the same text with the node's name
+QUIET_RUNS = 4
+
+
+def run_options() -> Any:
+    """ORT run options that keep its own log lines off stderr (run errors reach the user as InferError)."""
+    import onnxruntime as ort
+
+    opts = ort.RunOptions()
+    opts.log_severity_level = QUIET_RUNS
+    return opts
+
+
+def check_threads(threads: int | None) -> None:
+    """InferError unless ``threads`` is None or 1..the machine's CPUs (ORT crashes creating 100,000 threads)."""
+    import os
+
+    cpus = os.cpu_count() or 1
+    if threads is not None and not 1 <= threads <= cpus:
+        raise InferError(f"--threads {threads}: this machine has {cpus} CPUs; give 1..{cpus}")
 
 
 def session_options(threads: int | None = None, opt_level: str = "all", spin: bool | None = None) -> Any:
@@ -59,6 +82,7 @@ def session_options(threads: int | None = None, opt_level: str = "all", spin: bo
 
     if opt_level not in OPT_LEVELS:
         raise InferError(f"unknown optimization level '{opt_level}' (use {', '.join(OPT_LEVELS)})")
+    ort.set_default_logger_severity(3)  # the process-wide logger's warnings (telemetry) would precede our output
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = {
@@ -88,8 +112,10 @@ def open_model(path: str | Path, target: str = "ort-cpu", threads: int | None = 
     import onnx
 
     path = Path(path)
-    if not path.is_file():
-        raise InferError(f"model file '{path}' not found")
+    try:  # a FIFO would block the load, a device never ends
+        readers.check_regular(path, readers.memory_cap(readers.TENSOR_SHARE), "model file")
+    except readers.FileRefused as exc:
+        raise InferError(str(exc)) from None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - a protobuf parse error means "not an ONNX model"
@@ -132,22 +158,20 @@ def _shape_text(shape: list) -> str:
 def read_input_file(path: str | Path, name: str, dtype: Any = None) -> np.ndarray:
     """The array in ``path`` for input ``name`` (.npy, .npz, .json); InferError with the reason."""
     path = Path(path)
-    if not path.is_file():
-        raise InferError(f"input file '{path}' for '{name}' not found")
     suffix = path.suffix.lower()
+    cap = readers.memory_cap(readers.BINARY_SHARE)
     try:
+        readers.check_regular(path, None, "input file")
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            return readers.npy_file(path, cap, "input file")
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                if name in keys:
-                    return z[name]
-                if len(keys) == 1:
-                    return z[keys[0]]
+            keys = readers.npz_names(path, "input file")
+            if name not in keys and len(keys) != 1:
                 raise InferError(f"'{path}' holds {', '.join(keys)}; none is named '{name}' (save it under that name)")
+            key = name if name in keys else keys[0]
+            return readers.npz_file(path, cap, "input file", [key])[key]
         if suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(readers.read_bytes(path, readers.memory_cap(readers.TEXT_SHARE), "input file"))
             arr = np.asarray(data)
             if arr.dtype == object:
                 raise InferError(f"'{path}': the JSON for '{name}' is not a rectangular array of numbers")
@@ -156,6 +180,8 @@ def read_input_file(path: str | Path, name: str, dtype: Any = None) -> np.ndarra
             return arr.astype(dtype) if dtype is not None else arr
     except InferError:
         raise
+    except readers.FileRefused as exc:
+        raise InferError(f"{exc} (for input '{name}')") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file: say which and why
         raise InferError(f"cannot read '{path}' for input '{name}': {type(exc).__name__}: {str(exc)[:200]}") from None
     raise InferError(f"input file '{path}': use .npy, .npz or .json")
@@ -224,7 +250,7 @@ def run_session(session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.n
     checked = check_feeds(session, feeds)
     names = [o.name for o in session.get_outputs()]
     try:
-        values = session.run(names, checked)
+        values = session.run(names, checked, run_options())
     except Exception as exc:  # noqa: BLE001 - ORT's run error, first line
         raise InferError(f"onnxruntime failed: {str(exc).splitlines()[0][:400]}") from None
     return dict(zip(names, values))

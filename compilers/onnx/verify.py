@@ -27,6 +27,12 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.nan_to_num(d, nan=np.inf).max())
 
 
+def nonfinite(*arrays: Any) -> int:
+    """How many NaN or infinite values the float arrays hold: ORT's outputs, where NaN "equals" torch's NaN in
+    :func:`max_abs_diff` and would pass (a non-finite torch output against a finite one is a mismatch anyway)."""
+    return sum(int(np.size(a) - np.isfinite(a).sum()) for a in map(np.asarray, arrays) if a.dtype.kind in "fc")
+
+
 def magnitude(t: Any) -> float:
     """max |t| over finite entries (0 for empty or non-float tensors)."""
     import torch
@@ -52,7 +58,7 @@ def verify_model(blob: bytes, graph: Any, module: Any, names: list[str], out_nam
 
     from .export import Verification
     from .inputs import sample_inputs
-    from .runner import make_session
+    from .runner import make_session, run_options
 
     session = make_session(blob, "ort-cpu")
     ver = Verification(tolerance)
@@ -68,10 +74,11 @@ def verify_model(blob: bytes, graph: Any, module: Any, names: list[str], out_nam
         with torch.no_grad():
             ref = module(**inputs)
         ref = ref if isinstance(ref, dict) else {out_names[0]: ref}
-        got = session.run(out_names, {n: inputs[n].numpy() for n in names})
+        got = session.run(out_names, {n: inputs[n].numpy() for n in names}, run_options())
         diffs = {n: max_abs_diff(g, ref[n].detach().numpy()) for n, g in zip(out_names, got)}
         ver.runs.append({"sizes": {k: sz[k] for k in dyn} if dyn else {}, "outputs": diffs,
                          "max_abs_diff": max(diffs.values(), default=0.0),
+                         "nonfinite": nonfinite(*got),
                          "scale": max((magnitude(ref[n]) for n in out_names), default=1.0)})
     return ver
 
@@ -104,16 +111,20 @@ def _verify_kv(session: Any, graph: Any, module: Any, sizes: Mapping[str, int], 
     outs = _run_named(session, feeds)
     scale = float(np.abs(ref).max()) if ref.size else 0.0
     runs = [{"what": "prefill (empty cache)", "sizes": {"batch": b, "seq": t}, "scale": scale,
-             "max_abs_diff": max_abs_diff(outs[logits_name], ref[:, :t])}]
+             "max_abs_diff": max_abs_diff(outs[logits_name], ref[:, :t]),
+             "nonfinite": nonfinite(outs[logits_name])}]
     feeds = {tok_name: tokens[:, t:].numpy(), **others}
     for layer in kv_meta["layers"]:
         feeds[layer["past_key"]], feeds[layer["past_value"]] = outs[layer["present_key"]], outs[layer["present_value"]]
     outs = _run_named(session, feeds)
     runs.append({"what": "decode step (cached)", "sizes": {"batch": b, "past": t}, "scale": scale,
-                 "max_abs_diff": max_abs_diff(outs[logits_name], ref[:, t:])})
+                 "max_abs_diff": max_abs_diff(outs[logits_name], ref[:, t:]),
+                 "nonfinite": nonfinite(outs[logits_name])})
     return runs
 
 
 def _run_named(session: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from .runner import run_options
+
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
+    return dict(zip(names, session.run(names, feeds, run_options())))

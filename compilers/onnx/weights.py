@@ -30,9 +30,22 @@ class ExportWeightsError(ValueError):
     """Weights that cannot be used for this export."""
 
 
+def _regular(path: Path) -> Path:
+    """``path`` once it is a regular file within the tensor share of memory: a FIFO would block the readers,
+    a device never ends, a sparse giant would fill memory (the message names which)."""
+    from nngraph import readers
+
+    try:
+        readers.check_regular(path, readers.memory_cap(readers.TENSOR_SHARE), "weights file")
+    except readers.FileRefused as exc:
+        raise ExportWeightsError(str(exc)) from None
+    return path
+
+
 def _safetensors_format(path: Path) -> str | None:
     if path.suffix != ".safetensors":
         return None
+    _regular(path)  # before safe_open, which a FIFO would block
     try:
         from safetensors import safe_open
 
@@ -65,6 +78,8 @@ def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
     """Load ``path``'s weights into ``module`` (built from ``graph``); returns notes (what was loaded, merged)."""
     from nngraph.compilers.torch import StateDictError, load_state_dict
 
+    if not Path(path).is_dir():  # a FIFO or a device is named as such (resolve would say "not found")
+        _regular(Path(path))
     file = resolve(path)
     notes = [f"weights: {file}"]
     if _safetensors_format(file) == CHECKPOINT_FORMAT:

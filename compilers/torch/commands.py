@@ -93,10 +93,15 @@ def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, s
     check_output(output, [("the spec", spec), ("the --weights file", weights)])
     trained = run_config(spec).get("diffusion") or {}  # the schedule the run trained with, unless overridden
     graph, _, weights = model_source(spec, overrides, weights)
-    for line in sample_to_png(graph, output, weights, steps, seed, num, sampler, eta,
+    try:
+        lines = sample_to_png(graph, output, weights, steps, seed, num, sampler, eta,
                               schedule or trained.get("schedule", "linear"), train_steps or trained.get("steps", 1000),
                               trained.get("beta_start", 1e-4), trained.get("beta_end", 0.02), cond=conds,
-                              sizes=parse_dims(dim)):
+                              sizes=parse_dims(dim))
+    except ValueError as exc:  # the sampler's refusals (not a denoiser, too many samples, weights) say what to do
+        echo(f"error: {exc}", err=True)
+        return 1
+    for line in lines:
         echo(line, err=line.startswith(("warning", "note")))
     return 0
 

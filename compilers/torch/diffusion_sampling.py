@@ -225,6 +225,24 @@ def as_denoiser(module: torch.nn.Module, roles: DenoiserRoles) -> Denoiser:
     return eps
 
 
+#: float32 image batches the sampler holds at once: x_t, the predicted noise, the fresh noise, x_{t-1}
+SAMPLER_COPIES = 4
+
+
+def check_sample_memory(num: int, shape: tuple[int, ...], scale: int) -> None:
+    """ValueError when ``num`` samples of ``shape`` cannot fit in memory: the sampler's image batches plus the
+    PNG grid (RGB bytes, each pixel ``scale`` x ``scale``); the network's own activations come on top."""
+    from nngraph.readers import human_bytes, machine_memory
+
+    per_image = math.prod(shape[1:])
+    pixels = math.prod(shape[-2:]) if len(shape) >= 3 else per_image
+    need = num * (SAMPLER_COPIES * 4 * per_image + 3 * pixels * scale * scale)
+    if need > machine_memory():
+        raise ValueError(f"-n {num}: {num:,} samples of {list(shape[1:])} need at least {human_bytes(need)} (the "
+                         f"sampler's images and the PNG grid), more than this machine's "
+                         f"{human_bytes(machine_memory())} of memory: sample fewer")
+
+
 def sample_to_png(graph, output, weights=None, steps: int = 50, seed: int = 0, num: int = 16, sampler: str = "ddpm",
                   eta: float = 0.0, schedule: str = "linear", train_steps: int = 1000, beta_start: float = 1e-4,
                   beta_end: float = 0.02, cond: dict[str, int] | None = None, sizes: dict[str, int] | None = None,
@@ -237,6 +255,10 @@ def sample_to_png(graph, output, weights=None, steps: int = 50, seed: int = 0, n
     from .weights import check_fingerprint, load_weights
 
     roles = denoiser_roles(graph, cond)
+    shape = concrete_shape(graph.inputs[roles.image].type, {**(sizes or {}), "batch": num})
+    h = shape[-2] if len(shape) >= 4 else 1
+    scale = scale or max(1, 64 // max(h, 1))
+    check_sample_memory(num, shape, scale)
     module = build_module(graph, seed=seed).eval()
     lines = []
     if weights is not None:
@@ -248,15 +270,12 @@ def sample_to_png(graph, output, weights=None, steps: int = 50, seed: int = 0, n
         lines.append(f"loaded {weights}")
     else:
         lines.append("note: no --weights given: sampling from the untrained initial weights (noise-like images)")
-    shape = concrete_shape(graph.inputs[roles.image].type, {**(sizes or {}), "batch": num})
     sched = make_schedule(schedule, train_steps, beta_start, beta_end)
     gen = torch.Generator().manual_seed(seed)
     images = sample(as_denoiser(module, roles), shape, sched, steps, sampler, eta, gen, clip)
     if not torch.isfinite(images).all():
         raise ValueError("sampling produced non-finite values (check --schedule/--train-steps against training)")
-    h = shape[-2] if len(shape) >= 4 else 1
-    width, height = write_grid_png(images if images.dim() == 4 else images.unsqueeze(1), output,
-                                   scale=scale or max(1, 64 // max(h, 1)))
+    width, height = write_grid_png(images if images.dim() == 4 else images.unsqueeze(1), output, scale=scale)
     cond_text = ", ".join(f"{k}={v}" for k, v in roles.other.items())
     lines.append(f"wrote {output} ({num} samples {list(shape[1:])}, {sampler}, {steps} steps"
                  f"{', eta=' + str(eta) if sampler == 'ddim' else ''}{', ' + cond_text if cond_text else ''}; "

@@ -292,17 +292,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         for f in files:
             out.update(read_state_dict(f))
         return out
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint '{path}' not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from .weights import load_torch_file, read_safetensors
 
-            blob = load_file(str(path))
-        else:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any parse failure: not a checkpoint we accept
-        raise ValueError(f"cannot read a state dict from '{path}': {type(exc).__name__}: {exc}") from None
+    blob = read_safetensors(path, "checkpoint")[0] if path.suffix == ".safetensors" else load_torch_file(path, "checkpoint")
     if isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict):
         blob = blob["state_dict"]
     if not isinstance(blob, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in blob.items()):

@@ -13,12 +13,16 @@ Both are written to a temp file and renamed, so a crash never leaves half a file
 from __future__ import annotations
 
 import io
+import pickle
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from nngraph import __version__
+from nngraph import __version__, readers
 from nngraph.io import write_bytes_atomic
 from nngraph.ir import Graph
 from nngraph.run_folder import vars_metadata, vars_mismatch
@@ -58,22 +62,65 @@ def save_weights(module: torch.nn.Module, graph: Graph, path: str | Path) -> Non
 def load_weights(path: str | Path) -> Weights:
     """Read a weights file without executing anything from it; raises :class:`WeightsError`."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file '{path}' not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as fh:
-                meta = dict(fh.metadata() or {})
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-            return Weights(tensors, meta)
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a weights file we accept"
-        raise WeightsError(f"cannot read weights from '{path}': {type(exc).__name__}: {exc}") from None
+    if path.suffix == ".safetensors":
+        return Weights(*read_safetensors(path, "weights file"))
+    blob = load_torch_file(path, "weights file")
     if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
         raise WeightsError(f"'{path}' is not an nngraph weights file (expected a dict with 'state_dict')")
-    return Weights(dict(blob["state_dict"]), {str(k): str(v) for k, v in (blob.get("metadata") or {}).items()})
+    return Weights(tensor_dict(blob["state_dict"], path),
+                   {str(k): str(v) for k, v in (blob.get("metadata") or {}).items()})
+
+
+def _checked(path: Path, what: str) -> None:
+    """A regular file no bigger than the tensor share of memory (its tensors are copied into memory)."""
+    try:
+        readers.check_regular(path, readers.memory_cap(readers.TENSOR_SHARE), what)
+    except readers.FileRefused as exc:
+        raise WeightsError(str(exc)) from None
+
+
+def read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file, its type and size checked first."""
+    _checked(path, what)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})
+    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a weights file we accept"
+        raise WeightsError(f"cannot read {what} '{path}': {type(exc).__name__}: {exc}") from None
+
+
+def load_torch_file(path: Path, what: str) -> Any:
+    """A ``torch.save`` file read with ``weights_only=True``: tensors and plain containers, never code."""
+    _checked(path, what)
+    try:
+        with open(path, "rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol warning would precede our message
+            return torch.load(fh, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's text suggests weights_only=False, i.e. running the file's code: we never advise that
+        raise WeightsError(f"{what} '{path}' holds Python objects besides tensors ({_unpickler_reason(exc)}); "
+                           "refused, because loading them could run code from the file: save plain tensors, "
+                           "preferably as .safetensors") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
+        raise WeightsError(f"cannot read {what} '{path}': {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The first sentence of what torch's safe unpickler objected to (``Unsupported global: ...``)."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+    reason = found.group(1) if found else "not a plain state dict"
+    return reason.split(". ")[0].strip()[:200]
+
+
+def tensor_dict(state: dict, path: Path) -> dict[str, torch.Tensor]:
+    """``state`` when it maps names to tensors; a WeightsError naming the first entry that does not."""
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise WeightsError(f"'{path}': entry {key!r} is {type(value).__name__}, not a tensor (a weights file "
+                               "maps parameter names to tensors)")
+    return dict(state)
 
 
 def check_fingerprint(weights: Weights, graph: Graph, path: str | Path | None = None) -> str | None:

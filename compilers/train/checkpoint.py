@@ -115,13 +115,13 @@ def decode(blob: bytes, path: Path) -> Checkpoint:
 
 def read(path: str | Path) -> Checkpoint:
     """Read and verify the checkpoint at ``path`` (a regular file); raises :class:`CheckpointError`."""
-    from nngraph.io import NotARegularFile, read_regular_bytes
+    from nngraph import readers
 
     path = Path(path)
-    try:
-        blob = read_regular_bytes(path)
-    except NotARegularFile as exc:
-        raise CheckpointError(f"cannot read checkpoint: {exc}") from None
+    try:  # regular files within the tensor share of memory: a FIFO would block, /dev/zero would fill memory
+        blob = readers.read_bytes(path, readers.memory_cap(readers.TENSOR_SHARE), "checkpoint")
+    except readers.FileRefused as exc:
+        raise CheckpointError(str(exc)) from None
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint '{path}': {exc.strerror or exc}") from None
     ckpt = decode(blob, path)

@@ -157,9 +157,11 @@ def launch(nproc: int, entry: Callable[..., Any], *args: Any) -> dict[int, Any]:
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
                           monitor_interval=0.2, start_method="spawn", shutdown_timeout=SHUTDOWN_TIMEOUT)
     err_dir = Path(tempfile.mkdtemp(prefix="nngraph-workers-"))
-    # the launcher's failure dump repeats the worker's traceback; its agent's "received death signal" our message
+    # the launcher's failure dump repeats the worker's traceback; its agent's "received death signal" our message;
+    # its process context logs "Terminating process ... via signal SIGTERM" when it stops the other workers
     quiet_logs = [logging.getLogger(n) for n in ("torch.distributed.elastic",
-                                                 "torch.distributed.elastic.agent.server.api")]
+                                                 "torch.distributed.elastic.agent.server.api",
+                                                 "torch.multiprocessing.spawn")]
     levels = [log.level for log in quiet_logs]
     for log in quiet_logs:
         log.setLevel(logging.CRITICAL)

@@ -263,6 +263,14 @@ def test_ops_lists_families():
     assert res.stdout.startswith("dense:\n  linear")
 
 
+def test_ops_with_an_unknown_family_is_a_usage_error_listing_the_families():
+    from nngraph.registry import families
+
+    res = CliRunner().invoke(cli.app, ["ops", "--family", "nope"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr == f"error: --family nope: no such family (families: {', '.join(families())})\n"
+
+
 # ----- pre-commit hook ------------------------------------------------------------------------------
 
 def test_pre_commit_hook_runs_validate_on_spec_yaml_files():

@@ -39,16 +39,15 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
     path = Path(data["path"]).expanduser()
     if not path.is_absolute():
         path = base_dir / path
-    if not path.is_file():
-        raise DataError(f"data file '{path}' not found")
+    files.require_file(path)
     fmt = files.detect_format(path, data["format"])
     test = data["test_fraction"]
     if fmt in ("npz", "npy"):
         x, y = files.load_arrays(path, fmt, data["x_key"], data["y_key"])
-        return _arrays(x, y, None, data, val, 0.2 if test is None else test, seed, path)
+        return _arrays(x, _targets(y, task, path), None, data, val, 0.2 if test is None else test, seed, path)
     if fmt == "csv":
         x, y, names = files.load_csv(path, data["label_column"])
-        return _arrays(x, y, names, data, val, 0.2 if test is None else test, seed, path)
+        return _arrays(x, _targets(y, task, path), names, data, val, 0.2 if test is None else test, seed, path)
     if fmt == "text":
         return _tokens(files.load_text(path), data, val, test or 0.0, str(path))
     if fmt == "graph_json":
@@ -79,6 +78,19 @@ def _tokens(text: str, data: dict[str, Any], val: float, test: float, source: st
     ids = tok.encode(text, source)
     streams = split_stream(ids, val, test)
     return TokenData(streams, tok.vocab_size, tok, {"name": Path(source).name, "tokens": int(ids.numel())})
+
+
+def _targets(y: np.ndarray | None, task: str, path: Path) -> np.ndarray | None:
+    """Classification targets are class ids: whole numbers become int64, a fraction is refused with its row
+    (it would reach the loss as a float target)."""
+    if y is None or task != "classification" or y.dtype.kind != "f":
+        return y
+    fractional = np.flatnonzero(y != np.round(y))
+    if fractional.size:
+        row = int(fractional[0])
+        raise DataError(f"{path}: target row {row} is {y[row]:g}, not a class id; task 'classification' needs "
+                        "whole-number class ids or class names (fractional targets: task regression)")
+    return y.astype(np.int64)
 
 
 def _arrays(x: np.ndarray, y: np.ndarray | None, names: list[str] | None, data: dict[str, Any], val: float,

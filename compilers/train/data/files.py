@@ -9,11 +9,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
+
+from nngraph import readers
 
 from .base import DataError
 
@@ -40,28 +43,41 @@ def _finite_rows(arr: np.ndarray, path: Path, what: str) -> None:
         raise DataError(f"{path}: {what} row {row} holds NaN or infinity")
 
 
-def _safe_npz(path: Path) -> Any:
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A data file the readers refuse (not a regular file, too big, a forged header) is a DataError."""
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"{path}: {exc} (object arrays need pickle, which is refused: save numeric arrays)") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable numpy file ({exc})") from None
+        yield
+    except readers.FileRefused as exc:
+        raise DataError(str(exc)) from None
+
+
+def require_file(path: Path) -> None:
+    """DataError unless ``path`` is a regular file (a FIFO, a device or a folder is named as such)."""
+    with _refusals():
+        readers.check_regular(path, None, "data file")
+
+
+def _read_text_bytes(path: Path) -> bytes:
+    """The bytes of a text data file, at most the text share of memory (parsing multiplies it)."""
+    with _refusals():
+        return readers.read_bytes(path, readers.memory_cap(readers.TEXT_SHARE), "data file")
 
 
 def load_arrays(path: Path, fmt: str, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(features, targets or None) from .npz (two named arrays) or .npy (one array; last column = target)."""
-    blob = _safe_npz(path)
+    cap = readers.memory_cap(readers.BINARY_SHARE)
     if fmt == "npz":
-        if not hasattr(blob, "files"):
-            raise DataError(f"{path}: expected an .npz archive with arrays '{x_key}' and '{y_key}'")
-        if x_key not in blob.files:
-            raise DataError(f"{path}: no array '{x_key}' (arrays: {', '.join(blob.files) or 'none'}); "
-                            "set train.data.x_key")
-        x = np.asarray(blob[x_key])
-        y = np.asarray(blob[y_key]) if y_key in blob.files else None
+        with _refusals():
+            names = readers.npz_names(path, "data file")
+            if x_key not in names:
+                raise DataError(f"{path}: no array '{x_key}' (arrays: {', '.join(names) or 'none'}); "
+                                "set train.data.x_key")
+            arrays = readers.npz_file(path, cap, "data file", [x_key, y_key])
+        x, y = arrays[x_key], arrays.get(y_key)
     else:
-        arr = np.asarray(blob)
+        with _refusals():
+            arr = readers.npy_file(path, cap, "data file")
         if arr.ndim != 2 or arr.shape[1] < 2:
             raise DataError(f"{path}: expected a 2-D array [rows, features + target], got shape {list(arr.shape)}")
         x, y = arr[:, :-1], arr[:, -1]
@@ -78,11 +94,15 @@ def load_arrays(path: Path, fmt: str, x_key: str, y_key: str) -> tuple[np.ndarra
 def load_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """(features float32, targets, class names or None). Non-numeric targets become class ids."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     delim = "\t" if path.suffix.lower() == ".tsv" else ","
-    rows = list(csv.reader(text.splitlines(), delimiter=delim))
+    reader = csv.reader(text.splitlines(), delimiter=delim)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:  # e.g. a field over csv's 131072-character limit: not a table of numbers
+        raise DataError(f"{path}:{reader.line_num}: {exc}: a data CSV holds numbers and class names") from None
     rows = [(i + 1, r) for i, r in enumerate(rows) if r and any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: no rows")
@@ -142,7 +162,7 @@ def _is_number(text: str) -> bool:
 
 
 def load_text(path: Path) -> str:
-    raw = path.read_bytes()
+    raw = _read_text_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

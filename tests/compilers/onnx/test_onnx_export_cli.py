@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -199,6 +202,51 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     assert res.output == (f"error: '{tmp_path / 'w.safetensors'}' does not fit this spec: the weights were trained "
                           "with layers=1 (this spec has layers=2): pass --set layers=1\n")
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("make, kind", [(lambda p: p.symlink_to("/dev/zero"), "a character device"),
+                                        (os.mkfifo, "a FIFO (named pipe)")])
+def test_a_device_or_fifo_named_as_a_step_file_is_refused_unread(tmp_path, make, kind):
+    step = tmp_path / "step_000000007.safetensors"
+    make(step)  # /dev/zero would fill memory, a FIFO would block the read
+    res = _export(str(SPECS / "mlp.yaml"), "--weights", str(step), "-o", str(tmp_path / "m.onnx"))
+    assert res.exit_code == 1
+    assert res.output == f"error: weights file '{step}' is not a regular file (it is {kind}); only regular files are read\n"
+
+
+def test_weights_full_of_nan_fail_the_parity_check_instead_of_agreeing(tmp_path):
+    graph = load_spec(SPECS / "mlp.yaml")
+    module = build_module(graph)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.fill_(float("nan"))
+    save_weights(module, graph, tmp_path / "nan.safetensors")
+    res = _export(str(SPECS / "mlp.yaml"), "--weights", str(tmp_path / "nan.safetensors"), "-o", str(tmp_path / "m.onnx"))
+    assert res.exit_code == 1 and not (tmp_path / "m.onnx").exists()
+    assert res.output == ("error: the outputs of 'mlp' hold NaN or infinity (check the weights):\n"
+                          "  forward at batch=3: max |ORT - torch| = 0.00e+00 NOT FINITE (30 NaN or infinite values "
+                          "in ORT's outputs)\n"
+                          "  forward at batch=4: max |ORT - torch| = 0.00e+00 NOT FINITE (40 NaN or infinite values "
+                          "in ORT's outputs)\n"
+                          "(nothing was written; --no-verify writes anyway)\n")
+
+
+def test_external_data_into_a_read_only_folder_says_permission_denied(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    uid = os.geteuid()
+    if uid == 0:  # root writes anywhere: become nobody for the export, as an ordinary user would be
+        tmp_path.chmod(0o755)
+        os.seteuid(65534)
+    try:
+        res = _export(str(SPECS / "mlp.yaml"), "--external-data", "-o", str(folder / "m.onnx"))
+    finally:
+        os.seteuid(uid)
+    assert res.exit_code == 1 and list(folder.iterdir()) == []
+    # as a user the temporary folder inside is refused; as root turned nobody, already the folder (its parents are 0700)
+    assert re.fullmatch(rf"error: cannot write '{folder / 'm.onnx'}' into the folder '{folder}': Permission denied "
+                        rf"\(at {folder}(/\.nngraph-export-\w+)?\)\n", res.output), res.output
 
 
 def test_python_api_returns_the_plan_and_the_check(tmp_path):

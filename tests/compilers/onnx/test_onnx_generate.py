@@ -124,6 +124,26 @@ def test_cli_generate_errors_exit_1_without_traceback(decoders, tmp_path):
     assert res.exit_code == 1 and "model file" in res.output and "not found" in res.output
 
 
+@pytest.mark.parametrize("prompt, message", [
+    ("1,-2,3", "error: --prompt '1,-2,3': token id -2 is negative; token ids are 0..vocab-1\n"),
+    ("1,99999999999999999999,3",
+     "error: --prompt '1,99999999999999999999,3': token id 99999999999999999999 is over int64; token ids are "
+     "0..vocab-1\n"),
+    ("1,2,20", "error: the prompt: token id 20 at row 0, position 2 is outside 0..19 (the model's vocabulary)\n"),
+])
+def test_cli_generate_refuses_token_ids_outside_the_vocabulary(decoders, prompt, message):
+    _, _, file, _, _ = decoders["gpt_char"]
+    res = CliRunner().invoke(cli.app, ["generate", str(file), "--prompt", prompt])
+    assert res.exit_code == 1 and res.output == message
+
+
+def test_a_prompt_file_with_a_negative_id_is_refused_before_onnxruntime_wraps_it(decoders, tmp_path):
+    _, _, file, _, _ = decoders["gpt_char"]
+    np.save(tmp_path / "p.npy", np.array([[3, 4], [5, -1]]))
+    with pytest.raises(InferError, match=r"^the prompt: token id -1 at row 1, position 1 is outside 0..19 "):
+        generate(file, np.load(tmp_path / "p.npy"), 2)
+
+
 def test_cli_generate_from_a_spec_exports_with_a_cache_first():
     res = CliRunner().invoke(cli.app, ["generate", str(SPECS / "gpt_char.yaml"), "--set", "layers=1", "--prompt",
                                        "1,2,3", "-n", "5"])

@@ -131,3 +131,44 @@ def test_cuda_target_without_the_cuda_provider_says_so(models, tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 784), np.float32))
     res = _invoke(str(path), "--input", f"x={tmp_path / 'x.npy'}", "--target", "ort-cuda")
     assert res.exit_code == 1 and "target ort-cuda needs CUDAExecutionProvider" in res.output
+
+
+def test_thread_counts_are_bounded_by_the_machine(models):
+    import os
+
+    path, _, _ = models["mlp"]
+    res = _invoke(str(path), "--threads", "100000")  # ORT segfaulted creating them
+    cpus = os.cpu_count()
+    assert res.exit_code == 2
+    assert res.output == f"error: --threads 100000: this machine has {cpus} CPUs; give 1..{cpus}\n"
+
+
+def test_fifo_and_zip_bomb_inputs_are_refused_before_reading(models, tmp_path):
+    import os
+
+    from hostile.hostile_fixtures import zip_bomb
+
+    path, _, _ = models["mlp"]
+    os.mkfifo(tmp_path / "x.npy")
+    res = _invoke(str(path), "-i", f"x={tmp_path / 'x.npy'}")
+    assert res.exit_code == 1 and res.output == (f"error: input file '{tmp_path / 'x.npy'}' is not a regular file "
+                                                 "(it is a FIFO (named pipe)); only regular files are read "
+                                                 "(for input 'x')\n")
+    zip_bomb(tmp_path / "x.npz", "x", 1 << 26)
+    res = _invoke(str(path), "-i", f"x={tmp_path / 'x.npz'}")
+    assert res.exit_code == 1 and res.output == (f"error: input file '{tmp_path / 'x.npz'}' array 'x': 65.3 KB inflate "
+                                                 "to 67.1 MB (over 200x): refused as a zip bomb; save it uncompressed "
+                                                 "(numpy.savez) (for input 'x')\n")
+
+
+def test_a_run_error_keeps_its_node_and_onnxruntime_logs_nothing_before_it(models, tmp_path, capfd):
+    path, _, _ = models["bert_encoder"]
+    np.save(tmp_path / "t.npy", np.array([[1, 2, 99, 3]]))  # 99 is outside the 50-token vocabulary
+    np.save(tmp_path / "y.npy", np.zeros((1, 4), np.int64))
+    np.save(tmp_path / "l.npy", np.array([4]))
+    capfd.readouterr()
+    res = _invoke(str(path), "-i", f"tokens={tmp_path / 't.npy'}", "-i", f"token_types={tmp_path / 'y.npy'}",
+                  "-i", f"lengths={tmp_path / 'l.npy'}")
+    assert res.exit_code == 1
+    assert "onnxruntime" not in "".join(capfd.readouterr())  # ORT writes its log lines to fd 2 directly
+    assert "running Gather node. Name:'" in res.output and "idx=99 must be within the inclusive range" in res.output

@@ -86,8 +86,43 @@ def test_pickled_code_in_a_weights_file_is_refused(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {}, "x": Evil()}, path)
-    with pytest.raises(WeightsError, match="cannot read weights"):
+    with pytest.raises(WeightsError) as info:
         load_weights(path)
+    assert str(info.value) == (f"weights file '{path}' holds Python objects besides tensors (Unsupported global: "
+                               "GLOBAL exec was not an allowed global by default); refused, because "
+                               "loading them could run code from the file: save plain tensors, preferably as "
+                               ".safetensors")
+    assert "weights_only=False" not in str(info.value)  # torch's advice to run the file's code is never repeated
+
+
+def test_non_tensor_values_in_a_pt_file_are_named(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"metadata": {}, "state_dict": {"fc1.weight": torch.ones(2), "fc1.bias": 3}}, path)
+    with pytest.raises(WeightsError) as info:
+        load_weights(path)
+    assert str(info.value) == (f"'{path}': entry 'fc1.bias' is int, not a tensor (a weights file maps parameter "
+                               "names to tensors)")
+
+
+def test_devices_fifos_and_sparse_giants_are_refused_before_reading(tmp_path, monkeypatch):
+    import os
+
+    from nngraph import readers
+
+    monkeypatch.setattr(readers, "machine_memory", lambda: 1 << 30)
+
+    with pytest.raises(WeightsError, match=r"^weights file '/dev/zero' is not a regular file \(it is a character "
+                                           r"device\); only regular files are read$"):
+        load_weights("/dev/zero")
+    os.mkfifo(tmp_path / "w.safetensors")
+    with pytest.raises(WeightsError, match=r"w.safetensors' is not a regular file \(it is a FIFO"):
+        load_weights(tmp_path / "w.safetensors")
+    with open(tmp_path / "big.pt", "wb") as fh:
+        fh.truncate(50 * 10**9)  # 50 GB on paper, nothing on disk
+    with pytest.raises(WeightsError) as info:
+        load_weights(tmp_path / "big.pt")
+    assert str(info.value) == (f"weights file '{tmp_path / 'big.pt'}' is 50.0 GB, over the 536.9 MB limit on this "
+                               "machine (a share of its 1.1 GB memory)")
 
 
 def test_non_weights_files_are_clear_errors(tmp_path):

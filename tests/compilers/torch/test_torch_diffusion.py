@@ -308,3 +308,17 @@ def test_ddpm_unet_trains_on_the_eps_loss_and_samples(tmp_path):
     bad = runner.invoke(cli.app, ["sample", str(UNET), "--cond", "colour=1", "-o", str(tmp_path / "c.png")])
     assert bad.exit_code == 1 and "--cond names no conditioning input: colour (inputs: label)" in bad.output
     assert not (tmp_path / "c.png").exists()
+
+
+def test_sample_refuses_a_sample_count_that_cannot_fit_in_memory(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from nngraph import cli, readers
+
+    monkeypatch.setattr(readers, "machine_memory", lambda: 16 << 30)
+    res = CliRunner().invoke(cli.app, ["sample", str(UNET), "-n", "1000000000", "-o", str(tmp_path / "s.png")])
+    assert res.exit_code == 1 and not (tmp_path / "s.png").exists()
+    # per 8x8 sample: 4 float32 copies (1 KB) + the grid's 64x64 RGB pixels (12 KB)
+    assert res.output == ("error: -n 1000000000: 1,000,000,000 samples of [1, 8, 8] need at least 13.3 TB (the "
+                          "sampler's images and the PNG grid), more than this machine's 17.2 GB of memory: "
+                          "sample fewer\n")

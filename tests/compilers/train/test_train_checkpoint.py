@@ -67,6 +67,19 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+def test_a_device_or_fifo_named_like_a_step_file_is_refused_without_reading(tmp_path):
+    zero = tmp_path / ck.step_name(5)
+    zero.symlink_to("/dev/zero")  # would fill memory reading it whole
+    with pytest.raises(ck.CheckpointError) as info:
+        ck.read(zero)
+    assert str(info.value) == (f"checkpoint '{zero}' is not a regular file (it is a character device); "
+                               "only regular files are read")
+    fifo = tmp_path / ck.step_name(6)
+    os.mkfifo(fifo)  # would block reading it
+    with pytest.raises(ck.CheckpointError, match=r"is not a regular file \(it is a FIFO \(named pipe\)\)"):
+        ck.read(fifo)
+
+
 def test_a_pickled_code_file_is_refused_and_never_executed(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / ck.step_name(9)

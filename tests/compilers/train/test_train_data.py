@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import pickle
 
 import numpy as np
@@ -209,3 +210,51 @@ def test_pickle_is_never_used_for_data(tmp_path):
     f.write_bytes(pickle.dumps({"x": [1, 2]}))
     with pytest.raises(DataError):
         load_data(cfg(path=str(f)), "classification", tmp_path)
+
+
+def test_a_fifo_as_data_is_not_a_regular_file_rather_than_not_found(tmp_path):
+    os.mkfifo(tmp_path / "d.csv")
+    with pytest.raises(DataError) as info:
+        load_data(cfg(path="d.csv"), "classification", tmp_path)
+    assert str(info.value) == (f"data file '{tmp_path / 'd.csv'}' is not a regular file (it is a FIFO "
+                               "(named pipe)); only regular files are read")
+
+
+def test_a_sparse_csv_over_the_text_share_of_memory_is_refused_unread(tmp_path, monkeypatch):
+    from nngraph import readers
+
+    monkeypatch.setattr(readers, "machine_memory", lambda: 1 << 30)
+    with open(tmp_path / "big.csv", "wb") as fh:
+        fh.write(b"a,b,label\n")
+        fh.truncate(8 * 10**9)
+    with pytest.raises(DataError, match=r"big.csv' is 8.0 GB, over the 33.6 MB limit on this machine \(a share of "
+                                        r"its 1.1 GB memory\)$"):
+        load_data(cfg(path="big.csv"), "classification", tmp_path)
+
+
+def test_a_csv_field_over_the_csv_limit_is_located(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b,label\n1,2,0\n1," + "1" * 140_000 + ",1\n")
+    with pytest.raises(DataError) as info:
+        load_data(cfg(path="d.csv"), "classification", tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'd.csv'}:3: field larger than field limit (131072): a data CSV holds "
+                               "numbers and class names")
+
+
+def test_fractional_labels_are_refused_for_classification_and_whole_floats_are_class_ids(tmp_path):
+    (tmp_path / "d.csv").write_text("a,label\n1,0\n2,1.5\n3,1\n")
+    with pytest.raises(DataError) as info:
+        load_data(cfg(path="d.csv"), "classification", tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'd.csv'}: target row 1 is 1.5, not a class id; task 'classification' "
+                               "needs whole-number class ids or class names (fractional targets: task regression)")
+    assert load_data(cfg(path="d.csv"), "regression", tmp_path).fields["y"].tolist() == [0.0, 1.5, 1.0]
+    np.savez(tmp_path / "d.npz", x=np.ones((3, 2)), y=np.array([0.0, 2.0, 1.0]))
+    ds = load_data(cfg(path="d.npz"), "classification", tmp_path)
+    assert ds.fields["y"].tolist() == [0, 2, 1] and ds.meta["num_classes"] == 3
+
+
+def test_an_npz_zip_bomb_as_data_is_refused_before_inflating(tmp_path):
+    from hostile.hostile_fixtures import zip_bomb
+
+    zip_bomb(tmp_path / "d.npz", "x", 1 << 26)
+    with pytest.raises(DataError, match=r"d.npz' array 'x': .* inflate to 67.1 MB \(over 200x\): refused as a zip bomb"):
+        load_data(cfg(path="d.npz"), "classification", tmp_path)

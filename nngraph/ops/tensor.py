@@ -148,6 +148,10 @@ def reshape(ctx: InferCtx) -> TensorType:
             target[idx] = total_in // total_known
         else:
             target[idx] = _cancel(x.shape, known) or dim_floordiv(total_in, total_known)
+    elif isinstance(total_in, int) and isinstance(total_known, int):
+        if total_in != total_known:
+            ctx.fail(f"cannot reshape {format_shape(x.shape)} ({total_in} elements) to {format_shape(target)} "
+                     f"({total_known})", "element counts must match", "shape")
     elif (apart := _unshared_counts(x.shape, target)) and apart[0] != apart[1]:
         ctx.fail(f"cannot reshape {format_shape(x.shape)} to {format_shape(target)}: the element counts differ "
                  f"(the dims they do not share multiply to {apart[0]} vs {apart[1]})", "element counts must match", "shape")
@@ -169,15 +173,9 @@ def _unshared_counts(shape: tuple, target: list) -> tuple[int, int] | None:
 
 def _cancel(shape: tuple, known: list) -> Any:
     """Infer -1 symbolically by cancelling equal dims (``[b, s, 512] -> [b, s, 8, -1]`` gives 64)."""
-    rest, div = list(shape), []
-    for d in known:
-        if d in rest:
-            rest.remove(d)
-        else:
-            div.append(d)
-    num, den = dim_prod(rest), dim_prod(div)
-    if isinstance(num, int) and isinstance(den, int) and den and num % den == 0:
-        return num // den
+    counts = _unshared_counts(shape, known)
+    if counts and counts[1] and counts[0] % counts[1] == 0:
+        return counts[0] // counts[1]
     return None
 
 

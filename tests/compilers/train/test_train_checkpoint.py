@@ -153,7 +153,8 @@ def test_a_fifo_named_like_a_checkpoint_is_never_opened(tmp_path):
             ck.read(tmp_path / ck.step_name(7))
     finally:
         signal.alarm(0)
-    assert str(info.value) == f"cannot read checkpoint: '{tmp_path / ck.step_name(7)}' is a FIFO, not a regular file"
+    assert str(info.value) == (f"checkpoint '{tmp_path / ck.step_name(7)}' is not a regular file "
+                               "(it is a FIFO (named pipe)); only regular files are read")
     ck.prune(tmp_path, keep=1)
     assert (tmp_path / ck.step_name(7)).is_fifo()
 

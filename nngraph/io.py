@@ -1,4 +1,4 @@
-"""Atomic file writes (a temp file in the same directory, fsync, then rename) and reads of regular files only.
+"""Atomic file writes (a temp file in the same directory, fsync, then rename); reads go through :mod:`nngraph.readers`.
 
 A crash or a bad input never leaves a half-written schema, checkpoint or model, and the rename never
 replaces anything but a regular file (:func:`nngraph.outputs.check_target`: not a link, a FIFO, a device).
@@ -7,7 +7,6 @@ replaces anything but a regular file (:func:`nngraph.outputs.check_target`: not 
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
 from pathlib import Path
 
@@ -42,20 +41,3 @@ def _umask() -> int:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """UTF-8 text version of :func:`write_bytes_atomic`."""
     write_bytes_atomic(path, text.encode("utf-8"))
-
-
-class NotARegularFile(OSError):
-    """A path to read that is a FIFO, a device, a socket or a folder: reading it could block or never end."""
-
-
-def read_regular_bytes(path: str | Path, limit: int | None = None) -> bytes:
-    """The bytes of the regular file at ``path`` (at most ``limit``), checked before reading: opened without
-    blocking, so a FIFO is refused instead of waiting forever for a writer."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
-            raise NotARegularFile(f"'{path}' is {kind}, not a regular file")
-        os.set_blocking(fd, True)
-        return fh.read() if limit is None else fh.read(limit)

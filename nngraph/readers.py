@@ -100,6 +100,12 @@ def check_regular(path: str | Path, max_bytes: int | None, what: str) -> int:
         return os.fstat(fh.fileno()).st_size
 
 
+def read_head(path: str | Path, n: int, what: str) -> bytes:
+    """The first ``n`` bytes (a header) of a file :func:`open_regular` accepts, whatever its size."""
+    with open_regular(path, None, what) as fh:
+        return fh.read(n)
+
+
 def read_bytes(path: str | Path, max_bytes: int, what: str) -> bytes:
     """The whole file, checked by :func:`open_regular`; also refuses a file that grows past the cap while read."""
     chunks, total = [], 0

@@ -151,14 +151,14 @@ def verifies(path: Path) -> bool:
 
 def header_metadata(path: Path) -> dict[str, str]:
     """The safetensors ``__metadata__`` of a regular file, reading only its header ({} when it has none)."""
-    from nngraph.io import read_regular_bytes
+    from nngraph.readers import read_head
 
     try:
-        head = read_regular_bytes(path, limit=8)
+        head = read_head(path, 8, "weights file")
         n = _header_len(head) if len(head) == 8 else 0
         if not 0 < n <= _MAX_HEADER:
             return {}
-        meta = json.loads(read_regular_bytes(path, limit=8 + n)[8:]).get("__metadata__")
+        meta = json.loads(read_head(path, 8 + n, "weights file")[8:]).get("__metadata__")
     except (OSError, ValueError, AttributeError):
         return {}
     return meta if isinstance(meta, dict) else {}

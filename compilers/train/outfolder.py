@@ -49,10 +49,10 @@ def is_run_of(out: Path, spec: str, config_keys: set[str]) -> bool:
     named = spec_names(out)
     if named:
         return spec in named
-    from nngraph.io import read_regular_bytes
+    from nngraph.readers import read_head
 
     try:
-        config = json.loads(read_regular_bytes(out / "config.json", limit=1 << 20))
+        config = json.loads(read_head(out / "config.json", 1 << 20, "run configuration"))
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and set(config) == config_keys

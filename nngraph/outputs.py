@@ -90,6 +90,8 @@ def check_target(path: PathLike) -> None:
     except (FileNotFoundError, NotADirectoryError):
         _check_folder(Path(path))
         return
+    except PermissionError:
+        return  # a folder we may not search: the write itself reports it, naming the folder (as in _check_folder)
     except (OSError, ValueError) as exc:
         raise OutputError(path, f"cannot write '{path}': {getattr(exc, 'strerror', None) or exc}",
                           "give another output path") from None

@@ -40,11 +40,11 @@ class FileRefused(ValueError):
 
 
 def machine_memory() -> int:
-    """The machine's physical memory in bytes (8 GiB where the platform does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX platforms
-        return 8 << 30
+    """The machine's physical memory in bytes (:func:`nngraph.limits.physical_memory`; 8 GiB where the platform
+    does not say, so readers still have a cap)."""
+    from .limits import physical_memory
+
+    return physical_memory() or 8 << 30
 
 
 def memory_cap(share: int) -> int:

@@ -126,6 +126,12 @@ def vars_mismatch(file: str | Path | None, metadata: dict[str, Any] | None, grap
             + (f" or use the run folder {folder}" if folder else ""))
 
 
+def mismatch_message(file: str | Path, metadata: dict[str, Any] | None, graph: Any) -> str | None:
+    """``'FILE' does not fit this spec: the weights were trained with layers=2 (...)``, when vars explain it."""
+    why = vars_mismatch(file, metadata, graph)
+    return f"'{file}' does not fit this spec: {why}" if why else None
+
+
 def vars_metadata(graph: Any) -> str:
     """The graph's vars as weights-file metadata (a JSON string)."""
     return json.dumps(_plain(graph.vars), sort_keys=True)

@@ -23,6 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nngraph.run_folder import mismatch_message
+
 CHECKPOINT_FORMAT = "nngraph-checkpoint/1"
 
 
@@ -97,19 +99,11 @@ def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
         raise ExportWeightsError(str(exc)) from None
     saved = weights.metadata.get("fingerprint")
     if saved and saved != graph.fingerprint():
-        raise ExportWeightsError(_mismatch(file, weights.metadata, graph) or
+        raise ExportWeightsError(mismatch_message(file, weights.metadata, graph) or
                                  f"'{file}' was saved from spec '{weights.metadata.get('spec', '?')}' with fingerprint "
                                  f"{saved}; this spec is {graph.fingerprint()}")
     _load(module, weights.tensors, file, load_state_dict, StateDictError)
     return notes
-
-
-def _mismatch(file: Path, metadata: dict | None, graph: Any) -> str | None:
-    """``'FILE' does not fit this spec: the weights were trained with layers=2 (...)``, when vars explain it."""
-    from nngraph.run_folder import vars_mismatch
-
-    why = vars_mismatch(file, metadata, graph)
-    return f"'{file}' does not fit this spec: {why}" if why else None
 
 
 def _from_checkpoint(module: Any, graph: Any, file: Path) -> list[str]:
@@ -122,7 +116,7 @@ def _from_checkpoint(module: Any, graph: Any, file: Path) -> list[str]:
     ckpt = ck.read(file)
     saved = ckpt.state.get("fingerprint")
     if saved and saved != graph.fingerprint():
-        raise ExportWeightsError(_mismatch(file, None, graph) or
+        raise ExportWeightsError(mismatch_message(file, None, graph) or
                                  f"checkpoint '{file}' was saved from a different architecture (fingerprint "
                                  f"{saved}, this spec is {graph.fingerprint()})")
     notes = [f"training checkpoint at step {ckstate.run_counters(ckpt, keys=())['step']}"]

@@ -220,12 +220,17 @@ def save_step(folder: Path, name: str | None, step: int, tensors: dict[str, torc
     return path
 
 
-def check_resumable(ckpt: Checkpoint, fingerprint: str, cfg: dict[str, Any], may_change: tuple[str, ...]) -> None:
-    """Refuse to resume from another architecture or a training configuration changed beyond ``may_change``."""
+def check_resumable(ckpt: Checkpoint, graph: Any, cfg: dict[str, Any], may_change: tuple[str, ...]) -> None:
+    """Refuse to resume from another architecture (naming the vars that differ when the run's record says)
+    or a training configuration changed beyond ``may_change``."""
+    from nngraph.run_folder import mismatch_message
+
     from .ckstate import field
 
+    fingerprint = graph.fingerprint()
     if ckpt.state.get("fingerprint") != fingerprint:
-        raise CheckpointError(f"'{ckpt.path}' was saved from a different architecture (fingerprint "
+        raise CheckpointError(mismatch_message(ckpt.path, None, graph) or
+                              f"'{ckpt.path}' was saved from a different architecture (fingerprint "
                               f"{ckpt.state.get('fingerprint')}, this spec is {fingerprint})")
     saved = field(ckpt, "config")
     changed = sorted(k for k in set(saved) | set(cfg) if k not in may_change and saved.get(k) != cfg.get(k))

@@ -118,7 +118,7 @@ class Trainer:
     def resume(self, ckpt: ck.Checkpoint) -> None:
         """Restore the run from ``ckpt``; a field that does not fit this run is a CheckpointError naming it."""
         st = ckpt.state
-        ck.check_resumable(ckpt, self.run.graph.fingerprint(), self.cfg, RESUMABLE_CHANGES)
+        ck.check_resumable(ckpt, self.run.graph, self.cfg, RESUMABLE_CHANGES)
         if st.get("world", 1) != self.d.world:
             raise ck.CheckpointError(f"'{ckpt.path}' was written by {st.get('world')} processes, this run has "
                                      f"{self.d.world}: resume with the same --nproc-per-node")

@@ -159,7 +159,7 @@ class NetTrainer:
     def resume(self, ckpt: ck.Checkpoint) -> None:
         from nngraph.compilers.torch import load_state_dict
 
-        ck.check_resumable(ckpt, self.run.graph.fingerprint(), self.cfg, RESUMABLE)
+        ck.check_resumable(ckpt, self.run.graph, self.cfg, RESUMABLE)
         r = ckstate.run_counters(ckpt, keys=())
         with ckstate.loading(ckpt, "model"):
             report = load_state_dict(self.nets, ckpt.group("model"))

@@ -89,6 +89,16 @@ def test_weights_for_other_vars_name_the_vars_and_the_fix(mlp_run, tmp_path):
     assert f"wrote {tmp_path / 'x.onnx'}" in res.output
 
 
+def test_resuming_with_other_vars_names_the_vars_and_keeps_the_runs_record(mlp_run):
+    spec, out = mlp_run
+    record = (out / "run.json").read_bytes()
+    res = _cli("train", str(spec), "--out", str(out), "--resume", "--steps", "6", code=1)
+    ckpt = out / "checkpoints" / "step_000000003.safetensors"
+    assert res.output == (f"error: '{ckpt}' does not fit this spec: the weights were trained with hidden=8 (this spec "
+                          f"has hidden=16): pass --set hidden=8 or use the run folder {out}\n")
+    assert (out / "run.json").read_bytes() == record  # a refused resume leaves the run as it was
+
+
 def test_a_weights_file_outside_a_run_folder_names_the_vars_from_its_metadata(mlp_run, tmp_path):
     spec, out = mlp_run
     moved = tmp_path / "elsewhere.safetensors"

@@ -65,7 +65,10 @@ def test_resume_refuses_another_architecture_or_a_changed_configuration(write_sp
     spec, out = write_spec(), tmp_path / "run"
     assert runner.invoke(cli.app, ["train", str(spec), "--out", str(out), "--steps", "3", "-q"]).exit_code == 0
     res = runner.invoke(cli.app, ["train", str(spec), "--out", str(out), "--resume", "--set", "hidden=8"])
-    assert res.exit_code == 1 and "was saved from a different architecture (fingerprint" in res.output
+    ckpt = out / "checkpoints" / "step_000000003.safetensors"
+    assert res.exit_code == 1
+    assert res.output == (f"error: '{ckpt}' does not fit this spec: the weights were trained with hidden=16 (this spec "
+                          f"has hidden=8): pass --set hidden=16 or use the run folder {out}\n")
     res = runner.invoke(cli.app, ["train", str(spec), "--out", str(out), "--resume", "--set", "train.optimizer.lr=0.5"])
     assert res.exit_code == 1
     assert "cannot resume" in res.output and "exactly: the training configuration changed (optimizer)" in res.output

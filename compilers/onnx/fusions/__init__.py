@@ -34,6 +34,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..names import FreshNames
+
 MS = "com.microsoft"
 
 
@@ -82,9 +84,7 @@ class Index:
         self.outputs = {o.name for o in g.output}
         self.inits = {t.name: t for t in g.initializer}
         self.shapes = shapes if shapes is not None else infer_shapes(model)
-        from ..rewrite import _Names
-
-        self.names = _Names(model)   # fresh node/initializer names
+        self.names = FreshNames(model)   # fresh node/initializer names
 
     def const(self, name: str) -> np.ndarray | None:
         """The value of an initializer or ``Constant`` node output (None if ``name`` is computed)."""

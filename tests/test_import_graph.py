@@ -45,11 +45,6 @@ ALLOWED_CYCLES: dict[tuple[str, ...], str] = {
     ("nngraph.compilers.train.distributed", "nngraph.compilers.train.longrun"): "trainer",
     ("nngraph.compilers.train.adversarial", "nngraph.compilers.train.latent_diffusion",
      "nngraph.compilers.train.multi", "nngraph.compilers.train.rl"): "trainer",
-    # the fusion registry (fusions/__init__) imports its rule modules, which import its base classes back:
-    # to go, the base classes move to fusions/base.py (not done in branch onnxpipe for lack of time)
-    ("nngraph.compilers.onnx.fusions", "nngraph.compilers.onnx.fusions.bias_gelu",
-     "nngraph.compilers.onnx.fusions.mha_bias", "nngraph.compilers.onnx.fusions.packed_qkv",
-     "nngraph.compilers.onnx.fusions.skip_layer_norm"): "onnx: split fusions/base.py",
 }
 
 #: forbidden crossings still there: (importer module, imported module) -> who removes it and why it is there.

@@ -54,8 +54,6 @@ ALLOWED_CROSSINGS: dict[tuple[str, str], str] = {
     ("nngraph.compilers.passes", "nngraph.compilers.torch"): "attn: passes/__init__ lists the torch kernels",
     ("nngraph.compilers.passes.facts", "nngraph.compilers.torch.ops.attention_masks"): "attn: mask facts",
     ("nngraph.compilers.torch.ops.attention_kernels", "nngraph.compilers.passes.lowering"): "attn: kernel names",
-    # `nngraph compile --explain` (the torch CLI) prints the planner's plan: the command belongs one layer up
-    ("nngraph.compilers.torch.commands", "nngraph.compilers.passes.cli"): "CLI: move the command above both",
     # exporting a training run's checkpoint (LoRA merged) reads the trainer's checkpoint format (branch `trainer`
     # owns it): to go, the checkpoint reader moves out of compilers/train (not done in branch onnxpipe)
     ("nngraph.compilers.onnx.weights", "nngraph.compilers.train.checkpoint"): "trainer: checkpoint format",

@@ -253,11 +253,13 @@ def compile_(
     """Compile a spec to a PyTorch module, check a forward pass on random inputs, save weights and/or source."""
 
     def body() -> int:
+        from nngraph.compilers.passes.cli import lower_for_cli
         from nngraph.compilers.torch.commands import compile_command
         from nngraph.commands import limits
 
         return compile_command(spec, set_ or [], limits(max_params, max_memory), output=output, emit_python=emit_python, seed=seed,
-                               dim=dim or [], target=target, mode=mode.value, explain=explain, echo=typer.echo)
+                               dim=dim or [], target=target, mode=mode.value, explain=explain, echo=typer.echo,
+                               lower=lower_for_cli)
 
     run_guarded(body)
 

@@ -98,3 +98,20 @@ def _rename(graph: onnx.GraphProto, renames: dict[str, str]) -> None:
                 node.input[i] = renames[name]
         for sub in _subgraphs(node):
             _rename(sub, renames)
+
+
+class FreshNames:
+    """Fresh, unique node/value names for inserted nodes."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.used = {n.name for n in model.graph.node} | {o for n in model.graph.node for o in n.output}
+        self.used |= {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer}
+
+    def fresh(self, base: str) -> str:
+        base = base.replace("::", "_").strip("/") or "node"
+        name, n = base, 1
+        while name in self.used:
+            n += 1
+            name = f"{base}_{n}"
+        self.used.add(name)
+        return name

@@ -1,7 +1,8 @@
 """The default-domain opset of an export: the lowest one that what the export emits needs, and its IR version.
 
-Each part that can need a newer opset declares it once, next to itself; :func:`needs` collects
-the declarations of what an export chose and :func:`choose_opset` takes the maximum:
+Each part that can need a newer opset declares it once, next to itself; the plan stage collects
+the declarations of what an export chose (:func:`nngraph.compilers.onnx.pipeline.plan.needs`) and
+:func:`choose_opset` takes the maximum:
 
 * an attention kernel: ``Kernel.min_opset`` (:mod:`.kernels`; the standard ``Attention`` op: 23;
   the ``com.microsoft`` contrib kernels and the decomposed graph: none -- contrib ops live in their
@@ -23,7 +24,6 @@ MoE scatters) and every ONNX Runtime from 1.12 on runs it -- going lower buys no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
 
 #: the lowest opset an export writes (see the module doc)
 MIN_OPSET = 17
@@ -42,25 +42,6 @@ class Need:
 
     def describe(self) -> str:
         return f"{self.what} needs opset {self.opset}: {self.why}"
-
-
-def needs(graph: Any, choices: Mapping[str, Any], fusion_names: Iterable[str] = ()) -> list[Need]:
-    """The declared requirements above the floor of an export of ``graph`` with kernel ``choices`` and the fusions named."""
-    from .fusions import fusions
-    from .lowering import min_opset as lowering_need
-
-    out = [Need(c.kernel.min_opset, f"node '{name}' ({c.kernel.name} kernel)", c.kernel.onnx_op)
-           for name, c in choices.items() if c.kernel.min_opset]
-    for node in graph.nodes.values():
-        need = lowering_need(node)
-        if need is not None:
-            out.append(Need(need[0], f"node '{node.name}' ({node.op})", need[1]))
-    wanted = set(fusion_names)
-    for f in fusions():
-        need = f.min_opset(graph) if f.name in wanted and f.min_opset is not None else None
-        if need is not None:
-            out.append(Need(need[0], f"fusion {f.name}", need[1], hard=False))
-    return [n for n in out if n.opset > MIN_OPSET]
 
 
 def choose_opset(requested: int | None, found: list[Need]) -> int:

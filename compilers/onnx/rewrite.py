@@ -21,27 +21,11 @@ from onnx import helper
 
 from .kernels import kernel_named
 from .kernels.base import DOMAIN, PLACEHOLDER
-from .lowering import ssm
+from .lowering import EMITTERS, discover
+from .names import FreshNames
 from .opsets import ir_version
 
 MAX_TORCHSCRIPT_OPSET = 20
-
-
-class _Names:
-    """Fresh, unique node/value names for inserted nodes."""
-
-    def __init__(self, model: onnx.ModelProto):
-        self.used = {n.name for n in model.graph.node} | {o for n in model.graph.node for o in n.output}
-        self.used |= {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer}
-
-    def fresh(self, base: str) -> str:
-        base = base.replace("::", "_").strip("/") or "node"
-        name, n = base, 1
-        while name in self.used:
-            n += 1
-            name = f"{base}_{n}"
-        self.used.add(name)
-        return name
 
 
 def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
@@ -56,7 +40,8 @@ def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
 
 def replace_placeholders(model: onnx.ModelProto) -> dict[str, int]:
     """Swap the ``ai.nngraph`` placeholders for their real ops in place; returns op counts by emitted op type."""
-    names = _Names(model)
+    names = FreshNames(model)
+    discover()  # the lowerings' placeholder emitters
     counts: dict[str, int] = {}
     new_nodes, infos = [], []
     for node in model.graph.node:
@@ -70,8 +55,8 @@ def replace_placeholders(model: onnx.ModelProto) -> dict[str, int]:
             emitted = kernel.emit(inputs, list(node.output), cfg, names.fresh(node.name or kernel.name))
             if hasattr(kernel, "value_info"):
                 infos += kernel.value_info(inputs, list(node.output), cfg)
-        elif node.op_type == ssm.OP:
-            emitted = ssm.emit(node, names)
+        elif node.op_type in EMITTERS:
+            emitted = EMITTERS[node.op_type](node, names)
         else:
             raise ValueError(f"unknown placeholder {node.domain}::{node.op_type}")
         for e in emitted:
@@ -130,7 +115,7 @@ def share_tied_weights(model: onnx.ModelProto, min_elements: int = 4096) -> int:
                     replace[b.name] = (a.name, True)
     if not replace:
         return 0
-    names = _Names(model)
+    names = FreshNames(model)
     keep = [t for t in model.graph.initializer if t.name not in replace]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)

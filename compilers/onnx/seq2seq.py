@@ -144,35 +144,38 @@ def encoder_path(decoder_path: str | Path) -> Path:
     return p.with_name(p.name[:-5] + ENCODER_SUFFIX if p.name.endswith(".onnx") else p.name + ENCODER_SUFFIX)
 
 
-def export_seq2seq(graph: Any, output: str | Path, *, module: Any = None, weights: Any = None, seed: int = 0,
-                   **kwargs: Any) -> tuple[Any, Any]:
-    """Export ``graph``'s encoder to ``OUT.encoder.onnx`` and its decoder step (KV cache) to ``output``; returns
-    both :class:`nngraph.compilers.onnx.export.ExportResult` (encoder, decoder)."""
+def export_seq2seq(graph: Any, output: str | Path, config: Any, *, module: Any = None) -> tuple[Any, Any]:
+    """Export ``graph``'s encoder to ``OUT.encoder.onnx`` and its decoder step (KV cache) to ``output`` with the
+    options of ``config`` (an :class:`nngraph.compilers.onnx.config.ExportConfig`; its ``weights`` are loaded
+    here, its ``extra_metadata`` is not written); returns both
+    :class:`nngraph.compilers.onnx.results.ExportResult` (encoder, decoder)."""
+    from dataclasses import replace
+
     from nngraph.compilers.torch import build_module
 
-    from .export import ExportError, export_graph
+    from .pipeline import run
+    from .results import ExportError
 
     try:
         parts = split(graph)
     except ValueError as exc:
         raise ExportError(f"--kv-cache: {exc}") from None
     if module is None:
-        module = build_module(graph, seed=seed)
-    if weights is not None:
+        module = build_module(graph, seed=config.seed)
+    if config.weights is not None:
         from .weights import load_into
 
-        load_into(module, graph, weights)
+        load_into(module, graph, config.weights)
     module.eval()
     try:
         enc_mod, dec_mod = part_module(module, parts.encoder), part_module(module, parts.decoder)
     except ValueError as exc:
         raise ExportError(f"--kv-cache: {exc}") from None
     enc_out = encoder_path(output)
-    kwargs.pop("kv_cache", None)
-    enc = export_graph(parts.encoder, enc_out, module=enc_mod, seed=seed, kv_cache=False, **kwargs)
+    part = replace(config, weights=None, extra_metadata=None)
+    enc = run(parts.encoder, enc_out, replace(part, kv_cache=False), enc_mod)
     info = {"encoder": enc_out.name, "memory": parts.memory, "source_inputs": parts.source_inputs,
             "shared_inputs": parts.shared_inputs}
-    dec = export_graph(parts.decoder, output, module=dec_mod, seed=seed, kv_cache=True,
-                       extra_metadata={"seq2seq": info}, **kwargs)
+    dec = run(parts.decoder, output, replace(part, kv_cache=True, extra_metadata={"seq2seq": info}), dec_mod)
     dec.kv_cache = {**(dec.kv_cache or {}), "seq2seq": info}
     return enc, dec

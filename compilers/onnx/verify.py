@@ -56,7 +56,7 @@ def verify_model(blob: bytes, graph: Any, module: Any, names: list[str], out_nam
                  include_optional: bool = False) -> Any:
     import torch
 
-    from .export import Verification
+    from .results import Verification
     from .inputs import sample_inputs
     from .runner import make_session, run_options
 

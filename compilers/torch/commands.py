@@ -28,8 +28,12 @@ def torch_check(graph: Any, dim: list[str] | None, seed: int = 0, module: Any = 
 
 
 def compile_command(spec: Path, overrides: list[str], limits: Any, *, output: Path | None, emit_python: Path | None,
-                    seed: int, dim: list[str], target: str | None, mode: str, explain: bool, echo: Echo) -> int:
-    """``nngraph compile``: build the module (lowered for a target if asked), check a forward pass, save."""
+                    seed: int, dim: list[str], target: str | None, mode: str, explain: bool, echo: Echo,
+                    lower: Any = None) -> int:
+    """``nngraph compile``: build the module (lowered for a target if asked), check a forward pass, save.
+
+    ``lower(graph, target, mode, dim, explain) -> (graph, text)``: the planner's lowering, passed in by the CLI
+    (:func:`nngraph.compilers.passes.cli.lower_for_cli`) because the torch back end does not import the planner."""
     from nngraph.outputs import check_output
     from nngraph.spec import load_spec
 
@@ -48,9 +52,7 @@ def compile_command(spec: Path, overrides: list[str], limits: Any, *, output: Pa
     graph = load_spec(spec, overrides, limits)
     built = graph
     if target is not None or explain:
-        from nngraph.compilers.passes.cli import lower_for_cli
-
-        built, text = lower_for_cli(graph, target or "auto", mode, dim, explain)
+        built, text = lower(graph, target or "auto", mode, dim, explain)
         echo(text)
     if graph.networks:  # several networks: a ModuleDict of their modules (state keys <network>.<node>...)
         from .networks import build_networks

@@ -77,8 +77,12 @@ def register_mask(name: str, *, params: dict[str, Param] | None = None, needs: t
 
 
 def logical_not(v: Any) -> Any:
-    """``not v`` for Python bools and bool tensors alike."""
-    return v ^ True
+    """``not v`` for Python bools and bool tensors alike.
+
+    A tensor's own ``logical_not`` (duck-typed: the front end imports no torch) rather than ``v ^ True``,
+    which a tracer cannot record for a tensor (the ONNX export gets a ``Not``)."""
+    method = getattr(v, "logical_not", None)
+    return method() if method is not None else v ^ True
 
 
 # ----- the masks ------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 from onnx import helper
 
-from . import MS, Fusion, Index, Match, Rewrite, attr
+from .base import MS, Fusion, Index, Match, Rewrite, attr
 
 
 def _match(idx: Index, gelu: Any) -> Match | None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from onnx import helper, numpy_helper
 
-from . import MS, Fusion, Index, Match, Rewrite
+from .base import MS, Fusion, Index, Match, Rewrite
 
 
 def _biased(idx: Index, value: str) -> tuple[Any, str, str] | None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from onnx import helper, numpy_helper
 
-from . import MS, Fusion, Index, Match, Rewrite, attr
+from .base import MS, Fusion, Index, Match, Rewrite, attr
 
 
 def _projection(idx: Index, value: str, mha: Any) -> dict[str, Any] | None:

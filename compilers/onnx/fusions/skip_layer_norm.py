@@ -22,7 +22,7 @@ from typing import Any
 
 from onnx import helper
 
-from . import MS, Fusion, Index, Match, Rewrite, attr, same_shape
+from .base import MS, Fusion, Index, Match, Rewrite, attr, same_shape
 
 
 def _match(idx: Index, ln: Any) -> Match | None:

@@ -1,29 +1,22 @@
 """Export-time lowering: the compiled torch model's dynamic parts swapped for ONNX-friendly forwards while tracing.
 
-The TorchScript exporter records the ops one run executes, so anything decided in Python from
-run-time *values* -- a loop over the sequence, ``.item()``, ``.tolist()``, arithmetic on a token
-count -- would be frozen at the sample's sizes. :func:`lowered` patches, for the duration of the
-export only (instance attributes, removed afterwards):
+Each op's lowering is one registration in its own module (:mod:`.registry`: ``@lowering``, discovered):
 
-* ``attention`` nodes -> the chosen kernel's forward (:mod:`nngraph.compilers.onnx.kernels`); a module
-  shared by several nodes (``share: true``) dispatches per call in graph order;
 * ``mamba`` -> the recurrence as an ONNX ``Scan`` (:mod:`.ssm`);
 * ``moe`` -> routing, capacity and grouped dispatch with tensor-valued counts (:mod:`.moe`);
-* ``global_pool`` -> one-hot pooling with a run-time graph count (:mod:`.graph_nn`);
-* mask predicates' ``logical_not`` (``v ^ True``, which the tracer cannot record for a tensor)
-  -> ``torch.logical_not`` for tensors;
-* a BigBird ``random`` mask -> its rows drawn for the (fixed) traced lengths as plain ints (the export
-  fixes the sequence dims of such nodes, see :func:`nngraph.compilers.onnx.export.length_bound_symbols`);
-* with a KV cache, ``position_embedding`` -> positions ``past_len + arange(T)`` with ``past_len`` a
-  tensor read from the first past input's shape (the torch module's cache slot keeps a Python
-  int, which the tracer can confuse with other ints of the same value).
+* ``global_pool`` -> one-hot pooling with a run-time graph count; message passing: the opset its
+  scatters need (:mod:`.graph_nn`);
+* RNN/LSTM/GRU layers -> the ONNX ``LSTM``/``GRU``/``RNN`` ops, which loop over a dynamic sequence
+  themselves; unrolled loops (``recur``, ``act``, ``ode``) (:mod:`.recurrent`);
+* with a KV cache, ``position_embedding`` -> positions ``past_len + arange(T)`` (:mod:`.position`);
+* mask predicates (:mod:`.masks`): a BigBird ``random`` mask -> its rows for the (fixed) traced lengths
+  as a constant.
 
-RNN/LSTM/GRU layers need nothing: ``nn.LSTM`` and friends export as the ONNX ``LSTM``/``GRU``/``RNN``
-ops, which loop over a dynamic sequence themselves.
+``attention`` nodes run the chosen kernel's forward (:mod:`nngraph.compilers.onnx.kernels`); a module
+shared by several nodes (``share: true``) dispatches per call in graph order.
 
-:func:`min_opset` declares, per op, the default-domain opset its exported form needs when that is above
-the export's floor (:mod:`nngraph.compilers.onnx.opsets`); the ``Scan`` of the SSM and the
-``ScatterElements(add)`` of MoE and message passing (both 16) and the rest are within it.
+:func:`lowered` installs all of it for the duration of one export, as instance attributes (removed
+afterwards) and through the torch back end's trace hook (:mod:`nngraph.compilers.torch.trace_hooks`).
 """
 
 from __future__ import annotations
@@ -33,23 +26,27 @@ import functools
 from typing import Any, Iterator
 
 from ..kernels import KVIO, Choice
+from .registry import EMITTERS, LOWERINGS, Lowering, declare, discover, emits, lowering
 
-
-#: torch's ``scatter_reduce(amax)``, exported as ``ScatterElements(reduction="max")`` (:mod:`..symbolics`)
-_SCATTER_MAX = (18, "ScatterElements with reduction max (opset 18)")
-#: op -> the (opset, why) its node's export needs beyond the floor, or None. GAT's segment softmax subtracts each
-#: node's max score over its incoming edges; SAGE and message passing aggregate by max with ``aggr: max``
-_NEEDS = {
-    "gat_conv": lambda node: _SCATTER_MAX,
-    "sage_conv": lambda node: _SCATTER_MAX if node.params.get("aggr") == "max" else None,
-    "message_passing": lambda node: _SCATTER_MAX if node.params.get("aggr") == "max" else None,
-}
+__all__ = ["EMITTERS", "LOWERINGS", "Lowering", "declare", "discover", "emits", "lowered", "lowering",
+           "lowering_of", "min_opset", "stateful_ops"]
 
 
 def min_opset(node: Any) -> tuple[int, str] | None:
     """(opset, why) when exporting IR ``node`` needs a default-domain opset above the export's floor, else None."""
-    need = _NEEDS.get(node.op)
-    return need(node) if need is not None else None
+    entry = discover().get(node.op)
+    return entry.needs(node) if entry is not None and entry.needs is not None else None
+
+
+def lowering_of(graph: Any) -> dict[str, str]:
+    """How each dynamic node (other than attention) is lowered: node name -> the lowering's one line."""
+    table = discover()
+    return {n.name: table[n.op].how for n in graph.nodes.values() if n.op in table and table[n.op].how}
+
+
+def stateful_ops() -> set[str]:
+    """Ops with state that is not a key/value cache (``--kv-cache`` refuses them)."""
+    return {op for op, entry in discover().items() if entry.stateful}
 
 
 class _AttentionDispatch:
@@ -65,80 +62,45 @@ class _AttentionDispatch:
         return choice.kernel.forward(self.module, choice.site, self.io, x, context, lengths, key_padding, doc_ids)
 
 
-def _patch(module: Any, fn: Any, patched: list[Any]) -> None:
-    module.forward = fn
-    patched.append(module)
+def _forwards(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None) -> tuple[dict[int, Any], list]:
+    """(id(module) -> (module, its export forward), the attention dispatchers) for the modules of ``graph``."""
+    table = discover()
+    forwards: dict[int, Any] = {}
+    dispatch: dict[int, _AttentionDispatch] = {}
+    for node in graph.nodes.values():
+        module = _module_of(model, node.name)
+        entry = table.get(node.op)
+        if module is None:
+            continue
+        if node.name in choices:
+            if id(module) not in dispatch:
+                dispatch[id(module)] = _AttentionDispatch(module, [], io)
+                forwards[id(module)] = (module, dispatch[id(module)])
+            dispatch[id(module)].choices.append(choices[node.name])
+        elif entry is not None and entry.forward is not None and (io is not None or not entry.kv_only):
+            forwards[id(module)] = (module, functools.partial(entry.forward, module, io))
+    return forwards, list(dispatch.values())
 
 
 @contextlib.contextmanager
 def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None = None) -> Iterator[
         list[_AttentionDispatch]]:
-    """Patch ``model`` (built from ``graph``) for export; yields the attention dispatchers (reset per call)."""
-    from nngraph.compilers.torch.ops import attention_masks, graph_nn
-    from nngraph.ops import _attn_masks
+    """Install the lowerings on ``model`` (built from ``graph``) for export; yields the attention dispatchers
+    (reset per call)."""
+    from nngraph.compilers.torch.trace_hooks import replacing
 
-    from . import graph_nn as gnn_lowering
-    from .moe import moe_forward
-    from .ssm import mamba_forward
+    from .masks import random_mask_as_constant
 
-    patched: list[Any] = []
-    dispatch: dict[int, _AttentionDispatch] = {}
-    saved_pool, saved_random, saved_not = graph_nn.global_pool, attention_masks.random_mask, _attn_masks.logical_not
-
-    def logical_not(v: Any) -> Any:
-        import torch
-
-        return torch.logical_not(v) if isinstance(v, torch.Tensor) else saved_not(v)
-
-    def random_mask(q_len: Any, kv_len: Any, per_row: int, seed: int, offset: Any = 0, device: Any = None) -> Any:
-        import numpy as np
-        import torch
-
-        from nngraph.ops._attn_masks import random_table
-
-        t, s, o = int(q_len), int(kv_len), int(offset)
-        out = np.zeros((t, s), dtype=bool)
-        for i, row in enumerate(random_table(o + t, s, per_row, seed)[o:]):
-            out[i, row] = True
-        return torch.from_numpy(out).view(1, 1, t, s)  # a constant of the traced graph
+    forwards, dispatchers = _forwards(model, graph, choices, io)
+    functions = {op: entry.function for op, entry in discover().items() if entry.function is not None}
     try:
-        for node in graph.nodes.values():
-            module = _module_of(model, node.name)
-            if node.name in choices and module is not None:
-                d = dispatch.get(id(module))
-                if d is None:
-                    d = dispatch[id(module)] = _AttentionDispatch(module, [], io)
-                    _patch(module, d, patched)
-                d.choices.append(choices[node.name])
-            elif node.op == "mamba" and module is not None:
-                _patch(module, functools.partial(mamba_forward, module), patched)
-            elif node.op == "moe" and module is not None:
-                _patch(module, functools.partial(moe_forward, module), patched)
-            elif node.op == "position_embedding" and io is not None and module is not None:
-                _patch(module, functools.partial(_position_forward, module, io), patched)
-        graph_nn.global_pool = gnn_lowering.global_pool
-        attention_masks.random_mask = random_mask
-        _attn_masks.logical_not = logical_not
-        yield list(dispatch.values())
+        for module, forward in forwards.values():
+            module.forward = forward
+        with replacing(functions), random_mask_as_constant():
+            yield dispatchers
     finally:
-        graph_nn.global_pool = saved_pool
-        attention_masks.random_mask = saved_random
-        _attn_masks.logical_not = saved_not
-        for module in patched:
+        for module, _ in forwards.values():
             module.__dict__.pop("forward", None)
-
-
-def _position_forward(module: Any, io: KVIO, x: Any, positions: Any = None) -> Any:
-    """PositionEmbedding.forward with positions continuing after the cached ones (a tensor offset)."""
-    import torch
-
-    from nngraph.compilers.torch.ops.position import sinusoid_table
-
-    if positions is None:
-        positions = torch.arange(x.shape[-2]) + io.past_len
-    if module.kind == "learned":
-        return x + module.weight[positions]
-    return x + sinusoid_table(positions, module.dim, dtype=x.dtype)
 
 
 def _module_of(model: Any, name: str) -> Any:

@@ -10,9 +10,33 @@ need no lowering: their gathers and scatters are traced with the corrected ``ind
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from .registry import declare, lowering
 
+#: torch's ``scatter_reduce(amax)``, exported as ``ScatterElements(reduction="max")`` (:mod:`..symbolics`)
+_SCATTER_MAX = (18, "ScatterElements with reduction max (opset 18)")
+
+
+def _max_aggregation(node: Any) -> tuple[int, str] | None:
+    """SAGE and message passing aggregate by max with ``aggr: max``."""
+    return _SCATTER_MAX if node.params.get("aggr") == "max" else None
+
+
+_GATHER_SCATTER = "gather + ScatterElements{} message passing (dynamic nodes/edges)"
+declare("gcn_conv", _GATHER_SCATTER.format("(add)"))
+declare("gin_conv", _GATHER_SCATTER.format("(add)"))
+# GAT's segment softmax subtracts each node's max score over its incoming edges
+declare("gat_conv", "segment softmax with ScatterElements(max/add) (dynamic nodes/edges)", needs=lambda node: _SCATTER_MAX)
+declare("sage_conv", _GATHER_SCATTER.format(""), needs=_max_aggregation)
+declare("message_passing", "message block on gathered edges + ScatterElements aggregation (dynamic nodes/edges)",
+        needs=_max_aggregation)
+
+
+@lowering("global_pool", "one-hot [graphs, nodes] pooling with the graph count from the batch vector",
+          replaces_function=True)
 def global_pool(x: torch.Tensor, batch: torch.Tensor | None = None, mode: str = "mean",
                 num_graphs: int | None = None) -> torch.Tensor:
     """Drop-in for :func:`nngraph.compilers.torch.ops.graph_nn.global_pool` while exporting."""

@@ -25,8 +25,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .registry import lowering
 
-def moe_forward(module: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+
+@lowering("moe", "top-k routing with run-time capacity; per-expert NonZero gather -> expert -> ScatterElements(add)")
+def moe_forward(module: Any, io: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """:meth:`nngraph.compilers.torch.ops.moe.MoE.forward` without Python-level data dependence."""
     from nngraph.compilers.torch.ops.moe import _call_expert, route, router_z_loss
 

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .registry import emits, lowering
+
 DOMAIN = "ai.nngraph"
 OP = "SelectiveScan"
 
@@ -47,7 +49,8 @@ class _SelectiveScan(torch.autograd.Function):
         return out
 
 
-def mamba_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
+@lowering("mamba", "selective scan as one ONNX Scan over the sequence (state carried inside)", stateful=True)
+def mamba_forward(module: Any, io: Any, x: torch.Tensor) -> torch.Tensor:
     """:meth:`nngraph.compilers.torch.ops.ssm.Mamba.forward` with the scan as :class:`_SelectiveScan`."""
     from nngraph.compilers.torch.ops.ssm import _discretize
 
@@ -58,6 +61,7 @@ def mamba_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
     return module.out_proj(y * F.silu(z))
 
 
+@emits(OP)
 def emit(node: Any, names: Any) -> list[Any]:
     """The ONNX ``Scan`` replacing a ``SelectiveScan`` placeholder ``node`` (inputs h0, a, b, C; output y)."""
     from onnx import TensorProto, helper

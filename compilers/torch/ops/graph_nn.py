@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..trace_hooks import replaceable
 from ..registry import Emit, NodeCtx, torch_op
 from ._subgraph import call_function, function_module, function_spec
 
@@ -255,6 +256,7 @@ def _gat_module(ctx: NodeCtx) -> GATConv:
 
 
 # ----- pooling ---------------------------------------------------------------------
+@replaceable("global_pool")  # the ONNX export swaps in a one-hot pooling with a run-time graph count
 def global_pool(x: torch.Tensor, batch: torch.Tensor | None = None, mode: str = "mean",
                 num_graphs: int | None = None) -> torch.Tensor:
     """out[g] = sum / mean / max of the rows v of ``x`` with batch[v] = g; without ``batch`` one graph ([1, ...]).

@@ -1,0 +1,158 @@
+"""The package's import graph has no cycles and respects the layer boundaries.
+
+The graph is built from the source with :mod:`ast` (no module is imported): one node per module of
+``nngraph/`` (installed as ``nngraph``) and ``compilers/`` (installed as ``nngraph.compilers``), an
+edge A -> B for every ``import``/``from ... import`` in A that names module B -- function-level
+(lazy) imports included, since a lazy import is still a dependency that only hides a cycle from
+the interpreter; imports under ``if TYPE_CHECKING:`` excluded (never run). ``from pkg import name``
+is an edge to ``pkg.name`` when that is a module, else to ``pkg``. Cycles are the strongly
+connected components of more than one module (networkx).
+
+Known cycles and crossings that other branches are removing are listed in :data:`ALLOWED_CYCLES`
+and :data:`ALLOWED_CROSSINGS`, each with who removes it; a listed one that no longer exists fails
+the test too, so the lists only shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+ROOT = Path(__file__).resolve().parent.parent
+FOLDERS = {"nngraph": "nngraph", "compilers": "nngraph.compilers"}
+
+#: (importer area, imported area) pairs that must not occur: the planner (passes) needs no torch back end,
+#: the torch back end no planner, the ONNX exporter no trainer.
+FORBIDDEN = {
+    ("nngraph.compilers.passes", "nngraph.compilers.torch"),
+    ("nngraph.compilers.torch", "nngraph.compilers.passes"),
+    ("nngraph.compilers.onnx", "nngraph.compilers.train"),
+}
+
+#: cycles (as the sorted module list of one strongly connected component) still there, with who removes them.
+ALLOWED_CYCLES: dict[tuple[str, ...], str] = {
+    # front end: spec loading (branches `spec16` and `irlint` own these files)
+    ("nngraph.spec.document", "nngraph.spec.networks", "nngraph.train_schema"): "spec16/irlint",
+    ("nngraph.spec.expand", "nngraph.spec.functions"): "spec16",
+    # attention masks <-> bands, local kernels (branch `attn` moves attention into one public package)
+    ("nngraph.ops._attn_bands", "nngraph.ops._attn_masks"): "attn",
+    ("nngraph.compilers.torch.ops.attention_kernels_local",
+     "nngraph.compilers.torch.ops.attention_kernels_local_loop"): "attn",
+    # the trainers (branch `trainer` merges them into one loop)
+    ("nngraph.compilers.train.checkpoint", "nngraph.compilers.train.ckstate"): "trainer",
+    ("nngraph.compilers.train.distributed", "nngraph.compilers.train.longrun"): "trainer",
+    ("nngraph.compilers.train.adversarial", "nngraph.compilers.train.latent_diffusion",
+     "nngraph.compilers.train.multi", "nngraph.compilers.train.rl"): "trainer",
+}
+
+#: forbidden crossings still there: (importer module, imported module) -> who removes it and why it is there.
+ALLOWED_CROSSINGS: dict[tuple[str, str], str] = {
+    # kernel selection: the planner reads the torch kernels' constraints and masks, torch reads the planner's kernel
+    # names (branch `attn`: one kernel registry, attention resolved in the front end)
+    ("nngraph.compilers.passes", "nngraph.compilers.torch"): "attn: passes/__init__ lists the torch kernels",
+    ("nngraph.compilers.passes.facts", "nngraph.compilers.torch.ops.attention_masks"): "attn: mask facts",
+    ("nngraph.compilers.torch.ops.attention_kernels", "nngraph.compilers.passes.lowering"): "attn: kernel names",
+    # exporting a training run's checkpoint (LoRA merged) reads the trainer's checkpoint format (branch `trainer`
+    # owns it): to go, the checkpoint reader moves out of compilers/train (not done in branch onnxpipe)
+    ("nngraph.compilers.onnx.weights", "nngraph.compilers.train.checkpoint"): "trainer: checkpoint format",
+    ("nngraph.compilers.onnx.weights", "nngraph.compilers.train.ckstate"): "trainer: checkpoint format",
+    ("nngraph.compilers.onnx.weights", "nngraph.compilers.train.lora"): "trainer: LoRA merge",
+}
+
+
+def module_files() -> dict[str, Path]:
+    """Module name -> source file, for every module of the package."""
+    out = {}
+    for folder, name in FOLDERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join([name, *parts])] = path
+    return out
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (never executed)."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return skip
+
+
+def _imported(node: ast.AST, package: str, modules: dict[str, Path]) -> list[str]:
+    """The modules one import statement names (the innermost existing module of each dotted name)."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        if node.level:
+            parts = package.split(".")
+            base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+        else:
+            base = node.module or ""
+        names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+    else:
+        return []
+    found = []
+    for name in names:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        if name:
+            found.append(name)
+    return found
+
+
+def import_graph() -> nx.DiGraph:
+    """Module -> the modules it imports (see the module doc)."""
+    modules = module_files()
+    graph = nx.DiGraph()
+    for mod, path in modules.items():
+        graph.add_node(mod)
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _type_checking_only(tree)
+        for node in ast.walk(tree):
+            if id(node) not in skip:
+                graph.add_edges_from((mod, t) for t in _imported(node, package, modules) if t != mod)
+    return graph
+
+
+def area(module: str) -> str:
+    """The layer of a module: ``nngraph.compilers.<back end>``, or ``nngraph`` for the front end."""
+    parts = module.split(".")
+    return ".".join(parts[:3]) if parts[:2] == ["nngraph", "compilers"] else "nngraph"
+
+
+def cycles(graph: nx.DiGraph) -> set[tuple[str, ...]]:
+    return {tuple(sorted(c)) for c in nx.strongly_connected_components(graph) if len(c) > 1}
+
+
+def crossings(graph: nx.DiGraph) -> set[tuple[str, str]]:
+    return {(a, b) for a, b in graph.edges if (area(a), area(b)) in FORBIDDEN}
+
+
+def test_the_graph_sees_lazy_and_relative_imports():
+    graph = import_graph()
+    assert graph.has_edge("nngraph.compilers.onnx.pipeline.plan", "nngraph.compilers.onnx.kernels")  # `from ..x`
+    assert graph.has_edge("nngraph.compilers.onnx.seq2seq", "nngraph.compilers.torch")  # inside a function
+    assert not graph.has_edge("nngraph.compilers.onnx.export", "nngraph.compilers.onnx")  # `from . import x`: x
+
+
+def test_no_import_cycles():
+    found = cycles(import_graph())
+    new = found - set(ALLOWED_CYCLES)
+    assert not new, "import cycles: " + "; ".join(" <-> ".join(c) for c in sorted(new))
+    gone = set(ALLOWED_CYCLES) - found
+    assert not gone, f"cycles removed: delete them from ALLOWED_CYCLES: {sorted(gone)}"
+
+
+def test_no_forbidden_boundary_crossings():
+    found = crossings(import_graph())
+    new = found - set(ALLOWED_CROSSINGS)
+    assert not new, "forbidden imports (passes -> torch, torch -> passes, onnx -> train): " + ", ".join(
+        f"{a} -> {b}" for a, b in sorted(new))
+    gone = set(ALLOWED_CROSSINGS) - found
+    assert not gone, f"crossings removed: delete them from ALLOWED_CROSSINGS: {sorted(gone)}"

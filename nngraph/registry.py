@@ -188,6 +188,9 @@ class OpDef:
     count_params: CountFn | None = None
     example: dict | None = None
     shape_hint: str | None = None
+    #: made by a back-end pass (``sdpa``, ``attention_lowered``), never written in YAML: known to
+    #: :func:`lookup` (so :meth:`nngraph.ir.Graph.lint` checks it) but not to :func:`registry`, the schema or the docs
+    backend: bool = False
 
     @property
     def summary(self) -> str:
@@ -215,21 +218,27 @@ class OpDef:
 
 
 _REGISTRY: dict[str, OpDef] = {}
+#: back-end ops (:attr:`OpDef.backend`), kept apart so every user-facing list (schema, docs, CLI, the
+#: expander) reads :data:`_REGISTRY` alone and a spec cannot name them
+_BACKEND: dict[str, OpDef] = {}
 
 
 def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mapping[str, Param] | None = None,
        outputs: Sequence[str] | Callable[[dict], tuple[str, ...]] = ("out",), count: CountFn | None = None,
-       example: dict | None = None, shape_hint: str | None = None) -> Callable[[InferFn], OpDef]:
-    """Register the decorated shape rule as primitive ``name``; its docstring documents the op."""
+       example: dict | None = None, shape_hint: str | None = None,
+       backend: bool = False) -> Callable[[InferFn], OpDef]:
+    """Register the decorated shape rule as primitive ``name``; its docstring documents the op.
+
+    ``backend=True`` declares an op that only passes create (see :attr:`OpDef.backend`)."""
 
     def register(fn: InferFn) -> OpDef:
-        if name in _REGISTRY:
+        if name in _REGISTRY or name in _BACKEND:
             raise ValueError(f"op '{name}' registered twice")
         definition = OpDef(name=name, family=family, doc=(fn.__doc__ or "").strip(), params=dict(params or {}),
                            inputs=tuple(inputs), infer=fn,
                            outputs=outputs if callable(outputs) else tuple(outputs), count_params=count,
-                           example=example, shape_hint=shape_hint)
-        _REGISTRY[name] = definition
+                           example=example, shape_hint=shape_hint, backend=backend)
+        (_BACKEND if backend else _REGISTRY)[name] = definition
         return definition
 
     return register
@@ -246,6 +255,17 @@ def registry() -> dict[str, OpDef]:
 def get_op(name: str) -> OpDef | None:
     """The op called ``name``, or None."""
     return registry().get(name)
+
+
+def backend_ops() -> dict[str, OpDef]:
+    """The back-end ops (made by passes, never written in YAML)."""
+    registry()
+    return _BACKEND
+
+
+def lookup(name: str) -> OpDef | None:
+    """Any op of the closed IR, user-facing or back-end, by name (None: not an op at all)."""
+    return registry().get(name) or _BACKEND.get(name)
 
 
 def families() -> dict[str, list[OpDef]]:

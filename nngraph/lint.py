@@ -80,8 +80,8 @@ def node_problems(graph: "Graph", node: "Node", defined: set[str]) -> list[str]:
     opdef = lookup(node.op)
     refs = [p for p in (_ref_problem(graph, r, defined) for r in node.all_refs()) if p]
     if opdef is None:
-        return [f"has op '{node.op}', which no registry declares (passes must declare back-end ops, "
-                "see nngraph/ops/backend_ops.py)"] + refs
+        return [f"has op '{node.op}', which no registry declares (ops that passes create are "
+                "declared internal, see nngraph/ops/backend_ops.py)"] + refs
     return refs + list(_type_problems(node, opdef)) + list(_param_problems(graph, node, opdef))
 
 

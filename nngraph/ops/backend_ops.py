@@ -46,7 +46,7 @@ def plan_param() -> Param:
     "dropout": p_float("dropout on the attention probabilities", 0.0, min=0.0, max=1.0),
     "causal": p_bool("mask keys after the query (is_causal)", False),
     "kernel": plan_param(),
-}, backend=True)
+}, internal=True)
 def sdpa(ctx: InferCtx) -> TensorType:
     """Fused scaled dot-product attention on head-split tensors (made by the fusion pass, never written in YAML).
 
@@ -58,7 +58,7 @@ def sdpa(ctx: InferCtx) -> TensorType:
 
 
 @op("attention_lowered", family="backend", inputs=_attention.inputs,
-    params={**_attention.params, "kernel": plan_param()}, count=_attention.count_params, backend=True)
+    params={**_attention.params, "kernel": plan_param()}, count=_attention.count_params, internal=True)
 def attention_lowered(ctx: InferCtx) -> TensorType:
     """``attention`` with its kernel plan (made by the lowering pass, never written in YAML): same shapes and weights."""
     return _attention.infer(ctx)  # type: ignore[return-value]

@@ -11,7 +11,7 @@ from nngraph import load_spec
 from nngraph.ir import Ref
 from nngraph.limits import Limits
 from nngraph.lint import LintError, lint_graph
-from nngraph.registry import backend_ops, families, lookup, registry
+from nngraph.registry import families, internal_ops, lookup, registry
 from nngraph.schema import json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_unknown_op_is_named_at_the_node(mlp):
     first = next(iter(mlp.nodes.values()))
     _swap(mlp, first.name, replace(first, op="linearr"))
     assert _messages(mlp) == [f"18:9: IR lint: node '{first.name}' (linearr) has op 'linearr', which no registry "
-                              "declares (passes must declare back-end ops, see nngraph/ops/backend_ops.py)"]
+                              "declares (ops that passes create are declared internal, see nngraph/ops/backend_ops.py)"]
     with pytest.raises(LintError, match=r"mlp.yaml:18:9: IR lint: node 'body.0.fc' \(linearr\)"):
         mlp.lint()
 
@@ -80,15 +80,15 @@ def test_graph_outputs_must_resolve(mlp):
                for m in _messages(mlp))
 
 
-def test_back_end_ops_are_declared_but_hidden_from_users():
-    ops = backend_ops()
-    assert set(ops) >= {"sdpa", "attention_lowered"}
+def test_internal_ops_are_declared_but_hidden_from_users():
+    ops = internal_ops()
+    assert set(ops) == {"sdpa", "attention_lowered", "skipped_block"}
     schema = json_schema()
     user_docs = {d.name for fam in families().values() for d in fam}
     for name, d in ops.items():
-        assert d.backend and lookup(name) is d
+        assert d.internal and lookup(name) is d
         assert name not in registry() and name not in user_docs and f"op.{name}" not in schema["$defs"]
-    assert set(ops) & set(schema["$defs"]["node"]["anyOf"][1]["properties"]["op"]["enum"]) == set()
+    assert set(ops) & set(schema["$defs"]["node"]["else"]["properties"]["op"]["enum"]) == set()
     assert lookup("attention_lowered").params.keys() == registry()["attention"].params.keys() | {"kernel"}
 
 

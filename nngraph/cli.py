@@ -295,11 +295,18 @@ def graph(
 def docs(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write here instead of stdout")] = None,
     check: Annotated[bool, typer.Option("--check", help="do not write: exit 1 if the file differs from what would be written")] = False,
+    train_keys: Annotated[bool, typer.Option("--train", help="the train reference (docs/train-reference.md) instead, "
+                                                            "from the train key registry")] = False,
 ) -> None:
-    """Generate the spec reference (Markdown) from the op registry."""
+    """Generate the spec reference (Markdown) from the op registry, or with --train the train reference."""
 
     def body() -> int:
         from nngraph.commands import write_or_check
+
+        if train_keys:
+            from nngraph.docs_train import train_reference
+
+            return write_or_check(output, train_reference(), check, f"nngraph docs --train -o {output}", typer.echo)
         from nngraph.docs import spec_reference
 
         return write_or_check(output, spec_reference(), check, f"nngraph docs -o {output}", typer.echo)

@@ -14,11 +14,10 @@ from inspect import cleandoc  # the standard library's, not nngraph.inspect
 from typing import Any
 
 from .registry import REQUIRED, OpDef, Param, families
+from .values import KINDS
 
 DOCS_COMMAND = "nngraph docs -o docs/spec-reference.md"
 
-_KIND_NAMES = {"int": "int", "float": "float", "bool": "bool", "str": "string", "enum": "enum",
-               "ints": "int or list of ints", "int_list": "list of ints", "ref": "node name"}
 
 
 def _cell(text: str) -> str:
@@ -94,7 +93,7 @@ def param_type(p: Param) -> str:
     """A short human name for the parameter's type."""
     if p.kind == "custom":
         return _schema_type(p.schema)
-    return _KIND_NAMES.get(p.kind, p.kind)
+    return KINDS[p.kind].type_name if p.kind in KINDS else p.kind
 
 
 def param_default(p: Param) -> str:
@@ -235,7 +234,7 @@ def spec_reference() -> str:
         fa = anchor(fam)
         links = ", ".join(f"[`{d.name}`](#{anchor(d.name)})" for d in ops)
         out.append(f"- [{fam}](#{fa}): {links}")
-    out.append("")
+    out += [f"- [attention masks and positions](#{anchor('attention masks and positions')})", ""]
     for fam, ops in fams.items():
         out += [f"## {fam}", ""]
         fdoc = _family_doc(ops)
@@ -243,4 +242,7 @@ def spec_reference() -> str:
             out += [fdoc, ""]
         for d in ops:
             out += op_section(d)
+    from .docs_attention import attention_sections  # below this module: it reuses the table cells above
+
+    out += attention_sections()
     return "\n".join(out).rstrip() + "\n"

@@ -14,14 +14,14 @@ from graphlib import CycleError, TopologicalSorter
 from .errors import Diagnostic, Diagnostics, SourcePos
 from .ir import Graph, Node
 from .limits import Limits, physical_memory
-from .registry import InferCtx, RefInfo, ShapeError, registry
+from .registry import InferCtx, RefInfo, ShapeError, lookup
 from .types import DTYPE_BYTES, TensorType, format_shape
 
 
 def ref_params(graph: Graph, node: Node) -> dict[str, str]:
     """The node's ``ref`` parameters (e.g. ``tie``) that name existing nodes: param -> node name."""
-    opdef = registry().get(node.op)
-    params = opdef.params if opdef is not None else {}  # back-end ops made by passes (sdpa) have no ref params
+    opdef = lookup(node.op)
+    params = opdef.params if opdef is not None else {}
     return {k: v for k, v in node.params.items()
             if k in params and params[k].kind == "ref" and isinstance(v, str) and v in graph.nodes}
 
@@ -69,7 +69,8 @@ def _normalize_outputs(node: Node, names: tuple[str, ...], result: object) -> di
 
 def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> None:
     """Infer one node's output types and parameter count, recording errors at the node."""
-    opdef = registry()[node.op]
+    opdef = lookup(node.op)
+    assert opdef is not None, node.op  # the expander made only known ops
     named, variadic, ok = _input_types(graph, node)
     if not ok:
         return  # an upstream node already failed and was reported

@@ -141,6 +141,13 @@ class Graph:
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def lint(self) -> None:
+        """Check the closed-IR invariants (every op known, refs resolve in topological order, every node
+        typed, params valid); raises :class:`nngraph.lint.LintError` naming each broken node at its position."""
+        from .lint import lint
+
+        lint(self)
+
     def to_networkx(self) -> Any:
         """A ``networkx.DiGraph`` of inputs and nodes, edges labelled with shapes."""
         import networkx as nx

@@ -188,6 +188,10 @@ class OpDef:
     count_params: CountFn | None = None
     example: dict | None = None
     shape_hint: str | None = None
+    #: made by nngraph itself, never written in YAML: the back-end ops passes create (``sdpa``,
+    #: ``attention_lowered``) and the expander's ``skipped_block``; known to :func:`lookup` (so
+    #: :meth:`nngraph.ir.Graph.lint` and inference check them) but not to :func:`registry`, the schema or the docs
+    internal: bool = False
 
     @property
     def summary(self) -> str:
@@ -215,21 +219,27 @@ class OpDef:
 
 
 _REGISTRY: dict[str, OpDef] = {}
+#: internal ops (:attr:`OpDef.internal`), kept apart so every user-facing list (schema, docs, CLI, the
+#: expander's op lookup) reads :data:`_REGISTRY` alone and a spec cannot name them
+_INTERNAL: dict[str, OpDef] = {}
 
 
 def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mapping[str, Param] | None = None,
        outputs: Sequence[str] | Callable[[dict], tuple[str, ...]] = ("out",), count: CountFn | None = None,
-       example: dict | None = None, shape_hint: str | None = None) -> Callable[[InferFn], OpDef]:
-    """Register the decorated shape rule as primitive ``name``; its docstring documents the op."""
+       example: dict | None = None, shape_hint: str | None = None,
+       internal: bool = False) -> Callable[[InferFn], OpDef]:
+    """Register the decorated shape rule as primitive ``name``; its docstring documents the op.
+
+    ``internal=True`` declares an op only nngraph creates, never a spec (see :attr:`OpDef.internal`)."""
 
     def register(fn: InferFn) -> OpDef:
-        if name in _REGISTRY:
+        if name in _REGISTRY or name in _INTERNAL:
             raise ValueError(f"op '{name}' registered twice")
         definition = OpDef(name=name, family=family, doc=(fn.__doc__ or "").strip(), params=dict(params or {}),
                            inputs=tuple(inputs), infer=fn,
                            outputs=outputs if callable(outputs) else tuple(outputs), count_params=count,
-                           example=example, shape_hint=shape_hint)
-        _REGISTRY[name] = definition
+                           example=example, shape_hint=shape_hint, internal=internal)
+        (_INTERNAL if internal else _REGISTRY)[name] = definition
         return definition
 
     return register
@@ -246,6 +256,17 @@ def registry() -> dict[str, OpDef]:
 def get_op(name: str) -> OpDef | None:
     """The op called ``name``, or None."""
     return registry().get(name)
+
+
+def internal_ops() -> dict[str, OpDef]:
+    """The internal ops (made by passes or the expander, never written in YAML)."""
+    registry()
+    return _INTERNAL
+
+
+def lookup(name: str) -> OpDef | None:
+    """Any op of the closed IR, user-facing or internal, by name (None: not an op at all)."""
+    return registry().get(name) or _INTERNAL.get(name)
 
 
 def families() -> dict[str, list[OpDef]]:

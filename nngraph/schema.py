@@ -12,6 +12,9 @@ from typing import Any
 
 from .params import EXPR_SCHEMA, param_schema
 from .registry import OpDef, registry
+from .train_keys import SCHEMA as TRAIN_KEYS
+from .train_keys import F
+from .values import kind_of
 from .types import DTYPES
 
 SCHEMA_ID = "https://nngraph.dev/schema/spec-v1.json"
@@ -55,13 +58,43 @@ def _block_use_schema() -> dict:
 
 
 def _node_schema(ops: dict[str, OpDef]) -> dict:
+    """A block use (it has ``block:``) or an op node, told apart by if/then/else rather than anyOf: editors and
+    jsonschema then report the branch the user meant ("'linearr' is not one of [...ops]", an unexpected
+    parameter of that op) instead of "missing property block"."""
     rules = [{"if": {"properties": {"op": {"const": name}}, "required": ["op"]},
               "then": {"$ref": f"#/$defs/op.{name}"}} for name in sorted(ops)]  # sorted: registry order follows import order
-    return {"anyOf": [
-        {"$ref": "#/$defs/block_use"},
-        {"type": "object", "required": ["name", "op"],
-         "properties": {"op": {"enum": sorted(ops), "description": "the primitive"}}, "allOf": rules},
-    ]}
+    op = {"enum": sorted(ops), "description": "the primitive (see docs/spec-reference.md)",
+          "errorMessage": "unknown op: see docs/spec-reference.md for the primitives"}  # yaml-language-server's message
+    return {"if": {"type": "object", "required": ["block"]}, "then": {"$ref": "#/$defs/block_use"},
+            "else": {"type": "object", "required": ["name", "op"], "properties": {"op": op}, "allOf": rules}}
+
+
+def _train_value(f: F) -> dict:
+    """One train key: its kind's schema (list items may be expressions, as the checker resolves them), an
+    expression, or null (an unset key takes its default)."""
+    base = kind_of(f).schema(f)
+    if isinstance(base.get("items"), dict):
+        base = {**base, "items": {"anyOf": [base["items"], EXPR_SCHEMA]}}
+    out: dict = {"description": f.doc, "anyOf": [base, EXPR_SCHEMA, {"type": "null"}]}
+    if f.default is not None:
+        out["default"] = f.default
+    return out
+
+
+def train_schema(fields: dict[str, F] | None = None, doc: str = "training configuration (see `nngraph train` and "
+                 "docs/train-reference.md)") -> dict:
+    """The ``train:`` section (or one of its sub-sections), generated from the train key registry."""
+    fields = TRAIN_KEYS if fields is None else fields
+    props = {k: (_train_section(f) if f.kind == "section" else _train_value(f)) for k, f in fields.items()}
+    return {"type": "object", "description": doc, "properties": props, "additionalProperties": False}
+
+
+def _train_section(f: F) -> dict:
+    """A sub-section: a mapping, its shorthand value, null/true (all defaults) and, when optional, false (off)."""
+    branches = [train_schema(f.section, f.doc), {"enum": [None, True] + ([False] if f.optional_section else [])}]
+    if f.shorthand:
+        branches.append(_train_value(f.section[f.shorthand]))
+    return {"description": f.doc, "anyOf": branches}
 
 
 def _input_schema() -> dict:
@@ -120,7 +153,7 @@ def json_schema() -> dict:
             "graph": nodes,
             "outputs": {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/ref"}},
                                   {"type": "object", "additionalProperties": {"$ref": "#/$defs/ref"}}]},
-            "train": {"type": "object", "description": "training configuration (see `nngraph train`)"},
+            "train": train_schema(),
             "networks": {"type": "object", "description": "several named networks instead of inputs/graph/outputs",
                          "additionalProperties": _network_schema(nodes)},
         },

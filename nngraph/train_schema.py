@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping
 
 from .errors import Diagnostics, SourcePos, choices_hint, did_you_mean
 from .expr import ExprError, has_expr, shown, substitute
-from .params import finite_problem, range_problem
 from .train_keys import BUILTINS, F, SCHEMA, TASKS
+from .values import TRAIN_VOICE, check, kind_article
 from .yamlsrc import Map
 
 
@@ -43,76 +43,14 @@ class TrainSection:
         return self.origin
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    for t, name in ((int, "an integer"), (float, "a number"), (str, "a string"), (list, "a list"), (dict, "a mapping")):
-        if isinstance(value, t):
-            return name
-    return "null" if value is None else type(value).__name__
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _check_value(f: F, v: Any) -> tuple[Any, str | None, str | None]:
-    """(normalized value, problem, hint) for one scalar/collection key."""
+    """(normalized value, problem, hint) for one scalar/collection key, through the kinds table of :mod:`.values`."""
     if v is None:
         return (None, None, None) if f.nullable else (None, "must not be null", None)
-    non_finite = finite_problem(v)
-    if non_finite:
-        return None, non_finite, "write a finite number (YAML's .nan and .inf are not)"
-    k = f.kind
-    if k == "int":
-        if not _is_int(v):
-            return None, f"expected an integer, got {_kind(v)} {shown(v)}", None
-        return v, range_problem(v, f.min, f.max), None
-    if k == "float":
-        if not _num(v):
-            return None, f"expected a number, got {_kind(v)} {shown(v)}", "write numbers like 3.0e-4 (YAML needs the dot)"
-        return float(v), range_problem(v, f.min, f.max), None
-    if k == "bool":
-        return (v, None, None) if isinstance(v, bool) else (None, f"expected true or false, got {_kind(v)} {shown(v)}", None)
-    if k == "tri":
-        if isinstance(v, bool) or v == "auto":
-            return v, None, None
-        return None, f"expected true, false or auto, got {_kind(v)} {shown(v)}", None
-    if k == "str":
-        return (v, None, None) if isinstance(v, str) else (None, f"expected a string, got {_kind(v)} {shown(v)}", None)
-    if k == "int_or_str":
-        return (v, None, None) if isinstance(v, str) or _is_int(v) else (None, f"expected a name or an index, got {_kind(v)}", None)
-    if k == "enum":
-        if v not in f.choices:
-            return None, f"expected one of {', '.join(map(str, f.choices))}, got {shown(v)}", did_you_mean(str(v), f.choices)
-        return v, None, None
-    if k == "float_pair":
-        if not isinstance(v, list) or len(v) != 2 or not all(_num(x) for x in v):
-            return None, f"expected two numbers [a, b], got {shown(v)}", None
-        bad = next((b for b in (range_problem(x, f.min, f.max) for x in v) if b), None)
-        return [float(x) for x in v], bad, None
-    if k == "str_list":
-        if isinstance(v, str):
-            v = [v]
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v) or not v:
-            return None, f"expected a list of name patterns, got {shown(v)}", None
-        return list(v), None, None
-    if k in ("str_map", "num_map"):
-        if not isinstance(v, dict):
-            return None, f"expected a mapping, got {_kind(v)}", None
-        for key, val in v.items():
-            if not isinstance(key, str):
-                return None, f"keys must be names, got {shown(key)}", None
-            if k == "str_map" and not isinstance(val, str):
-                return None, f"value of '{key}' must be a name, got {_kind(val)} {shown(val)}", None
-            if k == "num_map" and not _num(val):
-                return None, f"value of '{key}' must be a number (a weight), got {_kind(val)} {shown(val)}", None
-        return {str(a): (float(b) if k == "num_map" else b) for a, b in v.items()}, None, None
-    raise AssertionError(k)  # pragma: no cover
+    norm, problems, hint = check(f, v, TRAIN_VOICE)
+    if problems:
+        return None, problems[0][1], hint
+    return norm, None, None
 
 
 def _resolve(v: Any, variables: Mapping[str, Any]) -> Any:
@@ -127,7 +65,7 @@ def _check_section(raw: Any, schema: dict[str, F], prefix: str, pos: SourcePos, 
                    positions: dict[str, SourcePos], variables: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not isinstance(raw, dict):
-        diag.error(pos, f"'{prefix.rstrip('.') or 'train'}' must be a mapping, got {_kind(raw)}")
+        diag.error(pos, f"'{prefix.rstrip('.') or 'train'}' must be a mapping, got {kind_article(raw)}")
         raw = {}
     for key in raw:
         kpos = raw.pos_of_key(key) if isinstance(raw, Map) else pos

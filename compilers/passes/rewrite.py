@@ -12,7 +12,8 @@ A :class:`Rule` has
 
 :func:`apply_rules` runs the rules over every node, **collects** the edits (a node claimed by
 an earlier edit is not matched again: the first rule in order wins), then applies them **once**
-to a copy of the graph, keeping the topological order (a replacement takes its node's place).
+to a copy of the graph, keeping the topological order (a replacement takes its node's place),
+and lints the result (:meth:`nngraph.ir.Graph.lint`: every op declared, refs resolve, nodes typed).
 It returns a :class:`PassResult`: the new graph and every change made — a pass that changes
 nothing says so with an empty list.
 
@@ -114,6 +115,7 @@ def apply_edits(graph: Graph, edits: list[Edit]) -> Graph:
         else:
             nodes[name] = node
     out.nodes = nodes
+    out.lint()  # the one place every pass's edits land: a broken IR fails here, at the node, not in a back end
     return out
 
 

@@ -114,7 +114,13 @@ def key_padding(b, h, q_idx, kv_idx, lengths=None, key_padding=None):
 }, reach=lambda window, causal=True: window_reach(window, causal))
 def sliding_window(b, h, q_idx, kv_idx, window, causal=True):
     """Local windowed attention: causal 0 <= i-j < w; symmetric |i-j| <= w//2
-    (seed 002, "Global and Local Attention"; Longformer, Beltagy et al. 2020)."""
+    (seed 002, "Global and Local Attention"; Longformer, Beltagy et al. 2020).
+
+    Causal (Mistral): query i sees the w keys i-w+1..i, itself included (w = 1: only itself), so it
+    also hides the future. Symmetric (Longformer): w//2 keys on each side plus itself, 2·(w//2)+1 keys
+    (an even w rounds down). Queries near the start see fewer keys (nothing is padded in). Padding is a
+    separate mask:
+    ``{all: [{type: sliding_window, window: w}, key_padding]}``."""
     d = q_idx - kv_idx
     if causal:
         return (d >= 0) & (d < window)

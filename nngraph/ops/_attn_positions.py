@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from inspect import cleandoc
 from typing import Any, Callable
 
 from ..errors import did_you_mean
@@ -117,7 +118,17 @@ register_position("rope", "qk_transform", {
     "original_max_len": p_int("training context length (yarn)", None),
     "beta_fast": p_float("yarn: rotations above which dims are kept (extrapolated)", 32.0, min=0.0),
     "beta_slow": p_float("yarn: rotations below which dims are interpolated", 1.0, min=0.0),
-}, rope_inv_freq.__doc__ or "", check=_rope_check)
+}, """Rotary position embedding (RoPE; Su et al. 2021; seed 002, "Rotary Positional Embeddings and
+Long-Context Extrapolation"): queries and keys are rotated by their absolute position m before the scores.
+
+Partial rotary: only the first r = int(head_dim · fraction) dims of each head turn (r must be even);
+dims r..head_dim-1 pass through unchanged (GPT-NeoX style). Convention: **rotate-half** (GPT-NeoX,
+Hugging Face LLaMA): dim i is paired with dim i + r/2 (not with its neighbour i + 1, the interleaved
+GPT-J layout), both turning by the angle m·θ_i, i < r/2:
+rope(x, m) = x·cos(mθ) + rotate_half(x)·sin(mθ) with rotate_half([a, b]) = [-b, a] over the two halves —
+so LLaMA checkpoints load without permuting rows.
+
+""" + cleandoc(rope_inv_freq.__doc__ or ""), check=_rope_check)
 
 
 # ----- ALiBi ----------------------------------------------------------------
@@ -178,7 +189,16 @@ register_position("t5_bias", "score_bias", {
     "num_buckets": p_int("number of relative-position buckets", 32),
     "max_distance": p_int("distance mapped to the last bucket", 128),
     "bidirectional": p_bool("separate buckets for keys after the query (encoder); false for causal decoders", True),
-}, t5_bucket.__doc__ or "", count=lambda p, heads, hd: p["num_buckets"] * heads, check=_t5_check)
+}, """T5 relative position bias (Raffel et al. 2020): score(i, j) += rel_bias.weight[bucket(j - i), h], a learned
+[num_buckets, heads] table per attention node.
+
+""" + cleandoc(t5_bucket.__doc__ or "") + """
+
+Buckets: let b be the buckets per direction (num_buckets / 2 when bidirectional: keys at or before the
+query use buckets 0..b-1, keys after it b..2b-1; else b = num_buckets) and e = b/2. A distance
+d = |j - i| < e has its own bucket; a larger one gets e + ⌊log(d/e) / log(max_distance/e) · (b - e)⌋,
+capped at b - 1, so every distance ≥ max_distance shares the last bucket. Unidirectional (causal
+decoders): d = max(i - j, 0), so keys after the query share bucket 0 with the query itself.""", count=lambda p, heads, hd: p["num_buckets"] * heads, check=_t5_check)
 
 
 # ----- Shaw relative positions ----------------------------------------------

@@ -25,7 +25,7 @@ def _check_names(value: object) -> list[tuple[str, str]]:
     "block": block_param("the block whose use has repeat: 0 (checked, not run)"),
     "bound": Param("custom", "the block's input names, in the order of this node's inputs (the first is passed through)",
                    schema={"type": "array", "items": {"type": "string"}, "minItems": 1}, check=_check_names),
-}, example={"in": ["x"], "block": "mbconv", "bound": ["x"]},
+}, internal=True,  # made by the expander; a spec cannot write it (a node with op and block is refused)
     shape_hint="a block use with repeat: 0 is the identity on its first input")
 def skipped_block(ctx: InferCtx) -> TensorType:
     """Identity on the first input, in place of a block used ``repeat: 0`` times (seed 000, "Variants of CNNs": depth scaling).

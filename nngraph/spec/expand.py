@@ -20,7 +20,7 @@ from ..errors import Diagnostics, SourcePos, choices_hint
 from ..ir import BlockUse, Node
 from ..limits import Limits
 from ..params import check_value
-from ..registry import OpDef, registry
+from ..registry import OpDef, lookup, registry
 from ..yamlsrc import Map, Seq, pos_in
 from .functions import build_subgraphs
 from .references import NAME_RE, Alias, QualRef, References, Target, TextRef
@@ -356,7 +356,7 @@ class Expander(References):
             return
         if self._count_node(epos):
             return
-        opdef = self.ops["skipped_block"]
+        opdef = lookup("skipped_block")
         spec = {"block": bdef.name, "with": {k: v for k, v in with_args.items() if v is not UNRESOLVED}}
         node = Node(name=fq, op="skipped_block", inputs={}, params={"block": spec, "bound": bound}, pos=rpos,
                     param_pos={"block": rpos, "bound": rpos}, scope=scope_path, block=self._stack[-1].name if self._stack else None)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import SourcePos, choices_hint
 from ..ir import Node, Ref
+from ..registry import OpDef, lookup
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -79,7 +80,7 @@ class References:
     def _resolve_name(self, fq: str, output: str | None, depth: int, written: TextRef | None = None) -> Ref | None:
         if fq in self.nodes:
             node = self.nodes[fq]
-            names = self.ops[node.op].output_names(node.params)
+            names = lookup_op(node.op).output_names(node.params)
             if output is not None and output not in names:
                 raise RefError(f"node '{fq}' ({node.op}) has no output '{output}'", choices_hint(output, names, "outputs"))
             return Ref(fq, output)
@@ -108,6 +109,13 @@ class References:
                         choices_hint(local, visible, "names in scope"))
 
 
+def lookup_op(name: str) -> OpDef:
+    """The op of a node the expander made: a spec's op or an internal one (``skipped_block``)."""
+    opdef = lookup(name)
+    assert opdef is not None, name
+    return opdef
+
+
 class RefError(Exception):
     def __init__(self, message: str, hint: str | None = None, silent: bool = False):
         super().__init__(message)
@@ -122,7 +130,7 @@ def resolve_all(exp: References) -> None:
         for key, target in inputs.items():
             node.inputs[key] = _resolve_or_report(exp, node, target)
         node.variadic = [r for r in (_resolve_or_report(exp, node, t) for t in variadic) if r is not None]
-        opdef = exp.ops[node.op]
+        opdef = lookup_op(node.op)
         for key, param in opdef.params.items():
             value = node.params.get(key)
             if param.kind == "ref" and isinstance(value, str):

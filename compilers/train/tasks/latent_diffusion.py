@@ -4,7 +4,7 @@
 Two stages in one run, one step counter (the simplest honest form of the paper's two-stage training):
 
 1. steps ``0 .. vae_steps-1`` (``train.latent.vae_steps``, default half of ``steps``): the encoder and
-   the decoder on the negative ELBO (:func:`.losses.elbo`, ``train.loss.recon`` / ``beta``), like the
+   the decoder on the negative ELBO (:func:`..losses.elbo`, ``train.loss.recon`` / ``beta``), like the
    ``vae`` task; the denoiser is not touched. Logged as ``vae_loss`` and ``recon``.
 2. at step ``vae_steps`` the VAE is frozen (no gradients, eval mode, its optimizer no longer steps) and
    the latent scale factor is fixed: ``train.latent.scale``, or 1 / std of the encoder's ``mu`` over the
@@ -32,21 +32,19 @@ import torch.nn.functional as F
 from nngraph.compilers.torch.diffusion_sampling import denoiser_roles, make_schedule, q_sample, sample
 from nngraph.compilers.torch.ops.generative import set_generator
 
-from .adversarial import networks_elbo
-from .binding import embedding_limit
-from .data import ArrayData, load_data, step_generator
-from .multi import NetTask, input_shape, output
+from ..binding import embedding_limit
+from ..data import step_generator
+from . import task
+from ._base import NetworksTask, input_shape, output
+from .vae import array_data, networks_elbo
 
 
-class LatentDiffusionTask(NetTask):
+@task("latent_diffusion", roles=("encoder", "decoder", "denoiser"))
+class LatentDiffusionTask(NetworksTask):
     """Stage 1: the VAE on the negative ELBO; stage 2: the denoiser's ε-loss on the frozen VAE's scaled latents."""
 
-    name = "latent_diffusion"
-    roles = ("encoder", "decoder", "denoiser")
 
     def __init__(self, tr: Any):
-        from .plan import data_base_dir
-
         super().__init__(tr)
         self.E, self.Dec, self.Den = self.net("encoder"), self.net("decoder"), self.net("denoiser")
         self.e_graph, self.dec_graph, self.den_graph = self.graph("encoder"), self.graph("decoder"), self.graph("denoiser")
@@ -66,9 +64,7 @@ class LatentDiffusionTask(NetTask):
                 raise self.run.error("networks", f"the encoder's latent mu is [batch, {', '.join(map(str, self.z_shape))}] "
                                      f"but {what} is [batch, {', '.join(map(str, got))}]",
                                      "give the encoder, decoder and denoiser the same latent shape")
-        self.data = load_data(self.cfg["data"], "vae", data_base_dir(self.run))
-        if not isinstance(self.data, ArrayData) or "x" not in self.data.fields:
-            raise self.run.error("data", "task 'latent_diffusion' trains on arrays (x rows)")
+        self.data = array_data(self)
         self.label = next(iter(self.den_roles.other), None)
         self.null_label = None
         if self.label is not None:
@@ -217,5 +213,3 @@ def sample_images(task: LatentDiffusionTask, n: int, labels: int | list[int] | N
         for m, was in zip(nets, modes):
             m.train(was)
 
-
-TASKS = {"latent_diffusion": LatentDiffusionTask}

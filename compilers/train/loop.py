@@ -40,6 +40,8 @@ class Trainer:
         self.cfg = run.values
         self.networks = plan is None
         self.device = torch.device("cpu") if plan is None else plan.device
+        if plan is not None:  # one graph: one network, role "model"
+            self.nets, self.roles = {"model": plan.model}, {"model": "model"}
         self.task = self._networks_task() if plan is None else _graph_steps(self)
         self.total = self.task.total_steps()
         self.eval_every = self.cfg["eval"]["every"] or max(self.total // 10, 1)

@@ -110,7 +110,7 @@ def main() -> None:
             for k, v in res.items()}
     ratio = rows["nngraph"]["tokens_per_s"] / rows["plain"]["tokens_per_s"]
     cpu_ratio = rows["nngraph"]["tokens_per_cpu_s"] / rows["plain"]["tokens_per_cpu_s"]
-    print(f"GPT-tiny (specs/gpt_char.yaml, {sum(p.numel() for p in tr.model.parameters()):,} parameters), "
+    print(f"GPT-tiny (specs/gpt_char.yaml, {sum(p.numel() for p in tr.task.model.parameters()):,} parameters), "
           f"batch {run.values['batch_size']} x {run.values['data']['seq_len']} tokens, {args.steps} steps x "
           f"{args.runs} rounds, {args.threads} thread(s)")
     print(f"{'loop':<10}{'median s':>10}{'min s':>10}{'tokens/s':>12}{'tokens/CPU s':>14}")

@@ -45,17 +45,14 @@ def backward(loss: torch.Tensor, scaler: Any) -> None:
     (scaler.scale(loss) if scaler is not None else loss).backward()
 
 
-def update(opt: torch.optim.Optimizer, sched: Any, scaler: Any, params: Iterable[torch.nn.Parameter],
-           clip: float) -> bool:
-    """Unscale, clip, step the optimizer (unless the scaler finds inf/NaN) and the schedule, zero the gradients.
+def update(opt: torch.optim.Optimizer, scaler: Any, params: Iterable[torch.nn.Parameter], clip: float) -> bool:
+    """Unscale, clip, step the optimizer (unless the scaler finds inf/NaN), zero the gradients.
 
-    Returns whether the weights were updated. The schedule steps either way:
-    the learning rate stays a function of the step.
+    Returns whether the weights were updated (the learning rate is a function of the step either way:
+    :class:`.optim.Schedule`).
     """
     with warnings.catch_warnings():
-        # a skipped first fp16 step: "lr_scheduler.step() before optimizer.step()"; FSDP's scaler: DTensor notes
-        # that it replicates the scaler's one-element inf flags
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+        # FSDP's scaler: DTensor notes that it replicates the scaler's one-element inf flags
         warnings.filterwarnings("ignore", message="Found a non-scalar tensor with numel=1")
         if scaler is not None:
             scaler.unscale_(opt)
@@ -69,6 +66,5 @@ def update(opt: torch.optim.Optimizer, sched: Any, scaler: Any, params: Iterable
             applied = scaler.get_scale() >= before
         else:
             opt.step()
-        sched.step()
     opt.zero_grad(set_to_none=True)
     return applied

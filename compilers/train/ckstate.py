@@ -75,9 +75,10 @@ def _count(ckpt: Checkpoint, run: dict[str, Any], key: str, upper: int, optional
     return value
 
 
-def run_counters(ckpt: Checkpoint, keys: tuple[str, ...] = ("bad_evals", "skipped")) -> dict[str, Any]:
+def run_counters(ckpt: Checkpoint, keys: tuple[str, ...] = ("bad_evals", "skipped"),
+                 optional: tuple[str, ...] = ("skipped",)) -> dict[str, Any]:
     """The ``run`` record (step, best, best_step and ``keys``), checked: counts in range, ``best`` a finite number
-    or null, ``best_step`` at most ``step``."""
+    or null, ``best_step`` at most ``step``; a key of ``optional`` may be missing (0)."""
     run = field(ckpt, "run")
     step = _count(ckpt, run, "step", MAX_STEP)
     checked = {"step": step, "best_step": _count(ckpt, run, "best_step", step, optional=True)}
@@ -86,7 +87,7 @@ def run_counters(ckpt: Checkpoint, keys: tuple[str, ...] = ("bad_evals", "skippe
         raise bad_field(ckpt, "run.best", f"is {best!r}, not a finite number or null")
     checked["best"] = best
     for key in keys:
-        checked[key] = _count(ckpt, run, key, step, optional=key == "skipped") or 0
+        checked[key] = _count(ckpt, run, key, step, optional=key in optional) or 0
     return checked
 
 

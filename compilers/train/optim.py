@@ -5,7 +5,8 @@ conv kernels, embeddings), not to biases and norm gains -- the usual practice
 (GPT-2, BERT). Only parameters with ``requires_grad`` are optimized, so with
 LoRA only the adapters are.
 
-The schedule is a multiplier of the peak lr: linear warmup from 0 over
+The schedule (:class:`Schedule`, one for every task and every optimizer) is a
+multiplier of each parameter group's peak lr: linear warmup from 0 over
 ``warmup`` steps, then constant, cosine or linear decay to ``min_lr`` at the
 last step. It is a pure function of the step, so resuming needs only the step.
 """
@@ -63,9 +64,38 @@ def lr_lambda(sched: dict[str, Any], peak: float, total: int) -> Callable[[int],
     return f
 
 
-def make_scheduler(opt: torch.optim.Optimizer, sched: dict[str, Any], peak: float,
-                   total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(sched, peak, total))
+class Schedule:
+    """``train.schedule`` over ``optimizers``: before the update of step s (0-based) every parameter group's lr is
+    lr_s = peak · lr_lambda(s), peak being the lr the group was made with (``train.optimizer.lr``, or a task's own
+    such as ``gan.d_lr``)."""
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], sched: dict[str, Any], total: int):
+        self.optimizers = list(optimizers.values())
+        self.peaks = [g["lr"] for g in self.groups()]
+        self.fns = [lr_lambda(sched, peak, total) for peak in self.peaks]
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The optimizers' parameter groups now (``load_state_dict`` replaces the group dicts)."""
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def lrs(self, step: int) -> list[float]:
+        """Every group's lr at ``step``."""
+        return [peak * f(step) for peak, f in zip(self.peaks, self.fns)]
+
+    def apply(self, step: int) -> None:
+        """Set every group's lr for the update of ``step``."""
+        for group, lr in zip(self.groups(), self.lrs(step)):
+            group["lr"] = lr
+
+    def lr(self, step: int) -> float:
+        """The first group's lr at ``step`` (what the log shows); 0 without optimizers."""
+        return self.lrs(step)[0] if self.peaks else 0.0
+
+    def record(self, step: int) -> dict[str, Any]:
+        """The checkpoint's ``scheduler`` field of a one-graph run after ``step`` updates: the record torch's
+        ``LambdaLR`` wrote there before this class replaced it (kept so that old and new checkpoints read alike)."""
+        return {"base_lrs": list(self.peaks), "last_epoch": step, "_step_count": step + 1, "_is_initial": False,
+                "_get_lr_called_within_step": False, "_last_lr": self.lrs(step), "lr_lambdas": [None] * len(self.peaks)}
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:

@@ -16,15 +16,16 @@ from .config import RunConfig
 from .data import load_data
 from .distributed import Dist
 from .lora import apply_lora, linear_names
-from .tasks import Task
-from .tasks_more import guess_task, make_task
+from .tasks import make_task
+from .tasks._base import GraphTask
+from .tasks._guess import guess_task
 
 
 @dataclass
 class Plan:
     """Everything derived from the configuration before the first step."""
 
-    task: Task
+    task: GraphTask
     model: torch.nn.Module
     graph: Graph  # the graph compiled (with auxiliary outputs added)
     device: torch.device
@@ -33,8 +34,6 @@ class Plan:
     global_batch: int
     total_steps: int
     steps_per_epoch: int
-    eval_every: int
-    ckpt_every: int
     lora: list[str]
 
 
@@ -104,9 +103,7 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
     gb = cfg["batch_size"] * d.world
     spe = task.steps_per_epoch(gb * cfg["grad_accum"])
     total = cfg["steps"] if cfg["steps"] is not None else spe * (cfg["epochs"] or 1)
-    eval_every = cfg["eval"]["every"] or max(total // 10, 1)
-    ckpt_every = cfg["checkpoint"]["every"] or eval_every
-    return Plan(task, model, graph, device, aux, _state_map(run), gb, total, spe, eval_every, ckpt_every, lora)
+    return Plan(task, model, graph, device, aux, _state_map(run), gb, total, spe, lora)
 
 
 def describe(plan: Plan, run: RunConfig, d: Dist) -> str:

@@ -1,4 +1,4 @@
-"""Tasks over several networks (compilers/train/adversarial.py, multi.py): the GAN and the WGAN-GP on the
+"""Tasks over several networks (compilers/train/tasks/gan.py, loop.py): the GAN and the WGAN-GP on the
 8-Gaussian ring learn to cover its modes, the WGAN losses are the paper's, a DCGAN on the digits trains,
 the VAE encoder/decoder pair lowers its ELBO, checkpoints hold every network and optimizer, a resumed run
 ends exactly like an uninterrupted one, and the same seed gives the same weights."""
@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from nngraph.compilers.train import checkpoint as ck
-from nngraph.compilers.train.adversarial import mode_coverage, ring_modes, sample_ring
+from nngraph.compilers.train.tasks.gan import mode_coverage, ring_modes, sample_ring
 from nngraph.compilers.train.config import load_run_config
-from nngraph.compilers.train.multi import train_networks
+from nngraph.compilers.train.session import train_run
 from nngraph.errors import SpecError
 from train_helpers import QUIET, SEEDS, run_quiet
 
@@ -93,7 +93,7 @@ def test_checkpoint_holds_every_network_and_optimizer_and_weights_per_network(tm
 def test_resumed_gan_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     run("gan_2d.yaml", tmp_path / "full", *SMALL, steps=30)
     cfg = load_run_config(SEEDS / "gan_2d.yaml", [*QUIET, *SMALL], steps=30)
-    part = train_networks(cfg, tmp_path / "part", False, print, True, until=20)
+    part = train_run(cfg, tmp_path / "part", False, print, True, until=20)
     assert part["steps"] == 20 and not (tmp_path / "part" / "model.safetensors").exists()
     run("gan_2d.yaml", tmp_path / "part", *SMALL, steps=30, resume=True)
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "part" / "model.safetensors")
@@ -134,11 +134,16 @@ def test_untrained_generator_covers_no_mode():
 
 
 # ----- wgan: the losses of the paper ------------------------------------------------------------
-def wgan_task(tmp_path, *sets: str):
-    from nngraph.compilers.train.multi import NetTrainer
+def wgan_trainer(tmp_path, *sets: str):
+    from nngraph.compilers.train.distributed import Dist
+    from nngraph.compilers.train.loop import Trainer
 
     cfg = load_run_config(SEEDS / "wgan_2d.yaml", [*QUIET, *SMALL, *sets], steps=10)
-    return NetTrainer(cfg, tmp_path, "wgan").task
+    return Trainer(cfg, None, tmp_path, Dist(), print)
+
+
+def wgan_task(tmp_path, *sets: str):
+    return wgan_trainer(tmp_path, *sets).task
 
 
 def test_wgan_gp_critic_loss_is_the_paper_formula_on_a_linear_critic(tmp_path):
@@ -219,12 +224,13 @@ def test_dcgan_on_digits_losses_stay_balanced_and_samples_move_toward_the_data(t
 
 
 def test_train_schedule_sets_every_optimizers_lr_by_the_step(tmp_path):
-    task = wgan_task(tmp_path, "train.schedule.type=linear", "train.gan.d_lr=0.002")
+    tr = wgan_trainer(tmp_path, "train.schedule.type=linear", "train.gan.d_lr=0.002")
+    task = tr.task
     peaks = {"generator": 1e-3, "critic": 2e-3}
     for step, mult in ((0, 1.0), (5, 0.5), (9, 0.1)):  # linear decay to 0 over the 10 steps
-        task.schedule_lr(step)
+        tr.schedule.apply(step)
         for name, opt in task.optimizers.items():
             assert all(g["lr"] == pytest.approx(peaks[name] * mult) for g in opt.param_groups), (name, step)
-    plain = wgan_task(tmp_path / "plain")  # the default constant schedule keeps the configured lr
-    plain.schedule_lr(7)
-    assert plain.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-3)
+    plain = wgan_trainer(tmp_path / "plain")  # the default constant schedule keeps the configured lr
+    plain.schedule.apply(7)
+    assert plain.task.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-3)

@@ -1,4 +1,4 @@
-"""Task latent_diffusion (compilers/train/latent_diffusion.py) on specs/seeds/latent_diffusion.yaml: the VAE
+"""Task latent_diffusion (compilers/train/tasks/latent_diffusion.py) on specs/seeds/latent_diffusion.yaml: the VAE
 stage lowers the negative ELBO, the denoiser's epsilon loss on the frozen VAE's digit latents falls clearly,
 sampling in latent space decodes to images of the data's shape, checkpoints hold every network and a
 resumed run (across the stage boundary) ends exactly like an uninterrupted one."""
@@ -13,8 +13,10 @@ from safetensors.torch import load_file
 
 from nngraph.compilers.train import checkpoint as ck
 from nngraph.compilers.train.config import load_run_config
-from nngraph.compilers.train.latent_diffusion import LatentDiffusionTask
-from nngraph.compilers.train.multi import NetTrainer, train_networks
+from nngraph.compilers.train.distributed import Dist
+from nngraph.compilers.train.tasks.latent_diffusion import LatentDiffusionTask
+from nngraph.compilers.train.loop import Trainer
+from nngraph.compilers.train.session import train_run
 from nngraph.errors import SpecError
 from train_helpers import QUIET, run_quiet
 
@@ -50,7 +52,7 @@ def test_vae_stage_then_denoiser_loss_falls_clearly_on_digit_latents(tmp_path):
 
 def test_sampling_decodes_latents_to_images_of_the_data_shape(tmp_path):
     cfg = load_run_config(SPEC, [*QUIET, *SMALL], steps=8)
-    tr = NetTrainer(cfg, tmp_path, "latent_diffusion")
+    tr = Trainer(cfg, None, tmp_path, Dist(), print)
     task = tr.task
     assert isinstance(task, LatentDiffusionTask)
     with pytest.raises(ValueError, match="sample after the VAE stage"):
@@ -72,7 +74,7 @@ def test_sampling_decodes_latents_to_images_of_the_data_shape(tmp_path):
 
 def test_vae_weights_do_not_move_in_the_denoiser_stage(tmp_path):
     cfg = load_run_config(SPEC, [*QUIET, *SMALL], steps=10)
-    task = NetTrainer(cfg, tmp_path, "latent_diffusion").task
+    task = Trainer(cfg, None, tmp_path, Dist(), print).task
     for step in range(7):
         task.train_step(step)
     enc = {k: v.clone() for k, v in task.E.state_dict().items()}
@@ -95,7 +97,7 @@ def test_checkpoints_hold_every_network_and_resume_across_the_stage_boundary_exa
     for until in (4, 8):  # stopped inside the VAE stage, and inside the denoiser stage
         part = tmp_path / f"part{until}"
         cfg = load_run_config(SPEC, [*QUIET, *SMALL], steps=12)
-        assert train_networks(cfg, part, False, print, True, until=until)["steps"] == until
+        assert train_run(cfg, part, False, print, True, until=until)["steps"] == until
         run(part, *SMALL, steps=12, resume=True)
         a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(part / "model.safetensors")
         assert sorted(a) == sorted(b)

@@ -1,4 +1,4 @@
-"""DQN and DDPG on Gymnasium's classic control (compilers/train/rl.py): learning beats a random policy, the
+"""DQN and DDPG on Gymnasium's classic control (compilers/train/tasks/rl.py): learning beats a random policy, the
 run is a function of the seed (environment included), resume is exact, and misconfigurations are refused."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from nngraph.compilers.train.config import load_run_config
-from nngraph.compilers.train.multi import train_networks
+from nngraph.compilers.train.session import train_run
 from nngraph.errors import SpecError
 from train_helpers import QUIET, SEEDS, run_quiet
 
@@ -70,7 +70,7 @@ def test_dqn_same_seed_same_run_and_exact_resume(tmp_path):
     run("dqn_cartpole.yaml", tmp_path / "a", *SMALL, steps=120)
     run("dqn_cartpole.yaml", tmp_path / "b", *SMALL, steps=120)
     cfg = load_run_config(SEEDS / "dqn_cartpole.yaml", [*QUIET, *SMALL], steps=120)
-    train_networks(cfg, tmp_path / "c", False, print, True, until=60)
+    train_run(cfg, tmp_path / "c", False, print, True, until=60)
     run("dqn_cartpole.yaml", tmp_path / "c", *SMALL, steps=120, resume=True)  # env, buffer, target, RNGs restored
     a, b, c = (load_file(tmp_path / n / "q.safetensors") for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -83,7 +83,7 @@ def test_ddpg_checkpoint_resume_is_exact(tmp_path):
     sets = [*SMALL, "train.rl.buffer=500"]
     run("ddpg_pendulum.yaml", tmp_path / "a", *sets, steps=120)
     cfg = load_run_config(SEEDS / "ddpg_pendulum.yaml", [*QUIET, *sets], steps=120)
-    train_networks(cfg, tmp_path / "b", False, print, True, until=60)
+    train_run(cfg, tmp_path / "b", False, print, True, until=60)
     run("ddpg_pendulum.yaml", tmp_path / "b", *sets, steps=120, resume=True)
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert sorted(a) == sorted(b) and {k.split(".")[0] for k in a} == {"actor", "critic"}

@@ -22,13 +22,13 @@ def _mean(xs: list[float]) -> float:
 
 def test_fp16_on_the_cpu_computes_in_half_keeps_fp32_weights_and_learns(write_spec, make_trainer):
     tr = make_trainer(write_spec(), FP16 + ["train.steps=60"])
-    assert isinstance(tr.scaler, torch.amp.GradScaler) and tr.scaler.get_scale() == 65536.0
+    assert isinstance(tr.task.scaler, torch.amp.GradScaler) and tr.task.scaler.get_scale() == 65536.0
     batch = tr.plan.task.train_batch(0, 16, 0, 1)
-    assert tr.forward(batch, tr.model)["logits"].dtype == torch.float16
-    losses = [float(tr.train_step()[0]) for _ in range(60)]
+    assert tr.task.forward(batch, tr.task.model)["logits"].dtype == torch.float16
+    losses = [float(tr.train_step()[0]["loss"]) for _ in range(60)]
     assert all(math.isfinite(x) for x in losses)
     assert _mean(losses[-10:]) < 0.5 * _mean(losses[:10]), losses
-    assert all(p.dtype == torch.float32 for p in tr.model.parameters())  # master weights
+    assert all(p.dtype == torch.float32 for p in tr.task.model.parameters())  # master weights
     assert tr.evaluate("val")["accuracy"] > 0.7  # chance: 0.1
 
 
@@ -36,10 +36,10 @@ def test_an_inf_gradient_skips_the_whole_update_and_halves_the_scale(write_spec,
     tr = make_trainer(write_spec(), FP16 + ["train.steps=20"])
     for _ in range(3):
         tr.train_step()
-    params = dict(tr.model.named_parameters())
+    params = dict(tr.task.model.named_parameters())
     before = {k: v.detach().clone() for k, v in params.items()}
-    moments = {k: v.clone() for k, v in tr.opt.state[params["fc.weight"]].items()}
-    scale, skipped = tr.scaler.get_scale(), tr.skipped
+    moments = {k: v.clone() for k, v in tr.task.opt.state[params["fc.weight"]].items()}
+    scale, skipped = tr.task.scaler.get_scale(), tr.task.skipped
 
     def poison(g: torch.Tensor) -> torch.Tensor:
         g = g.clone()
@@ -49,13 +49,13 @@ def test_an_inf_gradient_skips_the_whole_update_and_halves_the_scale(write_spec,
     hook = params["head.weight"].register_hook(poison)
     tr.train_step()
     hook.remove()
-    assert tr.skipped == skipped + 1 and tr.scaler.get_scale() == scale / 2
+    assert tr.task.skipped == skipped + 1 and tr.task.scaler.get_scale() == scale / 2
     for k, v in params.items():  # every weight untouched, not just the poisoned one
         assert torch.equal(v.detach(), before[k]), k
-    for k, v in tr.opt.state[params["fc.weight"]].items():
+    for k, v in tr.task.opt.state[params["fc.weight"]].items():
         assert torch.equal(v, moments[k]), k  # nor the optimizer's moments and step count
     tr.train_step()
-    assert tr.skipped == skipped + 1
+    assert tr.task.skipped == skipped + 1
     assert not torch.equal(params["head.weight"].detach(), before["head.weight"])
 
 
@@ -89,7 +89,7 @@ def test_an_fp16_run_killed_at_a_random_step_resumes_to_the_same_weights_and_sca
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (fp16 on CUDA); this machine has none")
 def test_fp16_with_a_grad_scaler_on_cuda_learns(write_spec, make_trainer):
     tr = make_trainer(write_spec(), FP16 + ["train.device=cuda", "train.steps=60"])
-    assert tr.plan.device.type == "cuda" and tr.scaler is not None
-    losses = [float(tr.train_step()[0]) for _ in range(60)]
+    assert tr.plan.device.type == "cuda" and tr.task.scaler is not None
+    losses = [float(tr.train_step()[0]["loss"]) for _ in range(60)]
     assert all(math.isfinite(x) for x in losses) and _mean(losses[-10:]) < 0.5 * _mean(losses[:10])
-    assert all(p.dtype == torch.float32 for p in tr.model.parameters())
+    assert all(p.dtype == torch.float32 for p in tr.task.model.parameters())

@@ -41,7 +41,7 @@ def test_the_lr_follows_the_schedule_during_training(write_spec, make_trainer):
     tr = make_trainer(write_spec(), ["train.schedule={type: linear, warmup: 4}", "train.steps=8"])
     lrs = []
     for _ in range(8):
-        lrs.append(tr.opt.param_groups[0]["lr"])
+        lrs.append(tr.task.opt.param_groups[0]["lr"])
         tr.train_step()
     assert lrs == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01, 0.0075, 0.005, 0.0025])
 
@@ -53,35 +53,35 @@ def test_grad_accumulation_equals_one_batch_of_the_same_examples(write_spec, mak
     for _ in range(3):
         la, _ = a.train_step()
         lb, _ = b.train_step()
-        assert float(la) == pytest.approx(float(lb), abs=1e-6)
-    for k, v in state_dict_for(a.model).items():
-        assert torch.allclose(v, state_dict_for(b.model)[k], atol=1e-6), k
+        assert float(la["loss"]) == pytest.approx(float(lb["loss"]), abs=1e-6)
+    for k, v in state_dict_for(a.task.model).items():
+        assert torch.allclose(v, state_dict_for(b.task.model)[k], atol=1e-6), k
 
 
 def test_grad_clip_bounds_the_update_and_l1_adds_its_penalty(write_spec, make_trainer):
     spec = write_spec()
     tr = make_trainer(spec, ["train.optimizer={type: sgd, lr: 1.0}", "train.grad_clip=0.001"])
-    before = {k: v.clone() for k, v in state_dict_for(tr.model).items()}
+    before = {k: v.clone() for k, v in state_dict_for(tr.task.model).items()}
     tr.train_step()
-    moved = torch.sqrt(sum(((state_dict_for(tr.model)[k] - v) ** 2).sum() for k, v in before.items()))
+    moved = torch.sqrt(sum(((state_dict_for(tr.task.model)[k] - v) ** 2).sum() for k, v in before.items()))
     assert float(moved) == pytest.approx(0.001, rel=1e-3)  # lr 1 x a gradient clipped to norm 0.001
     plain = make_trainer(spec)
     l1 = make_trainer(spec, ["train.optimizer.l1=0.5"])
     batch = plain.plan.task.train_batch(0, 16, 0, 1)
-    outs = plain.forward(batch, plain.model)
-    base, _ = plain.loss_of(outs, batch)
-    with_l1, _ = l1.loss_of(l1.forward(batch, l1.model), batch)
-    penalty = sum(p.abs().sum() for p in l1.model.parameters() if p.ndim >= 2)
+    outs = plain.task.forward(batch, plain.task.model)
+    base, _ = plain.task.loss_of(outs, batch)
+    with_l1, _ = l1.task.loss_of(l1.task.forward(batch, l1.task.model), batch)
+    penalty = sum(p.abs().sum() for p in l1.task.model.parameters() if p.ndim >= 2)
     assert float((with_l1 - base).detach()) == pytest.approx(0.5 * float(penalty.detach()), rel=1e-5)
 
 
 def test_bf16_autocast_on_cpu_computes_in_bfloat16_and_trains(write_spec, make_trainer):
     tr = make_trainer(write_spec(), ["train.precision=bf16"])
     batch = tr.plan.task.train_batch(0, 16, 0, 1)
-    assert tr.forward(batch, tr.model)["logits"].dtype == torch.bfloat16
-    losses = [float(tr.train_step()[0]) for _ in range(12)]
+    assert tr.task.forward(batch, tr.task.model)["logits"].dtype == torch.bfloat16
+    losses = [float(tr.train_step()[0]["loss"]) for _ in range(12)]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
-    assert all(p.dtype == torch.float32 for p in tr.model.parameters())  # master weights stay fp32
+    assert all(p.dtype == torch.float32 for p in tr.task.model.parameters())  # master weights stay fp32
 
 
 def _mlp():

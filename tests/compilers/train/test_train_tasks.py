@@ -25,8 +25,8 @@ def test_vae_loss_is_bce_summed_per_example_plus_the_kl_output_and_it_trains(mak
                                                         "train.optimizer.lr=0.003", "train.loss.beta=0.5"])
     assert tr.plan.task.name == "vae" and tr.plan.task.output == "recon"
     batch = tr.plan.task.train_batch(0, 16, 0, 1)
-    outs = tr.forward(batch, tr.model)
-    loss, stats = tr.loss_of(outs, batch)
+    outs = tr.task.forward(batch, tr.task.model)
+    loss, stats = tr.task.loss_of(outs, batch)
     x = batch.target["x"]
     want = F.binary_cross_entropy(outs["recon"], x, reduction="sum") / 16 + 0.5 * outs["kl"]
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
@@ -59,10 +59,10 @@ def test_diffusion_task_noises_images_drops_labels_to_the_null_class_and_regress
     assert 0 < int((batch.inputs["label"] == 10).sum()) < 8  # about half the labels dropped
     halves = [task.train_batch(3, 8, r, 2) for r in (0, 1)]  # noise, t and drops are sliced like the data
     assert torch.equal(torch.cat([h.target["noise"] for h in halves]), batch.target["noise"])
-    outs = tr.forward(batch, tr.model)
-    loss, _ = tr.loss_of(outs, batch)
+    outs = tr.task.forward(batch, tr.task.model)
+    loss, _ = tr.task.loss_of(outs, batch)
     assert loss.item() == pytest.approx(F.mse_loss(outs["eps"], batch.target["noise"]).item(), rel=1e-6)
-    losses = [float(tr.train_step()[0]) for _ in range(4)]
+    losses = [float(tr.train_step()[0]["loss"]) for _ in range(4)]
     assert all(math.isfinite(v) for v in losses)
 
 
@@ -77,8 +77,8 @@ def test_masked_lm_masks_about_mask_prob_of_the_tokens_and_predicts_only_those(m
     assert abs(float(picked.float().mean()) - 0.15) < 0.02
     assert abs(float((x[picked] == 67).float().mean()) - 0.8) < 0.05  # [MASK] = the data's vocab size
     assert torch.equal(x[~picked], y[~picked]) and batch.inputs["lengths"].tolist() == [64] * 64
-    outs = tr.forward(batch, tr.model)
-    loss, stats = tr.loss_of(outs, batch)
+    outs = tr.task.forward(batch, tr.task.model)
+    loss, stats = tr.task.loss_of(outs, batch)
     want = F.cross_entropy(outs["logits"][picked], y[picked])
     assert loss.item() == pytest.approx(want.item(), rel=1e-5) and int(stats["count"]) == int(picked.sum())
 
@@ -90,8 +90,8 @@ def test_moe_auxiliary_losses_are_added_with_their_weights(make_trainer):
                                "train.loss.aux={'*.aux_loss': 0.5, 'layers.1.moe.z_loss': 2.0}"])
     assert tr.plan.aux == {"layers.0.moe.aux_loss": 0.5, "layers.1.moe.aux_loss": 0.5, "layers.1.moe.z_loss": 2.0}
     batch = tr.plan.task.train_batch(0, 4, 0, 1)
-    outs = tr.forward(batch, tr.model)
-    total, _ = tr.loss_of(outs, batch)
+    outs = tr.task.forward(batch, tr.task.model)
+    total, _ = tr.task.loss_of(outs, batch)
     lm, _ = tr.plan.task.loss(outs, batch)
     aux = 0.5 * outs["layers.0.moe.aux_loss"] + 0.5 * outs["layers.1.moe.aux_loss"] + 2.0 * outs["layers.1.moe.z_loss"]
     assert aux.item() > 0 and total.item() == pytest.approx((lm + aux).item(), rel=1e-6)
@@ -103,16 +103,16 @@ def test_truncated_bptt_carries_the_lstm_state_between_windows_and_resets_each_p
                                "train.batch_size=4", "train.optimizer.lr=0.01"])
     assert tr.plan.state_map == {"h0": "h", "c0": "c"}
     tr.train_step()
-    assert set(tr.carry) == {"0/h0", "0/c0"} and tr.carry["0/h0"].shape == (2, 4, 32)
+    assert set(tr.task.carry) == {"0/h0", "0/c0"} and tr.task.carry["0/h0"].shape == (2, 4, 32)
     task = tr.plan.task
     b1 = task.train_batch(1, 4, 0, 1)
     assert not b1.reset_state and torch.equal(b1.inputs["tokens"][:, 0], task.train_batch(0, 4, 0, 1).target["y"][:, -1])
-    before = {k: v.clone() for k, v in tr.carry.items()}
+    before = {k: v.clone() for k, v in tr.task.carry.items()}
     seen = {}
-    tr.model.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
+    tr.task.model.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
     tr.train_step()
     assert torch.equal(seen["h0"], before["0/h0"])  # the second window started from the first one's final state
-    losses = [float(tr.train_step()[0]) for _ in range(40)]
+    losses = [float(tr.train_step()[0]["loss"]) for _ in range(40)]
     assert sum(losses[-5:]) < sum(losses[:5])
 
 
@@ -171,7 +171,7 @@ def test_data_that_does_not_fit_the_graph_input_is_an_error_with_a_fix(tmp_path)
 
 def test_the_task_is_guessed_from_data_and_outputs(tmp_path):
     from nngraph.compilers.train.config import load_run_config
-    from nngraph.compilers.train.tasks_more import guess_task
+    from nngraph.compilers.train.tasks._guess import guess_task
 
     assert guess_task(load_run_config(ROOT / "specs/vae.yaml")) == "vae"
     assert guess_task(load_run_config(ROOT / "specs/gcn.yaml")) == "node_classification"

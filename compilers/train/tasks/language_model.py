@@ -1,141 +1,41 @@
-"""Tasks: turn data into model inputs and targets, compute the loss and the evaluation metrics.
+"""Language modelling: next-token prediction (``language_model``) and BERT-style masked tokens (``masked_lm``).
 
-A task draws the batch of micro-step ``m`` (:mod:`.data.base`), builds the
-keyword arguments of the compiled model, and reads the graph output(s) it
-trains. Random choices a task makes (diffusion steps and noise, masked-LM
-positions, label dropout) come from a generator seeded by (seed, m) for the
-*global* batch and are then sliced per process, like the data.
+Loss: cross-entropy of the predicted tokens, ``-1/N Σ_t log softmax(z_t)[y_t]`` over the N predicted positions
+(all of them, or those of the ``loss_mask`` / the masked ones); metrics: the loss, the accuracy and the
+perplexity exp(loss).
 
-``loss`` returns the mean loss of the local batch and sums for the metrics
-(``loss_sum``, ``count``, ``correct``); :meth:`Task.metrics` turns summed
-sums into accuracy, perplexity or MSE.
+Seeds: masked_lm picks its positions and replacement tokens from a generator seeded by (seed, 4, m) for the
+global batch of micro-step m, sliced per process.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import torch
 
-from .binding import Binding, bind, embedding_limit, output_classes, position_limit, shape_input
-from .config import RunConfig
-from .data import ArrayData, TokenData, step_generator
-from .losses import cross_entropy, mse
-
-HIGHER_IS_BETTER = {"accuracy": True, "loss": False, "perplexity": False, "mse": False}
-
-
-@dataclass
-class Batch:
-    """Model inputs, targets, and the number of examples or tokens (for throughput)."""
-
-    inputs: dict[str, torch.Tensor]
-    target: dict[str, torch.Tensor] = field(default_factory=dict)
-    items: int = 0
-    reset_state: bool = False
-
-    def to(self, device: torch.device) -> "Batch":
-        mv = lambda d: {k: v.to(device, non_blocking=True) for k, v in d.items()}  # noqa: E731
-        return Batch(mv(self.inputs), mv(self.target), self.items, self.reset_state)
+from ..binding import Binding, bind, embedding_limit, output_classes, position_limit
+from ..config import RunConfig
+from ..data import ArrayData, TokenData, step_generator
+from ..losses import cross_entropy
+from . import task
+from ._base import Batch, rank_slice
+from .classification import ClassificationTask
 
 
-def _slice(t: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    per = t.shape[0] // world
-    return t[rank * per:(rank + 1) * per]
-
-
-class Task:
-    """Supervised classification on rows (``x`` -> ``y``); the base of the other tasks."""
-
-    name = "classification"
-    metric = "accuracy"
-    unit = "examples"
-
-    def __init__(self, run: RunConfig, data: Any, output: str):
-        self.run, self.data, self.output = run, data, output
-        self.cfg = run.values
-        self.seed = self.cfg["seed"]
-        self.binding = self.make_binding()
-        self.check()
-
-    # -- binding and checks ------------------------------------------------
-    def available(self) -> dict[str, Any]:
-        return dict(self.data.fields) if isinstance(self.data, ArrayData) else {}
-
-    def make_binding(self) -> Binding:
-        return bind(self.run, self.available(), self.name)
-
-    def check(self) -> None:
-        if "y" not in self.available():
-            raise self.run.error("data", f"task '{self.name}' needs targets, but the data has none")
-        classes = self.data.meta.get("num_classes") if isinstance(self.data, ArrayData) else self.data.num_classes
-        have = output_classes(self.run.graph, self.output)
-        if classes is not None and have is not None and classes > have:
-            raise self.run.error("data", f"the data has {classes} classes but output '{self.output}' has {have} "
-                                 "values per example", "make the output layer wider (e.g. --set classes=...)")
-
-    def inputs_from(self, fields: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {inp: shape_input(self.run, self.binding, inp, fields[fld]) for inp, fld in self.binding.fields.items()}
-
-    # -- batches -----------------------------------------------------------
-    def train_batch(self, m: int, global_batch: int, rank: int, world: int) -> Batch:
-        fields = self.data.train_batch(m, global_batch, rank, world, self.seed)
-        return self.make_batch(fields, m, global_batch, rank, world)
-
-    def make_batch(self, fields: dict[str, torch.Tensor], m: int, global_batch: int, rank: int, world: int) -> Batch:
-        return Batch(self.inputs_from(fields), {"y": fields["y"]}, int(fields["y"].shape[0]))
-
-    def eval_batches(self, split: str, batch: int, limit: int | None) -> Iterator[Batch]:
-        for k, fields in enumerate(self.data.eval_batches(split, batch, limit)):
-            yield self.make_batch(fields, -1 - k, fields[next(iter(fields))].shape[0], 0, 1)
-
-    def steps_per_epoch(self, global_batch: int) -> int:
-        return self.data.batches_per_epoch(global_batch)
-
-    def has_split(self, split: str) -> bool:
-        return self.data.size(split) > 0
-
-    # -- loss and metrics --------------------------------------------------
-    def loss(self, outs: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        loss, correct, count = cross_entropy(outs[self.output], batch.target["y"],
-                                             label_smoothing=self.cfg["loss"]["label_smoothing"])
-        return loss, {"loss_sum": loss.detach() * count, "count": count, "correct": correct}
-
-    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
-        n = max(sums.get("count", 0.0), 1.0)
-        out = {"loss": sums["loss_sum"] / n}
-        if "correct" in sums:
-            out["accuracy"] = sums["correct"] / n
-        return out
-
-
-class RegressionTask(Task):
-    name, metric = "regression", "mse"
-
-    def check(self) -> None:
-        if "y" not in self.available():
-            raise self.run.error("data", "task 'regression' needs targets, but the data has none")
-
-    def make_batch(self, fields, m, global_batch, rank, world) -> Batch:  # noqa: ANN001
-        return Batch(self.inputs_from(fields), {"y": fields["y"].float()}, int(fields["y"].shape[0]))
-
-    def loss(self, outs, batch):  # noqa: ANN001, ANN201
-        loss = mse(outs[self.output], batch.target["y"])
-        n = torch.tensor(batch.target["y"].shape[0])
-        return loss, {"loss_sum": loss.detach() * n, "count": n}
-
-    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
-        loss = sums["loss_sum"] / max(sums["count"], 1.0)
-        return {"loss": loss, "mse": loss}
-
-
-class LanguageModelTask(Task):
+@task("language_model")
+class LanguageModelTask(ClassificationTask):
     """Next-token prediction on a token stream (random windows, or contiguous streams with truncated BPTT)
     or on synthetic sequences with a loss mask."""
 
-    name, metric, unit = "language_model", "loss", "tokens"
+    metric, unit = "loss", "tokens"
+
+    @classmethod
+    def build(cls, run: RunConfig, data: Any) -> "LanguageModelTask":
+        if not isinstance(data, (TokenData, ArrayData)):
+            raise run.error("data", f"task '{cls.name}' needs text or token sequences")
+        return super().build(run, data)
 
     def available(self) -> dict[str, Any]:
         return {"tokens": None} if isinstance(self.data, TokenData) else dict(self.data.fields)
@@ -159,8 +59,12 @@ class LanguageModelTask(Task):
         if inp is None:
             raise self.run.error("task", f"task '{self.name}' needs an integer token input [batch, seq]; the graph has "
                                  f"{', '.join(self.run.graph.inputs)}", "map one with train.inputs: {NAME: tokens}")
-        emb = embedding_limit(self.run.graph, inp)
         need = self.vocab + (1 if self.name == "masked_lm" and self.cfg["mlm"]["mask_token"] is None else 0)
+        self._check_vocab(inp, need)
+        self._check_length(inp)
+
+    def _check_vocab(self, inp: str, need: int) -> None:
+        emb = embedding_limit(self.run.graph, inp)
         if emb and emb[1] < need:
             raise self.run.error("data", f"the data has a vocabulary of {need} tokens but embedding '{emb[0]}' has "
                                  f"num={emb[1]}", f"make the vocabulary at least {need} (e.g. --set vocab={need})")
@@ -168,6 +72,8 @@ class LanguageModelTask(Task):
         if have is not None and have < need:
             raise self.run.error("data", f"the data has a vocabulary of {need} tokens but output '{self.output}' "
                                  f"predicts {have}", f"--set vocab={need}")
+
+    def _check_length(self, inp: str) -> None:
         pos = position_limit(self.run.graph)
         if pos and pos[1] < self.seq_len:
             raise self.run.error("data.seq_len", f"windows of {self.seq_len} tokens exceed {pos[0]}'s max_len={pos[1]}",
@@ -214,14 +120,14 @@ class LanguageModelTask(Task):
     def make_batch(self, fields, m, global_batch, rank, world) -> Batch:  # noqa: ANN001
         tokens = fields["tokens"]
         inp = self.binding.input_for("tokens")
-        x, y = tokens[:, :-1], tokens[:, 1:]
+        x, y = tokens[:, :-1], tokens[:, 1:]  # [batch, seq]: predict token t+1 from tokens <= t
         target = {"y": y}
         if "loss_mask" in fields:
             target["mask"] = fields["loss_mask"]
         inputs = self._fill({inp: x}, x)
         return Batch(inputs, target, int(target.get("mask", y).sum() if "mask" in target else y.numel()))
 
-    def loss(self, outs, batch):  # noqa: ANN001, ANN201
+    def loss(self, outs: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, correct, count = cross_entropy(outs[self.output], batch.target["y"], batch.target.get("mask"),
                                              self.cfg["loss"]["label_smoothing"])
         return loss, {"loss_sum": loss.detach() * count, "count": count, "correct": correct}
@@ -232,10 +138,9 @@ class LanguageModelTask(Task):
         return out
 
 
+@task("masked_lm")
 class MaskedLMTask(LanguageModelTask):
     """BERT-style: pick mask_prob of the positions; 80% become [MASK], 10% a random token, 10% stay; predict them."""
-
-    name = "masked_lm"
 
     @property
     def seq_len(self) -> int:
@@ -258,9 +163,9 @@ class MaskedLMTask(LanguageModelTask):
         tokens = fields["tokens"]
         g = step_generator(self.seed, 4, m)
         shape = (global_batch, tokens.shape[1])
-        pick = _slice(torch.rand(shape, generator=g), rank, world) < self.cfg["mlm"]["mask_prob"]
-        how = _slice(torch.rand(shape, generator=g), rank, world)
-        rand_tok = _slice(torch.randint(0, self.vocab, shape, generator=g), rank, world)
+        pick = rank_slice(torch.rand(shape, generator=g), rank, world) < self.cfg["mlm"]["mask_prob"]
+        how = rank_slice(torch.rand(shape, generator=g), rank, world)
+        rand_tok = rank_slice(torch.randint(0, self.vocab, shape, generator=g), rank, world)
         mask_id = self.cfg["mlm"]["mask_token"]
         mask_id = self.vocab if mask_id is None else mask_id
         x = tokens.clone()

@@ -4,7 +4,7 @@
 Two stages in one run, one step counter (the simplest honest form of the paper's two-stage training):
 
 1. steps ``0 .. vae_steps-1`` (``train.latent.vae_steps``, default half of ``steps``): the encoder and
-   the decoder on the negative ELBO (:func:`.losses.elbo`, ``train.loss.recon`` / ``beta``), like the
+   the decoder on the negative ELBO (:func:`..losses.elbo`, ``train.loss.recon`` / ``beta``), like the
    ``vae`` task; the denoiser is not touched. Logged as ``vae_loss`` and ``recon``.
 2. at step ``vae_steps`` the VAE is frozen (no gradients, eval mode, its optimizer no longer steps) and
    the latent scale factor is fixed: ``train.latent.scale``, or 1 / std of the encoder's ``mu`` over the
@@ -32,24 +32,35 @@ import torch.nn.functional as F
 from nngraph.compilers.torch.diffusion_sampling import denoiser_roles, make_schedule, q_sample, sample
 from nngraph.compilers.torch.ops.generative import set_generator
 
-from .adversarial import networks_elbo
-from .binding import embedding_limit
-from .data import ArrayData, load_data, step_generator
-from .multi import NetTask, input_shape, output
+from ..binding import embedding_limit
+from ..data import step_generator
+from . import task
+from ._base import NetworksTask, input_shape, output
+from .vae import array_data, networks_elbo
 
 
-class LatentDiffusionTask(NetTask):
+@task("latent_diffusion", roles=("encoder", "decoder", "denoiser"))
+class LatentDiffusionTask(NetworksTask):
     """Stage 1: the VAE on the negative ELBO; stage 2: the denoiser's ε-loss on the frozen VAE's scaled latents."""
 
-    name = "latent_diffusion"
-    roles = ("encoder", "decoder", "denoiser")
-
     def __init__(self, tr: Any):
-        from .plan import data_base_dir
-
         super().__init__(tr)
         self.E, self.Dec, self.Den = self.net("encoder"), self.net("decoder"), self.net("denoiser")
         self.e_graph, self.dec_graph, self.den_graph = self.graph("encoder"), self.graph("decoder"), self.graph("denoiser")
+        self._check_networks()
+        self.data = array_data(self)
+        self.label = next(iter(self.den_roles.other), None)
+        self.null_label = self._null_label()
+        d = self.cfg["diffusion"]
+        self.schedule = make_schedule(d["schedule"], d["steps"], d["beta_start"], d["beta_end"], d["cosine_s"])
+        lc = self.cfg["latent"]
+        self.vae_steps = lc["vae_steps"] or max(self.total_steps() // 2, 1)
+        self.scale: float | None = lc["scale"]
+        self.frozen = False
+        self.optimizers = {"vae": self.optimizer([self.E, self.Dec]), "denoiser": self.optimizer([self.Den])}
+
+    def _check_networks(self) -> None:
+        """The encoder's outputs z, kl, mu; the denoiser's inputs; one latent shape ([batch, *z_shape]) for all."""
         missing = [o for o in ("z", "kl", "mu") if o not in self.e_graph.outputs]
         if missing:
             raise self.run.error("networks", "task 'latent_diffusion': the encoder needs outputs z, kl and mu "
@@ -66,26 +77,18 @@ class LatentDiffusionTask(NetTask):
                 raise self.run.error("networks", f"the encoder's latent mu is [batch, {', '.join(map(str, self.z_shape))}] "
                                      f"but {what} is [batch, {', '.join(map(str, got))}]",
                                      "give the encoder, decoder and denoiser the same latent shape")
-        self.data = load_data(self.cfg["data"], "vae", data_base_dir(self.run))
-        if not isinstance(self.data, ArrayData) or "x" not in self.data.fields:
-            raise self.run.error("data", "task 'latent_diffusion' trains on arrays (x rows)")
-        self.label = next(iter(self.den_roles.other), None)
-        self.null_label = None
-        if self.label is not None:
-            if "y" not in self.data.fields:
-                raise self.run.error("data", f"the denoiser's input '{self.label}' wants class labels, but the data has none")
-            classes = int(self.data.meta.get("num_classes", int(self.data.fields["y"].max()) + 1))
-            emb = embedding_limit(self.den_graph, self.label)
-            if emb and emb[1] < classes:
-                raise self.run.error("data", f"the data has {classes} classes but embedding '{emb[0]}' has num={emb[1]}")
-            self.null_label = emb[1] - 1 if emb and emb[1] > classes else None
-        d = self.cfg["diffusion"]
-        self.schedule = make_schedule(d["schedule"], d["steps"], d["beta_start"], d["beta_end"], d["cosine_s"])
-        lc = self.cfg["latent"]
-        self.vae_steps = lc["vae_steps"] or max(self.total_steps() // 2, 1)
-        self.scale: float | None = lc["scale"]
-        self.frozen = False
-        self.optimizers = {"vae": self.optimizer([self.E, self.Dec]), "denoiser": self.optimizer([self.Den])}
+
+    def _null_label(self) -> int | None:
+        """The denoiser's "no class" label (its label embedding's extra last row), if it has a label and one."""
+        if self.label is None:
+            return None
+        if "y" not in self.data.fields:
+            raise self.run.error("data", f"the denoiser's input '{self.label}' wants class labels, but the data has none")
+        classes = int(self.data.meta.get("num_classes", int(self.data.fields["y"].max()) + 1))
+        emb = embedding_limit(self.den_graph, self.label)
+        if emb and emb[1] < classes:
+            raise self.run.error("data", f"the data has {classes} classes but embedding '{emb[0]}' has num={emb[1]}")
+        return emb[1] - 1 if emb and emb[1] > classes else None
 
     # ----- stage 1: the VAE ------------------------------------------------------------------
     def vae_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,5 +220,3 @@ def sample_images(task: LatentDiffusionTask, n: int, labels: int | list[int] | N
         for m, was in zip(nets, modes):
             m.train(was)
 
-
-TASKS = {"latent_diffusion": LatentDiffusionTask}

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .multi import NetTask, input_shape, output
+from . import task
+from ._base import NetworksTask, input_shape, output
 
 
 class Env:
@@ -104,7 +105,7 @@ def _soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
             pt.mul_(1 - tau).add_(p, alpha=tau)
 
 
-class RLTask(NetTask):
+class RLTask(NetworksTask):
     """What DQN and DDPG share: environment, replay buffer, target networks, RNGs, episode returns, evaluation."""
 
     metric, higher_is_better = "return", True
@@ -204,9 +205,9 @@ class RLTask(NetTask):
         self.returns, self.episodes, self.updates = list(st["returns"]), st["episodes"], st["updates"]
 
 
+@task("dqn", roles=("q",))
 class DQNTask(RLTask):
-    name = "dqn"
-    roles = ("q",)
+    """Q-learning with a replay buffer and a target network (ε-greedy acting; ``rl.double``: double DQN)."""
 
     def __init__(self, tr: Any):
         super().__init__(tr)
@@ -271,9 +272,9 @@ class DQNTask(RLTask):
         return float(loss.detach())
 
 
+@task("ddpg", roles=("actor", "critic"))
 class DDPGTask(RLTask):
-    name = "ddpg"
-    roles = ("actor", "critic")
+    """Deterministic policy gradient with target networks following by soft updates."""
 
     def __init__(self, tr: Any):
         super().__init__(tr)
@@ -375,5 +376,3 @@ class DDPGTask(RLTask):
         super().load_state(tensors, st)
         self.ou = np.array(st["ou"])
 
-
-TASKS = {"dqn": DQNTask, "ddpg": DDPGTask}

@@ -1,24 +1,23 @@
-"""Tasks over two networks of a spec: ``gan`` and ``wgan`` (generator against discriminator / critic) and
-``vae`` on an encoder/decoder pair.
+"""``gan`` and ``wgan``: a generator against a discriminator / critic, two networks with one optimizer each.
 
 * ``gan`` (Goodfellow et al., 2014; seed 000, "Generative Adversarial Networks (GANs)"): the
   discriminator D (a logit) takes ``train.gan.d_steps`` steps on -log σ(D(x)) - log(1 - σ(D(G(z))))
-  per generator step on the non-saturating loss -log σ(D(G(z))); one optimizer each.
+  per generator step on the non-saturating loss -log σ(D(G(z))).
 * ``wgan`` (Arjovsky et al., 2017; Gulrajani et al., 2017): the critic takes ``d_steps`` (default 5)
   steps on E[D(G(z))] - E[D(x)] + λ E[(‖∇D(x̂)‖ - 1)²] (x̂ on lines between real and fake, λ =
   ``gan.gp``), optionally clipping its weights to [-c, c] (``gan.clip``) after each step; the
   generator minimizes -E[D(G(z))].
-* ``vae`` with networks (Kingma & Welling, 2013; seed 000, "Variational Autoencoders (VAEs)"): the
-  encoder's outputs ``z`` (a reparameterized sample) and ``kl``, the decoder's output the
-  reconstruction; the loss is the negative ELBO of the one-graph ``vae`` task (:func:`.losses.elbo`).
 
 Data: ``data: gaussians`` is the 2-D mixture of ``gan.modes`` Gaussians on a ring (radius
 ``gan.radius``, std ``gan.std``), drawn fresh at every step; evaluation then scores how many modes
 the generator covers. Any other dataset is the usual ``train.data`` (its ``x`` rows, reshaped to
 the discriminator's input; ``gan.rescale`` maps [0, 1] pixels to [-1, 1] for a tanh generator), and
 evaluation reports the discriminator's loss on validation images and how far the generated samples' pixel
-mean and std are from the real ones (``mean_gap``, ``std_gap``). Every draw (data, z, the gradient penalty's mixing weights) comes from a
-generator seeded by (seed, step), so a resumed run continues exactly.
+mean and std are from the real ones (``mean_gap``, ``std_gap``).
+
+Seeds: every draw comes from a generator seeded by (seed, stream, step): the ring data 11, z of the
+discriminator steps 12, z of the generator step 13, the evaluation's fixed z 14 and real points 15, the
+gradient penalty's mixing weights 16; so a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -29,9 +28,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .data import ArrayData, load_data, step_generator
-from .losses import elbo
-from .multi import NetTask, input_shape, output
+from ..data import step_generator
+from . import task
+from ._base import NetworksTask, input_shape, output
+from .vae import array_data
 
 
 def ring_modes(k: int, radius: float) -> torch.Tensor:
@@ -62,11 +62,10 @@ def mode_coverage(samples: torch.Tensor, modes: torch.Tensor, std: float) -> dic
             "min_share": float(share.min()), "dist": float(dist.mean())}
 
 
-class GANTask(NetTask):
+@task("gan", roles=("generator", "discriminator"))
+class GANTask(NetworksTask):
     """Generator against discriminator with the non-saturating loss (``wgan``: :class:`WGANTask`)."""
 
-    name = "gan"
-    roles = ("generator", "discriminator")
     critic_role = "discriminator"
     default_d_steps = 1
 
@@ -94,11 +93,7 @@ class GANTask(NetTask):
             self.modes = ring_modes(gc["modes"], gc["radius"])
             self.metric, self.higher_is_better = "hq", True
         else:
-            from .plan import data_base_dir
-
-            self.data = load_data(self.cfg["data"], "vae", data_base_dir(self.run))
-            if not isinstance(self.data, ArrayData) or "x" not in self.data.fields:
-                raise self.run.error("data", f"task '{self.name}' trains on arrays (x rows)")
+            self.data = array_data(self)
             self.metric = "d_loss"
 
     # ----- draws (functions of the step) ------------------------------------------------
@@ -192,11 +187,10 @@ class GANTask(NetTask):
                 "std_gap": float((fake.std() - real.std()).abs())}
 
 
+@task("wgan", roles=("generator", "critic"))
 class WGANTask(GANTask):
     """Critic with gradient penalty (``gan.gp``) and/or weight clipping (``gan.clip``)."""
 
-    name = "wgan"
-    roles = ("generator", "critic")
     critic_role = "critic"
     default_d_steps = 5
 
@@ -219,64 +213,3 @@ class WGANTask(GANTask):
             with torch.no_grad():
                 for p in self.D.parameters():
                     p.clamp_(-c, c)
-
-
-class VAENetworksTask(NetTask):
-    """Negative ELBO through an encoder network (outputs ``z``, ``kl``) and a decoder network."""
-
-    name = "vae"
-    roles = ("encoder", "decoder")
-
-    def __init__(self, tr: Any):
-        from .plan import data_base_dir
-
-        super().__init__(tr)
-        self.E, self.Dec = self.net("encoder"), self.net("decoder")
-        self.e_graph, self.d_graph = self.graph("encoder"), self.graph("decoder")
-        missing = [o for o in ("z", "kl") if o not in self.e_graph.outputs]
-        if missing:
-            raise self.run.error("networks", f"task 'vae': the encoder needs outputs z and kl (vae_reparam's), "
-                                 f"it has {', '.join(self.e_graph.outputs)}")
-        self.x_shape = input_shape(self.e_graph)
-        self.data = load_data(self.cfg["data"], "vae", data_base_dir(self.run))
-        if not isinstance(self.data, ArrayData) or "x" not in self.data.fields:
-            raise self.run.error("data", "task 'vae' trains on arrays (x rows)")
-        self.optimizers = {"model": self.optimizer([self.E, self.Dec])}
-
-    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return networks_elbo(self, x, self.d_graph)
-
-    def train_step(self, step: int) -> dict[str, float]:
-        self.E.train()
-        self.Dec.train()
-        loss, rec = self.loss(self.data.train_batch(step, self.cfg["batch_size"], 0, 1, self.seed)["x"])
-        opt = self.optimizers["model"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": float(loss.detach()), "recon": float(rec.detach())}
-
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        sums, n = {"loss": 0.0, "recon": 0.0}, 0
-        for fields in self.data.eval_batches("val", self.cfg["eval_batch_size"] or self.cfg["batch_size"],
-                                             self.cfg["eval"]["batches"]):
-            loss, rec = self.loss(fields["x"])
-            b = fields["x"].shape[0]
-            sums["loss"] += float(loss) * b
-            sums["recon"] += float(rec) * b
-            n += b
-        return {k: v / max(n, 1) for k, v in sums.items()} if n else {}
-
-
-def networks_elbo(task: Any, x: torch.Tensor, dec_graph: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(negative ELBO, reconstruction term) of data rows ``x`` through ``task.E`` (outputs z, kl) and ``task.Dec``
-    (graph ``dec_graph``), with ``train.loss.recon`` / ``beta``; used by ``vae`` and ``latent_diffusion``."""
-    x = x.float().reshape(x.shape[0], *task.x_shape)
-    enc = task.E(**{next(iter(task.e_graph.inputs)): x})
-    recon = output(task.Dec, dec_graph, **{next(iter(dec_graph.inputs)): enc["z"]})
-    lc = task.cfg["loss"]
-    return elbo(recon, x, enc["kl"], lc["recon"], lc["beta"])
-
-
-TASKS = {"gan": GANTask, "wgan": WGANTask, "vae": VAENetworksTask}

@@ -30,11 +30,12 @@ def torch_check(graph: Any, dim: list[str] | None, seed: int = 0, module: Any = 
 def compile_command(spec: Path, overrides: list[str], limits: Any, *, output: Path | None, emit_python: Path | None,
                     seed: int, dim: list[str], target: str | None, mode: str, explain: bool, echo: Echo) -> int:
     """``nngraph compile``: build the module (lowered for a target if asked), check a forward pass, save."""
-    from nngraph.outputs import check_output
+    from nngraph.outputs import check_output, spec_inputs
     from nngraph.spec import load_spec
 
-    check_output(output, [("the spec", spec)])
-    check_output(emit_python, [("the spec", spec), ("the -o file", output)], "--emit-python")
+    inputs = spec_inputs(spec)
+    check_output(output, inputs)
+    check_output(emit_python, [*inputs, ("the -o file", output)], "--emit-python")
 
     from . import build_module, write_python
     from .check import parse_dims
@@ -78,7 +79,7 @@ def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, s
     """``nngraph sample``: DDPM/DDIM samples of a denoiser spec (or of a run folder: its spec, weights and noise
     schedule) as a PNG grid."""
     from nngraph.run_folder import model_source, run_config
-    from nngraph.outputs import check_output
+    from nngraph.outputs import check_output, spec_inputs
 
     from .check import parse_dims
     from .diffusion_sampling import sample_to_png
@@ -90,7 +91,7 @@ def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, s
             echo(f"error: --cond '{item}' is not NAME=INT (e.g. --cond label=3)", err=True)
             return 2
         conds[key.strip()] = int(value)
-    check_output(output, [("the spec", spec), ("the --weights file", weights)])
+    check_output(output, [*spec_inputs(spec), ("the --weights file", weights)])
     trained = run_config(spec).get("diffusion") or {}  # the schedule the run trained with, unless overridden
     graph, _, weights = model_source(spec, overrides, weights)
     try:
@@ -109,14 +110,14 @@ def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, s
 def import_weights_command(spec: Path, checkpoint: Path, source: str, output: Path, overrides: list[str],
                            echo: Echo) -> int:
     """``nngraph import-weights``: a Hugging Face checkpoint mapped onto the spec's parameter names."""
-    from nngraph.outputs import check_output, folder_files
+    from nngraph.outputs import check_output, folder_files, spec_inputs
     from nngraph.spec import load_spec
 
     from . import build_module
     from .hf_import import ImportWeightsError, load_hf_state_dict, read_state_dict
     from .weights import save_weights
 
-    check_output(output, [("the spec", spec), ("the checkpoint", checkpoint), *folder_files("a shard", checkpoint)])
+    check_output(output, [*spec_inputs(spec), ("the checkpoint", checkpoint), *folder_files("a shard", checkpoint)])
     graph = load_spec(spec, overrides)
     try:
         state = read_state_dict(checkpoint)

@@ -148,6 +148,14 @@ def check_target(path: PathLike, option: str = "the output") -> None:
     kind = next((name for test, name in _KINDS if test(mode)), None if stat.S_ISREG(mode) else "not a regular file")
     if kind is not None:
         raise OutputError(path, f"'{path}' is {kind}: nngraph only replaces regular files", "give a file path to write")
+    if not os.access(Path(path).parent, os.W_OK | os.X_OK):  # the new file is made beside it, then renamed over it
+        raise not_writable(path, Path(path).parent)
+
+
+def not_writable(path: PathLike, folder: Path, reason: str = "permission denied") -> OutputError:
+    """The refusal of a write into ``folder`` that the file system forbids (a read-only folder), naming it."""
+    return OutputError(path, f"cannot write '{path}': the folder '{folder}' is not writable ({reason})",
+                       "write into a folder you may write to, or change its permissions")
 
 
 def _check_folder(path: Path) -> None:
@@ -162,4 +170,6 @@ def _check_folder(path: Path) -> None:
         if not stat.S_ISDIR(mode):
             raise OutputError(path, f"cannot create '{path}': '{parent}' is a file, not a folder",
                               f"write into a folder, or move '{parent}' out of the way")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise not_writable(path, parent)
         return

@@ -193,8 +193,14 @@ def inspect(
     def body() -> int:
         from nngraph.commands import inspect_text, limits
         from nngraph.inspect import summarize
+        from nngraph.limits import parse_dims
         from nngraph.spec import load_spec
 
+        try:
+            parse_dims(dim)  # a bad --dim is a usage error before anything is built (as in compile and export)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            return 2
         graph = load_spec(spec, set_ or [], limits(max_params, max_memory))
         summary = summarize(graph)
         check = None

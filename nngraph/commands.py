@@ -168,10 +168,10 @@ def inspect_text(summary: dict, want_rich: bool) -> str | None:
 def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str], caps: Any, echo: Echo) -> int:
     """``nngraph graph``: DOT / Mermaid on stdout, or a file (svg/png through Graphviz)."""
     from .draw import DrawError, render, run_dot, to_dot, to_mermaid
-    from .outputs import check_output
+    from .outputs import check_output, spec_inputs
     from .spec import load_spec
 
-    check_output(output, [("the spec", spec)])
+    check_output(output, spec_inputs(spec))
 
     g = load_spec(spec, overrides, caps)
     try:

@@ -101,8 +101,8 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
 def _check_sizes(node: Node, outputs: dict[str, TensorType], n_params: int, diag: Diagnostics, limits: Limits) -> None:
     for out_name, t in outputs.items():
         for d in t.shape:
-            if isinstance(d, int) and (d < 0 or d > limits.max_dim):
-                diag.error(node.pos, f"node '{node.name}': output '{out_name}' has dim {d} (allowed 0..{limits.max_dim})",
+            if isinstance(d, int) and (d < 1 or d > limits.max_dim):  # 0: an empty tensor, never what a model means
+                diag.error(node.pos, f"node '{node.name}': output '{out_name}' has dim {d} (allowed 1..{limits.max_dim})",
                            "check sizes, strides and paddings")
                 return
     if n_params > limits.max_params:

@@ -10,15 +10,18 @@ import os
 import tempfile
 from pathlib import Path
 
-from .outputs import check_target
+from .outputs import check_target, not_writable
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see either the old file or the whole new one."""
     path = Path(path)
     check_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except PermissionError as exc:  # check_target saw it writable, yet the file system says no (ACLs, a race)
+        raise not_writable(path, path.parent, exc.strerror or "permission denied") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -34,3 +34,20 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def parse_dims(items: list[str] | None, limits: Limits = DEFAULT_LIMITS) -> dict[str, int]:
+    """``["batch=4", "seq=16"]`` -> ``{"batch": 4, "seq": 16}`` (the ``--dim`` option); raises ValueError naming
+    the bad item: not NAME=INT, below 1 (an empty tensor), or over ``limits.max_dim``."""
+    sizes: dict[str, int] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier() or not value.strip().isdigit():
+            raise ValueError(f"--dim '{item}' is not NAME=INT (e.g. --dim seq=16)")
+        size = int(value)
+        if size < 1:
+            raise ValueError(f"--dim '{item}': a dim is at least 1 (a dim of 0 makes every tensor through it empty)")
+        if size > limits.max_dim:
+            raise ValueError(f"--dim '{item}': {size:,} is more than the limit of {limits.max_dim:,} for one dim")
+        sizes[key.strip()] = size
+    return sizes

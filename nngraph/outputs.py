@@ -9,6 +9,7 @@ A refusal is an :class:`OutputError`: a located diagnostic (the path) with what 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -47,11 +48,52 @@ def check_output(output: PathLike | None, inputs: Iterable[tuple[str, PathLike |
     ``("the spec", spec)`` -- by any name, or when :func:`check_target` refuses it."""
     if output is None:
         return
-    for label, path in inputs:
-        if path is not None and same_file(output, path):
-            raise OutputError(output, f"{option} '{output}' is {label} '{path}': writing it would destroy that input",
-                              f"give {option} another path")
-    check_target(output)
+    if (found := _input_at(output, inputs)) is not None:
+        raise OutputError(output, f"{option} '{output}' is {found}: writing it would destroy that input",
+                          f"give {option} another path")
+    check_target(output, option)
+
+
+def _input_at(output: PathLike, inputs: Iterable[tuple[str, PathLike | None]]) -> str | None:
+    """``"the spec 'a.yaml'"`` when ``output`` is one of ``inputs`` by any name, else None."""
+    return next((f"{label} '{path}'" for label, path in inputs if path is not None and same_file(output, path)), None)
+
+
+def check_beside(output: PathLike | None, beside: PathLike, inputs: Iterable[tuple[str, PathLike | None]],
+                 why: str) -> None:
+    """Refuse the file ``beside`` that ``why`` (an option) makes the command write next to ``-o output``
+    (``m.onnx.data``, ``m.encoder.onnx``) like ``-o`` itself: not an input, a name its folder can hold."""
+    if output is None:
+        return
+    beside = Path(beside)
+    limit, size = _name_max(beside.parent), len(os.fsencode(beside.name))
+    if size > limit:
+        longer = size - len(os.fsencode(Path(output).name))
+        raise OutputError(output, f"-o '{output}': {why} also writes '{beside.name}' beside it, a name of {size} bytes, "
+                                  f"more than the limit of {limit} for one file name in '{beside.parent}'",
+                          f"give -o a name of at most {limit - longer} bytes")
+    if (found := _input_at(beside, inputs)) is not None:
+        raise OutputError(output, f"-o '{output}': {why} also writes '{beside}' beside it, which is {found}: writing "
+                                  "it would destroy that input", "give -o another path")
+    check_target(beside, f"the file {why} writes beside -o")
+
+
+def spec_inputs(spec: PathLike) -> list[tuple[str, Path]]:
+    """The files a command reading ``spec`` reads: the spec and every block library it imports, directly or
+    through other libraries (an output must be none of them)."""
+    from .spec.blocks import imported_files
+
+    return [("the spec", Path(spec)), *(("a block library the spec imports", p) for p in imported_files(Path(spec)))]
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the filesystem of ``folder`` (or its nearest existing ancestor) holds."""
+    for path in (folder, *folder.parents):
+        try:
+            return os.pathconf(path, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
 
 
 def folder_files(label: str, folder: PathLike | None, *subfolders: str) -> list[tuple[str, Path]]:
@@ -83,8 +125,9 @@ def folder_name(name: str) -> str:
     return safe if safe.strip(".") else "_" + safe
 
 
-def check_target(path: PathLike) -> None:
-    """Refuse to replace anything but a regular file or nothing: a symlink, a folder, a FIFO, a device."""
+def check_target(path: PathLike, option: str = "the output") -> None:
+    """Refuse to replace anything but a regular file or nothing: a symlink, a folder, a FIFO, a device; refuse
+    to create a file whose name is longer than its folder's filesystem holds."""
     try:
         mode = os.lstat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -93,6 +136,10 @@ def check_target(path: PathLike) -> None:
     except PermissionError:
         return  # a folder we may not search: the write itself reports it, naming the folder (as in _check_folder)
     except (OSError, ValueError) as exc:
+        if getattr(exc, "errno", None) == errno.ENAMETOOLONG:
+            name, folder = os.fsencode(Path(path).name), Path(path).parent
+            raise OutputError(path, f"{option} '{path}': the name is {len(name)} bytes, more than the limit of "
+                                    f"{_name_max(folder)} for one file name in '{folder}'", "give a shorter name") from None
         raise OutputError(path, f"cannot write '{path}': {getattr(exc, 'strerror', None) or exc}",
                           "give another output path") from None
     if stat.S_ISLNK(mode):
@@ -101,6 +148,14 @@ def check_target(path: PathLike) -> None:
     kind = next((name for test, name in _KINDS if test(mode)), None if stat.S_ISREG(mode) else "not a regular file")
     if kind is not None:
         raise OutputError(path, f"'{path}' is {kind}: nngraph only replaces regular files", "give a file path to write")
+    if not os.access(Path(path).parent, os.W_OK | os.X_OK):  # the new file is made beside it, then renamed over it
+        raise not_writable(path, Path(path).parent)
+
+
+def not_writable(path: PathLike, folder: Path, reason: str = "permission denied") -> OutputError:
+    """The refusal of a write into ``folder`` that the file system forbids (a read-only folder), naming it."""
+    return OutputError(path, f"cannot write '{path}': the folder '{folder}' is not writable ({reason})",
+                       "write into a folder you may write to, or change its permissions")
 
 
 def _check_folder(path: Path) -> None:
@@ -115,4 +170,6 @@ def _check_folder(path: Path) -> None:
         if not stat.S_ISDIR(mode):
             raise OutputError(path, f"cannot create '{path}': '{parent}' is a file, not a folder",
                               f"write into a folder, or move '{parent}' out of the way")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise not_writable(path, parent)
         return

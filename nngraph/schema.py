@@ -98,7 +98,7 @@ def _train_section(f: F) -> dict:
 
 
 def _input_schema() -> dict:
-    dim = {"anyOf": [{"type": "integer", "minimum": 0}, {"$ref": "#/$defs/name"}, EXPR_SCHEMA]}
+    dim = {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/name"}, EXPR_SCHEMA]}
     return {"type": "object", "required": ["shape"], "additionalProperties": False, "properties": {
         "shape": {"type": "array", "items": dim, "description": "dims: integers or symbolic names like batch, seq"},
         "dtype": {"enum": list(DTYPES), "default": "float32"},

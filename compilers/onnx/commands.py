@@ -40,7 +40,7 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                    dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None) -> int:
     from nngraph.compilers.torch.check import parse_dims
     from nngraph.run_folder import model_source
-    from nngraph.outputs import check_output, folder_files
+    from nngraph.outputs import check_beside, check_output, folder_files, spec_inputs
     from nngraph.spec import load_spec
 
     from .export import ExportError, explain_text, export_graph, lowering_of, opset_for, plan
@@ -50,8 +50,15 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
-    check_output(output, [("the spec", spec), ("the --weights file", weights),
-                          *folder_files("a file of the --weights folder", weights, "checkpoints")])
+    inputs = [*spec_inputs(spec), ("the --weights file", weights),
+              *folder_files("a file of the --weights folder", weights, "checkpoints")]
+    check_output(output, inputs)
+    if external_data:
+        check_beside(output, f"{output}.data", inputs, "--external-data")
+    if kv_cache:  # an encoder-decoder's KV-cache export also writes OUT.encoder.onnx (compilers/onnx/seq2seq.py)
+        from .seq2seq import encoder_path
+
+        check_beside(output, encoder_path(output), inputs, "--kv-cache")
     if output is None and not explain:
         echo("error: give -o FILE.onnx (or --explain to only show the plan)", err=True)
         return 2

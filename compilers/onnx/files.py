@@ -56,6 +56,7 @@ class ModelFiles:
         onnx.save_model(self.model, str(self.tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=self.data_name, size_threshold=1024)
         data = Path(self.tmp.name) / self.data_name
+        data.touch()  # onnx writes no data file when every tensor is under 1 KB; the metadata still names one
         data.chmod(self.tmp_model.stat().st_mode & 0o777)   # as readable as the model file
         onnx.checker.check_model(str(self.tmp_model), full_check=True)
         self.size = self.tmp_model.stat().st_size + (Path(self.tmp.name) / self.data_name).stat().st_size

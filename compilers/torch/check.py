@@ -9,15 +9,17 @@ evaluator -- is compared with what torch produced.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import torch
 
-from nngraph.expr import ExprError, evaluate
-from nngraph.limits import DEFAULT_LIMITS
+from nngraph.errors import Diagnostic, SpecError
+from nngraph.expr import ExprError, evaluate, names_in
+from nngraph.limits import parse_dims  # noqa: F401 - the --dim parser, where the torch commands look for it
 from nngraph.ir import Graph
-from nngraph.types import Dim, TensorType, format_shape, is_float
+from nngraph.types import DTYPE_BYTES, Dim, TensorType, format_shape, is_float
 
 DEFAULT_DIMS = {"batch": 2}
 DEFAULT_SYMBOLIC = 8
@@ -64,6 +66,7 @@ def random_inputs(graph: Graph, sizes: Mapping[str, int] | None = None, seed: in
                   include_optional: bool = False) -> dict[str, torch.Tensor]:
     """Random tensors for the graph inputs (optional ones only if asked), reproducible by ``seed``."""
     sizes = dict(sizes or {})
+    check_sizes(graph, sizes)
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
     for name, gi in graph.inputs.items():
@@ -80,6 +83,65 @@ def random_inputs(graph: Graph, sizes: Mapping[str, int] | None = None, seed: in
         else:
             out[name] = torch.randint(0, _int_high(graph, name, sizes), shape, generator=gen, dtype=dtype)
     return out
+
+
+def check_sizes(graph: Graph, sizes: Mapping[str, int]) -> None:
+    """Refuse, located at the input or node, ``sizes`` at which the graph cannot run: a value with a dim below 1
+    (a kernel larger than a symbolic dim's size: ``h-11+1`` at h=8 is -2) or one value bigger than the machine's
+    memory (``--dim batch=10**9``). A SpecError (exit 1) before any tensor exists, instead of torch's
+    RuntimeError or an allocation failure mid-run."""
+    from nngraph.readers import human_bytes, machine_memory
+
+    memory = machine_memory()
+    values = [(gi.pos, f"input '{name}'", gi.type) for name, gi in graph.inputs.items()]
+    values += [(node.pos, f"node '{node.name}' ({node.op})" + (f" output '{out}'" if len(node.outputs) > 1 else ""), t)
+               for node in graph.nodes.values() for out, t in node.outputs.items()]
+    for pos, what, t in values:
+        try:
+            shape = concrete_shape(t, sizes)
+        except (ExprError, TypeError, ValueError):
+            continue  # a dim we cannot evaluate here: the run itself reports it
+        bad = next((i for i, n in enumerate(shape) if n < 1), None)
+        if bad is not None:
+            raise SpecError([Diagnostic(pos, f"{what} has dim {bad} = {t.shape[bad]} = {shape[bad]} at "
+                                        f"{_sizes_text(t.shape[bad], sizes)}", _size_hint(t.shape[bad], sizes))])
+        need = DTYPE_BYTES.get(t.dtype, 8) * math.prod(shape)
+        if need > memory:
+            raise SpecError([Diagnostic(pos, f"{what} {list(shape)} at {_sizes_text(format_shape(t.shape), sizes)} "
+                                        f"needs {human_bytes(need)}, more than this machine's {human_bytes(memory)} "
+                                        "of memory", "give smaller sizes with --dim NAME=INT")])
+
+
+def _sizes_text(dims: str | int, sizes: Mapping[str, int]) -> str:
+    """``h=8 (the default for a symbolic dim not given with --dim)`` for the symbols ``dims`` names."""
+    names = names_in(f"${{{dims}}}")
+    given = [f"{n}={sizes[n]}" for n in names if n in sizes]
+    assumed = [f"{n}={concrete_dim(n, {})}" for n in names if n not in sizes]
+    text = ", ".join(given + assumed) or "these sizes"
+    return text + (" (the size assumed for a symbolic dim not given with --dim)" if assumed else "")
+
+
+def _size_hint(dim: str | int, sizes: Mapping[str, int]) -> str:
+    """How to make ``dim`` at least 1: the smallest size of its one symbol that does (searched up to max_dim)."""
+    names = names_in(f"${{{dim}}}")
+    if len(names) != 1:
+        return "pass larger sizes with --dim NAME=INT"
+    name, low, high = names[0], 1, 1
+    while high < 2**31 and _dim_at(dim, sizes, name, high) < 1:
+        low, high = high, high * 2
+    if high >= 2**31:
+        return f"pass a larger {name} with --dim {name}=INT"
+    while low < high:  # the smallest size in (low, high] with dim >= 1 (the dims of a shape grow with their input)
+        mid = (low + high) // 2
+        low, high = (mid + 1, high) if _dim_at(dim, sizes, name, mid) < 1 else (low, mid)
+    return f"pass --dim {name}=INT with INT at least {high} (the kernels and strides of this node need it)"
+
+
+def _dim_at(dim: str | int, sizes: Mapping[str, int], name: str, size: int) -> int:
+    try:
+        return concrete_dim(dim, {**sizes, name: size})
+    except (ExprError, TypeError, ValueError):
+        return 0
 
 
 def _graph_ids(graph: Graph, name: str, shape: tuple[int, ...], sizes: Mapping[str, int]) -> torch.Tensor | None:
@@ -134,20 +196,6 @@ def forward_check(module: torch.nn.Module, graph: Graph, sizes: Mapping[str, int
             result.problems.append(f"output '{name}': torch gave {list(got)}, the spec infers "
                                    f"{format_shape(inferred.shape)} = {list(want)}")
     return result
-
-
-def parse_dims(items: list[str] | None) -> dict[str, int]:
-    """``["batch=4", "seq=16"]`` -> ``{"batch": 4, "seq": 16}``; raises ValueError with the bad item."""
-    sizes: dict[str, int] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier() or not value.strip().isdigit():
-            raise ValueError(f"--dim '{item}' is not NAME=INT (e.g. --dim seq=16)")
-        if int(value) > DEFAULT_LIMITS.max_dim:
-            raise ValueError(f"--dim '{item}': {int(value):,} is more than the limit of {DEFAULT_LIMITS.max_dim:,} "
-                             "for one dim")
-        sizes[key.strip()] = int(value)
-    return sizes
 
 
 def describe(check: ForwardCheck) -> str:

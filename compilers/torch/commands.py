@@ -34,11 +34,12 @@ def compile_command(spec: Path, overrides: list[str], limits: Any, *, output: Pa
 
     ``lower(graph, target, mode, dim, explain) -> (graph, text)``: the planner's lowering, passed in by the CLI
     (:func:`nngraph.compilers.passes.cli.lower_for_cli`) because the torch back end does not import the planner."""
-    from nngraph.outputs import check_output
+    from nngraph.outputs import check_output, spec_inputs
     from nngraph.spec import load_spec
 
-    check_output(output, [("the spec", spec)])
-    check_output(emit_python, [("the spec", spec), ("the -o file", output)], "--emit-python")
+    inputs = spec_inputs(spec)
+    check_output(output, inputs)
+    check_output(emit_python, [*inputs, ("the -o file", output)], "--emit-python")
 
     from . import build_module, write_python
     from .check import parse_dims
@@ -80,7 +81,7 @@ def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, s
     """``nngraph sample``: DDPM/DDIM samples of a denoiser spec (or of a run folder: its spec, weights and noise
     schedule) as a PNG grid."""
     from nngraph.run_folder import model_source, run_config
-    from nngraph.outputs import check_output
+    from nngraph.outputs import check_output, spec_inputs
 
     from .check import parse_dims
     from .diffusion_sampling import sample_to_png
@@ -92,7 +93,7 @@ def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, s
             echo(f"error: --cond '{item}' is not NAME=INT (e.g. --cond label=3)", err=True)
             return 2
         conds[key.strip()] = int(value)
-    check_output(output, [("the spec", spec), ("the --weights file", weights)])
+    check_output(output, [*spec_inputs(spec), ("the --weights file", weights)])
     trained = run_config(spec).get("diffusion") or {}  # the schedule the run trained with, unless overridden
     graph, _, weights = model_source(spec, overrides, weights)
     try:
@@ -111,14 +112,14 @@ def sample_command(spec: Path, output: Path, weights: Path | None, steps: int, s
 def import_weights_command(spec: Path, checkpoint: Path, source: str, output: Path, overrides: list[str],
                            echo: Echo) -> int:
     """``nngraph import-weights``: a Hugging Face checkpoint mapped onto the spec's parameter names."""
-    from nngraph.outputs import check_output, folder_files
+    from nngraph.outputs import check_output, folder_files, spec_inputs
     from nngraph.spec import load_spec
 
     from . import build_module
     from .hf_import import ImportWeightsError, load_hf_state_dict, read_state_dict
     from .weights import save_weights
 
-    check_output(output, [("the spec", spec), ("the checkpoint", checkpoint), *folder_files("a shard", checkpoint)])
+    check_output(output, [*spec_inputs(spec), ("the checkpoint", checkpoint), *folder_files("a shard", checkpoint)])
     graph = load_spec(spec, overrides)
     try:
         state = read_state_dict(checkpoint)

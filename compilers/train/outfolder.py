@@ -12,6 +12,7 @@ nothing there verifies.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ def prepare(out: Path, run: Any, resume: bool, overwrite: bool, say: Callable[[s
     Raises :class:`~.checkpoint.CheckpointError` with what to do when the folder is not the run's to write."""
     if out.exists() and not out.is_dir():
         raise ck.CheckpointError(f"--out '{out}' is a file, not a folder: give a folder for the run")
+    check_subfolders(out)
     if resume:
         if ck.latest(out / "checkpoints") is not None:
             return True
@@ -41,6 +43,23 @@ def prepare(out: Path, run: Any, resume: bool, overwrite: bool, say: Callable[[s
                                  "training would replace them; pass --overwrite to train into it anyway, --resume "
                                  "to continue a run there, or give another --out")
     return False
+
+
+#: the folders a run writes into, with what goes there (the files a run writes are checked by the atomic writers)
+SUBFOLDERS = {"checkpoints": "checkpoints", "tb": "TensorBoard event files"}
+
+
+def check_subfolders(out: Path) -> None:
+    """Refuse a run folder whose ``checkpoints`` or ``tb`` is a symbolic link (the run's files would land where
+    it points, outside the run folder) or is not a folder; raises :class:`~.checkpoint.CheckpointError`."""
+    for name, what in SUBFOLDERS.items():
+        path = out / name
+        if path.is_symlink():
+            raise ck.CheckpointError(f"'{path}' is a symbolic link (to '{os.readlink(path)}'): the run writes its {what} "
+                                     "into it, outside the run folder; remove the link, or give another --out")
+        if path.exists() and not path.is_dir():
+            raise ck.CheckpointError(f"'{path}' is not a folder: the run writes its {what} into a folder of that "
+                                     "name; move it away, or give another --out")
 
 
 def is_run_of(out: Path, spec: str, config_keys: set[str]) -> bool:

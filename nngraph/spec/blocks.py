@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import Diagnostic, Diagnostics, SourcePos, SpecError, choices_hint
 from ..expr import shown as shown_value
-from ..limits import Limits
+from ..limits import DEFAULT_LIMITS, Limits
 from ..yamlsrc import Map, Seq, load_yaml_file, pos_in
 from .expand import NAME_RE, BLOCK_DEF_KEYS, BlockDef
 from .resolve import Scope
@@ -136,6 +136,30 @@ def resolve_import_path(spec_path: Path, raw: str, pos: SourcePos) -> Path:
         hint = f"bundled library files: {', '.join(available)}" if available else "check the path (relative to the spec file)"
         raise SpecError([_diag(pos, f"import '{raw}' not found", hint)])
     return target
+
+
+def imported_files(spec_path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Path]:
+    """Every library file ``spec_path`` imports, directly or through other libraries (resolved paths, each once);
+    what cannot be read or resolved is left out (loading the spec reports it)."""
+    found: dict[Path, None] = {}
+    queue = [spec_path]
+    while queue:
+        path = queue.pop()
+        try:
+            data = load_yaml_file(path, limits.yaml)
+        except (SpecError, OSError, ValueError):
+            continue
+        section = data.get("imports") if isinstance(data, dict) else None
+        for item in section if isinstance(section, list) else []:
+            raw = item.get("path") if isinstance(item, dict) else item
+            try:
+                target = resolve_import_path(path, raw, SourcePos(str(path))) if isinstance(raw, str) else None
+            except (SpecError, OSError):
+                continue
+            if target is not None and target not in found:
+                found[target] = None
+                queue.append(target)
+    return list(found)
 
 
 def _diag(pos: SourcePos, message: str, hint: str) -> Diagnostic:

@@ -222,7 +222,11 @@ def _parse_input(name: str, spec: Any, diag: Diagnostics, ipos: SourcePos,
     dims = []
     for i, d in enumerate(shape):
         if isinstance(d, bool) or not (isinstance(d, int) and d >= 0 or isinstance(d, str) and NAME_RE.match(d)):
-            diag.error(pos_in(shape, i, spos), f"dim {i} of input '{name}' must be a non-negative integer or a symbolic name, got {d!r}")
+            diag.error(pos_in(shape, i, spos), f"dim {i} of input '{name}' must be a positive integer or a symbolic name, got {d!r}")
+            return None
+        if d == 0:  # an empty tensor: every value computed from it is empty too, and some kernels fail on it
+            diag.error(pos_in(shape, i, spos), f"dim {i} of input '{name}' is 0: the input would always be empty",
+                       "give its real size (at least 1), or a symbolic name like batch")
             return None
         if isinstance(d, int) and d > max_dim:
             diag.error(pos_in(shape, i, spos), f"dim {i} of input '{name}' is {d:,}, more than the limit of {max_dim:,}",

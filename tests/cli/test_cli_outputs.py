@@ -86,3 +86,53 @@ def test_a_fifo_at_the_output_is_refused_before_the_work(files):
     assert res.output.startswith("out.npz: error: 'out.npz' is a FIFO (named pipe): nngraph only replaces regular "
                                  "files\n"), res.output
     assert (files / "out.npz").is_fifo()
+
+
+def _refuse_new_files(folder: Path, monkeypatch) -> None:
+    """Creating a file in ``folder`` raises PermissionError, as in a read-only folder (file modes do not stop root,
+    who may run the tests)."""
+    import tempfile
+
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == folder:
+            raise PermissionError(13, "Permission denied", str(Path(dir) / "x.tmp"))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def _read_only(folder: Path, monkeypatch) -> None:
+    """``folder`` as a read-only folder looks to an ordinary user: os.access says no, creating a file fails."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p).resolve() != folder and real_access(p, mode, **kw))
+    _refuse_new_files(folder, monkeypatch)
+
+
+READ_ONLY = [["compile", "spec.yaml", "-o", "ro/w.safetensors"], ["compile", "spec.yaml", "--emit-python", "ro/m.py"],
+             ["graph", "spec.yaml", "-o", "ro/g.mmd"], ["schema", "-o", "ro/s.json"],
+             ["export", "spec.yaml", "-o", "ro/m.onnx", "--no-verify"], ["infer", "m.onnx", "-o", "ro/out.npz"]]
+
+
+@pytest.mark.parametrize("argv", READ_ONLY, ids=" ".join)
+def test_a_read_only_output_folder_is_refused_naming_it_before_the_work(files, monkeypatch, argv):
+    (files / "ro").mkdir()
+    _read_only((files / "ro").resolve(), monkeypatch)
+    res = runner.invoke(cli.app, argv)
+    out = argv[argv.index("-o") + 1] if "-o" in argv else argv[-1]
+    assert res.exit_code == 1
+    assert res.output == (f"{out}: error: cannot write '{out}': the folder 'ro' is not writable (permission denied)\n"
+                          "  hint: write into a folder you may write to, or change its permissions\n"), res.output
+    assert list((files / "ro").iterdir()) == []
+
+
+def test_a_write_the_file_system_refuses_after_the_checks_names_the_folder_and_leaves_nothing(files, monkeypatch):
+    (files / "ro").mkdir()
+    _refuse_new_files((files / "ro").resolve(), monkeypatch)  # os.access says yes (an ACL, a race): the write says no
+    res = runner.invoke(cli.app, ["compile", "spec.yaml", "-o", "ro/w.safetensors"])
+    assert res.exit_code == 1
+    assert res.output.endswith("ro/w.safetensors: error: cannot write 'ro/w.safetensors': the folder 'ro' is not "
+                               "writable (Permission denied)\n  hint: write into a folder you may write to, or change "
+                               "its permissions\n"), res.output
+    assert list((files / "ro").iterdir()) == [] and "Traceback" not in res.output

@@ -74,3 +74,44 @@ def test_a_name_becomes_one_folder_name_never_a_path(name, folder):
     from nngraph.outputs import folder_name
 
     assert folder_name(name) == folder
+
+
+def test_the_inputs_of_a_spec_are_the_spec_and_every_library_it_imports_through_any_chain(tmp_path):
+    from nngraph.outputs import spec_inputs
+
+    (tmp_path / "lib" / "deep").mkdir(parents=True)
+    block = "  b{n}: {{inputs: [x], nodes: [{{name: r, op: relu, in: x}}], outputs: [r]}}\n"
+    (tmp_path / "lib" / "deep" / "c.yaml").write_text("nngraph: 1\nname: c\nblocks:\n" + block.format(n=3))
+    (tmp_path / "lib" / "b.yaml").write_text("nngraph: 1\nname: b\nimports: [deep/c.yaml]\nblocks:\n" + block.format(n=2))
+    (tmp_path / "spec.yaml").write_text("nngraph: 1\nname: s\nimports: [lib/b.yaml, {path: lib/deep/c.yaml, as: c}, "
+                                        "missing.yaml]\n")
+    assert spec_inputs(tmp_path / "spec.yaml") == [
+        ("the spec", tmp_path / "spec.yaml"),
+        ("a block library the spec imports", (tmp_path / "lib" / "b.yaml").resolve()),
+        ("a block library the spec imports", (tmp_path / "lib" / "deep" / "c.yaml").resolve())]
+    message = refusal(check_output, tmp_path / "lib" / "deep" / "c.yaml", spec_inputs(tmp_path / "spec.yaml"))
+    assert message.endswith(f"is a block library the spec imports '{(tmp_path / 'lib/deep/c.yaml').resolve()}': "
+                            "writing it would destroy that input | give -o another path")
+
+
+def test_a_file_written_beside_the_output_is_checked_like_the_output(folder):
+    from nngraph.outputs import check_beside
+
+    name = "m" * 250  # m...m.data is 255 bytes: the most one name may have here
+    check_beside(folder / name, folder / f"{name}.data", [], "--external-data")
+    long = name + "xx"
+    message = refusal(check_beside, folder / long, folder / f"{long}.data", [], "--external-data")
+    assert message == (f"{folder / long}: -o '{folder / long}': --external-data also writes '{long}.data' beside it, "
+                       f"a name of 257 bytes, more than the limit of 255 for one file name in '{folder}' | "
+                       "give -o a name of at most 250 bytes")
+    message = refusal(check_beside, folder / "spec", folder / "link.yaml", [("the spec", folder / "spec.yaml")], "--x")
+    assert message == (f"{folder / 'spec'}: -o '{folder / 'spec'}': --x also writes '{folder / 'link.yaml'}' beside it, "
+                       f"which is the spec '{folder / 'spec.yaml'}': writing it would destroy that input | "
+                       "give -o another path")
+    assert "is a FIFO (named pipe)" in refusal(check_beside, folder / "x", folder / "fifo", [], "--x")
+
+
+def test_a_name_longer_than_the_filesystem_holds_is_refused_before_any_work(folder):
+    long = folder / ("n" * 256)
+    assert refusal(check_output, long, []) == (f"{long}: -o '{long}': the name is 256 bytes, more than the limit of "
+                                               f"255 for one file name in '{folder}' | give a shorter name")

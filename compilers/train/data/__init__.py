@@ -46,8 +46,8 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
         x, y = files.load_arrays(path, fmt, data["x_key"], data["y_key"])
         return _arrays(x, _targets(y, task, path), None, data, val, 0.2 if test is None else test, seed, path)
     if fmt == "csv":
-        x, y, names = files.load_csv(path, data["label_column"])
-        return _arrays(x, _targets(y, task, path), names, data, val, 0.2 if test is None else test, seed, path)
+        x, y, names, lines = files.load_csv(path, data["label_column"])
+        return _arrays(x, _targets(y, task, path, lines), names, data, val, 0.2 if test is None else test, seed, path)
     if fmt == "text":
         return _tokens(files.load_text(path), data, val, test or 0.0, str(path))
     if fmt == "graph_json":
@@ -80,15 +80,16 @@ def _tokens(text: str, data: dict[str, Any], val: float, test: float, source: st
     return TokenData(streams, tok.vocab_size, tok, {"name": Path(source).name, "tokens": int(ids.numel())})
 
 
-def _targets(y: np.ndarray | None, task: str, path: Path) -> np.ndarray | None:
-    """Classification targets are class ids: whole numbers become int64, a fraction is refused with its row
-    (it would reach the loss as a float target)."""
+def _targets(y: np.ndarray | None, task: str, path: Path, lines: list[int] | None = None) -> np.ndarray | None:
+    """Classification targets are class ids: whole numbers become int64, a fraction is refused where it is -- the
+    file's line (``lines``: a CSV's line of each row), else the array's row (it would reach the loss as a float)."""
     if y is None or task != "classification" or y.dtype.kind != "f":
         return y
     fractional = np.flatnonzero(y != np.round(y))
     if fractional.size:
         row = int(fractional[0])
-        raise DataError(f"{path}: target row {row} is {y[row]:g}, not a class id; task 'classification' needs "
+        where = f"{path}:{lines[row]}: target" if lines is not None else f"{path}: target row {row}"
+        raise DataError(f"{where} is {y[row]:g}, not a class id; task 'classification' needs "
                         "whole-number class ids or class names (fractional targets: task regression)")
     return y.astype(np.int64)
 

@@ -91,8 +91,9 @@ def load_arrays(path: Path, fmt: str, x_key: str, y_key: str) -> tuple[np.ndarra
     return x, y
 
 
-def load_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """(features float32, targets, class names or None). Non-numeric targets become class ids."""
+def load_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray, list[str] | None, list[int]]:
+    """(features float32, targets, class names or None, the file's line of each row: 1-based, the header counted).
+    Non-numeric targets become class ids."""
     try:
         text = _read_text_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -150,7 +151,7 @@ def load_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np
     else:
         names = sorted(set(ys))
         y_arr = np.array([names.index(y) for y in ys], dtype=np.int64)
-    return np.array(xs, dtype=np.float32), y_arr, names
+    return np.array(xs, dtype=np.float32), y_arr, names, [lineno for lineno, _ in rows]
 
 
 def _is_number(text: str) -> bool:

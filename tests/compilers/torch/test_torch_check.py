@@ -9,6 +9,7 @@ from nngraph.compilers.torch import build_module, missing_ops
 from nngraph.compilers.torch.check import concrete_dim, forward_check, parse_dims, random_inputs
 from nngraph.compilers.torch.weights import WeightsError, check_fingerprint, load_weights, save_weights
 from nngraph import load_spec
+from nngraph.errors import SpecError
 
 SPECS = Path(__file__).resolve().parents[3] / "specs"
 
@@ -50,6 +51,47 @@ def test_parse_dims_rejects_malformed_items():
     assert parse_dims(["seq=16", "batch=4"]) == {"seq": 16, "batch": 4}
     with pytest.raises(ValueError, match="NAME=INT"):
         parse_dims(["seq:16"])
+    with pytest.raises(ValueError, match="--dim 'batch=0': a dim is at least 1"):
+        parse_dims(["batch=0"])
+
+
+_WIDE_KERNEL = """\
+nngraph: 1
+name: wide_kernel
+inputs:
+  x: {shape: [batch, 3, h, w], dtype: float32}
+graph:
+  - {name: c, op: conv2d, in: x, out: 4, kernel: 11, stride: 2}
+outputs: {y: c}
+"""
+
+
+def test_a_kernel_larger_than_a_symbolic_dim_is_refused_at_the_node_with_the_size_that_works(tmp_path):
+    (tmp_path / "k.yaml").write_text(_WIDE_KERNEL)
+    graph = load_spec(tmp_path / "k.yaml")
+    with pytest.raises(SpecError) as err:
+        random_inputs(graph)  # h = w = 8 (the default): (8-11)//2+1 = -1
+    (diag,) = err.value.diagnostics
+    assert (diag.pos.line, diag.pos.col) == (6, 5)
+    assert diag.message == ("node 'c' (conv2d) has dim 2 = (h-11)//2+1 = -1 at h=8 (the size assumed for a symbolic "
+                            "dim not given with --dim)")
+    assert diag.hint == "pass --dim h=INT with INT at least 11 (the kernels and strides of this node need it)"
+    with pytest.raises(SpecError, match="has dim 3 = \\(w-11\\)//2\\+1 = 0 at w=10$"):
+        random_inputs(graph, {"h": 11, "w": 10})  # (10-11)//2+1 = 0: empty
+    assert tuple(random_inputs(graph, {"h": 11, "w": 11})["x"].shape) == (2, 3, 11, 11)
+
+
+def test_sizes_whose_tensors_exceed_the_machine_memory_are_refused_before_allocating(monkeypatch):
+    import nngraph.readers
+
+    monkeypatch.setattr(nngraph.readers, "machine_memory", lambda: 10**8)  # 100 MB
+    graph = load_spec(SPECS / "mlp.yaml")
+    with pytest.raises(SpecError) as err:
+        random_inputs(graph, {"batch": 40_000})  # 40,000 x 784 x 4 bytes = 125 MB
+    (diag,) = err.value.diagnostics
+    assert diag.pos.line == 12 and diag.message == ("input 'x' [40000, 784] at batch=40000 needs 125.4 MB, more than "
+                                                     "this machine's 100.0 MB of memory")
+    assert tuple(random_inputs(graph, {"batch": 30_000})["x"].shape) == (30_000, 784)  # 94 MB fits
 
 
 def test_missing_ops_lists_ops_without_torch_implementation():

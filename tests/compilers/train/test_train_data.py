@@ -241,15 +241,21 @@ def test_a_csv_field_over_the_csv_limit_is_located(tmp_path):
 
 
 def test_fractional_labels_are_refused_for_classification_and_whole_floats_are_class_ids(tmp_path):
-    (tmp_path / "d.csv").write_text("a,label\n1,0\n2,1.5\n3,1\n")
+    (tmp_path / "d.csv").write_text("a,label\n1,0\n2,1.5\n3,1\n")  # data row 1 (0-based) is the file's line 3
     with pytest.raises(DataError) as info:
         load_data(cfg(path="d.csv"), "classification", tmp_path)
-    assert str(info.value) == (f"{tmp_path / 'd.csv'}: target row 1 is 1.5, not a class id; task 'classification' "
+    assert str(info.value) == (f"{tmp_path / 'd.csv'}:3: target is 1.5, not a class id; task 'classification' "
                                "needs whole-number class ids or class names (fractional targets: task regression)")
     assert load_data(cfg(path="d.csv"), "regression", tmp_path).fields["y"].tolist() == [0.0, 1.5, 1.0]
+    (tmp_path / "e.csv").write_text("1,0\n\n2,1\n3,0.25\n")  # no header, a blank line 2: the fraction is on line 4
+    with pytest.raises(DataError, match=r"e.csv:4: target is 0.25, not a class id"):
+        load_data(cfg(path="e.csv"), "classification", tmp_path)
     np.savez(tmp_path / "d.npz", x=np.ones((3, 2)), y=np.array([0.0, 2.0, 1.0]))
     ds = load_data(cfg(path="d.npz"), "classification", tmp_path)
     assert ds.fields["y"].tolist() == [0, 2, 1] and ds.meta["num_classes"] == 3
+    np.savez(tmp_path / "f.npz", x=np.ones((3, 2)), y=np.array([0.0, 2.0, 1.5]))  # an array has rows, not lines
+    with pytest.raises(DataError, match=r"f.npz: target row 2 is 1.5, not a class id"):
+        load_data(cfg(path="f.npz"), "classification", tmp_path)
 
 
 def test_an_npz_zip_bomb_as_data_is_refused_before_inflating(tmp_path):

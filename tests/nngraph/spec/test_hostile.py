@@ -258,7 +258,7 @@ def test_input_dims_of_ten_to_the_twelve_are_refused(refuse, dim):
 def test_a_layer_with_a_trillion_parameters_is_refused_without_allocating(refuse):
     line, col, message = refuse(HEADER + "graph: [{name: a, op: linear, in: x, out: 1000000000000}]\noutputs: [a]\n")
     assert (line, col) == (5, 9)
-    assert message == "node 'a': output 'out' has dim 1000000000000 (allowed 0..2147483647)"
+    assert message == "node 'a': output 'out' has dim 1000000000000 (allowed 1..2147483647)"
 
 
 @pytest.mark.parametrize("expr, problem", [
@@ -316,7 +316,7 @@ def test_a_huge_integer_literal_is_refused(refuse, digits):
         assert (line, col, message) == (5, 43, f"integer literal with {digits} characters")
     else:  # a legal literal: the size checks refuse it at the node
         assert (line, col) == (5, 9)
-        assert message == f"node 'a': output 'out' has dim {'9' * digits} (allowed 0..2147483647)"
+        assert message == f"node 'a': output 'out' has dim {'9' * digits} (allowed 1..2147483647)"
 
 
 @pytest.mark.parametrize("imp, problem", [

@@ -15,7 +15,8 @@ from .errors import Diagnostic, Diagnostics, SourcePos
 from .ir import Graph, Node
 from .limits import Limits, physical_memory
 from .registry import InferCtx, RefInfo, ShapeError, registry
-from .types import DTYPE_BYTES, TensorType, format_shape
+from .symdim import Facts, symbols_of
+from .types import DTYPE_BYTES, TensorType, assumed_equal, dim_facts, dim_least, format_shape
 
 
 def ref_params(graph: Graph, node: Node) -> dict[str, str]:
@@ -82,8 +83,9 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
             for k, v in ref_params(graph, node).items() if graph.nodes[v].out is not None}
     ctx = InferCtx(node=node.name, op=opdef, params=node.params, inputs=named, variadic=variadic, refs=refs)
     try:
-        outputs = _normalize_outputs(node, opdef.output_names(node.params), opdef.infer(ctx))
-        n_params = 0 if node.shares_params_with or opdef.count_params is None else int(opdef.count_params(ctx))
+        with assumed_equal() as assumed:
+            outputs = _normalize_outputs(node, opdef.output_names(node.params), opdef.infer(ctx))
+            n_params = 0 if node.shares_params_with or opdef.count_params is None else int(opdef.count_params(ctx))
     except ShapeError as err:
         pos = (node.param_pos.get(err.param) or node.input_pos.get(err.param) or node.pos) if err.param else node.pos
         diag.error(pos, f"node '{node.name}' ({node.op}): {err.message}", err.hint)
@@ -92,9 +94,45 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
         diag.error(node.pos, f"node '{node.name}' ({node.op}): cannot infer shapes: {exc}",
                    "check the parameters against the inputs; if they are right this is an nngraph bug")
         return
+    _warn_assumed(node, assumed, diag)
     _check_sizes(node, outputs, n_params, diag, limits)
+    _check_symbolic_sizes(node, outputs, diag)
     node.outputs = outputs
     node.n_params = n_params
+
+
+def _warn_assumed(node: Node, pairs: list, diag: Diagnostics) -> None:
+    """A warning per dim pair the node's rule could neither prove equal nor different (once per source position:
+    the copies of a repeated block assume the same thing)."""
+    for a, b in pairs:
+        message = f"node '{node.name}' ({node.op}): cannot tell whether dims {a} and {b} are equal (assumed equal)"
+        if any(d.pos == node.pos and d.message.endswith(message.split("): ", 1)[1]) for d in diag.items):
+            continue
+        diag.items.append(_warning(node.pos, message, "declare how they relate under 'dims:' in the spec, e.g. "
+                                   f"dims: {{{_relation(a, b)}}}; validate --strict refuses an undecided pair"))
+
+
+def _relation(a: object, b: object) -> str:
+    """A ``dims:`` entry that would decide ``a == b`` (a plain symbol on one side is made the other)."""
+    if isinstance(b, str) and b.isidentifier():
+        return f"{b}: {a}"
+    if isinstance(a, str) and a.isidentifier():
+        return f"{a}: {b}"
+    return f"SYMBOL: {{multiple_of: N}}"
+
+
+def _check_symbolic_sizes(node: Node, outputs: dict[str, TensorType], diag: Diagnostics) -> None:
+    """Warn when a symbolic output dim may be < 1 for some allowed sizes of its symbols (``time-2`` when
+    ``time`` may be 1 or 2): the spec should declare the minimum it needs (``dims: {time: {min: 3}}``)."""
+    for out_name, t in outputs.items():
+        for d in t.shape:
+            if isinstance(d, str) and dim_least(d) < 1:
+                names = ", ".join(sorted(symbols_of(d)))
+                message = f"node '{node.name}': output '{out_name}' has dim {d}, which is < 1 for small {names}"
+                if not any(x.pos == node.pos and x.message == message for x in diag.items):
+                    diag.items.append(_warning(node.pos, message, "declare the smallest size the spec supports, e.g. "
+                                               f"dims: {{{names.split(', ')[0]}: {{min: N}}}}"))
+                return
 
 
 def _check_sizes(node: Node, outputs: dict[str, TensorType], n_params: int, diag: Diagnostics, limits: Limits) -> None:
@@ -114,8 +152,9 @@ def infer_graph(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
     order = topo_order(graph, diag)
     if order is None:
         return
-    for name in order:
-        infer_node(graph, graph.nodes[name], diag, limits)
+    with dim_facts(graph.dim_facts or Facts()):
+        for name in order:
+            infer_node(graph, graph.nodes[name], diag, limits)
     total = graph.total_params
     if total > limits.max_params and not any(n.n_params and n.n_params > limits.max_params for n in graph.nodes.values()):
         diag.error(SourcePos(graph.file, 1, 1), f"the model would have {total:,} parameters, more than the limit of {limits.max_params:,}",

@@ -12,6 +12,7 @@ from typing import Any
 
 from .params import EXPR_SCHEMA, param_schema
 from .registry import OpDef, registry
+from .spec.dims import dims_schema
 from .types import DTYPES
 
 SCHEMA_ID = "https://nngraph.dev/schema/spec-v1.json"
@@ -116,6 +117,7 @@ def json_schema() -> dict:
                 {"type": "object", "required": ["path"], "additionalProperties": False,
                  "properties": {"path": {"type": "string"}, "as": {"$ref": "#/$defs/name"}}}]}},
             "inputs": {"type": "object", "additionalProperties": {"$ref": "#/$defs/input"}},
+            "dims": dims_schema(),
             "blocks": {"type": "object", "additionalProperties": block},
             "graph": nodes,
             "outputs": {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/ref"}},

@@ -16,7 +16,7 @@ from .ir import Graph, Node
 from .limits import Limits, physical_memory
 from .registry import InferCtx, RefInfo, ShapeError, registry
 from .symdim import Facts, symbols_of
-from .types import DTYPE_BYTES, TensorType, assumed_equal, dim_facts, dim_least, format_shape
+from .types import DTYPE_BYTES, TensorType, assumed_equal, dim_facts, doubt_size, format_shape
 
 
 def ref_params(graph: Graph, node: Node) -> dict[str, str]:
@@ -86,6 +86,8 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
         with assumed_equal() as assumed:
             outputs = _normalize_outputs(node, opdef.output_names(node.params), opdef.infer(ctx))
             n_params = 0 if node.shares_params_with or opdef.count_params is None else int(opdef.count_params(ctx))
+            for d in (d for t in outputs.values() for d in t.shape):
+                doubt_size(d)
     except ShapeError as err:
         pos = (node.param_pos.get(err.param) or node.input_pos.get(err.param) or node.pos) if err.param else node.pos
         diag.error(pos, f"node '{node.name}' ({node.op}): {err.message}", err.hint)
@@ -96,20 +98,25 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
         return
     _warn_assumed(node, assumed, diag)
     _check_sizes(node, outputs, n_params, diag, limits)
-    _check_symbolic_sizes(node, outputs, diag)
     node.outputs = outputs
     node.n_params = n_params
 
 
-def _warn_assumed(node: Node, pairs: list, diag: Diagnostics) -> None:
-    """A warning per dim pair the node's rule could neither prove equal nor different (once per source position:
-    the copies of a repeated block assume the same thing)."""
-    for a, b in pairs:
-        message = f"node '{node.name}' ({node.op}): cannot tell whether dims {a} and {b} are equal (assumed equal)"
-        if any(d.pos == node.pos and d.message.endswith(message.split("): ", 1)[1]) for d in diag.items):
-            continue
-        diag.items.append(_warning(node.pos, message, "declare how they relate under 'dims:' in the spec, e.g. "
-                                   f"dims: {{{_relation(a, b)}}}; validate --strict refuses an undecided pair"))
+def _warn_assumed(node: Node, doubts: list[tuple], diag: Diagnostics) -> None:
+    """A warning per thing the node's rule could not prove (once per source position: the copies of a repeated
+    block assume the same thing): an undecidable dim pair taken as equal, or a dim taken as >= 1."""
+    for doubt in doubts:
+        if doubt[0] == "equal":
+            what = f"cannot tell whether dims {doubt[1]} and {doubt[2]} are equal (assumed equal)"
+            hint = f"e.g. dims: {{{_relation(doubt[1], doubt[2])}}}"
+        else:
+            names = sorted(symbols_of(doubt[1]))
+            what = f"dim {doubt[1]} is < 1 for small {', '.join(names)} (assumed >= 1)"
+            hint = f"e.g. dims: {{{names[0]}: {{min: N}}}} with the smallest size the spec supports"
+        message = f"node '{node.name}' ({node.op}): {what}"
+        if not any(d.pos == node.pos and d.message == message for d in diag.items):
+            diag.items.append(_warning(node.pos, message, "declare what the spec assumes under 'dims:', "
+                                       f"{hint}; validate --strict refuses this"))
 
 
 def _relation(a: object, b: object) -> str:
@@ -118,21 +125,7 @@ def _relation(a: object, b: object) -> str:
         return f"{b}: {a}"
     if isinstance(a, str) and a.isidentifier():
         return f"{a}: {b}"
-    return f"SYMBOL: {{multiple_of: N}}"
-
-
-def _check_symbolic_sizes(node: Node, outputs: dict[str, TensorType], diag: Diagnostics) -> None:
-    """Warn when a symbolic output dim may be < 1 for some allowed sizes of its symbols (``time-2`` when
-    ``time`` may be 1 or 2): the spec should declare the minimum it needs (``dims: {time: {min: 3}}``)."""
-    for out_name, t in outputs.items():
-        for d in t.shape:
-            if isinstance(d, str) and dim_least(d) < 1:
-                names = ", ".join(sorted(symbols_of(d)))
-                message = f"node '{node.name}': output '{out_name}' has dim {d}, which is < 1 for small {names}"
-                if not any(x.pos == node.pos and x.message == message for x in diag.items):
-                    diag.items.append(_warning(node.pos, message, "declare the smallest size the spec supports, e.g. "
-                                               f"dims: {{{names.split(', ')[0]}: {{min: N}}}}"))
-                return
+    return "SYMBOL: {multiple_of: N}"
 
 
 def _check_sizes(node: Node, outputs: dict[str, TensorType], n_params: int, diag: Diagnostics, limits: Limits) -> None:

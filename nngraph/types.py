@@ -93,11 +93,20 @@ def dims_differ(a: Dim, b: Dim) -> bool:
     """True when ``a != b`` is proved; an undecidable pair is assumed equal and recorded for a warning."""
     eq = dims_equal(a, b)
     if eq is None:
-        assumed = _ASSUMED.get()
-        pair = tuple(sorted((a, b), key=str))
-        if assumed is not None and pair not in assumed:
-            assumed.append(pair)
+        _doubt(("equal",) + tuple(sorted((a, b), key=str)))
     return eq is False
+
+
+def _doubt(entry: tuple) -> None:
+    assumed = _ASSUMED.get()
+    if assumed is not None and entry not in assumed:
+        assumed.append(entry)
+
+
+def doubt_size(d: Dim) -> None:
+    """Record a dim that must be >= 1 (a conv window's output, a patch grid) when the facts do not prove it."""
+    if isinstance(d, str) and dim_least(d) < 1:
+        _doubt(("size", d))
 
 
 def dim_least(d: Dim) -> float:
@@ -156,11 +165,16 @@ def dim_facts(facts: symdim.Facts) -> Iterator[None]:
 
 
 @contextmanager
-def assumed_equal() -> Iterator[list[tuple[Dim, Dim]]]:
-    """Collect the undecidable dim pairs that shape rules assume equal inside the ``with``."""
-    found: list[tuple[Dim, Dim]] = []
+def assumed_equal() -> Iterator[list[tuple]]:
+    """Collect what shape rules assume without proof inside the ``with``: ``("equal", a, b)`` for an undecidable
+    pair taken as equal, ``("size", d)`` for a dim taken as >= 1 (see :func:`doubt_size`); an enclosing
+    collection (a node whose rule infers a block, e.g. ``recur``'s cell) receives them too."""
+    found: list[tuple] = []
+    outer = _ASSUMED.get()
     token = _ASSUMED.set(found)
     try:
         yield found
     finally:
         _ASSUMED.reset(token)
+        if outer is not None:
+            outer.extend(p for p in found if p not in outer)

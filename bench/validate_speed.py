@@ -5,6 +5,9 @@ Measures
       wall time (median/min/max) and the child's CPU time (user+sys; steadier than wall on a busy machine);
   (b) validating every spec in specs/ in one process: in-process ``check_spec`` per file (after imports),
       and N runs of the CLI process on the directory;
+  (d) with ``--zoo``: every spec under specs/ (recursively, seeds included) in its own fresh process,
+      ``--zoo-runs`` times each: per-spec median wall and CPU time against the goal (the symbolic dim algebra
+      of nngraph/symdim.py runs in each);
   (c) where one process's time goes: interpreter start-up, stdlib, PyYAML, nngraph, loading the op registry,
       check_spec (CPU and wall per phase, one fresh process). The usual forms of `validate` never import
       typer/click/rich (cli.py parses them itself), so those are not phases.
@@ -17,6 +20,7 @@ machine, even when this shell sets PYTHONDONTWRITEBYTECODE; ``--no-bytecode-cach
 (every module compiled from source each run, stdlib included).
 
 Usage:  .venv/bin/python bench/validate_speed.py [--spec specs/x.yaml] [--runs 10] [--no-bytecode-cache]
+                                                [--zoo [--zoo-runs 3]]
 Writes bench/results/validate_speed.json and prints a table.
 """
 
@@ -136,11 +140,37 @@ def _phases(spec: Path, env: dict[str, str]) -> dict:
     return phases
 
 
+def _zoo(exe: list[str], runs: int, env: dict[str, str]) -> dict:
+    """(d): one fresh ``validate SPEC`` process per zoo spec, ``runs`` times each (after one warm-up)."""
+    per_spec = {}
+    for f in sorted((ROOT / "specs").rglob("*.y*ml")):
+        per_spec[str(f.relative_to(ROOT))] = _repeat(exe + ["validate", "-q", str(f)], runs, env)
+    walls = [r["wall_median_s"] for r in per_spec.values()]
+    cpus = [r["cpu_median_s"] for r in per_spec.values()]
+    return {"specs": len(per_spec), "runs_per_spec": runs, "wall_max_s": max(walls), "cpu_max_s": max(cpus),
+            "wall_median_s": statistics.median(walls), "cpu_median_s": statistics.median(cpus),
+            "over_goal_cpu": sorted(k for k, r in per_spec.items() if r["cpu_median_s"] > GOAL_S),
+            "per_spec": per_spec}
+
+
+def _print_zoo(zoo: dict) -> None:
+    ms = lambda s: f"{1000 * s:8.1f}"  # noqa: E731
+    print(f"(d) each zoo spec in its own process ({zoo['specs']} specs, median of {zoo['runs_per_spec']} runs):")
+    print(f"    {'spec':<52} {'wall ms':>9} {'cpu ms':>8}")
+    for name, r in sorted(zoo["per_spec"].items(), key=lambda kv: -kv[1]["cpu_median_s"]):
+        print(f"    {name:<52} {ms(r['wall_median_s']):>9} {ms(r['cpu_median_s'])}")
+    print(f"    {'max over specs':<52} {ms(zoo['wall_max_s']):>9} {ms(zoo['cpu_max_s'])}")
+    verdict = "meets" if not zoo["over_goal_cpu"] else "MISSES (" + ", ".join(zoo["over_goal_cpu"]) + ")"
+    print(f"goal (d): every spec's cpu median <= {GOAL_S * 1000:.0f} ms: {verdict}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--spec", type=Path, help="spec for (a) (default: specs/gpt2_small.yaml, else specs/mlp.yaml)")
     ap.add_argument("--runs", type=int, default=10, help="processes per measurement (default 10)")
     ap.add_argument("--no-bytecode-cache", action="store_true", help="children compile every module from source")
+    ap.add_argument("--zoo", action="store_true", help="also (d): every spec under specs/ in its own process")
+    ap.add_argument("--zoo-runs", type=int, default=3, help="processes per spec for (d) (default 3)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "validate_speed.json")
     args = ap.parse_args(argv)
 
@@ -153,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         single = _repeat(exe + ["validate", str(spec)], args.runs, env)
         directory = _repeat(exe + ["validate", "-q", str(ROOT / "specs")], args.runs, env)
         phases = _phases(spec, env)
+        zoo = _zoo(exe, args.zoo_runs, env) if args.zoo else None
     in_proc = _in_process(files)
 
     result = {
@@ -165,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "all_specs_process": {**directory, "files": len(files)},
         "all_specs_in_process": in_proc,
         "phases_one_process": phases,
+        "zoo_one_process_per_spec": zoo,
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
                     "load_avg_1m": os.getloadavg()[0]},
     }
@@ -188,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"goal: (a) median < {GOAL_S * 1000:.0f} ms: wall {verdict(result['meets_goal_wall'])} "
           f"({ms(single['wall_median_s']).strip()} ms), cpu {verdict(result['meets_goal_cpu'])} "
           f"({ms(single['cpu_median_s']).strip()} ms)")
+    if zoo is not None:
+        _print_zoo(zoo)
     if in_proc["invalid"]:
         print(f"note: invalid specs: {', '.join(in_proc['invalid'])}")
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")

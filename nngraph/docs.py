@@ -204,6 +204,17 @@ def _anchor(text: str) -> str:
     return "".join(c for c in text.lower().replace(" ", "-") if c.isalnum() or c in "-_")
 
 
+def _dims_text() -> list[str]:
+    """The ``dims:`` section's keys, from its registry (nngraph/spec/dims.py)."""
+    from .spec.dims import DIM_KEYS, EXAMPLE
+
+    out = ["Symbolic dims (`batch`, `seq`) are sizes >= 1; shape rules compare dim expressions exactly "
+           "(`time+1` vs `time+2` is an error) and warn when they cannot decide (`height` vs `width`; an error "
+           f"with `validate --strict`). The top-level `dims:` section decides such pairs, e.g. `{EXAMPLE}`; "
+           "a symbol maps to a dim expression (a relation) or to constraints:", ""]
+    return out + [f"- `{key}`: {text}" for key, text in DIM_KEYS.items()] + [""]
+
+
 def spec_reference() -> str:
     """The whole reference as Markdown."""
     from .schema import _IN, _META
@@ -221,7 +232,7 @@ def spec_reference() -> str:
         desc = schema.get("description") or (_IN["description"] if key == "in" else "")
         out.append(f"- `{key}`: {desc}")
     out += ["- `op`: the primitive (one of the ops below)", "",
-            "Graph input dtypes: " + ", ".join(f"`{t}`" for t in DTYPES) + ".", "", "## Contents", ""]
+            "Graph input dtypes: " + ", ".join(f"`{t}`" for t in DTYPES) + ".", "", *_dims_text(), "## Contents", ""]
     used: dict[str, int] = {"spec-reference": 1, "contents": 1}
 
     def anchor(text: str) -> str:  # GitHub's rule: repeated headings get -1, -2, ...

@@ -15,7 +15,8 @@ from .errors import Diagnostic, Diagnostics, SourcePos
 from .ir import Graph, Node
 from .limits import Limits, physical_memory
 from .registry import InferCtx, RefInfo, ShapeError, lookup
-from .types import DTYPE_BYTES, TensorType, format_shape
+from .symdim import Facts, symbols_of
+from .types import DTYPE_BYTES, TensorType, assumed_equal, dim_facts, doubt_size, format_shape
 
 
 def ref_params(graph: Graph, node: Node) -> dict[str, str]:
@@ -83,8 +84,11 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
             for k, v in ref_params(graph, node).items() if graph.nodes[v].out is not None}
     ctx = InferCtx(node=node.name, op=opdef, params=node.params, inputs=named, variadic=variadic, refs=refs)
     try:
-        outputs = _normalize_outputs(node, opdef.output_names(node.params), opdef.infer(ctx))
-        n_params = 0 if node.shares_params_with or opdef.count_params is None else int(opdef.count_params(ctx))
+        with assumed_equal() as assumed:
+            outputs = _normalize_outputs(node, opdef.output_names(node.params), opdef.infer(ctx))
+            n_params = 0 if node.shares_params_with or opdef.count_params is None else int(opdef.count_params(ctx))
+            for d in (d for t in outputs.values() for d in t.shape):
+                doubt_size(d)
     except ShapeError as err:
         pos = (node.param_pos.get(err.param) or node.input_pos.get(err.param) or node.pos) if err.param else node.pos
         diag.error(pos, f"node '{node.name}' ({node.op}): {err.message}", err.hint)
@@ -93,9 +97,36 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
         diag.error(node.pos, f"node '{node.name}' ({node.op}): cannot infer shapes: {exc}",
                    "check the parameters against the inputs; if they are right this is an nngraph bug")
         return
+    _warn_assumed(node, assumed, diag)
     _check_sizes(node, outputs, n_params, diag, limits)
     node.outputs = outputs
     node.n_params = n_params
+
+
+def _warn_assumed(node: Node, doubts: list[tuple], diag: Diagnostics) -> None:
+    """A warning per thing the node's rule could not prove (once per source position: the copies of a repeated
+    block assume the same thing): an undecidable dim pair taken as equal, or a dim taken as >= 1."""
+    for doubt in doubts:
+        if doubt[0] == "equal":
+            what = f"cannot tell whether dims {doubt[1]} and {doubt[2]} are equal (assumed equal)"
+            hint = f"e.g. dims: {{{_relation(doubt[1], doubt[2])}}}"
+        else:
+            names = sorted(symbols_of(doubt[1]))
+            what = f"dim {doubt[1]} is < 1 for small {', '.join(names)} (assumed >= 1)"
+            hint = f"e.g. dims: {{{names[0]}: {{min: N}}}} with the smallest size the spec supports"
+        message = f"node '{node.name}' ({node.op}): {what}"
+        if not any(d.pos == node.pos and d.message == message for d in diag.items):
+            diag.items.append(_warning(node.pos, message, "declare what the spec assumes under 'dims:', "
+                                       f"{hint}; validate --strict refuses this"))
+
+
+def _relation(a: object, b: object) -> str:
+    """A ``dims:`` entry that would decide ``a == b`` (a plain symbol on one side is made the other)."""
+    if isinstance(b, str) and b.isidentifier():
+        return f"{b}: {a}"
+    if isinstance(a, str) and a.isidentifier():
+        return f"{a}: {b}"
+    return "SYMBOL: {multiple_of: N}"
 
 
 def _check_sizes(node: Node, outputs: dict[str, TensorType], n_params: int, diag: Diagnostics, limits: Limits) -> None:
@@ -115,8 +146,9 @@ def infer_graph(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
     order = topo_order(graph, diag)
     if order is None:
         return
-    for name in order:
-        infer_node(graph, graph.nodes[name], diag, limits)
+    with dim_facts(graph.dim_facts or Facts()):
+        for name in order:
+            infer_node(graph, graph.nodes[name], diag, limits)
     total = graph.total_params
     if total > limits.max_params and not any(n.n_params and n.n_params > limits.max_params for n in graph.nodes.values()):
         diag.error(SourcePos(graph.file, 1, 1), f"the model would have {total:,} parameters, more than the limit of {limits.max_params:,}",

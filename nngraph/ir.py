@@ -95,6 +95,7 @@ class Graph:
     vars: dict[str, Any] = field(default_factory=dict)
     block_uses: list[BlockUse] = field(default_factory=list)
     train: Any = None
+    dim_facts: Any = None  # nngraph.symdim.Facts declared under the spec's 'dims:' (None: sizes >= 1 only)
     doc: Any = None
     #: several named networks in one spec (nngraph/spec/networks.py): name -> that network's own graph; this
     #: graph is then their disjoint union (nodes ``<network>.<node>``, inputs ``<network>__<input>``)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .types import Dim, TensorType, dims_equal, format_shape, is_float, is_int
+from .types import Dim, TensorType, dims_differ, format_shape, is_float, is_int
 
 
 class _Required:
@@ -161,7 +161,7 @@ class InferCtx:
 
     def need_dim(self, got: Dim, expected: Dim, what: str, param: str | None = None, hint: str | None = None) -> None:
         """Fail when two dims are provably different."""
-        if dims_equal(got, expected) is False:
+        if dims_differ(got, expected):
             self.fail(f"{what}: expected {expected}, got {got}", hint, param)
 
     def need_divisible(self, value: int, by: int, what: str, param: str | None = None) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .params import EXPR_SCHEMA, param_schema
 from .registry import OpDef, registry
+from .spec.dims import dims_schema
 from .train_keys import SCHEMA as TRAIN_KEYS
 from .train_keys import F
 from .values import kind_of
@@ -149,6 +150,7 @@ def json_schema() -> dict:
                 {"type": "object", "required": ["path"], "additionalProperties": False,
                  "properties": {"path": {"type": "string"}, "as": {"$ref": "#/$defs/name"}}}]}},
             "inputs": {"type": "object", "additionalProperties": {"$ref": "#/$defs/input"}},
+            "dims": dims_schema(),
             "blocks": {"type": "object", "additionalProperties": block},
             "graph": nodes,
             "outputs": {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/ref"}},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import InferCtx, p_float, p_int, op
-from ..types import TensorType, dims_equal, format_shape, is_int
+from ..types import TensorType, dims_differ, format_shape, is_int
 from . import _attn_masks as masks
 from . import _attn_positions as positions
 from ._attn_common import head_layout, model_dim, projection_count, projection_params
@@ -90,7 +90,7 @@ def _dims(ctx: InferCtx) -> tuple[int, int, TensorType | None]:
     if want is not None and want != d_ctx:
         ctx.fail(f"context feature dim: expected {want}, got {d_ctx} (context {format_shape(context.shape)})",
                  "set context_dim to the width of the context input, or project the context first", "context_dim")
-    if dims_equal(context.shape[0], x.shape[0]) is False:
+    if dims_differ(context.shape[0], x.shape[0]):
         ctx.fail(f"batch dims differ: x {format_shape(x.shape)} vs context {format_shape(context.shape)}", None, "context")
     return d_model, d_ctx, context
 

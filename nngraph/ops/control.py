@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import REQUIRED, InferCtx, Param, op, p_bool, p_float, p_int
-from ..types import Dim, TensorType, dims_equal, format_shape
+from ..types import Dim, TensorType, dims_differ, dims_equal, format_shape
 from ._blockfn import block_param, declare_functions, function_graph, function_params, infer_function
 
 _SCALAR = TensorType((), "float32")
@@ -168,7 +168,7 @@ def recur(ctx: InferCtx) -> dict[str, TensorType]:
                          "a carried state must keep its shape and dtype from step to step", "cell")
             out[name] = types[name]
         else:
-            if t.rank < 1 or dims_equal(t.shape[0], batch) is False:
+            if t.rank < 1 or dims_differ(t.shape[0], batch):
                 ctx.fail(f"per-step output '{name}' must start with the batch dim {batch}, got {format_shape(t.shape)}",
                          None, "cell")
             out[name] = t.with_shape((t.shape[0], steps) + t.shape[1:])

@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from ..registry import InferCtx, Param, op, p_bool, p_enum, p_int, p_ints
-from ..types import Dim, TensorType, dim_add, dim_floordiv, dim_mul, format_shape
+from ..types import Dim, TensorType, dim_add, dim_floordiv, dim_mul, doubt_size, format_shape
 from ._shapes import as_tuple, conv_out, conv_transpose_out
 
 AXES = {1: ("length",), 2: ("height", "width")}
@@ -289,6 +289,7 @@ def patch_embed(ctx: InferCtx) -> TensorType:
             ctx.fail(f"input {axis} {size} is not divisible by the patch size {patch[i]}",
                      "resize the input, or choose a patch size that divides it", "patch")
         grid.append(dim_floordiv(size, patch[i]))
+        doubt_size(grid[-1])  # the patch must fit: a p x p conv needs the input to be at least p
     n = dim_mul(grid[0], grid[1])
     if ctx.params["cls_token"]:
         n = dim_add(n, 1)

@@ -10,7 +10,7 @@ silu, pooling/upsample, concat (skips) and ``attention`` on [B, H·W, C] (see sp
 from __future__ import annotations
 
 from ..registry import InferCtx, op, p_bool, p_enum, p_float, p_int
-from ..types import TensorType, dims_equal, format_shape, is_float, is_int
+from ..types import TensorType, dims_differ, format_shape, is_float, is_int
 
 
 # ----- forward noising ---------------------------------------------------
@@ -39,9 +39,9 @@ def diffusion_noise(ctx: InferCtx) -> TensorType:
                  "declare t with dtype: int64 (steps 0..steps-1)", "t")
     if t.rank != 1:
         ctx.fail(f"t must be [batch] (one step per sample), got {format_shape(t.shape)}", None, "t")
-    if dims_equal(t.shape[0], x0.shape[0]) is False:
+    if dims_differ(t.shape[0], x0.shape[0]):
         ctx.fail(f"t must have one step per sample: expected [{x0.shape[0]}], got {format_shape(t.shape)}", None, "t")
-    if noise.rank != x0.rank or any(dims_equal(a, b) is False for a, b in zip(noise.shape, x0.shape)):
+    if noise.rank != x0.rank or any(dims_differ(a, b) for a, b in zip(noise.shape, x0.shape)):
         ctx.fail(f"noise must have the shape of x0: expected {format_shape(x0.shape)}, got {format_shape(noise.shape)}",
                  "sample ε ~ N(0, I) with the shape of the clean input", "noise")
     if noise.dtype != x0.dtype:
@@ -142,7 +142,7 @@ def res_block(ctx: InferCtx) -> TensorType:
         if temb.rank != 2:
             ctx.fail(f"temb must be [batch, D_t], got {format_shape(temb.shape)}", "feed it from timestep_embedding", "temb")
         ctx.need_float(temb, "temb")
-        if dims_equal(temb.shape[0], x.shape[0]) is False:
+        if dims_differ(temb.shape[0], x.shape[0]):
             ctx.fail(f"temb batch must match x: expected {x.shape[0]}, got {temb.shape[0]}", None, "temb")
         if not isinstance(temb.shape[1], int):
             ctx.fail(f"the width of temb must be a concrete size, got '{temb.shape[1]}'", None, "temb")

@@ -10,7 +10,7 @@ KL = −½ Σ_j (1 + logvar_j − μ_j² − exp(logvar_j)) (Kingma & Welling 20
 from __future__ import annotations
 
 from ..registry import InferCtx, op
-from ..types import TensorType, dims_equal, format_shape
+from ..types import TensorType, dims_differ, format_shape
 
 
 @op("vae_reparam", family="generative", inputs=("mu", "logvar"), outputs=("z", "kl"),
@@ -27,7 +27,7 @@ def vae_reparam(ctx: InferCtx) -> dict[str, TensorType]:
     ctx.need_min_rank(mu, 2, "mu")
     ctx.need_float(mu, "mu")
     ctx.need_float(logvar, "logvar")
-    if mu.rank != logvar.rank or any(dims_equal(a, b) is False for a, b in zip(mu.shape, logvar.shape)):
+    if mu.rank != logvar.rank or any(dims_differ(a, b) for a, b in zip(mu.shape, logvar.shape)):
         ctx.fail(f"mu and logvar must have the same shape, got {format_shape(mu.shape)} and {format_shape(logvar.shape)}",
                  "produce both from the encoder with the same latent size")
     if mu.dtype != logvar.dtype:

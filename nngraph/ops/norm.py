@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from ..registry import InferCtx, op, p_bool, p_float, p_int, p_ints
-from ..types import TensorType, dims_equal, format_shape
+from ..types import TensorType, dims_differ, format_shape
 
 
 def _channels(ctx: InferCtx, axis: int) -> int:
@@ -57,7 +57,7 @@ def _normalized_shape(ctx: InferCtx) -> tuple[int, ...]:
         ctx.fail(f"shape {list(shape)} has {len(shape)} dims but the input {format_shape(x.shape)} has only {x.rank}",
                  "shape lists the trailing dims to normalize over", "shape")
     trailing = x.shape[x.rank - len(shape):]
-    if any(dims_equal(a, b) is False for a, b in zip(trailing, shape)):
+    if any(dims_differ(a, b) for a, b in zip(trailing, shape)):
         ctx.fail(f"shape {list(shape)} must equal the trailing dims of the input {format_shape(x.shape)}, got {format_shape(trailing)}",
                  "shape lists the trailing dims to normalize over (omit it to normalize the last dim)", "shape")
     return shape

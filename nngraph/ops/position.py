@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from ..registry import InferCtx, op, p_enum, p_int
-from ..types import TensorType, dims_equal, format_shape, is_int
+from ..types import TensorType, dims_differ, format_shape, is_int
 
 
 def sinusoidal(pos: int, i: int, dim: int, base: float = 10000.0) -> float:
@@ -57,7 +57,7 @@ def position_embedding(ctx: InferCtx) -> TensorType:
     if positions is not None:
         if not is_int(positions.dtype):
             ctx.fail(f"positions must be integer ids, got {positions.dtype}", "declare it with dtype: int64", "positions")
-        if positions.rank != x.rank - 1 or any(dims_equal(p, q) is False for p, q in zip(positions.shape, x.shape)):
+        if positions.rank != x.rank - 1 or any(dims_differ(p, q) for p, q in zip(positions.shape, x.shape)):
             ctx.fail(f"positions: expected {format_shape(x.shape[:-1])} (x without its last dim), got "
                      f"{format_shape(positions.shape)}", None, "positions")
     else:

@@ -15,7 +15,7 @@ as ``node.h``. Each weight matrix stacks the gates: 1 (RNN), 3 (GRU: r, z, n) or
 from __future__ import annotations
 
 from ..registry import InferCtx, op, p_bool, p_enum, p_int
-from ..types import Dim, TensorType, dims_equal, format_shape
+from ..types import Dim, TensorType, dims_differ, format_shape
 from .regularization import p_probability
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -50,7 +50,7 @@ def _check_states(ctx: InferCtx, kind: str, x: TensorType, expected: tuple[Dim, 
     for name in given:
         t = ctx.inputs[name]
         assert t is not None
-        if t.rank != len(expected) or any(dims_equal(a, b) is False for a, b in zip(t.shape, expected)):
+        if t.rank != len(expected) or any(dims_differ(a, b) for a, b in zip(t.shape, expected)):
             ctx.fail(f"initial state {name} must have shape {layout} = {format_shape(expected)}, got {format_shape(t.shape)}",
                      "the state has one [batch, hidden] slice per layer and direction", name)
         if t.dtype != x.dtype:

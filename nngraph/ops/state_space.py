@@ -12,7 +12,7 @@ Here A is called F (transition) and C is called H (observation), the textbook na
 from __future__ import annotations
 
 from ..registry import InferCtx, Param, op, p_bool, p_enum, p_int
-from ..types import TensorType, dims_equal, format_shape, is_float
+from ..types import TensorType, dims_differ, format_shape, is_float
 
 #: the matrices a kalman_filter node can hold fixed (buffers: not learned, not counted)
 FIXABLE = ("F", "H", "B", "D", "Q", "R", "init")
@@ -92,7 +92,7 @@ def kalman_filter(ctx: InferCtx) -> dict[str, TensorType]:
     lead = y.shape[:2]
     u, mask = ctx.inputs.get("u"), ctx.inputs.get("mask")
     if u is not None:
-        if u.rank != 3 or any(dims_equal(a, b) is False for a, b in zip(u.shape[:2], lead)):
+        if u.rank != 3 or any(dims_differ(a, b) for a, b in zip(u.shape[:2], lead)):
             ctx.fail(f"u must be [batch, seq, control_dim] like y's {format_shape(lead)}, got {format_shape(u.shape)}",
                      "one control vector per observation", "u")
         if not is_float(u.dtype):
@@ -105,7 +105,7 @@ def kalman_filter(ctx: InferCtx) -> dict[str, TensorType]:
         for name in ("B", "D"):
             if name in (ctx.params["fixed"] or ()):
                 ctx.fail(f"'{name}' is in fixed but there are no controls u", f"connect u, or remove {name}", "fixed")
-    if mask is not None and (mask.rank != 2 or any(dims_equal(a, b) is False for a, b in zip(mask.shape, lead))):
+    if mask is not None and (mask.rank != 2 or any(dims_differ(a, b) for a, b in zip(mask.shape, lead))):
         ctx.fail(f"mask must be [batch, seq] like y's {format_shape(lead)}, got {format_shape(mask.shape)}",
                  "1 where y_t is observed, 0 where it is missing", "mask")
     if mask is not None and not (is_float(mask.dtype) or mask.dtype in ("bool", "int64", "int32")):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import InferCtx, Param, op, p_bool, p_enum, p_float, p_int, p_int_list
-from ..types import DTYPES, Dim, TensorType, dim_add, dim_floordiv, dim_prod, dims_equal, format_shape, is_float
+from ..types import DTYPES, Dim, TensorType, dim_add, dim_floordiv, dim_mul, dim_prod, dims_differ, format_shape, is_float
 from ._shapes import broadcast, norm_axis
 
 def _axis(doc: str, default: Any = -1) -> Param:
@@ -78,10 +78,10 @@ def concat(ctx: InferCtx) -> TensorType:
         if t.rank != rank:
             ctx.fail(f"inputs have different ranks: {format_shape(types[0].shape)} and {format_shape(t.shape)}")
         for i, (da, db) in enumerate(zip(types[0].shape, t.shape)):
-            if i != axis and dims_equal(da, db) is False:
+            if i != axis and dims_differ(da, db):
                 ctx.fail(f"dim {i} differs: {format_shape(types[0].shape)} vs {format_shape(t.shape)}",
                          f"only dim {axis} (the concat dim) may differ")
-        total = total + t.shape[axis] if isinstance(total, int) and isinstance(t.shape[axis], int) else f"{total}+{t.shape[axis]}"
+        total = dim_add(total, t.shape[axis])
     shape = list(types[0].shape)
     shape[axis] = total
     return TensorType(tuple(shape), types[0].dtype)
@@ -140,43 +140,18 @@ def reshape(ctx: InferCtx) -> TensorType:
     known = [d for d in target if d != -1]
     total_in, total_known = dim_prod(x.shape), dim_prod(known)
     if -1 in target:
-        idx = target.index(-1)
-        if isinstance(total_in, int) and isinstance(total_known, int):
-            if total_known == 0 or total_in % total_known:
-                ctx.fail(f"cannot reshape {format_shape(x.shape)} ({total_in} elements) to {format_shape(ctx.params['shape'])}",
-                         "the known dims must divide the element count", "shape")
-            target[idx] = total_in // total_known
-        else:
-            target[idx] = _cancel(x.shape, known) or dim_floordiv(total_in, total_known)
-    elif isinstance(total_in, int) and isinstance(total_known, int):
+        if isinstance(total_in, int) and isinstance(total_known, int) and (total_known == 0 or total_in % total_known):
+            ctx.fail(f"cannot reshape {format_shape(x.shape)} ({total_in} elements) to {format_shape(ctx.params['shape'])}",
+                     "the known dims must divide the element count", "shape")
+        target[target.index(-1)] = dim_floordiv(total_in, total_known)  # exact when the known dims divide out
+    if -1 not in ctx.params["shape"] and isinstance(total_in, int) and isinstance(total_known, int):
         if total_in != total_known:
             ctx.fail(f"cannot reshape {format_shape(x.shape)} ({total_in} elements) to {format_shape(target)} "
                      f"({total_known})", "element counts must match", "shape")
-    elif (apart := _unshared_counts(x.shape, target)) and apart[0] != apart[1]:
+    elif dims_differ(dim_prod(target), total_in):
         ctx.fail(f"cannot reshape {format_shape(x.shape)} to {format_shape(target)}: the element counts differ "
-                 f"(the dims they do not share multiply to {apart[0]} vs {apart[1]})", "element counts must match", "shape")
+                 f"({total_in} vs {dim_prod(target)})", "element counts must match", "shape")
     return TensorType(tuple(target), x.dtype)
-
-
-def _unshared_counts(shape: tuple, target: list) -> tuple[int, int] | None:
-    """The products of the dims input and target do not share, when both are numbers (``[b, 4, 16]`` vs
-    ``[b, 4, 2, 2]``: 16 vs 4); None when a symbol is left on either side (the counts cannot be compared)."""
-    rest_in, rest_out = list(shape), []
-    for d in target:
-        if d in rest_in:
-            rest_in.remove(d)
-        else:
-            rest_out.append(d)
-    num, den = dim_prod(rest_in), dim_prod(rest_out)
-    return (num, den) if isinstance(num, int) and isinstance(den, int) else None
-
-
-def _cancel(shape: tuple, known: list) -> Any:
-    """Infer -1 symbolically by cancelling equal dims (``[b, s, 512] -> [b, s, 8, -1]`` gives 64)."""
-    counts = _unshared_counts(shape, known)
-    if counts and counts[1] and counts[0] % counts[1] == 0:
-        return counts[0] // counts[1]
-    return None
 
 
 @op("permute", family="tensor", params={"dims": p_int_list("new order of the dims", min=None)},
@@ -244,9 +219,7 @@ def _symbolic_slice_length(n: str, start: int, end: int | None, step: int) -> Di
         return len(range(start, 0, step))  # the last -start items, whatever n is
     first: Dim = start if start >= 0 else dim_add(n, start)
     stop: Dim = n if end is None else (end if end >= 0 else dim_add(n, end))
-    if isinstance(first, int):
-        return dim_floordiv(dim_add(stop, step - 1 - first), step)
-    return f"(({stop})-({first})+{step - 1})//{step}"
+    return dim_floordiv(dim_add(dim_add(stop, dim_mul(first, -1)), step - 1), step)
 
 
 @op("reduce", family="tensor", params={

@@ -28,13 +28,14 @@ from ..limits import DEFAULT_LIMITS, Limits
 from ..types import DTYPES, TensorType
 from ..yamlsrc import Map, load_yaml_file, pos_in
 from .blocks import LIBRARY_KEYS, BlockTable, library_scope, link_library, load_imports, parse_blocks
+from .dims import apply_relations, parse_dims
 from .expand import Expander
 from .references import NAME_RE, RefError, TextRef, resolve_all
 from .overrides import apply_overrides
 from .resolve import Scope, resolve_at
 
 FORMAT_VERSIONS = (1,)
-TOP_KEYS = ("nngraph", "name", "doc", "vars", "imports", "inputs", "blocks", "graph", "outputs", "train",
+TOP_KEYS = ("nngraph", "name", "doc", "vars", "imports", "inputs", "dims", "blocks", "graph", "outputs", "train",
             "networks")
 
 
@@ -117,6 +118,8 @@ def build_graph(data: Any, name: str, display: str, scope: Scope, blocks: BlockT
     """One graph from a mapping with ``inputs``, ``graph`` and ``outputs`` (the spec itself, or one of its
     ``networks``); shape inference runs when ``infer`` and nothing so far is an error (it would only add noise)."""
     inputs = _parse_inputs(data.get("inputs"), scope, diag, pos_in(data, "inputs", top), limits.max_dim)
+    facts, relations = parse_dims(data.get("dims"), scope, diag, pos_in(data, "dims", top))
+    inputs = apply_relations(inputs, relations)
     if "graph" not in data:
         diag.error(top, "spec has no 'graph'", "add 'graph:' with a list of nodes")
         return None
@@ -131,7 +134,7 @@ def build_graph(data: Any, name: str, display: str, scope: Scope, blocks: BlockT
         exp.broken |= {o for o in (data.get("outputs") or []) if isinstance(o, str)}
     outputs, output_pos = _parse_outputs(data.get("outputs"), exp, diag, pos_in(data, "outputs", top))
     graph = Graph(name=name, file=display, inputs=inputs, nodes=exp.nodes, outputs=outputs, output_pos=output_pos,
-                  vars=_safe_vars(scope), block_uses=exp.block_uses)
+                  vars=_safe_vars(scope), block_uses=exp.block_uses, dim_facts=facts)
     if infer and not any(d.severity == "error" for d in diag):
         infer_graph(graph, diag, limits)
     return graph

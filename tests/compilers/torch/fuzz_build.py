@@ -55,7 +55,7 @@ class Tally:
     findings: list[str] = field(default_factory=list)
 
 
-def _value_slots(tree: Any) -> list[tuple[Any, Any]]:
+def _value_slots(tree: Any, skip: set[str] = SKIP_KEYS) -> list[tuple[Any, Any]]:
     """(container, key) of every scalar under vars, graph and blocks, except names and references."""
     out: list[tuple[Any, Any]] = []
     stack = [tree.get(k) for k in ("vars", "graph", "blocks") if isinstance(tree, dict)]
@@ -63,7 +63,7 @@ def _value_slots(tree: Any) -> list[tuple[Any, Any]]:
         node = stack.pop()
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
         for k, v in items:
-            if k in SKIP_KEYS:
+            if k in skip:
                 continue
             if isinstance(v, (dict, list)):
                 stack.append(v)

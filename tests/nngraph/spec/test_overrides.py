@@ -110,3 +110,25 @@ def test_overrides_do_not_modify_the_file(path):
     load_spec(path, ["d_model=32", "graph.head.out=3"])
     assert path.read_text() == before
     assert load_spec(path).nodes["head"].params["out"] == 10
+
+
+@pytest.mark.parametrize("text, value", [("a=1e-5", 1e-5), ("a=1E5", 1e5), ("a=[1e-3, 2e-3]", [1e-3, 2e-3])])
+def test_override_values_take_yaml_1_2_numbers(text, value):
+    assert parse_override(text)[1] == value
+
+
+def test_a_norm_eps_written_as_1e_6_is_a_number_in_vars_and_in_set(spec_file):
+    path = spec_file("""
+        nngraph: 1
+        name: eps
+        vars: {eps: 1e-6}
+        inputs: {x: {shape: [batch, 8], dtype: float32}}
+        graph:
+          - {name: norm, op: layer_norm, in: x, eps: "${eps}"}
+        outputs: [norm]
+        train: {optimizer: {type: adamw, lr: 3e-4}}
+    """)
+    assert load_spec(path).nodes["norm"].params["eps"] == 1e-6
+    assert load_spec(path, ["eps=1e-5"]).nodes["norm"].params["eps"] == 1e-5
+    assert load_spec(path, ["graph.norm.eps=2e-5"]).nodes["norm"].params["eps"] == 2e-5
+    assert load_spec(path, ["train.optimizer.lr=1e-3"]).train["optimizer"]["lr"] == 1e-3

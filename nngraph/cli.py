@@ -117,7 +117,9 @@ def run_guarded(fn: Callable[[], int | None]) -> None:
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: no tracebacks for users
         if _STATE["debug"]:
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc}\n  (run with --debug for the traceback)", err=True)
+        # the notes say where in the spec it happened (``in node 'dec3.cat' (concat) at x.yaml:40:5``)
+        notes = "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))
+        typer.echo(f"error: {type(exc).__name__}: {exc}{notes}\n  (run with --debug for the traceback)", err=True)
         raise typer.Exit(1)
     raise typer.Exit(code)
 

@@ -17,6 +17,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Diagnostics, SourcePos, choices_hint
+from ..initializers import InitError, check_init
 from ..ir import BlockUse, Node
 from ..limits import Limits
 from ..params import check_value
@@ -139,10 +140,13 @@ class Expander(References):
         fq = namespace + name
         node = Node(name=fq, op=op_name, inputs={}, params=params, pos=epos, param_pos=param_pos,
                     scope=scope_path, block=block,
-                    meta={k: entry[k] for k in ("init", "doc") if k in entry})
+                    meta={"doc": entry["doc"]} if "doc" in entry else {})
+        if "init" in entry:
+            node.meta["init"] = self._resolve_init(entry, name, opdef, scope, epos)
         inputs, variadic = self._bind_inputs(entry, opdef.input_names, opdef.required_inputs, opdef.variadic,
                                              namespace, f"op '{op_name}'", name, epos)
         node.input_pos = {k: v.pos for k, v in inputs.items() if isinstance(v, TextRef)}
+        node.input_pos |= {f"{opdef.variadic}[{i}]": v.pos for i, v in enumerate(variadic) if isinstance(v, TextRef)}
         self.nodes[fq] = node
         self.pending.append((node, inputs, variadic, namespace))
         if getattr(opdef, "subgraphs", None):
@@ -181,6 +185,19 @@ class Expander(References):
             else:
                 params[key] = p.default
         return params, param_pos
+
+    def _resolve_init(self, entry: dict, name: str, opdef: OpDef, scope: Scope, epos: SourcePos) -> Any:
+        """The node's ``init:`` with its expressions resolved and its initializers checked (names, arguments,
+        finite numbers); which parameters it names needs their shapes, and is the compiler's check."""
+        ipos = pos_in(entry, "init", epos)
+        value = resolve_at(entry["init"], scope, ipos, self.diag, where="init", default=lambda: UNRESOLVED)
+        if value is UNRESOLVED:
+            return None
+        try:
+            check_init(value)
+        except InitError as err:
+            self.diag.error(ipos, f"node '{name}' ({opdef.name}): {err.message}", err.hint)
+        return value
 
     def _count_node(self, pos: SourcePos) -> bool:
         if len(self.nodes) >= self.limits.max_nodes:

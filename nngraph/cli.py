@@ -64,7 +64,7 @@ def _finite(value: Optional[float]) -> Optional[float]:
     return value
 
 
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a var or param: key=value (repeatable)")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override: NAME=v (a var), graph.PATH.PARAM=v (PATH may hold *: graph.layers.*.mlp.hidden), blocks.BLOCK[.NODE].PARAM=v, train.KEY=v (repeatable)")]
 DimOpt = Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim for random inputs: NAME=INT (repeatable)")]
 MaxParams = Annotated[Optional[int], typer.Option("--max-params", help="refuse models with more parameters than this")]
 MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", min=0.001, callback=_finite,

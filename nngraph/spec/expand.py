@@ -24,6 +24,7 @@ from ..params import check_value
 from ..registry import OpDef, registry
 from ..yamlsrc import Map, Seq, pos_in
 from .functions import build_subgraphs
+from .overrides import NodeOverride, NodeOverrides
 from .references import NAME_RE, Alias, QualRef, References, Target, TextRef
 from .resolve import UNRESOLVED, Scope, resolve_at
 
@@ -53,11 +54,21 @@ class BlockDef:
     inputs_ok: bool = True  # False when its 'inputs' could not be parsed (reported where they are written)
 
 
+def _copy_map(value: dict) -> Map:
+    """A shallow copy of a mapping that keeps the positions of its keys and values."""
+    out = Map(value, pos=getattr(value, "pos", None))
+    if isinstance(value, Map):
+        out.key_pos, out.value_pos = dict(value.key_pos), dict(value.value_pos)
+    return out
+
+
 class Expander(References):
     """Turns node lists and block uses into IR nodes, then resolves references."""
 
-    def __init__(self, blocks: BlockTable, diag: Diagnostics, limits: Limits, graph_inputs: set[str]):
+    def __init__(self, blocks: BlockTable, diag: Diagnostics, limits: Limits, graph_inputs: set[str],
+                 overrides: NodeOverrides | None = None):
         self._tables = [blocks]
+        self.overrides = overrides or NodeOverrides()
         self.diag = diag
         self.limits = limits
         self.graph_inputs = graph_inputs
@@ -136,8 +147,9 @@ class Expander(References):
             return
         if self._count_node(epos):
             return
-        params, param_pos = self._resolve_params(entry, opdef, name, scope, epos)
         fq = namespace + name
+        entry = self._overridden(entry, self.overrides.offer(fq, block, name), None)
+        params, param_pos = self._resolve_params(entry, opdef, name, scope, epos)
         node = Node(name=fq, op=op_name, inputs={}, params=params, pos=epos, param_pos=param_pos,
                     scope=scope_path, block=block,
                     meta={"doc": entry["doc"]} if "doc" in entry else {})
@@ -287,6 +299,8 @@ class Expander(References):
                                 f"unknown key '{key}' in block use '{name}'",
                                 choices_hint(str(key), BLOCK_USE_KEYS, "keys of a block use") +
                                 "; block parameters go under 'with:'")
+        hits = self.overrides.offer(namespace + name, self._stack[-1].name if self._stack else None, name)
+        entry = self._overridden(entry, hits, "with")
         repeat = self._repeat_count(entry, scope, epos)
         share = resolve_at(entry.get("share", False), scope, pos_in(entry, "share", epos), self.diag, "share",
                            default=lambda: False)
@@ -333,6 +347,23 @@ class Expander(References):
             outs: dict[str | None, Target] = {o: QualRef(last, o) for o in bdef.outputs}
             outs[None] = QualRef(last, next(iter(bdef.outputs), None))
             self.aliases[fq] = Alias(outs, epos)
+
+    @staticmethod
+    def _overridden(entry: dict, hits: list[NodeOverride], under: str | None) -> dict:
+        """``entry`` with the ``--set`` overrides ``hits`` written in (under its ``with:`` for a block use), each
+        value positioned at its ``--set`` so errors in it point there; the document itself is left as it is."""
+        if not hits:
+            return entry
+        out = _copy_map(entry)
+        target = out
+        if under is not None:
+            target = _copy_map(out.get(under) if isinstance(out.get(under), dict) else Map(pos=hits[0].pos))
+            out[under] = target
+            out.key_pos.setdefault(under, hits[0].pos)
+        for o in hits:
+            target[o.param] = o.value
+            target.key_pos[o.param] = target.value_pos[o.param] = o.pos
+        return out
 
     def _check_expansion(self, name: str, copies: int, per_copy: int, pos: SourcePos) -> None:
         """Refuse a repeat whose copies would pass the node limit, from the size of its first copy."""
@@ -405,6 +436,13 @@ class Expander(References):
         for inp in bdef.inputs:
             self.aliases[f"{fq}.{inp}"] = Alias({None: bound.get(inp)}, epos)
         params = {k: v for k, v in bdef.params.items()}
+        for key, o in self.overrides.defaults(bdef.name, bdef.params).items():
+            if key in bdef.params:
+                params[key] = o.value
+            else:
+                self.diag.error(o.pos, f"block '{bdef.name}' has no parameter '{key}'",
+                                choices_hint(key, bdef.params.keys(), f"parameters of {bdef.name}")
+                                if bdef.params else f"block '{bdef.name}' declares no params")
         params.update({k: v for k, v in with_args.items() if v is not UNRESOLVED})
         inner = bdef.scope.child({**params, "index": index})
         inner.mark_failed({k for k, v in with_args.items() if v is UNRESOLVED})

@@ -64,7 +64,7 @@ def _finite(value: Optional[float]) -> Optional[float]:
     return value
 
 
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a var or param: key=value (repeatable)")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override: NAME=v (a var), graph.PATH.PARAM=v (PATH may hold *: graph.layers.*.mlp.hidden), blocks.BLOCK[.NODE].PARAM=v, train.KEY=v (repeatable)")]
 DimOpt = Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim for random inputs: NAME=INT (repeatable)")]
 MaxParams = Annotated[Optional[int], typer.Option("--max-params", help="refuse models with more parameters than this")]
 MaxMemory = Annotated[Optional[float], typer.Option("--max-memory", min=0.001, callback=_finite,
@@ -117,7 +117,9 @@ def run_guarded(fn: Callable[[], int | None]) -> None:
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: no tracebacks for users
         if _STATE["debug"]:
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc}\n  (run with --debug for the traceback)", err=True)
+        # the notes say where in the spec it happened (``in node 'dec3.cat' (concat) at x.yaml:40:5``)
+        notes = "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))
+        typer.echo(f"error: {type(exc).__name__}: {exc}{notes}\n  (run with --debug for the traceback)", err=True)
         raise typer.Exit(1)
     raise typer.Exit(code)
 

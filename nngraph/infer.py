@@ -9,12 +9,13 @@ not a cascade.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from graphlib import CycleError, TopologicalSorter
 
 from .errors import Diagnostic, Diagnostics, SourcePos
 from .ir import Graph, Node
 from .limits import Limits, physical_memory
-from .registry import InferCtx, RefInfo, ShapeError, lookup
+from .registry import InferCtx, OpDef, RefInfo, ShapeError, lookup
 from .symdim import Facts, symbols_of
 from .types import DTYPE_BYTES, TensorType, assumed_equal, dim_facts, doubt_size, format_shape
 
@@ -101,6 +102,36 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
     _check_sizes(node, outputs, n_params, diag, limits)
     node.outputs = outputs
     node.n_params = n_params
+    _check_absent_inputs(graph, node, opdef, ctx, diag)
+
+
+def _check_absent_inputs(graph: Graph, node: Node, opdef: OpDef, ctx: InferCtx, diag: Diagnostics) -> None:
+    """An ``optional: true`` graph input may be absent at run time (the module gets None): a node must work
+    without it. A required input of the op is an error; an optional one is an error when the op's own rule
+    fails without it (``mask: key_padding`` with the padding input absent), found by inferring again."""
+    absent = {k: r.node for k, r in node.inputs.items() if r is not None and _optional_input(graph, r.node)}
+    absent |= {f"{opdef.variadic or 'inputs'}[{i}]": r.node for i, r in enumerate(node.variadic)
+               if _optional_input(graph, r.node)}
+    if not absent:
+        return
+    hint = "declare the input without 'optional: true' (it is then always passed), or connect a value that is always there"
+    for key, name in absent.items():
+        if key not in node.inputs or key in opdef.required_inputs:
+            diag.error(node.input_pos.get(key, node.pos), f"node '{node.name}' ({node.op}): input '{key}' is the "
+                       f"optional graph input '{name}', which may be absent, and {node.op} needs it", hint)
+            return
+    without = replace(ctx, inputs={k: (None if k in absent else t) for k, t in ctx.inputs.items()})
+    try:
+        opdef.infer(without)
+    except ShapeError as err:
+        key = next(iter(absent))
+        diag.error(node.input_pos.get(key, node.pos), f"node '{node.name}' ({node.op}): when the optional graph input "
+                   f"'{absent[key]}' is absent: {err.message}", hint)
+
+
+def _optional_input(graph: Graph, name: str) -> bool:
+    gi = graph.inputs.get(name)
+    return gi is not None and gi.optional
 
 
 def _warn_assumed(node: Node, doubts: list[tuple], diag: Diagnostics) -> None:

@@ -13,6 +13,7 @@ Duplicate keys, which PyYAML silently collapses, are errors too.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,24 @@ def _base_loader() -> type:
     return HybridSafeLoader
 
 
-_BaseLoader = _base_loader()
+#: YAML 1.2 core-schema floats with an exponent and no dot or an unsigned exponent (``1e-6``, ``1E5``,
+#: ``2.5e3``): numbers for YAML 1.2 and every editor, strings for PyYAML's YAML 1.1 resolver.
+YAML12_EXPONENT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$")
+
+
+def _yaml12_numbers(base: type) -> type:
+    """``base`` reading YAML 1.2 exponent floats as floats (an ``eps: 1e-6`` is a number, not the string
+    '1e-6'); quoted scalars stay strings. A subclass, so PyYAML's own loaders are left as they are."""
+
+    class Yaml12Loader(base):  # type: ignore[misc, valid-type]
+        pass
+
+    Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:float", YAML12_EXPONENT, list("-+.0123456789"))
+    return Yaml12Loader
+
+
+_BaseLoader = _yaml12_numbers(_base_loader())
+_PurePythonLoader = _yaml12_numbers(yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -289,7 +307,7 @@ def load_yaml_text(text: str, filename: str, limits: YamlLimits = DEFAULT_LIMITS
             # libyaml scans up to 1024 characters ahead for a flow key and refuses flow nesting past
             # 1000 levels there, before the composer below sees level max_depth + 1; PyYAML's own
             # parser yields events lazily, so the depth guard refuses the node that crosses the cap
-            data, aliases = _compose(text, _make_loader(filename, limits, diag, yaml.SafeLoader))
+            data, aliases = _compose(text, _make_loader(filename, limits, diag, _PurePythonLoader))
     except _Refused as exc:
         diag.error(exc.pos, exc.message, exc.hint)
     except yaml.MarkedYAMLError as exc:

@@ -33,101 +33,44 @@ An initializer is a name or a mapping ``{type: NAME, ARG: VALUE, ...}``:
 
 The defaults are PyTorch's ``torch.nn.init`` defaults, except kaiming's
 nonlinearity (relu: He et al.'s setting; seed 000, "He initialization").
+The catalog and the checks that need no shapes are the front end's (nngraph/initializers.py: ``validate``
+runs them); this module adds how each applies and the checks against the node's parameters.
 Problems are :class:`nngraph.errors.SpecError` diagnostics at the node.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from nngraph.errors import Diagnostic, SourcePos, SpecError, choices_hint
+from nngraph.initializers import INITIALIZER_DEFS, InitError, is_single, parse_initializer
 
 from .registry import InitSpec
 
-_NONLINEARITIES = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-                   "sigmoid", "tanh", "relu", "leaky_relu", "selu")
-_REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Initializer:
-    """One initializer: its arguments with defaults, and how to apply it."""
-
-    name: str
-    args: dict[str, Any]
-    apply: Callable[..., Any]
-    needs_2d: bool = False
-    enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+__all__ = ["APPLY", "InitError", "apply_inits", "init_error", "param_shapes", "parse_initializer", "resolve_inits"]
 
 
 def _fn(f: Callable[..., Any]) -> Callable[..., Any]:
     return lambda t, **kw: f(t, **kw)
 
 
-INITIALIZERS: dict[str, Initializer] = {i.name: i for i in (
-    Initializer("zeros", {}, _fn(nn.init.zeros_)),
-    Initializer("ones", {}, _fn(nn.init.ones_)),
-    Initializer("constant", {"value": _REQUIRED}, lambda t, value: nn.init.constant_(t, value)),
-    Initializer("normal", {"mean": 0.0, "std": 1.0}, _fn(nn.init.normal_)),
-    Initializer("uniform", {"a": 0.0, "b": 1.0}, _fn(nn.init.uniform_)),
-    Initializer("trunc_normal", {"mean": 0.0, "std": 1.0, "a": -2.0, "b": 2.0}, _fn(nn.init.trunc_normal_)),
-    Initializer("xavier_uniform", {"gain": 1.0}, _fn(nn.init.xavier_uniform_), needs_2d=True),
-    Initializer("xavier_normal", {"gain": 1.0}, _fn(nn.init.xavier_normal_), needs_2d=True),
-    Initializer("kaiming_uniform", {"a": 0.0, "mode": "fan_in", "nonlinearity": "relu"}, _fn(nn.init.kaiming_uniform_),
-                needs_2d=True, enums={"mode": ("fan_in", "fan_out"), "nonlinearity": _NONLINEARITIES}),
-    Initializer("kaiming_normal", {"a": 0.0, "mode": "fan_in", "nonlinearity": "relu"}, _fn(nn.init.kaiming_normal_),
-                needs_2d=True, enums={"mode": ("fan_in", "fan_out"), "nonlinearity": _NONLINEARITIES}),
-    Initializer("orthogonal", {"gain": 1.0}, _fn(nn.init.orthogonal_), needs_2d=True),
-)}
-
-
-class InitError(ValueError):
-    """A bad initializer; the compiler reports it at the node."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message, self.hint = message, hint
-
-
-def parse_initializer(value: Any) -> InitSpec:
-    """``"zeros"``, ``{type: normal, std: 0.02}`` or ``("normal", {"std": 0.02})`` -> a checked (name, kwargs)."""
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
-        name, args = value
-    elif isinstance(value, str):
-        name, args = value, {}
-    elif isinstance(value, Mapping) and "type" in value:
-        name, args = value["type"], {k: v for k, v in value.items() if k != "type"}
-    else:
-        raise InitError(f"an initializer is a name or a mapping with 'type', got {value!r}",
-                        "e.g. init: xavier_uniform, or init: {type: normal, std: 0.02}")
-    if not isinstance(name, str) or name not in INITIALIZERS:
-        raise InitError(f"unknown initializer {name!r}", choices_hint(str(name), INITIALIZERS, "initializers"))
-    init = INITIALIZERS[name]
-    out: dict[str, Any] = {}
-    for key, arg in args.items():
-        if key not in init.args:
-            raise InitError(f"unknown argument '{key}' for initializer '{name}'",
-                            f"arguments of {name}: {', '.join(init.args) or 'none'}")
-        if key in init.enums:
-            if arg not in init.enums[key]:
-                raise InitError(f"{name}: {key} must be one of {', '.join(init.enums[key])}, got {arg!r}")
-        elif isinstance(arg, bool) or not isinstance(arg, (int, float)) or not math.isfinite(arg):
-            raise InitError(f"{name}: {key} must be a finite number, got {arg!r}")
-        out[key] = arg
-    missing = [k for k, v in init.args.items() if v is _REQUIRED and k not in out]
-    if missing:
-        raise InitError(f"initializer '{name}' needs {', '.join(missing)}", f"e.g. {{type: {name}, {missing[0]}: 0.0}}")
-    full = {k: v for k, v in init.args.items() if v is not _REQUIRED} | out
-    if full.get("std", 1.0) <= 0:
-        raise InitError(f"{name}: std must be > 0, got {full['std']}")
-    if name in ("uniform", "trunc_normal") and not full["a"] < full["b"]:
-        raise InitError(f"{name}: needs a < b, got a={full['a']}, b={full['b']}")
-    return name, out
+#: how each initializer of nngraph/initializers.py applies to a tensor
+APPLY: dict[str, Callable[..., Any]] = {
+    "zeros": _fn(nn.init.zeros_),
+    "ones": _fn(nn.init.ones_),
+    "constant": lambda t, value: nn.init.constant_(t, value),
+    "normal": _fn(nn.init.normal_),
+    "uniform": _fn(nn.init.uniform_),
+    "trunc_normal": _fn(nn.init.trunc_normal_),
+    "xavier_uniform": _fn(nn.init.xavier_uniform_),
+    "xavier_normal": _fn(nn.init.xavier_normal_),
+    "kaiming_uniform": _fn(nn.init.kaiming_uniform_),
+    "kaiming_normal": _fn(nn.init.kaiming_normal_),
+    "orthogonal": _fn(nn.init.orthogonal_),
+}
 
 
 def _matches(key: str, param: str) -> bool:
@@ -151,7 +94,7 @@ def _assign(out: dict[str, InitSpec], spec: Mapping[str, Any], shapes: Mapping[s
             raise InitError(f"{what}: no parameter '{key}'",
                             choices_hint(str(key), names, "parameters") if names else "this node has no parameters")
         for p in targets:
-            if INITIALIZERS[init[0]].needs_2d and len(shapes[p]) < 2:
+            if INITIALIZER_DEFS[init[0]].needs_2d and len(shapes[p]) < 2:
                 raise InitError(f"{what}: {init[0]} needs a parameter with at least 2 dims, "
                                 f"'{p or 'the tensor'}' has shape {list(shapes[p])}",
                                 "use zeros, ones, constant, normal, uniform or trunc_normal for 1-d parameters")
@@ -168,7 +111,7 @@ def resolve_inits(defaults: Mapping[str, Any], user: Any, shapes: Mapping[str, t
     _assign(out, defaults, shapes, "default init", strict=False)  # e.g. a tied linear has no weight
     if user is None:
         return out
-    if isinstance(user, str) or isinstance(user, Mapping) and "type" in user:
+    if is_single(user):
         weights = {p: s for p, s in shapes.items() if is_weight(p)}
         if not weights:
             raise InitError("init: this node has no weight to initialize" if not shapes else
@@ -205,4 +148,4 @@ def apply_inits(obj: Any, inits: Mapping[str, InitSpec]) -> None:
     """Apply resolved initializers in place (with the current, seeded RNG)."""
     for name, (kind, kwargs) in inits.items():
         tensor = obj if name == "" else obj.get_parameter(name)
-        INITIALIZERS[kind].apply(tensor, **kwargs)
+        APPLY[kind](tensor, **kwargs)

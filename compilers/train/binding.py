@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from nngraph.errors import Diagnostic, SpecError
 from nngraph.ir import Graph
 from nngraph.types import is_float
 
@@ -37,6 +38,12 @@ class Binding:
 def _per_example(graph: Graph, name: str) -> tuple[int, ...] | None:
     dims = graph.inputs[name].type.shape[1:]
     return tuple(dims) if all(isinstance(d, int) for d in dims) else None  # type: ignore[arg-type]
+
+
+def input_error(run: RunConfig, name: str, message: str, hint: str | None = None) -> SpecError:
+    """A :class:`SpecError` at graph input ``name``'s line in the spec: the shape the data contradicts is written
+    there (the ``train:`` section, possibly absent, says nothing about it)."""
+    return SpecError([Diagnostic(run.graph.inputs[name].pos, message, hint)])
 
 
 def bind(run: RunConfig, available: dict[str, Any], task: str, extra: dict[str, str] | None = None) -> Binding:
@@ -78,7 +85,7 @@ def bind(run: RunConfig, available: dict[str, Any], task: str, extra: dict[str, 
             if gi.type.rank == 2:
                 binding.fill[name] = "zeros"
                 continue
-        raise run.error("inputs", f"graph input '{name}' {list(map(str, gi.type.shape))} ({gi.type.dtype}) gets no data "
+        raise input_error(run, name, f"graph input '{name}' {list(map(str, gi.type.shape))} ({gi.type.dtype}) gets no data "
                         f"for task '{task}'",
                         f"map it to a data field with train.inputs: {{{name}: FIELD}}; fields: {', '.join(sorted(available))}")
     for inp in fields:
@@ -95,14 +102,14 @@ def shape_input(run: RunConfig, binding: Binding, inp: str, value: torch.Tensor)
         n_have, n_want = int(torch.Size(per).numel()), int(torch.Size(want).numel())
         if n_have != n_want:
             shape = "[" + ", ".join(map(str, gi.type.shape)) + "]"
-            raise run.error("data", f"data field '{binding.fields[inp]}' has {n_have} values per example "
-                            f"({list(per)}) but graph input '{inp}' is {shape} ({n_want} per example)",
-                            "change the spec's input shape (e.g. with --set) or the data")
+            raise input_error(run, inp, f"data field '{binding.fields[inp]}' has {n_have} values per example "
+                              f"({list(per)}) but graph input '{inp}' is {shape} ({n_want} per example)",
+                              f"change the spec's input shape (e.g. with --set) or the data (given at {run.train.pos('data')})")
         value = value.reshape(value.shape[0], *want)
     elif want is None and value.ndim != gi.type.rank:
         shape = "[" + ", ".join(map(str, gi.type.shape)) + "]"
-        raise run.error("data", f"data field '{binding.fields[inp]}' has rank {value.ndim} ({list(value.shape)}) but graph "
-                        f"input '{inp}' is {shape}")
+        raise input_error(run, inp, f"data field '{binding.fields[inp]}' has rank {value.ndim} ({list(value.shape)}) but graph "
+                          f"input '{inp}' is {shape}", f"the data is given at {run.train.pos('data')}")
     if is_float(gi.type.dtype):
         return value.float() if not value.is_floating_point() else value
     return value.long() if value.is_floating_point() else value

@@ -33,11 +33,16 @@ SHAPE_PARAM = Param("custom", "target shape: ints, symbolic names, 0 to keep the
                     check=_shape_param_check)
 
 
-def _elementwise(ctx: InferCtx) -> TensorType:
-    types = list(ctx.variadic)
+def same_dtype(ctx: InferCtx, types: list[TensorType]) -> None:
+    """Inputs combined into one tensor share a dtype: torch would promote silently, ONNX refuses."""
     for t in types:
         if t.dtype != types[0].dtype:
             ctx.fail(f"inputs have different dtypes: {types[0].dtype} and {t.dtype}", "cast one of them with a 'cast' node")
+
+
+def _elementwise(ctx: InferCtx) -> TensorType:
+    types = list(ctx.variadic)
+    same_dtype(ctx, types)
     shape = types[0].shape
     for t in types[1:]:
         shape = broadcast(ctx, TensorType(shape, t.dtype), t)
@@ -57,6 +62,7 @@ for _name, _sym in (("add", "+"), ("mul", "*"), ("sub", "-")):
 def matmul(ctx: InferCtx) -> TensorType:
     """Batched matrix product ``a @ b`` (``a @ bᵀ`` with transpose_b), batch dims broadcast; seed 000 "Neural networks"."""
     a, b = ctx.inputs["a"], ctx.inputs["b"]
+    same_dtype(ctx, [a, b])
     ctx.need_min_rank(a, 2, "a")
     ctx.need_min_rank(b, 2, "b")
     b_rows, b_cols = (b.shape[-1], b.shape[-2]) if ctx.params["transpose_b"] else (b.shape[-2], b.shape[-1])
@@ -71,6 +77,7 @@ def matmul(ctx: InferCtx) -> TensorType:
 def concat(ctx: InferCtx) -> TensorType:
     """Join tensors along ``dim``; every other dim must match."""
     types = ctx.variadic
+    same_dtype(ctx, types)
     rank = types[0].rank
     axis = norm_axis(ctx, ctx.params["dim"], rank)
     total: Any = 0

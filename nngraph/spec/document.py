@@ -31,7 +31,7 @@ from .blocks import LIBRARY_KEYS, BlockTable, library_scope, link_library, load_
 from .dims import apply_relations, parse_dims
 from .expand import Expander
 from .references import NAME_RE, RefError, TextRef, resolve_all
-from .overrides import apply_overrides
+from .overrides import NodeOverrides, apply_overrides
 from .resolve import Scope, resolve_at
 
 FORMAT_VERSIONS = (1,)
@@ -79,7 +79,7 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     _check_version(data, diag, top)
     if "name" in data and not isinstance(data["name"], str):
         diag.error(pos_in(data, "name", top), f"'name' must be a string, got {data['name']!r}", "name: my_model")
-    apply_overrides(data, overrides, diag)
+    node_overrides = apply_overrides(data, overrides, diag)
     _check_name(data, diag, top)
     scope = Scope(dict(data.get("vars") or {}) if isinstance(data.get("vars") or {}, dict) else {})
     if not isinstance(data.get("vars") or {}, dict):
@@ -92,9 +92,10 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     if "networks" in data:
         from .networks import build_networks
 
-        graph = build_networks(data, name, display, scope, blocks, diag, limits, top)
+        graph = build_networks(data, name, display, scope, blocks, diag, limits, top, node_overrides)
     else:
-        graph = build_graph(data, name, display, scope, blocks, diag, limits, top)
+        graph = build_graph(data, name, display, scope, blocks, diag, limits, top, overrides=node_overrides)
+    node_overrides.report_unused(diag)
     if graph is None:
         return None
     graph.train, graph.doc = data.get("train"), data.get("doc")
@@ -114,7 +115,7 @@ def _check_name(data: dict, diag: Diagnostics, top: SourcePos) -> None:
 
 
 def build_graph(data: Any, name: str, display: str, scope: Scope, blocks: BlockTable, diag: Diagnostics, limits: Limits,
-                top: SourcePos, infer: bool = True) -> Graph | None:
+                top: SourcePos, infer: bool = True, overrides: NodeOverrides | None = None) -> Graph | None:
     """One graph from a mapping with ``inputs``, ``graph`` and ``outputs`` (the spec itself, or one of its
     ``networks``); shape inference runs when ``infer`` and nothing so far is an error (it would only add noise)."""
     inputs = _parse_inputs(data.get("inputs"), scope, diag, pos_in(data, "inputs", top), limits.max_dim)
@@ -123,7 +124,7 @@ def build_graph(data: Any, name: str, display: str, scope: Scope, blocks: BlockT
     if "graph" not in data:
         diag.error(top, "spec has no 'graph'", "add 'graph:' with a list of nodes")
         return None
-    exp = Expander(blocks, diag, limits, set(inputs))
+    exp = Expander(blocks, diag, limits, set(inputs), overrides)
     if isinstance(data.get("inputs"), dict):  # inputs that failed to parse were reported: no "unknown reference" for them
         exp.broken |= {k for k in data["inputs"] if isinstance(k, str) and NAME_RE.match(k)} - set(inputs)
     names = exp.expand_list(data["graph"], "", scope, (), None, pos_in(data, "graph", top))

@@ -17,12 +17,14 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Diagnostics, SourcePos, choices_hint
+from ..initializers import InitError, check_init
 from ..ir import BlockUse, Node
 from ..limits import Limits
 from ..params import check_value
 from ..registry import OpDef, lookup, registry
 from ..yamlsrc import Map, Seq, pos_in
 from .functions import build_subgraphs
+from .overrides import NodeOverride, NodeOverrides
 from .references import NAME_RE, Alias, QualRef, References, Target, TextRef
 from .resolve import UNRESOLVED, Scope, resolve_at
 
@@ -52,11 +54,21 @@ class BlockDef:
     inputs_ok: bool = True  # False when its 'inputs' could not be parsed (reported where they are written)
 
 
+def _copy_map(value: dict) -> Map:
+    """A shallow copy of a mapping that keeps the positions of its keys and values."""
+    out = Map(value, pos=getattr(value, "pos", None))
+    if isinstance(value, Map):
+        out.key_pos, out.value_pos = dict(value.key_pos), dict(value.value_pos)
+    return out
+
+
 class Expander(References):
     """Turns node lists and block uses into IR nodes, then resolves references."""
 
-    def __init__(self, blocks: BlockTable, diag: Diagnostics, limits: Limits, graph_inputs: set[str]):
+    def __init__(self, blocks: BlockTable, diag: Diagnostics, limits: Limits, graph_inputs: set[str],
+                 overrides: NodeOverrides | None = None):
         self._tables = [blocks]
+        self.overrides = overrides or NodeOverrides()
         self.diag = diag
         self.limits = limits
         self.graph_inputs = graph_inputs
@@ -135,14 +147,18 @@ class Expander(References):
             return
         if self._count_node(epos):
             return
-        params, param_pos = self._resolve_params(entry, opdef, name, scope, epos)
         fq = namespace + name
+        entry = self._overridden(entry, self.overrides.offer(fq, block, name), None)
+        params, param_pos = self._resolve_params(entry, opdef, name, scope, epos)
         node = Node(name=fq, op=op_name, inputs={}, params=params, pos=epos, param_pos=param_pos,
                     scope=scope_path, block=block,
-                    meta={k: entry[k] for k in ("init", "doc") if k in entry})
+                    meta={"doc": entry["doc"]} if "doc" in entry else {})
+        if "init" in entry:
+            node.meta["init"] = self._resolve_init(entry, name, opdef, scope, epos)
         inputs, variadic = self._bind_inputs(entry, opdef.input_names, opdef.required_inputs, opdef.variadic,
                                              namespace, f"op '{op_name}'", name, epos)
         node.input_pos = {k: v.pos for k, v in inputs.items() if isinstance(v, TextRef)}
+        node.input_pos |= {f"{opdef.variadic}[{i}]": v.pos for i, v in enumerate(variadic) if isinstance(v, TextRef)}
         self.nodes[fq] = node
         self.pending.append((node, inputs, variadic, namespace))
         if getattr(opdef, "subgraphs", None):
@@ -181,6 +197,19 @@ class Expander(References):
             else:
                 params[key] = p.default
         return params, param_pos
+
+    def _resolve_init(self, entry: dict, name: str, opdef: OpDef, scope: Scope, epos: SourcePos) -> Any:
+        """The node's ``init:`` with its expressions resolved and its initializers checked (names, arguments,
+        finite numbers); which parameters it names needs their shapes, and is the compiler's check."""
+        ipos = pos_in(entry, "init", epos)
+        value = resolve_at(entry["init"], scope, ipos, self.diag, where="init", default=lambda: UNRESOLVED)
+        if value is UNRESOLVED:
+            return None
+        try:
+            check_init(value)
+        except InitError as err:
+            self.diag.error(ipos, f"node '{name}' ({opdef.name}): {err.message}", err.hint)
+        return value
 
     def _count_node(self, pos: SourcePos) -> bool:
         if len(self.nodes) >= self.limits.max_nodes:
@@ -270,6 +299,8 @@ class Expander(References):
                                 f"unknown key '{key}' in block use '{name}'",
                                 choices_hint(str(key), BLOCK_USE_KEYS, "keys of a block use") +
                                 "; block parameters go under 'with:'")
+        hits = self.overrides.offer(namespace + name, self._stack[-1].name if self._stack else None, name)
+        entry = self._overridden(entry, hits, "with")
         repeat = self._repeat_count(entry, scope, epos)
         share = resolve_at(entry.get("share", False), scope, pos_in(entry, "share", epos), self.diag, "share",
                            default=lambda: False)
@@ -316,6 +347,23 @@ class Expander(References):
             outs: dict[str | None, Target] = {o: QualRef(last, o) for o in bdef.outputs}
             outs[None] = QualRef(last, next(iter(bdef.outputs), None))
             self.aliases[fq] = Alias(outs, epos)
+
+    @staticmethod
+    def _overridden(entry: dict, hits: list[NodeOverride], under: str | None) -> dict:
+        """``entry`` with the ``--set`` overrides ``hits`` written in (under its ``with:`` for a block use), each
+        value positioned at its ``--set`` so errors in it point there; the document itself is left as it is."""
+        if not hits:
+            return entry
+        out = _copy_map(entry)
+        target = out
+        if under is not None:
+            target = _copy_map(out.get(under) if isinstance(out.get(under), dict) else Map(pos=hits[0].pos))
+            out[under] = target
+            out.key_pos.setdefault(under, hits[0].pos)
+        for o in hits:
+            target[o.param] = o.value
+            target.key_pos[o.param] = target.value_pos[o.param] = o.pos
+        return out
 
     def _check_expansion(self, name: str, copies: int, per_copy: int, pos: SourcePos) -> None:
         """Refuse a repeat whose copies would pass the node limit, from the size of its first copy."""
@@ -388,6 +436,13 @@ class Expander(References):
         for inp in bdef.inputs:
             self.aliases[f"{fq}.{inp}"] = Alias({None: bound.get(inp)}, epos)
         params = {k: v for k, v in bdef.params.items()}
+        for key, o in self.overrides.defaults(bdef.name, bdef.params).items():
+            if key in bdef.params:
+                params[key] = o.value
+            else:
+                self.diag.error(o.pos, f"block '{bdef.name}' has no parameter '{key}'",
+                                choices_hint(key, bdef.params.keys(), f"parameters of {bdef.name}")
+                                if bdef.params else f"block '{bdef.name}' declares no params")
         params.update({k: v for k, v in with_args.items() if v is not UNRESOLVED})
         inner = bdef.scope.child({**params, "index": index})
         inner.mark_failed({k for k, v in with_args.items() if v is UNRESOLVED})

@@ -37,6 +37,7 @@ from ..limits import Limits
 from ..registry import registry
 from ..yamlsrc import Map, pos_in
 from .expand import NAME_RE
+from .overrides import NodeOverrides
 from .resolve import Scope
 
 if TYPE_CHECKING:
@@ -47,8 +48,9 @@ SEP = "__"  # <network>__<input>: union inputs are keyword arguments, so identif
 
 
 def build_networks(data: dict, name: str, display: str, scope: Scope, blocks: BlockTable, diag: Diagnostics,
-                   limits: Limits, top: SourcePos) -> Graph | None:
-    """Every network of ``data['networks']`` as a graph, and their union (None when none could be built)."""
+                   limits: Limits, top: SourcePos, overrides: NodeOverrides | None = None) -> Graph | None:
+    """Every network of ``data['networks']`` as a graph, and their union (None when none could be built).
+    A ``--set graph.PATH.PARAM`` reaches the node at PATH in each network that has one."""
     from .document import build_graph
 
     raw, npos = data["networks"], pos_in(data, "networks", top)
@@ -80,7 +82,8 @@ def build_networks(data: dict, name: str, display: str, scope: Scope, blocks: Bl
             diag.error(kpos, f"network '{net}' has no {' and no '.join(repr(k) for k in missing)}",
                        "a network is {inputs: ..., graph: [...], outputs: ...}")
             continue
-        graph = build_graph(body, f"{name}.{net}", display, scope, blocks, diag, limits, bpos, infer=False)
+        graph = build_graph(body, f"{name}.{net}", display, scope, blocks, diag, limits, bpos, infer=False,
+                            overrides=overrides)
         if graph is not None:
             graph.doc = body.get("doc")
             nets[net] = graph

@@ -303,3 +303,27 @@ def test_validate_speed_bench_runs_and_writes_json(tmp_path):
     assert "specs/mlp.yaml" in in_proc["per_file_s"]
     assert "load op registry" in data["phases_one_process"]
     assert "(a) validate specs/mlp.yaml x1 processes" in proc.stdout
+
+
+def test_a_run_time_error_shows_the_spec_node_without_debug(capsys):
+    """The generated forward's note (which spec node failed, where it is written) reaches the user without --debug."""
+    import typer
+
+    from nngraph.compilers.torch import compile_spec
+
+    model = compile_spec(MLP)
+
+    def body() -> int:
+        import torch
+
+        model(torch.randn(2, 100))
+        return 0
+
+    with pytest.raises(typer.Exit) as info:
+        cli.run_guarded(body)
+    err = capsys.readouterr().err
+    fc_line = next(i for i, line in enumerate(MLP.read_text().splitlines(), 1) if "op: linear" in line)
+    assert info.value.exit_code == 1 and "Traceback" not in err
+    assert re.search(rf"\n  in node 'body\.0\.fc' \(linear\) at \S*specs/mlp\.yaml:{fc_line}:\d+\n", err), err
+    assert "\n  graph input 'x' has shape [2, 100], the spec declares [batch, 784] (dim 1: expected 784, got 100)\n" in err
+    assert err.rstrip().endswith("(run with --debug for the traceback)")

@@ -68,3 +68,27 @@ def test_huge_file_is_refused_before_parsing():
 def test_syntax_error_points_at_the_line():
     d = _error("a: [1, 2\nb: 3\n")
     assert d.message.startswith("YAML syntax error") and d.pos.line >= 2
+
+
+@pytest.mark.parametrize("text, value", [
+    ("1e-6", 1e-6), ("1E5", 100000.0), ("2.5e3", 2500.0), ("1.0e-4", 1e-4), (".5e1", 5.0), ("-3e-2", -0.03),
+    ("+1e2", 100.0), ("1.0e+3", 1000.0), ("0.5", 0.5), ("12", 12),
+])
+def test_yaml_1_2_numbers_are_numbers(text, value):
+    # YAML 1.1 (PyYAML's resolver) wants a dot and a signed exponent: '1e-6' and '1E5' were strings
+    got = load_yaml_text(f"a: {text}\nb: [{text}]", "f.yaml")
+    assert got == {"a": value, "b": [value]} and type(got["a"]) is type(value)
+
+
+@pytest.mark.parametrize("text", ['"1e-6"', "'1e5'", "1e", "e5", "1e-", "1.2.3e4", "0x1e5"])
+def test_strings_that_only_look_like_exponents_stay_what_they_were(text):
+    import yaml
+
+    assert load_yaml_text(f"a: {text}", "f.yaml")["a"] == yaml.safe_load(f"a: {text}")["a"]
+
+
+def test_pyyamls_own_loader_is_left_as_it_is():
+    import yaml
+
+    load_yaml_text("a: 1e-6", "f.yaml")
+    assert yaml.safe_load("a: 1e-6") == {"a": "1e-6"}

@@ -11,6 +11,7 @@ import torch
 from nngraph.compilers.torch import (StateDictError, build_module, compile_spec, load_spec, load_state_dict, registry,
                              state_dict_for)
 from nngraph.errors import SpecError
+from nngraph.spec import check_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 MLP = ROOT / "specs" / "mlp.yaml"
@@ -154,16 +155,83 @@ def test_init_overrides(compile_text, init, check):
     ("{type: normal, std: -1}", "normal: std must be > 0, got -1"),
     ("{type: constant}", "initializer 'constant' needs value"),
     ("{type: kaiming_normal, mode: fan_avg}", "kaiming_normal: mode must be one of fan_in, fan_out, got 'fan_avg'"),
-    ("{gate.weight: zeros}", "init: no parameter 'gate.weight'"),
-    ("{bias: xavier_uniform}", "init: xavier_uniform needs a parameter with at least 2 dims, 'up.bias' has shape [128]"),
     ("[zeros]", "init must be an initializer or a mapping of parameter -> initializer, got ['zeros']"),
 ])
-def test_bad_init_is_a_spec_error_at_the_node(compile_text, init, message):
+def test_bad_init_is_an_error_at_validate_where_the_init_is_written(spec_file, init, message):
+    """Checks that need no parameter shapes run at validate (nngraph/initializers.py), at the init value."""
+    text = _linear(init)
+    _, diag = check_spec(spec_file(text))
+    (d,) = [d for d in diag if d.severity == "error"]
+    line = text.splitlines()[6]
+    assert d.message == f"node 'fc' (mlp): {message}"
+    assert (d.pos.line, d.pos.col) == (6, line.index("init: ") + 7)
+
+
+@pytest.mark.parametrize("init,message", [
+    ("{gate.weight: zeros}", "init: no parameter 'gate.weight'"),
+    ("{bias: xavier_uniform}", "init: xavier_uniform needs a parameter with at least 2 dims, 'up.bias' has shape [128]"),
+])
+def test_init_naming_a_missing_or_too_small_parameter_is_a_spec_error_at_the_node(compile_text, init, message):
     with pytest.raises(SpecError) as info:
         compile_text(_linear(init))
     (d,) = info.value.diagnostics
     assert d.message == f"node 'fc' (mlp): {message}"
     assert (d.pos.line, d.pos.col) == (6, 5)
+
+
+def test_expressions_in_init_are_resolved_in_every_block_copy(compile_text):
+    """``${...}`` inside ``init:`` (here a block parameter, as a layer scale) is resolved like any value."""
+    _, model = compile_text("""
+nngraph: 1
+name: t
+vars: {scale: 0.25}
+inputs:
+  x: {shape: [batch, 4], dtype: float32}
+blocks:
+  layer:
+    inputs: [x]
+    params: {layer_scale: 0.125}
+    nodes:
+      - {name: g, op: parameter, shape: [4], init: {type: constant, value: "${layer_scale}"}}
+      - {name: y, op: mul, in: [x, g]}
+    outputs: [y]
+graph:
+  - {name: a, block: layer, in: x, with: {layer_scale: "${scale * 2}"}}
+  - {name: b, block: layer, in: a}
+outputs: [b]
+""")
+    assert model.state_dict()["a.g"].tolist() == [0.5] * 4 and model.state_dict()["b.g"].tolist() == [0.125] * 4
+
+
+def test_a_bad_expression_in_init_is_one_validate_error_not_one_per_copy(spec_file):
+    text = """
+nngraph: 1
+name: t
+inputs:
+  x: {shape: [batch, 4], dtype: float32}
+blocks:
+  layer:
+    inputs: [x]
+    nodes:
+      - {name: g, op: parameter, shape: [4], init: {type: constant, value: "${layer_scale}"}}
+      - {name: y, op: mul, in: [x, g]}
+    outputs: [y]
+graph:
+  - {name: a, block: layer, repeat: 3, in: x}
+outputs: [a]
+"""
+    _, diag = check_spec(spec_file(text))
+    (d,) = list(diag)
+    assert d.message == "init: unknown name 'layer_scale' in expression"
+    line = text.lstrip("\n").splitlines()[8]
+    assert (d.pos.line, d.pos.col) == (9, line.index("init: ") + 7)
+
+
+def test_every_initializer_of_the_catalog_has_its_torch_function():
+    from nngraph.compilers.torch.init import APPLY
+    from nngraph.initializers import INITIALIZER_DEFS
+
+    assert APPLY.keys() == INITIALIZER_DEFS.keys()
 
 
 def test_unknown_initializer_hint_suggests_the_closest(compile_text):

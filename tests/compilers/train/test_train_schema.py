@@ -106,6 +106,16 @@ def test_a_config_file_is_merged_over_the_spec_and_checked_at_its_own_lines(spec
     assert v["optimizer"]["type"] == "adamw" and v["optimizer"]["lr"] == 0.5 and v["steps"] == 5
 
 
+def test_a_config_file_and_set_read_yaml_1_2_exponent_floats_as_numbers(spec_file, tmp_path):
+    path = spec_file(spec("optimizer: {type: adamw, lr: 1e-2}\nsteps: 5"))
+    assert load_run_config(path).values["optimizer"]["lr"] == 1e-2
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("optimizer: {lr: 3e-4, weight_decay: 1E-2}\n")
+    v = load_run_config(path, config=cfg).values
+    assert v["optimizer"]["lr"] == 3e-4 and v["optimizer"]["weight_decay"] == 1e-2
+    assert load_run_config(path, ["train.optimizer.lr=1e-5"]).values["optimizer"]["lr"] == 1e-5
+
+
 def test_set_overrides_and_flags_are_checked_and_reported_where_they_were_given(spec_file):
     path = spec_file(spec("optimizer: adamw\nepochs: 3"))
     run = load_run_config(path, ["train.optimizer.lr=0.2", "width=5"], steps=7, seed=3)

@@ -157,9 +157,12 @@ def test_data_that_does_not_fit_the_graph_input_is_an_error_with_a_fix(tmp_path)
     with pytest.raises(SpecError) as err:
         train(ROOT / "specs/mlp.yaml", out=tmp_path / "mlp", data="digits", quiet=True)
     (d,) = err.value.diagnostics
-    assert str(d.pos) == "--data digits"
+    x_line = next(i for i, line in enumerate((ROOT / "specs/mlp.yaml").read_text().splitlines(), 1)
+                  if line.startswith("  x: {shape:"))
+    assert (d.pos.file, d.pos.line, d.pos.col) == (str(ROOT / "specs/mlp.yaml"), x_line, 3)  # the input's line
     assert d.message == ("data field 'x' has 64 values per example ([64]) but graph input 'x' is [batch, 784] "
                          "(784 per example)")
+    assert d.hint == "change the spec's input shape (e.g. with --set) or the data (given at --data digits)"
     with pytest.raises(SpecError) as err:
         train(ROOT / "specs/gpt_char.yaml", out=tmp_path / "gpt", overrides=["vocab=50"], quiet=True)
     (d,) = err.value.diagnostics
@@ -167,6 +170,19 @@ def test_data_that_does_not_fit_the_graph_input_is_an_error_with_a_fix(tmp_path)
                      if line.startswith("  data: {builtin: text"))
     assert (d.pos.line, d.pos.col) == (data_line, 9) and d.hint == "make the vocabulary at least 67 (e.g. --set vocab=67)"
     assert d.message == "the data has a vocabulary of 67 tokens but embedding 'wte' has num=50"
+
+
+def test_a_graph_input_without_data_is_reported_at_its_line_not_at_1_1(tmp_path):
+    spec = tmp_path / "two.yaml"
+    spec.write_text("nngraph: 1\nname: two\ninputs:\n  x: {shape: [batch, 64], dtype: float32}\n"
+                    "  extra: {shape: [batch, 64], dtype: float32}\ngraph:\n"
+                    "  - {name: s, op: add, in: [x, extra]}\n  - {name: head, op: linear, in: s, out: 10}\n"
+                    "outputs: {logits: head}\n")
+    with pytest.raises(SpecError) as err:
+        train(spec, out=tmp_path / "run", data="digits", quiet=True)
+    (d,) = err.value.diagnostics
+    assert (d.pos.file, d.pos.line, d.pos.col) == (str(spec), 5, 3)
+    assert d.message == "graph input 'extra' ['batch', '64'] (float32) gets no data for task 'classification'"
 
 
 def test_the_task_is_guessed_from_data_and_outputs(tmp_path):

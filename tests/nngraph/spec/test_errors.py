@@ -484,7 +484,9 @@ def test_override_of_an_unknown_var_suggests_the_closest(diagnose, spec_file):
 @pytest.mark.parametrize("override, msg", [
     ("d_model", "override 'd_model' is not key=value"),
     ("=3", "override '=3' is not key=value"),
-    ("graph.head=3", "graph overrides take the form graph.NODE.PARAM=value"),
+    ("graph.head=3", "graph overrides take the form graph.PATH.PARAM=value"),
+    ("blocks.b=3", "block overrides take the form blocks.BLOCK.PARAM=value or blocks.BLOCK.NODE.PARAM=value"),
+    ("blocks.b.n.p.q=3", "block overrides take the form blocks.BLOCK.PARAM=value or blocks.BLOCK.NODE.PARAM=value"),
     ("graph.head.name=b", "cannot override 'name' of a node"),
     ("model.x=1", "cannot override 'model.x'"),
 ])
@@ -494,7 +496,8 @@ def test_malformed_overrides(diagnose, override, msg):
 
 def test_override_of_a_param_of_a_missing_node(diagnose):
     line, col, msg, hint = override_error(diagnose, "graph.hed.out=3")
-    assert (line, col, msg, hint) == (0, 0, "no top-level node 'hed'", "did you mean 'head'? nodes: head")
+    assert (line, col, msg) == (0, 0, "'graph.hed.out' overrides nothing: no node, block use or block named 'graph.hed'")
+    assert hint == "did you mean 'graph.head'? targets: graph.head"
 
 
 def test_override_with_a_wrong_type_is_validated_like_the_file(diagnose):

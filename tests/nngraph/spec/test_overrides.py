@@ -110,3 +110,117 @@ def test_overrides_do_not_modify_the_file(path):
     load_spec(path, ["d_model=32", "graph.head.out=3"])
     assert path.read_text() == before
     assert load_spec(path).nodes["head"].params["out"] == 10
+
+
+@pytest.mark.parametrize("text, value", [("a=1e-5", 1e-5), ("a=1E5", 1e5), ("a=[1e-3, 2e-3]", [1e-3, 2e-3])])
+def test_override_values_take_yaml_1_2_numbers(text, value):
+    assert parse_override(text)[1] == value
+
+
+def test_a_norm_eps_written_as_1e_6_is_a_number_in_vars_and_in_set(spec_file):
+    path = spec_file("""
+        nngraph: 1
+        name: eps
+        vars: {eps: 1e-6}
+        inputs: {x: {shape: [batch, 8], dtype: float32}}
+        graph:
+          - {name: norm, op: layer_norm, in: x, eps: "${eps}"}
+        outputs: [norm]
+        train: {optimizer: {type: adamw, lr: 3e-4}}
+    """)
+    assert load_spec(path).nodes["norm"].params["eps"] == 1e-6
+    assert load_spec(path, ["eps=1e-5"]).nodes["norm"].params["eps"] == 1e-5
+    assert load_spec(path, ["graph.norm.eps=2e-5"]).nodes["norm"].params["eps"] == 2e-5
+    assert load_spec(path, ["train.optimizer.lr=1e-3"]).train["optimizer"]["lr"] == 1e-3
+
+
+# ----- nodes and parameters inside block uses (issue 16 item 5) -----------------------------------------
+LLAMA_SMALL = ["vocab=50", "d_model=16", "heads=2", "kv_heads=1", "layers=3"]
+
+
+@pytest.fixture
+def llama():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[3] / "specs" / "llama_style.yaml"
+
+
+def test_the_llama_ffn_width_of_every_layer_is_overridden(llama):
+    """A checkpoint with another intermediate_size needs no copied spec: gated_mlp holds 3 * d_model * hidden."""
+    base = load_spec(llama, LLAMA_SMALL)
+    g = load_spec(llama, LLAMA_SMALL + ["graph.layers.*.mlp.hidden=40"])
+    assert [g.nodes[f"layers.{i}.mlp"].params["hidden"] for i in range(3)] == [40, 40, 40]
+    assert [g.nodes[f"layers.{i}.mlp"].n_params for i in range(3)] == [3 * 16 * 40] * 3
+    assert g.total_params - base.total_params == 3 * 3 * 16 * (40 - base.nodes["layers.0.mlp"].params["hidden"])
+
+
+def test_one_copy_of_a_repeated_block_is_overridden_by_its_index(llama):
+    g = load_spec(llama, LLAMA_SMALL + ["graph.layers.1.mlp.hidden=40"])
+    assert [g.nodes[f"layers.{i}.mlp"].params["hidden"] for i in range(3)] == [256, 40, 256]
+
+
+def test_the_llama_norm_eps_is_overridden_in_the_block_definition_and_at_the_top(llama):
+    g = load_spec(llama, LLAMA_SMALL + ["blocks.decoder_layer.input_layernorm.eps=1e-6", "graph.norm.eps=2e-6"])
+    assert {g.nodes[f"layers.{i}.input_layernorm"].params["eps"] for i in range(3)} == {1e-6}
+    assert {g.nodes[f"layers.{i}.post_attention_layernorm"].params["eps"] for i in range(3)} == {1e-5}
+    assert g.nodes["norm"].params["eps"] == 2e-6
+
+
+BLOCKS = """\
+nngraph: 1
+name: b
+inputs:
+  x: {shape: [batch, 8], dtype: float32}
+blocks:
+  dense:
+    inputs: [x]
+    params: {width: 4}
+    nodes:
+      - {name: fc, op: linear, in: x, out: "${width}"}
+    outputs: [fc]
+graph:
+  - {name: enc, block: dense, in: x, with: {width: 6}}
+  - {name: dec, block: dense, in: enc}
+outputs: [dec]
+"""
+
+
+def test_a_block_parameter_of_one_use_is_overridden_as_its_with(spec_file):
+    g = load_spec(spec_file(BLOCKS), ["graph.dec.width=5"])
+    assert (g.nodes["enc.fc"].params["out"], g.nodes["dec.fc"].params["out"]) == (6, 5)
+
+
+def test_a_block_parameter_default_is_overridden_and_with_still_wins(spec_file):
+    g = load_spec(spec_file(BLOCKS), ["blocks.dense.width=3"])
+    assert (g.nodes["enc.fc"].params["out"], g.nodes["dec.fc"].params["out"]) == (6, 3)
+
+
+def test_a_node_of_a_block_use_is_reached_by_its_dotted_name(spec_file):
+    g = load_spec(spec_file(BLOCKS), ["graph.enc.fc.bias=false"])
+    assert (g.nodes["enc.fc"].params["bias"], g.nodes["dec.fc"].params["bias"]) == (False, True)
+
+
+@pytest.mark.parametrize("override, message, hint", [
+    ("graph.enc.fx.out=3", "'graph.enc.fx.out' overrides nothing: no node, block use or block named 'graph.enc.fx'",
+     "did you mean 'graph.enc.fc'? targets: blocks.dense.fc, blocks.dense.width, graph.dec, graph.dec.fc, graph.enc, "
+     "graph.enc.fc"),
+    ("blocks.dens.width=3", "'blocks.dens.width' overrides nothing: no node, block use or block named 'blocks.dens'",
+     "did you mean 'blocks.dense.fc'? targets: blocks.dense.fc, blocks.dense.width, graph.dec, graph.dec.fc, "
+     "graph.enc, graph.enc.fc"),
+    ("blocks.dense.widht=3", "block 'dense' has no parameter 'widht'", "did you mean 'width'? parameters of dense: width"),
+    ("graph.enc.widht=3", "block 'dense' has no parameter 'widht'", "did you mean 'width'? parameters of dense: width"),
+    ("graph.enc.fc.outt=3", "unknown parameter 'outt' for op 'linear' (node 'fc')",
+     "did you mean 'out'? parameters of linear: bias, out, parametrize, tie"),
+    ("graph.enc.fc.in=x", "cannot override 'in' of a node", "override parameters only"),
+])
+def test_a_wrong_target_is_an_error_at_the_set_that_lists_the_valid_ones(spec_file, override, message, hint):
+    _, diag = check_spec(spec_file(BLOCKS), [override])
+    (d,) = list(diag)
+    assert (str(d.pos), d.message, d.hint) == (f"--set {override}", message, hint)
+
+
+def test_an_overridden_value_inside_a_block_is_validated_and_reported_at_the_set(spec_file):
+    _, diag = check_spec(spec_file(BLOCKS), ["graph.enc.fc.out=0"])
+    (d,) = list(diag)
+    assert str(d.pos) == "--set graph.enc.fc.out=0"
+    assert d.message.startswith("parameter 'out' of node 'fc' (linear): ")

@@ -525,6 +525,12 @@ def zoo_copy(
 
 def main() -> None:
     """Console-script entry point."""
+    import os
+
+    # onnxruntime logs a coloured warning on stderr while it is being imported when it cannot keep its telemetry
+    # device id (HOME not writable); no ORT setting silences it after the import, and it would come before
+    # nngraph's own message. So ORT's telemetry is off in the CLI unless the user set ORT_DISABLE_TELEMETRY.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     app()
 
 

@@ -137,7 +137,8 @@ def validate(
     def body() -> int:
         from nngraph.commands import limits, validate_files
 
-        return validate_files(paths, set_ or [], fmt.value, strict, quiet, limits(max_params, max_memory), typer.echo)
+        return validate_files(paths, set_ or [], fmt.value, strict, quiet, limits(max_params, max_memory, builds=False),
+                              typer.echo)
 
     run_guarded(body)
 
@@ -201,7 +202,7 @@ def inspect(
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             return 2
-        graph = load_spec(spec, set_ or [], limits(max_params, max_memory))
+        graph = load_spec(spec, set_ or [], limits(max_params, max_memory, builds=torch_check))
         summary = summarize(graph)
         check = None
         if torch_check:
@@ -290,7 +291,7 @@ def graph(
     def body() -> int:
         from nngraph.commands import draw_command, limits
 
-        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory), typer.echo)
+        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory, builds=False), typer.echo)
 
     run_guarded(body)
 

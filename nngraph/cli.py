@@ -139,7 +139,8 @@ def validate(
     def body() -> int:
         from nngraph.commands import limits, validate_files
 
-        return validate_files(paths, set_ or [], fmt.value, strict, quiet, limits(max_params, max_memory), typer.echo)
+        return validate_files(paths, set_ or [], fmt.value, strict, quiet, limits(max_params, max_memory, builds=False),
+                              typer.echo)
 
     run_guarded(body)
 
@@ -203,7 +204,7 @@ def inspect(
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             return 2
-        graph = load_spec(spec, set_ or [], limits(max_params, max_memory))
+        graph = load_spec(spec, set_ or [], limits(max_params, max_memory, builds=torch_check))
         summary = summarize(graph)
         check = None
         if torch_check:
@@ -294,7 +295,7 @@ def graph(
     def body() -> int:
         from nngraph.commands import draw_command, limits
 
-        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory), typer.echo)
+        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory, builds=False), typer.echo)
 
     run_guarded(body)
 
@@ -536,6 +537,12 @@ def zoo_copy(
 
 def main() -> None:
     """Console-script entry point."""
+    import os
+
+    # onnxruntime logs a coloured warning on stderr while it is being imported when it cannot keep its telemetry
+    # device id (HOME not writable); no ORT setting silences it after the import, and it would come before
+    # nngraph's own message. So ORT's telemetry is off in the CLI unless the user set ORT_DISABLE_TELEMETRY.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     app()
 
 

@@ -21,11 +21,13 @@ def echo_stdout(text: str, err: bool = False) -> None:
     stream.flush()
 
 
-def limits(max_params: int | None = None, max_memory_gb: float | None = None) -> Any:
-    """The default resource limits, with ``--max-params`` and ``--max-memory`` (GB) applied."""
+def limits(max_params: int | None = None, max_memory_gb: float | None = None, builds: bool = True) -> Any:
+    """The default resource limits, with ``--max-params`` and ``--max-memory`` (GB) applied; ``builds`` False for
+    a command that only describes the spec (a model over the memory bound is then a warning)."""
     from .limits import DEFAULT_LIMITS
 
     caps = replace(DEFAULT_LIMITS, max_params=max_params) if max_params else DEFAULT_LIMITS
+    caps = caps if builds else replace(caps, memory_refuses=False)
     return replace(caps, max_memory=int(max_memory_gb * 1e9)) if max_memory_gb else caps
 
 

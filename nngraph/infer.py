@@ -199,17 +199,26 @@ def _check_memory(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
         return
     where = (f"this machine's {_gb(limits.max_memory)} of memory (override with --max-memory GB)"
              if limits.max_memory == physical_memory() else f"the limit of {_gb(limits.max_memory)} (--max-memory)")
+    report = diag.error if limits.memory_refuses else (lambda pos, msg, hint: diag.items.append(_warning(pos, msg, hint)))
     weights = 4 * graph.total_params
     if limits.max_memory < weights and graph.total_params <= limits.max_params:  # else the cap said it already
         biggest = max(graph.nodes.values(), key=lambda n: n.n_params or 0)
-        diag.error(biggest.pos if 4 * (biggest.n_params or 0) > limits.max_memory else SourcePos(graph.file, 1, 1),
-                   f"the model's {graph.total_params:,} parameters need {_gb(weights)} as float32, more than {where}",
-                   "refused before allocating anything; check the sizes")
+        report(biggest.pos if 4 * (biggest.n_params or 0) > limits.max_memory else SourcePos(graph.file, 1, 1),
+               f"the model's {graph.total_params:,} parameters need {_gb(weights)} as float32, more than {where}",
+               _memory_hint(limits, "refused before allocating anything; check the sizes"))
     for gi in graph.inputs.values():
         need = DTYPE_BYTES.get(gi.type.dtype, 8) * math.prod(d for d in gi.type.shape if isinstance(d, int))
         if need > limits.max_memory:
-            diag.error(gi.pos, f"input '{gi.name}' {format_shape(gi.type.shape)} needs {_gb(need)} even with every "
-                       f"symbolic dim 1, more than {where}", "check the sizes")
+            report(gi.pos, f"input '{gi.name}' {format_shape(gi.type.shape)} needs {_gb(need)} even with every "
+                   f"symbolic dim 1, more than {where}", _memory_hint(limits, "check the sizes"))
+
+
+def _memory_hint(limits: Limits, refused: str) -> str:
+    """What a memory-bound finding means: a refusal for a command that builds the model, a warning for one that
+    only describes it (the spec is valid; building it here is what cannot work)."""
+    if limits.memory_refuses:
+        return refused
+    return "the spec is valid as a description; compile, train, export and sample refuse it on this machine"
 
 
 def _warn_unused(graph: Graph, diag: Diagnostics) -> None:

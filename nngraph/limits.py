@@ -31,6 +31,10 @@ class Limits:
     max_nodes: int = 50_000
     max_import_depth: int = 16
     max_memory: int = field(default_factory=physical_memory)  # bytes; weights and inputs must fit (--max-memory)
+    #: False for commands that only describe a spec (validate, inspect, graph): a model over ``max_memory`` is
+    #: a warning there -- a CI machine validates a 13e9-parameter spec it could never build -- and an error
+    #: for the commands that build it (compile, train, export, sample)
+    memory_refuses: bool = True
 
 
 DEFAULT_LIMITS = Limits()

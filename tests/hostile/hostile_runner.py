@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CASES = Path(__file__).with_name("cases")
 MEASURE = Path(__file__).with_name("measure.py")  # runs the command and reports its own peak memory
 PAYLOAD_MARK = "PWNED"  # hostile payloads try to create this file; it must never appear
-KEYS = {"about", "files", "setup", "argv", "exit", "stderr", "stdout", "may_change", "may_create",
+KEYS = {"about", "files", "setup", "argv", "exit", "stderr", "stderr_first", "stdout", "may_change", "may_create",
         "timeout", "memory_mb", "env"}
 
 
@@ -42,6 +42,7 @@ class Case:
     files: dict[str, Any] = field(default_factory=dict)
     setup: str = ""
     stderr: list[str] = field(default_factory=list)
+    stderr_first: str | None = None
     stdout: list[str] = field(default_factory=list)
     may_change: list[str] = field(default_factory=list)
     may_create: list[str] = field(default_factory=list)
@@ -174,6 +175,10 @@ def check(case: Case, got: Outcome) -> list[str]:
     for want in case.stderr:
         if want.lower() not in got.err.lower():
             broken.append(f"stderr lacks {want!r}")
+    if case.stderr_first == "" and got.err:
+        broken.append("stderr is not empty (a library's log line?)")
+    elif case.stderr_first and not got.err.lower().startswith(case.stderr_first.lower()):
+        broken.append(f"stderr does not start with {case.stderr_first!r} (a library's log line came first?)")
     for want in case.stdout:
         if want.lower() not in got.out.lower():
             broken.append(f"stdout lacks {want!r}")

@@ -31,7 +31,7 @@ def train_run(run: RunConfig, out: Path, resume: bool, echo: Callable[[str], Non
     ``until`` stops after that step without the end-of-run work (tests of resume use it)."""
     from .plan import build_plan
 
-    d = distributed.from_env()
+    d = distributed.Dist() if run.graph.networks else distributed.from_env()  # networks train on one process
     say = echo if (d.main and not quiet) else (lambda _t: None)
     plan = None if run.graph.networks else build_plan(run, d)
     if plan is not None:

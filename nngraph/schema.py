@@ -15,7 +15,7 @@ from .registry import OpDef, registry
 from .spec.dims import dims_schema
 from .train_keys import SCHEMA as TRAIN_KEYS
 from .train_keys import F
-from .values import kind_of
+from .values import kind_of, with_expressions
 from .types import DTYPES
 
 SCHEMA_ID = "https://nngraph.dev/schema/spec-v1.json"
@@ -100,12 +100,14 @@ def _train_section(f: F) -> dict:
 
 def _input_schema() -> dict:
     dim = {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/name"}, EXPR_SCHEMA]}
-    return {"type": "object", "required": ["shape"], "additionalProperties": False, "properties": {
+    props = {  # the loader resolves an input's whole mapping: any value may be an expression
         "shape": {"type": "array", "items": dim, "description": "dims: integers or symbolic names like batch, seq"},
         "dtype": {"enum": list(DTYPES), "default": "float32"},
         "optional": {"type": "boolean", "default": False},
         "doc": {"type": "string"},
-    }}
+    }
+    return {"type": "object", "required": ["shape"], "additionalProperties": False,
+            "properties": {k: with_expressions(v) for k, v in props.items()}}
 
 
 def _network_schema(nodes: dict) -> dict:

@@ -19,8 +19,8 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .errors import Diagnostics, SourcePos, choices_hint, did_you_mean
-from .expr import ExprError, has_expr, shown, substitute
+from .errors import Diagnostics, SourcePos, choices_hint
+from .expr import ExprError, has_expr, substitute
 from .train_keys import BUILTINS, F, SCHEMA, TASKS
 from .values import TRAIN_VOICE, check, kind_article
 from .yamlsrc import Map

@@ -128,3 +128,6 @@ def test_expressions_are_allowed_inside_lists_and_maps(validator):
     assert not _errors(validator, {**BASE, "graph": graph})
     graph = [{"name": "y", "op": "avg_pool2d", "in": "x", "kernel": ["two", 2]}]
     assert _errors(validator, {**BASE, "graph": graph})
+    inputs = {"x": {"shape": ["batch", "${n}"], "dtype": "${dt}", "optional": "${opt}"}}  # the loader resolves them
+    assert not _errors(validator, {**BASE, "inputs": inputs, "graph": graph[:0]})
+    assert _errors(validator, {**BASE, "inputs": {"x": {"shape": ["batch"], "dtype": "float33"}}})

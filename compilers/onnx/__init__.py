@@ -8,9 +8,12 @@
     out = run_model("gpt.onnx", {"tokens": ids, **empty_past})
     tokens = generate("gpt.onnx", [[1, 2, 3]], max_new_tokens=20)   # greedy, KV cache as ONNX I/O
 
-Modules: :mod:`.export` (the driver), :mod:`.kernels` (one module per attention kernel,
-data-driven candidates with ``applies(node, target)``), :mod:`.lowering` (dynamic parts:
-SSM scan, MoE dispatch, graph pooling), :mod:`.symbolics` (ATen translations the exporter lacks),
+Modules: :mod:`.export` (the API: :func:`export_graph` with an :class:`.config.ExportConfig`),
+:mod:`.pipeline` (the stages of one export, a module each: options -> plan -> build -> trace ->
+placeholders -> fusions -> precision -> metadata -> verify -> write), :mod:`.results` (what an export
+returns), :mod:`.kernels` (one module per attention kernel,
+data-driven candidates with ``applies(node, target)``), :mod:`.lowering` (dynamic parts, one registration
+per op: SSM scan, MoE dispatch, graph pooling, ...), :mod:`.symbolics` (ATen translations the exporter lacks),
 :mod:`.opsets` (the lowest opset an export needs), :mod:`.rewrite` (opset conversion,
 placeholders -> ONNX ops), :mod:`.metadata`, :mod:`.weights`
 (weights files, training checkpoints, LoRA merge), :mod:`.runner` (ORT sessions and their options, input

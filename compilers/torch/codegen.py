@@ -196,7 +196,7 @@ class _Compiler:
 
     def make_line(self, node: Node, ctx: NodeCtx, built: _Built) -> str:
         if built.shared_with:
-            return f"{built.path} = {attr_path(built.shared_with)}  # shared with {built.shared_with} (share: true)"
+            return f"{built.path} = {attr_path(built.shared_with)}  # shared with {built.shared_with} (share)"
         variadic = [f"    variadic={literal(ctx.variadic)},"] if ctx.variadic else []
         return "\n".join([
             f"{built.path} = nng.make(",
@@ -224,9 +224,10 @@ class _Compiler:
             self.args[name] = self.namer.new(name)
         ctxs = {}
         for name in self.order:
-            node = g.nodes[name]
-            ctxs[name] = self.ctx(node)
-            self.build_state(node, self.impls[node.op], ctxs[name])
+            ctxs[name] = self.ctx(g.nodes[name])
+        # the nodes whose weights are shared first: a `share: NAME` use may come first in dependency order
+        for name in sorted(self.order, key=lambda n: bool(g.nodes[n].shares_params_with)):
+            self.build_state(g.nodes[name], self.impls[g.nodes[name].op], ctxs[name])
         self.check_names()
         if self.errors:
             raise SpecError(self.errors)

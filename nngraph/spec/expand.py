@@ -79,6 +79,7 @@ class Expander(References):
         self.block_uses: list[BlockUse] = []
         self._stack: list[BlockDef] = []
         self._too_big = False
+        self._copies: dict[str, list[str]] = {}  # block use -> the names of its copies (itself, or NAME.0 ...)
         # names whose definition failed (already reported): references to them are not reported again
         self.broken: set[str] = set()
         self._lenient: set[str] = set()  # namespaces of blocks whose inputs failed: unknown names there are not reported
@@ -302,11 +303,7 @@ class Expander(References):
         hits = self.overrides.offer(namespace + name, self._stack[-1].name if self._stack else None, name)
         entry = self._overridden(entry, hits, "with")
         repeat = self._repeat_count(entry, scope, epos)
-        share = resolve_at(entry.get("share", False), scope, pos_in(entry, "share", epos), self.diag, "share",
-                           default=lambda: False)
-        if not isinstance(share, bool):
-            self.diag.error(pos_in(entry, "share", epos), f"'share' must be true or false, got {share!r}")
-            share = False
+        share, source = self._share(entry, name, namespace, scope, repeat, epos)
         with_args = self._with_args(entry, bdef, scope, epos)
         fq = namespace + name
         if bdef.inputs_ok:
@@ -316,11 +313,13 @@ class Expander(References):
             inputs = {}
             self._lenient.add(fq + ".")
         if repeat == 0:
-            self.block_uses.append(BlockUse(fq, block_name, 0, epos, bool(share)))
+            self.block_uses.append(BlockUse(fq, block_name, 0, epos, share))
             self._skip_block(entry, bdef, fq, inputs, with_args, namespace, scope_path, epos)
             return
-        self.block_uses.append(BlockUse(fq, block_name, repeat or 1, epos, bool(share)))
+        self.block_uses.append(BlockUse(fq, block_name, repeat or 1, epos, share or source is not None,
+                                        source[0] if source else None))
         copies = [f"{fq}.{i}" for i in range(repeat)] if repeat is not None else [fq]
+        self._copies[fq] = copies
         prev: str | None = None
         self._stack.append(bdef)
         self._tables.append(bdef.library or table)
@@ -338,6 +337,9 @@ class Expander(References):
                     self._check_expansion(name, len(copies), added, pos_in(entry, "repeat", epos))
                 if share and i > 0:
                     self._mark_shared(copies[0], copy, list(islice(reversed(self.nodes), added)))
+                elif source is not None:
+                    self._mark_shared(self._copies[source[0]][i], copy, list(islice(reversed(self.nodes), added)),
+                                      source[1])
                 prev = copy
         finally:
             self._stack.pop()
@@ -457,9 +459,48 @@ class Expander(References):
         outs[None] = next(iter(outs.values()), None)
         self.aliases[fq] = Alias(outs, epos)
 
-    def _mark_shared(self, first: str, copy: str, names: list[str]) -> None:
-        """Tie the nodes of ``copy`` (``names``: the nodes it just created) to those of ``first``."""
+    def _mark_shared(self, first: str, copy: str, names: list[str], pos: SourcePos | None = None) -> None:
+        """Tie the nodes of ``copy`` (``names``: the nodes it just created) to those of ``first``; ``pos``: where
+        a ``share: NAME`` is written (its nodes' sizes are compared there after inference, nngraph/infer.py)."""
         prefix = copy + "."
         for name in names:
             if name.startswith(prefix):
-                self.nodes[name].shares_params_with = first + "." + name[len(prefix):]
+                target = first + "." + name[len(prefix):]
+                if target not in self.nodes or self.nodes[target].op != self.nodes[name].op:
+                    self.diag.error(pos, f"'{copy}' cannot share the weights of '{first}': its node '{name}' has no "
+                                    f"counterpart there", "share weights between uses that make the same nodes "
+                                    "(the same block, with the same parameters)")
+                    continue
+                self.nodes[name].shares_params_with = self.nodes[target].shares_params_with or target
+                if pos is not None:
+                    self.nodes[name].meta["share_pos"] = pos
+
+    def _share(self, entry: dict, name: str, namespace: str, scope: Scope, repeat: int | None,
+               epos: SourcePos) -> tuple[bool, tuple[str, SourcePos] | None]:
+        """A use's ``share``: true (its copies share the first copy's weights), or the name of an earlier use of
+        the same block in the same node list whose weights it reuses (Siamese and tied encoders) -> that use's
+        full name and where ``share`` is written."""
+        spos = pos_in(entry, "share", epos)
+        value = resolve_at(entry.get("share", False), scope, spos, self.diag, "share", default=lambda: False)
+        if isinstance(value, bool):
+            if value and "repeat" not in entry:
+                self.diag.error(spos, f"'share: true' shares weights among the copies of a repeat, and '{name}' has "
+                                "no 'repeat'", "to reuse the weights of another use of this block, name it: "
+                                "share: <that use's name>; to share among copies, add repeat: N")
+            return value, None
+        block = entry.get("block")
+        earlier = [u for u in self.block_uses if u.name.startswith(namespace) and "." not in u.name[len(namespace):]]
+        source = next((u for u in earlier if u.name == f"{namespace}{value}"), None)
+        if source is None or source.block != block or source.name not in self._copies:
+            same = [u.name[len(namespace):] for u in earlier if u.block == block and u.name in self._copies]
+            self.diag.error(spos, f"'share' must be true, false or the name of an earlier use of block '{block}' "
+                            f"in the same node list, got {value!r}" + (f" (a use of block '{source.block}')"
+                                                                       if source and source.block != block else ""),
+                            choices_hint(str(value), same, f"earlier uses of {block}"))
+            return False, None
+        if len(self._copies[source.name]) != (repeat if repeat is not None else 1):
+            self.diag.error(spos, f"'{name}' makes {repeat if repeat is not None else 1} copies of block '{block}' and "
+                            f"'{value}' {len(self._copies[source.name])}: they cannot share weights",
+                            "give both the same repeat")
+            return False, None
+        return False, (source.name, spos)

@@ -96,7 +96,7 @@ def test_shared_repeat_reuses_the_first_copys_module(compile_text):
     graph, model = compile_text(SHARED)
     assert model.layers[1].fc is model.layers[0].fc and model.layers[2].fc is model.layers[0].fc
     assert sum(p.numel() for p in model.parameters()) == graph.total_params == 8 * 8 + 8 + 8 * 2 + 2
-    assert "self.layers[1].fc = self.layers[0].fc  # shared with layers.0.fc (share: true)" in model.source
+    assert "self.layers[1].fc = self.layers[0].fc  # shared with layers.0.fc (share)" in model.source
     sd = state_dict_for(model)
     assert list(sd) == ["layers.0.fc.weight", "layers.0.fc.bias", "head.weight", "head.bias"]
     other = build_module(graph, seed=1)

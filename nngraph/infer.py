@@ -149,7 +149,9 @@ def infer_graph(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
     if order is None:
         return
     for name in order:
+        diag.context = graph.nodes[name].meta.get("uses", ())  # errors at a node in a block name the use chain
         infer_node(graph, graph.nodes[name], diag, limits)
+    diag.context = ()
     total = graph.total_params
     if total > limits.max_params and not any(n.n_params and n.n_params > limits.max_params for n in graph.nodes.values()):
         diag.error(SourcePos(graph.file, 1, 1), f"the model would have {total:,} parameters, more than the limit of {limits.max_params:,}",

@@ -12,11 +12,13 @@ Reference resolution lives in :mod:`.references`, blocks used as functions in :m
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import Diagnostics, SourcePos, choices_hint
+from ..expr import shown as shown_value
 from ..initializers import InitError, check_init
 from ..ir import BlockUse, Node
 from ..limits import Limits
@@ -52,6 +54,7 @@ class BlockDef:
     output_pos: dict[str, SourcePos] = field(default_factory=dict)
     library: Any = None  # the BlockTable of the file that defines the block (set by link_library)
     inputs_ok: bool = True  # False when its 'inputs' could not be parsed (reported where they are written)
+    defined_at: SourcePos | None = None  # where its name is written, for the use chain of errors inside it
 
 
 def _copy_map(value: dict) -> Map:
@@ -154,6 +157,8 @@ class Expander(References):
         node = Node(name=fq, op=op_name, inputs={}, params=params, pos=epos, param_pos=param_pos,
                     scope=scope_path, block=block,
                     meta={"doc": entry["doc"]} if "doc" in entry else {})
+        if self.diag.context:
+            node.meta["uses"] = self.diag.context  # the use chain, for errors found later (shape inference)
         if "init" in entry:
             node.meta["init"] = self._resolve_init(entry, name, opdef, scope, epos)
         inputs, variadic = self._bind_inputs(entry, opdef.input_names, opdef.required_inputs, opdef.variadic,
@@ -331,7 +336,8 @@ class Expander(References):
                 if prev is not None and bdef.inputs:
                     bound[bdef.inputs[0]] = QualRef(prev)  # chain: copy i's first output feeds copy i+1
                 before = len(self.nodes)
-                self._instantiate(bdef, copy, bound, with_args, i, epos)
+                with self._in_use(bdef, name, i if repeat is not None else None, epos, with_args):
+                    self._instantiate(bdef, copy, bound, with_args, i, epos)
                 added = len(self.nodes) - before
                 if i == 0 and len(copies) > 1 and not self._too_big:
                     self._check_expansion(name, len(copies), added, pos_in(entry, "repeat", epos))
@@ -349,6 +355,22 @@ class Expander(References):
             outs: dict[str | None, Target] = {o: QualRef(last, o) for o in bdef.outputs}
             outs[None] = QualRef(last, next(iter(bdef.outputs), None))
             self.aliases[fq] = Alias(outs, epos)
+
+    @contextmanager
+    def _in_use(self, bdef: BlockDef, name: str, index: int | None, epos: SourcePos,
+                with_args: dict[str, Any]) -> Iterator[None]:
+        """While a copy of ``bdef`` expands, errors carry the use chain: ``in block 'down' (x.yaml:12:5), used
+        as 'enc3' at x.yaml:52:5 with width=16`` (innermost first; nested uses add theirs)."""
+        where = f" ({bdef.defined_at})" if bdef.defined_at else ""
+        copy = f" (copy {index})" if index is not None else ""
+        given = ", ".join(f"{k}={shown_value(v)}" for k, v in with_args.items() if v is not UNRESOLVED)
+        note = f"in block '{bdef.name}'{where}, used as '{name}'{copy} at {epos}" + (f" with {given}" if given else "")
+        saved = self.diag.context
+        self.diag.context = (note, *saved)
+        try:
+            yield
+        finally:
+            self.diag.context = saved
 
     @staticmethod
     def _overridden(entry: dict, hits: list[NodeOverride], under: str | None) -> dict:

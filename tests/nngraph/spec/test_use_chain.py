@@ -78,3 +78,13 @@ def test_the_notes_are_printed_in_every_format(spec_file):
     assert text.index("note: in block 'conv'") < text.index("note: in block 'down'") < text.index("hint:")
     assert f"(in block 'down' ({path}:13:3), used as 'enc3' at {path}:21:5 with width=8)" in format_github(diags)
     assert diags[0].to_dict()["notes"] == list(diags[0].notes)
+
+
+def test_a_dangling_reference_in_a_block_names_the_use(spec_file):
+    path = spec_file(SPEC.replace("WIDTH", "16").replace("in: [x, fc]}", "in: [x, fcc]}"))
+    _, diag = check_spec(path)
+    d, d3 = [d for d in diag if d.severity == "error"]  # the message names the node: one per use
+    assert d.message == "unknown reference 'fcc' (in node 'enc1.c1.res')"
+    assert d3.notes[-1] == f"in block 'down' ({path}:13:3), used as 'enc3' at {path}:21:5 with width=16"
+    assert d.notes == (f"in block 'conv' ({path}:6:3), used as 'c1' at {path}:17:9 with width=16",
+                       f"in block 'down' ({path}:13:3), used as 'enc1' at {path}:20:5")

@@ -342,7 +342,8 @@ class Expander(References):
                 if i == 0 and len(copies) > 1 and not self._too_big:
                     self._check_expansion(name, len(copies), added, pos_in(entry, "repeat", epos))
                 if share and i > 0:
-                    self._mark_shared(copies[0], copy, list(islice(reversed(self.nodes), added)))
+                    self._mark_shared(copies[0], copy, list(islice(reversed(self.nodes), added)),
+                                      pos_in(entry, "share", epos))
                 elif source is not None:
                     self._mark_shared(self._copies[source[0]][i], copy, list(islice(reversed(self.nodes), added)),
                                       source[1])
@@ -481,9 +482,9 @@ class Expander(References):
         outs[None] = next(iter(outs.values()), None)
         self.aliases[fq] = Alias(outs, epos)
 
-    def _mark_shared(self, first: str, copy: str, names: list[str], pos: SourcePos | None = None) -> None:
+    def _mark_shared(self, first: str, copy: str, names: list[str], pos: SourcePos) -> None:
         """Tie the nodes of ``copy`` (``names``: the nodes it just created) to those of ``first``; ``pos``: where
-        a ``share: NAME`` is written (its nodes' sizes are compared there after inference, nngraph/infer.py)."""
+        ``share`` is written (the nodes' weight sizes are compared there after inference, nngraph/infer.py)."""
         prefix = copy + "."
         for name in names:
             if name.startswith(prefix):
@@ -494,8 +495,7 @@ class Expander(References):
                                     "(the same block, with the same parameters)")
                     continue
                 self.nodes[name].shares_params_with = self.nodes[target].shares_params_with or target
-                if pos is not None:
-                    self.nodes[name].meta["share_pos"] = pos
+                self.nodes[name].meta["share_pos"] = pos
 
     def _share(self, entry: dict, name: str, namespace: str, scope: Scope, repeat: int | None,
                epos: SourcePos) -> tuple[bool, tuple[str, SourcePos] | None]:

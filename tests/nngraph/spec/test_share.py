@@ -88,3 +88,14 @@ def test_a_share_that_cannot_hold_is_a_located_error(diagnose, second, message, 
     ((line, c, got, got_hint),) = errors
     assert (line, c) == (20, col(text, 20, "share: ") + 7)
     assert (got, got_hint) == (message, hint)
+
+
+def test_copies_whose_sizes_depend_on_the_index_cannot_share(diagnose):
+    """Validated ok before, with shapes the shared module could not produce ([batch, 9] from an 8-wide layer)."""
+    text = BASE.replace('out: "${width}"}', 'out: "${width + index}"}').replace(
+        "{name: enc_a, block: enc, in: a}", "{name: enc_a, block: enc, in: a, repeat: 2, share: true}")
+    _, errors = diagnose(text + "outputs: [enc_a]\n")
+    ((line, c, message, _),) = errors
+    assert (line, c) == (19, col(text, 19, "true"))
+    assert message == ("node 'enc_a.1.fc' (linear) cannot share the weights of 'enc_a.0.fc': it needs 49 parameters, "
+                       "'enc_a.0.fc' has 54 (inputs [batch, 6] against [batch, 8])")

@@ -29,6 +29,7 @@ from .functions import build_subgraphs
 from .overrides import NodeOverride, NodeOverrides
 from .references import NAME_RE, Alias, QualRef, References, Target, TextRef
 from .resolve import UNRESOLVED, Scope, resolve_at
+from .sharing import mark_shared, share_of
 
 if TYPE_CHECKING:
     from .blocks import BlockTable
@@ -82,7 +83,7 @@ class Expander(References):
         self.block_uses: list[BlockUse] = []
         self._stack: list[BlockDef] = []
         self._too_big = False
-        self._copies: dict[str, list[str]] = {}  # block use -> the names of its copies (itself, or NAME.0 ...)
+        self.copies: dict[str, list[str]] = {}  # block use -> the names of its copies (itself, or NAME.0 ...)
         # names whose definition failed (already reported): references to them are not reported again
         self.broken: set[str] = set()
         self._lenient: set[str] = set()  # namespaces of blocks whose inputs failed: unknown names there are not reported
@@ -308,7 +309,7 @@ class Expander(References):
         hits = self.overrides.offer(namespace + name, self._stack[-1].name if self._stack else None, name)
         entry = self._overridden(entry, hits, "with")
         repeat = self._repeat_count(entry, scope, epos)
-        share, source = self._share(entry, name, namespace, scope, repeat, epos)
+        share, source = share_of(self, entry, name, namespace, scope, repeat, epos)
         with_args = self._with_args(entry, bdef, scope, epos)
         fq = namespace + name
         if bdef.inputs_ok:
@@ -324,7 +325,7 @@ class Expander(References):
         self.block_uses.append(BlockUse(fq, block_name, repeat or 1, epos, share or source is not None,
                                         source[0] if source else None))
         copies = [f"{fq}.{i}" for i in range(repeat)] if repeat is not None else [fq]
-        self._copies[fq] = copies
+        self.copies[fq] = copies
         prev: str | None = None
         self._stack.append(bdef)
         self._tables.append(bdef.library or table)
@@ -342,10 +343,10 @@ class Expander(References):
                 if i == 0 and len(copies) > 1 and not self._too_big:
                     self._check_expansion(name, len(copies), added, pos_in(entry, "repeat", epos))
                 if share and i > 0:
-                    self._mark_shared(copies[0], copy, list(islice(reversed(self.nodes), added)),
+                    mark_shared(self, copies[0], copy, list(islice(reversed(self.nodes), added)),
                                       pos_in(entry, "share", epos))
                 elif source is not None:
-                    self._mark_shared(self._copies[source[0]][i], copy, list(islice(reversed(self.nodes), added)),
+                    mark_shared(self, self.copies[source[0]][i], copy, list(islice(reversed(self.nodes), added)),
                                       source[1])
                 prev = copy
         finally:
@@ -481,48 +482,3 @@ class Expander(References):
             outs[out_name] = TextRef(fq + ".", local, bdef.output_pos.get(out_name, bdef.pos))
         outs[None] = next(iter(outs.values()), None)
         self.aliases[fq] = Alias(outs, epos)
-
-    def _mark_shared(self, first: str, copy: str, names: list[str], pos: SourcePos) -> None:
-        """Tie the nodes of ``copy`` (``names``: the nodes it just created) to those of ``first``; ``pos``: where
-        ``share`` is written (the nodes' weight sizes are compared there after inference, nngraph/infer.py)."""
-        prefix = copy + "."
-        for name in names:
-            if name.startswith(prefix):
-                target = first + "." + name[len(prefix):]
-                if target not in self.nodes or self.nodes[target].op != self.nodes[name].op:
-                    self.diag.error(pos, f"'{copy}' cannot share the weights of '{first}': its node '{name}' has no "
-                                    f"counterpart there", "share weights between uses that make the same nodes "
-                                    "(the same block, with the same parameters)")
-                    continue
-                self.nodes[name].shares_params_with = self.nodes[target].shares_params_with or target
-                self.nodes[name].meta["share_pos"] = pos
-
-    def _share(self, entry: dict, name: str, namespace: str, scope: Scope, repeat: int | None,
-               epos: SourcePos) -> tuple[bool, tuple[str, SourcePos] | None]:
-        """A use's ``share``: true (its copies share the first copy's weights), or the name of an earlier use of
-        the same block in the same node list whose weights it reuses (Siamese and tied encoders) -> that use's
-        full name and where ``share`` is written."""
-        spos = pos_in(entry, "share", epos)
-        value = resolve_at(entry.get("share", False), scope, spos, self.diag, "share", default=lambda: False)
-        if isinstance(value, bool):
-            if value and "repeat" not in entry:
-                self.diag.error(spos, f"'share: true' shares weights among the copies of a repeat, and '{name}' has "
-                                "no 'repeat'", "to reuse the weights of another use of this block, name it: "
-                                "share: <that use's name>; to share among copies, add repeat: N")
-            return value, None
-        block = entry.get("block")
-        earlier = [u for u in self.block_uses if u.name.startswith(namespace) and "." not in u.name[len(namespace):]]
-        source = next((u for u in earlier if u.name == f"{namespace}{value}"), None)
-        if source is None or source.block != block or source.name not in self._copies:
-            same = [u.name[len(namespace):] for u in earlier if u.block == block and u.name in self._copies]
-            self.diag.error(spos, f"'share' must be true, false or the name of an earlier use of block '{block}' "
-                            f"in the same node list, got {value!r}" + (f" (a use of block '{source.block}')"
-                                                                       if source and source.block != block else ""),
-                            choices_hint(str(value), same, f"earlier uses of {block}"))
-            return False, None
-        if len(self._copies[source.name]) != (repeat if repeat is not None else 1):
-            self.diag.error(spos, f"'{name}' makes {repeat if repeat is not None else 1} copies of block '{block}' and "
-                            f"'{value}' {len(self._copies[source.name])}: they cannot share weights",
-                            "give both the same repeat")
-            return False, None
-        return False, (source.name, spos)

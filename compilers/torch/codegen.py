@@ -35,7 +35,7 @@ from nngraph.errors import Diagnostic, SpecError
 from nngraph.ir import Graph, Node, Ref
 from nngraph.types import Dim
 
-from .init import InitError, init_error, param_shapes, resolve_inits
+from .init import InitError, param_shapes, resolve_inits
 from .module import GraphModule, Scope
 from .registry import Emit, NodeCtx, TorchOpDef, impls
 from .source import Namer, attr_path, class_name, display_path, display_pos, literal, stable_order, type_comment
@@ -124,7 +124,8 @@ class _Compiler:
         return None
 
     def fail(self, node: Node, message: str, hint: str | None = None) -> None:
-        self.errors.append(Diagnostic(node.pos, f"node '{node.name}' ({node.op}): {message}", hint))
+        self.errors.append(Diagnostic(node.pos, f"node '{node.name}' ({node.op}): {message}", hint,
+                                      notes=node.meta.get("uses", ())))
 
     # ----- learnable state -------------------------------------------------
     def build_state(self, node: Node, impl: TorchOpDef, ctx: NodeCtx) -> None:
@@ -150,7 +151,7 @@ class _Compiler:
         try:
             inits = resolve_inits(impl.default_init(ctx), user_init, param_shapes(obj))
         except InitError as err:
-            self.errors.extend(init_error(node.name, node.op, node.pos, err).diagnostics)
+            self.fail(node, err.message, err.hint)
             return
         self.built[node.name] = _Built(attr_path(node.name), inits)
 

@@ -289,3 +289,26 @@ def test_building_and_running_does_not_import_dynamo():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_compile_error_inside_a_block_names_the_use(compile_text):
+    text = """
+nngraph: 1
+name: t
+inputs:
+  x: {shape: [batch, 4], dtype: float32}
+blocks:
+  layer:
+    inputs: [x]
+    nodes:
+      - {name: fc, op: linear, in: x, out: 4, init: {gate.weight: zeros}}
+    outputs: [fc]
+graph:
+  - {name: enc, block: layer, in: x}
+outputs: [enc]
+"""
+    with pytest.raises(SpecError) as info:
+        compile_text(text)
+    (d,) = info.value.diagnostics
+    assert d.message == "node 'enc.fc' (linear): init: no parameter 'gate.weight'"
+    assert len(d.notes) == 1 and d.notes[0].startswith("in block 'layer' (") and "used as 'enc' at " in d.notes[0]

@@ -41,10 +41,13 @@ class Diagnostic:
     message: str
     hint: str | None = None
     severity: str = "error"
+    #: where it happened when ``pos`` is inside a block: the chain of uses, innermost first
+    #: (``in block 'down' (x.yaml:12:5), used as 'enc3' at x.yaml:52:5 with width=16``)
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        """The diagnostic as a JSON-ready dict."""
-        return {
+        """The diagnostic as a JSON-ready dict (``notes`` only when it has some)."""
+        out = {
             "file": self.pos.file,
             "line": self.pos.line,
             "col": self.pos.col,
@@ -52,6 +55,7 @@ class Diagnostic:
             "message": self.message,
             "hint": self.hint,
         }
+        return {**out, "notes": list(self.notes)} if self.notes else out
 
 
 class SpecError(Exception):
@@ -69,14 +73,18 @@ class Diagnostics:
 
     items: list[Diagnostic] = field(default_factory=list)
     _seen: set = field(default_factory=set, repr=False, compare=False)
+    #: the block-use chain of what is being checked now (set by the expansion and by shape inference); an error
+    #: recorded meanwhile carries it as its notes
+    context: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def error(self, pos: SourcePos | None, message: str, hint: str | None = None) -> None:
-        """Record an error at ``pos``, once: the copies of a repeated block repeat the same mistake."""
+        """Record an error at ``pos``, once: the copies of a repeated block repeat the same mistake (the first
+        copy to make it is the one its notes name)."""
         key = (pos or UNKNOWN_POS, message)
         if key in self._seen:
             return
         self._seen.add(key)
-        self.items.append(Diagnostic(pos or UNKNOWN_POS, message, hint))
+        self.items.append(Diagnostic(pos or UNKNOWN_POS, message, hint, notes=self.context))
 
     def extend(self, other: Iterable[Diagnostic]) -> None:
         """Record every diagnostic of ``other``."""
@@ -143,6 +151,7 @@ def format_text(diagnostics: Iterable[Diagnostic]) -> str:
         if line is not None:
             out.append(f"    {line}")
             out.append("    " + " " * max(d.pos.col - 1, 0) + "^")
+        out.extend(f"  note: {note}" for note in d.notes)
         if d.hint:
             out.append(f"  hint: {d.hint}")
     return "\n".join(out)
@@ -161,7 +170,7 @@ def format_github(diagnostics: Iterable[Diagnostic]) -> str:
     """GitHub Actions workflow commands: ``::error file=…,line=…,col=…::message``."""
     out = []
     for d in diagnostics:
-        msg = d.message + (f" (hint: {d.hint})" if d.hint else "")
+        msg = d.message + "".join(f" ({note})" for note in d.notes) + (f" (hint: {d.hint})" if d.hint else "")
         out.append(f"::{d.severity} file={d.pos.file},line={d.pos.line},col={d.pos.col}::{_gh_escape(msg)}")
     return "\n".join(out)
 

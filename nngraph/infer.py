@@ -87,7 +87,8 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
     try:
         with assumed_equal() as assumed:
             outputs = _normalize_outputs(node, opdef.output_names(node.params), opdef.infer(ctx))
-            n_params = 0 if node.shares_params_with or opdef.count_params is None else int(opdef.count_params(ctx))
+            own = 0 if opdef.count_params is None else int(opdef.count_params(ctx))
+            n_params = 0 if node.shares_params_with else own
             for d in (d for t in outputs.values() for d in t.shape):
                 doubt_size(d)
     except ShapeError as err:
@@ -102,6 +103,8 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
     _check_sizes(node, outputs, n_params, diag, limits)
     node.outputs = outputs
     node.n_params = n_params
+    if node.shares_params_with:
+        node.meta["own_params"] = own  # what it would hold alone: compared with its source's (_check_shared)
     _check_absent_inputs(graph, node, opdef, ctx, diag)
 
 
@@ -179,13 +182,31 @@ def infer_graph(graph: Graph, diag: Diagnostics, limits: Limits) -> None:
         return
     with dim_facts(graph.dim_facts or Facts()):
         for name in order:
+            diag.context = graph.nodes[name].meta.get("uses", ())  # errors at a node in a block name the use chain
             infer_node(graph, graph.nodes[name], diag, limits)
+        diag.context = ()
     total = graph.total_params
     if total > limits.max_params and not any(n.n_params and n.n_params > limits.max_params for n in graph.nodes.values()):
         diag.error(SourcePos(graph.file, 1, 1), f"the model would have {total:,} parameters, more than the limit of {limits.max_params:,}",
                    "refused before allocating anything; check the sizes or raise --max-params")
+    _check_shared(graph, diag)
     _check_memory(graph, diag, limits)
     _warn_unused(graph, diag)
+
+
+def _check_shared(graph: Graph, diag: Diagnostics) -> None:
+    """A node that reuses another's weights (``share: NAME``) needs weights of the same sizes: the same count
+    is the check the front end can make without tensors (a linear on 8 features against one on 4 differs)."""
+    for node in graph.nodes.values():
+        source = graph.nodes.get(node.shares_params_with or "")
+        if source is None or "share_pos" not in node.meta or source.n_params is None or "own_params" not in node.meta:
+            continue
+        if node.meta["own_params"] != source.n_params:
+            ins = lambda n: ", ".join(format_shape(t.shape) for t in map(graph.type_of, n.all_refs()) if t)  # noqa: E731
+            diag.error(node.meta["share_pos"], f"node '{node.name}' ({node.op}) cannot share the weights of "
+                       f"'{source.name}': it needs {node.meta['own_params']:,} parameters, '{source.name}' has "
+                       f"{source.n_params:,} (inputs {ins(node)} against {ins(source)})",
+                       "shared uses need inputs and block parameters that give the same weight sizes")
 
 
 def _gb(n_bytes: int) -> str:

@@ -80,6 +80,7 @@ class BlockUse:
     repeat: int
     pos: SourcePos
     shared: bool = False
+    shares: str | None = None  # ``share: NAME``: the use whose weights this one reuses
 
 
 @dataclass

@@ -50,7 +50,9 @@ def _block_use_schema() -> dict:
         "properties": {
             "name": {"$ref": "#/$defs/name"}, "block": {"type": "string"}, "in": {"$ref": "#/$defs/in"},
             "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, EXPR_SCHEMA]},
-            "share": {"anyOf": [{"type": "boolean"}, EXPR_SCHEMA], "description": "all copies share the first copy's weights"},
+            "share": {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/name"}, EXPR_SCHEMA],
+                      "description": "true: the copies of a repeat share the first copy's weights; NAME: reuse the "
+                                     "weights of that earlier use of the same block (Siamese, tied encoders)"},
             "with": {"type": "object", "description": "block parameters"},
             "doc": {"type": "string"},
         },

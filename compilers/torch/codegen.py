@@ -35,7 +35,7 @@ from nngraph.errors import Diagnostic, SpecError
 from nngraph.ir import Graph, Node, Ref
 from nngraph.types import Dim
 
-from .init import InitError, init_error, param_shapes, resolve_inits
+from .init import InitError, param_shapes, resolve_inits
 from .module import GraphModule, Scope
 from .registry import Emit, NodeCtx, TorchOpDef, impls
 from .source import Namer, attr_path, class_name, display_path, display_pos, literal, stable_order, type_comment
@@ -124,7 +124,8 @@ class _Compiler:
         return None
 
     def fail(self, node: Node, message: str, hint: str | None = None) -> None:
-        self.errors.append(Diagnostic(node.pos, f"node '{node.name}' ({node.op}): {message}", hint))
+        self.errors.append(Diagnostic(node.pos, f"node '{node.name}' ({node.op}): {message}", hint,
+                                      notes=node.meta.get("uses", ())))
 
     # ----- learnable state -------------------------------------------------
     def build_state(self, node: Node, impl: TorchOpDef, ctx: NodeCtx) -> None:
@@ -150,7 +151,7 @@ class _Compiler:
         try:
             inits = resolve_inits(impl.default_init(ctx), user_init, param_shapes(obj))
         except InitError as err:
-            self.errors.extend(init_error(node.name, node.op, node.pos, err).diagnostics)
+            self.fail(node, err.message, err.hint)
             return
         self.built[node.name] = _Built(attr_path(node.name), inits)
 
@@ -196,7 +197,7 @@ class _Compiler:
 
     def make_line(self, node: Node, ctx: NodeCtx, built: _Built) -> str:
         if built.shared_with:
-            return f"{built.path} = {attr_path(built.shared_with)}  # shared with {built.shared_with} (share: true)"
+            return f"{built.path} = {attr_path(built.shared_with)}  # shared with {built.shared_with} (share)"
         variadic = [f"    variadic={literal(ctx.variadic)},"] if ctx.variadic else []
         return "\n".join([
             f"{built.path} = nng.make(",
@@ -224,9 +225,10 @@ class _Compiler:
             self.args[name] = self.namer.new(name)
         ctxs = {}
         for name in self.order:
-            node = g.nodes[name]
-            ctxs[name] = self.ctx(node)
-            self.build_state(node, self.impls[node.op], ctxs[name])
+            ctxs[name] = self.ctx(g.nodes[name])
+        # the nodes whose weights are shared first: a `share: NAME` use may come first in dependency order
+        for name in sorted(self.order, key=lambda n: bool(g.nodes[n].shares_params_with)):
+            self.build_state(g.nodes[name], self.impls[g.nodes[name].op], ctxs[name])
         self.check_names()
         if self.errors:
             raise SpecError(self.errors)

@@ -45,12 +45,12 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from nngraph.errors import Diagnostic, SourcePos, SpecError, choices_hint
+from nngraph.errors import choices_hint
 from nngraph.initializers import INITIALIZER_DEFS, InitError, is_single, parse_initializer
 
 from .registry import InitSpec
 
-__all__ = ["APPLY", "InitError", "apply_inits", "init_error", "param_shapes", "parse_initializer", "resolve_inits"]
+__all__ = ["APPLY", "InitError", "apply_inits", "param_shapes", "parse_initializer", "resolve_inits"]
 
 
 def _fn(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,11 +127,6 @@ def resolve_inits(defaults: Mapping[str, Any], user: Any, shapes: Mapping[str, t
         raise InitError(f"init must be an initializer or a mapping of parameter -> initializer, got {user!r}",
                         "e.g. init: xavier_uniform, or init: {weight: orthogonal, bias: zeros}")
     return out
-
-
-def init_error(node: str, op: str, pos: SourcePos, err: InitError) -> SpecError:
-    """An :class:`InitError` as a SpecError at the node."""
-    return SpecError([Diagnostic(pos, f"node '{node}' ({op}): {err.message}", err.hint)])
 
 
 def param_shapes(obj: Any) -> dict[str, tuple[int, ...]]:

@@ -121,7 +121,7 @@ def _reraise(err_dir: Path, failure: BaseException) -> None:
         raise TrainingInterrupted(*info["interrupted"]) from None
     if info["diagnostics"]:
         raise SpecError([Diagnostic(SourcePos(d["file"], d["line"], d["col"]), d["message"], d.get("hint"),
-                                    d["severity"]) for d in info["diagnostics"]]) from None
+                                    d["severity"], tuple(d.get("notes", ()))) for d in info["diagnostics"]]) from None
     known = {"DataError": DataError, "CheckpointError": CheckpointError, "FloatingPointError": FloatingPointError}
     if info["type"] in known:
         raise known[info["type"]](info["message"]) from None

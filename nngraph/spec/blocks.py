@@ -63,7 +63,7 @@ def _parse_block(name: str, body: Any, scope: Scope, diag: Diagnostics, pos: Sou
         diag.error(pos, f"block '{name}' has no 'nodes'", "add 'nodes:' with the block's body")
         nodes = Seq(pos=pos)
     return BlockDef(name, inputs, optional, outputs, params, nodes, pos_in(body, "nodes", pos), scope, output_pos,
-                    inputs_ok=inputs_ok)
+                    inputs_ok=inputs_ok, defined_at=pos)
 
 
 def _block_inputs(name: str, raw: Any, diag: Diagnostics, pos: SourcePos) -> tuple[list[str], set[str]]:

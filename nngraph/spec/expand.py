@@ -12,11 +12,13 @@ Reference resolution lives in :mod:`.references`, blocks used as functions in :m
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import Diagnostics, SourcePos, choices_hint
+from ..expr import shown as shown_value
 from ..initializers import InitError, check_init
 from ..ir import BlockUse, Node
 from ..limits import Limits
@@ -27,6 +29,7 @@ from .functions import build_subgraphs
 from .overrides import NodeOverride, NodeOverrides
 from .references import NAME_RE, Alias, QualRef, References, Target, TextRef
 from .resolve import UNRESOLVED, Scope, resolve_at
+from .sharing import mark_shared, share_of
 
 if TYPE_CHECKING:
     from .blocks import BlockTable
@@ -52,6 +55,7 @@ class BlockDef:
     output_pos: dict[str, SourcePos] = field(default_factory=dict)
     library: Any = None  # the BlockTable of the file that defines the block (set by link_library)
     inputs_ok: bool = True  # False when its 'inputs' could not be parsed (reported where they are written)
+    defined_at: SourcePos | None = None  # where its name is written, for the use chain of errors inside it
 
 
 def _copy_map(value: dict) -> Map:
@@ -79,6 +83,7 @@ class Expander(References):
         self.block_uses: list[BlockUse] = []
         self._stack: list[BlockDef] = []
         self._too_big = False
+        self.copies: dict[str, list[str]] = {}  # block use -> the names of its copies (itself, or NAME.0 ...)
         # names whose definition failed (already reported): references to them are not reported again
         self.broken: set[str] = set()
         self._lenient: set[str] = set()  # namespaces of blocks whose inputs failed: unknown names there are not reported
@@ -153,6 +158,8 @@ class Expander(References):
         node = Node(name=fq, op=op_name, inputs={}, params=params, pos=epos, param_pos=param_pos,
                     scope=scope_path, block=block,
                     meta={"doc": entry["doc"]} if "doc" in entry else {})
+        if self.diag.context:
+            node.meta["uses"] = self.diag.context  # the use chain, for errors found later (shape inference)
         if "init" in entry:
             node.meta["init"] = self._resolve_init(entry, name, opdef, scope, epos)
         inputs, variadic = self._bind_inputs(entry, opdef.input_names, opdef.required_inputs, opdef.variadic,
@@ -302,11 +309,7 @@ class Expander(References):
         hits = self.overrides.offer(namespace + name, self._stack[-1].name if self._stack else None, name)
         entry = self._overridden(entry, hits, "with")
         repeat = self._repeat_count(entry, scope, epos)
-        share = resolve_at(entry.get("share", False), scope, pos_in(entry, "share", epos), self.diag, "share",
-                           default=lambda: False)
-        if not isinstance(share, bool):
-            self.diag.error(pos_in(entry, "share", epos), f"'share' must be true or false, got {share!r}")
-            share = False
+        share, source = share_of(self, entry, name, namespace, scope, repeat, epos)
         with_args = self._with_args(entry, bdef, scope, epos)
         fq = namespace + name
         if bdef.inputs_ok:
@@ -316,11 +319,13 @@ class Expander(References):
             inputs = {}
             self._lenient.add(fq + ".")
         if repeat == 0:
-            self.block_uses.append(BlockUse(fq, block_name, 0, epos, bool(share)))
+            self.block_uses.append(BlockUse(fq, block_name, 0, epos, share))
             self._skip_block(entry, bdef, fq, inputs, with_args, namespace, scope_path, epos)
             return
-        self.block_uses.append(BlockUse(fq, block_name, repeat or 1, epos, bool(share)))
+        self.block_uses.append(BlockUse(fq, block_name, repeat or 1, epos, share or source is not None,
+                                        source[0] if source else None))
         copies = [f"{fq}.{i}" for i in range(repeat)] if repeat is not None else [fq]
+        self.copies[fq] = copies
         prev: str | None = None
         self._stack.append(bdef)
         self._tables.append(bdef.library or table)
@@ -332,12 +337,17 @@ class Expander(References):
                 if prev is not None and bdef.inputs:
                     bound[bdef.inputs[0]] = QualRef(prev)  # chain: copy i's first output feeds copy i+1
                 before = len(self.nodes)
-                self._instantiate(bdef, copy, bound, with_args, i, epos)
+                with self._in_use(bdef, name, i if repeat is not None else None, epos, with_args):
+                    self._instantiate(bdef, copy, bound, with_args, i, epos)
                 added = len(self.nodes) - before
                 if i == 0 and len(copies) > 1 and not self._too_big:
                     self._check_expansion(name, len(copies), added, pos_in(entry, "repeat", epos))
                 if share and i > 0:
-                    self._mark_shared(copies[0], copy, list(islice(reversed(self.nodes), added)))
+                    mark_shared(self, copies[0], copy, list(islice(reversed(self.nodes), added)),
+                                      pos_in(entry, "share", epos))
+                elif source is not None:
+                    mark_shared(self, self.copies[source[0]][i], copy, list(islice(reversed(self.nodes), added)),
+                                      source[1])
                 prev = copy
         finally:
             self._stack.pop()
@@ -347,6 +357,22 @@ class Expander(References):
             outs: dict[str | None, Target] = {o: QualRef(last, o) for o in bdef.outputs}
             outs[None] = QualRef(last, next(iter(bdef.outputs), None))
             self.aliases[fq] = Alias(outs, epos)
+
+    @contextmanager
+    def _in_use(self, bdef: BlockDef, name: str, index: int | None, epos: SourcePos,
+                with_args: dict[str, Any]) -> Iterator[None]:
+        """While a copy of ``bdef`` expands, errors carry the use chain: ``in block 'down' (x.yaml:12:5), used
+        as 'enc3' at x.yaml:52:5 with width=16`` (innermost first; nested uses add theirs)."""
+        where = f" ({bdef.defined_at})" if bdef.defined_at else ""
+        copy = f" (copy {index})" if index is not None else ""
+        given = ", ".join(f"{k}={shown_value(v)}" for k, v in with_args.items() if v is not UNRESOLVED)
+        note = f"in block '{bdef.name}'{where}, used as '{name}'{copy} at {epos}" + (f" with {given}" if given else "")
+        saved = self.diag.context
+        self.diag.context = (note, *saved)
+        try:
+            yield
+        finally:
+            self.diag.context = saved
 
     @staticmethod
     def _overridden(entry: dict, hits: list[NodeOverride], under: str | None) -> dict:
@@ -456,10 +482,3 @@ class Expander(References):
             outs[out_name] = TextRef(fq + ".", local, bdef.output_pos.get(out_name, bdef.pos))
         outs[None] = next(iter(outs.values()), None)
         self.aliases[fq] = Alias(outs, epos)
-
-    def _mark_shared(self, first: str, copy: str, names: list[str]) -> None:
-        """Tie the nodes of ``copy`` (``names``: the nodes it just created) to those of ``first``."""
-        prefix = copy + "."
-        for name in names:
-            if name.startswith(prefix):
-                self.nodes[name].shares_params_with = first + "." + name[len(prefix):]

@@ -127,6 +127,7 @@ class RefError(Exception):
 def resolve_all(exp: References) -> None:
     """Resolve every pending node input into a :class:`Ref`; record dangling references."""
     for node, inputs, variadic, namespace in exp.pending:
+        exp.diag.context = node.meta.get("uses", ())  # a dangling reference in a block names the use chain
         for key, target in inputs.items():
             node.inputs[key] = _resolve_or_report(exp, node, target)
         node.variadic = [r for r in (_resolve_or_report(exp, node, t) for t in variadic) if r is not None]
@@ -139,6 +140,7 @@ def resolve_all(exp: References) -> None:
         for name in opdef.input_names:
             if name != opdef.variadic:
                 node.inputs.setdefault(name, None)
+    exp.diag.context = ()
 
 
 def _resolve_or_report(exp: References, node: Node, target: Target) -> Ref | None:

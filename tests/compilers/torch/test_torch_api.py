@@ -96,7 +96,7 @@ def test_shared_repeat_reuses_the_first_copys_module(compile_text):
     graph, model = compile_text(SHARED)
     assert model.layers[1].fc is model.layers[0].fc and model.layers[2].fc is model.layers[0].fc
     assert sum(p.numel() for p in model.parameters()) == graph.total_params == 8 * 8 + 8 + 8 * 2 + 2
-    assert "self.layers[1].fc = self.layers[0].fc  # shared with layers.0.fc (share: true)" in model.source
+    assert "self.layers[1].fc = self.layers[0].fc  # shared with layers.0.fc (share)" in model.source
     sd = state_dict_for(model)
     assert list(sd) == ["layers.0.fc.weight", "layers.0.fc.bias", "head.weight", "head.bias"]
     other = build_module(graph, seed=1)
@@ -289,3 +289,26 @@ def test_building_and_running_does_not_import_dynamo():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_compile_error_inside_a_block_names_the_use(compile_text):
+    text = """
+nngraph: 1
+name: t
+inputs:
+  x: {shape: [batch, 4], dtype: float32}
+blocks:
+  layer:
+    inputs: [x]
+    nodes:
+      - {name: fc, op: linear, in: x, out: 4, init: {gate.weight: zeros}}
+    outputs: [fc]
+graph:
+  - {name: enc, block: layer, in: x}
+outputs: [enc]
+"""
+    with pytest.raises(SpecError) as info:
+        compile_text(text)
+    (d,) = info.value.diagnostics
+    assert d.message == "node 'enc.fc' (linear): init: no parameter 'gate.weight'"
+    assert len(d.notes) == 1 and d.notes[0].startswith("in block 'layer' (") and "used as 'enc' at " in d.notes[0]

@@ -330,9 +330,10 @@ def test_repeat_over_the_limit(diagnose):
     assert hint == "use fewer copies, or raise Limits(max_repeat=...) in the Python API"
 
 
-def test_share_must_be_a_bool(diagnose):
+def test_share_must_be_a_bool_or_an_earlier_use(diagnose):
     line, col, msg, _ = one_error(diagnose, BLOCK + "  - {name: u, block: dense, in: x, repeat: 2, share: yes please}\noutputs: [u]\n")
-    assert (line, col, msg) == (14, 54, "'share' must be true or false, got 'yes please'")
+    assert (line, col, msg) == (14, 54, "'share' must be true, false or the name of an earlier use of block 'dense' "
+                                        "in the same node list, got 'yes please'")
 
 
 def test_a_mistake_inside_a_repeated_block_is_reported_once(diagnose):

@@ -10,11 +10,12 @@ need no lowering: their gathers and scatters are traced with the corrected ``ind
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .registry import declare, lowering
+
+if TYPE_CHECKING:
+    import torch
 
 #: torch's ``scatter_reduce(amax)``, exported as ``ScatterElements(reduction="max")`` (:mod:`..symbolics`)
 _SCATTER_MAX = (18, "ScatterElements with reduction max (opset 18)")
@@ -40,6 +41,8 @@ declare("message_passing", "message block on gathered edges + ScatterElements ag
 def global_pool(x: torch.Tensor, batch: torch.Tensor | None = None, mode: str = "mean",
                 num_graphs: int | None = None) -> torch.Tensor:
     """Drop-in for :func:`nngraph.compilers.torch.ops.graph_nn.global_pool` while exporting."""
+    import torch
+
     if batch is None:
         batch = torch.zeros_like(x[:, 0], dtype=torch.int64)
         num_graphs = 1

@@ -20,17 +20,20 @@ would freeze. Here everything data-dependent stays a tensor (seed 000, Transform
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from .registry import lowering
+
+if TYPE_CHECKING:
+    import torch
 
 
 @lowering("moe", "top-k routing with run-time capacity; per-expert NonZero gather -> expert -> ScatterElements(add)")
 def moe_forward(module: Any, io: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """:meth:`nngraph.compilers.torch.ops.moe.MoE.forward` without Python-level data dependence."""
+    import torch
+    import torch.nn.functional as F
+
     from nngraph.compilers.torch.ops.moe import _call_expert, route, router_z_loss
 
     flat = x.reshape(-1, x.shape[-1])

@@ -17,46 +17,58 @@ sequential scan (same operations in the same order).
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+import functools
+from typing import TYPE_CHECKING, Any
 
 from .registry import emits, lowering
+
+if TYPE_CHECKING:
+    import torch
 
 DOMAIN = "ai.nngraph"
 OP = "SelectiveScan"
 
 
-class _SelectiveScan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h0, a, b, c):  # noqa: D401 - torch API
-        state = torch._C._get_tracing_state()  # untraced: the node becomes the placeholder, not this loop
-        torch._C._set_tracing_state(None)
-        try:
-            h, ys = h0, []
-            for t in range(a.shape[1]):
-                h = a[:, t] * h + b[:, t]
-                ys.append((h * c[:, t].unsqueeze(1)).sum(-1))
-            return torch.stack(ys, dim=1) if ys else h0.new_zeros(a.shape[0], 0, a.shape[2])
-        finally:
-            torch._C._set_tracing_state(state)
+@functools.cache
+def _selective_scan() -> Any:
+    """The autograd Function whose ``symbolic`` is the placeholder (made on first use: registering this
+    lowering, which ``--explain`` does, needs no torch)."""
+    import torch
 
-    @staticmethod
-    def symbolic(g, h0, a, b, c):
-        out = g.op(f"{DOMAIN}::{OP}", h0, a, b, c)
-        out.setType(h0.type().with_sizes([None, None, None]))
-        return out
+    class _SelectiveScan(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, h0, a, b, c):  # noqa: D401 - torch API
+            state = torch._C._get_tracing_state()  # untraced: the node becomes the placeholder, not this loop
+            torch._C._set_tracing_state(None)
+            try:
+                h, ys = h0, []
+                for t in range(a.shape[1]):
+                    h = a[:, t] * h + b[:, t]
+                    ys.append((h * c[:, t].unsqueeze(1)).sum(-1))
+                return torch.stack(ys, dim=1) if ys else h0.new_zeros(a.shape[0], 0, a.shape[2])
+            finally:
+                torch._C._set_tracing_state(state)
+
+        @staticmethod
+        def symbolic(g, h0, a, b, c):
+            out = g.op(f"{DOMAIN}::{OP}", h0, a, b, c)
+            out.setType(h0.type().with_sizes([None, None, None]))
+            return out
+
+    return _SelectiveScan
 
 
 @lowering("mamba", "selective scan as one ONNX Scan over the sequence (state carried inside)", stateful=True)
 def mamba_forward(module: Any, io: Any, x: torch.Tensor) -> torch.Tensor:
-    """:meth:`nngraph.compilers.torch.ops.ssm.Mamba.forward` with the scan as :class:`_SelectiveScan`."""
+    """:meth:`nngraph.compilers.torch.ops.ssm.Mamba.forward` with the scan as the placeholder of :func:`_selective_scan`."""
+    import torch
+    import torch.nn.functional as F
+
     from nngraph.compilers.torch.ops.ssm import _discretize
 
     u, z, delta, A, B, C = module.ssm_inputs(x)
     a, b = _discretize(u, delta, A, B)
-    y = _SelectiveScan.apply(torch.zeros_like(b[:, 0]), a, b, C)
+    y = _selective_scan().apply(torch.zeros_like(b[:, 0]), a, b, C)
     y = y + u * module.D
     return module.out_proj(y * F.silu(z))
 

@@ -103,3 +103,28 @@ def test_the_onnx_lowering_of_global_pool_equals_the_torch_function():
     for mode in ("sum", "mean", "max"):
         torch.testing.assert_close(lowered(x, batch, mode), graph_nn.global_pool(x, batch, mode))
         torch.testing.assert_close(lowered(x, None, mode), graph_nn.global_pool(x, None, mode))
+
+
+def test_planning_an_export_imports_no_torch():
+    """``nngraph export SPEC`` without ``-o`` prints the plan: kernels, opset and lowerings come from declarations."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom nngraph import load_spec\n"
+            "from nngraph.compilers.onnx.export import explain_text, lowering_of, opset_for, plan\n"
+            "out = {}\n"
+            "for spec in ('mamba_style', 'gin_graph', 'switch_style'):\n"
+            "    g = load_spec(f'specs/{spec}.yaml')\n"
+            "    c = plan(g, 'ort-cpu')\n"
+            "    out[spec] = [opset_for(g, c, 'ort-cpu', None, None)[0], sorted(set(lowering_of(g).values()))]\n"
+            "print(json.dumps({'torch': 'torch' in sys.modules, 'out': out}))\n")
+    root = SPECS.parent
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["torch"] is False
+    assert report["out"]["mamba_style"][1] == ["selective scan as one ONNX Scan over the sequence (state carried inside)"]
+    assert report["out"]["gin_graph"][1] == [
+        "gather + ScatterElements(add) message passing (dynamic nodes/edges)",
+        "one-hot [graphs, nodes] pooling with the graph count from the batch vector"]

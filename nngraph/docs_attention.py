@@ -10,7 +10,7 @@ from __future__ import annotations
 from inspect import cleandoc
 from typing import Any
 
-from .docs import _cell, param_default, param_range, param_type
+from .docs_cells import _cell, param_default, param_range, param_type
 from .registry import Param
 
 

@@ -7,7 +7,8 @@ committed file is stale (like the spec reference). Types come from the one value
 
 from __future__ import annotations
 
-from .docs import _anchor, _bounds, _cell, _value
+from .docs import _anchor
+from .docs_cells import _bounds, _cell, _value
 from .train_keys import BUILTINS, SCHEMA, TASK_ROLES, TASKS, F
 from .values import KINDS
 

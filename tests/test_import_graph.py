@@ -43,8 +43,6 @@ ALLOWED_CYCLES: dict[tuple[str, ...], str] = {
     # the trainers (branch `trainer` merges them into one loop)
     ("nngraph.compilers.train.checkpoint", "nngraph.compilers.train.ckstate"): "trainer",
     ("nngraph.compilers.train.distributed", "nngraph.compilers.train.longrun"): "trainer",
-    ("nngraph.compilers.train.adversarial", "nngraph.compilers.train.latent_diffusion",
-     "nngraph.compilers.train.multi", "nngraph.compilers.train.rl"): "trainer",
 }
 
 #: forbidden crossings still there: (importer module, imported module) -> who removes it and why it is there.

@@ -7,7 +7,7 @@ one decoding step fed the prefill's presents, against torch's logits on all T + 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -43,12 +43,35 @@ def magnitude(t: Any) -> float:
     return float(finite.abs().max()) if finite.numel() else 0.0
 
 
-def second_sizes(sizes: Mapping[str, int], dyn: Sequence[str], batch: str | None) -> dict[str, int]:
-    out = dict(sizes)
-    for s in dyn:
-        v = sizes[s]
-        out[s] = v + 1 if s == batch else (v - 3 if v >= 6 else v + 3)
-    return out
+def second_sizes(sizes: Mapping[str, int], dyn: Sequence[str], batch: str | None,
+                 runnable: Callable[[Mapping[str, int]], bool] = lambda _: True) -> dict[str, int]:
+    """The second size set the export is verified at: every dynamic dim moved (batch + 1, the others - 3) so a
+    size baked into the file as a constant shows up as a mismatch. Down by 3 unless the graph cannot run there
+    (a kernel of 11 over h: ``export --dim h=11`` must not be refused at h=8), then up by 3."""
+    def moved(step: int) -> dict[str, int]:
+        out = dict(sizes)
+        for s in dyn:
+            v = sizes[s]
+            out[s] = v + 1 if s == batch else (v + step if v + step >= 1 and v >= 6 else v + 3)
+        return out
+
+    down = moved(-3)
+    return down if runnable(down) else moved(3)
+
+
+def _runnable(graph: Any) -> Callable[[Mapping[str, int]], bool]:
+    """Whether ``graph`` can run at given sizes (every dim >= 1, nothing over memory): the forward check's test."""
+    from nngraph.errors import SpecError
+
+    from ..torch.check import check_sizes
+
+    def runnable(sizes: Mapping[str, int]) -> bool:
+        try:
+            check_sizes(graph, sizes)
+        except SpecError:
+            return False
+        return True
+    return runnable
 
 
 def verify_model(blob: bytes, graph: Any, module: Any, names: list[str], out_names: list[str], sizes: Mapping[str, int],
@@ -64,7 +87,7 @@ def verify_model(blob: bytes, graph: Any, module: Any, names: list[str], out_nam
     ver = Verification(tolerance)
     batch = kv_meta["batch"] if kv_meta else next((d for d in graph.inputs[names[0]].type.shape
                                                    if isinstance(d, str)), None) if names else None
-    size_sets = [dict(sizes)] + ([second_sizes(sizes, dyn, batch)] if dyn else [])
+    size_sets = [dict(sizes)] + ([second_sizes(sizes, dyn, batch, _runnable(graph))] if dyn else [])
     if kv_meta:
         for i, sz in enumerate(size_sets):
             ver.runs += _verify_kv(session, graph, module, sz, seed + i, kv_meta)

@@ -87,7 +87,7 @@ def random_inputs(graph: Graph, sizes: Mapping[str, int] | None = None, seed: in
 
 def check_sizes(graph: Graph, sizes: Mapping[str, int]) -> None:
     """Refuse, located at the input or node, ``sizes`` at which the graph cannot run: a value with a dim below 1
-    (a kernel larger than a symbolic dim's size: ``h-11+1`` at h=8 is -2) or one value bigger than the machine's
+    (a kernel larger than a symbolic dim's size: ``h-10`` at h=8 is -2) or one value bigger than the machine's
     memory (``--dim batch=10**9``). A SpecError (exit 1) before any tensor exists, instead of torch's
     RuntimeError or an allocation failure mid-run."""
     from nngraph.readers import human_bytes, machine_memory

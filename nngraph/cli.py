@@ -194,7 +194,7 @@ def inspect(
     """Show every node: op, output shape(s) and parameter count, with block subtotals and the total."""
 
     def body() -> int:
-        from nngraph.commands import inspect_text, limits
+        from nngraph.commands import inspect_text, limits, show_warnings
         from nngraph.inspect import summarize
         from nngraph.limits import parse_dims
         from nngraph.spec import load_spec
@@ -204,7 +204,7 @@ def inspect(
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             return 2
-        graph = load_spec(spec, set_ or [], limits(max_params, max_memory, builds=torch_check))
+        graph = load_spec(spec, set_ or [], limits(max_params, max_memory, builds=torch_check), on_warning=show_warnings)
         summary = summarize(graph)
         check = None
         if torch_check:

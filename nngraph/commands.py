@@ -167,6 +167,13 @@ def inspect_text(summary: dict, want_rich: bool) -> str | None:
     return format_table(summary)
 
 
+def show_warnings(warnings: list[Any]) -> None:
+    """A describing command's warnings on stderr, as ``validate`` prints them (they never change the exit code)."""
+    from .errors import format_text
+
+    sys.stderr.write(format_text(warnings) + "\n")
+
+
 def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str], caps: Any, echo: Echo) -> int:
     """``nngraph graph``: DOT / Mermaid on stdout, or a file (svg/png through Graphviz)."""
     from .draw import DrawError, render, run_dot, to_dot, to_mermaid
@@ -175,7 +182,7 @@ def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str
 
     check_output(output, spec_inputs(spec))
 
-    g = load_spec(spec, overrides, caps)
+    g = load_spec(spec, overrides, caps, on_warning=show_warnings)
     try:
         if output is None:
             if kind == "svg":

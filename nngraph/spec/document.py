@@ -19,9 +19,9 @@ and imports (``networks: {generator: {inputs, graph, outputs}, ...}``, see :mod:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..errors import Diagnostics, SourcePos, SpecError, choices_hint
+from ..errors import Diagnostic, Diagnostics, SourcePos, SpecError, choices_hint
 from ..infer import infer_graph
 from ..ir import Graph, GraphInput
 from ..limits import DEFAULT_LIMITS, Limits
@@ -39,12 +39,19 @@ TOP_KEYS = ("nngraph", "name", "doc", "vars", "imports", "inputs", "dims", "bloc
             "networks")
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None, limits: Limits = DEFAULT_LIMITS) -> Graph:
-    """Load, validate and shape-infer a spec; raises :class:`SpecError` with every error found."""
+def load_spec(path: str | Path, overrides: list[str] | None = None, limits: Limits = DEFAULT_LIMITS,
+              on_warning: Callable[[list[Diagnostic]], None] | None = None) -> Graph:
+    """Load, validate and shape-infer a spec; raises :class:`SpecError` with every error found.
+
+    ``on_warning`` gets the warnings (what ``validate`` would also print) when there are any: the describing
+    commands (inspect, graph) show them rather than drop them."""
     graph, diag = check_spec(path, overrides, limits)
     errors = [d for d in diag if d.severity == "error"]
     if errors or graph is None:
         raise SpecError(errors)
+    warnings = [d for d in diag if d.severity != "error"]
+    if warnings and on_warning is not None:
+        on_warning(warnings)
     return graph
 
 

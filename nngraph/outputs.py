@@ -72,10 +72,16 @@ def check_beside(output: PathLike | None, beside: PathLike, inputs: Iterable[tup
         raise OutputError(output, f"-o '{output}': {why} also writes '{beside.name}' beside it, a name of {size} bytes, "
                                   f"more than the limit of {limit} for one file name in '{beside.parent}'",
                           f"give -o a name of at most {limit - longer} bytes")
-    if (found := _input_at(beside, inputs)) is not None:
-        raise OutputError(output, f"-o '{output}': {why} also writes '{beside}' beside it, which is {found}: writing "
-                                  "it would destroy that input", "give -o another path")
+    refuse_input_beside(output, beside, inputs, f"{why} also writes")
     check_target(beside, f"the file {why} writes beside -o")
+
+
+def refuse_input_beside(output: PathLike | None, beside: PathLike, inputs: Iterable[tuple[str, PathLike | None]],
+                        writes: str) -> None:
+    """Refuse ``-o output`` when the file it may make beside it (``writes`` says why) is one of the inputs."""
+    if output is not None and (found := _input_at(Path(beside), inputs)) is not None:
+        raise OutputError(output, f"-o '{output}': {writes} '{beside}' beside it, which is {found}: writing "
+                                  "it would destroy that input", "give -o another path")
 
 
 def spec_inputs(spec: PathLike) -> list[tuple[str, Path]]:

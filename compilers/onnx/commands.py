@@ -40,7 +40,7 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                    dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None) -> int:
     from nngraph.compilers.torch.check import parse_dims
     from nngraph.run_folder import model_source
-    from nngraph.outputs import check_beside, check_output, folder_files, spec_inputs
+    from nngraph.outputs import check_beside, check_output, folder_files, refuse_input_beside, spec_inputs
     from nngraph.spec import load_spec
 
     from .export import ExportError, explain_text, export_graph, lowering_of, opset_for, plan
@@ -55,6 +55,8 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     check_output(output, inputs)
     if external_data:
         check_beside(output, f"{output}.data", inputs, "--external-data")
+    elif external_data is None:  # weights over 2 GB go to OUT.data on their own (files.ModelFiles)
+        refuse_input_beside(output, f"{output}.data", inputs, "a model with weights over 2 GB writes")
     if kv_cache:  # an encoder-decoder's KV-cache export also writes OUT.encoder.onnx (compilers/onnx/seq2seq.py)
         from .seq2seq import encoder_path
 

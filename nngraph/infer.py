@@ -95,6 +95,7 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
     _check_sizes(node, outputs, n_params, diag, limits)
     node.outputs = outputs
     node.n_params = n_params
+    node.meta.update(ctx.meta)
 
 
 def _check_sizes(node: Node, outputs: dict[str, TensorType], n_params: int, diag: Diagnostics, limits: Limits) -> None:

@@ -140,7 +140,7 @@ def torch_kernel_missing(target: Target, kernel: str) -> str | None:
 def learnable_bias(facts: AttentionFacts) -> bool:
     """The additive score term has parameters (T5 table, Shaw keys) or is computed by nodes that may hold some
     (a fused node's bias from a graph input is data: no gradient expected)."""
-    return facts.position in ("t5_bias", "shaw") or facts.bias_learnable
+    return facts.bias_learnable
 
 
 def variant_of(facts: AttentionFacts) -> str:

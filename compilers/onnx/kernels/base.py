@@ -221,7 +221,7 @@ def projected(module: Any, site: AttentionSite, x: Any, context: Any, offset: An
 def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True
                 ) -> tuple[Any, ...]:
     """q [B, T, H·d], k, v [B, S, G·d] straight from the projections (no head split / merge round trip),
-    plus q in heads [B, H, T, d] for position biases that need it (Shaw) or None.
+    plus q in heads [B, H, T, d] for position biases that read the queries (``query_bias``, Shaw) or None.
 
     With RoPE applied here (``rope`` and the node uses it) the heads are split, rotated and merged back.
     """
@@ -234,7 +234,7 @@ def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: 
     else:
         c = x if context is None else context
         q, k, v = module.q(x), module.k(c), module.v(c)
-    return q, k, v, split_heads(q, h) if site.position == "shaw" else None
+    return q, k, v, split_heads(q, h) if site.query_bias else None
 
 
 def projected_with_bias(module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any) -> tuple[Any, ...]:
@@ -271,22 +271,6 @@ def additive_mask(mask_node: Any, bias: Any, batch: int, q_len: Any, kv_len: Any
     if add is not None and full and add.shape[-2] != q_len:
         add = add.expand(add.shape[0], add.shape[1], q_len, add.shape[-1])
     return add
-
-
-def and_masks(*nodes: Any) -> Any:
-    """The conjunction of the given mask nodes (None entries skipped), or None."""
-    from nngraph.ops import _attn_masks as masks
-
-    kids = [n for n in nodes if n is not None]
-    if not kids:
-        return None
-    return kids[0] if len(kids) == 1 else masks.MaskNode("all", children=tuple(kids))
-
-
-def leaf(name: str, **params: Any) -> Any:
-    from nngraph.ops import _attn_masks as masks
-
-    return masks.MaskNode("leaf", name, dict(params))
 
 
 def reference_core(q: Any, k: Any, v: Any, scale: float, add: Any = None, causal: bool = False,

@@ -58,8 +58,9 @@ class OrtGroupQueryAttention(Kernel):
             return f"ORT's rotary needs head_dim divisible by 16, got {site.head_dim}"
         if site.rope and site.rotary_dim % 2:
             return f"rotary dim {site.rotary_dim} is odd"
-        if site.position == "shaw" and (site.rope or site.shaw_values):
-            return "Shaw biases need the rotated queries or the probabilities, which the fused op keeps inside"
+        if site.value_term or (site.query_bias and site.rope):
+            return (f"{site.position} biases need the rotated queries or the probabilities, which the fused op "
+                    "keeps inside")
         return None
 
     def why(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str:

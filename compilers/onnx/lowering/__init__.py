@@ -74,8 +74,8 @@ def _patch(module: Any, fn: Any, patched: list[Any]) -> None:
 def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None = None) -> Iterator[
         list[_AttentionDispatch]]:
     """Patch ``model`` (built from ``graph``) for export; yields the attention dispatchers (reset per call)."""
-    from nngraph.compilers.torch.ops import attention_masks, graph_nn
-    from nngraph.ops import _attn_masks
+    from nngraph.compilers.torch.ops import graph_nn
+    from nngraph.attention import masks as _attn_masks
 
     from . import graph_nn as gnn_lowering
     from .moe import moe_forward
@@ -83,24 +83,13 @@ def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None 
 
     patched: list[Any] = []
     dispatch: dict[int, _AttentionDispatch] = {}
-    saved_pool, saved_random, saved_not = graph_nn.global_pool, attention_masks.random_mask, _attn_masks.logical_not
+    saved_pool, saved_not = graph_nn.global_pool, _attn_masks.logical_not
 
     def logical_not(v: Any) -> Any:
         import torch
 
         return torch.logical_not(v) if isinstance(v, torch.Tensor) else saved_not(v)
 
-    def random_mask(q_len: Any, kv_len: Any, per_row: int, seed: int, offset: Any = 0, device: Any = None) -> Any:
-        import numpy as np
-        import torch
-
-        from nngraph.ops._attn_masks import random_table
-
-        t, s, o = int(q_len), int(kv_len), int(offset)
-        out = np.zeros((t, s), dtype=bool)
-        for i, row in enumerate(random_table(o + t, s, per_row, seed)[o:]):
-            out[i, row] = True
-        return torch.from_numpy(out).view(1, 1, t, s)  # a constant of the traced graph
     try:
         for node in graph.nodes.values():
             module = _module_of(model, node.name)
@@ -117,12 +106,10 @@ def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None 
             elif node.op == "position_embedding" and io is not None and module is not None:
                 _patch(module, functools.partial(_position_forward, module, io), patched)
         graph_nn.global_pool = gnn_lowering.global_pool
-        attention_masks.random_mask = random_mask
         _attn_masks.logical_not = logical_not
         yield list(dispatch.values())
     finally:
         graph_nn.global_pool = saved_pool
-        attention_masks.random_mask = saved_random
         _attn_masks.logical_not = saved_not
         for module in patched:
             module.__dict__.pop("forward", None)

@@ -34,10 +34,10 @@ def _check(graph, match, ctx):
     if missing:
         return missing
     entry = target.kernel("flex")
-    if facts.shaw_values:
-        return "Shaw relative values add Σ_j p_ij·a^V_ij, which needs the attention weights flex never materializes"
+    if facts.value_term:
+        return f"{facts.value_term}, which needs the attention weights flex never materializes"
     problems = unmet(entry, facts, target, mode, variant_of(facts), "")
-    if facts.mask_kind != "none" and not facts.keeps_diagonal and entry.get("lse") is False:
+    if facts.fix_empty_rows and entry.get("lse") is False:
         problems.append(f"mask {facts.mask_text} may leave a query with no visible key (the reference attends "
                         f"uniformly there), and compiled flex on {target.device} cannot return the logsumexp that "
                         "finds such rows")
@@ -48,7 +48,7 @@ def _rewrite(graph, match, ctx):
     facts, entry = ctx.facts, ctx.target.kernel("flex")
     return {"kernel": "flex", "compiled": True, "block": entry.get("block", 128), "min_q": entry.get("block", 128),
             "gqa": bool(entry.get("gqa")) and (facts.kv_heads or 1) < (facts.heads or 1),
-            "fix_empty_rows": facts.mask_kind != "none" and not facts.keeps_diagonal,
+            "fix_empty_rows": facts.fix_empty_rows,
             "backward": bool(entry.get("backward", True))}
 
 

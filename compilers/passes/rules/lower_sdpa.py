@@ -49,8 +49,8 @@ def _check(graph, match, ctx):
     entry = target.kernel("sdpa")
     if not target.has(entry.get("feature")):
         return f"torch {target.torch_version} has no scaled_dot_product_attention"
-    if facts.shaw_values:
-        return "Shaw relative values add Σ_j p_ij·a^V_ij, which needs the attention weights SDPA never materializes"
+    if facts.value_term:
+        return f"{facts.value_term}, which needs the attention weights SDPA never materializes"
     _, variant, fit, why = _fitting(ctx)
     if not [b for b in fit if b != "math"]:
         return "only the math backend fits (" + "; ".join(why) + "): no faster than the reference"
@@ -64,7 +64,7 @@ def _rewrite(graph, match, ctx):
     gqa = (facts.kv_heads or 1) < (facts.heads or 1)
     return {"kernel": "sdpa", "variant": variant, "backends": backends, "backend_names": fit,
             "gqa": gqa and target.has("sdpa_gqa") and all(entry["backends"][b].get("gqa") for b in fit),
-            "fix_empty_rows": facts.mask_kind != "none" and not facts.keeps_diagonal,
+            "fix_empty_rows": facts.fix_empty_rows,
             "backward": any(entry["backends"][b].get("backward", True) for b in fit)}
 
 

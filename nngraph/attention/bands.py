@@ -60,8 +60,8 @@ def _union(bands: list[Band]) -> Band:
 
 
 def band_of(node: Any) -> Band | None:
-    """The band of a parsed mask tree (:class:`~nngraph.ops._attn_masks.MaskNode`), or None if unbounded."""
-    from ._attn_masks import MASKS
+    """The band of a parsed mask tree (:class:`~nngraph.attention.masks.MaskNode`), or None if unbounded."""
+    from .masks import MASKS
 
     if node.op == "leaf":
         mdef = MASKS[node.name or "none"]
@@ -73,6 +73,12 @@ def band_of(node: Any) -> Band | None:
         return None if any(k is None for k in kids) else _union(kids)
     bounded = [k for k in kids if k is not None]
     return min(bounded, key=Band.size) if bounded else None
+
+
+def has_band(node: Any) -> bool:
+    """The mask's visible pairs lie in a band around the diagonal (plus global rows/columns): a banded kernel applies."""
+    band = band_of(node)
+    return band is not None and band.left is not None
 
 
 #: tile widths are rounded up to a multiple of this many keys (the extra keys are masked like any

@@ -38,6 +38,22 @@ class PositionDef:
     params: dict[str, Param]
     count: Callable[[dict, int, int], int]                           # (params, heads, head_dim) -> learnable params
     check: Callable[[dict, int, int], tuple[str, str] | None]        # -> (param, problem) or None
+    learnable: bool = False                      # the term has parameters (gradients flow into a table)
+    query_bias: bool = False                     # the score term reads the queries (q·a_ij), not positions only
+    value_term: Callable[[dict], bool] = lambda p: False   # params -> the output adds Σ_j p_ij a^V_ij
+    value_doc: str = ""                                    # what that value term is (for plan explanations)
+    rotary: Callable[[dict, int], int] | None = None       # (params, head_dim) -> rotated dims, for a
+    #                                              qk_transform that is a rotary embedding fused ops take natively
+
+    @property
+    def score_bias(self) -> bool:
+        """Back-end hook: the encoding adds a term B to the scores (before the softmax)."""
+        return self.kind == "score_bias"
+
+    @property
+    def qk_transform(self) -> bool:
+        """Back-end hook: the encoding rewrites queries and keys after the projections."""
+        return self.kind == "qk_transform"
 
 
 POSITIONS: dict[str, PositionDef] = {}
@@ -45,12 +61,19 @@ POSITIONS: dict[str, PositionDef] = {}
 
 def register_position(name: str, kind: str, params: dict[str, Param] | None = None, doc: str = "",
                       count: Callable[[dict, int, int], int] | None = None,
-                      check: Callable[[dict, int, int], tuple[str, str] | None] | None = None) -> None:
-    """Register a position encoding."""
+                      check: Callable[[dict, int, int], tuple[str, str] | None] | None = None, *,
+                      learnable: bool = False, query_bias: bool = False,
+                      value_term: Callable[[dict], bool] | None = None, value_doc: str = "",
+                      rotary: Callable[[dict, int], int] | None = None) -> None:
+    """Register a position encoding with its back-end hooks: ``kind`` (where it acts), ``learnable`` (it has
+    parameters), ``query_bias`` (its score term reads the queries), ``value_term(params)`` (it also adds a
+    term to the output, so it needs the attention weights) and ``rotary(params, head_dim)`` (a rotary
+    embedding: the rotated dims; fused ops with a rotary option take it natively)."""
     if name in POSITIONS or kind not in KINDS:
         raise ValueError(f"position '{name}': duplicate or bad kind {kind}")
     POSITIONS[name] = PositionDef(name, kind, doc, dict(params or {}), count or (lambda p, h, d: 0),
-                                  check or (lambda p, h, d: None))
+                                  check or (lambda p, h, d: None), learnable, query_bias,
+                                  value_term or (lambda p: False), value_doc, rotary)
 
 
 # ----- RoPE -----------------------------------------------------------------
@@ -117,7 +140,7 @@ register_position("rope", "qk_transform", {
     "original_max_len": p_int("training context length (yarn)", None),
     "beta_fast": p_float("yarn: rotations above which dims are kept (extrapolated)", 32.0, min=0.0),
     "beta_slow": p_float("yarn: rotations below which dims are interpolated", 1.0, min=0.0),
-}, rope_inv_freq.__doc__ or "", check=_rope_check)
+}, rope_inv_freq.__doc__ or "", check=_rope_check, rotary=lambda p, head_dim: rotary_dim(head_dim, p["fraction"]))
 
 
 # ----- ALiBi ----------------------------------------------------------------
@@ -178,7 +201,7 @@ register_position("t5_bias", "score_bias", {
     "num_buckets": p_int("number of relative-position buckets", 32),
     "max_distance": p_int("distance mapped to the last bucket", 128),
     "bidirectional": p_bool("separate buckets for keys after the query (encoder); false for causal decoders", True),
-}, t5_bucket.__doc__ or "", count=lambda p, heads, hd: p["num_buckets"] * heads, check=_t5_check)
+}, t5_bucket.__doc__ or "", count=lambda p, heads, hd: p["num_buckets"] * heads, check=_t5_check, learnable=True)
 
 
 # ----- Shaw relative positions ----------------------------------------------
@@ -192,7 +215,9 @@ register_position("shaw", "score_bias", {
     "values": p_bool("also learn a^V added to the values (the paper's second table)", False),
 }, "Shaw et al. (2018) relative positions (seed 002, \"Relative Positional Encodings and ALiBi\"): "
    "e_ij = q_i·(k_j + a^K_ij)/√d with a^K_ij = rel_k[clip(j-i, -k, k) + k], rel_k [2k+1, head_dim] shared by heads",
-   count=lambda p, heads, hd: (2 * p["max_distance"] + 1) * hd * (2 if p["values"] else 1))
+   count=lambda p, heads, hd: (2 * p["max_distance"] + 1) * hd * (2 if p["values"] else 1),
+   learnable=True, query_bias=True, value_term=lambda p: bool(p["values"]),
+   value_doc="Shaw relative values add Σ_j p_ij·a^V_ij")
 
 register_position("none", "input_transform", {}, "no position information inside attention")
 

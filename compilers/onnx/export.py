@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 from .axes import _batch_symbol, _dynamic_axes, _io_meta, concrete, length_bound_symbols
 from .files import EXTERNAL_DATA_THRESHOLD, ModelFiles
-from .kernels import KVIO, ATTENTION_OPS, Choice, ExportOptions, choose_all, target_info
+from .kernels import KVIO, ATTENTION_OPS, TARGETS, Choice, ExportOptions, choose_all, target_info
 from .opsets import MAX_OPSET, MIN_OPSET
 
 __all__ = ["EXTERNAL_DATA_THRESHOLD", "ExportError", "ExportResult", "Verification", "concrete", "explain_text",
@@ -270,9 +270,9 @@ def export_graph(graph: Any, output: str | Path | None, *, weights: str | Path |
     if opset is not None and not MIN_OPSET <= int(opset) <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported: use {MIN_OPSET}..{MAX_OPSET} (default: the lowest the "
                           "model needs)")
-    info = target_info(target) if not isinstance(target, str) or target in ("onnx", "ort-cpu", "ort-cuda") else None
+    info = target_info(target) if not isinstance(target, str) or target in TARGETS else None
     if info is None:
-        raise ExportError(f"unknown target '{target}': use onnx, ort-cpu or ort-cuda")
+        raise ExportError(f"unknown target '{target}': use {', '.join(TARGETS[:-1])} or {TARGETS[-1]}")
     all_syms = symbols(graph, include_optional)
     frozen = length_bound_symbols(graph)
     dyn = [s for s in all_syms if s not in frozen] if dynamic is None else list(dynamic)

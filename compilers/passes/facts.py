@@ -7,14 +7,11 @@ facts every mask declared at registration, position with its hooks), or for a fu
 The mask facts (``mask_kind``, ``data_inputs``, ``keeps_diagonal``) are defined in
 :mod:`nngraph.attention.analysis`.
 
-:func:`block_density` is the fraction of (query block, key block) tiles with at least one
-visible pair, evaluated exactly on the mask predicate at a given length (FlexAttention skips
-the empty tiles).
+The block density FlexAttention's cost uses is :func:`nngraph.compilers.kernels.density.block_density`.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,51 +115,3 @@ def facts_of(graph: Graph, node: Node) -> AttentionFacts | None:
     """Facts for an attention-like node, or None for other ops."""
     fn = FACTS.get(node.op)
     return fn(graph, node) if fn is not None else None
-
-
-# ----- block density ------------------------------------------------------------
-@functools.lru_cache(maxsize=512)
-def _density(mask_key: str, q_len: int, kv_len: int, block: int) -> float:
-    import torch
-
-    from nngraph.compilers.torch.ops.attention_masks import mask_tensor
-
-    node = masks.parse_mask(_MASKS_BY_KEY[mask_key])
-    nq, nk = -(-q_len // block), -(-kv_len // block)
-    rows = max(1, (1 << 22) // max(1, kv_len * block)) * block  # ~4M mask elements per evaluation
-    hit = 0
-    for lo in range(0, q_len, rows):
-        hi = min(q_len, lo + rows)
-        m = mask_tensor(node, 1, hi - lo, kv_len, lo)
-        if m is None:
-            return 1.0
-        m = m.reshape(hi - lo, kv_len)
-        pad_q, pad_k = (-(hi - lo)) % block, nk * block - kv_len
-        if pad_q or pad_k:
-            m = torch.nn.functional.pad(m, (0, pad_k, 0, pad_q))
-        hit += int(m.view(-1, block, nk, block).any(3).any(1).sum())
-    return hit / (nq * nk)
-
-
-_MASKS_BY_KEY: dict[str, Any] = {}
-
-
-def block_density(facts: AttentionFacts, kv_len: int, block: int = 128, cap: int = 4096) -> float:
-    """Fraction of block×block tiles with a visible pair at ``kv_len`` (an upper bound).
-
-    Leaves that read graph inputs (key padding, documents) are unknown until run time: they are
-    taken as "everything visible" (or "nothing" under a ``not``), which bounds the density from
-    above. Evaluated at ``cap`` for longer sequences (sparse patterns only get sparser); 1.0 for
-    no mask."""
-    if facts.mask_kind == "none" or facts.mask is None:
-        return 1.0
-    bound = analysis.visible_bound(facts.mask)
-    if analysis.hides_nothing(bound):
-        return 1.0
-    key = repr(bound)
-    _MASKS_BY_KEY.setdefault(key, analysis.mask_value(bound))
-    n = min(kv_len, cap)
-    q = n if not isinstance(facts.q_len, int) or not facts.cross else min(facts.q_len, cap)
-    return _density(key, q, n, block)
-
-

@@ -51,11 +51,19 @@ class TargetInfo:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
 
-_BUILTIN = {
-    "onnx": TargetInfo("onnx", "onnx", "any", None, ("CPUExecutionProvider",)),
-    "ort-cpu": TargetInfo("ort-cpu", "onnxruntime", "cpu", "float32", ("CPUExecutionProvider",)),
-    "ort-cuda": TargetInfo("ort-cuda", "onnxruntime", "cuda", None, ("CUDAExecutionProvider", "CPUExecutionProvider")),
-}
+def _export_targets() -> dict[str, TargetInfo]:
+    """The exporter's targets, all from compilers/targets/profiles.json: its ``onnx_targets`` (standard ONNX)
+    and every profile whose runtime is onnxruntime (ort-cpu, ort-cuda)."""
+    from nngraph.compilers.targets import load_profiles
+
+    data = load_profiles()
+    rows = [(n, p) for n, p in data.get("onnx_targets", {}).items() if not n.startswith("$")]
+    rows += [(n, p) for n, p in data["profiles"].items() if p["runtime"] == "onnxruntime"]
+    return {n: TargetInfo(n, p["runtime"], p["device"], p.get("dtype"),
+                          tuple(p.get("providers") or ("CPUExecutionProvider",))) for n, p in rows}
+
+
+_BUILTIN = _export_targets()
 TARGETS = tuple(_BUILTIN)
 
 
@@ -83,6 +91,7 @@ class Kernel:
     name = ""
     doc = ""
     onnx_op = ""
+    preference = 0            # rank in the preference order (lowest first)
     min_opset: int | None = None
 
     def check(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str | None:
@@ -133,8 +142,16 @@ _KERNELS: dict[str, Kernel] = {}
 
 
 def register(kernel: Kernel) -> Kernel:
+    """Register an ONNX attention kernel (each module of this package registers one; discovered on import)."""
+    if kernel.name in _KERNELS:
+        raise ValueError(f"ONNX kernel '{kernel.name}' registered twice")
     _KERNELS[kernel.name] = kernel
     return kernel
+
+
+def registered() -> list[Kernel]:
+    """Every registered ONNX kernel in preference order."""
+    return sorted(_KERNELS.values(), key=lambda k: k.preference)
 
 
 def kernel_named(name: str) -> Kernel:

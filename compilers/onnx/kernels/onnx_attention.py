@@ -25,6 +25,7 @@ from .site import AttentionSite, ExportOptions
 
 class OnnxAttention(Kernel):
     name = "onnx-attention"
+    preference = 2   # rank in the measured preference order (see ORDER in kernels/__init__.py)
     doc = "the standard ONNX Attention op (opset 23): fused, grouped-query heads, is_causal, additive mask"
     onnx_op = "Attention"
     min_opset = 23   # the op's first version

@@ -32,6 +32,7 @@ from .site import AttentionSite, ExportOptions
 
 class OrtGroupQueryAttention(Kernel):
     name = "ort-gqa"
+    preference = 0   # rank in the measured preference order (see ORDER in kernels/__init__.py)
     doc = ("ONNX Runtime contrib GroupQueryAttention: causal without a materialized mask, RoPE and local window "
            "built in, grouped-query heads")
     onnx_op = "com.microsoft.GroupQueryAttention"

@@ -30,6 +30,7 @@ _LOWEST = -3.4028234663852886e38  # float32's lowest finite value
 
 class OrtMultiHeadAttention(Kernel):
     name = "ort-mha"
+    preference = 1   # rank in the measured preference order (see ORDER in kernels/__init__.py)
     doc = "ONNX Runtime contrib MultiHeadAttention: fused, native causal and key padding, additive bias"
     onnx_op = "com.microsoft.MultiHeadAttention"
 

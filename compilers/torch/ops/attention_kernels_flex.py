@@ -139,7 +139,7 @@ def block_mask_for(m: Any, mask_mod: Callable[..., Any] | None, batch: int, q_le
 
 
 def flex_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
-              batch: int, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
+              batch: int, inputs: dict[str, torch.Tensor | None], needs_grad: bool = False) -> torch.Tensor:
     """Attention of q [B, H, T, d] over k, v [B, G, S, d] with FlexAttention; returns [B, H, T, d]."""
     from torch.nn.attention.flex_attention import AuxRequest
 

@@ -1,4 +1,4 @@
-"""Lowering rule: PyTorch ``scaled_dot_product_attention``, with its backends pinned from the profile.
+"""Kernel: PyTorch ``scaled_dot_product_attention``, with its backends pinned from the profile.
 
 Pattern: an ``attention`` or fused ``sdpa`` node on a torch target. Variants, by what the node needs:
 
@@ -21,13 +21,9 @@ otherwise SDPA would run its math backend, which is no faster than the reference
 
 from __future__ import annotations
 
-from ..lowering import cost_ms, dense_bytes, torch_kernel_missing, unmet, variant_of
-from ..rewrite import Match, Rule
-from . import register
+from .conditions import cost_ms, dense_bytes, torch_kernel_missing, unmet, variant_of
+from . import KernelDef, register_kernel
 
-
-def _match(graph, node):
-    return Match(node.name, (node.name,))
 
 
 def _fitting(ctx):
@@ -41,7 +37,7 @@ def _fitting(ctx):
     return entry, variant, fit, [p for ps in why for p in ps]
 
 
-def _check(graph, match, ctx):
+def _check(ctx):
     facts, target = ctx.facts, ctx.target
     missing = torch_kernel_missing(target, "sdpa")
     if missing:
@@ -57,7 +53,7 @@ def _check(graph, match, ctx):
     return None
 
 
-def _rewrite(graph, match, ctx):
+def _config(ctx):
     entry, variant, fit, _ = _fitting(ctx)
     facts, target = ctx.facts, ctx.target
     backends = [entry["backends"][b]["backend"] for b in fit]
@@ -82,6 +78,7 @@ def _memory(facts, kv_len, cfg, mode):
     return dense_bytes(facts, kv_len, per_head=8.0 if variant == "bias" else 0.0, shared=shared)
 
 
-RULE = register(Rule("lower_sdpa", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
-                     kernel="sdpa",
-                     ops=("attention", "attention_lowered", "sdpa")))
+KERNEL = register_kernel(KernelDef(
+    "sdpa", __doc__.splitlines()[0], order=1, check=_check, config=_config, cost=_cost,
+    memory=_memory, ops=("attention", "attention_lowered", "sdpa"),
+    run="nngraph.compilers.torch.ops.attention_kernels:sdpa_core"))

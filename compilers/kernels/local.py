@@ -1,4 +1,4 @@
-"""Lowering rule: banded tiles ("local") — sliding-window style masks computed only inside their band.
+"""Kernel: banded tiles ("local") — sliding-window style masks computed only inside their band.
 
 Pattern: an ``attention`` node on a torch target. The kernel (compilers/torch/ops/attention_kernels_local.py)
 cuts the queries into tiles of ``chunk`` and scores each tile against the ``chunk + left + right``
@@ -23,20 +23,16 @@ from __future__ import annotations
 from nngraph.attention.analysis import table_leaves
 from nngraph.attention.bands import Band, band_of, has_band, tile_width
 
-from ..lowering import cost_ms, torch_kernel_missing, unmet
-from ..rewrite import Match, Rule
-from . import register
+from .conditions import cost_ms, torch_kernel_missing, unmet
+from . import ATTENTION_OPS, KernelDef, register_kernel
 
-
-def _match(graph, node):
-    return Match(node.name, (node.name,))
 
 
 def _band(facts):
     return band_of(facts.mask) if facts.mask is not None else None
 
 
-def _check(graph, match, ctx):
+def _check(ctx):
     facts, target, mode = ctx.facts, ctx.target, ctx.mode
     missing = torch_kernel_missing(target, "local")
     if missing:
@@ -54,7 +50,7 @@ def _check(graph, match, ctx):
     return "; ".join(problems) if problems else None
 
 
-def _rewrite(graph, match, ctx):
+def _config(ctx):
     facts, entry = ctx.facts, ctx.target.kernel("local")
     band = _band(facts)
     return {"kernel": "local", "chunk": int(entry.get("chunk", 128)), "band": [band.left, band.right or 0],
@@ -87,5 +83,7 @@ def _memory(facts, kv_len, cfg, mode):
     return tiles + 12.0 * heads * rows * kv_len
 
 
-RULE = register(Rule("lower_local", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
-                     kernel="local", ops=("attention", "attention_lowered")))
+KERNEL = register_kernel(KernelDef(
+    "local", __doc__.splitlines()[0], order=2, check=_check, config=_config, cost=_cost,
+    memory=_memory, ops=ATTENTION_OPS,
+    run="nngraph.compilers.torch.ops.attention_kernels_local:local_core"))

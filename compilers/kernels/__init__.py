@@ -23,7 +23,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from nngraph.discovery import import_submodules
+from nngraph.discovery import Registry
 
 #: the ops a torch attention kernel lowers by default
 ATTENTION_OPS = ("attention", "attention_lowered")
@@ -45,29 +45,17 @@ class KernelDef:
     dropout: bool = True                              # applies attention dropout itself (else such calls skip it)
 
 
-_KERNELS: dict[str, KernelDef] = {}
-_loaded = False
+_KERNELS = Registry(__name__, __path__, "kernel")
 
 
 def register_kernel(k: KernelDef) -> KernelDef:
     """Register a kernel (names are unique)."""
-    if k.name in _KERNELS:
-        raise ValueError(f"kernel '{k.name}' registered twice")
-    _KERNELS[k.name] = k
-    return k
-
-
-def _discover() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import_submodules(__name__, __path__)
+    return _KERNELS.add(k.name, k)
 
 
 def kernels() -> list[KernelDef]:
     """Every registered torch kernel, in ``order``."""
-    _discover()
-    return sorted(_KERNELS.values(), key=lambda k: k.order)
+    return sorted(_KERNELS.all().values(), key=lambda k: k.order)
 
 
 def kernel_names() -> tuple[str, ...]:
@@ -77,8 +65,7 @@ def kernel_names() -> tuple[str, ...]:
 
 def get_kernel(name: str) -> KernelDef | None:
     """The kernel named ``name`` (None if there is none)."""
-    _discover()
-    return _KERNELS.get(name)
+    return _KERNELS.all().get(name)
 
 
 _RUNS: dict[str, Callable[..., Any] | None] = {}

@@ -54,6 +54,12 @@ def torch_kernel_missing(target: Target, kernel: str) -> str | None:
     return None
 
 
+def profile_entry(target: Target, kernel: str) -> tuple[dict[str, Any], str | None]:
+    """(the target profile's entry for a torch kernel, None) or ({}, why the kernel cannot run there at all)."""
+    missing = torch_kernel_missing(target, kernel)
+    return ({}, missing) if missing else (target.kernel(kernel) or {}, None)
+
+
 def learnable_bias(facts: AttentionFacts) -> bool:
     """The additive score term has parameters (T5 table, Shaw keys) or is computed by nodes that may hold some
     (a fused node's bias from a graph input is data: no gradient expected)."""

@@ -19,17 +19,16 @@ Queries shorter than one block (decoding steps) go to the next tier (``min_q``):
 from __future__ import annotations
 
 from .density import block_density
-from .conditions import cost_ms, torch_kernel_missing, unmet, variant_of
+from .conditions import cost_ms, profile_entry, unmet, variant_of
 from . import ATTENTION_OPS, KernelDef, register_kernel
 
 
 
 def _check(ctx):
     facts, target, mode = ctx.facts, ctx.target, ctx.mode
-    missing = torch_kernel_missing(target, "flex")
+    entry, missing = profile_entry(target, "flex")
     if missing:
         return missing
-    entry = target.kernel("flex")
     if facts.value_term:
         return f"{facts.value_term}, which needs the attention weights flex never materializes"
     problems = unmet(entry, facts, target, mode, variant_of(facts), "")

@@ -23,7 +23,7 @@ from __future__ import annotations
 from nngraph.attention.analysis import table_leaves
 from nngraph.attention.bands import Band, band_of, has_band, tile_width
 
-from .conditions import cost_ms, torch_kernel_missing, unmet
+from .conditions import cost_ms, profile_entry, unmet
 from . import ATTENTION_OPS, KernelDef, register_kernel
 
 
@@ -34,10 +34,9 @@ def _band(facts):
 
 def _check(ctx):
     facts, target, mode = ctx.facts, ctx.target, ctx.mode
-    missing = torch_kernel_missing(target, "local")
+    entry, missing = profile_entry(target, "local")
     if missing:
         return missing
-    entry = target.kernel("local")
     if facts.cross:
         return "cross-attention: a band relates positions of one sequence"
     if facts.mask is None or not has_band(facts.mask):

@@ -21,7 +21,7 @@ otherwise SDPA would run its math backend, which is no faster than the reference
 
 from __future__ import annotations
 
-from .conditions import cost_ms, dense_bytes, torch_kernel_missing, unmet, variant_of
+from .conditions import cost_ms, dense_bytes, profile_entry, unmet, variant_of
 from . import KernelDef, register_kernel
 
 
@@ -39,10 +39,9 @@ def _fitting(ctx):
 
 def _check(ctx):
     facts, target = ctx.facts, ctx.target
-    missing = torch_kernel_missing(target, "sdpa")
+    entry, missing = profile_entry(target, "sdpa")
     if missing:
         return missing
-    entry = target.kernel("sdpa")
     if not target.has(entry.get("feature")):
         return f"torch {target.torch_version} has no scaled_dot_product_attention"
     if facts.value_term:

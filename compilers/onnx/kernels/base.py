@@ -222,16 +222,14 @@ def past_of(io: KVIO | None, site: AttentionSite) -> tuple[Any, Any] | None:
 
 
 def projected(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True) -> tuple[Any, ...]:
-    """q [B, H, T, d], k, v [B, G, S, d] from the module's projections, RoPE applied at offset.. when ``rope``."""
+    """q [B, H, T, d], k, v [B, G, S, d] from the module's projections, the position's q/k transform (RoPE)
+    applied at offset.. when ``rope``."""
     import torch
 
-    from nngraph.compilers.torch.ops import attention_positions as pos
-
     q, k, v = module.project(x, context)
-    if site.rope and rope:
+    if site.pos.qk_transform and rope:
         positions = torch.arange(q.shape[-2], device=x.device) + offset
-        q = pos.apply_rope(q, module.pos_params, positions)
-        k = pos.apply_rope(k, module.pos_params, positions)
+        q, k = module.hooks.qk(module, q, k, positions)  # the encoding's torch hook
     return q, k, v
 
 
@@ -242,7 +240,7 @@ def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: 
 
     With RoPE applied here (``rope`` and the node uses it) the heads are split, rotated and merged back.
     """
-    if site.rope and rope:
+    if site.pos.qk_transform and rope:
         q, k, v = projected(module, site, x, context, offset, rope=True)
         return merge_heads(q), merge_heads(k), merge_heads(v), q
     h, g, d = site.heads, site.kv_heads, site.head_dim

@@ -55,6 +55,8 @@ class OrtGroupQueryAttention(Kernel):
             return "takes padding only as right-padded lengths (seqlens_k), not a key_padding [B, S] mask"
         if p.key_padding and options.kv_cache:
             return "key padding with a KV cache is not mapped (seqlens_k would change meaning between steps)"
+        if site.pos.qk_transform and not site.rope:
+            return f"position {site.position} transforms q/k in a way the op's rotary option does not express"
         if site.rope and site.head_dim % 16:
             return f"ORT's rotary needs head_dim divisible by 16, got {site.head_dim}"
         if site.rope and site.rotary_dim % 2:

@@ -12,26 +12,18 @@ Adding a kernel = one file in ``compilers/kernels/`` plus its data in ``compiler
 
 from __future__ import annotations
 
-from nngraph.discovery import import_submodules
+from nngraph.discovery import Registry
 
 from ..rewrite import Rule
 
-_RULES: dict[str, Rule] = {}
-_loaded = False
+_RULES = Registry(__name__, __path__, "rule")
 
 
 def register(rule: Rule) -> Rule:
     """Register a rule (names are unique)."""
-    if rule.name in _RULES:
-        raise ValueError(f"rule '{rule.name}' registered twice")
-    _RULES[rule.name] = rule
-    return rule
+    return _RULES.add(rule.name, rule)
 
 
 def rules(kind: str | None = None) -> list[Rule]:
     """Every rule (``kind``: "fuse" or "lower" selects by name prefix), in registration order."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import_submodules(__name__, __path__)
-    return [r for r in _RULES.values() if kind is None or r.name.startswith(kind + "_")]
+    return [r for r in _RULES.all().values() if kind is None or r.name.startswith(kind + "_")]

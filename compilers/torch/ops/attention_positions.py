@@ -142,8 +142,9 @@ class TorchPosition:
         return None
 
     def tile_terms(self, m: torch.nn.Module, q: torch.Tensor, rel: torch.Tensor) -> tuple[Any, Any]:
-        """Banded tiles: (score term at relative positions ``rel`` = j - i [..., C, W] broadcastable to
-        [B, H, ..., C, W], or None; ``values(p) -> Σ_j p_ij a^V_ij`` or None) for scaled queries q [..., C, d]."""
+        """Banded tiles: (score term at relative positions ``rel`` = j - i [..., C, W], shaped [H or 1, ..., C, W]
+        (heads first: the in-place tile loop moves that dim), or None; ``values(p) -> Σ_j p_ij a^V_ij`` or None)
+        for scaled queries q [B, H, ..., C, d]."""
         return None, None
 
     def uniform_values(self, m: torch.nn.Module, v: torch.Tensor, q_idx: torch.Tensor) -> torch.Tensor | None:

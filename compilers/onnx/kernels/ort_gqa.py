@@ -84,8 +84,6 @@ class OrtGroupQueryAttention(Kernel):
                 lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
         import torch
 
-        from nngraph.compilers.torch.ops import attention_positions as pos
-
         past = past_of(io, site)
         batch = x.shape[0]
         q, k, v, q_heads = projected3d(module, site, x, None, 0, rope=False)
@@ -98,7 +96,7 @@ class OrtGroupQueryAttention(Kernel):
         cos = sin = None
         if site.rope:
             positions = torch.arange(total)  # 0 .. P+T-1, dynamic
-            c, s_ = pos.rope_cos_sin(module.pos_params, site.head_dim, positions, q.dtype)
+            c, s_ = module.hooks.cos_sin(module, positions, q.dtype)  # the rotary encoding's torch hook
             half = site.rotary_dim // 2
             cos, sin = c[:, :half].contiguous(), s_[:, :half].contiguous()
         offset = past[0].shape[-2] if past is not None else 0

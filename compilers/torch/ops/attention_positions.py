@@ -129,6 +129,11 @@ class TorchPosition:
         """``qk_transform``: q [B, H, T, d], k [B, G, T, d] at absolute ``positions`` [T]."""
         return q, k
 
+    def cos_sin(self, m: torch.nn.Module, positions: torch.Tensor, dtype: torch.dtype) -> tuple:
+        """A rotary ``qk_transform`` (the front end's ``rotary`` hook): cos, sin [T, r] of rotate-half rotations at
+        ``positions``, for fused ops with a rotary option (GroupQueryAttention's cos/sin caches)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a rotary embedding")
+
     def bias(self, m: torch.nn.Module, q: torch.Tensor, q_len: int, kv_len: int, offset: int) -> torch.Tensor | None:
         """``score_bias`` (dense): the term B [B|1, H, T, S] added to the scaled scores, or None."""
         return None
@@ -180,6 +185,9 @@ def hooks_of(name: str) -> TorchPosition:
 class _Rope(TorchPosition):
     def qk(self, m, q, k, positions):
         return apply_rope(q, m.pos_params, positions), apply_rope(k, m.pos_params, positions)
+
+    def cos_sin(self, m, positions, dtype):
+        return rope_cos_sin(m.pos_params, m.head_dim, positions, dtype)
 
 
 @torch_position("alibi")

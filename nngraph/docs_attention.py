@@ -16,8 +16,8 @@ from .registry import Param
 
 def _registries() -> tuple[dict[str, Any], dict[str, Any]]:
     """The mask and position registries (imported here only: their home may move, this is the one place)."""
-    from .ops import _attn_masks as masks
-    from .ops import _attn_positions as positions
+    from .attention import masks
+    from .attention import positions
 
     return masks.MASKS, positions.POSITIONS
 

@@ -103,6 +103,7 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
     _check_sizes(node, outputs, n_params, diag, limits)
     node.outputs = outputs
     node.n_params = n_params
+    node.meta.update(ctx.meta)  # what the rule resolved for the back ends (attention: its ResolvedAttention)
     if node.shares_params_with:
         node.meta["own_params"] = own  # what it would hold alone: compared with its source's (_check_shared)
     _check_absent_inputs(graph, node, opdef, ctx, diag)

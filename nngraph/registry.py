@@ -121,6 +121,8 @@ class InferCtx:
     inputs: dict[str, TensorType | None]
     variadic: list[TensorType] = field(default_factory=list)
     refs: dict[str, RefInfo] = field(default_factory=dict)
+    #: what the rule resolved for the back ends (e.g. the attention description); copied into ``Node.meta``
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def x(self) -> TensorType:

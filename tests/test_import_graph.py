@@ -36,8 +36,7 @@ ALLOWED_CYCLES: dict[tuple[str, ...], str] = {
     # front end: spec loading (branches `spec16` and `irlint` own these files)
     ("nngraph.spec.document", "nngraph.spec.networks", "nngraph.train_schema"): "spec16/irlint",
     ("nngraph.spec.expand", "nngraph.spec.functions"): "spec16",
-    # attention masks <-> bands, local kernels (branch `attn` moves attention into one public package)
-    ("nngraph.ops._attn_bands", "nngraph.ops._attn_masks"): "attn",
+    # the local attention kernel and its loop
     ("nngraph.compilers.torch.ops.attention_kernels_local",
      "nngraph.compilers.torch.ops.attention_kernels_local_loop"): "attn",
     # the trainers (branch `trainer` merges them into one loop)
@@ -50,8 +49,6 @@ ALLOWED_CROSSINGS: dict[tuple[str, str], str] = {
     # kernel selection: the planner reads the torch kernels' constraints and masks, torch reads the planner's kernel
     # names (branch `attn`: one kernel registry, attention resolved in the front end)
     ("nngraph.compilers.passes", "nngraph.compilers.torch"): "attn: passes/__init__ lists the torch kernels",
-    ("nngraph.compilers.passes.facts", "nngraph.compilers.torch.ops.attention_masks"): "attn: mask facts",
-    ("nngraph.compilers.torch.ops.attention_kernels", "nngraph.compilers.passes.lowering"): "attn: kernel names",
     # exporting a training run's checkpoint (LoRA merged) reads the trainer's checkpoint format (branch `trainer`
     # owns it): to go, the checkpoint reader moves out of compilers/train (not done in branch onnxpipe)
     ("nngraph.compilers.onnx.weights", "nngraph.compilers.train.checkpoint"): "trainer: checkpoint format",

@@ -8,27 +8,28 @@ from .kernels import ATTENTION_OPS
 
 
 def length_bound_symbols(graph: Any) -> dict[str, str]:
-    """Input dims whose size the export must fix, with the reason (a BigBird ``random`` mask: its rows are drawn
-    in Python for each sequence length, so one ONNX graph holds one length's rows)."""
-    from nngraph.ops._attn_masks import parse_mask
+    """Input dims whose size the export must fix, with the reason (a table mask such as BigBird's ``random``: its
+    rows are drawn in Python for each sequence length, so one ONNX graph holds one length's rows)."""
+    from nngraph.attention.analysis import table_leaves
+    from nngraph.attention.masks import parse_mask
 
     out: dict[str, str] = {}
     for node in graph.nodes.values():
         if node.op not in ATTENTION_OPS:
             continue
         try:
-            leaves = parse_mask(node.params.get("mask", "none")).leaves()
+            tables = table_leaves(parse_mask(node.params.get("mask", "none")))
         except ValueError:
             continue
-        if not any(leaf.name == "random" for leaf in leaves):
+        if not tables:
             continue
         for slot in ("x", "context"):
             ref = node.inputs.get(slot)
             t = graph.type_of(ref) if ref is not None else None
             if t is not None and len(t.shape) > 1 and isinstance(t.shape[1], str):
                 for sym in _symbols_in(str(t.shape[1])):
-                    out.setdefault(sym, f"node '{node.name}' has a random (BigBird) mask whose rows depend on the "
-                                        "sequence length")
+                    out.setdefault(sym, f"node '{node.name}' has a {tables[0].name} mask whose rows are a table "
+                                        "that depends on the sequence length")
     out.update({k: v for k, v in _time_loop_symbols(graph).items() if k not in out})
     return out
 

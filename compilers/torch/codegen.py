@@ -104,7 +104,7 @@ class _Compiler:
         return NodeCtx(name=node.name, op=node.op, params=dict(node.params),
                        inputs={k: (g.type_of(r) if r is not None else None) for k, r in node.inputs.items()},
                        variadic=[g.type_of(r) for r in node.variadic], outputs=dict(node.outputs),
-                       consumers=list(self.consumers.get(node.name, [])))
+                       consumers=list(self.consumers.get(node.name, [])), meta=node.meta)
 
     def var(self, ref: Ref) -> str:
         if ref.node in self.graph.inputs:

@@ -55,6 +55,8 @@ class NodeCtx:
     #: ops (with params) of the nodes that read this node's output; known at
     #: compile time only (used by default initializers, e.g. He init before a ReLU).
     consumers: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: what shape inference resolved for the back ends (``Node.meta``: e.g. the attention description)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def x(self) -> TensorType:

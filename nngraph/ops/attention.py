@@ -2,7 +2,8 @@
 
 One ``attention`` node carries its mask and position specs; a lowering pass picks the kernel
 (reference math, SDPA, FlexAttention, ONNX Attention) per target. Masks come from the registry in
-:mod:`nngraph.ops._attn_masks`, positions from :mod:`nngraph.ops._attn_positions`.
+:mod:`nngraph.attention.masks`, positions from :mod:`nngraph.attention.positions`; shape inference
+stores the resolved description (:mod:`nngraph.attention.resolved`) in ``node.meta["attention"]``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Any
 
 from ..registry import InferCtx, p_float, p_int, op
 from ..types import TensorType, dims_differ, format_shape, is_int
-from . import _attn_masks as masks
-from . import _attn_positions as positions
-from ._attn_common import head_layout, model_dim, projection_count, projection_params
+from ..attention import masks
+from ..attention import positions
+from ..attention.layout import head_layout, model_dim, projection_count, projection_params
+from ..attention.resolved import META_KEY, resolve
 
 ATTN_INPUTS = ("x", "context?", "lengths?", "key_padding?", "doc_ids?")
 
@@ -147,4 +149,6 @@ def attention(ctx: InferCtx) -> TensorType:
     problem = positions.POSITIONS[pname].check(pparams, heads, head_dim)
     if problem:
         ctx.fail(f"position.{problem[0]}: {problem[1]}", None, "position")
+    connected = {k for k, t in ctx.inputs.items() if t is not None}
+    ctx.meta[META_KEY] = resolve(ctx.params, d_model, context.shape[-1] if context is not None else d_model, connected)
     return x

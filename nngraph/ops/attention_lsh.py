@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..registry import InferCtx, op, p_bool, p_int
 from ..types import TensorType
-from ._attn_common import head_layout, model_dim
+from ..attention.layout import head_layout, model_dim
 
 
 def _count(ctx: InferCtx) -> int:

@@ -1,7 +1,7 @@
 """Efficient attention variants: linear (elu+1 kernel), Performer (FAVOR+), Linformer projections.
 
 All three keep the multi-head projection layout of ``attention`` (``q``/``k``/``v``/``out`` or
-fused ``qkv``; see :mod:`nngraph.ops._attn_common`) and map x [B, T, D] to [B, T, D].
+fused ``qkv``; see :mod:`nngraph.attention.layout`) and map x [B, T, D] to [B, T, D].
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 
 from ..registry import InferCtx, op, p_bool, p_float, p_int
 from ..types import TensorType
-from ._attn_common import head_layout, model_dim, projection_count, projection_params
+from ..attention.layout import head_layout, model_dim, projection_count, projection_params
 
 
 def _self_attention(ctx: InferCtx) -> tuple[int, int, int, int]:

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from nngraph import cli
 from nngraph.docs import spec_reference
 from nngraph.docs_train import TRAIN_DOCS_COMMAND, key_default, key_range, key_type, train_reference
-from nngraph.ops._attn_masks import MASKS
-from nngraph.ops._attn_positions import POSITIONS
+from nngraph.attention.masks import MASKS
+from nngraph.attention.positions import POSITIONS
 from nngraph.train_keys import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]

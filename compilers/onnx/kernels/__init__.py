@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import decomposed, onnx_attention, ort_gqa, ort_mha
-from .base import KVIO, Kernel, TargetInfo, kernel_named, target_info, TARGETS
+from nngraph.discovery import import_submodules
+
+from .base import KVIO, Kernel, TargetInfo, kernel_named, registered, target_info, TARGETS
 from .site import ATTENTION_OPS, AttentionSite, ExportOptions, MaskParts, site_of
 
 __all__ = ["ATTENTION_OPS", "AttentionSite", "Choice", "ExportOptions", "KVIO", "Kernel",
@@ -32,7 +33,8 @@ __all__ = ["ATTENTION_OPS", "AttentionSite", "Choice", "ExportOptions", "KVIO", 
 #: GroupQueryAttention 552, MultiHeadAttention 728, Attention 777, decomposed 961; BERT at 2048 --
 #: MultiHeadAttention 849, Attention 886, decomposed 999; at seq 128-512 the fused ops are 0-12% faster
 #: than the decomposed graph (Attention slightly ahead of the contrib ops there).
-ORDER: tuple[Kernel, ...] = (ort_gqa.KERNEL, ort_mha.KERNEL, onnx_attention.KERNEL, decomposed.KERNEL)
+import_submodules(__name__, __path__)  # one module per kernel, each registering itself (like op families)
+ORDER: tuple[Kernel, ...] = tuple(registered())  # by each kernel's ``preference``
 #: below this expected sequence length the opset-23 Attention op goes before MultiHeadAttention: the
 #: measured order flips between 128 (Attention ahead) and 2048 (MultiHeadAttention ahead; about even at 512)
 SHORT_SEQ = 512
@@ -44,13 +46,13 @@ def order_for(options: ExportOptions) -> tuple[Kernel, ...]:
     if options.expected_seq is None or options.expected_seq >= SHORT_SEQ:
         return ORDER
     order = list(ORDER)
-    i, j = order.index(ort_mha.KERNEL), order.index(onnx_attention.KERNEL)
+    i, j = order.index(kernel_named("ort-mha")), order.index(kernel_named("onnx-attention"))
     order[i], order[j] = order[j], order[i]
     return tuple(order)
 
 
 def _length_note(options: ExportOptions, kernel: Kernel) -> str:
-    if options.expected_seq is None or kernel not in (ort_mha.KERNEL, onnx_attention.KERNEL):
+    if options.expected_seq is None or kernel.name not in ("ort-mha", "onnx-attention"):
         return ""
     side = "shorter" if options.expected_seq < SHORT_SEQ else "not shorter"
     return (f"; chosen for the expected sequence length {options.expected_seq} ({side} than {SHORT_SEQ}: "

@@ -51,11 +51,19 @@ class TargetInfo:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
 
-_BUILTIN = {
-    "onnx": TargetInfo("onnx", "onnx", "any", None, ("CPUExecutionProvider",)),
-    "ort-cpu": TargetInfo("ort-cpu", "onnxruntime", "cpu", "float32", ("CPUExecutionProvider",)),
-    "ort-cuda": TargetInfo("ort-cuda", "onnxruntime", "cuda", None, ("CUDAExecutionProvider", "CPUExecutionProvider")),
-}
+def _export_targets() -> dict[str, TargetInfo]:
+    """The exporter's targets, all from compilers/targets/profiles.json: its ``onnx_targets`` (standard ONNX)
+    and every profile whose runtime is onnxruntime (ort-cpu, ort-cuda)."""
+    from nngraph.compilers.targets import load_profiles
+
+    data = load_profiles()
+    rows = [(n, p) for n, p in data.get("onnx_targets", {}).items() if not n.startswith("$")]
+    rows += [(n, p) for n, p in data["profiles"].items() if p["runtime"] == "onnxruntime"]
+    return {n: TargetInfo(n, p["runtime"], p["device"], p.get("dtype"),
+                          tuple(p.get("providers") or ("CPUExecutionProvider",))) for n, p in rows}
+
+
+_BUILTIN = _export_targets()
 TARGETS = tuple(_BUILTIN)
 
 
@@ -83,6 +91,7 @@ class Kernel:
     name = ""
     doc = ""
     onnx_op = ""
+    preference = 0            # rank in the preference order (lowest first)
     min_opset: int | None = None
 
     def check(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str | None:
@@ -133,8 +142,16 @@ _KERNELS: dict[str, Kernel] = {}
 
 
 def register(kernel: Kernel) -> Kernel:
+    """Register an ONNX attention kernel (each module of this package registers one; discovered on import)."""
+    if kernel.name in _KERNELS:
+        raise ValueError(f"ONNX kernel '{kernel.name}' registered twice")
     _KERNELS[kernel.name] = kernel
     return kernel
+
+
+def registered() -> list[Kernel]:
+    """Every registered ONNX kernel in preference order."""
+    return sorted(_KERNELS.values(), key=lambda k: k.preference)
 
 
 def kernel_named(name: str) -> Kernel:
@@ -205,27 +222,25 @@ def past_of(io: KVIO | None, site: AttentionSite) -> tuple[Any, Any] | None:
 
 
 def projected(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True) -> tuple[Any, ...]:
-    """q [B, H, T, d], k, v [B, G, S, d] from the module's projections, RoPE applied at offset.. when ``rope``."""
+    """q [B, H, T, d], k, v [B, G, S, d] from the module's projections, the position's q/k transform (RoPE)
+    applied at offset.. when ``rope``."""
     import torch
 
-    from nngraph.compilers.torch.ops import attention_positions as pos
-
     q, k, v = module.project(x, context)
-    if site.rope and rope:
+    if site.pos.qk_transform and rope:
         positions = torch.arange(q.shape[-2], device=x.device) + offset
-        q = pos.apply_rope(q, module.pos_params, positions)
-        k = pos.apply_rope(k, module.pos_params, positions)
+        q, k = module.hooks.qk(module, q, k, positions)  # the encoding's torch hook
     return q, k, v
 
 
 def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True
                 ) -> tuple[Any, ...]:
     """q [B, T, H·d], k, v [B, S, G·d] straight from the projections (no head split / merge round trip),
-    plus q in heads [B, H, T, d] for position biases that need it (Shaw) or None.
+    plus q in heads [B, H, T, d] for position biases that read the queries (``query_bias``, Shaw) or None.
 
     With RoPE applied here (``rope`` and the node uses it) the heads are split, rotated and merged back.
     """
-    if site.rope and rope:
+    if site.pos.qk_transform and rope:
         q, k, v = projected(module, site, x, context, offset, rope=True)
         return merge_heads(q), merge_heads(k), merge_heads(v), q
     h, g, d = site.heads, site.kv_heads, site.head_dim
@@ -234,7 +249,7 @@ def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: 
     else:
         c = x if context is None else context
         q, k, v = module.q(x), module.k(c), module.v(c)
-    return q, k, v, split_heads(q, h) if site.position == "shaw" else None
+    return q, k, v, split_heads(q, h) if site.query_bias else None
 
 
 def projected_with_bias(module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any) -> tuple[Any, ...]:
@@ -271,22 +286,6 @@ def additive_mask(mask_node: Any, bias: Any, batch: int, q_len: Any, kv_len: Any
     if add is not None and full and add.shape[-2] != q_len:
         add = add.expand(add.shape[0], add.shape[1], q_len, add.shape[-1])
     return add
-
-
-def and_masks(*nodes: Any) -> Any:
-    """The conjunction of the given mask nodes (None entries skipped), or None."""
-    from nngraph.ops import _attn_masks as masks
-
-    kids = [n for n in nodes if n is not None]
-    if not kids:
-        return None
-    return kids[0] if len(kids) == 1 else masks.MaskNode("all", children=tuple(kids))
-
-
-def leaf(name: str, **params: Any) -> Any:
-    from nngraph.ops import _attn_masks as masks
-
-    return masks.MaskNode("leaf", name, dict(params))
 
 
 def reference_core(q: Any, k: Any, v: Any, scale: float, add: Any = None, causal: bool = False,

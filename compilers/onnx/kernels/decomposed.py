@@ -17,6 +17,7 @@ from .site import AttentionSite, ExportOptions
 
 class Decomposed(Kernel):
     name = "decomposed"
+    preference = 3   # rank in the measured preference order (see ORDER in kernels/__init__.py)
     doc = "the reference math as plain ONNX ops (MatMul, Add, Where, Softmax): runs anywhere, materializes the scores"
     onnx_op = "MatMul/Softmax"
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import KVIO, Kernel, TargetInfo, additive_mask, and_masks, leaf, merge_heads, placeholder, \
+from .base import KVIO, Kernel, TargetInfo, additive_mask, merge_heads, placeholder, \
     projected_with_bias, reference_core, register, split_heads
 from .site import AttentionSite, ExportOptions
 
 
 class OnnxAttention(Kernel):
     name = "onnx-attention"
+    preference = 2   # rank in the measured preference order (see ORDER in kernels/__init__.py)
     doc = "the standard ONNX Attention op (opset 23): fused, grouped-query heads, is_causal, additive mask"
     onnx_op = "Attention"
     min_opset = 23   # the op's first version
@@ -32,8 +33,9 @@ class OnnxAttention(Kernel):
     def check(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str | None:
         if options.opset < self.min_opset:
             return f"the ONNX Attention op needs opset {self.min_opset}, the export uses opset {options.opset}"
-        if site.shaw_values:
-            return "Shaw relative values need the attention probabilities, which a fused op does not expose"
+        if site.value_term:
+            return (f"{site.position} relative values need the attention probabilities, which a fused op does "
+                    "not expose")
         return None
 
     def why(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str:
@@ -49,10 +51,7 @@ class OnnxAttention(Kernel):
     @staticmethod
     def _explicit(site: AttentionSite) -> Any:
         """The mask conjuncts that go into the additive mask (None: nothing explicit)."""
-        p = site.parts
-        return and_masks(leaf("causal") if p.causal and site.cross else None,
-                         leaf("sliding_window", window=p.window, causal=True) if p.window is not None else None,
-                         leaf("key_padding") if p.key_padding else None, p.rest)
+        return site.parts.to_tensor(causal=site.cross, window=True, key_padding=True)
 
     def forward(self, module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any = None,
                 lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:

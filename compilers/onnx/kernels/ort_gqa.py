@@ -32,6 +32,7 @@ from .site import AttentionSite, ExportOptions
 
 class OrtGroupQueryAttention(Kernel):
     name = "ort-gqa"
+    preference = 0   # rank in the measured preference order (see ORDER in kernels/__init__.py)
     doc = ("ONNX Runtime contrib GroupQueryAttention: causal without a materialized mask, RoPE and local window "
            "built in, grouped-query heads")
     onnx_op = "com.microsoft.GroupQueryAttention"
@@ -54,12 +55,15 @@ class OrtGroupQueryAttention(Kernel):
             return "takes padding only as right-padded lengths (seqlens_k), not a key_padding [B, S] mask"
         if p.key_padding and options.kv_cache:
             return "key padding with a KV cache is not mapped (seqlens_k would change meaning between steps)"
+        if site.pos.qk_transform and not site.rope:
+            return f"position {site.position} transforms q/k in a way the op's rotary option does not express"
         if site.rope and site.head_dim % 16:
             return f"ORT's rotary needs head_dim divisible by 16, got {site.head_dim}"
         if site.rope and site.rotary_dim % 2:
             return f"rotary dim {site.rotary_dim} is odd"
-        if site.position == "shaw" and (site.rope or site.shaw_values):
-            return "Shaw biases need the rotated queries or the probabilities, which the fused op keeps inside"
+        if site.value_term or (site.query_bias and site.rope):
+            return (f"{site.position} biases need the rotated queries or the probabilities, which the fused op "
+                    "keeps inside")
         return None
 
     def why(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str:
@@ -80,8 +84,6 @@ class OrtGroupQueryAttention(Kernel):
                 lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
         import torch
 
-        from nngraph.compilers.torch.ops import attention_positions as pos
-
         past = past_of(io, site)
         batch = x.shape[0]
         q, k, v, q_heads = projected3d(module, site, x, None, 0, rope=False)
@@ -94,7 +96,7 @@ class OrtGroupQueryAttention(Kernel):
         cos = sin = None
         if site.rope:
             positions = torch.arange(total)  # 0 .. P+T-1, dynamic
-            c, s_ = pos.rope_cos_sin(module.pos_params, site.head_dim, positions, q.dtype)
+            c, s_ = module.hooks.cos_sin(module, positions, q.dtype)  # the rotary encoding's torch hook
             half = site.rotary_dim // 2
             cos, sin = c[:, :half].contiguous(), s_[:, :half].contiguous()
         offset = past[0].shape[-2] if past is not None else 0

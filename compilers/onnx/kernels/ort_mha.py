@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import KVIO, Kernel, TargetInfo, additive_mask, and_masks, leaf, merge_heads, placeholder, \
+from .base import KVIO, Kernel, TargetInfo, additive_mask, merge_heads, placeholder, \
     projected_with_bias, reference_core, register, split_heads
 from .site import AttentionSite, ExportOptions
 
@@ -30,6 +30,7 @@ _LOWEST = -3.4028234663852886e38  # float32's lowest finite value
 
 class OrtMultiHeadAttention(Kernel):
     name = "ort-mha"
+    preference = 1   # rank in the measured preference order (see ORDER in kernels/__init__.py)
     doc = "ONNX Runtime contrib MultiHeadAttention: fused, native causal and key padding, additive bias"
     onnx_op = "com.microsoft.MultiHeadAttention"
 
@@ -39,8 +40,9 @@ class OrtMultiHeadAttention(Kernel):
         if site.kv_heads != site.heads:
             return (f"no grouped-query support: {site.kv_heads} key/value heads for {site.heads} query heads "
                     "(K/V would be repeated)")
-        if site.shaw_values:
-            return "Shaw relative values need the attention probabilities, which a fused op does not expose"
+        if site.value_term:
+            return (f"{site.position} relative values need the attention probabilities, which a fused op does "
+                    "not expose")
         if site.dtype not in ("float32", "float16"):
             return f"runs float32/float16, the node computes in {site.dtype}"
         return None
@@ -54,10 +56,7 @@ class OrtMultiHeadAttention(Kernel):
 
     @staticmethod
     def _explicit(site: AttentionSite) -> Any:
-        p = site.parts
-        return and_masks(leaf("causal") if p.causal and site.cross else None,
-                         leaf("sliding_window", window=p.window, causal=True) if p.window is not None else None,
-                         p.rest)
+        return site.parts.to_tensor(causal=site.cross, window=True)
 
     def forward(self, module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any = None,
                 lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:

@@ -1,34 +1,31 @@
 """What an ONNX attention kernel needs to know about one ``attention`` node: pure data, no torch.
 
-:func:`site_of` reads the IR node (params, connected inputs, output type) into an
-:class:`AttentionSite`: the head layout, whether it is cross-attention, the position encoding,
-and the mask split into the parts fused ONNX ops take as attributes or small inputs
-(:class:`MaskParts`):
-
-* ``causal`` -- the mask implies ``kv_idx <= q_idx`` (``causal``, or a causal ``sliding_window``),
-* ``window`` -- a causal sliding window w (keys i-w < j <= i; GroupQueryAttention's
-  ``local_window_size``),
-* ``key_padding`` -- the graph input a ``key_padding`` mask reads (``lengths`` or ``key_padding``),
-* ``rest`` -- every other conjunct (prefix-LM, strided, document, ``any``/``not`` trees, ...):
-  only an explicit mask tensor expresses it.
-
-Only conjunctions (``all``) are split; anything else is ``rest`` as a whole.
+:func:`site_of` reads the description shape inference resolved once
+(:class:`~nngraph.attention.resolved.ResolvedAttention`) into an :class:`AttentionSite`: the head
+layout, whether it is cross-attention, the position encoding with its hooks, and the mask split
+into the parts fused ONNX ops take as attributes or small inputs
+(:class:`~nngraph.attention.analysis.MaskParts`, from what each mask declared as ``native``):
+``causal``, a causal ``window`` (GroupQueryAttention's ``local_window_size``), ``key_padding`` (the
+graph input read) and the ``rest`` only an explicit mask tensor expresses.
 :class:`ExportOptions` are the export settings kernels depend on (opset, KV-cache inputs).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from nngraph.ops import _attn_masks as masks
-from nngraph.ops import _attn_positions as positions
+from nngraph.attention import masks
+from nngraph.attention.analysis import MaskParts, split_mask
+from nngraph.attention.positions import POSITIONS, PositionDef
+from nngraph.attention.resolved import ResolvedAttention, resolved_of
 
 from ..opsets import MAX_OPSET
 
 #: ops whose nodes the ONNX attention kernels lower (``attention_lowered``: the torch lowering pass's rewrite)
 ATTENTION_OPS = ("attention", "attention_lowered")
+
+__all__ = ["ATTENTION_OPS", "AttentionSite", "ExportOptions", "MaskParts", "site_of", "split_mask"]
 
 
 @dataclass(frozen=True)
@@ -38,28 +35,6 @@ class ExportOptions:
     opset: int = MAX_OPSET          # kernels whose ops need a newer opset do not apply
     kv_cache: bool = False          # past key/value inputs and present outputs per attention node
     expected_seq: int | None = None  # the sequence length the file will mostly see (kernel preference)
-
-
-@dataclass(frozen=True)
-class MaskParts:
-    """A mask split into what fused ops take natively and what needs an explicit mask tensor."""
-
-    causal: bool = False
-    window: int | None = None
-    key_padding: str | None = None             # "lengths" | "key_padding": the graph input read
-    rest: masks.MaskNode | None = None         # conjuncts no fused op takes natively (AND of them)
-
-    @property
-    def explicit(self) -> bool:
-        """True when some conjunct can only be an explicit mask tensor."""
-        return self.rest is not None
-
-    def describe(self) -> str:
-        bits = (["causal"] if self.causal and self.window is None else []) + \
-               ([f"causal sliding window {self.window}"] if self.window is not None else []) + \
-               ([f"key padding ({self.key_padding})"] if self.key_padding else []) + \
-               (["an explicit mask"] if self.rest is not None else [])
-        return " + ".join(bits) or "no mask"
 
 
 @dataclass(frozen=True)
@@ -78,61 +53,43 @@ class AttentionSite:
     position: str
     pos_params: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
+    resolved: ResolvedAttention | None = None
+
+    @property
+    def pos(self) -> PositionDef:
+        """The position encoding's registration (its back-end hooks)."""
+        return POSITIONS[self.position]
 
     @property
     def rope(self) -> bool:
-        return self.position == "rope"
+        """A rotary q/k transform fused ops take natively (cos/sin caches)."""
+        return self.pos.rotary is not None
 
     @property
     def rotary_dim(self) -> int:
-        return positions.rotary_dim(self.head_dim, self.pos_params.get("fraction", 1.0)) if self.rope else 0
+        return self.pos.rotary(self.pos_params, self.head_dim) if self.pos.rotary is not None else 0
 
     @property
     def has_bias(self) -> bool:
         """A score bias computed from positions (ALiBi, T5 buckets, Shaw keys)."""
-        return self.position in ("alibi", "t5_bias", "shaw")
+        return self.pos.score_bias
 
     @property
-    def shaw_values(self) -> bool:
-        """Shaw relative values add Σ p_ij a^V_ij: they need the attention probabilities themselves."""
-        return self.position == "shaw" and bool(self.pos_params.get("values"))
+    def query_bias(self) -> bool:
+        """The score bias reads the queries (Shaw keys: q·a^K), so kernels pass the query heads to it."""
+        return self.pos.query_bias
 
-
-def split_mask(node: masks.MaskNode, inputs: set[str]) -> MaskParts:
-    """Split a parsed mask into :class:`MaskParts`; ``inputs`` are the node's connected mask inputs."""
-    conjuncts = list(node.children) if node.op == "all" else [node]
-    causal, window, key_padding, rest = False, None, None, []
-    for c in conjuncts:
-        if c.op == "leaf" and c.name == "none":
-            continue
-        if c.op == "leaf" and c.name == "causal":
-            causal = True
-        elif c.op == "leaf" and c.name == "sliding_window" and c.params.get("causal", True):
-            causal = True
-            w = int(c.params["window"])
-            window = w if window is None else min(window, w)
-        elif c.op == "leaf" and c.name == "key_padding" and key_padding is None:
-            key_padding = "lengths" if "lengths" in inputs else "key_padding"
-        else:
-            rest.append(c)
-    rest_node = None if not rest else rest[0] if len(rest) == 1 else masks.MaskNode("all", children=tuple(rest))
-    return MaskParts(causal, window, key_padding, rest_node)
+    @property
+    def value_term(self) -> bool:
+        """The position adds Σ p_ij a^V_ij (Shaw values): it needs the attention probabilities themselves."""
+        return self.pos.value_term(self.pos_params)
 
 
 def site_of(node: Any) -> AttentionSite:
-    """The :class:`AttentionSite` of an IR ``attention`` node."""
-    p = node.params
+    """The :class:`AttentionSite` of an IR ``attention`` node (from its resolved description)."""
+    r = resolved_of(node)
     out = node.out
-    d_model = int(out.shape[-1]) if out is not None and isinstance(out.shape[-1], int) else int(p.get("d_model", 0))
-    heads = int(p["heads"])
-    kv_heads = int(p.get("kv_heads") or heads)
-    head_dim = int(p.get("head_dim") or d_model // heads)
-    connected = {k for k, r in node.inputs.items() if r is not None}
-    mask = masks.parse_mask(p.get("mask", "none"))
-    pos_name, pos_params = positions.parse_position(p.get("position", "none"))
-    scale = p.get("scale")
     return AttentionSite(
-        node=node.name, heads=heads, kv_heads=kv_heads, head_dim=head_dim, d_model=d_model,
-        cross="context" in connected, scale=float(scale) if scale is not None else 1.0 / math.sqrt(head_dim),
-        mask=mask, parts=split_mask(mask, connected), position=pos_name, pos_params=dict(pos_params),
-        dtype=out.dtype if out is not None else "float32")
+        node=node.name, heads=r.heads, kv_heads=r.kv_heads, head_dim=r.head_dim, d_model=r.d_model, cross=r.cross,
+        scale=r.scale, mask=r.mask, parts=r.parts, position=r.position, pos_params=dict(r.position_params),
+        dtype=out.dtype if out is not None else "float32", resolved=r)

@@ -89,14 +89,12 @@ def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None 
     (reset per call)."""
     from nngraph.compilers.torch.trace_hooks import replacing
 
-    from .masks import random_mask_as_constant
-
     forwards, dispatchers = _forwards(model, graph, choices, io)
     functions = {op: entry.function for op, entry in discover().items() if entry.function is not None}
     try:
         for module, forward in forwards.values():
             module.forward = forward
-        with replacing(functions), random_mask_as_constant():
+        with replacing(functions):
             yield dispatchers
     finally:
         for module, _ in forwards.values():

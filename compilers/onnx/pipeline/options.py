@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..axes import length_bound_symbols
-from ..kernels import target_info
+from ..kernels import TARGETS, target_info
 from ..opsets import MAX_OPSET, MIN_OPSET
 from ..results import ExportError
 
@@ -26,8 +26,8 @@ def check_options(s: Any) -> None:
 
 
 def _target(target: Any) -> Any:
-    if isinstance(target, str) and target not in ("onnx", "ort-cpu", "ort-cuda"):
-        raise ExportError(f"unknown target '{target}': use onnx, ort-cpu or ort-cuda")
+    if isinstance(target, str) and target not in TARGETS:
+        raise ExportError(f"unknown target '{target}': use {', '.join(TARGETS[:-1])} or {TARGETS[-1]}")
     return target_info(target)
 
 

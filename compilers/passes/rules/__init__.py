@@ -1,35 +1,29 @@
 """The rules of the passes, one per module, registered on import and discovered (like op families).
 
 * ``fuse_*``: fusion rules (pattern over primitive ops -> one fused node);
-* ``lower_*``: lowering rules, one per kernel candidate (reference, sdpa, flex, onnx): the pattern
-  is the op they lower, the check returns why the kernel does not apply to a node on a target in a
-  mode, the rewrite returns the kernel's configuration, and ``cost`` estimates one call.
+* ``lower_*``: lowering rules, one per kernel candidate: ``lower_torch`` stands for every kernel of the
+  kernel registry (:mod:`nngraph.compilers.kernels`: reference, sdpa, local, flex — one file each with
+  its check, config, cost, memory and torch code), ``lower_onnx`` for the ONNX kernels
+  (:mod:`nngraph.compilers.onnx.kernels`). The check returns why the kernel does not apply to a node on
+  a target in a mode, the rewrite returns the kernel's configuration, and ``cost`` estimates one call.
 
-Adding a kernel = one ``lower_<kernel>.py`` here plus its data in ``compilers/targets/profiles.json``.
+Adding a kernel = one file in ``compilers/kernels/`` plus its data in ``compilers/targets/profiles.json``.
 """
 
 from __future__ import annotations
 
-from nngraph.discovery import import_submodules
+from nngraph.discovery import Registry
 
 from ..rewrite import Rule
 
-_RULES: dict[str, Rule] = {}
-_loaded = False
+_RULES = Registry(__name__, __path__, "rule")
 
 
 def register(rule: Rule) -> Rule:
     """Register a rule (names are unique)."""
-    if rule.name in _RULES:
-        raise ValueError(f"rule '{rule.name}' registered twice")
-    _RULES[rule.name] = rule
-    return rule
+    return _RULES.add(rule.name, rule)
 
 
 def rules(kind: str | None = None) -> list[Rule]:
     """Every rule (``kind``: "fuse" or "lower" selects by name prefix), in registration order."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import_submodules(__name__, __path__)
-    return [r for r in _RULES.values() if kind is None or r.name.startswith(kind + "_")]
+    return [r for r in _RULES.all().values() if kind is None or r.name.startswith(kind + "_")]

@@ -1,10 +1,11 @@
 """Lowering rule: ONNX Runtime attention kernels (for ``ort-*`` targets), provided by nngraph.compilers.onnx.
 
 The ONNX back end owns these kernels (opset-23 ``Attention``, ORT contrib ``MultiHeadAttention``,
-``GroupQueryAttention``, ...). This rule adapts them to the lowering table: if
-``nngraph.compilers.onnx`` exposes ``attention_candidates()`` — a list of objects with ``name``, ``doc``
-and ``applies(node, target) -> reason | None`` (``node``: the IR node, ``target``: a
-:class:`nngraph.compilers.targets.Target`), optionally ``config(node, target) -> dict`` — each becomes a
+``GroupQueryAttention``, ...; one file each in ``nngraph.compilers.onnx.kernels``, whose targets are in
+compilers/targets/profiles.json). This rule adapts them to the lowering table: that module's
+``attention_candidates()`` gives objects with ``name``, ``doc`` and ``applies(node, target) -> reason |
+None`` (``node``: the IR node, ``target``: a :class:`nngraph.compilers.targets.Target`), optionally
+``config(node, target) -> dict``; each becomes a
 candidate here, checked only on ONNX Runtime targets and taken in the order given (ONNX kernels
 have no cost model: the exporter's order is its preference). Without that module this rule
 reports why it cannot help, and ``ort-*`` targets keep the reference (decomposed MatMul/Softmax).
@@ -26,15 +27,11 @@ def _match(graph, node):
 
 
 def provider() -> Any:
-    """The object offering ``attention_candidates()`` (nngraph.compilers.onnx or a submodule), or None."""
-    for name in ("nngraph.compilers.onnx", "nngraph.compilers.onnx.attention_kernels", "nngraph.compilers.onnx.kernels"):
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        if callable(getattr(mod, "attention_candidates", None)):
-            return mod
-    return None
+    """The ONNX kernel registry (``nngraph.compilers.onnx.kernels``: one file per kernel), or None without it."""
+    try:
+        return importlib.import_module("nngraph.compilers.onnx.kernels")
+    except ImportError:
+        return None
 
 
 def _adapt(cand: Any) -> Rule:

@@ -20,7 +20,9 @@ Masked scores are filled with the dtype's most negative finite value (as Hugging
 -inf: a row whose keys are all masked then attends uniformly instead of producing NaN; any row
 with at least one visible key gets exactly the -inf result (exp underflows to 0).
 
-State (names from nngraph/ops/_attn_common.py): ``qkv.weight [(H+2G)·d, D]`` (+ ``qkv.bias``) or
+Layout, scale, mask and position come from the node's resolved description
+(:mod:`nngraph.attention.resolved`); position terms from the encoding's torch hooks
+(:mod:`.attention_positions`). State (names from nngraph/attention/layout.py): ``qkv.weight [(H+2G)·d, D]`` (+ ``qkv.bias``) or
 ``q.weight [H·d, D]``, ``k.weight [G·d, Dc]``, ``v.weight [G·d, Dc]`` (+ biases); ``out.weight
 [D, H·d]`` (+ ``out.bias``); t5_bias ``rel_bias.weight [num_buckets, H]``; shaw ``rel_k [2k+1, d]``
 (+ ``rel_v``). Init: weights normal(0, 0.02) (GPT-2/BERT), biases 0.
@@ -38,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nngraph.ops import _attn_masks as masks
-from nngraph.ops import _attn_positions as positions
+from nngraph.attention import masks as masks
+from nngraph.attention import positions as positions
+from nngraph.attention.resolved import META_KEY, ResolvedAttention, resolve
 
 from ..registry import Emit, NodeCtx, torch_op
 from . import attention_positions as pos
@@ -115,15 +118,19 @@ class Attention(Projections):
         super().__init__(d_model, d_ctx, heads, kv_heads, head_dim, qkv, bias, out_bias)
         self.dropout, self.cross = dropout, cross
         self.scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
-        self.mask = masks.parse_mask(mask)
-        self.position, self.pos_params = positions.parse_position(position)
-        if self.position == "t5_bias":
-            self.rel_bias = nn.Embedding(self.pos_params["num_buckets"], heads)
-        elif self.position == "shaw":
-            rows = 2 * self.pos_params["max_distance"] + 1
-            self.rel_k = nn.Parameter(torch.empty(rows, head_dim))
-            if self.pos_params["values"]:
-                self.rel_v = nn.Parameter(torch.empty(rows, head_dim))
+        self.mask = mask if isinstance(mask, masks.MaskNode) else masks.parse_mask(mask)
+        # position: a YAML value, or (name, params) already parsed
+        self.position, self.pos_params = (position[0], dict(position[1])) if isinstance(position, tuple) else \
+            positions.parse_position(position)
+        self.pos = positions.POSITIONS[self.position]   # the front end's hooks: kind, learnable, query_bias, ...
+        self.hooks = pos.hooks_of(self.position)         # their torch implementation
+        self.hooks.build(self, self.pos_params, heads, head_dim)
+
+    @classmethod
+    def from_resolved(cls, r: ResolvedAttention, **kwargs: Any) -> "Attention":
+        """The module of a resolved attention node (layout, scale, mask and position as shape inference fixed them)."""
+        return cls(r.d_model, r.d_ctx, r.heads, r.kv_heads, r.head_dim, scale=r.scale, mask=r.mask,
+                   position=(r.position, r.position_params), cross=r.cross, **kwargs)
 
     def keys_values(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """q, k, v and the query offset, with RoPE and the KV cache applied (k, v: all keys so far)."""
@@ -132,24 +139,16 @@ class Attention(Projections):
             return self.project_q(x), slot.k, slot.v, 0  # the context was projected on the first call
         q, k, v = self.project(x, context)
         offset = slot.length if slot is not None and not self.cross else 0
-        if self.position == "rope":
+        if self.pos.qk_transform:
             q_pos = torch.arange(offset, offset + q.shape[-2], device=q.device)
-            q = pos.apply_rope(q, self.pos_params, q_pos)
-            k = pos.apply_rope(k, self.pos_params, q_pos)  # self-attention: the new keys sit where the queries do
+            q, k = self.hooks.qk(self, q, k, q_pos)  # self-attention: the new keys sit where the queries do
         if slot is not None:
             k, v = slot.append(k, v)
         return q, k, v, offset
 
     def score_bias(self, q: torch.Tensor, q_len: int, kv_len: int, offset: int) -> torch.Tensor | None:
         """The score_bias position term B (unscaled, added after the scale), or None."""
-        if self.position == "alibi":
-            return pos.alibi(self.heads, q_len, kv_len, offset, q.device, q.dtype)
-        if self.position == "t5_bias":
-            return pos.t5_bias(self.rel_bias.weight, self.pos_params, q_len, kv_len, offset)
-        if self.position == "shaw":
-            idx = pos.shaw_indices(q_len, kv_len, self.pos_params["max_distance"], offset, q.device)
-            return pos.shaw_scores(q, self.rel_k, idx) * self.scale  # e_ij = q_i·(k_j + a^K_ij)·scale
-        return None
+        return self.hooks.bias(self, q, q_len, kv_len, offset)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
                 key_padding: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -166,9 +165,9 @@ class Attention(Projections):
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         p = F.dropout(softmax(scores), self.dropout, self.training)
         o = torch.matmul(p, v)
-        if self.position == "shaw" and self.pos_params["values"]:
-            idx = pos.shaw_indices(q_len, kv_len, self.pos_params["max_distance"], offset, q.device)
-            o = o + pos.shaw_values(p, self.rel_v, idx)
+        extra = self.hooks.values(self, p, q_len, kv_len, offset)
+        if extra is not None:
+            o = o + extra
         return self.out(self.merge_heads(o))
 
     def extra_repr(self) -> str:
@@ -176,22 +175,26 @@ class Attention(Projections):
                 f"position={self.position}, cross={self.cross}")
 
 
-def layout(ctx: NodeCtx, context_input: bool = True) -> dict[str, Any]:
-    """d_model, d_ctx, heads, kv_heads, head_dim of an attention node (as the front end infers them)."""
-    p = ctx.params
-    d_model = ctx.in_features
+def resolved(ctx: NodeCtx, context_input: bool = True) -> ResolvedAttention:
+    """The node's resolved description: the one shape inference stored, else resolved now by the same function."""
+    stored = ctx.meta.get(META_KEY)
+    if stored is not None:
+        return stored
     context = ctx.inputs.get("context") if context_input else None
-    d_ctx = context.shape[-1] if context is not None else d_model
-    heads = p["heads"]
-    return {"d_model": d_model, "d_ctx": d_ctx, "heads": heads, "kv_heads": p.get("kv_heads") or heads,
-            "head_dim": p.get("head_dim") or d_model // heads}
+    connected = {k for k, t in ctx.inputs.items() if t is not None and (context_input or k != "context")}
+    return resolve(ctx.params, ctx.in_features, context.shape[-1] if context is not None else None, connected)
+
+
+def layout(ctx: NodeCtx, context_input: bool = True) -> dict[str, Any]:
+    """d_model, d_ctx, heads, kv_heads, head_dim of an attention node (as the front end resolved them)."""
+    r = resolved(ctx, context_input)
+    return {"d_model": r.d_model, "d_ctx": r.d_ctx, "heads": r.heads, "kv_heads": r.kv_heads, "head_dim": r.head_dim}
 
 
 def _attention_module(ctx: NodeCtx) -> Attention:
     p = ctx.params
-    return Attention(**layout(ctx), qkv=p["qkv"], bias=p["bias"], out_bias=p["out_bias"], dropout=p["dropout"],
-                     scale=p.get("scale"), mask=p["mask"], position=p["position"],
-                     cross=ctx.inputs.get("context") is not None)
+    return Attention.from_resolved(resolved(ctx), qkv=p["qkv"], bias=p["bias"], out_bias=p["out_bias"],
+                                   dropout=p["dropout"])
 
 
 def call_connected(e: Emit) -> str:

@@ -8,7 +8,8 @@ Two torch ops, both produced by passes, never written in specs:
     the ``attention`` factory, so the same parameter names, init and RNG stream — a lowered model
     loads the reference's weights and vice versa) whose ``forward`` picks a *tier* of the plan
     per call — the first whose ``min_kv`` <= the key length and which can serve the call (a
-    backward when gradients are on, dropout in training) — and runs
+    backward when gradients are on, dropout in training) — and runs the tier's kernel, found in the
+    kernel registry (:mod:`nngraph.compilers.kernels`, one file per kernel; its ``run`` names the code):
 
     * ``reference``: the unmodified reference forward (the oracle);
     * ``sdpa``: ``F.scaled_dot_product_attention`` (:func:`sdpa_core`), backends pinned with
@@ -36,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ...kernels import get_kernel, run_of, tiers_text
 from ..registry import Emit, NodeCtx, get_impl, torch_op
 from .attention import Attention, call_connected
 from .attention_masks import mask_tensor
@@ -64,9 +66,8 @@ def pick_tier(tiers: list[dict[str, Any]] | None, kv_len: int, q_len: int, needs
             continue
         if needs_grad and not t.get("backward", True):
             continue
-        if dropout_active and t["kernel"] == "flex":
-            continue
-        if t["kernel"] not in ("reference", "sdpa", "local", "flex"):
+        k = get_kernel(t["kernel"])
+        if k is None or (dropout_active and not k.dropout):  # not a torch kernel, or one without dropout
             continue
         return t
     return _REFERENCE
@@ -78,7 +79,7 @@ def _empty_rows_to_mean(o: torch.Tensor, empty: torch.Tensor, v: torch.Tensor) -
 
 
 def sdpa_core(m: Attention, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
-              batch: int, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
+              batch: int, inputs: dict[str, torch.Tensor | None], needs_grad: bool = False) -> torch.Tensor:
     """Attention of q [B, H, T, d] over k, v [B, G, S, d] with SDPA; returns [B, H, T, d]."""
     from torch.nn.attention import sdpa_kernel
 
@@ -136,25 +137,15 @@ class LoweredAttention(Attention):
         tier = pick_tier(self.plan.get("tiers"), self._kv_len(x, context), x.shape[1], needs_grad,
                          self.training and self.dropout > 0)
         self.last_kernel = tier["kernel"]
-        if tier["kernel"] == "reference":
+        core = run_of(tier["kernel"])  # the kernel's torch code (registry: nngraph.compilers.kernels)
+        if core is None:  # the reference: the unmodified forward
             return super().forward(x, context, lengths, key_padding, doc_ids)
         q, k, v, offset = self.keys_values(x, context)
         inputs = {"lengths": lengths, "key_padding": key_padding, "doc_ids": doc_ids}
-        if tier["kernel"] == "flex":
-            from .attention_kernels_flex import flex_core
-
-            o = flex_core(self, tier, q, k, v, offset, x.shape[0], inputs)
-        elif tier["kernel"] == "local":
-            from .attention_kernels_local import local_core
-
-            o = local_core(self, tier, q, k, v, offset, x.shape[0], inputs, needs_grad)
-        else:
-            o = sdpa_core(self, tier, q, k, v, offset, x.shape[0], inputs)
+        o = core(self, tier, q, k, v, offset, x.shape[0], inputs, needs_grad)
         return self.out(self.merge_heads(o))
 
     def extra_repr(self) -> str:
-        from nngraph.compilers.passes.lowering import tiers_text
-
         return super().extra_repr() + f", kernel={tiers_text(self.plan.get('tiers') or [_REFERENCE])}"
 
 

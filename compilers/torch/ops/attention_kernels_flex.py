@@ -1,7 +1,7 @@
 """FlexAttention kernel of lowered attention: mask_mod from the mask predicate, score_mod from the position.
 
 * ``mask_mod(b, h, q_idx, kv_idx)``: the node's mask tree evaluated with the SAME registered
-  predicates the reference uses (nngraph/ops/_attn_masks.py works on ints and index tensors);
+  predicates the reference uses (nngraph/attention/masks.py works on ints and index tensors);
   graph inputs are captured (``lengths[b]``, ``key_padding[b, kv]``, ``doc_ids[b, q]``); the
   BigBird ``random`` rows are a captured [T, S] table. Query indices are absolute (offset by the
   KV cache length), as in the reference.
@@ -28,10 +28,10 @@ from typing import Any, Callable
 
 import torch
 
-from nngraph.ops import _attn_masks as masks
+from nngraph.attention import masks as masks
+from nngraph.attention.analysis import hides_nothing
 
-from . import attention_positions as pos
-from .attention_masks import Table, random_mask
+from .attention_masks import Table, table_mask
 
 _STATE: dict[str, Any] = {"compile": os.environ.get("NNGRAPH_FLEX_EAGER", "") not in ("1", "true", "yes"),
                           "fn": None}
@@ -76,7 +76,7 @@ def _eager(*args: Any, **kwargs: Any) -> Any:
 def mask_mod_for(node: masks.MaskNode, offset: int, q_len: int, kv_len: int,
                  inputs: dict[str, torch.Tensor | None], device: torch.device) -> Callable[..., Any] | None:
     """The mask_mod of a parsed mask (None for ``mask: none``)."""
-    if node.op == "leaf" and node.name == "none":
+    if hides_nothing(node):
         return None
     kp, docs = inputs.get("key_padding"), inputs.get("doc_ids")
     context = {"lengths": inputs.get("lengths"), "key_padding": Table(kp) if kp is not None else None,
@@ -84,10 +84,10 @@ def mask_mod_for(node: masks.MaskNode, offset: int, q_len: int, kv_len: int,
 
     def build(n: masks.MaskNode) -> Callable[..., Any]:
         if n.op == "leaf":
-            if n.name == "random":
-                table = random_mask(q_len, kv_len, n.params["per_row"], n.params["seed"], offset, device)[0, 0]
-                return lambda b, h, q, kv: table[q - offset, kv]
             mdef = masks.MASKS[n.name or "none"]
+            if mdef.table is not None:
+                table = table_mask(n, q_len, kv_len, offset, device)[0, 0]
+                return lambda b, h, q, kv: table[q - offset, kv]
             params, uses = dict(n.params), {k: context.get(k) for k in mdef.uses}
             return lambda b, h, q, kv: mdef.predicate(b, h, q, kv, **params, **uses)
         kids = [build(c) for c in n.children]
@@ -115,22 +115,8 @@ def mask_mod_for(node: masks.MaskNode, offset: int, q_len: int, kv_len: int,
 
 
 def score_mod_for(m: Any, q: torch.Tensor, offset: int, q_len: int, kv_len: int) -> Callable[..., Any] | None:
-    """The score_mod of the module's position encoding (None without a score term)."""
-    if m.position == "alibi":
-        slopes = torch.tensor(pos.alibi_slopes(m.heads), dtype=torch.float32, device=q.device)
-        return lambda s, b, h, qi, kv: s - slopes[h] * (qi + offset - kv).abs()
-    if m.position == "t5_bias":
-        shift = offset + q_len - 1
-        rel = torch.arange(-shift, kv_len, device=q.device)
-        buckets = pos.t5_buckets(rel, m.pos_params["bidirectional"], m.pos_params["num_buckets"],
-                                 m.pos_params["max_distance"])
-        table = m.rel_bias.weight
-        return lambda s, b, h, qi, kv: s + table[buckets[kv - qi - offset + shift], h]
-    if m.position == "shaw":
-        k_max = m.pos_params["max_distance"]
-        qa = torch.einsum("bhtd,rd->bhtr", q, m.rel_k) * m.scale
-        return lambda s, b, h, qi, kv: s + qa[b, h, qi, (kv - qi - offset).clamp(-k_max, k_max) + k_max]
-    return None
+    """The score_mod of the module's position encoding (None without a score term): its torch hook."""
+    return m.hooks.score_mod(m, q, offset, q_len, kv_len)
 
 
 def block_mask_for(m: Any, mask_mod: Callable[..., Any] | None, batch: int, q_len: int, kv_len: int, offset: int,
@@ -153,7 +139,7 @@ def block_mask_for(m: Any, mask_mod: Callable[..., Any] | None, batch: int, q_le
 
 
 def flex_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
-              batch: int, inputs: dict[str, torch.Tensor | None]) -> torch.Tensor:
+              batch: int, inputs: dict[str, torch.Tensor | None], needs_grad: bool = False) -> torch.Tensor:
     """Attention of q [B, H, T, d] over k, v [B, G, S, d] with FlexAttention; returns [B, H, T, d]."""
     from torch.nn.attention.flex_attention import AuxRequest
 

@@ -1,7 +1,7 @@
 """Banded ("local") kernel of lowered attention: sliding-window masks as tiles of dense math.
 
 For a mask whose visible pairs all lie in a band ``i - left <= j <= i + right`` plus a few global
-rows and columns (:mod:`nngraph.ops._attn_bands`; sliding window, dilated and local-strided
+rows and columns (:mod:`nngraph.attention.bands`; sliding window, dilated and local-strided
 windows, Longformer's window + global tokens, any of them intersected with key padding), the
 queries are cut into tiles of ``C`` and each tile is computed against only the ``W = C + left +
 right`` keys its band can reach — a strided view of the padded keys (``unfold``), so nothing is
@@ -36,10 +36,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nngraph.ops import _attn_masks as masks
-from nngraph.ops._attn_bands import band_of, tile_width
+from nngraph.attention import masks as masks
+from nngraph.attention.analysis import band_of
+from nngraph.attention.bands import tile_width
 
-from . import attention_positions as pos
 from .attention import softmax
 from .attention_masks import mask_at
 
@@ -104,41 +104,16 @@ def _position_terms(m: Any, q: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.
     ``q_idx`` [..., C, 1] and ``kv_idx`` [..., 1, W] are absolute positions (leading dims as q's after B, H).
     Returns (score term broadcastable to [B, H, ..., C, W] or None, ``values(p) -> Σ_j p_ij a^V_ij`` or None).
     """
-    rel = kv_idx - q_idx  # j - i
-    if m.position == "alibi":
-        slopes = torch.tensor(pos.alibi_slopes(m.heads), dtype=q.dtype, device=q.device)
-        return -slopes.view(-1, *([1] * rel.dim())) * rel.abs().to(q.dtype), None
-    if m.position == "t5_bias":
-        p = m.pos_params
-        buckets = pos.t5_buckets(rel, p["bidirectional"], p["num_buckets"], p["max_distance"])
-        return m.rel_bias.weight[buckets].movedim(-1, 0).to(q.dtype), None
-    if m.position != "shaw":
-        return None, None
-    k_max = m.pos_params["max_distance"]
-    idx = (rel.clamp(-k_max, k_max) + k_max).expand(*q.shape[2:-1], rel.shape[-1])  # [..., C, W] rows of the tables
-    idx = idx.expand(*q.shape[:2], *idx.shape)
-    scores = torch.gather(torch.matmul(q, m.rel_k.transpose(0, 1)), -1, idx)  # q_i·a^K_ij·scale (q is scaled)
-
-    def values(p: torch.Tensor) -> torch.Tensor | None:
-        if not m.pos_params["values"]:
-            return None
-        per_distance = torch.zeros(*p.shape[:-1], 2 * k_max + 1, dtype=p.dtype, device=p.device)
-        return torch.matmul(per_distance.scatter_add(-1, idx, p), m.rel_v)  # Σ_j p_ij a^V_ij
-
-    return scores, values
+    return m.hooks.tile_terms(m, q, kv_idx - q_idx)  # relative positions j - i
 
 
 def _uniform_rows(m: Any, v: torch.Tensor, q_idx: torch.Tensor) -> torch.Tensor:
     """What a row with no visible key gets in the reference — uniform attention over all S keys:
-    the mean of v, plus with Shaw values (1/S)·Σ_j a^V[clip(j - i)] for each query position i [T]."""
+    the mean of v, plus the position's value term of uniform weights (Shaw values: (1/S)·Σ_j a^V[clip(j - i)])
+    for each query position i [T]."""
     mean = v.mean(-2, keepdim=True)  # [B, H, 1, d]
-    if m.position != "shaw" or not m.pos_params["values"]:
-        return mean
-    k_max, kv_len = m.pos_params["max_distance"], v.shape[-2]
-    rel = torch.arange(kv_len, device=v.device).view(1, -1) - q_idx.view(-1, 1)  # [T, S]: j - i
-    counts = torch.zeros(q_idx.numel(), 2 * k_max + 1, dtype=v.dtype, device=v.device)
-    counts.scatter_add_(1, rel.clamp(-k_max, k_max) + k_max, torch.ones_like(rel, dtype=v.dtype))
-    return mean + torch.matmul(counts / kv_len, m.rel_v)  # [B, H, T, d]
+    extra = m.hooks.uniform_values(m, v, q_idx)
+    return mean if extra is None else mean + extra
 
 
 def _global_rows(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor, offset: int,

@@ -30,10 +30,11 @@ MIN_ROW_SUM = 1e-20
 
 
 def in_place_applies(m: Any, needs_grad: bool, dtype: torch.dtype) -> bool:
-    """Calls autograd does not record, without dropout or Shaw terms (their per-query gathers are written for
-    the batched tiles), in fp32/fp64 (the reference computes a 16-bit softmax in fp32; the batched path too)."""
+    """Calls autograd does not record, without dropout or query-dependent position terms (Shaw: their per-query
+    gathers are written for the batched tiles), in fp32/fp64 (the reference computes a 16-bit softmax in fp32; the batched path too)."""
     dropout = m.training and m.dropout > 0
-    return not (needs_grad or m.position == "shaw" or dropout) and dtype in (torch.float32, torch.float64)
+    per_query = m.pos.query_bias or m.pos.value_term(m.pos_params)
+    return not (needs_grad or per_query or dropout) and dtype in (torch.float32, torch.float64)
 
 
 def _mask_as(entry: dict[str, Any], kind: str, dtype: torch.dtype) -> torch.Tensor:
@@ -99,7 +100,7 @@ class _Terms:
 
     def add(self, scores: torch.Tensor, t: slice | int, cols: slice | torch.Tensor) -> None:
         """``scores`` [(nT,) B·H, C, w] += the position term at mask columns ``cols`` (nothing for other encodings)."""
-        if self.m.position not in ("alibi", "t5_bias"):
+        if not self.m.pos.score_bias:  # query-dependent terms never reach the in-place loop (in_place_applies)
             return
         term = _position_terms(self.m, self.q[:1, :1], self.q_pos[t], self.kv_pos[t][..., cols])[0]  # [H, (nT,) C, w]
         bsz, heads = self.q.shape[:2]

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Emit, NodeCtx, torch_op
-from .attention import _INIT
+from .attention import _INIT, layout
 
 SELF_SCORE = -1e5  # a query's score for itself: attended only when nothing else is visible
 
@@ -121,10 +121,8 @@ class LSHAttention(nn.Module):
 
 
 def _module(ctx: NodeCtx) -> LSHAttention:
-    p = ctx.params
-    d_model = ctx.in_features
-    head_dim = p["head_dim"] or d_model // p["heads"]
-    return LSHAttention(d_model, p["heads"], head_dim, p["bias"], p["out_bias"], p["n_buckets"], p["n_hashes"],
+    p, lay = ctx.params, layout(ctx, context_input=False)  # the front end's head layout
+    return LSHAttention(lay["d_model"], lay["heads"], lay["head_dim"], p["bias"], p["out_bias"], p["n_buckets"], p["n_hashes"],
                         p["chunk_size"], p["same_bucket"], p["causal"], p["seed"])
 
 

@@ -1,4 +1,4 @@
-"""Boolean attention masks as tensors, from the front end's mask predicates (nngraph/ops/_attn_masks.py).
+"""Boolean attention masks as tensors, from the front end's mask predicates (nngraph/attention/masks.py).
 
 A mask is a tree of registered predicates ``fn(b, h, q_idx, kv_idx, **params)`` written with ``&``,
 ``|``, comparisons and ``logical_not``, so the SAME function that builds the Python-int reference
@@ -15,7 +15,7 @@ last T of S positions).
 Graph inputs reach the predicates as the front end names them: ``lengths`` [B] (indexed
 ``lengths[b]``), ``key_padding`` [B, S] and ``doc_ids`` [B, T] (indexed ``x[b][i]``; wrapped in
 :class:`Table` so ``x[b][i]`` is one broadcast gather ``x[b, i]``). The ``random`` mask (BigBird)
-is not an elementwise predicate; its rows come from :func:`~nngraph.ops._attn_masks.random_table`.
+is not an elementwise predicate; its rows come from :func:`~nngraph.attention.masks.random_table`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from nngraph.ops import _attn_masks as masks
+from nngraph.attention import masks as masks
+from nngraph.attention.analysis import hides_nothing, table_leaves
 
 
 class Table:
@@ -55,24 +56,28 @@ def index_grids(batch: int, q_len: int, kv_len: int, offset: int = 0,
     return b, h, q, kv
 
 
-def random_mask(q_len: int, kv_len: int, per_row: int, seed: int, offset: int = 0,
-                device: torch.device | str | None = None) -> torch.Tensor:
-    """The BigBird random mask [1, 1, T, S]: row i is True at the keys of ``random_row(offset + i, S, ...)``."""
-    table = masks.random_table(offset + q_len, kv_len, per_row, seed)[offset:]
-    out = torch.zeros(q_len, kv_len, dtype=torch.bool, device=device)
-    if kv_len and per_row:
-        out.scatter_(1, torch.tensor(table, dtype=torch.long, device=device).view(q_len, -1), True)
-    return out.view(1, 1, q_len, kv_len)
+def table_mask(leaf: masks.MaskNode, q_len: int, kv_len: int, offset: int = 0,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """A table mask [1, 1, T, S] (one declared with ``table``, e.g. BigBird's random rows): row i is True at the
+    keys the table lists for query ``offset + i``. Built in numpy from Python ints, so an ONNX trace keeps it
+    as a constant of the traced graph (one file holds one length's rows)."""
+    import numpy as np
+
+    t, s, o = int(q_len), int(kv_len), int(offset)
+    rows = masks.MASKS[leaf.name or ""].table(o + t, s, **leaf.params)[o:]
+    out = np.zeros((t, s), dtype=bool)
+    for i, row in enumerate(rows):
+        out[i, row] = True
+    return torch.from_numpy(out).to(device).view(1, 1, t, s)
 
 
 def _evaluate(node: masks.MaskNode, grids: tuple[torch.Tensor, ...], context: dict[str, Any],
               q_len: int, kv_len: int, offset: int) -> torch.Tensor:
     b, h, q, kv = grids
     if node.op == "leaf":
-        name = node.name or "none"
-        if name == "random":
-            return random_mask(q_len, kv_len, node.params["per_row"], node.params["seed"], offset, q.device)
-        mdef = masks.MASKS[name]
+        mdef = masks.MASKS[node.name or "none"]
+        if mdef.table is not None:
+            return table_mask(node, q_len, kv_len, offset, q.device)
         return torch.as_tensor(mdef.predicate(b, h, q, kv, **node.params, **{k: context.get(k) for k in mdef.uses}))
     kids = [_evaluate(c, grids, context, q_len, kv_len, offset) for c in node.children]
     if node.op == "not":
@@ -91,7 +96,7 @@ def mask_tensor(mask: Any, batch: int, q_len: int, kv_len: int, offset: int = 0,
     ``mask`` is the node's ``mask`` param (a name, mapping, or parsed :class:`MaskNode`).
     """
     node = mask if isinstance(mask, masks.MaskNode) else masks.parse_mask(mask)
-    if node.op == "leaf" and node.name == "none":
+    if hides_nothing(node):
         return None
     grids = index_grids(batch, q_len, kv_len, offset, device)
     context = {"lengths": lengths, "key_padding": Table(key_padding) if key_padding is not None else None,
@@ -107,10 +112,11 @@ def mask_at(node: masks.MaskNode, b: torch.Tensor, q_idx: torch.Tensor, kv_idx: 
             doc_ids: torch.Tensor | None = None) -> torch.Tensor:
     """The mask predicate at broadcastable index tensors (absolute query positions), e.g. the tiles of a banded kernel.
 
-    ``kv_idx`` must lie in [0, kv_len) (clamp first); BigBird's ``random`` rows are not evaluated pointwise.
+    ``kv_idx`` must lie in [0, kv_len) (clamp first); table masks (BigBird's ``random`` rows) have no pointwise form.
     """
-    if any(leaf.name == "random" for leaf in node.leaves()):
-        raise ValueError("the random mask is a table over the whole sequence; it has no pointwise form")
+    tables = table_leaves(node)
+    if tables:
+        raise ValueError(f"the {tables[0].name} mask is a table over the whole sequence; it has no pointwise form")
     context = {"lengths": lengths, "key_padding": Table(key_padding) if key_padding is not None else None,
                "doc_ids": Table(doc_ids) if doc_ids is not None else None, "q_len": q_len, "kv_len": kv_len}
     h = torch.zeros((), dtype=torch.long, device=q_idx.device)

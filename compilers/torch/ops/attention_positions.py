@@ -1,4 +1,4 @@
-"""Position encodings inside attention as tensors (front end: nngraph/ops/_attn_positions.py).
+"""Position encodings inside attention as tensors (front end: nngraph/attention/positions.py).
 
 * RoPE (``qk_transform``; Su et al. 2021, seed 002 "Rotary Positional Embeddings and Long-Context
   Extrapolation"): the first r = int(head_dim·fraction) dims of every query and key are rotated,
@@ -21,10 +21,11 @@ cached positions while decoding with a KV cache, else 0).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from nngraph.ops._attn_positions import alibi_slopes, rope_attention_factor, rope_inv_freq, rotary_dim
+from nngraph.attention.positions import alibi_slopes, rope_attention_factor, rope_inv_freq, rotary_dim
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -112,3 +113,160 @@ def shaw_scores(q: torch.Tensor, rel_k: torch.Tensor, idx: torch.Tensor) -> torc
 def shaw_values(p: torch.Tensor, rel_v: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Σ_j p_ij a^V_ij for attention weights p [B, H, T, S]: [B, H, T, d]."""
     return torch.einsum("bhts,tsd->bhtd", p, rel_v[idx])
+
+
+# ----- the torch hooks of each registered position encoding -----------------------------------------------
+class TorchPosition:
+    """How the torch kernels apply one registered position encoding (front end:
+    :class:`~nngraph.attention.positions.PositionDef`). The defaults add nothing; an encoding overrides the
+    hooks of its kind. ``m`` is the attention module (``heads``, ``head_dim``, ``scale``, ``pos_params`` and
+    the tables :meth:`build` made); positions are absolute (queries start at ``offset``)."""
+
+    def build(self, m: torch.nn.Module, params: dict, heads: int, head_dim: int) -> None:
+        """Create the encoding's parameters on ``m`` (learnable tables)."""
+
+    def qk(self, m: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor) -> tuple:
+        """``qk_transform``: q [B, H, T, d], k [B, G, T, d] at absolute ``positions`` [T]."""
+        return q, k
+
+    def cos_sin(self, m: torch.nn.Module, positions: torch.Tensor, dtype: torch.dtype) -> tuple:
+        """A rotary ``qk_transform`` (the front end's ``rotary`` hook): cos, sin [T, r] of rotate-half rotations at
+        ``positions``, for fused ops with a rotary option (GroupQueryAttention's cos/sin caches)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a rotary embedding")
+
+    def bias(self, m: torch.nn.Module, q: torch.Tensor, q_len: int, kv_len: int, offset: int) -> torch.Tensor | None:
+        """``score_bias`` (dense): the term B [B|1, H, T, S] added to the scaled scores, or None."""
+        return None
+
+    def values(self, m: torch.nn.Module, p: torch.Tensor, q_len: int, kv_len: int, offset: int) -> torch.Tensor | None:
+        """The value term Σ_j p_ij a^V_ij [B, H, T, d] for weights p [B, H, T, S], or None."""
+        return None
+
+    def score_mod(self, m: torch.nn.Module, q: torch.Tensor, offset: int, q_len: int, kv_len: int) -> Any:
+        """FlexAttention's ``score_mod(s, b, h, q_idx, kv_idx)`` adding B, or None."""
+        return None
+
+    def tile_terms(self, m: torch.nn.Module, q: torch.Tensor, rel: torch.Tensor) -> tuple[Any, Any]:
+        """Banded tiles: (score term at relative positions ``rel`` = j - i [..., C, W], shaped [H or 1, ..., C, W]
+        (heads first: the in-place tile loop moves that dim), or None; ``values(p) -> Σ_j p_ij a^V_ij`` or None)
+        for scaled queries q [B, H, ..., C, d]."""
+        return None, None
+
+    def uniform_values(self, m: torch.nn.Module, v: torch.Tensor, q_idx: torch.Tensor) -> torch.Tensor | None:
+        """The value term of a row attending uniformly to all S keys, per query position ``q_idx`` [T]."""
+        return None
+
+
+TORCH_POSITIONS: dict[str, TorchPosition] = {}
+_NO_TERM = TorchPosition()
+
+
+def torch_position(name: str) -> Any:
+    """Class decorator: the torch hooks of the registered position encoding ``name``."""
+
+    def deco(cls: type[TorchPosition]) -> type[TorchPosition]:
+        TORCH_POSITIONS[name] = cls()
+        return cls
+
+    return deco
+
+
+def hooks_of(name: str) -> TorchPosition:
+    """The torch hooks of position ``name``; an encoding that acts inside attention must have registered some."""
+    from nngraph.attention.positions import POSITIONS
+
+    got = TORCH_POSITIONS.get(name)
+    if got is None and POSITIONS[name].kind != "input_transform":
+        raise LookupError(f"position '{name}' has no torch hooks: register them with @torch_position('{name}')")
+    return got or _NO_TERM
+
+
+@torch_position("rope")
+class _Rope(TorchPosition):
+    def qk(self, m, q, k, positions):
+        return apply_rope(q, m.pos_params, positions), apply_rope(k, m.pos_params, positions)
+
+    def cos_sin(self, m, positions, dtype):
+        return rope_cos_sin(m.pos_params, m.head_dim, positions, dtype)
+
+
+@torch_position("alibi")
+class _Alibi(TorchPosition):
+    def bias(self, m, q, q_len, kv_len, offset):
+        return alibi(m.heads, q_len, kv_len, offset, q.device, q.dtype)
+
+    def score_mod(self, m, q, offset, q_len, kv_len):
+        slopes = torch.tensor(alibi_slopes(m.heads), dtype=torch.float32, device=q.device)
+        return lambda s, b, h, qi, kv: s - slopes[h] * (qi + offset - kv).abs()
+
+    def tile_terms(self, m, q, rel):
+        slopes = torch.tensor(alibi_slopes(m.heads), dtype=q.dtype, device=q.device)
+        return -slopes.view(-1, *([1] * rel.dim())) * rel.abs().to(q.dtype), None
+
+
+@torch_position("t5_bias")
+class _T5(TorchPosition):
+    def build(self, m, params, heads, head_dim):
+        m.rel_bias = torch.nn.Embedding(params["num_buckets"], heads)
+
+    def bias(self, m, q, q_len, kv_len, offset):
+        return t5_bias(m.rel_bias.weight, m.pos_params, q_len, kv_len, offset)
+
+    def score_mod(self, m, q, offset, q_len, kv_len):
+        p, shift = m.pos_params, offset + q_len - 1
+        rel = torch.arange(-shift, kv_len, device=q.device)
+        buckets = t5_buckets(rel, p["bidirectional"], p["num_buckets"], p["max_distance"])
+        table = m.rel_bias.weight
+        return lambda s, b, h, qi, kv: s + table[buckets[kv - qi - offset + shift], h]
+
+    def tile_terms(self, m, q, rel):
+        p = m.pos_params
+        buckets = t5_buckets(rel, p["bidirectional"], p["num_buckets"], p["max_distance"])
+        return m.rel_bias.weight[buckets].movedim(-1, 0).to(q.dtype), None
+
+
+@torch_position("shaw")
+class _Shaw(TorchPosition):
+    def build(self, m, params, heads, head_dim):
+        rows = 2 * params["max_distance"] + 1
+        m.rel_k = torch.nn.Parameter(torch.empty(rows, head_dim))
+        if params["values"]:
+            m.rel_v = torch.nn.Parameter(torch.empty(rows, head_dim))
+
+    def bias(self, m, q, q_len, kv_len, offset):
+        idx = shaw_indices(q_len, kv_len, m.pos_params["max_distance"], offset, q.device)
+        return shaw_scores(q, m.rel_k, idx) * m.scale  # e_ij = q_i·(k_j + a^K_ij)·scale
+
+    def values(self, m, p, q_len, kv_len, offset):
+        if not m.pos_params["values"]:
+            return None
+        idx = shaw_indices(q_len, kv_len, m.pos_params["max_distance"], offset, p.device)
+        return shaw_values(p, m.rel_v, idx)
+
+    def score_mod(self, m, q, offset, q_len, kv_len):
+        k_max = m.pos_params["max_distance"]
+        qa = torch.einsum("bhtd,rd->bhtr", q, m.rel_k) * m.scale
+        return lambda s, b, h, qi, kv: s + qa[b, h, qi, (kv - qi - offset).clamp(-k_max, k_max) + k_max]
+
+    def tile_terms(self, m, q, rel):
+        k_max = m.pos_params["max_distance"]
+        idx = (rel.clamp(-k_max, k_max) + k_max).expand(*q.shape[2:-1], rel.shape[-1])  # [..., C, W] table rows
+        idx = idx.expand(*q.shape[:2], *idx.shape)
+        scores = torch.gather(torch.matmul(q, m.rel_k.transpose(0, 1)), -1, idx)  # q_i·a^K_ij·scale (q is scaled)
+
+        def values(p: torch.Tensor) -> torch.Tensor | None:
+            if not m.pos_params["values"]:
+                return None
+            per_distance = torch.zeros(*p.shape[:-1], 2 * k_max + 1, dtype=p.dtype, device=p.device)
+            return torch.matmul(per_distance.scatter_add(-1, idx, p), m.rel_v)  # Σ_j p_ij a^V_ij
+
+        return scores, values
+
+    def uniform_values(self, m, v, q_idx):
+        if not m.pos_params["values"]:
+            return None
+        k_max, kv_len = m.pos_params["max_distance"], v.shape[-2]
+        rel = torch.arange(kv_len, device=v.device).view(1, -1) - q_idx.view(-1, 1)  # [T, S]: j - i
+        counts = torch.zeros(q_idx.numel(), 2 * k_max + 1, dtype=v.dtype, device=v.device)
+        counts.scatter_add_(1, rel.clamp(-k_max, k_max) + k_max, torch.ones_like(rel, dtype=v.dtype))
+        return torch.matmul(counts / kv_len, m.rel_v)  # [B, H, T, d]

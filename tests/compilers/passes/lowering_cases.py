@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import yaml
 
+from nngraph.attention.analysis import has_band
+from nngraph.attention.masks import parse_mask
+
 #: name -> (mask value, extra graph inputs it reads); together they use every registered mask
 MASK_CASES = {
     "none": ("none", ()),
@@ -27,6 +30,8 @@ MASK_CASES = {
                                {"type": "global_tokens", "positions": [0]}]}, ()),
     "causal_not_window": ({"all": ["causal", {"not": {"type": "sliding_window", "window": 8}}]}, ()),
 }
+#: the mask cases with a band around the diagonal, as the mask registry declares them (``reach``)
+BANDED = {case for case, (mask, _) in MASK_CASES.items() if has_band(parse_mask(mask))}
 #: name -> position value; together every registered position (Shaw with and without values)
 POSITION_CASES = {
     "none": "none",

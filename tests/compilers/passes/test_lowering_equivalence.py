@@ -17,7 +17,7 @@ import copy
 
 import pytest
 import torch
-from lowering_cases import MASK_CASES, POSITION_CASES
+from lowering_cases import BANDED, MASK_CASES, POSITION_CASES
 
 from nngraph.compilers.passes import compile_for
 from nngraph.compilers.passes.lowering import decide
@@ -141,8 +141,6 @@ def _same_forward_and_gradients(ref, oracle, cfg, x, w, xr, inputs, want, scale)
         _close(q.grad, p.grad, f"{kernel} d/d{name}", scale)
 
 
-#: the mask cases with a band (nngraph/ops/_attn_bands.py): the banded kernel must apply to exactly these
-BANDED = {"sliding_window", "sliding_window_symmetric", "dilated", "longformer", "window_global"}
 
 
 @pytest.mark.parametrize("mode", ["inference", "training"])

@@ -15,19 +15,17 @@ import itertools
 import pytest
 
 from nngraph.compilers.passes.lowering import decide
-from nngraph.ops import _attn_masks as masks
-from nngraph.ops import _attn_positions as positions
+from nngraph.attention import masks as masks
+from nngraph.attention import positions as positions
 from nngraph.compilers.targets import Detection, get_target
 
-from lowering_cases import MASK_CASES, POSITION_CASES
+from lowering_cases import BANDED, MASK_CASES, POSITION_CASES
 
 NO_GPU = Detection("2.13.0", False, None, None, False, ("CPUExecutionProvider",))
 TARGETS = ["cpu", "cuda:sm75", "cuda:sm80", "cuda:sm90", "ort-cpu", "ort-cuda"]
 DTYPES = ["float32", "float16", "bfloat16"]
 MODES = ["inference", "training"]
 TORCH_KERNELS = {"reference", "sdpa", "local", "flex"}
-#: the mask cases with a band around the diagonal (sliding / dilated windows, with global tokens)
-BANDED = {"sliding_window", "sliding_window_symmetric", "dilated", "longformer", "window_global"}
 
 
 def cpu_without_local():

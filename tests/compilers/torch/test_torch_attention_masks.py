@@ -1,6 +1,6 @@
 """Attention masks on the torch path: the predicate evaluated on broadcast index tensors gives, for every
 registered mask and combinators of them, exactly the matrix the same predicate gives on Python ints
-(nngraph.ops._attn_masks.dense_mask); and a compiled attention applies it (masked keys get weight 0)."""
+(nngraph.attention.masks.dense_mask); and a compiled attention applies it (masked keys get weight 0)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nngraph.compilers.torch.ops.attention_masks import dense_matrix, mask_tensor
-from nngraph.ops._attn_masks import MASKS, dense_mask
+from nngraph.attention.masks import MASKS, dense_mask
 
 LENGTHS = [5, 2, 7]
 DOCS = [[0, 0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 1, 1, 2], [3, 3, 3, 3, 3, 3, 3]]

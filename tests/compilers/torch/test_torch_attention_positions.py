@@ -11,7 +11,7 @@ import torch
 
 from nngraph.compilers.torch.ops import attention_positions as P
 from nngraph.compilers.torch.ops.position import sinusoid_table
-from nngraph.ops._attn_positions import alibi_bias, parse_position, rope_inv_freq, shaw_index, t5_bucket
+from nngraph.attention.positions import alibi_bias, parse_position, rope_inv_freq, shaw_index, t5_bucket
 from nngraph.ops.position import sinusoidal
 
 

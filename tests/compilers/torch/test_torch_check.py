@@ -73,10 +73,10 @@ def test_a_kernel_larger_than_a_symbolic_dim_is_refused_at_the_node_with_the_siz
         random_inputs(graph)  # h = w = 8 (the default): (8-11)//2+1 = -1
     (diag,) = err.value.diagnostics
     assert (diag.pos.line, diag.pos.col) == (6, 5)
-    assert diag.message == ("node 'c' (conv2d) has dim 2 = (h-11)//2+1 = -1 at h=8 (the size assumed for a symbolic "
+    assert diag.message == ("node 'c' (conv2d) has dim 2 = (h+1)//2-5 = -1 at h=8 (the size assumed for a symbolic "
                             "dim not given with --dim)")
     assert diag.hint == "pass --dim h=INT with INT at least 11 (the kernels and strides of this node need it)"
-    with pytest.raises(SpecError, match="has dim 3 = \\(w-11\\)//2\\+1 = 0 at w=10$"):
+    with pytest.raises(SpecError, match="has dim 3 = \\(w\\+1\\)//2-5 = 0 at w=10$"):
         random_inputs(graph, {"h": 11, "w": 10})  # (10-11)//2+1 = 0: empty
     assert tuple(random_inputs(graph, {"h": 11, "w": 11})["x"].shape) == (2, 3, 11, 11)
 

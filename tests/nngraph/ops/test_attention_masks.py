@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import torch
 
-from nngraph.ops import _attn_masks as m
+from nngraph.attention import masks as m
 
 
 def rows(*text: str) -> list[list[bool]]:

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import torch
 
-from nngraph.ops import _attn_positions as p
+from nngraph.attention import positions as p
 
 
 def test_alibi_slopes_for_8_heads_are_the_papers_geometric_sequence():

@@ -1,12 +1,13 @@
-"""The band of a mask (nngraph/ops/_attn_bands.py) is a sound over-approximation: every visible pair of the
+"""The band of a mask (nngraph/attention/bands.py) is a sound over-approximation: every visible pair of the
 exact predicate lies in the band or on a global row/column, and the band is as narrow as the mask allows."""
 
 from __future__ import annotations
 
 import pytest
 
-from nngraph.ops import _attn_masks as masks
-from nngraph.ops._attn_bands import Band, band_of
+from nngraph.attention import masks as masks
+from nngraph.attention.analysis import band_of
+from nngraph.attention.bands import Band
 
 CASES = {
     "window causal": ({"type": "sliding_window", "window": 5}, Band(4, 0)),

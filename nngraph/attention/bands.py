@@ -52,27 +52,12 @@ def window_reach(window: int, causal: bool = True, step: int = 1) -> Band:
     return Band(reach, reach)
 
 
-def _union(bands: list[Band]) -> Band:
+def union_of(bands: list[Band]) -> Band:
+    """The band holding every pair any of ``bands`` holds (the widest reach each side, all global rows/columns)."""
     present = [b for b in bands if b.left is not None]
     left = max((b.left for b in present), default=None)
     right = max((b.right or 0 for b in present), default=None) if present else None
     return Band(left, right, frozenset().union(*(b.rows for b in bands)), frozenset().union(*(b.cols for b in bands)))
-
-
-def band_of(node: Any) -> Band | None:
-    """The band of a parsed mask tree (:class:`~nngraph.ops._attn_masks.MaskNode`), or None if unbounded."""
-    from ._attn_masks import MASKS
-
-    if node.op == "leaf":
-        mdef = MASKS[node.name or "none"]
-        return mdef.reach(**node.params) if mdef.reach is not None else None
-    if node.op == "not":
-        return None
-    kids = [band_of(c) for c in node.children]
-    if node.op == "any":
-        return None if any(k is None for k in kids) else _union(kids)
-    bounded = [k for k in kids if k is not None]
-    return min(bounded, key=Band.size) if bounded else None
 
 
 #: tile widths are rounded up to a multiple of this many keys (the extra keys are masked like any

@@ -1,4 +1,4 @@
-"""Lowering rule: the reference (decomposed) attention — always applies; the oracle of every other kernel.
+"""Kernel: the reference (decomposed) attention — always applies; the oracle of every other kernel.
 
 Pattern: an ``attention`` or fused ``sdpa`` node. Check: none (it runs everywhere, forward and
 backward, any mask, position, dtype and dropout). Rewrite: ``{"kernel": "reference"}`` — the
@@ -8,20 +8,16 @@ Cost: the profile's ``reference.cost``; memory: it materializes the [B, H, T, S]
 
 from __future__ import annotations
 
-from ..lowering import cost_ms, dense_bytes
-from ..rewrite import Match, Rule
-from . import register
+from .conditions import cost_ms, dense_bytes
+from . import KernelDef, register_kernel
 
 
-def _match(graph, node):
-    return Match(node.name, (node.name,))
 
-
-def _check(graph, match, ctx):
+def _check(ctx):
     return None
 
 
-def _rewrite(graph, match, ctx):
+def _config(ctx):
     return {"kernel": "reference", "backward": True}
 
 
@@ -35,5 +31,7 @@ def _memory(facts, kv_len, cfg, mode):
     return dense_bytes(facts, kv_len, per_head=12.0, shared=10.0 if facts.mask_kind != "none" else 0.0)
 
 
-RULE = register(Rule("lower_reference", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
-                     kernel="reference", ops=("attention", "attention_lowered", "sdpa")))
+KERNEL = register_kernel(KernelDef(
+    "reference", __doc__.splitlines()[0], order=0, check=_check, config=_config, cost=_cost,
+    memory=_memory, ops=("attention", "attention_lowered", "sdpa"),
+    run=None))

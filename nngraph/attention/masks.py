@@ -30,13 +30,31 @@ from typing import Any, Callable
 from ..errors import did_you_mean
 from ..params import check_value, param_schema
 from ..registry import Param, p_bool, p_int, p_int_list
-from ._attn_bands import Band, window_reach
+from .bands import Band, window_reach
 
 #: graph inputs a mask may read, and the context values passed to predicates
 MASK_INPUTS = ("lengths", "key_padding", "doc_ids")
 CONTEXT = MASK_INPUTS + ("q_len", "kv_len")
 COMBINATORS = ("all", "any", "not")
 MAX_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class Native:
+    """What a mask leaf is in the terms fused attention ops take natively (no explicit mask tensor).
+
+    ``causal``: keys j <= i only (SDPA ``is_causal``, ONNX ``is_causal``); ``window``: with ``causal``, keys
+    i - window < j <= i (GroupQueryAttention ``local_window_size``); ``key_padding``: hide padded keys, read
+    from the connected ``lengths`` / ``key_padding`` input. All False/None: the leaf hides nothing."""
+
+    causal: bool = False
+    window: int | None = None
+    key_padding: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """The leaf hides nothing (mask: none)."""
+        return self == Native()
 
 
 @dataclass(frozen=True)
@@ -50,19 +68,40 @@ class MaskDef:
     needs: tuple[str, ...] = ()      # graph inputs, any ONE of which must be connected
     uses: tuple[str, ...] = ()       # context values passed to the predicate (subset of CONTEXT)
     self_only: bool = False          # queries and keys must index the same sequence
-    reach: Callable[..., Any] | None = None  # params -> the Band that contains every visible pair (see _attn_bands)
+    reach: Callable[..., Any] | None = None  # params -> the Band that contains every visible pair (see bands)
+    diagonal: bool | Callable[..., bool] = False  # every query sees its own position (for these params)
+    table: Callable[..., list[list[int]]] | None = None  # (q_len, kv_len, **params) -> visible keys per row:
+    #                                                 the mask has no pointwise tensor form, only this table
+    native: Native | Callable[..., Native | None] | None = None  # what fused kernels take natively (else an
+    #                                                 explicit mask tensor)
+
+    def keeps_diagonal(self, params: dict[str, Any]) -> bool:
+        """True if query i always sees key i under ``params`` (no row of this leaf is empty)."""
+        return self.diagonal(**params) if callable(self.diagonal) else self.diagonal
+
+    def native_form(self, params: dict[str, Any]) -> "Native | None":
+        """How fused kernels express this leaf with ``params`` without a mask tensor (None: they cannot)."""
+        return self.native(**params) if callable(self.native) else self.native
 
 
 MASKS: dict[str, MaskDef] = {}
 
 
 def register_mask(name: str, *, params: dict[str, Param] | None = None, needs: tuple[str, ...] = (),
-                  uses: tuple[str, ...] = (), self_only: bool = False,
-                  reach: Callable[..., Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``fn(b, h, q_idx, kv_idx, **params, **context)`` as mask ``name``.
+                  uses: tuple[str, ...] = (), self_only: bool = False, reach: Callable[..., Any] | None = None,
+                  diagonal: bool | Callable[..., bool] = False, table: Callable[..., list[list[int]]] | None = None,
+                  native: Native | Callable[..., Native | None] | None = None,
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``fn(b, h, q_idx, kv_idx, **params, **context)`` as mask ``name``, with every fact back ends use:
 
-    ``reach(**params)`` (optional) returns a :class:`~nngraph.ops._attn_bands.Band` containing every
-    pair the mask can make visible; banded kernels use it to skip everything else."""
+    * ``reach(**params)``: a :class:`~nngraph.attention.bands.Band` containing every pair the mask can make
+      visible (banded kernels skip everything else); None: no band;
+    * ``diagonal``: True (or ``fn(**params) -> bool``) when query i always sees key i — no row is ever fully
+      masked, so fused kernels need not patch empty rows; False is the safe default;
+    * ``table(q_len, kv_len, **params)``: for masks with no pointwise tensor form (BigBird's random rows), the
+      sorted visible keys of every query row; tensor back ends gather from it;
+    * ``native``: a :class:`Native` (or ``fn(**params) -> Native | None``) saying how fused kernels take the
+      mask without a mask tensor (causal flag, causal window, key padding); None: only a mask tensor."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in MASKS or name in COMBINATORS:
@@ -70,7 +109,8 @@ def register_mask(name: str, *, params: dict[str, Param] | None = None, needs: t
         clash = set(params or {}) & (set(CONTEXT) | {"type"})
         if clash or not set(uses) <= set(CONTEXT) or not set(needs) <= set(MASK_INPUTS):
             raise ValueError(f"mask '{name}': bad params/uses/needs {clash or uses or needs}")
-        MASKS[name] = MaskDef(name, (fn.__doc__ or "").strip(), dict(params or {}), fn, needs, uses, self_only, reach)
+        MASKS[name] = MaskDef(name, (fn.__doc__ or "").strip(), dict(params or {}), fn, needs, uses, self_only, reach,
+                              diagonal, table, native)
         return fn
 
     return deco
@@ -86,19 +126,20 @@ def logical_not(v: Any) -> Any:
 
 
 # ----- the masks ------------------------------------------------------------
-@register_mask("none")
+@register_mask("none", diagonal=True, native=Native())
 def none(b, h, q_idx, kv_idx):
     """No mask: every query sees every key (seed 002, "Self-Attention")."""
     return kv_idx >= 0
 
 
-@register_mask("causal")
+@register_mask("causal", diagonal=True, native=Native(causal=True))
 def causal(b, h, q_idx, kv_idx):
     """Causal: key j visible to query i iff j <= i, M_ij = -inf for j > i (seed 002, "Masked Attention")."""
     return kv_idx <= q_idx
 
 
-@register_mask("key_padding", needs=("lengths", "key_padding"), uses=("lengths", "key_padding"))
+@register_mask("key_padding", needs=("lengths", "key_padding"), uses=("lengths", "key_padding"),
+               native=Native(key_padding=True))
 def key_padding(b, h, q_idx, kv_idx, lengths=None, key_padding=None):
     """Key padding: hide padded keys. From ``lengths`` [B] (key j valid iff j < lengths[b]) or a
     ``key_padding`` [B, S] bool input where True marks padding (PyTorch convention)
@@ -111,7 +152,8 @@ def key_padding(b, h, q_idx, kv_idx, lengths=None, key_padding=None):
 @register_mask("sliding_window", params={
     "window": p_int("keys per query: causal sees the last `window` positions incl. itself; symmetric sees window//2 each side"),
     "causal": p_bool("look back only (Mistral-style) instead of both sides (Longformer-style)", True),
-}, reach=lambda window, causal=True: window_reach(window, causal))
+}, reach=lambda window, causal=True: window_reach(window, causal), diagonal=True,
+    native=lambda window, causal=True: Native(causal=True, window=int(window)) if causal else None)
 def sliding_window(b, h, q_idx, kv_idx, window, causal=True):
     """Local windowed attention: causal 0 <= i-j < w; symmetric |i-j| <= w//2
     (seed 002, "Global and Local Attention"; Longformer, Beltagy et al. 2020).
@@ -133,7 +175,7 @@ def sliding_window(b, h, q_idx, kv_idx, window, causal=True):
                   choices=("both", "local", "strided")),
     "causal": p_bool("only keys at or before the query", True),
 }, reach=lambda stride, part="both", causal=True: (
-    None if part != "local" else Band(stride - 1, 0) if causal else Band(stride - 1, stride - 1)))
+    None if part != "local" else Band(stride - 1, 0) if causal else Band(stride - 1, stride - 1)), diagonal=True)
 def strided(b, h, q_idx, kv_idx, stride, part="both", causal=True):
     """Sparse Transformer strided pattern (Child et al. 2019; seed 002, "Sparse Transformers"):
     local A1 = {j : 0 <= i-j < l}, strided A2 = {j : (i-j) mod l = 0}; ``both`` is A1 ∪ A2.
@@ -150,7 +192,8 @@ def strided(b, h, q_idx, kv_idx, stride, part="both", causal=True):
     "window": p_int("keys per query (as in sliding_window), counted in dilated steps"),
     "dilation": p_int("gap d between attended keys"),
     "causal": p_bool("look back only", True),
-}, reach=lambda window, dilation, causal=True: window_reach(window, causal, dilation))
+}, reach=lambda window, dilation, causal=True: window_reach(window, causal, dilation),
+    diagonal=lambda window, dilation, causal=True: (window or 0) >= 1)
 def dilated(b, h, q_idx, kv_idx, window, dilation, causal=True):
     """Dilated sliding window (Longformer, Beltagy et al. 2020; seed 002, "Global and Local Attention"):
     (i-j) mod d = 0 and causal 0 <= i-j < w·d, or symmetric |i-j| <= (w//2)·d."""
@@ -177,7 +220,7 @@ def global_tokens(b, h, q_idx, kv_idx, positions):
 @register_mask("random", params={
     "per_row": p_int("random keys per query row (r)"),
     "seed": p_int("seed of the deterministic generator (splitmix64)", 0, min=0),
-}, uses=("kv_len",))
+}, uses=("kv_len",), table=lambda q_len, kv_len, per_row, seed=0: random_table(q_len, kv_len, per_row, seed))
 def random(b, h, q_idx, kv_idx, per_row, seed=0, kv_len=None):
     """BigBird random attention (Zaheer et al. 2020; seed 002, "Global and Local Attention"): query i
     sees ``per_row`` distinct keys drawn by :func:`random_row` from (seed, i), the same for every
@@ -185,14 +228,14 @@ def random(b, h, q_idx, kv_idx, per_row, seed=0, kv_len=None):
     return kv_idx in random_row(int(q_idx), int(kv_len), per_row, seed)
 
 
-@register_mask("document", needs=("doc_ids",), uses=("doc_ids",), self_only=True)
+@register_mask("document", needs=("doc_ids",), uses=("doc_ids",), self_only=True, diagonal=True)
 def document(b, h, q_idx, kv_idx, doc_ids):
     """Block-diagonal document mask for packed sequences: doc_ids[b][i] == doc_ids[b][j]
     (seed 000, "Different Types of Transformers": M_ij = -inf for disallowed pairs)."""
     return doc_ids[b][q_idx] == doc_ids[b][kv_idx]
 
 
-@register_mask("prefix_lm", params={"prefix": p_int("length of the bidirectional prefix", min=0)})
+@register_mask("prefix_lm", params={"prefix": p_int("length of the bidirectional prefix", min=0)}, diagonal=True)
 def prefix_lm(b, h, q_idx, kv_idx, prefix):
     """Prefix LM (T5/UniLM): keys in the prefix are visible to all, the rest causally: j < p or j <= i
     (seed 002, "Masked Attention" and "T5: Text-to-Text Framework")."""

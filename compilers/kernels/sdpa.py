@@ -1,4 +1,4 @@
-"""Lowering rule: PyTorch ``scaled_dot_product_attention``, with its backends pinned from the profile.
+"""Kernel: PyTorch ``scaled_dot_product_attention``, with its backends pinned from the profile.
 
 Pattern: an ``attention`` or fused ``sdpa`` node on a torch target. Variants, by what the node needs:
 
@@ -21,13 +21,9 @@ otherwise SDPA would run its math backend, which is no faster than the reference
 
 from __future__ import annotations
 
-from ..lowering import cost_ms, dense_bytes, torch_kernel_missing, unmet, variant_of
-from ..rewrite import Match, Rule
-from . import register
+from .conditions import cost_ms, dense_bytes, profile_entry, unmet, variant_of
+from . import KernelDef, register_kernel
 
-
-def _match(graph, node):
-    return Match(node.name, (node.name,))
 
 
 def _fitting(ctx):
@@ -41,30 +37,29 @@ def _fitting(ctx):
     return entry, variant, fit, [p for ps in why for p in ps]
 
 
-def _check(graph, match, ctx):
+def _check(ctx):
     facts, target = ctx.facts, ctx.target
-    missing = torch_kernel_missing(target, "sdpa")
+    entry, missing = profile_entry(target, "sdpa")
     if missing:
         return missing
-    entry = target.kernel("sdpa")
     if not target.has(entry.get("feature")):
         return f"torch {target.torch_version} has no scaled_dot_product_attention"
-    if facts.shaw_values:
-        return "Shaw relative values add Σ_j p_ij·a^V_ij, which needs the attention weights SDPA never materializes"
+    if facts.value_term:
+        return f"{facts.value_term}, which needs the attention weights SDPA never materializes"
     _, variant, fit, why = _fitting(ctx)
     if not [b for b in fit if b != "math"]:
         return "only the math backend fits (" + "; ".join(why) + "): no faster than the reference"
     return None
 
 
-def _rewrite(graph, match, ctx):
+def _config(ctx):
     entry, variant, fit, _ = _fitting(ctx)
     facts, target = ctx.facts, ctx.target
     backends = [entry["backends"][b]["backend"] for b in fit]
     gqa = (facts.kv_heads or 1) < (facts.heads or 1)
     return {"kernel": "sdpa", "variant": variant, "backends": backends, "backend_names": fit,
             "gqa": gqa and target.has("sdpa_gqa") and all(entry["backends"][b].get("gqa") for b in fit),
-            "fix_empty_rows": facts.mask_kind != "none" and not facts.keeps_diagonal,
+            "fix_empty_rows": facts.fix_empty_rows,
             "backward": any(entry["backends"][b].get("backward", True) for b in fit)}
 
 
@@ -82,6 +77,7 @@ def _memory(facts, kv_len, cfg, mode):
     return dense_bytes(facts, kv_len, per_head=8.0 if variant == "bias" else 0.0, shared=shared)
 
 
-RULE = register(Rule("lower_sdpa", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
-                     kernel="sdpa",
-                     ops=("attention", "attention_lowered", "sdpa")))
+KERNEL = register_kernel(KernelDef(
+    "sdpa", __doc__.splitlines()[0], order=1, check=_check, config=_config, cost=_cost,
+    memory=_memory, ops=("attention", "attention_lowered", "sdpa"),
+    run="nngraph.compilers.torch.ops.attention_kernels:sdpa_core"))

@@ -1,4 +1,4 @@
-"""Lowering rule: compiled FlexAttention with a block mask — for block-sparse masks at long lengths.
+"""Kernel: compiled FlexAttention with a block mask — for block-sparse masks at long lengths.
 
 Pattern: an ``attention`` node on a torch target (a fused ``sdpa`` node's bias tensor has no block
 structure to skip). The kernel (compilers/torch/ops/attention_kernels_flex.py) builds ``mask_mod``
@@ -18,37 +18,32 @@ Queries shorter than one block (decoding steps) go to the next tier (``min_q``):
 
 from __future__ import annotations
 
-from ..facts import block_density
-from ..lowering import cost_ms, torch_kernel_missing, unmet, variant_of
-from ..rewrite import Match, Rule
-from . import register
+from .density import block_density
+from .conditions import cost_ms, profile_entry, unmet, variant_of
+from . import ATTENTION_OPS, KernelDef, register_kernel
 
 
-def _match(graph, node):
-    return Match(node.name, (node.name,))
 
-
-def _check(graph, match, ctx):
+def _check(ctx):
     facts, target, mode = ctx.facts, ctx.target, ctx.mode
-    missing = torch_kernel_missing(target, "flex")
+    entry, missing = profile_entry(target, "flex")
     if missing:
         return missing
-    entry = target.kernel("flex")
-    if facts.shaw_values:
-        return "Shaw relative values add Σ_j p_ij·a^V_ij, which needs the attention weights flex never materializes"
+    if facts.value_term:
+        return f"{facts.value_term}, which needs the attention weights flex never materializes"
     problems = unmet(entry, facts, target, mode, variant_of(facts), "")
-    if facts.mask_kind != "none" and not facts.keeps_diagonal and entry.get("lse") is False:
+    if facts.fix_empty_rows and entry.get("lse") is False:
         problems.append(f"mask {facts.mask_text} may leave a query with no visible key (the reference attends "
                         f"uniformly there), and compiled flex on {target.device} cannot return the logsumexp that "
                         "finds such rows")
     return "; ".join(problems) if problems else None
 
 
-def _rewrite(graph, match, ctx):
+def _config(ctx):
     facts, entry = ctx.facts, ctx.target.kernel("flex")
     return {"kernel": "flex", "compiled": True, "block": entry.get("block", 128), "min_q": entry.get("block", 128),
             "gqa": bool(entry.get("gqa")) and (facts.kv_heads or 1) < (facts.heads or 1),
-            "fix_empty_rows": facts.mask_kind != "none" and not facts.keeps_diagonal,
+            "fix_empty_rows": facts.fix_empty_rows,
             "backward": bool(entry.get("backward", True))}
 
 
@@ -68,6 +63,7 @@ def _memory(facts, kv_len, cfg, mode):
     return 10.0 * kv_len * kv_len if facts.data_inputs else 0.0
 
 
-RULE = register(Rule("lower_flex", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
-                     kernel="flex",
-                     ops=("attention", "attention_lowered")))
+KERNEL = register_kernel(KernelDef(
+    "flex", __doc__.splitlines()[0], order=3, check=_check, config=_config, cost=_cost,
+    memory=_memory, ops=ATTENTION_OPS, dropout=False,
+    run="nngraph.compilers.torch.ops.attention_kernels_flex:flex_core"))

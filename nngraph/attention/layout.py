@@ -48,6 +48,12 @@ def model_dim(ctx: InferCtx, t: TensorType, what: str, param: str | None = None)
     return d
 
 
+def layout_of(params: dict, d_model: int) -> tuple[int, int, int]:
+    """(H, G, d) of checked params: G = kv_heads or H, d = head_dim or D // H (the one place this is derived)."""
+    heads = params["heads"]
+    return heads, params.get("kv_heads") or heads, params.get("head_dim") or d_model // heads
+
+
 def head_layout(ctx: InferCtx, d_model: int) -> tuple[int, int, int]:
     """(heads, kv_heads, head_dim), failing at the offending parameter."""
     p = ctx.params
@@ -59,13 +65,10 @@ def head_layout(ctx: InferCtx, d_model: int) -> tuple[int, int, int]:
                  f"({', '.join(str(g) for g in range(1, heads + 1) if heads % g == 0)})", "kv_heads")
     if kv > heads:
         ctx.fail(f"kv_heads {kv} exceeds heads {heads}", "use kv_heads <= heads", "kv_heads")
-    head_dim = p.get("head_dim")
-    if head_dim is None:
-        if d_model % heads:
-            ctx.fail(f"d_model {d_model} is not divisible by heads {heads}",
-                     "choose heads dividing the input width, or give head_dim explicitly", "heads")
-        head_dim = d_model // heads
-    return heads, kv, head_dim
+    if p.get("head_dim") is None and d_model % heads:
+        ctx.fail(f"d_model {d_model} is not divisible by heads {heads}",
+                 "choose heads dividing the input width, or give head_dim explicitly", "heads")
+    return layout_of(p, d_model)
 
 
 def projection_count(d_model: int, d_ctx: int, heads: int, kv: int, head_dim: int, params: dict) -> int:

@@ -39,6 +39,22 @@ class PositionDef:
     params: dict[str, Param]
     count: Callable[[dict, int, int], int]                           # (params, heads, head_dim) -> learnable params
     check: Callable[[dict, int, int], tuple[str, str] | None]        # -> (param, problem) or None
+    learnable: bool = False                      # the term has parameters (gradients flow into a table)
+    query_bias: bool = False                     # the score term reads the queries (q·a_ij), not positions only
+    value_term: Callable[[dict], bool] = lambda p: False   # params -> the output adds Σ_j p_ij a^V_ij
+    value_doc: str = ""                                    # what that value term is (for plan explanations)
+    rotary: Callable[[dict, int], int] | None = None       # (params, head_dim) -> rotated dims, for a
+    #                                              qk_transform that is a rotary embedding fused ops take natively
+
+    @property
+    def score_bias(self) -> bool:
+        """Back-end hook: the encoding adds a term B to the scores (before the softmax)."""
+        return self.kind == "score_bias"
+
+    @property
+    def qk_transform(self) -> bool:
+        """Back-end hook: the encoding rewrites queries and keys after the projections."""
+        return self.kind == "qk_transform"
 
 
 POSITIONS: dict[str, PositionDef] = {}
@@ -46,12 +62,19 @@ POSITIONS: dict[str, PositionDef] = {}
 
 def register_position(name: str, kind: str, params: dict[str, Param] | None = None, doc: str = "",
                       count: Callable[[dict, int, int], int] | None = None,
-                      check: Callable[[dict, int, int], tuple[str, str] | None] | None = None) -> None:
-    """Register a position encoding."""
+                      check: Callable[[dict, int, int], tuple[str, str] | None] | None = None, *,
+                      learnable: bool = False, query_bias: bool = False,
+                      value_term: Callable[[dict], bool] | None = None, value_doc: str = "",
+                      rotary: Callable[[dict, int], int] | None = None) -> None:
+    """Register a position encoding with its back-end hooks: ``kind`` (where it acts), ``learnable`` (it has
+    parameters), ``query_bias`` (its score term reads the queries), ``value_term(params)`` (it also adds a
+    term to the output, so it needs the attention weights) and ``rotary(params, head_dim)`` (a rotary
+    embedding: the rotated dims; fused ops with a rotary option take it natively)."""
     if name in POSITIONS or kind not in KINDS:
         raise ValueError(f"position '{name}': duplicate or bad kind {kind}")
     POSITIONS[name] = PositionDef(name, kind, doc, dict(params or {}), count or (lambda p, h, d: 0),
-                                  check or (lambda p, h, d: None))
+                                  check or (lambda p, h, d: None), learnable, query_bias,
+                                  value_term or (lambda p: False), value_doc, rotary)
 
 
 # ----- RoPE -----------------------------------------------------------------
@@ -128,7 +151,8 @@ GPT-J layout), both turning by the angle m·θ_i, i < r/2:
 rope(x, m) = x·cos(mθ) + rotate_half(x)·sin(mθ) with rotate_half([a, b]) = [-b, a] over the two halves —
 so LLaMA checkpoints load without permuting rows.
 
-""" + cleandoc(rope_inv_freq.__doc__ or ""), check=_rope_check)
+""" + cleandoc(rope_inv_freq.__doc__ or ""), check=_rope_check,
+   rotary=lambda p, head_dim: rotary_dim(head_dim, p["fraction"]))
 
 
 # ----- ALiBi ----------------------------------------------------------------
@@ -198,7 +222,7 @@ Buckets: let b be the buckets per direction (num_buckets / 2 when bidirectional:
 query use buckets 0..b-1, keys after it b..2b-1; else b = num_buckets) and e = b/2. A distance
 d = |j - i| < e has its own bucket; a larger one gets e + ⌊log(d/e) / log(max_distance/e) · (b - e)⌋,
 capped at b - 1, so every distance ≥ max_distance shares the last bucket. Unidirectional (causal
-decoders): d = max(i - j, 0), so keys after the query share bucket 0 with the query itself.""", count=lambda p, heads, hd: p["num_buckets"] * heads, check=_t5_check)
+decoders): d = max(i - j, 0), so keys after the query share bucket 0 with the query itself.""", count=lambda p, heads, hd: p["num_buckets"] * heads, check=_t5_check, learnable=True)
 
 
 # ----- Shaw relative positions ----------------------------------------------
@@ -212,7 +236,9 @@ register_position("shaw", "score_bias", {
     "values": p_bool("also learn a^V added to the values (the paper's second table)", False),
 }, "Shaw et al. (2018) relative positions (seed 002, \"Relative Positional Encodings and ALiBi\"): "
    "e_ij = q_i·(k_j + a^K_ij)/√d with a^K_ij = rel_k[clip(j-i, -k, k) + k], rel_k [2k+1, head_dim] shared by heads",
-   count=lambda p, heads, hd: (2 * p["max_distance"] + 1) * hd * (2 if p["values"] else 1))
+   count=lambda p, heads, hd: (2 * p["max_distance"] + 1) * hd * (2 if p["values"] else 1),
+   learnable=True, query_bias=True, value_term=lambda p: bool(p["values"]),
+   value_doc="Shaw relative values add Σ_j p_ij·a^V_ij")
 
 register_position("none", "input_transform", {}, "no position information inside attention")
 

@@ -1,10 +1,10 @@
-"""Lowering rule: banded tiles ("local") — sliding-window style masks computed only inside their band.
+"""Kernel: banded tiles ("local") — sliding-window style masks computed only inside their band.
 
 Pattern: an ``attention`` node on a torch target. The kernel (compilers/torch/ops/attention_kernels_local.py)
 cuts the queries into tiles of ``chunk`` and scores each tile against the ``chunk + left + right``
 keys its band reaches (plus the global columns; global rows are computed densely), evaluating the
 exact mask predicate on every computed pair. The band comes from the masks themselves
-(:mod:`nngraph.ops._attn_bands`): sliding window, dilated window, the local Sparse Transformer
+(:mod:`nngraph.attention.bands`): sliding window, dilated window, the local Sparse Transformer
 pattern, Longformer's window + global tokens, and any of these intersected with other masks (key
 padding, causal).
 
@@ -20,44 +20,41 @@ tiles of training; memory: the tile scores, linear in T.
 
 from __future__ import annotations
 
-from nngraph.ops._attn_bands import Band, band_of, tile_width
+from nngraph.attention.analysis import table_leaves
+from nngraph.attention.analysis import band_of, has_band
+from nngraph.attention.bands import Band, tile_width
 
-from ..lowering import cost_ms, torch_kernel_missing, unmet
-from ..rewrite import Match, Rule
-from . import register
+from .conditions import cost_ms, profile_entry, unmet
+from . import ATTENTION_OPS, KernelDef, register_kernel
 
-
-def _match(graph, node):
-    return Match(node.name, (node.name,))
 
 
 def _band(facts):
     return band_of(facts.mask) if facts.mask is not None else None
 
 
-def _check(graph, match, ctx):
+def _check(ctx):
     facts, target, mode = ctx.facts, ctx.target, ctx.mode
-    missing = torch_kernel_missing(target, "local")
+    entry, missing = profile_entry(target, "local")
     if missing:
         return missing
-    entry = target.kernel("local")
     if facts.cross:
         return "cross-attention: a band relates positions of one sequence"
-    band = _band(facts)
-    if band is None or band.left is None:
+    if facts.mask is None or not has_band(facts.mask):
         return f"mask {facts.mask_text} has no band around the diagonal (only windows, dilated/local-strided windows " \
                "and global tokens combined with them do)"
-    if any(leaf.name == "random" for leaf in facts.mask.leaves()):
-        return "BigBird random rows are a table over the whole sequence, not a band"
+    tables = table_leaves(facts.mask)
+    if tables:
+        return f"mask {tables[0].name} is a table over the whole sequence (no pointwise form), not a band"
     problems = unmet(entry, facts, target, mode, "mask", "")
     return "; ".join(problems) if problems else None
 
 
-def _rewrite(graph, match, ctx):
+def _config(ctx):
     facts, entry = ctx.facts, ctx.target.kernel("local")
     band = _band(facts)
     return {"kernel": "local", "chunk": int(entry.get("chunk", 128)), "band": [band.left, band.right or 0],
-            "globals": len(band.cols), "fix_empty_rows": facts.mask_kind != "none" and not facts.keeps_diagonal,
+            "globals": len(band.cols), "fix_empty_rows": facts.fix_empty_rows,
             "backward": True}
 
 
@@ -86,5 +83,7 @@ def _memory(facts, kv_len, cfg, mode):
     return tiles + 12.0 * heads * rows * kv_len
 
 
-RULE = register(Rule("lower_local", __doc__.splitlines()[0], _match, _check, _rewrite, cost=_cost, memory=_memory,
-                     kernel="local", ops=("attention", "attention_lowered")))
+KERNEL = register_kernel(KernelDef(
+    "local", __doc__.splitlines()[0], order=2, check=_check, config=_config, cost=_cost,
+    memory=_memory, ops=ATTENTION_OPS,
+    run="nngraph.compilers.torch.ops.attention_kernels_local:local_core"))

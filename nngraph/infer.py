@@ -114,7 +114,8 @@ def _check_absent_inputs(graph: Graph, node: Node, opdef: OpDef, ctx: InferCtx, 
     needed = [(k, n) for k, n in absent.items() if k in opdef.required_inputs]
     needed += [(f"{opdef.variadic}[{i}]", r.node) for i, r in enumerate(node.variadic) if _optional_input(graph, r.node)]
     hint = "declare the input without 'optional: true' (it is then always passed), or connect a value that is always there"
-    for key, name in needed[:1]:
+    if needed:
+        key, name = needed[0]
         diag.error(node.input_pos.get(key, node.pos), f"node '{node.name}' ({node.op}): input '{key}' is the "
                    f"optional graph input '{name}', which may be absent, and {node.op} needs it", hint)
         return
@@ -171,11 +172,14 @@ def _check_shared(graph: Graph, diag: Diagnostics) -> None:
         if source is None or "share_pos" not in node.meta or source.n_params is None or "own_params" not in node.meta:
             continue
         if node.meta["own_params"] != source.n_params:
-            ins = lambda n: ", ".join(format_shape(t.shape) for t in map(graph.type_of, n.all_refs()) if t)  # noqa: E731
             diag.error(node.meta["share_pos"], f"node '{node.name}' ({node.op}) cannot share the weights of "
                        f"'{source.name}': it needs {node.meta['own_params']:,} parameters, '{source.name}' has "
-                       f"{source.n_params:,} (inputs {ins(node)} against {ins(source)})",
+                       f"{source.n_params:,} (inputs {_input_shapes(graph, node)} against {_input_shapes(graph, source)})",
                        "shared uses need inputs and block parameters that give the same weight sizes")
+
+
+def _input_shapes(graph: Graph, node: Node) -> str:
+    return ", ".join(format_shape(t.shape) for t in map(graph.type_of, node.all_refs()) if t is not None)
 
 
 def _gb(n_bytes: int) -> str:

@@ -111,22 +111,25 @@ def infer_node(graph: Graph, node: Node, diag: Diagnostics, limits: Limits) -> N
 
 def _check_absent_inputs(graph: Graph, node: Node, opdef: OpDef, ctx: InferCtx, diag: Diagnostics) -> None:
     """An ``optional: true`` graph input may be absent at run time (the module gets None): a node must work
-    without it. A required input of the op is an error; an optional one is an error when the op's own rule
-    fails without it (``mask: key_padding`` with the padding input absent), found by inferring again."""
+    without it. A required input of the op, or an item of its input list, is an error; an optional input is an
+    error when the op's own rule fails without it (``mask: key_padding`` with the padding input absent), found
+    by inferring again with None there. An op that binds its inputs to a block's (recur, act) is left to its
+    block: an unbound state starts from zeros at run time, which its shape rule cannot tell."""
+    if getattr(opdef, "subgraphs", None):
+        return
     absent = {k: r.node for k, r in node.inputs.items() if r is not None and _optional_input(graph, r.node)}
-    absent |= {f"{opdef.variadic or 'inputs'}[{i}]": r.node for i, r in enumerate(node.variadic)
-               if _optional_input(graph, r.node)}
+    needed = [(k, n) for k, n in absent.items() if k in opdef.required_inputs]
+    needed += [(f"{opdef.variadic}[{i}]", r.node) for i, r in enumerate(node.variadic) if _optional_input(graph, r.node)]
+    hint = "declare the input without 'optional: true' (it is then always passed), or connect a value that is always there"
+    if needed:
+        key, name = needed[0]
+        diag.error(node.input_pos.get(key, node.pos), f"node '{node.name}' ({node.op}): input '{key}' is the "
+                   f"optional graph input '{name}', which may be absent, and {node.op} needs it", hint)
+        return
     if not absent:
         return
-    hint = "declare the input without 'optional: true' (it is then always passed), or connect a value that is always there"
-    for key, name in absent.items():
-        if key not in node.inputs or key in opdef.required_inputs:
-            diag.error(node.input_pos.get(key, node.pos), f"node '{node.name}' ({node.op}): input '{key}' is the "
-                       f"optional graph input '{name}', which may be absent, and {node.op} needs it", hint)
-            return
-    without = replace(ctx, inputs={k: (None if k in absent else t) for k, t in ctx.inputs.items()})
     try:
-        opdef.infer(without)
+        opdef.infer(replace(ctx, inputs={k: (None if k in absent else t) for k, t in ctx.inputs.items()}))
     except ShapeError as err:
         key = next(iter(absent))
         diag.error(node.input_pos.get(key, node.pos), f"node '{node.name}' ({node.op}): when the optional graph input "
@@ -203,11 +206,14 @@ def _check_shared(graph: Graph, diag: Diagnostics) -> None:
         if source is None or "share_pos" not in node.meta or source.n_params is None or "own_params" not in node.meta:
             continue
         if node.meta["own_params"] != source.n_params:
-            ins = lambda n: ", ".join(format_shape(t.shape) for t in map(graph.type_of, n.all_refs()) if t)  # noqa: E731
             diag.error(node.meta["share_pos"], f"node '{node.name}' ({node.op}) cannot share the weights of "
                        f"'{source.name}': it needs {node.meta['own_params']:,} parameters, '{source.name}' has "
-                       f"{source.n_params:,} (inputs {ins(node)} against {ins(source)})",
+                       f"{source.n_params:,} (inputs {_input_shapes(graph, node)} against {_input_shapes(graph, source)})",
                        "shared uses need inputs and block parameters that give the same weight sizes")
+
+
+def _input_shapes(graph: Graph, node: Node) -> str:
+    return ", ".join(format_shape(t.shape) for t in map(graph.type_of, node.all_refs()) if t is not None)
 
 
 def _gb(n_bytes: int) -> str:

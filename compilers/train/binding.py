@@ -85,9 +85,9 @@ def bind(run: RunConfig, available: dict[str, Any], task: str, extra: dict[str, 
             if gi.type.rank == 2:
                 binding.fill[name] = "zeros"
                 continue
-        raise input_error(run, name, f"graph input '{name}' {list(map(str, gi.type.shape))} ({gi.type.dtype}) gets no data "
-                        f"for task '{task}'",
-                        f"map it to a data field with train.inputs: {{{name}: FIELD}}; fields: {', '.join(sorted(available))}")
+        raise input_error(run, name, f"graph input '{name}' {list(map(str, gi.type.shape))} ({gi.type.dtype}) gets no "
+                          f"data for task '{task}'", f"map it to a data field with train.inputs: {{{name}: FIELD}}; "
+                          f"fields: {', '.join(sorted(available))}")
     for inp in fields:
         binding.per_example[inp] = _per_example(graph, inp)
     return binding

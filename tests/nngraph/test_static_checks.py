@@ -70,3 +70,26 @@ def test_ops_that_join_tensors_need_one_dtype(diagnose, node, message):
             "  f: {shape: [batch, 4], dtype: float32}\ngraph:\n  - " + node + "\noutputs: [c]\n")
     _, errors = diagnose(text)
     assert [(line, m) for line, _, m, _ in errors] == [(7, message)]
+
+
+RECUR = """\
+nngraph: 1
+name: t
+inputs:
+  x: {shape: [batch, seq, 3], dtype: float32}
+  h0: {shape: [batch, 5], dtype: float32, optional: true}
+blocks:
+  step:
+    inputs: [x, h]
+    nodes:
+      - {name: cell, op: rnn_cell, in: {x: x, h0: h}, hidden: 5}
+    outputs: {out: cell, h: cell}
+graph:
+  - {name: n, op: recur, in: [x, h0], cell: step, state_size: STATE}
+outputs: {y: n.out}
+"""
+
+
+def test_a_loop_state_from_an_optional_input_is_left_to_the_loop(diagnose):
+    """recur starts an unbound state from zeros at run time (the rnn_cell takes h0=None): no error."""
+    assert diagnose(RECUR.replace("STATE", "{}"))[1] == []

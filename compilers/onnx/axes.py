@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Mapping
 
 from .kernels import ATTENTION_OPS
@@ -72,7 +74,8 @@ def _axis_name(dim: Any) -> str | None:
     if isinstance(dim, int):
         return None
     text = str(dim)
-    return text if text.isidentifier() else "".join(ch if ch.isalnum() else "_" for ch in text).strip("_") or "dim"
+    # the text is already the canonical (simplified) dim; each run of operators becomes one '_'
+    return text if text.isidentifier() else re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_") or "dim"
 
 
 def _dynamic_axes(graph: Any, names: list[str], out_names: list[str], dyn: list[str], kv_layers: list[dict],

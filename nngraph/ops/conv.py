@@ -42,6 +42,8 @@ def channels(ctx: InferCtx, axis: int = 1, param: str | None = "in_channels") ->
     if not isinstance(c, int):
         ctx.fail(f"the channel dim (dim {axis}) of the input {format_shape(x.shape)} must be a concrete size, got '{c}'",
                  "declare the channel dim of the graph input as an integer")
+    if c < 1:  # torch builds a [out, 0, k] weight and then fails at run time
+        ctx.fail(f"the input {format_shape(x.shape)} has no channels (dim {axis} is {c})", "give it at least one channel")
     given = ctx.params.get(param) if param else None
     if given is not None and given != c:
         ctx.fail(f"in_channels is {given} but the input {format_shape(x.shape)} has {c} channels",

@@ -239,6 +239,8 @@ def reduce(ctx: InferCtx) -> TensorType:
     x = ctx.x
     dims = ctx.params["dim"] if isinstance(ctx.params["dim"], list) else [ctx.params["dim"]]
     axes = {norm_axis(ctx, d, x.rank) for d in dims}
+    if len(axes) != len(dims):  # torch refuses a dim named twice (also as -1 and rank-1)
+        ctx.fail(f"dim {ctx.params['dim']} names a dim more than once (input rank {x.rank})", "list each dim once", "dim")
     if ctx.params["keepdim"]:
         return TensorType(tuple(1 if i in axes else d for i, d in enumerate(x.shape)), x.dtype)
     return TensorType(tuple(d for i, d in enumerate(x.shape) if i not in axes), x.dtype)

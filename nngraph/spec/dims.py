@@ -101,6 +101,8 @@ def _closed(relations: dict[str, symdim.Poly], diag: Diagnostics, pos: SourcePos
     out = dict(relations)
     for _ in range(len(out) + 1):
         nxt = {k: symdim.substitute(v, out) for k, v in out.items()}
+        if any(k in symdim.symbols(v) for k, v in nxt.items()):
+            break
         if nxt == out:
             return out
         out = nxt

@@ -98,6 +98,20 @@ def test_the_plan_uses_the_declared_facts_and_explains_them_truly(graph):
     assert d.kernel == "local", text  # 9 keys per query of 4096: the band wins
 
 
+def test_the_derived_bias_is_the_formula_at_every_position(graph):
+    """The dense bias the torch back end derives (the reference's term) against -slope·|i - j| written out, with the
+    queries at a cache offset; the formula also runs on plain ints and numpy arrays (the front end's duck typing)."""
+    ref, offset, q_len, kv_len = _reference(graph), 5, 3, 9
+    got = ref.score_bias(torch.zeros(1, 4, q_len, 8, dtype=torch.float64), q_len, kv_len, offset)
+    want = [[-0.25 * abs(i + offset - j) for j in range(kv_len)] for i in range(q_len)]
+    assert got.shape == (1, 1, q_len, kv_len) and got.dtype == torch.float64
+    assert got[0, 0].tolist() == want
+    score = positions.POSITIONS["distance_penalty"].score
+    assert score(2, 7, 3, slope=0.25) == -1.0
+    assert score(0, np.arange(3)[:, None], np.arange(4), slope=0.5).tolist() == [[0, -0.5, -1, -1.5], [-0.5, 0, -0.5, -1],
+                                                                              [-1, -0.5, 0, -0.5]]
+
+
 def test_every_applicable_torch_kernel_equals_the_reference(graph):
     ref = _reference(graph)
     assert "distance_penalty" not in pos.TORCH_POSITIONS and isinstance(ref.hooks, pos.ScoreFormula)  # derived

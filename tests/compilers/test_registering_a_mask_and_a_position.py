@@ -106,6 +106,8 @@ def test_the_derived_bias_is_the_formula_at_every_position(graph):
     want = [[-0.25 * abs(i + offset - j) for j in range(kv_len)] for i in range(q_len)]
     assert got.shape == (1, 1, q_len, kv_len) and got.dtype == torch.float64
     assert got[0, 0].tolist() == want
+    half = ref.score_bias(torch.zeros(1, 4, 1, 8, dtype=torch.bfloat16), 1, 1002, 1001)  # query 1001, keys 0..1001
+    assert half.dtype == torch.bfloat16 and half[0, 0, 0, -2:].tolist() == [-0.25, 0.0]  # positions exact past 256
     score = positions.POSITIONS["distance_penalty"].score
     assert score(2, 7, 3, slope=0.25) == -1.0
     assert score(0, np.arange(3)[:, None], np.arange(4), slope=0.5).tolist() == [[0, -0.5, -1, -1.5], [-0.5, 0, -0.5, -1],

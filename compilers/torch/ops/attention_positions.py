@@ -191,32 +191,40 @@ def _leading(x: Any, dims: int, like: torch.Tensor) -> torch.Tensor:
     return x.reshape((1,) * (dims - x.dim()) + tuple(x.shape))
 
 
+def _exact(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a formula sees positions in: the scores' dtype, at least float32 (bf16 is not exact past 256)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 class ScoreFormula(TorchPosition):
     """The hooks of a position declared by its ``score(h, q_idx, kv_idx, **params)`` formula B[h, i, j], all three
-    forms derived from the one formula by broadcasting (no loop over positions): positions arrive as tensors of
-    the scores' floating dtype, so the term is computed at the kernel's precision (float64 for the reference)."""
+    forms derived from the one formula by broadcasting (no loop over positions). Head and positions arrive as
+    floating tensors of the scores' dtype (at least float32, so positions stay exact): the term is computed at
+    the kernel's precision (float64 for the reference), then cast to the scores' dtype."""
 
     def bias(self, m, q, q_len, kv_len, offset):
         """Dense B [1, H or 1, T, S] from h [1, H, 1, 1], i [1, 1, T, 1] (offset on), j [1, 1, 1, S]."""
-        h = torch.arange(m.heads, dtype=q.dtype, device=q.device).view(1, -1, 1, 1)
-        i = (torch.arange(q_len, device=q.device) + offset).to(q.dtype).view(1, 1, -1, 1)
-        j = torch.arange(kv_len, dtype=q.dtype, device=q.device).view(1, 1, 1, -1)
+        dtype = _exact(q.dtype)
+        h = torch.arange(m.heads, dtype=dtype, device=q.device).view(1, -1, 1, 1)
+        i = (torch.arange(q_len, device=q.device) + offset).to(dtype).view(1, 1, -1, 1)
+        j = torch.arange(kv_len, dtype=dtype, device=q.device).view(1, 1, 1, -1)
         return _leading(m.pos.score(h, i, j, **m.pos_params), 4, q)
 
     def score_mod(self, m, q, offset, q_len, kv_len):
-        """s + B[h, i, j] per score, the indices cast to the score's dtype."""
+        """s + B[h, i, j] per score."""
         score, params = m.pos.score, m.pos_params
 
         def mod(s, b, h, qi, kv):
-            return s + score(h.to(s.dtype), (qi + offset).to(s.dtype), kv.to(s.dtype), **params)
+            dtype = _exact(s.dtype)
+            return s + score(h.to(dtype), (qi + offset).to(dtype), kv.to(dtype), **params)
 
         return mod
 
     def tile_terms(self, m, q, q_idx, kv_idx):
         """B at the tiles' positions, heads first: h [H, 1, ..., 1] against q_idx [..., C, 1], kv_idx [..., 1, W]."""
-        dims = max(q_idx.dim(), kv_idx.dim()) + 1
-        h = torch.arange(m.heads, dtype=q.dtype, device=q.device).view(-1, *([1] * (dims - 1)))
-        term = m.pos.score(h, q_idx.to(q.dtype), kv_idx.to(q.dtype), **m.pos_params)
+        dims, dtype = max(q_idx.dim(), kv_idx.dim()) + 1, _exact(q.dtype)
+        h = torch.arange(m.heads, dtype=dtype, device=q.device).view(-1, *([1] * (dims - 1)))
+        term = m.pos.score(h, q_idx.to(dtype), kv_idx.to(dtype), **m.pos_params)
         return _leading(term, dims, q), None
 
 

@@ -45,6 +45,8 @@ class PositionDef:
     value_doc: str = ""                                    # what that value term is (for plan explanations)
     rotary: Callable[[dict, int], int] | None = None       # (params, head_dim) -> rotated dims, for a
     #                                              qk_transform that is a rotary embedding fused ops take natively
+    score: Callable[..., Any] | None = None      # score(h, q_idx, kv_idx, **params) -> B[h, i, j]: a pointwise
+    #                                              score_bias every back end derives its forms from
 
     @property
     def score_bias(self) -> bool:
@@ -65,16 +67,25 @@ def register_position(name: str, kind: str, params: dict[str, Param] | None = No
                       check: Callable[[dict, int, int], tuple[str, str] | None] | None = None, *,
                       learnable: bool = False, query_bias: bool = False,
                       value_term: Callable[[dict], bool] | None = None, value_doc: str = "",
-                      rotary: Callable[[dict, int], int] | None = None) -> None:
+                      rotary: Callable[[dict, int], int] | None = None,
+                      score: Callable[..., Any] | None = None) -> None:
     """Register a position encoding with its back-end hooks: ``kind`` (where it acts), ``learnable`` (it has
     parameters), ``query_bias`` (its score term reads the queries), ``value_term(params)`` (it also adds a
     term to the output, so it needs the attention weights) and ``rotary(params, head_dim)`` (a rotary
-    embedding: the rotated dims; fused ops with a rotary option take it natively)."""
+    embedding: the rotated dims; fused ops with a rotary option take it natively).
+
+    ``score(h, q_idx, kv_idx, **params)``: a ``score_bias`` that is a pointwise formula B[h, i, j] of the head
+    and the absolute positions, nothing learned. Like a mask predicate it is duck-typed (operators, ``abs``
+    and the arguments' own methods), so it runs on ints and on tensors; a back end derives every form it
+    needs (dense bias, FlexAttention score_mod, banded tiles) from it and needs no hooks of its own."""
     if name in POSITIONS or kind not in KINDS:
         raise ValueError(f"position '{name}': duplicate or bad kind {kind}")
+    if score is not None and (kind != "score_bias" or learnable or query_bias or value_term):
+        raise ValueError(f"position '{name}': a score formula is a score_bias of positions only "
+                         f"(not learnable, no query or value term)")
     POSITIONS[name] = PositionDef(name, kind, doc, dict(params or {}), count or (lambda p, h, d: 0),
                                   check or (lambda p, h, d: None), learnable, query_bias,
-                                  value_term or (lambda p: False), value_doc, rotary)
+                                  value_term or (lambda p: False), value_doc, rotary, score)
 
 
 # ----- RoPE -----------------------------------------------------------------

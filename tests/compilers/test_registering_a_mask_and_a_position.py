@@ -3,7 +3,7 @@ ONNX exporter pick them up.
 
 The test registers (here, not in the library) a mask ``even_band`` — keys 0 <= i - j < width with i - j even,
 declared with its band, its diagonal and no native form — and a score-bias position ``distance_penalty``
-(B_ij = -slope·|i - j|, the same for every head) with its torch hooks. Then:
+(B_ij = -slope·|i - j|, the same for every head) by its formula alone, no torch code. Then:
 
 * ``--explain`` for the CPU target gives true reasons: the banded kernel applies (the declared band), no kernel
   is told the mask "may leave a query with no visible key" (the declared diagonal);
@@ -45,23 +45,9 @@ outputs: {y: attn}
 """
 
 
-class _DistancePenalty(pos.TorchPosition):
-    """B_ij = -slope·|i - j| as a dense bias, a FlexAttention score_mod and a banded-tile term."""
-
-    def bias(self, m, q, q_len, kv_len, offset):
-        return -m.pos_params["slope"] * pos.relative_positions(q_len, kv_len, offset, q.device).abs().to(q.dtype)
-
-    def score_mod(self, m, q, offset, q_len, kv_len):
-        slope = m.pos_params["slope"]
-        return lambda s, b, h, qi, kv: s - slope * (qi + offset - kv).abs()
-
-    def tile_terms(self, m, q, rel):
-        return (-m.pos_params["slope"] * rel.abs().to(q.dtype)).unsqueeze(0), None  # [1 (heads), ..., C, W]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def registered():
-    """Register the mask, the position and its torch hooks for this module only."""
+    """Register the mask and the position (its formula: no torch hooks) for this module only."""
 
     @masks.register_mask("even_band", params={"width": p_int("keys per query, counting the query")},
                          reach=lambda width: Band(width - 1, 0), diagonal=True)
@@ -71,14 +57,12 @@ def registered():
         return (d >= 0) & (d < width) & ((d % 2) == 0)
 
     positions.register_position("distance_penalty", "score_bias", {"slope": p_float("penalty per step", 0.1)},
-                                "B_ij = -slope·|i - j|")
-    pos.torch_position("distance_penalty")(_DistancePenalty)
+                                "B_ij = -slope·|i - j|", score=lambda h, q_idx, kv_idx, slope: -slope * abs(q_idx - kv_idx))
     old = flex.set_compile(False)
     yield
     flex.set_compile(old)
     masks.MASKS.pop("even_band")
     positions.POSITIONS.pop("distance_penalty")
-    pos.TORCH_POSITIONS.pop("distance_penalty")
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +98,25 @@ def test_the_plan_uses_the_declared_facts_and_explains_them_truly(graph):
     assert d.kernel == "local", text  # 9 keys per query of 4096: the band wins
 
 
+def test_the_derived_bias_is_the_formula_at_every_position(graph):
+    """The dense bias the torch back end derives (the reference's term) against -slope·|i - j| written out, with the
+    queries at a cache offset; the formula also runs on plain ints and numpy arrays (the front end's duck typing)."""
+    ref, offset, q_len, kv_len = _reference(graph), 5, 3, 9
+    got = ref.score_bias(torch.zeros(1, 4, q_len, 8, dtype=torch.float64), q_len, kv_len, offset)
+    want = [[-0.25 * abs(i + offset - j) for j in range(kv_len)] for i in range(q_len)]
+    assert got.shape == (1, 1, q_len, kv_len) and got.dtype == torch.float64
+    assert got[0, 0].tolist() == want
+    half = ref.score_bias(torch.zeros(1, 4, 1, 8, dtype=torch.bfloat16), 1, 1002, 1001)  # query 1001, keys 0..1001
+    assert half.dtype == torch.bfloat16 and half[0, 0, 0, -2:].tolist() == [-0.25, 0.0]  # positions exact past 256
+    score = positions.POSITIONS["distance_penalty"].score
+    assert score(2, 7, 3, slope=0.25) == -1.0
+    assert score(0, np.arange(3)[:, None], np.arange(4), slope=0.5).tolist() == [[0, -0.5, -1, -1.5], [-0.5, 0, -0.5, -1],
+                                                                              [-1, -0.5, 0, -0.5]]
+
+
 def test_every_applicable_torch_kernel_equals_the_reference(graph):
     ref = _reference(graph)
+    assert "distance_penalty" not in pos.TORCH_POSITIONS and isinstance(ref.hooks, pos.ScoreFormula)  # derived
     d = decide(graph, graph.nodes["attn"], "cpu", "inference", kv_len=T)
     gen = torch.Generator().manual_seed(1)
     x, w = torch.randn(B, T, D, generator=gen), torch.randn(B, T, D, generator=gen)

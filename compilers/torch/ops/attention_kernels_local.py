@@ -104,7 +104,7 @@ def _position_terms(m: Any, q: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.
     ``q_idx`` [..., C, 1] and ``kv_idx`` [..., 1, W] are absolute positions (leading dims as q's after B, H).
     Returns (score term broadcastable to [B, H, ..., C, W] or None, ``values(p) -> Σ_j p_ij a^V_ij`` or None).
     """
-    return m.hooks.tile_terms(m, q, kv_idx - q_idx)  # relative positions j - i
+    return m.hooks.tile_terms(m, q, q_idx, kv_idx)
 
 
 def _uniform_rows(m: Any, v: torch.Tensor, q_idx: torch.Tensor) -> torch.Tensor:

@@ -146,10 +146,11 @@ class TorchPosition:
         """FlexAttention's ``score_mod(s, b, h, q_idx, kv_idx)`` adding B, or None."""
         return None
 
-    def tile_terms(self, m: torch.nn.Module, q: torch.Tensor, rel: torch.Tensor) -> tuple[Any, Any]:
-        """Banded tiles: (score term at relative positions ``rel`` = j - i [..., C, W], shaped [H or 1, ..., C, W]
-        (heads first: the in-place tile loop moves that dim), or None; ``values(p) -> Σ_j p_ij a^V_ij`` or None)
-        for scaled queries q [B, H, ..., C, d]."""
+    def tile_terms(self, m: torch.nn.Module, q: torch.Tensor, q_idx: torch.Tensor,
+                   kv_idx: torch.Tensor) -> tuple[Any, Any]:
+        """Banded tiles: (score term at absolute positions ``q_idx`` [..., C, 1], ``kv_idx`` [..., 1, W], shaped
+        [H or 1, ..., C, W] (heads first: the in-place tile loop moves that dim), or None;
+        ``values(p) -> Σ_j p_ij a^V_ij`` or None) for scaled queries q [B, H, ..., C, d]."""
         return None, None
 
     def uniform_values(self, m: torch.nn.Module, v: torch.Tensor, q_idx: torch.Tensor) -> torch.Tensor | None:
@@ -172,13 +173,62 @@ def torch_position(name: str) -> Any:
 
 
 def hooks_of(name: str) -> TorchPosition:
-    """The torch hooks of position ``name``; an encoding that acts inside attention must have registered some."""
+    """The torch hooks of position ``name``: its own, else the derived ones of its ``score`` formula; an encoding
+    that acts inside attention must have one or the other."""
     from nngraph.attention.positions import POSITIONS
 
-    got = TORCH_POSITIONS.get(name)
+    got = TORCH_POSITIONS.get(name) or (_FORMULA if POSITIONS[name].score is not None else None)
     if got is None and POSITIONS[name].kind != "input_transform":
-        raise LookupError(f"position '{name}' has no torch hooks: register them with @torch_position('{name}')")
+        raise LookupError(f"position '{name}' has no torch hooks: declare its score= formula or register hooks "
+                          f"with @torch_position('{name}')")
     return got or _NO_TERM
+
+
+def _leading(x: Any, dims: int, like: torch.Tensor) -> torch.Tensor:
+    """``x`` (a tensor or a number) as a tensor of ``like``'s dtype and device with at least ``dims`` dims (leading
+    ones added): a formula that ignores the head (or everything) still broadcasts as [H or 1, ...]."""
+    x = torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    return x.reshape((1,) * (dims - x.dim()) + tuple(x.shape))
+
+
+def _exact(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a formula sees positions in: the scores' dtype, at least float32 (bf16 is not exact past 256)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+class ScoreFormula(TorchPosition):
+    """The hooks of a position declared by its ``score(h, q_idx, kv_idx, **params)`` formula B[h, i, j], all three
+    forms derived from the one formula by broadcasting (no loop over positions). Head and positions arrive as
+    floating tensors of the scores' dtype (at least float32, so positions stay exact): the term is computed at
+    the kernel's precision (float64 for the reference), then cast to the scores' dtype."""
+
+    def bias(self, m, q, q_len, kv_len, offset):
+        """Dense B [1, H or 1, T, S] from h [1, H, 1, 1], i [1, 1, T, 1] (offset on), j [1, 1, 1, S]."""
+        dtype = _exact(q.dtype)
+        h = torch.arange(m.heads, dtype=dtype, device=q.device).view(1, -1, 1, 1)
+        i = (torch.arange(q_len, device=q.device) + offset).to(dtype).view(1, 1, -1, 1)
+        j = torch.arange(kv_len, dtype=dtype, device=q.device).view(1, 1, 1, -1)
+        return _leading(m.pos.score(h, i, j, **m.pos_params), 4, q)
+
+    def score_mod(self, m, q, offset, q_len, kv_len):
+        """s + B[h, i, j] per score."""
+        score, params = m.pos.score, m.pos_params
+
+        def mod(s, b, h, qi, kv):
+            dtype = _exact(s.dtype)
+            return s + score(h.to(dtype), (qi + offset).to(dtype), kv.to(dtype), **params)
+
+        return mod
+
+    def tile_terms(self, m, q, q_idx, kv_idx):
+        """B at the tiles' positions, heads first: h [H, 1, ..., 1] against q_idx [..., C, 1], kv_idx [..., 1, W]."""
+        dims, dtype = max(q_idx.dim(), kv_idx.dim()) + 1, _exact(q.dtype)
+        h = torch.arange(m.heads, dtype=dtype, device=q.device).view(-1, *([1] * (dims - 1)))
+        term = m.pos.score(h, q_idx.to(dtype), kv_idx.to(dtype), **m.pos_params)
+        return _leading(term, dims, q), None
+
+
+_FORMULA = ScoreFormula()
 
 
 @torch_position("rope")
@@ -199,7 +249,8 @@ class _Alibi(TorchPosition):
         slopes = torch.tensor(alibi_slopes(m.heads), dtype=torch.float32, device=q.device)
         return lambda s, b, h, qi, kv: s - slopes[h] * (qi + offset - kv).abs()
 
-    def tile_terms(self, m, q, rel):
+    def tile_terms(self, m, q, q_idx, kv_idx):
+        rel = kv_idx - q_idx  # j - i
         slopes = torch.tensor(alibi_slopes(m.heads), dtype=q.dtype, device=q.device)
         return -slopes.view(-1, *([1] * rel.dim())) * rel.abs().to(q.dtype), None
 
@@ -219,7 +270,8 @@ class _T5(TorchPosition):
         table = m.rel_bias.weight
         return lambda s, b, h, qi, kv: s + table[buckets[kv - qi - offset + shift], h]
 
-    def tile_terms(self, m, q, rel):
+    def tile_terms(self, m, q, q_idx, kv_idx):
+        rel = kv_idx - q_idx  # j - i
         p = m.pos_params
         buckets = t5_buckets(rel, p["bidirectional"], p["num_buckets"], p["max_distance"])
         return m.rel_bias.weight[buckets].movedim(-1, 0).to(q.dtype), None
@@ -248,7 +300,8 @@ class _Shaw(TorchPosition):
         qa = torch.einsum("bhtd,rd->bhtr", q, m.rel_k) * m.scale
         return lambda s, b, h, qi, kv: s + qa[b, h, qi, (kv - qi - offset).clamp(-k_max, k_max) + k_max]
 
-    def tile_terms(self, m, q, rel):
+    def tile_terms(self, m, q, q_idx, kv_idx):
+        rel = kv_idx - q_idx  # j - i
         k_max = m.pos_params["max_distance"]
         idx = (rel.clamp(-k_max, k_max) + k_max).expand(*q.shape[2:-1], rel.shape[-1])  # [..., C, W] table rows
         idx = idx.expand(*q.shape[:2], *idx.shape)

@@ -142,3 +142,12 @@ def test_generated_schema_accepts_known_forms_and_rejects_typos():
     for bad in ["rop", {"type": "rope", "bse": 1}, {"type": "learned"}]:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+
+
+@pytest.mark.parametrize("kind, flags", [("qk_transform", {}), ("score_bias", {"learnable": True}),
+                                         ("score_bias", {"query_bias": True}),
+                                         ("score_bias", {"value_term": lambda params: True})])
+def test_a_score_formula_is_only_for_a_score_bias_of_positions(kind, flags):
+    with pytest.raises(ValueError, match="score formula is a score_bias of positions only"):
+        p.register_position("formula_misuse", kind, {}, "x", score=lambda h, q_idx, kv_idx: 0.0, **flags)
+    assert "formula_misuse" not in p.POSITIONS

@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import RESULTS, alternate, machine, peak_tensor_bytes, write  # noqa: E402
 
-from nngraph.compilers.passes import compile_for  # noqa: E402
+from nngraph.compilers.lowered import compile_for  # noqa: E402
 from nngraph.compilers.torch import build_module  # noqa: E402
 from nngraph import load_spec  # noqa: E402
 

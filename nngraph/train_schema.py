@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import Diagnostics, SourcePos, choices_hint
 from .expr import ExprError, has_expr, substitute
-from .train_keys import BUILTINS, F, SCHEMA, TASKS
+from .train_keys import BUILTINS, F, SCHEMA, TASK_ROLES, TASKS
 from .values import TRAIN_VOICE, check, kind_article
 from .yamlsrc import Map
+
+if TYPE_CHECKING:
+    from .ir import Graph
 
 
 @dataclass
@@ -123,8 +126,6 @@ def check_train(raw: Any, diag: Diagnostics, pos: SourcePos, variables: Mapping[
     _cross_checks(sec, diag)
     if graph is not None:
         check_against_graph(sec, graph, diag)
-        from .spec.networks import check_roles
-
         check_roles(sec, graph, diag)
     return sec
 
@@ -214,3 +215,34 @@ def merge(base: Any, over: Any) -> Any:
 
 __all__ = ["BUILTINS", "SCHEMA", "TASKS", "TrainSection", "check_against_graph", "check_train", "match_aux",
            "merge", "output_names", "section_from"]
+
+
+def check_roles(sec: Any, graph: Graph, diag: Diagnostics) -> None:
+    """``train.networks`` (role -> network) against the task's roles and the spec's networks."""
+    task = sec.values.get("task")
+    given = dict(sec.values.get("networks") or {})
+    if not graph.networks:
+        if task in TASK_ROLES and task != "vae":  # vae also trains one graph with a kl output
+            roles = TASK_ROLES[task]
+            diag.error(sec.pos("task"), f"task '{task}' trains several networks ({', '.join(roles)}), "
+                       "but this spec declares no 'networks'",
+                       f"declare networks: {{{', '.join(f'{r}: {{...}}' for r in roles)}}}")
+        return
+    if task == "auto":
+        diag.error(sec.pos("task"), "a spec with networks needs train.task", f"one of {', '.join(TASK_ROLES)}")
+        return
+    if task not in TASK_ROLES:
+        diag.error(sec.pos("task"), f"task '{task}' trains one graph, but this spec declares networks "
+                   f"({', '.join(graph.networks)})", f"tasks for networks: {', '.join(TASK_ROLES)}")
+        return
+    roles = TASK_ROLES[task]
+    for role in given:
+        if role not in roles:
+            diag.error(sec.pos("networks"), f"train.networks: task '{task}' has no role '{role}'",
+                       choices_hint(role, roles, "roles"))
+    for role in roles:
+        net = given.get(role, role)
+        if net not in graph.networks:
+            diag.error(sec.pos("networks" if role in given else "task"),
+                       f"task '{task}' needs a network for its role '{role}': the spec has no network '{net}'",
+                       f"name a network with train.networks: {{{role}: NAME}}; networks: {', '.join(graph.networks)}")

@@ -33,28 +33,13 @@ FORBIDDEN = {
 
 #: cycles (as the sorted module list of one strongly connected component) still there, with who removes them.
 ALLOWED_CYCLES: dict[tuple[str, ...], str] = {
-    # front end: spec loading (branches `spec16` and `irlint` own these files)
-    ("nngraph.spec.document", "nngraph.spec.networks", "nngraph.train_schema"): "spec16/irlint",
-    ("nngraph.spec.expand", "nngraph.spec.functions"): "spec16",
-    # the local attention kernel and its loop
+    # the local attention kernel and its in-place loop share tile helpers
     ("nngraph.compilers.torch.ops.attention_kernels_local",
-     "nngraph.compilers.torch.ops.attention_kernels_local_loop"): "attn",
-    # the trainers (branch `trainer` merges them into one loop)
-    ("nngraph.compilers.train.checkpoint", "nngraph.compilers.train.ckstate"): "trainer",
-    ("nngraph.compilers.train.distributed", "nngraph.compilers.train.longrun"): "trainer",
+     "nngraph.compilers.torch.ops.attention_kernels_local_loop"): "tile helpers",
 }
 
-#: forbidden crossings still there: (importer module, imported module) -> who removes it and why it is there.
-ALLOWED_CROSSINGS: dict[tuple[str, str], str] = {
-    # kernel selection: the planner reads the torch kernels' constraints and masks, torch reads the planner's kernel
-    # names (branch `attn`: one kernel registry, attention resolved in the front end)
-    ("nngraph.compilers.passes", "nngraph.compilers.torch"): "attn: passes/__init__ lists the torch kernels",
-    # exporting a training run's checkpoint (LoRA merged) reads the trainer's checkpoint format (branch `trainer`
-    # owns it): to go, the checkpoint reader moves out of compilers/train (not done in branch onnxpipe)
-    ("nngraph.compilers.onnx.weights", "nngraph.compilers.train.checkpoint"): "trainer: checkpoint format",
-    ("nngraph.compilers.onnx.weights", "nngraph.compilers.train.ckstate"): "trainer: checkpoint format",
-    ("nngraph.compilers.onnx.weights", "nngraph.compilers.train.lora"): "trainer: LoRA merge",
-}
+#: forbidden crossings still there: (importer module, imported module) -> why it is there.
+ALLOWED_CROSSINGS: dict[tuple[str, str], str] = {}
 
 
 def module_files() -> dict[str, Path]:

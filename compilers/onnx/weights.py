@@ -5,10 +5,10 @@ Accepted by ``nngraph export --weights``:
 * an nngraph weights file (``.safetensors`` or ``.pt``, :func:`nngraph.compilers.torch.weights.save_weights`;
   also ``OUT/model.safetensors`` of a training run, adapters already merged);
 * a training checkpoint (``OUT/checkpoints/step_*.safetensors`` or ``best.safetensors``, format
-  ``nngraph-checkpoint/1``, :mod:`nngraph.compilers.train.checkpoint`): verified (SHA-256), its ``model/*``
+  ``nngraph-checkpoint/1``, :mod:`nngraph.compilers.state.checkpoint`): verified (SHA-256), its ``model/*``
   tensors loaded; when the run trained LoRA adapters (``state["lora"]``: the wrapped layer names),
   the layers are wrapped with the run's rank/alpha, the adapters loaded, and
-  :func:`nngraph.compilers.train.lora.merge_lora` folds ``(alpha/r)·B·A`` into each weight, so the exported
+  :func:`nngraph.compilers.state.lora.merge_lora` folds ``(alpha/r)·B·A`` into each weight, so the exported
   graph is the plain spec with merged weights;
 * a training output folder: its ``model.safetensors`` if present, else the newest checkpoint in
   ``checkpoints/`` that verifies.
@@ -63,7 +63,7 @@ def resolve(path: str | Path) -> Path:
     if path.is_dir():
         if (path / "model.safetensors").is_file():
             return path / "model.safetensors"
-        from nngraph.compilers.train.checkpoint import latest
+        from nngraph.compilers.state.checkpoint import latest
 
         for folder in (path / "checkpoints", path):
             newest = latest(folder)  # the newest that verifies (regular files only: a FIFO is never opened)
@@ -85,7 +85,7 @@ def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
     file = resolve(path)
     notes = [f"weights: {file}"]
     if _safetensors_format(file) == CHECKPOINT_FORMAT:
-        from nngraph.compilers.train.checkpoint import CheckpointError
+        from nngraph.compilers.state.checkpoint import CheckpointError
 
         try:
             return notes + _from_checkpoint(module, graph, file)
@@ -108,10 +108,10 @@ def load_into(module: Any, graph: Any, path: str | Path) -> list[str]:
 
 def _from_checkpoint(module: Any, graph: Any, file: Path) -> list[str]:
     """Load a training checkpoint's model (its LoRA adapters merged); the notes. A state field that does not fit
-    is a CheckpointError naming it (:mod:`nngraph.compilers.train.ckstate`)."""
+    is a CheckpointError naming it (:mod:`nngraph.compilers.state.ckstate`)."""
     from nngraph.compilers.torch import StateDictError, load_state_dict
-    from nngraph.compilers.train import checkpoint as ck
-    from nngraph.compilers.train import ckstate
+    from nngraph.compilers.state import checkpoint as ck
+    from nngraph.compilers.state import ckstate
 
     ckpt = ck.read(file)
     saved = ckpt.state.get("fingerprint")
@@ -122,7 +122,7 @@ def _from_checkpoint(module: Any, graph: Any, file: Path) -> list[str]:
     notes = [f"training checkpoint at step {ckstate.run_counters(ckpt, keys=())['step']}"]
     lora = ckstate.lora_layers(ckpt)
     if lora:
-        from nngraph.compilers.train.lora import merge_lora
+        from nngraph.compilers.state.lora import merge_lora
 
         rank, alpha = _adapt(module, ckpt, lora)
         _load(module, ckpt.group("model"), file, load_state_dict, StateDictError)
@@ -138,8 +138,8 @@ def _adapt(module: Any, ckpt: Any, lora: list[str]) -> tuple[int, float]:
     import glob
     import math
 
-    from nngraph.compilers.train import ckstate
-    from nngraph.compilers.train.lora import apply_lora
+    from nngraph.compilers.state import ckstate
+    from nngraph.compilers.state.lora import apply_lora
 
     cfg = ckstate.field(ckpt, "config").get("lora") or {}
     with ckstate.loading(ckpt, "config.lora"):

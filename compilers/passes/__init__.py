@@ -2,16 +2,16 @@
 
 ::
 
-    from nngraph.compilers.passes import fuse, lower, compile_for, explain, format_explain
+    from nngraph.compilers.passes import fuse, lower, explain, format_explain
     fused = fuse(graph)                         # PassResult: .graph, .changes, .skipped
     lowered = lower(fused.graph, "cpu", "inference")
-    model, results = compile_for(graph, "cuda:sm90:bf16", mode="training")
     print(format_explain(explain(graph, "cpu"), "cpu"))
 
 Both passes are written as rules (:mod:`.rewrite`: pattern, check returning the reason a rule does
 not apply, rewrite), one rule per module in :mod:`.rules`; each pass collects its edits, applies
 them once and returns what it changed. Targets come from :mod:`nngraph.compilers.targets` (profiles as
-data). The lowered torch modules live in ``compilers/torch/ops/attention_kernels*.py``.
+data). The lowered torch modules live in ``compilers/torch/ops/attention_kernels*.py``; the planner imports
+none of them (:func:`nngraph.compilers.lowered.compile_for` joins the two: lower, then build the module).
 """
 
 from __future__ import annotations
@@ -34,15 +34,5 @@ def run_passes(graph: Graph, target: Any = "auto", mode: str = "inference",
     return lowered.graph, [fused, lowered]
 
 
-def compile_for(graph: Graph, target: Any = "auto", mode: str = "inference", seed: int = 0,
-                kv_len: int | None = None, dims: dict[str, int] | None = None) -> tuple[Any, list[PassResult]]:
-    """Build the torch module of ``graph`` lowered for ``target`` (same parameter names and weights
-    as ``nngraph.compilers.torch.build_module(graph, seed)``); returns (module, pass results)."""
-    from nngraph.compilers.torch import build_module
-
-    final, results = run_passes(graph, target, mode, kv_len, dims)
-    return build_module(final, seed=seed), results
-
-
-__all__ = ["Change", "Decision", "PassResult", "Rule", "compile_for", "decide", "decisions", "explain", "explain_data",
+__all__ = ["Change", "Decision", "PassResult", "Rule", "decide", "decisions", "explain", "explain_data",
            "format_explain", "fuse", "lower", "run_passes"]

@@ -35,9 +35,9 @@ from typing import Any, Callable
 
 from nngraph.outputs import folder_name
 
-from .checkpoint import CheckpointError
+from ..state.checkpoint import CheckpointError
 from .data import DataError
-from .longrun import TrainingInterrupted
+from .stop import TrainingInterrupted
 
 __all__ = ["CheckpointError", "DataError", "TrainingInterrupted", "train", "train_worker"]
 

@@ -88,7 +88,7 @@ def guarded(err_dir: str, entry: Callable[..., Any], *args: Any) -> Any:
 
         from nngraph.errors import SpecError
 
-        from .longrun import TrainingInterrupted
+        from .stop import TrainingInterrupted
 
         info = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(),
                 "diagnostics": [d.to_dict() for d in exc.diagnostics] if isinstance(exc, SpecError) else None,
@@ -106,7 +106,7 @@ def _reraise(err_dir: Path, failure: BaseException) -> None:
     """Raise the error of the lowest failed rank as the trainer's own exception type."""
     from nngraph.errors import Diagnostic, SourcePos, SpecError
 
-    from .checkpoint import CheckpointError
+    from ..state.checkpoint import CheckpointError
     from .data import DataError
 
     reports = sorted(err_dir.glob("[0-9]*.json"), key=lambda p: int(p.stem))
@@ -116,7 +116,7 @@ def _reraise(err_dir: Path, failure: BaseException) -> None:
         raise WorkerError(f"a worker process died ({codes or failure})") from None
     info = json.loads(reports[0].read_text(encoding="utf-8"))
     if info.get("interrupted"):
-        from .longrun import TrainingInterrupted
+        from .stop import TrainingInterrupted
 
         raise TrainingInterrupted(*info["interrupted"]) from None
     if info["diagnostics"]:
@@ -138,7 +138,7 @@ def launch(nproc: int, entry: Callable[..., Any], *args: Any) -> dict[int, Any]:
     launcher's failure report; any other is a :class:`WorkerError` (``.traceback``: the worker's).
 
     SIGINT/SIGTERM (and SIGHUP, SIGQUIT) reaching this process are forwarded by the launcher to the workers,
-    which get :data:`.longrun.SHUTDOWN_TIMEOUT` seconds to finish their step and checkpoint; the launcher's
+    which get :data:`.stop.SHUTDOWN_TIMEOUT` seconds to finish their step and checkpoint; the launcher's
     signal handlers are removed again afterwards.
     """
     import logging
@@ -151,7 +151,7 @@ def launch(nproc: int, entry: Callable[..., Any], *args: Any) -> dict[int, Any]:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from .longrun import SHUTDOWN_TIMEOUT
+    from .stop import SHUTDOWN_TIMEOUT
 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"nngraph-{os.getpid()}",
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,

@@ -8,7 +8,7 @@ the step: under DDP a terminal's Ctrl-C reaches every worker twice (directly and
 launcher), so repeats are ignored; SIGKILL remains for a step that hangs.
 
 Under DDP/FSDP the torch elastic launcher forwards the signal it receives to every worker (and waits
-:data:`SHUTDOWN_TIMEOUT` seconds for them); the ranks combine their flags, and whether a timed checkpoint
+:data:`.stop.SHUTDOWN_TIMEOUT` seconds for them); the ranks combine their flags, and whether a timed checkpoint
 is due by rank 0's clock, in one all-reduce per step, so all of them stop after the same step and write one
 checkpoint together.
 
@@ -31,23 +31,6 @@ from .distributed import Dist
 #: ``summary["stopped"]`` / ``run_loop``'s reason when a signal stopped the run
 INTERRUPTED = "interrupted"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-#: seconds the elastic launcher gives workers to finish their step and write the checkpoint before SIGKILL
-SHUTDOWN_TIMEOUT = 300
-
-
-class TrainingInterrupted(Exception):
-    """The run stopped on a signal after writing a checkpoint at ``step``; the CLI exits ``exit_code``."""
-
-    def __init__(self, step: int, signum: int):
-        super().__init__(step, signum)
-        self.step, self.signum = step, signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum  # the shell's convention for "killed by this signal"
-
-    def __str__(self) -> str:
-        return f"interrupted at step {self.step}; resume with --resume"
 
 
 class Watch:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import checkpoint as ck
+from ..state import checkpoint as ck
 from . import resume
 from .config import RunConfig
 from .distributed import Dist, mean_across

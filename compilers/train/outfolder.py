@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from nngraph.compilers.torch.weights import FORMAT as WEIGHTS_FORMAT
 
-from . import checkpoint as ck
+from ..state import checkpoint as ck
 
 
 def prepare(out: Path, run: Any, resume: bool, overwrite: bool, say: Callable[[str], None]) -> bool:

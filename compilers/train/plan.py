@@ -15,7 +15,7 @@ from nngraph.train_schema import match_aux
 from .config import RunConfig
 from .data import load_data
 from .distributed import Dist
-from .lora import apply_lora, linear_names
+from ..state.lora import apply_lora, linear_names
 from .tasks import make_task
 from .tasks._base import GraphTask
 from .tasks._guess import guess_task

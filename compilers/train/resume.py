@@ -36,8 +36,8 @@ from typing import Any, Callable
 
 import torch
 
-from . import checkpoint as ck
-from . import ckstate
+from ..state import checkpoint as ck
+from ..state import ckstate
 
 #: configuration keys that may differ when resuming (how long and how often, not what is computed;
 #: checkpoints hold the full state, whether the run was sharded or not: ddp <-> fsdp may change)
@@ -229,7 +229,7 @@ def payload(tr: Any, gathered: dict[str, Any]) -> tuple[Tensors, dict[str, Any]]
 
 def restore(tr: Any, ckpt: ck.Checkpoint) -> None:
     """Restore ``tr`` from ``ckpt``, part by part; a field that does not fit this run is a CheckpointError naming it."""
-    ck.check_resumable(ckpt, tr.run.graph, tr.cfg, RESUMABLE_CHANGES)
+    ckstate.check_resumable(ckpt, tr.run.graph, tr.cfg, RESUMABLE_CHANGES)
     for part in PARTS:
         if part.held_by(tr):
             part.restore(tr, ckpt)

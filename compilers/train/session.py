@@ -16,11 +16,12 @@ from typing import Any, Callable
 
 from nngraph.io import write_text_atomic
 
-from . import checkpoint as ck
+from ..state import checkpoint as ck
 from . import distributed
 from .config import RunConfig
 from .logging import MetricsLog, Progress, TensorBoard, plot_losses, read_metrics
-from .longrun import INTERRUPTED, TrainingInterrupted, Watch
+from .longrun import INTERRUPTED, Watch
+from .stop import TrainingInterrupted
 from .loop import Trainer, run_loop
 
 
@@ -138,7 +139,7 @@ def _export(tr: Trainer, path: Path) -> None:
     from nngraph.compilers.torch import build_module, load_state_dict
     from nngraph.compilers.torch.weights import save_weights
 
-    from .lora import apply_lora, merged_state_dict
+    from ..state.lora import apply_lora, merged_state_dict
 
     steps = tr.task
     state = steps.model_state()

@@ -99,7 +99,7 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
     if "networks" in data:
         from .networks import build_networks
 
-        graph = build_networks(data, name, display, scope, blocks, diag, limits, top, node_overrides)
+        graph = build_networks(data, name, display, scope, blocks, diag, limits, top, build_graph, node_overrides)
     else:
         graph = build_graph(data, name, display, scope, blocks, diag, limits, top, overrides=node_overrides)
     node_overrides.report_unused(diag)

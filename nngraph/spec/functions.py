@@ -39,7 +39,6 @@ def build_subgraphs(exp: Expander, node: Node, opdef: OpDef) -> None:
     from dataclasses import replace
 
     from ..ir import Graph, GraphInput
-    from .expand import Expander  # late: the expander calls this module
     from ..types import TensorType
 
     for key, allowed in opdef.subgraphs.items():  # type: ignore[attr-defined]
@@ -67,7 +66,8 @@ def build_subgraphs(exp: Expander, node: Node, opdef: OpDef) -> None:
                            f"rename the inputs of block '{bdef.name}' (declared at {bdef.pos})")
             continue
         used = len(exp.nodes) + exp.__dict__.get("_function_nodes", 0)
-        sub = Expander(table, exp.diag, replace(exp.limits, max_nodes=max(1, exp.limits.max_nodes - used)), set(bdef.inputs))
+        sub = type(exp)(table, exp.diag,  # a fresh expander of the caller's kind (this module is below expand)
+                         replace(exp.limits, max_nodes=max(1, exp.limits.max_nodes - used)), set(bdef.inputs))
         sub._stack = exp._stack + [bdef]
         sub._tables = [bdef.library or table]
         with_args = exp._with_args({"with": with_raw}, bdef, bdef.scope, vpos) if with_raw else {}

@@ -28,7 +28,7 @@ Each network is checked and shape-inferred as a graph of its own (``graph.networ
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import Diagnostics, SourcePos, choices_hint
 from ..infer import infer_graph
@@ -48,10 +48,11 @@ SEP = "__"  # <network>__<input>: union inputs are keyword arguments, so identif
 
 
 def build_networks(data: dict, name: str, display: str, scope: Scope, blocks: BlockTable, diag: Diagnostics,
-                   limits: Limits, top: SourcePos, overrides: NodeOverrides | None = None) -> Graph | None:
+                   limits: Limits, top: SourcePos, build_graph: Callable[..., Graph | None],
+                   overrides: NodeOverrides | None = None) -> Graph | None:
     """Every network of ``data['networks']`` as a graph, and their union (None when none could be built).
-    A ``--set graph.PATH.PARAM`` reaches the node at PATH in each network that has one."""
-    from .document import build_graph
+    A ``--set graph.PATH.PARAM`` reaches the node at PATH in each network that has one. ``build_graph`` is
+    the document's one-graph builder (passed in: the document module calls this one)."""
 
     raw, npos = data["networks"], pos_in(data, "networks", top)
     for key in ("inputs", "graph", "outputs"):
@@ -135,39 +136,6 @@ def select(graph: Graph, network: str | None) -> Graph:
         raise ValueError(f"'{graph.file}' has no network '{network}'; "
                          f"its networks: {', '.join(graph.networks)}")
     return graph.networks[network]
-
-
-def check_roles(sec: Any, graph: Graph, diag: Diagnostics) -> None:
-    """``train.networks`` (role -> network) against the task's roles and the spec's networks."""
-    from ..train_keys import TASK_ROLES
-
-    task = sec.values.get("task")
-    given = dict(sec.values.get("networks") or {})
-    if not graph.networks:
-        if task in TASK_ROLES and task != "vae":  # vae also trains one graph with a kl output
-            roles = TASK_ROLES[task]
-            diag.error(sec.pos("task"), f"task '{task}' trains several networks ({', '.join(roles)}), "
-                       "but this spec declares no 'networks'",
-                       f"declare networks: {{{', '.join(f'{r}: {{...}}' for r in roles)}}}")
-        return
-    if task == "auto":
-        diag.error(sec.pos("task"), "a spec with networks needs train.task", f"one of {', '.join(TASK_ROLES)}")
-        return
-    if task not in TASK_ROLES:
-        diag.error(sec.pos("task"), f"task '{task}' trains one graph, but this spec declares networks "
-                   f"({', '.join(graph.networks)})", f"tasks for networks: {', '.join(TASK_ROLES)}")
-        return
-    roles = TASK_ROLES[task]
-    for role in given:
-        if role not in roles:
-            diag.error(sec.pos("networks"), f"train.networks: task '{task}' has no role '{role}'",
-                       choices_hint(role, roles, "roles"))
-    for role in roles:
-        net = given.get(role, role)
-        if net not in graph.networks:
-            diag.error(sec.pos("networks" if role in given else "task"),
-                       f"task '{task}' needs a network for its role '{role}': the spec has no network '{net}'",
-                       f"name a network with train.networks: {{{role}: NAME}}; networks: {', '.join(graph.networks)}")
 
 
 def roles_of(task: str, values: dict[str, Any]) -> dict[str, str]:

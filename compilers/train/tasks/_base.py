@@ -191,7 +191,7 @@ class NetworksTask:
     def load_model(self, state: dict[str, torch.Tensor], path: Any) -> None:
         from nngraph.compilers.torch import load_state_dict
 
-        from ..checkpoint import CheckpointError
+        from ...state.checkpoint import CheckpointError
 
         report = load_state_dict(self.tr.nets, state)
         if not report.ok:

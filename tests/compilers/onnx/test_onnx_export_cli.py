@@ -160,8 +160,8 @@ def test_weights_file_is_exported(tmp_path):
 
 def _lora_checkpoint(tmp_path, graph, module):
     """A checkpoint as compilers/train writes it for a LoRA run (model/<key> tensors, lora + config state)."""
-    from nngraph.compilers.train import checkpoint as ck
-    from nngraph.compilers.train.lora import apply_lora
+    from nngraph.compilers.state import checkpoint as ck
+    from nngraph.compilers.state.lora import apply_lora
 
     names = apply_lora(module, ["h.*.attn.qkv", "h.*.attn.out"], rank=4, alpha=8.0, dropout=0.0)
     with torch.no_grad():

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nngraph.compilers.passes import compile_for, explain, explain_data, fuse, lower
+from nngraph.compilers.lowered import compile_for
+from nngraph.compilers.passes import explain, explain_data, fuse, lower
 from nngraph.compilers.torch import build_module
 from nngraph import load_spec
 

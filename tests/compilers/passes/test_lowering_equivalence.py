@@ -19,7 +19,7 @@ import pytest
 import torch
 from lowering_cases import BANDED, MASK_CASES, POSITION_CASES
 
-from nngraph.compilers.passes import compile_for
+from nngraph.compilers.lowered import compile_for
 from nngraph.compilers.passes.lowering import decide
 from nngraph.compilers.torch import build_module
 from nngraph.compilers.torch.ops import attention_kernels_flex as flex

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nngraph.compilers.train import checkpoint as ck
+from nngraph.compilers.state import checkpoint as ck
 from nngraph.compilers.train.tasks.gan import mode_coverage, ring_modes, sample_ring
 from nngraph.compilers.train.config import load_run_config
 from nngraph.compilers.train.session import train_run

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nngraph.compilers.train import checkpoint as ck
+from nngraph.compilers.state import checkpoint as ck
 from nngraph.compilers.train.config import load_run_config
 from nngraph.compilers.train.distributed import Dist
 from nngraph.compilers.train.tasks.latent_diffusion import LatentDiffusionTask

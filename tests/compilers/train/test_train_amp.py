@@ -60,7 +60,7 @@ def test_an_inf_gradient_skips_the_whole_update_and_halves_the_scale(write_spec,
 
 
 def test_an_fp16_run_killed_at_a_random_step_resumes_to_the_same_weights_and_scale(mlp_spec, tmp_path):
-    from nngraph.compilers.train import checkpoint as ck
+    from nngraph.compilers.state import checkpoint as ck
 
     spec = mlp_spec
     fp16 = ["--set", "train.precision=fp16", "--set", "train.scaler.growth_interval=4"]  # grows, overflows, backs off

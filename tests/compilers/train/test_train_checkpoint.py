@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nngraph.compilers.train import checkpoint as ck
+from nngraph.compilers.state import checkpoint as ck
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -191,7 +191,7 @@ def test_optimizer_state_round_trips_through_flat_tensors(tmp_path):
 WRITER = """
 import sys, torch
 from pathlib import Path
-from nngraph.compilers.train import checkpoint as ck
+from nngraph.compilers.state import checkpoint as ck
 folder = Path(sys.argv[1])
 ck.save(folder, ck.step_name(1), {"model/w": torch.zeros(1000)}, {"run": {"step": 1}})
 print("first", flush=True)

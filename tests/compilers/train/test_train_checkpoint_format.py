@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from nngraph.compilers.train import checkpoint as ck
+from nngraph.compilers.state import checkpoint as ck
 from nngraph.compilers.train.config import load_run_config
 from nngraph.compilers.train.session import train_run
 from train_helpers import SEEDS, SPEC, weights

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nngraph.compilers.torch.weights import load_weights
-from nngraph.compilers.train import checkpoint as ck
+from nngraph.compilers.state import checkpoint as ck
 from nngraph.compilers.train import train
 
 from train_helpers import read_jsonl

@@ -36,7 +36,7 @@ def test_two_fsdp_processes_give_the_loss_curve_of_one_process_with_twice_the_ba
 def test_fsdp_weights_and_checkpoints_are_full_and_load_in_one_plain_process(mlp_spec, fsdp_run):
     from nngraph.compilers.torch import compile_spec, load_state_dict, state_dict_for
     from nngraph.compilers.torch.weights import load_weights
-    from nngraph.compilers.train import checkpoint as ck
+    from nngraph.compilers.state import checkpoint as ck
 
     out, _ = fsdp_run
     plain = compile_spec(mlp_spec, ["p=0.0"])
@@ -67,7 +67,7 @@ def test_an_fsdp_run_resumes_exactly_from_its_checkpoint(mlp_spec):
 
 
 def test_fsdp_with_fp16_uses_a_scaler_all_ranks_agree_on_and_learns(mlp_spec):
-    from nngraph.compilers.train import checkpoint as ck
+    from nngraph.compilers.state import checkpoint as ck
 
     out = mlp_spec.parent / "fsdp_fp16"
     proc = nngraph(str(mlp_spec), "--out", str(out), "--nproc-per-node", "2", "--strategy", "fsdp", "-q",

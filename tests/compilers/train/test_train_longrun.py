@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nngraph.compilers.train import TrainingInterrupted, checkpoint as ck, train
+from nngraph.compilers.state import checkpoint as ck
+from nngraph.compilers.train import TrainingInterrupted, train
 from train_helpers import ENV, QUIET, SEEDS, finish, max_diff, nngraph, weights
 
 #: the subprocess runs: 30 steps, a progress line every step, 0.1 s per step so that a signal lands mid-run

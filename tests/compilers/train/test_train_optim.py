@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nngraph.compilers.torch import state_dict_for
-from nngraph.compilers.train.lora import LoRALinear, apply_lora, merge_lora
+from nngraph.compilers.state.lora import LoRALinear, apply_lora, merge_lora
 from nngraph.compilers.train.optim import lr_lambda, make_optimizer, param_groups
 
 
@@ -123,7 +123,7 @@ def test_lora_training_changes_only_adapters_and_exports_merged_weights(write_sp
     spec = write_spec(train_extra="lora: {rank: 2, targets: [head]}")
     out = tmp_path / "run"
     s = train(spec, out=out, quiet=True)
-    ckpt_keys = set(__import__("nngraph.compilers.train.checkpoint", fromlist=["x"]).read(
+    ckpt_keys = set(__import__("nngraph.compilers.state.checkpoint", fromlist=["x"]).read(
         next((out / "checkpoints").glob("step_*"))).group("model"))
     assert {"head.lora_a", "head.lora_b"} <= ckpt_keys
     w = load_weights(out / "model.safetensors")

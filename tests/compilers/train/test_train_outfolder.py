@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from nngraph import cli
-from nngraph.compilers.train import CheckpointError, checkpoint as ck, train
+from nngraph.compilers.state import checkpoint as ck
+from nngraph.compilers.train import CheckpointError, train
 
 from conftest import MLP
 

@@ -42,7 +42,7 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights(mlp_spec, uni
 
 
 def test_a_kill_while_a_checkpoint_is_written_never_leaves_a_loadable_partial_file(mlp_spec, uninterrupted):
-    from nngraph.compilers.train import checkpoint as ck
+    from nngraph.compilers.state import checkpoint as ck
 
     out = mlp_spec.parent / "killed_in_write"
     env = {**ENV, "NNGRAPH_CHECKPOINT_WRITE_DELAY": "2"}  # each file is one chunk: 2 s between write and rename

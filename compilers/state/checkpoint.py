@@ -220,25 +220,6 @@ def save_step(folder: Path, name: str | None, step: int, tensors: dict[str, torc
     return path
 
 
-def check_resumable(ckpt: Checkpoint, graph: Any, cfg: dict[str, Any], may_change: tuple[str, ...]) -> None:
-    """Refuse to resume from another architecture (naming the vars that differ when the run's record says)
-    or a training configuration changed beyond ``may_change``."""
-    from nngraph.run_folder import mismatch_message
-
-    from .ckstate import field
-
-    fingerprint = graph.fingerprint()
-    if ckpt.state.get("fingerprint") != fingerprint:
-        raise CheckpointError(mismatch_message(ckpt.path, None, graph) or
-                              f"'{ckpt.path}' was saved from a different architecture (fingerprint "
-                              f"{ckpt.state.get('fingerprint')}, this spec is {fingerprint})")
-    saved = field(ckpt, "config")
-    changed = sorted(k for k in set(saved) | set(cfg) if k not in may_change and saved.get(k) != cfg.get(k))
-    if changed:
-        raise CheckpointError(f"cannot resume '{ckpt.path}' exactly: the training configuration changed "
-                              f"({', '.join(changed)}); start a new run with another --out")
-
-
 def step_name(step: int) -> str:
     return f"step_{step:09d}.safetensors"
 

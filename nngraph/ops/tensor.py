@@ -1,4 +1,4 @@
-"""Tensor and structure ops: elementwise arithmetic, matmul, concat/split, reshapes, reductions, softmax, constants.
+"""Tensor and structure ops: elementwise arithmetic, matmul, concat/split, reshapes, softmax, constants.
 
 These carry no learnable state except ``parameter``. Formulas are the usual
 tensor algebra (seed 000, "Neural networks": y = Wx + b is a matmul plus a
@@ -227,21 +227,6 @@ def _symbolic_slice_length(n: str, start: int, end: int | None, step: int) -> Di
     first: Dim = start if start >= 0 else dim_add(n, start)
     stop: Dim = n if end is None else (end if end >= 0 else dim_add(n, end))
     return dim_floordiv(dim_add(dim_add(stop, dim_mul(first, -1)), step - 1), step)
-
-
-@op("reduce", family="tensor", params={
-    "mode": p_enum("reduction", ("mean", "sum", "max", "min"), "mean"),
-    "dim": Param("ints", "dim or dims to reduce", -1, min=None),
-    "keepdim": p_bool("keep reduced dims with size 1", False),
-}, example={"in": "x", "mode": "mean", "dim": 1})
-def reduce(ctx: InferCtx) -> TensorType:
-    """Reduce over dims with mean, sum, max or min."""
-    x = ctx.x
-    dims = ctx.params["dim"] if isinstance(ctx.params["dim"], list) else [ctx.params["dim"]]
-    axes = {norm_axis(ctx, d, x.rank) for d in dims}
-    if ctx.params["keepdim"]:
-        return TensorType(tuple(1 if i in axes else d for i, d in enumerate(x.shape)), x.dtype)
-    return TensorType(tuple(d for i, d in enumerate(x.shape) if i not in axes), x.dtype)
 
 
 for _name, _desc in (("softmax", "softmax(x)_i = exp(x_i) / Σ_j exp(x_j)"), ("log_softmax", "log of softmax")):

@@ -102,7 +102,8 @@ def _split_outputs(params: dict) -> tuple[str, ...]:
     return tuple(f"out{i}" for i in range(len(sizes) if isinstance(sizes, list) else 1))
 
 
-def _names_check(value: Any) -> list[tuple[str, str]]:
+def names_check(value: Any) -> list[tuple[str, str]]:
+    """A list of unique output names (identifiers), or None."""
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) and v.isidentifier() for v in value):
@@ -116,7 +117,7 @@ def _names_check(value: Any) -> list[tuple[str, str]]:
     "sizes": p_int_list("size of each piece along dim", min=1),
     "dim": _axis("dimension to split"),
     "names": Param("custom", "names of the outputs (default out0, out1, ...)", None,
-                   schema={"type": "array", "items": {"type": "string"}}, check=_names_check),
+                   schema={"type": "array", "items": {"type": "string"}}, check=names_check),
 }, outputs=_split_outputs, example={"in": "qkv", "sizes": [64, 64, 64], "names": ["q", "k", "v"]})
 def split(ctx: InferCtx) -> dict[str, TensorType]:
     """Cut ``x`` along ``dim`` into pieces of the given sizes; each piece is a named output (``node.name``)."""

@@ -59,7 +59,9 @@ def onnx_check(tmp_path):
     def run(model, graph, inputs: dict) -> float:
         out = tmp_path / "op.onnx"
         export_graph(graph, out, module=model, verify=False)
-        got = make_session(out).run(None, inputs)
+        session = make_session(out)
+        declared = {i.name for i in session.get_inputs()}   # an input read only for its size may be folded away
+        got = session.run(None, {k: v for k, v in inputs.items() if k in declared})
         with torch.no_grad():
             want = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
         wants = list(want.values()) if isinstance(want, dict) else list(want) if isinstance(want, tuple) else [want]

@@ -8,7 +8,7 @@ broadcast shape. The tables below are the single list of these ops; the torch ba
 from __future__ import annotations
 
 from ..registry import InferCtx, op, p_float
-from ..types import TensorType
+from ..types import TensorType, is_float
 from ._shapes import broadcast
 
 #: unary float functions: name -> formula
@@ -127,6 +127,10 @@ def clamp(ctx: InferCtx) -> TensorType:
         ctx.fail(f"min {lo} is above max {hi}", None, "min")
     if ctx.x.dtype == "bool":
         ctx.fail("input must be numeric, got bool", "cast it first")
+    for name in ("min", "max"):
+        bound = ctx.params[name]
+        if bound is not None and not is_float(ctx.x.dtype) and not float(bound).is_integer():
+            ctx.fail(f"{name} {bound} is fractional for an {ctx.x.dtype} input", "use an integer bound or cast", name)
     return ctx.x
 
 

@@ -8,6 +8,7 @@ Each is one call in the generated forward: ``torch.exp(x)``, ``torch.div(a, b)``
 from __future__ import annotations
 
 from nngraph.ops.math import BINARY, COMPARE, LOGIC, UNARY, UNARY_NUMERIC
+from nngraph.types import is_float
 
 from ..registry import Emit, NodeCtx, torch_op
 
@@ -32,6 +33,7 @@ def pow_(ctx: NodeCtx, e: Emit) -> str:
 
 @torch_op("clamp")
 def clamp(ctx: NodeCtx, e: Emit) -> str:
-    """``torch.clamp(x, min=lo, max=hi)`` with the bounds given."""
-    bounds = "".join(f", {k}={float(ctx.params[k])!r}" for k in ("min", "max") if ctx.params[k] is not None)
+    """``torch.clamp(x, min=lo, max=hi)`` with the bounds given (ints for an integer input, which keeps its dtype)."""
+    cast = float if is_float(ctx.x.dtype) else int
+    bounds = "".join(f", {k}={cast(ctx.params[k])!r}" for k in ("min", "max") if ctx.params[k] is not None)
     return f"torch.clamp({e.x}{bounds})"

@@ -48,3 +48,8 @@ def test_mismatched_broadcast_is_located_at_the_node(diagnose):
     inputs = {"a": (["batch", 8], "float32"), "b": ([5], "float32")}
     got, want, message, _ = single_error(diagnose, "{name: n, op: maximum, in: [a, b]}", "{", inputs)
     assert got == want and "do not broadcast" in message
+
+
+def test_clamp_of_integers_needs_integer_bounds(diagnose):
+    _, _, message, _ = single_error(diagnose, "{name: n, op: clamp, in: x, max: 2.5}", "max:", {"x": ([4], "int64")})
+    assert "fractional" in message

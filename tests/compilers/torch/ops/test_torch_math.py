@@ -40,7 +40,7 @@ LOGIC = {"logical_and": np.logical_and, "logical_or": np.logical_or}
 def _assert_close(got: torch.Tensor, want: np.ndarray) -> float:
     got = got.detach().numpy()
     assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, want.shape, got.dtype, want.dtype)
-    if want.dtype == np.bool_:
+    if want.dtype.kind in "biu":
         assert np.array_equal(got, want)
         return 0.0
     err = float(np.abs(got.astype(np.float64) - want).max() / max(1.0, np.abs(want).max()))
@@ -102,6 +102,12 @@ def test_pow_with_a_tensor_exponent_broadcasts(run_op, onnx_check):
 def test_clamp_with_either_or_both_bounds(run_op, onnx_check, bounds, lo, hi):
     x = _x()
     _check(run_op, onnx_check, f"{{name: n, op: clamp, in: x, {bounds}}}", X, {"x": x}, np.clip(x, lo, hi))
+
+
+def test_clamp_of_integers_keeps_the_dtype(run_op, onnx_check):
+    x = np.random.default_rng(0).integers(-9, 9, (4, 8)).astype(np.int64)
+    _check(run_op, onnx_check, "{name: n, op: clamp, in: x, min: -2, max: 3}", "x: {shape: [batch, 8], dtype: int64}",
+           {"x": x}, np.clip(x, -2, 3))
 
 
 def test_where_selects_and_broadcasts_three_inputs(run_op, onnx_check):

@@ -18,7 +18,16 @@ ACTIVATIONS: dict[str, tuple[str, dict[str, Param]]] = {
     "elu": ("x if x>0 else α(e^x − 1)", {"alpha": p_float("α", 1.0)}),
     "leaky_relu": ("x if x>0 else slope·x", {"negative_slope": p_float("slope for x<0", 0.01)}),
     "softplus": ("(1/β)·log(1+e^{βx})", {"beta": p_float("β", 1.0, min=0.0)}),
+    "relu6": ("min(max(0, x), 6) (MobileNetV2)", {}),
+    "hardswish": ("x·relu6(x + 3)/6 (MobileNetV3)", {}),
+    "hardsigmoid": ("relu6(x + 3)/6", {}),
+    "mish": ("x·tanh(softplus(x))", {}),
 }
+
+#: names the FFN ops (mlp, gated_mlp) accept for an activation with fixed parameters: name -> (activation, params)
+PRESETS: dict[str, tuple[str, dict]] = {"gelu_tanh": ("gelu", {"approximate": "tanh"})}
+#: every activation name an FFN op accepts
+FFN_ACTIVATIONS: tuple[str, ...] = tuple(ACTIVATIONS) + tuple(PRESETS)
 
 
 def _elementwise_float(ctx: InferCtx) -> TensorType:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from ..registry import InferCtx, op, p_bool, p_enum, p_float, p_int, p_ref
 from ..types import TensorType
-from .activation import ACTIVATIONS
+from .activation import FFN_ACTIVATIONS
 
-_ACT_CHOICES = tuple(ACTIVATIONS)
+_ACT_CHOICES = FFN_ACTIVATIONS
 
 
 def _in_features(ctx: InferCtx) -> int:
@@ -99,7 +99,7 @@ def _gated_count(ctx: InferCtx) -> int:
 @op("gated_mlp", family="dense", params={
     "hidden": p_int("hidden width"),
     "out": p_int("output features (default: same as input)", None),
-    "activation": p_enum("gate activation: silu gives SwiGLU, gelu gives GeGLU", ("silu", "gelu", "relu", "sigmoid"), "silu"),
+    "activation": p_enum("gate activation: silu gives SwiGLU, gelu (or gelu_tanh, Gemma) GeGLU", ("silu", "gelu", "gelu_tanh", "relu", "sigmoid"), "silu"),
     "bias": p_bool("biases on the three linears", False),
 }, count=_gated_count, example={"in": "x", "hidden": 11008, "activation": "silu"})
 def gated_mlp(ctx: InferCtx) -> TensorType:

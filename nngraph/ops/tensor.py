@@ -1,4 +1,4 @@
-"""Tensor and structure ops: elementwise arithmetic, matmul, concat/split, reshapes, reductions, softmax, constants.
+"""Tensor and structure ops: elementwise arithmetic, matmul, concat/split, reshapes, softmax, constants.
 
 These carry no learnable state except ``parameter``. Formulas are the usual
 tensor algebra (seed 000, "Neural networks": y = Wx + b is a matmul plus a
@@ -102,7 +102,8 @@ def _split_outputs(params: dict) -> tuple[str, ...]:
     return tuple(f"out{i}" for i in range(len(sizes) if isinstance(sizes, list) else 1))
 
 
-def _names_check(value: Any) -> list[tuple[str, str]]:
+def names_check(value: Any) -> list[tuple[str, str]]:
+    """A list of unique output names (identifiers), or None."""
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) and v.isidentifier() for v in value):
@@ -116,7 +117,7 @@ def _names_check(value: Any) -> list[tuple[str, str]]:
     "sizes": p_int_list("size of each piece along dim", min=1),
     "dim": _axis("dimension to split"),
     "names": Param("custom", "names of the outputs (default out0, out1, ...)", None,
-                   schema={"type": "array", "items": {"type": "string"}}, check=_names_check),
+                   schema={"type": "array", "items": {"type": "string"}}, check=names_check),
 }, outputs=_split_outputs, example={"in": "qkv", "sizes": [64, 64, 64], "names": ["q", "k", "v"]})
 def split(ctx: InferCtx) -> dict[str, TensorType]:
     """Cut ``x`` along ``dim`` into pieces of the given sizes; each piece is a named output (``node.name``)."""
@@ -227,23 +228,6 @@ def _symbolic_slice_length(n: str, start: int, end: int | None, step: int) -> Di
     first: Dim = start if start >= 0 else dim_add(n, start)
     stop: Dim = n if end is None else (end if end >= 0 else dim_add(n, end))
     return dim_floordiv(dim_add(dim_add(stop, dim_mul(first, -1)), step - 1), step)
-
-
-@op("reduce", family="tensor", params={
-    "mode": p_enum("reduction", ("mean", "sum", "max", "min"), "mean"),
-    "dim": Param("ints", "dim or dims to reduce", -1, min=None),
-    "keepdim": p_bool("keep reduced dims with size 1", False),
-}, example={"in": "x", "mode": "mean", "dim": 1})
-def reduce(ctx: InferCtx) -> TensorType:
-    """Reduce over dims with mean, sum, max or min."""
-    x = ctx.x
-    dims = ctx.params["dim"] if isinstance(ctx.params["dim"], list) else [ctx.params["dim"]]
-    axes = {norm_axis(ctx, d, x.rank) for d in dims}
-    if len(axes) != len(dims):  # torch refuses a dim named twice (also as -1 and rank-1)
-        ctx.fail(f"dim {ctx.params['dim']} names a dim more than once (input rank {x.rank})", "list each dim once", "dim")
-    if ctx.params["keepdim"]:
-        return TensorType(tuple(1 if i in axes else d for i, d in enumerate(x.shape)), x.dtype)
-    return TensorType(tuple(d for i, d in enumerate(x.shape) if i not in axes), x.dtype)
 
 
 for _name, _desc in (("softmax", "softmax(x)_i = exp(x_i) / Σ_j exp(x_j)"), ("log_softmax", "log of softmax")):

@@ -99,7 +99,7 @@ BASE = {"nngraph": 1, "inputs": {"x": {"shape": ["batch", 4]}}, "outputs": ["y"]
 
 def test_a_typod_op_is_reported_as_an_op_not_as_a_missing_block(validator):
     path, message = _best(validator, {**BASE, "graph": [{"name": "y", "op": "linearr", "in": "x", "out": 2}]})
-    assert path == "graph/0/op" and message.startswith("'linearr' is not one of ['act', ")
+    assert path == "graph/0/op" and message.startswith("'linearr' is not one of ['abs', 'act', ")
     node_schema = json_schema()["$defs"]["node"]
     assert node_schema["else"]["properties"]["op"]["errorMessage"].startswith("unknown op")  # yaml-language-server
     path, message = _best(validator, {**BASE, "graph": [{"name": "y", "op": "linear", "in": "x", "outt": 2}]})

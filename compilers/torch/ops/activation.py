@@ -2,7 +2,7 @@
 
 Each is one call in the generated forward: ``torch.relu(x)``, ``F.gelu(x)``,
 ``F.gelu(x, approximate='tanh')``, ``F.silu(x)``, ``torch.tanh(x)``,
-``torch.sigmoid(x)``, ``F.elu(x, alpha=1.0)``,
+``torch.sigmoid(x)``, ``F.elu(x, alpha=1.0)``, ``F.relu6(x)``, ``F.hardswish(x)``, ``F.hardsigmoid(x)``, ``F.mish(x)``,
 ``F.leaky_relu(x, negative_slope=0.01)``, ``F.softplus(x, beta=1.0)``.
 :func:`activation_fn` gives the same functions as callables for modules that
 apply an activation inside (mlp, gated_mlp).
@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from nngraph.ops.activation import ACTIVATIONS
+from nngraph.ops.activation import ACTIVATIONS, PRESETS
 
 from ..registry import Emit, NodeCtx, torch_op
 
@@ -30,6 +30,10 @@ _FUNCS: dict[str, tuple[str, Callable[..., torch.Tensor]]] = {
     "elu": ("F.elu", F.elu),
     "leaky_relu": ("F.leaky_relu", F.leaky_relu),
     "softplus": ("F.softplus", F.softplus),
+    "relu6": ("F.relu6", F.relu6),
+    "hardswish": ("F.hardswish", F.hardswish),
+    "hardsigmoid": ("F.hardsigmoid", F.hardsigmoid),
+    "mish": ("F.mish", F.mish),
 }
 
 
@@ -50,7 +54,9 @@ def activation_expr(name: str, x: str, params: dict[str, Any] | None = None) -> 
 
 
 def activation_fn(name: str, params: dict[str, Any] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Activation ``name`` as a callable (for modules such as the mlp)."""
+    """Activation ``name`` (or a preset such as ``gelu_tanh``) as a callable (for modules such as the mlp)."""
+    if name in PRESETS:
+        name, params = PRESETS[name]
     _, fn = _FUNCS[name]
     kwargs = _kwargs(name, params)
     return functools.partial(fn, **kwargs) if kwargs else fn

@@ -99,16 +99,6 @@ def slice_(ctx: NodeCtx, e: Emit) -> str:
     return f"{e.x}[{':, ' * axis}{part}]"
 
 
-@torch_op("reduce")
-def reduce(ctx: NodeCtx, e: Emit) -> str:
-    """``torch.mean/sum/amax/amin(x, dim=..., keepdim=...)``."""
-    fn = {"mean": "torch.mean", "sum": "torch.sum", "max": "torch.amax", "min": "torch.amin"}[ctx.params["mode"]]
-    dim = ctx.params["dim"]
-    dim_src = str(tuple(dim)) if isinstance(dim, list) else str(dim)
-    keep = ", keepdim=True" if ctx.params["keepdim"] else ""
-    return f"{fn}({e.x}, dim={dim_src}{keep})"
-
-
 @torch_op("softmax")
 def softmax(ctx: NodeCtx, e: Emit) -> str:
     """``torch.softmax(x, dim=d)``."""

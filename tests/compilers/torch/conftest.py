@@ -42,3 +42,37 @@ def run_op(compile_text):
         return model, graph
 
     return run
+
+
+@pytest.fixture
+def onnx_check(tmp_path):
+    """``onnx_check(model, graph, inputs)``: export the compiled ``model`` of ``graph`` (the export traces it), run the
+    file in ONNX Runtime on ``inputs`` (numpy arrays by input name) and return the max difference from torch
+    relative to the output's scale (max |torch output|, at least 1); booleans and integers must match exactly."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    import torch
+
+    from nngraph.compilers.onnx.export import export_graph
+    from nngraph.compilers.onnx.runner import make_session
+
+    def run(model, graph, inputs: dict) -> float:
+        out = tmp_path / "op.onnx"
+        export_graph(graph, out, module=model, verify=False)
+        session = make_session(out)
+        declared = {i.name for i in session.get_inputs()}   # an input read only for its size may be folded away
+        got = session.run(None, {k: v for k, v in inputs.items() if k in declared})
+        with torch.no_grad():
+            want = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+        wants = list(want.values()) if isinstance(want, dict) else list(want) if isinstance(want, tuple) else [want]
+        worst = 0.0
+        for g, w in zip(got, wants, strict=True):
+            w = w.numpy()
+            assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, w.shape, g.dtype, w.dtype)
+            if w.dtype.kind in "biu":
+                assert np.array_equal(g, w)
+                continue
+            worst = max(worst, float(np.abs(g - w).max() / max(1.0, float(np.abs(w).max()))))
+        return worst
+
+    return run

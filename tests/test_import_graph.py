@@ -8,9 +8,8 @@ the interpreter; imports under ``if TYPE_CHECKING:`` excluded (never run). ``fro
 is an edge to ``pkg.name`` when that is a module, else to ``pkg``. Cycles are the strongly
 connected components of more than one module (networkx).
 
-Known cycles and crossings that other branches are removing are listed in :data:`ALLOWED_CYCLES`
-and :data:`ALLOWED_CROSSINGS`, each with who removes it; a listed one that no longer exists fails
-the test too, so the lists only shrink.
+:data:`ALLOWED_CYCLES` and :data:`ALLOWED_CROSSINGS` are empty: an exception would be listed there with
+why, and a listed one that no longer exists fails the test too, so the lists only shrink.
 """
 
 from __future__ import annotations
@@ -32,11 +31,7 @@ FORBIDDEN = {
 }
 
 #: cycles (as the sorted module list of one strongly connected component) still there, with who removes them.
-ALLOWED_CYCLES: dict[tuple[str, ...], str] = {
-    # the local attention kernel and its in-place loop share tile helpers
-    ("nngraph.compilers.torch.ops.attention_kernels_local",
-     "nngraph.compilers.torch.ops.attention_kernels_local_loop"): "tile helpers",
-}
+ALLOWED_CYCLES: dict[tuple[str, ...], str] = {}
 
 #: forbidden crossings still there: (importer module, imported module) -> why it is there.
 ALLOWED_CROSSINGS: dict[tuple[str, str], str] = {}

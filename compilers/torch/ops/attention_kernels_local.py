@@ -42,6 +42,7 @@ from nngraph.attention.bands import tile_width
 
 from .attention import softmax
 from .attention_masks import mask_at
+from .attention_tiles import key_positions, position_terms
 
 _MASKS: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor | None]]" = OrderedDict()
 _MASK_CACHE_SIZE = 16
@@ -98,15 +99,6 @@ def _cached_visibility(m: Any, cols: torch.Tensor, grids: tuple[torch.Tensor, to
     return _MASKS[key]
 
 
-def _position_terms(m: Any, q: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> tuple[Any, Any]:
-    """The position's score term at the given pairs and its value function, for scaled queries ``q`` [..., C, d].
-
-    ``q_idx`` [..., C, 1] and ``kv_idx`` [..., 1, W] are absolute positions (leading dims as q's after B, H).
-    Returns (score term broadcastable to [B, H, ..., C, W] or None, ``values(p) -> Σ_j p_ij a^V_ij`` or None).
-    """
-    return m.hooks.tile_terms(m, q, q_idx, kv_idx)
-
-
 def _uniform_rows(m: Any, v: torch.Tensor, q_idx: torch.Tensor) -> torch.Tensor:
     """What a row with no visible key gets in the reference — uniform attention over all S keys:
     the mean of v, plus the position's value term of uniform weights (Shaw values: (1/S)·Σ_j a^V[clip(j - i)])
@@ -125,7 +117,7 @@ def _global_rows(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows
     vis = mask_at(m.mask, b, q_idx, kv_idx, q_len=offset + q.shape[-2], kv_len=kv_len, **inputs)
     q_rows = q[:, :, rows - offset] * m.scale
     scores = torch.matmul(q_rows, k.transpose(-2, -1))
-    term, values = _position_terms(m, q_rows, q_idx[0, 0], kv_idx[0, 0])
+    term, values = position_terms(m, q_rows, q_idx[0, 0], kv_idx[0, 0])
     if term is not None:
         scores = scores + term
     p = F.dropout(softmax(scores.masked_fill(~vis, torch.finfo(scores.dtype).min)), m.dropout, m.training)
@@ -155,7 +147,7 @@ def _batched_tiles(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, co
     if cols.numel():
         kg = k[:, :, cols].transpose(-2, -1).unsqueeze(2)  # [B, H, 1, d, P]
         scores = torch.cat([scores, torch.matmul(qt, kg)], -1)  # [B, H, nT, C, W+P]
-    term, values = _position_terms(m, qt, grids[0][0], _key_positions(grids, cols)[0])
+    term, values = position_terms(m, qt, grids[0][0], key_positions(grids, cols)[0])
     if term is not None:
         scores = scores + term
     scores.masked_fill_(~vis.unsqueeze(1), torch.finfo(scores.dtype).min)  # a fresh tensor: in place saves a copy
@@ -166,14 +158,6 @@ def _batched_tiles(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, co
     extra = values(p) if values is not None else None
     o = o + extra if extra is not None else o
     return o.reshape(bsz, heads, n_tiles * chunk, d)[:, :, :q_len]  # [B, H, T, d]
-
-
-def _key_positions(grids: tuple[torch.Tensor, torch.Tensor], cols: torch.Tensor) -> torch.Tensor:
-    """Absolute key position of every computed column [1, nT, 1, W+P]: the band's keys, then the global columns."""
-    if not cols.numel():
-        return grids[1]
-    n_tiles = grids[1].shape[1]
-    return torch.cat([grids[1], cols.view(1, 1, 1, -1).expand(1, n_tiles, 1, -1)], -1)
 
 
 def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
@@ -193,7 +177,7 @@ def local_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v
 
     grids = _tile_grids(n_tiles, chunk, width, left, offset, q.device)
     entry = _cached_visibility(m, cols, grids, q_end, kv_len, batch, inputs, chunk, offset)
-    from .attention_kernels_local_loop import in_place_applies, tiles_in_place  # it imports this module's helpers
+    from .attention_kernels_local_loop import in_place_applies, tiles_in_place
 
     if in_place_applies(m, needs_grad, q.dtype):
         o = tiles_in_place(m, q, k, v, cols, entry, grids, offset - left)

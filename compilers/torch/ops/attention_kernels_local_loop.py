@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .attention_kernels_local import _key_positions, _position_terms
+from .attention_tiles import key_positions, position_terms
 
 #: the smallest row sum Σ exp(s) the max-free softmax accepts: its largest weight is then ≥ 1e-20 / W, and the
 #: weights lost to fp32 underflow (< 1.2e-38) are negligible next to it
@@ -102,7 +102,7 @@ class _Terms:
         """``scores`` [(nT,) B·H, C, w] += the position term at mask columns ``cols`` (nothing for other encodings)."""
         if not self.m.pos.score_bias:  # query-dependent terms never reach the in-place loop (in_place_applies)
             return
-        term = _position_terms(self.m, self.q[:1, :1], self.q_pos[t], self.kv_pos[t][..., cols])[0]  # [H, (nT,) C, w]
+        term = position_terms(self.m, self.q[:1, :1], self.q_pos[t], self.kv_pos[t][..., cols])[0]  # [H, (nT,) C, w]
         bsz, heads = self.q.shape[:2]
         scores.view(*scores.shape[:-3], bsz, heads, *scores.shape[-2:]).add_(term.movedim(0, -3).unsqueeze(-4))
 
@@ -156,7 +156,7 @@ def tiles_in_place(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, co
     k3, v3 = k.reshape(bh, kv_len, d), v.reshape(bh, kv_len, d)
     kg, vg = k3[:, cols], v3[:, cols]  # [B·H, P, d]: the global columns (P may be 0)
     tiles = [_Tile(t, q_tiles, k3, v3, first_key, width) for t in range(n_tiles)]
-    terms = _Terms(m, q, grids, _key_positions(grids, cols)[0])
+    terms = _Terms(m, q, grids, key_positions(grids, cols)[0])
     weights = _mask_as(entry, "weights", q.dtype)
     out, row_sums = q.new_empty(n_tiles, bh, chunk, d), q.new_empty(n_tiles, bh, chunk, 1)
     _band(tiles, weights, terms, out, row_sums, heads)

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from nngraph.discovery import Registry
 
-#: the ops a torch attention kernel lowers by default
+#: the ops an attention kernel lowers by default
 ATTENTION_OPS = ("attention", "attention_lowered")
 
 

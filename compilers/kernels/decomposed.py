@@ -1,4 +1,4 @@
-"""Kernel: the decomposed ONNX export — the torch reference attention exported op by op (MatMul, Add, Where, Softmax, MatMul).
+"""Kernel: the decomposed ONNX export — the reference attention op by op (MatMul, Add, Where, Softmax, MatMul).
 
 Always applies and is the oracle of the fused ONNX kernels. Nothing is replaced: the export traces
 :class:`nngraph.compilers.torch.ops.attention.Attention`'s own forward, so masks come from the same

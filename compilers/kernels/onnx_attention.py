@@ -1,4 +1,4 @@
-"""Kernel: the standard ONNX ``Attention`` op (opset 23) — one fused node, any runtime with opset 23 (ONNX Runtime >= 1.23 on CPU).
+"""Kernel: the standard ONNX ``Attention`` op — one fused node, any runtime with opset 23 (ORT >= 1.23 on CPU).
 
 Mapping (emitter: :mod:`nngraph.compilers.onnx.emitters.onnx_attention`; checked against ORT 1.31 in
 tests/compilers/onnx/test_onnx_kernels.py):

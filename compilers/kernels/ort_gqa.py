@@ -1,4 +1,4 @@
-"""Kernel: ONNX Runtime's contrib ``com.microsoft.GroupQueryAttention`` — causal self-attention with rotary and a local window built in.
+"""Kernel: ORT's contrib ``com.microsoft.GroupQueryAttention`` — causal self-attention, rotary and local window built in.
 
 The fastest ORT CPU kernel for decoders: it never materializes a causal mask, applies RoPE
 itself from cos/sin caches, and takes fewer key/value heads natively. Mapping (emitter:

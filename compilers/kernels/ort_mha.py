@@ -1,4 +1,4 @@
-"""Kernel: ONNX Runtime's contrib ``com.microsoft.MultiHeadAttention`` — fused multi-head attention (ORT CPU and CUDA).
+"""Kernel: ORT's contrib ``com.microsoft.MultiHeadAttention`` — fused multi-head attention (ORT CPU and CUDA).
 
 Mapping (emitter: :mod:`nngraph.compilers.onnx.emitters.ort_mha`; checked against ORT 1.31 in
 tests/compilers/onnx/test_onnx_kernels.py):

@@ -23,7 +23,8 @@ class OnnxAttention(Emitter):
         add = additive_mask(explicit_mask(site), bias, x.shape[0], t, s, offset, q.dtype, lengths, key_padding,
                             doc_ids)
         cfg = {"kernel": self.name, "heads": site.heads, "kv_heads": site.kv_heads, "scale": site.scale,
-               "head_dim": site.head_dim, "dtype": site.dtype, "causal": native_causal(site), "slots": ["query", "key", "value", "mask", "past_key", "past_value"],
+               "head_dim": site.head_dim, "dtype": site.dtype, "causal": native_causal(site),
+               "slots": ["query", "key", "value", "mask", "past_key", "past_value"],
                "outputs": ["y", "present_key", "present_value"] if past is not None else ["y"]}
         return self.fused(module, site, io, past, cfg, {"query": q, "key": k, "value": v, "mask": add})
 

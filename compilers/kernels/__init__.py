@@ -9,12 +9,20 @@ Each module here registers a :class:`KernelDef` (discovered on first use, like o
   ``ctx`` carries ``facts``, ``target`` and ``mode``;
 * the code: ``run``, ``"module:function"`` of the torch core the lowered module calls with
   ``(module, tier, q, k, v, offset, batch, inputs, needs_grad)`` (None: the module's own reference
-  forward). It is imported lazily, so the planner never imports torch, and this package imports
-  neither the planner nor torch. ONNX kernels (``emit``) live in :mod:`nngraph.compilers.onnx.kernels`,
-  one file each, and join the plan through the ``lower_onnx`` rule.
+  forward); or, for an ONNX kernel (``runtime="onnxruntime"``), ``emit``, ``"module:class"`` of its
+  emitter in :mod:`nngraph.compilers.onnx.emitters` (the export-time forward, the placeholder's torch
+  reference and the ONNX node(s) it becomes). Both are imported lazily, so the planner imports neither
+  torch nor onnx, and this package imports neither the planner nor torch.
+
+An ONNX kernel's ``check(ctx)`` reads ``ctx.site`` (:class:`nngraph.compilers.onnx.kernels.site.AttentionSite`),
+``ctx.target`` (a ``TargetInfo``) and ``ctx.options`` (``ExportOptions``); ``why(ctx)`` says why it is a
+good choice when chosen. It has no cost model: ``order`` is the exporter's measured preference (fastest
+first), and ONNX kernels come after the torch ones. The planner adapts every kernel through one rule
+(:mod:`nngraph.compilers.passes.rules.lower_kernels`); the exporter reads the ONNX ones through
+:func:`nngraph.compilers.onnx.kernels.attention_candidates`.
 
 Targets are data: the profile entries a kernel reads are in ``compilers/targets/profiles.json``.
-Adding a kernel = one file here (plus its profile entries).
+Adding a kernel = one file here (plus its profile entries, or its emitter for ONNX).
 """
 
 from __future__ import annotations
@@ -25,24 +33,34 @@ from typing import Any, Callable
 
 from nngraph.discovery import Registry
 
-#: the ops a torch attention kernel lowers by default
+#: the ops an attention kernel lowers by default
 ATTENTION_OPS = ("attention", "attention_lowered")
 
 
 @dataclass(frozen=True)
 class KernelDef:
-    """One torch attention kernel: decision (check, config, cost, memory) and code (``run``)."""
+    """One attention kernel: decision (check, config, cost, memory) and code (torch ``run`` or ONNX ``emit``)."""
 
     name: str
     doc: str
     order: int                                        # display and tie-break order (reference first)
     check: Callable[[Any], str | None]
-    config: Callable[[Any], dict[str, Any]]
+    config: Callable[[Any], dict[str, Any]] | None = None   # torch: the plan tier's settings
     cost: Callable[..., float] | None = None
     memory: Callable[..., float] | None = None
     run: str | None = None                            # "module:function" of the torch core; None: the reference
     ops: tuple[str, ...] = ATTENTION_OPS
     dropout: bool = True                              # applies attention dropout itself (else such calls skip it)
+    runtime: str = "torch"                            # its back end: torch | onnxruntime (the ONNX exporter's files)
+    emit: str | None = None                           # ONNX: "module:class" of the emitter (forward, reference, emit)
+    onnx_op: str = ""                                 # ONNX: the op it emits (shown by --explain and the metadata)
+    min_opset: int | None = None                      # ONNX: the default-domain opset that op needs (None: any)
+    why: Callable[[Any], str] | None = None           # ONNX: why it is a good choice, when chosen
+
+    @property
+    def rule(self) -> str:
+        """The planner's rule name: ``lower_<name>``, ``lower_onnx_<name>`` for an ONNX Runtime kernel."""
+        return f"lower_onnx_{self.name}" if self.runtime == "onnxruntime" else f"lower_{self.name}"
 
 
 _KERNELS = Registry(__name__, __path__, "kernel")
@@ -53,14 +71,14 @@ def register_kernel(k: KernelDef) -> KernelDef:
     return _KERNELS.add(k.name, k)
 
 
-def kernels() -> list[KernelDef]:
-    """Every registered torch kernel, in ``order``."""
-    return sorted(_KERNELS.all().values(), key=lambda k: k.order)
+def kernels(runtime: str | None = None) -> list[KernelDef]:
+    """Every registered kernel (``runtime``: only those serving it), in ``order``."""
+    return sorted((k for k in _KERNELS.all().values() if runtime in (None, k.runtime)), key=lambda k: k.order)
 
 
-def kernel_names() -> tuple[str, ...]:
-    """Names of the torch kernels in order (``reference`` first)."""
-    return tuple(k.name for k in kernels())
+def kernel_names(runtime: str | None = None) -> tuple[str, ...]:
+    """Names of the kernels in order (``reference`` first, the ONNX kernels last)."""
+    return tuple(k.name for k in kernels(runtime))
 
 
 def get_kernel(name: str) -> KernelDef | None:
@@ -68,19 +86,27 @@ def get_kernel(name: str) -> KernelDef | None:
     return _KERNELS.all().get(name)
 
 
-_RUNS: dict[str, Callable[..., Any] | None] = {}
+_CODE: dict[tuple[str, str], Any] = {}
+
+
+def _code(name: str, field: str) -> Any:
+    """The object kernel ``name`` names in ``field`` ("module:attr", imported on first use), or None."""
+    if (name, field) not in _CODE:
+        k = get_kernel(name)
+        ref = getattr(k, field) if k is not None else None
+        module, _, attr = (ref or "").partition(":")
+        _CODE[name, field] = getattr(importlib.import_module(module), attr) if ref else None
+    return _CODE[name, field]
 
 
 def run_of(name: str) -> Callable[..., Any] | None:
     """The torch core of kernel ``name`` (imported on first use); None for the reference forward."""
-    if name not in _RUNS:
-        k = get_kernel(name)
-        if k is None or k.run is None:
-            _RUNS[name] = None
-        else:
-            module, attr = k.run.split(":")
-            _RUNS[name] = getattr(importlib.import_module(module), attr)
-    return _RUNS[name]
+    return _code(name, "run")
+
+
+def emitter_of(name: str) -> Any:
+    """The ONNX emitter class of kernel ``name`` (imported on first use); None for a torch kernel."""
+    return _code(name, "emit")
 
 
 def tiers_text(tiers: list[dict[str, Any]]) -> str:

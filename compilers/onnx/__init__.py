@@ -22,8 +22,8 @@ files, checked feeds), :mod:`.generate` (greedy / top-k decoding), :mod:`.verify
 packed QKV), :mod:`.seq2seq` (encoder-decoder: encoder file + cached decoder step), :mod:`.precision`
 (float16 export); weights over 2 GB go to an external data file beside the model (:mod:`.export`).
 
-Importing this package does not import torch or onnxruntime (the lowering pass asks it for
-:func:`attention_candidates`); the functions below import what they need.
+Importing this package does not import torch, onnx or onnxruntime (the lowering pass asks its
+:mod:`.kernels` for the ONNX kernels' verdicts); the functions below import what they need.
 """
 
 from __future__ import annotations

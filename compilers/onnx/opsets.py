@@ -4,7 +4,7 @@ Each part that can need a newer opset declares it once, next to itself; the plan
 the declarations of what an export chose (:func:`nngraph.compilers.onnx.pipeline.plan.needs`) and
 :func:`choose_opset` takes the maximum:
 
-* an attention kernel: ``Kernel.min_opset`` (:mod:`.kernels`; the standard ``Attention`` op: 23;
+* an attention kernel: ``KernelDef.min_opset`` (:mod:`nngraph.compilers.kernels`; the ``Attention`` op: 23;
   the ``com.microsoft`` contrib kernels and the decomposed graph: none -- contrib ops live in their
   own domain, with its own version, and do not raise the default one);
 * an op whose export translation needs a newer op version: ``min_opset(node)`` of the lowering

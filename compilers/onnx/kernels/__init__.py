@@ -1,17 +1,19 @@
-"""ONNX attention kernels as data-driven candidates: one module per kernel, chosen per node and target.
+"""Choosing an ONNX attention kernel per node and target, and the library the kernels' emitters share.
 
-``attention_candidates()`` lists the kernels in preference order (fastest first, as measured by
-bench/onnx_latency.py on ORT CPU); each has ``name``, ``doc`` and ``applies(node, target) ->
-reason | None``, which the lowering pass (compilers/passes/rules/lower_onnx.py) adapts as rules.
+The kernels are entries of the one kernel registry (:mod:`nngraph.compilers.kernels`, one file each, with
+``runtime="onnxruntime"`` and an ``emit``ter in :mod:`nngraph.compilers.onnx.emitters`).
+``attention_candidates()`` lists them in preference order (fastest first, as measured by
+bench/onnx_latency.py on ORT CPU) as :class:`~.base.OnnxKernel` objects (``name``, ``doc``,
+``applies(node, target) -> reason | None``, ``check``, ``why``, and the emitter's code).
 :func:`choose` picks the first kernel that applies to a node and records every verdict for
 ``--explain``. The caller can force a kernel per node with ``force={node: name}`` (``nngraph export
 --kernel NODE=NAME``; the choice is still checked: a kernel that does not apply is an error, not a
 silent fallback).
 
-* :mod:`.ort_gqa` -- ``com.microsoft.GroupQueryAttention`` (causal decoders, RoPE/window built in)
-* :mod:`.ort_mha` -- ``com.microsoft.MultiHeadAttention`` (encoders, key padding, biases)
-* :mod:`.onnx_attention` -- the standard opset-23 ``Attention`` op
-* :mod:`.decomposed` -- MatMul/Softmax, always applies (the oracle)
+* ``ort-gqa`` -- ``com.microsoft.GroupQueryAttention`` (causal decoders, RoPE/window built in)
+* ``ort-mha`` -- ``com.microsoft.MultiHeadAttention`` (encoders, key padding, biases)
+* ``onnx-attention`` -- the standard opset-23 ``Attention`` op
+* ``decomposed`` -- MatMul/Softmax, always applies (the oracle)
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nngraph.discovery import import_submodules
-
-from .base import KVIO, Kernel, TargetInfo, kernel_named, registered, target_info, TARGETS
+from .base import KVIO, KernelCtx, OnnxKernel, TargetInfo, kernel_named, registered, target_info, TARGETS
 from .site import ATTENTION_OPS, AttentionSite, ExportOptions, MaskParts, site_of
 
-__all__ = ["ATTENTION_OPS", "AttentionSite", "Choice", "ExportOptions", "KVIO", "Kernel",
+__all__ = ["ATTENTION_OPS", "AttentionSite", "Choice", "ExportOptions", "KVIO", "KernelCtx", "OnnxKernel",
            "MaskParts", "TARGETS", "TargetInfo", "attention_candidates", "choose", "choose_all", "kernel_named",
            "site_of", "target_info"]
 
@@ -33,14 +33,13 @@ __all__ = ["ATTENTION_OPS", "AttentionSite", "Choice", "ExportOptions", "KVIO", 
 #: GroupQueryAttention 552, MultiHeadAttention 728, Attention 777, decomposed 961; BERT at 2048 --
 #: MultiHeadAttention 849, Attention 886, decomposed 999; at seq 128-512 the fused ops are 0-12% faster
 #: than the decomposed graph (Attention slightly ahead of the contrib ops there).
-import_submodules(__name__, __path__)  # one module per kernel, each registering itself (like op families)
-ORDER: tuple[Kernel, ...] = tuple(registered())  # by each kernel's ``preference``
+ORDER: tuple[OnnxKernel, ...] = tuple(registered())  # by each kernel's ``order`` in the registry
 #: below this expected sequence length the opset-23 Attention op goes before MultiHeadAttention: the
 #: measured order flips between 128 (Attention ahead) and 2048 (MultiHeadAttention ahead; about even at 512)
 SHORT_SEQ = 512
 
 
-def order_for(options: ExportOptions) -> tuple[Kernel, ...]:
+def order_for(options: ExportOptions) -> tuple[OnnxKernel, ...]:
     """The preference order for an export: :data:`ORDER`, with Attention before MultiHeadAttention when the
     export says it expects sequences shorter than :data:`SHORT_SEQ` (``expected_seq``)."""
     if options.expected_seq is None or options.expected_seq >= SHORT_SEQ:
@@ -51,7 +50,7 @@ def order_for(options: ExportOptions) -> tuple[Kernel, ...]:
     return tuple(order)
 
 
-def _length_note(options: ExportOptions, kernel: Kernel) -> str:
+def _length_note(options: ExportOptions, kernel: OnnxKernel) -> str:
     if options.expected_seq is None or kernel.name not in ("ort-mha", "onnx-attention"):
         return ""
     side = "shorter" if options.expected_seq < SHORT_SEQ else "not shorter"
@@ -59,7 +58,7 @@ def _length_note(options: ExportOptions, kernel: Kernel) -> str:
             f"{'Attention' if options.expected_seq < SHORT_SEQ else 'MultiHeadAttention'} measured faster there)")
 
 
-def attention_candidates() -> list[Kernel]:
+def attention_candidates() -> list[OnnxKernel]:
     """The ONNX attention kernels in preference order (the lowering pass's provider interface)."""
     return list(ORDER)
 
@@ -69,7 +68,7 @@ class Choice:
     """The kernel chosen for one attention node, why, and why each other candidate was not."""
 
     node: str
-    kernel: Kernel
+    kernel: OnnxKernel
     reason: str
     site: AttentionSite
     verdicts: list[tuple[str, str | None]] = field(default_factory=list)   # (kernel, reason it does not apply)

@@ -1,17 +1,16 @@
-"""The kernel interface, the export-time placeholder op, and torch helpers shared by the fused kernels.
+"""The ONNX kernels as the exporter uses them, the export-time placeholder op, and torch helpers shared by the emitters.
 
-A kernel (one module each: :mod:`.decomposed`, :mod:`.onnx_attention`, :mod:`.ort_mha`,
-:mod:`.ort_gqa`) is an object with
+An ONNX kernel is one entry of the kernel registry (:mod:`nngraph.compilers.kernels`: one file each --
+``ort_gqa``, ``ort_mha``, ``onnx_attention``, ``decomposed`` -- holding ``check(ctx) -> reason``, ``why``,
+``onnx_op``, ``min_opset`` and its preference ``order``) plus its emitter (:mod:`nngraph.compilers.onnx.emitters`,
+named by the entry's ``emit``, imported on first use). :class:`OnnxKernel` joins the two:
 
-``name``, ``doc``
-    its identity (``--explain`` prints them);
-``min_opset``
-    the default-domain opset the ops it emits need (None: none beyond the export's floor; a
-    ``com.microsoft`` contrib op is in its own domain), which the export takes into its opset
-    (:mod:`nngraph.compilers.onnx.opsets`);
-``check(site, target, options) -> reason | None``
-    why it cannot run this node on this target (None: it can) -- also exposed as
-    ``applies(node, target)`` for the lowering pass (compilers/passes/rules/lower_onnx.py);
+``name``, ``doc``, ``onnx_op``, ``min_opset``
+    from the registry (``--explain`` prints them; the export takes ``min_opset`` into its opset,
+    :mod:`nngraph.compilers.onnx.opsets`);
+``check(site, target, options) -> reason | None``, ``why(site, target, options)``
+    the registry's decision on a :class:`KernelCtx` -- also exposed as ``applies(node, target)`` for the
+    lowering pass (compilers/passes/rules/lower_kernels.py);
 ``forward(module, site, io, x, context, lengths, key_padding, doc_ids)``
     the attention module's forward while exporting: projections, RoPE, position bias and the
     explicit mask in torch, then :class:`Placeholder` for the fused op;
@@ -22,7 +21,7 @@ A kernel (one module each: :mod:`.decomposed`, :mod:`.onnx_attention`, :mod:`.or
 
 Why a placeholder: the TorchScript exporter turns ``Placeholder.apply`` into one node
 ``ai.nngraph::Attention`` (its ``symbolic``) holding the kernel's config as JSON; after the
-export (and the opset conversion) the rewrite swaps it for the real op. The kernels therefore
+export (and the opset conversion) the rewrite swaps it for the real op. The emitters therefore
 build ONNX nodes directly with ``onnx.helper``, where every attribute and optional-input slot is
 explicit, instead of going through a tracer.
 """
@@ -33,8 +32,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from nngraph.compilers.kernels import KernelDef, emitter_of, kernels
+
 from .site import AttentionSite, ExportOptions, site_of
 
+#: the runtime the ONNX kernels of the registry serve
+RUNTIME = "onnxruntime"
 DOMAIN = "ai.nngraph"
 PLACEHOLDER = "Attention"
 
@@ -83,35 +86,32 @@ def target_info(target: Any) -> TargetInfo:
                       tuple(getattr(target, "providers", ()) or ("CPUExecutionProvider",)))
 
 
-# ----- kernel interface -------------------------------------------------------
-class Kernel:
-    """Base class: subclasses set ``name``, ``doc``, ``onnx_op`` (and ``min_opset``) and implement
-    check/forward/reference/emit."""
+# ----- kernels: the registry's decision + the emitter's code -------------------------------
+@dataclass(frozen=True)
+class KernelCtx:
+    """What an ONNX kernel's ``check`` and ``why`` read."""
 
-    name = ""
-    doc = ""
-    onnx_op = ""
-    preference = 0            # rank in the preference order (lowest first)
-    min_opset: int | None = None
+    site: AttentionSite
+    target: TargetInfo
+    options: ExportOptions
 
-    def check(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str | None:
-        raise NotImplementedError
 
-    def why(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str:
-        """Why this kernel is a good choice for the node (shown by ``--explain`` when it is chosen)."""
-        return self.doc
+class Emitter:
+    """Base class of an ONNX kernel's code (:mod:`nngraph.compilers.onnx.emitters`); ``name`` is the kernel's."""
 
-    # the lowering pass's interface (compilers/passes/rules/lower_onnx.py)
-    def applies(self, node: Any, target: Any, options: ExportOptions | None = None) -> str | None:
-        """Why this kernel cannot lower IR ``node`` on ``target`` (None: it can)."""
-        try:
-            site = site_of(node)
-        except (KeyError, TypeError, ValueError) as exc:
-            return f"cannot read the node: {exc}"
-        return self.check(site, target_info(target), options or ExportOptions())
+    def __init__(self, name: str):
+        self.name = name
 
-    def config(self, node: Any, target: Any) -> dict[str, Any]:
-        return {"onnx_op": self.onnx_op}
+    @staticmethod
+    def fused(module: Any, site: AttentionSite, io: "KVIO | None", past: Any, cfg: dict[str, Any],
+              tensors: dict[str, Any]) -> Any:
+        """The placeholder on ``tensors`` plus the past key/value (if any), the present ones recorded for the
+        export's outputs, the output projection applied: y = out(op(q, k, v, ...))."""
+        outs = placeholder(cfg, {**tensors, "past_key": past[0] if past is not None else None,
+                                 "past_value": past[1] if past is not None else None})
+        if past is not None:
+            io.present[site.node] = (outs[1], outs[2])
+        return module.out(outs[0])
 
     def forward(self, module: Any, site: AttentionSite, io: "KVIO | None", x: Any, context: Any = None,
                 lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
@@ -122,6 +122,39 @@ class Kernel:
 
     def emit(self, inputs: dict[str, str], outputs: list[str], cfg: dict[str, Any], name: str) -> list[Any]:
         raise NotImplementedError
+
+
+class OnnxKernel:
+    """One ONNX kernel of the registry: its decision (``check``, ``why``) and, looked up on first use, its
+    emitter's code (``forward``, ``reference``, ``emit``, ``value_info``)."""
+
+    def __init__(self, defn: KernelDef):
+        self.defn = defn
+        self.name, self.doc, self.onnx_op, self.min_opset = defn.name, defn.doc, defn.onnx_op, defn.min_opset
+        self._emitter: Emitter | None = None
+
+    def check(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str | None:
+        """Why this kernel cannot run the node on the target (None: it can)."""
+        return self.defn.check(KernelCtx(site, target, options))
+
+    def why(self, site: AttentionSite, target: TargetInfo, options: ExportOptions) -> str:
+        """Why this kernel is a good choice for the node (shown by ``--explain`` when it is chosen)."""
+        return self.defn.why(KernelCtx(site, target, options)) if self.defn.why else self.doc
+
+    def applies(self, node: Any, target: Any, options: ExportOptions | None = None) -> str | None:
+        """Why this kernel cannot lower IR ``node`` on ``target`` (None: it can)."""
+        try:
+            site = site_of(node)
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"cannot read the node: {exc}"
+        return self.check(site, target_info(target), options or ExportOptions())
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        if self._emitter is None:
+            self._emitter = emitter_of(self.name)(self.name)
+        return getattr(self._emitter, attr)
 
     def __repr__(self) -> str:
         return f"<ONNX attention kernel {self.name}>"
@@ -137,27 +170,23 @@ class KVIO:
     past_len: Any = None
 
 
-# ----- the placeholder ------------------------------------------------------------
-_KERNELS: dict[str, Kernel] = {}
+_KERNELS: dict[str, OnnxKernel] = {}
 
 
-def register(kernel: Kernel) -> Kernel:
-    """Register an ONNX attention kernel (each module of this package registers one; discovered on import)."""
-    if kernel.name in _KERNELS:
-        raise ValueError(f"ONNX kernel '{kernel.name}' registered twice")
-    _KERNELS[kernel.name] = kernel
-    return kernel
+def registered() -> list[OnnxKernel]:
+    """Every ONNX kernel of the registry, in preference order."""
+    for k in kernels(RUNTIME):
+        _KERNELS.setdefault(k.name, OnnxKernel(k))
+    return [_KERNELS[k.name] for k in kernels(RUNTIME)]
 
 
-def registered() -> list[Kernel]:
-    """Every registered ONNX kernel in preference order."""
-    return sorted(_KERNELS.values(), key=lambda k: k.preference)
-
-
-def kernel_named(name: str) -> Kernel:
+def kernel_named(name: str) -> OnnxKernel:
+    if name not in _KERNELS:
+        registered()
     return _KERNELS[name]
 
 
+# ----- the placeholder ------------------------------------------------------------
 def _placeholder_class():
     import torch
 

@@ -128,7 +128,7 @@ def test_gqa_rope_needs_head_dim_multiple_of_16(spec_file):
 
 
 def test_lowering_pass_target_objects_are_accepted(spec_file):
-    """compilers/passes/rules/lower_onnx.py calls applies(IR node, nngraph.compilers.targets.Target)."""
+    """compilers/passes/rules/lower_kernels.py calls applies(IR node, nngraph.compilers.targets.Target)."""
     targets = pytest.importorskip("nngraph.compilers.targets")
     node = load_spec(spec_file(_spec("", "x", "mask: causal"))).nodes["attn"]
     verdicts = {k.name: k.applies(node, targets.get_target("ort-cpu")) for k in attention_candidates()}

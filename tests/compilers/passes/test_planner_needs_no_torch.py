@@ -51,3 +51,24 @@ def test_the_planner_and_the_kernel_registry_never_import_torch():
 
 def test_the_torch_kernels_import_no_planner():
     assert _loaded(_RUN) == {"nngraph.compilers.passes": False, "nngraph.compilers.passes.lowering": False}
+
+
+_PLAN_ORT = """
+import json, sys
+from nngraph import load_spec
+from nngraph.compilers.passes import explain, format_explain
+graph = load_spec("specs/gpt_char.yaml")
+for target in ("ort-cpu", "cpu"):
+    format_explain(explain(graph, target), target)
+print("@@" + json.dumps({m: m in sys.modules for m in ("onnx", "onnxscript", "nngraph.compilers.onnx.emitters")}))
+"""
+
+
+def test_the_planner_and_the_kernel_registry_never_import_onnx():
+    """The ONNX kernels are registry entries too: their checks read data, their emitters (onnx, torch) are named
+    by a string; planning for an ONNX Runtime target loads neither the onnx package nor an emitter."""
+    files = sorted((ROOT / "compilers" / "passes").rglob("*.py")) + sorted((ROOT / "compilers" / "kernels").rglob("*.py"))
+    bad = {str(f.relative_to(ROOT)): sorted(m for m in _imports(f) if m.split(".")[0] in ("onnx", "onnxruntime")
+                                           or "emitters" in m) for f in files}
+    assert {f: m for f, m in bad.items() if m} == {}
+    assert _loaded(_PLAN_ORT) == {"onnx": False, "onnxscript": False, "nngraph.compilers.onnx.emitters": False}

@@ -11,7 +11,12 @@ cd "$WORK"
 say() { printf '== %s\n' "$*"; }
 
 say "build the wheel"
-"$PY" -m pip wheel -qq --no-deps --no-build-isolation -w dist "$REPO" >/dev/null
+# from a copy without the checkout's build/ folder: setuptools copies new files into build/lib but never deletes
+# the ones a change removed, so a wheel built in place can ship a deleted module (a stale pass rule did)
+mkdir -p src
+tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./out --exclude='*.egg-info' \
+    --exclude=__pycache__ -cf - . | tar -C src -xf -
+"$PY" -m pip wheel -qq --no-deps --no-build-isolation -w dist ./src >/dev/null
 WHEEL=$(ls dist/nngraph-*.whl)
 "$PY" - "$WHEEL" <<'PY'
 import sys, zipfile

@@ -19,7 +19,7 @@ raises :class:`TrainingInterrupted`, ``nngraph train`` exits 130/143; ``--resume
 
 Modules: :mod:`.config` (merging and checking the configuration), :mod:`.data`
 (datasets and deterministic batching), :mod:`.binding` (data fields -> graph
-inputs), :mod:`.tasks` (the task registry: one module per task family, ``@task(name, roles=...)``),
+inputs), :mod:`.tasks` (the task registry: one module per task family, ``@task(name)``, ``@task(name, networks=True)``),
 :mod:`.session` (one run: output files, loop, end-of-run weights), :mod:`.loop` (the one :class:`~.loop.Trainer`
 and loop for every task), :mod:`.graph_steps` (a one-graph task's step), :mod:`.resume` (what a checkpoint holds
 and what resume restores), :mod:`.checkpoint` / :mod:`.ckstate` (the file; checking its state), :mod:`.optim`

@@ -2,17 +2,18 @@
 
 Each module here holds one task family and registers its tasks with :func:`task`::
 
-    @task("gan", roles=("generator", "discriminator"))
+    @task("gan", networks=True)      # trains the spec's networks by the roles nngraph.train_keys gives gan
     class GANTask(NetworksTask): ...
 
 A task trains either one graph (a :class:`~._base.GraphTask`: data -> model inputs, a loss, metrics) or the
 networks of a spec's ``networks:`` by role (a :class:`~._base.NetworksTask`: it owns its optimizers and its
-step). One name may have both forms (``vae``); ``roles`` is the networks form's. Adding a task is adding a
+step). One name may have both forms (``vae``). Adding a task is adding a
 module (or a class in one): :func:`load_all` imports every module not named ``_*``, and the trainer
 (:mod:`..loop`) runs every task through the same loop.
 
-The front end lists the names and roles in :mod:`nngraph.train_keys` (``TASKS``, ``TASK_ROLES``: it may not import
-torch); :func:`task` refuses a registration that disagrees with them, so the two cannot drift apart.
+The names and the roles are declared once, in the front end (:mod:`nngraph.train_keys` ``TASKS``, ``TASK_ROLES``:
+the schema, the docs and validate read them without torch); a registration takes its roles from there and
+:func:`task` refuses a name the front end does not list.
 """
 
 from __future__ import annotations
@@ -38,21 +39,22 @@ REGISTRY: dict[str, TaskEntry] = {}
 _loaded = False
 
 
-def task(name: str, roles: tuple[str, ...] = ()) -> Callable[[type], type]:
-    """Register the decorated class as task ``name`` (with ``roles``: its form over a spec's networks)."""
+def task(name: str, networks: bool = False) -> Callable[[type], type]:
+    """Register the decorated class as task ``name``: its one-graph form, or (``networks``) its form over a spec's
+    networks, which trains the roles the front end declares for ``name``."""
 
     def register(cls: type) -> type:
         if name not in TASKS:
             raise ValueError(f"task '{name}' is not in nngraph.train_keys.TASKS: add it there too")
-        if tuple(roles) != tuple(TASK_ROLES.get(name, ())) and roles:
-            raise ValueError(f"task '{name}': roles {roles} differ from nngraph.train_keys.TASK_ROLES")
+        if networks and name not in TASK_ROLES:
+            raise ValueError(f"task '{name}' has no roles in nngraph.train_keys.TASK_ROLES: declare them there")
         entry = REGISTRY.setdefault(name, TaskEntry(name))
-        form = "networks" if roles else "graph"
+        form = "networks" if networks else "graph"
         if getattr(entry, form) is not None:
             raise ValueError(f"task '{name}' ({form}) is registered twice")
         setattr(entry, form, cls)
-        if roles:
-            entry.roles = tuple(roles)
+        if networks:
+            entry.roles = tuple(TASK_ROLES[name])
         cls.name = name
         return cls
 

@@ -62,7 +62,7 @@ def mode_coverage(samples: torch.Tensor, modes: torch.Tensor, std: float) -> dic
             "min_share": float(share.min()), "dist": float(dist.mean())}
 
 
-@task("gan", roles=("generator", "discriminator"))
+@task("gan", networks=True)
 class GANTask(NetworksTask):
     """Generator against discriminator with the non-saturating loss (``wgan``: :class:`WGANTask`)."""
 
@@ -187,7 +187,7 @@ class GANTask(NetworksTask):
                 "std_gap": float((fake.std() - real.std()).abs())}
 
 
-@task("wgan", roles=("generator", "critic"))
+@task("wgan", networks=True)
 class WGANTask(GANTask):
     """Critic with gradient penalty (``gan.gp``) and/or weight clipping (``gan.clip``)."""
 

@@ -39,7 +39,7 @@ from ._base import NetworksTask, input_shape, output
 from .vae import array_data, networks_elbo
 
 
-@task("latent_diffusion", roles=("encoder", "decoder", "denoiser"))
+@task("latent_diffusion", networks=True)
 class LatentDiffusionTask(NetworksTask):
     """Stage 1: the VAE on the negative ELBO; stage 2: the denoiser's ε-loss on the frozen VAE's scaled latents."""
 

@@ -141,7 +141,7 @@ class RLTask(NetworksTask):
         self.returns, self.episodes, self.updates = list(st["returns"]), st["episodes"], st["updates"]
 
 
-@task("dqn", roles=("q",))
+@task("dqn", networks=True)
 class DQNTask(RLTask):
     """Q-learning with a replay buffer and a target network (ε-greedy acting; ``rl.double``: double DQN)."""
 
@@ -208,7 +208,7 @@ class DQNTask(RLTask):
         return float(loss.detach())
 
 
-@task("ddpg", roles=("actor", "critic"))
+@task("ddpg", networks=True)
 class DDPGTask(RLTask):
     """Deterministic policy gradient with target networks following by soft updates."""
 

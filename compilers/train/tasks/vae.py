@@ -60,7 +60,7 @@ def array_data(t: NetworksTask) -> Any:
     return data
 
 
-@task("vae", roles=("encoder", "decoder"))
+@task("vae", networks=True)
 class VAENetworksTask(NetworksTask):
     """Negative ELBO through an encoder network (outputs ``z``, ``kl``) and a decoder network; one optimizer.
 

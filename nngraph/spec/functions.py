@@ -67,7 +67,8 @@ def build_subgraphs(exp: Expander, node: Node, opdef: OpDef) -> None:
             continue
         used = len(exp.nodes) + exp.__dict__.get("_function_nodes", 0)
         sub = type(exp)(table, exp.diag,  # a fresh expander of the caller's kind (this module is below expand)
-                         replace(exp.limits, max_nodes=max(1, exp.limits.max_nodes - used)), set(bdef.inputs))
+                        replace(exp.limits, max_nodes=max(1, exp.limits.max_nodes - used)), set(bdef.inputs),
+                        exp.overrides.within(f"{node.name}.{key}."))  # --set graph.rnn.cell.fc.out reaches it
         sub._stack = exp._stack + [bdef]
         sub._tables = [bdef.library or table]
         with_args = exp._with_args({"with": with_raw}, bdef, bdef.scope, vpos) if with_raw else {}

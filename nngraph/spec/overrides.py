@@ -6,7 +6,8 @@
 * ``graph.PATH.PARAM``: a parameter of the node or block use at ``PATH``, its dotted name in the expanded
   graph, where ``*`` stands for any one part: ``graph.head.out``, ``graph.enc.fc.out`` (a node of the block
   use ``enc``), ``graph.layers.*.mlp.hidden`` (every copy of a repeated block), ``graph.layers.0.mlp.hidden``
-  (its first copy), ``graph.enc.width`` (a block parameter of the use ``enc``, as its ``with:``);
+  (its first copy), ``graph.enc.width`` (a block parameter of the use ``enc``, as its ``with:``),
+  ``graph.rnn.cell.inp.bias`` (node ``inp`` of the block a ``recur`` node ``rnn`` runs as its ``cell``);
 * ``blocks.BLOCK.NODE.PARAM``: a parameter of node ``NODE`` in every use of block ``BLOCK``;
   ``blocks.BLOCK.PARAM``: the default of block parameter ``PARAM`` (a use's ``with:`` still wins).
 
@@ -131,6 +132,12 @@ class NodeOverrides:
             o.hits += 1
         return hits
 
+    def within(self, prefix: str) -> NodeOverrides:
+        """The same overrides seen from a block expanded as a node's parameter (a ``recur`` cell, an MoE expert):
+        its nodes are named ``NODE.PARAM.INNER`` (``graph.rnn.cell.fc.out``); ``blocks.`` overrides reach them
+        as in any use."""
+        return _Within(self.items, self.targets, prefix)
+
     def defaults(self, block: str, params: Any) -> dict[str, NodeOverride]:
         """The overridden defaults of block ``block``'s parameters (``params``: the ones it declares)."""
         if not self.items:
@@ -172,3 +179,16 @@ def _set_path(data: dict, path: list[str], value: Any, pos: SourcePos, diag: Dia
             return
         target = nxt
     target[path[-1]] = value
+
+
+@dataclass
+class _Within(NodeOverrides):
+    """:meth:`NodeOverrides.within`: offers ``prefix + fq`` (hits and targets are the outer spec's)."""
+
+    prefix: str = ""
+
+    def offer(self, fq: str, block: str | None, local: str) -> list[NodeOverride]:
+        return super().offer(self.prefix + fq, block, local)
+
+    def within(self, prefix: str) -> NodeOverrides:
+        return _Within(self.items, self.targets, self.prefix + prefix)

@@ -224,3 +224,36 @@ def test_an_overridden_value_inside_a_block_is_validated_and_reported_at_the_set
     (d,) = list(diag)
     assert str(d.pos) == "--set graph.enc.fc.out=0"
     assert d.message.startswith("parameter 'out' of node 'fc' (linear): ")
+
+
+_RECUR = """nngraph: 1
+name: rnn
+inputs:
+  x: {shape: [batch, seq, 3]}
+blocks:
+  step:
+    inputs: [x, h]
+    nodes:
+      - {name: inp, op: linear, in: x, out: 8}
+      - {name: rec, op: linear, in: h, out: 8, bias: false}
+      - {name: pre, op: add, in: [inp, rec]}
+      - {name: h_new, op: tanh, in: pre}
+    outputs: {h: h_new}
+graph:
+  - {name: rnn, op: recur, in: x, cell: step, state_size: {h: 8}}
+outputs: {h: rnn.h}
+"""
+
+
+@pytest.mark.parametrize("key", ["graph.rnn.cell.inp.bias", "blocks.step.inp.bias"])
+def test_an_override_reaches_a_node_of_a_block_used_as_a_recur_cell(spec_file, key):
+    path = spec_file(_RECUR)
+    base = load_spec(path).total_params  # inp 3*8+8, rec 8*8
+    assert base == 3 * 8 + 8 + 8 * 8
+    assert load_spec(path, [f"{key}=false"]).total_params == base - 8  # inp loses its 8 biases
+
+
+def test_a_cell_node_override_that_misses_lists_the_cell_paths(spec_file):
+    _, diag = check_spec(spec_file(_RECUR), ["graph.rnn.cell.nope.bias=false"])
+    (err,) = [d for d in diag if d.severity == "error"]
+    assert "graph.rnn.cell.inp" in err.hint and "overrides nothing" in err.message

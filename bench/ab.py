@@ -36,7 +36,8 @@ def run_once(checkout: Path, script: str, args: list[str], out: Path) -> list[di
         out = checkout / "bench" / "results" / f"{Path(script).stem}.json"
     cmd = [str(checkout / ".venv/bin/python"), str(path), *args, *(["--out", str(out)] if takes_out else [])]
     subprocess.run(cmd, cwd=checkout, check=True, stdout=subprocess.DEVNULL, env=dict(os.environ))
-    return json.loads(out.read_text())["rows"]
+    data = json.loads(out.read_text())
+    return data.get("rows") or [r for res in data.get("results", []) for r in res["rows"]]  # onnx_latency: per model
 
 
 def row_key(row: dict) -> tuple:

@@ -1,4 +1,4 @@
-"""Regularization: dropout, locked (variational) dropout.
+"""Regularization: dropout, locked (variational) dropout, drop path (stochastic depth).
 
 Formula: seed 002 "Dropout and Regularization" (and "Parameters, Training, and Generalization"):
 during training each element is zeroed independently with probability p and the survivors
@@ -56,3 +56,19 @@ def locked_dropout(ctx: InferCtx) -> TensorType:
         ctx.fail(f"dim {dim} is out of range for an input of rank {x.rank}: expected -{x.rank}..{x.rank - 1}",
                  "for [batch, time, features] sequences the time dim is 1", "dim")
     return x
+
+
+@op("drop_path", family="regularization", params={"p": p_probability("probability of dropping a sample's whole path", 0.1)},
+    example={"in": "branch", "p": 0.1})
+def drop_path(ctx: InferCtx) -> TensorType:
+    """Drop path (stochastic depth; Huang et al. 2016, as in ConvNeXt and Swin): while training each *sample* of the
+    batch keeps its whole input with probability 1 − p, y_b = x_b·m_b/(1 − p) with m_b ~ Bernoulli(1 − p) — one
+    draw per sample, broadcast over every other dim; identity at evaluation.
+
+    Put on a residual branch before the add (``add: [x, drop_path(branch)]``), it drops that block for some
+    samples. Same shape and dtype as the input (dim 0 is the batch). No learnable parameters.
+    """
+    ctx.need_float(ctx.x)
+    if ctx.x.rank < 1:
+        ctx.fail("drop_path needs a batch dim (dim 0); the input is a scalar", "apply it to a [batch, ...] tensor")
+    return ctx.x

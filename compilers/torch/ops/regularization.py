@@ -73,3 +73,17 @@ def locked_dropout(x: torch.Tensor, p: float, dim: int, training: bool) -> torch
 def locked_dropout_(ctx: NodeCtx, e: Emit) -> str:
     """``nng.ops.regularization.locked_dropout(x, p, dim, self.training)``: one mask per sequence (AWD-LSTM's dropouti/dropouth/dropout)."""
     return f"nng.ops.regularization.locked_dropout({e.x}, {ctx.params['p']!r}, {ctx.params['dim']!r}, self.training)"
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: one Bernoulli(1 − p) draw per sample (dim 0), the survivors scaled by 1/(1 − p)."""
+    if not training or p == 0:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1 - p)  # [B, 1, ..., 1]
+    return x * keep / (1 - p)
+
+
+@torch_op("drop_path")
+def drop_path_(ctx: NodeCtx, e: Emit) -> str:
+    """``nng.ops.regularization.drop_path(x, p, self.training)``: a whole sample's branch dropped (stochastic depth)."""
+    return f"nng.ops.regularization.drop_path({e.x}, {ctx.params['p']!r}, self.training)"

@@ -54,3 +54,15 @@ def test_dropout_of_integer_tensor_is_an_error_at_the_node(diagnose):
     _, errors = diagnose(text)
     assert [(e[0], e[1]) for e in errors] == [(node_line(), value_col(text, node_line(), None))]
     assert "input must be a floating-point tensor, got int64" in errors[0][2]
+
+
+def test_drop_path_keeps_shape_and_dtype_and_has_no_parameters(diagnose):
+    graph, errors = diagnose(spec_text({"x": (["batch", "seq", 64], "float32")}, ["{name: n, op: drop_path, in: x, p: 0.1}"]))
+    assert not errors
+    node = graph.nodes["n"]
+    assert node.outputs["out"].shape == ("batch", "seq", 64) and node.n_params == 0
+
+
+def test_drop_path_p_of_one_is_an_error_at_p(diagnose):
+    _, errors = diagnose(spec_text({"x": (["batch", 8], "float32")}, ["{name: n, op: drop_path, in: x, p: 1.0}"]))
+    assert len(errors) == 1 and "must be in [0, 1), got 1.0" in errors[0][2]

@@ -92,13 +92,19 @@ def layer_norm(ctx: InferCtx) -> TensorType:
     "shape": p_ints(_SHAPE_DOC, None),
     "eps": p_float("added to the mean square for numerical stability", 1e-6, min=0.0),
     "elementwise_affine": p_bool("learnable scale γ (weight) per normalized element", True),
+    "offset": p_float("added to the learned scale: y = (offset + γ)·x/rms(x); Gemma uses 1 (γ then starts at 0)", 0.0),
 }, count=lambda ctx: math.prod(_normalized_shape(ctx)) if ctx.params["elementwise_affine"] else 0,
     example={"in": "x", "eps": 1e-6})
 def rms_norm(ctx: InferCtx) -> TensorType:
-    """RMS normalization (Zhang & Sennrich 2019, used by LLaMA): y = γ·x/√(mean(x²) + ε) over the trailing ``shape`` dims — LayerNorm without the mean and the shift (seed 002, "Encoder Architecture").
+    """RMS normalization (Zhang & Sennrich 2019, used by LLaMA): y = (offset + γ)·x/√(mean(x²) + ε) over the trailing ``shape`` dims — LayerNorm without the mean and the shift (seed 002, "Encoder Architecture").
 
+    ``offset`` 0 is the usual γ·x/rms(x) with γ initialized to 1; Gemma stores γ around 0 and scales by
+    (1 + γ), which ``offset: 1`` reproduces (γ then initialized to 0, so a new model starts at the identity scale).
     params: weight [*shape] (with elementwise_affine).
     """
+    if ctx.params["offset"] and not ctx.params["elementwise_affine"]:
+        ctx.fail("offset adds to the learned scale, and elementwise_affine: false has none",
+                 "drop offset, or set elementwise_affine: true", "offset")
     ctx.need_float(ctx.x)
     _normalized_shape(ctx)
     return ctx.x

@@ -17,7 +17,10 @@ as ``self.<node>(x)``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Emit, NodeCtx, torch_op
@@ -63,8 +66,29 @@ class DyT(nn.Module):
 torch_op("batch_norm", module=_batch_norm, init=_AFFINE_INIT)(_call)
 torch_op("layer_norm", init=_AFFINE_INIT, module=lambda ctx: nn.LayerNorm(
     _shape(ctx), eps=ctx.params["eps"], elementwise_affine=ctx.params["elementwise_affine"], bias=ctx.params["bias"]))(_call)
-torch_op("rms_norm", init={"weight": "ones"}, module=lambda ctx: nn.RMSNorm(
-    _shape(ctx), eps=ctx.params["eps"], elementwise_affine=ctx.params["elementwise_affine"]))(_call)
+class OffsetRMSNorm(nn.RMSNorm):
+    """RMSNorm scaling by (offset + γ) (Gemma: offset 1); the state dict holds γ as ``weight``, like Hugging Face's."""
+
+    def __init__(self, shape: Any, eps: float, offset: float):
+        super().__init__(shape, eps=eps)
+        self.offset = offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight + self.offset, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, offset={self.offset}"
+
+
+def _rms_norm(ctx: Any) -> nn.Module:
+    if ctx.params.get("offset"):
+        return OffsetRMSNorm(_shape(ctx), ctx.params["eps"], ctx.params["offset"])
+    return nn.RMSNorm(_shape(ctx), eps=ctx.params["eps"], elementwise_affine=ctx.params["elementwise_affine"])
+
+
+torch_op("rms_norm", module=_rms_norm,  # γ starts where (offset + γ) is 1: ones, or zeros with offset 1
+         init=lambda ctx: {"weight": "ones" if not ctx.params.get("offset") else
+                           ("constant", {"value": 1.0 - ctx.params["offset"]})})(_call)
 torch_op("group_norm", init=_AFFINE_INIT, module=lambda ctx: nn.GroupNorm(
     ctx.params["groups"], ctx.x.shape[1], eps=ctx.params["eps"], affine=ctx.params["affine"]))(_call)
 torch_op("dyt", module=lambda ctx: DyT(ctx.in_features, ctx.params["alpha_init"]))(_call)

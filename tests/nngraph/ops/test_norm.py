@@ -138,3 +138,9 @@ def test_layer_norm_of_an_integer_tensor_is_an_error(diagnose):
 def test_dyt_needs_a_concrete_last_dim(diagnose):
     expect_error(diagnose, ["batch", "d"], "{name: n, op: dyt, in: x}",
                  None, "the normalized dim (dim 1) of [batch, d] must be a concrete size, got 'd'")
+
+
+def test_rms_norm_offset_needs_a_learned_scale(diagnose):
+    _, errors = diagnose(spec_text({"x": (["batch", 8], "float32")},
+                                   ["{name: n, op: rms_norm, in: x, offset: 1, elementwise_affine: false}"]))
+    assert len(errors) == 1 and "offset adds to the learned scale" in errors[0][2]

@@ -85,3 +85,19 @@ def test_dyt_formula_and_initial_values(run_op):
     _close(model(x), torch.tanh(0.8 * x))
     _perturb(model)
     _close(model(x), model.n.weight * torch.tanh(model.n.alpha * x) + model.n.bias)
+
+
+def test_rms_norm_offset_one_is_gemmas_rms_norm(run_op, onnx_check):
+    """offset: 1 scales by (1 + γ) with γ starting at 0: Hugging Face's GemmaRMSNorm with the same weight."""
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+
+    model, graph = run_op("{name: n, op: rms_norm, in: x, eps: 1.0e-6, offset: 1}",
+                          "x: {shape: [batch, 5, 8], dtype: float32}")
+    assert torch.equal(model.n.weight, torch.zeros(8))  # (1 + 0): a new model starts at the identity scale
+    _perturb(model)
+    hf = GemmaRMSNorm(8, eps=1e-6)
+    hf.load_state_dict(model.n.state_dict())  # the same key: weight holds γ
+    x = _rand(3, 5, 8)
+    _close(model(x=x), hf(x))
+    assert onnx_check(model, graph, {"x": x.numpy()}) <= 1e-4
+

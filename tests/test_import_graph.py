@@ -7,9 +7,6 @@ edge A -> B for every ``import``/``from ... import`` in A that names module B --
 the interpreter; imports under ``if TYPE_CHECKING:`` excluded (never run). ``from pkg import name``
 is an edge to ``pkg.name`` when that is a module, else to ``pkg``. Cycles are the strongly
 connected components of more than one module (networkx).
-
-:data:`ALLOWED_CYCLES` and :data:`ALLOWED_CROSSINGS` are empty: an exception would be listed there with
-why, and a listed one that no longer exists fails the test too, so the lists only shrink.
 """
 
 from __future__ import annotations
@@ -29,12 +26,6 @@ FORBIDDEN = {
     ("nngraph.compilers.torch", "nngraph.compilers.passes"),
     ("nngraph.compilers.onnx", "nngraph.compilers.train"),
 }
-
-#: cycles (as the sorted module list of one strongly connected component) still there, with who removes them.
-ALLOWED_CYCLES: dict[tuple[str, ...], str] = {}
-
-#: forbidden crossings still there: (importer module, imported module) -> why it is there.
-ALLOWED_CROSSINGS: dict[tuple[str, str], str] = {}
 
 
 def module_files() -> dict[str, Path]:
@@ -118,16 +109,10 @@ def test_the_graph_sees_lazy_and_relative_imports():
 
 def test_no_import_cycles():
     found = cycles(import_graph())
-    new = found - set(ALLOWED_CYCLES)
-    assert not new, "import cycles: " + "; ".join(" <-> ".join(c) for c in sorted(new))
-    gone = set(ALLOWED_CYCLES) - found
-    assert not gone, f"cycles removed: delete them from ALLOWED_CYCLES: {sorted(gone)}"
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in sorted(found))
 
 
 def test_no_forbidden_boundary_crossings():
     found = crossings(import_graph())
-    new = found - set(ALLOWED_CROSSINGS)
-    assert not new, "forbidden imports (passes -> torch, torch -> passes, onnx -> train): " + ", ".join(
-        f"{a} -> {b}" for a, b in sorted(new))
-    gone = set(ALLOWED_CROSSINGS) - found
-    assert not gone, f"crossings removed: delete them from ALLOWED_CROSSINGS: {sorted(gone)}"
+    assert not found, "forbidden imports (passes -> torch, torch -> passes, onnx -> train): " + ", ".join(
+        f"{a} -> {b}" for a, b in sorted(found))

@@ -48,15 +48,15 @@ def second_sizes(sizes: Mapping[str, int], dyn: Sequence[str], batch: str | None
     """The second size set the export is verified at: every dynamic dim moved (batch + 1, the others - 3) so a
     size baked into the file as a constant shows up as a mismatch. Down by 3 unless the graph cannot run there
     (a kernel of 11 over h: ``export --dim h=11`` must not be refused at h=8), then up by 3."""
-    def moved(step: int) -> dict[str, int]:
+    def moved(down: bool) -> dict[str, int]:
         out = dict(sizes)
         for s in dyn:
             v = sizes[s]
-            out[s] = v + 1 if s == batch else (v + step if v + step >= 1 and v >= 6 else v + 3)
+            out[s] = v + 1 if s == batch else (v - 3 if down and v >= 6 else v + 3)
         return out
 
-    down = moved(-3)
-    return down if runnable(down) else moved(3)
+    first = moved(down=True)
+    return first if runnable(first) else moved(down=False)
 
 
 def _runnable(graph: Any) -> Callable[[Mapping[str, int]], bool]:

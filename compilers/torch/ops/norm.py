@@ -81,14 +81,13 @@ class OffsetRMSNorm(nn.RMSNorm):
 
 
 def _rms_norm(ctx: Any) -> nn.Module:
-    if ctx.params.get("offset"):
+    if ctx.params["offset"]:
         return OffsetRMSNorm(_shape(ctx), ctx.params["eps"], ctx.params["offset"])
     return nn.RMSNorm(_shape(ctx), eps=ctx.params["eps"], elementwise_affine=ctx.params["elementwise_affine"])
 
 
 torch_op("rms_norm", module=_rms_norm,  # γ starts where (offset + γ) is 1: ones, or zeros with offset 1
-         init=lambda ctx: {"weight": "ones" if not ctx.params.get("offset") else
-                           ("constant", {"value": 1.0 - ctx.params["offset"]})})(_call)
+         init=lambda ctx: {"weight": ("constant", {"value": 1.0 - ctx.params["offset"]})})(_call)
 torch_op("group_norm", init=_AFFINE_INIT, module=lambda ctx: nn.GroupNorm(
     ctx.params["groups"], ctx.x.shape[1], eps=ctx.params["eps"], affine=ctx.params["affine"]))(_call)
 torch_op("dyt", module=lambda ctx: DyT(ctx.in_features, ctx.params["alpha_init"]))(_call)

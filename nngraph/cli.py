@@ -489,6 +489,7 @@ def generate(
     set_: SetOpt = None,
     source: Annotated[Optional[list[str]], typer.Option("--source", help="encoder-decoder: source token ids, comma-separated, one row per --source")] = None,
     input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="encoder-decoder: another source input NAME=FILE (default for a [batch] lengths input: no padding)")] = None,
+    kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="a spec argument: force an attention kernel, NAME or NODE=NAME (as export --kernel)")] = None,
 ) -> None:
     """Generate tokens with an ONNX decoder (greedy or top-k), the KV cache as ONNX inputs/outputs; an
     encoder-decoder runs its encoder once on --source."""
@@ -498,7 +499,8 @@ def generate(
 
         return generate_command(model, prompt or [], prompt_file, max_new_tokens, top_k=top_k, temperature=temperature,
                                 seed=seed, eos=eos, target=target, weights=weights, overrides=set_ or [],
-                                output=output, echo=typer.echo, source=source or [], inputs=input_ or [])
+                                output=output, echo=typer.echo, source=source or [], inputs=input_ or [],
+                                kernels=kernel or [])
 
     run_guarded(body)
 

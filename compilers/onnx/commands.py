@@ -162,9 +162,10 @@ def _exported(model: Path) -> bool:
 
 @contextmanager
 def _as_onnx(model: Path, overrides: Sequence[str], weights: Path | None, target: str,
-             kv_cache: bool) -> Iterator[tuple[Path, Any]]:
+             kv_cache: bool, kernels: dict[str, str] | None = None) -> Iterator[tuple[Path, Any]]:
     """(an ONNX file, the export's result or None): ``model`` itself when it is one; a spec or a run folder (its
-    recorded overrides and weights) exported to a temporary file, removed afterwards."""
+    recorded overrides and weights) exported to a temporary file, removed afterwards (``kernels``: forced
+    attention kernels, as ``export --kernel``)."""
     if not _exported(model):
         yield model, None
         return
@@ -175,7 +176,8 @@ def _as_onnx(model: Path, overrides: Sequence[str], weights: Path | None, target
     graph, spec, weights = model_source(model, overrides, weights)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        yield path, export_graph(graph, path, weights=weights, target=target, kv_cache=kv_cache, spec_file=str(spec))
+        yield path, export_graph(graph, path, weights=weights, target=target, kv_cache=kv_cache, spec_file=str(spec),
+                                 kernels=kernels or {})
 
 
 def _kernels(result: Any) -> str:
@@ -272,7 +274,7 @@ def _read_prompts(prompts: Sequence[str], prompt_file: Path | None, flag: str = 
 def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | None, max_new_tokens: int, *,
                      top_k: int | None, temperature: float, seed: int, eos: int | None, target: str,
                      weights: Path | None, overrides: Sequence[str], output: Path | None, echo: Echo,
-                     source: Sequence[str] = (), inputs: Sequence[str] = ()) -> int:
+                     source: Sequence[str] = (), inputs: Sequence[str] = (), kernels: Sequence[str] = ()) -> int:
     from nngraph.io import write_text_atomic
     from nngraph.outputs import check_output
 
@@ -292,10 +294,11 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
         src = _read_prompts(source, None, "--source") if source else None
         extra = _read_named(inputs)
         more = {"source": src, "inputs": extra}
-        if not _exported(model) and (weights is not None or overrides):
-            echo("error: --weights and --set apply to a spec; an ONNX file already holds its weights", err=True)
+        if not _exported(model) and (weights is not None or overrides or kernels):
+            echo("error: --weights, --set and --kernel apply to a spec; an ONNX file already holds its weights "
+                 "and kernels", err=True)
             return 2
-        with _as_onnx(model, overrides, weights, target, True) as (path, result):
+        with _as_onnx(model, overrides, weights, target, True, _parse_kernels(kernels)) as (path, result):
             if result is not None:
                 echo(f"exported {model} with a KV cache ({_kernels(result)})"
                      + (" and its encoder" if result.encoder is not None else ""), err=True)

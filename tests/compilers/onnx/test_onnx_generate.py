@@ -151,3 +151,18 @@ def test_cli_generate_from_a_spec_exports_with_a_cache_first():
     graph = load_spec(SPECS / "gpt_char.yaml", ["layers=1"])
     want = torch_generate(build_module(graph, seed=0).eval(), torch.tensor([[1, 2, 3]]), 5)[0].tolist()
     assert res.stdout.strip().splitlines()[-1] == ",".join(map(str, want))
+
+
+def test_cli_generate_head_dim_12_picks_a_kernel_ort_runs_and_takes_kernel():
+    """Issue 18: causal head_dim 12 used to pick GroupQueryAttention, which ORT refuses (multiple of 8)."""
+    sets = ["--set", "d_model=24", "--set", "heads=2", "--set", "layers=1", "--set", "vocab=20", "--set", "ctx=16"]
+    graph = load_spec(SPECS / "gpt_char.yaml", [s for s in sets if s != "--set"])
+    want = torch_generate(build_module(graph, seed=0).eval(), torch.tensor([[1, 2, 3]]), 5)[0].tolist()
+    base = ["generate", str(SPECS / "gpt_char.yaml"), *sets, "--prompt", "1,2,3", "-n", "5"]
+    for extra, kernel in (([], "ort-mha"), (["--kernel", "decomposed"], "decomposed")):
+        res = CliRunner().invoke(cli.app, base + extra)
+        assert res.exit_code == 0, res.output
+        assert f"({kernel})" in res.output and res.stdout.strip().splitlines()[-1] == ",".join(map(str, want))
+    res = CliRunner().invoke(cli.app, base + ["--kernel", "ort-gqa"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "ORT's GroupQueryAttention needs head_dim divisible by 8, got 12" in res.output

@@ -479,10 +479,14 @@ def generate(
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="comma-separated token ids, one row per --prompt")] = None,
     prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="token ids [batch, length] (.npy, .npz, .json)")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="tokens to generate")] = 20,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens (default: greedy)")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, callback=_finite, help="softmax temperature for --top-k")] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
-    eos: Annotated[Optional[int], typer.Option("--eos", help="stop a row at this token id")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="draw tokens from the softmax (on by itself with --top-k or --top-p; default: greedy)")] = False,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, callback=_finite, help="sampling: logits / T (0: greedy)")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", min=0.0, max=1.0, help="sample from the smallest set of tokens whose probability reaches p (nucleus)")] = None,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", min=0.0, callback=_finite, help="> 1 discourages tokens already in the row (greedy too)")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="sampling seed (same seed, same tokens)")] = 0,
+    eos: Annotated[Optional[list[int]], typer.Option("--eos", help="a stop token id: a row stops after producing it (repeatable)")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="print tokens as they are generated")] = False,
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids as JSON")] = None,
@@ -491,14 +495,17 @@ def generate(
     input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="encoder-decoder: another source input NAME=FILE (default for a [batch] lengths input: no padding)")] = None,
     kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="a spec argument: force an attention kernel, NAME or NODE=NAME (as export --kernel)")] = None,
 ) -> None:
-    """Generate tokens with an ONNX decoder (greedy or top-k), the KV cache as ONNX inputs/outputs; an
-    encoder-decoder runs its encoder once on --source."""
+    """Generate tokens with an ONNX decoder (greedy, or sampled with temperature, top-k, top-p, repetition
+    penalty), the KV cache as ONNX inputs/outputs; an encoder-decoder runs its encoder once on --source."""
 
     def body() -> int:
         from nngraph.compilers.onnx.commands import generate_command
 
-        return generate_command(model, prompt or [], prompt_file, max_new_tokens, top_k=top_k, temperature=temperature,
-                                seed=seed, eos=eos, target=target, weights=weights, overrides=set_ or [],
+        sampling = {"max_new_tokens": max_new_tokens, "do_sample": sample or top_k is not None or top_p is not None,
+                    "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                    "repetition_penalty": repetition_penalty, "seed": seed, "stop_tokens": tuple(eos or ())}
+        return generate_command(model, prompt or [], prompt_file, sampling, stream=stream, target=target,
+                                weights=weights, overrides=set_ or [],
                                 output=output, echo=typer.echo, source=source or [], inputs=input_ or [],
                                 kernels=kernel or [])
 

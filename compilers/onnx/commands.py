@@ -271,21 +271,29 @@ def _read_prompts(prompts: Sequence[str], prompt_file: Path | None, flag: str = 
     return np.asarray(rows, dtype=np.int64)
 
 
-def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | None, max_new_tokens: int, *,
-                     top_k: int | None, temperature: float, seed: int, eos: int | None, target: str,
-                     weights: Path | None, overrides: Sequence[str], output: Path | None, echo: Echo,
+def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | None, sampling: dict[str, Any], *,
+                     stream: bool = False, target: str, weights: Path | None, overrides: Sequence[str],
+                     output: Path | None, echo: Echo,
                      source: Sequence[str] = (), inputs: Sequence[str] = (), kernels: Sequence[str] = ()) -> int:
+    import numpy as np
+
     from nngraph.io import write_text_atomic
     from nngraph.outputs import check_output
 
+    from ..sampling import GenerationOptions, GenerationOptionsError
     from .export import ExportError
-    from .generate import generate
+    from .generate import stream as steps_of
     from .kernels import TARGETS
     from .runner import InferError
     from .weights import ExportWeightsError
 
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
+        return 2
+    try:
+        options = GenerationOptions(**sampling)
+    except GenerationOptionsError as exc:
+        echo(f"error: {exc}", err=True)
         return 2
     check_output(output, [("the model", model), ("the model's data file", f"{model}.data"),
                           ("the --weights file", weights), ("the --prompt-file", prompt_file), *_input_files(inputs)])
@@ -302,12 +310,15 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
             if result is not None:
                 echo(f"exported {model} with a KV cache ({_kernels(result)})"
                      + (" and its encoder" if result.encoder is not None else ""), err=True)
-            seq = generate(path, tokens, max_new_tokens, top_k=top_k, temperature=temperature, seed=seed, eos=eos,
-                           target=target, **more)
+            seq = tokens
+            for step in steps_of(path, tokens, options, target=target, **more):
+                seq = np.concatenate([seq, step.tokens[:, None]], axis=1)
+                if stream:  # one line per step: the new token of every row
+                    echo(",".join(str(t) for t in step.tokens.tolist()))
     except (InferError, ExportError, ExportWeightsError) as exc:
         echo(f"error: {exc}", err=True)
         return 1
-    for row in seq.tolist():
+    for row in ([] if stream else seq.tolist()):
         echo(",".join(str(t) for t in row))
     if output is not None:
         write_text_atomic(output, json.dumps({"tokens": seq.tolist(), "prompt_length": int(tokens.shape[1])}) + "\n")

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from nngraph import cli
 from nngraph.compilers.onnx.export import export_graph
-from nngraph.compilers.onnx.generate import generate, pick
+from nngraph.compilers.onnx.generate import generate, stream
 from nngraph.compilers.onnx.runner import InferError
+from nngraph.compilers.sampling import GenerationOptions
 from nngraph.compilers.torch import build_module
 from nngraph.compilers.torch.ops.attention_cache import generate as torch_generate
 from nngraph import load_spec
@@ -62,12 +63,16 @@ def test_generation_without_a_cache_reruns_the_sequence_and_agrees(decoders):
     np.testing.assert_array_equal(generate(plain, prompt, 8), generate(file, prompt, 8))
 
 
+def _sample(n: int, **kw) -> GenerationOptions:
+    return GenerationOptions(max_new_tokens=n, do_sample=True, **kw)
+
+
 def test_top_k_sampling_is_seeded_and_stays_in_the_top_k(decoders):
     graph, module, file, _, _ = decoders["gpt_char"]
     prompt = np.array([[5, 6, 7], [8, 9, 10]])
-    a = generate(file, prompt, 10, top_k=5, temperature=1.5, seed=3)
-    b = generate(file, prompt, 10, top_k=5, temperature=1.5, seed=3)
-    c = generate(file, prompt, 10, top_k=5, temperature=1.5, seed=4)
+    a = generate(file, prompt, _sample(10, top_k=5, temperature=1.5, seed=3))
+    b = generate(file, prompt, _sample(10, top_k=5, temperature=1.5, seed=3))
+    c = generate(file, prompt, _sample(10, top_k=5, temperature=1.5, seed=4))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     with torch.no_grad():
@@ -76,21 +81,28 @@ def test_top_k_sampling_is_seeded_and_stays_in_the_top_k(decoders):
         for t in range(3, a.shape[1]):
             top5 = np.argsort(-logits[row, t - 1])[:5]
             assert a[row, t] in top5
-    np.testing.assert_array_equal(generate(file, prompt, 6, top_k=1, seed=9), generate(file, prompt, 6))
+    np.testing.assert_array_equal(generate(file, prompt, _sample(6, top_k=1, seed=9)), generate(file, prompt, 6))
 
 
-def test_pick_greedy_breaks_ties_at_the_lowest_id_like_torch():
-    logits = np.array([[0.0, 2.0, 2.0, 1.0]], np.float32)
-    assert pick(logits, None, 1.0, np.random.default_rng(0)).tolist() == [1]
-    assert torch.tensor(logits).argmax(-1).tolist() == [1]
-
-
-def test_eos_stops_every_row(decoders):
+def test_streaming_yields_each_step_as_generate_collects_it(decoders):
     _, _, file, _, _ = decoders["gpt_char"]
-    prompt = np.array([[1, 2, 3]])
-    first = generate(file, prompt, 1)[0, -1]
-    out = generate(file, prompt, 10, eos=int(first))
-    assert out.shape == (1, 4) and out[0, -1] == first
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    opts = _sample(7, top_p=0.9, temperature=0.8, repetition_penalty=1.3, seed=11)
+    steps = list(stream(file, prompt, opts))
+    assert [s.index for s in steps] == list(range(7)) and all(s.active.all() for s in steps)
+    np.testing.assert_array_equal(np.stack([s.tokens for s in steps], 1), generate(file, prompt, opts)[:, 3:])
+
+
+def test_eos_stops_each_row_and_pads_it(decoders):
+    _, _, file, _, _ = decoders["gpt_char"]
+    prompt = np.array([[1, 2, 3], [7, 8, 9]])
+    free = generate(file, prompt, 6)
+    stop = int(free[0, 3])  # row 0's first new token
+    assert stop not in free[1, 3:]  # row 1 never stops: it runs to max_new_tokens
+    out = generate(file, prompt, GenerationOptions(max_new_tokens=6, stop_tokens=(stop,), pad_id=0))
+    assert out[0].tolist() == free[0, :4].tolist() + [0] * 5 and out[1].tolist() == free[1].tolist()
+    alone = generate(file, prompt[:1], GenerationOptions(max_new_tokens=6, stop_tokens=(stop,)))
+    assert alone.tolist() == [free[0, :4].tolist()]  # every row stopped: decoding ends
 
 
 def test_generation_beyond_the_position_table_is_refused(decoders):
@@ -166,3 +178,18 @@ def test_cli_generate_head_dim_12_picks_a_kernel_ort_runs_and_takes_kernel():
     res = CliRunner().invoke(cli.app, base + ["--kernel", "ort-gqa"])
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "ORT's GroupQueryAttention needs head_dim divisible by 8, got 12" in res.output
+
+
+def test_cli_generate_samples_with_the_options_and_streams_each_step(decoders):
+    _, _, file, _, _ = decoders["gpt_char"]
+    args = ["generate", str(file), "--prompt", "1,2,3", "--prompt", "4,5,6", "-n", "5", "--top-p", "0.9",
+            "--temperature", "0.8", "--repetition-penalty", "1.2", "--seed", "4"]
+    opts = _sample(5, top_p=0.9, temperature=0.8, repetition_penalty=1.2, seed=4)
+    want = generate(file, np.array([[1, 2, 3], [4, 5, 6]]), opts)
+    res = CliRunner().invoke(cli.app, args + ["--stream"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [",".join(map(str, col)) for col in want[:, 3:].T.tolist()]
+    res = CliRunner().invoke(cli.app, args)
+    assert res.stdout.splitlines() == [",".join(map(str, row)) for row in want.tolist()]
+    res = CliRunner().invoke(cli.app, args[:-2] + ["--top-p", "0"])
+    assert res.exit_code == 2 and "top_p must be in (0, 1], got 0.0" in res.output

@@ -437,6 +437,7 @@ def export(
     dtype: Annotated[str, typer.Option("--dtype", help="float32, or float16 (weights and activations; float32 inputs/outputs)")] = "float32",
     external_data: Annotated[Optional[bool], typer.Option("--external-data/--no-external-data", help="weights in OUT.data beside the file (default: when over 2 GB)")] = None,
     expected_seq: Annotated[Optional[int], typer.Option("--expected-seq", min=1, help="the sequence length the file will mostly see: picks the attention kernel measured fastest there")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="a tokenizer.json to store in the file's metadata (default: the training run's)")] = None,
 ) -> None:
     """Export a spec to ONNX with fused attention kernels; checked, with metadata, written atomically."""
 
@@ -447,7 +448,7 @@ def export(
                               kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
                               overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs,
                               **({"network": network} if network else {}), fuse=fuse, dtype=dtype,
-                              external_data=external_data, expected_seq=expected_seq)
+                              external_data=external_data, expected_seq=expected_seq, tokenizer=tokenizer)
 
     run_guarded(body)
 
@@ -476,8 +477,10 @@ def infer(
 @app.command()
 def generate(
     model: Annotated[Path, typer.Argument(help="an .onnx decoder exported with --kv-cache, or a decoder spec (.yaml) or training run folder (exported first)")],
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="comma-separated token ids, one row per --prompt")] = None,
-    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="token ids [batch, length] (.npy, .npz, .json)")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="prompt text, one row per --prompt (the model's tokenizer.json, or --tokenizer)")] = None,
+    ids: Annotated[Optional[list[str]], typer.Option("--ids", help="a prompt as comma-separated token ids, one row per --ids")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="tokenizer.json for --prompt text (default: the run's, or the one in the ONNX metadata or beside the file)")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="prompt token ids [batch, length] (.npy, .npz, .json)")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="tokens to generate")] = 20,
     sample: Annotated[bool, typer.Option("--sample", help="draw tokens from the softmax (on by itself with --top-k or --top-p; default: greedy)")] = False,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0, callback=_finite, help="sampling: logits / T (0: greedy)")] = 1.0,
@@ -489,7 +492,7 @@ def generate(
     stream: Annotated[bool, typer.Option("--stream", help="print tokens as they are generated")] = False,
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids as JSON")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids (and text) as JSON")] = None,
     set_: SetOpt = None,
     source: Annotated[Optional[list[str]], typer.Option("--source", help="encoder-decoder: source token ids, comma-separated, one row per --source")] = None,
     input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="encoder-decoder: another source input NAME=FILE (default for a [batch] lengths input: no padding)")] = None,
@@ -499,13 +502,13 @@ def generate(
     penalty), the KV cache as ONNX inputs/outputs; an encoder-decoder runs its encoder once on --source."""
 
     def body() -> int:
-        from nngraph.compilers.onnx.commands import generate_command
+        from nngraph.compilers.onnx.generate_cli import generate_command
 
         sampling = {"max_new_tokens": max_new_tokens, "do_sample": sample or top_k is not None or top_p is not None,
                     "temperature": temperature, "top_k": top_k, "top_p": top_p,
                     "repetition_penalty": repetition_penalty, "seed": seed, "stop_tokens": tuple(eos or ())}
-        return generate_command(model, prompt or [], prompt_file, sampling, stream=stream, target=target,
-                                weights=weights, overrides=set_ or [],
+        return generate_command(model, prompt or [], prompt_file, sampling, ids=ids or [], tokenizer=tokenizer,
+                                stream=stream, target=target, weights=weights, overrides=set_ or [],
                                 output=output, echo=typer.echo, source=source or [], inputs=input_ or [],
                                 kernels=kernel or [])
 

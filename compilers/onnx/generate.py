@@ -44,9 +44,7 @@ def stream(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarray
     options = options if isinstance(options, GenerationOptions) else GenerationOptions(max_new_tokens=options)
     session = model if hasattr(model, "run") else open_model(model, target)
     meta = read_metadata(session)
-    tokens = np.asarray(prompt, dtype=np.int64)
-    if tokens.ndim != 2 or tokens.shape[1] == 0:
-        raise InferError(f"the prompt must be token ids [batch, length >= 1], got shape {list(tokens.shape)}")
+    tokens = _rows(prompt)
     kv = meta.get("kv_cache") if use_cache else None
     inputs_given, inputs = inputs, [i.name for i in session.get_inputs()]
     tok_name = kv["token_input"] if kv else inputs[0]
@@ -85,9 +83,19 @@ def generate(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarr
              options: GenerationOptions | int = GenerationOptions(), **run: Any) -> np.ndarray:
     """``prompt`` [B, T0] token ids -> [B, T0 + n] (n <= ``max_new_tokens``; fewer when every row stopped):
     every step of :func:`stream` (``run``: its keyword arguments) appended."""
-    tokens = np.asarray(prompt, dtype=np.int64)
+    tokens = _rows(prompt)
     steps = [s.tokens[:, None] for s in stream(model, tokens, options, **run)]
     return np.concatenate([tokens, *steps], axis=1)
+
+
+def _rows(prompt: Any) -> np.ndarray:
+    """The prompt as int64 [B, T] (rows of one length)."""
+    if not isinstance(prompt, np.ndarray) and len({len(r) for r in prompt}) > 1:
+        raise InferError(f"prompts of different lengths {[len(r) for r in prompt]}: give rows of one length")
+    tokens = np.asarray(prompt, dtype=np.int64)
+    if tokens.ndim != 2 or tokens.shape[1] == 0:
+        raise InferError(f"the prompt must be token ids [batch, length >= 1], got shape {list(tokens.shape)}")
+    return tokens
 
 
 def _seq2seq_feeds(model: Any, meta: dict, batch: int, source: Any, given: dict[str, Any], encoder: Any,

@@ -115,7 +115,7 @@ def test_generation_beyond_the_position_table_is_refused(decoders):
 def test_cli_generate_prints_token_rows_and_writes_json(decoders, tmp_path):
     graph, module, file, _, _ = decoders["gpt_char"]
     out = tmp_path / "tokens.json"
-    res = CliRunner().invoke(cli.app, ["generate", str(file), "--prompt", "1,2,3", "--prompt", "4,5,6", "-n", "4",
+    res = CliRunner().invoke(cli.app, ["generate", str(file), "--ids", "1,2,3", "--ids", "4,5,6", "-n", "4",
                                        "-o", str(out)])
     assert res.exit_code == 0, res.output
     rows = [line for line in res.stdout.splitlines() if line and line[0].isdigit()]
@@ -127,25 +127,25 @@ def test_cli_generate_prints_token_rows_and_writes_json(decoders, tmp_path):
 def test_cli_generate_errors_exit_1_without_traceback(decoders, tmp_path):
     _, _, file, _, _ = decoders["gpt_char"]
     runner = CliRunner()
-    res = runner.invoke(cli.app, ["generate", str(file), "--prompt", "1,x,3"])
-    assert res.exit_code == 1 and "--prompt '1,x,3' is not comma-separated token ids" in res.output
+    res = runner.invoke(cli.app, ["generate", str(file), "--ids", "1,x,3"])
+    assert res.exit_code == 1 and "--ids '1,x,3' is not comma-separated token ids" in res.output
     assert "Traceback" not in res.output
-    res = runner.invoke(cli.app, ["generate", str(file), "--prompt", "1,2", "--prompt", "1,2,3"])
+    res = runner.invoke(cli.app, ["generate", str(file), "--ids", "1,2", "--ids", "1,2,3"])
     assert res.exit_code == 1 and "prompts of different lengths [2, 3]" in res.output
-    res = runner.invoke(cli.app, ["generate", str(tmp_path / "missing.onnx"), "--prompt", "1"])
+    res = runner.invoke(cli.app, ["generate", str(tmp_path / "missing.onnx"), "--ids", "1"])
     assert res.exit_code == 1 and "model file" in res.output and "not found" in res.output
 
 
 @pytest.mark.parametrize("prompt, message", [
-    ("1,-2,3", "error: --prompt '1,-2,3': token id -2 is negative; token ids are 0..vocab-1\n"),
+    ("1,-2,3", "error: --ids '1,-2,3': token id -2 is negative; token ids are 0..vocab-1\n"),
     ("1,99999999999999999999,3",
-     "error: --prompt '1,99999999999999999999,3': token id 99999999999999999999 is over int64; token ids are "
+     "error: --ids '1,99999999999999999999,3': token id 99999999999999999999 is over int64; token ids are "
      "0..vocab-1\n"),
     ("1,2,20", "error: the prompt: token id 20 at row 0, position 2 is outside 0..19 (the model's vocabulary)\n"),
 ])
 def test_cli_generate_refuses_token_ids_outside_the_vocabulary(decoders, prompt, message):
     _, _, file, _, _ = decoders["gpt_char"]
-    res = CliRunner().invoke(cli.app, ["generate", str(file), "--prompt", prompt])
+    res = CliRunner().invoke(cli.app, ["generate", str(file), "--ids", prompt])
     assert res.exit_code == 1 and res.output == message
 
 
@@ -157,7 +157,7 @@ def test_a_prompt_file_with_a_negative_id_is_refused_before_onnxruntime_wraps_it
 
 
 def test_cli_generate_from_a_spec_exports_with_a_cache_first():
-    res = CliRunner().invoke(cli.app, ["generate", str(SPECS / "gpt_char.yaml"), "--set", "layers=1", "--prompt",
+    res = CliRunner().invoke(cli.app, ["generate", str(SPECS / "gpt_char.yaml"), "--set", "layers=1", "--ids",
                                        "1,2,3", "-n", "5"])
     assert res.exit_code == 0, res.output
     graph = load_spec(SPECS / "gpt_char.yaml", ["layers=1"])
@@ -170,7 +170,7 @@ def test_cli_generate_head_dim_12_picks_a_kernel_ort_runs_and_takes_kernel():
     sets = ["--set", "d_model=24", "--set", "heads=2", "--set", "layers=1", "--set", "vocab=20", "--set", "ctx=16"]
     graph = load_spec(SPECS / "gpt_char.yaml", [s for s in sets if s != "--set"])
     want = torch_generate(build_module(graph, seed=0).eval(), torch.tensor([[1, 2, 3]]), 5)[0].tolist()
-    base = ["generate", str(SPECS / "gpt_char.yaml"), *sets, "--prompt", "1,2,3", "-n", "5"]
+    base = ["generate", str(SPECS / "gpt_char.yaml"), *sets, "--ids", "1,2,3", "-n", "5"]
     for extra, kernel in (([], "ort-mha"), (["--kernel", "decomposed"], "decomposed")):
         res = CliRunner().invoke(cli.app, base + extra)
         assert res.exit_code == 0, res.output
@@ -182,7 +182,7 @@ def test_cli_generate_head_dim_12_picks_a_kernel_ort_runs_and_takes_kernel():
 
 def test_cli_generate_samples_with_the_options_and_streams_each_step(decoders):
     _, _, file, _, _ = decoders["gpt_char"]
-    args = ["generate", str(file), "--prompt", "1,2,3", "--prompt", "4,5,6", "-n", "5", "--top-p", "0.9",
+    args = ["generate", str(file), "--ids", "1,2,3", "--ids", "4,5,6", "-n", "5", "--top-p", "0.9",
             "--temperature", "0.8", "--repetition-penalty", "1.2", "--seed", "4"]
     opts = _sample(5, top_p=0.9, temperature=0.8, repetition_penalty=1.2, seed=4)
     want = generate(file, np.array([[1, 2, 3], [4, 5, 6]]), opts)

@@ -44,7 +44,7 @@ def options_from(body: dict[str, Any], max_new_tokens: int) -> Options:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
             or temperature < 0:
         raise InferError(f"'temperature' must be a finite number >= 0, got {temperature!r}")
-    return Options(max_new_tokens=integer("max_new_tokens", 1, max_new_tokens) or 20, top_k=integer("top_k", 1),
+    return Options(max_new_tokens=integer("max_new_tokens", 1, max_new_tokens) or min(20, max_new_tokens), top_k=integer("top_k", 1),
                    temperature=float(temperature), seed=integer("seed", 0, 2**63 - 1) or 0, eos=integer("eos", 0))
 
 

@@ -437,6 +437,8 @@ def export(
     dtype: Annotated[str, typer.Option("--dtype", help="float32, or float16 (weights and activations; float32 inputs/outputs)")] = "float32",
     external_data: Annotated[Optional[bool], typer.Option("--external-data/--no-external-data", help="weights in OUT.data beside the file (default: when over 2 GB)")] = None,
     expected_seq: Annotated[Optional[int], typer.Option("--expected-seq", min=1, help="the sequence length the file will mostly see: picks the attention kernel measured fastest there")] = None,
+    triton: Annotated[Optional[Path], typer.Option("--triton", help="write a Triton Inference Server model repository here (DIR/NAME/config.pbtxt, DIR/NAME/1/model.onnx) instead of -o")] = None,
+    triton_max_batch: Annotated[int, typer.Option("--triton-max-batch", min=1, help="--triton: max_batch_size of the config (dynamic batching)")] = 16,
 ) -> None:
     """Export a spec to ONNX with fused attention kernels; checked, with metadata, written atomically."""
 
@@ -447,7 +449,8 @@ def export(
                               kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
                               overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs,
                               **({"network": network} if network else {}), fuse=fuse, dtype=dtype,
-                              external_data=external_data, expected_seq=expected_seq)
+                              external_data=external_data, expected_seq=expected_seq, triton=triton,
+                              triton_max_batch=triton_max_batch)
 
     run_guarded(body)
 

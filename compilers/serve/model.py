@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from nngraph.compilers.onnx.metadata import read_metadata
+from nngraph.compilers.onnx.metadata import read_metadata, spec_dims
 from nngraph.compilers.onnx.runner import InferError, check_feeds, open_model, run_options
 
 #: max |padded - alone| / max(1, max |alone|) for padding or stacking to count as exact at start-up
@@ -60,8 +60,8 @@ class ServedModel:
         self.path = Path(path)
         self.session = open_model(self.path, target, threads)
         self.meta = read_metadata(self.session)
-        self.inputs = [_tensor(i) for i in self.session.get_inputs()]
-        self.outputs = [_tensor(o) for o in self.session.get_outputs()]
+        self.inputs = [_tensor(i, self.meta) for i in self.session.get_inputs()]
+        self.outputs = [_tensor(o, self.meta) for o in self.session.get_outputs()]
         self.batch_dim = _batch_dim(self.inputs, self.outputs)
         self.paddable: list[str] = []
         self.probe_notes: dict[str, str] = {}
@@ -197,9 +197,10 @@ _ORT = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16
         "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 
 
-def _tensor(arg: Any) -> Tensor:
+def _tensor(arg: Any, meta: dict[str, Any]) -> Tensor:
+    """An ORT input/output with the spec's dim names (:func:`spec_dims`); "?" for a dim nothing names."""
     shape = [d if isinstance(d, int) and d >= 0 else (d if isinstance(d, str) and d else "?") for d in arg.shape]
-    return Tensor(arg.name, shape, _ORT.get(arg.type, arg.type))
+    return Tensor(arg.name, spec_dims(meta, arg.name, shape), _ORT.get(arg.type, arg.type))
 
 
 def _batch_dim(inputs: list[Tensor], outputs: list[Tensor]) -> str | None:

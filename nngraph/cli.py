@@ -438,6 +438,8 @@ def export(
     external_data: Annotated[Optional[bool], typer.Option("--external-data/--no-external-data", help="weights in OUT.data beside the file (default: when over 2 GB)")] = None,
     expected_seq: Annotated[Optional[int], typer.Option("--expected-seq", min=1, help="the sequence length the file will mostly see: picks the attention kernel measured fastest there")] = None,
     tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="a tokenizer.json to store in the file's metadata (default: the training run's)")] = None,
+    triton: Annotated[Optional[Path], typer.Option("--triton", help="write a Triton Inference Server model repository here (DIR/NAME/config.pbtxt, DIR/NAME/1/model.onnx) instead of -o")] = None,
+    triton_max_batch: Annotated[int, typer.Option("--triton-max-batch", min=1, help="--triton: max_batch_size of the config (dynamic batching)")] = 16,
 ) -> None:
     """Export a spec to ONNX with fused attention kernels; checked, with metadata, written atomically."""
 
@@ -448,7 +450,8 @@ def export(
                               kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
                               overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs,
                               **({"network": network} if network else {}), fuse=fuse, dtype=dtype,
-                              external_data=external_data, expected_seq=expected_seq, tokenizer=tokenizer)
+                              external_data=external_data, expected_seq=expected_seq, tokenizer=tokenizer,
+                              triton=triton, triton_max_batch=triton_max_batch)
 
     run_guarded(body)
 
@@ -511,6 +514,44 @@ def generate(
                                 stream=stream, target=target, weights=weights, overrides=set_ or [],
                                 output=output, echo=typer.echo, source=source or [], inputs=input_ or [],
                                 kernels=kernel or [])
+
+    run_guarded(body)
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="an .onnx file, a spec (.yaml) or a training run folder (exported first)")],
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8000,
+    target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads (default: one per core)")] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="rows per dynamic batch (1: every request alone)")] = 16,
+    window_ms: Annotated[float, typer.Option("--batch-window", min=0.0, callback=_finite, help="ms a batch waits for the next request")] = 2.0,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait", min=0.0, callback=_finite, help="ms a batch stays open at most")] = 10.0,
+    queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="requests that may wait for a batch (then 503)")] = 256,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="requests handled at once (then 503)")] = 128,
+    max_body_mb: Annotated[float, typer.Option("--max-body", min=0.001, callback=_finite, help="MB a request body may have (then 413)")] = 16.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.001, callback=_finite, help="seconds until an unanswered request gets 504")] = 30.0,
+    read_timeout: Annotated[float, typer.Option("--read-timeout", min=0.001, callback=_finite, help="seconds a body may take to arrive (then 408)")] = 10.0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="the most tokens one /v1/generate request may ask for")] = 256,
+    generate_: Annotated[bool, typer.Option("--generate", help="a spec or run folder: also export it with a KV cache for /v1/generate")] = False,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
+    set_: SetOpt = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level (info shows each request)")] = "warning",
+) -> None:
+    """Serve a model over HTTP: /v1/infer with dynamic batching, /v1/generate (server-sent events), /health,
+    /metadata, /metrics (Prometheus). SIGTERM drains the requests in flight and exits 0."""
+
+    def body() -> int:
+        from nngraph.compilers.serve.app import Limits
+        from nngraph.compilers.serve.server import serve_command
+
+        limits = Limits(max_batch=max_batch, window=window_ms / 1000, max_wait=max_wait_ms / 1000,
+                        queue_size=queue_size, max_concurrency=max_concurrency, max_body=int(max_body_mb * 1e6),
+                        timeout=timeout, read_timeout=read_timeout, max_new_tokens=max_new_tokens)
+        return serve_command(model, host=host, port=port, target=target, threads=threads, limits=limits,
+                             generate=generate_, overrides=set_ or [], weights=weights, echo=typer.echo,
+                             log_level=log_level)
 
     run_guarded(body)
 

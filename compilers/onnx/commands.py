@@ -37,7 +37,8 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                    explain: bool, verify: bool, tolerance: float | None, overrides: Sequence[str], seed: int,
                    echo: Echo, include_optional: bool = False, network: str | None = None, fuse: str | None = None,
                    dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None,
-                   tokenizer: Path | None = None) -> int:
+                   tokenizer: Path | None = None, triton: Path | None = None,
+                   triton_max_batch: int = 16) -> int:
     from nngraph.compilers.torch.check import parse_dims
     from nngraph.run_folder import model_source
     from nngraph.outputs import check_beside, check_output, folder_files, refuse_input_beside, spec_inputs
@@ -62,8 +63,12 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
         from .seq2seq import encoder_path
 
         check_beside(output, encoder_path(output), inputs, "--kv-cache")
-    if output is None and not explain:
-        echo("error: give -o FILE.onnx (or --explain to only show the plan)", err=True)
+    if triton is not None and (output is not None or kv_cache):
+        echo("error: --triton writes its own model file: give -o or --triton, not both; and a --kv-cache decoder "
+             "needs a decoding loop around it (nngraph serve --generate)", err=True)
+        return 2
+    if output is None and triton is None and not explain:
+        echo("error: give -o FILE.onnx or --triton DIR (or --explain to only show the plan)", err=True)
         return 2
     try:
         sizes = parse_dims(list(dims or []))
@@ -79,6 +84,12 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
         except ValueError as exc:
             echo(f"error: {exc}", err=True)
             return 2
+    if triton is not None:  # DIR/NAME/1/model.onnx beside DIR/NAME/config.pbtxt (compilers/onnx/triton.py)
+        from .triton import repository_paths
+
+        output, config = repository_paths(triton, graph.name)
+        check_output(output, inputs, "--triton")
+        check_output(config, inputs, "--triton")
     forced = _parse_kernels(kernels)
     try:
         fusions = _parse_fuse(fuse)
@@ -116,6 +127,11 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     if result.kv_cache:
         echo(f"KV cache: {len(result.kv_cache['layers'])} layers as past.<i>.key/value inputs and "
              "present.<i>.key/value outputs")
+    if triton is not None:
+        from .triton import write_config
+
+        write_config(output, config, graph.name, target, triton_max_batch)
+        echo(f"wrote {config} (Triton model '{graph.name}', ONNX Runtime backend)")
     if result.verification is not None:
         echo(f"checked against torch (tolerance {result.verification.tolerance:g}):\n"
              f"{result.verification.describe()}")

@@ -219,16 +219,17 @@ def _known(name: str, session: Any) -> None:
                          f" (inputs: {describe_inputs(session)})")
 
 
-def check_feeds(session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Validate ``feeds`` against the model's inputs; returns them as numpy arrays."""
+def check_feeds(session: Any, feeds: Mapping[str, np.ndarray], give: str = "--input {}=FILE") -> dict[str, np.ndarray]:
+    """Validate ``feeds`` against the model's inputs; returns them as numpy arrays. ``give``: how the caller
+    passes an input, for the message about a missing one (``nngraph infer``'s flag; a server's JSON key)."""
     out = {}
     for name in feeds:
         _known(name, session)
     bound: dict[str, tuple[int, str]] = {}
     for spec in session.get_inputs():
         if spec.name not in feeds:
-            raise InferError(f"missing input '{spec.name}' {_shape_text(spec.shape)}; give it with --input "
-                             f"{spec.name}=FILE (inputs: {describe_inputs(session)})")
+            raise InferError(f"missing input '{spec.name}' {_shape_text(spec.shape)}; give it with "
+                             f"{give.format(spec.name)} (inputs: {describe_inputs(session)})")
         arr = np.asarray(feeds[spec.name])
         want = _ORT_DTYPES.get(spec.type)
         if want is not None and arr.dtype != np.dtype(want):

@@ -1,0 +1,245 @@
+"""The HTTP routes of ``nngraph serve`` (Starlette) and the limits every request goes through.
+
+``POST /v1/infer``    tensors in (JSON or .npz, :mod:`.codec`), checked against the model's inputs (422 naming the
+                      input and what the model takes), queued for a dynamic batch (:mod:`.batching`), outputs out
+``POST /v1/generate`` ``{"ids": [[..]] | "text": "..", max_new_tokens, top_k, temperature, seed, eos, stream}``;
+                      with ``"stream": true`` the new tokens come as server-sent events as they are made
+``GET /health``       ``{"status": "ok"}`` once the model is loaded
+``GET /metadata``     the model (:meth:`.model.ServedModel.describe`) and the server's limits
+``GET /metrics``      Prometheus text format (:mod:`.metrics`)
+
+Limits: at most ``max_concurrency`` requests are handled at once and ``queue_size`` wait for a batch (beyond
+either: 503 with ``Retry-After``); a body over ``max_body`` bytes is refused with 413 (from Content-Length before
+reading, else as it streams in); a body that takes over ``read_timeout`` to arrive gets 408 (slow clients hold
+no slot for long); a request not answered within ``timeout`` gets 504 and is dropped from its batch. Nothing
+in a request names a file: bodies are decoded in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from nngraph.compilers.onnx.runner import InferError
+
+from .batching import Batcher, QueueFull
+from .codec import BodyError, decode_inputs, encode_outputs, parse_json
+from .generation import Generator, options_from
+from .metrics import Metrics
+from .model import ServedModel
+
+#: outputs of more values than this are encoded on a worker thread (JSON of 10^6 floats takes ~1 s)
+OFF_LOOP = 1 << 16
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's batching and limits (``nngraph serve``'s options; seconds and bytes)."""
+
+    max_batch: int = 16
+    window: float = 0.002
+    max_wait: float = 0.010
+    queue_size: int = 256
+    max_concurrency: int = 128
+    max_body: int = 16 << 20
+    timeout: float = 30.0
+    read_timeout: float = 10.0
+    max_new_tokens: int = 256
+    retry_after: int = 1
+
+
+class Refused(Exception):
+    """An answer other than 200: status, message, the metrics' reason, extra headers."""
+
+    def __init__(self, status: int, message: str, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.headers = status, reason, headers or {}
+
+
+class Server:
+    """The state behind the routes: model, batcher, generator, limits, metrics."""
+
+    def __init__(self, model: ServedModel, limits: Limits, generator: Generator | None = None) -> None:
+        self.model, self.limits, self.generator = model, limits, generator
+        self.in_flight = 0
+        self.metrics = Metrics(limits.max_batch, lambda: self.batcher.depth(), lambda: self.in_flight)
+        self.batcher = Batcher(model, limits.max_batch, limits.window, limits.max_wait, limits.queue_size, self.metrics)
+
+    async def guarded(self, request: Request, endpoint: str, handle: Callable[[bytes], Awaitable[Response]]) -> Response:
+        """Run ``handle(body)`` within the limits (module doc); errors become JSON answers; metrics recorded."""
+        start = time.perf_counter()
+        reason = None
+        if self.in_flight >= self.limits.max_concurrency:
+            response = self._refusal(Refused(503, f"{self.in_flight} requests are being handled (the limit); retry "
+                                                  "later", "overloaded", self._retry()))
+            reason = "overloaded"
+        else:
+            self.in_flight += 1
+            try:
+                response = await handle(await self._body(request))
+            except Refused as exc:
+                response, reason = self._refusal(exc), exc.reason
+            except BodyError as exc:
+                response, reason = self._refusal(Refused(exc.status, str(exc), "bad_body")), "bad_body"
+            except InferError as exc:
+                response, reason = self._refusal(Refused(422, str(exc), "bad_input")), "bad_input"
+            except QueueFull as exc:
+                response, reason = self._refusal(Refused(503, f"{exc}; retry later", "queue_full", self._retry())), \
+                    "queue_full"
+            except asyncio.TimeoutError:
+                response = self._refusal(Refused(504, f"no answer within {self.limits.timeout:g} s (the request was "
+                                                      "dropped)", "timeout"))
+                reason = "timeout"
+            except Exception as exc:  # noqa: BLE001 - one line to the client, no traceback
+                response, reason = self._refusal(Refused(500, f"internal error: {type(exc).__name__}: {exc}",
+                                                         "internal")), "internal"
+            finally:
+                self.in_flight -= 1
+        self.metrics.answered(endpoint, response.status_code, time.perf_counter() - start, reason)
+        return response
+
+    def _retry(self) -> dict[str, str]:
+        return {"Retry-After": str(self.limits.retry_after)}
+
+    @staticmethod
+    def _refusal(exc: Refused) -> Response:
+        return JSONResponse({"error": str(exc)}, exc.status, headers=exc.headers)
+
+    async def _body(self, request: Request) -> bytes:
+        """The body, at most ``max_body`` bytes (413), within ``read_timeout`` (408)."""
+        cap = self.limits.max_body
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise Refused(413, f"the body is {int(declared):,} bytes; the limit is {cap:,}", "too_large")
+
+        async def read() -> bytes:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise Refused(413, f"the body exceeds the limit of {cap:,} bytes", "too_large")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+        try:
+            return await asyncio.wait_for(read(), self.limits.read_timeout)
+        except asyncio.TimeoutError:
+            raise Refused(408, f"the body did not arrive within {self.limits.read_timeout:g} s", "slow_client") from None
+
+    # --- routes -----------------------------------------------------------------------------------------
+    async def infer(self, request: Request) -> Response:
+        async def handle(body: bytes) -> Response:
+            feeds = decode_inputs(body, request.headers.get("content-type", ""), self.model.dtype_of,
+                                  self.limits.max_body * 8)
+            future = self.batcher.submit(self.model.check(feeds))
+            outputs = await asyncio.wait_for(future, self.limits.timeout)  # a timeout cancels it: dropped from its batch
+            accept = request.headers.get("accept", "")
+            if sum(v.size for v in outputs.values()) > OFF_LOOP:  # a long encoding must not stall the other requests
+                content, media = await asyncio.to_thread(encode_outputs, outputs, accept)
+            else:
+                content, media = encode_outputs(outputs, accept)
+            return Response(content, media_type=media)
+
+        return await self.guarded(request, "infer", handle)
+
+    async def generate(self, request: Request) -> Response:
+        async def handle(body: bytes) -> Response:
+            if self.generator is None:
+                raise Refused(404, "this server has no decoder for /v1/generate (serve a decoder exported with "
+                                   "--kv-cache, or a decoder spec with --generate)", "no_decoder")
+            doc = parse_json(body)
+            if not isinstance(doc, dict):
+                raise BodyError('the body must be a JSON object: {"ids": [[...]], "max_new_tokens": N, ...}', 422)
+            ids = self._prompt(doc)
+            options = options_from(doc, self.limits.max_new_tokens)
+            steps = self.generator.stream(ids, options)
+            # the first step runs before the answer starts, so a prompt the model refuses gets a 422
+            first = await asyncio.wait_for(asyncio.to_thread(next, steps, None), self.limits.timeout)
+            if doc.get("stream"):
+                return StreamingResponse(self._events(ids, first, steps), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache"})
+            rest = await asyncio.wait_for(asyncio.to_thread(list, steps), self.limits.timeout)
+            tokens = [] if first is None else [first, *rest]
+            seq = np.concatenate([ids, np.stack(tokens, 1)], 1) if tokens else ids
+            return JSONResponse({"tokens": seq.tolist(), "prompt_length": int(ids.shape[1])})
+
+        return await self.guarded(request, "generate", handle)
+
+    def _prompt(self, doc: dict[str, Any]) -> np.ndarray:
+        """Token ids [B, T] from ``ids`` (a list, or a list of equal-length lists) or ``text``."""
+        if "text" in doc:
+            if not isinstance(doc["text"], str):
+                raise BodyError("'text' must be a string", 422)
+            return self.generator.encode(doc["text"])
+        ids = doc.get("ids")
+        try:
+            arr = np.asarray(ids)
+        except ValueError:
+            arr = np.asarray(None, dtype=object)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.dtype.kind not in "iu" or arr.ndim != 2 or arr.shape[1] == 0:
+            raise BodyError('"ids" must be token ids: [1, 2, 3] or rows of one length [[1, 2], [3, 4]]', 422)
+        return arr.astype(np.int64)
+
+    async def _events(self, ids: np.ndarray, first: np.ndarray, steps: Any) -> AsyncIterator[bytes]:
+        """Server-sent events: ``token`` per step (the new id of every row), then ``done`` with the sequences."""
+        self.in_flight += 1
+        tokens: list[np.ndarray] = []
+        step = first
+        try:
+            ends = time.perf_counter() + self.limits.timeout
+            while step is not None:
+                tokens.append(step)
+                yield _event("token", {"step": len(tokens) - 1, "ids": step.tolist()})
+                left = ends - time.perf_counter()
+                step = await asyncio.wait_for(asyncio.to_thread(next, steps, None), max(left, 0.001))
+            seq = np.concatenate([ids, np.stack(tokens, 1)], 1) if tokens else ids
+            yield _event("done", {"tokens": seq.tolist(), "prompt_length": int(ids.shape[1])})
+        except (InferError, asyncio.TimeoutError) as exc:
+            yield _event("error", {"error": str(exc) or f"no answer within {self.limits.timeout:g} s"})
+        finally:
+            self.in_flight -= 1
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metadata(self, request: Request) -> Response:
+        return JSONResponse({**self.model.describe(), "generate": self.generator is not None,
+                             "limits": asdict(self.limits)})
+
+    async def metrics_route(self, request: Request) -> Response:
+        body, media = self.metrics.exposition()
+        return Response(body, media_type=media)
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def make_app(server: Server) -> Starlette:
+    """The Starlette app: the routes, and the batcher started and stopped with it."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        server.batcher.start()
+        try:
+            yield
+        finally:
+            await server.batcher.stop()
+
+    routes = [Route("/v1/infer", server.infer, methods=["POST"]),
+              Route("/v1/generate", server.generate, methods=["POST"]),
+              Route("/health", server.health), Route("/metadata", server.metadata),
+              Route("/metrics", server.metrics_route)]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -109,3 +109,41 @@ def test_rows_of_different_lengths_need_a_key_padding_input(tmp_path):
     export_graph(graph, path, kv_cache=True, verify=False)
     with pytest.raises(InferError, match="has no key_padding input to mask padded keys"):
         ort_generate(path, [[1, 2, 3], [4]], 2)
+
+
+T5_SET = [f"vocab={V}", "d_model=32", "layers=2", "heads=4", "d_kv=8", "d_ff=64", "buckets=16", "max_distance=20"]
+
+
+def test_t5_with_one_shared_table_on_a_padded_source_batch_equals_hf_generate(tmp_path):
+    """T5's ``shared`` embedding read by the encoder, the decoder and the LM head: the decoder step gets an
+    untied copy; a source batch of 4 rows of different lengths (src_lengths) decodes as HF does."""
+    cfg = transformers.T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
+                                num_heads=4, relative_attention_num_buckets=16, relative_attention_max_distance=20,
+                                dropout_rate=0.0, feed_forward_proj="relu")
+    torch.manual_seed(0)
+    hf = transformers.T5ForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    text = (SPECS / "t5_encoder_decoder.yaml").read_text()
+    text = text.replace('in: tgt_tokens, num: "${vocab}", dim: "${d_model}"}',
+                        'in: tgt_tokens, num: "${vocab}", dim: "${d_model}", tie: encoder_embed}')
+    text = text.replace("tie: decoder_embed}", "tie: encoder_embed}")
+    spec = tmp_path / "t5_shared.yaml"
+    spec.write_text(text)
+    model = import_weights(str(spec), "hf-t5", hf.state_dict(), T5_SET)
+    assert "decoder_embed.weight" not in model.state_dict()  # one table
+    lengths = np.array([7, 3, 5, 1])
+    src = np.random.default_rng(3).integers(1, V, (4, 7))
+    mask = (np.arange(7)[None] < lengths[:, None]).astype(np.int64)
+    want = hf.generate(torch.from_numpy(src), attention_mask=torch.from_numpy(mask), max_new_tokens=NEW,
+                       min_new_tokens=NEW, do_sample=False, num_beams=1, decoder_start_token_id=0).numpy()
+    assert len(set(want[:, 1:].flatten().tolist())) > 4
+    start = torch.zeros((4, 1), dtype=torch.long)
+    got = generate(model, start, NEW, input_name="tgt_tokens", include=["decoder"], src_tokens=torch.from_numpy(src),
+                   src_lengths=torch.from_numpy(lengths))
+    np.testing.assert_array_equal(got.numpy(), want)
+    path = tmp_path / "t5.onnx"
+    assert export_graph(load_spec(spec, T5_SET), path, module=model, kv_cache=True).verification.ok
+    got = ort_generate(path, start.numpy(), NEW, source=src, inputs={"src_lengths": lengths})
+    np.testing.assert_array_equal(got, want)

@@ -26,7 +26,7 @@ Echo = Callable[..., None]
 
 def serve_command(model: Path, *, host: str, port: int, target: str, threads: int | None, limits: Limits,
                   generate: bool, overrides: Sequence[str], weights: Path | None, echo: Echo,
-                  log_level: str = "warning") -> int:
+                  log_level: str = "warning", spin: bool = False) -> int:
     """Serve ``model`` until a signal; 0 after a clean shutdown, 1 for a model that cannot be served, 2 for a
     bad option."""
     from nngraph.compilers.onnx.export import ExportError
@@ -39,14 +39,14 @@ def serve_command(model: Path, *, host: str, port: int, target: str, threads: in
         return 2
     try:
         check_threads(threads)
-        return _serve(model, host, port, target, threads, limits, generate, overrides, weights, echo, log_level)
+        return _serve(model, host, port, target, threads, limits, generate, overrides, weights, echo, log_level, spin)
     except (InferError, ExportError, ExportWeightsError) as exc:
         echo(f"error: {exc}", err=True)
         return 1
 
 
 def _serve(model: Path, host: str, port: int, target: str, threads: int | None, limits: Limits, generate: bool,
-           overrides: Sequence[str], weights: Path | None, echo: Echo, log_level: str) -> int:
+           overrides: Sequence[str], weights: Path | None, echo: Echo, log_level: str, spin: bool) -> int:
     import uvicorn
 
     from nngraph.compilers.onnx.commands import _as_onnx, _exported
@@ -55,7 +55,7 @@ def _serve(model: Path, host: str, port: int, target: str, threads: int | None, 
         path, result = stack.enter_context(_as_onnx(model, overrides, weights, target, False))
         if result is not None:
             echo(f"exported {model} for serving", err=True)
-        served = ServedModel(path, target, threads)
+        served = ServedModel(path, target, threads, spin)
         served.probe()
         decoder = path if not _exported(model) and served.meta.get("kv_cache") else None
         if generate and _exported(model):

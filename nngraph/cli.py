@@ -437,6 +437,7 @@ def export(
     dtype: Annotated[str, typer.Option("--dtype", help="float32, or float16 (weights and activations; float32 inputs/outputs)")] = "float32",
     external_data: Annotated[Optional[bool], typer.Option("--external-data/--no-external-data", help="weights in OUT.data beside the file (default: when over 2 GB)")] = None,
     expected_seq: Annotated[Optional[int], typer.Option("--expected-seq", min=1, help="the sequence length the file will mostly see: picks the attention kernel measured fastest there")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="a tokenizer.json to store in the file's metadata (default: the training run's)")] = None,
     triton: Annotated[Optional[Path], typer.Option("--triton", help="write a Triton Inference Server model repository here (DIR/NAME/config.pbtxt, DIR/NAME/1/model.onnx) instead of -o")] = None,
     triton_max_batch: Annotated[int, typer.Option("--triton-max-batch", min=1, help="--triton: max_batch_size of the config (dynamic batching)")] = 16,
 ) -> None:
@@ -449,8 +450,8 @@ def export(
                               kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
                               overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs,
                               **({"network": network} if network else {}), fuse=fuse, dtype=dtype,
-                              external_data=external_data, expected_seq=expected_seq, triton=triton,
-                              triton_max_batch=triton_max_batch)
+                              external_data=external_data, expected_seq=expected_seq, tokenizer=tokenizer,
+                              triton=triton, triton_max_batch=triton_max_batch)
 
     run_guarded(body)
 
@@ -479,29 +480,40 @@ def infer(
 @app.command()
 def generate(
     model: Annotated[Path, typer.Argument(help="an .onnx decoder exported with --kv-cache, or a decoder spec (.yaml) or training run folder (exported first)")],
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="comma-separated token ids, one row per --prompt")] = None,
-    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="token ids [batch, length] (.npy, .npz, .json)")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="prompt text, one row per --prompt (the model's tokenizer.json, or --tokenizer)")] = None,
+    ids: Annotated[Optional[list[str]], typer.Option("--ids", help="a prompt as comma-separated token ids, one row per --ids")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="tokenizer.json for --prompt text (default: the run's, or the one in the ONNX metadata or beside the file)")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="prompt token ids [batch, length] (.npy, .npz, .json)")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="tokens to generate")] = 20,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens (default: greedy)")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, callback=_finite, help="softmax temperature for --top-k")] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
-    eos: Annotated[Optional[int], typer.Option("--eos", help="stop a row at this token id")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="draw tokens from the softmax (on by itself with --top-k or --top-p; default: greedy)")] = False,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, callback=_finite, help="sampling: logits / T (0: greedy)")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", min=0.0, max=1.0, help="sample from the smallest set of tokens whose probability reaches p (nucleus)")] = None,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", min=0.0, callback=_finite, help="> 1 discourages tokens already in the row (greedy too)")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="sampling seed (same seed, same tokens)")] = 0,
+    eos: Annotated[Optional[list[int]], typer.Option("--eos", help="a stop token id: a row stops after producing it (repeatable)")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="print tokens as they are generated")] = False,
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids as JSON")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids (and text) as JSON")] = None,
     set_: SetOpt = None,
     source: Annotated[Optional[list[str]], typer.Option("--source", help="encoder-decoder: source token ids, comma-separated, one row per --source")] = None,
     input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="encoder-decoder: another source input NAME=FILE (default for a [batch] lengths input: no padding)")] = None,
+    kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="a spec argument: force an attention kernel, NAME or NODE=NAME (as export --kernel)")] = None,
 ) -> None:
-    """Generate tokens with an ONNX decoder (greedy or top-k), the KV cache as ONNX inputs/outputs; an
-    encoder-decoder runs its encoder once on --source."""
+    """Generate tokens with an ONNX decoder (greedy, or sampled with temperature, top-k, top-p, repetition
+    penalty), the KV cache as ONNX inputs/outputs; an encoder-decoder runs its encoder once on --source."""
 
     def body() -> int:
-        from nngraph.compilers.onnx.commands import generate_command
+        from nngraph.compilers.onnx.generate_cli import generate_command
 
-        return generate_command(model, prompt or [], prompt_file, max_new_tokens, top_k=top_k, temperature=temperature,
-                                seed=seed, eos=eos, target=target, weights=weights, overrides=set_ or [],
-                                output=output, echo=typer.echo, source=source or [], inputs=input_ or [])
+        sampling = {"max_new_tokens": max_new_tokens, "do_sample": sample or top_k is not None or top_p is not None,
+                    "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                    "repetition_penalty": repetition_penalty, "seed": seed, "stop_tokens": tuple(eos or ())}
+        return generate_command(model, prompt or [], prompt_file, sampling, ids=ids or [], tokenizer=tokenizer,
+                                stream=stream, target=target, weights=weights, overrides=set_ or [],
+                                output=output, echo=typer.echo, source=source or [], inputs=input_ or [],
+                                kernels=kernel or [])
 
     run_guarded(body)
 
@@ -527,6 +539,7 @@ def serve(
     set_: SetOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level (info shows each request)")] = "warning",
     spin: Annotated[bool, typer.Option("--spin/--no-spin", help="let idle ORT threads spin between runs (they then take CPU from the request handling)")] = False,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="/v1/generate: a tokenizer.json for text prompts (default: the run folder's, the model's metadata, or one beside it)")] = None,
 ) -> None:
     """Serve a model over HTTP: /v1/infer with dynamic batching, /v1/generate (server-sent events), /health,
     /metadata, /metrics (Prometheus). SIGTERM drains the requests in flight and exits 0."""
@@ -540,7 +553,7 @@ def serve(
                         timeout=timeout, read_timeout=read_timeout, max_new_tokens=max_new_tokens)
         return serve_command(model, host=host, port=port, target=target, threads=threads, limits=limits,
                              generate=generate_, overrides=set_ or [], weights=weights, echo=typer.echo,
-                             log_level=log_level, spin=spin)
+                             log_level=log_level, spin=spin, tokenizer=tokenizer)
 
     run_guarded(body)
 

@@ -20,6 +20,8 @@ Keys (values are strings; structured ones are JSON):
 ``nngraph.precision``          JSON (float16 exports only): {dtype, float32_ops kept, io}
 ``nngraph.expected_seq``       the sequence length the attention kernels were chosen for (if given)
 ``nngraph.external_data``      the file beside the model holding its weights (large models)
+``nngraph.tokenizer``          the tokenizer.json of the run the weights come from (or ``export --tokenizer``),
+                               so ``generate --prompt TEXT`` needs nothing else (:mod:`nngraph.compilers.tokenizer`)
 ``nngraph.seq2seq``            JSON (an encoder-decoder's decoder step): {encoder file, memory input,
                                source_inputs, shared_inputs} (:mod:`nngraph.compilers.onnx.seq2seq`)
 """

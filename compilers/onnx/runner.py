@@ -106,16 +106,22 @@ def make_session(model: bytes | str | Path, target: str = "ort-cpu", threads: in
     return ort.InferenceSession(source, sess_options=opts, providers=providers_for(target))
 
 
-def open_model(path: str | Path, target: str = "ort-cpu", threads: int | None = None, opt_level: str = "all",
-               spin: bool | None = None) -> Any:
-    """A session for the ONNX file ``path``; InferError for a missing file or one that is not ONNX."""
-    import onnx
-
+def check_model_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file within the memory cap, else InferError (missing, a FIFO, a device...)."""
     path = Path(path)
     try:  # a FIFO would block the load, a device never ends
         readers.check_regular(path, readers.memory_cap(readers.TENSOR_SHARE), "model file")
     except readers.FileRefused as exc:
         raise InferError(str(exc)) from None
+    return path
+
+
+def open_model(path: str | Path, target: str = "ort-cpu", threads: int | None = None, opt_level: str = "all",
+               spin: bool | None = None) -> Any:
+    """A session for the ONNX file ``path``; InferError for a missing file or one that is not ONNX."""
+    import onnx
+
+    path = check_model_file(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - a protobuf parse error means "not an ONNX model"

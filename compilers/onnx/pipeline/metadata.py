@@ -41,7 +41,10 @@ def _weights_source(s: Any) -> str:
 
 
 def _optional(s: Any) -> dict[str, Any]:
-    """The keys only some files have: KV cache, the learned position table's limit, precision, expected length."""
+    """The keys only some files have: KV cache, the learned position table's limit, precision, expected length,
+    the tokenizer (:mod:`nngraph.compilers.tokenizer`)."""
+    from ...tokenizer import tokenizer_metadata
+
     limits = [n.params.get("max_len") for n in s.graph.nodes.values()
               if n.op == "position_embedding" and n.params.get("type") == "learned" and n.params.get("max_len")]
     out: dict[str, Any] = {}
@@ -53,6 +56,7 @@ def _optional(s: Any) -> dict[str, Any]:
         out["precision"] = s.precision
     if s.config.expected_seq:
         out["expected_seq"] = str(s.config.expected_seq)
+    out.update(tokenizer_metadata(s.config.weights, s.config.tokenizer))
     return out
 
 

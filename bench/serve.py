@@ -17,7 +17,9 @@ take turns, ``--seconds`` each: that many clients send requests back to back ove
 stays small beside the server's) with ``.npz`` bodies both ways. Measured per cell: answers per second, p50
 and p99 latency (client side), non-200 answers, and from the server's /metrics before and after the cell:
 the batch-size histogram (rows per model run) and the mean model-run time. The 1-minute load average is
-recorded per cell: on a shared machine trust the ratios, not the absolute numbers.
+recorded per cell: on a shared machine trust the ratios, not the absolute numbers. Last, the model alone in
+this process (no HTTP), one run of 1 row against one of 16: the time per row it saves is the ceiling of what
+batching can gain here (on CPU a long sequence is compute-bound and batching saves little).
 
 Goal (issue 19): dynamic >= 3x the throughput of batch1 at 16 clients; p99 <= 2 x max wait + one batch's
 compute.
@@ -150,12 +152,34 @@ def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
         for k, v in hist.items():
             histogram[k] = histogram.get(k, 0) + v
         runs, run_s = runs + count, run_s + mean * count
+    histogram = dict(sorted(histogram.items(), key=lambda kv: float(kv[0].lstrip("<="))))
     return {"clients": clients, "answers": len(latencies), "failures": sum(r["failures"] for r in rounds),
             "rounds_rps": [len(r["latencies"]) / r["seconds"] for r in rounds],
             "throughput_rps": statistics.median(len(r["latencies"]) / r["seconds"] for r in rounds),
             "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98], "batch_rows_histogram": histogram,
             "mean_run_ms": 1000 * run_s / runs if runs else 0.0,
             "load_avg_1m": statistics.mean(r["load"] for r in rounds)}
+
+
+def ceiling(path: Path, body: bytes, threads: int | None, rows: int = 16, runs: int = 7) -> dict[str, float]:
+    """The model alone, in this process (no HTTP): median ms per row of one run of 1 row and of ``rows`` rows --
+    their ratio is the most any batching can gain on this machine (ORT as the servers run it: no spinning)."""
+    from nngraph.compilers.onnx.runner import open_model
+
+    session = open_model(path, threads=threads, spin=False)
+    one = dict(np.load(io.BytesIO(body)))
+    out = {}
+    for n in (1, rows):
+        feeds = {k: np.repeat(v, n, axis=0) for k, v in one.items()}
+        session.run(None, feeds)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            times.append(time.perf_counter() - start)
+        out[f"ms_per_row_at_{n}"] = 1000 * statistics.median(times) / n
+    out["gain"] = out["ms_per_row_at_1"] / out[f"ms_per_row_at_{rows}"]
+    return out
 
 
 def main() -> None:
@@ -170,6 +194,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=1024)
     parser.add_argument("--window-ms", type=float, default=0.0)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, help="ORT intra-op threads of both servers (default: ORT's)")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     args.bert_seqs = [int(s) for s in args.bert_seqs.split(",")]
@@ -181,7 +206,7 @@ def main() -> None:
             variants = {"batch1": ["--max-batch", "1"],
                         "dynamic": ["--max-batch", "64", "--batch-window", str(args.window_ms),
                                     "--max-wait", str(args.max_wait_ms)]}
-            servers = {name: _server(path, flags) for name, flags in variants.items()}
+            servers = {name: _server(path, flags, args.threads) for name, flags in variants.items()}
             try:
                 rows = []
                 for n in clients:
@@ -196,14 +221,15 @@ def main() -> None:
                 for server in servers.values():
                     server.stop()
             results["models"][model] = rows
+            results.setdefault("ceiling", {})[model] = ceiling(path, body, args.threads)
     _summary(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS / 'serve.json'}")
 
 
-def _server(path: Path, flags: list[str]) -> ServerProcess:
-    return ServerProcess(path, *flags, threads=None)  # ORT's default threads, as a user starts it
+def _server(path: Path, flags: list[str], threads: int | None) -> ServerProcess:
+    return ServerProcess(path, *flags, threads=threads)  # default: ORT's threads, as a user starts it
 
 
 def _line(model: str, r: dict[str, Any]) -> str:
@@ -221,7 +247,9 @@ def _summary(results: dict[str, Any]) -> None:
         ups = {n: by[("dynamic", n)]["throughput_rps"] / by[("batch1", n)]["throughput_rps"]
                for (v, n) in by if v == "dynamic"}
         results.setdefault("speedup", {})[model] = ups
-        print(f"  {model:9s} " + "  ".join(f"{n} clients {x:.2f}x" for n, x in ups.items()))
+        top = results["ceiling"][model]
+        print(f"  {model:11s} " + "  ".join(f"{n} clients {x:.2f}x" for n, x in ups.items())
+              + f"   (the model alone, 16 rows vs 1: {top['gain']:.2f}x less time per row)")
 
 
 if __name__ == "__main__":

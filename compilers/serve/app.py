@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -38,6 +39,7 @@ from .generation import Generator, Piece, options_from
 from .metrics import Metrics
 from .model import ServedModel
 
+LOG = logging.getLogger("nngraph.serve")
 #: outputs of more values than this are encoded on a worker thread (JSON of 10^6 floats takes ~1 s)
 OFF_LOOP = 1 << 16
 
@@ -77,43 +79,41 @@ class Server:
 
     async def guarded(self, request: Request, endpoint: str, handle: Callable[[bytes], Awaitable[Response]]) -> Response:
         """Run ``handle(body)`` within the limits (module doc); errors become JSON answers; metrics recorded."""
-        start = time.perf_counter()
-        reason = None
-        if self.in_flight >= self.limits.max_concurrency:
-            response = self._refusal(Refused(503, f"{self.in_flight} requests are being handled (the limit); retry "
-                                                  "later", "overloaded", self._retry()))
-            reason = "overloaded"
-        else:
+        start, reason = time.perf_counter(), None
+        try:
+            if self.in_flight >= self.limits.max_concurrency:
+                raise Refused(503, f"{self.in_flight} requests are being handled (the limit); retry later",
+                              "overloaded", self._retry())
             self.in_flight += 1
             try:
                 response = await handle(await self._body(request))
-            except Refused as exc:
-                response, reason = self._refusal(exc), exc.reason
-            except BodyError as exc:
-                response, reason = self._refusal(Refused(exc.status, str(exc), "bad_body")), "bad_body"
-            except InferError as exc:
-                response, reason = self._refusal(Refused(422, str(exc), "bad_input")), "bad_input"
-            except QueueFull as exc:
-                response, reason = self._refusal(Refused(503, f"{exc}; retry later", "queue_full", self._retry())), \
-                    "queue_full"
-            except asyncio.TimeoutError:
-                response = self._refusal(Refused(504, f"no answer within {self.limits.timeout:g} s (the request was "
-                                                      "dropped)", "timeout"))
-                reason = "timeout"
-            except Exception as exc:  # noqa: BLE001 - one line to the client, no traceback
-                response, reason = self._refusal(Refused(500, f"internal error: {type(exc).__name__}: {exc}",
-                                                         "internal")), "internal"
             finally:
                 self.in_flight -= 1
+        except Exception as exc:  # noqa: BLE001 - every error is an answer (_refused), never a traceback
+            refused = self._refused(exc)
+            response, reason = JSONResponse({"error": str(refused)}, refused.status, headers=refused.headers), \
+                refused.reason
         self.metrics.answered(endpoint, response.status_code, time.perf_counter() - start, reason)
         return response
 
+    def _refused(self, exc: Exception) -> Refused:
+        """The answer an error becomes: bodies that cannot be read 400 (or 422), inputs the model does not take
+        422, a full queue 503, no answer in time 504; anything else 500 (its traceback in the server's log)."""
+        if isinstance(exc, Refused):
+            return exc
+        if isinstance(exc, BodyError):
+            return Refused(exc.status, str(exc), "bad_body")
+        if isinstance(exc, InferError):
+            return Refused(422, str(exc), "bad_input")
+        if isinstance(exc, QueueFull):
+            return Refused(503, f"{exc}; retry later", "queue_full", self._retry())
+        if isinstance(exc, asyncio.TimeoutError):
+            return Refused(504, f"no answer within {self.limits.timeout:g} s (the request was dropped)", "timeout")
+        LOG.error("internal error answering a request", exc_info=exc)
+        return Refused(500, f"internal error: {type(exc).__name__}: {exc}", "internal")
+
     def _retry(self) -> dict[str, str]:
         return {"Retry-After": str(self.limits.retry_after)}
-
-    @staticmethod
-    def _refusal(exc: Refused) -> Response:
-        return JSONResponse({"error": str(exc)}, exc.status, headers=exc.headers)
 
     async def _body(self, request: Request) -> bytes:
         """The body, at most ``max_body`` bytes (413), within ``read_timeout`` (408)."""

@@ -538,6 +538,8 @@ def serve(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
     set_: SetOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level (info shows each request)")] = "warning",
+    spin: Annotated[bool, typer.Option("--spin/--no-spin", help="let idle ORT threads spin between runs (they then take CPU from the request handling)")] = False,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="/v1/generate: a tokenizer.json for text prompts (default: the run folder's, the model's metadata, or one beside it)")] = None,
 ) -> None:
     """Serve a model over HTTP: /v1/infer with dynamic batching, /v1/generate (server-sent events), /health,
     /metadata, /metrics (Prometheus). SIGTERM drains the requests in flight and exits 0."""
@@ -551,7 +553,7 @@ def serve(
                         timeout=timeout, read_timeout=read_timeout, max_new_tokens=max_new_tokens)
         return serve_command(model, host=host, port=port, target=target, threads=threads, limits=limits,
                              generate=generate_, overrides=set_ or [], weights=weights, echo=typer.echo,
-                             log_level=log_level)
+                             log_level=log_level, spin=spin, tokenizer=tokenizer)
 
     run_guarded(body)
 

@@ -37,8 +37,7 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                    explain: bool, verify: bool, tolerance: float | None, overrides: Sequence[str], seed: int,
                    echo: Echo, include_optional: bool = False, network: str | None = None, fuse: str | None = None,
                    dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None,
-                   tokenizer: Path | None = None, triton: Path | None = None,
-                   triton_max_batch: int = 16) -> int:
+                   tokenizer: Path | None = None, triton: Path | None = None, triton_max_batch: int = 16) -> int:
     from nngraph.compilers.torch.check import parse_dims
     from nngraph.run_folder import model_source
     from nngraph.outputs import check_beside, check_output, folder_files, refuse_input_beside, spec_inputs

@@ -2,8 +2,9 @@
 
 ``POST /v1/infer``    tensors in (JSON or .npz, :mod:`.codec`), checked against the model's inputs (422 naming the
                       input and what the model takes), queued for a dynamic batch (:mod:`.batching`), outputs out
-``POST /v1/generate`` ``{"ids": [[..]] | "text": "..", max_new_tokens, top_k, temperature, seed, eos, stream}``;
-                      with ``"stream": true`` the new tokens come as server-sent events as they are made
+``POST /v1/generate`` ``{"ids": [[..]] | "text": ".." | [".."], max_new_tokens, do_sample, temperature, top_k, top_p,
+                      repetition_penalty, eos, seed, stream}`` (:mod:`.generation`); with ``"stream": true`` the
+                      new tokens (and text) come as server-sent events as the decoder chooses them
 ``GET /health``       ``{"status": "ok"}`` once the model is loaded
 ``GET /metadata``     the model (:meth:`.model.ServedModel.describe`) and the server's limits
 ``GET /metrics``      Prometheus text format (:mod:`.metrics`)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -33,10 +35,11 @@ from nngraph.compilers.onnx.runner import InferError
 
 from .batching import Batcher, QueueFull
 from .codec import BodyError, decode_inputs, encode_outputs, parse_json
-from .generation import Generator, options_from
+from .generation import Generator, Piece, options_from
 from .metrics import Metrics
 from .model import ServedModel
 
+LOG = logging.getLogger("nngraph.serve")
 #: outputs of more values than this are encoded on a worker thread (JSON of 10^6 floats takes ~1 s)
 OFF_LOOP = 1 << 16
 
@@ -76,43 +79,41 @@ class Server:
 
     async def guarded(self, request: Request, endpoint: str, handle: Callable[[bytes], Awaitable[Response]]) -> Response:
         """Run ``handle(body)`` within the limits (module doc); errors become JSON answers; metrics recorded."""
-        start = time.perf_counter()
-        reason = None
-        if self.in_flight >= self.limits.max_concurrency:
-            response = self._refusal(Refused(503, f"{self.in_flight} requests are being handled (the limit); retry "
-                                                  "later", "overloaded", self._retry()))
-            reason = "overloaded"
-        else:
+        start, reason = time.perf_counter(), None
+        try:
+            if self.in_flight >= self.limits.max_concurrency:
+                raise Refused(503, f"{self.in_flight} requests are being handled (the limit); retry later",
+                              "overloaded", self._retry())
             self.in_flight += 1
             try:
                 response = await handle(await self._body(request))
-            except Refused as exc:
-                response, reason = self._refusal(exc), exc.reason
-            except BodyError as exc:
-                response, reason = self._refusal(Refused(exc.status, str(exc), "bad_body")), "bad_body"
-            except InferError as exc:
-                response, reason = self._refusal(Refused(422, str(exc), "bad_input")), "bad_input"
-            except QueueFull as exc:
-                response, reason = self._refusal(Refused(503, f"{exc}; retry later", "queue_full", self._retry())), \
-                    "queue_full"
-            except asyncio.TimeoutError:
-                response = self._refusal(Refused(504, f"no answer within {self.limits.timeout:g} s (the request was "
-                                                      "dropped)", "timeout"))
-                reason = "timeout"
-            except Exception as exc:  # noqa: BLE001 - one line to the client, no traceback
-                response, reason = self._refusal(Refused(500, f"internal error: {type(exc).__name__}: {exc}",
-                                                         "internal")), "internal"
             finally:
                 self.in_flight -= 1
+        except Exception as exc:  # noqa: BLE001 - every error is an answer (_refused), never a traceback
+            refused = self._refused(exc)
+            response, reason = JSONResponse({"error": str(refused)}, refused.status, headers=refused.headers), \
+                refused.reason
         self.metrics.answered(endpoint, response.status_code, time.perf_counter() - start, reason)
         return response
 
+    def _refused(self, exc: Exception) -> Refused:
+        """The answer an error becomes: bodies that cannot be read 400 (or 422), inputs the model does not take
+        422, a full queue 503, no answer in time 504; anything else 500 (its traceback in the server's log)."""
+        if isinstance(exc, Refused):
+            return exc
+        if isinstance(exc, BodyError):
+            return Refused(exc.status, str(exc), "bad_body")
+        if isinstance(exc, InferError):
+            return Refused(422, str(exc), "bad_input")
+        if isinstance(exc, QueueFull):
+            return Refused(503, f"{exc}; retry later", "queue_full", self._retry())
+        if isinstance(exc, asyncio.TimeoutError):
+            return Refused(504, f"no answer within {self.limits.timeout:g} s (the request was dropped)", "timeout")
+        LOG.error("internal error answering a request", exc_info=exc)
+        return Refused(500, f"internal error: {type(exc).__name__}: {exc}", "internal")
+
     def _retry(self) -> dict[str, str]:
         return {"Retry-After": str(self.limits.retry_after)}
-
-    @staticmethod
-    def _refusal(exc: Refused) -> Response:
-        return JSONResponse({"error": str(exc)}, exc.status, headers=exc.headers)
 
     async def _body(self, request: Request) -> bytes:
         """The body, at most ``max_body`` bytes (413), within ``read_timeout`` (408)."""
@@ -168,21 +169,19 @@ class Server:
                 return StreamingResponse(self._events(ids, first, steps), media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache"})
             rest = await asyncio.wait_for(asyncio.to_thread(list, steps), self.limits.timeout)
-            tokens = [] if first is None else [first, *rest]
-            seq = np.concatenate([ids, np.stack(tokens, 1)], 1) if tokens else ids
-            return JSONResponse({"tokens": seq.tolist(), "prompt_length": int(ids.shape[1])})
+            return JSONResponse(self._final(ids, [] if first is None else [first, *rest]))
 
         return await self.guarded(request, "generate", handle)
 
     def _prompt(self, doc: dict[str, Any]) -> np.ndarray:
-        """Token ids [B, T] from ``ids`` (a list, or a list of equal-length lists) or ``text``."""
+        """Token ids [B, T] from ``ids`` (a list, or a list of equal-length lists) or ``text`` (one or a list)."""
         if "text" in doc:
-            if not isinstance(doc["text"], str):
-                raise BodyError("'text' must be a string", 422)
-            return self.generator.encode(doc["text"])
-        ids = doc.get("ids")
+            texts = [doc["text"]] if isinstance(doc["text"], str) else doc["text"]
+            if not isinstance(texts, list) or not texts or not all(isinstance(x, str) for x in texts):
+                raise BodyError("'text' must be a string or a list of strings", 422)
+            return self.generator.encode(texts)
         try:
-            arr = np.asarray(ids)
+            arr = np.asarray(doc.get("ids"))
         except ValueError:
             arr = np.asarray(None, dtype=object)
         if arr.ndim == 1:
@@ -191,20 +190,28 @@ class Server:
             raise BodyError('"ids" must be token ids: [1, 2, 3] or rows of one length [[1, 2], [3, 4]]', 422)
         return arr.astype(np.int64)
 
-    async def _events(self, ids: np.ndarray, first: np.ndarray, steps: Any) -> AsyncIterator[bytes]:
-        """Server-sent events: ``token`` per step (the new id of every row), then ``done`` with the sequences."""
+    def _final(self, ids: np.ndarray, pieces: list[Piece]) -> dict[str, Any]:
+        """The whole answer: every row's ids (prompt, then each step's token), its text with a tokenizer."""
+        seq = np.concatenate([ids, np.stack([p.ids for p in pieces], 1)], 1) if pieces else ids
+        out: dict[str, Any] = {"tokens": seq.tolist(), "prompt_length": int(ids.shape[1])}
+        text = self.generator.decode(seq)
+        return out if text is None else {**out, "text": text}
+
+    async def _events(self, ids: np.ndarray, first: Piece | None, steps: Any) -> AsyncIterator[bytes]:
+        """Server-sent events: ``token`` per step (the new id of every row, whether the row generated it, and
+        the text it added), then ``done`` with the whole answer (:meth:`_final`)."""
         self.in_flight += 1
-        tokens: list[np.ndarray] = []
-        step = first
+        pieces: list[Piece] = []
+        piece = first
         try:
             ends = time.perf_counter() + self.limits.timeout
-            while step is not None:
-                tokens.append(step)
-                yield _event("token", {"step": len(tokens) - 1, "ids": step.tolist()})
+            while piece is not None:
+                pieces.append(piece)
+                data = {"step": len(pieces) - 1, "ids": piece.ids.tolist(), "active": piece.active.tolist()}
+                yield _event("token", data if piece.text is None else {**data, "text": piece.text})
                 left = ends - time.perf_counter()
-                step = await asyncio.wait_for(asyncio.to_thread(next, steps, None), max(left, 0.001))
-            seq = np.concatenate([ids, np.stack(tokens, 1)], 1) if tokens else ids
-            yield _event("done", {"tokens": seq.tolist(), "prompt_length": int(ids.shape[1])})
+                piece = await asyncio.wait_for(asyncio.to_thread(next, steps, None), max(left, 0.001))
+            yield _event("done", self._final(ids, pieces))
         except (InferError, asyncio.TimeoutError) as exc:
             yield _event("error", {"error": str(exc) or f"no answer within {self.limits.timeout:g} s"})
         finally:

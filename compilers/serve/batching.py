@@ -108,6 +108,7 @@ class Batcher:
 
     async def _run(self, group: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
+        start = time.perf_counter()
         try:
             results = await loop.run_in_executor(self.pool, self.model.run, [i.request for i in group])
         except Exception as exc:  # noqa: BLE001 - the run's error goes to each caller
@@ -118,6 +119,7 @@ class Batcher:
         if self.metrics is not None:
             self.metrics.batch_rows.observe(sum(i.request.rows for i in group))
             self.metrics.batch_requests.observe(len(group))
+            self.metrics.batch_seconds.observe(time.perf_counter() - start)
         for item, result in zip(group, results):
             if not item.future.done():
                 item.future.set_result(result)

@@ -1,9 +1,11 @@
-"""The one adapter between ``/v1/generate`` and the decoding code: ids (or text) in, new tokens out, step by step.
+"""The one adapter between ``/v1/generate`` and the decoding code: ids or text in, new tokens (and text) out,
+step by step as the decoder chooses them.
 
-Today's decoder (:func:`nngraph.compilers.onnx.generate.generate`) returns the whole sequence at the end and
-has no tokenizer, so :meth:`Generator.stream` runs it and then yields the new tokens one step at a time, and
-``text`` prompts are refused. When the decoding loop yields tokens as it makes them (with sampling options
-and a tokenizer), only this module changes: the route and its server-sent events stay as they are.
+The decoder is :func:`nngraph.compilers.onnx.generate.stream` (KV cache as ONNX inputs/outputs), the options
+:class:`nngraph.compilers.sampling.GenerationOptions` (greedy, or sampled with temperature, top-k, top-p and a
+repetition penalty; stop tokens per row; a seed), the text :mod:`nngraph.compilers.tokenizer`'s (the model's
+tokenizer.json: a run folder's, the ONNX metadata's, one beside the file, or ``--tokenizer``). The route and
+its server-sent events see only :class:`Generator` and :class:`Piece`.
 """
 
 from __future__ import annotations
@@ -15,52 +17,84 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from nngraph.compilers.onnx.generate import generate
+from nngraph.compilers.onnx.generate import stream
 from nngraph.compilers.onnx.runner import InferError, open_model
+from nngraph.compilers.sampling import GenerationOptions, GenerationOptionsError
+from nngraph.compilers.tokenizer import TextStream, TokenizerError
+
+#: the request fields that are sampling options, with the JSON types each takes
+FIELDS = {"max_new_tokens": int, "do_sample": bool, "temperature": float, "top_k": int, "top_p": float,
+          "repetition_penalty": float, "seed": int, "eos": list}
 
 
 @dataclass(frozen=True)
-class Options:
-    """The sampling options of ``nngraph generate``: greedy unless ``top_k``; ``eos`` stops a row."""
+class Piece:
+    """One decoding step: the token every row got (a stopped row's pad), whether the row generated it, and
+    with a tokenizer the text each row added (held back while a character is incomplete)."""
 
-    max_new_tokens: int = 20
-    top_k: int | None = None
-    temperature: float = 1.0
-    seed: int = 0
-    eos: int | None = None
+    ids: np.ndarray
+    active: np.ndarray
+    text: list[str] | None
 
 
-def options_from(body: dict[str, Any], max_new_tokens: int) -> Options:
-    """The options of a request body, each checked (InferError naming the field); at most ``max_new_tokens``."""
-    def integer(key: str, low: int, high: int | None = None) -> int | None:
-        value = body.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-            raise InferError(f"'{key}' must be an integer in {low}..{high if high is not None else ''}, got {value!r}")
-        return value
+def options_from(body: dict[str, Any], max_new_tokens: int) -> GenerationOptions:
+    """The options of a request body (``eos``: one stop token id or a list); sampling is on with
+    ``do_sample``, ``top_k`` or ``top_p`` (as ``nngraph generate --sample``). InferError naming the field."""
+    given = {key: _typed(key, body[key]) for key in FIELDS if body.get(key) is not None}
+    limit = given.setdefault("max_new_tokens", min(20, max_new_tokens))
+    if limit > max_new_tokens:
+        raise InferError(f"'max_new_tokens' is {limit}; this server gives at most {max_new_tokens}")
+    given.setdefault("do_sample", "top_k" in given or "top_p" in given)
+    given["stop_tokens"] = tuple(given.pop("eos", ()))
+    try:
+        return GenerationOptions(**given)
+    except GenerationOptionsError as exc:
+        raise InferError(str(exc)) from None
 
-    temperature = body.get("temperature", 1.0)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
-            or temperature < 0:
-        raise InferError(f"'temperature' must be a finite number >= 0, got {temperature!r}")
-    return Options(max_new_tokens=integer("max_new_tokens", 1, max_new_tokens) or min(20, max_new_tokens), top_k=integer("top_k", 1),
-                   temperature=float(temperature), seed=integer("seed", 0, 2**63 - 1) or 0, eos=integer("eos", 0))
+
+def _typed(key: str, value: Any) -> Any:
+    want = FIELDS[key]
+    if want is list:
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise InferError(f"'{key}' must be a token id or a list of token ids, got {value!r}")
+        return items
+    ok = isinstance(value, bool) if want is bool else (
+        isinstance(value, (int, float) if want is float else int) and not isinstance(value, bool))
+    if not ok or (want is float and not math.isfinite(value)) or (key == "seed" and value < 0):
+        raise InferError(f"'{key}' must be {'a finite number' if want is float else want.__name__}, got {value!r}")
+    return float(value) if want is float else value
 
 
 class Generator:
-    """A decoder session (a KV-cache export when there is one) and how to stream from it."""
+    """A decoder session (a KV-cache export when there is one), its tokenizer if any, and streaming."""
 
-    def __init__(self, path: str | Path, target: str = "ort-cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, target: str = "ort-cpu", threads: int | None = None,
+                 tokenizer: Any = None) -> None:
         self.session = open_model(path, target, threads)
+        self.tokenizer = tokenizer
 
-    def encode(self, text: str) -> np.ndarray:
-        """Token ids [1, T] of a text prompt: needs a tokenizer, which today's models do not carry."""
-        raise InferError("this model carries no tokenizer: send token ids as \"ids\" (e.g. [[1, 2, 3]])")
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Token ids [B, T] of text prompts (one row each)."""
+        if self.tokenizer is None:
+            raise InferError("this model has no tokenizer (none in its run folder, metadata or folder; serve "
+                             "--tokenizer FILE): send token ids as \"ids\"")
+        try:
+            rows = [self.tokenizer.encode(t) for t in texts]
+        except TokenizerError as exc:
+            raise InferError(str(exc)) from None
+        if not all(rows) or len({len(r) for r in rows}) != 1:
+            raise InferError(f"the text prompts encode to {[len(r) for r in rows]} tokens: give rows of one "
+                             "length, none empty")
+        return np.asarray(rows, dtype=np.int64)
 
-    def stream(self, ids: np.ndarray, options: Options) -> Iterator[np.ndarray]:
-        """The new token of every row [B], one step at a time."""
-        seq = generate(self.session, ids, options.max_new_tokens, top_k=options.top_k,
-                       temperature=options.temperature, seed=options.seed, eos=options.eos)
-        for step in range(ids.shape[1], seq.shape[1]):
-            yield seq[:, step]
+    def decode(self, rows: np.ndarray) -> list[str] | None:
+        """Each row's text (None without a tokenizer)."""
+        return None if self.tokenizer is None else [self.tokenizer.decode(r) for r in rows.tolist()]
+
+    def stream(self, ids: np.ndarray, options: GenerationOptions) -> Iterator[Piece]:
+        """The decoder's steps as :class:`Piece` s; the prompt is checked at the first ``next()``."""
+        pieces = TextStream(self.tokenizer, len(ids)) if self.tokenizer is not None else None
+        for step in stream(self.session, ids, options):
+            text = pieces.add(step.tokens.tolist(), step.active.tolist()) if pieces is not None else None
+            yield Piece(step.tokens, step.active, text)

@@ -3,6 +3,7 @@
 ``nngraph_requests_total{endpoint, status}``, ``nngraph_errors_total{endpoint, reason}``,
 ``nngraph_request_seconds{endpoint}`` (latency histogram, receipt to answer), ``nngraph_batch_rows``
 (rows per model run: the dynamic batches' sizes), ``nngraph_batch_requests`` (requests per model run),
+``nngraph_batch_seconds`` (time per model run),
 ``nngraph_queue_depth`` (requests admitted and not yet answered), ``nngraph_in_flight`` (requests being handled).
 """
 
@@ -30,6 +31,8 @@ class Metrics:
         self.batch_rows = Histogram("nngraph_batch_rows", "rows per model run (dynamic batch size)",
                                     buckets=sizes, registry=r)
         self.batch_requests = Histogram("nngraph_batch_requests", "requests per model run", buckets=sizes, registry=r)
+        self.batch_seconds = Histogram("nngraph_batch_seconds", "seconds per model run (stacking and cutting "
+                                       "included)", buckets=LATENCY_BUCKETS, registry=r)
         Gauge("nngraph_queue_depth", "requests admitted and not yet answered", registry=r).set_function(queue_depth)
         Gauge("nngraph_in_flight", "requests being handled", registry=r).set_function(in_flight)
 

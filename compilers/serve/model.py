@@ -56,9 +56,12 @@ class Request:
 class ServedModel:
     """A session opened once; checks requests, stacks them (:meth:`stack`), runs and splits (:meth:`run`)."""
 
-    def __init__(self, path: str | Path, target: str = "ort-cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, target: str = "ort-cpu", threads: int | None = None,
+                 spin: bool = False) -> None:
         self.path = Path(path)
-        self.session = open_model(self.path, target, threads)
+        # spin=False: idle ORT threads would otherwise spin after each run, taking the CPU the event loop
+        # needs to take in the next requests
+        self.session = open_model(self.path, target, threads, spin=spin)
         self.meta = read_metadata(self.session)
         self.inputs = [_tensor(i, self.meta) for i in self.session.get_inputs()]
         self.outputs = [_tensor(o, self.meta) for o in self.session.get_outputs()]

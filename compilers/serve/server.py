@@ -26,27 +26,30 @@ Echo = Callable[..., None]
 
 def serve_command(model: Path, *, host: str, port: int, target: str, threads: int | None, limits: Limits,
                   generate: bool, overrides: Sequence[str], weights: Path | None, echo: Echo,
-                  log_level: str = "warning") -> int:
+                  log_level: str = "warning", spin: bool = False, tokenizer: Path | None = None) -> int:
     """Serve ``model`` until a signal; 0 after a clean shutdown, 1 for a model that cannot be served, 2 for a
     bad option."""
     from nngraph.compilers.onnx.export import ExportError
     from nngraph.compilers.onnx.kernels import TARGETS
     from nngraph.compilers.onnx.runner import InferError, check_threads
     from nngraph.compilers.onnx.weights import ExportWeightsError
+    from nngraph.compilers.tokenizer import TokenizerError
 
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
     try:
         check_threads(threads)
-        return _serve(model, host, port, target, threads, limits, generate, overrides, weights, echo, log_level)
-    except (InferError, ExportError, ExportWeightsError) as exc:
+        return _serve(model, host, port, target, threads, limits, generate, overrides, weights, echo, log_level, spin,
+                      tokenizer)
+    except (InferError, ExportError, ExportWeightsError, TokenizerError) as exc:
         echo(f"error: {exc}", err=True)
         return 1
 
 
 def _serve(model: Path, host: str, port: int, target: str, threads: int | None, limits: Limits, generate: bool,
-           overrides: Sequence[str], weights: Path | None, echo: Echo, log_level: str) -> int:
+           overrides: Sequence[str], weights: Path | None, echo: Echo, log_level: str, spin: bool,
+           tokenizer: Path | None) -> int:
     import uvicorn
 
     from nngraph.compilers.onnx.commands import _as_onnx, _exported
@@ -55,14 +58,18 @@ def _serve(model: Path, host: str, port: int, target: str, threads: int | None, 
         path, result = stack.enter_context(_as_onnx(model, overrides, weights, target, False))
         if result is not None:
             echo(f"exported {model} for serving", err=True)
-        served = ServedModel(path, target, threads)
+        served = ServedModel(path, target, threads, spin)
         served.probe()
         decoder = path if not _exported(model) and served.meta.get("kv_cache") else None
         if generate and _exported(model):
             decoder, _ = stack.enter_context(_as_onnx(model, overrides, weights, target, True))
         elif decoder is None and generate:
             decoder = path  # an ONNX decoder without a cache: decoded by re-running the sequence
-        generator = Generator(decoder, target, threads) if decoder is not None else None
+        generator = None
+        if decoder is not None:
+            from nngraph.compilers.onnx.generate_cli import _tokenizer_of
+
+            generator = Generator(decoder, target, threads, _tokenizer_of(model, decoder, tokenizer))
         server = Server(served, limits, generator)
         config = uvicorn.Config(make_app(server), host=host, port=port, log_level=log_level, access_log=False,
                                 timeout_graceful_shutdown=int(limits.timeout) + 5, lifespan="on")

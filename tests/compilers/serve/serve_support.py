@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,20 +32,23 @@ def free_port() -> int:
 class ServerProcess:
     """``nngraph serve MODEL --port P FLAGS...`` as a child process; :meth:`wait_ready` polls ``/health``."""
 
-    def __init__(self, model: Path, *flags: str, port: int | None = None) -> None:
+    def __init__(self, model: Path, *flags: str, port: int | None = None, threads: int | None = 1) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1"}
+        self.log = tempfile.TemporaryFile()  # not a pipe: nobody reads it while the server runs
+        more = ["--threads", str(threads)] if threads else []  # tests: one ORT thread (CI runs two workers)
         self.proc = subprocess.Popen([sys.executable, "-m", "nngraph", "serve", str(model), "--port", str(self.port),
-                                      "--threads", "1", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env, cwd=ROOT)
+                                      *more, *flags], stdout=subprocess.DEVNULL, stderr=self.log,
+                                     env=env, cwd=ROOT)
         self.wait_ready()
 
     def wait_ready(self, seconds: float = 60.0) -> None:
         ends = time.monotonic() + seconds
         while time.monotonic() < ends:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited {self.proc.returncode}: {self.proc.stderr.read()[-3000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"the server exited {self.proc.returncode}: {self.log.read()[-3000:].decode()}")
             try:
                 if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
                     return

@@ -1,5 +1,5 @@
-"""`POST /v1/generate` on a real server: the tokens streamed as server-sent events, and the whole answer, equal
-`nngraph.compilers.onnx.generate` run in this process on the same file with the same options."""
+"""`POST /v1/generate` on a real server: the tokens (and text) streamed as server-sent events, and the whole
+answer, equal `nngraph.compilers.onnx.generate` run in this process on the same file with the same options."""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ import numpy as np
 import pytest
 
 from nngraph.compilers.onnx.generate import generate
+from nngraph.compilers.sampling import GenerationOptions
+from nngraph.compilers.tokenizer import TextTokenizer, char_json
 
 from serve_support import ServerProcess
 
+CHARS = "abcdefghijklmnopqrs "  # gpt_char's 20 ids at the tests' small sizes
+
 
 @pytest.fixture(scope="module")
-def decoder(models):
-    server = ServerProcess(models["gpt_kv"], "--max-new-tokens", "12")
+def decoder(models, tmp_path_factory):
+    tokenizer = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tokenizer.write_text(char_json(CHARS))
+    server = ServerProcess(models["gpt_kv"], "--max-new-tokens", "12", "--tokenizer", str(tokenizer))
     yield server
     assert server.stop() == 0
 
@@ -31,30 +37,52 @@ def _events(lines) -> list[tuple[str, dict]]:
     return out
 
 
-@pytest.mark.parametrize("options", [{}, {"top_k": 5, "temperature": 0.8, "seed": 3}], ids=["greedy", "top-k"])
-def test_streamed_tokens_equal_generate_in_process(decoder, models, options):
+OPTIONS = {"greedy": ({}, GenerationOptions(max_new_tokens=10)),
+           "sampled": ({"top_k": 5, "top_p": 0.9, "temperature": 0.8, "repetition_penalty": 1.3, "seed": 3},
+                       GenerationOptions(max_new_tokens=10, do_sample=True, top_k=5, top_p=0.9, temperature=0.8,
+                                         repetition_penalty=1.3, seed=3)),
+           "stop": ({"eos": [7, 11]}, GenerationOptions(max_new_tokens=10, stop_tokens=(7, 11)))}
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_streamed_tokens_equal_generate_in_process(decoder, models, name):
+    body, options = OPTIONS[name]
     prompt = [[1, 2, 3], [4, 5, 6]]
-    want = generate(models["gpt_kv"], np.array(prompt), 10, **options)
+    want = generate(models["gpt_kv"], np.array(prompt), options)
     with decoder.client() as client:
         with client.stream("POST", "/v1/generate", json={"ids": prompt, "max_new_tokens": 10, "stream": True,
-                                                        **options}) as answer:
+                                                        **body}) as answer:
             assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
             events = _events(answer.iter_lines())
-        whole = client.post("/v1/generate", json={"ids": prompt, "max_new_tokens": 10, **options}).json()
-    tokens = [data for name, data in events if name == "token"]
-    assert [t["step"] for t in tokens] == list(range(10))
+        whole = client.post("/v1/generate", json={"ids": prompt, "max_new_tokens": 10, **body}).json()
+    tokens = [data for kind, data in events if kind == "token"]
+    assert [t["step"] for t in tokens] == list(range(want.shape[1] - 3))
     np.testing.assert_array_equal(np.array([t["ids"] for t in tokens]).T, want[:, 3:])
     assert events[-1][0] == "done" and events[-1][1]["tokens"] == want.tolist()
-    assert whole == {"tokens": want.tolist(), "prompt_length": 3}
+    assert whole["tokens"] == want.tolist() and whole["prompt_length"] == 3
+
+
+def test_text_prompts_stream_text_pieces_with_the_models_tokenizer(decoder, models):
+    tok = TextTokenizer(char_json(CHARS))
+    want = generate(models["gpt_kv"], np.array([tok.encode("bad cafe")]), GenerationOptions(max_new_tokens=8))
+    with decoder.client() as client:
+        with client.stream("POST", "/v1/generate", json={"text": "bad cafe", "max_new_tokens": 8,
+                                                        "stream": True}) as answer:
+            events = _events(answer.iter_lines())
+    pieces = "".join(d["text"][0] for kind, d in events if kind == "token")
+    assert pieces == tok.decode(want[0, 8:].tolist())
+    assert events[-1][1]["text"] == [tok.decode(want[0].tolist())] and events[-1][1]["tokens"] == want.tolist()
 
 
 @pytest.mark.parametrize("body,message", [
     ({"ids": [[1, 2, 99]]}, "token id 99 at row 0, position 2 is outside 0..19"),
     ({"ids": [[1, 2], [3]]}, '"ids" must be token ids'),
-    ({"ids": [[1, 2]], "max_new_tokens": 13}, "'max_new_tokens' must be an integer in 1..12"),
-    ({"ids": [[1, 2]], "temperature": -1}, "'temperature' must be a finite number >= 0"),
-    ({"text": "hello"}, "this model carries no tokenizer"),
-], ids=["vocab", "ragged", "too-many", "temperature", "text"])
+    ({"ids": [[1, 2]], "max_new_tokens": 13}, "'max_new_tokens' is 13; this server gives at most 12"),
+    ({"ids": [[1, 2]], "temperature": -1}, "temperature must be a finite number >= 0"),
+    ({"ids": [[1, 2]], "top_k": "5"}, "'top_k' must be int"),
+    ({"text": ["ab", "abc"]}, "the text prompts encode to [2, 3] tokens"),
+    ({"text": "xyz"}, "'x'"),
+], ids=["vocab", "ragged", "too-many", "temperature", "type", "text-rows", "unknown-char"])
 def test_bad_generate_requests_get_422_before_any_event(decoder, body, message):
     with decoder.client() as client:
         answer = client.post("/v1/generate", json={**body, "stream": True})
@@ -70,6 +98,7 @@ def test_a_spec_is_exported_at_start_and_served_for_infer_and_generate(models):
         meta = client.get("/metadata").json()
         logits = client.post("/v1/infer", json={"inputs": {"tokens": prompt.tolist()}}).json()["outputs"]["logits"]
         tokens = client.post("/v1/generate", json={"ids": prompt.tolist(), "max_new_tokens": 6}).json()["tokens"]
+        text = client.post("/v1/generate", json={"text": "hello"})
     assert server.stop() == 0
     assert meta["spec"] == "gpt_char" and meta["generate"] is True and meta["kv_cache"] is False
     # the same spec, sizes and seed as the files exported in this process: the same weights
@@ -78,3 +107,4 @@ def test_a_spec_is_exported_at_start_and_served_for_infer_and_generate(models):
     want = open_model(models["gpt"]).run(None, {"tokens": prompt})[0]
     assert np.max(np.abs(np.asarray(logits) - want)) <= 1e-6
     assert tokens == generate(models["gpt_kv"], prompt, 6).tolist()
+    assert text.status_code == 422 and "this model has no tokenizer" in text.json()["error"]

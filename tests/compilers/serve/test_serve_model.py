@@ -48,3 +48,55 @@ def test_padded_runs_are_cut_back_to_each_request(models):
     for req, got in zip(reqs, model.run(reqs)):
         for name, want in model.run([req])[0].items():
             assert got[name].shape == want.shape and np.max(np.abs(got[name] - want)) <= 1e-6
+
+
+def _bert_feeds(rows: int, seq: int) -> dict:
+    return {"tokens": [[1] * seq] * rows, "token_types": [[0] * seq] * rows, "lengths": [seq] * rows}
+
+
+def _serve_in_process(model, limits, requests):
+    """The answers of the app (no socket: httpx's ASGI transport) to ``requests``, all sent at once."""
+    import asyncio
+
+    import httpx
+
+    from nngraph.compilers.serve.app import Server, make_app
+
+    async def main():
+        server = Server(model, limits)
+        server.batcher.start()
+        transport = httpx.ASGITransport(app=make_app(server))
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            answers = await asyncio.gather(*(client.post("/v1/infer", json={"inputs": r}) for r in requests))
+        await server.batcher.stop()
+        return answers, server.metrics
+
+    return asyncio.run(main())
+
+
+def test_an_unanswered_request_gets_504_and_is_dropped_from_its_batch(models):
+    from nngraph.compilers.serve.app import Limits
+
+    model = ServedModel(models["bert"])
+    model.probe()
+    answers, metrics = _serve_in_process(model, Limits(timeout=0.05, window=0.5, max_wait=0.5), [_bert_feeds(1, 3)])
+    assert answers[0].status_code == 504 and "no answer within 0.05 s" in answers[0].json()["error"]
+    assert metrics.batch_rows._sum.get() == 0  # its batch ran nothing
+
+
+def test_a_batch_never_exceeds_max_batch_rows(models):
+    from nngraph.compilers.serve.app import Limits
+
+    model = ServedModel(models["bert"])
+    model.probe()
+    requests = [_bert_feeds(2, 4), _bert_feeds(2, 5), _bert_feeds(1, 6), _bert_feeds(2, 3)]
+    answers, metrics = _serve_in_process(model, Limits(max_batch=3, window=0.2, max_wait=0.2), requests)
+    assert [a.status_code for a in answers] == [200] * 4
+    counts = {s.labels["le"]: s.value for f in metrics.registry.collect() if f.name == "nngraph_batch_rows"
+              for s in f.samples if s.name.endswith("_bucket")}
+    # 7 rows in 3 runs of at most 3 rows (a request that would overfill a batch opens the next one)
+    assert counts["3.0"] == counts["+Inf"] == 3 and metrics.batch_rows._sum.get() == 7
+    for req, answer in zip(requests, answers):
+        want = model.run([model.check({k: np.asarray(v) for k, v in req.items()})])[0]
+        for name, ref in want.items():
+            assert np.max(np.abs(np.asarray(answer.json()["outputs"][name]) - ref)) <= 1e-6

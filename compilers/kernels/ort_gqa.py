@@ -18,7 +18,7 @@ tests/compilers/onnx/test_onnx_kernels.py):
 
 Not applicable: cross-attention, masks that are not causal (+ window, + ``lengths``), a
 ``key_padding`` [B, S] input (arbitrary padding), ``lengths`` with a KV cache, RoPE with a head_dim
-that is not a multiple of 16 (an ORT requirement), Shaw with RoPE or Shaw values, CUDA with a
+or rotated dims (partial rotary) that are not a multiple of 16 (an ORT requirement), Shaw with RoPE or Shaw values, CUDA with a
 float32 model (ORT's CUDA kernel runs float16/bfloat16 only), targets without contrib ops.
 Preference: first (causal GPT-2 at seq 2048 on ORT CPU: 552 ms against 728-961 for the others).
 """
@@ -51,8 +51,8 @@ def _check(ctx):
         return f"position {site.position} transforms q/k in a way the op's rotary option does not express"
     if site.rope and site.head_dim % 16:
         return f"ORT's rotary needs head_dim divisible by 16, got {site.head_dim}"
-    if site.rope and site.rotary_dim % 2:
-        return f"rotary dim {site.rotary_dim} is odd"
+    if site.rope and site.rotary_dim % 16:  # ORT: cos_cache [P + T, r/2] needs r/2 a multiple of 8 (partial rotary)
+        return f"ORT's rotary needs the rotated dims divisible by 16, got {site.rotary_dim}"
     if site.value_term or (site.query_bias and site.rope):
         return (f"{site.position} biases need the rotated queries or the probabilities, which the fused op "
                 "keeps inside")

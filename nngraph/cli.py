@@ -397,7 +397,7 @@ def sample(
 def import_weights(
     spec: Annotated[Path, typer.Argument(help="the spec whose parameter names receive the weights")],
     checkpoint: Annotated[Path, typer.Argument(help="a Hugging Face state dict: .safetensors, .bin/.pt (weights_only), or a folder of shards")],
-    source: Annotated[str, typer.Option("--from", help="checkpoint layout: hf-gpt2, hf-bert, hf-llama or hf-t5")],
+    source: Annotated[str, typer.Option("--from", help="checkpoint layout: hf-gpt2, hf-bert, hf-llama, hf-mistral, hf-qwen2, hf-gemma, hf-gpt-neox or hf-t5")],
     output: Annotated[Path, typer.Option("-o", "--output", help="weights file to write (.safetensors or .pt)")],
     set_: SetOpt = None,
 ) -> None:
@@ -411,6 +411,21 @@ def import_weights(
         from nngraph.compilers.torch.commands import import_weights_command
 
         return import_weights_command(spec, checkpoint, source, output, set_ or [], typer.echo)
+
+    run_guarded(body)
+
+
+@app.command(name="import-hf")
+def import_hf(
+    model: Annotated[str, typer.Argument(help="a Hugging Face model folder (config.json + weights) or a Hub id org/name")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder to write the spec and weights.safetensors into")],
+) -> None:
+    """Generate a spec from a Hugging Face config.json (every size from it) and convert its weights."""
+
+    def body() -> int:
+        from nngraph.compilers.torch.hf_folder import import_hf_command
+
+        return import_hf_command(model, output, typer.echo)
 
     run_guarded(body)
 

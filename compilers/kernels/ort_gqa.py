@@ -18,9 +18,10 @@ tests/compilers/onnx/test_onnx_kernels.py):
 
 Not applicable: cross-attention, masks that are not causal (+ window, + ``lengths``), a
 ``key_padding`` [B, S] input (arbitrary padding), ``lengths`` with a KV cache, a head_dim that is not
-a multiple of 8, or of 16 with RoPE (ORT's own checks: ``head_size must be a multiple of 8``,
-``head_size shall be a multiple of 16`` at run time; every kernel × head_dim × mask kind is run in
-tests/compilers/onnx/test_ort_accepts.py), Shaw with RoPE or Shaw values, CUDA with a
+a multiple of 8, or of 16 with RoPE, or rotated dims (partial rotary) not a multiple of 16 (ORT's own
+checks: ``head_size must be a multiple of 8``, ``head_size shall be a multiple of 16`` at run time; every
+kernel × head_dim × mask kind is run in tests/compilers/onnx/test_ort_accepts.py), Shaw with RoPE or
+Shaw values, CUDA with a
 float32 model (ORT's CUDA kernel runs float16/bfloat16 only), targets without contrib ops.
 Preference: first (causal GPT-2 at seq 2048 on ORT CPU: 552 ms against 728-961 for the others).
 """
@@ -59,8 +60,8 @@ def _check(ctx):
         return f"ORT's GroupQueryAttention needs head_dim divisible by {HEAD_DIM_MULTIPLE}, got {site.head_dim}"
     if site.rope and site.head_dim % ROTARY_HEAD_DIM_MULTIPLE:
         return f"ORT's rotary needs head_dim divisible by {ROTARY_HEAD_DIM_MULTIPLE}, got {site.head_dim}"
-    if site.rope and site.rotary_dim % 2:
-        return f"rotary dim {site.rotary_dim} is odd"
+    if site.rope and site.rotary_dim % ROTARY_HEAD_DIM_MULTIPLE:  # cos_cache [P + T, r/2]: r/2 a multiple of 8
+        return f"ORT's rotary needs the rotated dims divisible by {ROTARY_HEAD_DIM_MULTIPLE}, got {site.rotary_dim}"
     if site.value_term or (site.query_bias and site.rope):
         return (f"{site.position} biases need the rotated queries or the probabilities, which the fused op "
                 "keeps inside")

@@ -37,6 +37,8 @@ CASES = {
                          {"ort-mha", "onnx-attention"}),
     "gqa_rope": ("", "x", "kv_heads: 2, mask: causal, position: {type: rope, base: 10000.0}",
                  {"ort-gqa", "onnx-attention"}),
+    "partial_rope": ("", "x", "kv_heads: 2, head_dim: 32, mask: causal, "
+                     "position: {type: rope, base: 10000.0, fraction: 0.5}", {"ort-gqa", "onnx-attention"}),
     "prefix_lm_explicit": ("", "x", "mask: {type: prefix_lm, prefix: 2}", {"ort-mha", "onnx-attention"}),
     "cross": ("context: {shape: [batch, src, 32], dtype: float32}", "{x: x, context: context}", "",
               {"ort-mha", "onnx-attention"}),
@@ -120,11 +122,14 @@ def test_kernels_say_why_they_do_not_apply(spec_file):
     assert old["onnx-attention"] == "the ONNX Attention op needs opset 23, the export uses opset 18"
 
 
-def test_gqa_rope_needs_head_dim_multiple_of_16(spec_file):
+def test_gqa_rope_needs_head_dim_and_rotated_dims_multiple_of_16(spec_file):
     path = spec_file(_spec("", "x", "head_dim: 8, mask: causal, position: {type: rope, base: 10000.0}"))
     node = load_spec(path).nodes["attn"]
     gqa = next(k for k in attention_candidates() if k.name == "ort-gqa")
     assert gqa.applies(node, "ort-cpu") == "ORT's rotary needs head_dim divisible by 16, got 8"
+    path = spec_file(_spec("", "x", "mask: causal, position: {type: rope, base: 10000.0, fraction: 0.5}"))
+    node = load_spec(path).nodes["attn"]  # head_dim 16, 8 rotated dims: ORT wants cos_cache's r/2 a multiple of 8
+    assert gqa.applies(node, "ort-cpu") == "ORT's rotary needs the rotated dims divisible by 16, got 8"
 
 
 def test_lowering_pass_target_objects_are_accepted(spec_file):

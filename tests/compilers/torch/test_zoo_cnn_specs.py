@@ -28,7 +28,7 @@ def _load_renamed(model: torch.nn.Module, source: dict[str, torch.Tensor], renam
     """Load ``source`` (the oracle's state dict) into ``model``, our key k taking source[rename(k)]; every key used."""
     ours = model.state_dict()
     mapped = {k: source[rename(k)] for k in ours}
-    assert sorted(rename(k) for k in ours) == sorted(source), set(source) ^ {rename(k) for k in ours}
+    assert {rename(k) for k in ours} == set(source), set(source) ^ {rename(k) for k in ours}
     model.load_state_dict(mapped)
 
 
@@ -169,3 +169,100 @@ def test_tcn_matches_a_torch_tcn_with_left_only_padding_in_torch_and_onnx_runtim
     # the last level's left pad: (k - 1)·d = 2·4 zeros before the 32 steps, none after (one node)
     assert [n.out.shape for n in graph.nodes.values() if n.op == "pad"][-1] == ("batch", 8, 32 + 2 * 4)
     _parity(model, graph, onnx_check, {"x": x}, want, "tcn")
+
+
+# ----- U-Net at odd input sizes -------------------------------------------------------------------------------
+def _double_conv(c_in: int, c: int) -> torch.nn.Sequential:
+    return torch.nn.Sequential(torch.nn.Conv2d(c_in, c, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(c, c, 3, padding=1), torch.nn.ReLU())
+
+
+class TorchUNet(torch.nn.Module):
+    """milesial/Pytorch-UNet's scheme written here: the upsampled map padded at run time to its skip's size."""
+
+    def __init__(self, in_ch: int, base: int, classes: int):
+        super().__init__()
+        widths = [base * 2 ** i for i in range(5)]
+        self.downs = torch.nn.ModuleList([_double_conv(in_ch, base)] + [_double_conv(a, b) for a, b in zip(widths, widths[1:])])
+        self.ups = torch.nn.ModuleList(torch.nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths, widths[1:]))
+        self.up_convs = torch.nn.ModuleList(_double_conv(b, a) for a, b in zip(widths, widths[1:]))
+        self.head = torch.nn.Conv2d(base, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, down in enumerate(self.downs):
+            x = down(x if i == 0 else torch.nn.functional.max_pool2d(x, 2))
+            skips.append(x)
+        x = skips.pop()
+        for up, conv in zip(reversed(self.ups), reversed(self.up_convs)):
+            skip, x = skips.pop(), up(x)
+            dh, dw = skip.shape[2] - x.shape[2], skip.shape[3] - x.shape[3]
+            x = torch.nn.functional.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+            x = conv(torch.cat([skip, x], dim=1))
+        return self.head(x)
+
+
+def _unet_name(k: str) -> str:
+    k = re.sub(r"^down0\.conv(\d)\.", lambda m: f"downs.0.{2 * int(m[1]) - 2}.", k)
+    k = re.sub(r"^down(\d)\.convs\.conv(\d)\.", lambda m: f"downs.{m[1]}.{2 * int(m[2]) - 2}.", k)
+    k = re.sub(r"^bottom\.convs\.conv(\d)\.", lambda m: f"downs.4.{2 * int(m[1]) - 2}.", k)
+    k = re.sub(r"^up(\d)\.up\.", lambda m: f"ups.{int(m[1]) - 1}.", k)
+    return re.sub(r"^up(\d)\.convs\.conv(\d)\.", lambda m: f"up_convs.{int(m[1]) - 1}.{2 * int(m[2]) - 2}.", k)
+
+
+def test_unet_at_odd_sizes_matches_a_torch_unet_in_torch_and_onnx_runtime(onnx_check):
+    """21x27 pools to 10x13, 5x6, 2x3, 1x1: the decoder pads by 1 at four of its eight (level, axis) pairs."""
+    graph, model = _compile("unet", ["height=21", "width=27", "base=4", "classes=3", "in_ch=2"])
+    oracle = TorchUNet(2, 4, 3).eval()
+    assert graph.total_params == sum(p.numel() for p in oracle.parameters())
+    _load_renamed(model, oracle.state_dict(), _unet_name)
+    pads = {n.name: n.params["pads"] for n in graph.nodes.values() if n.op == "pad"}
+    assert pads == {"up4.pad": [0, 1, 0, 0], "up3.pad": [0, 0, 0, 1], "up2.pad": [0, 1, 0, 0], "up1.pad": [0, 1, 0, 1]}
+    x = torch.randn(2, 2, 21, 27, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = oracle(x)
+    assert want.shape == (2, 3, 21, 27)
+    _parity(model, graph, onnx_check, {"image": x}, want, "unet")
+
+
+# ----- Siamese encoder with a contrastive loss ----------------------------------------------------------------
+class TorchSiamese(torch.nn.Module):
+    """One encoder applied to both images; d = √max(‖e_a − e_b‖², ε), L = mean(y d² + (1 − y) max(0, m − d)²)."""
+
+    def __init__(self, c1: int, c2: int, flat: int, hidden: int, emb: int):
+        super().__init__()
+        self.encoder = torch.nn.Sequential(
+            torch.nn.Conv2d(1, c1, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Conv2d(c1, c2, 5),
+            torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(flat, hidden), torch.nn.ReLU(),
+            torch.nn.Linear(hidden, emb))
+
+    def forward(self, a, b, similar, margin: float = 1.0, eps: float = 1e-12):
+        d = torch.sqrt(torch.clamp(((self.encoder(a) - self.encoder(b)) ** 2).sum(-1), min=eps))
+        loss = (similar * d ** 2 + (1 - similar) * torch.clamp(margin - d, min=0) ** 2).mean()
+        return d, loss
+
+
+_SIAMESE_LAYERS = {"conv1": 0, "conv2": 3, "fc1": 7, "fc2": 9}
+
+
+def test_siamese_shares_one_encoder_and_matches_a_torch_contrastive_loss_in_torch_and_onnx_runtime(onnx_check):
+    graph, model = _compile("siamese_contrastive", ["size=16", "c1=4", "c2=6", "hidden=16", "emb=8", "margin=2.0"])
+    oracle = TorchSiamese(4, 6, 6, 16, 8).eval()  # 16 -> 12 -> 6 -> 2 -> 1: flat = 6 channels x 1 x 1
+    _randomize(oracle)
+    assert graph.total_params == sum(p.numel() for p in oracle.parameters())  # the second use adds nothing
+    _load_renamed(model, oracle.state_dict(),
+                  lambda k: re.sub(r"^enc_[ab]\.(\w+)\.", lambda m: f"encoder.{_SIAMESE_LAYERS[m[1]]}.", k))
+    state = model.state_dict()
+    assert all(state[k].data_ptr() == state[k.replace("enc_a", "enc_b")].data_ptr() for k in state if "enc_a" in k)
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(6, 1, 16, 16, generator=g), torch.randn(6, 1, 16, 16, generator=g)
+    b[:2] = a[:2]  # two identical pairs: d = √ε, no NaN
+    similar = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    with torch.no_grad():
+        d, loss = oracle(a, b, similar, margin=2.0)
+        got = model(a=a, b=b, similar=similar)
+    assert 0 < float(d[2:].min()) < 2 < float(d.max())  # pairs on both sides of the margin
+    assert _rel(got["distance"], d) <= 1e-5 and _rel(got["loss"], loss) <= 1e-5
+    ort = onnx_check(model, graph, {"a": a.numpy(), "b": b.numpy(), "similar": similar.numpy()})
+    print(f"siamese: torch {max(_rel(got['distance'], d), _rel(got['loss'], loss)):.2e}, ORT {ort:.2e}")
+    assert ort <= 1e-4

@@ -161,8 +161,9 @@ def dyt(ctx: InferCtx) -> TensorType:
                  -1, min=None),
 }, count=lambda ctx: ctx.x.shape[ctx.params["dim"]], example={"in": "branch", "init_value": 1e-6})
 def layer_scale(ctx: InferCtx) -> TensorType:
-    """Layer scale (Touvron et al. 2021, CaiT; ConvNeXt): y = γ ⊙ x, one learnable γ_c per channel along ``dim``,
-    broadcast over every other dim, all initialized to ``init_value`` so a residual branch starts near the identity.
+    """Layer scale (Touvron et al. 2021, CaiT; ConvNeXt): y = γ ⊙ x, one learnable γ_c per channel along ``dim``.
+
+    γ broadcasts over every other dim; every γ_c starts at ``init_value`` so a residual branch starts near zero.
 
     params: γ [C] stored at the node's name (state_dict key ``<node>``), C = x.shape[dim], initialized to init_value.
     """

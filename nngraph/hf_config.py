@@ -127,6 +127,20 @@ def _bert(c: Config) -> dict[str, Any]:
             "dropout": float(c.get("hidden_dropout_prob", 0.1)), "eps": float(c.need("layer_norm_eps"))}
 
 
+def _t5(c: Config) -> dict[str, Any]:
+    """T5 v1.0 (ReLU FFN, tied and rescaled head); v1.1's gated-GELU FFN and untied head are refused."""
+    layers = c.need("num_layers")
+    c.refuse(c.get("feed_forward_proj", "relu") != "relu", f"feed_forward_proj '{c.get('feed_forward_proj', '')}' "
+             "(T5 v1.1 / flan-t5 use gated-gelu; the spec's FFN is ReLU)")
+    c.refuse(not c.get("tie_word_embeddings", True), "tie_word_embeddings false (the spec ties its head)")
+    c.refuse(c.get("num_decoder_layers", layers) != layers, "num_decoder_layers != num_layers")
+    return {"vocab": c.need("vocab_size"), "d_model": c.need("d_model"), "heads": c.need("num_heads"),
+            "d_kv": c.need("d_kv"), "d_ff": c.need("d_ff"), "layers": layers,
+            "buckets": c.get("relative_attention_num_buckets", 32),
+            "max_distance": c.get("relative_attention_max_distance", 128),
+            "dropout": float(c.get("dropout_rate", 0.1)), "eps": float(c.get("layer_norm_epsilon", 1e-6))}
+
+
 @dataclass(frozen=True)
 class Family:
     """One HF model_type: the zoo spec it fills, its checkpoint layout, its config -> vars."""
@@ -144,6 +158,7 @@ FAMILIES: dict[str, Family] = {
     "qwen2": Family("qwen2_style", "hf-qwen2", _qwen2),
     "gemma": Family("gemma_style", "hf-gemma", _gemma),
     "gpt_neox": Family("gpt_neox_style", "hf-gpt-neox", _gpt_neox),
+    "t5": Family("t5_encoder_decoder", "hf-t5", _t5),
 }
 
 

@@ -430,6 +430,23 @@ def import_hf(
     run_guarded(body)
 
 
+@app.command(name="export-hf")
+def export_hf(
+    model: Annotated[Path, typer.Argument(help="a spec of a known family (GPT-2, BERT, LLaMA, Mistral, Qwen2, Gemma, GPT-NeoX) or a training run folder")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for config.json and model.safetensors (from_pretrained loads it)")],
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights (.safetensors/.pt); default: the run folder's, else seeded initial weights")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write a spec of a known family as a Hugging Face model folder (config.json + model.safetensors)."""
+
+    def body() -> int:
+        from nngraph.compilers.torch.hf_export import export_hf_command
+
+        return export_hf_command(model, output, weights, set_ or [], typer.echo)
+
+    run_guarded(body)
+
+
 @app.command()
 def export(
     spec: Annotated[Path, typer.Argument(help="the spec file, or a training run folder (its spec, --set overrides and weights)")],

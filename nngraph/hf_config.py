@@ -127,6 +127,20 @@ def _bert(c: Config) -> dict[str, Any]:
             "dropout": float(c.get("hidden_dropout_prob", 0.1)), "eps": float(c.need("layer_norm_eps"))}
 
 
+def _t5(c: Config) -> dict[str, Any]:
+    """T5 v1.0 (ReLU FFN, tied and rescaled head); v1.1's gated-GELU FFN and untied head are refused."""
+    layers = c.need("num_layers")
+    c.refuse(c.get("feed_forward_proj", "relu") != "relu", f"feed_forward_proj '{c.get('feed_forward_proj', '')}' "
+             "(T5 v1.1 / flan-t5 use gated-gelu; the spec's FFN is ReLU)")
+    c.refuse(not c.get("tie_word_embeddings", True), "tie_word_embeddings false (the spec ties its head)")
+    c.refuse(c.get("num_decoder_layers", layers) != layers, "num_decoder_layers != num_layers")
+    return {"vocab": c.need("vocab_size"), "d_model": c.need("d_model"), "heads": c.need("num_heads"),
+            "d_kv": c.need("d_kv"), "d_ff": c.need("d_ff"), "layers": layers,
+            "buckets": c.get("relative_attention_num_buckets", 32),
+            "max_distance": c.get("relative_attention_max_distance", 128),
+            "dropout": float(c.get("dropout_rate", 0.1)), "eps": float(c.get("layer_norm_epsilon", 1e-6))}
+
+
 @dataclass(frozen=True)
 class Family:
     """One HF model_type: the zoo spec it fills, its checkpoint layout, its config -> vars."""
@@ -134,16 +148,55 @@ class Family:
     spec: str
     source: str
     vars: Callable[[Config], dict[str, Any]]
+    config: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # vars -> config.json fields (export-hf)
+    architecture: str = ""  # the transformers class export-hf writes into config.json
+
+
+def _llama_like_config(v: dict[str, Any]) -> dict[str, Any]:
+    return {"vocab_size": v["vocab"], "hidden_size": v["d_model"], "num_attention_heads": v["heads"],
+            "num_key_value_heads": v["kv_heads"], "num_hidden_layers": v["layers"], "intermediate_size": v["ffn"],
+            "rms_norm_eps": v["eps"], "rope_theta": v["rope_base"], "tie_word_embeddings": v["tie"] is not None,
+            "head_dim": v["d_model"] // v["heads"], "hidden_act": "silu"}
+
+
+def _gemma_config(v: dict[str, Any]) -> dict[str, Any]:
+    return {"vocab_size": v["vocab"], "hidden_size": v["d_model"], "num_attention_heads": v["heads"],
+            "num_key_value_heads": v["kv_heads"], "head_dim": v["head_dim"], "intermediate_size": v["ffn"],
+            "num_hidden_layers": v["layers"], "rope_theta": v["rope_base"], "rms_norm_eps": v["eps"],
+            "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True}
+
+
+def _gpt_neox_config(v: dict[str, Any]) -> dict[str, Any]:
+    return {"vocab_size": v["vocab"], "hidden_size": v["d_model"], "num_attention_heads": v["heads"],
+            "intermediate_size": v["ffn"], "num_hidden_layers": v["layers"], "rotary_pct": v["rotary_fraction"],
+            "rope_theta": v["rope_base"], "layer_norm_eps": v["eps"], "use_parallel_residual": True,
+            "attention_bias": True, "hidden_act": "gelu", "tie_word_embeddings": v["tie"] is not None}
+
+
+def _gpt2_config(v: dict[str, Any]) -> dict[str, Any]:
+    return {"vocab_size": v["vocab"], "n_embd": v["d_model"], "n_head": v["heads"], "n_layer": v["layers"],
+            "n_positions": v["ctx"], "activation_function": "gelu_new", "resid_pdrop": v["dropout"],
+            "embd_pdrop": v["dropout"], "attn_pdrop": v["dropout"], "tie_word_embeddings": True}
+
+
+def _bert_config(v: dict[str, Any]) -> dict[str, Any]:
+    return {"vocab_size": v["vocab"], "type_vocab_size": v["type_vocab"], "hidden_size": v["d_model"],
+            "num_attention_heads": v["heads"], "num_hidden_layers": v["layers"], "intermediate_size": v["ffn"],
+            "max_position_embeddings": v["max_len"], "hidden_dropout_prob": v["dropout"],
+            "attention_probs_dropout_prob": v["dropout"], "layer_norm_eps": v["eps"], "hidden_act": "gelu"}
 
 
 FAMILIES: dict[str, Family] = {
-    "gpt2": Family("gpt2_small", "hf-gpt2", _gpt2),
-    "bert": Family("bert_encoder", "hf-bert", _bert),
-    "llama": Family("llama_style", "hf-llama", _llama),
-    "mistral": Family("mistral_style", "hf-mistral", _mistral),
-    "qwen2": Family("qwen2_style", "hf-qwen2", _qwen2),
-    "gemma": Family("gemma_style", "hf-gemma", _gemma),
-    "gpt_neox": Family("gpt_neox_style", "hf-gpt-neox", _gpt_neox),
+    "gpt2": Family("gpt2_small", "hf-gpt2", _gpt2, _gpt2_config, "GPT2LMHeadModel"),
+    "bert": Family("bert_encoder", "hf-bert", _bert, _bert_config, "BertForMaskedLM"),
+    "llama": Family("llama_style", "hf-llama", _llama, lambda v: _llama_like_config(v) | {
+        "attention_bias": v["attn_bias"], "mlp_bias": v["mlp_bias"]}, "LlamaForCausalLM"),
+    "mistral": Family("mistral_style", "hf-mistral", _mistral, lambda v: _llama_like_config(v) | {
+        "sliding_window": v["window"]}, "MistralForCausalLM"),
+    "qwen2": Family("qwen2_style", "hf-qwen2", _qwen2, _llama_like_config, "Qwen2ForCausalLM"),
+    "gemma": Family("gemma_style", "hf-gemma", _gemma, _gemma_config, "GemmaForCausalLM"),
+    "gpt_neox": Family("gpt_neox_style", "hf-gpt-neox", _gpt_neox, _gpt_neox_config, "GPTNeoXForCausalLM"),
+    "t5": Family("t5_encoder_decoder", "hf-t5", _t5),
 }
 
 

@@ -32,7 +32,11 @@ def model_folder(name: str) -> tuple[Path, str]:
         return Path(name), "folder"
     if name.count("/") != 1 or Path(name).exists():
         raise HFConfigError(f"'{name}' is neither a model folder nor a Hub id (org/name)")
-    from huggingface_hub import snapshot_download
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise HFConfigError(f"'{name}' is not a folder, and a Hub id needs huggingface_hub "
+                            "(pip install huggingface_hub)") from None
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if not offline:

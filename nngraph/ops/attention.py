@@ -149,7 +149,8 @@ def attention(ctx: InferCtx) -> TensorType:
     Params (torch names): ``qkv: fused`` → ``qkv.weight [(H+2G)·d, D]`` (+ ``qkv.bias``), rows q|k|v;
     ``qkv: separate`` → ``q.weight [H·d, D]``, ``k.weight [G·d, Dc]``, ``v.weight [G·d, Dc]`` (+ biases);
     ``out.weight [D, H·d]`` (+ ``out.bias [D]``); position tables: t5_bias ``rel_bias.weight
-    [num_buckets, H]``, shaw ``rel_k [2k+1, d]`` (+ ``rel_v``). GPT-2: fused with biases;
+    [num_buckets, H]``, shaw ``rel_k [2k+1, d]`` (+ ``rel_v``), window_bias ``relative_position_bias_table
+    [(2r-1)·(2c-1), H]``. GPT-2: fused with biases;
     LLaMA: separate, no biases, GQA, RoPE.
     """
     x = ctx.inputs["x"]
@@ -166,6 +167,10 @@ def attention(ctx: InferCtx) -> TensorType:
         ctx.fail(f"position '{pname}' encodes query-key offsets within one sequence; cross-attention takes position: none",
                  "add positions to the decoder and encoder inputs instead", "position")
     _check_positions(ctx, x, pname)
+    length = positions.POSITIONS[pname].length
+    if length is not None and isinstance(x.shape[1], int) and x.shape[1] != length(pparams):
+        ctx.fail(f"position '{pname}' is defined for sequences of exactly {length(pparams)} tokens (one window), "
+                 f"x has {x.shape[1]}", "fold the windows into the batch first (reshape + permute)", "position")
     problem = positions.POSITIONS[pname].check(pparams, heads, head_dim)
     if problem:
         ctx.fail(f"position.{problem[0]}: {problem[1]}", None, "position")

@@ -50,6 +50,7 @@ from . import attention_positions as pos
 from .attention_masks import mask_tensor
 
 _INIT = {"weight": ("normal", {"std": 0.02}), "bias": "zeros", "rel_k": ("normal", {"std": 0.02}),
+         "relative_position_bias_table": ("normal", {"std": 0.02}),
          "rel_v": ("normal", {"std": 0.02})}
 
 

@@ -11,6 +11,8 @@
 * ALiBi (``score_bias``; Press et al. 2022): bias[h, i, j] = -m_h·|i - j|.
 * T5 buckets (``score_bias``; Raffel et al. 2020): bias[h, i, j] = ``rel_bias.weight[bucket(j - i), h]``
   with :func:`t5_buckets`, the tensor form of ``t5_bucket`` (and of HF ``T5Attention._relative_position_bucket``).
+* window bias (``score_bias``; Liu et al. 2021, Swin): bias[h, i, j] =
+  ``relative_position_bias_table[window_relative_index(i, j), h]`` (a learned [(2r-1)(2c-1), H] table).
 * Shaw (``score_bias``; Shaw et al. 2018): scores[i, j] += q_i·rel_k[clip(j - i, -k, k) + k]·scale; with
   ``values: true`` the output adds Σ_j p_ij rel_v[clip(j - i, -k, k) + k].
 
@@ -27,7 +29,8 @@ from typing import Any
 
 import torch
 
-from nngraph.attention.positions import alibi_slopes, rope_attention_factor, rope_inv_freq, rotary_dim
+from nngraph.attention.positions import (alibi_slopes, rope_attention_factor, rope_inv_freq, rotary_dim, window_dims,
+                                         window_relative_index)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -357,3 +360,39 @@ class _Shaw(TorchPosition):
         counts = torch.zeros(q_idx.numel(), 2 * k_max + 1, dtype=v.dtype, device=v.device)
         counts.scatter_add_(1, rel.clamp(-k_max, k_max) + k_max, torch.ones_like(rel, dtype=v.dtype))
         return torch.matmul(counts / kv_len, m.rel_v)  # [B, H, T, d]
+
+
+@torch_position("window_bias")
+class _WindowBias(TorchPosition):
+    """Swin's learned table, looked up at the 2-D offset of key j from query i inside one window."""
+
+    def build(self, m, params, heads, head_dim):
+        rows, cols = window_dims(params)
+        m.relative_position_bias_table = torch.nn.Parameter(torch.empty((2 * rows - 1) * (2 * cols - 1), heads))
+
+    @staticmethod
+    def term(m, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """table[idx(i, j)]: [..., H] for broadcastable integer token indices i, j."""
+        rows, cols = window_dims(m.pos_params)
+        if not torch.jit.is_tracing() and max(int(i.max()), int(j.max())) >= rows * cols:
+            raise ValueError(f"window_bias: token index beyond the {rows}x{cols} window (sequence longer than "
+                             f"{rows * cols})")
+        return m.relative_position_bias_table[window_relative_index(i, j, rows, cols)]
+
+    def bias(self, m, q, q_len, kv_len, offset, ids=None):
+        if ids is not None:
+            return self.term(m, ids[0][:, :, None].long(), ids[1][:, None, :].long()).permute(0, 3, 1, 2)
+        i = torch.arange(q_len, device=q.device).view(-1, 1) + offset
+        j = torch.arange(kv_len, device=q.device).view(1, -1)
+        return self.term(m, i, j).permute(2, 0, 1).unsqueeze(0).to(q.dtype)
+
+    def score_mod(self, m, q, offset, q_len, kv_len):
+        rows, cols = window_dims(m.pos_params)
+        table = m.relative_position_bias_table
+        return lambda s, b, h, qi, kv: s + table[window_relative_index(qi + offset, kv, rows, cols), h]
+
+    def tile_terms(self, m, q, q_idx, kv_idx):
+        rows, cols = window_dims(m.pos_params)
+        # tiles may reach past the sequence (padded tiles): clamp, the kernel masks those pairs anyway
+        i, j = q_idx.clamp(0, rows * cols - 1), kv_idx.clamp(0, rows * cols - 1)
+        return self.term(m, i, j).movedim(-1, 0).to(q.dtype), None

@@ -10,7 +10,8 @@ padding, causal).
 
 Check: the profile has ``local``; self-attention; the mask has a band (a causal or unmasked
 node has none — SDPA serves those without any T×S tensor); no BigBird random rows (a table over
-the whole sequence). Every position encoding is tiled, Shaw's relative values included. It is
+the whole sequence); no score bias from per-row position ids (a ``positions`` input: the tiles compute
+the bias from indices). Every position encoding is tiled, Shaw's relative values included. It is
 plain autograd math, so unlike compiled FlexAttention on the CPU it also serves training.
 Cost: per unit of the tiles actually computed (heads·head_dim·T·(tile width + cols) + the global rows'
 heads·head_dim·rows·S; the tile width is chunk+left+right rounded up to 16): ``local.cost`` for the
@@ -24,7 +25,7 @@ from nngraph.attention.analysis import table_leaves
 from nngraph.attention.analysis import band_of, has_band
 from nngraph.attention.bands import Band, tile_width
 
-from .conditions import cost_ms, profile_entry, unmet
+from .conditions import cost_ms, profile_entry, row_bias_unserved, unmet
 from . import ATTENTION_OPS, KernelDef, register_kernel
 
 
@@ -46,6 +47,8 @@ def _check(ctx):
     tables = table_leaves(facts.mask)
     if tables:
         return f"mask {tables[0].name} is a table over the whole sequence (no pointwise form), not a band"
+    if why := row_bias_unserved(facts, "the tiles' term"):
+        return why
     problems = unmet(entry, facts, target, mode, "mask", "")
     return "; ".join(problems) if problems else None
 

@@ -18,6 +18,10 @@ Sources (a state dict of the HF model class, with or without its base-model pref
              spec has neither), ``cls.predictions.decoder.weight`` (tied to the word embeddings),
              ``cls.predictions.decoder.bias`` (the same tensor as ``cls.predictions.bias``), the
              ``position_ids`` / ``token_type_ids`` buffers.
+``hf-roberta`` RobertaModel (with its pooler) onto specs/seeds/roberta.yaml: BERT's names under
+             ``roberta.`` (or none). The positions are computed in the spec from the padding, so the
+             checkpoint's 514-row position table loads as is. Skipped: an ``lm_head`` (the spec has
+             none), the ``position_ids`` / ``token_type_ids`` buffers.
 ``hf-llama`` LlamaForCausalLM onto specs/llama_style.yaml. HF stores q/k rows in the rotate-half RoPE
              order, which is the convention of this back end's RoPE, so nothing is permuted. Without
              ``lm_head.weight`` (tied checkpoints) the head gets ``embed_tokens``. Skipped:
@@ -109,19 +113,22 @@ _GPT2 = SourceMap(
     skip=((r"lm_head\.weight", "tied to wte"), (r"h\.\d+\.attn\.(bias|masked_bias)", "causal-mask buffer")),
 )
 
+_BERT_ENCODER = (  # BertModel's embeddings and layers (RobertaModel has the same names)
+    _r(r"embeddings\.(word_embeddings|position_embeddings|token_type_embeddings)\.weight", "{1}.weight"),
+    _r(r"embeddings\.LayerNorm\.(weight|bias)", "embed_norm.{1}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.self\.query\.(weight|bias)", "encoder.{1}.attention.q.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.self\.key\.(weight|bias)", "encoder.{1}.attention.k.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.self\.value\.(weight|bias)", "encoder.{1}.attention.v.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)", "encoder.{1}.attention.out.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.(weight|bias)", "encoder.{1}.attn_norm.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", "encoder.{1}.ffn.up.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", "encoder.{1}.ffn.down.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.output\.LayerNorm\.(weight|bias)", "encoder.{1}.out_norm.{2}"),
+)
+
 _BERT = SourceMap(
     prefixes=("bert.",),
-    rules=(
-        _r(r"embeddings\.(word_embeddings|position_embeddings|token_type_embeddings)\.weight", "{1}.weight"),
-        _r(r"embeddings\.LayerNorm\.(weight|bias)", "embed_norm.{1}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.self\.query\.(weight|bias)", "encoder.{1}.attention.q.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.self\.key\.(weight|bias)", "encoder.{1}.attention.k.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.self\.value\.(weight|bias)", "encoder.{1}.attention.v.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)", "encoder.{1}.attention.out.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.(weight|bias)", "encoder.{1}.attn_norm.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", "encoder.{1}.ffn.up.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", "encoder.{1}.ffn.down.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.output\.LayerNorm\.(weight|bias)", "encoder.{1}.out_norm.{2}"),
+    rules=_BERT_ENCODER + (
         _r(r"cls\.predictions\.transform\.dense\.(weight|bias)", "mlm_dense.{1}"),
         _r(r"cls\.predictions\.transform\.LayerNorm\.(weight|bias)", "mlm_norm.{1}"),
         _r(r"cls\.predictions\.bias", "mlm_decoder.bias"),
@@ -206,9 +213,17 @@ _T5 = SourceMap(
            "spec ties its head to the decoder embedding and scales by d_model^-0.5"),),
 )
 
+_ROBERTA = SourceMap(
+    prefixes=("roberta.",),
+    rules=_BERT_ENCODER + (_r(r"pooler\.dense\.(weight|bias)", "pooler_dense.{1}"),),
+    skip=((r"lm_head\..*", "MLM head: the spec has none"),
+          (r"embeddings\.(position_ids|token_type_ids)", "index buffer")),
+)
+
 #: source name -> key map; the LLaMA layout serves Mistral, Qwen2 (its q/k/v biases match the same rules), Gemma
-MAPPINGS: dict[str, SourceMap] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-llama": _LLAMA, "hf-mistral": _LLAMA,
-                                  "hf-qwen2": _LLAMA, "hf-gemma": _LLAMA, "hf-gpt-neox": _GPT_NEOX, "hf-t5": _T5}
+MAPPINGS: dict[str, SourceMap] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-roberta": _ROBERTA, "hf-llama": _LLAMA,
+                                  "hf-mistral": _LLAMA, "hf-qwen2": _LLAMA, "hf-gemma": _LLAMA,
+                                  "hf-gpt-neox": _GPT_NEOX, "hf-t5": _T5}
 SOURCES = tuple(MAPPINGS)
 
 

@@ -40,6 +40,7 @@ POSITION_CASES = {
     "t5_bias": {"type": "t5_bias", "num_buckets": 16, "max_distance": 64},
     "shaw": {"type": "shaw", "max_distance": 8},
     "shaw_values": {"type": "shaw", "max_distance": 8, "values": True},
+    "window_bias": {"type": "window_bias", "window": 12},  # 144 tokens: covers the equivalence tests' 130
 }
 INPUT_DECL = {"lengths": "{shape: [batch], dtype: int64}", "key_padding": "{shape: [batch, seq], dtype: bool}",
               "doc_ids": "{shape: [batch, seq], dtype: int64}"}

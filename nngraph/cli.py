@@ -526,7 +526,7 @@ def serve(
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads (default: one per core)")] = None,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="rows per dynamic batch (1: every request alone)")] = 16,
-    window_ms: Annotated[float, typer.Option("--batch-window", min=0.0, callback=_finite, help="ms a batch waits for the next request")] = 2.0,
+    window_ms: Annotated[float, typer.Option("--batch-window", min=0.0, callback=_finite, help="ms a batch waits for one more request (default 0: a batch is what arrived while the model ran)")] = 0.0,
     max_wait_ms: Annotated[float, typer.Option("--max-wait", min=0.0, callback=_finite, help="ms a batch stays open at most")] = 10.0,
     queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="requests that may wait for a batch (then 503)")] = 256,
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="requests handled at once (then 503)")] = 128,

@@ -9,8 +9,8 @@
 ``GET /metadata``     the model (:meth:`.model.ServedModel.describe`) and the server's limits
 ``GET /metrics``      Prometheus text format (:mod:`.metrics`)
 
-Limits: at most ``max_concurrency`` requests are handled at once and ``queue_size`` wait for a batch (beyond
-either: 503 with ``Retry-After``); a body over ``max_body`` bytes is refused with 413 (from Content-Length before
+Limits: at most ``max_concurrency`` requests are handled at once and ``queue_size`` are admitted and not yet
+answered (beyond either: 503 with ``Retry-After``); a body over ``max_body`` bytes is refused with 413 (from Content-Length before
 reading, else as it streams in); a body that takes over ``read_timeout`` to arrive gets 408 (slow clients hold
 no slot for long); a request not answered within ``timeout`` gets 504 and is dropped from its batch. Nothing
 in a request names a file: bodies are decoded in memory.
@@ -49,7 +49,7 @@ class Limits:
     """The server's batching and limits (``nngraph serve``'s options; seconds and bytes)."""
 
     max_batch: int = 16
-    window: float = 0.002
+    window: float = 0.0
     max_wait: float = 0.010
     queue_size: int = 256
     max_concurrency: int = 128

@@ -528,7 +528,7 @@ def serve(
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="rows per dynamic batch (1: every request alone)")] = 16,
     window_ms: Annotated[float, typer.Option("--batch-window", min=0.0, callback=_finite, help="ms a batch waits for one more request (default 0: a batch is what arrived while the model ran)")] = 0.0,
     max_wait_ms: Annotated[float, typer.Option("--max-wait", min=0.0, callback=_finite, help="ms a batch stays open at most")] = 10.0,
-    queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="requests that may wait for a batch (then 503)")] = 256,
+    queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="requests admitted and not yet answered (then 503)")] = 256,
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="requests handled at once (then 503)")] = 128,
     max_body_mb: Annotated[float, typer.Option("--max-body", min=0.001, callback=_finite, help="MB a request body may have (then 413)")] = 16.0,
     timeout: Annotated[float, typer.Option("--timeout", min=0.001, callback=_finite, help="seconds until an unanswered request gets 504")] = 30.0,

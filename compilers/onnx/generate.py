@@ -1,10 +1,14 @@
-"""Autoregressive decoding with an exported decoder: greedy or top-k sampling, the KV cache as ONNX inputs/outputs.
+"""Autoregressive decoding with an exported decoder: greedy or sampled, the KV cache as ONNX inputs/outputs.
 
 With a model exported with ``kv_cache=True`` (metadata ``nngraph.kv_cache``), the prompt is run
 once with empty ``past.{i}.key/value`` inputs ([B, G, 0, d]); every later step feeds one token per
 row and the previous step's ``present.{i}.*`` outputs as the new past -- the ONNX counterpart of
 :func:`nngraph.compilers.torch.ops.attention_cache.generate`. A model without a cache re-runs the whole
 sequence each step (correct, quadratic).
+
+Rows of different lengths are left-padded (:mod:`nngraph.compilers.decoding`): a ``key_padding`` input of
+the model gets ``¬mask`` over every key so far ([B, P + T]) and a ``positions`` input each row's own
+positions; a model without them decodes rows of one length only (the error says what to add).
 
 Choosing the next token from the last position's logits -- greedy or sampled (temperature, top-k,
 top-p, repetition penalty, seed), stop tokens per row -- is :mod:`nngraph.compilers.sampling`'s, shared
@@ -25,6 +29,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..decoding import check_padding, left_pad, step_feeds
 from ..sampling import Chooser, GenerationOptions, Step
 from .runner import InferError, open_model, run_session
 
@@ -44,8 +49,13 @@ def stream(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarray
     options = options if isinstance(options, GenerationOptions) else GenerationOptions(max_new_tokens=options)
     session = model if hasattr(model, "run") else open_model(model, target)
     meta = read_metadata(session)
-    tokens = _rows(prompt)
+    tokens, mask = _rows(prompt)
     kv = meta.get("kv_cache") if use_cache else None
+    roles = (kv or {}).get("input_roles", {})
+    try:
+        check_padding(roles, (kv or {}).get("unpositioned", []), mask, "the model")
+    except ValueError as exc:
+        raise InferError(str(exc)) from None
     inputs_given, inputs = inputs, [i.name for i in session.get_inputs()]
     tok_name = kv["token_input"] if kv else inputs[0]
     logits_name = kv["logits_output"] if kv else session.get_outputs()[0].name
@@ -55,12 +65,13 @@ def stream(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarray
         raise InferError(f"prompt length {tokens.shape[1]} + {options.max_new_tokens} new tokens exceeds the "
                          f"model's {limit} positions")
     fixed = _seq2seq_feeds(model, meta, tokens.shape[0], source, dict(inputs_given or {}), encoder, target)
-    extra = [n for n in inputs if n != tok_name and not (kv and n.startswith("past.")) and n not in fixed]
+    extra = [n for n in inputs if n != tok_name and not (kv and n.startswith("past.")) and n not in fixed
+             and n not in roles]
     if extra:
         raise InferError(f"generate feeds only the token input '{tok_name}'; the model also needs {', '.join(extra)}")
-    chooser = Chooser(options, tokens)
+    chooser = Chooser(options, tokens, mask)
     seq = tokens
-    feeds: dict[str, np.ndarray] = {tok_name: tokens, **fixed}
+    feeds: dict[str, np.ndarray] = {tok_name: tokens, **fixed, **step_feeds(roles, mask, tokens.shape[1])}
     if kv:
         for layer in kv["layers"]:
             empty = np.zeros((tokens.shape[0], layer["kv_heads"], 0, layer["head_dim"]), np.float32)
@@ -70,8 +81,9 @@ def stream(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarray
         step = chooser.step(out[logits_name][:, -1])
         yield step
         seq = np.concatenate([seq, step.tokens[:, None]], axis=1)
+        mask = np.concatenate([mask, np.ones_like(mask[:, :1])], axis=1)  # generated tokens are keys too
         if kv:
-            feeds = {tok_name: step.tokens[:, None], **fixed}
+            feeds = {tok_name: step.tokens[:, None], **fixed, **step_feeds(roles, mask, 1)}
             for layer in kv["layers"]:
                 feeds[layer["past_key"]] = out[layer["present_key"]]
                 feeds[layer["past_value"]] = out[layer["present_value"]]
@@ -83,19 +95,21 @@ def generate(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarr
              options: GenerationOptions | int = GenerationOptions(), **run: Any) -> np.ndarray:
     """``prompt`` [B, T0] token ids -> [B, T0 + n] (n <= ``max_new_tokens``; fewer when every row stopped):
     every step of :func:`stream` (``run``: its keyword arguments) appended."""
-    tokens = _rows(prompt)
-    steps = [s.tokens[:, None] for s in stream(model, tokens, options, **run)]
+    tokens = _rows(prompt)[0]
+    steps = [s.tokens[:, None] for s in stream(model, prompt, options, **run)]
     return np.concatenate([tokens, *steps], axis=1)
 
 
-def _rows(prompt: Any) -> np.ndarray:
-    """The prompt as int64 [B, T] (rows of one length)."""
+def _rows(prompt: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens [B, T] int64, mask [B, T]): rows of different lengths left-padded (mask 0 at the pads)."""
     if not isinstance(prompt, np.ndarray) and len({len(r) for r in prompt}) > 1:
-        raise InferError(f"prompts of different lengths {[len(r) for r in prompt]}: give rows of one length")
+        if not all(len(r) for r in prompt):
+            raise InferError("a prompt row is empty: every row needs at least one token")
+        return left_pad(prompt)
     tokens = np.asarray(prompt, dtype=np.int64)
     if tokens.ndim != 2 or tokens.shape[1] == 0:
         raise InferError(f"the prompt must be token ids [batch, length >= 1], got shape {list(tokens.shape)}")
-    return tokens
+    return tokens, np.ones_like(tokens)
 
 
 def _seq2seq_feeds(model: Any, meta: dict, batch: int, source: Any, given: dict[str, Any], encoder: Any,

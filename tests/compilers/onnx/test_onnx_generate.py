@@ -131,7 +131,7 @@ def test_cli_generate_errors_exit_1_without_traceback(decoders, tmp_path):
     assert res.exit_code == 1 and "--ids '1,x,3' is not comma-separated token ids" in res.output
     assert "Traceback" not in res.output
     res = runner.invoke(cli.app, ["generate", str(file), "--ids", "1,2", "--ids", "1,2,3"])
-    assert res.exit_code == 1 and "prompts of different lengths [2, 3]" in res.output
+    assert res.exit_code == 1 and "has no key_padding input to mask padded keys" in res.output
     res = runner.invoke(cli.app, ["generate", str(tmp_path / "missing.onnx"), "--ids", "1"])
     assert res.exit_code == 1 and "model file" in res.output and "not found" in res.output
 

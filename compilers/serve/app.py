@@ -160,9 +160,9 @@ class Server:
             doc = parse_json(body)
             if not isinstance(doc, dict):
                 raise BodyError('the body must be a JSON object: {"ids": [[...]], "max_new_tokens": N, ...}', 422)
-            ids = self._prompt(doc)
+            rows = self._prompt(doc)
             options = options_from(doc, self.limits.max_new_tokens)
-            steps = self.generator.stream(ids, options)
+            ids, steps = self.generator.padded(rows), self.generator.stream(rows, options)
             # the first step runs before the answer starts, so a prompt the model refuses gets a 422
             first = await asyncio.wait_for(asyncio.to_thread(next, steps, None), self.limits.timeout)
             if doc.get("stream"):
@@ -173,22 +173,20 @@ class Server:
 
         return await self.guarded(request, "generate", handle)
 
-    def _prompt(self, doc: dict[str, Any]) -> np.ndarray:
-        """Token ids [B, T] from ``ids`` (a list, or a list of equal-length lists) or ``text`` (one or a list)."""
+    def _prompt(self, doc: dict[str, Any]) -> list[list[int]]:
+        """Token id rows from ``ids`` (one row, or a list of rows, lengths may differ) or ``text`` (one or a list)."""
         if "text" in doc:
             texts = [doc["text"]] if isinstance(doc["text"], str) else doc["text"]
             if not isinstance(texts, list) or not texts or not all(isinstance(x, str) for x in texts):
                 raise BodyError("'text' must be a string or a list of strings", 422)
             return self.generator.encode(texts)
-        try:
-            arr = np.asarray(doc.get("ids"))
-        except ValueError:
-            arr = np.asarray(None, dtype=object)
-        if arr.ndim == 1:
-            arr = arr[None]
-        if arr.dtype.kind not in "iu" or arr.ndim != 2 or arr.shape[1] == 0:
-            raise BodyError('"ids" must be token ids: [1, 2, 3] or rows of one length [[1, 2], [3, 4]]', 422)
-        return arr.astype(np.int64)
+        ids = doc.get("ids")
+        rows = [ids] if isinstance(ids, list) and ids and not isinstance(ids[0], list) else ids
+        if not isinstance(rows, list) or not rows or not all(
+                isinstance(r, list) and r and all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+                for r in rows):
+            raise BodyError('"ids" must be token ids: [1, 2, 3], or rows [[1, 2], [3, 4, 5]]', 422)
+        return rows
 
     def _final(self, ids: np.ndarray, pieces: list[Piece]) -> dict[str, Any]:
         """The whole answer: every row's ids (prompt, then each step's token), its text with a tokenizer."""

@@ -9,8 +9,8 @@
 ``GET /metadata``     the model (:meth:`.model.ServedModel.describe`) and the server's limits
 ``GET /metrics``      Prometheus text format (:mod:`.metrics`)
 
-Limits: at most ``max_concurrency`` requests are handled at once and ``queue_size`` wait for a batch (beyond
-either: 503 with ``Retry-After``); a body over ``max_body`` bytes is refused with 413 (from Content-Length before
+Limits: at most ``max_concurrency`` requests are handled at once and ``queue_size`` are admitted and not yet
+answered (beyond either: 503 with ``Retry-After``); a body over ``max_body`` bytes is refused with 413 (from Content-Length before
 reading, else as it streams in); a body that takes over ``read_timeout`` to arrive gets 408 (slow clients hold
 no slot for long); a request not answered within ``timeout`` gets 504 and is dropped from its batch. Nothing
 in a request names a file: bodies are decoded in memory.
@@ -49,7 +49,7 @@ class Limits:
     """The server's batching and limits (``nngraph serve``'s options; seconds and bytes)."""
 
     max_batch: int = 16
-    window: float = 0.002
+    window: float = 0.0
     max_wait: float = 0.010
     queue_size: int = 256
     max_concurrency: int = 128
@@ -160,9 +160,9 @@ class Server:
             doc = parse_json(body)
             if not isinstance(doc, dict):
                 raise BodyError('the body must be a JSON object: {"ids": [[...]], "max_new_tokens": N, ...}', 422)
-            ids = self._prompt(doc)
+            rows = self._prompt(doc)
             options = options_from(doc, self.limits.max_new_tokens)
-            steps = self.generator.stream(ids, options)
+            ids, steps = self.generator.padded(rows), self.generator.stream(rows, options)
             # the first step runs before the answer starts, so a prompt the model refuses gets a 422
             first = await asyncio.wait_for(asyncio.to_thread(next, steps, None), self.limits.timeout)
             if doc.get("stream"):
@@ -173,22 +173,20 @@ class Server:
 
         return await self.guarded(request, "generate", handle)
 
-    def _prompt(self, doc: dict[str, Any]) -> np.ndarray:
-        """Token ids [B, T] from ``ids`` (a list, or a list of equal-length lists) or ``text`` (one or a list)."""
+    def _prompt(self, doc: dict[str, Any]) -> list[list[int]]:
+        """Token id rows from ``ids`` (one row, or a list of rows, lengths may differ) or ``text`` (one or a list)."""
         if "text" in doc:
             texts = [doc["text"]] if isinstance(doc["text"], str) else doc["text"]
             if not isinstance(texts, list) or not texts or not all(isinstance(x, str) for x in texts):
                 raise BodyError("'text' must be a string or a list of strings", 422)
             return self.generator.encode(texts)
-        try:
-            arr = np.asarray(doc.get("ids"))
-        except ValueError:
-            arr = np.asarray(None, dtype=object)
-        if arr.ndim == 1:
-            arr = arr[None]
-        if arr.dtype.kind not in "iu" or arr.ndim != 2 or arr.shape[1] == 0:
-            raise BodyError('"ids" must be token ids: [1, 2, 3] or rows of one length [[1, 2], [3, 4]]', 422)
-        return arr.astype(np.int64)
+        ids = doc.get("ids")
+        rows = [ids] if isinstance(ids, list) and ids and not isinstance(ids[0], list) else ids
+        if not isinstance(rows, list) or not rows or not all(
+                isinstance(r, list) and r and all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+                for r in rows):
+            raise BodyError('"ids" must be token ids: [1, 2, 3], or rows [[1, 2], [3, 4, 5]]', 422)
+        return rows
 
     def _final(self, ids: np.ndarray, pieces: list[Piece]) -> dict[str, Any]:
         """The whole answer: every row's ids (prompt, then each step's token), its text with a tokenizer."""

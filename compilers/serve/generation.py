@@ -5,7 +5,8 @@ The decoder is :func:`nngraph.compilers.onnx.generate.stream` (KV cache as ONNX 
 :class:`nngraph.compilers.sampling.GenerationOptions` (greedy, or sampled with temperature, top-k, top-p and a
 repetition penalty; stop tokens per row; a seed), the text :mod:`nngraph.compilers.tokenizer`'s (the model's
 tokenizer.json: a run folder's, the ONNX metadata's, one beside the file, or ``--tokenizer``). The route and
-its server-sent events see only :class:`Generator` and :class:`Piece`.
+its server-sent events see only :class:`Generator` and :class:`Piece`. Rows of different lengths are decoded
+together, left-padded, when the model has the inputs for it (a ``key_padding`` input; else the decoder says so).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from nngraph.compilers.decoding import left_pad
 from nngraph.compilers.onnx.generate import stream
 from nngraph.compilers.onnx.runner import InferError, open_model
 from nngraph.compilers.sampling import GenerationOptions, GenerationOptionsError
@@ -74,8 +76,8 @@ class Generator:
         self.session = open_model(path, target, threads)
         self.tokenizer = tokenizer
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Token ids [B, T] of text prompts (one row each)."""
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of text prompts (one row each; rows of different lengths are left-padded by the decoder)."""
         if self.tokenizer is None:
             raise InferError("this model has no tokenizer (none in its run folder, metadata or folder; serve "
                              "--tokenizer FILE): send token ids as \"ids\"")
@@ -83,18 +85,22 @@ class Generator:
             rows = [self.tokenizer.encode(t) for t in texts]
         except TokenizerError as exc:
             raise InferError(str(exc)) from None
-        if not all(rows) or len({len(r) for r in rows}) != 1:
-            raise InferError(f"the text prompts encode to {[len(r) for r in rows]} tokens: give rows of one "
-                             "length, none empty")
-        return np.asarray(rows, dtype=np.int64)
+        if not all(rows):
+            raise InferError(f"text prompt {texts[[bool(r) for r in rows].index(False)]!r} encodes to no tokens")
+        return rows
+
+    @staticmethod
+    def padded(rows: list[list[int]]) -> np.ndarray:
+        """The prompt as the decoder runs it, [B, T]: rows of different lengths left-padded with 0."""
+        return left_pad(rows)[0]
 
     def decode(self, rows: np.ndarray) -> list[str] | None:
         """Each row's text (None without a tokenizer)."""
         return None if self.tokenizer is None else [self.tokenizer.decode(r) for r in rows.tolist()]
 
-    def stream(self, ids: np.ndarray, options: GenerationOptions) -> Iterator[Piece]:
+    def stream(self, rows: list[list[int]], options: GenerationOptions) -> Iterator[Piece]:
         """The decoder's steps as :class:`Piece` s; the prompt is checked at the first ``next()``."""
-        pieces = TextStream(self.tokenizer, len(ids)) if self.tokenizer is not None else None
-        for step in stream(self.session, ids, options):
+        pieces = TextStream(self.tokenizer, len(rows)) if self.tokenizer is not None else None
+        for step in stream(self.session, rows, options):
             text = pieces.add(step.tokens.tolist(), step.active.tolist()) if pieces is not None else None
             yield Piece(step.tokens, step.active, text)

@@ -11,7 +11,8 @@ attention, or a key-padding mask fed by a ``lengths`` input -- which the ONNX fi
 *measured* at start-up (:meth:`ServedModel.probe`): a random probe is run at size s and padded to s + 2,
 and D is paddable only when the real positions agree to :data:`PROBE_TOLERANCE`; stacking rows along the
 batch dim is probed the same way (row i alone against the stacked run). Requests that differ in a dim that
-is neither the batch dim nor paddable are run in separate batches, never padded.
+is neither the batch dim nor paddable are run in separate batches, never padded. The other symbolic dims of
+a probe take the first of 3, 16, 64 at which the model runs.
 
 Probe values: floats ~ N(0, 1); integer inputs that carry D hold ids 0 or 1 (valid for any vocabulary of
 two or more); other integer inputs (a [batch] ``lengths``) hold 1, the smallest valid length. A probe that
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,8 +32,9 @@ from nngraph.compilers.onnx.runner import InferError, check_feeds, open_model, r
 
 #: max |padded - alone| / max(1, max |alone|) for padding or stacking to count as exact at start-up
 PROBE_TOLERANCE = 1e-5
-#: the probe's sizes: batch rows and the size of a padded dim before padding (by 2)
-PROBE_ROWS, PROBE_SIZE, PROBE_PAD = 2, 3, 2
+#: the probe's sizes: batch rows, the sizes of the other symbolic dims tried in turn until the model runs at one
+#: (a convolution may need 16 positions, a learned position table allows only so many), the padding added
+PROBE_ROWS, PROBE_SIZES, PROBE_PAD = 2, (3, 16, 64), 2
 
 
 @dataclass
@@ -140,29 +142,29 @@ class ServedModel:
         return list(dict.fromkeys(dims))
 
     def _probe_stacking(self) -> str | None:
-        rng = np.random.default_rng(0)
-        sizes = {d: PROBE_SIZE for d in self._other_dims()}
-        rows = [self._sample(rng, {**sizes, self.batch_dim: 1}, None) for _ in range(PROBE_ROWS)]
-        try:
+        def check(size: int) -> str | None:
+            rng = np.random.default_rng(0)
+            sizes = {d: size for d in self._other_dims()}
+            rows = [self._sample(rng, {**sizes, self.batch_dim: 1}) for _ in range(PROBE_ROWS)]
             alone = [self._run(r) for r in rows]
             both = self._run({t.name: np.concatenate([r[t.name] for r in rows]) for t in self.inputs})
-        except InferError as exc:
-            return str(exc)
-        return _differs([{k: v[i:i + 1] for k, v in both.items()} for i in range(PROBE_ROWS)], alone)
+            return _differs([{k: v[i:i + 1] for k, v in both.items()} for i in range(PROBE_ROWS)], alone)
+
+        return _at_some_size(check)
 
     def _probe_padding(self, dim: str) -> str | None:
-        rng = np.random.default_rng(1)
-        sizes = {d: PROBE_SIZE for d in self._other_dims()} | {self.batch_dim: PROBE_ROWS}
-        feeds = self._sample(rng, sizes, dim)
-        longer = sizes | {dim: PROBE_SIZE + PROBE_PAD}
-        try:
+        def check(size: int) -> str | None:
+            rng = np.random.default_rng(1)
+            sizes = {d: size for d in self._other_dims()} | {self.batch_dim: PROBE_ROWS}
+            feeds = self._sample(rng, sizes)
+            longer = sizes | {dim: size + PROBE_PAD}
             alone = self._run(feeds)
             padded = self._run({t.name: _pad(feeds[t.name], t.shape, longer) for t in self.inputs})
-        except InferError as exc:
-            return str(exc)
-        return _differs([{t.name: _cut(padded[t.name], t.shape, sizes) for t in self.outputs}], [alone])
+            return _differs([{t.name: _cut(padded[t.name], t.shape, sizes) for t in self.outputs}], [alone])
 
-    def _sample(self, rng: np.random.Generator, sizes: Mapping[str, int], dim: str | None) -> dict[str, np.ndarray]:
+        return _at_some_size(check)
+
+    def _sample(self, rng: np.random.Generator, sizes: Mapping[str, int]) -> dict[str, np.ndarray]:
         """Probe inputs at ``sizes`` (values: the module doc)."""
         out = {}
         for t in self.inputs:
@@ -224,6 +226,17 @@ def _cut(arr: np.ndarray, shape: list[Any], sizes: Mapping[str, int]) -> np.ndar
     index = tuple(slice(0, sizes[d]) if i and isinstance(d, str) and d in sizes else slice(None)
                   for i, d in enumerate(shape))
     return np.ascontiguousarray(arr[index])
+
+
+def _at_some_size(check: Callable[[int], str | None]) -> str | None:
+    """``check(size)`` at the first of :data:`PROBE_SIZES` where the model runs; why it cannot run at any."""
+    error = ""
+    for size in PROBE_SIZES:
+        try:
+            return check(size)
+        except InferError as exc:
+            error = str(exc)
+    return f"the probe does not run at sizes {', '.join(map(str, PROBE_SIZES))}: {error}"
 
 
 def _differs(got: list[dict[str, np.ndarray]], want: list[dict[str, np.ndarray]]) -> str | None:

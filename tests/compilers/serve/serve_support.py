@@ -58,6 +58,21 @@ class ServerProcess:
         self.stop()
         raise RuntimeError("the server did not answer /health within 60 s")
 
+    def gauge(self, name: str) -> float:
+        """The value of a gauge of the server's /metrics (``nngraph_queue_depth``, ``nngraph_in_flight``)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(self.url + "/metrics", timeout=10.0).text
+        return next(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+    def wait_for(self, name: str, value: float, seconds: float = 20.0) -> None:
+        """Poll the gauge ``name`` until it reads ``value`` (a loaded machine may take a while to accept)."""
+        ends = time.monotonic() + seconds
+        while self.gauge(name) != value:
+            if time.monotonic() > ends:
+                raise AssertionError(f"{name} never reached {value} (now {self.gauge(name)})")
+            time.sleep(0.02)
+
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 30.0), **kwargs)
 

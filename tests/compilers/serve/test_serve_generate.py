@@ -17,11 +17,39 @@ from serve_support import ServerProcess
 CHARS = "abcdefghijklmnopqrs "  # gpt_char's 20 ids at the tests' small sizes
 
 
+#: a small decoder with the inputs that let rows of different lengths share a batch (left-padded)
+PADDED = """
+nngraph: 1
+name: gpt_padded
+inputs:
+  tokens: {shape: [batch, seq], dtype: int64}
+  key_padding: {shape: [batch, seq], dtype: bool}
+  positions: {shape: [batch, seq], dtype: int64}
+graph:
+  - {name: wte, op: embedding, in: tokens, num: 20, dim: 16}
+  - {name: wpe, op: position_embedding, in: {x: wte, positions: positions}, type: learned, max_len: 32}
+  - {name: attn, op: attention, in: {x: wpe, key_padding: key_padding}, heads: 2, mask: {all: [causal, key_padding]}}
+  - {name: head, op: linear, in: attn, out: 20}
+outputs: {logits: head}
+"""
+
+
 @pytest.fixture(scope="module")
-def decoder(models, tmp_path_factory):
+def padded(tmp_path_factory):
+    """The padded decoder exported with a KV cache."""
+    from nngraph.compilers.onnx.export import export_spec
+
+    folder = tmp_path_factory.mktemp("padded")
+    (folder / "gpt_padded.yaml").write_text(PADDED)
+    export_spec(folder / "gpt_padded.yaml", folder / "gpt_padded.onnx", kv_cache=True, verify=False)
+    return folder / "gpt_padded.onnx"
+
+
+@pytest.fixture(scope="module")
+def decoder(padded, tmp_path_factory):
     tokenizer = tmp_path_factory.mktemp("tok") / "tokenizer.json"
     tokenizer.write_text(char_json(CHARS))
-    server = ServerProcess(models["gpt_kv"], "--max-new-tokens", "12", "--tokenizer", str(tokenizer))
+    server = ServerProcess(padded, "--max-new-tokens", "12", "--tokenizer", str(tokenizer))
     yield server
     assert server.stop() == 0
 
@@ -45,10 +73,10 @@ OPTIONS = {"greedy": ({}, GenerationOptions(max_new_tokens=10)),
 
 
 @pytest.mark.parametrize("name", OPTIONS)
-def test_streamed_tokens_equal_generate_in_process(decoder, models, name):
+@pytest.mark.parametrize("prompt", [[[1, 2, 3], [4, 5, 6]], [[1, 2, 3], [4, 5], [6]]], ids=["equal", "ragged"])
+def test_streamed_tokens_equal_generate_in_process(decoder, padded, name, prompt):
     body, options = OPTIONS[name]
-    prompt = [[1, 2, 3], [4, 5, 6]]
-    want = generate(models["gpt_kv"], np.array(prompt), options)
+    want = generate(padded, prompt, options)  # rows of different lengths: left-padded, as the decoder runs them
     with decoder.client() as client:
         with client.stream("POST", "/v1/generate", json={"ids": prompt, "max_new_tokens": 10, "stream": True,
                                                         **body}) as answer:
@@ -56,15 +84,15 @@ def test_streamed_tokens_equal_generate_in_process(decoder, models, name):
             events = _events(answer.iter_lines())
         whole = client.post("/v1/generate", json={"ids": prompt, "max_new_tokens": 10, **body}).json()
     tokens = [data for kind, data in events if kind == "token"]
-    assert [t["step"] for t in tokens] == list(range(want.shape[1] - 3))
+    assert [t["step"] for t in tokens] == list(range(want.shape[1] - 3))  # 3: the longest row
     np.testing.assert_array_equal(np.array([t["ids"] for t in tokens]).T, want[:, 3:])
     assert events[-1][0] == "done" and events[-1][1]["tokens"] == want.tolist()
     assert whole["tokens"] == want.tolist() and whole["prompt_length"] == 3
 
 
-def test_text_prompts_stream_text_pieces_with_the_models_tokenizer(decoder, models):
+def test_text_prompts_stream_text_pieces_with_the_models_tokenizer(decoder, padded):
     tok = TextTokenizer(char_json(CHARS))
-    want = generate(models["gpt_kv"], np.array([tok.encode("bad cafe")]), GenerationOptions(max_new_tokens=8))
+    want = generate(padded, np.array([tok.encode("bad cafe")]), GenerationOptions(max_new_tokens=8))
     with decoder.client() as client:
         with client.stream("POST", "/v1/generate", json={"text": "bad cafe", "max_new_tokens": 8,
                                                         "stream": True}) as answer:
@@ -76,13 +104,13 @@ def test_text_prompts_stream_text_pieces_with_the_models_tokenizer(decoder, mode
 
 @pytest.mark.parametrize("body,message", [
     ({"ids": [[1, 2, 99]]}, "token id 99 at row 0, position 2 is outside 0..19"),
-    ({"ids": [[1, 2], [3]]}, '"ids" must be token ids'),
+    ({"ids": [[1, 2], []]}, '"ids" must be token ids'),
     ({"ids": [[1, 2]], "max_new_tokens": 13}, "'max_new_tokens' is 13; this server gives at most 12"),
     ({"ids": [[1, 2]], "temperature": -1}, "temperature must be a finite number >= 0"),
     ({"ids": [[1, 2]], "top_k": "5"}, "'top_k' must be int"),
-    ({"text": ["ab", "abc"]}, "the text prompts encode to [2, 3] tokens"),
+    ({"text": ["ab", ""]}, "text prompt '' encodes to no tokens"),
     ({"text": "xyz"}, "'x'"),
-], ids=["vocab", "ragged", "too-many", "temperature", "type", "text-rows", "unknown-char"])
+], ids=["vocab", "empty-row", "too-many", "temperature", "type", "empty-text", "unknown-char"])
 def test_bad_generate_requests_get_422_before_any_event(decoder, body, message):
     with decoder.client() as client:
         answer = client.post("/v1/generate", json={**body, "stream": True})
@@ -99,6 +127,7 @@ def test_a_spec_is_exported_at_start_and_served_for_infer_and_generate(models):
         logits = client.post("/v1/infer", json={"inputs": {"tokens": prompt.tolist()}}).json()["outputs"]["logits"]
         tokens = client.post("/v1/generate", json={"ids": prompt.tolist(), "max_new_tokens": 6}).json()["tokens"]
         text = client.post("/v1/generate", json={"text": "hello"})
+        ragged = client.post("/v1/generate", json={"ids": [[1, 2, 3], [4]]})
     assert server.stop() == 0
     assert meta["spec"] == "gpt_char" and meta["generate"] is True and meta["kv_cache"] is False
     # the same spec, sizes and seed as the files exported in this process: the same weights
@@ -108,3 +137,4 @@ def test_a_spec_is_exported_at_start_and_served_for_infer_and_generate(models):
     assert np.max(np.abs(np.asarray(logits) - want)) <= 1e-6
     assert tokens == generate(models["gpt_kv"], prompt, 6).tolist()
     assert text.status_code == 422 and "this model has no tokenizer" in text.json()["error"]
+    assert ragged.status_code == 422 and "no key_padding input" in ragged.json()["error"]

@@ -28,9 +28,9 @@ ONE = {"inputs": {"tokens": [[1, 2, 3]], "token_types": [[0, 0, 1]], "lengths": 
 
 @pytest.fixture(scope="module")
 def tight(models):
-    """A BERT server with small limits and a long batch window (a request waits up to 0.8 s for company)."""
+    """A BERT server with small limits and a long batch window (a request waits up to 1.2 s for company)."""
     server = ServerProcess(models["bert"], "--queue-size", "2", "--max-concurrency", "4", "--max-body", "0.02",
-                           "--read-timeout", "1", "--batch-window", "800", "--max-wait", "800", "--max-batch", "64")
+                           "--read-timeout", "1", "--batch-window", "1200", "--max-wait", "1200", "--max-batch", "64")
     yield server
     assert server.stop() == 0
 
@@ -85,7 +85,7 @@ def _answer(sock: socket.socket) -> str:
 
 def test_slow_clients_get_408_and_while_they_stall_more_requests_get_503(tight):
     slow = [_slow_client(tight.port) for _ in range(4)]  # --max-concurrency 4: every slot held
-    time.sleep(0.3)
+    tight.wait_for("nngraph_in_flight", 4)
     with tight.client() as client:
         refused = client.post("/v1/infer", json=ONE)
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
@@ -97,10 +97,10 @@ def test_slow_clients_get_408_and_while_they_stall_more_requests_get_503(tight):
 
 
 def test_sigterm_drains_requests_in_flight_then_exits_0(models):
-    server = ServerProcess(models["bert"], "--batch-window", "600", "--max-wait", "600")
+    server = ServerProcess(models["bert"], "--batch-window", "1000", "--max-wait", "1000")
     with ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(lambda: server.client().post("/v1/infer", json=ONE)) for _ in range(3)]
-        time.sleep(0.3)  # the three wait in the open batch
+        server.wait_for("nngraph_queue_depth", 3)  # the three wait in the open batch
         server.proc.send_signal(signal.SIGTERM)
         answers = [f.result() for f in futures]
     assert [a.status_code for a in answers] == [200, 200, 200]

@@ -100,3 +100,23 @@ def test_a_batch_never_exceeds_max_batch_rows(models):
         want = model.run([model.check({k: np.asarray(v) for k, v in req.items()})])[0]
         for name, ref in want.items():
             assert np.max(np.abs(np.asarray(answer.json()["outputs"][name]) - ref)) <= 1e-6
+
+
+CONV = """
+nngraph: 1
+name: conv_probe
+dims: {L: {min: 5}}
+inputs:
+  x: {shape: [batch, 2, L], dtype: float32}
+graph:
+  - {name: conv, op: conv1d, in: x, out: 3, kernel: 5}
+outputs: {y: conv}
+"""
+
+
+def test_the_probe_grows_its_sizes_until_the_model_runs(spec_file, tmp_path):
+    export_spec(spec_file(CONV), tmp_path / "conv.onnx", verify=False)
+    model = ServedModel(tmp_path / "conv.onnx")
+    model.probe()  # at L = 3 a 5-wide convolution has no output: the probe runs at 16
+    assert model.batch_dim == "batch" and model.probe_notes["batch"] == "rows stack exactly (probed)"
+    assert model.paddable == [] and "not padded" in model.probe_notes["L"]  # padding L lengthens the output

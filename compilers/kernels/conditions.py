@@ -58,6 +58,15 @@ def pointwise_unmet(entry: dict[str, Any], facts: AttentionFacts, target: Target
     return "; ".join(problems) if problems else None
 
 
+def row_bias_unserved(facts: AttentionFacts, how: str) -> str | None:
+    """Why a kernel that derives the score bias from query/key indices alone (``how``) cannot serve per-row
+    position ids (a ``positions`` input with ALiBi / T5 / Shaw / a score formula), else None."""
+    if facts.row_bias:
+        return (f"position {facts.position} reads per-row position ids (the positions input), but {how} "
+                "derives the bias from query/key indices only")
+    return None
+
+
 def torch_kernel_missing(target: Target, kernel: str) -> str | None:
     """Why a torch kernel cannot run on ``target`` at all (an ONNX Runtime target, or a profile without it)."""
     if target.runtime != "torch":

@@ -17,7 +17,8 @@ tests/compilers/onnx/test_onnx_kernels.py):
   of more than one token on a non-empty cache needs batch 1; generation feeds one token a step).
 
 Not applicable: cross-attention, masks that are not causal (+ window, + ``lengths``), a
-``key_padding`` [B, S] input (arbitrary padding), ``lengths`` with a KV cache, RoPE with a head_dim
+``key_padding`` [B, S] input (arbitrary padding), ``lengths`` with a KV cache, RoPE with a
+``positions`` input (the op rotates at its own positions), RoPE with a head_dim
 that is not a multiple of 16 (an ORT requirement), Shaw with RoPE or Shaw values, CUDA with a
 float32 model (ORT's CUDA kernel runs float16/bfloat16 only), targets without contrib ops.
 Preference: first (causal GPT-2 at seq 2048 on ORT CPU: 552 ms against 728-961 for the others).
@@ -49,6 +50,11 @@ def _check(ctx):
         return "key padding with a KV cache is not mapped (seqlens_k would change meaning between steps)"
     if site.pos.qk_transform and not site.rope:
         return f"position {site.position} transforms q/k in a way the op's rotary option does not express"
+    if site.rope and site.row_positions:
+        return ("its rotary option turns token i at past length + i, not at per-row position ids "
+                "(the positions input)")
+    if why := site.row_ids_unserved(options):
+        return why
     if site.rope and site.head_dim % 16:
         return f"ORT's rotary needs head_dim divisible by 16, got {site.head_dim}"
     if site.rope and site.rotary_dim % 2:

@@ -17,7 +17,7 @@ from ..attention import positions
 from ..attention.layout import head_layout, model_dim, projection_count, projection_params
 from ..attention.resolved import META_KEY, resolve
 
-ATTN_INPUTS = ("x", "context?", "lengths?", "key_padding?", "doc_ids?")
+ATTN_INPUTS = ("x", "context?", "lengths?", "key_padding?", "doc_ids?", "positions?")
 
 
 def _parsed(ctx: InferCtx) -> tuple[masks.MaskNode, str, dict[str, Any]]:
@@ -73,6 +73,22 @@ def _check_mask_inputs(ctx: InferCtx, mask: masks.MaskNode, x: TensorType, kv_le
         ctx.need_dim(docs.shape[1], x.shape[1], "sequence dim of doc_ids", "doc_ids")
 
 
+def _check_positions(ctx: InferCtx, x: TensorType, pname: str) -> None:
+    """A ``positions`` input: integer [batch, seq] ids read by the node's position encoding (so not ``none``)."""
+    ids = ctx.inputs.get("positions")
+    if ids is None:
+        return
+    if pname == "none":
+        ctx.fail("input 'positions' is connected but the node has no position encoding that reads it (position: none)",
+                 "set position (rope, alibi, t5_bias, shaw, ...) or disconnect positions; absolute positions go "
+                 "through position_embedding's own positions input", "positions")
+    if ids.rank != 2 or not is_int(ids.dtype):
+        ctx.fail(f"positions must be an integer [batch, seq] tensor of position ids, got {ids}",
+                 "declare it {shape: [batch, seq], dtype: int64}", "positions")
+    ctx.need_dim(ids.shape[0], x.shape[0], "batch dim of positions", "positions")
+    ctx.need_dim(ids.shape[1], x.shape[1], "sequence dim of positions (one id per query)", "positions")
+
+
 def _dims(ctx: InferCtx) -> tuple[int, int, TensorType | None]:
     """(D, Dc, context) with the context checks."""
     x = ctx.inputs["x"]
@@ -121,8 +137,11 @@ def attention(ctx: InferCtx) -> TensorType:
 
     Inputs: ``x`` [B, T, D] (queries; also keys/values for self-attention), ``context`` [B, S, Dc]
     (keys/values for cross-attention, seed 002 "Cross-Attention"), and the graph inputs masks read:
-    ``lengths`` [B] int or ``key_padding`` [B, S] bool (True = padding), ``doc_ids`` [B, T] int.
-    Output [B, T, D].
+    ``lengths`` [B] int or ``key_padding`` [B, S] bool (True = padding), ``doc_ids`` [B, T] int; and
+    ``positions`` [B, T] int, per-row position ids the position encoding reads instead of 0..T-1 (left
+    padding, packed sequences): RoPE rotates row b's token t by positions[b, t]; ALiBi, T5 buckets and
+    Shaw use pos_k - pos_q from the same ids (self-attention: keys are the queries' tokens). With a KV
+    cache, each call passes the ids of its new tokens only. Output [B, T, D].
 
     Grouped-query attention: ``kv_heads`` G < H key/value heads, each shared by H/G query heads
     (G = 1: multi-query) — the multi-head formula with K_i, V_i taken from group ⌊i·G/H⌋.
@@ -146,6 +165,7 @@ def attention(ctx: InferCtx) -> TensorType:
     if context is not None and pname != "none":
         ctx.fail(f"position '{pname}' encodes query-key offsets within one sequence; cross-attention takes position: none",
                  "add positions to the decoder and encoder inputs instead", "position")
+    _check_positions(ctx, x, pname)
     problem = positions.POSITIONS[pname].check(pparams, heads, head_dim)
     if problem:
         ctx.fail(f"position.{problem[0]}: {problem[1]}", None, "position")

@@ -11,7 +11,8 @@ Calling convention (module level; the spec and the generated ``forward`` do not 
 While attached, each ``attention`` module (seed 002, "Masked Attention and Autoregressive
 Generation") keeps its keys and values [B, G, S, d] (after RoPE, before the grouped-query
 repeat) and treats a call's T queries as positions ``S_past .. S_past + T - 1``: masks, RoPE and
-relative biases (ALiBi, T5, Shaw) use those absolute positions. A cross-attention module (one with a
+relative biases (ALiBi, T5, Shaw) use those absolute positions -- unless the call passes ``positions``
+[B, T] (the new tokens' per-row ids): RoPE rotates at them and the slot keeps every key's id for the biases. A cross-attention module (one with a
 ``context``) projects the context once and reuses its keys/values. A ``position_embedding`` module
 counts the tokens it has seen and offsets its positions by that count (unless a ``positions``
 input is given). Detaching (leaving the ``with``) clears every slot. ``include`` restricts the
@@ -43,9 +44,17 @@ class CacheSlot:
     k: torch.Tensor | None = None
     v: torch.Tensor | None = None
     length: int = 0
+    pos: torch.Tensor | None = None   # the keys' per-row position ids [B, S], once a call passed ``positions``
 
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Concatenate new keys/values [B, G, T, d] after the cached ones; returns all of them."""
+    def append(self, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concatenate new keys/values [B, G, T, d] after the cached ones; returns all of them. ``pos``: the new
+        keys' position ids [B, T] (calls without them count on from the cached length)."""
+        if pos is not None or self.pos is not None:
+            batch, new = k.shape[0], k.shape[-2]
+            old = self.pos if self.pos is not None else torch.arange(self.length, device=k.device).expand(batch, -1)
+            if pos is None:
+                pos = torch.arange(self.length, self.length + new, device=k.device).expand(batch, -1)
+            self.pos = torch.cat((old, pos.to(old.dtype)), dim=1)
         if self.k is not None:
             k, v = torch.cat((self.k, k), dim=-2), torch.cat((self.v, v), dim=-2)
         self.k, self.v, self.length = k, v, k.shape[-2]

@@ -16,8 +16,9 @@ registered predicates at absolute positions, as the reference does):
 * otherwise (Shaw values, T5's learnable table in training) -> the reference's math on the run's tiles.
 
 Every path is autograd through block-sparse tensors, so the backward is block-sparse too. Position terms
-(ALiBi, T5 buckets, Shaw) are evaluated at the positions the encoding uses: the ``positions`` input when
-connected (per-document positions), else the absolute index; RoPE is applied to q and k before the core.
+(ALiBi, T5 buckets, Shaw) are evaluated at the positions the encoding uses: the per-row ids of the ``positions``
+input when connected (per-document positions, ``ids``), else the absolute index; RoPE is applied to q and k (at
+those ids) before the core.
 Rows with no visible key get the reference's uniform attention over all S keys (``fix_empty_rows``).
 A document id that recurs after another one (not contiguous), or a call with cached keys (decoding),
 is computed densely per batch row with the full mask — the reference's math, still exact.
@@ -137,11 +138,13 @@ def _sdpa(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, vis: torch.
 
 def _group(m: Any, tier: dict[str, Any], qkv: tuple[torch.Tensor, ...], rest: Any,
            where: tuple[torch.Tensor, torch.Tensor, torch.Tensor], q_end: int, inputs: dict[str, Any],
-           needs_grad: bool, causal: bool = False) -> torch.Tensor:
+           needs_grad: bool, causal: bool = False, ids: tuple[torch.Tensor, torch.Tensor] | None = None
+           ) -> torch.Tensor:
     """Attention of the queries at (rows [n], absolute positions q_idx [n, Lq]; the last query is ``q_end - 1``) over
     the keys at kv_idx [n, Lk]: [n, H, Lq, d]; ``qkv``: q, k, v [B, H, T|S, d] and their rows [B·(T|S), H, d].
     ``rest``: the mask evaluated on those pairs (None: all visible); ``causal``: it is exactly causal on aligned
-    queries and keys (SDPA's is_causal, no mask tensor)."""
+    queries and keys (SDPA's is_causal, no mask tensor); ``ids``: per-row position ids (q [B, T], k [B, S]) of the
+    score term, else the absolute indices."""
     rows, q_idx, kv_idx = where
     q, k, v, qf, kf, vf = qkv
     q_len, kv_len = q.shape[-2], k.shape[-2]
@@ -152,9 +155,8 @@ def _group(m: Any, tier: dict[str, Any], qkv: tuple[torch.Tensor, ...], rest: An
                       q_len=q_end, kv_len=kv_len, **{n: t for n, t in inputs.items() if n in masks.MASK_INPUTS})
     term, values = None, None
     if m.pos.score_bias:
-        positions = inputs.get("positions")
-        pos_q = positions[rows.view(-1, 1), q_idx] if positions is not None else q_idx
-        pos_k = positions[rows.view(-1, 1), kv_idx] if positions is not None else kv_idx
+        pos_q = ids[0][rows.view(-1, 1), q_idx - (q_end - q_len)] if ids is not None else q_idx
+        pos_k = ids[1][rows.view(-1, 1), kv_idx] if ids is not None else kv_idx
         term, values = _position_term(m, qg * m.scale, pos_q, pos_k)
     learnable = term is not None and needs_grad and tier.get("bias_grad") is False and m.pos.learnable
     if values is not None or learnable or not tier.get("sdpa", True):
@@ -173,8 +175,10 @@ def _group(m: Any, tier: dict[str, Any], qkv: tuple[torch.Tensor, ...], rest: An
 
 
 def document_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
-                  batch: int, inputs: dict[str, torch.Tensor | None], needs_grad: bool) -> torch.Tensor:
-    """Attention of q [B, H, T, d] over k, v [B, G, S, d] one document run at a time; returns [B, H, T, d]."""
+                  batch: int, inputs: dict[str, torch.Tensor | None], needs_grad: bool,
+                  ids: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Attention of q [B, H, T, d] over k, v [B, G, S, d] one document run at a time; returns [B, H, T, d].
+    ``ids``: per-row position ids (q [B, T], k [B, S]) the score term reads (the ``positions`` input)."""
     node = m.mask if isinstance(m.mask, masks.MaskNode) else masks.parse_mask(m.mask)
     k, v = m.repeat_kv(k), m.repeat_kv(v)
     bsz, heads, q_len, d = q.shape
@@ -186,7 +190,7 @@ def document_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor
         rows = torch.arange(bsz, device=dev)
         q_idx = (offset + torch.arange(q_len, device=dev)).expand(bsz, -1)
         where = (rows, q_idx, torch.arange(kv_len, device=dev).expand(bsz, -1))
-        return _group(m, tier, qkv, node, where, offset + q_len, inputs, needs_grad)
+        return _group(m, tier, qkv, node, where, offset + q_len, inputs, needs_grad, ids=ids)
     rest = split_document(node)
     causal = rest is not None and mask_kind(rest, False) == "causal"
     outs, order = [], []
@@ -194,7 +198,7 @@ def document_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor
         rows = torch.tensor([b for b, _ in members], device=dev)
         starts = torch.tensor([s for _, s in members], device=dev)
         idx = starts.view(-1, 1) + torch.arange(length, device=dev)  # [n, L]
-        o = _group(m, tier, qkv, rest, (rows, idx, idx), q_len, inputs, needs_grad, causal)
+        o = _group(m, tier, qkv, rest, (rows, idx, idx), q_len, inputs, needs_grad, causal, ids)
         outs.append(o.transpose(1, 2).reshape(-1, heads, d))  # [n·L, H, d]
         order.append((rows.view(-1, 1) * q_len + idx).reshape(-1))
     return _scatter(outs, order, bsz, q_len)

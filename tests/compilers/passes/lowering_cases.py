@@ -42,7 +42,7 @@ POSITION_CASES = {
     "shaw_values": {"type": "shaw", "max_distance": 8, "values": True},
 }
 INPUT_DECL = {"lengths": "{shape: [batch], dtype: int64}", "key_padding": "{shape: [batch, seq], dtype: bool}",
-              "doc_ids": "{shape: [batch, seq], dtype: int64}"}
+              "doc_ids": "{shape: [batch, seq], dtype: int64}", "positions": "{shape: [batch, seq], dtype: int64}"}
 
 
 def attention_spec(mask, position, extra=(), d_model=32, heads=4, kv_heads=2, dropout=0.0) -> str:

@@ -28,8 +28,9 @@ MASKS = {
     "document_causal": ({"all": ["document", "causal"]}, ("doc_ids",)),
     "document_window_padding": ({"all": ["document", {"type": "sliding_window", "window": 8}, "key_padding"]},
                                 ("doc_ids", "lengths")),
+    "document_causal_positions": ({"all": ["document", "causal"]}, ("doc_ids", "positions")),
 }
-CASES = [(m, p) for m in MASKS for p in POSITION_CASES]
+CASES = [(m, p) for m in MASKS for p in POSITION_CASES if not (m.endswith("positions") and p == "none")]
 
 
 def _g(seed):
@@ -47,7 +48,10 @@ def _graph(spec_file, mask_case, pos_case):
 
 def _inputs(extra, docs=None):
     docs = docs if docs is not None else torch.cat([torch.zeros(40), torch.ones(50), torch.full((T - 90,), 2.0)]).long()
-    table = {"doc_ids": torch.stack([docs, docs.flip(0)]), "lengths": torch.tensor([0, 70])}
+    doc_ids = torch.stack([docs, docs.flip(0)])
+    starts = torch.cat([torch.ones(B, 1, dtype=torch.bool), doc_ids[:, 1:] != doc_ids[:, :-1]], 1)
+    first = torch.cummax(torch.where(starts, torch.arange(T), 0), 1).values  # each position's document start
+    table = {"doc_ids": doc_ids, "lengths": torch.tensor([0, 70]), "positions": torch.arange(T) - first}
     return {k: table[k] for k in extra}
 
 
@@ -91,6 +95,27 @@ def test_document_kernel_equals_the_float64_reference_forward_and_gradients(spec
     cand = next(c for c in d.candidates if c.kernel == "document")
     assert cand.reason is None, cand.reason
     _check(_reference(graph), cand.config, _inputs(MASKS[mask_case][1]))
+
+
+@pytest.mark.parametrize("pos_case", ["rope", "t5_bias"])
+def test_a_packed_row_with_per_document_positions_gives_each_document_its_own_output(spec_file, pos_case):
+    """Packing oracle: documents of 40/50/40 tokens in one row, positions restarting at 0 in each, give every document
+    the output (and input gradient) it gets when run alone."""
+    graph = _graph(spec_file, "document_causal_positions", pos_case)
+    ref = _reference(graph)
+    cfg = next(c.config for c in decide(graph, graph.nodes["attn"], "cpu", "training", kv_len=T).candidates
+               if c.kernel == "document")
+    low = LoweredAttention.from_reference(copy.deepcopy(ref), {"tiers": [dict(cfg, min_kv=0)]})
+    inputs = _inputs(("doc_ids", "positions"))
+    x = torch.randn(1, T, D, generator=_g(4), requires_grad=True)
+    packed = low(x, doc_ids=inputs["doc_ids"][:1], positions=inputs["positions"][:1])
+    packed.square().sum().backward()
+    for lo, hi in [(0, 40), (40, 90), (90, T)]:
+        xs = x.detach()[:, lo:hi].clone().requires_grad_()
+        alone = ref(xs, doc_ids=torch.zeros(1, hi - lo, dtype=torch.long), positions=torch.arange(hi - lo)[None])
+        alone.square().sum().backward()
+        _close(packed[:, lo:hi], alone, f"document {lo}:{hi}")
+        _close(x.grad[:, lo:hi], xs.grad, f"d/dx of document {lo}:{hi}", xs.grad.abs().max().item())
 
 
 def test_ids_that_are_not_contiguous_runs_are_computed_densely_and_exactly(spec_file):

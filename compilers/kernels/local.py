@@ -21,11 +21,10 @@ tiles of training; memory: the tile scores, linear in T.
 
 from __future__ import annotations
 
-from nngraph.attention.analysis import table_leaves
 from nngraph.attention.analysis import band_of, has_band
 from nngraph.attention.bands import Band, tile_width
 
-from .conditions import cost_ms, profile_entry, row_bias_unserved, unmet
+from .conditions import cost_ms, pointwise_unmet, profile_entry, row_bias_unserved
 from . import ATTENTION_OPS, KernelDef, register_kernel
 
 
@@ -44,13 +43,9 @@ def _check(ctx):
     if facts.mask is None or not has_band(facts.mask):
         return f"mask {facts.mask_text} has no band around the diagonal (only windows, dilated/local-strided windows " \
                "and global tokens combined with them do)"
-    tables = table_leaves(facts.mask)
-    if tables:
-        return f"mask {tables[0].name} is a table over the whole sequence (no pointwise form), not a band"
     if why := row_bias_unserved(facts, "the tiles' term"):
         return why
-    problems = unmet(entry, facts, target, mode, "mask", "")
-    return "; ".join(problems) if problems else None
+    return pointwise_unmet(entry, facts, target, mode, ", not a band")
 
 
 def _config(ctx):

@@ -25,7 +25,7 @@ NO_GPU = Detection("2.13.0", False, None, None, False, ("CPUExecutionProvider",)
 TARGETS = ["cpu", "cuda:sm75", "cuda:sm80", "cuda:sm90", "ort-cpu", "ort-cuda"]
 DTYPES = ["float32", "float16", "bfloat16"]
 MODES = ["inference", "training"]
-TORCH_KERNELS = {"reference", "sdpa", "local", "flex"}
+TORCH_KERNELS = {"reference", "sdpa", "local", "flex", "document"}
 
 
 def cpu_without_local():

@@ -18,14 +18,15 @@ from .model import DEFAULT_SIZE, NodeCost, concrete, node_cost, optimizer_states
 
 
 def sizes_for(graph: Graph, dims: Mapping[str, int], batch: int | None) -> tuple[dict[str, int], list[str]]:
-    """Every symbol of the graph inputs with a size (given, ``--batch``, else :data:`DEFAULT_SIZE`); the defaulted ones."""
+    """Every symbol of the graph's values with a size (given, ``--batch``, else :data:`DEFAULT_SIZE`); the defaulted ones."""
     from ..symdim import symbols_of
 
     sizes, defaulted = dict(dims), []
     if batch is not None:
         sizes["batch"] = batch
-    for gi in graph.inputs.values():
-        for d in gi.type.shape:
+    types = [gi.type for gi in graph.inputs.values()] + [t for n in graph.nodes.values() for t in n.outputs.values()]
+    for t in types:  # input dims first, then dims nodes introduce (num_graphs of a pooling)
+        for d in t.shape:
             for sym in symbols_of(d) if isinstance(d, str) else ():
                 if sym not in sizes:
                     sizes[sym] = 1 if sym == "batch" else DEFAULT_SIZE

@@ -274,6 +274,26 @@ def compile_(
 
 
 @app.command()
+def cost(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    set_: SetOpt = None,
+    target: Annotated[Optional[str], typer.Option("--target", callback=_target_option, help="estimate time on this target (a profile with a roofline: cpu, cuda[:sm90][:bf16])")] = None,
+    dim: Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim: NAME=INT (repeatable; others default to 128, batch to 1)")] = None,
+    mode: Annotated[KernelMode, typer.Option("--mode", help="inference (peak live tensors) or training (backward, activations, optimizer state)")] = KernelMode.inference,
+    batch: Annotated[Optional[int], typer.Option("--batch", min=1, help="the batch size (same as --dim batch=N)")] = None,
+    fmt: Annotated[InspectFormat, typer.Option("--format", help="text (tables) or json")] = InspectFormat.text,
+) -> None:
+    """What the model costs, without running it: params and bytes, FLOPs, memory, KV cache, time per target."""
+
+    def body() -> int:
+        from nngraph.commands import cost_command
+
+        return cost_command(spec, set_ or [], dim, batch, mode.value, target, fmt.value, typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
 def graph(
     spec: Annotated[Path, typer.Argument(help="the spec file")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="out.dot, out.mmd (Mermaid), out.svg or out.png (need Graphviz)")] = None,

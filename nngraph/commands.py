@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -195,4 +196,28 @@ def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str
         echo(f"error: {err}", err=True)
         return 1
     echo(f"wrote {output}")
+    return 0
+
+
+def cost_command(spec: Path, overrides: list[str], dims: list[str] | None, batch: int | None, mode: str,
+                 target: str | None, fmt: str, echo: Echo) -> int:
+    """``nngraph cost``: the cost report (:mod:`nngraph.cost.report`) as text or JSON; exit 2 on a bad --dim."""
+    from .cost.report import cost_report, format_text, sizes_for
+    from .limits import parse_dims
+    from .spec import load_spec
+
+    try:
+        given = parse_dims(dims)
+    except ValueError as exc:
+        echo(f"error: {exc}", err=True)
+        return 2
+    graph = load_spec(spec, overrides, on_warning=show_warnings)
+    sizes, defaulted = sizes_for(graph, given, batch)
+    report = cost_report(graph, sizes, mode, target)
+    if fmt == "json":
+        echo(json.dumps(report, indent=2, default=str))
+        return 0
+    if defaulted:
+        echo(f"note: sizes not given, defaulted: {', '.join(defaulted)} (give --dim NAME=INT)", err=True)
+    echo(format_text(report))
     return 0

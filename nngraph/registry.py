@@ -174,6 +174,8 @@ class InferCtx:
 
 InferFn = Callable[[InferCtx], "TensorType | dict[str, TensorType]"]
 CountFn = Callable[[InferCtx], int]
+#: an op's FLOP rule: forward FLOPs of one node at concrete sizes (see :mod:`nngraph.cost.rules`)
+FlopsFn = Callable[[Any], int]
 
 
 @dataclass
@@ -188,6 +190,9 @@ class OpDef:
     infer: InferFn
     outputs: tuple[str, ...] | Callable[[dict], tuple[str, ...]] = ("out",)
     count_params: CountFn | None = None
+    #: forward FLOPs at concrete sizes (multiply-adds counted 2, as torch's FlopCounterMode); None: no
+    #: contraction (elementwise, normalization, indexing ops cost memory traffic only)
+    flops: FlopsFn | None = None
     example: dict | None = None
     shape_hint: str | None = None
     #: made by nngraph itself, never written in YAML: the back-end ops passes create (``sdpa``,
@@ -229,7 +234,7 @@ _INTERNAL: dict[str, OpDef] = {}
 def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mapping[str, Param] | None = None,
        outputs: Sequence[str] | Callable[[dict], tuple[str, ...]] = ("out",), count: CountFn | None = None,
        example: dict | None = None, shape_hint: str | None = None,
-       internal: bool = False) -> Callable[[InferFn], OpDef]:
+       internal: bool = False, flops: FlopsFn | None = None) -> Callable[[InferFn], OpDef]:
     """Register the decorated shape rule as primitive ``name``; its docstring documents the op.
 
     ``internal=True`` declares an op only nngraph creates, never a spec (see :attr:`OpDef.internal`)."""
@@ -240,7 +245,7 @@ def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mappin
         definition = OpDef(name=name, family=family, doc=(fn.__doc__ or "").strip(), params=dict(params or {}),
                            inputs=tuple(inputs), infer=fn,
                            outputs=outputs if callable(outputs) else tuple(outputs), count_params=count,
-                           example=example, shape_hint=shape_hint, internal=internal)
+                           flops=flops, example=example, shape_hint=shape_hint, internal=internal)
         (_INTERNAL if internal else _REGISTRY)[name] = definition
         return definition
 

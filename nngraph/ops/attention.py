@@ -15,7 +15,8 @@ from ..types import TensorType, dims_differ, format_shape, is_int
 from ..attention import masks
 from ..attention import positions
 from ..attention.layout import head_layout, model_dim, projection_count, projection_params
-from ..attention.resolved import META_KEY, resolve
+from ..attention.resolved import META_KEY, resolve, resolved_of
+from ..cost.rules import CostCtx, dense, visible_pairs
 
 ATTN_INPUTS = ("x", "context?", "lengths?", "key_padding?", "doc_ids?", "positions?")
 
@@ -121,7 +122,21 @@ def _count(ctx: InferCtx) -> int:
         positions.POSITIONS[pname].count(pparams, heads, head_dim)
 
 
-@op("attention", family="attention", inputs=ATTN_INPUTS, params={
+def attention_flops(c: CostCtx) -> int:
+    """Projections 2·B·(T·D·Hd + 2·S·Dc·Gd + T·Hd·D) plus scores and values 4·B·H·d·pairs.
+
+    pairs = the (query, key) pairs the mask leaves visible (Σ over rows; T·S when ``c.dense_attention``:
+    what a kernel that computes the whole score matrix executes). Grouped-query heads share keys and
+    values but every query head still scores its own pairs."""
+    a = resolved_of(c.node)
+    b, t, s = c.x[0], c.x[1], (c.inputs.get("context") or c.x)[1]
+    hd, gd = a.heads * a.head_dim, a.kv_heads * a.head_dim
+    proj = dense(b * t, a.d_model, hd) + 2 * dense(b * s, a.d_ctx, gd) + dense(b * t, hd, a.d_model)
+    pairs = t * s if c.dense_attention else visible_pairs(a.mask, t, s)
+    return proj + 4 * b * a.heads * a.head_dim * pairs
+
+
+@op("attention", family="attention", inputs=ATTN_INPUTS, flops=attention_flops, params={
     **projection_params(),
     "context_dim": p_int("width of the context input for cross-attention (checked; default: read from context)", None),
     "scale": p_float("score scale (default 1/sqrt(head_dim); T5 uses 1.0)", None, min=0.0),

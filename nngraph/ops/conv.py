@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from ..registry import InferCtx, Param, op, p_bool, p_enum, p_int, p_ints
+from ..cost.rules import CostCtx
 from ..types import Dim, TensorType, dim_add, dim_floordiv, dim_mul, doubt_size, format_shape
 from ._shapes import as_tuple, conv_out, conv_transpose_out
 
@@ -133,7 +134,15 @@ def _conv_count(n: int):
     return count
 
 
-@op("conv1d", family="conv", params=_conv_params(), count=_conv_count(1),
+def _conv_flops(c: CostCtx) -> int:
+    """2·N·out·(C_in/groups)·Πk·Πspatial_out (torch's conv count; the bias add is not counted)."""
+    c_in, n = c.x[1], len(c.x) - 2
+    k = c.params["kernel"]
+    k = k if isinstance(k, (list, tuple)) else [k] * n
+    return 2 * c.out[0] * c.out[1] * (c_in // c.params["groups"]) * math.prod(k) * math.prod(c.out[2:])
+
+
+@op("conv1d", family="conv", params=_conv_params(), count=_conv_count(1), flops=_conv_flops,
     example={"in": "x", "out": 64, "kernel": 3, "padding": "same"},
     shape_hint="conv1d takes [batch, channels, length]")
 def conv1d(ctx: InferCtx) -> TensorType:
@@ -145,7 +154,7 @@ def conv1d(ctx: InferCtx) -> TensorType:
     return _conv(ctx, 1)
 
 
-@op("conv2d", family="conv", params=_conv_params(), count=_conv_count(2),
+@op("conv2d", family="conv", params=_conv_params(), count=_conv_count(2), flops=_conv_flops,
     example={"in": "image", "out": 64, "kernel": 3, "stride": 1, "padding": 1},
     shape_hint="conv2d takes [batch, channels, height, width]")
 def conv2d(ctx: InferCtx) -> TensorType:
@@ -164,6 +173,13 @@ def _conv_t_count(ctx: InferCtx) -> int:
     return c_in * (c_out // g) * math.prod(as_tuple(ctx.params["kernel"], 2, ctx, "kernel")) + (c_out if ctx.params["bias"] else 0)
 
 
+def _conv_t_flops(c: CostCtx) -> int:
+    """2·N·C_in·(out/groups)·Πk·Πspatial_in: a transposed conv scatters every input position (torch's count)."""
+    k = c.params["kernel"]
+    k = k if isinstance(k, (list, tuple)) else [k] * 2
+    return 2 * c.x[0] * c.x[1] * (c.params["out"] // c.params["groups"]) * math.prod(k) * math.prod(c.x[2:])
+
+
 @op("conv_transpose2d", family="conv", params={
     "out": p_int("output channels (out_channels)"),
     "kernel": p_ints("kernel size: an int or [kh, kw]"),
@@ -174,7 +190,7 @@ def _conv_t_count(ctx: InferCtx) -> int:
     "groups": p_int("blocked connections between input and output channels", 1),
     "bias": p_bool("add a learnable bias per output channel", True),
     "in_channels": p_int("input channels; inferred from the input, checked when given", None),
-}, count=_conv_t_count, example={"in": "x", "out": 64, "kernel": 2, "stride": 2},
+}, count=_conv_t_count, flops=lambda c: _conv_t_flops(c), example={"in": "x", "out": 64, "kernel": 2, "stride": 2},
     shape_hint="conv_transpose2d takes [batch, channels, height, width]")
 def conv_transpose2d(ctx: InferCtx) -> TensorType:
     """Transposed 2-D convolution (the gradient of conv2d), used to upsample in decoders and U-Nets (seed 002, "The Convolution Operation").
@@ -260,6 +276,14 @@ def upsample(ctx: InferCtx) -> TensorType:
     return TensorType(x.shape[:2] + tuple(spatial), x.dtype)
 
 
+def _patch_flops(c: CostCtx) -> int:
+    """2·N·D·C·ph·pw per patch: a conv with kernel = stride = patch over (H/ph)(W/pw) patches."""
+    p = c.params["patch"]
+    ph, pw = p if isinstance(p, (list, tuple)) else (p, p)
+    patches = (c.x[2] // ph) * (c.x[3] // pw)
+    return 2 * c.x[0] * patches * c.params["dim"] * c.x[1] * ph * pw
+
+
 def _patch_count(ctx: InferCtx) -> int:
     c, dim = ctx.x.shape[1], ctx.params["dim"]
     ph, pw = as_tuple(ctx.params["patch"], 2, ctx, "patch")
@@ -272,7 +296,7 @@ def _patch_count(ctx: InferCtx) -> int:
     "cls_token": p_bool("prepend a learnable [CLS] token, giving N+1 tokens", False),
     "bias": p_bool("bias of the patch projection", True),
     "in_channels": p_int("input channels; inferred from the input, checked when given", None),
-}, count=_patch_count, example={"in": "image", "patch": 16, "dim": 768, "cls_token": True},
+}, count=_patch_count, flops=lambda c: _patch_flops(c), example={"in": "image", "patch": 16, "dim": 768, "cls_token": True},
     shape_hint="patch_embed takes [batch, channels, height, width]")
 def patch_embed(ctx: InferCtx) -> TensorType:
     """ViT patch embedding: [batch, C, H, W] -> [batch, N, D], N = (H/p)(W/p), +1 with the [CLS] token (seed 002, "Vision Transformers").

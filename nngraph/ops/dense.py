@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..registry import InferCtx, op, p_bool, p_enum, p_float, p_int, p_ref
 from ..types import TensorType
+from ..cost.rules import CostCtx, dense, rows
 from .activation import FFN_ACTIVATIONS
 
 _ACT_CHOICES = FFN_ACTIVATIONS
@@ -30,6 +31,11 @@ def _linear_count(ctx: InferCtx) -> int:
     return weight + (d_out if ctx.params["bias"] else 0)
 
 
+def _linear_flops(c: CostCtx) -> int:
+    """2·rows·in·out (tied or not: the product is computed either way)."""
+    return dense(rows(c.x), c.x[-1], c.out[-1])
+
+
 @op("linear", family="dense", params={
     "out": p_int("output features"),
     "bias": p_bool("add a learnable bias", True),
@@ -37,7 +43,7 @@ def _linear_count(ctx: InferCtx) -> int:
     "parametrize": p_enum("keep the weight on a manifold during training: orthogonal = W is an orthogonal matrix "
                           "at every step (torch.nn.utils.parametrizations.orthogonal); none = a plain matrix",
                           ("none", "orthogonal"), "none"),
-}, count=_linear_count, example={"in": "x", "out": 10})
+}, count=_linear_count, flops=_linear_flops, example={"in": "x", "out": 10})
 def linear(ctx: InferCtx) -> TensorType:
     """Affine map y = x Wᵀ + b over the last dim (seed 000, "Neural networks").
 
@@ -82,11 +88,17 @@ def _mlp_count(ctx: InferCtx) -> int:
     "activation": p_enum("activation between the two linears", _ACT_CHOICES, "gelu"),
     "bias": p_bool("biases on both linears", True),
     "dropout": p_float("dropout after the activation", 0.0, min=0.0, max=1.0),
-}, count=_mlp_count, example={"in": "x", "hidden": 3072, "activation": "gelu"})
+}, count=_mlp_count, flops=lambda c: _mlp_flops(c, 1), example={"in": "x", "hidden": 3072, "activation": "gelu"})
 def mlp(ctx: InferCtx) -> TensorType:
     """Position-wise FFN: act(x W₁ + b₁) W₂ + b₂ (seed 002, Transformer feed-forward); params ``up`` and ``down``."""
     d_in = _in_features(ctx)
     return ctx.x.with_last(ctx.params["out"] or d_in)
+
+
+def _mlp_flops(c: CostCtx, gates: int) -> int:
+    """2·rows·(gates·in·hidden + hidden·out): the up (and gate) projection, then the down one."""
+    n, hidden = rows(c.x), c.params["hidden"]
+    return gates * dense(n, c.x[-1], hidden) + dense(n, hidden, c.out[-1])
 
 
 def _gated_count(ctx: InferCtx) -> int:
@@ -101,7 +113,7 @@ def _gated_count(ctx: InferCtx) -> int:
     "out": p_int("output features (default: same as input)", None),
     "activation": p_enum("gate activation: silu gives SwiGLU, gelu (or gelu_tanh, Gemma) GeGLU", ("silu", "gelu", "gelu_tanh", "relu", "sigmoid"), "silu"),
     "bias": p_bool("biases on the three linears", False),
-}, count=_gated_count, example={"in": "x", "hidden": 11008, "activation": "silu"})
+}, count=_gated_count, flops=lambda c: _mlp_flops(c, 2), example={"in": "x", "hidden": 11008, "activation": "silu"})
 def gated_mlp(ctx: InferCtx) -> TensorType:
     """Gated FFN: (act(x W_gate) ⊙ x W_up) W_down — SwiGLU with silu, GeGLU with gelu (seed 002, Transformer FFN variants)."""
     d_in = _in_features(ctx)

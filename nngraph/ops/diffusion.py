@@ -10,6 +10,7 @@ silu, pooling/upsample, concat (skips) and ``attention`` on [B, H·W, C] (see sp
 from __future__ import annotations
 
 from ..registry import InferCtx, op, p_bool, p_enum, p_float, p_int
+from ..cost.rules import CostCtx, dense
 from ..types import TensorType, dims_differ, format_shape, is_float, is_int
 
 
@@ -53,6 +54,12 @@ def diffusion_noise(ctx: InferCtx) -> TensorType:
 
 
 # ----- timestep embedding ------------------------------------------------
+def _temb_flops(c: CostCtx) -> int:
+    """The MLP on the sinusoid: 2·B·(dim·out + out·out); 0 without it."""
+    b, out = c.x[0], c.params["out"]
+    return 0 if out is None else dense(b, c.params["dim"], out) + dense(b, out, out)
+
+
 def _temb_count(ctx: InferCtx) -> int:
     dim, out = ctx.params["dim"], ctx.params["out"]
     return 0 if out is None else dim * out + out + out * out + out
@@ -64,7 +71,7 @@ def _temb_count(ctx: InferCtx) -> int:
     "max_period": p_float("longest wavelength (the 10000 of the Transformer encoding)", 10000.0, min=1.0),
     "flip_sin_to_cos": p_bool("order [cos, sin] instead of [sin, cos]", False),
     "freq_shift": p_float("frequencies exp(-ln(max_period)·i / (dim/2 − freq_shift)); the original DDPM uses 1", 0.0),
-}, count=_temb_count, example={"in": "t", "dim": 128, "out": 512},
+}, count=_temb_count, flops=lambda c: _temb_flops(c), example={"in": "t", "dim": 128, "out": 512},
     shape_hint="timestep_embedding takes t [batch] (integer or float steps)")
 def timestep_embedding(ctx: InferCtx) -> TensorType:
     """Sinusoidal step embedding e(t)_i = sin(t·ω_i), e(t)_{i+dim/2} = cos(t·ω_i), ω_i = max_period^{-i/(dim/2 − shift)}, optionally followed by an MLP.
@@ -91,6 +98,17 @@ def _res_channels(ctx: InferCtx) -> tuple[int, int]:
     return c, ctx.params["out"] or c
 
 
+def _res_flops(c: CostCtx) -> int:
+    """Two 3×3 convs 2·B·HW·9·(C·out + out·out), the step projection 2·B·D_t·width, a 1×1 skip 2·B·HW·C·out."""
+    b, ch, h, w = c.inputs["x"]
+    out = c.params["out"] or ch
+    total = 2 * b * h * w * 9 * (ch * out + out * out) + (2 * b * h * w * ch * out if ch != out else 0)
+    temb = c.inputs.get("temb")
+    if temb is not None:
+        total += dense(b, temb[1], 2 * out if c.params["temb_mode"] == "scale_shift" else out)
+    return total
+
+
 def _res_count(ctx: InferCtx) -> int:
     c, out = _res_channels(ctx)
     temb = ctx.inputs.get("temb")
@@ -111,7 +129,7 @@ def _res_count(ctx: InferCtx) -> int:
     "dropout": p_float("dropout before the second conv", 0.0, min=0.0, max=1.0),
     "temb_mode": p_enum("how the step embedding enters: add a per-channel bias, or scale_shift (FiLM: h·(1+s)+b)",
                         ("add", "scale_shift"), "add"),
-}, count=_res_count, example={"in": {"x": "h", "temb": "temb"}, "out": 128, "groups": 32},
+}, count=_res_count, flops=lambda c: _res_flops(c), example={"in": {"x": "h", "temb": "temb"}, "out": 128, "groups": 32},
     shape_hint="res_block takes x [batch, C, H, W] and optionally temb [batch, D_t]")
 def res_block(ctx: InferCtx) -> TensorType:
     """U-Net residual block with step conditioning (seed 000 "Diffusion Models": the U-Net denoiser; seed 002 DDPM).

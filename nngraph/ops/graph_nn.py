@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import REQUIRED, InferCtx, Param, op, p_bool, p_enum, p_float, p_int
+from ..cost.rules import CostCtx, dense
 from ..types import Dim, TensorType, dims_equal, format_shape, is_int
 from ._blockfn import block_param, declare_functions, function_params, infer_function
 
@@ -63,6 +64,40 @@ def _edge_attr(ctx: InferCtx, n_edges: Dim) -> int | None:
     return ea.shape[1]
 
 
+# ----- FLOPs: the node-wise (and edge-wise) linear maps; scatter aggregations are additions, not counted -----
+def _gcn_flops(c: CostCtx) -> int:
+    """2·N·F·out (lin); the normalized neighbour sum is a scatter-add."""
+    n, f = c.inputs["x"]
+    return dense(n, f, c.params["out"])
+
+
+def _sage_flops(c: CostCtx) -> int:
+    """2·N·F·out for lin_l (+ lin_r with root_weight) (+ 2·N·F·F for the projection)."""
+    (n, f), p = c.inputs["x"], c.params
+    return dense(n, f, p["out"]) * (2 if p["root_weight"] else 1) + (dense(n, f, f) if p["project"] else 0)
+
+
+def _gin_flops(c: CostCtx) -> int:
+    """The inline MLP on every node: 2·N·(F·hidden + hidden·out); a block ``nn`` is counted as its own nodes are."""
+    (n, f), p = c.inputs["x"], c.params
+    if p["nn"] is not None:
+        return 0
+    return dense(n, f, p["hidden"]) + dense(n, p["hidden"], p["out"] or p["hidden"])
+
+
+def _gat_flops(c: CostCtx) -> int:
+    """2·N·F·H·C (lin) + 2·E·Fe·H·C (lin_edge, per edge) + 2·N·F·total (res)."""
+    (n, f), p = c.inputs["x"], c.params
+    hc = p["heads"] * p["out"]
+    total = dense(n, f, hc)
+    ea = c.inputs.get("edge_attr")
+    if ea is not None:
+        total += dense(ea[0] + (n if p["add_self_loops"] else 0), ea[1], hc)
+    if p["residual"]:
+        total += dense(n, f, hc if p["concat"] else p["out"])
+    return total
+
+
 # ----- GCN ---------------------------------------------------------------
 def _gcn_count(ctx: InferCtx) -> int:
     f, out = ctx.inputs["x"].shape[1], ctx.params["out"]
@@ -75,7 +110,7 @@ def _gcn_count(ctx: InferCtx) -> int:
     "add_self_loops": p_bool("add A + I self loops before normalizing", True),
     "normalize": p_bool("symmetric normalization D^-1/2 Ã D^-1/2", True),
     "improved": p_bool("self loops of weight 2 (Ã = A + 2I)", False),
-}, count=_gcn_count, example={"in": ["x", "edge_index"], "out": 16}, shape_hint=_GRAPH_HINT)
+}, count=_gcn_count, flops=_gcn_flops, example={"in": ["x", "edge_index"], "out": 16}, shape_hint=_GRAPH_HINT)
 def gcn_conv(ctx: InferCtx) -> TensorType:
     """Graph convolution H = D̃^{-1/2} Ã D̃^{-1/2} X Θ + b with Ã = A + I (seed 000, "Graph Neural Networks", Kipf & Welling).
 
@@ -108,7 +143,7 @@ def _sage_count(ctx: InferCtx) -> int:
     "bias": p_bool("bias on lin_l", True),
     "normalize": p_bool("L2-normalize the output rows", False),
     "project": p_bool("first project neighbours with a biased linear + relu (lin)", False),
-}, count=_sage_count, example={"in": ["x", "edge_index"], "out": 64, "aggr": "mean"}, shape_hint=_GRAPH_HINT)
+}, count=_sage_count, flops=_sage_flops, example={"in": ["x", "edge_index"], "out": 64, "aggr": "mean"}, shape_hint=_GRAPH_HINT)
 def sage_conv(ctx: InferCtx) -> TensorType:
     """GraphSAGE: h_v' = W_l · aggr_{u∈N(v)} x_u + W_r · x_v (seed 000, "Graph Neural Networks": aggregate + update).
 
@@ -139,7 +174,7 @@ def _gin_count(ctx: InferCtx) -> int:
     "nn": block_param("a block [N, F] -> [N, F'] used as GIN's nn instead of the built-in MLP"),
     "eps": p_float("initial ε in (1 + ε)·x_v", 0.0),
     "train_eps": p_bool("learn ε (one extra parameter)", False),
-}, count=_gin_count, example={"in": ["x", "edge_index"], "hidden": 64}, shape_hint=_GRAPH_HINT)
+}, count=_gin_count, flops=_gin_flops, example={"in": ["x", "edge_index"], "hidden": 64}, shape_hint=_GRAPH_HINT)
 def gin_conv(ctx: InferCtx) -> TensorType:
     """Graph isomorphism network: h_v' = nn((1 + ε)·x_v + Σ_{u∈N(v)} x_u) (seed 000, "Graph Neural Networks": sum aggregation + MLP update).
 
@@ -196,7 +231,7 @@ def _gat_count(ctx: InferCtx) -> int:
     "add_self_loops": p_bool("let every node attend to itself", True),
     "residual": p_bool("add a linear skip connection (res)", False),
     "bias": p_bool("learnable output bias", True),
-}, count=_gat_count, example={"in": ["x", "edge_index"], "out": 8, "heads": 8}, shape_hint=_GRAPH_HINT)
+}, count=_gat_count, flops=_gat_flops, example={"in": ["x", "edge_index"], "out": 8, "heads": 8}, shape_hint=_GRAPH_HINT)
 def gat_conv(ctx: InferCtx) -> TensorType:
     """Graph attention: α_vu = softmax_u(LeakyReLU(a_srcᵀ W x_u + a_dstᵀ W x_v [+ a_edgeᵀ W_e e_uv])), h_v' = Σ_u α_vu W x_u.
 

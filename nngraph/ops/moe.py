@@ -7,7 +7,10 @@ only; seed 002 ("Mixtral ... activating only a sparse subset of model parameters
 
 from __future__ import annotations
 
+import math
+
 from ..registry import InferCtx, op, p_bool, p_enum, p_float, p_int
+from ..cost.rules import CostCtx, dense, rows
 from ..types import TensorType, dims_equal, format_shape
 from ._blockfn import block_param, declare_functions, function_params, infer_function
 from .activation import ACTIVATIONS
@@ -34,7 +37,24 @@ def _moe_count(ctx: InferCtx) -> int:
     return router + experts + shared
 
 
-@op("moe", family="moe", params={
+def _moe_flops(c: CostCtx) -> int:
+    """Router 2·N·D·m, plus each token through its top_k experts (N·k expert rows; with a capacity at most
+    m·capacity of them, so the count is then an upper bound), plus every token through the shared expert.
+
+    Per row an ffn expert costs 2·(D·h + h·D), a swiglu one 2·(2·D·h + h·D); a block expert counts 0 here."""
+    p, d, n = c.params, c.x[-1], rows(c.x)
+    if p["expert_block"] is not None:
+        return dense(n, d, p["experts"])
+    gates = 2 if p["expert"] == "swiglu" else 1
+    per_row = (lambda h: gates * dense(1, d, h) + dense(1, h, d))
+    routed = n * p["top_k"]
+    if p["capacity_factor"] is not None:
+        routed = min(routed, p["experts"] * math.ceil(p["capacity_factor"] * n * p["top_k"] / p["experts"]))
+    shared = n * per_row(p["shared_hidden"] or p["hidden"]) if p["shared_expert"] else 0
+    return dense(n, d, p["experts"]) + routed * per_row(p["hidden"]) + shared
+
+
+@op("moe", family="moe", flops=_moe_flops, params={
     "experts": p_int("number of experts m"),
     "top_k": p_int("experts per token (1 = Switch Transformer, 2 = GShard/Mixtral)", 2),
     "expert": p_enum("built-in expert: ffn = act(x W₁)W₂, swiglu = (silu(x W_gate) ⊙ x W_up) W_down", ("ffn", "swiglu"), "swiglu"),

@@ -15,6 +15,7 @@ as ``node.h``. Each weight matrix stacks the gates: 1 (RNN), 3 (GRU: r, z, n) or
 from __future__ import annotations
 
 from ..registry import InferCtx, op, p_bool, p_enum, p_int
+from ..cost.rules import CostCtx
 from ..types import Dim, TensorType, dims_differ, format_shape
 from .regularization import p_probability
 
@@ -81,6 +82,16 @@ def _seq_count(kind: str):
     return count
 
 
+def _seq_flops(kind: str):
+    def flops(c: CostCtx) -> int:
+        """Σ over layers and directions of T steps of 2·B·gH·(in_k + H): the input and the recurrent product."""
+        b, t, f = c.inputs["x"]
+        g, h, layers = GATES[kind], c.params["hidden"], c.params["layers"]
+        dirs = 2 if c.params["bidirectional"] else 1
+        return sum(dirs * t * 2 * b * g * h * ((f if k == 0 else dirs * h) + h) for k in range(layers))
+    return flops
+
+
 def _register_seq(kind: str) -> None:
     outputs = ("out", "h", "c") if kind == "lstm" else ("out", "h")
     inputs = ("x", "h0?", "c0?") if kind == "lstm" else ("x", "h0?")
@@ -111,6 +122,7 @@ def _register_seq(kind: str) -> None:
         f"weight_hh_l{{k}} [{GATES[kind]}H, H], bias_ih_l{{k}} [{GATES[kind]}H], bias_hh_l{{k}} [{GATES[kind]}H]; "
         f"in_0 = F, in_k = dirs·H.")
     op(kind, family="recurrent", inputs=inputs, outputs=outputs, params=_seq_params(kind), count=_seq_count(kind),
+       flops=_seq_flops(kind),
        example={"in": "embed", "hidden": 256, "layers": 2},
        shape_hint="x is [batch, time, features]")(rule)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from ..registry import InferCtx, op, p_bool, p_enum, p_int
+from ..cost.rules import CostCtx, dense
 from ..types import TensorType, format_shape
 
 
@@ -34,7 +35,18 @@ def _mamba_count(ctx: InferCtx) -> int:
     return in_proj + conv + x_proj + dt_proj + a_log + d_skip + out_proj
 
 
-@op("mamba", family="ssm", params={
+def _mamba_flops(c: CostCtx) -> int:
+    """in_proj 2·BT·D·2d_i + depthwise conv 2·B·d_i·k·(T+k-1) (left-padded, then cut to T) + x_proj 2·BT·d_i·(r+2N)
+    + dt_proj 2·BT·r·d_i + out_proj 2·BT·d_i·D; the scan itself is elementwise (h = a⊙h + b, y = Σ h⊙C)."""
+    b, t, d = c.x
+    p = c.params
+    di, r, n, k = p["expand"] * d, p["dt_rank"] or math.ceil(d / 16), p["d_state"], p["d_conv"]
+    bt = b * t
+    return (dense(bt, d, 2 * di) + 2 * b * di * k * (t + k - 1) + dense(bt, di, r + 2 * n) + dense(bt, r, di)
+            + dense(bt, di, d))
+
+
+@op("mamba", family="ssm", flops=_mamba_flops, params={
     "d_state": p_int("SSM state size N per channel", 16),
     "d_conv": p_int("width of the causal depthwise conv1d", 4),
     "expand": p_int("inner width = expand · d_model", 2),

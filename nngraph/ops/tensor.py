@@ -7,9 +7,12 @@ broadcast add).
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from ..registry import InferCtx, Param, op, p_bool, p_enum, p_float, p_int, p_int_list
+from ..cost.rules import CostCtx
 from ..types import DTYPES, Dim, TensorType, dim_add, dim_floordiv, dim_mul, dim_prod, dims_differ, format_shape, is_float
 from ._shapes import broadcast, norm_axis
 
@@ -55,7 +58,12 @@ for _name, _sym in (("add", "+"), ("mul", "*"), ("sub", "-")):
         lambda ctx: _elementwise(ctx)).doc = f"Elementwise ``{_sym}`` of two or more inputs with NumPy broadcasting."
 
 
-@op("matmul", family="tensor", inputs=("a", "b"), params={
+def _matmul_flops(c: CostCtx) -> int:
+    """2·Πbatch·M·K·N for out [..., M, N] and inner size K (the last dim of a)."""
+    return 2 * math.prod(c.out) * c.inputs["a"][-1]
+
+
+@op("matmul", family="tensor", inputs=("a", "b"), flops=_matmul_flops, params={
     "transpose_b": p_bool("multiply by b transposed (last two dims)", False),
     "scale": p_float("multiply the product by this factor", 1.0),
 }, example={"in": ["q", "k"], "transpose_b": True})

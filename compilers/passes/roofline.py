@@ -1,0 +1,74 @@
+"""Estimated time of a graph on a target: a roofline per node, the lowering's kernel for attention.
+
+A node's time is ``max(FLOPs / peak_flops[dtype], bytes / bandwidth)`` (Williams et al., "Roofline",
+2009) with the target profile's ``roofline`` entry (``compilers/targets/profiles.json``: the CPU's measured
+by ``nngraph calibrate``, GPUs' from datasheets, each marked by its ``source``). An attention node is
+split: its projections go through the roofline, its scores and values cost what the kernel the
+lowering pass chose for it costs in that kernel's own calibrated model (per batch row, × batch). In
+training a node costs 3× its forward (the backward is two products per forward one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from nngraph.cost.model import NodeCost
+from nngraph.ir import Graph
+
+from ..targets import Target, get_target
+from .explain import _why, explain
+
+
+@dataclass
+class NodeTime:
+    """Estimated milliseconds of one node, the bound that set it, and the attention kernel (with why)."""
+
+    ms: float
+    bound: str                       # compute | memory | kernel
+    kernel: str | None = None
+    why: str | None = None
+
+
+def _roofline_ms(flops: float, nbytes: float, roof: Mapping[str, Any], dtype: str) -> tuple[float, str]:
+    peaks = roof["peak_flops"]
+    peak = peaks.get(dtype) or peaks.get("float32") or max(peaks.values())
+    compute, memory = flops / peak, nbytes / roof["bandwidth"]
+    return 1e3 * max(compute, memory), "compute" if compute >= memory else "memory"
+
+
+def _core_flops(graph: Graph, name: str, cost: NodeCost, batch_rows: int) -> int:
+    """The dense scores + values FLOPs of an attention node (4·B·H·d·T·S), what its kernel cost replaces."""
+    att = graph.nodes[name].meta["attention"]
+    per_pair = 4 * att.heads * att.head_dim
+    return min(cost.dense_flops, per_pair * batch_rows * cost.extra.get("pairs_dense", 0))
+
+
+def estimate(graph: Graph, costs: Mapping[str, NodeCost], target: "Target | str", mode: str,
+             sizes: Mapping[str, int]) -> dict[str, NodeTime]:
+    """Per node: estimated ms on ``target`` in ``mode`` (inference | training); {} without a roofline entry."""
+    target = get_target(target)
+    roof = target.data.get("roofline")
+    if not roof:
+        return {}
+    factor = 3.0 if mode == "training" else 1.0
+    decisions = {d.node: d for d in explain(graph, target, mode, dims=dict(sizes))}
+    out: dict[str, NodeTime] = {}
+    for name, c in costs.items():
+        dtype = target.compute_dtype(c.param_dtype)
+        d = decisions.get(name)
+        if d is None:
+            ms, bound = _roofline_ms(c.flops, c.io_bytes, roof, dtype)
+            out[name] = NodeTime(ms * factor, bound)
+            continue
+        batch = c.extra.get("batch", 1)
+        chosen = next((x for x in d.candidates if x.kernel == d.kernel and x.costs), None)
+        core = _core_flops(graph, name, c, batch)
+        ms, bound = _roofline_ms(c.dense_flops - core, c.io_bytes, roof, dtype)
+        if chosen is not None:
+            ms += batch * chosen.costs[d.lengths[0]]
+            bound = "kernel"
+        else:  # no cost model (an ONNX Runtime target): the visible pairs through the roofline
+            ms, bound = _roofline_ms(c.flops, c.io_bytes, roof, dtype)
+        out[name] = NodeTime(ms * factor, bound, d.kernel, _why(d))
+    return out

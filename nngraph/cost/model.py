@@ -1,0 +1,145 @@
+"""What a validated graph costs at concrete sizes, node by node, without running it (no torch).
+
+:func:`node_costs` gives, for every node, its parameters and their bytes, its forward FLOPs (the op's
+registered rule, :mod:`nngraph.cost.rules`), the bytes it reads and writes, and the bytes of its outputs;
+:func:`graph_cost` adds the graph-wide quantities:
+
+* backward FLOPs (training) = 2 × forward: each product ``Y = X W`` needs ``dX = dY Wᵀ`` and ``dW = Xᵀ dY``;
+* activation memory (training) = Σ bytes of every node's outputs (what autograd may keep for backward);
+* peak live tensors (inference) = the most output bytes alive at once when the forward frees a value after
+  its last reader (graph inputs and outputs stay alive), as the generated forward does;
+* KV cache per token = Σ over self-attention nodes of 2·G·d·bytes (keys and values of one more token);
+* optimizer state = moments per parameter (Adam/AdamW 2, SGD with momentum 1, …) × parameter bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..expr import evaluate
+from ..ir import Graph, Node
+from ..registry import lookup
+from ..types import DTYPE_BYTES, TensorType, is_float
+from .rules import CostCtx, Shape, visible_pairs
+
+#: the size a symbolic dim gets when the user gives none (``--dim NAME=INT`` overrides)
+DEFAULT_SIZE = 128
+#: optimizer moments kept per parameter (fp32 each): the optimizer's ``type`` in ``train:``
+OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "lamb": 2, "adafactor": 1, "rmsprop": 1, "adagrad": 1, "sgd": 0}
+
+
+@dataclass
+class NodeCost:
+    """One node at concrete sizes."""
+
+    name: str
+    op: str
+    scope: str
+    params: int
+    param_dtype: str
+    flops: int                    # forward, attention on visible pairs
+    dense_flops: int              # forward, attention on every pair
+    out_bytes: int
+    io_bytes: int                 # inputs read + outputs written + parameters read
+    shape: str
+    kv_bytes_per_token: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def param_bytes(self) -> int:
+        """params × bytes of their dtype."""
+        return self.params * DTYPE_BYTES.get(self.param_dtype, 4)
+
+
+def concrete(t: TensorType | None, sizes: Mapping[str, int]) -> Shape | None:
+    """``t``'s shape with every symbolic dim evaluated at ``sizes`` (unknown symbols: :data:`DEFAULT_SIZE`)."""
+    if t is None:
+        return None
+    return tuple(d if isinstance(d, int) else int(evaluate(d, lambda n: sizes.get(n, DEFAULT_SIZE))) for d in t.shape)
+
+
+def _bytes(t: TensorType | None, sizes: Mapping[str, int]) -> int:
+    shape = concrete(t, sizes)
+    return 0 if shape is None or t is None else math.prod(shape) * DTYPE_BYTES.get(t.dtype, 4)
+
+
+def cost_ctx(graph: Graph, node: Node, sizes: Mapping[str, int], dense_attention: bool = False) -> CostCtx:
+    """The :class:`CostCtx` of ``node`` at ``sizes``."""
+    inputs = {k: concrete(graph.type_of(r), sizes) if r is not None else None for k, r in node.inputs.items()}
+    return CostCtx(node, node.params, inputs, {k: concrete(t, sizes) for k, t in node.outputs.items()},
+                   [concrete(graph.type_of(r), sizes) for r in node.variadic], dense_attention)
+
+
+def node_flops(graph: Graph, node: Node, sizes: Mapping[str, int], dense_attention: bool = False) -> int:
+    """Forward FLOPs of one node by its op's registered rule (0 for ops without contractions)."""
+    rule = getattr(lookup(node.op), "flops", None)
+    return int(rule(cost_ctx(graph, node, sizes, dense_attention))) if rule else 0
+
+
+def _param_dtype(node: Node) -> str:
+    floats = [t.dtype for t in node.outputs.values() if is_float(t.dtype)]
+    return floats[0] if floats else "float32"
+
+
+def _kv_per_token(node: Node) -> int:
+    """2·G·d·bytes for a self-attention node (keys and values of one token); 0 otherwise."""
+    att = node.meta.get("attention")
+    if att is None or att.cross:
+        return 0
+    return 2 * att.kv_heads * att.head_dim * DTYPE_BYTES.get(_param_dtype(node), 4)
+
+
+def node_cost(graph: Graph, node: Node, sizes: Mapping[str, int]) -> NodeCost:
+    """Parameters, FLOPs (visible and dense attention) and bytes of one node."""
+    flops = node_flops(graph, node, sizes)
+    dense = node_flops(graph, node, sizes, dense_attention=True) if "attention" in node.meta else flops
+    out_bytes = sum(_bytes(t, sizes) for t in node.outputs.values())
+    in_bytes = sum(_bytes(graph.type_of(r), sizes) for r in node.all_refs())
+    dtype = _param_dtype(node)
+    params = node.n_params or 0
+    shape = ", ".join(str(list(concrete(t, sizes) or ())) for t in node.outputs.values())
+    return NodeCost(node.name, node.op, ".".join(node.scope), params, dtype, flops, dense, out_bytes,
+                    in_bytes + out_bytes + params * DTYPE_BYTES.get(dtype, 4), shape, _kv_per_token(node),
+                    _attention_extra(graph, node, sizes))
+
+
+def _attention_extra(graph: Graph, node: Node, sizes: Mapping[str, int]) -> dict[str, Any]:
+    """batch, T·S and the visible pairs of an attention node (what the roofline and the report show)."""
+    att = node.meta.get("attention")
+    if att is None:
+        return {}
+    c = cost_ctx(graph, node, sizes)
+    b, t, s = c.x[0], c.x[1], (c.inputs.get("context") or c.x)[1]
+    return {"batch": b, "pairs_dense": t * s, "pairs_visible": visible_pairs(att.mask, t, s)}
+
+
+def peak_live_bytes(graph: Graph, costs: Mapping[str, NodeCost], sizes: Mapping[str, int]) -> int:
+    """The most bytes of values alive at once in a forward that frees each value after its last reader.
+
+    Graph inputs are alive throughout; a node's outputs are allocated while its inputs are still alive."""
+    last: dict[str, int] = {}
+    order = list(graph.nodes)
+    for i, node in enumerate(graph.nodes.values()):
+        for ref in node.all_refs():
+            last[ref.node] = i
+    keep = {r.node for r in graph.outputs.values()}
+    live = sum(_bytes(gi.type, sizes) for gi in graph.inputs.values())
+    peak = live
+    for i, name in enumerate(order):
+        live += costs[name].out_bytes
+        peak = max(peak, live)
+        for value, at in last.items():
+            if at == i and value in graph.nodes and value not in keep:
+                live -= costs[value].out_bytes
+    return peak
+
+
+def optimizer_states(graph: Graph) -> tuple[str, int]:
+    """(optimizer type, moments per parameter) from the spec's ``train.optimizer`` (adamw when none)."""
+    opt = (graph.train or {}).get("optimizer") if isinstance(graph.train, dict) else None
+    opt = opt if isinstance(opt, dict) else {}
+    kind, momentum = opt.get("type", "adamw"), opt.get("momentum", 0) or 0
+    states = OPTIMIZER_STATES.get(kind, 2)
+    return kind, states + (1 if kind == "sgd" and momentum else 0)

@@ -1,0 +1,93 @@
+"""``nngraph cost`` without torch: visible pairs of masks against closed forms, GPT-2 small against its formulas.
+
+Oracles: the number of visible (query, key) pairs of each mask in closed form (causal T(T+1)/2, a causal
+window Σ_i min(i+1, w), ...); GPT-2 small's forward FLOPs from its published shape (L=12, d=768, V=50257:
+2·T·(12·L·d² + d·V) for the products and 4·L·d·T(T+1)/2 for causal scores and values), its KV cache
+2·L·d·4 bytes per token and AdamW's two fp32 moments per parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nngraph.attention.masks import parse_mask
+from nngraph.cli import app
+from nngraph.cost.rules import visible_pairs
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+T = 37
+
+
+def _window_causal(t: int, w: int) -> int:
+    return sum(min(i + 1, w) for i in range(t))
+
+
+def _window_symmetric(t: int, r: int) -> int:
+    return sum(min(i + r, t - 1) - max(i - r, 0) + 1 for i in range(t))
+
+
+CASES = [
+    ("none", T * T),
+    ("causal", T * (T + 1) // 2),
+    ({"type": "sliding_window", "window": 5}, _window_causal(T, 5)),
+    ({"type": "sliding_window", "window": 8, "causal": False}, _window_symmetric(T, 4)),
+    ({"type": "prefix_lm", "prefix": 6}, sum(max(i + 1, 6) for i in range(T))),
+    # global rows see every key, global columns are seen by every query; the window adds the rest
+    ({"any": [{"type": "sliding_window", "window": 4, "causal": False}, {"type": "global_tokens", "positions": [0]}]},
+     _window_symmetric(T, 2) + 2 * (T - 3)),  # row 0's window already holds keys 0..2, column 0's rows 0..2
+    ({"type": "dilated", "window": 3, "dilation": 2}, sum(min(i // 2 + 1, 3) for i in range(T))),
+    # data-dependent masks (key padding) count as all-visible: the most the node can execute
+    ({"all": ["causal", {"type": "key_padding"}]}, T * (T + 1) // 2),
+]
+
+
+@pytest.mark.parametrize("mask,expected", CASES, ids=[json.dumps(c[0])[:40] for c in CASES])
+def test_visible_pairs_match_closed_forms(mask, expected):
+    assert visible_pairs(parse_mask(mask), T, T) == expected
+
+
+def _cost(*args: str) -> dict:
+    result = CliRunner().invoke(app, ["cost", *args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_gpt2_small_costs_match_its_published_shape():
+    L, d, V, t = 12, 768, 50257, 1024
+    rep = _cost(str(SPECS / "gpt2_small.yaml"), "--dim", "seq=1024", "--mode", "training")
+    tot = rep["totals"]
+    assert tot["params"] == 124_439_808
+    assert tot["flops_forward"] == 2 * t * (12 * L * d * d + d * V) + 4 * L * d * t * (t + 1) // 2
+    assert tot["flops_backward"] == 2 * tot["flops_forward"]
+    assert tot["kv_cache_bytes_per_token"] == 2 * L * d * 4
+    assert tot["optimizer_state_bytes"] == 2 * 4 * 124_439_808
+    assert tot["param_bytes"] == {"float32": 4 * 124_439_808}
+    attn = next(n for n in rep["nodes"] if n["name"] == "h.0.attn")
+    assert attn["pairs_visible"] == t * (t + 1) // 2 and attn["dense_flops"] > attn["flops"]
+    block = next(b for b in rep["blocks"] if b["name"] == "h")
+    assert block["repeat"] == 12 and block["params"] == 12 * 7_087_872
+
+
+def test_cost_with_a_target_gives_time_and_the_kernel_per_attention_node():
+    rep = _cost(str(SPECS / "gpt2_small.yaml"), "--dim", "seq=256", "--target", "cpu")
+    attn = next(n for n in rep["nodes"] if n["op"] == "attention")
+    assert attn["kernel"] == "sdpa" and attn["why"]
+    assert rep["totals"]["ms"] == pytest.approx(sum(n["ms"] for n in rep["nodes"]))
+    assert "measured" in rep["target"]["roofline"]["source"]
+
+
+def test_inference_peak_live_counts_the_widest_point_of_an_mlp():
+    # mlp.yaml: x [batch, 784] -> 256 -> 10 (float32): peak = input + the two widest values alive together
+    rep = _cost(str(SPECS / "mlp.yaml"), "--batch", "4")
+    sizes = {n["name"]: n["out_bytes"] for n in rep["nodes"]}
+    assert rep["totals"]["peak_live_bytes"] >= 4 * 784 * 4 + max(sizes.values())
+    assert rep["totals"]["peak_live_bytes"] <= 4 * 784 * 4 + sum(sizes.values())
+
+
+def test_a_bad_dim_is_a_usage_error():
+    result = CliRunner().invoke(app, ["cost", str(SPECS / "mlp.yaml"), "--dim", "batch=x"])
+    assert result.exit_code == 2 and "NAME=INT" in result.output

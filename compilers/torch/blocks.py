@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable
 
 from nngraph.ir import Graph, Ref
 
-from .source import Namer, attr_path, display_pos, type_comment
+from .source import Namer, attr_path, display_pos, free_after_last_use, type_comment
 
 if TYPE_CHECKING:
     from .codegen import _Compiler
@@ -201,7 +201,6 @@ def _class_text(comp: "_Compiler", prefix: str, nodes: list[str], args: list[Key
     body, stmts = comp.statements(nodes, var, lambda n: attr_path(rel(n)), module_of, dim, namer, local, rel,
                                   strict=True)
     keep = {local[r] for r in rets}
-    from .codegen import free_after_last_use  # late: codegen imports this module
 
     body = free_after_last_use(body, stmts, keep)
     ret = ", ".join(local[r] for r in rets)

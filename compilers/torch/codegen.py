@@ -22,7 +22,6 @@ The generated class (see :func:`generate`) has
 
 from __future__ import annotations
 
-import ast
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -39,7 +38,8 @@ from . import blocks
 from .init import InitError, param_shapes, resolve_inits
 from .module import Block, GraphModule, Scope
 from .registry import Emit, NodeCtx, TorchOpDef, impls
-from .source import Namer, attr_path, class_name, display_path, display_pos, literal, stable_order, type_comment
+from .source import (Namer, attr_path, class_name, display_path, display_pos, free_after_last_use, literal, stable_order,
+                     type_comment)
 
 _MODULE_ATTRS = set(dir(nn.Module()))  # includes instance attributes such as 'training'
 _CLASH = {"": _MODULE_ATTRS | set(dir(GraphModule)), "scope": _MODULE_ATTRS | set(dir(Scope)) | set(dir(Block))}
@@ -381,33 +381,6 @@ class _Compiler:
             "",
         ]
         return Generated("\n".join(lines), cls, f"<nngraph:{spec}>")
-
-
-def free_after_last_use(body: list[str], stmts: list[tuple[int, list[str], str]], keep: set[str]) -> list[str]:
-    """``body`` with ``del v1, v2`` after the statement that reads each defined variable last (torch.fx frees the
-    same way); variables in ``keep`` (graph outputs) and graph inputs (never defined by a statement) stay.
-
-    Reads are the names in each statement's expression (parsed, so a dim expression such as
-    ``a.shape[0]`` counts as a read of ``a``). A variable nobody reads is deleted right after its own statement.
-    """
-    last: dict[str, int] = {}
-    for i, (_, names, expr) in enumerate(stmts):
-        for v in names:
-            last[v] = i
-        for n in ast.walk(ast.parse(expr, mode="eval")):
-            if isinstance(n, ast.Name) and n.id in last:
-                last[n.id] = i
-    dead: dict[int, list[str]] = {}
-    for v, i in last.items():
-        if v not in keep:
-            dead.setdefault(i, []).append(v)
-    out: list[str] = []
-    after = {line: dead[i] for i, (line, _, _) in enumerate(stmts) if i in dead}
-    for line, text in enumerate(body):
-        out.append(text)
-        if line in after:
-            out.append(f"del {', '.join(after[line])}")
-    return out
 
 
 def generate(graph: Graph) -> Generated:

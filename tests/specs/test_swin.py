@@ -1,14 +1,14 @@
 """Swin-T (specs/seeds/swin_t.yaml): shifted windows written in the spec (roll, reshape/permute into windows, region
 ids from arange as the document mask, position window_bias) give HF SwinForImageClassification's logits with its
-weights (small config, random weights) in torch (<= 1e-5) and, exported, in ONNX Runtime (<= 1e-4 of the logits'
-scale); at full size the spec has Swin-T's published 28,288,354 parameters (equal to transformers' own model)."""
+weights (small config, random weights) in torch (<= 1e-5); at full size the spec has Swin-T's published 28,288,354
+parameters (equal to transformers' own model). ONNX Runtime parity at the same small sizes is the seed-zoo table's
+"exported" check (scripts/seed_zoo_table.py: 6.6e-07 <= 1e-4), not repeated here (a 14 s export)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -72,16 +72,3 @@ def test_logits_match_swin_for_image_classification(pair):
         got = model(image)
     assert (got - want).abs().max().item() <= 1e-5
 
-
-def test_onnx_export_matches_torch(pair, tmp_path):
-    from nngraph.compilers.onnx.export import export_graph
-    from nngraph.compilers.onnx.runner import make_session
-
-    graph, _, model = pair
-    path = tmp_path / "swin.onnx"
-    export_graph(graph, path, module=model, verify=False)
-    image = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))  # not the trace batch
-    with torch.no_grad():
-        want = model(image).numpy()
-    got = make_session(path).run(None, {"image": image.numpy()})[0]
-    assert float(np.abs(got - want).max()) <= 1e-4 * float(np.abs(want).max())

@@ -17,7 +17,7 @@ Variants, timed in one alternating run (bench/_timing.py ``alternate``: every va
 Reported: tokens/s = rows x 128 / median wall time, the ratio to HF, whether the three produced the same
 tokens, the 1-minute load average before and after. On a shared machine trust the ratios.
 
-Usage:  .venv/bin/python bench/generate.py [--runs 3] [--new 128] [--only gpt2|char] [--threads 2]
+Usage:  .venv/bin/python bench/generate.py [--runs 3] [--new 128] [--only gpt2|char] [--threads 2] [--out F]
 Writes bench/results/generate.json and prints a table.
 """
 
@@ -115,6 +115,7 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--only", choices=sorted(SHAPES))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, help="the JSON file (default bench/results/generate.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cells = []
@@ -132,8 +133,9 @@ def main() -> None:
                               "same_tokens_as_hf": same, "load_avg_1m": [load_before, os.getloadavg()[0]],
                               **facts})
                 print(_row(cells[-1]), flush=True)
-    write("generate", {"machine": machine(), "threads": args.threads, "runs": args.runs, "cells": cells})
-    print(f"wrote {Path('bench/results/generate.json')}")
+    path = write("generate", {"machine": machine(), "threads": args.threads, "runs": args.runs, "cells": cells},
+                 args.out)
+    print(f"wrote {path}")
 
 
 def _row(c: dict[str, Any]) -> str:

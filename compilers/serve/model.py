@@ -14,8 +14,9 @@ batch dim is probed the same way (row i alone against the stacked run). Requests
 is neither the batch dim nor paddable are run in separate batches, never padded. The other symbolic dims of
 a probe take the first of 3, 16, 64 at which the model runs.
 
-Probe values: floats ~ N(0, 1); integer inputs that carry D hold ids 0 or 1 (valid for any vocabulary of
-two or more); other integer inputs (a [batch] ``lengths``) hold 1, the smallest valid length. A probe that
+Probe values: floats ~ N(0, 1); integer inputs with a symbolic dim besides the batch dim hold ids 0 or 1
+(valid for any vocabulary of two or more); other integer inputs (a [batch] ``lengths``) hold 1, the smallest
+valid length; booleans are random. A probe that
 fails to run (an id outside a vocabulary of one) leaves the dim unpadded; the reason is in ``/metadata``.
 """
 

@@ -188,6 +188,12 @@ SCHEMA: dict[str, F] = {
     "seed": F("int", "seed of initialization, batches, dropout and noise", 0, min=0),
     "threads": F("int", "CPU threads for torch's kernels (default: torch's choice; 1 avoids oversubscription "
                  "when the machine is busy)", None, min=1, max=4096),
+    "activation_checkpointing": F("bool_or_names", "recompute blocks' activations in the backward pass instead of "
+                                  "keeping them (less memory, one more forward per block): true for every block use "
+                                  "compiled to a module, or a list of block names", False),
+    "compile": F("bool", "regional torch.compile: each block class's forward compiled once (fullgraph) and reused by "
+                 "its copies; a block that cannot be captured whole (MoE routing) runs eagerly, with a warning "
+                 "naming it", False),
     "scaler": _sec("precision fp16: the gradient scaler", SCALER),
     "distributed": _sec("data parallel on several processes (--nproc-per-node, torchrun)", DISTRIBUTED,
                         shorthand="strategy"),

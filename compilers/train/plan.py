@@ -15,6 +15,7 @@ from nngraph.train_schema import match_aux
 from .config import RunConfig
 from .data import load_data
 from .distributed import Dist
+from .scale import apply_checkpointing, compile_blocks
 from ..state.lora import apply_lora, linear_names
 from .tasks import make_task
 from .tasks._base import GraphTask
@@ -93,6 +94,9 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
     graph, aux = _aux_outputs(run)
     torch.manual_seed(cfg["seed"])
     model = build_module(graph, seed=cfg["seed"]).to(device)
+    apply_checkpointing(run, model)
+    if cfg["compile"]:
+        compile_blocks(model)
     lora: list[str] = []
     if cfg["lora"] is not None:
         lc = cfg["lora"]

@@ -294,6 +294,24 @@ def cost(
 
 
 @app.command()
+def calibrate(
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="also write the JSON here")] = None,
+) -> None:
+    """Measure this CPU's peak FLOP/s and memory bandwidth: the cpu profile's roofline for `nngraph cost`."""
+
+    def body() -> int:
+        from nngraph.compilers.targets.calibrate import calibrate as measure
+
+        text = json.dumps({"roofline": measure()}, indent=2)
+        if output is not None:
+            output.write_text(text + "\n", encoding="utf-8")
+        typer.echo(text)
+        return 0
+
+    run_guarded(body)
+
+
+@app.command()
 def graph(
     spec: Annotated[Path, typer.Argument(help="the spec file")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="out.dot, out.mmd (Mermaid), out.svg or out.png (need Graphviz)")] = None,

@@ -293,6 +293,29 @@ def cost(
     run_guarded(body)
 
 
+@app.command(name="diff")
+def diff_(
+    a: Annotated[Path, typer.Argument(help="the old spec")],
+    b: Annotated[Path, typer.Argument(help="the new spec")],
+    dim: Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim for the FLOP deltas: NAME=INT (repeatable)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, json or md (Markdown, for a pull-request comment)")] = "text",
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help="exit 1 when this changed: params or shapes (repeatable)")] = None,
+) -> None:
+    """Semantic diff of two specs: nodes added/removed/renamed/changed, parameter and FLOP deltas per block."""
+    if fmt not in ("text", "json", "md"):
+        raise typer.BadParameter(f"unknown format '{fmt}'; use text, json or md", param_hint="'--format'")
+    bad = [x for x in fail_on or [] if x not in ("params", "shapes")]
+    if bad:
+        raise typer.BadParameter(f"unknown kind '{bad[0]}'; use params or shapes", param_hint="'--fail-on'")
+
+    def body() -> int:
+        from nngraph.commands import diff_command
+
+        return diff_command(a, b, dim, fmt, fail_on or [], typer.echo)
+
+    run_guarded(body)
+
+
 @app.command()
 def calibrate(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="also write the JSON here")] = None,

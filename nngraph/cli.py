@@ -342,6 +342,7 @@ def graph(
     set_: SetOpt = None,
     max_params: MaxParams = None,
     max_memory: MaxMemory = None,
+    collapse: Annotated[bool, typer.Option("--collapse", help="draw each repeated block use as one node (NAME: BLOCK ×N)")] = False,
 ) -> None:
     """Draw the graph: Graphviz DOT or Mermaid, blocks as clusters, tensor shapes on the edges."""
     from nngraph.draw import FORMATS
@@ -356,7 +357,8 @@ def graph(
     def body() -> int:
         from nngraph.commands import draw_command, limits
 
-        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory, builds=False), typer.echo)
+        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory, builds=False), typer.echo,
+                            collapse=collapse)
 
     run_guarded(body)
 

@@ -175,8 +175,9 @@ def show_warnings(warnings: list[Any]) -> None:
     sys.stderr.write(format_text(warnings) + "\n")
 
 
-def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str], caps: Any, echo: Echo) -> int:
-    """``nngraph graph``: DOT / Mermaid on stdout, or a file (svg/png through Graphviz)."""
+def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str], caps: Any, echo: Echo,
+                 collapse: bool = False) -> int:
+    """``nngraph graph``: DOT / Mermaid on stdout, or a file (svg/png through Graphviz); ``collapse``: repeats folded."""
     from .draw import DrawError, render, run_dot, to_dot, to_mermaid
     from .outputs import check_output, spec_inputs
     from .spec import load_spec
@@ -184,6 +185,10 @@ def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str
     check_output(output, spec_inputs(spec))
 
     g = load_spec(spec, overrides, caps, on_warning=show_warnings)
+    if collapse:
+        from .draw_collapse import collapse_repeats
+
+        g = collapse_repeats(g)
     try:
         if output is None:
             if kind == "svg":

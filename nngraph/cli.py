@@ -293,6 +293,47 @@ def cost(
     run_guarded(body)
 
 
+@app.command(name="diff")
+def diff_(
+    a: Annotated[Path, typer.Argument(help="the old spec")],
+    b: Annotated[Path, typer.Argument(help="the new spec")],
+    dim: Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim for the FLOP deltas: NAME=INT (repeatable)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, json or md (Markdown, for a pull-request comment)")] = "text",
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help="exit 1 when this changed: params or shapes (repeatable)")] = None,
+) -> None:
+    """Semantic diff of two specs: nodes added/removed/renamed/changed, parameter and FLOP deltas per block."""
+    if fmt not in ("text", "json", "md"):
+        raise typer.BadParameter(f"unknown format '{fmt}'; use text, json or md", param_hint="'--format'")
+    bad = [x for x in fail_on or [] if x not in ("params", "shapes")]
+    if bad:
+        raise typer.BadParameter(f"unknown kind '{bad[0]}'; use params or shapes", param_hint="'--fail-on'")
+
+    def body() -> int:
+        from nngraph.commands import diff_command
+
+        return diff_command(a, b, dim, fmt, fail_on or [], typer.echo)
+
+    run_guarded(body)
+
+
+@app.command()
+def calibrate(
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="also write the JSON here")] = None,
+) -> None:
+    """Measure this CPU's peak FLOP/s and memory bandwidth: the cpu profile's roofline for `nngraph cost`."""
+
+    def body() -> int:
+        from nngraph.compilers.targets.calibrate import calibrate as measure
+
+        text = json.dumps({"roofline": measure()}, indent=2)
+        if output is not None:
+            output.write_text(text + "\n", encoding="utf-8")
+        typer.echo(text)
+        return 0
+
+    run_guarded(body)
+
+
 @app.command()
 def graph(
     spec: Annotated[Path, typer.Argument(help="the spec file")],
@@ -301,6 +342,7 @@ def graph(
     set_: SetOpt = None,
     max_params: MaxParams = None,
     max_memory: MaxMemory = None,
+    collapse: Annotated[bool, typer.Option("--collapse", help="draw each repeated block use as one node (NAME: BLOCK ×N)")] = False,
 ) -> None:
     """Draw the graph: Graphviz DOT or Mermaid, blocks as clusters, tensor shapes on the edges."""
     from nngraph.draw import FORMATS
@@ -315,7 +357,8 @@ def graph(
     def body() -> int:
         from nngraph.commands import draw_command, limits
 
-        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory, builds=False), typer.echo)
+        return draw_command(spec, output, kind, set_ or [], limits(max_params, max_memory, builds=False), typer.echo,
+                            collapse=collapse)
 
     run_guarded(body)
 

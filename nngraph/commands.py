@@ -175,8 +175,9 @@ def show_warnings(warnings: list[Any]) -> None:
     sys.stderr.write(format_text(warnings) + "\n")
 
 
-def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str], caps: Any, echo: Echo) -> int:
-    """``nngraph graph``: DOT / Mermaid on stdout, or a file (svg/png through Graphviz)."""
+def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str], caps: Any, echo: Echo,
+                 collapse: bool = False) -> int:
+    """``nngraph graph``: DOT / Mermaid on stdout, or a file (svg/png through Graphviz); ``collapse``: repeats folded."""
     from .draw import DrawError, render, run_dot, to_dot, to_mermaid
     from .outputs import check_output, spec_inputs
     from .spec import load_spec
@@ -184,6 +185,10 @@ def draw_command(spec: Path, output: Path | None, kind: str, overrides: list[str
     check_output(output, spec_inputs(spec))
 
     g = load_spec(spec, overrides, caps, on_warning=show_warnings)
+    if collapse:
+        from .draw_collapse import collapse_repeats
+
+        g = collapse_repeats(g)
     try:
         if output is None:
             if kind == "svg":
@@ -221,3 +226,26 @@ def cost_command(spec: Path, overrides: list[str], dims: list[str] | None, batch
         echo(f"note: sizes not given, defaulted: {', '.join(defaulted)} (give --dim NAME=INT)", err=True)
     echo(format_text(report))
     return 0
+
+
+def diff_command(a: Path, b: Path, dims: list[str] | None, fmt: str, fail_on: list[str], echo: Echo) -> int:
+    """``nngraph diff``: the semantic diff (:mod:`nngraph.diff`); exit 1 when a ``--fail-on`` kind changed."""
+    from .cost.report import sizes_for
+    from .diff import diff_graphs, failed, format_diff
+    from .limits import parse_dims
+    from .spec import load_spec
+
+    try:
+        given = parse_dims(dims)
+    except ValueError as exc:
+        echo(f"error: {exc}", err=True)
+        return 2
+    ga, gb = load_spec(a, on_warning=show_warnings), load_spec(b, on_warning=show_warnings)
+    sizes, _ = sizes_for(ga, given, None)
+    sizes.update(sizes_for(gb, sizes, None)[0])
+    d = diff_graphs(ga, gb, sizes)
+    echo(json.dumps(d, indent=2, default=str) if fmt == "json" else format_diff(d, markdown=fmt == "md"))
+    hit = failed(d, fail_on)
+    if hit:
+        echo(f"changed: {', '.join(hit)} (--fail-on)", err=True)
+    return 1 if hit else 0

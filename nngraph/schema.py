@@ -12,6 +12,7 @@ from typing import Any
 
 from .params import EXPR_SCHEMA, param_schema
 from .registry import OpDef, registry
+from .cost.expect import expect_schema
 from .spec.dims import dims_schema
 from .train_keys import SCHEMA as TRAIN_KEYS
 from .train_keys import F
@@ -160,6 +161,7 @@ def json_schema() -> dict:
             "outputs": {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/ref"}},
                                   {"type": "object", "additionalProperties": {"$ref": "#/$defs/ref"}}]},
             "train": train_schema(),
+            "expect": expect_schema(),
             "networks": {"type": "object", "description": "several named networks instead of inputs/graph/outputs",
                          "additionalProperties": _network_schema(nodes)},
         },

@@ -36,7 +36,7 @@ from .resolve import Scope, resolve_at
 
 FORMAT_VERSIONS = (1,)
 TOP_KEYS = ("nngraph", "name", "doc", "vars", "imports", "inputs", "dims", "blocks", "graph", "outputs", "train",
-            "networks")
+            "networks", "expect")
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None, limits: Limits = DEFAULT_LIMITS,
@@ -107,6 +107,10 @@ def _build(path: Path, display: str, data: Any, overrides: list[str], diag: Diag
         return None
     graph.train, graph.doc = data.get("train"), data.get("doc")
     _check_train(data, graph, diag, top, names_too=not any(d.severity == "error" for d in diag))
+    if not overrides and not any(d.severity == "error" for d in diag):  # --set makes another model than the published one
+        from ..cost.expect import check_expect
+
+        check_expect(data, graph, diag, top)
     return graph
 
 

@@ -91,3 +91,48 @@ def test_inference_peak_live_counts_the_widest_point_of_an_mlp():
 def test_a_bad_dim_is_a_usage_error():
     result = CliRunner().invoke(app, ["cost", str(SPECS / "mlp.yaml"), "--dim", "batch=x"])
     assert result.exit_code == 2 and "NAME=INT" in result.output
+
+
+def _with_expect(tmp_path: Path, line: str) -> Path:
+    path = tmp_path / "mlp.yaml"
+    path.write_text((SPECS / "mlp.yaml").read_text() + line + "\n")
+    return path
+
+
+def test_expect_params_mismatch_is_a_located_error(tmp_path):
+    from nngraph.spec import check_spec
+
+    path = _with_expect(tmp_path, "expect:\n  params: 269323")
+    line = len((SPECS / "mlp.yaml").read_text().splitlines()) + 2
+    _, diag = check_spec(path)
+    errors = [d for d in diag if d.severity == "error"]
+    assert len(errors) == 1 and "expected 269,323 parameters, the graph has 269,322" in errors[0].message
+    assert (errors[0].pos.line, errors[0].pos.col) == (line, 11)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1 and f"mlp.yaml:{line}:11" in result.output and "Traceback" not in result.output
+
+
+def test_expect_flops_per_token_and_activation_bound(tmp_path):
+    from nngraph.spec import check_spec
+
+    # gpt2_small states its published count and 2·(12·L·d² + d·V) + 2·L·d·(T+1) FLOPs per token at T = 1024
+    _, diag = check_spec(SPECS / "gpt2_small.yaml")
+    assert not [d for d in diag if d.severity == "error"]
+    # mlp: 2·(784·256 + 256·256 + 256·10) FLOPs per row; x is float, so there are no tokens
+    path = _with_expect(tmp_path, "expect: {flops_per_token: 1000, max_activation_mb: 0.001, at: {batch: 64}}")
+    _, diag = check_spec(path)
+    text = [d.message for d in diag if d.severity == "error"]
+    assert any("no [batch, seq] integer token input" in t for t in text)
+    # activations at batch 64: (256 + 256 + 256 + 256 + 10) floats per row = 64·1034·4 bytes
+    assert any(f"{64 * 1034 * 4 / 2 ** 20:,.1f} MiB, over the expected 0.001 MiB" in t for t in text)
+
+
+def test_expect_unknown_key_and_overrides(tmp_path):
+    from nngraph.spec import check_spec
+
+    path = _with_expect(tmp_path, "expect: {parameters: 5}")
+    _, diag = check_spec(path)
+    assert any("unknown expect key 'parameters'" in d.message for d in diag)
+    path = _with_expect(tmp_path, "expect: {params: 269322}")
+    _, diag = check_spec(path, ["hidden=8"])  # another model than the published one: not checked
+    assert not [d for d in diag if d.severity == "error"]

@@ -143,3 +143,22 @@ def test_weight_tie_is_a_dashed_edge(spec_file):
     g = load_spec(spec_file(TIED))
     assert '"emb" -> "head" [label="tie", style="dashed", arrowhead="none", constraint=false];' in to_dot(g)
     assert '  n_emb -.-|"tie"| n_head' in to_mermaid(g).splitlines()
+
+
+def test_collapsed_repeats_draw_gpt2_small_as_one_node_per_repeated_block():
+    from pathlib import Path
+
+    from nngraph.draw_collapse import collapse_repeats
+
+    specs = Path(__file__).resolve().parents[2] / "specs"
+    g = collapse_repeats(load_spec(specs / "gpt2_small.yaml"))
+    dot = to_dot(g)
+    assert '"h" [shape=box, style="rounded", label="h\\ndecoder_layer ×12\\n85,054,464 params"]' in dot
+    assert '"drop" -> "h"' in dot and '"h" -> "ln_f"' in dot and "h.0." not in dot and "cluster_h" not in dot
+    assert "decoder_layer ×12" in to_mermaid(g)
+    # every edge of every zoo spec, collapsed, joins drawn nodes (outputs read from inside a use included)
+    for path in sorted(specs.glob("*.yaml")):
+        d = to_dot(collapse_repeats(load_spec(path)))
+        drawn = set(re.findall(r'^\s*"([^"]+)" \[shape', d, re.M))
+        for src, dst in re.findall(r'^\s*"([^"]+)" -> "([^"]+)"', d, re.M):
+            assert src in drawn and dst in drawn, (path.stem, src, dst)

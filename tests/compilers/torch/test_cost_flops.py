@@ -60,3 +60,31 @@ def test_flops_equal_flop_counter_mode(path):
 def test_moe_with_a_capacity_counts_at_most_what_runs_and_at_least_the_router():
     torch_flops, mine = _measure("switch_style", [])
     assert torch_flops <= mine <= 1.25 * torch_flops
+
+
+def _profiled_peak(module: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> int:
+    """The most bytes torch.profiler's memory timeline shows allocated at once during one forward (inputs excluded)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                                  with_stack=True) as prof:
+        module(**inputs)
+    live = peak = 0
+    for _, action, _, size in prof._memory_profile().timeline:
+        live += size if action.name == "CREATE" else -size if action.name == "DESTROY" else 0
+        peak = max(peak, live)
+    return peak
+
+
+@pytest.mark.parametrize("name,sizes", [("mlp", {"batch": 64}), ("vae", {"batch": 64}),
+                                        ("resnet18", {"batch": 2})])
+def test_inference_peak_live_tensors_within_15_percent_of_the_profiler(name, sizes):
+    from nngraph.cost.model import node_cost, peak_live_bytes
+
+    graph, _ = check_spec(SPECS[0].parent / f"{name}.yaml")
+    inputs = random_inputs(graph, sizes)
+    module = build_module(graph).eval()
+    costs = {n: node_cost(graph, node, sizes) for n, node in graph.nodes.items()}
+    mine = peak_live_bytes(graph, costs, sizes) - sum(v.numel() * v.element_size() for v in inputs.values())
+    measured = _profiled_peak(module, inputs)
+    assert abs(mine - measured) <= 0.15 * measured, (mine, measured)

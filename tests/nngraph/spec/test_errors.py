@@ -50,7 +50,7 @@ def test_unsupported_format_version_points_at_the_value(diagnose):
 def test_unknown_top_level_key_suggests_the_closest(diagnose):
     line, col, msg, hint = one_error(diagnose, HEAD + "grahp: 1\n" + "graph: [{name: a, op: relu, in: x}]\noutputs: [a]\n")
     assert (line, col, msg) == (6, 1, "unknown top-level key 'grahp'")
-    assert hint.startswith("did you mean 'graph'? top-level keys: blocks, dims, doc, graph, imports")
+    assert hint.startswith("did you mean 'graph'? top-level keys: blocks, dims, doc, expect, graph, imports")
 
 
 def test_duplicate_yaml_keys_are_an_error_at_the_second_key(diagnose, spec_file):

@@ -21,7 +21,8 @@ from nngraph import readers
 from .base import DataError
 
 SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".tsv": "csv", ".txt": "text", ".text": "text",
-                  ".md": "text", ".jsonl": "jsonl", ".json": "graph_json", ".edges": "edgelist", ".edgelist": "edgelist"}
+                  ".md": "text",
+                  ".jsonl": "jsonl", ".json": "graph_json", ".edges": "edgelist", ".edgelist": "edgelist"}
 MAX_ROWS_REPORTED = 1
 
 

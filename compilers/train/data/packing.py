@@ -62,7 +62,8 @@ def _row(parts: list[torch.Tensor], seq_len: int) -> dict[str, torch.Tensor]:
     lengths = [p.numel() for p in parts] + ([pad] if pad else [])
     doc_ids = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
     positions = torch.cat([torch.arange(n) for n in lengths])
-    mask = torch.cat([torch.arange(n) < n - 1 for n in (p.numel() for p in parts)] + [torch.zeros(pad, dtype=torch.bool)])
+    counted = [torch.arange(p.numel()) < p.numel() - 1 for p in parts]  # all but each document's last token
+    mask = torch.cat([*counted, torch.zeros(pad, dtype=torch.bool)])
     return {"tokens": tokens, "doc_ids": doc_ids, "positions": positions, "mask": mask}
 
 
@@ -119,7 +120,8 @@ class PackedData:
             yield {name: v[start:start + batch] for name, v in rows.items()}
 
 
-def packed_data(docs: list[str], tok: Any, seq_len: int, val: float, test: float, seed: int, source: str) -> "PackedData":
+def packed_data(docs: list[str], tok: Any, seq_len: int, val: float, test: float, seed: int,
+                source: str) -> PackedData:
     """Documents -> token ids (cut to ``seq_len``) split into train/val/test by a seeded document shuffle."""
     if not docs:
         raise DataError(f"{source}: no documents (blank-line-separated blocks of text) to pack")

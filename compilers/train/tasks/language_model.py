@@ -50,7 +50,9 @@ class LanguageModelTask(ClassificationTask):
 
     @property
     def vocab(self) -> int:
-        return self.data.vocab_size if isinstance(self.data, (TokenData, PackedData)) else int(self.data.meta["vocab_size"])
+        if isinstance(self.data, (TokenData, PackedData)):
+            return self.data.vocab_size
+        return int(self.data.meta["vocab_size"])
 
     @property
     def seq_len(self) -> int:

@@ -37,9 +37,13 @@ def _sec(doc: str, fields: dict[str, F], shorthand: str | None = None, optional:
 
 DATA = {
     "builtin": F("enum", "a bundled dataset (offline)", None, BUILTINS),
-    "path": F("str", "a data file: .npz/.npy, .csv, .txt (text), .json (graphs) or an edge list; relative to the spec"),
+    "path": F("str", "a data file: .npz/.npy, .csv, .txt (text), .jsonl (one document per line), .json (graphs) or an edge list; relative to the spec"),
     "format": F("enum", "file format (auto: from the suffix)", "auto",
-                ("auto", "npz", "npy", "csv", "text", "graph_json", "edgelist")),
+                ("auto", "npz", "npy", "csv", "text", "jsonl", "graph_json", "edgelist")),
+    "text_key": F("str", "jsonl: the field of each line's object holding its document's text", "text"),
+    "pack": F("bool", "language models: pack whole documents (blank-line-separated blocks of text, or JSONL "
+              "lines) into rows of seq_len tokens with per-token doc_ids and positions fed to the graph inputs "
+              "of those names; a document's last token predicts nothing (loss never crosses documents)", False),
     "tokenizer": F("enum", "text: characters or byte-pair encoding (the tokenizers library)", "char", ("char", "bpe")),
     "vocab_size": F("int", "BPE vocabulary size", 512, min=8, max=1_000_000),
     "seq_len": F("int", "tokens per training window (language modeling)", 64, min=2, max=1_000_000),

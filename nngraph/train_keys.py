@@ -106,6 +106,10 @@ CHECKPOINT = {
 LOG = {
     "every": F("int", "log loss, lr and throughput every N steps", 10, min=1),
     "tensorboard": F("tri", "TensorBoard scalars under OUT/tb (auto: when tensorboard is installed)", "auto"),
+    "mlflow": F("bool", "MLflow tracking (the mlflow extra): params (spec vars, train section), metrics per step, "
+                "artifacts (loss.png, model, spec) in a local file store under OUT/mlruns unless mlflow_uri", False),
+    "mlflow_uri": F("str", "MLflow tracking URI (e.g. http://host:5000 or sqlite:///mlflow.db; default: "
+                    "file store OUT/mlruns)", None),
     "plot": F("tri", "loss-curve PNG at the end (auto: when matplotlib is installed)", "auto"),
     "progress": F("tri", "progress display (auto: a live bar on a terminal, else a plain line every log.every steps "
                   "on stdout: step, loss, lr, throughput, ETA)", "auto"),

@@ -363,6 +363,41 @@ def train(
 
 
 @app.command()
+def tune(
+    spec: Annotated[Path, typer.Argument(help="the spec to train in each trial (its train: section)")],
+    space: Annotated[list[str], typer.Option("--space", help="KEY=DIST(ARGS), repeatable: train.optimizer.lr=loguniform(1e-4,1e-2), vars.d_model=choice(64,128), int(lo,hi), uniform(lo,hi)")],
+    trials: Annotated[int, typer.Option("--trials", min=1, help="trials to add to the study (a second run adds more)")] = 10,
+    metric: Annotated[str, typer.Option("--metric", help="the summary metric to optimize: val_loss, val_accuracy, test_loss, ...")] = "val_loss",
+    direction: Annotated[Optional[str], typer.Option("--direction", help="minimize or maximize (default: maximize for accuracy, else minimize)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="folder of the study and its trials (default out/tune/NAME)")] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna RDB storage URL shared by several machines (default sqlite:///OUT/study.db)")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="study name (default: the spec's file name)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="trials run at once, each in its own process")] = 1,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="optimizer steps of each trial (replaces train.steps)")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Search hyperparameters with Optuna: trials of `nngraph train`, pruned on their val metrics; a table, a plot
+    and the best trial's run folder."""
+    from nngraph.tune_space import SpaceError, parse_space
+
+    if direction not in (None, "minimize", "maximize"):
+        raise typer.BadParameter(f"unknown direction '{direction}'; use minimize or maximize", param_hint="'--direction'")
+    try:
+        params = [parse_space(text) for text in space]
+    except SpaceError as err:
+        raise typer.BadParameter(str(err), param_hint="'--space'") from None
+
+    def body() -> int:
+        from nngraph.compilers.train.tune import tune as run_tune
+
+        run_tune(spec, out or Path("out") / "tune" / spec.stem, params, trials, metric, direction, storage, study,
+                 workers, set_ or [], steps, typer.echo)
+        return 0
+
+    run_guarded(body)
+
+
+@app.command()
 def sample(
     spec: Annotated[Path, typer.Argument(help="a denoiser spec: predicts the noise ε from the image x_t and the step t; or a training run folder (its spec, --set overrides, weights and schedule)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="the image grid to write (PNG)")] = Path("samples.png"),

@@ -50,8 +50,11 @@ def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] 
           config: str | Path | None = None, steps: int | None = None, epochs: int | None = None,
           seed: int | None = None, data: str | None = None, resume: bool = False, nproc_per_node: int = 1,
           echo: Callable[[str], None] = _echo, quiet: bool = False, strategy: str | None = None,
-          overwrite: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, trackers: list[Any] | None = None) -> dict[str, Any]:
     """Train ``spec``; returns the run summary (also written to ``OUT/summary.json``).
+
+    ``trackers``: more experiment trackers for this one-process run (objects with ``scalars(split, step, values)``
+    and ``close()``, see :mod:`.trackers`), e.g. ``nngraph tune``'s reporter of val metrics to its pruner.
 
     With ``nproc_per_node`` > 1 (and not already inside a torchrun worker), N
     workers are launched with torch's elastic launcher and rank 0's summary is
@@ -83,7 +86,7 @@ def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] 
         return summary
     from .session import train_run
 
-    return train_run(run, out_dir, resume, echo, quiet)
+    return train_run(run, out_dir, resume, echo, quiet, trackers=trackers)
 
 
 def train_worker(spec: str, out: str, overrides: list[str], config: str | None, steps: int | None,

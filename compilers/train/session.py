@@ -27,8 +27,10 @@ from .loop import Trainer, run_loop
 
 
 def train_run(run: RunConfig, out: Path, resume: bool, echo: Callable[[str], None], quiet: bool,
-              until: int | None = None) -> dict[str, Any]:
+              until: int | None = None, trackers: list[Any] | None = None) -> dict[str, Any]:
     """Train ``run``'s spec into ``out``; returns the summary (also ``OUT/summary.json``).
+
+    ``trackers``: more trackers besides those ``train.log`` switches on (:class:`.trackers.Trackers`).
 
     ``until`` stops after that step without the end-of-run work (tests of resume use it)."""
     from .plan import build_plan
@@ -42,7 +44,7 @@ def train_run(run: RunConfig, out: Path, resume: bool, echo: Callable[[str], Non
         tr = Trainer(run, plan, out, d, echo)
         resumed_from = ck.resume_latest(tr, tr.ckpt_dir, say) if resume else None
         say(f"training {run.graph.name}: {tr.task.describe()}")
-        log, tb = _open_outputs(tr, out, resumed_from) if d.main else (None, None)
+        log, tb = _open_outputs(tr, out, resumed_from, trackers or []) if d.main else (None, None)
         result = _loop(tr, log, tb, quiet, until)
         if until is not None and tr.step < tr.total:
             _close(log, tb)
@@ -63,7 +65,8 @@ def train_run(run: RunConfig, out: Path, resume: bool, echo: Callable[[str], Non
         distributed.shutdown(d)
 
 
-def _open_outputs(tr: Trainer, out: Path, resumed_from: int | None) -> tuple[MetricsLog, Trackers | None]:
+def _open_outputs(tr: Trainer, out: Path, resumed_from: int | None,
+                  extra: list[Any]) -> tuple[MetricsLog, Trackers | None]:
     """Rank 0: the run's record files, the metrics log (cut back to ``resumed_from``) and the experiment trackers
     (:mod:`.trackers`: TensorBoard, MLflow) with the run's params, the spec vars and the train section."""
     from nngraph.run_folder import record_run
@@ -79,7 +82,7 @@ def _open_outputs(tr: Trainer, out: Path, resumed_from: int | None) -> tuple[Met
     if tok is not None:
         write_text_atomic(out / "tokenizer.json", tok.to_json())
     params = {**flat_params("vars", dict(run.graph.vars)), **flat_params("train", run.values)}
-    return log, Trackers(out, run.values["log"], run.graph.name, params)
+    return log, Trackers(out, run.values["log"], run.graph.name, params, extra)
 
 
 def _loop(tr: Trainer, log: MetricsLog | None, tb: Trackers | None, quiet: bool,

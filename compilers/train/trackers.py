@@ -97,8 +97,10 @@ TRACKERS: dict[str, Callable[[Path, dict[str, Any], str, dict[str, str]], Any]] 
 class Trackers:
     """The enabled trackers of one run, each getting every call."""
 
-    def __init__(self, out: Path, settings: dict[str, Any], name: str, params: dict[str, str]):
+    def __init__(self, out: Path, settings: dict[str, Any], name: str, params: dict[str, str],
+                 extra: list[Any] | None = None):
         self.items = [t for make in TRACKERS.values() if (t := make(out, settings, name, params)) is not None]
+        self.items += extra or []
 
     def scalars(self, split: str, step: int, values: dict[str, float]) -> None:
         for t in self.items:

@@ -37,9 +37,14 @@ def _sec(doc: str, fields: dict[str, F], shorthand: str | None = None, optional:
 
 DATA = {
     "builtin": F("enum", "a bundled dataset (offline)", None, BUILTINS),
-    "path": F("str", "a data file: .npz/.npy, .csv, .txt (text), .json (graphs) or an edge list; relative to the spec"),
-    "format": F("enum", "file format (auto: from the suffix)", "auto",
-                ("auto", "npz", "npy", "csv", "text", "graph_json", "edgelist")),
+    "path": F("str", "a data file: .npz/.npy, .csv, .parquet, .arrow/.feather, .txt or .jsonl (text), .json "
+              "(graphs), an edge list, or a folder of images with a subfolder per class; relative to the spec"),
+    "format": F("enum", "file format (auto: from the suffix; a folder: image_folder)", "auto",
+                ("auto", "npz", "npy", "csv", "parquet", "arrow", "text", "jsonl", "graph_json", "edgelist",
+                 "image_folder")),
+    "text_key": F("str", "jsonl: the field holding each line's text", "text"),
+    "image_size": F("int", "image_folder: images are resized to this many pixels square", 32, min=1, max=4096),
+    "image_mode": F("enum", "image_folder: RGB (3 channels) or L (grayscale, 1 channel)", "RGB", ("RGB", "L")),
     "tokenizer": F("enum", "text: characters or byte-pair encoding (the tokenizers library)", "char", ("char", "bpe")),
     "vocab_size": F("int", "BPE vocabulary size", 512, min=8, max=1_000_000),
     "seq_len": F("int", "tokens per training window (language modeling)", 64, min=2, max=1_000_000),

@@ -338,6 +338,7 @@ def train(
     config: Annotated[Optional[Path], typer.Option("--config", help="a YAML file with the train: section (merged over the spec's)")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="print only errors")] = False,
     strategy: Annotated[Optional[str], typer.Option("--strategy", help="data parallel with several processes: ddp or fsdp (sets train.distributed.strategy)")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="MODULE:FUNCTION returning your own torch Dataset (items (x, y) or dicts of fields; or a dict of train/val/test datasets); imported from the current folder")] = None,
 ) -> None:
     """Train a spec on its train: section: progress, metrics.jsonl, TensorBoard, checkpoints, loss.png."""
     if steps is not None and epochs is not None:
@@ -350,7 +351,7 @@ def train(
 
         try:
             run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet,
-                      strategy=strategy, overwrite=overwrite)
+                      strategy=strategy, overwrite=overwrite, dataset=dataset)
         except (DataError, CheckpointError) as err:
             typer.echo(f"error: {err}", err=True)
             return 1

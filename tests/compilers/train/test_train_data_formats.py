@@ -96,3 +96,54 @@ def test_a_model_trains_on_a_parquet_table(tmp_path, write_spec):
     s = train(write_spec(), out=tmp_path / "run", data=str(path), steps=40,
               overrides=["d_in=4", "classes=2", "train.optimizer.lr=0.05"], quiet=True)
     assert s["test"]["accuracy"] > 0.85  # the label is the sign of f0: a linear split
+
+
+HOOK = '''
+import torch
+
+
+class Signs(torch.utils.data.Dataset):
+    def __init__(self, n, seed, bad=None):
+        self.x = torch.randn(n, 4, generator=torch.Generator().manual_seed(seed))
+        self.bad = bad
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        x = self.x[i] if i != self.bad else torch.tensor([float("nan")] * 4)
+        return x, int(self.x[i, 0] > 0)
+
+
+def make_dataset():
+    return {"train": Signs(160, 0), "val": Signs(40, 1), "test": Signs(40, 2)}
+
+
+def make_bad():
+    return Signs(30, 0, bad=7)
+'''
+
+
+def test_the_dataset_hook_trains_on_the_users_own_dataset(tmp_path, write_spec, monkeypatch):
+    (tmp_path / "my_data.py").write_text(HOOK)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from typer.testing import CliRunner
+
+    from nngraph import cli
+
+    res = CliRunner().invoke(cli.app, ["train", str(write_spec()), "--dataset", "my_data:make_dataset", "--out",
+                                       str(tmp_path / "run"), "--steps", "40", "--set", "d_in=4",
+                                       "--set", "classes=2", "--set", "train.optimizer.lr=0.05"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test"]["accuracy"] > 0.85  # the label is the sign of x0
+    res = CliRunner().invoke(cli.app, ["train", str(write_spec()), "--dataset", "my_data:make_bad", "--out",
+                                       str(tmp_path / "bad"), "--set", "d_in=4"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "--dataset 'my_data:make_bad': train item 7: field 'x' holds NaN or infinity" in res.output
+    res = CliRunner().invoke(cli.app, ["train", str(write_spec()), "--dataset", "my_data", "--out",
+                                       str(tmp_path / "bad2")])
+    assert res.exit_code == 1 and "expected MODULE:FUNCTION" in res.output

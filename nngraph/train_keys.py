@@ -115,6 +115,10 @@ LOG = {
                 "artifacts (loss.png, model, spec) in a local file store under OUT/mlruns unless mlflow_uri", False),
     "mlflow_uri": F("str", "MLflow tracking URI (e.g. http://host:5000 or sqlite:///mlflow.db; default: "
                     "file store OUT/mlruns)", None),
+    "wandb": F("bool", "Weights & Biases tracking (the wandb extra): the same params, metrics and artifacts as mlflow, "
+               "in OUT/wandb", False),
+    "wandb_mode": F("enum", "offline: run files under OUT/wandb only (`wandb sync` uploads them later); online: "
+                    "to the W&B server now", "offline", ("offline", "online")),
     "plot": F("tri", "loss-curve PNG at the end (auto: when matplotlib is installed)", "auto"),
     "progress": F("tri", "progress display (auto: a live bar on a terminal, else a plain line every log.every steps "
                   "on stdout: step, loss, lr, throughput, ETA)", "auto"),

@@ -1,6 +1,6 @@
 """Experiment trackers: the one registry of where a run's numbers go besides ``metrics.jsonl``.
 
-Each tracker is switched on by the ``train.log`` key of its name (``log.tensorboard``, ``log.mlflow``) and gets
+Each tracker is switched on by the ``train.log`` key of its name (``log.tensorboard``, ``log.mlflow``, ``log.wandb``) and gets
 the same three calls from the run: :meth:`scalars` (a split's numbers at a step), :meth:`finish` (the run's params
 and files at the end: ``loss.png``, ``model.safetensors``, ``spec.yaml``, ``summary.json``) and :meth:`close`.
 :class:`Trackers` fans every call out to the enabled ones, so the loop knows none of them by name.
@@ -78,6 +78,38 @@ class MLflowTracker:
             self.run_id = None
 
 
+class WandbTracker:
+    """One Weights & Biases run per training run (offline by default: files under ``OUT/wandb``, nothing sent);
+    metrics as ``split/key`` at the run's step, the files as one artifact ``run-files``."""
+
+    def __init__(self, out: Path, settings: dict[str, Any], name: str, params: dict[str, str]):
+        try:
+            import wandb
+        except ImportError as exc:
+            raise RuntimeError(f"log.wandb: true needs the wandb extra: pip install 'nngraph[wandb]' ({exc})") \
+                from None
+        self.wandb = wandb
+        self.run = wandb.init(mode=settings["wandb_mode"], dir=str(out), project=name, name=out.name,
+                              config=params, reinit="create_new", settings=wandb.Settings(silent=True))
+
+    def scalars(self, split: str, step: int, values: dict[str, float]) -> None:
+        row = {f"{split}/{k}": float(v) for k, v in values.items() if isinstance(v, (int, float))}
+        if row:
+            self.run.log(row, step=step)
+
+    def finish(self, out: Path) -> None:
+        art = self.wandb.Artifact("run-files", type="model")
+        for name in ARTIFACTS:
+            if (out / name).is_file():
+                art.add_file(str(out / name))
+        self.run.log_artifact(art)
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
+
+
 def _tensorboard(out: Path, settings: dict[str, Any], name: str, params: dict[str, str]) -> TensorBoard | None:
     tb = TensorBoard(out / "tb", settings["tensorboard"])
     return tb if tb.writer is not None else None
@@ -87,10 +119,15 @@ def _mlflow(out: Path, settings: dict[str, Any], name: str, params: dict[str, st
     return MLflowTracker(out, settings, name, params) if settings["mlflow"] else None
 
 
+def _wandb(out: Path, settings: dict[str, Any], name: str, params: dict[str, str]) -> WandbTracker | None:
+    return WandbTracker(out, settings, name, params) if settings["wandb"] else None
+
+
 # name (= its train.log key) -> factory(out, train.log settings, experiment name, params); None when off
 TRACKERS: dict[str, Callable[[Path, dict[str, Any], str, dict[str, str]], Any]] = {
     "tensorboard": _tensorboard,
     "mlflow": _mlflow,
+    "wandb": _wandb,
 }
 
 

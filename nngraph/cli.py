@@ -401,6 +401,7 @@ def train(
     config: Annotated[Optional[Path], typer.Option("--config", help="a YAML file with the train: section (merged over the spec's)")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="print only errors")] = False,
     strategy: Annotated[Optional[str], typer.Option("--strategy", help="data parallel with several processes: ddp or fsdp (sets train.distributed.strategy)")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="MODULE:FUNCTION returning your own torch Dataset (items (x, y) or dicts of fields; or a dict of train/val/test datasets); imported from the current folder")] = None,
 ) -> None:
     """Train a spec on its train: section: progress, metrics.jsonl, TensorBoard, checkpoints, loss.png."""
     if steps is not None and epochs is not None:
@@ -413,13 +414,48 @@ def train(
 
         try:
             run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet,
-                      strategy=strategy, overwrite=overwrite)
+                      strategy=strategy, overwrite=overwrite, dataset=dataset)
         except (DataError, CheckpointError) as err:
             typer.echo(f"error: {err}", err=True)
             return 1
         except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint written; 130 / 143 like a killed command
             typer.echo(str(stop), err=True)
             return stop.exit_code
+        return 0
+
+    run_guarded(body)
+
+
+@app.command()
+def tune(
+    spec: Annotated[Path, typer.Argument(help="the spec to train in each trial (its train: section)")],
+    space: Annotated[list[str], typer.Option("--space", help="KEY=DIST(ARGS), repeatable: train.optimizer.lr=loguniform(1e-4,1e-2), vars.d_model=choice(64,128), int(lo,hi), uniform(lo,hi)")],
+    trials: Annotated[int, typer.Option("--trials", min=1, help="trials to add to the study (a second run adds more)")] = 10,
+    metric: Annotated[str, typer.Option("--metric", help="the summary metric to optimize: val_loss, val_accuracy, test_loss, ...")] = "val_loss",
+    direction: Annotated[Optional[str], typer.Option("--direction", help="minimize or maximize (default: maximize for accuracy, else minimize)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="folder of the study and its trials (default out/tune/NAME)")] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna RDB storage URL shared by several machines (default sqlite:///OUT/study.db)")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="study name (default: the spec's file name)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="trials run at once, each in its own process")] = 1,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="optimizer steps of each trial (replaces train.steps)")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Search hyperparameters with Optuna: trials of `nngraph train`, pruned on their val metrics; a table, a plot
+    and the best trial's run folder."""
+    from nngraph.tune_space import SpaceError, parse_space
+
+    if direction not in (None, "minimize", "maximize"):
+        raise typer.BadParameter(f"unknown direction '{direction}'; use minimize or maximize", param_hint="'--direction'")
+    try:
+        params = [parse_space(text) for text in space]
+    except SpaceError as err:
+        raise typer.BadParameter(str(err), param_hint="'--space'") from None
+
+    def body() -> int:
+        from nngraph.compilers.train.tune import tune as run_tune
+
+        run_tune(spec, out or Path("out") / "tune" / spec.stem, params, trials, metric, direction, storage, study,
+                 workers, set_ or [], steps, typer.echo)
         return 0
 
     run_guarded(body)

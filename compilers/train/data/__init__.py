@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import builtin, files
+from . import builtin, files, tables
 from .base import (ArrayData, DataError, GraphSetData, NodeGraphData, TokenData, split_indices, split_stream,
                    step_generator)
 from .packing import PackedData, packed_data, split_documents
@@ -41,9 +41,16 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
     path = Path(data["path"]).expanduser()
     if not path.is_absolute():
         path = base_dir / path
-    files.require_file(path)
+    if not path.is_dir():
+        files.require_file(path)
     fmt = files.detect_format(path, data["format"])
     test = data["test_fraction"]
+    if fmt in ("parquet", "arrow"):
+        x, y, names = tables.load_table(path, fmt, data["label_column"])
+        return _arrays(x, _targets(y, task, path), names, data, val, 0.2 if test is None else test, seed, path)
+    if fmt == "image_folder":
+        x, y, names = tables.load_image_folder(path, data["image_size"], data["image_mode"])
+        return _arrays(x, y, names, data, val, 0.2 if test is None else test, seed, path)
     if fmt in ("npz", "npy"):
         x, y = files.load_arrays(path, fmt, data["x_key"], data["y_key"])
         return _arrays(x, _targets(y, task, path), None, data, val, 0.2 if test is None else test, seed, path)

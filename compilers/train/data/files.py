@@ -21,18 +21,20 @@ from nngraph import readers
 from .base import DataError
 
 SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".tsv": "csv", ".txt": "text", ".text": "text",
-                  ".md": "text",
-                  ".jsonl": "jsonl", ".json": "graph_json", ".edges": "edgelist", ".edgelist": "edgelist"}
+                  ".md": "text", ".json": "graph_json", ".edges": "edgelist", ".edgelist": "edgelist",
+                  ".jsonl": "jsonl", ".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}
 MAX_ROWS_REPORTED = 1
 
 
 def detect_format(path: Path, fmt: str) -> str:
     if fmt != "auto":
         return fmt
+    if path.is_dir():
+        return "image_folder"
     if path.suffix.lower() in SUFFIX_FORMATS:
         return SUFFIX_FORMATS[path.suffix.lower()]
     raise DataError(f"{path}: cannot tell the format from the suffix '{path.suffix}'; "
-                    f"set train.data.format (npz, npy, csv, text, jsonl, graph_json, edgelist)")
+                    f"set train.data.format ({', '.join(sorted(set(SUFFIX_FORMATS.values())))}, image_folder)")
 
 
 def _finite_rows(arr: np.ndarray, path: Path, what: str) -> None:
@@ -59,7 +61,7 @@ def require_file(path: Path) -> None:
         readers.check_regular(path, None, "data file")
 
 
-def _read_text_bytes(path: Path) -> bytes:
+def read_text_bytes(path: Path) -> bytes:
     """The bytes of a text data file, at most the text share of memory (parsing multiplies it)."""
     with _refusals():
         return readers.read_bytes(path, readers.memory_cap(readers.TEXT_SHARE), "data file")
@@ -96,7 +98,7 @@ def load_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np
     """(features float32, targets, class names or None, the file's line of each row: 1-based, the header counted).
     Non-numeric targets become class ids."""
     try:
-        text = _read_text_bytes(path).decode("utf-8")
+        text = read_text_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     delim = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -164,7 +166,7 @@ def _is_number(text: str) -> bool:
 
 
 def load_text(path: Path) -> str:
-    raw = _read_text_bytes(path)
+    raw = read_text_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

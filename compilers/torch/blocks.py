@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from nngraph.block_copies import copies_of
 from nngraph.ir import Graph, Ref
 
 from .source import Namer, attr_path, display_pos, free_after_last_use, type_comment
@@ -74,17 +75,6 @@ def class_word(block: str) -> str:
     parts = [p for p in re.split(r"[^0-9A-Za-z]+", block) if p]
     word = "".join(p[:1].upper() + p[1:] for p in parts) or "Block"
     return word if word[0].isalpha() else "Block" + word
-
-
-def copies_of(graph: Graph) -> dict[str, list[str]]:
-    """Top-level block uses -> their copy prefixes (``h`` -> ``[h.0, h.1]``; an unrepeated use is its own copy)."""
-    out: dict[str, list[str]] = {}
-    for use in graph.block_uses:
-        if use.repeat < 1 or any(use.name.startswith(p + ".") for ps in out.values() for p in ps):
-            continue
-        repeated = any(n.startswith(use.name + ".0.") for n in graph.nodes)
-        out[use.name] = [f"{use.name}.{i}" for i in range(use.repeat)] if repeated else [use.name]
-    return out
 
 
 def plan(comp: "_Compiler") -> dict[str, Use]:

@@ -35,8 +35,9 @@ Sources (a state dict of the HF model class, with or without its base-model pref
              ``v`` (the head count comes from the spec). Skipped: the causal-mask and RoPE buffers.
 ``hf-t5``    T5ForConditionalGeneration / T5Model (ReLU FFN, tied head) onto
              specs/t5_encoder_decoder.yaml: ``shared`` feeds both the encoder and the decoder
-             embedding, and T5's one relative-bias table per stack (in block 0, reused by every
-             layer) is copied onto every layer's ``rel_bias`` (the spec learns one per layer).
+             embedding, and T5's one relative-bias table per stack (in block 0, read by every
+             layer) goes to the stack's layer-0 ``rel_bias``, which the spec's other layers read
+             (``position_from``), so nothing is copied.
              Skipped: ``encoder.embed_tokens`` / ``decoder.embed_tokens`` / ``lm_head.weight``
              (tied to ``shared``; an untied head is an error: the spec ties and scales it).
 
@@ -187,7 +188,7 @@ def _t5_stack(stack: str, cross: bool) -> tuple[Rule, ...]:
         _r(rf"{stack}\.block\.(\d+)\.layer\.0\.SelfAttention\.(q|k|v)\.weight", f"{spec}.{{1}}.self_attn.{{2}}.weight"),
         _r(rf"{stack}\.block\.(\d+)\.layer\.0\.SelfAttention\.o\.weight", f"{spec}.{{1}}.self_attn.out.weight"),
         _r(rf"{stack}\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias\.weight",
-           f"{spec}.{{all}}.self_attn.rel_bias.weight"),
+           f"{spec}.0.self_attn.rel_bias.weight"),  # one table per stack, read by every layer
         _r(rf"{stack}\.block\.(\d+)\.layer\.0\.layer_norm\.weight", f"{spec}.{{1}}.ln_self.weight"),
         _r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.DenseReluDense\.wi\.weight", f"{spec}.{{1}}.ff.up.weight"),
         _r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.DenseReluDense\.wo\.weight", f"{spec}.{{1}}.ff.down.weight"),

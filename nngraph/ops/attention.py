@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import InferCtx, p_float, p_int, op
+from ..registry import InferCtx, op, p_float, p_int, p_ref
 from ..types import TensorType, dims_differ, format_shape, is_int
 from ..attention import masks
 from ..attention import positions
@@ -118,8 +118,40 @@ def _count(ctx: InferCtx) -> int:
     d_model, d_ctx, _ = _dims(ctx)
     heads, kv, head_dim = head_layout(ctx, d_model)
     _, pname, pparams = _parsed(ctx)
-    return projection_count(d_model, d_ctx, heads, kv, head_dim, ctx.params) + \
-        positions.POSITIONS[pname].count(pparams, heads, head_dim)
+    table = 0 if ctx.params.get("position_from") not in (None, ctx.node) else positions.POSITIONS[pname].count(pparams, heads, head_dim)
+    return projection_count(d_model, d_ctx, heads, kv, head_dim, ctx.params) + table
+
+
+def _table_shape(pname: str, pparams: dict, heads: int, head_dim: int) -> tuple:
+    """What a position table's size depends on: the encoding, its params, heads and its size."""
+    return pname, tuple(sorted(pparams.items())), heads, positions.POSITIONS[pname].count(pparams, heads, head_dim)
+
+
+def _check_position_from(ctx: InferCtx, pname: str, pparams: dict, heads: int, head_dim: int) -> None:
+    """``position_from: NODE``: this node reads NODE's learned position table (T5's one table per stack), so
+    NODE must be an attention node with the same learnable encoding, parameters and heads (one table shape).
+    A node naming itself owns the table (the first copy of a repeat whose copies all name copy 0)."""
+    name = ctx.params.get("position_from")
+    if not name or name == ctx.node:
+        return
+    src = ctx.refs.get("position_from")
+    if src is None:
+        ctx.fail(f"position_from target '{name}' has no known output", None, "position_from")
+    if src.op != "attention":
+        ctx.fail(f"position_from must name an attention node, '{name}' is {src.op}", None, "position_from")
+    if src.params.get("position_from") not in (None, name):
+        ctx.fail(f"'{name}' itself reads its table from '{src.params['position_from']}'",
+                 f"name '{src.params['position_from']}' directly", "position_from")
+    if not positions.POSITIONS[pname].learnable:
+        ctx.fail(f"position '{pname}' has no learned table to share", "remove position_from", "position_from")
+    s_name, s_params = positions.parse_position(src.params.get("position"))
+    s_heads = src.params["heads"]
+    s_dim = src.params.get("head_dim") or src.type.shape[-1] // s_heads
+    mine, theirs = _table_shape(pname, pparams, heads, head_dim), _table_shape(s_name, s_params, s_heads, s_dim)
+    if mine != theirs:
+        ctx.fail(f"position_from '{name}': its table ({s_name} {s_params}, {s_heads} heads, {theirs[3]} params) differs "
+                 f"from this node's ({pname} {pparams}, {heads} heads, {mine[3]} params)",
+                 "share a table between nodes with the same position encoding, parameters and heads", "position_from")
 
 
 def attention_flops(c: CostCtx) -> int:
@@ -142,6 +174,8 @@ def attention_flops(c: CostCtx) -> int:
     "scale": p_float("score scale (default 1/sqrt(head_dim); T5 uses 1.0)", None, min=0.0),
     "mask": masks.mask_param(),
     "position": positions.position_param(),
+    "position_from": p_ref("read the learned position table of this attention node (same encoding, params and heads) "
+                           "instead of owning one: T5's one relative-bias table per stack"),
 }, count=_count, example={"in": "h", "heads": 12, "qkv": "fused", "mask": "causal"},
     shape_hint="attention takes x [batch, seq, d_model] and optionally context [batch, source_len, d_context]")
 def attention(ctx: InferCtx) -> TensorType:
@@ -189,6 +223,7 @@ def attention(ctx: InferCtx) -> TensorType:
     problem = positions.POSITIONS[pname].check(pparams, heads, head_dim)
     if problem:
         ctx.fail(f"position.{problem[0]}: {problem[1]}", None, "position")
+    _check_position_from(ctx, pname, pparams, heads, head_dim)
     connected = {k for k, t in ctx.inputs.items() if t is not None}
     ctx.meta[META_KEY] = resolve(ctx.params, d_model, context.shape[-1] if context is not None else d_model, connected)
     return x

@@ -35,7 +35,7 @@ biases read them instead of offset + arange; see :mod:`.attention_positions`). I
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +126,15 @@ class Attention(Projections):
             positions.parse_position(position)
         self.pos = positions.POSITIONS[self.position]   # the front end's hooks: kind, learnable, query_bias, ...
         self.hooks = pos.hooks_of(self.position)         # their torch implementation
+        before = set(self._modules) | set(self._parameters)
         self.hooks.build(self, self.pos_params, heads, head_dim)
+        self.table_names = sorted((set(self._modules) | set(self._parameters)) - before)  # what build made
+
+    def use_position_table(self, owner: "Attention") -> None:
+        """Read ``owner``'s learned position table instead of this node's own (``position_from``): the same
+        Parameter objects, so the state dict holds them once and their gradient sums over every user."""
+        for name in self.table_names:
+            setattr(self, name, getattr(owner, name))
 
     @classmethod
     def from_resolved(cls, r: ResolvedAttention, **kwargs: Any) -> "Attention":
@@ -219,7 +227,13 @@ def call_connected(e: Emit) -> str:
     return f"{e.self}({', '.join(args)})"
 
 
-@torch_op("attention", module=_attention_module, init=_INIT)
+def _link_table(ctx: NodeCtx, path: str, path_of: Callable[[str], str]) -> list[str]:
+    """``position_from: NODE``: this module reuses NODE's position table (after both exist)."""
+    src = ctx.params.get("position_from")
+    return [f"{path}.use_position_table({path_of(src)})"] if src and src != ctx.name else []
+
+
+@torch_op("attention", module=_attention_module, init=_INIT, link=_link_table)
 def attention(ctx: NodeCtx, e: Emit) -> str:
     """``self.attn(x, context=..., lengths=...)``."""
     return call_connected(e)

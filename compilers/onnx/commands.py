@@ -169,7 +169,7 @@ def _parse_fuse(text: str | None) -> bool | list[str] | None:
     return names
 
 
-def _exported(model: Path) -> bool:
+def needs_export(model: Path) -> bool:
     """A model argument that is exported first: a spec (.yaml) or a run folder of ``nngraph train``."""
     from nngraph.run_folder import is_run_folder
 
@@ -177,12 +177,12 @@ def _exported(model: Path) -> bool:
 
 
 @contextmanager
-def _as_onnx(model: Path, overrides: Sequence[str], weights: Path | None, target: str,
+def as_onnx(model: Path, overrides: Sequence[str], weights: Path | None, target: str,
              kv_cache: bool, kernels: dict[str, str] | None = None) -> Iterator[tuple[Path, Any]]:
     """(an ONNX file, the export's result or None): ``model`` itself when it is one; a spec or a run folder (its
     recorded overrides and weights) exported to a temporary file, removed afterwards (``kernels``: forced
     attention kernels, as ``export --kernel``)."""
-    if not _exported(model):
+    if not needs_export(model):
         yield model, None
         return
     from nngraph.run_folder import model_source
@@ -225,7 +225,7 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
         return 2
     check_output(output, [("the model", model), ("the model's data file", f"{model}.data"), *_input_files(inputs)])
     try:
-        with _as_onnx(model, [], None, target, False) as (path, result):
+        with as_onnx(model, [], None, target, False) as (path, result):
             if result is not None:
                 echo(f"exported {model} ({_kernels(result)})", err=True)
             session = open_model(path, target, threads, opt_level=opt_level, spin=spin)

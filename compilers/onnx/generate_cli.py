@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from .commands import Echo, _as_onnx, _exported, _input_files, _kernels, _parse_kernels
+from .commands import Echo, as_onnx, needs_export, _input_files, _kernels, _parse_kernels
 
 
 def _read_named(items: Sequence[str]) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
     except GenerationOptionsError as exc:
         echo(f"error: {exc}", err=True)
         return 2
-    if not _exported(model) and (weights is not None or overrides or kernels):
+    if not needs_export(model) and (weights is not None or overrides or kernels):
         echo("error: --weights, --set and --kernel apply to a spec; an ONNX file already holds its weights "
              "and kernels", err=True)
         return 2
@@ -110,11 +110,11 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
                           ("the --tokenizer file", tokenizer), *_input_files(inputs)])
     try:
         more = {"source": _id_rows(source, "--source") if source else None, "inputs": _read_named(inputs)}
-        with _as_onnx(model, overrides, weights, target, True, _parse_kernels(kernels)) as (path, result):
+        with as_onnx(model, overrides, weights, target, True, _parse_kernels(kernels)) as (path, result):
             if result is not None:
                 echo(f"exported {model} with a KV cache ({_kernels(result)})"
                      + (" and its encoder" if result.encoder is not None else ""), err=True)
-            tok = _tokenizer_of(model, path, tokenizer) if prompts else None  # ids in, ids out
+            tok = tokenizer_of(model, path, tokenizer) if prompts else None  # ids in, ids out
             rows = prompt_rows(prompts, ids, prompt_file, tok)
             out = _decode(path, rows, options, tok, stream, echo, target=target, **more)
     except (InferError, ExportError, ExportWeightsError, TokenizerError) as exc:
@@ -129,7 +129,7 @@ def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | No
     return 0
 
 
-def _tokenizer_of(model: Path, path: Path, given: Path | None) -> Any:
+def tokenizer_of(model: Path, path: Path, given: Path | None) -> Any:
     """The tokenizer for ``model`` (``path``: its ONNX file, maybe a temporary export)."""
     from ..tokenizer import find_tokenizer, read_tokenizer
     from .metadata import read_metadata
@@ -139,7 +139,7 @@ def _tokenizer_of(model: Path, path: Path, given: Path | None) -> Any:
         return read_tokenizer(given)
     if model.is_dir():  # a run folder: its tokenizer.json
         return find_tokenizer(model)
-    if _exported(model):  # a spec has none of its own
+    if needs_export(model):  # a spec has none of its own
         return None
     return find_tokenizer(path, read_metadata(str(check_model_file(path))))  # its metadata, else a file beside it
 

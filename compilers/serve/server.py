@@ -52,24 +52,24 @@ def _serve(model: Path, host: str, port: int, target: str, threads: int | None, 
            tokenizer: Path | None) -> int:
     import uvicorn
 
-    from nngraph.compilers.onnx.commands import _as_onnx, _exported
+    from nngraph.compilers.onnx.commands import as_onnx, needs_export
 
     with ExitStack() as stack:
-        path, result = stack.enter_context(_as_onnx(model, overrides, weights, target, False))
+        path, result = stack.enter_context(as_onnx(model, overrides, weights, target, False))
         if result is not None:
             echo(f"exported {model} for serving", err=True)
         served = ServedModel(path, target, threads, spin)
         served.probe()
-        decoder = path if not _exported(model) and served.meta.get("kv_cache") else None
-        if generate and _exported(model):
-            decoder, _ = stack.enter_context(_as_onnx(model, overrides, weights, target, True))
+        decoder = path if not needs_export(model) and served.meta.get("kv_cache") else None
+        if generate and needs_export(model):
+            decoder, _ = stack.enter_context(as_onnx(model, overrides, weights, target, True))
         elif decoder is None and generate:
             decoder = path  # an ONNX decoder without a cache: decoded by re-running the sequence
         generator = None
         if decoder is not None:
-            from nngraph.compilers.onnx.generate_cli import _tokenizer_of
+            from nngraph.compilers.onnx.generate_cli import tokenizer_of
 
-            generator = Generator(decoder, target, threads, _tokenizer_of(model, decoder, tokenizer))
+            generator = Generator(decoder, target, threads, tokenizer_of(model, decoder, tokenizer))
         server = Server(served, limits, generator)
         config = uvicorn.Config(make_app(server), host=host, port=port, log_level=log_level, access_log=False,
                                 timeout_graceful_shutdown=int(limits.timeout) + 5, lifespan="on")

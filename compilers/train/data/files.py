@@ -61,7 +61,7 @@ def require_file(path: Path) -> None:
         readers.check_regular(path, None, "data file")
 
 
-def read_text_bytes(path: Path) -> bytes:
+def _read_text_bytes(path: Path) -> bytes:
     """The bytes of a text data file, at most the text share of memory (parsing multiplies it)."""
     with _refusals():
         return readers.read_bytes(path, readers.memory_cap(readers.TEXT_SHARE), "data file")
@@ -98,7 +98,7 @@ def load_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np
     """(features float32, targets, class names or None, the file's line of each row: 1-based, the header counted).
     Non-numeric targets become class ids."""
     try:
-        text = read_text_bytes(path).decode("utf-8")
+        text = _read_text_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     delim = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -166,7 +166,7 @@ def _is_number(text: str) -> bool:
 
 
 def load_text(path: Path) -> str:
-    raw = read_text_bytes(path)
+    raw = _read_text_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -57,6 +57,19 @@ def _parity(model, graph, onnx_check, feeds: dict[str, torch.Tensor], want: torc
     assert err <= 1e-5 and ort <= 1e-4
 
 
+def _image_classifier_parity(hf: torch.nn.Module, spec: str, overrides: list[str], rename, onnx_check) -> None:
+    """Our spec at ``overrides`` against the HF image classifier ``hf`` (randomized, weights copied by ``rename``):
+    the same parameter count, logits on a 2-image batch in torch and ORT."""
+    _randomize(hf)
+    graph, model = _compile(spec, overrides)
+    assert graph.total_params == sum(p.numel() for p in hf.parameters())
+    _load_renamed(model, hf.state_dict(), rename)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = hf(x).logits
+    _parity(model, graph, onnx_check, {"image": x}, want, spec)
+
+
 # ----- ConvNeXt-T ---------------------------------------------------------------------------------------------
 CONVNEXT_SMALL = ["size=32", "d0=8", "d1=16", "d2=24", "d3=32", "n0=1", "n1=1", "n2=2", "n3=1", "classes=10"]
 
@@ -84,14 +97,7 @@ def test_convnext_matches_hugging_face_convnext_in_torch_and_onnx_runtime(onnx_c
                                       layer_norm_eps=1e-6, layer_scale_init_value=1e-6, image_size=32)
     torch.manual_seed(0)
     hf = transformers.ConvNextForImageClassification(cfg).eval()
-    _randomize(hf)
-    graph, model = _compile("convnext_tiny", CONVNEXT_SMALL)
-    assert graph.total_params == sum(p.numel() for p in hf.parameters())
-    _load_renamed(model, hf.state_dict(), _convnext_hf_name)
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want = hf(x).logits
-    _parity(model, graph, onnx_check, {"image": x}, want, "convnext")
+    _image_classifier_parity(hf, "convnext_tiny", CONVNEXT_SMALL, _convnext_hf_name, onnx_check)
 
 
 # ----- MobileNetV2 --------------------------------------------------------------------------------------------
@@ -120,14 +126,7 @@ def test_mobilenet_v2_matches_hugging_face_mobilenet_v2_in_torch_and_onnx_runtim
     cfg = transformers.MobileNetV2Config(depth_multiplier=0.25, image_size=32, num_labels=10, tf_padding=False)
     torch.manual_seed(0)
     hf = transformers.MobileNetV2ForImageClassification(cfg).eval()
-    _randomize(hf)
-    graph, model = _compile("mobilenet_v2", MOBILENET_SMALL)
-    assert graph.total_params == sum(p.numel() for p in hf.parameters())
-    _load_renamed(model, hf.state_dict(), _mobilenet_hf_name)
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want = hf(x).logits
-    _parity(model, graph, onnx_check, {"image": x}, want, "mobilenet_v2")
+    _image_classifier_parity(hf, "mobilenet_v2", MOBILENET_SMALL, _mobilenet_hf_name, onnx_check)
 
 
 # ----- TCN (WaveNet-style dilated causal convolutions) --------------------------------------------------------

@@ -47,10 +47,10 @@ from typing import Any
 
 import numpy as np
 
+from nngraph.compilers.serve.process import ServerProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-sys.path.insert(0, str(ROOT / "tests" / "compilers" / "serve"))
-from serve_support import ServerProcess  # noqa: E402  (the tests' server process helper)
 
 
 def export(folder: Path, args: argparse.Namespace) -> dict[str, tuple[Path, bytes]]:
@@ -111,8 +111,7 @@ def _metrics(server: ServerProcess) -> dict[str, float]:
     """The batch histograms' samples of the server's /metrics ({sample name + labels: value})."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    with server.client() as client:
-        text = client.get("/metrics").text
+    text = server.metrics()
     return {s.name + json.dumps(s.labels, sort_keys=True): s.value for f in text_string_to_metric_families(text)
             for s in f.samples if s.name.startswith(("nngraph_batch_rows", "nngraph_batch_seconds"))}
 

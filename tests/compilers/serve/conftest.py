@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve_support import BERT, GPT, ServerProcess, export_small
+from nngraph.compilers.serve.process import ServerProcess
+from serve_support import BERT, GPT, export_small
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from nngraph.compilers.onnx.generate import generate
 from nngraph.compilers.sampling import GenerationOptions
 from nngraph.compilers.tokenizer import TextTokenizer, char_json
 
-from serve_support import ServerProcess
+from nngraph.compilers.serve.process import ServerProcess
 
 CHARS = "abcdefghijklmnopqrs "  # gpt_char's 20 ids at the tests' small sizes
 

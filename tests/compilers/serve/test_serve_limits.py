@@ -21,7 +21,8 @@ import pytest
 
 from nngraph.compilers.onnx.runner import open_model
 
-from serve_support import ROOT, ServerProcess
+from nngraph.compilers.serve.process import ServerProcess
+from serve_support import ROOT
 
 ONE = {"inputs": {"tokens": [[1, 2, 3]], "token_types": [[0, 0, 1]], "lengths": [3]}}
 

@@ -228,6 +228,27 @@ def cost_command(spec: Path, overrides: list[str], dims: list[str] | None, batch
     return 0
 
 
+def view_command(spec: Path, output: Path, overrides: list[str], dims: list[str] | None, target: str | None,
+                 echo: Echo) -> int:
+    """``nngraph view``: the interactive HTML page (:mod:`nngraph.view`) with the cost and the warnings on it."""
+    from .cost.report import cost_report, sizes_for
+    from .limits import parse_dims
+    from .spec import load_spec
+    from .view import view_data, write_view
+
+    try:
+        given = parse_dims(dims)
+    except ValueError as exc:
+        echo(f"error: {exc}", err=True)
+        return 2
+    warnings: list[Any] = []
+    graph = load_spec(spec, overrides, on_warning=warnings.extend)
+    show_warnings(warnings) if warnings else None
+    sizes, _ = sizes_for(graph, given, None)
+    echo(f"wrote {write_view(view_data(graph, cost_report(graph, sizes, 'inference', target), warnings), output)}")
+    return 0
+
+
 def diff_command(a: Path, b: Path, dims: list[str] | None, fmt: str, fail_on: list[str], echo: Echo) -> int:
     """``nngraph diff``: the semantic diff (:mod:`nngraph.diff`); exit 1 when a ``--fail-on`` kind changed."""
     from .cost.report import sizes_for

@@ -1,6 +1,11 @@
 """Attention kernels on the CPU: the reference (decomposed) attention vs the lowered one the rules choose.
 
     .venv/bin/python bench/attention.py [--lengths 256,512,...] [--runs 5] [--cases causal,...] [--out bench/results/attention.json]
+    .venv/bin/python bench/attention.py --documents [--doc-lengths 128,512,2048] [--lengths 2048,4096,8192]
+
+``--documents``: packed sequences under ``{all: [document, causal]}`` — the document kernel vs SDPA + dense mask vs
+compiled FlexAttention, forward and forward+backward, in one alternating run (bench/attention_documents.py;
+results in bench/results/attention_documents.json).
 
 What is timed: the attention *core* of an ``attention`` node (B=1, 8 heads, head_dim 64, fp32) —
 scores, mask, position bias, softmax, weights @ v — through the real module code: the compiled
@@ -63,6 +68,7 @@ CASES = {
                                   "{type: global_tokens, positions: [0]}]}", "none"),
 }
 REF_CAP = 4096
+LENGTHS = "256,512,1024,2048,4096,8192"
 
 
 def _spec(mask: str, position: str) -> str:
@@ -237,11 +243,15 @@ def table(result: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lengths", default="256,512,1024,2048,4096,8192")
+    ap.add_argument("--lengths", default=LENGTHS)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
     ap.add_argument("--out", type=Path, default=RESULTS / "attention.json")
+    ap.add_argument("--documents", action="store_true", help="the document-mask cases (bench/attention_documents.py)")
+    ap.add_argument("--doc-lengths", default="128,512,2048", help="--documents: tokens per document")
     args = ap.parse_args()
+    if args.documents:
+        return _documents(args)
     unknown = set(args.cases.split(",")) - set(CASES)
     if unknown:
         ap.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
@@ -255,6 +265,24 @@ def main() -> None:
     print("\n".join(text.splitlines()[len(result["rows"]) + 1:]))
     write("attention", result, args.out)
     args.out.with_suffix(".txt").write_text(text + "\n")
+
+
+def _documents(args: argparse.Namespace) -> None:
+    """The document-mask table (lengths default to 2048,4096,8192 here)."""
+    import tempfile
+
+    import attention_documents as docs
+
+    warnings.filterwarnings("ignore")
+    lengths = "2048,4096,8192" if args.lengths == LENGTHS else args.lengths
+    out = args.out if args.out != RESULTS / "attention.json" else RESULTS / "attention_documents.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        result = docs.run([int(x) for x in args.doc_lengths.split(",")], [int(x) for x in lengths.split(",")],
+                          args.runs, Path(tmp))
+    text = docs.table(result)
+    print("\n".join(text.splitlines()[len(result["rows"]) + 1:]))
+    write("attention_documents", result, out)
+    out.with_suffix(".txt").write_text(text + "\n")
 
 
 if __name__ == "__main__":

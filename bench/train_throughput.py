@@ -14,6 +14,19 @@ round; the figure is tokens/s from the median wall time per round. Goal: nngraph
 Writes a table and bench/results/train_throughput.json.
 
     .venv/bin/python bench/train_throughput.py [--steps 40] [--runs 5] [--threads 1]
+
+``--packing``: packed vs padded training of gpt_char (issue 23) on variable-length documents: the
+blank-line-separated blocks of the bundled Shakespeare (830 documents, 7 to 1,764 characters, median 76; cut
+at 512), alternating in one run, the same optimizer and weights' seed:
+
+* ``packed``: specs/gpt_char_packed.yaml (document mask + per-document positions), rows of 512 characters
+  filled with whole documents by ``train.data.pack`` (compilers/train/data/packing.py), 4 rows a step;
+* ``padded``: specs/gpt_char.yaml (causal), one document per row, 16 rows a step right-padded to the
+  longest of the batch (causal attention never reads the padding; its targets are masked).
+
+The figure is real tokens per second: tokens that belong to a document (never padding), the mean per round
+over the median wall time of a round. Goal: packed / padded >= 1.5. Writes
+bench/results/train_packing.json.
 """
 
 from __future__ import annotations
@@ -93,14 +106,97 @@ def plain_variant(steps: int, run):
     return chunk
 
 
+PACKED_SPEC = SPEC.parent / "gpt_char_packed.yaml"
+PACK_SETS = ["ctx=512", "vocab=61", "train.data.builtin=shakespeare", "train.data.seq_len=512"]
+PACK_GOAL = 1.5
+
+
+def _step_fn(model, opt, real: dict[str, int]):
+    """One AdamW step of masked next-token cross-entropy; ``real`` counts the document tokens seen."""
+    def step(inputs: dict[str, torch.Tensor], y: torch.Tensor, mask: torch.Tensor, n_real: int) -> None:
+        logits = model(**inputs)
+        loss = F.cross_entropy(logits[mask], y[mask])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        real["tokens"] += n_real
+    return step
+
+
+def packing_variants(steps: int):
+    """The packed and the padded loop over the same documents; returns them and the real-token counters."""
+    from nngraph.compilers.torch import build_module
+    from nngraph.compilers.train.config import load_run_config
+    from nngraph.compilers.train.data import load_data
+
+    run = load_run_config(PACKED_SPEC, PACK_SETS)
+    data = load_data(run.values["data"], "language_model", SPEC.parent)
+    padded_run = load_run_config(SPEC, PACK_SETS)
+    counts = {"packed": {"tokens": 0}, "padded": {"tokens": 0}}
+    steps_of = {}
+    for name, r in (("packed", run), ("padded", padded_run)):
+        model = build_module(r.graph, seed=0)
+        model.train()
+        steps_of[name] = _step_fn(model, torch.optim.AdamW(model.parameters(), lr=3e-3, foreach=True), counts[name])
+    docs, cursor = data.docs["train"], {"packed": 0, "padded": 0}
+
+    def packed() -> None:
+        for _ in range(steps):
+            f = data.train_batch(cursor["packed"], 4, 0, 1, 0)
+            cursor["packed"] += 1
+            y = torch.cat([f["tokens"][:, 1:], f["tokens"][:, :1]], 1)
+            # a document's tokens: its counted targets plus its last token (mask True -> False), never padding
+            real = int(f["mask"].sum()) + int((f["mask"][:, :-1] & ~f["mask"][:, 1:]).sum())
+            steps_of["packed"]({k: f[k] for k in ("tokens", "doc_ids", "positions")}, y, f["mask"], real)
+
+    def padded() -> None:
+        for _ in range(steps):
+            i = cursor["padded"] * 16
+            batch = [docs[(i + k) % len(docs)] for k in range(16)]
+            cursor["padded"] += 1
+            width = max(d.numel() for d in batch)
+            x = torch.stack([F.pad(d, (0, width - d.numel())) for d in batch])
+            lengths = torch.tensor([d.numel() for d in batch])
+            mask = torch.arange(width)[None] < lengths[:, None] - 1
+            steps_of["padded"]({"tokens": x}, torch.roll(x, -1, 1), mask, int(lengths.sum()))
+
+    return {"packed": packed, "padded": padded}, counts
+
+
+def packing_main(args: argparse.Namespace) -> None:
+    """Packed vs padded real-token throughput, alternating rounds (see the module docstring)."""
+    variants, counts = packing_variants(args.steps)
+    res = alternate(variants, args.runs)
+    rounds = args.runs + 1  # the warm-up round counted its tokens too
+    rows = {k: {**v, "real_tokens_per_round": counts[k]["tokens"] / rounds,
+                "real_tokens_per_s": counts[k]["tokens"] / rounds / v["wall_median_s"]} for k, v in res.items()}
+    ratio = rows["packed"]["real_tokens_per_s"] / rows["padded"]["real_tokens_per_s"]
+    print(f"gpt_char on Shakespeare paragraphs (docs <= 512 chars), {args.steps} steps x {args.runs} rounds, "
+          f"{args.threads} thread(s); packed: 4 rows x 512, padded: 16 docs to the batch's longest")
+    print(f"{'loop':<10}{'median s':>10}{'min s':>10}{'real tok/round':>16}{'real tok/s':>12}")
+    for k, v in rows.items():
+        print(f"{k:<10}{v['wall_median_s']:>10.3f}{v['wall_min_s']:>10.3f}{v['real_tokens_per_round']:>16,.0f}"
+              f"{v['real_tokens_per_s']:>12,.0f}")
+    print(f"packed / padded: {ratio:.2f}x real tokens/s ({'meets' if ratio >= PACK_GOAL else 'BELOW'} the goal "
+          f"{PACK_GOAL})")
+    path = write("train_packing", {"bench": "train_packing", "steps_per_round": args.steps, "runs": args.runs,
+                                   "threads": args.threads, "results": rows, "ratio": ratio, "goal": PACK_GOAL,
+                                   "machine": machine()}, args.out)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=40, help="training steps per timed round")
     ap.add_argument("--runs", type=int, default=5, help="alternating rounds")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steady on a busy machine)")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/train_throughput.json)")
+    ap.add_argument("--packing", action="store_true", help="packed vs padded documents instead (issue 23)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.packing:
+        return packing_main(args)
     with tempfile.TemporaryDirectory() as tmp:
         ours, tr, run = nngraph_variant(args.steps, Path(tmp))
         plain = plain_variant(args.steps, run)

@@ -419,6 +419,7 @@ def train(
     config: Annotated[Optional[Path], typer.Option("--config", help="a YAML file with the train: section (merged over the spec's)")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="print only errors")] = False,
     strategy: Annotated[Optional[str], typer.Option("--strategy", help="data parallel with several processes: ddp or fsdp (sets train.distributed.strategy)")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="MODULE:FUNCTION returning your own torch Dataset (items (x, y) or dicts of fields; or a dict of train/val/test datasets); imported from the current folder")] = None,
 ) -> None:
     """Train a spec on its train: section: progress, metrics.jsonl, TensorBoard, checkpoints, loss.png."""
     if steps is not None and epochs is not None:
@@ -431,13 +432,48 @@ def train(
 
         try:
             run_train(spec, out, set_ or [], config, steps, epochs, seed, data, resume, nproc_per_node, typer.echo, quiet,
-                      strategy=strategy, overwrite=overwrite)
+                      strategy=strategy, overwrite=overwrite, dataset=dataset)
         except (DataError, CheckpointError) as err:
             typer.echo(f"error: {err}", err=True)
             return 1
         except TrainingInterrupted as stop:  # SIGINT/SIGTERM: checkpoint written; 130 / 143 like a killed command
             typer.echo(str(stop), err=True)
             return stop.exit_code
+        return 0
+
+    run_guarded(body)
+
+
+@app.command()
+def tune(
+    spec: Annotated[Path, typer.Argument(help="the spec to train in each trial (its train: section)")],
+    space: Annotated[list[str], typer.Option("--space", help="KEY=DIST(ARGS), repeatable: train.optimizer.lr=loguniform(1e-4,1e-2), vars.d_model=choice(64,128), int(lo,hi), uniform(lo,hi)")],
+    trials: Annotated[int, typer.Option("--trials", min=1, help="trials to add to the study (a second run adds more)")] = 10,
+    metric: Annotated[str, typer.Option("--metric", help="the summary metric to optimize: val_loss, val_accuracy, test_loss, ...")] = "val_loss",
+    direction: Annotated[Optional[str], typer.Option("--direction", help="minimize or maximize (default: maximize for accuracy, else minimize)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="folder of the study and its trials (default out/tune/NAME)")] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna RDB storage URL shared by several machines (default sqlite:///OUT/study.db)")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="study name (default: the spec's file name)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="trials run at once, each in its own process")] = 1,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="optimizer steps of each trial (replaces train.steps)")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Search hyperparameters with Optuna: trials of `nngraph train`, pruned on their val metrics; a table, a plot
+    and the best trial's run folder."""
+    from nngraph.tune_space import SpaceError, parse_space
+
+    if direction not in (None, "minimize", "maximize"):
+        raise typer.BadParameter(f"unknown direction '{direction}'; use minimize or maximize", param_hint="'--direction'")
+    try:
+        params = [parse_space(text) for text in space]
+    except SpaceError as err:
+        raise typer.BadParameter(str(err), param_hint="'--space'") from None
+
+    def body() -> int:
+        from nngraph.compilers.train.tune import tune as run_tune
+
+        run_tune(spec, out or Path("out") / "tune" / spec.stem, params, trials, metric, direction, storage, study,
+                 workers, set_ or [], steps, typer.echo)
         return 0
 
     run_guarded(body)
@@ -478,7 +514,7 @@ def sample(
 def import_weights(
     spec: Annotated[Path, typer.Argument(help="the spec whose parameter names receive the weights")],
     checkpoint: Annotated[Path, typer.Argument(help="a Hugging Face state dict: .safetensors, .bin/.pt (weights_only), or a folder of shards")],
-    source: Annotated[str, typer.Option("--from", help="checkpoint layout: hf-gpt2, hf-bert, hf-llama or hf-t5")],
+    source: Annotated[str, typer.Option("--from", help="checkpoint layout: hf-gpt2, hf-bert, hf-llama, hf-mistral, hf-qwen2, hf-gemma, hf-gpt-neox or hf-t5")],
     output: Annotated[Path, typer.Option("-o", "--output", help="weights file to write (.safetensors or .pt)")],
     set_: SetOpt = None,
 ) -> None:
@@ -492,6 +528,38 @@ def import_weights(
         from nngraph.compilers.torch.commands import import_weights_command
 
         return import_weights_command(spec, checkpoint, source, output, set_ or [], typer.echo)
+
+    run_guarded(body)
+
+
+@app.command(name="import-hf")
+def import_hf(
+    model: Annotated[str, typer.Argument(help="a Hugging Face model folder (config.json + weights) or a Hub id org/name")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder to write the spec and weights.safetensors into")],
+) -> None:
+    """Generate a spec from a Hugging Face config.json (every size from it) and convert its weights."""
+
+    def body() -> int:
+        from nngraph.compilers.torch.hf_folder import import_hf_command
+
+        return import_hf_command(model, output, typer.echo)
+
+    run_guarded(body)
+
+
+@app.command(name="export-hf")
+def export_hf(
+    model: Annotated[Path, typer.Argument(help="a spec of a known family (GPT-2, BERT, LLaMA, Mistral, Qwen2, Gemma, GPT-NeoX) or a training run folder")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder for config.json and model.safetensors (from_pretrained loads it)")],
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights (.safetensors/.pt); default: the run folder's, else seeded initial weights")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write a spec of a known family as a Hugging Face model folder (config.json + model.safetensors)."""
+
+    def body() -> int:
+        from nngraph.compilers.torch.hf_export import export_hf_command
+
+        return export_hf_command(model, output, weights, set_ or [], typer.echo)
 
     run_guarded(body)
 
@@ -518,6 +586,9 @@ def export(
     dtype: Annotated[str, typer.Option("--dtype", help="float32, or float16 (weights and activations; float32 inputs/outputs)")] = "float32",
     external_data: Annotated[Optional[bool], typer.Option("--external-data/--no-external-data", help="weights in OUT.data beside the file (default: when over 2 GB)")] = None,
     expected_seq: Annotated[Optional[int], typer.Option("--expected-seq", min=1, help="the sequence length the file will mostly see: picks the attention kernel measured fastest there")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="a tokenizer.json to store in the file's metadata (default: the training run's)")] = None,
+    triton: Annotated[Optional[Path], typer.Option("--triton", help="write a Triton Inference Server model repository here (DIR/NAME/config.pbtxt, DIR/NAME/1/model.onnx) instead of -o")] = None,
+    triton_max_batch: Annotated[int, typer.Option("--triton-max-batch", min=1, help="--triton: max_batch_size of the config (dynamic batching)")] = 16,
 ) -> None:
     """Export a spec to ONNX with fused attention kernels; checked, with metadata, written atomically."""
 
@@ -528,7 +599,8 @@ def export(
                               kv_cache=kv_cache, kernels=kernel, explain=explain, verify=verify, tolerance=tolerance,
                               overrides=set_ or [], seed=seed, echo=typer.echo, include_optional=optional_inputs,
                               **({"network": network} if network else {}), fuse=fuse, dtype=dtype,
-                              external_data=external_data, expected_seq=expected_seq)
+                              external_data=external_data, expected_seq=expected_seq, tokenizer=tokenizer,
+                              triton=triton, triton_max_batch=triton_max_batch)
 
     run_guarded(body)
 
@@ -557,29 +629,80 @@ def infer(
 @app.command()
 def generate(
     model: Annotated[Path, typer.Argument(help="an .onnx decoder exported with --kv-cache, or a decoder spec (.yaml) or training run folder (exported first)")],
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="comma-separated token ids, one row per --prompt")] = None,
-    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="token ids [batch, length] (.npy, .npz, .json)")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="prompt text, one row per --prompt (the model's tokenizer.json, or --tokenizer)")] = None,
+    ids: Annotated[Optional[list[str]], typer.Option("--ids", help="a prompt as comma-separated token ids, one row per --ids")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="tokenizer.json for --prompt text (default: the run's, or the one in the ONNX metadata or beside the file)")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", help="prompt token ids [batch, length] (.npy, .npz, .json)")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n", min=1, help="tokens to generate")] = 20,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens (default: greedy)")] = None,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, callback=_finite, help="softmax temperature for --top-k")] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="sampling seed")] = 0,
-    eos: Annotated[Optional[int], typer.Option("--eos", help="stop a row at this token id")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="draw tokens from the softmax (on by itself with --top-k or --top-p; default: greedy)")] = False,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, callback=_finite, help="sampling: logits / T (0: greedy)")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="sample among the k most likely tokens")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", min=0.0, max=1.0, help="sample from the smallest set of tokens whose probability reaches p (nucleus)")] = None,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", min=0.0, callback=_finite, help="> 1 discourages tokens already in the row (greedy too)")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="sampling seed (same seed, same tokens)")] = 0,
+    eos: Annotated[Optional[list[int]], typer.Option("--eos", help="a stop token id: a row stops after producing it (repeatable)")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="print tokens as they are generated")] = False,
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids as JSON")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the token ids (and text) as JSON")] = None,
     set_: SetOpt = None,
     source: Annotated[Optional[list[str]], typer.Option("--source", help="encoder-decoder: source token ids, comma-separated, one row per --source")] = None,
     input_: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="encoder-decoder: another source input NAME=FILE (default for a [batch] lengths input: no padding)")] = None,
+    kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="a spec argument: force an attention kernel, NAME or NODE=NAME (as export --kernel)")] = None,
 ) -> None:
-    """Generate tokens with an ONNX decoder (greedy or top-k), the KV cache as ONNX inputs/outputs; an
-    encoder-decoder runs its encoder once on --source."""
+    """Generate tokens with an ONNX decoder (greedy, or sampled with temperature, top-k, top-p, repetition
+    penalty), the KV cache as ONNX inputs/outputs; an encoder-decoder runs its encoder once on --source."""
 
     def body() -> int:
-        from nngraph.compilers.onnx.commands import generate_command
+        from nngraph.compilers.onnx.generate_cli import generate_command
 
-        return generate_command(model, prompt or [], prompt_file, max_new_tokens, top_k=top_k, temperature=temperature,
-                                seed=seed, eos=eos, target=target, weights=weights, overrides=set_ or [],
-                                output=output, echo=typer.echo, source=source or [], inputs=input_ or [])
+        sampling = {"max_new_tokens": max_new_tokens, "do_sample": sample or top_k is not None or top_p is not None,
+                    "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                    "repetition_penalty": repetition_penalty, "seed": seed, "stop_tokens": tuple(eos or ())}
+        return generate_command(model, prompt or [], prompt_file, sampling, ids=ids or [], tokenizer=tokenizer,
+                                stream=stream, target=target, weights=weights, overrides=set_ or [],
+                                output=output, echo=typer.echo, source=source or [], inputs=input_ or [],
+                                kernels=kernel or [])
+
+    run_guarded(body)
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="an .onnx file, a spec (.yaml) or a training run folder (exported first)")],
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8000,
+    target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads (default: one per core)")] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="rows per dynamic batch (1: every request alone)")] = 16,
+    window_ms: Annotated[float, typer.Option("--batch-window", min=0.0, callback=_finite, help="ms a batch waits for one more request (default 0: a batch is what arrived while the model ran)")] = 0.0,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait", min=0.0, callback=_finite, help="ms a batch stays open at most")] = 10.0,
+    queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="requests admitted and not yet answered (then 503)")] = 256,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="requests handled at once (then 503)")] = 128,
+    max_body_mb: Annotated[float, typer.Option("--max-body", min=0.001, callback=_finite, help="MB a request body may have (then 413)")] = 16.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.001, callback=_finite, help="seconds until an unanswered request gets 504")] = 30.0,
+    read_timeout: Annotated[float, typer.Option("--read-timeout", min=0.001, callback=_finite, help="seconds a body may take to arrive (then 408)")] = 10.0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="the most tokens one /v1/generate request may ask for")] = 256,
+    generate_: Annotated[bool, typer.Option("--generate", help="a spec or run folder: also export it with a KV cache for /v1/generate")] = False,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for a spec argument")] = None,
+    set_: SetOpt = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level (info shows each request)")] = "warning",
+    spin: Annotated[bool, typer.Option("--spin/--no-spin", help="let idle ORT threads spin between runs (they then take CPU from the request handling)")] = False,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="/v1/generate: a tokenizer.json for text prompts (default: the run folder's, the model's metadata, or one beside it)")] = None,
+) -> None:
+    """Serve a model over HTTP: /v1/infer with dynamic batching, /v1/generate (server-sent events), /health,
+    /metadata, /metrics (Prometheus). SIGTERM drains the requests in flight and exits 0."""
+
+    def body() -> int:
+        from nngraph.compilers.serve.app import Limits
+        from nngraph.compilers.serve.server import serve_command
+
+        limits = Limits(max_batch=max_batch, window=window_ms / 1000, max_wait=max_wait_ms / 1000,
+                        queue_size=queue_size, max_concurrency=max_concurrency, max_body=int(max_body_mb * 1e6),
+                        timeout=timeout, read_timeout=read_timeout, max_new_tokens=max_new_tokens)
+        return serve_command(model, host=host, port=port, target=target, threads=threads, limits=limits,
+                             generate=generate_, overrides=set_ or [], weights=weights, echo=typer.echo,
+                             log_level=log_level, spin=spin, tokenizer=tokenizer)
 
     run_guarded(body)
 

@@ -25,7 +25,8 @@ def ref_params(graph: Graph, node: Node) -> dict[str, str]:
     opdef = lookup(node.op)
     params = opdef.params if opdef is not None else {}
     return {k: v for k, v in node.params.items()
-            if k in params and params[k].kind == "ref" and isinstance(v, str) and v in graph.nodes}
+            if k in params and params[k].kind == "ref" and isinstance(v, str) and v in graph.nodes
+            and v != node.name}  # naming itself: the node owns the state (a repeat's first copy)
 
 
 def topo_order(graph: Graph, diag: Diagnostics) -> list[str] | None:

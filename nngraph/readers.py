@@ -172,15 +172,20 @@ def npz_file(path: str | Path, max_bytes: int, what: str, names: list[str] | Non
     """The arrays of an ``.npz`` archive (all, or those of ``names`` it holds), each checked before inflating:
     the size the zip directory declares, the inflation ratio (zip bombs), then the ``.npy`` header."""
     with open_regular(path, max_bytes, what) as fh:
-        try:
-            archive = zipfile.ZipFile(fh)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise FileRefused(f"{what} '{path}' is not a readable .npz archive ({exc})") from None
-        with archive:
-            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
-            wanted = [n for n in (names if names is not None else members) if n in members]
-            return {name: _npz_member(archive, members[name], max_bytes, f"{what} '{path}' array '{name}'")
-                    for name in wanted}
+        return read_npz(fh, max_bytes, f"{what} '{path}'", names)
+
+
+def read_npz(fh: IO[bytes], max_bytes: int, where: str, names: list[str] | None = None) -> dict[str, Any]:
+    """The arrays of an ``.npz`` stream (a file, or the bytes of a request body in a ``BytesIO``): all, or
+    those of ``names`` it holds; each member checked as :func:`npz_file` says before it is inflated."""
+    try:
+        archive = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FileRefused(f"{where} is not a readable .npz archive ({exc})") from None
+    with archive:
+        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        wanted = [n for n in (names if names is not None else members) if n in members]
+        return {name: _npz_member(archive, members[name], max_bytes, f"{where} array '{name}'") for name in wanted}
 
 
 def npz_names(path: str | Path, what: str) -> list[str]:

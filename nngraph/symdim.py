@@ -237,6 +237,15 @@ def parse(text: str | int) -> Poly:
         return _atom(("?", text))
 
 
+def is_expression(text: str) -> bool:
+    """True when ``text`` reads as a dim expression (symbols, ints, + - * // %, min, max): no opaque part."""
+    try:
+        _node(ast.parse(text.strip(), mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
+        return False
+    return True
+
+
 def _node(n: ast.AST) -> Poly:
     if isinstance(n, ast.Name):
         return symbol(n.id)

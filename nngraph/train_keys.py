@@ -37,9 +37,17 @@ def _sec(doc: str, fields: dict[str, F], shorthand: str | None = None, optional:
 
 DATA = {
     "builtin": F("enum", "a bundled dataset (offline)", None, BUILTINS),
-    "path": F("str", "a data file: .npz/.npy, .csv, .txt (text), .json (graphs) or an edge list; relative to the spec"),
-    "format": F("enum", "file format (auto: from the suffix)", "auto",
-                ("auto", "npz", "npy", "csv", "text", "graph_json", "edgelist")),
+    "path": F("str", "a data file: .npz/.npy, .csv, .parquet, .arrow/.feather, .txt or .jsonl (text), .json "
+              "(graphs), an edge list, or a folder of images with a subfolder per class; relative to the spec"),
+    "format": F("enum", "file format (auto: from the suffix; a folder: image_folder)", "auto",
+                ("auto", "npz", "npy", "csv", "parquet", "arrow", "text", "jsonl", "graph_json", "edgelist",
+                 "image_folder")),
+    "text_key": F("str", "jsonl: the field holding each line's text", "text"),
+    "image_size": F("int", "image_folder: images are resized to this many pixels square", 32, min=1, max=4096),
+    "image_mode": F("enum", "image_folder: RGB (3 channels) or L (grayscale, 1 channel)", "RGB", ("RGB", "L")),
+    "pack": F("bool", "language models: pack whole documents (blank-line-separated blocks of text, or JSONL "
+              "lines) into rows of seq_len tokens with per-token doc_ids and positions fed to the graph inputs "
+              "of those names; a document's last token predicts nothing (loss never crosses documents)", False),
     "tokenizer": F("enum", "text: characters or byte-pair encoding (the tokenizers library)", "char", ("char", "bpe")),
     "vocab_size": F("int", "BPE vocabulary size", 512, min=8, max=1_000_000),
     "seq_len": F("int", "tokens per training window (language modeling)", 64, min=2, max=1_000_000),
@@ -106,6 +114,14 @@ CHECKPOINT = {
 LOG = {
     "every": F("int", "log loss, lr and throughput every N steps", 10, min=1),
     "tensorboard": F("tri", "TensorBoard scalars under OUT/tb (auto: when tensorboard is installed)", "auto"),
+    "mlflow": F("bool", "MLflow tracking (the mlflow extra): params (spec vars, train section), metrics per step, "
+                "artifacts (loss.png, model, spec) in a local file store under OUT/mlruns unless mlflow_uri", False),
+    "mlflow_uri": F("str", "MLflow tracking URI (e.g. http://host:5000 or sqlite:///mlflow.db; default: "
+                    "file store OUT/mlruns)", None),
+    "wandb": F("bool", "Weights & Biases tracking (the wandb extra): the same params, metrics and artifacts as mlflow, "
+               "in OUT/wandb", False),
+    "wandb_mode": F("enum", "offline: run files under OUT/wandb only (`wandb sync` uploads them later); online: "
+                    "to the W&B server now", "offline", ("offline", "online")),
     "plot": F("tri", "loss-curve PNG at the end (auto: when matplotlib is installed)", "auto"),
     "progress": F("tri", "progress display (auto: a live bar on a terminal, else a plain line every log.every steps "
                   "on stdout: step, loss, lr, throughput, ETA)", "auto"),
@@ -188,6 +204,12 @@ SCHEMA: dict[str, F] = {
     "seed": F("int", "seed of initialization, batches, dropout and noise", 0, min=0),
     "threads": F("int", "CPU threads for torch's kernels (default: torch's choice; 1 avoids oversubscription "
                  "when the machine is busy)", None, min=1, max=4096),
+    "activation_checkpointing": F("bool_or_names", "recompute blocks' activations in the backward pass instead of "
+                                  "keeping them (less memory, one more forward per block): true for every block use "
+                                  "compiled to a module, or a list of block names", False),
+    "compile": F("bool", "regional torch.compile: each block class's forward compiled once (fullgraph) and reused by "
+                 "its copies; a block that cannot be captured whole (MoE routing) runs eagerly, with a warning "
+                 "naming it", False),
     "scaler": _sec("precision fp16: the gradient scaler", SCALER),
     "distributed": _sec("data parallel on several processes (--nproc-per-node, torchrun)", DISTRIBUTED,
                         shorthand="strategy"),

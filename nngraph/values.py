@@ -176,6 +176,15 @@ def _str_list(s: Any, v: Any, voice: Voice) -> Verdict:
     return list(items), [], None
 
 
+def _bool_or_names(s: Any, v: Any, voice: Voice) -> Verdict:
+    if isinstance(v, bool):
+        return v, [], None
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not items or not all(isinstance(x, str) for x in items):
+        return _wrong(v, f"expected true, false or a list of names, got {shown(v)}")
+    return list(items), [], None
+
+
 def _map_of(what: str, ok: Callable[[Any], bool], norm: Callable[[Any], Any]) -> Callable[[Any, Any, Voice], Verdict]:
     """A checker for ``{name: value}`` mappings whose values pass ``ok`` (``what`` says what they must be)."""
 
@@ -237,6 +246,8 @@ KINDS: dict[str, Kind] = {
     "str_list": Kind(_str_list, lambda s: {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1,
                                                                            "items": {"type": "string"}}]},
                      "pattern or list of patterns"),
+    "bool_or_names": Kind(_bool_or_names, lambda s: {"anyOf": [{"type": "boolean"}, {"type": "string"}, {
+        "type": "array", "minItems": 1, "items": {"type": "string"}}]}, "true, false or list of names"),
     "str_map": Kind(_map_of("a name", lambda x: isinstance(x, str), lambda x: x),
                     lambda s: {"type": "object", "additionalProperties": {"type": "string"}}, "mapping name → name"),
     "num_map": Kind(_map_of("a number (a weight)", is_num, float),

@@ -45,6 +45,28 @@ def unmet(entry: dict[str, Any], facts: AttentionFacts, target: Target, mode: st
     return [f"{what}: {r}" if what else r for r in out]
 
 
+def pointwise_unmet(entry: dict[str, Any], facts: AttentionFacts, target: Target, mode: str,
+                    suffix: str = "") -> str | None:
+    """Why a tiled kernel (evaluating the mask predicate on the pairs it computes) does not fit: a table mask
+    (BigBird's random rows have no pointwise form) or the profile entry's conditions; None if it fits."""
+    from nngraph.attention.analysis import table_leaves
+
+    tables = table_leaves(facts.mask)
+    if tables:
+        return f"mask {tables[0].name} is a table over the whole sequence (no pointwise form){suffix}"
+    problems = unmet(entry, facts, target, mode, "mask", "")
+    return "; ".join(problems) if problems else None
+
+
+def row_bias_unserved(facts: AttentionFacts, how: str) -> str | None:
+    """Why a kernel that derives the score bias from query/key indices alone (``how``) cannot serve per-row
+    position ids (a ``positions`` input with ALiBi / T5 / Shaw / a score formula), else None."""
+    if facts.row_bias:
+        return (f"position {facts.position} reads per-row position ids (the positions input), but {how} "
+                "derives the bias from query/key indices only")
+    return None
+
+
 def torch_kernel_missing(target: Target, kernel: str) -> str | None:
     """Why a torch kernel cannot run on ``target`` at all (an ONNX Runtime target, or a profile without it)."""
     if target.runtime != "torch":

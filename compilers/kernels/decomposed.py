@@ -13,6 +13,6 @@ from . import KernelDef, register_kernel
 
 KERNEL = register_kernel(KernelDef(
     "decomposed", "the reference math as plain ONNX ops (MatMul, Add, Where, Softmax): runs anywhere, materializes "
-    "the scores", order=13, check=lambda ctx: None,
+    "the scores", order=13, check=lambda ctx: ctx.site.row_ids_unserved(ctx.options),
     why=lambda ctx: "the fallback: no fused kernel applies", runtime="onnxruntime", onnx_op="MatMul/Softmax",
     emit="nngraph.compilers.onnx.emitters.decomposed:Decomposed"))

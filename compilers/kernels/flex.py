@@ -8,7 +8,7 @@ window, global tokens, documents, strided, prefix-LM, causal).
 
 Check: the profile has ``flex`` and the torch feature exists; the profile's conditions hold (dtype,
 capability; in training: a backward — none on the CPU — and no attention dropout, which flex does
-not apply); no Shaw value term; a mask that may leave a query row with no visible key needs the
+not apply); no Shaw value term; no score bias from per-row position ids (score_mod sees indices only); a mask that may leave a query row with no visible key needs the
 kernel's logsumexp to patch that row like the reference (``lse``; compiled flex on the CPU has none). Cost: ``flex.cost`` scaled by the mask's block density at that
 length, plus the one-time compile (``compile_s``) amortized over the profile's ``expected_calls``
 for the mode — so flex wins only at lengths where skipping blocks pays for the compile — plus, for
@@ -19,7 +19,7 @@ Queries shorter than one block (decoding steps) go to the next tier (``min_q``):
 from __future__ import annotations
 
 from .density import block_density
-from .conditions import cost_ms, profile_entry, unmet, variant_of
+from .conditions import cost_ms, profile_entry, row_bias_unserved, unmet, variant_of
 from . import ATTENTION_OPS, KernelDef, register_kernel
 
 
@@ -31,6 +31,8 @@ def _check(ctx):
         return missing
     if facts.value_term:
         return f"{facts.value_term}, which needs the attention weights flex never materializes"
+    if why := row_bias_unserved(facts, "its score_mod"):
+        return why
     problems = unmet(entry, facts, target, mode, variant_of(facts), "")
     if facts.fix_empty_rows and entry.get("lse") is False:
         problems.append(f"mask {facts.mask_text} may leave a query with no visible key (the reference attends "

@@ -10,7 +10,8 @@ padding, causal).
 
 Check: the profile has ``local``; self-attention; the mask has a band (a causal or unmasked
 node has none — SDPA serves those without any T×S tensor); no BigBird random rows (a table over
-the whole sequence). Every position encoding is tiled, Shaw's relative values included. It is
+the whole sequence); no score bias from per-row position ids (a ``positions`` input: the tiles compute
+the bias from indices). Every position encoding is tiled, Shaw's relative values included. It is
 plain autograd math, so unlike compiled FlexAttention on the CPU it also serves training.
 Cost: per unit of the tiles actually computed (heads·head_dim·T·(tile width + cols) + the global rows'
 heads·head_dim·rows·S; the tile width is chunk+left+right rounded up to 16): ``local.cost`` for the
@@ -20,11 +21,10 @@ tiles of training; memory: the tile scores, linear in T.
 
 from __future__ import annotations
 
-from nngraph.attention.analysis import table_leaves
 from nngraph.attention.analysis import band_of, has_band
 from nngraph.attention.bands import Band, tile_width
 
-from .conditions import cost_ms, profile_entry, unmet
+from .conditions import cost_ms, pointwise_unmet, profile_entry, row_bias_unserved
 from . import ATTENTION_OPS, KernelDef, register_kernel
 
 
@@ -43,11 +43,9 @@ def _check(ctx):
     if facts.mask is None or not has_band(facts.mask):
         return f"mask {facts.mask_text} has no band around the diagonal (only windows, dilated/local-strided windows " \
                "and global tokens combined with them do)"
-    tables = table_leaves(facts.mask)
-    if tables:
-        return f"mask {tables[0].name} is a table over the whole sequence (no pointwise form), not a band"
-    problems = unmet(entry, facts, target, mode, "mask", "")
-    return "; ".join(problems) if problems else None
+    if why := row_bias_unserved(facts, "the tiles' term"):
+        return why
+    return pointwise_unmet(entry, facts, target, mode, ", not a band")
 
 
 def _config(ctx):

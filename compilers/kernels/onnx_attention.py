@@ -39,6 +39,8 @@ def _check(ctx):
     site, options = ctx.site, ctx.options
     if options.opset < MIN_OPSET:
         return f"the ONNX Attention op needs opset {MIN_OPSET}, the export uses opset {options.opset}"
+    if why := site.row_ids_unserved(options):
+        return why
     if site.value_term:
         return (f"{site.position} relative values need the attention probabilities, which a fused op does "
                 "not expose")

@@ -17,8 +17,11 @@ tests/compilers/onnx/test_onnx_kernels.py):
   of more than one token on a non-empty cache needs batch 1; generation feeds one token a step).
 
 Not applicable: cross-attention, masks that are not causal (+ window, + ``lengths``), a
-``key_padding`` [B, S] input (arbitrary padding), ``lengths`` with a KV cache, RoPE with a head_dim
-that is not a multiple of 16 (an ORT requirement), Shaw with RoPE or Shaw values, CUDA with a
+``key_padding`` [B, S] input (arbitrary padding), ``lengths`` with a KV cache, RoPE with a
+``positions`` input (the op rotates at its own positions), a head_dim that is not a multiple of 8, or
+of 16 with RoPE, or rotated dims (partial rotary) not a multiple of 16 (ORT's own checks: ``head_size
+must be a multiple of 8``, ``head_size shall be a multiple of 16`` at run time; every kernel × head_dim ×
+mask kind is run in tests/compilers/onnx/test_ort_accepts.py), Shaw with RoPE or Shaw values, CUDA with a
 float32 model (ORT's CUDA kernel runs float16/bfloat16 only), targets without contrib ops.
 Preference: first (causal GPT-2 at seq 2048 on ORT CPU: 552 ms against 728-961 for the others).
 """
@@ -26,6 +29,10 @@ Preference: first (causal GPT-2 at seq 2048 on ORT CPU: 552 ms against 728-961 f
 from __future__ import annotations
 
 from . import KernelDef, register_kernel
+
+#: ORT's GroupQueryAttention rejects other head sizes when the session runs (not when it is built)
+HEAD_DIM_MULTIPLE = 8
+ROTARY_HEAD_DIM_MULTIPLE = 16
 
 
 def _check(ctx):
@@ -49,10 +56,17 @@ def _check(ctx):
         return "key padding with a KV cache is not mapped (seqlens_k would change meaning between steps)"
     if site.pos.qk_transform and not site.rope:
         return f"position {site.position} transforms q/k in a way the op's rotary option does not express"
-    if site.rope and site.head_dim % 16:
-        return f"ORT's rotary needs head_dim divisible by 16, got {site.head_dim}"
-    if site.rope and site.rotary_dim % 2:
-        return f"rotary dim {site.rotary_dim} is odd"
+    if site.rope and site.row_positions:
+        return ("its rotary option turns token i at past length + i, not at per-row position ids "
+                "(the positions input)")
+    if why := site.row_ids_unserved(options):
+        return why
+    if site.head_dim % HEAD_DIM_MULTIPLE:
+        return f"ORT's GroupQueryAttention needs head_dim divisible by {HEAD_DIM_MULTIPLE}, got {site.head_dim}"
+    if site.rope and site.head_dim % ROTARY_HEAD_DIM_MULTIPLE:
+        return f"ORT's rotary needs head_dim divisible by {ROTARY_HEAD_DIM_MULTIPLE}, got {site.head_dim}"
+    if site.rope and site.rotary_dim % ROTARY_HEAD_DIM_MULTIPLE:  # cos_cache [P + T, r/2]: r/2 a multiple of 8
+        return f"ORT's rotary needs the rotated dims divisible by {ROTARY_HEAD_DIM_MULTIPLE}, got {site.rotary_dim}"
     if site.value_term or (site.query_bias and site.rope):
         return (f"{site.position} biases need the rotated queries or the probabilities, which the fused op "
                 "keeps inside")

@@ -38,6 +38,8 @@ def _check(ctx):
     if site.kv_heads != site.heads:
         return (f"no grouped-query support: {site.kv_heads} key/value heads for {site.heads} query heads "
                 "(K/V would be repeated)")
+    if why := site.row_ids_unserved(ctx.options):
+        return why
     if site.value_term:
         return (f"{site.position} relative values need the attention probabilities, which a fused op does "
                 "not expose")

@@ -90,11 +90,21 @@ def _dynamic_axes(graph: Any, names: list[str], out_names: list[str], dyn: list[
             if isinstance(d, str) and (not d.isidentifier() or d in dyn):
                 a[i] = _axis_name(d)
         axes[n] = a
+    if kv_layers:  # a key_padding input covers past + new keys, as the present outputs do
+        for n in _total_inputs(graph, names):
+            axes[n] = {**axes[n], 1: "total_seq"}
     for layer in kv_layers:
         b = {0: batch} if batch in dyn else {}
         axes[layer["past_key"]] = axes[layer["past_value"]] = {**b, 2: "past_seq"}
         axes[layer["present_key"]] = axes[layer["present_value"]] = {**b, 2: "total_seq"}
     return axes
+
+
+def _total_inputs(graph: Any, names: list[str]) -> list[str]:
+    """The exported inputs that describe every key of a KV-cache step: ``key_padding`` ones."""
+    from nngraph.compilers.decoding import input_roles
+
+    return [n for n, role in input_roles(graph).items() if role == "key_padding" and n in names]
 
 
 def _io_meta(graph: Any, names: list[str], out_names: list[str], dyn: list[str], sizes: Mapping[str, int],
@@ -104,6 +114,9 @@ def _io_meta(graph: Any, names: list[str], out_names: list[str], dyn: list[str],
                 for d in t.shape]
 
     ins = [{"name": n, "shape": shape_of(graph.inputs[n].type), "dtype": graph.inputs[n].type.dtype} for n in names]
+    for i in ins if kv_layers else []:
+        if i["name"] in _total_inputs(graph, names):
+            i["shape"] = [i["shape"][0], "total_seq", *i["shape"][2:]]
     outs = []
     for n in out_names:
         t = graph.type_of(graph.outputs[n])

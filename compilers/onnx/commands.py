@@ -7,7 +7,6 @@ failed check (the message says what to change), 2 a usage error. Spec errors pro
 
 from __future__ import annotations
 
-import json
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,12 +36,14 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                    dynamic: str | None, dims: Sequence[str] | None, kv_cache: bool, kernels: Sequence[str] | None,
                    explain: bool, verify: bool, tolerance: float | None, overrides: Sequence[str], seed: int,
                    echo: Echo, include_optional: bool = False, network: str | None = None, fuse: str | None = None,
-                   dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None) -> int:
+                   dtype: str = "float32", external_data: bool | None = None, expected_seq: int | None = None,
+                   tokenizer: Path | None = None, triton: Path | None = None, triton_max_batch: int = 16) -> int:
     from nngraph.compilers.torch.check import parse_dims
     from nngraph.run_folder import model_source
     from nngraph.outputs import check_beside, check_output, folder_files, refuse_input_beside, spec_inputs
     from nngraph.spec import load_spec
 
+    from ..tokenizer import TokenizerError
     from .export import ExportError, explain_text, export_graph, lowering_of, opset_for, plan
     from .kernels import TARGETS
     from .weights import ExportWeightsError
@@ -50,7 +51,7 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     if target not in TARGETS:
         echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
         return 2
-    inputs = [*spec_inputs(spec), ("the --weights file", weights),
+    inputs = [*spec_inputs(spec), ("the --weights file", weights), ("the --tokenizer file", tokenizer),
               *folder_files("a file of the --weights folder", weights, "checkpoints")]
     check_output(output, inputs)
     if external_data:
@@ -61,8 +62,12 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
         from .seq2seq import encoder_path
 
         check_beside(output, encoder_path(output), inputs, "--kv-cache")
-    if output is None and not explain:
-        echo("error: give -o FILE.onnx (or --explain to only show the plan)", err=True)
+    if triton is not None and (output is not None or kv_cache):
+        echo("error: --triton writes its own model file: give -o or --triton, not both; and a --kv-cache decoder "
+             "needs a decoding loop around it (nngraph serve --generate)", err=True)
+        return 2
+    if output is None and triton is None and not explain:
+        echo("error: give -o FILE.onnx or --triton DIR (or --explain to only show the plan)", err=True)
         return 2
     try:
         sizes = parse_dims(list(dims or []))
@@ -78,6 +83,12 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
         except ValueError as exc:
             echo(f"error: {exc}", err=True)
             return 2
+    if triton is not None:  # DIR/NAME/1/model.onnx beside DIR/NAME/config.pbtxt (compilers/onnx/triton.py)
+        from .triton import repository_paths
+
+        output, config = repository_paths(triton, graph.name)
+        check_output(output, inputs, "--triton")
+        check_output(config, inputs, "--triton")
     forced = _parse_kernels(kernels)
     try:
         fusions = _parse_fuse(fuse)
@@ -94,8 +105,8 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
                               dynamic=_parse_dynamic(dynamic), dims=sizes, kv_cache=kv_cache, kernels=forced,
                               seed=seed, verify=verify, tolerance=tolerance, spec_file=str(spec),
                               include_optional=include_optional, fuse=fusions, dtype=dtype,
-                              external_data=external_data, expected_seq=expected_seq)
-    except (ExportError, ExportWeightsError) as exc:
+                              external_data=external_data, expected_seq=expected_seq, tokenizer=tokenizer)
+    except (ExportError, ExportWeightsError, TokenizerError) as exc:
         echo(f"error: {exc}", err=True)
         return 1
     if explain:
@@ -115,6 +126,11 @@ def export_command(spec: Path, output: Path | None, *, weights: Path | None, tar
     if result.kv_cache:
         echo(f"KV cache: {len(result.kv_cache['layers'])} layers as past.<i>.key/value inputs and "
              "present.<i>.key/value outputs")
+    if triton is not None:
+        from .triton import write_config
+
+        write_config(output, config, graph.name, target, triton_max_batch)
+        echo(f"wrote {config} (Triton model '{graph.name}', ONNX Runtime backend)")
     if result.verification is not None:
         echo(f"checked against torch (tolerance {result.verification.tolerance:g}):\n"
              f"{result.verification.describe()}")
@@ -153,7 +169,7 @@ def _parse_fuse(text: str | None) -> bool | list[str] | None:
     return names
 
 
-def _exported(model: Path) -> bool:
+def needs_export(model: Path) -> bool:
     """A model argument that is exported first: a spec (.yaml) or a run folder of ``nngraph train``."""
     from nngraph.run_folder import is_run_folder
 
@@ -161,11 +177,12 @@ def _exported(model: Path) -> bool:
 
 
 @contextmanager
-def _as_onnx(model: Path, overrides: Sequence[str], weights: Path | None, target: str,
-             kv_cache: bool) -> Iterator[tuple[Path, Any]]:
+def as_onnx(model: Path, overrides: Sequence[str], weights: Path | None, target: str,
+             kv_cache: bool, kernels: dict[str, str] | None = None) -> Iterator[tuple[Path, Any]]:
     """(an ONNX file, the export's result or None): ``model`` itself when it is one; a spec or a run folder (its
-    recorded overrides and weights) exported to a temporary file, removed afterwards."""
-    if not _exported(model):
+    recorded overrides and weights) exported to a temporary file, removed afterwards (``kernels``: forced
+    attention kernels, as ``export --kernel``)."""
+    if not needs_export(model):
         yield model, None
         return
     from nngraph.run_folder import model_source
@@ -175,7 +192,8 @@ def _as_onnx(model: Path, overrides: Sequence[str], weights: Path | None, target
     graph, spec, weights = model_source(model, overrides, weights)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        yield path, export_graph(graph, path, weights=weights, target=target, kv_cache=kv_cache, spec_file=str(spec))
+        yield path, export_graph(graph, path, weights=weights, target=target, kv_cache=kv_cache, spec_file=str(spec),
+                                 kernels=kernels or {})
 
 
 def _kernels(result: Any) -> str:
@@ -207,7 +225,7 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
         return 2
     check_output(output, [("the model", model), ("the model's data file", f"{model}.data"), *_input_files(inputs)])
     try:
-        with _as_onnx(model, [], None, target, False) as (path, result):
+        with as_onnx(model, [], None, target, False) as (path, result):
             if result is not None:
                 echo(f"exported {model} ({_kernels(result)})", err=True)
             session = open_model(path, target, threads, opt_level=opt_level, spin=spin)
@@ -229,84 +247,3 @@ def infer_command(model: Path, inputs: Sequence[str], output: Path | None, targe
 def _input_files(items: Sequence[str]) -> list[tuple[str, str]]:
     """The files of ``--input NAME=FILE`` items, as ``check_output`` inputs."""
     return [(f"the --input file of '{name}'", file) for name, sep, file in (i.partition("=") for i in items) if sep]
-
-
-def _read_named(items: Sequence[str]) -> dict[str, Any]:
-    """``NAME=FILE`` items -> arrays (generate's extra source inputs)."""
-    from .runner import InferError, read_input_file
-
-    out = {}
-    for item in items:
-        name, sep, file = item.partition("=")
-        if not sep or not name.strip() or not file.strip():
-            raise InferError(f"--input '{item}' is not NAME=FILE (e.g. --input src_lengths=lengths.npy)")
-        out[name.strip()] = read_input_file(file.strip(), name.strip())
-    return out
-
-
-def _read_prompts(prompts: Sequence[str], prompt_file: Path | None, flag: str = "--prompt") -> Any:
-    import numpy as np
-
-    from .runner import InferError, read_input_file
-
-    if prompt_file is not None:
-        arr = read_input_file(prompt_file, "prompt", np.int64)
-        return arr[None] if arr.ndim == 1 else arr
-    rows = []
-    for p in prompts:
-        try:
-            rows.append([int(t) for t in p.replace(" ", ",").split(",") if t.strip()])
-        except ValueError:
-            raise InferError(f"{flag} '{p}' is not comma-separated token ids (e.g. {flag} 1,2,3)") from None
-        bad = next((t for t in rows[-1] if not 0 <= t < 2**63), None)
-        if bad is not None:  # ORT would wrap a negative id; numpy cannot hold one over int64
-            raise InferError(f"{flag} '{p}': token id {bad} is {'negative' if bad < 0 else 'over int64'}; "
-                             "token ids are 0..vocab-1")
-    if not rows:
-        raise InferError("give --prompt IDS (repeatable, one row each) or --prompt-file FILE")
-    if len({len(r) for r in rows}) != 1:
-        raise InferError(f"prompts of different lengths {[len(r) for r in rows]}: give rows of one length")
-    return np.asarray(rows, dtype=np.int64)
-
-
-def generate_command(model: Path, prompts: Sequence[str], prompt_file: Path | None, max_new_tokens: int, *,
-                     top_k: int | None, temperature: float, seed: int, eos: int | None, target: str,
-                     weights: Path | None, overrides: Sequence[str], output: Path | None, echo: Echo,
-                     source: Sequence[str] = (), inputs: Sequence[str] = ()) -> int:
-    from nngraph.io import write_text_atomic
-    from nngraph.outputs import check_output
-
-    from .export import ExportError
-    from .generate import generate
-    from .kernels import TARGETS
-    from .runner import InferError
-    from .weights import ExportWeightsError
-
-    if target not in TARGETS:
-        echo(f"error: unknown target '{target}' (use {', '.join(TARGETS)})", err=True)
-        return 2
-    check_output(output, [("the model", model), ("the model's data file", f"{model}.data"),
-                          ("the --weights file", weights), ("the --prompt-file", prompt_file), *_input_files(inputs)])
-    try:
-        tokens = _read_prompts(prompts, prompt_file)
-        src = _read_prompts(source, None, "--source") if source else None
-        extra = _read_named(inputs)
-        more = {"source": src, "inputs": extra}
-        if not _exported(model) and (weights is not None or overrides):
-            echo("error: --weights and --set apply to a spec; an ONNX file already holds its weights", err=True)
-            return 2
-        with _as_onnx(model, overrides, weights, target, True) as (path, result):
-            if result is not None:
-                echo(f"exported {model} with a KV cache ({_kernels(result)})"
-                     + (" and its encoder" if result.encoder is not None else ""), err=True)
-            seq = generate(path, tokens, max_new_tokens, top_k=top_k, temperature=temperature, seed=seed, eos=eos,
-                           target=target, **more)
-    except (InferError, ExportError, ExportWeightsError) as exc:
-        echo(f"error: {exc}", err=True)
-        return 1
-    for row in seq.tolist():
-        echo(",".join(str(t) for t in row))
-    if output is not None:
-        write_text_atomic(output, json.dumps({"tokens": seq.tolist(), "prompt_length": int(tokens.shape[1])}) + "\n")
-        echo(f"wrote {output}", err=True)
-    return 0

@@ -16,7 +16,8 @@ class ExportConfig:
     ``fuse``: None (the target's default fusions), True, False or fusion names; ``dtype``: ``float32`` or
     ``float16``; ``tolerance``: None (1e-4, float16: :data:`nngraph.compilers.onnx.precision.FP16_TOLERANCE`);
     ``external_data``: None (when the weights exceed ``external_threshold``), True or False;
-    ``expected_seq``: the sequence length the file mostly runs at (kernel choice).
+    ``expected_seq``: the sequence length the file mostly runs at (kernel choice); ``tokenizer``: a
+    tokenizer.json stored in the metadata (default: the one of the run folder the weights come from).
     """
 
     weights: str | Path | None = None
@@ -37,6 +38,7 @@ class ExportConfig:
     external_data: bool | None = None
     external_threshold: int | None = None
     expected_seq: int | None = None
+    tokenizer: str | Path | None = None   # a tokenizer.json to store in the metadata (default: the run's)
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> "ExportConfig":

@@ -1,4 +1,4 @@
-"""Autoregressive decoding with an exported decoder: greedy or top-k sampling, the KV cache as ONNX inputs/outputs.
+"""Autoregressive decoding with an exported decoder: greedy or sampled, the KV cache as ONNX inputs/outputs.
 
 With a model exported with ``kv_cache=True`` (metadata ``nngraph.kv_cache``), the prompt is run
 once with empty ``past.{i}.key/value`` inputs ([B, G, 0, d]); every later step feeds one token per
@@ -6,10 +6,13 @@ row and the previous step's ``present.{i}.*`` outputs as the new past -- the ONN
 :func:`nngraph.compilers.torch.ops.attention_cache.generate`. A model without a cache re-runs the whole
 sequence each step (correct, quadratic).
 
-Choosing the next token from the last position's logits: greedy (argmax; ties -> the lowest id,
-as torch.argmax), or with ``top_k`` the k largest logits / ``temperature`` are sampled with a
-seeded numpy generator. ``eos``: rows that produced it keep producing it, and decoding stops
-when every row has.
+Rows of different lengths are left-padded (:mod:`nngraph.compilers.decoding`): a ``key_padding`` input of
+the model gets ``¬mask`` over every key so far ([B, P + T]) and a ``positions`` input each row's own
+positions; a model without them decodes rows of one length only (the error says what to add).
+
+Choosing the next token from the last position's logits -- greedy or sampled (temperature, top-k,
+top-p, repetition penalty, seed), stop tokens per row -- is :mod:`nngraph.compilers.sampling`'s, shared
+with the torch decoder; :func:`stream` yields each step as it is chosen, :func:`generate` collects them.
 
 Encoder-decoder (a decoder step whose metadata has ``nngraph.seq2seq``, written by
 :mod:`nngraph.compilers.onnx.seq2seq`): the encoder file beside it runs ONCE on ``source`` (token ids
@@ -22,79 +25,91 @@ decoder also reads are fed unchanged at every decoder step, while the self-atten
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..decoding import check_padding, left_pad, step_feeds
+from ..sampling import Chooser, GenerationOptions, Step
 from .runner import InferError, open_model, run_session
 
 
-def pick(logits: np.ndarray, top_k: int | None, temperature: float, rng: np.random.Generator) -> np.ndarray:
-    """Next token ids [B] from last-position logits [B, V]."""
-    if top_k is None or top_k <= 1 or temperature <= 0:
-        return logits.argmax(-1)
-    k = min(int(top_k), logits.shape[-1])
-    scaled = logits.astype(np.float64) / temperature
-    idx = np.argpartition(-scaled, k - 1, axis=-1)[:, :k]
-    top = np.take_along_axis(scaled, idx, axis=-1)
-    p = np.exp(top - top.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    choice = np.array([rng.choice(k, p=row) for row in p])
-    return np.take_along_axis(idx, choice[:, None], axis=-1)[:, 0]
-
-
-def generate(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarray, max_new_tokens: int, *,
-             top_k: int | None = None, temperature: float = 1.0, seed: int = 0, eos: int | None = None,
-             target: str = "ort-cpu", use_cache: bool = True, source: Any = None,
-             inputs: dict[str, Any] | None = None, encoder: Any = None) -> np.ndarray:
-    """``prompt`` [B, T0] token ids -> [B, T0 + n] (n <= ``max_new_tokens``; fewer when every row hit ``eos``).
+def stream(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarray,
+           options: GenerationOptions | int = GenerationOptions(), *, target: str = "ort-cpu", use_cache: bool = True,
+           source: Any = None, inputs: dict[str, Any] | None = None, encoder: Any = None) -> Iterator[Step]:
+    """Decode ``prompt`` [B, T0] token ids, yielding each step's tokens as soon as they are chosen (a
+    :class:`~nngraph.compilers.sampling.Step`: ``tokens`` [B], ``active``, ``finished``); ``options``: a
+    :class:`~nngraph.compilers.sampling.GenerationOptions` or just ``max_new_tokens`` (greedy).
 
     ``source``/``inputs``/``encoder`` (an encoder session or file; default: the one the metadata names,
-    beside ``model``): an encoder-decoder's source, see the module doc."""
+    beside ``model``): an encoder-decoder's source, see the module doc. The checks run before the first
+    step, so a bad prompt raises :class:`InferError` at the first ``next()``."""
     from .metadata import read_metadata
 
+    options = options if isinstance(options, GenerationOptions) else GenerationOptions(max_new_tokens=options)
     session = model if hasattr(model, "run") else open_model(model, target)
     meta = read_metadata(session)
-    tokens = np.asarray(prompt, dtype=np.int64)
-    if tokens.ndim != 2 or tokens.shape[1] == 0:
-        raise InferError(f"the prompt must be token ids [batch, length >= 1], got shape {list(tokens.shape)}")
+    tokens, mask = _rows(prompt)
     kv = meta.get("kv_cache") if use_cache else None
+    roles = (kv or {}).get("input_roles", {})
+    try:
+        check_padding(roles, (kv or {}).get("unpositioned", []), mask, "the model")
+    except ValueError as exc:
+        raise InferError(str(exc)) from None
     inputs_given, inputs = inputs, [i.name for i in session.get_inputs()]
     tok_name = kv["token_input"] if kv else inputs[0]
     logits_name = kv["logits_output"] if kv else session.get_outputs()[0].name
     check_token_ids(tokens, _vocab(session, logits_name), "the prompt")
     limit = (kv or {}).get("max_len") or _max_len(meta)
-    if limit is not None and tokens.shape[1] + max_new_tokens > limit:
-        raise InferError(f"prompt length {tokens.shape[1]} + {max_new_tokens} new tokens exceeds the model's "
-                         f"{limit} positions")
+    if limit is not None and tokens.shape[1] + options.max_new_tokens > limit:
+        raise InferError(f"prompt length {tokens.shape[1]} + {options.max_new_tokens} new tokens exceeds the "
+                         f"model's {limit} positions")
     fixed = _seq2seq_feeds(model, meta, tokens.shape[0], source, dict(inputs_given or {}), encoder, target)
-    extra = [n for n in inputs if n != tok_name and not (kv and n.startswith("past.")) and n not in fixed]
+    extra = [n for n in inputs if n != tok_name and not (kv and n.startswith("past.")) and n not in fixed
+             and n not in roles]
     if extra:
         raise InferError(f"generate feeds only the token input '{tok_name}'; the model also needs {', '.join(extra)}")
-    rng = np.random.default_rng(seed)
-    seq, done = tokens, np.zeros(tokens.shape[0], dtype=bool)
-    feeds: dict[str, np.ndarray] = {tok_name: tokens, **fixed}
+    chooser = Chooser(options, tokens, mask)
+    seq = tokens
+    feeds: dict[str, np.ndarray] = {tok_name: tokens, **fixed, **step_feeds(roles, mask, tokens.shape[1])}
     if kv:
         for layer in kv["layers"]:
             empty = np.zeros((tokens.shape[0], layer["kv_heads"], 0, layer["head_dim"]), np.float32)
             feeds[layer["past_key"]] = feeds[layer["past_value"]] = empty
-    for _ in range(max_new_tokens):
+    while not chooser.done:
         out = run_session(session, feeds)
-        nxt = pick(out[logits_name][:, -1], top_k, temperature, rng)
-        if eos is not None:
-            nxt = np.where(done, eos, nxt)
-            done |= nxt == eos
-        seq = np.concatenate([seq, nxt[:, None].astype(np.int64)], axis=1)
-        if eos is not None and done.all():
-            break
+        step = chooser.step(out[logits_name][:, -1])
+        yield step
+        seq = np.concatenate([seq, step.tokens[:, None]], axis=1)
+        mask = np.concatenate([mask, np.ones_like(mask[:, :1])], axis=1)  # generated tokens are keys too
         if kv:
-            feeds = {tok_name: nxt[:, None].astype(np.int64), **fixed}
+            feeds = {tok_name: step.tokens[:, None], **fixed, **step_feeds(roles, mask, 1)}
             for layer in kv["layers"]:
                 feeds[layer["past_key"]] = out[layer["present_key"]]
                 feeds[layer["past_value"]] = out[layer["present_value"]]
         else:
             feeds = {tok_name: seq, **fixed}
-    return seq
+
+
+def generate(model: str | Path | Any, prompt: Sequence[Sequence[int]] | np.ndarray,
+             options: GenerationOptions | int = GenerationOptions(), **run: Any) -> np.ndarray:
+    """``prompt`` [B, T0] token ids -> [B, T0 + n] (n <= ``max_new_tokens``; fewer when every row stopped):
+    every step of :func:`stream` (``run``: its keyword arguments) appended."""
+    tokens = _rows(prompt)[0]
+    steps = [s.tokens[:, None] for s in stream(model, prompt, options, **run)]
+    return np.concatenate([tokens, *steps], axis=1)
+
+
+def _rows(prompt: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens [B, T] int64, mask [B, T]): rows of different lengths left-padded (mask 0 at the pads)."""
+    if not isinstance(prompt, np.ndarray) and len({len(r) for r in prompt}) > 1:
+        if not all(len(r) for r in prompt):
+            raise InferError("a prompt row is empty: every row needs at least one token")
+        return left_pad(prompt)
+    tokens = np.asarray(prompt, dtype=np.int64)
+    if tokens.ndim != 2 or tokens.shape[1] == 0:
+        raise InferError(f"the prompt must be token ids [batch, length >= 1], got shape {list(tokens.shape)}")
+    return tokens, np.ones_like(tokens)
 
 
 def _seq2seq_feeds(model: Any, meta: dict, batch: int, source: Any, given: dict[str, Any], encoder: Any,

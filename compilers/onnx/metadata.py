@@ -20,6 +20,8 @@ Keys (values are strings; structured ones are JSON):
 ``nngraph.precision``          JSON (float16 exports only): {dtype, float32_ops kept, io}
 ``nngraph.expected_seq``       the sequence length the attention kernels were chosen for (if given)
 ``nngraph.external_data``      the file beside the model holding its weights (large models)
+``nngraph.tokenizer``          the tokenizer.json of the run the weights come from (or ``export --tokenizer``),
+                               so ``generate --prompt TEXT`` needs nothing else (:mod:`nngraph.compilers.tokenizer`)
 ``nngraph.seq2seq``            JSON (an encoder-decoder's decoder step): {encoder file, memory input,
                                source_inputs, shared_inputs} (:mod:`nngraph.compilers.onnx.seq2seq`)
 """
@@ -67,3 +69,13 @@ def read_metadata(source: Any) -> dict[str, Any]:
 
     model = onnx.load(str(Path(source)), load_external_data=False)
     return decode({p.key: p.value for p in model.metadata_props})
+
+
+def spec_dims(meta: dict[str, Any], name: str, dims: list[Any]) -> list[Any]:
+    """The dims of input/output ``name`` as the spec wrote them (``nngraph.inputs``/``outputs``: ints and dim
+    names) where the file's own ``dims`` are not numbers -- an output's may be a name the tracer made up
+    (``LayerNormalizationhidden_dim_2``) where the spec has 16. ``dims`` unchanged without a record."""
+    given = next((t["shape"] for t in meta.get("inputs", []) + meta.get("outputs", []) if t["name"] == name), None)
+    if given is None or len(given) != len(dims):
+        return dims
+    return [d if isinstance(d, int) and d >= 0 else g for g, d in zip(given, dims)]

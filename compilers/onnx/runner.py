@@ -106,16 +106,22 @@ def make_session(model: bytes | str | Path, target: str = "ort-cpu", threads: in
     return ort.InferenceSession(source, sess_options=opts, providers=providers_for(target))
 
 
-def open_model(path: str | Path, target: str = "ort-cpu", threads: int | None = None, opt_level: str = "all",
-               spin: bool | None = None) -> Any:
-    """A session for the ONNX file ``path``; InferError for a missing file or one that is not ONNX."""
-    import onnx
-
+def check_model_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file within the memory cap, else InferError (missing, a FIFO, a device...)."""
     path = Path(path)
     try:  # a FIFO would block the load, a device never ends
         readers.check_regular(path, readers.memory_cap(readers.TENSOR_SHARE), "model file")
     except readers.FileRefused as exc:
         raise InferError(str(exc)) from None
+    return path
+
+
+def open_model(path: str | Path, target: str = "ort-cpu", threads: int | None = None, opt_level: str = "all",
+               spin: bool | None = None) -> Any:
+    """A session for the ONNX file ``path``; InferError for a missing file or one that is not ONNX."""
+    import onnx
+
+    path = check_model_file(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - a protobuf parse error means "not an ONNX model"
@@ -213,16 +219,17 @@ def _known(name: str, session: Any) -> None:
                          f" (inputs: {describe_inputs(session)})")
 
 
-def check_feeds(session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Validate ``feeds`` against the model's inputs; returns them as numpy arrays."""
+def check_feeds(session: Any, feeds: Mapping[str, np.ndarray], give: str = "--input {}=FILE") -> dict[str, np.ndarray]:
+    """Validate ``feeds`` against the model's inputs; returns them as numpy arrays. ``give``: how the caller
+    passes an input, for the message about a missing one (``nngraph infer``'s flag; a server's JSON key)."""
     out = {}
     for name in feeds:
         _known(name, session)
     bound: dict[str, tuple[int, str]] = {}
     for spec in session.get_inputs():
         if spec.name not in feeds:
-            raise InferError(f"missing input '{spec.name}' {_shape_text(spec.shape)}; give it with --input "
-                             f"{spec.name}=FILE (inputs: {describe_inputs(session)})")
+            raise InferError(f"missing input '{spec.name}' {_shape_text(spec.shape)}; give it with "
+                             f"{give.format(spec.name)} (inputs: {describe_inputs(session)})")
         arr = np.asarray(feeds[spec.name])
         want = _ORT_DTYPES.get(spec.type)
         if want is not None and arr.dtype != np.dtype(want):

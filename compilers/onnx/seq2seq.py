@@ -69,13 +69,27 @@ def _subgraph(graph: Any, name: str, keep: list[str], inputs: dict[str, Any], ou
     g.output_pos = {}
     g.block_uses = [u for u in graph.block_uses if any(n.startswith(u.name + ".") or n == u.name for n in g.nodes)]
     g.networks = {}
+    g.untied = _untie(g)
     for node in g.nodes.values():
-        tie = node.params.get("tie") if isinstance(node.params, dict) else None
-        if isinstance(tie, str) and tie not in g.nodes:
-            raise ValueError(f"node '{node.name}' ties its weights to '{tie}' on the other side of the memory")
         if node.shares_params_with and node.shares_params_with not in g.nodes:
             raise ValueError(f"node '{node.name}' shares parameters with '{node.shares_params_with}' across the split")
     return g
+
+
+def _untie(g: Any) -> dict[str, str]:
+    """Ties to a node on the other side of the memory (T5/BART's ``shared`` table read by both embeddings and
+    the LM head): the first node tied to it owns an untied copy, the others tie to that node. Returns
+    {owner: the node whose weights it copies} for :func:`part_module`."""
+    owners: dict[str, str] = {}   # the absent tie target -> the node that now owns a copy
+    for node in g.nodes.values():
+        tie = node.params.get("tie") if isinstance(node.params, dict) else None
+        if isinstance(tie, str) and tie not in g.nodes:
+            if tie in owners:
+                node.params["tie"] = owners[tie]
+            else:
+                owners[tie] = node.name
+                node.params.pop("tie")
+    return {owner: target for target, owner in owners.items()}
 
 
 def split(graph: Any) -> Split:
@@ -130,7 +144,10 @@ def part_module(full: Any, part: Any) -> Any:
     from nngraph.compilers.torch import build_module
 
     module = build_module(part, seed=0)
-    state = full.state_dict()
+    state = dict(full.state_dict())
+    for owner, target in getattr(part, "untied", {}).items():  # an untied copy takes the tied table's weights
+        state.update({f"{owner}.{k[len(target) + 1:]}": v for k, v in full.state_dict().items()
+                      if k.startswith(target + ".")})
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     if missing:

@@ -48,6 +48,7 @@ class AttentionFacts:
     bias_learnable: bool = False         # the score term has parameters (a learnable position table, or an sdpa
     #                                      bias computed by nodes that may hold some rather than a graph input)
     dropout: float = 0.0
+    row_bias: bool = False               # a score bias from per-row position ids (a ``positions`` input)
 
     @property
     def fix_empty_rows(self) -> bool:
@@ -87,7 +88,7 @@ def attention_facts(graph: Graph, node: Node) -> AttentionFacts:
         mask=r.mask, mask_kind=r.mask_kind, mask_text=r.mask_text, data_inputs=r.data_inputs,
         keeps_diagonal=r.keeps_diagonal, position=r.position, position_params=dict(r.position_params),
         position_kind=r.position_kind, value_term=r.value_term, bias_learnable=r.pos.learnable,
-        dropout=float(node.params.get("dropout") or 0.0))
+        dropout=float(node.params.get("dropout") or 0.0), row_bias=r.row_bias)
 
 
 def sdpa_facts(graph: Graph, node: Node) -> AttentionFacts:

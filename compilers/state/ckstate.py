@@ -126,8 +126,25 @@ def check_resumable(ckpt: Checkpoint, graph: Any, cfg: dict[str, Any], may_chang
         raise CheckpointError(mismatch_message(ckpt.path, None, graph) or
                               f"'{ckpt.path}' was saved from a different architecture (fingerprint "
                               f"{ckpt.state.get('fingerprint')}, this spec is {fingerprint})")
-    saved = field(ckpt, "config")
+    saved = with_later_keys(field(ckpt, "config"))
     changed = sorted(k for k in set(saved) | set(cfg) if k not in may_change and saved.get(k) != cfg.get(k))
     if changed:
         raise CheckpointError(f"cannot resume '{ckpt.path}' exactly: the training configuration changed "
                               f"({', '.join(changed)}); start a new run with another --out")
+
+
+def with_later_keys(saved: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A saved ``train`` config with the keys added to the schema after it was written, at their defaults (what
+    the run that saved it did): a checkpoint from an older nngraph compares equal to the same run today."""
+    from nngraph.train_keys import SCHEMA
+
+    out = dict(saved)
+    for key, f in (SCHEMA if schema is None else schema).items():
+        if f.kind == "section":
+            if key not in out:
+                out[key] = None if f.optional_section else with_later_keys({}, f.section)
+            elif isinstance(out[key], dict):
+                out[key] = with_later_keys(out[key], f.section)
+        elif key not in out:
+            out[key] = f.default
+    return out

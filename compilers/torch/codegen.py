@@ -22,10 +22,9 @@ The generated class (see :func:`generate`) has
 
 from __future__ import annotations
 
-import ast
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -35,13 +34,15 @@ from nngraph.errors import Diagnostic, SpecError
 from nngraph.ir import Graph, Node, Ref
 from nngraph.types import Dim
 
+from . import blocks
 from .init import InitError, param_shapes, resolve_inits
-from .module import GraphModule, Scope
+from .module import Block, GraphModule, Scope
 from .registry import Emit, NodeCtx, TorchOpDef, impls
-from .source import Namer, attr_path, class_name, display_path, display_pos, literal, stable_order, type_comment
+from .source import (Namer, attr_path, class_name, display_path, display_pos, free_after_last_use, literal, stable_order,
+                     type_comment)
 
 _MODULE_ATTRS = set(dir(nn.Module()))  # includes instance attributes such as 'training'
-_CLASH = {"": _MODULE_ATTRS | set(dir(GraphModule)), "scope": _MODULE_ATTRS | set(dir(Scope))}
+_CLASH = {"": _MODULE_ATTRS | set(dir(GraphModule)), "scope": _MODULE_ATTRS | set(dir(Scope)) | set(dir(Block))}
 
 
 class _SkipMetaInit(TorchFunctionMode):
@@ -97,6 +98,10 @@ class _Compiler:
             for ref in node.all_refs():
                 consumers.setdefault(ref.node, []).append((node.op, dict(node.params)))
         self.consumers = consumers
+        self.class_name = class_name(graph)
+        self.ctxs: dict[str, NodeCtx] = {}
+        self.block_classes: list[tuple[str, str]] = []  # (class name, text with {CLS}) of block uses as classes
+        self.uses: dict[str, blocks.Use] = {}
 
     # ----- helpers ---------------------------------------------------------
     def ctx(self, node: Node) -> NodeCtx:
@@ -172,9 +177,12 @@ class _Compiler:
                     return
 
     # ----- code --------------------------------------------------------------
-    def containers(self) -> list[str]:
+    def containers(self, names: list[str], instances: dict[str, str]) -> list[str]:
+        """``__init__`` lines creating the containers of ``names`` (dotted, in order): a ModuleList for numbered
+        copies, a Scope otherwise, and ``instances`` (path -> constructor expression) for block uses generated as
+        classes (a name inside one stands for it)."""
         tree: dict[str, dict[str, Any]] = {}
-        for name in self.built:
+        for name in names:
             level = tree
             for part in name.split(".")[:-1]:
                 level = level.setdefault(part, {})
@@ -183,11 +191,18 @@ class _Compiler:
         def walk(level: dict[str, Any], prefix: str) -> None:
             for part, children in level.items():
                 path = f"{prefix}.{part}" if prefix else part
-                if children and all(k.isdigit() for k in children):
+                if path in instances:
+                    lines.append(f"{attr_path(path)} = {instances[path]}")
+                elif children and all(k.isdigit() for k in children):
                     n = max(int(k) for k in children) + 1
+                    kids = [f"{path}.{k}" for k in range(n)]
+                    ctors = {instances.get(k, "").replace(repr(k), "f'" + path + ".{i}'") for k in kids}
+                    if len(ctors) == 1 and "" not in ctors:
+                        lines.append(f"{attr_path(path)} = nn.ModuleList([{ctors.pop()} for i in range({n})])")
+                        continue
                     lines.append(f"{attr_path(path)} = nn.ModuleList([nng.Scope() for _ in range({n})])")
                     for k, grand in sorted(children.items(), key=lambda kv: int(kv[0])):
-                        walk(grand, f"{path}.{k}")
+                        walk({k: grand}, path)
                 else:
                     lines.append(f"{attr_path(path)} = nng.Scope()")
                     walk(children, path)
@@ -195,13 +210,17 @@ class _Compiler:
         walk(tree, "")
         return lines
 
-    def make_line(self, node: Node, ctx: NodeCtx, built: _Built) -> str:
+    def make_line(self, node: Node, ctx: NodeCtx, built: _Built, path: str | None = None,
+                  name: str | None = None) -> str:
+        """The ``__init__`` statement building one node's state at ``path`` (default: its path in the model);
+        ``name`` is the source of its name argument (default: the node name as a literal)."""
+        path = path or built.path
         if built.shared_with:
-            return f"{built.path} = {attr_path(built.shared_with)}  # shared with {built.shared_with} (share)"
+            return f"{path} = {attr_path(built.shared_with)}  # shared with {built.shared_with} (share)"
         variadic = [f"    variadic={literal(ctx.variadic)},"] if ctx.variadic else []
         return "\n".join([
-            f"{built.path} = nng.make(",
-            f"    {node.op!r}, {node.name!r}, seed,",
+            f"{path} = nng.make(",
+            f"    {node.op!r}, {name or repr(node.name)}, seed,",
             f"    params={literal(ctx.params)},",
             f"    inputs={literal(ctx.inputs)},",
             *variadic,
@@ -223,7 +242,7 @@ class _Compiler:
         optional = [n for n, gi in g.inputs.items() if gi.optional]
         for name in required + optional:
             self.args[name] = self.namer.new(name)
-        ctxs = {}
+        ctxs = self.ctxs
         for name in self.order:
             ctxs[name] = self.ctx(g.nodes[name])
         # the nodes whose weights are shared first: a `share: NAME` use may come first in dependency order
@@ -232,38 +251,78 @@ class _Compiler:
         self.check_names()
         if self.errors:
             raise SpecError(self.errors)
-        body = self.forward_body(ctxs)
+        self.uses = blocks.plan(self)
+        body = self.forward_body()
         if self.errors:
             raise SpecError(self.errors)
         return self.assemble(ctxs, required, optional, body)
 
-    def forward_body(self, ctxs: dict[str, NodeCtx]) -> list[str]:
+    def statements(self, names: list[str], var: Callable[[Ref], str], path: Callable[[str], str],
+                   module_of: Callable[[str], str], dim: Callable[[str], Callable[[Dim], str | None]], namer: Namer,
+                   out: dict, rel: Callable[[str], str] = lambda n: n, strict: bool = False
+                   ) -> tuple[list[str], list[tuple[int, list[str], str]]]:
+        """Forward lines of nodes ``names`` (a comment and one statement each) and the statements
+        ``(line, variables defined, expression)``; the variables are recorded in ``out[(node, output)]``.
+        A node that cannot be emitted is reported (``strict``: raises NotModular instead)."""
         g = self.graph
         body: list[str] = []
-        stmts: list[tuple[int, list[str], str]] = []  # (body index of the statement, variables it defines, expression)
-        for name in self.order:
+        stmts: list[tuple[int, list[str], str]] = []
+        for name in names:
             node = g.nodes[name]
-            impl = self.impls[node.op]
-            e = Emit(inputs={k: (self.var(r) if r is not None else "None") for k, r in node.inputs.items()},
-                     variadic=[self.var(r) for r in node.variadic], self=attr_path(name),
-                     module_of=attr_path, dim=lambda d, node=node: self.dim_expr(node, d))
+            e = Emit(inputs={k: (var(r) if r is not None else "None") for k, r in node.inputs.items()},
+                     variadic=[var(r) for r in node.variadic], self=path(name), module_of=module_of, dim=dim(name))
             try:
-                expr = impl.emit(ctxs[name], e)
+                expr = self.impls[node.op].emit(self.ctxs[name], e)
             except (ValueError, KeyError) as exc:
+                if strict:
+                    raise blocks.NotModular(str(exc)) from exc
                 self.fail(node, f"cannot generate torch code: {exc}")
                 continue
             if "\n" in expr:
                 raise ValueError(f"torch emit of op '{node.op}' returned more than one line")
-            names = [self.namer.new(name.replace(".", "_") + ("" if len(node.outputs) == 1 else f"_{o}"))
-                     for o in node.outputs]
-            for o, v in zip(node.outputs, names):
-                self.vars[(name, o)] = v
-            body.append(f"# {display_pos(node.pos)} {name} ({node.op})")
-            body.append(f"{', '.join(names)} = {expr}  # {type_comment(node.outputs)}")
-            stmts.append((len(body) - 1, names, expr))
+            vs = [namer.new(rel(name).replace(".", "_") + ("" if len(node.outputs) == 1 else f"_{o}"))
+                  for o in node.outputs]
+            out.update({(name, o): v for o, v in zip(node.outputs, vs)})
+            body.append(f"# {display_pos(node.pos)} {rel(name)} ({node.op})")
+            body.append(f"{', '.join(vs)} = {expr}  # {type_comment(node.outputs)}")
+            stmts.append((len(body) - 1, vs, expr))
+        return body, stmts
+
+    def forward_body(self) -> list[str]:
+        """The model's forward: node statements, and one call (or loop) per block use generated as a class."""
+        g = self.graph
+        firsts = {n: (use, c) for use in self.uses.values() for c in (use.copies[:1] if use.loop else use.copies)
+                  for n in c.nodes[:1]}
+        inside = {n for use in self.uses.values() for c in use.copies for n in c.nodes}
+        body: list[str] = []
+        stmts: list[tuple[int, list[str], str]] = []
+        pending: list[str] = []
+
+        def flush() -> None:
+            lines, more = self.statements(pending, self.var, attr_path, attr_path,
+                                          lambda n: lambda d: self.dim_expr(g.nodes[n], d), self.namer, self.vars)
+            stmts.extend((len(body) + i, vs, e) for i, vs, e in more)
+            body.extend(lines)
+            pending.clear()
+
+        for name in self.order:
+            if name in firsts:
+                flush()
+                use, copy = firsts[name]
+                lines, more, new = blocks.call_lines(self, use, copy, self.namer, self.parent_var)
+                stmts.extend((len(body) + i, vs, e) for i, vs, e in more)
+                body.extend(lines)
+                self.vars.update(new)
+            elif name not in inside:
+                pending.append(name)
+        flush()
         if self.errors:
             return body
         return free_after_last_use(body, stmts, keep={self.var(r) for r in g.outputs.values()})
+
+    def parent_var(self, key: tuple[str, str | None]) -> str:
+        """The forward variable of a value (graph input or node output)."""
+        return self.args[key[0]] if key[1] is None else self.vars[key]
 
     def assemble(self, ctxs: dict[str, NodeCtx], required: list[str], optional: list[str], body: list[str]) -> Generated:
         g = self.graph
@@ -280,11 +339,18 @@ class _Compiler:
         doc = str(g.doc).strip() if g.doc else f"The '{g.name}' graph."
         doc = docstring_text("\n".join(textwrap.fill(par, 100, subsequent_indent="    ") for par in doc.split("\n")))
         doc += "\n    " if "\n" in doc or len(doc) > 90 else ""
-        init_lines = self.containers()
+        inside = {n for use in self.uses.values() for c in use.copies for n in c.nodes}
+        instances = {c.prefix: f"{c.cls}(seed, {c.prefix!r})" for use in self.uses.values() for c in use.copies}
+        owner = {n: c.prefix for use in self.uses.values() for c in use.copies for n in c.nodes}
+        leaves = [owner[n] + ".*" if n in owner else n for n in [*self.built, *owner]]
+        init_lines = self.containers(list(dict.fromkeys(leaves)), instances)
         makes = [self.make_line(g.nodes[n], ctxs[n], self.built[n]) for n in self.order
-                 if n in self.built and not self.built[n].shared_with]
+                 if n in self.built and not self.built[n].shared_with and n not in inside]
         shares = [self.make_line(g.nodes[n], ctxs[n], self.built[n]) for n in self.order
                   if n in self.built and self.built[n].shared_with]
+        links = [line for n in self.order if n in self.built and not self.built[n].shared_with
+                 and self.impls[g.nodes[n].op].link for line in
+                 self.impls[g.nodes[n].op].link(ctxs[n], self.built[n].path, attr_path)]  # type: ignore[misc]
         input_types = "{" + ", ".join(f"{self.args[n]!r}: {literal(g.inputs[n].type)}" for n in required + optional) + "}"
         lines = [
             f"# Generated by nngraph from {spec} (graph '{g.name}'). Do not edit: regenerate with",
@@ -299,6 +365,7 @@ class _Compiler:
             "from nngraph.types import TensorType",
             "",
             "",
+            *(line for name, text in self.block_classes for line in (text.replace("{CLS}", name), "", "")),
             f"class {cls}(nng.GraphModule):",
             f'    """{doc}"""',
             "",
@@ -309,7 +376,7 @@ class _Compiler:
             "",
             "    def __init__(self, seed: int = 0) -> None:",
             "        super().__init__()",
-            *("        " + line for block in init_lines + makes + shares for line in block.split("\n")),
+            *("        " + line for block in init_lines + makes + links + shares for line in block.split("\n")),
             "",
             f"    def forward(self{''.join(', ' + a for a in args)}) -> {ret_type}:",
             *("        " + line for line in body),
@@ -317,33 +384,6 @@ class _Compiler:
             "",
         ]
         return Generated("\n".join(lines), cls, f"<nngraph:{spec}>")
-
-
-def free_after_last_use(body: list[str], stmts: list[tuple[int, list[str], str]], keep: set[str]) -> list[str]:
-    """``body`` with ``del v1, v2`` after the statement that reads each defined variable last (torch.fx frees the
-    same way); variables in ``keep`` (graph outputs) and graph inputs (never defined by a statement) stay.
-
-    Reads are the names in each statement's expression (parsed, so a dim expression such as
-    ``a.shape[0]`` counts as a read of ``a``). A variable nobody reads is deleted right after its own statement.
-    """
-    last: dict[str, int] = {}
-    for i, (_, names, expr) in enumerate(stmts):
-        for v in names:
-            last[v] = i
-        for n in ast.walk(ast.parse(expr, mode="eval")):
-            if isinstance(n, ast.Name) and n.id in last:
-                last[n.id] = i
-    dead: dict[int, list[str]] = {}
-    for v, i in last.items():
-        if v not in keep:
-            dead.setdefault(i, []).append(v)
-    out: list[str] = []
-    after = {line: dead[i] for i, (line, _, _) in enumerate(stmts) if i in dead}
-    for line, text in enumerate(body):
-        out.append(text)
-        if line in after:
-            out.append(f"del {', '.join(after[line])}")
-    return out
 
 
 def generate(graph: Graph) -> Generated:

@@ -18,14 +18,26 @@ Sources (a state dict of the HF model class, with or without its base-model pref
              spec has neither), ``cls.predictions.decoder.weight`` (tied to the word embeddings),
              ``cls.predictions.decoder.bias`` (the same tensor as ``cls.predictions.bias``), the
              ``position_ids`` / ``token_type_ids`` buffers.
+``hf-roberta`` RobertaModel (with its pooler) onto specs/seeds/roberta.yaml: BERT's names under
+             ``roberta.`` (or none). The positions are computed in the spec from the padding, so the
+             checkpoint's 514-row position table loads as is. Skipped: an ``lm_head`` (the spec has
+             none), the ``position_ids`` / ``token_type_ids`` buffers.
 ``hf-llama`` LlamaForCausalLM onto specs/llama_style.yaml. HF stores q/k rows in the rotate-half RoPE
              order, which is the convention of this back end's RoPE, so nothing is permuted. Without
              ``lm_head.weight`` (tied checkpoints) the head gets ``embed_tokens``. Skipped:
              ``rotary_emb.inv_freq`` buffers.
+``hf-mistral``, ``hf-qwen2``, ``hf-gemma``: MistralForCausalLM, Qwen2ForCausalLM (q/k/v biases),
+             GemmaForCausalLM onto specs/mistral_style.yaml, qwen2_style.yaml, gemma_style.yaml: the
+             LLaMA key layout. A tied spec (Qwen2, Gemma) skips ``lm_head.weight`` when it equals
+             ``embed_tokens`` (an untied checkpoint is an error naming the tensor).
+``hf-gpt-neox`` GPTNeoXForCausalLM (Pythia) onto specs/gpt_neox_style.yaml. NeoX fuses q|k|v per head
+             (rows ordered [head, q/k/v, head_dim]); they are split onto the spec's ``q``, ``k``,
+             ``v`` (the head count comes from the spec). Skipped: the causal-mask and RoPE buffers.
 ``hf-t5``    T5ForConditionalGeneration / T5Model (ReLU FFN, tied head) onto
              specs/t5_encoder_decoder.yaml: ``shared`` feeds both the encoder and the decoder
-             embedding, and T5's one relative-bias table per stack (in block 0, reused by every
-             layer) is copied onto every layer's ``rel_bias`` (the spec learns one per layer).
+             embedding, and T5's one relative-bias table per stack (in block 0, read by every
+             layer) goes to the stack's layer-0 ``rel_bias``, which the spec's other layers read
+             (``position_from``), so nothing is copied.
              Skipped: ``encoder.embed_tokens`` / ``decoder.embed_tokens`` / ``lm_head.weight``
              (tied to ``shared``; an untied head is an error: the spec ties and scales it).
 
@@ -48,9 +60,8 @@ import torch
 from nngraph import load_spec
 from nngraph.ir import Graph
 
-SOURCES = ("hf-gpt2", "hf-bert", "hf-llama", "hf-t5")
-
 Transform = Callable[[torch.Tensor], torch.Tensor]
+Split = Callable[[torch.Tensor, int], tuple[torch.Tensor, ...]]  # (tensor, heads) -> one tensor per target
 
 
 def _same(t: torch.Tensor) -> torch.Tensor:
@@ -71,6 +82,7 @@ class Rule:
     pattern: str
     targets: tuple[str, ...]
     transform: Transform = _same
+    split: Split | None = None  # one tensor per target instead of the same tensor for each
 
 
 @dataclass(frozen=True)
@@ -81,10 +93,12 @@ class SourceMap:
     rules: tuple[Rule, ...]
     skip: tuple[tuple[str, str], ...]  # (pattern, why)
     fallbacks: tuple[tuple[str, str], ...] = ()  # (spec key, spec key it copies when the checkpoint lacks it)
+    # (key, key it must equal, note when it does not): a tied tensor the spec has no place for is skipped
+    tied: tuple[tuple[str, str, str], ...] = ()
 
 
-def _r(pattern: str, *targets: str, transform: Transform = _same) -> Rule:
-    return Rule(pattern, targets, transform)
+def _r(pattern: str, *targets: str, transform: Transform = _same, split: Split | None = None) -> Rule:
+    return Rule(pattern, targets, transform, split)
 
 
 _GPT2 = SourceMap(
@@ -100,19 +114,22 @@ _GPT2 = SourceMap(
     skip=((r"lm_head\.weight", "tied to wte"), (r"h\.\d+\.attn\.(bias|masked_bias)", "causal-mask buffer")),
 )
 
+_BERT_ENCODER = (  # BertModel's embeddings and layers (RobertaModel has the same names)
+    _r(r"embeddings\.(word_embeddings|position_embeddings|token_type_embeddings)\.weight", "{1}.weight"),
+    _r(r"embeddings\.LayerNorm\.(weight|bias)", "embed_norm.{1}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.self\.query\.(weight|bias)", "encoder.{1}.attention.q.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.self\.key\.(weight|bias)", "encoder.{1}.attention.k.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.self\.value\.(weight|bias)", "encoder.{1}.attention.v.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)", "encoder.{1}.attention.out.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.(weight|bias)", "encoder.{1}.attn_norm.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", "encoder.{1}.ffn.up.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", "encoder.{1}.ffn.down.{2}"),
+    _r(r"encoder\.layer\.(\d+)\.output\.LayerNorm\.(weight|bias)", "encoder.{1}.out_norm.{2}"),
+)
+
 _BERT = SourceMap(
     prefixes=("bert.",),
-    rules=(
-        _r(r"embeddings\.(word_embeddings|position_embeddings|token_type_embeddings)\.weight", "{1}.weight"),
-        _r(r"embeddings\.LayerNorm\.(weight|bias)", "embed_norm.{1}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.self\.query\.(weight|bias)", "encoder.{1}.attention.q.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.self\.key\.(weight|bias)", "encoder.{1}.attention.k.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.self\.value\.(weight|bias)", "encoder.{1}.attention.v.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)", "encoder.{1}.attention.out.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.(weight|bias)", "encoder.{1}.attn_norm.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", "encoder.{1}.ffn.up.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", "encoder.{1}.ffn.down.{2}"),
-        _r(r"encoder\.layer\.(\d+)\.output\.LayerNorm\.(weight|bias)", "encoder.{1}.out_norm.{2}"),
+    rules=_BERT_ENCODER + (
         _r(r"cls\.predictions\.transform\.dense\.(weight|bias)", "mlm_dense.{1}"),
         _r(r"cls\.predictions\.transform\.LayerNorm\.(weight|bias)", "mlm_norm.{1}"),
         _r(r"cls\.predictions\.bias", "mlm_decoder.bias"),
@@ -136,6 +153,31 @@ _LLAMA = SourceMap(
     ),
     skip=((r"layers\.\d+\.self_attn\.rotary_emb\.inv_freq|rotary_emb\.inv_freq", "RoPE buffer (recomputed)"),),
     fallbacks=(("lm_head.weight", "embed_tokens.weight"),),
+    tied=(("lm_head.weight", "embed_tokens.weight",
+           "lm_head.weight differs from embed_tokens (an untied head); the spec ties its head to embed_tokens"),),
+)
+
+
+def _neox_qkv(t: torch.Tensor, heads: int) -> tuple[torch.Tensor, ...]:
+    """NeoX's fused rows [head, (q, k, v), head_dim] -> q, k, v rows [head, head_dim] each."""
+    per_head = t.reshape(heads, 3, -1, *t.shape[1:])
+    return tuple(per_head[:, i].reshape(-1, *t.shape[1:]).contiguous() for i in range(3))
+
+
+_GPT_NEOX = SourceMap(
+    prefixes=("gpt_neox.",),
+    rules=(
+        _r(r"embed_in\.weight", "embed_in.weight"), _r(r"(embed_out|lm_head)\.weight", "lm_head.weight"),
+        _r(r"final_layer_norm\.(weight|bias)", "final_layer_norm.{1}"),
+        _r(r"layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.(weight|bias)", "layers.{1}.{2}.{3}"),
+        _r(r"layers\.(\d+)\.attention\.query_key_value\.(weight|bias)", "layers.{1}.attention.q.{2}",
+           "layers.{1}.attention.k.{2}", "layers.{1}.attention.v.{2}", split=_neox_qkv),
+        _r(r"layers\.(\d+)\.attention\.dense\.(weight|bias)", "layers.{1}.attention.out.{2}"),
+        _r(r"layers\.(\d+)\.mlp\.dense_h_to_4h\.(weight|bias)", "layers.{1}.mlp.up.{2}"),
+        _r(r"layers\.(\d+)\.mlp\.dense_4h_to_h\.(weight|bias)", "layers.{1}.mlp.down.{2}"),
+    ),
+    skip=((r"layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)|rotary_emb\.inv_freq",
+           "causal-mask or RoPE buffer (recomputed)"),),
 )
 
 
@@ -146,7 +188,7 @@ def _t5_stack(stack: str, cross: bool) -> tuple[Rule, ...]:
         _r(rf"{stack}\.block\.(\d+)\.layer\.0\.SelfAttention\.(q|k|v)\.weight", f"{spec}.{{1}}.self_attn.{{2}}.weight"),
         _r(rf"{stack}\.block\.(\d+)\.layer\.0\.SelfAttention\.o\.weight", f"{spec}.{{1}}.self_attn.out.weight"),
         _r(rf"{stack}\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias\.weight",
-           f"{spec}.{{all}}.self_attn.rel_bias.weight"),
+           f"{spec}.0.self_attn.rel_bias.weight"),  # one table per stack, read by every layer
         _r(rf"{stack}\.block\.(\d+)\.layer\.0\.layer_norm\.weight", f"{spec}.{{1}}.ln_self.weight"),
         _r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.DenseReluDense\.wi\.weight", f"{spec}.{{1}}.ff.up.weight"),
         _r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.DenseReluDense\.wo\.weight", f"{spec}.{{1}}.ff.down.weight"),
@@ -168,9 +210,22 @@ _T5 = SourceMap(
            *_t5_stack("encoder", False), *_t5_stack("decoder", True)),
     skip=((r"(encoder|decoder)\.embed_tokens\.weight", "tied to shared"),),
     fallbacks=(("encoder_embed.weight", "decoder_embed.weight"), ("decoder_embed.weight", "encoder_embed.weight")),
+    tied=(("lm_head.weight", "shared.weight", "lm_head.weight differs from shared.weight (an untied T5 head); the "
+           "spec ties its head to the decoder embedding and scales by d_model^-0.5"),),
 )
 
-MAPPINGS: dict[str, SourceMap] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-llama": _LLAMA, "hf-t5": _T5}
+_ROBERTA = SourceMap(
+    prefixes=("roberta.",),
+    rules=_BERT_ENCODER + (_r(r"pooler\.dense\.(weight|bias)", "pooler_dense.{1}"),),
+    skip=((r"lm_head\..*", "MLM head: the spec has none"),
+          (r"embeddings\.(position_ids|token_type_ids)", "index buffer")),
+)
+
+#: source name -> key map; the LLaMA layout serves Mistral, Qwen2 (its q/k/v biases match the same rules), Gemma
+MAPPINGS: dict[str, SourceMap] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-roberta": _ROBERTA, "hf-llama": _LLAMA,
+                                  "hf-mistral": _LLAMA, "hf-qwen2": _LLAMA, "hf-gemma": _LLAMA,
+                                  "hf-gpt-neox": _GPT_NEOX, "hf-t5": _T5}
+SOURCES = tuple(MAPPINGS)
 
 
 class ImportWeightsError(ValueError):
@@ -222,17 +277,48 @@ def _copies(template: str, expected: Mapping[str, tuple[int, ...]]) -> list[str]
                                                                                     for p in k.split(".")])
 
 
+def _targets(rule: Rule, key: str, match: re.Match, expected: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """The spec keys a rule sends ``key`` to (``{all}`` expanded to every repeated copy)."""
+    groups = (key,) + match.groups()
+    targets: list[str] = []
+    for template in rule.targets:
+        name = template.format(*groups, all="{all}")
+        targets += _copies(name, expected) if "{all}" in name else [name]
+    return targets
+
+
+def _values(rule: Rule, tensor: torch.Tensor, targets: list[str], heads: int | None) -> list[torch.Tensor]:
+    """One tensor per target: the rule's split (which needs the head count), else the same transformed tensor."""
+    if rule.split is None:
+        return [rule.transform(tensor)] * len(targets)
+    if heads is None:
+        raise ValueError(f"'{rule.pattern}' splits per head: pass the spec's head count")
+    return list(rule.split(tensor, heads))
+
+
+def _tied(m: SourceMap, key: str, tensor: torch.Tensor, stripped: Mapping[str, torch.Tensor]) -> tuple[str, str] | None:
+    """(partner, note) when ``key`` is a tied tensor of the source; the note is empty when it equals its partner."""
+    for tied, partner, note in m.tied:
+        if key == tied:
+            other = stripped.get(partner)
+            same = other is not None and other.shape == tensor.shape and torch.equal(other, tensor)
+            return partner, "" if same else note
+    return None
+
+
 def convert_state_dict(expected: Mapping[str, tuple[int, ...]], source: str, state: Mapping[str, torch.Tensor],
-                       spec_name: str = "spec") -> Converted:
-    """Map an HF-format ``state`` onto the spec keys ``expected`` (key -> shape); raises :class:`ImportWeightsError`."""
+                       spec_name: str = "spec", heads: int | None = None) -> Converted:
+    """Map an HF-format ``state`` onto the spec keys ``expected`` (key -> shape); raises :class:`ImportWeightsError`.
+
+    ``heads``: the spec's attention head count, for sources whose fused tensors split per head (GPT-NeoX)."""
     if source not in MAPPINGS:
         raise ValueError(f"unknown weight source '{source}' (known: {', '.join(SOURCES)})")
     m = MAPPINGS[source]
+    stripped = {_strip(k, m.prefixes): v for k, v in state.items()}
     out: dict[str, torch.Tensor] = {}
     skipped: list[tuple[str, str]] = []
     unexpected: list[str] = []
     mismatched: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = []
-    origin: dict[str, str] = {}
     notes: list[str] = []
     for hf_key, tensor in state.items():
         key = _strip(hf_key, m.prefixes)
@@ -240,37 +326,22 @@ def convert_state_dict(expected: Mapping[str, tuple[int, ...]], source: str, sta
         if why is not None:
             skipped.append((hf_key, why))
             continue
-        if source == "hf-t5" and key == "lm_head.weight":
-            shared = state.get("shared.weight")
-            if shared is not None and shared.shape == tensor.shape and torch.equal(shared, tensor):
-                skipped.append((hf_key, "tied to shared"))
-            else:
-                unexpected.append(hf_key)
-                notes.append("lm_head.weight differs from shared.weight (an untied T5 head); the spec ties its head "
-                             "to the decoder embedding and scales by d_model^-0.5")
-            continue
         rule, match = next(((r, mt) for r in m.rules if (mt := re.fullmatch(r.pattern, key))), (None, None))
-        if rule is None:
-            unexpected.append(hf_key)
-            continue
-        groups = (key,) + match.groups()
-        targets: list[str] = []
-        for template in rule.targets:
-            name = template.format(*groups, all="{all}")
-            targets += _copies(name, expected) if "{all}" in name else [name]
-        value = rule.transform(tensor)
-        placed = False
-        for target in targets:
-            if target not in expected:
-                continue
-            placed = True
+        targets = _targets(rule, key, match, expected) if rule else []
+        placed = [(t, v) for t, v in zip(targets, _values(rule, tensor, targets, heads) if rule else []) if t in expected]
+        for target, value in placed:
             if tuple(value.shape) != tuple(expected[target]):
                 mismatched.append((hf_key, target, tuple(expected[target]), tuple(value.shape)))
-                continue
-            out[target] = value
-            origin[target] = hf_key
-        if not placed:
-            unexpected.append(hf_key)
+            else:
+                out[target] = value
+        if placed:
+            continue
+        tied = _tied(m, key, tensor, stripped)
+        if tied and not tied[1]:
+            skipped.append((hf_key, f"tied to {tied[0].removesuffix('.weight')}"))
+            continue
+        unexpected.append(hf_key)
+        notes += [tied[1]] if tied else []
     for key, fallback in m.fallbacks:
         if key in expected and key not in out and fallback in out and tuple(out[fallback].shape) == tuple(expected[key]):
             out[key] = out[fallback]
@@ -309,13 +380,19 @@ def expected_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state_dict_for(module).items()}
 
 
+def _heads(graph: Graph) -> int | None:
+    """The spec's attention head count when every attention node has the same one."""
+    counts = {n.params["heads"] for n in graph.nodes.values() if n.op == "attention"}
+    return counts.pop() if len(counts) == 1 else None
+
+
 def load_hf_state_dict(module: torch.nn.Module, graph: Graph, source: str,
                        state: Mapping[str, torch.Tensor]) -> Converted:
     """Convert ``state`` and load it into a compiled ``module`` (strict); returns what was converted/skipped."""
     from .state import load_state_dict
 
     own = module.state_dict()
-    conv = convert_state_dict(expected_shapes(module), source, state, graph.name)
+    conv = convert_state_dict(expected_shapes(module), source, state, graph.name, _heads(graph))
     with torch.no_grad():
         load_state_dict(module, {k: v.to(dtype=own[k].dtype) for k, v in conv.tensors.items()})
     return conv

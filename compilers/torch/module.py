@@ -46,7 +46,35 @@ _COMMENT = re.compile(r"#\s*(?P<pos>\S+)\s+(?P<node>\S+)\s+\((?P<op>[^)]*)\)")
 
 
 class Scope(nn.Module):
-    """The modules of one block instance; it has no ``forward`` (the model's forward reads its members)."""
+    """The modules of a block instance kept inline; it has no ``forward`` (the model's forward reads its members)."""
+
+
+class Block(nn.Module):
+    """Base class of the generated class of one block copy (``self.h[3]``); ``nng_prefix`` is its name in the
+    model (``h.3``), so an error inside its ``forward`` names the full node (``h.3.attn``)."""
+
+    nng_prefix: str = ""
+    #: the spec's block name (set by the generated class)
+    nng_block: str = ""
+    #: activation checkpointing: recompute this copy's forward in the backward pass instead of keeping its
+    #: intermediates (``torch.utils.checkpoint``, non-reentrant: the gradients are exactly those without it)
+    nng_checkpoint: bool = False
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.nng_prefix = prefix
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.nng_checkpoint and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(super().__call__, *args, use_reentrant=False, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+def blocks(model: nn.Module) -> list[Block]:
+    """The block copies generated as classes in ``model``, outermost first."""
+    return [m for m in model.modules() if isinstance(m, Block)]
 
 
 def node_seed(seed: int, name: str) -> int:
@@ -176,24 +204,28 @@ def node_at_line(cls: type, lineno: int) -> tuple[str, str, str] | None:
 
 
 def _annotate(module: GraphModule, exc: BaseException, args: tuple, kwargs: dict) -> None:
+    """Notes on ``exc``: the spec node of the innermost generated ``forward`` line it passed (the model's or a
+    block class's, same file), that line, and any graph input that contradicts its declared type."""
     cls = type(module)
-    code = cls.forward.__code__
-    lineno = None
+    filename = cls.forward.__code__.co_filename
+    hit = None
     for frame, ln in traceback.walk_tb(exc.__traceback__):
-        if frame.f_code is code:
-            lineno = ln
-    if lineno is None:
+        if frame.f_code.co_filename == filename and frame.f_code.co_name == "forward":
+            hit = frame, ln
+    if hit is None:
         return
+    frame, lineno = hit
     notes = list(getattr(exc, "__notes__", []))
     found = node_at_line(cls, lineno)
     if found is not None:
         node, op, pos = found
-        note = f"in node '{node}' ({op}) at {pos}"
+        prefix = getattr(frame.f_locals.get("self"), "nng_prefix", "")
+        note = f"in node '{prefix + '.' if prefix else ''}{node}' ({op}) at {pos}"
         if note in notes:
             return
         exc.add_note(note)
-        line = _source_lines(cls, code.co_filename)[lineno - 1].strip()
-        exc.add_note(f"  generated code, {code.co_filename}:{lineno}: {line}")
+        line = _source_lines(cls, filename)[lineno - 1].strip()
+        exc.add_note(f"  generated code, {filename}:{lineno}: {line}")
     for problem in check_inputs(module, args, kwargs):
         exc.add_note(problem)
 

@@ -113,6 +113,7 @@ EmitFn = Callable[[NodeCtx, Emit], str]
 ModuleFn = Callable[[NodeCtx], Any]
 InitFn = Callable[[NodeCtx], Mapping[str, "str | InitSpec"]]
 PostInitFn = Callable[[Any, NodeCtx], None]
+LinkFn = Callable[[NodeCtx, str, Callable[[str], str]], list[str]]  # (ctx, own path, node -> path) -> init lines
 
 
 @dataclass
@@ -124,6 +125,7 @@ class TorchOpDef:
     module: ModuleFn | None = None
     init: InitFn | Mapping[str, "str | InitSpec"] | None = None
     post_init: PostInitFn | None = None
+    link: LinkFn | None = None   # lines run once every module exists: state read from another node's module
 
     def default_init(self, ctx: NodeCtx) -> dict[str, "str | InitSpec"]:
         """The op's default initializers for this node."""
@@ -136,13 +138,15 @@ _IMPLS: dict[str, TorchOpDef] = {}
 
 
 def torch_op(name: str, *, module: ModuleFn | None = None, init: Any = None,
-             post_init: PostInitFn | None = None) -> Callable[[EmitFn], EmitFn]:
-    """Register the decorated ``emit(ctx, e) -> str`` as the torch implementation of op ``name``."""
+             post_init: PostInitFn | None = None, link: LinkFn | None = None) -> Callable[[EmitFn], EmitFn]:
+    """Register the decorated ``emit(ctx, e) -> str`` as the torch implementation of op ``name``; ``link(ctx,
+    path, path_of)``: ``__init__`` lines run after every module is made (e.g. reuse another node's table)."""
 
     def register(fn: EmitFn) -> EmitFn:
         if name in _IMPLS:
             raise ValueError(f"torch implementation of op '{name}' registered twice")
-        _IMPLS[name] = TorchOpDef(name=name, emit=fn, module=module, init=init, post_init=post_init)
+        _IMPLS[name] = TorchOpDef(name=name, emit=fn, module=module, init=init, post_init=post_init,
+                                 link=link)
         return fn
 
     return register

@@ -1,7 +1,8 @@
-"""Helpers of the code generator: names, paths, literals, ordering and comments of generated source."""
+"""Helpers of the code generator: names, paths, literals, ordering, comments and frees of generated source."""
 
 from __future__ import annotations
 
+import ast
 import heapq
 import keyword
 import math
@@ -115,3 +116,30 @@ def type_comment(outputs: dict[str, TensorType]) -> str:
     if len(outputs) == 1:
         return one(next(iter(outputs.values())))
     return ", ".join(f"{k}: {one(t)}" for k, t in outputs.items())
+
+
+def free_after_last_use(body: list[str], stmts: list[tuple[int, list[str], str]], keep: set[str]) -> list[str]:
+    """``body`` with ``del v1, v2`` after the statement that reads each defined variable last (torch.fx frees the
+    same way); variables in ``keep`` (graph outputs) and graph inputs (never defined by a statement) stay.
+
+    Reads are the names in each statement's expression (parsed, so a dim expression such as
+    ``a.shape[0]`` counts as a read of ``a``). A variable nobody reads is deleted right after its own statement.
+    """
+    last: dict[str, int] = {}
+    for i, (_, names, expr) in enumerate(stmts):
+        for v in names:
+            last[v] = i
+        for n in ast.walk(ast.parse(expr, mode="eval")):
+            if isinstance(n, ast.Name) and n.id in last:
+                last[n.id] = i
+    dead: dict[int, list[str]] = {}
+    for v, i in last.items():
+        if v not in keep:
+            dead.setdefault(i, []).append(v)
+    out: list[str] = []
+    after = {line: dead[i] for i, (line, _, _) in enumerate(stmts) if i in dead}
+    for line, text in enumerate(body):
+        out.append(text)
+        if line in after:
+            out.append(f"del {', '.join(after[line])}")
+    return out

@@ -50,8 +50,12 @@ def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] 
           config: str | Path | None = None, steps: int | None = None, epochs: int | None = None,
           seed: int | None = None, data: str | None = None, resume: bool = False, nproc_per_node: int = 1,
           echo: Callable[[str], None] = _echo, quiet: bool = False, strategy: str | None = None,
-          overwrite: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, trackers: list[Any] | None = None, dataset: str | None = None) -> dict[str, Any]:
     """Train ``spec``; returns the run summary (also written to ``OUT/summary.json``).
+
+    ``dataset``: ``MODULE:FUNCTION`` returning the user's own ``torch.utils.data.Dataset`` (:mod:`.data.hook`;
+    one process). ``trackers``: more experiment trackers for this one-process run (objects with ``scalars(split, step, values)``
+    and ``close()``, see :mod:`.trackers`), e.g. ``nngraph tune``'s reporter of val metrics to its pruner.
 
     With ``nproc_per_node`` > 1 (and not already inside a torchrun worker), N
     workers are launched with torch's elastic launcher and rank 0's summary is
@@ -64,8 +68,11 @@ def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] 
     if strategy is not None:
         overrides = [*(overrides or []), f"train.distributed.strategy={strategy}"]
     run = load_run_config(spec, overrides, config, steps, epochs, seed, data)  # fail fast, before any launch
+    run.dataset = dataset
     out_dir = Path(out) if out is not None else Path("out") / "train" / folder_name(run.graph.name)
     resume = prepare(out_dir, run, resume, overwrite, (lambda _t: None) if quiet else echo)
+    if dataset is not None and nproc_per_node > 1:
+        raise DataError(f"--dataset '{dataset}' trains on one process: leave out --nproc-per-node")
     if run.graph.networks and nproc_per_node > 1:  # several networks (gan, wgan, vae, dqn, ddpg, latent_diffusion)
         raise run.error("task", "training several networks runs on one process: leave out --nproc-per-node")
     args = (str(spec), str(out_dir), list(overrides or []), None if config is None else str(config), steps, epochs,
@@ -83,7 +90,7 @@ def train(spec: str | Path, out: str | Path | None = None, overrides: list[str] 
         return summary
     from .session import train_run
 
-    return train_run(run, out_dir, resume, echo, quiet)
+    return train_run(run, out_dir, resume, echo, quiet, trackers=trackers)
 
 
 def train_worker(spec: str, out: str, overrides: list[str], config: str | None, steps: int | None,

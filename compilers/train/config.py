@@ -29,6 +29,7 @@ class RunConfig:
     spec_path: Path
     train: TrainSection
     overrides: list[str] = field(default_factory=list)  # the --set overrides, recorded in the run folder
+    dataset: str | None = None  # --dataset MODULE:FUNCTION: the user's own Dataset (never named by a spec)
 
     @property
     def values(self) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """Fully sharded data parallel (``train.distributed: fsdp``) and the full state of a possibly sharded model.
 
 With ``fsdp`` on several processes the model is sharded with FSDP2
-(``torch.distributed.fsdp.fully_shard``) as one unit: at rest each process
-holds 1/N of every parameter, of its gradient and of the optimizer state;
-forward and backward gather the whole model, and gradients are
-reduce-scattered (averaged) back into the shards -- the same update as DDP and
-as one process with the N-times batch.
+(``torch.distributed.fsdp.fully_shard``) per block copy, then the root: at rest
+each process holds 1/N of every parameter, of its gradient and of the optimizer
+state; forward and backward gather one block copy at a time (each block's
+generated module is its own FSDP unit, freed again after its forward and after
+its backward; the root unit holds what is outside the blocks), and gradients
+are reduce-scattered (averaged) back into the shards -- the same update as DDP
+and as one process with the N-times batch. So the gathered peak is the root's
+parameters plus one block's, not the whole model.
 
 Checkpoints never hold shards: :func:`model_state` / :func:`optimizer_state`
 gather the full tensors to rank 0 (a collective: every rank calls them), in the
@@ -23,11 +26,32 @@ import torch
 from torch import nn
 
 
-def shard(model: nn.Module) -> None:
-    """Shard ``model`` in place (one FSDP unit; the process group must be up). Call before making the optimizer."""
+def shard(model: nn.Module, per_block: bool = True) -> list[str]:
+    """Shard ``model`` in place: each block copy its own FSDP unit (``per_block``), then the root; the process
+    group must be up. Call before making the optimizer. Returns the block copies sharded on their own."""
     from torch.distributed.fsdp import fully_shard
 
+    units = own_units(model) if per_block else []
+    for block in units:
+        fully_shard(block)
     fully_shard(model)
+    return [b.nng_prefix for b in units]
+
+
+def own_units(model: nn.Module) -> list[nn.Module]:
+    """The block copies that can be FSDP units: none of their parameters is also reached from outside them
+    (a ``share: NAME`` use kept inline may hold another copy's module; it would run on the shards)."""
+    from nngraph.compilers.torch.module import blocks
+
+    owners: dict[int, set[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        owners.setdefault(id(p), set()).add(name)
+    units = []
+    for b in blocks(model):
+        inside = f"{b.nng_prefix}."
+        if all(all(n.startswith(inside) for n in owners[id(p)]) for p in b.parameters()):
+            units.append(b)
+    return units
 
 
 def grad_scaler(device: torch.device, init_scale: float, growth_interval: int) -> Any:

@@ -24,7 +24,8 @@ from ..state import checkpoint as ck
 from . import resume
 from .config import RunConfig
 from .distributed import Dist, mean_across
-from .logging import MetricsLog, Progress, TensorBoard
+from .logging import MetricsLog, Progress
+from .trackers import Trackers
 from .longrun import INTERRUPTED, Watch
 from .optim import Schedule
 from .plan import Plan
@@ -129,7 +130,7 @@ class _Window:
                 for k, v in self.sums.items()}
 
 
-def _log_train(tr: Trainer, window: _Window, log: MetricsLog | None, tb: TensorBoard | None,
+def _log_train(tr: Trainer, window: _Window, log: MetricsLog | None, tb: Trackers | None,
                progress: Progress) -> None:
     """One train record: the window's mean numbers, the lr of the next step, throughput (items · world / s)."""
     step, means = tr.step, window.means(tr.d)
@@ -147,14 +148,14 @@ def _log_train(tr: Trainer, window: _Window, log: MetricsLog | None, tb: TensorB
     progress.update(step, means.get("loss", 0.0), lr, rate)
 
 
-def _log_val(tr: Trainer, step: int, val: dict[str, float], log: MetricsLog | None, tb: TensorBoard | None) -> None:
+def _log_val(tr: Trainer, step: int, val: dict[str, float], log: MetricsLog | None, tb: Trackers | None) -> None:
     if log is not None:
         log.write({"step": step, "split": "val", **val})
     if tb is not None:
         tb.scalars("val", step, val)
 
 
-def _evaluate(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None) -> tuple[dict[str, float] | None, bool]:
+def _evaluate(tr: Trainer, log: MetricsLog | None, tb: Trackers | None) -> tuple[dict[str, float] | None, bool]:
     """Evaluate on val, log it, keep the best (checkpointed as ``best.safetensors``); (metrics, early stop?)."""
     val = tr.evaluate("val")
     if val is None:
@@ -170,7 +171,7 @@ def _evaluate(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None) -> tu
     return val, bool(es and tr.bad_evals >= es["patience"])
 
 
-def run_loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, progress: Progress,
+def run_loop(tr: Trainer, log: MetricsLog | None, tb: Trackers | None, progress: Progress,
              until: int | None = None, watch: Watch | None = None) -> dict[str, Any]:
     """Train from ``tr.step`` to the end (or an early stop, a stop signal ``watch`` saw, or step ``until``); returns
     the last val metrics and why it stopped. The last step of the run always evaluates and checkpoints; ``until``

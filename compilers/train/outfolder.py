@@ -46,7 +46,8 @@ def prepare(out: Path, run: Any, resume: bool, overwrite: bool, say: Callable[[s
 
 
 #: the folders a run writes into, with what goes there (the files a run writes are checked by the atomic writers)
-SUBFOLDERS = {"checkpoints": "checkpoints", "tb": "TensorBoard event files"}
+SUBFOLDERS = {"checkpoints": "checkpoints", "tb": "TensorBoard event files", "mlruns": "MLflow file store",
+              "wandb": "W&B run files"}
 
 
 def check_subfolders(out: Path) -> None:

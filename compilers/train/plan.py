@@ -15,6 +15,7 @@ from nngraph.train_schema import match_aux
 from .config import RunConfig
 from .data import load_data
 from .distributed import Dist
+from .scale import apply_checkpointing, compile_blocks
 from ..state.lora import apply_lora, linear_names
 from .tasks import make_task
 from .tasks._base import GraphTask
@@ -78,6 +79,10 @@ def task_and_data(run: RunConfig) -> tuple[str, Any]:
     """The task's name and its loaded dataset (raises :class:`DataError` for a bad file)."""
     cfg = run.values
     task_name = cfg["task"] if cfg["task"] != "auto" else guess_task(run)
+    if run.dataset is not None:  # the user's own Dataset, named on the command line (--dataset MODULE:FUNCTION)
+        from .data.hook import load_hook
+
+        return task_name, load_hook(run.dataset, cfg["data"])
     return task_name, load_data(cfg["data"], task_name, data_base_dir(run))
 
 
@@ -93,6 +98,9 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
     graph, aux = _aux_outputs(run)
     torch.manual_seed(cfg["seed"])
     model = build_module(graph, seed=cfg["seed"]).to(device)
+    apply_checkpointing(run, model)
+    if cfg["compile"]:
+        compile_blocks(model)
     lora: list[str] = []
     if cfg["lora"] is not None:
         lc = cfg["lora"]

@@ -2,7 +2,7 @@
 stop signal, and the end-of-run weights.
 
 ``OUT/`` gets ``config.json``, ``run.json`` + ``spec.yaml`` (:mod:`nngraph.run_folder`), ``metrics.jsonl``,
-``checkpoints/``, ``loss.png`` and ``summary.json``; a one-graph run also ``tb/`` (TensorBoard),
+``checkpoints/``, ``loss.png`` and ``summary.json``; a one-graph run also ``tb/`` (TensorBoard), ``mlruns/`` (MLflow, when on),
 ``tokenizer.json`` (text), ``model.safetensors`` (LoRA merged) and ``best_model.safetensors`` and reports the test
 split with the best weights; a networks run writes ``model.safetensors`` (every network, the union graph's keys)
 and ``<network>.safetensors`` (each, with its fingerprint, for ``nngraph export SPEC --network NAME``).
@@ -19,15 +19,18 @@ from nngraph.io import write_text_atomic
 from ..state import checkpoint as ck
 from . import distributed
 from .config import RunConfig
-from .logging import MetricsLog, Progress, TensorBoard, plot_losses, read_metrics
+from .logging import MetricsLog, Progress, plot_losses, read_metrics
 from .longrun import INTERRUPTED, Watch
 from .stop import TrainingInterrupted
+from .trackers import Trackers, flat_params
 from .loop import Trainer, run_loop
 
 
 def train_run(run: RunConfig, out: Path, resume: bool, echo: Callable[[str], None], quiet: bool,
-              until: int | None = None) -> dict[str, Any]:
+              until: int | None = None, trackers: list[Any] | None = None) -> dict[str, Any]:
     """Train ``run``'s spec into ``out``; returns the summary (also ``OUT/summary.json``).
+
+    ``trackers``: more trackers besides those ``train.log`` switches on (:class:`.trackers.Trackers`).
 
     ``until`` stops after that step without the end-of-run work (tests of resume use it)."""
     from .plan import build_plan
@@ -41,26 +44,31 @@ def train_run(run: RunConfig, out: Path, resume: bool, echo: Callable[[str], Non
         tr = Trainer(run, plan, out, d, echo)
         resumed_from = ck.resume_latest(tr, tr.ckpt_dir, say) if resume else None
         say(f"training {run.graph.name}: {tr.task.describe()}")
-        log, tb = _open_outputs(tr, out, resumed_from) if d.main else (None, None)
+        log, tb = _open_outputs(tr, out, resumed_from, trackers or []) if d.main else (None, None)
         result = _loop(tr, log, tb, quiet, until)
         if until is not None and tr.step < tr.total:
             _close(log, tb)
             return _summary(tr, result, out)
         summary = (_finish_networks if tr.networks else _finish_graph)(tr, result, out, log, tb, say)
         if d.main and log is not None:
-            _close(log, tb)
+            _close(log, None)
             if plot_losses(read_metrics(out / "metrics.jsonl"), out / "loss.png", f"{run.graph.name}: loss",
                            run.values["log"]["plot"]):
                 summary["plot"] = str(out / "loss.png")
             write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            if tb is not None:
+                tb.finish(out)  # the trackers get the files written just above
+                tb.close()
         distributed.barrier(d)
         return summary
     finally:
         distributed.shutdown(d)
 
 
-def _open_outputs(tr: Trainer, out: Path, resumed_from: int | None) -> tuple[MetricsLog, TensorBoard | None]:
-    """Rank 0: the run's record files, the metrics log (cut back to ``resumed_from``) and TensorBoard."""
+def _open_outputs(tr: Trainer, out: Path, resumed_from: int | None,
+                  extra: list[Any]) -> tuple[MetricsLog, Trackers | None]:
+    """Rank 0: the run's record files, the metrics log (cut back to ``resumed_from``) and the experiment trackers
+    (:mod:`.trackers`: TensorBoard, MLflow) with the run's params, the spec vars and the train section."""
     from nngraph.run_folder import record_run
 
     run = tr.run
@@ -73,10 +81,11 @@ def _open_outputs(tr: Trainer, out: Path, resumed_from: int | None) -> tuple[Met
     tok = getattr(tr.plan.task.data, "tokenizer", None)
     if tok is not None:
         write_text_atomic(out / "tokenizer.json", tok.to_json())
-    return log, TensorBoard(out / "tb", run.values["log"]["tensorboard"])
+    params = {**flat_params("vars", dict(run.graph.vars)), **flat_params("train", run.values)}
+    return log, Trackers(out, run.values["log"], run.graph.name, params, extra)
 
 
-def _loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, quiet: bool,
+def _loop(tr: Trainer, log: MetricsLog | None, tb: Trackers | None, quiet: bool,
           until: int | None) -> dict[str, Any]:
     """:func:`.loop.run_loop` with a progress display and the stop-signal watch; a stop raises
     :class:`TrainingInterrupted` after its checkpoint."""
@@ -95,7 +104,7 @@ def _loop(tr: Trainer, log: MetricsLog | None, tb: TensorBoard | None, quiet: bo
 
 
 def _close(log: Any, tb: Any) -> None:
-    """Close rank 0's metrics log and TensorBoard writer (other ranks have neither)."""
+    """Close rank 0's metrics log and trackers (other ranks have neither)."""
     for writer in (log, tb):
         if writer is not None:
             writer.close()

@@ -47,6 +47,7 @@ class PositionDef:
     #                                              qk_transform that is a rotary embedding fused ops take natively
     score: Callable[..., Any] | None = None      # score(h, q_idx, kv_idx, **params) -> B[h, i, j]: a pointwise
     #                                              score_bias every back end derives its forms from
+    length: Callable[[dict], int] | None = None  # params -> the one sequence length it is defined for (a window)
 
     @property
     def score_bias(self) -> bool:
@@ -68,11 +69,13 @@ def register_position(name: str, kind: str, params: dict[str, Param] | None = No
                       learnable: bool = False, query_bias: bool = False,
                       value_term: Callable[[dict], bool] | None = None, value_doc: str = "",
                       rotary: Callable[[dict, int], int] | None = None,
-                      score: Callable[..., Any] | None = None) -> None:
+                      score: Callable[..., Any] | None = None,
+                      length: Callable[[dict], int] | None = None) -> None:
     """Register a position encoding with its back-end hooks: ``kind`` (where it acts), ``learnable`` (it has
     parameters), ``query_bias`` (its score term reads the queries), ``value_term(params)`` (it also adds a
     term to the output, so it needs the attention weights) and ``rotary(params, head_dim)`` (a rotary
-    embedding: the rotated dims; fused ops with a rotary option take it natively).
+    embedding: the rotated dims; fused ops with a rotary option take it natively), ``length(params)`` (the
+    only query/key length it is defined for, checked by shape inference: a window's token count).
 
     ``score(h, q_idx, kv_idx, **params)``: a ``score_bias`` that is a pointwise formula B[h, i, j] of the head
     and the absolute positions, nothing learned. Like a mask predicate it is duck-typed (operators, ``abs``
@@ -85,7 +88,7 @@ def register_position(name: str, kind: str, params: dict[str, Param] | None = No
                          f"(not learnable, no query or value term)")
     POSITIONS[name] = PositionDef(name, kind, doc, dict(params or {}), count or (lambda p, h, d: 0),
                                   check or (lambda p, h, d: None), learnable, query_bias,
-                                  value_term or (lambda p: False), value_doc, rotary, score)
+                                  value_term or (lambda p: False), value_doc, rotary, score, length)
 
 
 # ----- RoPE -----------------------------------------------------------------
@@ -250,6 +253,33 @@ register_position("shaw", "score_bias", {
    count=lambda p, heads, hd: (2 * p["max_distance"] + 1) * hd * (2 if p["values"] else 1),
    learnable=True, query_bias=True, value_term=lambda p: bool(p["values"]),
    value_doc="Shaw relative values add Σ_j p_ij·a^V_ij")
+
+# ----- Swin window relative bias ------------------------------------------------
+def window_dims(p: dict) -> tuple[int, int]:
+    """(rows, cols) of the window: ``window`` rows, ``width`` columns (default: square)."""
+    return p["window"], p["width"] or p["window"]
+
+
+def window_relative_index(q_idx: Any, kv_idx: Any, rows: int, cols: int) -> Any:
+    """Table row of tokens i, j of one window laid out row-major with ``cols`` columns (Liu et al. 2021,
+    Swin): (y_i - y_j + rows - 1)·(2·cols - 1) + (x_i - x_j + cols - 1) with y = idx // cols, x = idx % cols
+    (HF SwinRelativePositionBias's relative_position_index). Duck-typed: ints or integer tensors."""
+    return (q_idx // cols - kv_idx // cols + rows - 1) * (2 * cols - 1) + (q_idx % cols - kv_idx % cols + cols - 1)
+
+
+register_position("window_bias", "score_bias", {
+    "window": p_int("window height in tokens (the sequence is one window, row-major)"),
+    "width": p_int("window width in tokens (default: window, a square window)", None),
+}, """Learned relative position bias inside a 2-D window (Liu et al. 2021, Swin; seed 000, "Different Types
+of Transformers": B_ij depends only on the offset of j from i): score(i, j) += table[idx(i, j), h] with the table
+``relative_position_bias_table`` [(2·rows - 1)·(2·cols - 1), heads] and
+
+""" + cleandoc(window_relative_index.__doc__ or "") + """
+
+The attention's sequence is the rows·cols tokens of one window (windows are folded into the batch by the
+spec, e.g. reshape + permute); the index is computed from the token indices, so the spec stores none.""",
+    count=lambda p, heads, hd: (2 * window_dims(p)[0] - 1) * (2 * window_dims(p)[1] - 1) * heads, learnable=True,
+    length=lambda p: window_dims(p)[0] * window_dims(p)[1])
 
 register_position("none", "input_transform", {}, "no position information inside attention")
 

@@ -40,6 +40,7 @@ class ResolvedAttention:
     position: str
     position_params: dict[str, Any] = field(default_factory=dict)
     inputs: frozenset[str] = frozenset()   # connected mask inputs (lengths, key_padding, doc_ids)
+    row_positions: bool = False      # a ``positions`` [B, T] input gives per-row position ids
 
     # ----- mask facts (from the mask registry) -----------------------------------
     @cached_property
@@ -88,6 +89,12 @@ class ResolvedAttention:
         return self.pos.value_doc if self.pos.value_term(self.position_params) else ""
 
     @property
+    def row_bias(self) -> bool:
+        """A score bias computed from per-row position ids: kernels that derive it from indices alone
+        (FlexAttention score_mod, banded tiles) cannot serve it."""
+        return self.row_positions and self.pos.score_bias
+
+    @property
     def rotary_dim(self) -> int:
         """Dims rotated by a rotary qk transform fused ops can take natively; 0 for other encodings."""
         return self.pos.rotary(self.position_params, self.head_dim) if self.pos.rotary is not None else 0
@@ -104,7 +111,7 @@ def resolve(params: dict[str, Any], d_model: int, d_ctx: int | None = None,
         heads=heads, kv_heads=kv_heads, head_dim=head_dim, d_model=d_model, d_ctx=d_ctx or d_model,
         scale=float(scale) if scale is not None else 1.0 / math.sqrt(head_dim), cross="context" in connected,
         mask=parse_mask(params.get("mask", "none")), position=pname, position_params=dict(pparams),
-        inputs=frozenset(connected & set(MASK_INPUTS)))
+        inputs=frozenset(connected & set(MASK_INPUTS)), row_positions="positions" in connected)
 
 
 def resolved_of(node: Any, d_ctx: int | None = None) -> ResolvedAttention:

@@ -124,6 +124,7 @@ def peak_live_bytes(graph: Graph, costs: Mapping[str, NodeCost], sizes: Mapping[
     for i, node in enumerate(graph.nodes.values()):
         for ref in node.all_refs():
             last[ref.node] = i
+    _held_by_block_calls(graph, order, last)
     keep = {r.node for r in graph.outputs.values()}
     live = sum(_bytes(gi.type, sizes) for gi in graph.inputs.values())
     peak = live
@@ -134,6 +135,24 @@ def peak_live_bytes(graph: Graph, costs: Mapping[str, NodeCost], sizes: Mapping[
             if at == i and value in graph.nodes and value not in keep:
                 live -= costs[value].out_bytes
     return peak
+
+
+def _held_by_block_calls(graph: Graph, order: list[str], last: dict[str, int]) -> None:
+    """A value read inside a block copy is alive until the copy's last node: the generated forward calls the copy
+    as a module (compilers/torch/blocks.py), and the caller holds its arguments until the call returns."""
+    from nngraph.block_copies import copies_of
+
+    index = {n: i for i, n in enumerate(order)}
+    for prefixes in copies_of(graph).values():
+        for prefix in prefixes:
+            inside = [n for n in order if n.startswith(prefix + ".")]
+            if not inside:
+                continue
+            end = max(index[n] for n in inside)
+            for n in inside:
+                for ref in graph.nodes[n].all_refs():
+                    if not ref.node.startswith(prefix + ".") and ref.node in last:
+                        last[ref.node] = max(last[ref.node], end)
 
 
 def optimizer_states(graph: Graph) -> tuple[str, int]:

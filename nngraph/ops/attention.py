@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import InferCtx, p_float, p_int, op
+from ..registry import InferCtx, op, p_float, p_int, p_ref
 from ..types import TensorType, dims_differ, format_shape, is_int
 from ..attention import masks
 from ..attention import positions
@@ -18,7 +18,7 @@ from ..attention.layout import head_layout, model_dim, projection_count, project
 from ..attention.resolved import META_KEY, resolve, resolved_of
 from ..cost.rules import CostCtx, dense, visible_pairs
 
-ATTN_INPUTS = ("x", "context?", "lengths?", "key_padding?", "doc_ids?")
+ATTN_INPUTS = ("x", "context?", "lengths?", "key_padding?", "doc_ids?", "positions?")
 
 
 def _parsed(ctx: InferCtx) -> tuple[masks.MaskNode, str, dict[str, Any]]:
@@ -74,6 +74,22 @@ def _check_mask_inputs(ctx: InferCtx, mask: masks.MaskNode, x: TensorType, kv_le
         ctx.need_dim(docs.shape[1], x.shape[1], "sequence dim of doc_ids", "doc_ids")
 
 
+def _check_positions(ctx: InferCtx, x: TensorType, pname: str) -> None:
+    """A ``positions`` input: integer [batch, seq] ids read by the node's position encoding (so not ``none``)."""
+    ids = ctx.inputs.get("positions")
+    if ids is None:
+        return
+    if pname == "none":
+        ctx.fail("input 'positions' is connected but the node has no position encoding that reads it (position: none)",
+                 "set position (rope, alibi, t5_bias, shaw, ...) or disconnect positions; absolute positions go "
+                 "through position_embedding's own positions input", "positions")
+    if ids.rank != 2 or not is_int(ids.dtype):
+        ctx.fail(f"positions must be an integer [batch, seq] tensor of position ids, got {ids}",
+                 "declare it {shape: [batch, seq], dtype: int64}", "positions")
+    ctx.need_dim(ids.shape[0], x.shape[0], "batch dim of positions", "positions")
+    ctx.need_dim(ids.shape[1], x.shape[1], "sequence dim of positions (one id per query)", "positions")
+
+
 def _dims(ctx: InferCtx) -> tuple[int, int, TensorType | None]:
     """(D, Dc, context) with the context checks."""
     x = ctx.inputs["x"]
@@ -102,8 +118,40 @@ def _count(ctx: InferCtx) -> int:
     d_model, d_ctx, _ = _dims(ctx)
     heads, kv, head_dim = head_layout(ctx, d_model)
     _, pname, pparams = _parsed(ctx)
-    return projection_count(d_model, d_ctx, heads, kv, head_dim, ctx.params) + \
-        positions.POSITIONS[pname].count(pparams, heads, head_dim)
+    table = 0 if ctx.params.get("position_from") not in (None, ctx.node) else positions.POSITIONS[pname].count(pparams, heads, head_dim)
+    return projection_count(d_model, d_ctx, heads, kv, head_dim, ctx.params) + table
+
+
+def _table_shape(pname: str, pparams: dict, heads: int, head_dim: int) -> tuple:
+    """What a position table's size depends on: the encoding, its params, heads and its size."""
+    return pname, tuple(sorted(pparams.items())), heads, positions.POSITIONS[pname].count(pparams, heads, head_dim)
+
+
+def _check_position_from(ctx: InferCtx, pname: str, pparams: dict, heads: int, head_dim: int) -> None:
+    """``position_from: NODE``: this node reads NODE's learned position table (T5's one table per stack), so
+    NODE must be an attention node with the same learnable encoding, parameters and heads (one table shape).
+    A node naming itself owns the table (the first copy of a repeat whose copies all name copy 0)."""
+    name = ctx.params.get("position_from")
+    if not name or name == ctx.node:
+        return
+    src = ctx.refs.get("position_from")
+    if src is None:
+        ctx.fail(f"position_from target '{name}' has no known output", None, "position_from")
+    if src.op != "attention":
+        ctx.fail(f"position_from must name an attention node, '{name}' is {src.op}", None, "position_from")
+    if src.params.get("position_from") not in (None, name):
+        ctx.fail(f"'{name}' itself reads its table from '{src.params['position_from']}'",
+                 f"name '{src.params['position_from']}' directly", "position_from")
+    if not positions.POSITIONS[pname].learnable:
+        ctx.fail(f"position '{pname}' has no learned table to share", "remove position_from", "position_from")
+    s_name, s_params = positions.parse_position(src.params.get("position"))
+    s_heads = src.params["heads"]
+    s_dim = src.params.get("head_dim") or src.type.shape[-1] // s_heads
+    mine, theirs = _table_shape(pname, pparams, heads, head_dim), _table_shape(s_name, s_params, s_heads, s_dim)
+    if mine != theirs:
+        ctx.fail(f"position_from '{name}': its table ({s_name} {s_params}, {s_heads} heads, {theirs[3]} params) differs "
+                 f"from this node's ({pname} {pparams}, {heads} heads, {mine[3]} params)",
+                 "share a table between nodes with the same position encoding, parameters and heads", "position_from")
 
 
 def attention_flops(c: CostCtx) -> int:
@@ -126,6 +174,8 @@ def attention_flops(c: CostCtx) -> int:
     "scale": p_float("score scale (default 1/sqrt(head_dim); T5 uses 1.0)", None, min=0.0),
     "mask": masks.mask_param(),
     "position": positions.position_param(),
+    "position_from": p_ref("read the learned position table of this attention node (same encoding, params and heads) "
+                           "instead of owning one: T5's one relative-bias table per stack"),
 }, count=_count, example={"in": "h", "heads": 12, "qkv": "fused", "mask": "causal"},
     shape_hint="attention takes x [batch, seq, d_model] and optionally context [batch, source_len, d_context]")
 def attention(ctx: InferCtx) -> TensorType:
@@ -136,8 +186,11 @@ def attention(ctx: InferCtx) -> TensorType:
 
     Inputs: ``x`` [B, T, D] (queries; also keys/values for self-attention), ``context`` [B, S, Dc]
     (keys/values for cross-attention, seed 002 "Cross-Attention"), and the graph inputs masks read:
-    ``lengths`` [B] int or ``key_padding`` [B, S] bool (True = padding), ``doc_ids`` [B, T] int.
-    Output [B, T, D].
+    ``lengths`` [B] int or ``key_padding`` [B, S] bool (True = padding), ``doc_ids`` [B, T] int; and
+    ``positions`` [B, T] int, per-row position ids the position encoding reads instead of 0..T-1 (left
+    padding, packed sequences): RoPE rotates row b's token t by positions[b, t]; ALiBi, T5 buckets and
+    Shaw use pos_k - pos_q from the same ids (self-attention: keys are the queries' tokens). With a KV
+    cache, each call passes the ids of its new tokens only. Output [B, T, D].
 
     Grouped-query attention: ``kv_heads`` G < H key/value heads, each shared by H/G query heads
     (G = 1: multi-query) — the multi-head formula with K_i, V_i taken from group ⌊i·G/H⌋.
@@ -145,7 +198,8 @@ def attention(ctx: InferCtx) -> TensorType:
     Params (torch names): ``qkv: fused`` → ``qkv.weight [(H+2G)·d, D]`` (+ ``qkv.bias``), rows q|k|v;
     ``qkv: separate`` → ``q.weight [H·d, D]``, ``k.weight [G·d, Dc]``, ``v.weight [G·d, Dc]`` (+ biases);
     ``out.weight [D, H·d]`` (+ ``out.bias [D]``); position tables: t5_bias ``rel_bias.weight
-    [num_buckets, H]``, shaw ``rel_k [2k+1, d]`` (+ ``rel_v``). GPT-2: fused with biases;
+    [num_buckets, H]``, shaw ``rel_k [2k+1, d]`` (+ ``rel_v``), window_bias ``relative_position_bias_table
+    [(2r-1)·(2c-1), H]``. GPT-2: fused with biases;
     LLaMA: separate, no biases, GQA, RoPE.
     """
     x = ctx.inputs["x"]
@@ -161,9 +215,15 @@ def attention(ctx: InferCtx) -> TensorType:
     if context is not None and pname != "none":
         ctx.fail(f"position '{pname}' encodes query-key offsets within one sequence; cross-attention takes position: none",
                  "add positions to the decoder and encoder inputs instead", "position")
+    _check_positions(ctx, x, pname)
+    length = positions.POSITIONS[pname].length
+    if length is not None and isinstance(x.shape[1], int) and x.shape[1] != length(pparams):
+        ctx.fail(f"position '{pname}' is defined for sequences of exactly {length(pparams)} tokens (one window), "
+                 f"x has {x.shape[1]}", "fold the windows into the batch first (reshape + permute)", "position")
     problem = positions.POSITIONS[pname].check(pparams, heads, head_dim)
     if problem:
         ctx.fail(f"position.{problem[0]}: {problem[1]}", None, "position")
+    _check_position_from(ctx, pname, pparams, heads, head_dim)
     connected = {k for k, t in ctx.inputs.items() if t is not None}
     ctx.meta[META_KEY] = resolve(ctx.params, d_model, context.shape[-1] if context is not None else d_model, connected)
     return x

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import InferCtx, Param, op, p_enum, p_float, p_int
-from ..types import DTYPES, Dim, TensorType, dim_add, dim_floordiv
+from .. import symdim
+from ..registry import InferCtx, Param, op, p_enum, p_float
+from ..types import DTYPES, Dim, TensorType, dim_add, dim_floordiv, dim_mul
 from .tensor import names_check
-
-
-def _dim_check(value: Any) -> list[tuple[str, str]]:
-    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, str) and value.isidentifier()):
-        return [("", f"expected an integer or the name of a symbolic dim, got {value!r}")]
-    return []
 
 
 def _sizes_check(value: Any) -> list[tuple[str, str]]:
@@ -36,26 +31,40 @@ SIZES_PARAM = Param("custom", "sizes: integers or symbolic dim names of the grap
                     schema={"type": "array", "items": _DIM_SCHEMA}, check=_sizes_check)
 
 
+def _expr_check(value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or (
+            isinstance(value, str) and not symdim.is_expression(value)):
+        return [("", f"expected an integer or an expression of symbolic dims (seq, seq + 1, seq // 2), got {value!r}")]
+    return []
+
+
+def p_dim_expr(doc: str, default: Any = None) -> Param:
+    """An integer or an expression of the graph's symbolic dims (``seq + 1``, ``(seq - 1) * 2``; vars via ``${}``)."""
+    return Param("custom", doc, default, schema=_DIM_SCHEMA, check=_expr_check)
+
+
 @op("arange", family="generate", inputs=(), params={
-    "start": p_int("first value", 0, min=None),
-    "end": Param("custom", "end (excluded): an integer or a symbolic dim such as seq", schema=_DIM_SCHEMA,
-                 check=_dim_check),
-    "step": p_int("increment (negative only with an integer end)", 1, min=None),
+    "start": p_dim_expr("first value: an integer or an expression of symbolic dims", 0),
+    "end": p_dim_expr("end (excluded): an integer or an expression of symbolic dims, e.g. seq or seq * 2 - 1"),
+    "step": p_dim_expr("increment: an integer (negative only with integer start and end) or a positive expression", 1),
     "dtype": p_enum("dtype", DTYPES, "int64"),
 }, example={"end": "seq"})
 def arange(ctx: InferCtx) -> TensorType:
-    """The 1-D range start, start+step, ... < end; its length ⌈(end − start)/step⌉."""
-    start, end, step = ctx.params["start"], ctx.params["end"], ctx.params["step"]
+    """The 1-D range start, start+step, ... < end; its length ⌈(end − start)/step⌉ = (end − start + step − 1) // step."""
+    start, end, step = (symdim.canonical(ctx.params[k]) for k in ("start", "end", "step"))
     if step == 0:
         ctx.fail("step must not be 0", None, "step")
-    if isinstance(end, int):
+    if all(isinstance(v, int) for v in (start, end, step)):
         length: Dim = len(range(start, end, step))
-    elif step < 0:
-        return ctx.fail("a negative step needs an integer end", None, "step")
+    elif isinstance(step, int) and step < 0:
+        return ctx.fail("a negative step needs an integer start and end", None, "step")
+    elif symdim.sign(symdim.parse(step)) != 1:
+        return ctx.fail(f"step {step} must be provably positive", "declare the symbol's lower bound", "step")
     else:
-        length = dim_floordiv(dim_add(end, step - 1 - start), step)
+        length = dim_floordiv(dim_add(dim_add(end, step), dim_add(-1, dim_mul(start, -1))), step)
     if isinstance(length, int) and length <= 0:
         ctx.fail(f"range({start}, {end}, {step}) is empty", None, "end")
+    ctx.meta["range"] = (start, end, step)  # canonical: the back ends evaluate these
     return TensorType((length,), ctx.params["dtype"])
 
 

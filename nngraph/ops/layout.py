@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from ..registry import InferCtx, Param, op, p_enum, p_float, p_int, p_int_list, p_str
-from ..types import Dim, TensorType, dim_add, dim_mul, dims_differ, format_shape
+from ..types import Dim, TensorType, broadcast_dim, dim_add, dim_mul, dims_differ, format_shape
 from ._shapes import norm_axis
 from .tensor import SHAPE_PARAM, names_check, same_dtype
 
@@ -152,45 +152,85 @@ def unsqueeze(ctx: InferCtx) -> TensorType:
     return TensorType(x.shape[:axis] + (1,) + x.shape[axis:], x.dtype)
 
 
-_TERM = re.compile(r"[a-zA-Z]*")
+_TERM = re.compile(r"[a-zA-Z]*(?:\.\.\.)?[a-zA-Z]*")
+_ELLIPSIS = "..."
 
 
 def _einsum_terms(ctx: InferCtx, n_inputs: int) -> tuple[list[str], str]:
-    """The equation's input terms and output term, checked for form."""
+    """The equation's input terms and output term, checked for form (letters, at most one '...' each)."""
     eq = ctx.params["equation"].replace(" ", "")
     if eq.count("->") != 1:
         ctx.fail(f"equation {eq!r} needs one '->' and the output's letters", "e.g. 'bhid,bhjd->bhij'", "equation")
     lhs, out = eq.split("->")
     terms = lhs.split(",")
     if not all(_TERM.fullmatch(t) for t in terms + [out]):
-        ctx.fail(f"equation {eq!r}: terms are letters only (no '...')", "name every dim with a letter", "equation")
+        ctx.fail(f"equation {eq!r}: a term is letters with at most one '...'", "e.g. '...ij,...jk->...ik'", "equation")
     if len(terms) != n_inputs:
         ctx.fail(f"equation {eq!r} has {len(terms)} input terms for {n_inputs} inputs", None, "equation")
-    for t in terms + [out]:
-        if len(set(t)) != len(t):
-            ctx.fail(f"term {t!r} repeats a letter (diagonals are not supported)", None, "equation")
+    letters = out.replace(_ELLIPSIS, "")
+    if len(set(letters)) != len(letters):
+        ctx.fail(f"output term {out!r} repeats a letter", "a repeated letter takes a diagonal in an input term only",
+                 "equation")
     return terms, out
 
 
+def _split_term(ctx: InferCtx, i: int, term: str, t: TensorType) -> tuple[list[tuple[str, Dim]], tuple[Dim, ...]]:
+    """Input ``i``'s (letter, dim) pairs and the dims its '...' covers (rank minus its letters)."""
+    head, ell, tail = term.partition(_ELLIPSIS)
+    n_letters = len(head) + len(tail)
+    if n_letters > t.rank or (not ell and n_letters != t.rank):
+        ctx.fail(f"term {term!r} has {n_letters} letters for input {i} of rank {t.rank} {format_shape(t.shape)}",
+                 "use '...' for dims the letters do not name" if n_letters < t.rank else None, "equation")
+    shape = t.shape
+    middle = shape[len(head):t.rank - len(tail)]
+    return list(zip(head, shape[:len(head)])) + list(zip(tail, shape[t.rank - len(tail):])), tuple(middle)
+
+
+def _broadcast_ellipsis(ctx: InferCtx, covered: list[tuple[Dim, ...]]) -> tuple[Dim, ...]:
+    """NumPy broadcasting of the dims each input's '...' covers, right-aligned."""
+    out: list[Dim] = []
+    for dims in covered:
+        longer, shorter = (list(dims), out) if len(dims) >= len(out) else (out, list(dims))
+        pad = len(longer) - len(shorter)
+        merged = longer[:pad]
+        for a, b in zip(longer[pad:], shorter):
+            d = broadcast_dim(a, b)
+            if d is None:
+                ctx.fail(f"the dims '...' covers do not broadcast: {format_shape(tuple(out))} and {format_shape(dims)}",
+                         None, "equation")
+            merged.append(d)
+        out = merged
+    return tuple(out)
+
+
 @op("einsum", family="layout", inputs=("*xs",), params={
-    "equation": p_str("Einstein summation, explicit output: 'bhid,bhjd->bhij'"),
+    "equation": p_str("Einstein summation, explicit output: 'bhid,bhjd->bhij'; '...' for unnamed (broadcast) dims, "
+                      "a repeated letter in a term for a diagonal ('ii->i', 'bii->b')"),
 }, example={"in": ["q", "k"], "equation": "bhid,bhjd->bhij"})
 def einsum(ctx: InferCtx) -> TensorType:
-    """Einstein summation: letters name dims; letters missing from the output are summed over."""
+    """Einstein summation: letters name dims; letters missing from the output are summed over.
+
+    A letter repeated within a term takes the diagonal (its dims must be equal: 'ii->i' is the diagonal, 'ii->'
+    the trace); '...' stands for the dims no letter names, broadcast across inputs like NumPy, kept where the
+    output writes '...' and summed over where it does not (torch.einsum's rule).
+    """
     types = ctx.variadic
     same_dtype(ctx, types)
     ctx.need_float(types[0])
     terms, out = _einsum_terms(ctx, len(types))
-    sizes: dict[str, Any] = {}
+    sizes: dict[str, tuple[int, Dim]] = {}
+    covered = []
     for i, (term, t) in enumerate(zip(terms, types)):
-        if len(term) != t.rank:
-            ctx.fail(f"term {term!r} has {len(term)} letters for input {i} of rank {t.rank} {format_shape(t.shape)}",
-                     None, "equation")
-        for letter, d in zip(term, t.shape):
-            if letter in sizes and dims_differ(sizes[letter], d):
-                ctx.fail(f"letter {letter!r} is {sizes[letter]} in one input and {d} in input {i}", None, "equation")
-            sizes.setdefault(letter, d)
-    missing = [c for c in out if c not in sizes]
+        pairs, middle = _split_term(ctx, i, term, t)
+        covered.append(middle)
+        for letter, d in pairs:
+            first = sizes.setdefault(letter, (i, d))
+            if dims_differ(first[1], d):
+                ctx.fail(f"letter {letter!r} is {first[1]} in input {first[0]} and {d} in input {i}", None, "equation")
+    missing = [c for c in out.replace(_ELLIPSIS, "") if c not in sizes]
     if missing:
         ctx.fail(f"output letters {''.join(missing)!r} appear in no input term", None, "equation")
-    return TensorType(tuple(sizes[c] for c in out), types[0].dtype)
+    middle = _broadcast_ellipsis(ctx, covered)  # checked even where the output sums them
+    ctx.meta["ellipsis_rank"] = len(middle)  # the back ends' count of dims '...' stands for
+    head, ell, tail = out.partition(_ELLIPSIS)
+    return TensorType(tuple(sizes[c][1] for c in head) + (middle if ell else ()) + tuple(sizes[c][1] for c in tail), types[0].dtype)

@@ -1,4 +1,4 @@
-"""Normalization: batch_norm, layer_norm, rms_norm, group_norm and Dynamic Tanh (DyT).
+"""Normalization: batch_norm, layer_norm, rms_norm, group_norm, Dynamic Tanh (DyT) and layer scale.
 
 Formulas: seed 002 "Pooling, Hierarchical Representation, and Normalization" (batch norm
 normalizes each feature map across the batch), seed 002 "Encoder Architecture"
@@ -65,6 +65,16 @@ def _normalized_shape(ctx: InferCtx) -> tuple[int, ...]:
 
 _SHAPE_DOC = "normalized_shape: the trailing dims to normalize over (default: the last dim)"
 
+#: the scale offset of layer_norm and rms_norm: y = (offset + γ)·x̂ (Gemma's (1 + w)); γ starts at 1 − offset
+_OFFSET = p_float("added to the learned scale: y = (offset + γ)·x̂; Gemma uses 1 (γ then starts at 0)", 0.0)
+
+
+def _check_offset(ctx: InferCtx) -> None:
+    """An offset shifts the learned scale γ, so a norm without γ has nothing to shift."""
+    if ctx.params["offset"] and not ctx.params["elementwise_affine"]:
+        ctx.fail("offset adds to the learned scale, and elementwise_affine: false has none",
+                 "drop offset, or set elementwise_affine: true", "offset")
+
 
 def _layer_norm_count(ctx: InferCtx) -> int:
     if not ctx.params["elementwise_affine"]:
@@ -77,12 +87,15 @@ def _layer_norm_count(ctx: InferCtx) -> int:
     "eps": p_float("added to the variance for numerical stability", 1e-5, min=0.0),
     "elementwise_affine": p_bool("learnable scale γ (weight) and shift β (bias) per normalized element", True),
     "bias": p_bool("learn the shift β (with elementwise_affine)", True),
+    "offset": _OFFSET,
 }, count=_layer_norm_count, example={"in": "x"})
 def layer_norm(ctx: InferCtx) -> TensorType:
-    """Layer normalization: y = γ·(x − μ)/√(σ² + ε) + β, μ and σ² over the trailing ``shape`` dims of each sample (seed 002, "Encoder Architecture").
+    """Layer normalization: y = (offset + γ)·(x − μ)/√(σ² + ε) + β, μ and σ² over the trailing ``shape`` dims of each sample (seed 002, "Encoder Architecture").
 
+    ``offset`` 0 is the usual γ with γ initialized to 1; ``offset: 1`` stores γ around 0 (initialized to 0).
     params: weight [*shape], bias [*shape] (with elementwise_affine; bias unless bias: false).
     """
+    _check_offset(ctx)
     ctx.need_float(ctx.x)
     _normalized_shape(ctx)
     return ctx.x
@@ -92,7 +105,7 @@ def layer_norm(ctx: InferCtx) -> TensorType:
     "shape": p_ints(_SHAPE_DOC, None),
     "eps": p_float("added to the mean square for numerical stability", 1e-6, min=0.0),
     "elementwise_affine": p_bool("learnable scale γ (weight) per normalized element", True),
-    "offset": p_float("added to the learned scale: y = (offset + γ)·x/rms(x); Gemma uses 1 (γ then starts at 0)", 0.0),
+    "offset": _OFFSET,
 }, count=lambda ctx: math.prod(_normalized_shape(ctx)) if ctx.params["elementwise_affine"] else 0,
     example={"in": "x", "eps": 1e-6})
 def rms_norm(ctx: InferCtx) -> TensorType:
@@ -102,9 +115,7 @@ def rms_norm(ctx: InferCtx) -> TensorType:
     (1 + γ), which ``offset: 1`` reproduces (γ then initialized to 0, so a new model starts at the identity scale).
     params: weight [*shape] (with elementwise_affine).
     """
-    if ctx.params["offset"] and not ctx.params["elementwise_affine"]:
-        ctx.fail("offset adds to the learned scale, and elementwise_affine: false has none",
-                 "drop offset, or set elementwise_affine: true", "offset")
+    _check_offset(ctx)
     ctx.need_float(ctx.x)
     _normalized_shape(ctx)
     return ctx.x
@@ -142,3 +153,24 @@ def dyt(ctx: InferCtx) -> TensorType:
     ctx.need_float(ctx.x)
     _channels(ctx, -1)
     return ctx.x
+
+
+@op("layer_scale", family="norm", params={
+    "init_value": p_float("initial value of every γ_c (ConvNeXt 1e-6; CaiT 1e-5 to 1e-6 by depth)", 1e-6),
+    "dim": p_int("the channel dim γ runs along (-1: channels last, as ConvNeXt's and CaiT's blocks; 1: [batch, C, H, W])",
+                 -1, min=None),
+}, count=lambda ctx: ctx.x.shape[ctx.params["dim"]], example={"in": "branch", "init_value": 1e-6})
+def layer_scale(ctx: InferCtx) -> TensorType:
+    """Layer scale (Touvron et al. 2021, CaiT; ConvNeXt): y = γ ⊙ x, one learnable γ_c per channel along ``dim``.
+
+    γ broadcasts over every other dim; every γ_c starts at ``init_value`` so a residual branch starts near zero.
+
+    params: γ [C] stored at the node's name (state_dict key ``<node>``), C = x.shape[dim], initialized to init_value.
+    """
+    x, dim = ctx.x, ctx.params["dim"]
+    ctx.need_float(x)
+    if not -x.rank <= dim < x.rank:
+        ctx.fail(f"dim {dim} is out of range for an input of rank {x.rank}: expected -{x.rank}..{x.rank - 1}",
+                 "-1 for channels last, 1 for [batch, C, H, W]", "dim")
+    _channels(ctx, dim)
+    return x

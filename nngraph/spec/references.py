@@ -135,12 +135,24 @@ def resolve_all(exp: References) -> None:
         for key, param in opdef.params.items():
             value = node.params.get(key)
             if param.kind == "ref" and isinstance(value, str):
-                ref = _resolve_or_report(exp, node, TextRef(namespace, value, node.param_pos.get(key, node.pos)))
+                ref = _resolve_param_ref(exp, node, namespace, value, node.param_pos.get(key, node.pos))
                 node.params[key] = ref.node if ref is not None else None
         for name in opdef.input_names:
             if name != opdef.variadic:
                 node.inputs.setdefault(name, None)
     exp.diag.context = ()
+
+
+def _resolve_param_ref(exp: References, node: Node, namespace: str, value: str, pos: SourcePos) -> Ref | None:
+    """A ``ref`` param: relative to the node's namespace, or ``/full.path`` from the graph root (a node in
+    another block copy, e.g. ``/encoder.0.self_attn``: T5's one position table per stack)."""
+    if not value.startswith("/"):
+        return _resolve_or_report(exp, node, TextRef(namespace, value, pos))
+    if value[1:] not in exp.nodes:
+        exp.diag.error(pos, f"unknown node '{value[1:]}' (in node '{node.name}')",
+                       "a '/' reference names a node by its full path from the graph root, e.g. /encoder.0.self_attn")
+        return None
+    return Ref(value[1:])
 
 
 def _resolve_or_report(exp: References, node: Node, target: Target) -> Ref | None:

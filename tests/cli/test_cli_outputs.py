@@ -44,7 +44,7 @@ CASES = [
     (["graph", "spec.yaml", "-o", "spec.yaml", "--format", "dot"], "-o 'spec.yaml' is the spec 'spec.yaml'"),
     (["infer", "m.onnx", "-o", "m.onnx"], "-o 'm.onnx' is the model 'm.onnx'"),
     (["infer", "m.onnx", "-i", "x=x.npy", "-o", "x.npy"], "-o 'x.npy' is the --input file of 'x' 'x.npy'"),
-    (["generate", "m.onnx", "--prompt", "1,2", "-o", "m.onnx"], "-o 'm.onnx' is the model 'm.onnx'"),
+    (["generate", "m.onnx", "--ids", "1,2", "-o", "m.onnx"], "-o 'm.onnx' is the model 'm.onnx'"),
     (["import-weights", "spec.yaml", "w.safetensors", "--from", "hf-gpt2", "-o", "w.safetensors"],
      "-o 'w.safetensors' is the checkpoint 'w.safetensors'"),
 ]

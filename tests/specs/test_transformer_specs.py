@@ -83,19 +83,20 @@ def test_t5_encoder_decoder_matches_a_torch_build_and_t5_small_up_to_the_documen
         return [nn.RMSNorm(d), nn.Linear(d, ff, bias=False), nn.Linear(ff, d, bias=False)]
 
     def enc() -> nn.ModuleList:
-        return nn.ModuleList([nn.RMSNorm(d), nn.MultiheadAttention(d, heads, bias=False),
-                              nn.Embedding(buckets, heads), *ffn()])
+        return nn.ModuleList([nn.RMSNorm(d), nn.MultiheadAttention(d, heads, bias=False), *ffn()])
 
     def dec() -> nn.ModuleList:
-        return nn.ModuleList([nn.RMSNorm(d), nn.MultiheadAttention(d, heads, bias=False), nn.Embedding(buckets, heads),
+        return nn.ModuleList([nn.RMSNorm(d), nn.MultiheadAttention(d, heads, bias=False),
                               nn.RMSNorm(d), nn.MultiheadAttention(d, heads, bias=False), *ffn()])
 
+    tables = [nn.Embedding(buckets, heads), nn.Embedding(buckets, heads)]  # one per stack (position_from)
     model = nn.ModuleList([nn.Embedding(vocab, d), *[enc() for _ in range(6)], nn.RMSNorm(d),
-                           nn.Embedding(vocab, d), *[dec() for _ in range(6)], nn.RMSNorm(d)])  # head tied
+                           nn.Embedding(vocab, d), *[dec() for _ in range(6)], nn.RMSNorm(d), *tables])  # head tied
     assert graph.total_params == count(model)
-    # T5-small shares one embedding and keeps bias tables only in layer 0 of each stack
-    extra = vocab * d + 10 * buckets * heads
-    assert graph.total_params - extra == 60_506_624
+    # T5-small also shares one embedding between encoder, decoder and head
+    assert graph.total_params - vocab * d == 60_506_624
+    users = [graph.nodes[f"{s}.{i}.self_attn"].params["position_from"] for s in ("encoder", "decoder") for i in range(6)]
+    assert users == ["encoder.0.self_attn"] * 6 + ["decoder.0.self_attn"] * 6
     cross = graph.nodes["decoder.5.cross_attn"]
     assert cross.inputs["context"].node == "encoder_norm" and cross.params["position"] == "none"
     assert graph.nodes["decoder.0.self_attn"].params["position"]["bidirectional"] is False

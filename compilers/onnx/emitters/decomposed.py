@@ -17,11 +17,11 @@ class Decomposed(Emitter):
     """The module's own forward (no placeholder)."""
 
     def forward(self, module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any = None,
-                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
+                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None, positions: Any = None) -> Any:
         from nngraph.compilers.torch.ops.attention_cache import CacheSlot
 
         kwargs = {k: v for k, v in (("context", context), ("lengths", lengths), ("key_padding", key_padding),
-                                    ("doc_ids", doc_ids)) if v is not None}
+                                    ("doc_ids", doc_ids), ("positions", positions)) if v is not None}
         past = past_of(io, site)
         if past is None:
             return type(module).forward(module, x, **kwargs)

@@ -18,8 +18,8 @@ class OnnxAttention(Emitter):
     """Q/K/V in the 3-D layout, the additive mask, ``Attention`` (q_num_heads, kv_num_heads, is_causal)."""
 
     def forward(self, module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any = None,
-                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
-        past, offset, q, k, v, t, s, bias = projected_with_bias(module, site, io, x, context)
+                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None, positions: Any = None) -> Any:
+        past, offset, q, k, v, t, s, bias = projected_with_bias(module, site, io, x, context, positions)
         add = additive_mask(explicit_mask(site), bias, x.shape[0], t, s, offset, q.dtype, lengths, key_padding,
                             doc_ids)
         cfg = {"kernel": self.name, "heads": site.heads, "kv_heads": site.kv_heads, "scale": site.scale,

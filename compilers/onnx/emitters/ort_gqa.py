@@ -16,7 +16,7 @@ class OrtGroupQueryAttention(Emitter):
     """Query/key/value before RoPE, cos/sin caches, ``GroupQueryAttention`` (do_rotary, local_window_size)."""
 
     def forward(self, module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any = None,
-                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
+                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None, positions: Any = None) -> Any:
         import torch
 
         past = past_of(io, site)
@@ -37,7 +37,9 @@ class OrtGroupQueryAttention(Emitter):
         offset = past[0].shape[-2] if past is not None else 0
         bias = None
         if site.has_bias:
-            bias = module.score_bias(q_heads if q_heads is not None else q, q.shape[1], offset + k.shape[1], offset)
+            ids = (positions, positions) if positions is not None else None  # no past here (refused by the check)
+            bias = module.score_bias(q_heads if q_heads is not None else q, q.shape[1], offset + k.shape[1], offset,
+                                     ids)
         cfg = {"kernel": self.name, "heads": site.heads, "kv_heads": site.kv_heads, "scale": site.scale,
                "window": site.parts.window if site.parts.window is not None else -1, "rotary": site.rope,
                "slots": ["query", "key", "value", "past_key", "past_value", "seqlens_k", "total_sequence_length",

@@ -21,10 +21,10 @@ class OrtMultiHeadAttention(Emitter):
     """Query/key/value with RoPE applied, ``key_padding_mask``, ``attention_bias``, ``MultiHeadAttention``."""
 
     def forward(self, module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any = None,
-                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
+                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None, positions: Any = None) -> Any:
         import torch
 
-        past, offset, q, k, v, t, s, bias = projected_with_bias(module, site, io, x, context)
+        past, offset, q, k, v, t, s, bias = projected_with_bias(module, site, io, x, context, positions)
         add = additive_mask(explicit_mask(site), bias, x.shape[0], t, s, offset, q.dtype, lengths, key_padding,
                             doc_ids, full=False)
         kpm = None

@@ -11,7 +11,7 @@ named by the entry's ``emit``, imported on first use). :class:`OnnxKernel` joins
 ``check(site, target, options) -> reason | None``, ``why(site, target, options)``
     the registry's decision on a :class:`KernelCtx` -- also exposed as ``applies(node, target)`` for the
     lowering pass (compilers/passes/rules/lower_kernels.py);
-``forward(module, site, io, x, context, lengths, key_padding, doc_ids)``
+``forward(module, site, io, x, context, lengths, key_padding, doc_ids, positions)``
     the attention module's forward while exporting: projections, RoPE, position bias and the
     explicit mask in torch, then :class:`Placeholder` for the fused op;
 ``reference(cfg, tensors)``
@@ -114,7 +114,7 @@ class Emitter:
         return module.out(outs[0])
 
     def forward(self, module: Any, site: AttentionSite, io: "KVIO | None", x: Any, context: Any = None,
-                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None) -> Any:
+                lengths: Any = None, key_padding: Any = None, doc_ids: Any = None, positions: Any = None) -> Any:
         raise NotImplementedError
 
     def reference(self, cfg: dict[str, Any], tensors: dict[str, Any]) -> tuple[Any, ...]:
@@ -250,27 +250,29 @@ def past_of(io: KVIO | None, site: AttentionSite) -> tuple[Any, Any] | None:
     return io.past.get(site.node) if io is not None else None
 
 
-def projected(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True) -> tuple[Any, ...]:
+def projected(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True,
+              positions: Any = None) -> tuple[Any, ...]:
     """q [B, H, T, d], k, v [B, G, S, d] from the module's projections, the position's q/k transform (RoPE)
-    applied at offset.. when ``rope``."""
+    applied at offset.. (or at per-row ``positions`` [B, T]) when ``rope``."""
     import torch
 
     q, k, v = module.project(x, context)
     if site.pos.qk_transform and rope:
-        positions = torch.arange(q.shape[-2], device=x.device) + offset
+        if positions is None:
+            positions = torch.arange(q.shape[-2], device=x.device) + offset
         q, k = module.hooks.qk(module, q, k, positions)  # the encoding's torch hook
     return q, k, v
 
 
-def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True
-                ) -> tuple[Any, ...]:
+def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: Any, rope: bool = True,
+                positions: Any = None) -> tuple[Any, ...]:
     """q [B, T, H·d], k, v [B, S, G·d] straight from the projections (no head split / merge round trip),
     plus q in heads [B, H, T, d] for position biases that read the queries (``query_bias``, Shaw) or None.
 
     With RoPE applied here (``rope`` and the node uses it) the heads are split, rotated and merged back.
     """
     if site.pos.qk_transform and rope:
-        q, k, v = projected(module, site, x, context, offset, rope=True)
+        q, k, v = projected(module, site, x, context, offset, rope=True, positions=positions)
         return merge_heads(q), merge_heads(k), merge_heads(v), q
     h, g, d = site.heads, site.kv_heads, site.head_dim
     if getattr(module, "fused", False):
@@ -281,15 +283,18 @@ def projected3d(module: Any, site: AttentionSite, x: Any, context: Any, offset: 
     return q, k, v, split_heads(q, h) if site.query_bias else None
 
 
-def projected_with_bias(module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any) -> tuple[Any, ...]:
+def projected_with_bias(module: Any, site: AttentionSite, io: KVIO | None, x: Any, context: Any,
+                        positions: Any = None) -> tuple[Any, ...]:
     """What the fused kernels (MHA, opset-23 Attention) start from: (past, offset, q, k, v, t, s, bias) with
     q/k/v from :func:`projected3d` after ``offset`` cached keys, t/s the query/key lengths and ``bias`` the
-    module's position score term [.., t, s] (None without one)."""
+    module's position score term [.., t, s] (None without one), from per-row ``positions`` [B, T] when given
+    (self-attention without a past: the keys' ids are the queries'; a past is refused by the kernels' checks)."""
     past = past_of(io, site)
     offset = past[0].shape[-2] if past is not None else 0
-    q, k, v, q_heads = projected3d(module, site, x, context, offset)
+    q, k, v, q_heads = projected3d(module, site, x, context, offset, positions=positions)
     t, s = q.shape[1], offset + k.shape[1]
-    bias = module.score_bias(q_heads if q_heads is not None else q, t, s, offset) if site.has_bias else None
+    ids = (positions, positions) if positions is not None else None
+    bias = module.score_bias(q_heads if q_heads is not None else q, t, s, offset, ids) if site.has_bias else None
     return past, offset, q, k, v, t, s, bias
 
 

@@ -54,6 +54,7 @@ class AttentionSite:
     pos_params: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
     resolved: ResolvedAttention | None = None
+    row_positions: bool = False     # a ``positions`` [B, T] input gives per-row position ids
 
     @property
     def pos(self) -> PositionDef:
@@ -79,6 +80,14 @@ class AttentionSite:
         """The score bias reads the queries (Shaw keys: q·a^K), so kernels pass the query heads to it."""
         return self.pos.query_bias
 
+    def row_ids_unserved(self, options: ExportOptions) -> str | None:
+        """Why an export cannot serve this node's per-row position ids: a score bias over cached keys would need
+        the past keys' ids, which the KV-cache inputs do not carry (RoPE is fine: cached keys are rotated)."""
+        if self.row_positions and self.has_bias and options.kv_cache:
+            return (f"position {self.position} with a positions input and a KV cache: the past keys' position ids "
+                    "are not an export input (export without --kv-cache, or use RoPE)")
+        return None
+
     @property
     def value_term(self) -> bool:
         """The position adds Σ p_ij a^V_ij (Shaw values): it needs the attention probabilities themselves."""
@@ -92,4 +101,4 @@ def site_of(node: Any) -> AttentionSite:
     return AttentionSite(
         node=node.name, heads=r.heads, kv_heads=r.kv_heads, head_dim=r.head_dim, d_model=r.d_model, cross=r.cross,
         scale=r.scale, mask=r.mask, parts=r.parts, position=r.position, pos_params=dict(r.position_params),
-        dtype=out.dtype if out is not None else "float32", resolved=r)
+        dtype=out.dtype if out is not None else "float32", resolved=r, row_positions=r.row_positions)

@@ -56,10 +56,11 @@ class _AttentionDispatch:
         self.module, self.choices, self.io, self.calls = module, choices, io, 0
 
     def __call__(self, x: Any, context: Any = None, lengths: Any = None, key_padding: Any = None,
-                 doc_ids: Any = None) -> Any:
+                 doc_ids: Any = None, positions: Any = None) -> Any:
         choice = self.choices[self.calls % len(self.choices)]
         self.calls += 1
-        return choice.kernel.forward(self.module, choice.site, self.io, x, context, lengths, key_padding, doc_ids)
+        return choice.kernel.forward(self.module, choice.site, self.io, x, context, lengths, key_padding, doc_ids,
+                                     positions)
 
 
 def _forwards(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None) -> tuple[dict[int, Any], list]:

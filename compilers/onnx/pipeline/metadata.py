@@ -19,8 +19,12 @@ def write_metadata(s: Any) -> None:
     describe_model(s.model, graph)
     s.io_meta = _io_meta(graph, s.names, s.out_names, s.dynamic, s.sizes, s.kv_layers, s.batch_sym)
     if cfg.kv_cache:
+        from nngraph.compilers.decoding import input_roles, unpositioned
+
         s.kv_meta = {"token_input": s.names[0], "logits_output": s.out_names[0], "layers": s.kv_layers,
-                     "batch": s.batch_sym, "layout": "[batch, kv_heads, seq, head_dim]"}
+                     "batch": s.batch_sym, "layout": "[batch, kv_heads, seq, head_dim]",
+                     "input_roles": {n: r for n, r in input_roles(graph).items() if n in s.names},
+                     "unpositioned": unpositioned(graph)}
     s.lowering = lowering_of(graph)
     set_metadata(s.model, {
         "version": __version__, "spec": graph.name, "spec_file": cfg.spec_file or str(graph.file or ""),
@@ -41,7 +45,10 @@ def _weights_source(s: Any) -> str:
 
 
 def _optional(s: Any) -> dict[str, Any]:
-    """The keys only some files have: KV cache, the learned position table's limit, precision, expected length."""
+    """The keys only some files have: KV cache, the learned position table's limit, precision, expected length,
+    the tokenizer (:mod:`nngraph.compilers.tokenizer`)."""
+    from ...tokenizer import tokenizer_metadata
+
     limits = [n.params.get("max_len") for n in s.graph.nodes.values()
               if n.op == "position_embedding" and n.params.get("type") == "learned" and n.params.get("max_len")]
     out: dict[str, Any] = {}
@@ -53,6 +60,7 @@ def _optional(s: Any) -> dict[str, Any]:
         out["precision"] = s.precision
     if s.config.expected_seq:
         out["expected_seq"] = str(s.config.expected_seq)
+    out.update(tokenizer_metadata(s.config.weights, s.config.tokenizer))
     return out
 
 

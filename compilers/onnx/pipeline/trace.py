@@ -49,6 +49,8 @@ def _example(s: Any, sizes: dict[str, int]) -> list[Any]:
 
     cfg = s.config
     example = sample_inputs(s.graph, sizes, cfg.seed, cfg.include_optional)
+    if cfg.kv_cache:  # a key_padding input describes the past keys too: [batch, past + seq]
+        example.update(_total_inputs(s, sizes, example))
     args = [example[n] for n in s.names]
     if cfg.kv_cache:
         b = concrete(s.graph.inputs[s.names[0]].type.shape[0], sizes)
@@ -56,6 +58,21 @@ def _example(s: Any, sizes: dict[str, int]) -> list[Any]:
             shape = (b, layer["kv_heads"], PAST_LEN, layer["head_dim"])
             args += [torch.randn(shape), torch.randn(shape)]
     return args
+
+
+def _total_inputs(s: Any, sizes: dict[str, int], example: dict[str, Any]) -> dict[str, Any]:
+    """The ``key_padding`` inputs (:mod:`nngraph.compilers.decoding`) sampled at seq + :data:`PAST_LEN` keys."""
+    from nngraph.compilers.decoding import input_roles
+
+    from ..inputs import sample_inputs
+
+    names = [n for n, role in input_roles(s.graph).items() if role == "key_padding" and n in example]
+    seq = s.graph.inputs[s.names[0]].type.shape[1]
+    if not names or not isinstance(seq, str):
+        return {}
+    longer = sample_inputs(s.graph, {**sizes, seq: concrete(seq, sizes) + PAST_LEN}, s.config.seed,
+                           s.config.include_optional)
+    return {n: longer[n] for n in names}
 
 
 def _export(s: Any, sizes: dict[str, int]) -> bytes:

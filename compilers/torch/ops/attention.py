@@ -27,14 +27,15 @@ Layout, scale, mask and position come from the node's resolved description
 [D, H·d]`` (+ ``out.bias``); t5_bias ``rel_bias.weight [num_buckets, H]``; shaw ``rel_k [2k+1, d]``
 (+ ``rel_v``). Init: weights normal(0, 0.02) (GPT-2/BERT), biases 0.
 
-The forward line is ``self.attn(x, context=..., lengths=..., key_padding=..., doc_ids=...)`` with
-the connected inputs only. Incremental decoding: see :mod:`.attention_cache`.
+The forward line is ``self.attn(x, context=..., lengths=..., key_padding=..., doc_ids=..., positions=...)``
+with the connected inputs only; ``positions`` [B, T] are per-row position ids (RoPE angles and relative
+biases read them instead of offset + arange; see :mod:`.attention_positions`). Incremental decoding: see :mod:`.attention_cache`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,7 @@ from . import attention_positions as pos
 from .attention_masks import mask_tensor
 
 _INIT = {"weight": ("normal", {"std": 0.02}), "bias": "zeros", "rel_k": ("normal", {"std": 0.02}),
+         "relative_position_bias_table": ("normal", {"std": 0.02}),
          "rel_v": ("normal", {"std": 0.02})}
 
 
@@ -124,7 +126,15 @@ class Attention(Projections):
             positions.parse_position(position)
         self.pos = positions.POSITIONS[self.position]   # the front end's hooks: kind, learnable, query_bias, ...
         self.hooks = pos.hooks_of(self.position)         # their torch implementation
+        before = set(self._modules) | set(self._parameters)
         self.hooks.build(self, self.pos_params, heads, head_dim)
+        self.table_names = sorted((set(self._modules) | set(self._parameters)) - before)  # what build made
+
+    def use_position_table(self, owner: "Attention") -> None:
+        """Read ``owner``'s learned position table instead of this node's own (``position_from``): the same
+        Parameter objects, so the state dict holds them once and their gradient sums over every user."""
+        for name in self.table_names:
+            setattr(self, name, getattr(owner, name))
 
     @classmethod
     def from_resolved(cls, r: ResolvedAttention, **kwargs: Any) -> "Attention":
@@ -132,31 +142,44 @@ class Attention(Projections):
         return cls(r.d_model, r.d_ctx, r.heads, r.kv_heads, r.head_dim, scale=r.scale, mask=r.mask,
                    position=(r.position, r.position_params), cross=r.cross, **kwargs)
 
-    def keys_values(self, x: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """q, k, v and the query offset, with RoPE and the KV cache applied (k, v: all keys so far)."""
+    def keys_values(self, x: torch.Tensor, context: torch.Tensor | None,
+                    positions: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """q, k, v and the query offset, with RoPE (at ``positions`` [B, T] when given) and the KV cache applied
+        (k, v: all keys so far)."""
         slot = self.kv_cache
         if self.cross and slot is not None and slot.k is not None:
             return self.project_q(x), slot.k, slot.v, 0  # the context was projected on the first call
         q, k, v = self.project(x, context)
         offset = slot.length if slot is not None and not self.cross else 0
         if self.pos.qk_transform:
-            q_pos = torch.arange(offset, offset + q.shape[-2], device=q.device)
+            q_pos = positions if positions is not None else torch.arange(offset, offset + q.shape[-2], device=q.device)
             q, k = self.hooks.qk(self, q, k, q_pos)  # self-attention: the new keys sit where the queries do
         if slot is not None:
-            k, v = slot.append(k, v)
+            k, v = slot.append(k, v, positions)
         return q, k, v, offset
 
-    def score_bias(self, q: torch.Tensor, q_len: int, kv_len: int, offset: int) -> torch.Tensor | None:
-        """The score_bias position term B (unscaled, added after the scale), or None."""
-        return self.hooks.bias(self, q, q_len, kv_len, offset)
+    def position_ids(self, positions: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(q_pos [B, T], k_pos [B, S]) per-row ids after :meth:`keys_values` (keys: the cache's ids so far, else
+        the queries' own: self-attention), or None without a ``positions`` input."""
+        if positions is None:
+            return None
+        slot = self.kv_cache
+        return positions, slot.pos if slot is not None and slot.pos is not None else positions
+
+    def score_bias(self, q: torch.Tensor, q_len: int, kv_len: int, offset: int,
+                   ids: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
+        """The score_bias position term B (unscaled, added after the scale), or None; ``ids``: per-row position ids."""
+        return self.hooks.bias(self, q, q_len, kv_len, offset, ids)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
-                key_padding: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v, offset = self.keys_values(x, context)
+                key_padding: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v, offset = self.keys_values(x, context, positions)
+        ids = self.position_ids(positions)
         k, v = self.repeat_kv(k), self.repeat_kv(v)
         q_len, kv_len = q.shape[-2], k.shape[-2]
         scores = torch.matmul(q, k.transpose(-2, -1)) * self.scale
-        bias = self.score_bias(q, q_len, kv_len, offset)
+        bias = self.score_bias(q, q_len, kv_len, offset, ids)
         if bias is not None:
             scores = scores + bias
         mask = mask_tensor(self.mask, x.shape[0], q_len, kv_len, offset, lengths=lengths, key_padding=key_padding,
@@ -165,7 +188,7 @@ class Attention(Projections):
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         p = F.dropout(softmax(scores), self.dropout, self.training)
         o = torch.matmul(p, v)
-        extra = self.hooks.values(self, p, q_len, kv_len, offset)
+        extra = self.hooks.values(self, p, q_len, kv_len, offset, ids)
         if extra is not None:
             o = o + extra
         return self.out(self.merge_heads(o))
@@ -204,7 +227,13 @@ def call_connected(e: Emit) -> str:
     return f"{e.self}({', '.join(args)})"
 
 
-@torch_op("attention", module=_attention_module, init=_INIT)
+def _link_table(ctx: NodeCtx, path: str, path_of: Callable[[str], str]) -> list[str]:
+    """``position_from: NODE``: this module reuses NODE's position table (after both exist)."""
+    src = ctx.params.get("position_from")
+    return [f"{path}.use_position_table({path_of(src)})"] if src and src != ctx.name else []
+
+
+@torch_op("attention", module=_attention_module, init=_INIT, link=_link_table)
 def attention(ctx: NodeCtx, e: Emit) -> str:
     """``self.attn(x, context=..., lengths=...)``."""
     return call_connected(e)

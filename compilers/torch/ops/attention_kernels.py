@@ -79,12 +79,14 @@ def _empty_rows_to_mean(o: torch.Tensor, empty: torch.Tensor, v: torch.Tensor) -
 
 
 def sdpa_core(m: Attention, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
-              batch: int, inputs: dict[str, torch.Tensor | None], needs_grad: bool = False) -> torch.Tensor:
-    """Attention of q [B, H, T, d] over k, v [B, G, S, d] with SDPA; returns [B, H, T, d]."""
+              batch: int, inputs: dict[str, torch.Tensor | None], needs_grad: bool = False,
+              ids: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Attention of q [B, H, T, d] over k, v [B, G, S, d] with SDPA; returns [B, H, T, d] (``ids``: per-row
+    position ids of a score bias)."""
     from torch.nn.attention import sdpa_kernel
 
     q_len, kv_len = q.shape[-2], k.shape[-2]
-    bias = m.score_bias(q, q_len, kv_len, offset)
+    bias = m.score_bias(q, q_len, kv_len, offset, ids)
     is_causal, mask = False, None
     if tier["variant"] == "causal" and bias is None and q_len == kv_len and offset == 0:
         is_causal = True
@@ -130,7 +132,8 @@ class LoweredAttention(Attention):
         return x.shape[1] + (slot.length if slot is not None else 0)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
-                key_padding: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+                key_padding: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or (context is not None and context.requires_grad)
             or any(p.requires_grad for p in self.parameters()))
@@ -139,10 +142,12 @@ class LoweredAttention(Attention):
         self.last_kernel = tier["kernel"]
         core = run_of(tier["kernel"])  # the kernel's torch code (registry: nngraph.compilers.kernels)
         if core is None:  # the reference: the unmodified forward
-            return super().forward(x, context, lengths, key_padding, doc_ids)
-        q, k, v, offset = self.keys_values(x, context)
+            return super().forward(x, context, lengths, key_padding, doc_ids, positions)
+        q, k, v, offset = self.keys_values(x, context, positions)
         inputs = {"lengths": lengths, "key_padding": key_padding, "doc_ids": doc_ids}
-        o = core(self, tier, q, k, v, offset, x.shape[0], inputs, needs_grad)
+        ids = self.position_ids(positions) if self.pos.score_bias else None
+        # per-row ids reach only kernels whose check accepts them for a score bias (sdpa); RoPE is applied above
+        o = core(self, tier, q, k, v, offset, x.shape[0], inputs, needs_grad, **({"ids": ids} if ids else {}))
         return self.out(self.merge_heads(o))
 
     def extra_repr(self) -> str:

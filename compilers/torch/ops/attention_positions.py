@@ -11,11 +11,15 @@
 * ALiBi (``score_bias``; Press et al. 2022): bias[h, i, j] = -m_h·|i - j|.
 * T5 buckets (``score_bias``; Raffel et al. 2020): bias[h, i, j] = ``rel_bias.weight[bucket(j - i), h]``
   with :func:`t5_buckets`, the tensor form of ``t5_bucket`` (and of HF ``T5Attention._relative_position_bucket``).
+* window bias (``score_bias``; Liu et al. 2021, Swin): bias[h, i, j] =
+  ``relative_position_bias_table[window_relative_index(i, j), h]`` (a learned [(2r-1)(2c-1), H] table).
 * Shaw (``score_bias``; Shaw et al. 2018): scores[i, j] += q_i·rel_k[clip(j - i, -k, k) + k]·scale; with
   ``values: true`` the output adds Σ_j p_ij rel_v[clip(j - i, -k, k) + k].
 
 Positions are absolute indices: queries ``offset .. offset + T - 1`` and keys ``0 .. S - 1`` (offset =
-cached positions while decoding with a KV cache, else 0).
+cached positions while decoding with a KV cache, else 0), unless the node has a ``positions`` input:
+then ``ids = (q_pos [B, T], k_pos [B, S])`` are per-row position ids (left padding, packing) and every
+term uses them instead -- RoPE rotates at q_pos, the biases read k_pos - q_pos per row.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any
 
 import torch
 
-from nngraph.attention.positions import alibi_slopes, rope_attention_factor, rope_inv_freq, rotary_dim
+from nngraph.attention.positions import (alibi_slopes, rope_attention_factor, rope_inv_freq, rotary_dim, window_dims,
+                                         window_relative_index)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -48,10 +53,12 @@ def rope_cos_sin(params: dict, head_dim: int, positions: torch.Tensor,
 
 
 def apply_rope(x: torch.Tensor, params: dict, positions: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, H, T, d] at ``positions`` [T] (rotate-half convention; the first r dims only)."""
+    """Rotate x [B, H, T, d] at ``positions`` [T] or per row [B, T] (rotate-half convention; the first r dims only)."""
     head_dim = x.shape[-1]
     r = rotary_dim(head_dim, params["fraction"])
     cos, sin = rope_cos_sin(params, head_dim, positions, x.dtype)
+    if positions.dim() == 2:  # per-row ids [B, T]: broadcast over the heads of x [B, H, T, d]
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     rot, rest = x[..., :r], x[..., r:]
     rot = rot * cos + rotate_half(rot) * sin
     return torch.cat((rot, rest), dim=-1) if r < head_dim else rot
@@ -62,6 +69,12 @@ def relative_positions(q_len: int, kv_len: int, offset: int = 0, device: torch.d
     q = torch.arange(q_len, device=device) + offset
     kv = torch.arange(kv_len, device=device)
     return kv.view(1, -1) - q.view(-1, 1)
+
+
+def row_relative(ids: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """[B, T, S] int64 matrix of pos_k - pos_q per row from ids = (q_pos [B, T], k_pos [B, S])."""
+    q_pos, k_pos = ids
+    return k_pos.long().unsqueeze(-2) - q_pos.long().unsqueeze(-1)
 
 
 def alibi(heads: int, q_len: int, kv_len: int, offset: int = 0, device: torch.device | str | None = None,
@@ -134,11 +147,14 @@ class TorchPosition:
         ``positions``, for fused ops with a rotary option (GroupQueryAttention's cos/sin caches)."""
         raise NotImplementedError(f"{type(self).__name__} is not a rotary embedding")
 
-    def bias(self, m: torch.nn.Module, q: torch.Tensor, q_len: int, kv_len: int, offset: int) -> torch.Tensor | None:
-        """``score_bias`` (dense): the term B [B|1, H, T, S] added to the scaled scores, or None."""
+    def bias(self, m: torch.nn.Module, q: torch.Tensor, q_len: int, kv_len: int, offset: int,
+             ids: tuple | None = None) -> torch.Tensor | None:
+        """``score_bias`` (dense): the term B [B|1, H, T, S] added to the scaled scores, or None (``ids``: per-row
+        position ids (q_pos [B, T], k_pos [B, S]) replacing offset + arange)."""
         return None
 
-    def values(self, m: torch.nn.Module, p: torch.Tensor, q_len: int, kv_len: int, offset: int) -> torch.Tensor | None:
+    def values(self, m: torch.nn.Module, p: torch.Tensor, q_len: int, kv_len: int, offset: int,
+               ids: tuple | None = None) -> torch.Tensor | None:
         """The value term Σ_j p_ij a^V_ij [B, H, T, d] for weights p [B, H, T, S], or None."""
         return None
 
@@ -202,12 +218,16 @@ class ScoreFormula(TorchPosition):
     floating tensors of the scores' dtype (at least float32, so positions stay exact): the term is computed at
     the kernel's precision (float64 for the reference), then cast to the scores' dtype."""
 
-    def bias(self, m, q, q_len, kv_len, offset):
-        """Dense B [1, H or 1, T, S] from h [1, H, 1, 1], i [1, 1, T, 1] (offset on), j [1, 1, 1, S]."""
+    def bias(self, m, q, q_len, kv_len, offset, ids=None):
+        """Dense B [1, H or 1, T, S] from h [1, H, 1, 1], i [1, 1, T, 1] (offset on), j [1, 1, 1, S]; with per-row
+        ids, i [B, 1, T, 1] and j [B, 1, 1, S] from them."""
         dtype = _exact(q.dtype)
         h = torch.arange(m.heads, dtype=dtype, device=q.device).view(1, -1, 1, 1)
-        i = (torch.arange(q_len, device=q.device) + offset).to(dtype).view(1, 1, -1, 1)
-        j = torch.arange(kv_len, dtype=dtype, device=q.device).view(1, 1, 1, -1)
+        if ids is not None:
+            i, j = ids[0].to(dtype)[:, None, :, None], ids[1].to(dtype)[:, None, None, :]
+        else:
+            i = (torch.arange(q_len, device=q.device) + offset).to(dtype).view(1, 1, -1, 1)
+            j = torch.arange(kv_len, dtype=dtype, device=q.device).view(1, 1, 1, -1)
         return _leading(m.pos.score(h, i, j, **m.pos_params), 4, q)
 
     def score_mod(self, m, q, offset, q_len, kv_len):
@@ -242,7 +262,10 @@ class _Rope(TorchPosition):
 
 @torch_position("alibi")
 class _Alibi(TorchPosition):
-    def bias(self, m, q, q_len, kv_len, offset):
+    def bias(self, m, q, q_len, kv_len, offset, ids=None):
+        if ids is not None:
+            slopes = torch.tensor(alibi_slopes(m.heads), dtype=q.dtype, device=q.device).view(1, -1, 1, 1)
+            return -slopes * row_relative(ids).abs().to(q.dtype).unsqueeze(1)
         return alibi(m.heads, q_len, kv_len, offset, q.device, q.dtype)
 
     def score_mod(self, m, q, offset, q_len, kv_len):
@@ -260,7 +283,11 @@ class _T5(TorchPosition):
     def build(self, m, params, heads, head_dim):
         m.rel_bias = torch.nn.Embedding(params["num_buckets"], heads)
 
-    def bias(self, m, q, q_len, kv_len, offset):
+    def bias(self, m, q, q_len, kv_len, offset, ids=None):
+        if ids is not None:
+            p = m.pos_params
+            buckets = t5_buckets(row_relative(ids), p["bidirectional"], p["num_buckets"], p["max_distance"])
+            return m.rel_bias.weight[buckets].permute(0, 3, 1, 2)  # [B, T, S, H] -> [B, H, T, S]
         return t5_bias(m.rel_bias.weight, m.pos_params, q_len, kv_len, offset)
 
     def score_mod(self, m, q, offset, q_len, kv_len):
@@ -277,6 +304,11 @@ class _T5(TorchPosition):
         return m.rel_bias.weight[buckets].movedim(-1, 0).to(q.dtype), None
 
 
+def _row_rows(ids: tuple[torch.Tensor, torch.Tensor], k_max: int) -> torch.Tensor:
+    """Shaw table rows [B, T, S] per row: clip(pos_k - pos_q, -k, k) + k."""
+    return row_relative(ids).clamp(-k_max, k_max) + k_max
+
+
 @torch_position("shaw")
 class _Shaw(TorchPosition):
     def build(self, m, params, heads, head_dim):
@@ -285,13 +317,18 @@ class _Shaw(TorchPosition):
         if params["values"]:
             m.rel_v = torch.nn.Parameter(torch.empty(rows, head_dim))
 
-    def bias(self, m, q, q_len, kv_len, offset):
+    def bias(self, m, q, q_len, kv_len, offset, ids=None):
+        if ids is not None:  # per-row table rows [B, T, S]
+            idx = _row_rows(ids, m.pos_params["max_distance"])
+            return torch.einsum("bhtd,btsd->bhts", q, m.rel_k[idx]) * m.scale
         idx = shaw_indices(q_len, kv_len, m.pos_params["max_distance"], offset, q.device)
         return shaw_scores(q, m.rel_k, idx) * m.scale  # e_ij = q_i·(k_j + a^K_ij)·scale
 
-    def values(self, m, p, q_len, kv_len, offset):
+    def values(self, m, p, q_len, kv_len, offset, ids=None):
         if not m.pos_params["values"]:
             return None
+        if ids is not None:
+            return torch.einsum("bhts,btsd->bhtd", p, m.rel_v[_row_rows(ids, m.pos_params["max_distance"])])
         idx = shaw_indices(q_len, kv_len, m.pos_params["max_distance"], offset, p.device)
         return shaw_values(p, m.rel_v, idx)
 
@@ -323,3 +360,39 @@ class _Shaw(TorchPosition):
         counts = torch.zeros(q_idx.numel(), 2 * k_max + 1, dtype=v.dtype, device=v.device)
         counts.scatter_add_(1, rel.clamp(-k_max, k_max) + k_max, torch.ones_like(rel, dtype=v.dtype))
         return torch.matmul(counts / kv_len, m.rel_v)  # [B, H, T, d]
+
+
+@torch_position("window_bias")
+class _WindowBias(TorchPosition):
+    """Swin's learned table, looked up at the 2-D offset of key j from query i inside one window."""
+
+    def build(self, m, params, heads, head_dim):
+        rows, cols = window_dims(params)
+        m.relative_position_bias_table = torch.nn.Parameter(torch.empty((2 * rows - 1) * (2 * cols - 1), heads))
+
+    @staticmethod
+    def term(m, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """table[idx(i, j)]: [..., H] for broadcastable integer token indices i, j."""
+        rows, cols = window_dims(m.pos_params)
+        if not torch.jit.is_tracing() and max(int(i.max()), int(j.max())) >= rows * cols:
+            raise ValueError(f"window_bias: token index beyond the {rows}x{cols} window (sequence longer than "
+                             f"{rows * cols})")
+        return m.relative_position_bias_table[window_relative_index(i, j, rows, cols)]
+
+    def bias(self, m, q, q_len, kv_len, offset, ids=None):
+        if ids is not None:
+            return self.term(m, ids[0][:, :, None].long(), ids[1][:, None, :].long()).permute(0, 3, 1, 2)
+        i = torch.arange(q_len, device=q.device).view(-1, 1) + offset
+        j = torch.arange(kv_len, device=q.device).view(1, -1)
+        return self.term(m, i, j).permute(2, 0, 1).unsqueeze(0).to(q.dtype)
+
+    def score_mod(self, m, q, offset, q_len, kv_len):
+        rows, cols = window_dims(m.pos_params)
+        table = m.relative_position_bias_table
+        return lambda s, b, h, qi, kv: s + table[window_relative_index(qi + offset, kv, rows, cols), h]
+
+    def tile_terms(self, m, q, q_idx, kv_idx):
+        rows, cols = window_dims(m.pos_params)
+        # tiles may reach past the sequence (padded tiles): clamp, the kernel masks those pairs anyway
+        i, j = q_idx.clamp(0, rows * cols - 1), kv_idx.clamp(0, rows * cols - 1)
+        return self.term(m, i, j).movedim(-1, 0).to(q.dtype), None

@@ -9,9 +9,12 @@ not in the state dict); symbolic sizes read the graph inputs' shapes at run time
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
+from nngraph import symdim
 from nngraph.ops.generate import FILLS
 from nngraph.types import Dim
 
@@ -23,18 +26,22 @@ def _anchor(ctx: NodeCtx) -> nn.Buffer:
 
 
 def _size(e: Emit, d: Dim, what: str) -> str:
+    """Python for dim ``d`` at run time: an int, a graph input's size, or an expression of such sizes."""
     src = e.dim(d)
-    if src is None:
-        raise ValueError(f"{what} {d!r} cannot be computed at run time (not a dim of a graph input)")
-    return src
+    if src is not None:
+        return src
+    sources = {name: e.dim(name) for name in symdim.symbols_of(d)}
+    missing = sorted(name for name, src in sources.items() if src is None)
+    if missing or not sources:
+        raise ValueError(f"{what} {d!r} cannot be computed at run time ({', '.join(missing) or d} is not a dim of a graph input)")
+    return re.sub(r"[A-Za-z_]\w*", lambda m: sources.get(m.group(0), m.group(0)), str(d))
 
 
 @torch_op("arange", module=_anchor)
 def arange(ctx: NodeCtx, e: Emit) -> str:
     """``torch.arange(start, end, step, dtype=..., device=...)``."""
-    p = ctx.params
-    return (f"torch.arange({p['start']}, {_size(e, p['end'], 'end')}, {p['step']}, dtype=torch.{ctx.out.dtype}, "
-            f"device={e.self}.device)")
+    start, end, step = (_size(e, d, what) for d, what in zip(ctx.meta["range"], ("start", "end", "step")))
+    return f"torch.arange({start}, {end}, {step}, dtype=torch.{ctx.out.dtype}, device={e.self}.device)"
 
 
 def _fill(ctx: NodeCtx, e: Emit) -> str:

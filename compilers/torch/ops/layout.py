@@ -83,5 +83,11 @@ def unsqueeze(ctx: NodeCtx, e: Emit) -> str:
 
 @torch_op("einsum")
 def einsum(ctx: NodeCtx, e: Emit) -> str:
-    """``torch.einsum('eq', a, b, ...)``."""
-    return f"torch.einsum({ctx.params['equation'].replace(' ', '')!r}, {', '.join(e.all_inputs)})"
+    """``torch.einsum('eq', a, b, ...)``; '...' summed away is kept in front, then summed by ``.sum`` (ONNX Einsum
+    refuses inputs with '...' under an output without it, where torch sums them)."""
+    eq = ctx.params["equation"].replace(" ", "")
+    lhs, out = eq.split("->")
+    summed = "..." in lhs and "..." not in out
+    call = f"torch.einsum({f'{lhs}->...{out}' if summed else eq!r}, {', '.join(e.all_inputs)})"
+    n = ctx.meta["ellipsis_rank"]
+    return f"{call}.sum(dim={tuple(range(n))!r})" if summed and n else call

@@ -8,15 +8,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import builtin, files
+from . import builtin, files, tables
 from .base import (ArrayData, DataError, GraphSetData, NodeGraphData, TokenData, split_indices, split_stream,
                    step_generator)
+from .packing import PackedData, packed_data, split_documents
 from .text import BPETokenizer, CharTokenizer, make_tokenizer
 
-__all__ = ["ArrayData", "BPETokenizer", "CharTokenizer", "DataError", "GraphSetData", "NodeGraphData", "TokenData",
+__all__ = ["ArrayData", "BPETokenizer", "CharTokenizer", "DataError", "GraphSetData", "NodeGraphData", "PackedData",
+           "TokenData",
            "default_builtin", "load_data", "step_generator"]
 
-Dataset = ArrayData | TokenData | NodeGraphData | GraphSetData
+Dataset = ArrayData | TokenData | PackedData | NodeGraphData | GraphSetData
 
 _TASK_DEFAULT = {"classification": "digits", "regression": None, "language_model": "text", "masked_lm": "text",
                  "diffusion": "digits", "vae": "digits", "node_classification": "karate",
@@ -39,9 +41,16 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
     path = Path(data["path"]).expanduser()
     if not path.is_absolute():
         path = base_dir / path
-    files.require_file(path)
+    if not path.is_dir():
+        files.require_file(path)
     fmt = files.detect_format(path, data["format"])
     test = data["test_fraction"]
+    if fmt in ("parquet", "arrow"):
+        x, y, names = tables.load_table(path, fmt, data["label_column"])
+        return _arrays(x, _targets(y, task, path), names, data, val, 0.2 if test is None else test, seed, path)
+    if fmt == "image_folder":
+        x, y, names = tables.load_image_folder(path, data["image_size"], data["image_mode"])
+        return _arrays(x, y, names, data, val, 0.2 if test is None else test, seed, path)
     if fmt in ("npz", "npy"):
         x, y = files.load_arrays(path, fmt, data["x_key"], data["y_key"])
         return _arrays(x, _targets(y, task, path), None, data, val, 0.2 if test is None else test, seed, path)
@@ -50,6 +59,8 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
         return _arrays(x, _targets(y, task, path, lines), names, data, val, 0.2 if test is None else test, seed, path)
     if fmt == "text":
         return _tokens(files.load_text(path), data, val, test or 0.0, str(path))
+    if fmt == "jsonl":
+        return _tokens(files.load_jsonl(path, data["text_key"]), data, val, test or 0.0, str(path))
     if fmt == "graph_json":
         blob = files.load_graph_json(path)
         if "graphs" in blob:
@@ -73,8 +84,15 @@ def _builtin(name: str, data: dict[str, Any], task: str, val: float, seed: int) 
                              0.1 if test is None else test, seed)
 
 
-def _tokens(text: str, data: dict[str, Any], val: float, test: float, source: str) -> TokenData:
+def _tokens(text: str | list[str], data: dict[str, Any], val: float, test: float,
+            source: str) -> TokenData | PackedData:
+    """Text (or JSONL documents) -> a token stream, or packed documents when ``data.pack`` is on."""
+    docs = text if isinstance(text, list) else None
+    text = "\n\n".join(docs) if docs is not None else text
     tok = make_tokenizer(data["tokenizer"], text, data["vocab_size"])
+    if data["pack"]:
+        return packed_data(split_documents(text) if docs is None else docs, tok, data["seq_len"], val, test,
+                           data["split_seed"], source)
     ids = tok.encode(text, source)
     streams = split_stream(ids, val, test)
     return TokenData(streams, tok.vocab_size, tok, {"name": Path(source).name, "tokens": int(ids.numel())})

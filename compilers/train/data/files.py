@@ -21,17 +21,20 @@ from nngraph import readers
 from .base import DataError
 
 SUFFIX_FORMATS = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".tsv": "csv", ".txt": "text", ".text": "text",
-                  ".md": "text", ".json": "graph_json", ".edges": "edgelist", ".edgelist": "edgelist"}
+                  ".md": "text", ".json": "graph_json", ".edges": "edgelist", ".edgelist": "edgelist",
+                  ".jsonl": "jsonl", ".parquet": "parquet", ".arrow": "arrow", ".feather": "arrow"}
 MAX_ROWS_REPORTED = 1
 
 
 def detect_format(path: Path, fmt: str) -> str:
     if fmt != "auto":
         return fmt
+    if path.is_dir():
+        return "image_folder"
     if path.suffix.lower() in SUFFIX_FORMATS:
         return SUFFIX_FORMATS[path.suffix.lower()]
     raise DataError(f"{path}: cannot tell the format from the suffix '{path.suffix}'; "
-                    f"set train.data.format (npz, npy, csv, text, graph_json, edgelist)")
+                    f"set train.data.format ({', '.join(sorted(set(SUFFIX_FORMATS.values())))}, image_folder)")
 
 
 def _finite_rows(arr: np.ndarray, path: Path, what: str) -> None:
@@ -172,6 +175,23 @@ def load_text(path: Path) -> str:
     if not text:
         raise DataError(f"{path}: the file is empty")
     return text
+
+
+def load_jsonl(path: Path, key: str) -> list[str]:
+    """One document per non-empty line of a JSON Lines file: the string under ``key`` of each object."""
+    docs = []
+    for line_no, line in enumerate(load_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{line_no}:{exc.colno}: not JSON ({exc.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get(key), str):
+            raise DataError(f"{path}:{line_no}: expected an object with a string field '{key}' "
+                            "(set train.data.text_key)")
+        docs.append(obj[key])
+    return docs
 
 
 def _tensor(value: Any, path: Path, what: str, dtype: torch.dtype) -> torch.Tensor:

@@ -6,11 +6,11 @@ output folder holds the exact vocabulary the model was trained with.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
 
+from ...tokenizer import char_json
 from .base import DataError
 
 
@@ -43,7 +43,7 @@ class CharTokenizer:
         return "".join(self.chars[int(i)] for i in ids)
 
     def to_json(self) -> str:
-        return json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False)
+        return char_json(self.chars)
 
 
 class BPETokenizer:

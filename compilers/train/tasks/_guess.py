@@ -20,7 +20,7 @@ def guess_task(run: RunConfig) -> str:
     if named == "digits":
         return "classification"
     path = (data["path"] or "").lower()
-    if path.endswith((".txt", ".text", ".md")):
+    if path.endswith((".txt", ".text", ".md", ".jsonl")):
         return "language_model"
     if "edge_index" in graph.inputs:
         return "graph_classification" if "batch" in graph.inputs else "node_classification"

@@ -17,11 +17,14 @@ import torch
 
 from ..binding import Binding, bind, embedding_limit, output_classes, position_limit
 from ..config import RunConfig
-from ..data import ArrayData, TokenData, step_generator
+from ..data import ArrayData, PackedData, TokenData, step_generator
 from ..losses import cross_entropy
 from . import task
 from ._base import Batch, rank_slice
 from .classification import ClassificationTask
+
+
+PACKED_FIELDS = ("tokens", "doc_ids", "positions")  # the graph inputs packed rows feed
 
 
 @task("language_model")
@@ -33,11 +36,13 @@ class LanguageModelTask(ClassificationTask):
 
     @classmethod
     def build(cls, run: RunConfig, data: Any) -> "LanguageModelTask":
-        if not isinstance(data, (TokenData, ArrayData)):
+        if not isinstance(data, (TokenData, ArrayData, PackedData)):
             raise run.error("data", f"task '{cls.name}' needs text or token sequences")
         return super().build(run, data)
 
     def available(self) -> dict[str, Any]:
+        if isinstance(self.data, PackedData):
+            return dict.fromkeys(PACKED_FIELDS)
         return {"tokens": None} if isinstance(self.data, TokenData) else dict(self.data.fields)
 
     def make_binding(self) -> Binding:
@@ -45,13 +50,17 @@ class LanguageModelTask(ClassificationTask):
 
     @property
     def vocab(self) -> int:
-        return self.data.vocab_size if isinstance(self.data, TokenData) else int(self.data.meta["vocab_size"])
+        if isinstance(self.data, (TokenData, PackedData)):
+            return self.data.vocab_size
+        return int(self.data.meta["vocab_size"])
 
     @property
     def seq_len(self) -> int:
         tbptt = self.cfg["tbptt"]
         if isinstance(self.data, ArrayData):
             return int(self.data.fields["tokens"].shape[1]) - 1
+        if isinstance(self.data, PackedData):
+            return self.data.seq_len
         return tbptt or self.cfg["data"]["seq_len"]
 
     def check(self) -> None:
@@ -62,6 +71,17 @@ class LanguageModelTask(ClassificationTask):
         need = self.vocab + (1 if self.name == "masked_lm" and self.cfg["mlm"]["mask_token"] is None else 0)
         self._check_vocab(inp, need)
         self._check_length(inp)
+        if isinstance(self.data, PackedData):
+            self._check_packed()
+
+    def _check_packed(self) -> None:
+        """Packed rows need the graph to read doc_ids (the document mask) and positions (restarting per document)."""
+        missing = [f for f in PACKED_FIELDS[1:] if self.binding.input_for(f) is None]
+        if missing:
+            raise self.run.error("data.pack", f"packed rows carry {' and '.join(missing)} but the graph has no "
+                                 f"inputs of those names (inputs: {', '.join(self.run.graph.inputs)})",
+                                 "add inputs doc_ids/positions {shape: [batch, seq], dtype: int64} feeding the "
+                                 "attention's document mask and the position encoding, or set train.data.pack: false")
 
     def _check_vocab(self, inp: str, need: int) -> None:
         emb = embedding_limit(self.run.graph, inp)
@@ -84,15 +104,22 @@ class LanguageModelTask(ClassificationTask):
                                  f"windows have {self.seq_len} tokens", f"set train.data.seq_len: {seq_dim}")
 
     def steps_per_epoch(self, global_batch: int) -> int:
+        if isinstance(self.data, PackedData):
+            return self.data.batches_per_epoch(global_batch, self.seed)
         if isinstance(self.data, TokenData):
             return self.data.batches_per_epoch(global_batch, self.seq_len)
         return self.data.batches_per_epoch(global_batch)
 
     def has_split(self, split: str) -> bool:
-        return self.data.size(split) > self.seq_len if isinstance(self.data, TokenData) else self.data.size(split) > 0
+        if isinstance(self.data, TokenData):
+            return self.data.size(split) > self.seq_len
+        return self.data.size(split) > 0
 
     def train_batch(self, m: int, global_batch: int, rank: int, world: int) -> Batch:
         reset = False
+        if isinstance(self.data, PackedData):
+            return self.make_batch(self.data.train_batch(m, global_batch, rank, world, self.seed), m, global_batch,
+                                   rank, world)
         if isinstance(self.data, TokenData):
             if self.cfg["tbptt"]:
                 fields, reset = self.data.stream_batch(m, global_batch, rank, world, self.cfg["tbptt"])
@@ -118,6 +145,8 @@ class LanguageModelTask(ClassificationTask):
         return inputs
 
     def make_batch(self, fields, m, global_batch, rank, world) -> Batch:  # noqa: ANN001
+        if "doc_ids" in fields:
+            return self._packed_batch(fields)
         tokens = fields["tokens"]
         inp = self.binding.input_for("tokens")
         x, y = tokens[:, :-1], tokens[:, 1:]  # [batch, seq]: predict token t+1 from tokens <= t
@@ -126,6 +155,14 @@ class LanguageModelTask(ClassificationTask):
             target["mask"] = fields["loss_mask"]
         inputs = self._fill({inp: x}, x)
         return Batch(inputs, target, int(target.get("mask", y).sum() if "mask" in target else y.numel()))
+
+    def _packed_batch(self, fields: dict[str, torch.Tensor]) -> Batch:
+        """Packed rows: every token is an input; token t's target is token t+1, counted only inside one
+        document (``fields["mask"]``), so no loss crosses a document boundary."""
+        tokens, mask = fields["tokens"], fields["mask"]
+        y = torch.cat([tokens[:, 1:], torch.zeros_like(tokens[:, :1])], 1)
+        inputs = {self.binding.input_for(f): fields[f] for f in PACKED_FIELDS}
+        return Batch(self._fill(inputs, tokens), {"y": y, "mask": mask}, int(mask.sum()))
 
     def loss(self, outs: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, correct, count = cross_entropy(outs[self.output], batch.target["y"], batch.target.get("mask"),
@@ -148,7 +185,8 @@ class MaskedLMTask(LanguageModelTask):
 
     def check(self) -> None:
         if not isinstance(self.data, TokenData):
-            raise self.run.error("data", "task 'masked_lm' trains on text (train.data: text or a .txt file)")
+            raise self.run.error("data", "task 'masked_lm' trains on a text stream (train.data: text or a .txt "
+                                 "file, without pack)")
         super().check()
 
     def train_batch(self, m: int, global_batch: int, rank: int, world: int) -> Batch:

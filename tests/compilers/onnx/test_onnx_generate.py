@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from nngraph import cli
 from nngraph.compilers.onnx.export import export_graph
-from nngraph.compilers.onnx.generate import generate, pick
+from nngraph.compilers.onnx.generate import generate, stream
 from nngraph.compilers.onnx.runner import InferError
+from nngraph.compilers.sampling import GenerationOptions
 from nngraph.compilers.torch import build_module
 from nngraph.compilers.torch.ops.attention_cache import generate as torch_generate
 from nngraph import load_spec
@@ -62,12 +63,16 @@ def test_generation_without_a_cache_reruns_the_sequence_and_agrees(decoders):
     np.testing.assert_array_equal(generate(plain, prompt, 8), generate(file, prompt, 8))
 
 
+def _sample(n: int, **kw) -> GenerationOptions:
+    return GenerationOptions(max_new_tokens=n, do_sample=True, **kw)
+
+
 def test_top_k_sampling_is_seeded_and_stays_in_the_top_k(decoders):
     graph, module, file, _, _ = decoders["gpt_char"]
     prompt = np.array([[5, 6, 7], [8, 9, 10]])
-    a = generate(file, prompt, 10, top_k=5, temperature=1.5, seed=3)
-    b = generate(file, prompt, 10, top_k=5, temperature=1.5, seed=3)
-    c = generate(file, prompt, 10, top_k=5, temperature=1.5, seed=4)
+    a = generate(file, prompt, _sample(10, top_k=5, temperature=1.5, seed=3))
+    b = generate(file, prompt, _sample(10, top_k=5, temperature=1.5, seed=3))
+    c = generate(file, prompt, _sample(10, top_k=5, temperature=1.5, seed=4))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     with torch.no_grad():
@@ -76,21 +81,28 @@ def test_top_k_sampling_is_seeded_and_stays_in_the_top_k(decoders):
         for t in range(3, a.shape[1]):
             top5 = np.argsort(-logits[row, t - 1])[:5]
             assert a[row, t] in top5
-    np.testing.assert_array_equal(generate(file, prompt, 6, top_k=1, seed=9), generate(file, prompt, 6))
+    np.testing.assert_array_equal(generate(file, prompt, _sample(6, top_k=1, seed=9)), generate(file, prompt, 6))
 
 
-def test_pick_greedy_breaks_ties_at_the_lowest_id_like_torch():
-    logits = np.array([[0.0, 2.0, 2.0, 1.0]], np.float32)
-    assert pick(logits, None, 1.0, np.random.default_rng(0)).tolist() == [1]
-    assert torch.tensor(logits).argmax(-1).tolist() == [1]
-
-
-def test_eos_stops_every_row(decoders):
+def test_streaming_yields_each_step_as_generate_collects_it(decoders):
     _, _, file, _, _ = decoders["gpt_char"]
-    prompt = np.array([[1, 2, 3]])
-    first = generate(file, prompt, 1)[0, -1]
-    out = generate(file, prompt, 10, eos=int(first))
-    assert out.shape == (1, 4) and out[0, -1] == first
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    opts = _sample(7, top_p=0.9, temperature=0.8, repetition_penalty=1.3, seed=11)
+    steps = list(stream(file, prompt, opts))
+    assert [s.index for s in steps] == list(range(7)) and all(s.active.all() for s in steps)
+    np.testing.assert_array_equal(np.stack([s.tokens for s in steps], 1), generate(file, prompt, opts)[:, 3:])
+
+
+def test_eos_stops_each_row_and_pads_it(decoders):
+    _, _, file, _, _ = decoders["gpt_char"]
+    prompt = np.array([[1, 2, 3], [7, 8, 9]])
+    free = generate(file, prompt, 6)
+    stop = int(free[0, 3])  # row 0's first new token
+    assert stop not in free[1, 3:]  # row 1 never stops: it runs to max_new_tokens
+    out = generate(file, prompt, GenerationOptions(max_new_tokens=6, stop_tokens=(stop,), pad_id=0))
+    assert out[0].tolist() == free[0, :4].tolist() + [0] * 5 and out[1].tolist() == free[1].tolist()
+    alone = generate(file, prompt[:1], GenerationOptions(max_new_tokens=6, stop_tokens=(stop,)))
+    assert alone.tolist() == [free[0, :4].tolist()]  # every row stopped: decoding ends
 
 
 def test_generation_beyond_the_position_table_is_refused(decoders):
@@ -103,7 +115,7 @@ def test_generation_beyond_the_position_table_is_refused(decoders):
 def test_cli_generate_prints_token_rows_and_writes_json(decoders, tmp_path):
     graph, module, file, _, _ = decoders["gpt_char"]
     out = tmp_path / "tokens.json"
-    res = CliRunner().invoke(cli.app, ["generate", str(file), "--prompt", "1,2,3", "--prompt", "4,5,6", "-n", "4",
+    res = CliRunner().invoke(cli.app, ["generate", str(file), "--ids", "1,2,3", "--ids", "4,5,6", "-n", "4",
                                        "-o", str(out)])
     assert res.exit_code == 0, res.output
     rows = [line for line in res.stdout.splitlines() if line and line[0].isdigit()]
@@ -115,25 +127,25 @@ def test_cli_generate_prints_token_rows_and_writes_json(decoders, tmp_path):
 def test_cli_generate_errors_exit_1_without_traceback(decoders, tmp_path):
     _, _, file, _, _ = decoders["gpt_char"]
     runner = CliRunner()
-    res = runner.invoke(cli.app, ["generate", str(file), "--prompt", "1,x,3"])
-    assert res.exit_code == 1 and "--prompt '1,x,3' is not comma-separated token ids" in res.output
+    res = runner.invoke(cli.app, ["generate", str(file), "--ids", "1,x,3"])
+    assert res.exit_code == 1 and "--ids '1,x,3' is not comma-separated token ids" in res.output
     assert "Traceback" not in res.output
-    res = runner.invoke(cli.app, ["generate", str(file), "--prompt", "1,2", "--prompt", "1,2,3"])
-    assert res.exit_code == 1 and "prompts of different lengths [2, 3]" in res.output
-    res = runner.invoke(cli.app, ["generate", str(tmp_path / "missing.onnx"), "--prompt", "1"])
+    res = runner.invoke(cli.app, ["generate", str(file), "--ids", "1,2", "--ids", "1,2,3"])
+    assert res.exit_code == 1 and "has no key_padding input to mask padded keys" in res.output
+    res = runner.invoke(cli.app, ["generate", str(tmp_path / "missing.onnx"), "--ids", "1"])
     assert res.exit_code == 1 and "model file" in res.output and "not found" in res.output
 
 
 @pytest.mark.parametrize("prompt, message", [
-    ("1,-2,3", "error: --prompt '1,-2,3': token id -2 is negative; token ids are 0..vocab-1\n"),
+    ("1,-2,3", "error: --ids '1,-2,3': token id -2 is negative; token ids are 0..vocab-1\n"),
     ("1,99999999999999999999,3",
-     "error: --prompt '1,99999999999999999999,3': token id 99999999999999999999 is over int64; token ids are "
+     "error: --ids '1,99999999999999999999,3': token id 99999999999999999999 is over int64; token ids are "
      "0..vocab-1\n"),
     ("1,2,20", "error: the prompt: token id 20 at row 0, position 2 is outside 0..19 (the model's vocabulary)\n"),
 ])
 def test_cli_generate_refuses_token_ids_outside_the_vocabulary(decoders, prompt, message):
     _, _, file, _, _ = decoders["gpt_char"]
-    res = CliRunner().invoke(cli.app, ["generate", str(file), "--prompt", prompt])
+    res = CliRunner().invoke(cli.app, ["generate", str(file), "--ids", prompt])
     assert res.exit_code == 1 and res.output == message
 
 
@@ -145,9 +157,39 @@ def test_a_prompt_file_with_a_negative_id_is_refused_before_onnxruntime_wraps_it
 
 
 def test_cli_generate_from_a_spec_exports_with_a_cache_first():
-    res = CliRunner().invoke(cli.app, ["generate", str(SPECS / "gpt_char.yaml"), "--set", "layers=1", "--prompt",
+    res = CliRunner().invoke(cli.app, ["generate", str(SPECS / "gpt_char.yaml"), "--set", "layers=1", "--ids",
                                        "1,2,3", "-n", "5"])
     assert res.exit_code == 0, res.output
     graph = load_spec(SPECS / "gpt_char.yaml", ["layers=1"])
     want = torch_generate(build_module(graph, seed=0).eval(), torch.tensor([[1, 2, 3]]), 5)[0].tolist()
     assert res.stdout.strip().splitlines()[-1] == ",".join(map(str, want))
+
+
+def test_cli_generate_head_dim_12_picks_a_kernel_ort_runs_and_takes_kernel():
+    """Issue 18: causal head_dim 12 used to pick GroupQueryAttention, which ORT refuses (multiple of 8)."""
+    sets = ["--set", "d_model=24", "--set", "heads=2", "--set", "layers=1", "--set", "vocab=20", "--set", "ctx=16"]
+    graph = load_spec(SPECS / "gpt_char.yaml", [s for s in sets if s != "--set"])
+    want = torch_generate(build_module(graph, seed=0).eval(), torch.tensor([[1, 2, 3]]), 5)[0].tolist()
+    base = ["generate", str(SPECS / "gpt_char.yaml"), *sets, "--ids", "1,2,3", "-n", "5"]
+    for extra, kernel in (([], "ort-mha"), (["--kernel", "decomposed"], "decomposed")):
+        res = CliRunner().invoke(cli.app, base + extra)
+        assert res.exit_code == 0, res.output
+        assert f"({kernel})" in res.output and res.stdout.strip().splitlines()[-1] == ",".join(map(str, want))
+    res = CliRunner().invoke(cli.app, base + ["--kernel", "ort-gqa"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "ORT's GroupQueryAttention needs head_dim divisible by 8, got 12" in res.output
+
+
+def test_cli_generate_samples_with_the_options_and_streams_each_step(decoders):
+    _, _, file, _, _ = decoders["gpt_char"]
+    args = ["generate", str(file), "--ids", "1,2,3", "--ids", "4,5,6", "-n", "5", "--top-p", "0.9",
+            "--temperature", "0.8", "--repetition-penalty", "1.2", "--seed", "4"]
+    opts = _sample(5, top_p=0.9, temperature=0.8, repetition_penalty=1.2, seed=4)
+    want = generate(file, np.array([[1, 2, 3], [4, 5, 6]]), opts)
+    res = CliRunner().invoke(cli.app, args + ["--stream"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [",".join(map(str, col)) for col in want[:, 3:].T.tolist()]
+    res = CliRunner().invoke(cli.app, args)
+    assert res.stdout.splitlines() == [",".join(map(str, row)) for row in want.tolist()]
+    res = CliRunner().invoke(cli.app, args[:-2] + ["--top-p", "0"])
+    assert res.exit_code == 2 and "top_p must be in (0, 1], got 0.0" in res.output

@@ -37,9 +37,16 @@ CASES = {
                          {"ort-mha", "onnx-attention"}),
     "gqa_rope": ("", "x", "kv_heads: 2, mask: causal, position: {type: rope, base: 10000.0}",
                  {"ort-gqa", "onnx-attention"}),
+    "partial_rope": ("", "x", "kv_heads: 2, head_dim: 32, mask: causal, "
+                     "position: {type: rope, base: 10000.0, fraction: 0.5}", {"ort-gqa", "onnx-attention"}),
     "prefix_lm_explicit": ("", "x", "mask: {type: prefix_lm, prefix: 2}", {"ort-mha", "onnx-attention"}),
     "cross": ("context: {shape: [batch, src, 32], dtype: float32}", "{x: x, context: context}", "",
               {"ort-mha", "onnx-attention"}),
+    # per-row position ids: biases are computed from them in the graph; GQA's own rotary cannot take them
+    "alibi_row_positions": ("positions: {shape: [batch, seq], dtype: int64}", "{x: x, positions: positions}",
+                            "mask: causal, position: alibi", {"ort-gqa", "ort-mha", "onnx-attention"}),
+    "rope_row_positions": ("positions: {shape: [batch, seq], dtype: int64}", "{x: x, positions: positions}",
+                           "kv_heads: 2, mask: causal, position: {type: rope, base: 10000.0}", {"onnx-attention"}),
 }
 FUSED = {"ort-gqa": "GroupQueryAttention", "ort-mha": "MultiHeadAttention", "onnx-attention": "Attention"}
 
@@ -120,11 +127,14 @@ def test_kernels_say_why_they_do_not_apply(spec_file):
     assert old["onnx-attention"] == "the ONNX Attention op needs opset 23, the export uses opset 18"
 
 
-def test_gqa_rope_needs_head_dim_multiple_of_16(spec_file):
+def test_gqa_rope_needs_head_dim_and_rotated_dims_multiple_of_16(spec_file):
     path = spec_file(_spec("", "x", "head_dim: 8, mask: causal, position: {type: rope, base: 10000.0}"))
     node = load_spec(path).nodes["attn"]
     gqa = next(k for k in attention_candidates() if k.name == "ort-gqa")
     assert gqa.applies(node, "ort-cpu") == "ORT's rotary needs head_dim divisible by 16, got 8"
+    path = spec_file(_spec("", "x", "mask: causal, position: {type: rope, base: 10000.0, fraction: 0.5}"))
+    node = load_spec(path).nodes["attn"]  # head_dim 16, 8 rotated dims: ORT wants cos_cache's r/2 a multiple of 8
+    assert gqa.applies(node, "ort-cpu") == "ORT's rotary needs the rotated dims divisible by 16, got 8"
 
 
 def test_lowering_pass_target_objects_are_accepted(spec_file):
@@ -180,3 +190,28 @@ def test_kv_cache_decoding_step_matches_the_decomposed_export(kernel, spec_file,
         results[k] = (first[0], second[0])
     for a, b in zip(results["decomposed"], results[kernel]):
         assert float(np.abs(a - b).max()) <= 1e-5
+
+
+def test_row_positions_export_matches_torch_and_refusals_say_why(spec_file, tmp_path):
+    """Packed rows (ids restarting mid-row): the decomposed export equals the torch module in ORT; GQA's rotary and
+    a KV cache with a position bias refuse the node with their reasons."""
+    import torch
+
+    extra, src = CASES["rope_row_positions"][:2]
+    graph = load_spec(spec_file(_spec(extra, src, "kv_heads: 2, mask: causal, position: {type: rope, base: 10000.0}")))
+    module = build_module(graph, seed=1).eval()
+    randomize(module, seed=1)
+    path = tmp_path / "rope.onnx"
+    export_graph(graph, path, module=module, kernels={"*": "decomposed"}, verify=False)
+    x = torch.randn(2, 7, 64, generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([[0, 1, 2, 0, 1, 2, 3], [4, 5, 6, 7, 8, 9, 10]])
+    with torch.no_grad():
+        want = module(x, ids).numpy()
+    got = make_session(path).run(None, {"x": x.numpy(), "positions": ids.numpy()})[0]
+    assert float(np.abs(got - want).max()) <= 1e-5
+    node = graph.nodes["attn"]
+    gqa = next(k for k in attention_candidates() if k.name == "ort-gqa")
+    assert "not at per-row position ids" in gqa.applies(node, "ort-cpu")
+    alibi = load_spec(spec_file(_spec(extra, src, "mask: causal, position: alibi"), "alibi.yaml")).nodes["attn"]
+    cached = {k.name: k.applies(alibi, "ort-cpu", ExportOptions(kv_cache=True)) for k in attention_candidates()}
+    assert all("past keys' position ids are not an export input" in why for why in cached.values())

@@ -102,7 +102,7 @@ def test_greedy_tokens_from_onnxruntime_equal_torch_for_t5(t5):
 def test_generate_cli_decodes_t5_spec_with_source(tmp_path):
     out = tmp_path / "tokens.json"
     res = CliRunner().invoke(cli.app, ["generate", str(T5), *sum((["--set", s] for s in SMALL), []),
-                                       "--prompt", "3", "--source", "5,6,7,8", "-n", "4", "-o", str(out)])
+                                       "--ids", "3", "--source", "5,6,7,8", "-n", "4", "-o", str(out)])
     assert res.exit_code == 0, res.output
     graph = load_spec(T5, SMALL)
     module = build_module(graph, seed=0).eval()

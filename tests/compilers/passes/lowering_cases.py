@@ -40,9 +40,10 @@ POSITION_CASES = {
     "t5_bias": {"type": "t5_bias", "num_buckets": 16, "max_distance": 64},
     "shaw": {"type": "shaw", "max_distance": 8},
     "shaw_values": {"type": "shaw", "max_distance": 8, "values": True},
+    "window_bias": {"type": "window_bias", "window": 12},  # 144 tokens: covers the equivalence tests' 130
 }
 INPUT_DECL = {"lengths": "{shape: [batch], dtype: int64}", "key_padding": "{shape: [batch, seq], dtype: bool}",
-              "doc_ids": "{shape: [batch, seq], dtype: int64}"}
+              "doc_ids": "{shape: [batch, seq], dtype: int64}", "positions": "{shape: [batch, seq], dtype: int64}"}
 
 
 def attention_spec(mask, position, extra=(), d_model=32, heads=4, kv_heads=2, dropout=0.0) -> str:

@@ -49,7 +49,8 @@ def test_explain_prints_a_row_per_attention_node_with_every_candidates_verdict(s
     assert verdicts[2].split()[0] == "sdpa" and "chosen (kv_len < " in verdicts[2]
     assert verdicts[3].split()[0] == "local" and "chosen (kv_len >= " in verdicts[3]
     assert verdicts[4].split()[0] == "flex" and "applies but slower at every length" in verdicts[4]
-    assert verdicts[5].split()[0].startswith("ort-gqa/") and "target cpu:float32 runs torch" in verdicts[5]
+    assert verdicts[5].split()[0] == "document" and "rejected: mask sliding_window(window=256) has no document" in verdicts[5]
+    assert verdicts[6].split()[0].startswith("ort-gqa/") and "target cpu:float32 runs torch" in verdicts[6]
     alibi = next(line for line in lines if line.startswith("alibi "))
     assert "flex for kv_len >= " in alibi and ", else sdpa(bias), else reference as fallback" in alibi
     verdicts = lines[lines.index(alibi) + 1:]

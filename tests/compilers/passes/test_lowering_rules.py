@@ -25,7 +25,7 @@ NO_GPU = Detection("2.13.0", False, None, None, False, ("CPUExecutionProvider",)
 TARGETS = ["cpu", "cuda:sm75", "cuda:sm80", "cuda:sm90", "ort-cpu", "ort-cuda"]
 DTYPES = ["float32", "float16", "bfloat16"]
 MODES = ["inference", "training"]
-TORCH_KERNELS = {"reference", "sdpa", "local", "flex"}
+TORCH_KERNELS = {"reference", "sdpa", "local", "flex", "document"}
 
 
 def cpu_without_local():
@@ -43,7 +43,7 @@ def _problems(d, tname, mask_case, pos_case, dtype, mode, dropout=0.0) -> list[s
     out = []
     t = d.target
     sdpa, flex, ref, local = _cand(d, "sdpa"), _cand(d, "flex"), _cand(d, "reference"), _cand(d, "local")
-    bias = pos_case in ("alibi", "t5_bias", "shaw")
+    bias = pos_case in ("alibi", "t5_bias", "shaw", "window_bias")
     causal_only = mask_case == "causal"
     first = d.tiers[0]
     kernels = [x["kernel"] for x in d.tiers]
@@ -85,7 +85,7 @@ def _problems(d, tname, mask_case, pos_case, dtype, mode, dropout=0.0) -> list[s
     if mode == "training" and any(not x.get("backward", True) for x in d.tiers[:1]) and len(kernels) == 2:
         bad("training must not rely on a forward-only kernel")
     # sdpa
-    learnable = pos_case in ("t5_bias", "shaw")
+    learnable = pos_case in ("t5_bias", "shaw", "window_bias")
     if t.device == "cpu":
         if mode == "training" and learnable:
             if sdpa.reason is None or "no gradient for a learnable bias" not in sdpa.reason:

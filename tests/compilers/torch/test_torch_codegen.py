@@ -32,13 +32,33 @@ def test_forward_has_one_commented_line_per_node():
     model = compile_spec(MLP)
     src = model.source
     spec = display_path(str(MLP))
-    body = src.split("def forward")[1]
-    assert f"        # {spec}:{FC_LINE}:9 body.0.fc (linear)\n        body_0_fc = self.body[0].fc(x)  # [batch, 256]\n" in body
-    assert f"        # {spec}:{line_of(MLP, '{name: act,')}:9 body.1.act (relu)\n        body_1_act = torch.relu(body_1_fc)  # [batch, 256]\n" in body
+    use_line = line_of(MLP, "block: dense_relu")
+    # each copy of the block is an instance of its own generated class, whose forward names the block's nodes
+    block = src.split("class DenseRelu(nng.Block):")[1].split("def forward")[1].split("class ")[0]
+    assert f"        # {spec}:{FC_LINE}:9 fc (linear)\n        fc = self.fc(x)  # [batch, 256]\n" in block
+    assert f"        # {spec}:{line_of(MLP, '{name: act,')}:9 act (relu)\n        act = torch.relu(fc)  # [batch, 256]\n" in block
+    assert block.rstrip().endswith("return act")
+    body = src.split(f"class {type(model).__name__}(")[1].split("def forward")[1]
+    assert f"        # {spec}:{use_line}:5 body.0 (dense_relu)\n        body_0_act = self.body[0](x)  # [batch, 256]\n" in body
+    assert f"        # {spec}:{use_line}:5 body.1 (dense_relu)\n        body_1_act = self.body[1](body_0_act)  # [batch, 256]\n" in body
     assert f"        # {spec}:{line_of(MLP, '{name: head,')}:5 head (linear)\n        head = self.head(body_1_act)  # [batch, 10]\n" in body
     assert body.rstrip().endswith("return head")
     assert "def forward(self, x: torch.Tensor) -> torch.Tensor:" in src
-    assert src.count(" = ") - src.split("def forward")[0].count(" = ") == 5  # five nodes, five statements
+    assert body.count(" = ") == 3  # two block calls and the head
+    assert block.count(" = ") == 2  # two nodes, two statements
+    assert "self.body = nn.ModuleList([DenseRelu(seed, 'body.0'), DenseRelu2(seed, 'body.1')])" not in src
+    assert "self.body[0] = DenseRelu(seed, 'body.0')" in src and "self.body[1] = DenseRelu2(seed, 'body.1')" in src
+    assert "'linear', f'{prefix}.fc', seed," in src  # seeded by the full node name: the flat model's weights
+
+
+def test_repeated_alike_copies_are_a_module_list_the_forward_loops_over():
+    model = compile_spec(ROOT / "specs" / "gpt_char.yaml")
+    src = model.source
+    assert "self.h = nn.ModuleList([DecoderLayer(seed, f'h.{i}') for i in range(2)])" in src
+    assert "        h = wpe\n        del wpe\n        for layer in self.h:\n            h = layer(h)  # [batch, seq, 64]\n" in src
+    assert src.count("class DecoderLayer(nng.Block):") == 1
+    assert type(model.h[0]) is type(model.h[1]) and model.h[1].nng_prefix == "h.1"
+    assert [k for k in model.state_dict() if k.startswith("h.1.")][:2] == ["h.1.ln_1.weight", "h.1.ln_1.bias"]
 
 
 def test_tracebacks_show_the_generated_lines():
@@ -47,7 +67,8 @@ def test_tracebacks_show_the_generated_lines():
         model(torch.randn(2, 100))
     text = "".join(traceback.format_exception(info.value))
     assert f'File "<nngraph:{display_path(str(MLP))}>"' in text
-    assert "body_0_fc = self.body[0].fc(x)  # [batch, 256]" in text
+    assert "fc = self.fc(x)  # [batch, 256]" in text  # the block's line
+    assert "body_0_act = self.body[0](x)  # [batch, 256]" in text  # and the model's line that called it
 
 
 def test_runtime_error_names_the_spec_node_and_the_bad_input():
@@ -99,7 +120,8 @@ def test_variable_names_avoid_keywords_and_collisions(compile_text):
     """
     _, model = compile_text(text)
     assert "lambda_ = torch.relu(x)" in model.source
-    assert "blk_r = torch.relu(lambda_)" in model.source
+    assert "r = torch.relu(x)" in model.source  # in the block's class
+    assert "blk_r = self.blk(lambda_)" in model.source  # the model's call of the block, named after its output
     assert "blk_r_2 = torch.tanh(blk_r)" in model.source
     x = torch.randn(2, 8)
     assert torch.equal(model(x), torch.tanh(x.relu()) + x.relu())
@@ -197,7 +219,7 @@ def test_two_sources_from_one_spec_get_distinct_filenames():
     with pytest.raises(RuntimeError) as info:
         b(torch.randn(2, 5))
     text = "".join(traceback.format_exception(info.value))
-    assert "body_0_fc = self.body[0].fc(x)  # [batch, 32]" in text
+    assert "fc = self.fc(x)  # [batch, 32]" in text
 
 
 @pytest.mark.parametrize("doc", [

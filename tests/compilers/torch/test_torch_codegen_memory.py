@@ -12,25 +12,28 @@ from nngraph.compilers.torch import compile_spec
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _forward(model) -> list[str]:
-    return [line.strip() for line in model.source.split("def forward")[1].splitlines()[1:]]
+def _forward(model, cls: str | None = None) -> list[str]:
+    """The stripped lines of the forward of class ``cls`` (default: the model's own class) up to its return."""
+    text = model.source.split(f"class {cls or type(model).__name__}(")[1]
+    lines = [line.strip() for line in text.split("def forward")[1].splitlines()[1:]]
+    return lines[:next(i for i, line in enumerate(lines) if line.startswith("return")) + 1]
 
 
 def test_each_intermediate_is_deleted_after_its_last_reader():
-    body = _forward(compile_spec(ROOT / "specs" / "mlp.yaml"))
-    code = [line for line in body if line and not line.startswith("#")]
+    model = compile_spec(ROOT / "specs" / "mlp.yaml")
+    code = [line for line in _forward(model) if line and not line.startswith("#")]
     assert code == [
-        "body_0_fc = self.body[0].fc(x)  # [batch, 256]",
-        "body_0_act = torch.relu(body_0_fc)  # [batch, 256]",
-        "del body_0_fc",
-        "body_1_fc = self.body[1].fc(body_0_act)  # [batch, 256]",
+        "body_0_act = self.body[0](x)  # [batch, 256]",
+        "body_1_act = self.body[1](body_0_act)  # [batch, 256]",
         "del body_0_act",
-        "body_1_act = torch.relu(body_1_fc)  # [batch, 256]",
-        "del body_1_fc",
         "head = self.head(body_1_act)  # [batch, 10]",
         "del body_1_act",
         "return head",
     ]
+    for cls in ("DenseRelu", "DenseRelu2"):  # the block's own forward frees the same way
+        block = [line for line in _forward(model, cls) if line and not line.startswith("#")]
+        assert block == ["fc = self.fc(x)  # [batch, 256]", "act = torch.relu(fc)  # [batch, 256]", "del fc",
+                         "return act"]
 
 
 def test_values_read_twice_outputs_and_inputs_are_kept_until_needed(compile_text):

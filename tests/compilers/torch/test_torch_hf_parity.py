@@ -18,6 +18,7 @@ from nngraph.compilers.torch import compile_spec
 from nngraph.compilers.torch.hf_import import ImportWeightsError, convert_state_dict, expected_shapes, import_weights
 from nngraph.compilers.torch.ops.attention_cache import generate
 from nngraph.compilers.torch.ops.attention_positions import t5_buckets
+from nngraph.compilers.torch.state import state_dict_for
 from nngraph.compilers.torch.weights import load_weights
 
 transformers = pytest.importorskip("transformers")
@@ -100,15 +101,25 @@ def test_t5_logits_with_source_padding_match_t5_for_conditional_generation():
                                 dropout_rate=0.0, feed_forward_proj="relu")
     hf = _hf(transformers.T5ForConditionalGeneration, cfg)
     model = import_weights(SPECS / "t5_encoder_decoder.yaml", "hf-t5", hf.state_dict(), T5_SET)
-    # T5 keeps one bias table per stack (block 0); the spec's per-layer tables all receive it
+    # T5 keeps one bias table per stack (block 0); so does the spec (position_from): one Parameter, one key
     table = hf.state_dict()["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
-    assert torch.equal(model.encoder[1].self_attn.rel_bias.weight, table)
+    assert model.encoder[1].self_attn.rel_bias.weight is model.encoder[0].self_attn.rel_bias.weight
+    assert torch.equal(model.encoder[0].self_attn.rel_bias.weight, table)
+    assert sorted(k for k in state_dict_for(model) if "rel_bias" in k) == \
+        ["decoder.0.self_attn.rel_bias.weight", "encoder.0.self_attn.rel_bias.weight"]
     assert model.encoder[0].self_attn.scale == 1.0  # T5 does not scale scores by 1/sqrt(d)
     src, tgt, lengths = _ids(2, 25, seed=4), _ids(2, 9, seed=5), torch.tensor([25, 6])  # 25 > max_distance
-    with torch.no_grad():
-        want = hf(input_ids=src, attention_mask=(torch.arange(25)[None] < lengths[:, None]).long(),
-                  decoder_input_ids=tgt).logits
-        assert _max_diff(model(src, lengths, tgt), want) <= 1e-4
+    want = hf(input_ids=src, attention_mask=(torch.arange(25)[None] < lengths[:, None]).long(),
+              decoder_input_ids=tgt).logits
+    got = model(src, lengths, tgt)
+    assert _max_diff(got, want) <= 1e-4
+    # the shared table's gradient (summed over the stack's layers) is HF's for the same loss
+    want.square().mean().backward()
+    got.square().mean().backward()
+    for stack in ("encoder", "decoder"):
+        hf_grad = hf.get_submodule(stack).block[0].layer[0].SelfAttention.relative_attention_bias.weight.grad
+        grad = getattr(model, stack)[0].self_attn.rel_bias.weight.grad
+        assert hf_grad.abs().max() > 0 and _max_diff(grad, hf_grad) <= 1e-5 * hf_grad.abs().max() + 1e-7
 
 
 @pytest.mark.parametrize("which", ["gpt2", "llama"])

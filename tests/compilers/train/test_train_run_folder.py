@@ -111,13 +111,28 @@ def test_a_weights_file_outside_a_run_folder_names_the_vars_from_its_metadata(ml
 def test_generate_takes_the_run_folder(tmp_path):
     spec, out = ROOT / "specs" / "gpt_char.yaml", tmp_path / "gpt"
     train(spec, out=out, overrides=[*QUIET, *GPT_SETS], steps=2, quiet=True)
-    args = ["--prompt", "1,2,3", "-n", "6"]
+    args = ["--ids", "1,2,3", "-n", "6"]
     res = _cli("generate", str(out), *args)
     assert f"exported {out} with a KV cache (" in res.output
     tokens = [line for line in res.output.splitlines() if line.startswith("1,2,3,")]
     again = _cli("generate", str(spec), *_sets(GPT_SETS), "--weights", str(out), *args)
     assert len(tokens) == 1 and tokens == [line for line in again.output.splitlines() if line.startswith("1,2,3,")]
     assert len(tokens[0].split(",")) == 9
+    # text in and out with the run's tokenizer.json; an exported file carries it in its metadata
+    from nngraph.compilers.tokenizer import read_tokenizer
+
+    tok = read_tokenizer(out / "tokenizer.json")
+    ids = tok.encode("To be")
+    want = _cli("generate", str(out), "--ids", ",".join(map(str, ids)), "-n", "6", "-o", str(tmp_path / "ids.json"))
+    new = json.loads((tmp_path / "ids.json").read_text())["generated"][0]
+    assert len(new) == 6 and want.stdout.strip().splitlines()[-1] == ",".join(map(str, ids + new))
+    assert _cli("generate", str(out), "--prompt", "To be", "-n", "6").stdout.splitlines()[-1] == "To be" + tok.decode(new)
+    onnx_file = tmp_path / "alone" / "m.onnx"
+    onnx_file.parent.mkdir()
+    _cli("export", str(out), "--kv-cache", "-o", str(onnx_file))
+    assert read_metadata(onnx_file)["tokenizer"] == json.loads(tok.json)
+    res = _cli("generate", str(onnx_file), "--prompt", "To be", "-n", "6", "--stream")
+    assert res.stdout == "To be" + tok.decode(new) + "\n"  # the prompt, then each piece as it comes
 
 
 def test_sample_takes_the_run_folder_with_its_weights_and_noise_schedule(tmp_path):

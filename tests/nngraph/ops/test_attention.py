@@ -254,3 +254,29 @@ def test_odd_rotary_dims_are_an_error(diagnose):
     got, where, msg, _ = error_at(diagnose, "{name: n, op: attention, in: x, heads: 8, position: {type: rope, fraction: 0.3}}",
                                   "{type")
     assert got == where and "head_dim 64 x fraction 0.3 gives 19" in msg
+
+
+# ----- per-row position ids ---------------------------------------------------
+POS = {**X, "pos": (["batch", "seq"], "int64")}
+
+
+def test_positions_input_is_accepted_for_every_position_encoding(diagnose):
+    for position in ("rope", "alibi", "t5_bias", "shaw"):
+        n = one(diagnose, f"{{name: n, op: attention, in: {{x: x, positions: pos}}, heads: 8, position: {position}}}", POS)
+        assert n.out.shape == ("batch", "seq", 512) and n.meta["attention"].row_positions
+
+
+def test_positions_without_a_position_encoding_are_refused(diagnose):
+    got, where, msg, hint = error_at(diagnose, "{name: n, op: attention, in: {x: x, positions: pos}, heads: 8}", "pos}", POS)
+    assert got == where and "no position encoding that reads it" in msg and "position_embedding" in hint
+
+
+def test_positions_must_be_integer_batch_by_seq(diagnose):
+    bad_dtype = {**X, "pos": (["batch", "seq"], "float32")}
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: attention, in: {x: x, positions: pos}, heads: 8, position: rope}",
+                                  "pos}", bad_dtype)
+    assert got == where and "positions must be an integer [batch, seq] tensor" in msg
+    short = {"x": (["batch", 16, 512], "float32"), "pos": (["batch", 12], "int64")}
+    got, where, msg, _ = error_at(diagnose, "{name: n, op: attention, in: {x: x, positions: pos}, heads: 8, position: alibi}",
+                                  "pos}", short)
+    assert got == where and "sequence dim of positions (one id per query): expected 16, got 12" in msg

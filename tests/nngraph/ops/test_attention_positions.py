@@ -111,9 +111,11 @@ def test_shaw_index_clips_relative_distance():
 def test_registry_declares_where_each_encoding_acts():
     kinds = {name: d.kind for name, d in p.POSITIONS.items()}
     assert kinds == {"rope": "qk_transform", "alibi": "score_bias", "t5_bias": "score_bias",
-                     "shaw": "score_bias", "none": "input_transform"}
+                     "shaw": "score_bias", "window_bias": "score_bias", "none": "input_transform"}
     assert p.POSITIONS["t5_bias"].count({"num_buckets": 32, "max_distance": 128, "bidirectional": True}, 8, 64) == 256
     assert p.POSITIONS["shaw"].count({"max_distance": 16, "values": False}, 8, 64) == 33 * 64
+    assert p.POSITIONS["window_bias"].count({"window": 7, "width": None}, 3, 32) == 13 * 13 * 3  # Swin-T stage 1
+    assert p.POSITIONS["window_bias"].length({"window": 2, "width": 3}) == 6
 
 
 def test_parse_fills_defaults():

@@ -27,13 +27,37 @@ def test_einsum_infers_the_output_shape_from_the_letters(diagnose):
     assert node.out.shape == ("batch", 2, "seq", "mem")
 
 
+@pytest.mark.parametrize("equation,shape", [
+    ("...id,...jd->...ij", ("batch", 2, "seq", "mem")),  # '...' covers [batch, 2] in both
+    ("...d,bhjd->...j", ("batch", 2, "seq", "mem")),
+    ("bhi...,bhj...->bhij", ("batch", 2, "seq", "mem")),  # '...' ([8]) summed where the output omits it
+    ("bhid,bhjd->...", ()),
+])
+def test_einsum_ellipsis_covers_the_unnamed_dims(diagnose, equation, shape):
+    node = one_node(diagnose, f"{{name: n, op: einsum, in: [q, k], equation: '{equation}'}}", QK)
+    assert node.out.shape == shape
+
+
+@pytest.mark.parametrize("equation,shape", [("ii->i", (5,)), ("ii->", ()), ("bii->b", ("batch",)), ("bij,bjj->bi", ("batch", 5))])
+def test_einsum_repeated_letters_take_diagonals(diagnose, equation, shape):
+    names = [f"s{i}" for i in range(equation.count(",") + 1)]
+    inputs = {n: ((["batch"] if t.startswith("b") else []) + [5] * len(t.lstrip("b")), "float32")
+              for n, t in zip(names, equation.split("->")[0].split(","))}
+    node = one_node(diagnose, f"{{name: n, op: einsum, in: [{', '.join(names)}], equation: '{equation}'}}", inputs)
+    assert node.out.shape == shape
+
+
 @pytest.mark.parametrize("equation,needle", [
     ("bhid,bhjd", "needs one '->'"),
     ("bid,bhjd->bhij", "3 letters for input 0 of rank 4"),
     ("bhid,bhjd,x->bhij", "3 input terms for 2 inputs"),
     ("bhid,bhjd->bhiz", "appear in no input term"),
-    ("bhid,bdji->bhij", "letter 'd' is 8 in one input and 2 in input 1"),
-    ("...id,...jd->...ij", "letters only"),
+    ("bhid,bdji->bhij", "letter 'd' is 8 in input 0 and 2 in input 1"),
+    ("b...d...,bhjd->bhij", "at most one '...'"),
+    ("bhid,bhjd->bhii", "output term 'bhii' repeats a letter"),
+    ("bihi,bhjd->bhij", "letter 'i' is 2 in input 0 and 8 in input 0"),  # a diagonal of unequal dims
+    ("bhidx...,bhjd->bhij", "5 letters for input 0 of rank 4"),
+    ("...id,bh...->...i", "do not broadcast: [batch, 2] and [mem, 8]"),
 ])
 def test_einsum_equation_is_checked_at_validate(diagnose, equation, needle):
     got, want, message, _ = single_error(diagnose, f"{{name: n, op: einsum, in: [q, k], equation: '{equation}'}}",

@@ -144,3 +144,19 @@ def test_rms_norm_offset_needs_a_learned_scale(diagnose):
     _, errors = diagnose(spec_text({"x": (["batch", 8], "float32")},
                                    ["{name: n, op: rms_norm, in: x, offset: 1, elementwise_affine: false}"]))
     assert len(errors) == 1 and "offset adds to the learned scale" in errors[0][2]
+
+
+def test_layer_norm_offset_needs_a_learned_scale(diagnose):
+    _, errors = diagnose(spec_text({"x": (["batch", 8], "float32")},
+                                   ["{name: n, op: layer_norm, in: x, offset: 1, elementwise_affine: false}"]))
+    assert len(errors) == 1 and "offset adds to the learned scale" in errors[0][2]
+
+
+def test_layer_scale_counts_one_gamma_per_channel_and_checks_dim(diagnose):
+    graph, errors = diagnose(spec_text({"x": (["batch", 6, 4, 4], "float32")},
+                                       ["{name: n, op: layer_scale, in: x, dim: 1}"]))
+    assert not errors and graph.total_params == 6
+    expect_error(diagnose, ["batch", 6], "{name: n, op: layer_scale, in: x, dim: 2}",
+                 "dim", "dim 2 is out of range for an input of rank 2: expected -2..1")
+    expect_error(diagnose, ["batch", "d"], "{name: n, op: layer_scale, in: x}",
+                 None, "the normalized dim (dim 1) of [batch, d] must be a concrete size, got 'd'")

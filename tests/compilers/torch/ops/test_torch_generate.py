@@ -31,6 +31,15 @@ def test_arange_to_a_symbolic_end_follows_the_input(run_op, onnx_check, seq):
          [np.arange(1, seq, 2, dtype=np.int64)])
 
 
+@pytest.mark.parametrize("seq", [4, 7])
+def test_arange_of_dim_expressions_follows_the_input(run_op, onnx_check, seq):
+    """start, end and step as expressions of the input's seq: the relative offsets -(seq-1)..seq-1 and a stride."""
+    x = np.zeros((2, seq), np.float32)
+    nodes = ["{name: r, op: arange, start: 1 - seq, end: seq}", "{name: s, op: arange, start: 1, end: seq * 2 + 1, step: seq}"]
+    _run(run_op, onnx_check, nodes, SEQ, {"x": x},
+         [np.arange(1 - seq, seq, dtype=np.int64), np.arange(1, 2 * seq + 1, seq, dtype=np.int64)], outputs="{r: r, s: s}")
+
+
 def test_arange_static_float(run_op, onnx_check):
     _run(run_op, onnx_check, "{name: n, op: arange, start: 4, end: -2, step: -3, dtype: float32}", SEQ,
          {"x": np.zeros((2, 3), np.float32)}, [np.arange(4, -2, -3, dtype=np.float32)])

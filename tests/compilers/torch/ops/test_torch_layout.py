@@ -108,3 +108,24 @@ def test_einsum(run_op, onnx_check, eq, shapes):
     want = np.einsum(eq, *[a.astype(np.float64) for a in arrays]).astype(np.float32)
     _check(run_op, onnx_check, f"{{name: n, op: einsum, in: [{', '.join(names)}], equation: '{eq}'}}", inputs,
            dict(zip(names, arrays)), want)
+
+
+@pytest.mark.parametrize("eq,shapes", [
+    ("...id,...jd->...ij", [(2, 3, 5, 4), (2, 3, 6, 4)]),   # '...' = [batch, 3]
+    ("bi,...i->b...", [(2, 4), (5, 1, 4)]),                  # '...' kept where the output writes it
+    ("b...i,bi->b", [(2, 3, 4), (2, 4)]),                    # '...' summed where it does not
+    ("bii->bi", [(2, 4, 4)]),                                # a diagonal per sample
+    ("bii->b", [(2, 4, 4)]),                                 # a trace per sample
+    ("b...jj,bj->b...", [(2, 3, 4, 4), (2, 4)]),
+])
+def test_einsum_ellipsis_and_diagonals_match_torch_einsum(run_op, onnx_check, eq, shapes):
+    """Oracle: torch.einsum in float64 on the same arrays; the first dim of each input is the symbolic batch."""
+    names = "abc"[:len(shapes)]
+    arrays = [_x(s, i) for i, s in enumerate(shapes)]
+    inputs = "\n".join(f"{k}: {{shape: [batch, {', '.join(str(d) for d in s[1:])}], dtype: float32}}"
+                       for k, s in zip(names, shapes))
+    if shapes[-1][0] == 5:  # 'bi,...i': the second input's first dim is not the batch
+        inputs = inputs.replace("b: {shape: [batch, ", "b: {shape: [5, ")
+    want = torch.einsum(eq, *[torch.from_numpy(a).double() for a in arrays]).float().numpy()
+    _check(run_op, onnx_check, f"{{name: n, op: einsum, in: [{', '.join(names)}], equation: '{eq}'}}", inputs,
+           dict(zip(names, arrays)), want)

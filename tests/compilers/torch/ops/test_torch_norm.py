@@ -101,3 +101,32 @@ def test_rms_norm_offset_one_is_gemmas_rms_norm(run_op, onnx_check):
     _close(model(x=x), hf(x))
     assert onnx_check(model, graph, {"x": x.numpy()}) <= 1e-4
 
+
+
+def test_layer_norm_offset_scales_by_offset_plus_gamma_in_torch_and_onnx(run_op, onnx_check):
+    """offset: 1 stores γ around 0: y = (1 + γ)·(x − μ)/√(σ² + ε) + β, written out here."""
+    model, graph = run_op("{name: n, op: layer_norm, in: x, eps: 1.0e-5, offset: 1}",
+                          "x: {shape: [batch, 5, 8], dtype: float32}")
+    assert torch.equal(model.n.weight, torch.zeros(8)) and graph.total_params == 16
+    _perturb(model)
+    x = _rand(3, 5, 8)
+    mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    _close(model(x=x), (1 + model.n.weight) * (x - mu) / torch.sqrt(var + 1e-5) + model.n.bias)
+    assert onnx_check(model, graph, {"x": x.numpy()}) <= 1e-4
+
+
+@pytest.mark.parametrize("dim,shape", [(-1, (2, 3, 4, 6)), (1, (2, 6, 3, 4))])
+def test_layer_scale_is_a_per_channel_gamma_along_dim_in_torch_and_onnx(run_op, onnx_check, dim, shape):
+    """y = γ ⊙ x with γ_c starting at init along ``dim``; HF ConvNext's layer_scale_parameter (channels last)."""
+    dims = ", ".join(str(d) for d in shape[1:])
+    model, graph = run_op(f"{{name: n, op: layer_scale, in: x, init_value: 1.0e-6, dim: {dim}}}",
+                          f"x: {{shape: [batch, {dims}], dtype: float32}}")
+    assert torch.equal(model.n, torch.full((6,), 1e-6)) and graph.total_params == 6
+    _perturb(model)
+    x = _rand(*shape)
+    view = [1] * len(shape)
+    view[dim] = 6
+    _close(model(x=x), x * model.n.detach().view(view))
+    assert list(model.state_dict()) == ["n"]
+    assert onnx_check(model, graph, {"x": x.numpy()}) <= 1e-5
+

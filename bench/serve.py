@@ -1,0 +1,260 @@
+"""Throughput and latency of `nngraph serve`: dynamic batching against batch size 1, 1 to 64 concurrent clients.
+
+Models (exported once at the start, seeded initial weights):
+
+* BERT-shaped: specs/bert_encoder.yaml with the real per-layer shape (d 768, 12 heads, FFN 3072) and
+  ``--layers`` layers (default 2), vocabulary ``--vocab`` (default 1024), max_len 512; requests of one row of
+  each of ``--bert-seqs`` tokens (default 8 and 32: short queries, where a batch-1 run mostly reads weights
+  and batching pays most, and longer ones, where ORT on 2 cores is compute-bound), lengths = seq;
+* gpt_char: specs/gpt_char.yaml as shipped (d 64, 4 heads, 2 layers, 67 characters, ctx 64); requests of
+  one row of ``--seq`` ids (default 32).
+
+Two servers per model run side by side, as users start them (``nngraph serve FILE``, one process each, ORT's
+default threads): ``dynamic`` (``--max-batch 64 --batch-window W --max-wait M``) and ``batch1``
+(``--max-batch 1``: every request its own model run). For every client count (1, 4, 16, 64) the variants
+take turns, ``--seconds`` each: that many clients send requests back to back over keep-alive connections
+(a minimal asyncio HTTP/1.1 client in this process, bodies encoded once: the load generator's own CPU cost
+stays small beside the server's) with ``.npz`` bodies both ways. Measured per cell: answers per second, p50
+and p99 latency (client side), non-200 answers, and from the server's /metrics before and after the cell:
+the batch-size histogram (rows per model run) and the mean model-run time. The 1-minute load average is
+recorded per cell: on a shared machine trust the ratios, not the absolute numbers. Last, the model alone in
+this process (no HTTP), one run of 1 row against one of 16: the time per row it saves is the ceiling of what
+batching can gain here (on CPU a long sequence is compute-bound and batching saves little).
+
+Goal (issue 19): dynamic >= 3x the throughput of batch1 at 16 clients; p99 <= 2 x max wait + one batch's
+compute.
+
+Usage:  .venv/bin/python bench/serve.py [--clients 1,4,16,64] [--seconds 4] [--only bert|gpt_char]
+                                        [--seq 32] [--layers 2] [--window-ms 2] [--max-wait-ms 5]
+Writes bench/results/serve.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "tests" / "compilers" / "serve"))
+from serve_support import ServerProcess  # noqa: E402  (the tests' server process helper)
+
+
+def export(folder: Path, args: argparse.Namespace) -> dict[str, tuple[Path, bytes]]:
+    """{model: (ONNX file, one request body as .npz)}."""
+    from nngraph.compilers.onnx.export import export_spec
+
+    rng = np.random.default_rng(0)
+    out = {}
+    if args.only in (None, "bert"):
+        sets = [f"layers={args.layers}", f"vocab={args.vocab}", "max_len=512"]
+        export_spec(ROOT / "specs/bert_encoder.yaml", folder / "bert.onnx", sets, verify=False)
+        for seq in args.bert_seqs:
+            feeds = {"tokens": rng.integers(1, args.vocab, (1, seq)), "token_types": np.zeros((1, seq), np.int64),
+                     "lengths": np.array([seq])}
+            out[f"bert@{seq}"] = (folder / "bert.onnx", _npz(feeds))
+    if args.only in (None, "gpt_char"):
+        export_spec(ROOT / "specs/gpt_char.yaml", folder / "gpt_char.onnx", [], verify=False)
+        out[f"gpt_char@{args.seq}"] = (folder / "gpt_char.onnx", _npz({"tokens": rng.integers(0, 67, (1, args.seq))}))
+    return out
+
+
+def _npz(feeds: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **feeds)
+    return buf.getvalue()
+
+
+async def _client(port: int, request: bytes, ends: float, latencies: list[float], failures: list[int]) -> None:
+    """Requests back to back on one keep-alive connection until ``ends``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < ends:
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            if head.startswith(b"HTTP/1.1 200"):
+                latencies.append(time.perf_counter() - start)
+            else:
+                failures.append(int(head[9:12]))
+    finally:
+        writer.close()
+
+
+async def _load(port: int, body: bytes, clients: int, seconds: float) -> tuple[list[float], list[int], float]:
+    request = (f"POST /v1/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npz\r\n"
+               f"Accept: application/x-npz\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    latencies: list[float] = []
+    failures: list[int] = []
+    start = time.perf_counter()
+    await asyncio.gather(*(_client(port, request, start + seconds, latencies, failures) for _ in range(clients)))
+    return latencies, failures, time.perf_counter() - start
+
+
+def _metrics(server: ServerProcess) -> dict[str, float]:
+    """The batch histograms' samples of the server's /metrics ({sample name + labels: value})."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with server.client() as client:
+        text = client.get("/metrics").text
+    return {s.name + json.dumps(s.labels, sort_keys=True): s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if s.name.startswith(("nngraph_batch_rows", "nngraph_batch_seconds"))}
+
+
+def _batches(before: dict[str, float], after: dict[str, float]) -> tuple[dict[str, int], float, float]:
+    """(rows per run -> runs in the cell, mean seconds per run, runs) from two /metrics snapshots."""
+    delta = {k: after[k] - before.get(k, 0.0) for k in after}
+    cumulative = sorted(((float(json.loads(k[len("nngraph_batch_rows_bucket"):])["le"]), v)
+                         for k, v in delta.items() if k.startswith("nngraph_batch_rows_bucket")))
+    histogram, below = {}, 0.0
+    for le, count in cumulative:
+        if count - below:
+            histogram["inf" if le == float("inf") else f"<={int(le)}"] = int(count - below)
+        below = count
+    runs = delta.get("nngraph_batch_seconds_count{}", 0.0)
+    return histogram, delta.get("nngraph_batch_seconds_sum{}", 0.0) / runs if runs else 0.0, runs
+
+
+def cell(server: ServerProcess, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
+    """One variant at one client count for ``seconds``: the raw latencies and the server's batch counts."""
+    before = _metrics(server)
+    load = os.getloadavg()[0]
+    latencies, failures, wall = asyncio.run(_load(server.port, body, clients, seconds))
+    return {"latencies": latencies, "failures": len(failures), "seconds": wall, "load": load,
+            "metrics": (before, _metrics(server))}
+
+
+def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A variant's rounds at one client count: median throughput over the rounds, pooled latency quantiles,
+    the summed batch histogram and the mean model-run time."""
+    latencies = [x for r in rounds for x in r["latencies"]]
+    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
+    histogram: dict[str, int] = {}
+    runs = run_s = 0.0
+    for r in rounds:
+        hist, mean, count = _batches(*r["metrics"])
+        for k, v in hist.items():
+            histogram[k] = histogram.get(k, 0) + v
+        runs, run_s = runs + count, run_s + mean * count
+    histogram = dict(sorted(histogram.items(), key=lambda kv: float(kv[0].lstrip("<="))))
+    return {"clients": clients, "answers": len(latencies), "failures": sum(r["failures"] for r in rounds),
+            "rounds_rps": [len(r["latencies"]) / r["seconds"] for r in rounds],
+            "throughput_rps": statistics.median(len(r["latencies"]) / r["seconds"] for r in rounds),
+            "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98], "batch_rows_histogram": histogram,
+            "mean_run_ms": 1000 * run_s / runs if runs else 0.0,
+            "load_avg_1m": statistics.mean(r["load"] for r in rounds)}
+
+
+def ceiling(path: Path, body: bytes, threads: int | None, rows: int = 16, runs: int = 7) -> dict[str, float]:
+    """The model alone, in this process (no HTTP): median ms per row of one run of 1 row and of ``rows`` rows --
+    their ratio is the most any batching can gain on this machine (ORT as the servers run it: no spinning)."""
+    from nngraph.compilers.onnx.runner import open_model
+
+    session = open_model(path, threads=threads, spin=False)
+    one = dict(np.load(io.BytesIO(body)))
+    out = {}
+    for n in (1, rows):
+        feeds = {k: np.repeat(v, n, axis=0) for k, v in one.items()}
+        session.run(None, feeds)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            times.append(time.perf_counter() - start)
+        out[f"ms_per_row_at_{n}"] = 1000 * statistics.median(times) / n
+    out["gain"] = out["ms_per_row_at_1"] / out[f"ms_per_row_at_{rows}"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", default="1,4,16,64")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["bert", "gpt_char"])
+    parser.add_argument("--seq", type=int, default=32, help="gpt_char's request length (at most 64)")
+    parser.add_argument("--bert-seqs", default="8,32", help="BERT request lengths, each its own row of the table")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=1024)
+    parser.add_argument("--window-ms", type=float, default=0.0)
+    parser.add_argument("--max-wait-ms", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, help="ORT intra-op threads of both servers (default: ORT's)")
+    args = parser.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
+    args.bert_seqs = [int(s) for s in args.bert_seqs.split(",")]
+    results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                           "platform": platform.platform()},
+                               "settings": vars(args), "models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model, (path, body) in export(Path(tmp), args).items():
+            variants = {"batch1": ["--max-batch", "1"],
+                        "dynamic": ["--max-batch", "64", "--batch-window", str(args.window_ms),
+                                    "--max-wait", str(args.max_wait_ms)]}
+            servers = {name: _server(path, flags, args.threads) for name, flags in variants.items()}
+            try:
+                rows = []
+                for n in clients:
+                    done: dict[str, list] = {name: [] for name in servers}
+                    for _ in range(args.rounds):  # the variants take turns: a busy machine's drift hits both
+                        for name, server in servers.items():
+                            done[name].append(cell(server, body, n, args.seconds))
+                    for name in servers:
+                        rows.append({"variant": name, **merge(n, done[name])})
+                        # the issue's latency goal: p99 <= 2 x max wait + one batch's compute
+                        wait = args.max_wait_ms if name == "dynamic" else 0.0
+                        rows[-1]["p99_bound_ms"] = 2 * wait + rows[-1]["mean_run_ms"]
+                        print(_line(model, rows[-1]), flush=True)
+            finally:
+                for server in servers.values():
+                    server.stop()
+            results["models"][model] = rows
+            results.setdefault("ceiling", {})[model] = ceiling(path, body, args.threads)
+    _summary(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS / 'serve.json'}")
+
+
+def _server(path: Path, flags: list[str], threads: int | None) -> ServerProcess:
+    return ServerProcess(path, *flags, threads=threads)  # default: ORT's threads, as a user starts it
+
+
+def _line(model: str, r: dict[str, Any]) -> str:
+    hist = " ".join(f"{k}:{v}" for k, v in r["batch_rows_histogram"].items())
+    return (f"{model:9s} {r['variant']:8s} {r['clients']:3d} clients  {r['throughput_rps']:8.1f} req/s  "
+            f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms (bound {r['p99_bound_ms']:7.2f})  "
+            f"run {r['mean_run_ms']:6.2f} ms  "
+            f"fail {r['failures']}  load {r['load_avg_1m']:.2f}  batches {hist}")
+
+
+def _summary(results: dict[str, Any]) -> None:
+    """The speed-up of dynamic batching over batch1 per model and client count."""
+    print("\nspeed-up (dynamic / batch1 throughput):")
+    for model, rows in results["models"].items():
+        by = {(r["variant"], r["clients"]): r for r in rows}
+        ups = {n: by[("dynamic", n)]["throughput_rps"] / by[("batch1", n)]["throughput_rps"]
+               for (v, n) in by if v == "dynamic"}
+        results.setdefault("speedup", {})[model] = ups
+        top = results["ceiling"][model]
+        print(f"  {model:11s} " + "  ".join(f"{n} clients {x:.2f}x" for n, x in ups.items())
+              + f"   (the model alone, 16 rows vs 1: {top['gain']:.2f}x less time per row)")
+
+
+if __name__ == "__main__":
+    main()

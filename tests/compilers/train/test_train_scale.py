@@ -1,0 +1,172 @@
+"""Scaling per block copy: activation checkpointing (train.activation_checkpointing: exact gradients, less saved
+memory, located errors for blocks that are not modules) and per-block FSDP2 units."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nngraph.compilers.torch import build_module, compile_spec, load_state_dict, state_dict_for
+from nngraph.compilers.torch.module import blocks
+from nngraph.errors import SpecError
+from nngraph.spec import load_spec
+
+from train_helpers import finish, max_diff, nngraph, run_quiet, train_curve, weights
+
+#: four alike decoder-ish blocks with dropout (checkpointing must replay the same dropout mask)
+SPEC = """\
+nngraph: 1
+name: ckpt
+inputs:
+  x: {shape: [batch, 64], dtype: float32}
+blocks:
+  layer:
+    inputs: [x]
+    nodes:
+      - {name: up, op: linear, in: x, out: 96}
+      - {name: act, op: gelu, in: up}
+      - {name: drop, op: dropout, in: act, p: 0.3}
+      - {name: down, op: linear, in: drop, out: 64}
+      - {name: out, op: add, in: [x, down]}
+    outputs: [out]
+graph:
+  - {name: h, block: layer, repeat: 4, in: x}
+  - {name: head, op: linear, in: h, out: 10}
+outputs: {logits: head}
+train: {data: digits, batch_size: 8, steps: 3}
+"""
+
+
+def _grads(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+    """(loss, gradients, bytes of the tensors autograd saved for backward) of one training step."""
+    saved = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[0] += t.numel() * t.element_size()
+        return t
+
+    torch.manual_seed(5)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(x).square().mean()
+    loss.backward()
+    return loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}, saved[0]
+
+
+def test_checkpointed_blocks_give_exactly_the_gradients_of_plain_ones_and_save_less(tmp_path: Path):
+    path = tmp_path / "ckpt.yaml"
+    path.write_text(SPEC)
+    graph = load_spec(path)
+    x = torch.randn(32, 64, generator=torch.Generator().manual_seed(0))
+    plain, ckpt = build_module(graph, seed=1).train(), build_module(graph, seed=1).train()
+    for b in blocks(ckpt):
+        b.nng_checkpoint = True
+    loss_a, grads_a, saved_a = _grads(plain, x)
+    loss_b, grads_b, saved_b = _grads(ckpt, x)
+    assert [b.nng_prefix for b in blocks(ckpt)] == ["h.0", "h.1", "h.2", "h.3"]
+    assert torch.equal(loss_a, loss_b)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) == 4 * 4 + 2
+    for k in grads_a:
+        assert torch.equal(grads_a[k], grads_b[k]), k  # recomputation replays the same ops and dropout masks
+    # plain: per block x, up, gelu's input/output, the dropout mask and its output, the weights are kept;
+    # checkpointed: only each block's input and the head's
+    assert saved_b * 3 <= saved_a, (saved_a, saved_b)
+
+
+def test_training_with_checkpointing_follows_the_same_loss_curve(tmp_path: Path):
+    spec = tmp_path / "ckpt.yaml"
+    spec.write_text(SPEC)
+    run_quiet(spec, tmp_path / "plain", "train.log.every=1", steps=3)
+    run_quiet(spec, tmp_path / "ckpt", "train.log.every=1", "train.activation_checkpointing=[layer]", steps=3)
+    a, b = train_curve(tmp_path / "plain"), train_curve(tmp_path / "ckpt")
+    assert len(a) == 3 and a == b, (a, b)
+    assert max_diff(weights(tmp_path / "plain"), weights(tmp_path / "ckpt")) == 0.0
+
+
+def test_naming_a_block_that_is_not_a_module_is_a_located_error(tmp_path: Path):
+    spec = tmp_path / "ckpt.yaml"
+    spec.write_text(SPEC)
+    with pytest.raises(SpecError) as info:
+        run_quiet(spec, tmp_path / "bad", "train.activation_checkpointing=[layr]", steps=1)
+    (diag,) = info.value.diagnostics
+    assert diag.message == "train.activation_checkpointing: block(s) layr are not compiled to a module"
+    assert diag.hint.startswith("blocks compiled to modules: layer (")
+
+
+def test_per_block_fsdp_with_checkpointing_on_two_processes_follows_one_process(tmp_path: Path):
+    """Each block copy its own FSDP unit (and checkpointed): 2 processes x batch 8 = 1 process x batch 16, to 1e-5;
+    the gathered weights load in one plain process."""
+    spec = tmp_path / "ckpt.yaml"
+    spec.write_text(SPEC.replace("p: 0.3", "p: 0.0"))  # 1 and 2 processes would draw different dropout masks
+    common = ["--steps", "4", "--set", "train.log.every=1", "--set", "train.checkpoint.every=100"]
+    two = finish(nngraph(str(spec), "--out", str(tmp_path / "two"), "--nproc-per-node", "2", "--strategy", "fsdp",
+                         "--set", "train.batch_size=8", "--set", "train.activation_checkpointing=true", *common))
+    assert "on 2 processes (FSDP)" in two
+    run_quiet(spec, tmp_path / "one", "train.batch_size=16", "train.log.every=1", "train.checkpoint.every=100",
+              steps=4)  # in this process: one interpreter start less
+    a, b = train_curve(tmp_path / "one"), train_curve(tmp_path / "two")
+    assert len(a) == len(b) == 4 and max(abs(x - y) for x, y in zip(a, b)) <= 1e-5, (a, b)
+    model = compile_spec(spec)
+    load_state_dict(model, weights(tmp_path / "two"))  # strict: every key, full shapes
+    assert max_diff(weights(tmp_path / "one"), dict(state_dict_for(model))) <= 1e-5
+
+
+def test_fsdp_units_are_the_block_copies_that_own_their_weights(tmp_path: Path):
+    from nngraph.compilers.train.fsdp import own_units
+
+    spec = tmp_path / "ckpt.yaml"
+    spec.write_text(SPEC)
+    assert [b.nng_prefix for b in own_units(compile_spec(spec))] == ["h.0", "h.1", "h.2", "h.3"]
+    shared = SPEC.replace("{name: h, block: layer, repeat: 4, in: x}",
+                          "{name: a, block: layer, in: x}\n  - {name: h, block: layer, share: a, in: a}")
+    spec.write_text(shared.replace("in: h, out: 10", "in: h, out: 10"))
+    model = compile_spec(spec)
+    assert model.h.up is model.a.up  # 'h' reuses a's modules: a cannot be a unit of its own (h runs them too)
+    assert own_units(model) == []
+
+
+def test_regional_compile_captures_each_block_class_once_and_matches_eager():
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from nngraph.compilers.train.scale import compile_blocks
+
+    torch._dynamo.reset()
+    counters.clear()
+    spec = Path(__file__).resolve().parents[3] / "specs" / "gpt_char.yaml"
+    model, eager = compile_spec(spec).eval(), compile_spec(spec).eval()
+    assert compile_blocks(model, backend="eager") == {}  # "eager": dynamo's capture without inductor's codegen
+    tokens = torch.randint(0, 67, (2, 16), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model(tokens), eager(tokens))
+    assert counters["stats"]["unique_graphs"] == 1  # two copies of DecoderLayer, one captured graph
+
+
+def test_a_block_with_data_dependent_moe_routing_falls_back_to_eager_and_says_which():
+    from nngraph.compilers.train.scale import compile_blocks
+
+    spec = Path(__file__).resolve().parents[3] / "specs" / "switch_style.yaml"
+    model, eager = compile_spec(spec).eval(), compile_spec(spec).eval()
+    fallen = compile_blocks(model, backend="eager")
+    tokens = torch.randint(0, 60, (2, 16), generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match=r"train.compile: block 'dense_layer' \(DenseLayer, e.g. 'layers.0'\) "
+                                         r"cannot be captured whole by torch.compile, so it runs eagerly"):
+        out = model(tokens)
+    assert torch.equal(out, eager(tokens))
+    assert list(fallen) == ["dense_layer"] and "moe.py" in fallen["dense_layer"]  # the routing's line
+
+
+def test_training_with_compiled_blocks_follows_the_eager_loss_curve(tmp_path: Path, monkeypatch):
+    import functools
+
+    from nngraph.compilers.train import plan, scale
+
+    # aot_eager: dynamo capture and AOT autograd's forward/backward graphs, without inductor's minutes of codegen
+    # on this shared CPU (bench/scale.py times inductor)
+    monkeypatch.setattr(plan, "compile_blocks", functools.partial(scale.compile_blocks, backend="aot_eager"))
+    spec = tmp_path / "ckpt.yaml"
+    spec.write_text(SPEC.replace("p: 0.3", "p: 0.0"))  # compiled code draws dropout masks from its own RNG
+    run_quiet(spec, tmp_path / "eager", "train.log.every=1", steps=2)
+    run_quiet(spec, tmp_path / "compiled", "train.log.every=1", "train.compile=true", steps=2)
+    a, b = train_curve(tmp_path / "eager"), train_curve(tmp_path / "compiled")
+    assert len(a) == 2 and max(abs(x - y) for x, y in zip(a, b)) <= 1e-5, (a, b)

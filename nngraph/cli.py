@@ -301,7 +301,8 @@ def view(
     target: Annotated[Optional[str], typer.Option("--target", callback=_target_option, help="show each node's kernel and why on this target")] = None,
     dim: Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim: NAME=INT (repeatable)")] = None,
 ) -> None:
-    """Interactive graph in one offline HTML file: collapsible blocks, per-node cost, warnings, search."""
+    """Interactive graph in one offline HTML file: top-to-bottom layers, collapsible blocks with their totals,
+    per-node cost, search; validate's errors and warnings on their nodes (errors: the page is written, exit 1)."""
 
     def body() -> int:
         from nngraph.commands import view_command

@@ -229,6 +229,20 @@ def test_search_finds_selects_and_describes_a_node(browser, gpt2):
     assert opened.errors == []
 
 
+def test_with_a_target_a_node_shows_its_kernel_and_why(browser, tmp_path):
+    graph = load_spec(SPECS / "gpt2_small.yaml")
+    report = cost_report(graph, sizes_for(graph, {}, None)[0], "inference", "cpu")
+    html = tmp_path / "gpt2_cpu.html"
+    html.write_text(to_html(view_data(graph, report)), encoding="utf-8")
+    opened = Opened(browser, html)
+    opened.page.evaluate("nngraphView.find('h.0.attn')")
+    row = next(r for r in report["nodes"] if r["name"] == "h.0.attn")
+    rows = opened.info_rows()
+    assert row["kernel"] and row["why"].startswith(row["kernel"])
+    assert (rows["kernel"], rows["why"]) == (row["kernel"], row["why"])
+    assert opened.errors == []
+
+
 def test_a_validate_warning_is_shown_on_the_node_it_locates(browser, tmp_path):
     spec = tmp_path / "unused.yaml"
     spec.write_text(UNUSED, encoding="utf-8")
@@ -260,7 +274,9 @@ def test_an_error_inside_a_block_is_marked_on_its_node_and_the_page_is_still_wri
     # the page opens on the error: layer 0 and its mlp expanded, the gelu node marked and described
     assert opened.page.evaluate("nngraphView.cy.nodes('[sev = \"error\"]').map(n => n.id())") == ["h.0.mlp.act"]
     assert opened.page.evaluate("nngraphView.cy.$(':selected').map(n => n.id())") == ["h.0.mlp.act"]
-    assert f"{error.pos}: error: {error.message} (node h.0.mlp.act)" in opened.page.inner_text("#info")
+    info = opened.page.inner_text("#info")
+    assert f"{error.pos}: error: {error.message} (node h.0.mlp.act)" in info
+    assert "used as 'h' (copy 0)" in error.notes[-1] and f"note: {error.notes[-1]}" in info
     assert "1 error: this spec does not validate" in opened.page.inner_text("#banner")
     # collapsing layer 0 carries the mark to the block that hides the node
     opened.click("scope:h.0", double=True)
@@ -279,4 +295,19 @@ def test_an_error_no_node_carries_is_shown_in_a_banner(browser, tmp_path):
     assert opened.page.is_visible("#banner") and "1 error: this spec does not validate" in banner
     assert f"{error.pos}: error: {error.message}" in banner and "lm_headx" in error.message
     assert opened.page.evaluate("nngraphView.cy.nodes('[sev = \"error\"]').length") == 0
+    assert opened.errors == [] and opened.blocked == []
+
+
+def test_spec_text_in_the_page_is_text_never_markup_or_script(browser, tmp_path):
+    payload = "</script><script>window.PWNED=1</script><img src=x onerror=window.PWNED=2><!--"
+    spec = tmp_path / "hostile.yaml"
+    spec.write_text(UNUSED.replace("\ngraph:", f"\n{payload!r}: 1\ngraph:").replace("'", '"'), encoding="utf-8")
+    (error,) = [d for d in check_spec(spec)[1] if d.severity == "error"]
+    assert payload in error.message  # validate quotes the key back: the page gets the payload as it is
+    html = tmp_path / "hostile.html"
+    assert CliRunner().invoke(app, ["view", str(spec), "-o", str(html)]).exit_code == 1
+    opened = Opened(browser, html)
+    assert payload in opened.page.inner_text("#banner")
+    assert opened.page.evaluate("window.PWNED") is None
+    assert opened.page.evaluate("document.querySelectorAll('#banner img, #banner script').length") == 0
     assert opened.errors == [] and opened.blocked == []

@@ -111,9 +111,8 @@ def view_data(graph: Graph, report: Mapping[str, Any] | None, diagnostics: Itera
     edges = [e for e in edges if e["source"] in known]
     report = report or {}
     return {"name": graph.name, "file": graph.file, "sizes": report.get("sizes", {}), "target": report.get("target"),
-            "totals": report.get("totals", {}), "costed": bool(report),
-            "scopes": _scope_elements(graph, rows_list, located), "nodes": nodes, "edges": edges,
-            "unplaced": located.get(None, [])}
+            "totals": report.get("totals", {}), "scopes": _scope_elements(graph, rows_list, located),
+            "nodes": nodes, "edges": edges, "unplaced": located.get(None, [])}
 
 
 def _asset(name: str) -> str:

@@ -198,12 +198,13 @@ def test_a_collapsed_block_shows_its_totals_from_the_cost_module(browser, gpt2):
     # one decoder layer of GPT-2 small, from its published shape: 12·d² + 13·d parameters; 2·T·12·d² for its
     # products and 4·d·T(T+1)/2 for causal scores and values; ten outputs of [1, T, d] floats but the two
     # [1, T, 4d] of the MLP's inside
-    params, flops, out_bytes = 12 * d * d + 13 * d, 2 * t * 12 * d * d + 4 * d * t * (t + 1) // 2, (8 + 2 * 4) * t * d * 4
+    params, flops = 12 * d * d + 13 * d, 2 * t * 12 * d * d + 4 * d * t * (t + 1) // 2
+    out_bytes = (8 * d + 2 * 4 * d) * t * 4
     assert (params, flops) == (7_087_872, 1_837_301_760)
     sums = scope_sums(report["nodes"], "h.3")  # what the page carries, from the cost module
     layer_row = next(b for b in report["blocks"] if b["name"] == "h")  # cost's row for the 12 layers
     assert (sums["params"], sums["flops"], sums["out_bytes"]) == (params, flops, out_bytes)
-    assert (layer_row["params"], layer_row["flops"], layer_row["out_bytes"]) == (12 * params, 12 * flops, 12 * out_bytes)
+    assert [layer_row[k] for k in ("params", "flops", "out_bytes")] == [12 * params, 12 * flops, 12 * out_bytes]
     assert rows["block"] == "h.3: decoder_layer"
     assert rows["nodes"] == "10"
     assert rows["ops"] == "add ×2, dropout ×2, layer_norm ×2, linear ×2, attention ×1, gelu ×1"

@@ -28,6 +28,7 @@ setup(
     package_dir={"nngraph": "nngraph", "nngraph.compilers": "compilers", "nngraph.specs": "specs"},
     package_data={
         "nngraph": ["py.typed"],
+        "nngraph.view_assets": ["*.js", "*.html", "LICENSE"],
         "nngraph.library": ["*.yaml"],
         "nngraph.compilers.targets": ["profiles.json"],
         "nngraph.compilers.train.data.bundled": ["*.txt", "*.gz", "*.md"],

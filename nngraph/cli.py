@@ -293,6 +293,25 @@ def cost(
     run_guarded(body)
 
 
+@app.command()
+def view(
+    spec: Annotated[Path, typer.Argument(help="the spec file")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the HTML file to write")] = Path("graph.html"),
+    set_: SetOpt = None,
+    target: Annotated[Optional[str], typer.Option("--target", callback=_target_option, help="show each node's kernel and why on this target")] = None,
+    dim: Annotated[Optional[list[str]], typer.Option("--dim", help="size of a symbolic dim: NAME=INT (repeatable)")] = None,
+) -> None:
+    """Interactive graph in one offline HTML file: top-to-bottom layers, collapsible blocks with their totals,
+    per-node cost, search; validate's errors and warnings on their nodes (errors: the page is written, exit 1)."""
+
+    def body() -> int:
+        from nngraph.commands import view_command
+
+        return view_command(spec, output, set_ or [], dim, target, typer.echo)
+
+    run_guarded(body)
+
+
 @app.command(name="diff")
 def diff_(
     a: Annotated[Path, typer.Argument(help="the old spec")],

@@ -169,7 +169,8 @@ def inspect_text(summary: dict, want_rich: bool) -> str | None:
 
 
 def show_warnings(warnings: list[Any]) -> None:
-    """A describing command's warnings on stderr, as ``validate`` prints them (they never change the exit code)."""
+    """A describing command's diagnostics on stderr, as ``validate`` prints them (warnings never change its exit
+    code)."""
     from .errors import format_text
 
     sys.stderr.write(format_text(warnings) + "\n")
@@ -225,6 +226,41 @@ def cost_command(spec: Path, overrides: list[str], dims: list[str] | None, batch
     if defaulted:
         echo(f"note: sizes not given, defaulted: {', '.join(defaulted)} (give --dim NAME=INT)", err=True)
     echo(format_text(report))
+    return 0
+
+
+def view_command(spec: Path, output: Path, overrides: list[str], dims: list[str] | None, target: str | None,
+                 echo: Echo) -> int:
+    """``nngraph view``: the interactive HTML page (:mod:`nngraph.view`) with the cost and the diagnostics on it.
+
+    A spec with errors still gets its page when its graph can be built (the errors marked on their nodes, the
+    rest in a banner, no cost), and the command then exits 1 after printing them as ``validate`` does; a spec
+    whose graph cannot be built at all (bad YAML, no graph) writes nothing and fails like ``validate``."""
+    from .cost.report import cost_report, sizes_for
+    from .errors import SpecError
+    from .limits import parse_dims
+    from .outputs import check_output, spec_inputs
+    from .spec import check_spec
+    from .view import view_data, write_view
+
+    try:
+        given = parse_dims(dims)
+    except ValueError as exc:
+        echo(f"error: {exc}", err=True)
+        return 2
+    check_output(output, spec_inputs(spec))
+    graph, diag = check_spec(spec, overrides)
+    errors = [d for d in diag if d.severity == "error"]
+    if graph is None:
+        raise SpecError(errors)
+    if diag.items:
+        show_warnings(diag.items)
+    report = None if errors else cost_report(graph, sizes_for(graph, given, None)[0], "inference", target)
+    path = write_view(view_data(graph, report, diag.items), output)
+    if errors:
+        echo(f"wrote {path}, with the {len(errors)} error(s) above on it: the spec does not validate", err=True)
+        return 1
+    echo(f"wrote {path}")
     return 0
 
 

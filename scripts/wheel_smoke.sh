@@ -25,7 +25,9 @@ tops = sorted({n.split("/")[0] for n in names})
 assert all(t == "nngraph" or t.startswith("nngraph-") for t in tops), f"top-level entries besides nngraph: {tops}"
 for must in ("nngraph/py.typed", "nngraph/compilers/targets/profiles.json", "nngraph/specs/mlp.yaml",
              "nngraph/compilers/train/data/bundled/shakespeare.txt", "nngraph/compilers/train/data/bundled/digits.csv.gz",
-             "nngraph/library/transformer.yaml"):
+             "nngraph/library/transformer.yaml", "nngraph/view_assets/cytoscape.min.js",
+             "nngraph/view_assets/cytoscape-dagre.min.js", "nngraph/view_assets/view.html",
+             "nngraph/view_assets/LICENSE"):
     assert must in names, f"{must} is not in the wheel"
 assert any(n.endswith("/licenses/LICENSE") for n in names), "no LICENSE in the wheel's metadata"
 print(f"wheel: {len(names)} files, top level: {tops}")
@@ -52,6 +54,26 @@ print(f'{time.perf_counter() - t:.2f}')")
 ../core/bin/nngraph schema -o schema.json >/dev/null
 ../core/bin/nngraph inspect gpt_char.yaml | tail -n 1
 ../core/bin/nngraph graph gpt_char.yaml -o g.mmd >/dev/null
+# nngraph view inlines the JS it reads from the installed package's data (importlib.resources), not the repository's
+../core/bin/nngraph view gpt_char.yaml -o view.html
+../core/bin/python - "$REPO" <<'PY'
+import sys
+from importlib import resources
+from pathlib import Path
+
+import nngraph
+
+assets = Path(str(resources.files("nngraph").joinpath("view_assets")))
+assert Path("../core").resolve() in assets.resolve().parents, f"view assets read from {assets}, not the install"
+assert Path(sys.argv[1]).resolve() not in Path(nngraph.__file__).resolve().parents, nngraph.__file__
+page = Path("view.html").read_text(encoding="utf-8")
+for name in ("cytoscape.min.js", "cytoscape-dagre.min.js"):
+    head = (assets / name).read_text(encoding="utf-8")[:2000]
+    assert head in page, f"{name} is not inlined in the page"
+assert "The Cytoscape Consortium" in (assets / "LICENSE").read_text(encoding="utf-8")
+assert "Chris Pettitt" in (assets / "LICENSE").read_text(encoding="utf-8")
+print(f"view: {len(page) // 1024} KiB page from {assets}")
+PY
 if ../core/bin/nngraph compile gpt_char.yaml 2>err.txt; then echo "compile ran without torch?"; exit 1; fi
 grep -q "pip install 'nngraph\[torch\]'" err.txt || { cat err.txt; echo "no extra advice"; exit 1; }
 ! grep -q Traceback err.txt || { cat err.txt; exit 1; }

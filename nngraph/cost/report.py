@@ -72,15 +72,23 @@ def cost_report(graph: Graph, sizes: Mapping[str, int], mode: str = "inference",
             "nodes": nodes, "blocks": _blocks(graph, nodes), "totals": _totals(graph, costs, nodes, sizes, mode)}
 
 
+#: what a block's row sums over its nodes' rows
+SUMMED = ("params", "param_bytes", "flops", "out_bytes", "ms")
+
+
+def scope_sums(nodes: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    """The totals of the node rows under ``prefix`` (a block use ``h``, or one copy ``h.3``): how many nodes,
+    how many of each op, and Σ params, parameter bytes, FLOPs, output bytes and ms over them."""
+    members = [n for n in nodes if _under(n["name"], prefix)]
+    ops: dict[str, int] = {}
+    for n in members:
+        ops[n["op"]] = ops.get(n["op"], 0) + 1
+    return {"nodes": len(members), "ops": ops, **{key: sum(n.get(key, 0) for n in members) for key in SUMMED}}
+
+
 def _blocks(graph: Graph, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for use in graph.block_uses:
-        members = [n for n in nodes if _under(n["name"], use.name)]
-        entry = {"name": use.name, "block": use.block, "repeat": use.repeat, "nodes": len(members)}
-        for key in ("params", "flops", "out_bytes", "ms"):
-            entry[key] = sum(n.get(key, 0) for n in members)
-        out.append(entry)
-    return out
+    return [{"name": use.name, "block": use.block, "repeat": use.repeat, **scope_sums(nodes, use.name)}
+            for use in graph.block_uses]
 
 
 def _totals(graph: Graph, costs: dict[str, NodeCost], nodes: list[dict[str, Any]], sizes: Mapping[str, int],

@@ -33,6 +33,8 @@ from nngraph.ir import Graph
 
 #: IR op families that act on each feature on its own (a column split passes through them unchanged)
 FEATUREWISE = ("activation", "regularization")
+#: the role of a linear that is a graph output: split by output features, the outputs gathered on every rank
+HEAD = "head"
 
 
 @dataclass
@@ -54,10 +56,13 @@ def tp_plan(graph: Graph, model: nn.Module, tp: int) -> TPPlan:
 
     plan, linears = TPPlan(), []
     for name, node in graph.nodes.items():
-        impl = get_impl(node.op)
-        if impl is None or impl.tp is None or node.shares_params_with:
+        impl, module = get_impl(node.op), _module_at(model, name)
+        has_linear = isinstance(module, nn.Module) and any(isinstance(m, nn.Linear) for m in module.modules())
+        if node.shares_params_with or impl is None or impl.tp is None:
+            if has_linear:
+                plan.replicated[name] = (f"it runs the modules of '{node.shares_params_with}' (share)"
+                                         if node.shares_params_with else f"op {node.op} declares no tensor-parallel split")
             continue
-        module = _module_at(model, name)
         try:
             roles = impl.tp(module, tp)
         except ValueError as exc:
@@ -90,11 +95,13 @@ def _module_at(model: nn.Module, name: str) -> Any:
 
 def _vocab(graph: Graph, name: str, plan: TPPlan) -> None:
     """An embedding is split by rows unless another node reads its table (``tie``): both would split it."""
+    from nngraph.compilers.torch.registry import TP_VOCAB
+
     readers = [n for n, node in graph.nodes.items() if node.params.get("tie") == name]
     if readers:
         plan.replicated[name] = f"its table is tied to {', '.join(readers)}"
     else:
-        plan.styles[name] = "vocab"
+        plan.styles[name] = TP_VOCAB
 
 
 def _pairs(graph: Graph, model: nn.Module, linears: list[str], tp: int, plan: TPPlan) -> None:
@@ -110,7 +117,7 @@ def _pairs(graph: Graph, model: nn.Module, linears: list[str], tp: int, plan: TP
         if name in outputs and not readers.get(name):
             out = model.get_submodule(name).out_features
             if out % tp == 0:
-                plan.styles[name] = "head"
+                plan.styles[name] = HEAD
             else:
                 plan.replicated[name] = f"it is a graph output whose {out} features do not divide over tp={tp} ranks"
             continue
@@ -166,13 +173,16 @@ def parallelize(model: nn.Module, plan: TPPlan, world: int, tp: int, device_type
     from torch.distributed.tensor import Replicate
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
+    from nngraph.compilers.torch.registry import TP_COLWISE, TP_ROWWISE, TP_VOCAB
+
     from .fsdp import shard
 
     dp = world // tp
     mesh = init_device_mesh(device_type, (dp, tp), mesh_dim_names=("dp", "tp"))
-    style = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel,
-             "vocab": lambda: RowwiseParallel(input_layouts=Replicate()),
-             "head": lambda: ColwiseParallel(output_layouts=Replicate())}
+    # an embedding's rows split like a row-parallel layer's input features: partial lookups, summed
+    style = {TP_COLWISE: ColwiseParallel, TP_ROWWISE: RowwiseParallel,
+             TP_VOCAB: lambda: RowwiseParallel(input_layouts=Replicate()),
+             HEAD: lambda: ColwiseParallel(output_layouts=Replicate())}
     parallelize_module(model, mesh["tp"], {path: style[role]() for path, role in plan.styles.items()})
     for path in plan.heads:
         model.get_submodule(path).tp_local(tp)

@@ -87,6 +87,10 @@ def test_the_plan_comes_from_the_graph(llama: Path, tmp_path: Path):
         "wte": "its table is tied to lm_head",
         "h.0.attn": "its q, k and v rows are one fused matrix (qkv: fused): a row split would cut across q, k and v",
         "lm_head": "its weight is another node's (tie)"}
+    # the MoE's experts: no split declared, said so for each use
+    moe = _plan(ROOT / "specs" / "switch_style.yaml", "vocab=64", "d_model=32", "d_ff=64", "experts=2", "pairs=1")
+    assert {k: v for k, v in moe.replicated.items() if "moe" in k} == {
+        "layers.0.sparse.moe": "op moe declares no tensor-parallel split"}
     # plain linear nodes: a pair through featurewise ops (relu, dropout) splits; written-out heads do not
     from conftest import MLP
 

@@ -1,6 +1,7 @@
 """Tensor parallelism (train.distributed: {tp, dp}): the plan derived from the graph, located errors where a spec
-cannot be split, and on gloo CPU processes the loss curve of one process (tp 2 × dp 2 on 4 processes; tp 2 alone,
-stopped at step 10 and resumed from its gathered checkpoint), with full weights that load in one plain process."""
+cannot be split, and on gloo CPU processes the loss curve of one process (tp 2 × dp 2 on 4 processes; tp 2 alone
+with activation checkpointing, stopped at step 10 and resumed from its gathered checkpoint), with full weights
+that load in one plain process."""
 
 from __future__ import annotations
 
@@ -144,11 +145,12 @@ def test_tp2_dp2_on_four_processes_follows_one_process(llama: Path, one_process:
     assert diff <= 5e-5, diff
 
 
-def test_tp2_alone_resumes_from_its_gathered_checkpoint_on_the_one_process_curve(llama: Path, one_process: Path):
+def test_tp2_alone_checkpointed_resumes_from_its_gathered_checkpoint_on_the_one_process_curve(llama: Path, one_process: Path):
     from nngraph.compilers.state import checkpoint as ck
 
     out = llama.parent / "tp2"
-    args = [str(llama), "--out", str(out), "--nproc-per-node", "2", "--set", "train.distributed.tp=2", "-q"]
+    args = [str(llama), "--out", str(out), "--nproc-per-node", "2", "--set", "train.distributed.tp=2", "-q",
+            "--set", "train.activation_checkpointing=true"]  # the split blocks recompute their forward too
     finish(nngraph(*args, "--steps", "10"))
     ckpt = ck.latest(out / "checkpoints")
     assert ckpt.state["run"]["step"] == 10 and ckpt.group("model")["lm_head.weight"].shape == (68, 32)  # gathered

@@ -1,6 +1,7 @@
 """The step of a one-graph task (:class:`~.tasks._base.GraphTask`) under the trainer (:mod:`.loop`): the graph is
 the task's one network (role ``model``) with one optimizer; micro-batches, gradient accumulation, data
-parallelism (DDP or FSDP; tensor parallel with FSDP over dp: :mod:`.tensor_parallel`), mixed precision, clipping, truncated-BPTT carried state, evaluation.
+parallelism (DDP or FSDP; tensor parallel with FSDP over dp: :mod:`.tensor_parallel`), mixed precision, clipping,
+truncated-BPTT carried state, evaluation.
 
 One step's loss is L = 1/A Σ_a [L_task(a) + Σ_o w_o·mean(o) + λ₁ Σ|W|] over the A = ``grad_accum`` micro-batches
 (auxiliary outputs o with weights ``loss.aux``, L1 ``optimizer.l1`` on the matrices). Micro-batch a of step s on

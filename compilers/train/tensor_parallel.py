@@ -61,7 +61,8 @@ def tp_plan(graph: Graph, model: nn.Module, tp: int) -> TPPlan:
         if node.shares_params_with or impl is None or impl.tp is None:
             if has_linear:
                 plan.replicated[name] = (f"it runs the modules of '{node.shares_params_with}' (share)"
-                                         if node.shares_params_with else f"op {node.op} declares no tensor-parallel split")
+                                         if node.shares_params_with
+                                         else f"op {node.op} declares no tensor-parallel split")
             continue
         try:
             roles = impl.tp(module, tp)

@@ -174,7 +174,8 @@ def _d_out(ctx: NodeCtx) -> int:
 
 @torch_op("mlp", init=_TRANSFORMER_INIT, module=lambda ctx: MLP(
     ctx.in_features, ctx.params["hidden"], _d_out(ctx), ctx.params["activation"], ctx.params["bias"],
-    ctx.params["dropout"]), tp=lambda m, tp: split_hidden(m.up.out_features, tp, {"up": TP_COLWISE, "down": TP_ROWWISE}))
+    ctx.params["dropout"]),
+    tp=lambda m, tp: split_hidden(m.up.out_features, tp, {"up": TP_COLWISE, "down": TP_ROWWISE}))
 def mlp(ctx: NodeCtx, e: Emit) -> str:
     """``self.mlp(x)``."""
     return f"{e.self}({e.x})"

@@ -145,7 +145,8 @@ def test_tp2_dp2_on_four_processes_follows_one_process(llama: Path, one_process:
     assert diff <= 5e-5, diff
 
 
-def test_tp2_alone_checkpointed_resumes_from_its_gathered_checkpoint_on_the_one_process_curve(llama: Path, one_process: Path):
+def test_tp2_alone_checkpointed_resumes_from_its_gathered_checkpoint_on_the_one_process_curve(llama: Path,
+                                                                                             one_process: Path):
     from nngraph.compilers.state import checkpoint as ck
 
     out = llama.parent / "tp2"

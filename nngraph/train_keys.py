@@ -184,6 +184,12 @@ DISTRIBUTED = {
     "strategy": F("enum", "multi-process data parallel: ddp (every process holds the whole model; gradients "
                   "all-reduced) or fsdp (parameters, gradients and optimizer state sharded across processes; "
                   "checkpoints hold the full state)", "ddp", ("ddp", "fsdp")),
+    "tp": F("int", "tensor parallelism: each attention's heads, each FFN's hidden features and the vocabulary split "
+            "over this many processes (the plan derived from the graph; a layer it cannot split stays whole on "
+            "each); the processes form a dp × tp mesh, tp consecutive ranks per group", 1, min=1, max=4096,
+            nullable=False),
+    "dp": F("int", "with tp > 1: data-parallel groups, sharded with FSDP2 (default: processes / tp)", None, min=1,
+            max=1_000_000),
 }
 SCHEMA: dict[str, F] = {
     "task": F("enum", "what to learn (auto: from the graph's inputs and outputs)", "auto", TASKS),
@@ -211,7 +217,7 @@ SCHEMA: dict[str, F] = {
                  "its copies; a block that cannot be captured whole (MoE routing) runs eagerly, with a warning "
                  "naming it", False),
     "scaler": _sec("precision fp16: the gradient scaler", SCALER),
-    "distributed": _sec("data parallel on several processes (--nproc-per-node, torchrun)", DISTRIBUTED,
+    "distributed": _sec("data and tensor parallel on several processes (--nproc-per-node, torchrun)", DISTRIBUTED,
                         shorthand="strategy"),
     "loss": _sec("loss options", LOSS),
     "lora": _sec("train low-rank adapters on linear layers instead of all weights", LORA, optional=True),

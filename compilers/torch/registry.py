@@ -25,6 +25,11 @@ An implementation has up to four parts:
     constructor's (seeded) default.
 ``post_init(module, ctx)``
     Runs after the initializers (e.g. re-zero an embedding's padding row).
+``tp(module, n) -> {sub-path: role} | reason``
+    How tensor parallelism over ``n`` ranks splits the node's module (:mod:`nngraph.compilers.train.tensor_parallel`):
+    roles :data:`TP_COLWISE` / :data:`TP_ROWWISE` for its linear layers, :data:`TP_HEADS` for the module itself
+    when it must count heads per rank, :data:`TP_LINEAR` / :data:`TP_VOCAB` for a plain linear / embedding whose
+    role the graph decides; a string says why it stays whole; a ``ValueError`` that its sizes do not divide by n.
 
 :class:`NodeCtx` is what the factories see. It is built from the IR at
 compile time and rebuilt from literals by the generated ``__init__``, so it
@@ -114,6 +119,12 @@ ModuleFn = Callable[[NodeCtx], Any]
 InitFn = Callable[[NodeCtx], Mapping[str, "str | InitSpec"]]
 PostInitFn = Callable[[Any, NodeCtx], None]
 LinkFn = Callable[[NodeCtx, str, Callable[[str], str]], list[str]]  # (ctx, own path, node -> path) -> init lines
+TpFn = Callable[[Any, int], "dict[str, str] | str"]  # (module, tp ranks) -> {sub-path: role}, or why it stays whole
+
+#: tensor-parallel roles (``tp`` of an implementation): the weight split by output features (each rank computes
+#: its slice of the outputs), by input features (each rank a partial sum, all-reduced), the module's head counts
+#: become per-rank counts, a plain linear / embedding whose role depends on its neighbours in the graph
+TP_COLWISE, TP_ROWWISE, TP_HEADS, TP_LINEAR, TP_VOCAB = "colwise", "rowwise", "heads", "linear", "vocab"
 
 
 @dataclass
@@ -126,6 +137,7 @@ class TorchOpDef:
     init: InitFn | Mapping[str, "str | InitSpec"] | None = None
     post_init: PostInitFn | None = None
     link: LinkFn | None = None   # lines run once every module exists: state read from another node's module
+    tp: TpFn | None = None       # how tensor parallelism splits the module (None: it stays whole)
 
     def default_init(self, ctx: NodeCtx) -> dict[str, "str | InitSpec"]:
         """The op's default initializers for this node."""
@@ -138,15 +150,17 @@ _IMPLS: dict[str, TorchOpDef] = {}
 
 
 def torch_op(name: str, *, module: ModuleFn | None = None, init: Any = None,
-             post_init: PostInitFn | None = None, link: LinkFn | None = None) -> Callable[[EmitFn], EmitFn]:
+             post_init: PostInitFn | None = None, link: LinkFn | None = None,
+             tp: TpFn | None = None) -> Callable[[EmitFn], EmitFn]:
     """Register the decorated ``emit(ctx, e) -> str`` as the torch implementation of op ``name``; ``link(ctx,
-    path, path_of)``: ``__init__`` lines run after every module is made (e.g. reuse another node's table)."""
+    path, path_of)``: ``__init__`` lines run after every module is made (e.g. reuse another node's table);
+    ``tp(module, n)``: its tensor-parallel roles (see the module doc)."""
 
     def register(fn: EmitFn) -> EmitFn:
         if name in _IMPLS:
             raise ValueError(f"torch implementation of op '{name}' registered twice")
         _IMPLS[name] = TorchOpDef(name=name, emit=fn, module=module, init=init, post_init=post_init,
-                                 link=link)
+                                 link=link, tp=tp)
         return fn
 
     return register

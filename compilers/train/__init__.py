@@ -24,7 +24,8 @@ inputs), :mod:`.tasks` (the task registry: one module per task family, ``@task(n
 and loop for every task), :mod:`.graph_steps` (a one-graph task's step), :mod:`.resume` (what a checkpoint holds
 and what resume restores), :mod:`.checkpoint` / :mod:`.ckstate` (the file; checking its state), :mod:`.optim`
 (optimizers and the one lr schedule), :mod:`.lora`, :mod:`.logging`, :mod:`.distributed` (DDP, launching workers),
-:mod:`.fsdp` (sharded data parallel), :mod:`.amp` (autocast and the fp16 gradient scaler).
+:mod:`.fsdp` (sharded data parallel), :mod:`.tensor_parallel` (the plan from the graph, a dp × tp mesh),
+:mod:`.amp` (autocast and the fp16 gradient scaler).
 """
 
 from __future__ import annotations

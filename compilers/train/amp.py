@@ -45,6 +45,24 @@ def backward(loss: torch.Tensor, scaler: Any) -> None:
     (scaler.scale(loss) if scaler is not None else loss).backward()
 
 
+def clip_grad_norm(params: list[torch.nn.Parameter], clip: float) -> None:
+    """torch's ``clip_grad_norm_``: g ← g · min(1, clip / (‖g‖ + 1e-6)), ‖g‖ = √(Σ_p ‖g_p‖²); also when some
+    gradients are DTensors and others not, or on different meshes (tensor parallelism leaves the norms whole,
+    FSDP over dp shards them on a mesh of their own): each DTensor's norm is then reduced over its mesh."""
+    from torch.distributed.tensor import DTensor
+
+    grads = [p.grad for p in params if p.grad is not None]
+    meshes = {g.device_mesh if isinstance(g, DTensor) else None for g in grads}
+    if len(meshes) <= 1:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        return
+    norms = [torch.linalg.vector_norm(g) for g in grads]
+    total = torch.linalg.vector_norm(torch.stack([n.full_tensor() if isinstance(n, DTensor) else n for n in norms]))
+    coef = min(1.0, clip / (float(total) + 1e-6))
+    for g in grads:
+        g.mul_(coef)
+
+
 def update(opt: torch.optim.Optimizer, scaler: Any, params: Iterable[torch.nn.Parameter], clip: float) -> bool:
     """Unscale, clip, step the optimizer (unless the scaler finds inf/NaN), zero the gradients.
 
@@ -57,7 +75,7 @@ def update(opt: torch.optim.Optimizer, scaler: Any, params: Iterable[torch.nn.Pa
         if scaler is not None:
             scaler.unscale_(opt)
         if clip:
-            torch.nn.utils.clip_grad_norm_(list(params), clip)
+            clip_grad_norm(list(params), clip)
         applied = True
         if scaler is not None:
             before = scaler.get_scale()

@@ -27,6 +27,17 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    tp: int = 1  # tensor-parallel group size: ranks dp_rank·tp .. dp_rank·tp + tp-1 read the same batch
+
+    @property
+    def dp_rank(self) -> int:
+        """The data-parallel group of this rank (which slice of the global batch it reads)."""
+        return self.rank // self.tp
+
+    @property
+    def dp_world(self) -> int:
+        """The number of data-parallel groups (world / tp)."""
+        return self.world // self.tp
 
     @property
     def main(self) -> bool:
@@ -37,10 +48,11 @@ class Dist:
         return self.world > 1
 
 
-def from_env() -> Dist:
-    """Rank and world size from the environment torchrun / the elastic launcher set."""
+def from_env(tp: int = 1) -> Dist:
+    """Rank and world size from the environment torchrun / the elastic launcher set; ``tp``: tensor-parallel
+    group size (train.distributed.tp)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")), tp)
 
 
 def init(d: Dist, device: torch.device) -> None:

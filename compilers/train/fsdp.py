@@ -26,15 +26,16 @@ import torch
 from torch import nn
 
 
-def shard(model: nn.Module, per_block: bool = True) -> list[str]:
+def shard(model: nn.Module, per_block: bool = True, mesh: Any = None) -> list[str]:
     """Shard ``model`` in place: each block copy its own FSDP unit (``per_block``), then the root; the process
-    group must be up. Call before making the optimizer. Returns the block copies sharded on their own."""
+    group must be up. Call before making the optimizer. ``mesh``: the (1-D) mesh to shard over (default: every
+    process). Returns the block copies sharded on their own."""
     from torch.distributed.fsdp import fully_shard
 
     units = own_units(model) if per_block else []
     for block in units:
-        fully_shard(block)
-    fully_shard(model)
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
     return [b.nng_prefix for b in units]
 
 
@@ -86,13 +87,20 @@ def _is_main() -> bool:
     return dist.get_rank() == 0
 
 
+def _reshard(model: nn.Module) -> None:
+    """FSDP: free the gathered parameters (after an evaluation the root may still hold them); tensor
+    parallelism alone keeps its DTensor shards registered and has nothing to free."""
+    if hasattr(model, "reshard"):
+        model.reshard()
+
+
 def model_state(model: nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
     """The full state dict with spec keys, each shared tensor once; sharded: gathered, on rank 0 only ({} elsewhere)."""
     from nngraph.compilers.torch import state_dict_for
 
     if not sharded:
         return dict(state_dict_for(model))
-    model.reshard()  # after an evaluation the root module may still hold the gathered parameters
+    _reshard(model)
     state, main = state_dict_for(model), _is_main()
     full = {k: _full(v) for k, v in state.items()}
     return full if main else {}
@@ -107,7 +115,7 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], sharded: 
         return
     from nngraph.compilers.torch.state import aliases
 
-    model.reshard()  # the parameters registered on the module are the shards again
+    _reshard(model)  # the parameters registered on the module are the shards again
     state = dict(state)
     for alias, first in aliases(model).items():
         state.setdefault(alias, state[first])

@@ -1,6 +1,7 @@
 """The step of a one-graph task (:class:`~.tasks._base.GraphTask`) under the trainer (:mod:`.loop`): the graph is
 the task's one network (role ``model``) with one optimizer; micro-batches, gradient accumulation, data
-parallelism (DDP or FSDP), mixed precision, clipping, truncated-BPTT carried state, evaluation.
+parallelism (DDP or FSDP; tensor parallel with FSDP over dp: :mod:`.tensor_parallel`), mixed precision, clipping,
+truncated-BPTT carried state, evaluation.
 
 One step's loss is L = 1/A Σ_a [L_task(a) + Σ_o w_o·mean(o) + λ₁ Σ|W|] over the A = ``grad_accum`` micro-batches
 (auxiliary outputs o with weights ``loss.aux``, L1 ``optimizer.l1`` on the matrices). Micro-batch a of step s on
@@ -31,8 +32,13 @@ class GraphSteps:
         self.tr, self.plan, self.d, self.cfg = tr, tr.plan, tr.d, tr.cfg
         self.model = self.plan.model
         self.ddp = None
-        self.sharded = self.d.active and self.cfg["distributed"]["strategy"] == "fsdp"
-        if self.sharded:
+        # sharded: the parameters are DTensors (FSDP, tensor parallel or both); checkpoints gather them
+        self.sharded = self.d.active and (self.cfg["distributed"]["strategy"] == "fsdp" or self.d.tp > 1)
+        if self.d.tp > 1:
+            from .tensor_parallel import apply
+
+            apply(tr.run, self.plan, self.d)
+        elif self.sharded:
             shard(self.model)
         elif self.d.active:
             from torch.nn.parallel import DistributedDataParallel
@@ -96,8 +102,8 @@ class GraphSteps:
         self.model.train()
         total, items = torch.zeros((), device=plan.device), 0
         for a in range(accum):
-            batch = plan.task.train_batch(step, plan.global_batch * accum, a * d.world + d.rank,
-                                          accum * d.world).to(plan.device)
+            batch = plan.task.train_batch(step, plan.global_batch * accum, a * d.dp_world + d.dp_rank,
+                                          accum * d.dp_world).to(plan.device)
             with self._grad_sync(a == accum - 1):
                 outs = self.forward(batch, module, a)
                 loss, _ = self.loss_of(outs, batch)
@@ -110,7 +116,7 @@ class GraphSteps:
 
     def _grad_sync(self, last: bool) -> Any:
         """Average gradients across processes only after the last micro-batch of a step."""
-        if self.sharded:
+        if hasattr(self.model, "set_requires_gradient_sync"):  # FSDP (tensor parallel alone has no data parallel)
             self.model.set_requires_gradient_sync(last)
         return nullcontext() if (self.ddp is None or last) else self.ddp.no_sync()
 

@@ -138,7 +138,7 @@ def _log_train(tr: Trainer, window: _Window, log: MetricsLog | None, tb: Tracker
     if bad:
         raise FloatingPointError(f"the training {bad[0]} became {means[bad[0]]} at step {step}; "
                                  f"{tr.task.nonfinite_hint}")
-    rate = window.items * tr.d.world / max(time.perf_counter() - window.t0, 1e-9)
+    rate = window.items * tr.d.dp_world / max(time.perf_counter() - window.t0, 1e-9)
     lr = tr.schedule.lr(step)
     if log is not None:
         log.write({"step": step, "split": "train", **means, **tr.task.log_fields(lr), "throughput": rate,

@@ -108,10 +108,17 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
         if not lora:
             raise run.error("lora.targets", f"train.lora.targets {lc['targets']} match no linear layer",
                             f"linear layers: {', '.join(linear_names(model)[:12]) or 'none'}")
-    gb = cfg["batch_size"] * d.world
+    gb = cfg["batch_size"] * d.dp_world
     spe = task.steps_per_epoch(gb * cfg["grad_accum"])
     total = cfg["steps"] if cfg["steps"] is not None else spe * (cfg["epochs"] or 1)
     return Plan(task, model, graph, device, aux, _state_map(run), gb, total, spe, lora)
+
+
+def _strategy(cfg: dict[str, Any], d: Dist) -> str:
+    """`` (FSDP)``, `` (tp 2 × dp 2)`` or nothing (DDP, one process)."""
+    if d.tp > 1:
+        return f" (tp {d.tp} × dp {d.dp_world}" + (", FSDP" if d.dp_world > 1 else "") + ")"
+    return " (FSDP)" if d.active and cfg["distributed"]["strategy"] == "fsdp" else ""
 
 
 def describe(plan: Plan, run: RunConfig, d: Dist) -> str:
@@ -123,6 +130,6 @@ def describe(plan: Plan, run: RunConfig, d: Dist) -> str:
              f"{n_train:,} trainable of {n_all:,} parameters" + (f" (LoRA on {len(plan.lora)} layers)" if plan.lora else ""),
              f"{plan.total_steps} steps of {plan.global_batch} x {cfg['grad_accum']}"
              + (f" on {d.world} processes" if d.active else "")
-             + (" (FSDP)" if d.active and cfg["distributed"]["strategy"] == "fsdp" else "") + f", {cfg['optimizer']['type']} lr {cfg['optimizer']['lr']:g}",
+             + _strategy(cfg, d) + f", {cfg['optimizer']['type']} lr {cfg['optimizer']['lr']:g}",
              f"device {plan.device}" + (f", {cfg['precision']}" if cfg["precision"] != "fp32" else "")]
     return "; ".join(parts)

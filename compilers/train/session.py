@@ -35,7 +35,11 @@ def train_run(run: RunConfig, out: Path, resume: bool, echo: Callable[[str], Non
     ``until`` stops after that step without the end-of-run work (tests of resume use it)."""
     from .plan import build_plan
 
-    d = distributed.Dist() if run.graph.networks else distributed.from_env()  # networks train on one process
+    from .tensor_parallel import check_mesh
+
+    tp = run.values["distributed"]["tp"]
+    d = distributed.Dist(tp=tp) if run.graph.networks else distributed.from_env(tp)  # networks: one process
+    check_mesh(run, d)
     say = echo if (d.main and not quiet) else (lambda _t: None)
     plan = None if run.graph.networks else build_plan(run, d)
     if plan is not None:

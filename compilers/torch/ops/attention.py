@@ -45,7 +45,7 @@ from nngraph.attention import masks as masks
 from nngraph.attention import positions as positions
 from nngraph.attention.resolved import META_KEY, ResolvedAttention, resolve
 
-from ..registry import Emit, NodeCtx, torch_op
+from ..registry import TP_COLWISE, TP_HEADS, TP_ROWWISE, Emit, NodeCtx, torch_op
 from . import attention_positions as pos
 from .attention_masks import mask_tensor
 
@@ -94,6 +94,11 @@ class Projections(nn.Module):
             return self.split_heads(q, self.heads), self.split_heads(k, self.kv_heads), self.split_heads(v, self.kv_heads)
         k, v = self.project_kv(x if context is None else context)
         return self.project_q(x), k, v
+
+    def tp_local(self, tp: int) -> None:
+        """Tensor parallelism: q/k/v hold this rank's heads/tp query and kv_heads/tp key/value heads (their
+        weights split by rows, head by head), so the head split and merge count those."""
+        self.heads, self.kv_heads = self.heads // tp, self.kv_heads // tp
 
     def repeat_kv(self, t: torch.Tensor) -> torch.Tensor:
         """Grouped-query attention: [B, G, S, d] -> [B, H, S, d], each kv head serving H/G query heads."""
@@ -233,7 +238,19 @@ def _link_table(ctx: NodeCtx, path: str, path_of: Callable[[str], str]) -> list[
     return [f"{path}.use_position_table({path_of(src)})"] if src and src != ctx.name else []
 
 
-@torch_op("attention", module=_attention_module, init=_INIT, link=_link_table)
+def _attention_tp(m: Attention, tp: int) -> dict[str, str] | str:
+    """Megatron's attention split: q, k, v by output rows (whole heads per rank: H/tp query and G/tp kv heads,
+    GQA's grouping kept), out by input columns; the scores and softmax stay per head, so need no communication."""
+    if m.fused:
+        return "its q, k and v rows are one fused matrix (qkv: fused): a row split would cut across q, k and v"
+    if m.pos.score_bias:
+        return f"its position term ({m.position}) adds a bias per head"
+    if m.heads % tp or m.kv_heads % tp:
+        raise ValueError(f"its {m.heads} heads and {m.kv_heads} key/value heads do not divide over tp={tp} ranks")
+    return {"q": TP_COLWISE, "k": TP_COLWISE, "v": TP_COLWISE, "out": TP_ROWWISE, "": TP_HEADS}
+
+
+@torch_op("attention", module=_attention_module, init=_INIT, link=_link_table, tp=_attention_tp)
 def attention(ctx: NodeCtx, e: Emit) -> str:
     """``self.attn(x, context=..., lengths=...)``."""
     return call_connected(e)

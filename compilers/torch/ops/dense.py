@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import Emit, NodeCtx, torch_op
+from ..registry import TP_COLWISE, TP_LINEAR, TP_ROWWISE, TP_VOCAB, Emit, NodeCtx, torch_op
 from .activation import activation_fn
 
 _TRANSFORMER_INIT = {"weight": ("normal", {"std": 0.02}), "bias": "zeros"}
@@ -132,7 +132,33 @@ def _linear_parametrize(module: nn.Module | None, ctx: NodeCtx) -> None:
         orthogonal(module, "weight")
 
 
-@torch_op("linear", module=_linear_module, init=_linear_init, post_init=_linear_parametrize)
+def split_hidden(hidden: int, tp: int, roles: dict[str, str]) -> dict[str, str]:
+    """``roles`` when the FFN's ``hidden`` features divide over ``tp`` ranks (Megatron's column/row pair: each
+    rank computes hidden/tp features and a partial sum of the output), else a ``ValueError``."""
+    if hidden % tp:
+        raise ValueError(f"its hidden size {hidden} does not divide over tp={tp} ranks")
+    return roles
+
+
+def _linear_tp(module: nn.Module | None, tp: int) -> dict[str, str] | str:
+    """A plain ``nn.Linear``: the graph around it decides its role; a tied or parametrized one stays whole."""
+    if type(module) is not nn.Linear:
+        return "its weight is another node's (tie)" if module is None or isinstance(module, TiedLinear) \
+            else "its weight is parametrized (orthogonal)"
+    return {"": TP_LINEAR}
+
+
+def _embedding_tp(module: nn.Embedding | None, tp: int) -> dict[str, str] | str:
+    """Vocab-parallel: each rank holds num/tp rows (a lookup outside them gives 0; the ranks' results summed)."""
+    if module is None:
+        return "it reads another node's table (tie)"
+    if module.padding_idx is not None:
+        return "it has a padding row"
+    return {"": TP_VOCAB} if module.num_embeddings % tp == 0 else \
+        f"its {module.num_embeddings} rows do not divide over tp={tp} ranks"
+
+
+@torch_op("linear", module=_linear_module, init=_linear_init, post_init=_linear_parametrize, tp=_linear_tp)
 def linear(ctx: NodeCtx, e: Emit) -> str:
     """``self.fc(x)``, or ``F.linear(x, self.embed.weight, self.fc.bias)`` when tied."""
     tie = ctx.params.get("tie")
@@ -148,14 +174,16 @@ def _d_out(ctx: NodeCtx) -> int:
 
 @torch_op("mlp", init=_TRANSFORMER_INIT, module=lambda ctx: MLP(
     ctx.in_features, ctx.params["hidden"], _d_out(ctx), ctx.params["activation"], ctx.params["bias"],
-    ctx.params["dropout"]))
+    ctx.params["dropout"]),
+    tp=lambda m, tp: split_hidden(m.up.out_features, tp, {"up": TP_COLWISE, "down": TP_ROWWISE}))
 def mlp(ctx: NodeCtx, e: Emit) -> str:
     """``self.mlp(x)``."""
     return f"{e.self}({e.x})"
 
 
 @torch_op("gated_mlp", init=_TRANSFORMER_INIT, module=lambda ctx: GatedMLP(
-    ctx.in_features, ctx.params["hidden"], _d_out(ctx), ctx.params["activation"], ctx.params["bias"]))
+    ctx.in_features, ctx.params["hidden"], _d_out(ctx), ctx.params["activation"], ctx.params["bias"]),
+    tp=lambda m, tp: split_hidden(m.up.out_features, tp, {"gate": TP_COLWISE, "up": TP_COLWISE, "down": TP_ROWWISE}))
 def gated_mlp(ctx: NodeCtx, e: Emit) -> str:
     """``self.ffn(x)``."""
     return f"{e.self}({e.x})"
@@ -174,7 +202,7 @@ def _embedding_module(ctx: NodeCtx) -> nn.Embedding | None:
 
 
 @torch_op("embedding", init={"weight": ("normal", {"std": 0.02})}, post_init=_zero_padding_row,
-          module=_embedding_module)
+          module=_embedding_module, tp=_embedding_tp)
 def embedding(ctx: NodeCtx, e: Emit) -> str:
     """``self.embed(tokens)``; with ``tie: src_embed`` the other node's module: ``self.src_embed(tokens)``."""
     tie = ctx.params.get("tie")

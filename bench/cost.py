@@ -14,9 +14,11 @@
    for a core (with several threads, each parallel region waits for its slowest thread to be scheduled), which
    the CPU time does not; on an idle machine the two agree.
 4. A spec is compute-bound when its arithmetic intensity (forward FLOPs / bytes the nodes read and write) is
-   above the profile's ridge point (peak FLOP/s / bandwidth), and its estimated compute time outweighs the
-   per-node fixed costs (else it is ``overhead``-bound: many small nodes); else ``memory``. Goal: within 2x
-   for compute-bound specs. The load average is recorded before and after.
+   above the profile's ridge point (peak FLOP/s / bandwidth: else ``memory``) and the estimate outweighs the
+   dispatch cost of the aten ops its forward runs (counted with a TorchDispatchMode, × the profile's
+   ``op_overhead_ms``: else ``dispatch``, a small model whose time is Python and dispatch, which the
+   per-node overhead underestimates: one node is one to dozens of aten ops). Goal: within 2x for
+   compute-bound specs. The load average is recorded before and after.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -42,15 +45,37 @@ from nngraph.io import write_text_atomic  # noqa: E402
 from nngraph.spec import check_spec  # noqa: E402
 
 
-def bound(rep: dict, roof: dict) -> tuple[str, float, float]:
-    """(compute | memory | overhead, arithmetic intensity FLOP/byte, the profile's ridge point FLOP/byte)."""
+class _CountOps(TorchDispatchMode):
+    """Counts the aten ops a forward dispatches (each pays the profile's ``op_overhead_ms``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def aten_ops(module: torch.nn.Module, inputs: dict) -> int:
+    """The aten ops one forward of ``module`` dispatches."""
+    with torch.no_grad(), _CountOps() as counter:
+        module(**inputs)
+    return counter.ops
+
+
+def bound(rep: dict, roof: dict, ops: int) -> tuple[str, float, float, float]:
+    """(compute | memory | dispatch, arithmetic intensity FLOP/byte, the profile's ridge point FLOP/byte, dispatch ms).
+
+    memory: intensity below the ridge point (peak FLOP/s / bandwidth); dispatch: the aten ops the forward
+    dispatches (counted) × the profile's cost of one (``op_overhead_ms``) exceed the estimate, i.e. the fixed
+    costs the per-node overhead stands for outweigh the work; else compute."""
     flops = rep["totals"]["flops_forward"]
-    nbytes = sum(n.get("io_bytes", 0) for n in rep["nodes"]) or 1
+    intensity = flops / (sum(n.get("io_bytes", 0) for n in rep["nodes"]) or 1)
     ridge = roof["peak_flops"]["float32"] / roof["bandwidth"]
-    overhead = len(rep["nodes"]) * roof.get("node_overhead_ms", 0.0)
-    if flops / nbytes < ridge:
-        return "memory", flops / nbytes, ridge
-    return ("compute" if rep["totals"]["ms"] > 2 * overhead else "overhead"), flops / nbytes, ridge
+    dispatch = ops * roof.get("op_overhead_ms", 0.0)
+    kind = "memory" if intensity < ridge else "dispatch" if dispatch > rep["totals"]["ms"] else "compute"
+    return kind, intensity, ridge, dispatch
 
 
 def one(path: Path, batch: int, seq: int, runs: int, profile: Path, roof: dict) -> dict:
@@ -59,17 +84,19 @@ def one(path: Path, batch: int, seq: int, runs: int, profile: Path, roof: dict) 
     sizes, _ = sizes_for(graph, {"batch": batch}, None)
     sizes = {k: v if k == "batch" else seq for k, v in sizes.items()}
     rep = cost_report(graph, sizes, "inference", str(profile))
-    kind, intensity, ridge = bound(rep, roof)
     lowered, _ = run_passes(graph, "cpu", "inference", dims=sizes)
     module = build_module(lowered).eval()
     inputs = random_inputs(graph, sizes)
+    ops = aten_ops(module, inputs)
+    kind, intensity, ridge, dispatch = bound(rep, roof, ops)
     with torch.no_grad():
         t = alternate({"fwd": lambda: module(**inputs)}, runs)["fwd"]
     est, wall, cpu = rep["totals"]["ms"], 1000 * t["wall_median_s"], 1000 * t["cpu_median_s"]
     threads = torch.get_num_threads()
     return {"spec": path.stem, "sizes": sizes, "flops": rep["totals"]["flops_forward"], "nodes": len(rep["nodes"]),
-            "intensity": intensity, "ridge": ridge, "bound": kind, "estimate_ms": est, "wall_ms": wall,
-            "cpu_ms": cpu, "ratio_wall": est / wall, "ratio_cpu": est / (cpu / threads)}
+            "aten_ops": ops, "dispatch_ms": dispatch, "intensity": intensity, "ridge": ridge, "bound": kind,
+            "estimate_ms": est, "wall_ms": wall, "cpu_ms": cpu, "ratio_wall": est / wall,
+            "ratio_cpu": est / (cpu / threads)}
 
 
 def calibrated(path: Path, clock: str) -> dict:
@@ -84,7 +111,8 @@ def calibrated(path: Path, clock: str) -> dict:
 def _line(r: dict) -> str:
     if "error" in r:
         return f"{r['spec']:22s} error: {r['error']}"
-    return (f"{r['spec']:22s} {r['flops'] / 1e9:8.3f} {r['intensity']:6.1f} {r['bound']:8s} {r['estimate_ms']:9.2f} "
+    return (f"{r['spec']:22s} {r['flops'] / 1e9:8.3f} {r['intensity']:6.1f} {r['aten_ops']:5d} {r['dispatch_ms']:7.2f} "
+            f"{r['bound']:8s} {r['estimate_ms']:9.2f} "
             f"{r['wall_ms']:9.2f} {r['cpu_ms']:9.2f} {r['ratio_wall']:6.2f} {r['ratio_cpu']:6.2f}")
 
 
@@ -116,7 +144,7 @@ def main() -> None:
     roof = json.loads(profile.read_text())["roofline"] if args.profile else calibrated(profile, args.clock)
     print(f"profile {profile}: {roof['source']}; ridge {roof['peak_flops']['float32'] / roof['bandwidth']:.1f} "
           f"FLOP/byte; {torch.get_num_threads()} threads; load {load_before[0]:.1f}", flush=True)
-    print(f"{'spec':22s} {'GFLOP':>8s} {'FLOP/B':>6s} {'bound':8s} {'est ms':>9s} {'wall ms':>9s} {'cpu ms':>9s} "
+    print(f"{'spec':22s} {'GFLOP':>8s} {'FLOP/B':>6s} {'ops':>5s} {'disp ms':>7s} {'bound':8s} {'est ms':>9s} {'wall ms':>9s} {'cpu ms':>9s} "
           f"{'e/wall':>6s} {'e/cpu':>6s}")
     wanted, rows = set(filter(None, args.specs.split(","))), []
     for path in sorted((ROOT / "specs").glob("*.yaml")):

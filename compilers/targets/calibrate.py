@@ -8,7 +8,8 @@ the size of a product, memory bandwidth, a node's fixed cost -- and write it as 
   over the threads and the vector units), and :mod:`nngraph.compilers.passes.roofline` reads a node's
   throughput off this curve at the node's FLOPs rather than assuming the peak;
 * bandwidth: the best of a few copies of a tensor much larger than the caches (2 × its bytes: read + write);
-* a node's fixed cost (Python dispatch, allocation): the best time of one call of a tiny module;
+* a node's fixed cost (Python dispatch, allocation): the best time of one call of a tiny module, and one aten
+  op's (``op_overhead_ms``: a node of the generated code runs one to dozens of them);
 * ``threads``: torch's intra-op threads during the measurement (the estimate holds for that many);
 * ``clock``: wall, or cpu (:data:`CLOCK`, ``--cpu-time``: for a machine busy with other work).
 
@@ -104,6 +105,12 @@ def node_overhead(calls: int = 1000) -> float:
         return _best(lambda: [m(x) for _ in range(calls)]) / calls
 
 
+def op_overhead(calls: int = 1000) -> float:
+    """Seconds of one tiny torch op (``a + b`` on one element): the dispatch cost each aten op of a node pays."""
+    a, b = torch.ones(1), torch.ones(1)
+    return _best(lambda: [a + b for _ in range(calls)]) / calls
+
+
 def calibrate(sizes: Sizes = FULL, clock: str = "wall") -> dict[str, Any]:
     """The ``roofline`` profile entry measured on this machine, timed by ``clock`` (:data:`CLOCK`)."""
     _clock[0] = clock
@@ -120,6 +127,7 @@ def _measure(sizes: Sizes, clock: str) -> dict[str, Any]:
     return {"peak_flops": {dt: float(f"{peak_flops(dt, n):.3g}") for dt, n in sizes.peak.items()},
             "bandwidth": float(f"{bandwidth(sizes.copy_mib):.3g}"),
             "node_overhead_ms": float(f"{1e3 * node_overhead(sizes.calls):.3g}"),
+            "op_overhead_ms": float(f"{1e3 * op_overhead(sizes.calls):.3g}"),
             "gemm_curve": gemm_curve(sizes), "threads": torch.get_num_threads(), "clock": clock,
             "source": f"measured: nngraph calibrate{quick}, {os.cpu_count()} cores, {torch.get_num_threads()} "
                       f"threads, {clock} clock (load {load:.1f}), torch {torch.__version__}, {today}"}

@@ -39,7 +39,8 @@ def test_quick_calibration_writes_a_profile_file_that_cost_reads(tmp_path):
     assert json.loads(result.stdout) == data
     roof = data["roofline"]
     assert data["base"] == "cpu" and roof["threads"] == torch.get_num_threads() and roof["clock"] == "wall"
-    assert all(v > 0 for v in roof["peak_flops"].values()) and roof["bandwidth"] > 0 and roof["node_overhead_ms"] > 0
+    assert all(v > 0 for v in roof["peak_flops"].values()) and roof["bandwidth"] > 0
+    assert roof["node_overhead_ms"] > 0 and roof["op_overhead_ms"] > 0
     for points in roof["gemm_curve"].values():  # FLOPs per call of the timed products, growing; FLOP/s > 0
         assert [p[0] for p in points] == sorted(p[0] for p in points) and all(p[1] > 0 for p in points)
     assert roof["gemm_curve"]["default"][0][0] == 2 * calibrate_module.QUICK.gemm[0] ** 3

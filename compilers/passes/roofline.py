@@ -7,7 +7,8 @@ A node's time is ``max(FLOPs / achieved(FLOPs), bytes / bandwidth) + node_overhe
 by ``nngraph calibrate``, GPUs' from datasheets, each marked by its ``source``). An attention node is
 split: its projections go through the roofline, its scores and values cost what the kernel the
 lowering pass chose for it costs in that kernel's own calibrated model (per batch row, × batch). In
-training a node costs 3× its forward (the backward is two products per forward one).
+training a node costs (forward + backward FLOPs) / forward FLOPs times its forward (:mod:`nngraph.cost.rules`:
+3× for most, 2× for a layer reading data); attention nodes and nodes without FLOPs 3×.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def estimate(graph: Graph, costs: Mapping[str, NodeCost], target: "Target | str"
         d = decisions.get(name) if "attention" in graph.nodes[name].meta else None
         if d is None:
             ms, bound = _roofline_ms(c.flops, c.io_bytes, roof, dtype, lookup(c.op).family)
-            out[name] = NodeTime(ms * factor, bound)
+            # training: forward + the node's own backward FLOPs (a first layer's backward is half another's)
+            out[name] = NodeTime(ms * (1 + c.backward_flops / c.flops if factor > 1 and c.flops else factor), bound)
             continue
         batch = c.extra.get("batch", 1)
         chosen = next((x for x in d.candidates if x.kernel == d.kernel and x.costs), None)

@@ -66,6 +66,12 @@ def test_cost_target_file_prices_each_node_by_its_roofline(tmp_path):
     rep = json.loads(_run("cost", str(MLP), "--batch", "4", "--target", str(_profile(tmp_path, roof)),
                           "--format", "json").stdout)
     assert rep["totals"]["ms"] == pytest.approx(1e3 * sum(flops) / 1e9 + 0.5 * len(rep["nodes"]), rel=1e-3)
+    # training: (forward + backward) / forward times each node's forward -- 2x for the first linear (x is data:
+    # no input gradient), 3x for the other linears; the two relus (no FLOPs) 3x their fixed cost
+    rep = json.loads(_run("cost", str(MLP), "--batch", "4", "--mode", "training", "--target",
+                          str(_profile(tmp_path, roof)), "--format", "json").stdout)
+    linears = [(1e3 * f / 1e9 + 0.5) * k for f, k in zip(flops, (2, 3, 3))]
+    assert rep["totals"]["ms"] == pytest.approx(sum(linears) + 2 * 3 * 0.5, rel=1e-3)
     # a curve: 1e8 FLOP/s at 1e3 FLOPs per call, 1e10 at 1e9; log-log between, flat outside
     roof["gemm_curve"] = {"default": [[1e3, 1e8], [1e9, 1e10]]}
     rep = json.loads(_run("cost", str(MLP), "--batch", "4", "--target", str(_profile(tmp_path, roof)),

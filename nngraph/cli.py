@@ -234,8 +234,11 @@ class KernelMode(str, Enum):
 
 
 def _target_option(value: Optional[str]) -> Optional[str]:
-    """--target: a known target string (usage error otherwise)."""
-    if value is not None:
+    """--target: a known target string (usage error otherwise); a profile file (``*.json``) is read by the command,
+    which reports its problems at their line."""
+    from nngraph.compilers.targets.profile_file import is_profile_file
+
+    if value is not None and not is_profile_file(value):
         from nngraph.compilers.targets import TargetError, get_target
 
         try:
@@ -337,17 +340,29 @@ def diff_(
 
 @app.command()
 def calibrate(
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="also write the JSON here")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="also write the profile here (FILE.json, written atomically): use it with `nngraph cost SPEC --target FILE.json`")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="tiny sizes, well under a second: a smoke test, not a calibration")] = False,
+    cpu_time: Annotated[bool, typer.Option("--cpu-time", help="time by the process's CPU time per thread, not the wall clock (a machine busy with other work)")] = False,
 ) -> None:
-    """Measure this CPU's peak FLOP/s and memory bandwidth: the cpu profile's roofline for `nngraph cost`."""
+    """Measure this CPU's roofline (peak FLOP/s per dtype, FLOP/s against product size, bandwidth, node cost) as a target profile."""
+    from nngraph.compilers.targets.profile_file import SUFFIX, is_profile_file
+
+    if output is not None and not is_profile_file(str(output)):
+        raise typer.BadParameter(f"'{output}' does not end in {SUFFIX}: --target reads a profile file by that suffix",
+                                 param_hint="'-o'")
 
     def body() -> int:
-        from nngraph.compilers.targets.calibrate import calibrate as measure
+        from nngraph.io import write_text_atomic
+        from nngraph.outputs import check_output
 
-        text = json.dumps({"roofline": measure()}, indent=2)
+        check_output(output, [])  # before measuring: a refusal costs nothing
+        from nngraph.compilers.targets.calibrate import FULL, QUICK, profile
+
+        text = json.dumps(profile(QUICK if quick else FULL, "cpu" if cpu_time else "wall"), indent=2) + "\n"
+        typer.echo(text, nl=False)
         if output is not None:
-            output.write_text(text + "\n", encoding="utf-8")
-        typer.echo(text)
+            write_text_atomic(output, text)
+            typer.echo(f"wrote {output} (use it with `nngraph cost SPEC --target {output}`)", err=True)
         return 0
 
     run_guarded(body)

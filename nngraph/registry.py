@@ -193,6 +193,9 @@ class OpDef:
     #: forward FLOPs at concrete sizes (multiply-adds counted 2, as torch's FlopCounterMode); None: no
     #: contraction (elementwise, normalization, indexing ops cost memory traffic only)
     flops: FlopsFn | None = None
+    #: backward FLOPs at concrete sizes when the default (:func:`nngraph.cost.model.default_backward`: the weight
+    #: gradient of every product, plus the input gradient when an input needs one) does not hold for this op
+    backward: FlopsFn | None = None
     example: dict | None = None
     shape_hint: str | None = None
     #: made by nngraph itself, never written in YAML: the back-end ops passes create (``sdpa``,
@@ -234,7 +237,8 @@ _INTERNAL: dict[str, OpDef] = {}
 def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mapping[str, Param] | None = None,
        outputs: Sequence[str] | Callable[[dict], tuple[str, ...]] = ("out",), count: CountFn | None = None,
        example: dict | None = None, shape_hint: str | None = None,
-       internal: bool = False, flops: FlopsFn | None = None) -> Callable[[InferFn], OpDef]:
+       internal: bool = False, flops: FlopsFn | None = None,
+       backward: FlopsFn | None = None) -> Callable[[InferFn], OpDef]:
     """Register the decorated shape rule as primitive ``name``; its docstring documents the op.
 
     ``internal=True`` declares an op only nngraph creates, never a spec (see :attr:`OpDef.internal`)."""
@@ -245,7 +249,7 @@ def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mappin
         definition = OpDef(name=name, family=family, doc=(fn.__doc__ or "").strip(), params=dict(params or {}),
                            inputs=tuple(inputs), infer=fn,
                            outputs=outputs if callable(outputs) else tuple(outputs), count_params=count,
-                           flops=flops, example=example, shape_hint=shape_hint, internal=internal)
+                           flops=flops, backward=backward, example=example, shape_hint=shape_hint, internal=internal)
         (_INTERNAL if internal else _REGISTRY)[name] = definition
         return definition
 

@@ -1,20 +1,25 @@
 """Estimated time of a graph on a target: a roofline per node, the lowering's kernel for attention.
 
-A node's time is ``max(FLOPs / peak_flops[dtype], bytes / bandwidth) + node_overhead_ms`` (Williams et al.,
-"Roofline", 2009, plus a fixed cost per node call: Python dispatch and allocation, which dominate small models) with the target profile's ``roofline`` entry (``compilers/targets/profiles.json``: the CPU's measured
+A node's time is ``max(FLOPs / achieved(FLOPs), bytes / bandwidth) + node_overhead_ms`` (Williams et al.,
+"Roofline", 2009, plus a fixed cost per node call: Python dispatch and allocation, which dominate small models), where
+``achieved`` is the FLOP/s the profile's ``gemm_curve`` gives a product of that many FLOPs on this machine
+(:func:`achieved_flops`: small products run far below the peak; convolutions have their own curve), with the target profile's ``roofline`` entry (``compilers/targets/profiles.json``: the CPU's measured
 by ``nngraph calibrate``, GPUs' from datasheets, each marked by its ``source``). An attention node is
 split: its projections go through the roofline, its scores and values cost what the kernel the
 lowering pass chose for it costs in that kernel's own calibrated model (per batch row, × batch). In
-training a node costs 3× its forward (the backward is two products per forward one).
+training a node costs (forward + backward FLOPs) / forward FLOPs times its forward (:mod:`nngraph.cost.rules`:
+3× for most, 2× for a layer reading data); attention nodes and nodes without FLOPs 3×.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from nngraph.cost.model import NodeCost
 from nngraph.ir import Graph
+from nngraph.registry import lookup
 
 from ..targets import Target, get_target
 from .explain import _why, explain
@@ -30,10 +35,34 @@ class NodeTime:
     why: str | None = None
 
 
-def _roofline_ms(flops: float, nbytes: float, roof: Mapping[str, Any], dtype: str) -> tuple[float, str]:
+def achieved_flops(flops: float, roof: Mapping[str, Any], dtype: str, family: str = "default") -> float:
+    """FLOP/s a node of ``flops`` FLOPs reaches: the profile's ``gemm_curve`` for the op's family (else
+    ``default``) read at ``flops`` -- linear in log-log between measured points, flat beyond the ends -- scaled
+    by ``peak_flops[dtype] / peak_flops[float32]`` for another dtype; the dtype's peak without a curve."""
     peaks = roof["peak_flops"]
     peak = peaks.get(dtype) or peaks.get("float32") or max(peaks.values())
-    compute, memory = flops / peak, nbytes / roof["bandwidth"]
+    curves = roof.get("gemm_curve")
+    if not curves or flops <= 0:
+        return peak
+    points = curves.get(family) or curves["default"]
+    scale = peak / (peaks.get("float32") or peak)
+    return scale * _loglog(flops, points)
+
+
+def _loglog(x: float, points: list[list[float]]) -> float:
+    """``points`` [(x, y), ...] (sorted by x) read at ``x``: linear in log-log between points, flat outside."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x <= x1:
+            w = math.log(x / x0) / math.log(x1 / x0)
+            return math.exp((1 - w) * math.log(y0) + w * math.log(y1))
+    return points[-1][1]
+
+
+def _roofline_ms(flops: float, nbytes: float, roof: Mapping[str, Any], dtype: str,
+                 family: str = "default") -> tuple[float, str]:
+    compute, memory = flops / achieved_flops(flops, roof, dtype, family), nbytes / roof["bandwidth"]
     return 1e3 * max(compute, memory) + roof.get("node_overhead_ms", 0.0), "compute" if compute >= memory else "memory"
 
 
@@ -60,8 +89,9 @@ def estimate(graph: Graph, costs: Mapping[str, NodeCost], target: "Target | str"
         # go through the roofline one by one
         d = decisions.get(name) if "attention" in graph.nodes[name].meta else None
         if d is None:
-            ms, bound = _roofline_ms(c.flops, c.io_bytes, roof, dtype)
-            out[name] = NodeTime(ms * factor, bound)
+            ms, bound = _roofline_ms(c.flops, c.io_bytes, roof, dtype, lookup(c.op).family)
+            # training: forward + the node's own backward FLOPs (a first layer's backward is half another's)
+            out[name] = NodeTime(ms * (1 + c.backward_flops / c.flops if factor > 1 and c.flops else factor), bound)
             continue
         batch = c.extra.get("batch", 1)
         chosen = next((x for x in d.candidates if x.kernel == d.kernel and x.costs), None)

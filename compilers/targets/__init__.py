@@ -15,6 +15,9 @@ Target strings (``nngraph compile --target T``)::
     ort-cpu, ort-cuda    ONNX Runtime with the CPU / CUDA execution provider
     auto                 detect: cuda (with the device's capability) if torch sees a GPU, else cpu
 
+    FILE.json            a profile file written by ``nngraph calibrate -o FILE.json``: its base profile
+                         (cpu) with the roofline measured on this machine
+
 Simulated targets (``cuda:sm80`` on a machine without a GPU) are fine for *selection* and
 ``--explain``; their kernels run only where the device exists.
 """
@@ -29,6 +32,8 @@ from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .profile_file import is_profile_file, load_profile_file
 
 PROFILES_FILE = resources.files(__package__) / "profiles.json"  # package data: found in a wheel too
 
@@ -211,6 +216,10 @@ def get_target(spec: "str | Target" = "auto", detection: Detection | None = None
     head, *opts = text.split(":")
     det = detection
     notes: list[str] = []
+    if is_profile_file(text):  # a calibrated profile file: its base profile with the file's roofline
+        head, data = load_profile_file(str(spec).strip(), profiles)
+        profiles, opts = {**profiles, head: data}, []
+        notes.append(f"roofline from {str(spec).strip()}")
     if head == "auto":
         det = det or detect()
         head = "cuda" if det.cuda else "cpu"

@@ -4,7 +4,9 @@
 registered rule, :mod:`nngraph.cost.rules`), the bytes it reads and writes, and the bytes of its outputs;
 :func:`graph_cost` adds the graph-wide quantities:
 
-* backward FLOPs (training) = 2 × forward: each product ``Y = X W`` needs ``dX = dY Wᵀ`` and ``dW = Xᵀ dY``;
+* backward FLOPs (training): each product ``Y = X W`` needs ``dW = Xᵀ dY`` and, when ``X`` needs a gradient
+  (it depends on a weight: graph inputs are data), ``dX = dY Wᵀ`` -- :func:`~.rules.default_backward`, or the
+  op's registered ``backward=`` rule;
 * activation memory (training) = Σ bytes of every node's outputs (what autograd may keep for backward);
 * peak live tensors (inference) = the most output bytes alive at once when the forward frees a value after
   its last reader (graph inputs and outputs stay alive), as the generated forward does;
@@ -22,7 +24,7 @@ from ..expr import evaluate
 from ..ir import Graph, Node
 from ..registry import lookup
 from ..types import DTYPE_BYTES, TensorType, is_float
-from .rules import CostCtx, Shape, visible_pairs
+from .rules import CostCtx, Shape, default_backward, visible_pairs
 
 #: the size a symbolic dim gets when the user gives none (``--dim NAME=INT`` overrides)
 DEFAULT_SIZE = 128
@@ -41,6 +43,7 @@ class NodeCost:
     param_dtype: str
     flops: int                    # forward, attention on visible pairs
     dense_flops: int              # forward, attention on every pair
+    backward_flops: int           # backward (training), attention on visible pairs
     out_bytes: int
     io_bytes: int                 # inputs read + outputs written + parameters read
     shape: str
@@ -65,17 +68,54 @@ def _bytes(t: TensorType | None, sizes: Mapping[str, int]) -> int:
     return 0 if shape is None or t is None else math.prod(shape) * DTYPE_BYTES.get(t.dtype, 4)
 
 
-def cost_ctx(graph: Graph, node: Node, sizes: Mapping[str, int], dense_attention: bool = False) -> CostCtx:
-    """The :class:`CostCtx` of ``node`` at ``sizes``."""
+def has_weights(node: Node) -> bool:
+    """Whether the node holds weights: its own, a shared block's (``share:``), or another node's through a
+    reference parameter (a ``ref`` param names the node whose weights it reads: ``tie``, ``position_from``)."""
+    refs = [k for k, p in lookup(node.op).params.items() if p.kind == "ref"]
+    return bool(node.n_params) or node.shares_params_with is not None or any(node.params.get(k) for k in refs)
+
+
+def grad_nodes(graph: Graph) -> set[str]:
+    """The nodes whose outputs need a gradient in training: those with weights and those reading a value that
+    needs one. Graph inputs are data (no gradient); integer values never carry one."""
+    out: set[str] = set()
+    for name, node in graph.nodes.items():
+        if has_weights(node) or any(_needs(graph, r, out) for r in node.all_refs()):
+            out.add(name)
+    return out
+
+
+def _needs(graph: Graph, ref: Any, grads: set[str]) -> bool:
+    t = graph.type_of(ref)
+    return ref.node in grads and t is not None and is_float(t.dtype)
+
+
+def cost_ctx(graph: Graph, node: Node, sizes: Mapping[str, int], dense_attention: bool = False,
+             grads: set[str] | None = None) -> CostCtx:
+    """The :class:`CostCtx` of ``node`` at ``sizes`` (``grads``: :func:`grad_nodes`, for backward rules)."""
     inputs = {k: concrete(graph.type_of(r), sizes) if r is not None else None for k, r in node.inputs.items()}
+    need = {k: r is not None and _needs(graph, r, grads or set()) for k, r in node.inputs.items()}
+    need["*"] = any(_needs(graph, r, grads or set()) for r in node.variadic)
     return CostCtx(node, node.params, inputs, {k: concrete(t, sizes) for k, t in node.outputs.items()},
-                   [concrete(graph.type_of(r), sizes) for r in node.variadic], dense_attention)
+                   [concrete(graph.type_of(r), sizes) for r in node.variadic], dense_attention, need,
+                   has_weights(node))
 
 
 def node_flops(graph: Graph, node: Node, sizes: Mapping[str, int], dense_attention: bool = False) -> int:
     """Forward FLOPs of one node by its op's registered rule (0 for ops without contractions)."""
     rule = getattr(lookup(node.op), "flops", None)
     return int(rule(cost_ctx(graph, node, sizes, dense_attention))) if rule else 0
+
+
+def node_backward_flops(graph: Graph, node: Node, sizes: Mapping[str, int], grads: set[str],
+                        dense_attention: bool = False) -> int:
+    """Backward FLOPs of one node: its op's registered ``backward`` rule, else :func:`~.rules.default_backward`."""
+    opdef = lookup(node.op)
+    if getattr(opdef, "flops", None) is None:
+        return 0
+    ctx = cost_ctx(graph, node, sizes, dense_attention, grads)
+    ctx.forward = int(opdef.flops(ctx))
+    return int((opdef.backward or default_backward)(ctx))
 
 
 def _param_dtype(node: Node) -> str:
@@ -91,16 +131,18 @@ def _kv_per_token(node: Node) -> int:
     return 2 * att.kv_heads * att.head_dim * DTYPE_BYTES.get(_param_dtype(node), 4)
 
 
-def node_cost(graph: Graph, node: Node, sizes: Mapping[str, int]) -> NodeCost:
-    """Parameters, FLOPs (visible and dense attention) and bytes of one node."""
+def node_cost(graph: Graph, node: Node, sizes: Mapping[str, int], grads: set[str] | None = None) -> NodeCost:
+    """Parameters, FLOPs (visible and dense attention; backward with ``grads``, :func:`grad_nodes`, computed when
+    None) and bytes of one node."""
     flops = node_flops(graph, node, sizes)
+    backward = node_backward_flops(graph, node, sizes, grad_nodes(graph) if grads is None else grads)
     dense = node_flops(graph, node, sizes, dense_attention=True) if "attention" in node.meta else flops
     out_bytes = sum(_bytes(t, sizes) for t in node.outputs.values())
     in_bytes = sum(_bytes(graph.type_of(r), sizes) for r in node.all_refs())
     dtype = _param_dtype(node)
     params = node.n_params or 0
     shape = ", ".join(str(list(concrete(t, sizes) or ())) for t in node.outputs.values())
-    return NodeCost(node.name, node.op, ".".join(node.scope), params, dtype, flops, dense, out_bytes,
+    return NodeCost(node.name, node.op, ".".join(node.scope), params, dtype, flops, dense, backward, out_bytes,
                     in_bytes + out_bytes + params * DTYPE_BYTES.get(dtype, 4), shape, _kv_per_token(node),
                     _attention_extra(graph, node, sizes))
 

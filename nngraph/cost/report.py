@@ -1,6 +1,7 @@
 """``nngraph cost``: per node, per block use and in total, as JSON-ready data and as a text table.
 
-Totals: parameters and their bytes per dtype; forward FLOPs (+ backward in training, 2× forward);
+Totals: parameters and their bytes per dtype; forward FLOPs (+ backward in training: each op's rule,
+:mod:`nngraph.cost.rules`);
 activation memory kept for backward (training) or peak live tensors (inference); KV-cache bytes per
 generated token; optimizer state bytes (training); FLOPs per token (graphs with an integer token input);
 and, for a target with a roofline, the estimated time with each attention node's kernel and why.
@@ -14,7 +15,7 @@ from typing import Any, Mapping
 from ..inspect import _table, _under
 from ..ir import Graph
 from ..types import is_int
-from .model import DEFAULT_SIZE, NodeCost, concrete, node_cost, optimizer_states, peak_live_bytes
+from .model import DEFAULT_SIZE, NodeCost, concrete, grad_nodes, node_cost, optimizer_states, peak_live_bytes
 
 
 def sizes_for(graph: Graph, dims: Mapping[str, int], batch: int | None) -> tuple[dict[str, int], list[str]]:
@@ -48,7 +49,8 @@ def _sum(costs: list[NodeCost], key: str) -> int:
 
 def cost_report(graph: Graph, sizes: Mapping[str, int], mode: str = "inference", target: str | None = None) -> dict[str, Any]:
     """The whole cost as plain data (what ``--format json`` prints)."""
-    costs = {name: node_cost(graph, node, sizes) for name, node in graph.nodes.items()}
+    grads = grad_nodes(graph)
+    costs = {name: node_cost(graph, node, sizes, grads) for name, node in graph.nodes.items()}
     times = {}
     tinfo = None
     if target is not None:
@@ -61,7 +63,8 @@ def cost_report(graph: Graph, sizes: Mapping[str, int], mode: str = "inference",
     nodes = []
     for name, c in costs.items():
         row = {"name": name, "op": c.op, "scope": c.scope, "shape": c.shape, "params": c.params,
-               "param_bytes": c.param_bytes, "flops": c.flops, "out_bytes": c.out_bytes, **c.extra}
+               "param_bytes": c.param_bytes, "flops": c.flops, "out_bytes": c.out_bytes,
+               "io_bytes": c.io_bytes, **c.extra}
         if c.dense_flops != c.flops:
             row["dense_flops"] = c.dense_flops
         if name in times:
@@ -107,7 +110,7 @@ def _totals(graph: Graph, costs: dict[str, NodeCost], nodes: list[dict[str, Any]
     }
     if mode == "training":
         kind, states = optimizer_states(graph)
-        out.update({"flops_backward": 2 * fwd, "activation_bytes": _sum(allc, "out_bytes"),
+        out.update({"flops_backward": _sum(allc, "backward_flops"), "activation_bytes": _sum(allc, "out_bytes"),
                     "optimizer": kind, "optimizer_state_bytes": states * 4 * graph.total_params,
                     "gradient_bytes": sum(by_dtype.values())})
     else:
@@ -158,7 +161,8 @@ def _total_lines(t: dict[str, Any]) -> list[str]:
     if t.get("flops_per_token") is not None:
         lines.append(f"FLOPs per token: {_si(t['flops_per_token'])}")
     if "flops_backward" in t:
-        lines.append(f"FLOPs backward: {_si(t['flops_backward'])} (2x forward)")
+        ratio = t["flops_backward"] / max(1, t["flops_forward"])
+        lines.append(f"FLOPs backward: {_si(t['flops_backward'])} ({ratio:.2f}x forward)")
         lines.append(f"activations kept for backward: {_mib(t['activation_bytes'])}")
         lines.append(f"gradients: {_mib(t['gradient_bytes'])}; optimizer state ({t['optimizer']}): "
                      f"{_mib(t['optimizer_state_bytes'])}")

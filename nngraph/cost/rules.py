@@ -7,6 +7,12 @@ gave (``--dim seq=1024``), its resolved metadata — and returns an int. FLOPs f
 count (matrix products, convolutions, attention scores and values); elementwise ops, normalizations,
 softmax and indexing count 0 (their cost is memory traffic, which the roofline prices by bytes).
 
+Backward FLOPs (training) follow the same convention: the default, :func:`default_backward`, is a weight
+gradient per product (``dW = Xᵀ dY``, as many FLOPs as the forward) plus an input gradient per product
+(``dX = dY Wᵀ``, as many again) when an input needs one -- graph inputs are data and need none, so the first
+layer's backward is half the others'. An op whose products are not all "input × weight" registers its own
+``backward=`` rule (attention's scores, a recurrence's hidden state, a product of two activations).
+
 Attention counts the query-key pairs its mask leaves visible (``CostCtx.dense_attention`` False, the
 default) or every pair (True: what a kernel that materializes the whole score matrix executes, and what
 FlopCounterMode sees on the decomposed reference math).
@@ -33,6 +39,15 @@ class CostCtx:
     outputs: dict[str, Shape]
     variadic: list[Shape] = field(default_factory=list)
     dense_attention: bool = False
+    #: training: which inputs need a gradient (by input name; ``"*"`` for any variadic one), whether the node
+    #: has weights (its own or shared), and its forward FLOPs (what backward rules scale)
+    grads: dict[str, bool] = field(default_factory=dict)
+    weights: bool = False
+    forward: int = 0
+
+    def needs_grad(self, name: str | None = None) -> bool:
+        """Whether input ``name`` (any input when None) needs a gradient."""
+        return any(self.grads.values()) if name is None else self.grads.get(name, False)
 
     @property
     def x(self) -> Shape:
@@ -59,6 +74,12 @@ def rows(shape: Sequence[int]) -> int:
 def dense(n_rows: int, d_in: int, d_out: int) -> int:
     """FLOPs of ``[n, d_in] @ [d_in, d_out]``: 2·n·d_in·d_out (a bias add is not counted)."""
     return 2 * n_rows * d_in * d_out
+
+
+def default_backward(c: CostCtx) -> int:
+    """Backward FLOPs of a node whose products are each "input × weight": forward × ([has weights] + [an input
+    needs a gradient]) -- ``dW = Xᵀ dY`` and ``dX = dY Wᵀ`` cost one forward product each."""
+    return c.forward * (int(c.weights) + int(c.needs_grad()))
 
 
 def _value(mask: Any) -> str:

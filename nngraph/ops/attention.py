@@ -168,7 +168,19 @@ def attention_flops(c: CostCtx) -> int:
     return proj + 4 * b * a.heads * a.head_dim * pairs
 
 
-@op("attention", family="attention", inputs=ATTN_INPUTS, flops=attention_flops, params={
+def attention_backward(c: CostCtx) -> int:
+    """2·forward (every product's weight or second-operand gradient and its input gradient: Q, K and V depend on
+    weights, so the scores and values always need both), less the input gradient of the query projection when x
+    needs none and of the key/value projections when their source (context, else x) needs none."""
+    a = resolved_of(c.node)
+    b, t, s = c.x[0], c.x[1], (c.inputs.get("context") or c.x)[1]
+    source = "context" if c.inputs.get("context") else "x"
+    skip = (0 if c.needs_grad("x") else dense(b * t, a.d_model, a.heads * a.head_dim)) + \
+        (0 if c.needs_grad(source) else 2 * dense(b * s, a.d_ctx, a.kv_heads * a.head_dim))
+    return 2 * c.forward - skip
+
+
+@op("attention", family="attention", inputs=ATTN_INPUTS, flops=attention_flops, backward=attention_backward, params={
     **projection_params(),
     "context_dim": p_int("width of the context input for cross-attention (checked; default: read from context)", None),
     "scale": p_float("score scale (default 1/sqrt(head_dim); T5 uses 1.0)", None, min=0.0),

@@ -60,6 +60,13 @@ def _temb_flops(c: CostCtx) -> int:
     return 0 if out is None else dense(b, c.params["dim"], out) + dense(b, out, out)
 
 
+def _temb_backward(c: CostCtx) -> int:
+    """2·forward (each linear's weight and input gradients), less the first linear's input gradient when the
+    timesteps need none (the sinusoid of data is data)."""
+    b, out = c.x[0], c.params["out"]
+    return 0 if out is None else 2 * c.forward - (0 if c.needs_grad() else dense(b, c.params["dim"], out))
+
+
 def _temb_count(ctx: InferCtx) -> int:
     dim, out = ctx.params["dim"], ctx.params["out"]
     return 0 if out is None else dim * out + out + out * out + out
@@ -71,7 +78,7 @@ def _temb_count(ctx: InferCtx) -> int:
     "max_period": p_float("longest wavelength (the 10000 of the Transformer encoding)", 10000.0, min=1.0),
     "flip_sin_to_cos": p_bool("order [cos, sin] instead of [sin, cos]", False),
     "freq_shift": p_float("frequencies exp(-ln(max_period)·i / (dim/2 − freq_shift)); the original DDPM uses 1", 0.0),
-}, count=_temb_count, flops=lambda c: _temb_flops(c), example={"in": "t", "dim": 128, "out": 512},
+}, count=_temb_count, flops=lambda c: _temb_flops(c), backward=_temb_backward, example={"in": "t", "dim": 128, "out": 512},
     shape_hint="timestep_embedding takes t [batch] (integer or float steps)")
 def timestep_embedding(ctx: InferCtx) -> TensorType:
     """Sinusoidal step embedding e(t)_i = sin(t·ω_i), e(t)_{i+dim/2} = cos(t·ω_i), ω_i = max_period^{-i/(dim/2 − shift)}, optionally followed by an MLP.

@@ -85,6 +85,15 @@ def _gin_flops(c: CostCtx) -> int:
     return dense(n, f, p["hidden"]) + dense(n, p["hidden"], p["out"] or p["hidden"])
 
 
+def _gin_backward(c: CostCtx) -> int:
+    """2·forward for the inline MLP, less its first linear's input gradient when the aggregate (1 + ε)·x_v + Σ x_u
+    needs none: x needs none and ε is a constant (no ``train_eps``)."""
+    (n, f), p = c.inputs["x"], c.params
+    if p["nn"] is not None:
+        return 0
+    return 2 * c.forward - (0 if c.needs_grad("x") or p["train_eps"] else dense(n, f, p["hidden"]))
+
+
 def _gat_flops(c: CostCtx) -> int:
     """2·N·F·H·C (lin) + 2·E·Fe·H·C (lin_edge, per edge) + 2·N·F·total (res)."""
     (n, f), p = c.inputs["x"], c.params
@@ -174,7 +183,7 @@ def _gin_count(ctx: InferCtx) -> int:
     "nn": block_param("a block [N, F] -> [N, F'] used as GIN's nn instead of the built-in MLP"),
     "eps": p_float("initial ε in (1 + ε)·x_v", 0.0),
     "train_eps": p_bool("learn ε (one extra parameter)", False),
-}, count=_gin_count, flops=_gin_flops, example={"in": ["x", "edge_index"], "hidden": 64}, shape_hint=_GRAPH_HINT)
+}, count=_gin_count, flops=_gin_flops, backward=_gin_backward, example={"in": ["x", "edge_index"], "hidden": 64}, shape_hint=_GRAPH_HINT)
 def gin_conv(ctx: InferCtx) -> TensorType:
     """Graph isomorphism network: h_v' = nn((1 + ε)·x_v + Σ_{u∈N(v)} x_u) (seed 000, "Graph Neural Networks": sum aggregation + MLP update).
 

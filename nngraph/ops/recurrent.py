@@ -92,6 +92,21 @@ def _seq_flops(kind: str):
     return flops
 
 
+def _seq_backward(kind: str):
+    def backward(c: CostCtx) -> int:
+        """Forward (every weight's gradient) + the input gradient of each layer's input product (layer 0's only when
+        x needs one) + the hidden gradient of the recurrent product at every step but the first, which multiplies
+        h0 (it too when h0 needs a gradient; an absent h0 is zeros)."""
+        b, t, f = c.inputs["x"]
+        g, h, layers = GATES[kind], c.params["hidden"], c.params["layers"]
+        dirs = 2 if c.params["bidirectional"] else 1
+        inputs = sum(dirs * t * 2 * b * g * h * (f if k == 0 else dirs * h)
+                     for k in range(layers) if k > 0 or c.needs_grad("x"))
+        hidden = layers * dirs * (t - 1 + int(c.needs_grad("h0"))) * 2 * b * g * h * h
+        return c.forward + inputs + hidden
+    return backward
+
+
 def _register_seq(kind: str) -> None:
     outputs = ("out", "h", "c") if kind == "lstm" else ("out", "h")
     inputs = ("x", "h0?", "c0?") if kind == "lstm" else ("x", "h0?")
@@ -122,7 +137,7 @@ def _register_seq(kind: str) -> None:
         f"weight_hh_l{{k}} [{GATES[kind]}H, H], bias_ih_l{{k}} [{GATES[kind]}H], bias_hh_l{{k}} [{GATES[kind]}H]; "
         f"in_0 = F, in_k = dirs·H.")
     op(kind, family="recurrent", inputs=inputs, outputs=outputs, params=_seq_params(kind), count=_seq_count(kind),
-       flops=_seq_flops(kind),
+       flops=_seq_flops(kind), backward=_seq_backward(kind),
        example={"in": "embed", "hidden": 256, "layers": 2},
        shape_hint="x is [batch, time, features]")(rule)
 

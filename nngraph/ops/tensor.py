@@ -63,7 +63,12 @@ def _matmul_flops(c: CostCtx) -> int:
     return 2 * math.prod(c.out) * c.inputs["a"][-1]
 
 
-@op("matmul", family="tensor", inputs=("a", "b"), flops=_matmul_flops, params={
+def _matmul_backward(c: CostCtx) -> int:
+    """One forward-sized product per operand that needs a gradient: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``."""
+    return c.forward * (int(c.needs_grad("a")) + int(c.needs_grad("b")))
+
+
+@op("matmul", family="tensor", inputs=("a", "b"), flops=_matmul_flops, backward=_matmul_backward, params={
     "transpose_b": p_bool("multiply by b transposed (last two dims)", False),
     "scale": p_float("multiply the product by this factor", 1.0),
 }, example={"in": ["q", "k"], "transpose_b": True})

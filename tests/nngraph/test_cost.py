@@ -80,6 +80,23 @@ def test_cost_with_a_target_gives_time_and_the_kernel_per_attention_node():
     assert "measured" in rep["target"]["roofline"]["source"]
 
 
+def test_backward_skips_the_input_gradient_of_a_layer_that_reads_data():
+    # mlp.yaml 784 -> 256 -> 256 -> 10: the first linear reads x (data: dW only); the others also need dX
+    rep = _cost(str(SPECS / "mlp.yaml"), "--batch", "4", "--mode", "training")
+    first, rest = 2 * 4 * 784 * 256, 2 * 4 * (256 * 256 + 256 * 10)
+    assert rep["totals"]["flops_forward"] == first + rest
+    assert rep["totals"]["flops_backward"] == first + 2 * rest
+
+
+def test_backward_of_an_lstm_skips_the_state_gradient_of_its_first_step():
+    # char_lstm: embed 64 -> LSTM(256, 2 layers) -> linear 128; no h0: step 1's W_hh·h0 multiplies zeros (data)
+    b, t, e, h, v = 2, 16, 64, 256, 128
+    rep = _cost(str(SPECS / "char_lstm.yaml"), "--batch", str(b), "--dim", f"seq={t}", "--mode", "training")
+    lstm = 2 * b * 4 * h * t * ((e + h) + (h + h))
+    assert rep["totals"]["flops_forward"] == lstm + 2 * b * t * h * v
+    assert rep["totals"]["flops_backward"] == 2 * lstm - 2 * (2 * b * 4 * h * h) + 2 * (2 * b * t * h * v)
+
+
 def test_inference_peak_live_counts_the_widest_point_of_an_mlp():
     # mlp.yaml: x [batch, 784] -> 256 -> 10 (float32): peak = input + the two widest values alive together
     rep = _cost(str(SPECS / "mlp.yaml"), "--batch", "4")

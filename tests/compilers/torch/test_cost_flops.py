@@ -1,4 +1,4 @@
-"""``nngraph cost``'s FLOPs equal torch's FlopCounterMode on the compiled module, for every zoo spec.
+"""``nngraph cost``'s forward and backward FLOPs equal torch's FlopCounterMode on the compiled module, for every zoo spec.
 
 The oracle is torch's own count of the products the generated module executes (``FlopCounterMode``:
 mm/addmm/bmm/convolution, 2 per multiply-add). Attention is compared with every query-key pair counted
@@ -10,6 +10,15 @@ kernel FlopCounterMode does not see on a real CPU tensor). Graph ops (``.item()`
 (``bincount`` of routed tokens) need real values, so they run on the CPU at small sizes. Switch's expert
 capacity drops a data-dependent number of tokens: its count is exact with a capacity that drops none
 (capacity_factor 8 ≥ experts/top_k) and an upper bound otherwise.
+
+Backward: FlopCounterMode counts what ``loss.backward()`` executes for a loss summing every float output the
+weights reach, with the module in training mode (the products autograd runs: no input gradient of a first
+layer, whose input is data; none for an LSTM's absent initial state). One documented correction of the oracle:
+FlopCounterMode's ``convolution_backward`` formula ignores ``groups`` in its weight-gradient term (it counts a
+grouped convolution's weight gradient as if every input channel met every output channel, ``groups`` times
+too many: ConvNeXt's and MobileNetV2's depthwise convolutions, Mamba's causal conv1d). The test counts that
+term as the weight gradient's multiply-adds are -- as many as the forward convolution's -- with torch's own
+``conv_flop_count``; the input-gradient term is torch's unchanged.
 """
 
 from __future__ import annotations
@@ -18,11 +27,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from nngraph.compilers.torch import build_module
 from nngraph.compilers.torch.check import random_inputs
-from nngraph.cost.model import node_flops
+from nngraph.cost.model import grad_nodes, node_backward_flops, node_flops
 from nngraph.cost.report import sizes_for
 from nngraph.spec import check_spec
 
@@ -33,8 +42,26 @@ ON_CPU = {"gat", "gcn", "gin_graph", "mixtral_style", "switch_style"}
 EXACT = {"switch_style": ["capacity_factor=8"]}
 
 
-def _measure(name: str, overrides: list[str]) -> tuple[int, int]:
-    """(torch's FlopCounterMode total, the cost model's total) at batch 2, every other dim 16."""
+def _conv_backward(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed, _output_padding,
+                   _groups, output_mask, out_shape, **_) -> int:
+    """torch's convolution_backward count with the weight gradient's multiply-adds counted as the forward's (see the
+    module doc): grad_input = conv_transpose(grad_out, w), grad_weight = one product per (input, tap, output)."""
+    grad_input = conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed) if output_mask[0] else 0
+    grad_weight = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed) if output_mask[1] else 0
+    return grad_input + grad_weight
+
+
+def _floats(out) -> list[torch.Tensor]:
+    """Every float tensor of a module's output (a tensor, a dict or a tuple of them) that a weight reaches."""
+    if isinstance(out, torch.Tensor):
+        return [out] if out.is_floating_point() and out.requires_grad else []
+    values = out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else ()
+    return [t for v in values for t in _floats(v)]
+
+
+def _measure(name: str, overrides: list[str]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((FlopCounterMode's forward, the cost model's), (FlopCounterMode's backward, the cost model's)) at batch 2,
+    every other dim 16, the module in training mode."""
     graph, diag = check_spec(Path(SPECS[0].parent, f"{name}.yaml"), overrides)
     assert not [d for d in diag if d.severity == "error"]
     sizes, _ = sizes_for(graph, {"batch": 2}, None)
@@ -42,23 +69,28 @@ def _measure(name: str, overrides: list[str]) -> tuple[int, int]:
     inputs = random_inputs(graph, sizes)
     device = "cpu" if name in ON_CPU else "meta"
     with torch.device(device):
-        module = build_module(graph).eval()
+        module = build_module(graph).train()
     inputs = {k: v.to(device) for k, v in inputs.items()}
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(**inputs)
+    with FlopCounterMode(display=False) as forward:
+        out = module(**inputs)
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward}) as back:
+        sum(t.sum() for t in _floats(out)).backward()
+    grads = grad_nodes(graph)
     mine = sum(node_flops(graph, n, sizes, dense_attention=True) for n in graph.nodes.values())
-    return counter.get_total_flops(), mine
+    mine_back = sum(node_backward_flops(graph, n, sizes, grads, dense_attention=True) for n in graph.nodes.values())
+    return (forward.get_total_flops(), mine), (back.get_total_flops(), mine_back)
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
-def test_flops_equal_flop_counter_mode(path):
-    torch_flops, mine = _measure(path.stem, EXACT.get(path.stem, []))
-    assert torch_flops > 0
+def test_forward_and_backward_flops_equal_flop_counter_mode(path):
+    (torch_flops, mine), (torch_back, mine_back) = _measure(path.stem, EXACT.get(path.stem, []))
+    assert torch_flops > 0 and torch_back > 0
     assert abs(mine - torch_flops) <= 0.01 * torch_flops, (mine, torch_flops)
+    assert abs(mine_back - torch_back) <= 0.01 * torch_back, (mine_back, torch_back)
 
 
 def test_moe_with_a_capacity_counts_at_most_what_runs_and_at_least_the_router():
-    torch_flops, mine = _measure("switch_style", [])
+    (torch_flops, mine), _ = _measure("switch_style", [])
     assert torch_flops <= mine <= 1.25 * torch_flops
 
 

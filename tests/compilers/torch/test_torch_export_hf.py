@@ -86,6 +86,6 @@ def test_a_spec_of_no_family_is_refused_naming_the_first_node_that_does_not_fit(
     res = CliRunner().invoke(cli.app, ["export-hf", str(tmp_path / "mine.yaml"), "-o", str(tmp_path / "hf")])
     assert res.exit_code == 1 and "Traceback" not in res.output and not (tmp_path / "hf").exists()
     assert "spec 'mine' maps to no Hugging Face family:" in res.output
-    assert "mine.yaml:30:9: node 'layers.0.mlp' (gated_mlp) does not fit the llama layout" in res.output
+    assert "mine.yaml:35:9: node 'layers.0.mlp' (gated_mlp) does not fit the llama layout" in res.output
     res = CliRunner().invoke(cli.app, ["export-hf", str(SPECS / "mlp.yaml"), "-o", str(tmp_path / "hf")])
     assert res.exit_code == 1 and "spec 'mlp' maps to no Hugging Face family: it is none of gpt2_small" in res.output

@@ -178,7 +178,7 @@ def _t5(c: Config) -> dict[str, Any]:
     proj = c.get("feed_forward_proj", "relu")
     c.refuse(proj != "relu", f"feed_forward_proj '{proj}' (the T5 v1.0 spec's FFN is ReLU; v1.1 is gated-...)")
     c.refuse(not _t5_scaled(c), "an unscaled LM head on a ReLU FFN (neither T5 v1.0 nor v1.1)")
-    return _t5_sizes(c)
+    return _t5_sizes(c) | {"shared_embed": True}
 
 
 #: T5 v1.1 ``feed_forward_proj`` -> gated_mlp activation (transformers turns gated-gelu into gelu_new, tanh GELU)

@@ -122,8 +122,7 @@ def test_a_saved_folder_imports_with_logits_equal_to_transformers(family, tmp_pa
     assert (ours[0] - want[0]).abs().max().item() <= 1e-5  # issue 22 asks 1e-4; the zoo specs' oracle, 1e-5
     assert (ours[1, :real] - want[1, :real]).abs().max().item() <= 1e-5
     assert want.abs().max().item() > 0.1  # logits that do not vanish
-    if family != "t5":  # T5 v1.0: the spec's decoder has its own copy of the shared table
-        assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in hf.parameters())
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in hf.parameters())
 
 
 def test_rope_scaling_and_t5_v1_1_settings_become_vars():

@@ -19,6 +19,8 @@ from nngraph.compilers.torch import build_module
 from nngraph.compilers.torch.weights import save_weights
 from nngraph.run_folder import record_run
 
+from hf_round_trip import outputs, padded_batch
+
 transformers = pytest.importorskip("transformers")
 SPECS = Path(__file__).resolve().parents[3] / "specs"
 V, T, REAL = 64, 9, 6
@@ -63,23 +65,6 @@ def _loaded(folder: Path, cls: str):
     return model.eval()
 
 
-def _outputs(case: str, module, hf, ids, mask):
-    """(the spec's, transformers') logits on a right-padded batch; RoBERTa's are its hidden states after the pooler
-    output (pads are token 1), T5's the decoder's on the first row's tokens for both padded sources."""
-    with torch.no_grad():
-        if case.startswith("t5"):
-            tgt = ids[:1].expand(2, -1)
-            return module(ids, mask.sum(1), tgt), hf(input_ids=ids, attention_mask=mask, decoder_input_ids=tgt).logits
-        want = hf(input_ids=ids, attention_mask=mask)
-        if case == "roberta":
-            ours = module(ids)
-            return (torch.cat([ours["pooler_output"][:, None], ours["last_hidden_state"]], 1),
-                    torch.cat([want.pooler_output[:, None], want.last_hidden_state], 1))
-        if case == "bert_encoder":
-            return module(ids, torch.zeros_like(ids), mask.sum(1))["logits"], want.logits
-        return module(ids), want.logits
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_the_exported_folder_loads_in_transformers_with_the_specs_logits(case, tmp_path):
     spec, sets, cls = CASES[case]
@@ -87,11 +72,8 @@ def test_the_exported_folder_loads_in_transformers_with_the_specs_logits(case, t
     _export([str(SPECS / f"{spec}.yaml"), *[a for s in sets.split() for a in ("--set", s)],
              "--weights", str(tmp_path / "w" / "model.safetensors"), "-o", str(tmp_path / "hf")])
     hf = _loaded(tmp_path / "hf", cls)
-    pad = 1 if case == "roberta" else 0
-    ids = torch.randint(pad + 1, V, (2, T), generator=torch.Generator().manual_seed(5))
-    ids[1, REAL:] = pad
-    mask = (torch.arange(T)[None] < torch.tensor([[T], [REAL]])).long()
-    ours, want = _outputs(case, module, hf, ids, mask)
+    ids, mask = padded_batch(V, T, REAL, pad=1 if case == "roberta" else 0, seed=5)
+    ours, want = outputs(case, module, hf, ids, mask)
     real = REAL + (case == "roberta")  # the pooler output comes first
     assert (ours[0] - want[0]).abs().max().item() <= 1e-4
     assert (ours[1, :real] - want[1, :real]).abs().max().item() <= 1e-4

@@ -111,7 +111,8 @@ def export_hf_command(model: Path, out: Path, weights: Path | None, overrides: l
         cfg, shapes = _hf_model_shapes(config, family)
         tensors = hf_tensors(state_dict_for(module), family, shapes, _heads(graph) or 0)
     except ImportError as err:
-        echo(f"error: export-hf builds the transformers model to lay out its tensors: {err}", err=True)
+        echo(f"error: export-hf builds the transformers model to lay out its tensors: {err}; "
+             "pip install 'nngraph[hf]'", err=True)
         return 1
     except (HFExportError, WeightsError, StateDictError, ValueError, OSError) as err:
         echo(f"error: {err}", err=True)

@@ -533,7 +533,7 @@ def import_hf(
 
 @app.command(name="export-hf")
 def export_hf(
-    model: Annotated[Path, typer.Argument(help="a spec of a known family (GPT-2, BERT, RoBERTa, LLaMA, Mistral, Qwen2, Gemma, GPT-NeoX, T5 v1.0/v1.1) or a training run folder")],
+    model: Annotated[Path, typer.Argument(help="a spec of a known family (GPT-2, BERT, RoBERTa, RoBERTa MLM, LLaMA, Mistral, Qwen2, Gemma, GPT-NeoX, T5 v1.0/v1.1) or a training run folder")],
     output: Annotated[Path, typer.Option("-o", "--output", help="folder for config.json and model.safetensors (from_pretrained loads it)")],
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights (.safetensors/.pt); default: the run folder's, else seeded initial weights")] = None,
     set_: SetOpt = None,

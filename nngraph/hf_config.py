@@ -298,7 +298,9 @@ def _roberta_config(v: dict[str, Any]) -> dict[str, Any]:
 FAMILIES: dict[str, Family] = {
     "gpt2": Family("gpt2_small", "hf-gpt2", _gpt2, _gpt2_config, "GPT2LMHeadModel"),
     "bert": Family("bert_encoder", "hf-bert", _bert, _bert_config, "BertForMaskedLM"),
-    "roberta": Family("roberta", "hf-roberta", _roberta, _roberta_config, "RobertaModel"),
+    "roberta": Family("roberta", "hf-roberta", _roberta, _roberta_config, "RobertaModel",
+                      fits=lambda config: "RobertaModel" in (config.get("architectures") or [])),
+    "roberta_mlm": Family("roberta_mlm", "hf-roberta-mlm", _roberta, _roberta_config, "RobertaForMaskedLM", "roberta"),
     "llama": Family("llama_style", "hf-llama", _llama, lambda v: _llama_like_config(v) | {
         "attention_bias": v["attn_bias"], "mlp_bias": v["mlp_bias"]}, "LlamaForCausalLM"),
     "mistral": Family("mistral_style", "hf-mistral", _mistral, lambda v: _llama_like_config(v) | {

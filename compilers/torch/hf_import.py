@@ -22,6 +22,9 @@ Sources (a state dict of the HF model class, with or without its base-model pref
              ``roberta.`` (or none). The positions are computed in the spec from the padding, so the
              checkpoint's 514-row position table loads as is. Skipped: an ``lm_head`` (the spec has
              none), the ``position_ids`` / ``token_type_ids`` buffers.
+``hf-roberta-mlm`` RobertaForMaskedLM onto specs/roberta_mlm.yaml: the same encoder, then ``lm_head.dense``,
+             ``lm_head.layer_norm`` and ``lm_head.bias`` (the decoder is tied to the word embeddings).
+             Skipped: a pooler, ``lm_head.decoder.*`` (tied), the index buffers.
 ``hf-llama`` LlamaForCausalLM onto specs/llama_style.yaml. HF stores q/k rows in the rotate-half RoPE
              order, which is the convention of this back end's RoPE, so nothing is permuted. Without
              ``lm_head.weight`` (tied checkpoints) the head gets ``embed_tokens``. Skipped:
@@ -236,8 +239,20 @@ _ROBERTA = SourceMap(
           (r"embeddings\.(position_ids|token_type_ids)", "index buffer")),
 )
 
+_ROBERTA_MLM = SourceMap(  # RobertaForMaskedLM: the encoder, then RobertaLMHead (decoder tied, bias its own)
+    prefixes=("roberta.",),
+    rules=_BERT_ENCODER + (_r(r"lm_head\.dense\.(weight|bias)", "lm_dense.{1}"),
+                           _r(r"lm_head\.layer_norm\.(weight|bias)", "lm_norm.{1}"),
+                           _r(r"lm_head\.bias", "lm_decoder.bias")),
+    skip=((r"pooler\..*", "RoBERTa pooler: the MLM spec has none"),
+          (r"lm_head\.decoder\.weight", "tied to word_embeddings"),
+          (r"lm_head\.decoder\.bias", "same tensor as lm_head.bias"),
+          (r"embeddings\.(position_ids|token_type_ids)", "index buffer")),
+)
+
 #: source name -> key map; the LLaMA layout serves Mistral, Qwen2 (its q/k/v biases match the same rules), Gemma
-MAPPINGS: dict[str, SourceMap] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-roberta": _ROBERTA, "hf-llama": _LLAMA,
+MAPPINGS: dict[str, SourceMap] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-roberta": _ROBERTA,
+                                  "hf-roberta-mlm": _ROBERTA_MLM, "hf-llama": _LLAMA,
                                   "hf-mistral": _LLAMA, "hf-qwen2": _LLAMA, "hf-gemma": _LLAMA,
                                   "hf-gpt-neox": _GPT_NEOX, "hf-t5": _T5, "hf-t5-v1.1": _T5_V1_1}
 SOURCES = tuple(MAPPINGS)

@@ -16,9 +16,9 @@ def padded_batch(vocab: int, length: int, real: int, pad: int = 0, seed: int = 3
 
 
 def outputs(kind: str, model, hf, ids, mask):
-    """(the spec's, transformers') logits for a family ``kind`` (t5*, roberta, bert*, else a causal LM): T5 decodes
-    the first row's tokens for both padded sources; RoBERTa's are its hidden states after the pooler output (its
-    <s> state, real in both rows), so row 1's real positions are 0..real."""
+    """(the spec's, transformers') logits for a family ``kind`` (t5*, roberta, roberta_mlm, bert*, else a causal
+    LM): T5 decodes the first row's tokens for both padded sources; RobertaModel's are its hidden states after the
+    pooler output (its <s> state, real in both rows), so row 1's real positions are 0..real."""
     with torch.no_grad():
         if kind.startswith("t5"):
             tgt = ids[:1].expand(2, -1)
@@ -28,6 +28,8 @@ def outputs(kind: str, model, hf, ids, mask):
             ours = model(ids)
             return (torch.cat([ours["pooler_output"][:, None], ours["last_hidden_state"]], 1),
                     torch.cat([want.pooler_output[:, None], want.last_hidden_state], 1))
+        if kind == "roberta_mlm":  # its padding comes from the tokens
+            return model(ids)["logits"], want.logits
         if kind.startswith("bert"):
             return model(ids, torch.zeros_like(ids), mask.sum(1))["logits"], want.logits
         return model(ids), want.logits

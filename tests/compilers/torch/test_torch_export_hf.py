@@ -1,5 +1,5 @@
 """`nngraph export-hf SPEC|RUN_DIR -o FOLDER` (issue 22 item 2): zoo specs at small sizes with random weights (no
-Hugging Face origin) -- GPT-2, BERT, RoBERTa, LLaMA (plain and with llama3 RoPE scaling), GPT-NeoX, T5 v1.0 and
+Hugging Face origin) -- GPT-2, BERT, RoBERTa (RobertaModel, RobertaForMaskedLM), LLaMA (plain and with llama3 RoPE scaling), GPT-NeoX, T5 v1.0 and
 v1.1 -- become folders that transformers' from_pretrained loads with no missing, unexpected or
 mis-shaped tensor and whose logits equal the spec's (max abs diff <= 1e-4; measured ~1e-7) on padded batches; a run
 folder brings its tokenizer.json; a spec that fits no family is refused naming the first node that does not fit."""
@@ -29,6 +29,8 @@ CASES = {  # case: (spec file under specs/, --set, the class from_pretrained loa
     "gpt2_small": ("gpt2_small", f"vocab={V} d_model=32 heads=4 layers=2 ctx=16 dropout=0.0", "GPT2LMHeadModel"),
     "bert_encoder": ("bert_encoder", f"vocab={V} d_model=32 heads=4 layers=2 ffn=64 max_len=16 dropout=0.0",
                      "BertForMaskedLM"),
+    "roberta_mlm": ("roberta_mlm", f"vocab={V} d_model=32 heads=4 layers=2 ffn=64 max_len=16 dropout=0.0",
+                    "RobertaForMaskedLM"),
     "roberta": ("seeds/roberta", f"vocab={V} d_model=32 heads=4 layers=2 ffn=64 max_len=16 dropout=0.0", "RobertaModel"),
     "llama_style": ("llama_style", f"vocab={V} d_model=32 heads=4 kv_heads=2 layers=2 attn_bias=true mlp_bias=true "
                     "tie=embed_tokens eps=1.0e-6", "LlamaForCausalLM"),
@@ -72,7 +74,7 @@ def test_the_exported_folder_loads_in_transformers_with_the_specs_logits(case, t
     _export([str(SPECS / f"{spec}.yaml"), *[a for s in sets.split() for a in ("--set", s)],
              "--weights", str(tmp_path / "w" / "model.safetensors"), "-o", str(tmp_path / "hf")])
     hf = _loaded(tmp_path / "hf", cls)
-    ids, mask = padded_batch(V, T, REAL, pad=1 if case == "roberta" else 0, seed=5)
+    ids, mask = padded_batch(V, T, REAL, pad=1 if case.startswith("roberta") else 0, seed=5)
     ours, want = outputs(case, module, hf, ids, mask)
     real = REAL + (case == "roberta")  # the pooler output comes first
     assert (ours[0] - want[0]).abs().max().item() <= 1e-4

@@ -1,5 +1,5 @@
-"""`nngraph import-hf FOLDER|HUB_ID -o DIR` (issue 22 item 1): GPT-2, BERT, RoBERTa, LLaMA (with linear and llama3
-RoPE scaling), Mistral, Qwen2 (with YaRN), Gemma, GPT-NeoX, T5 v1.0 and v1.1 folders written by transformers'
+"""`nngraph import-hf FOLDER|HUB_ID -o DIR` (issue 22 item 1): GPT-2, BERT, RoBERTa (RobertaModel and
+RobertaForMaskedLM), LLaMA (with linear and llama3 RoPE scaling), Mistral, Qwen2 (with YaRN), Gemma, GPT-NeoX, T5 v1.0 and v1.1 folders written by transformers'
 save_pretrained from small configs with random weights become a spec whose every size comes from config.json plus
 weights whose logits equal transformers' (max abs diff <= 1e-5, fp32; measured ~1e-7) on padded batches; shards and weights_only .bin files
 are read; a Hub id comes from the local cache with HF_HUB_OFFLINE (no download is ever started here); an unknown
@@ -34,6 +34,8 @@ FAMILIES = {  # name: (HF class, config)
     "bert": ("BertForMaskedLM", lambda: transformers.BertConfig(**SMALL, max_position_embeddings=32, type_vocab_size=3,
                                                                layer_norm_eps=1e-6, **IDS)),
     "roberta": ("RobertaModel", lambda: transformers.RobertaConfig(  # pad 1: positions count from 2
+        **SMALL, max_position_embeddings=T + 2, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2)),
+    "roberta_mlm": ("RobertaForMaskedLM", lambda: transformers.RobertaConfig(  # as roberta-base ships: no pooler
         **SMALL, max_position_embeddings=T + 2, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2)),
     "llama": ("LlamaForCausalLM", lambda: transformers.LlamaConfig(  # the toggles: biases and a tied head
         **SMALL, num_key_value_heads=2, rms_norm_eps=1e-5, rope_theta=5e5, attention_bias=True, mlp_bias=True,
@@ -73,7 +75,7 @@ def _hf(family: str, folder: Path | None = None):
             if "norm" in name.lower() or name.endswith("bias"):
                 p.add_(torch.randn_like(p) * 0.1)
         if family == "t5_v1_1":  # transformers 5 builds T5's head tied; a v1.1 checkpoint has its own
-            model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight))
+            model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.lm_head.weight) * 0.2)
     if folder is None:
         return model
     model.save_pretrained(folder)

@@ -1,11 +1,12 @@
 """A Hugging Face ``config.json`` as a zoo spec with every size from the config (``nngraph import-hf``).
 
-Each family (HF ``model_type``) names the zoo spec it fills, the ``import-weights`` layout of its
-checkpoints, and how the config's fields become the spec's vars. Pure Python (no torch): the
-generated spec validates anywhere; the weights are converted by the torch back end
-(:mod:`nngraph.compilers.torch.hf_import`). A config the spec cannot express (rope scaling other
-than the default, a serial GPT-NeoX residual, Qwen2's per-layer sliding window, ...) is refused
-with the field and value, never approximated.
+Each family (an HF ``model_type``, or one layout of it: T5 v1.0 / v1.1, RobertaModel / RobertaForMaskedLM)
+names the zoo spec it fills, the ``import-weights`` layout of its checkpoints, how the config's fields
+become the spec's vars, and (export-hf) how the vars become config.json fields. Pure Python (no torch):
+the generated spec validates anywhere; the weights are converted by the torch back end
+(:mod:`nngraph.compilers.torch.hf_import`). A config the spec cannot express (a ``rope_type`` other than
+default, linear, llama3 and yarn, a serial GPT-NeoX residual, Qwen2's per-layer sliding window, ...) is
+refused with the field and value, never approximated.
 """
 
 from __future__ import annotations

@@ -89,8 +89,10 @@ def _main(
     _STATE["debug"] = debug
 
 
-def run_guarded(fn: Callable[[], int | None]) -> None:
-    """Run a command body: SpecError -> formatted diagnostics and exit 1; other errors -> one line, exit 1."""
+def run_guarded(fn: Callable[[], int | None], extra: str | None = None) -> None:
+    """Run a command body: SpecError -> formatted diagnostics and exit 1; other errors -> one line, exit 1.
+
+    ``extra``: the optional extra the command comes with, named when a module it brings is missing."""
     from nngraph.errors import SpecError, format_text
 
     try:
@@ -109,7 +111,7 @@ def run_guarded(fn: Callable[[], int | None]) -> None:
     except ModuleNotFoundError as exc:
         from nngraph.extras import missing_extra_message
 
-        message = missing_extra_message(exc.name or "")
+        message = missing_extra_message(exc.name or "", extra)
         if message is None or _STATE["debug"]:
             raise
         typer.echo(f"error: {message}", err=True)
@@ -560,12 +562,12 @@ def import_hf(
 
         return import_hf_command(model, output, typer.echo)
 
-    run_guarded(body)
+    run_guarded(body, extra="hf")
 
 
 @app.command(name="export-hf")
 def export_hf(
-    model: Annotated[Path, typer.Argument(help="a spec of a known family (GPT-2, BERT, LLaMA, Mistral, Qwen2, Gemma, GPT-NeoX) or a training run folder")],
+    model: Annotated[Path, typer.Argument(help="a spec of a known family (GPT-2, BERT, RoBERTa, RoBERTa MLM, LLaMA, Mistral, Qwen2, Gemma, GPT-NeoX, T5 v1.0/v1.1) or a training run folder")],
     output: Annotated[Path, typer.Option("-o", "--output", help="folder for config.json and model.safetensors (from_pretrained loads it)")],
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights (.safetensors/.pt); default: the run folder's, else seeded initial weights")] = None,
     set_: SetOpt = None,
@@ -577,7 +579,7 @@ def export_hf(
 
         return export_hf_command(model, output, weights, set_ or [], typer.echo)
 
-    run_guarded(body)
+    run_guarded(body, extra="hf")
 
 
 @app.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hf_config import FAMILIES, Family, _yaml_value
+from .hf_config import FAMILIES, Family, _yaml_value, model_type_of
 from .ir import Graph
 from .zoo import find_spec
 
@@ -32,10 +32,10 @@ def _signature(node: Any) -> tuple:
     return node.op, node.params, node.inputs, node.variadic, node.block
 
 
-def misfit(graph: Graph, model_type: str, family: Family) -> str | None:
+def misfit(graph: Graph, name: str, family: Family) -> str | None:
     """Why ``graph`` is not ``family``'s spec at its vars (the first node that differs), or None when it is."""
     ref = _reference(graph, family)
-    where = f"the {model_type} layout (specs/{family.spec}.yaml)"
+    where = f"the {name} layout (specs/{family.spec}.yaml)"
     for name, want in ref.nodes.items():
         got = graph.nodes.get(name)
         if got is None:
@@ -51,7 +51,7 @@ def misfit(graph: Graph, model_type: str, family: Family) -> str | None:
 
 
 def match_family(graph: Graph) -> tuple[str, Family, dict[str, Any]]:
-    """(model_type, family, config.json fields) of the family ``graph`` fits; :class:`HFExportError` otherwise."""
+    """(family name, family, config.json fields) of the family ``graph`` fits; :class:`HFExportError` otherwise."""
     exportable = {t: f for t, f in FAMILIES.items() if f.config is not None}
     named = {t: f for t, f in exportable.items() if f.spec == graph.name}
     tried = named or {t: f for t, f in exportable.items() if set(_reference_vars(f)) <= set(graph.vars)}
@@ -59,11 +59,11 @@ def match_family(graph: Graph) -> tuple[str, Family, dict[str, Any]]:
         raise HFExportError(f"spec '{graph.name}' maps to no Hugging Face family: it is none of "
                             f"{', '.join(f.spec for f in exportable.values())} and defines none's vars")
     problems = []
-    for model_type, family in tried.items():
-        problem = misfit(graph, model_type, family)
+    for name, family in tried.items():
+        problem = misfit(graph, name, family)
         if problem is None:
             config = family.config({k: graph.vars[k] for k in _reference_vars(family)})
-            return model_type, family, {"model_type": model_type, "architectures": [family.architecture]} | config
+            return name, family, {"model_type": model_type_of(name), "architectures": [family.architecture]} | config
         problems.append(problem)
     raise HFExportError(f"spec '{graph.name}' maps to no Hugging Face family: {problems[0]}")
 

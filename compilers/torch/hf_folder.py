@@ -35,8 +35,8 @@ def model_folder(name: str) -> tuple[Path, str]:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise HFConfigError(f"'{name}' is not a folder, and a Hub id needs huggingface_hub "
-                            "(pip install huggingface_hub)") from None
+        raise HFConfigError(f"'{name}' is not a folder, and a Hub id needs huggingface_hub: "
+                            "pip install 'nngraph[hf]'") from None
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if not offline:

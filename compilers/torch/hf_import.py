@@ -22,6 +22,9 @@ Sources (a state dict of the HF model class, with or without its base-model pref
              ``roberta.`` (or none). The positions are computed in the spec from the padding, so the
              checkpoint's 514-row position table loads as is. Skipped: an ``lm_head`` (the spec has
              none), the ``position_ids`` / ``token_type_ids`` buffers.
+``hf-roberta-mlm`` RobertaForMaskedLM onto specs/roberta_mlm.yaml: the same encoder, then ``lm_head.dense``,
+             ``lm_head.layer_norm`` and ``lm_head.bias`` (the decoder is tied to the word embeddings).
+             Skipped: a pooler, ``lm_head.decoder.*`` (tied), the index buffers.
 ``hf-llama`` LlamaForCausalLM onto specs/llama_style.yaml. HF stores q/k rows in the rotate-half RoPE
              order, which is the convention of this back end's RoPE, so nothing is permuted. Without
              ``lm_head.weight`` (tied checkpoints) the head gets ``embed_tokens``. Skipped:
@@ -40,6 +43,9 @@ Sources (a state dict of the HF model class, with or without its base-model pref
              (``position_from``), so nothing is copied.
              Skipped: ``encoder.embed_tokens`` / ``decoder.embed_tokens`` / ``lm_head.weight``
              (tied to ``shared``; an untied head is an error: the spec ties and scales it).
+``hf-t5-v1.1`` T5 v1.1 / flan-t5 (gated-GELU FFN) onto specs/t5_v1_1.yaml: ``wi_0`` / ``wi_1`` go to
+             the gated FFN's ``gate`` / ``up``, ``shared`` to the one token table, ``lm_head`` to the
+             spec's own head (a checkpoint without one gets ``shared``, as transformers ties it).
 
 Anything that does not fit raises :class:`ImportWeightsError`, listing the spec's missing
 parameters, the checkpoint's unexpected tensors and the shape mismatches (typically: set the
@@ -181,16 +187,20 @@ _GPT_NEOX = SourceMap(
 )
 
 
-def _t5_stack(stack: str, cross: bool) -> tuple[Rule, ...]:
+def _t5_stack(stack: str, cross: bool, gated: bool = False) -> tuple[Rule, ...]:
+    """One T5 stack's rules; ``gated``: v1.1's FFN (wi_0, wi_1 onto gated_mlp's gate, up)."""
     spec = stack  # the spec's repeated blocks are named "encoder" / "decoder"
     ff = 2 if cross else 1
-    rules = [
+    ffn = ([_r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.DenseReluDense\.wi_0\.weight", f"{spec}.{{1}}.ff.gate.weight"),
+            _r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.DenseReluDense\.wi_1\.weight", f"{spec}.{{1}}.ff.up.weight")]
+           if gated else
+           [_r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.DenseReluDense\.wi\.weight", f"{spec}.{{1}}.ff.up.weight")])
+    rules = ffn + [
         _r(rf"{stack}\.block\.(\d+)\.layer\.0\.SelfAttention\.(q|k|v)\.weight", f"{spec}.{{1}}.self_attn.{{2}}.weight"),
         _r(rf"{stack}\.block\.(\d+)\.layer\.0\.SelfAttention\.o\.weight", f"{spec}.{{1}}.self_attn.out.weight"),
         _r(rf"{stack}\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias\.weight",
            f"{spec}.0.self_attn.rel_bias.weight"),  # one table per stack, read by every layer
         _r(rf"{stack}\.block\.(\d+)\.layer\.0\.layer_norm\.weight", f"{spec}.{{1}}.ln_self.weight"),
-        _r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.DenseReluDense\.wi\.weight", f"{spec}.{{1}}.ff.up.weight"),
         _r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.DenseReluDense\.wo\.weight", f"{spec}.{{1}}.ff.down.weight"),
         _r(rf"{stack}\.block\.(\d+)\.layer\.{ff}\.layer_norm\.weight", f"{spec}.{{1}}.ln_ff.weight"),
         _r(rf"{stack}\.final_layer_norm\.weight", f"{stack}_norm.weight"),
@@ -214,6 +224,14 @@ _T5 = SourceMap(
            "spec ties its head to the decoder embedding and scales by d_model^-0.5"),),
 )
 
+_T5_V1_1 = SourceMap(  # one shared table (the spec's decoder embedding is tied to the encoder's), its own head
+    prefixes=(),
+    rules=(_r(r"shared\.weight", "encoder_embed.weight"), _r(r"lm_head\.weight", "lm_head.weight"),
+           *_t5_stack("encoder", False, gated=True), *_t5_stack("decoder", True, gated=True)),
+    skip=_T5.skip,
+    fallbacks=(("lm_head.weight", "encoder_embed.weight"),),  # a checkpoint whose head is tied to shared
+)
+
 _ROBERTA = SourceMap(
     prefixes=("roberta.",),
     rules=_BERT_ENCODER + (_r(r"pooler\.dense\.(weight|bias)", "pooler_dense.{1}"),),
@@ -221,10 +239,22 @@ _ROBERTA = SourceMap(
           (r"embeddings\.(position_ids|token_type_ids)", "index buffer")),
 )
 
+_ROBERTA_MLM = SourceMap(  # RobertaForMaskedLM: the encoder, then RobertaLMHead (decoder tied, bias its own)
+    prefixes=("roberta.",),
+    rules=_BERT_ENCODER + (_r(r"lm_head\.dense\.(weight|bias)", "lm_dense.{1}"),
+                           _r(r"lm_head\.layer_norm\.(weight|bias)", "lm_norm.{1}"),
+                           _r(r"lm_head\.bias", "lm_decoder.bias")),
+    skip=((r"pooler\..*", "RoBERTa pooler: the MLM spec has none"),
+          (r"lm_head\.decoder\.weight", "tied to word_embeddings"),
+          (r"lm_head\.decoder\.bias", "same tensor as lm_head.bias"),
+          (r"embeddings\.(position_ids|token_type_ids)", "index buffer")),
+)
+
 #: source name -> key map; the LLaMA layout serves Mistral, Qwen2 (its q/k/v biases match the same rules), Gemma
-MAPPINGS: dict[str, SourceMap] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-roberta": _ROBERTA, "hf-llama": _LLAMA,
+MAPPINGS: dict[str, SourceMap] = {"hf-gpt2": _GPT2, "hf-bert": _BERT, "hf-roberta": _ROBERTA,
+                                  "hf-roberta-mlm": _ROBERTA_MLM, "hf-llama": _LLAMA,
                                   "hf-mistral": _LLAMA, "hf-qwen2": _LLAMA, "hf-gemma": _LLAMA,
-                                  "hf-gpt-neox": _GPT_NEOX, "hf-t5": _T5}
+                                  "hf-gpt-neox": _GPT_NEOX, "hf-t5": _T5, "hf-t5-v1.1": _T5_V1_1}
 SOURCES = tuple(MAPPINGS)
 
 

@@ -92,6 +92,10 @@ def register_position(name: str, kind: str, params: dict[str, Param] | None = No
 
 
 # ----- RoPE -----------------------------------------------------------------
+#: RoPE's context-extension schemes (the ``scaling`` parameter; HF ``rope_type`` names where they exist)
+ROPE_SCALINGS = ("none", "linear", "ntk", "yarn", "llama3")
+
+
 def rotary_dim(head_dim: int, fraction: float = 1.0) -> int:
     """Dims rotated by RoPE: int(head_dim · fraction) (partial rotary, GPT-NeoX style)."""
     return int(head_dim * fraction)
@@ -99,18 +103,28 @@ def rotary_dim(head_dim: int, fraction: float = 1.0) -> int:
 
 def rope_inv_freq(head_dim: int, base: float = 10000.0, fraction: float = 1.0, scaling: str = "none",
                   factor: float = 1.0, original_max_len: int | None = None,
-                  beta_fast: float = 32.0, beta_slow: float = 1.0) -> list[float]:
+                  beta_fast: float = 32.0, beta_slow: float = 1.0,
+                  low_freq_factor: float = 1.0, high_freq_factor: float = 4.0) -> list[float]:
     """Rotation frequencies θ_i = base^(-2i/d), i < d/2, d = rotary dims (Su et al. 2021; seed 002,
     "Rotary Positional Embeddings and Long-Context Extrapolation"); position m rotates pair i by m·θ_i.
 
+    ``linear``: position interpolation (Chen et al. 2023; HF ``linear``): every θ_i / s.
     ``ntk``: NTK-aware scaling (bloc97 2023) raises the base to base·s^(d/(d-2)).
     ``yarn``: YaRN (Peng et al. 2023) blends interpolated θ_i/s and original θ_i with a linear ramp
     over the dims whose wavelength, in rotations over ``original_max_len``, lies between
-    ``beta_fast`` and ``beta_slow`` (the HF ``_compute_yarn_parameters`` formula)."""
+    ``beta_fast`` and ``beta_slow`` (the HF ``_compute_yarn_parameters`` formula).
+    ``llama3``: Llama 3.1's (HF ``llama3``): with L = ``original_max_len`` and wavelength λ_i = 2π/θ_i,
+    θ_i is kept where λ_i < L/high_freq_factor, divided by s where λ_i > L/low_freq_factor, and
+    between them (1 - g)·θ_i/s + g·θ_i with g = (L/λ_i - low_freq_factor)/(high_freq_factor - low_freq_factor)."""
     d = rotary_dim(head_dim, fraction)
     if scaling == "ntk":
         base = base * factor ** (d / (d - 2))
     pos_freqs = [base ** (2 * i / d) for i in range(d // 2)]
+    if scaling == "linear":
+        return [1.0 / (factor * f) for f in pos_freqs]
+    if scaling == "llama3":
+        assert original_max_len is not None
+        return [_llama3_freq(1.0 / f, factor, original_max_len, low_freq_factor, high_freq_factor) for f in pos_freqs]
     if scaling != "yarn":
         return [1.0 / f for f in pos_freqs]
     assert original_max_len is not None
@@ -130,6 +144,17 @@ def rope_inv_freq(head_dim: int, base: float = 10000.0, fraction: float = 1.0, s
     return out
 
 
+def _llama3_freq(theta: float, factor: float, original_max_len: int, low: float, high: float) -> float:
+    """One Llama 3.1 frequency: kept (short wavelengths), θ/s (long ones), or the smooth blend between."""
+    wavelen = 2 * math.pi / theta
+    if wavelen < original_max_len / high:
+        return theta
+    if wavelen > original_max_len / low:
+        return theta / factor
+    smooth = (original_max_len / wavelen - low) / (high - low)
+    return (1 - smooth) * theta / factor + smooth * theta
+
+
 def rope_attention_factor(scaling: str = "none", factor: float = 1.0) -> float:
     """YaRN's multiplier on cos/sin (0.1·ln s + 1); 1 otherwise."""
     return 0.1 * math.log(factor) + 1.0 if scaling == "yarn" and factor > 1 else 1.0
@@ -142,19 +167,26 @@ def _rope_check(p: dict, heads: int, head_dim: int) -> tuple[str, str] | None:
                             f"gives {d}")
     if p["scaling"] == "ntk" and d < 4:
         return "scaling", f"ntk scaling needs at least 4 rotary dims, got {d}"
-    if p["scaling"] == "yarn" and p["original_max_len"] is None:
-        return "original_max_len", "yarn scaling needs original_max_len (the training context length)"
+    if p["scaling"] in ("yarn", "llama3") and p["original_max_len"] is None:
+        return "original_max_len", f"{p['scaling']} scaling needs original_max_len (the training context length)"
+    if p["scaling"] == "llama3" and not p["low_freq_factor"] < p["high_freq_factor"]:
+        return "high_freq_factor", (f"llama3 scaling needs low_freq_factor < high_freq_factor, got "
+                                    f"{p['low_freq_factor']} and {p['high_freq_factor']}")
     return None
 
 
 register_position("rope", "qk_transform", {
     "base": p_float("θ base", 10000.0, min=1.0),
     "fraction": p_float("fraction of head_dim that is rotated (partial rotary)", 1.0, min=0.0, max=1.0),
-    "scaling": p_enum("context extension: none, ntk (NTK-aware base), yarn", ("none", "ntk", "yarn"), "none"),
+    "scaling": p_enum("context extension: none, linear (position interpolation), ntk (NTK-aware base), yarn, "
+                      "llama3 (Llama 3.1)", ROPE_SCALINGS, "none"),
     "factor": p_float("context extension factor s", 1.0, min=1.0),
-    "original_max_len": p_int("training context length (yarn)", None),
+    "original_max_len": p_int("training context length (yarn, llama3)", None),
     "beta_fast": p_float("yarn: rotations above which dims are kept (extrapolated)", 32.0, min=0.0),
     "beta_slow": p_float("yarn: rotations below which dims are interpolated", 1.0, min=0.0),
+    "low_freq_factor": p_float("llama3: wavelengths above original_max_len / this are divided by factor", 1.0,
+                               min=0.0),
+    "high_freq_factor": p_float("llama3: wavelengths below original_max_len / this are kept", 4.0, min=0.0),
 }, """Rotary position embedding (RoPE; Su et al. 2021; seed 002, "Rotary Positional Embeddings and
 Long-Context Extrapolation"): queries and keys are rotated by their absolute position m before the scores.
 

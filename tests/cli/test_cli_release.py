@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -48,3 +50,19 @@ def test_a_command_whose_extra_is_missing_says_what_to_install(capsys):
     err = capsys.readouterr().err
     assert err == ("error: this command needs onnxruntime, which is not installed: pip install 'nngraph[onnx]' "
                    "(or 'nngraph[all]' for every back end)\n")
+
+
+def test_the_hf_commands_name_the_hf_extra_for_what_they_miss(tmp_path, monkeypatch):
+    """import-hf / export-hf come with nngraph[hf] (huggingface_hub, safetensors, transformers, and torch through
+    nngraph[torch]): a missing one is named with that extra, even where another extra also brings it."""
+    table = extras_by_package()
+    assert table["huggingface-hub"] == ["hf"] and table["transformers"] == ["hf"]
+    assert table["safetensors"] == ["torch", "hf"]
+    assert "pip install 'nngraph[torch]'" in missing_extra_message("torch")
+    assert "pip install 'nngraph[hf]'" in missing_extra_message("torch", prefer="hf")
+    assert "pip install 'nngraph[onnx]'" in missing_extra_message("onnx", prefer="hf")  # hf does not bring it
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)  # import fails: ModuleNotFoundError
+    spec = Path(__file__).resolve().parents[2] / "specs" / "gpt_neox_style.yaml"
+    res = CliRunner().invoke(cli.app, ["export-hf", str(spec), "-o", str(tmp_path / "hf")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "this command needs safetensors, which is not installed: pip install 'nngraph[hf]'" in res.output

@@ -6,8 +6,8 @@
   Face LLaMA): dim i is paired with dim i + r/2, both turning by angle m·θ_i, so
   ``rope(x, m) = x·cos(mθ) + rotate_half(x)·sin(mθ)`` with ``rotate_half([a, b]) = [-b, a]`` and
   cos/sin repeated over the two halves -- exactly ``transformers``' ``apply_rotary_pos_emb``, so
-  LLaMA checkpoints load without permuting rows. θ_i = :func:`rope_inv_freq` (NTK / YaRN scaling
-  included); YaRN also multiplies cos and sin by :func:`rope_attention_factor`.
+  LLaMA checkpoints load without permuting rows. θ_i = :func:`rope_inv_freq` (linear, NTK, YaRN and
+  Llama 3 scaling included); YaRN also multiplies cos and sin by :func:`rope_attention_factor`.
 * ALiBi (``score_bias``; Press et al. 2022): bias[h, i, j] = -m_h·|i - j|.
 * T5 buckets (``score_bias``; Raffel et al. 2020): bias[h, i, j] = ``rel_bias.weight[bucket(j - i), h]``
   with :func:`t5_buckets`, the tensor form of ``t5_bucket`` (and of HF ``T5Attention._relative_position_bucket``).
@@ -42,9 +42,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def rope_cos_sin(params: dict, head_dim: int, positions: torch.Tensor,
                  dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin [..., T, r] for integer ``positions`` [..., T] (angles computed in float32 or better)."""
-    inv = torch.tensor(rope_inv_freq(head_dim, params["base"], params["fraction"], params["scaling"], params["factor"],
-                                     params["original_max_len"], params["beta_fast"], params["beta_slow"]),
-                       dtype=torch.float64).to(torch.float64 if dtype == torch.float64 else torch.float32)
+    inv = torch.tensor(rope_inv_freq(head_dim, **params), dtype=torch.float64).to(torch.float64 if dtype == torch.float64 else torch.float32)
     inv = inv.to(positions.device)
     angles = positions.to(inv.dtype).unsqueeze(-1) * inv  # [..., T, r/2]
     emb = torch.cat((angles, angles), dim=-1)

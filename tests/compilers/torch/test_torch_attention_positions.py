@@ -24,7 +24,8 @@ def _rotated(x: torch.Tensor, params: dict, m: int) -> torch.Tensor:
 
 
 ROPES = {"plain": {}, "base_500": {"base": 500.0}, "partial": {"fraction": 0.5},
-         "ntk": {"scaling": "ntk", "factor": 4.0}, "yarn": {"scaling": "yarn", "factor": 8.0, "original_max_len": 64}}
+         "ntk": {"scaling": "ntk", "factor": 4.0}, "yarn": {"scaling": "yarn", "factor": 8.0, "original_max_len": 64},
+         "linear": {"scaling": "linear", "factor": 4.0}, "llama3": {"scaling": "llama3", "factor": 8.0, "original_max_len": 64}}
 
 
 @pytest.mark.parametrize("name", list(ROPES))
@@ -68,6 +69,35 @@ def test_rope_frequencies_come_from_the_front_end_formula_with_yarn_attention_fa
     want = [mscale * math.cos(2 * f) for f in inv] * 2
     assert cos[0].tolist() == pytest.approx(want, abs=1e-12)
     assert (cos ** 2 + sin ** 2)[0].tolist() == pytest.approx([mscale ** 2] * 8, abs=1e-12)
+
+
+#: our RoPE params -> transformers' rope_parameters for the same scaling (head_dim 32, base 500: with
+#: original_max_len 64 llama3's kept, blended and divided wavelength bands all hold frequencies)
+HF_ROPES = {"linear": ({"scaling": "linear", "factor": 4.0}, {"rope_type": "linear", "factor": 4.0}),
+            "llama3": ({"scaling": "llama3", "factor": 8.0, "original_max_len": 64, "low_freq_factor": 1.0,
+                        "high_freq_factor": 4.0},
+                       {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 64,
+                        "low_freq_factor": 1.0, "high_freq_factor": 4.0}),
+            "yarn": ({"scaling": "yarn", "factor": 4.0, "original_max_len": 64},
+                     {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64})}
+
+
+@pytest.mark.parametrize("name", HF_ROPES)
+def test_scaled_rope_cos_sin_equal_transformers_rotary_embedding(name):
+    """The oracle: transformers' LlamaRotaryEmbedding (its ROPE_INIT_FUNCTIONS) at positions past the original length."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    ours, theirs = HF_ROPES[name]
+    config = transformers.LlamaConfig(hidden_size=64, num_attention_heads=2, max_position_embeddings=256,
+                                      rope_parameters={"rope_theta": 500.0, **theirs})
+    positions = torch.tensor([0, 1, 7, 63, 200])
+    want_cos, want_sin = LlamaRotaryEmbedding(config)(torch.zeros(1, 5, 32), positions[None])
+    cos, sin = P.rope_cos_sin(_rope(base=500.0, **ours), 32, positions)
+    plain, _ = P.rope_cos_sin(_rope(base=500.0), 32, positions)
+    # transformers rounds θ_i to float32 first, so the angles m·θ_i differ by ~m·1e-7 (measured 1.1e-5 at m = 200)
+    assert (cos - want_cos[0]).abs().max().item() <= 1e-4 and (sin - want_sin[0]).abs().max().item() <= 1e-4
+    assert (plain - want_cos[0]).abs().max().item() > 0.1  # the scaling changes the rotation
 
 
 def test_alibi_bias_equals_the_front_end_formula_with_offset():

@@ -103,6 +103,23 @@ def test_yarn_keeps_fast_dims_interpolates_slow_dims_and_ramps_between():
     assert p.rope_attention_factor("none", 4.0) == 1.0
 
 
+def test_linear_scaling_divides_every_frequency_by_the_factor():
+    assert p.rope_inv_freq(8, scaling="linear", factor=4.0) == pytest.approx([0.25, 0.025, 0.0025, 0.00025])
+
+
+def test_llama3_keeps_short_wavelengths_divides_long_ones_and_blends_between():
+    # head_dim 32, base 500, L = 64, low 1, high 4: wavelengths 2π·500^(2i/32) < 16 kept, > 64 divided by 8
+    orig = p.rope_inv_freq(32, base=500.0)
+    got = p.rope_inv_freq(32, base=500.0, scaling="llama3", factor=8.0, original_max_len=64)
+    wavelen = [2 * math.pi / f for f in orig]
+    assert [i for i, w in enumerate(wavelen) if w < 16] == [0, 1, 2] and got[:3] == orig[:3]
+    assert [i for i, w in enumerate(wavelen) if w > 64] == list(range(6, 16))
+    assert got[6:] == pytest.approx([f / 8 for f in orig[6:]])
+    for i in (3, 4, 5):  # g = (L/λ - 1)/(4 - 1): (1 - g)·θ/8 + g·θ
+        g = (64 / wavelen[i] - 1) / 3
+        assert 0 < g < 1 and got[i] == pytest.approx((1 - g) * orig[i] / 8 + g * orig[i])
+
+
 def test_shaw_index_clips_relative_distance():
     assert [p.shaw_index(0, kv, 2) for kv in range(6)] == [2, 3, 4, 4, 4, 4]
     assert [p.shaw_index(5, kv, 2) for kv in range(6)] == [0, 0, 0, 0, 1, 2]
@@ -128,7 +145,7 @@ def test_parse_fills_defaults():
     ("alibbi", "type", "did you mean 'alibi'?"),
     ("sinusoidal", "type", "position_embedding"),
     ({"type": "rope", "bse": 1}, "bse", "did you mean 'base'?"),
-    ({"type": "rope", "scaling": "linear"}, "scaling", "expected one of none, ntk, yarn"),
+    ({"type": "rope", "scaling": "dynamic"}, "scaling", "expected one of none, linear, ntk, yarn, llama3"),
     ({"base": 10}, "", "needs 'type'"),
     ([1], "", "expected a position name"),
 ])

@@ -38,11 +38,13 @@ def _sec(doc: str, fields: dict[str, F], shorthand: str | None = None, optional:
 DATA = {
     "builtin": F("enum", "a bundled dataset (offline)", None, BUILTINS),
     "path": F("str", "a data file: .npz/.npy, .csv, .parquet, .arrow/.feather, .txt or .jsonl (text), .json "
-              "(graphs), an edge list, or a folder of images with a subfolder per class; relative to the spec"),
-    "format": F("enum", "file format (auto: from the suffix; a folder: image_folder)", "auto",
+              "(graphs), an edge list, a folder of images with a subfolder per class, or a Hugging Face dataset folder "
+              "written by save_to_disk; relative to the spec"),
+    "format": F("enum", "file format (auto: from the suffix; a folder: hf_dataset when save_to_disk wrote it, "
+                "else image_folder)", "auto",
                 ("auto", "npz", "npy", "csv", "parquet", "arrow", "text", "jsonl", "graph_json", "edgelist",
-                 "image_folder")),
-    "text_key": F("str", "jsonl: the field holding each line's text", "text"),
+                 "image_folder", "hf_dataset")),
+    "text_key": F("str", "jsonl, hf_dataset: the field (column) holding each document's text", "text"),
     "image_size": F("int", "image_folder: images are resized to this many pixels square", 32, min=1, max=4096),
     "image_mode": F("enum", "image_folder: RGB (3 channels) or L (grayscale, 1 channel)", "RGB", ("RGB", "L")),
     "pack": F("bool", "language models: pack whole documents (blank-line-separated blocks of text, or JSONL "
@@ -54,7 +56,8 @@ DATA = {
     "val_fraction": F("float", "fraction held out for validation", 0.1, min=0.0, max=0.9),
     "test_fraction": F("float", "fraction held out for the final test (default: 0.2 for tables, 0 for text)",
                        None, min=0.0, max=0.9),
-    "label_column": F("int_or_str", "csv: the label column, by name or index (default: the last)"),
+    "label_column": F("int_or_str", "csv, parquet, arrow, hf_dataset: the label column, by name or index (default: "
+                      "the last); the other columns are the features", None),
     "x_key": F("str", "npz: the array holding the features", "x"),
     "y_key": F("str", "npz: the array holding the targets", "y"),
     "normalize": F("bool", "standardize features with the training split's mean and std", False),

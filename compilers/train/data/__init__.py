@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from . import builtin, files, hfdisk, tables
+from .augment import Augment
 from .base import (ArrayData, DataError, GraphSetData, NodeGraphData, TokenData, split_indices, split_stream,
                    step_generator)
 from .packing import PackedData, packed_data, split_documents
@@ -36,7 +37,8 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
     val, seed = data["val_fraction"], data["split_seed"]
     name = data["builtin"] or (None if data["path"] else default_builtin(task))
     if name is not None:
-        return _builtin(name, data, task, val, seed)
+        ds = _builtin(name, data, task, val, seed)
+        return _augmented(ds, data, Path(name)) if data["augment"] else ds
     if not data["path"]:
         raise DataError(f"task '{task}' has no built-in dataset: give train.data.path or --data FILE")
     path = Path(data["path"]).expanduser()
@@ -45,6 +47,21 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
     if not path.is_dir():
         files.require_file(path)
     fmt = files.detect_format(path, data["format"])
+    ds = _load_file(path, fmt, data, task, val, seed)
+    return _augmented(ds, data, path) if data["augment"] else ds
+
+
+def _augmented(ds: Dataset, data: dict[str, Any], path: Path) -> ArrayData:
+    """``ds`` with ``data.augment`` on its training batches: images [N, C, H, W] only."""
+    if not isinstance(ds, ArrayData) or ds.fields["x"].ndim != 4:
+        shape = list(ds.fields["x"].shape[1:]) if isinstance(ds, ArrayData) else type(ds).__name__
+        raise DataError(f"{path}: data.augment transforms images [C, H, W] (an image folder, or a saved dataset's "
+                        f"image arrays); this data is {shape}")
+    ds.augment = Augment.of(data["augment"])
+    return ds
+
+
+def _load_file(path: Path, fmt: str, data: dict[str, Any], task: str, val: float, seed: int) -> Dataset:
     test = data["test_fraction"]
     if fmt in ("parquet", "arrow"):
         x, y, names = tables.load_table(path, fmt, data["label_column"])

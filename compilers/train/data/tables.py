@@ -72,6 +72,8 @@ def _feature(col, where: str, name: str) -> np.ndarray:
     """One feature column as float32 [rows, *shape]: numbers, or (nested) lists of numbers of one shape."""
     import pyarrow as pa
 
+    if isinstance(col.type, pa.ExtensionType):  # e.g. datasets' Array2D/3D: nested lists underneath
+        col = pa.chunked_array([c.storage for c in col.chunks], type=col.type.storage_type)
     if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
         rows = []
         for i, v in enumerate(col.to_pylist()):

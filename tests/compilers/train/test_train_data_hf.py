@@ -11,7 +11,7 @@ import torch
 
 from conftest import MLP
 from nngraph.compilers.train import train
-from nngraph.compilers.train.data import DataError, load_data
+from nngraph.compilers.train.data import ArrayData, DataError, load_data
 from nngraph.errors import Diagnostics, SourcePos
 from nngraph.train_schema import check_train
 
@@ -117,3 +117,14 @@ def test_a_language_model_reads_the_text_column_of_each_split(tmp_path):
     assert decoded == {"train": "the cat sat\n\non the mat", "val": "a cat", "test": "the mat"}
     with pytest.raises(DataError, match=r"t \[train\]: no text column 'body'"):
         load_data(cfg(path=str(tmp_path / "t"), text_key="body"), "language_model", tmp_path)
+
+
+def test_an_image_array_column_keeps_its_shape_and_takes_augmentation(tmp_path):
+    images = np.random.default_rng(5).random((6, 3, 4, 4)).astype(np.float32)
+    feats = datasets.Features({"image": datasets.Array3D((3, 4, 4), "float32"), "label": datasets.Value("int64")})
+    datasets.Dataset.from_dict({"image": images, "label": [0, 1] * 3}, features=feats).save_to_disk(str(tmp_path / "i"))
+    ds = load_data(cfg(path=str(tmp_path / "i"), augment={"flip": 1.0}, val_fraction=0.0, test_fraction=0.0),
+                   "classification", tmp_path)
+    assert torch.equal(ds.fields["x"], torch.from_numpy(images)) and ds.fields["y"].tolist() == [0, 1] * 3
+    plain = ArrayData(ds.fields, ds.splits).train_batch(0, 6, 0, 1, seed=0)
+    assert torch.equal(ds.train_batch(0, 6, 0, 1, seed=0)["x"], plain["x"].flip(-1))  # flip probability 1

@@ -17,7 +17,7 @@ from .text import BPETokenizer, CharTokenizer, make_tokenizer
 
 __all__ = ["ArrayData", "BPETokenizer", "CharTokenizer", "DataError", "GraphSetData", "NodeGraphData", "PackedData",
            "TokenData",
-           "default_builtin", "load_data", "step_generator"]
+           "augmented", "default_builtin", "load_data", "step_generator"]
 
 Dataset = ArrayData | TokenData | PackedData | NodeGraphData | GraphSetData
 TOKEN_TASKS = ("language_model", "masked_lm")
@@ -38,7 +38,7 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
     name = data["builtin"] or (None if data["path"] else default_builtin(task))
     if name is not None:
         ds = _builtin(name, data, task, val, seed)
-        return _augmented(ds, data, Path(name)) if data["augment"] else ds
+        return augmented(ds, data, Path(name)) if data["augment"] else ds
     if not data["path"]:
         raise DataError(f"task '{task}' has no built-in dataset: give train.data.path or --data FILE")
     path = Path(data["path"]).expanduser()
@@ -48,15 +48,17 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
         files.require_file(path)
     fmt = files.detect_format(path, data["format"])
     ds = _load_file(path, fmt, data, task, val, seed)
-    return _augmented(ds, data, path) if data["augment"] else ds
+    return augmented(ds, data, path) if data["augment"] else ds
 
 
-def _augmented(ds: Dataset, data: dict[str, Any], path: Path) -> ArrayData:
-    """``ds`` with ``data.augment`` on its training batches: images [N, C, H, W] only."""
-    if not isinstance(ds, ArrayData) or ds.fields["x"].ndim != 4:
-        shape = list(ds.fields["x"].shape[1:]) if isinstance(ds, ArrayData) else type(ds).__name__
-        raise DataError(f"{path}: data.augment transforms images [C, H, W] (an image folder, or a saved dataset's "
-                        f"image arrays); this data is {shape}")
+def augmented(ds: Dataset, data: dict[str, Any], path: Path | str) -> ArrayData:
+    """``ds`` (from ``path``: a file, a built-in or a --dataset hook) with ``data.augment`` on its training
+    batches: images [N, C, H, W] only."""
+    x = ds.fields.get("x") if isinstance(ds, ArrayData) else None
+    if x is None or x.ndim != 4:
+        shape = list(x.shape[1:]) if x is not None else f"{type(ds).__name__} without an 'x' field"
+        raise DataError(f"{path}: data.augment transforms images [C, H, W] (an image folder, a saved dataset's image "
+                        f"arrays, a --dataset hook's x); this data is {shape}")
     ds.augment = Augment.of(data["augment"])
     return ds
 

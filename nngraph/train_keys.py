@@ -35,16 +35,31 @@ def _sec(doc: str, fields: dict[str, F], shorthand: str | None = None, optional:
     return F("section", doc, section=fields, shorthand=shorthand, optional_section=optional)
 
 
+AUGMENT = {
+    "flip": F("float", "probability of a horizontal flip", 0.5, min=0.0, max=1.0),
+    "crop": F("float_pair", "random resized crop: the kept area's fraction range [lo, hi] (aspect ratio 3/4 to "
+              "4/3), resized back to the image size; off when absent", None, min=0.0, max=1.0),
+    "rotate": F("float", "rotation by up to this many degrees either way (corners from outside are 0)", 0.0,
+                min=0.0, max=180.0),
+    "brightness": F("float", "multiply each image by a factor uniform in [1 - b, 1 + b]", 0.0, min=0.0, max=1.0),
+    "contrast": F("float", "scale each image about its mean by a factor uniform in [1 - c, 1 + c]", 0.0, min=0.0,
+                  max=1.0),
+}
 DATA = {
     "builtin": F("enum", "a bundled dataset (offline)", None, BUILTINS),
     "path": F("str", "a data file: .npz/.npy, .csv, .parquet, .arrow/.feather, .txt or .jsonl (text), .json "
-              "(graphs), an edge list, or a folder of images with a subfolder per class; relative to the spec"),
-    "format": F("enum", "file format (auto: from the suffix; a folder: image_folder)", "auto",
+              "(graphs), an edge list, a folder of images with a subfolder per class, or a Hugging Face dataset folder "
+              "written by save_to_disk; relative to the spec"),
+    "format": F("enum", "file format (auto: from the suffix; a folder: hf_dataset when save_to_disk wrote it, "
+                "else image_folder)", "auto",
                 ("auto", "npz", "npy", "csv", "parquet", "arrow", "text", "jsonl", "graph_json", "edgelist",
-                 "image_folder")),
-    "text_key": F("str", "jsonl: the field holding each line's text", "text"),
+                 "image_folder", "hf_dataset")),
+    "text_key": F("str", "jsonl, hf_dataset: the field (column) holding each document's text", "text"),
     "image_size": F("int", "image_folder: images are resized to this many pixels square", 32, min=1, max=4096),
     "image_mode": F("enum", "image_folder: RGB (3 channels) or L (grayscale, 1 channel)", "RGB", ("RGB", "L")),
+    "augment": _sec("images (image_folder; hf_dataset image arrays [C, H, W]): random training-batch augmentation, "
+                    "drawn per example from (seed, step): the same seed gives the same batches; evaluation is never "
+                    "augmented; a number is the flip probability", AUGMENT, shorthand="flip", optional=True),
     "pack": F("bool", "language models: pack whole documents (blank-line-separated blocks of text, or JSONL "
               "lines) into rows of seq_len tokens with per-token doc_ids and positions fed to the graph inputs "
               "of those names; a document's last token predicts nothing (loss never crosses documents)", False),
@@ -54,7 +69,8 @@ DATA = {
     "val_fraction": F("float", "fraction held out for validation", 0.1, min=0.0, max=0.9),
     "test_fraction": F("float", "fraction held out for the final test (default: 0.2 for tables, 0 for text)",
                        None, min=0.0, max=0.9),
-    "label_column": F("int_or_str", "csv: the label column, by name or index (default: the last)"),
+    "label_column": F("int_or_str", "csv, parquet, arrow, hf_dataset: the label column, by name or index (default: "
+                      "the last); the other columns are the features", None),
     "x_key": F("str", "npz: the array holding the features", "x"),
     "y_key": F("str", "npz: the array holding the targets", "y"),
     "normalize": F("bool", "standardize features with the training split's mean and std", False),

@@ -35,12 +35,16 @@ class MetricsLog:
 
     def __init__(self, path: Path, resume_step: int | None):
         self.path = path
+        #: on resume, the last step the interrupted run logged (the trackers had it too: they skip up to it)
+        self.logged_through = resume_step
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
             write_text_atomic(path, "")  # a regular file, never through a link planted at its name
         elif path.exists():
-            keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and _step_of(line) <= resume_step]
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            keep = [line for line in lines if _step_of(line) <= resume_step]
+            self.logged_through = max([resume_step, *(_step_of(line) for line in lines
+                                                      if _step_of(line) < 1 << 62)])
             write_text_atomic(path, "".join(line + "\n" for line in keep))
         self.fh = path.open("a", encoding="utf-8")
 

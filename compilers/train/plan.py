@@ -80,9 +80,11 @@ def task_and_data(run: RunConfig) -> tuple[str, Any]:
     cfg = run.values
     task_name = cfg["task"] if cfg["task"] != "auto" else guess_task(run)
     if run.dataset is not None:  # the user's own Dataset, named on the command line (--dataset MODULE:FUNCTION)
+        from .data import augmented
         from .data.hook import load_hook
 
-        return task_name, load_hook(run.dataset, cfg["data"])
+        ds = load_hook(run.dataset, cfg["data"])
+        return task_name, augmented(ds, cfg["data"], run.dataset) if cfg["data"]["augment"] else ds
     return task_name, load_data(cfg["data"], task_name, data_base_dir(run))
 
 

@@ -49,7 +49,12 @@ def train_run(run: RunConfig, out: Path, resume: bool, echo: Callable[[str], Non
         resumed_from = ck.resume_latest(tr, tr.ckpt_dir, say) if resume else None
         say(f"training {run.graph.name}: {tr.task.describe()}")
         log, tb = _open_outputs(tr, out, resumed_from, trackers or []) if d.main else (None, None)
-        result = _loop(tr, log, tb, quiet, until)
+        try:
+            result = _loop(tr, log, tb, quiet, until)
+        except Exception:
+            if tb is not None:
+                tb.fail()  # the tracker runs end as failed, so --resume can reopen them (even in this process)
+            raise
         if until is not None and tr.step < tr.total:
             _close(log, tb)
             return _summary(tr, result, out)
@@ -86,7 +91,8 @@ def _open_outputs(tr: Trainer, out: Path, resumed_from: int | None,
     if tok is not None:
         write_text_atomic(out / "tokenizer.json", tok.to_json())
     params = {**flat_params("vars", dict(run.graph.vars)), **flat_params("train", run.values)}
-    return log, Trackers(out, run.values["log"], run.graph.name, params, extra)
+    return log, Trackers(out, run.values["log"], run.graph.name, params, extra,
+                         None if resumed_from is None else log.logged_through)
 
 
 def _loop(tr: Trainer, log: MetricsLog | None, tb: Trackers | None, quiet: bool,

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import builtin, files, tables
+from . import builtin, files, hfdisk, tables
+from .augment import Augment
 from .base import (ArrayData, DataError, GraphSetData, NodeGraphData, TokenData, split_indices, split_stream,
                    step_generator)
 from .packing import PackedData, packed_data, split_documents
@@ -16,9 +17,10 @@ from .text import BPETokenizer, CharTokenizer, make_tokenizer
 
 __all__ = ["ArrayData", "BPETokenizer", "CharTokenizer", "DataError", "GraphSetData", "NodeGraphData", "PackedData",
            "TokenData",
-           "default_builtin", "load_data", "step_generator"]
+           "augmented", "default_builtin", "load_data", "step_generator"]
 
 Dataset = ArrayData | TokenData | PackedData | NodeGraphData | GraphSetData
+TOKEN_TASKS = ("language_model", "masked_lm")
 
 _TASK_DEFAULT = {"classification": "digits", "regression": None, "language_model": "text", "masked_lm": "text",
                  "diffusion": "digits", "vae": "digits", "node_classification": "karate",
@@ -35,7 +37,8 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
     val, seed = data["val_fraction"], data["split_seed"]
     name = data["builtin"] or (None if data["path"] else default_builtin(task))
     if name is not None:
-        return _builtin(name, data, task, val, seed)
+        ds = _builtin(name, data, task, val, seed)
+        return augmented(ds, data, Path(name)) if data["augment"] else ds
     if not data["path"]:
         raise DataError(f"task '{task}' has no built-in dataset: give train.data.path or --data FILE")
     path = Path(data["path"]).expanduser()
@@ -44,19 +47,44 @@ def load_data(data: dict[str, Any], task: str, base_dir: Path) -> Dataset:
     if not path.is_dir():
         files.require_file(path)
     fmt = files.detect_format(path, data["format"])
+    ds = _load_file(path, fmt, data, task, val, seed)
+    return augmented(ds, data, path) if data["augment"] else ds
+
+
+def augmented(ds: Dataset, data: dict[str, Any], path: Path | str) -> ArrayData:
+    """``ds`` (from ``path``: a file, a built-in or a --dataset hook) with ``data.augment`` on its training
+    batches: images [N, C, H, W] only."""
+    x = ds.fields.get("x") if isinstance(ds, ArrayData) else None
+    if x is None or x.ndim != 4:
+        shape = list(x.shape[1:]) if x is not None else f"{type(ds).__name__} without an 'x' field"
+        raise DataError(f"{path}: data.augment transforms images [C, H, W] (an image folder, a saved dataset's image "
+                        f"arrays, a --dataset hook's x); this data is {shape}")
+    ds.augment = Augment.of(data["augment"])
+    return ds
+
+
+def _load_file(path: Path, fmt: str, data: dict[str, Any], task: str, val: float, seed: int) -> Dataset:
     test = data["test_fraction"]
     if fmt in ("parquet", "arrow"):
         x, y, names = tables.load_table(path, fmt, data["label_column"])
-        return _arrays(x, _targets(y, task, path), names, data, val, 0.2 if test is None else test, seed, path)
+        return _arrays(x, _targets(y, task, path), names, data, val, test, seed, path)
+    if fmt == "hf_dataset":
+        if task in TOKEN_TASKS:
+            return _hf_tokens(path, data, val, test)
+        x, y, names, spans, left_out = hfdisk.table(path, data["label_column"])
+        ds = _arrays(x, _targets(y, task, path), names, data, val, test, seed, path,
+                     hfdisk.splits(spans, val, test, seed))
+        ds.meta.update({"splits_left_out": left_out} if left_out else {})
+        return ds
     if fmt == "image_folder":
         x, y, names = tables.load_image_folder(path, data["image_size"], data["image_mode"])
-        return _arrays(x, y, names, data, val, 0.2 if test is None else test, seed, path)
+        return _arrays(x, y, names, data, val, test, seed, path)
     if fmt in ("npz", "npy"):
         x, y = files.load_arrays(path, fmt, data["x_key"], data["y_key"])
-        return _arrays(x, _targets(y, task, path), None, data, val, 0.2 if test is None else test, seed, path)
+        return _arrays(x, _targets(y, task, path), None, data, val, test, seed, path)
     if fmt == "csv":
         x, y, names, lines = files.load_csv(path, data["label_column"])
-        return _arrays(x, _targets(y, task, path, lines), names, data, val, 0.2 if test is None else test, seed, path)
+        return _arrays(x, _targets(y, task, path, lines), names, data, val, test, seed, path)
     if fmt == "text":
         return _tokens(files.load_text(path), data, val, test or 0.0, str(path))
     if fmt == "jsonl":
@@ -98,6 +126,24 @@ def _tokens(text: str | list[str], data: dict[str, Any], val: float, test: float
     return TokenData(streams, tok.vocab_size, tok, {"name": Path(source).name, "tokens": int(ids.numel())})
 
 
+def _hf_tokens(path: Path, data: dict[str, Any], val: float, test: float | None) -> TokenData | PackedData:
+    """A saved dataset's ``text_key`` column as documents: a Dataset's as JSONL lines are; a DatasetDict's splits
+    each their own stream (a missing val split cut from train's), one tokenizer made from all their text."""
+    docs = hfdisk.documents(path, data["text_key"])
+    if "all" in docs:
+        return _tokens(docs["all"], data, val, test or 0.0, str(path))
+    if data["pack"]:
+        raise DataError(f"{path}: data.pack packs one Dataset's documents; this folder is a DatasetDict "
+                        f"({', '.join(docs)}): save its splits as one Dataset or leave pack off")
+    text = {k: "\n\n".join(v) for k, v in docs.items()}
+    tok = make_tokenizer(data["tokenizer"], "\n\n".join(text.values()), data["vocab_size"])
+    streams = {k: tok.encode(t, f"{path} [{k}]") for k, t in text.items()}
+    if "val" not in streams and val:
+        streams.update(split_stream(streams.pop("train"), val, 0.0))
+    total = sum(int(s.numel()) for s in streams.values())
+    return TokenData(streams, tok.vocab_size, tok, {"name": path.name, "tokens": total})
+
+
 def _targets(y: np.ndarray | None, task: str, path: Path, lines: list[int] | None = None) -> np.ndarray | None:
     """Classification targets are class ids: whole numbers become int64, a fraction is refused where it is -- the
     file's line (``lines``: a CSV's line of each row), else the array's row (it would reach the loss as a float)."""
@@ -113,7 +159,9 @@ def _targets(y: np.ndarray | None, task: str, path: Path, lines: list[int] | Non
 
 
 def _arrays(x: np.ndarray, y: np.ndarray | None, names: list[str] | None, data: dict[str, Any], val: float,
-            test: float, seed: int, path: Path) -> ArrayData:
+            test: float | None, seed: int, path: Path, splits: dict[str, torch.Tensor] | None = None) -> ArrayData:
+    """Rows as an ArrayData; ``splits`` as given (a DatasetDict's) or drawn by the fractions (test 0.2 unless
+    given)."""
     if len(x) < 2:
         raise DataError(f"{path}: needs at least 2 examples, got {len(x)}")
     fields = {"x": torch.from_numpy(np.ascontiguousarray(x)).float()}
@@ -131,7 +179,9 @@ def _arrays(x: np.ndarray, y: np.ndarray | None, names: list[str] | None, data: 
         fields["y"] = yt
     if names:
         meta["classes"] = names
-    return _normalized(ArrayData(fields, split_indices(len(x), val, test, seed), meta), data)
+    if splits is None:
+        splits = split_indices(len(x), val, 0.2 if test is None else test, seed)
+    return _normalized(ArrayData(fields, splits, meta), data)
 
 
 def _normalized(ds: ArrayData, data: dict[str, Any]) -> ArrayData:

@@ -45,12 +45,14 @@ def _slice(global_size: int, rank: int, world: int) -> slice:
 
 @dataclass
 class ArrayData:
-    """Examples as rows: ``fields[name][i]`` is example i; ``splits`` hold row indices."""
+    """Examples as rows: ``fields[name][i]`` is example i; ``splits`` hold row indices. ``augment``: applied to the
+    training batches' ``x`` (:class:`.augment.Augment`), never to evaluation batches."""
 
     fields: dict[str, torch.Tensor]
     splits: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
     kind: str = "array"
+    augment: Any = None
 
     def size(self, split: str) -> int:
         return int(self.splits[split].numel()) if split in self.splits else 0
@@ -66,8 +68,11 @@ class ArrayData:
         bpe = self.batches_per_epoch(global_batch)
         epoch, j = divmod(m, bpe)
         idx = self.splits["train"][_epoch_perm(n, seed, epoch)[j * global_batch:(j + 1) * global_batch]]
-        idx = idx[_slice(global_batch, rank, world)]
-        return {k: v[idx] for k, v in self.fields.items()}
+        rows = _slice(global_batch, rank, world)
+        out = {k: v[idx[rows]] for k, v in self.fields.items()}
+        if self.augment is not None:  # the global batch's draws, so N processes see one process's batch
+            out["x"] = self.augment(out["x"], step_generator(seed, 3, m), global_batch, rows)
+        return out
 
     def eval_batches(self, split: str, batch: int, limit: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
         rows = self.splits.get(split)

@@ -30,11 +30,13 @@ def detect_format(path: Path, fmt: str) -> str:
     if fmt != "auto":
         return fmt
     if path.is_dir():
-        return "image_folder"
+        from .hfdisk import is_saved_dataset
+
+        return "hf_dataset" if is_saved_dataset(path) else "image_folder"
     if path.suffix.lower() in SUFFIX_FORMATS:
         return SUFFIX_FORMATS[path.suffix.lower()]
     raise DataError(f"{path}: cannot tell the format from the suffix '{path.suffix}'; "
-                    f"set train.data.format ({', '.join(sorted(set(SUFFIX_FORMATS.values())))}, image_folder)")
+                    f"set train.data.format ({', '.join(sorted(set(SUFFIX_FORMATS.values())))}, image_folder, hf_dataset)")
 
 
 def _finite_rows(arr: np.ndarray, path: Path, what: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-import mlflow  # the dev extra has it: a missing one is a failure, not a skip
+import mlflow  # the dev extra has them: a missing one is a failure, not a skip
+import wandb
 
 import pytest
 
@@ -82,6 +83,7 @@ def test_a_wandb_offline_run_holds_params_metrics_and_artifacts(tmp_path, write_
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     out = tmp_path / "run"
     train(write_spec(), out=out, overrides=["train.log.wandb=true", "train.log.plot=true", "hidden=24"], quiet=True)
+    wandb.teardown()  # W&B's service writes the offline log in the background: wait for the last records
     [log] = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
     config, history, artifacts = {}, {}, []
     for r in _wandb_records(log):
@@ -99,3 +101,71 @@ def test_a_wandb_offline_run_holds_params_metrics_and_artifacts(tmp_path, write_
     assert {s: h["train/loss"] for s, h in history.items() if "train/loss" in h} == pytest.approx(train_loss,
                                                                                                    rel=1e-12)
     assert {"loss.png", "model.safetensors", "spec.yaml", "summary.json"} <= set(artifacts)
+
+
+class _Crash:
+    """A tracker that fails at ``step``, after the trackers before it (and metrics.jsonl) have that step."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def scalars(self, split, step, values):
+        if step == self.step:
+            raise RuntimeError(f"crash at step {step}")
+
+    def close(self):
+        pass
+
+
+RESUMABLE = ["train.checkpoint.every=4", "train.eval.every=4", "hidden=24"]
+
+
+def _crash_and_resume(spec, out, log_key):
+    """Train until a crash at step 6 (checkpoint at 4), then resume to 16 steps (a changed train.steps)."""
+    with pytest.raises(RuntimeError, match="crash at step 6"):
+        train(spec, out=out, overrides=[log_key, *RESUMABLE], quiet=True, trackers=[_Crash(6)])
+    ids = json.loads((out / "trackers.json").read_text())
+    train(spec, out=out, overrides=[log_key, *RESUMABLE, "train.steps=16"], quiet=True, resume=True)
+    return ids, [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_resumed_run_continues_its_mlflow_run_at_the_next_steps(tmp_path, write_spec):
+    out = tmp_path / "run"
+    ids, records = _crash_and_resume(write_spec(), out, "train.log.mlflow=true")
+    client = mlflow.MlflowClient(tracking_uri=(out / "mlruns").as_uri())
+    [run] = client.search_runs([client.get_experiment_by_name("mlp_small").experiment_id])
+    assert run.info.run_id == ids["mlflow"]["run_id"] and run.info.status == "FINISHED"
+    # params are written once: the resumed run's changed train.steps is a tag of that name
+    assert run.data.params["train.steps"] == "12" and run.data.tags["train.steps"] == "16"
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, 17))  # each step once
+    train_loss = {r["step"]: r["loss"] for r in records if r["split"] == "train"}
+    assert {m.step: m.value for m in history} == pytest.approx(train_loss, rel=1e-12)
+    val = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss"))
+    assert val == [0, 4, 8, 12, 16]
+
+
+def test_a_resumed_run_continues_its_wandb_run_at_the_next_steps(tmp_path, write_spec, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    out = tmp_path / "run"
+    ids, records = _crash_and_resume(write_spec(), out, "train.log.wandb=true")
+    wandb.teardown()  # W&B's service writes the offline log in the background: wait for the last records
+    logs = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logs) == 2  # the interrupted run's files and the resumed run's, one run id
+    steps, run_ids = [], set()
+    for log in logs:
+        for r in _wandb_records(log):
+            kind = r.WhichOneof("record_type")
+            if kind == "run":
+                run_ids.add(r.run.run_id)
+            elif kind == "history":
+                row = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+                if "train/loss" in row:
+                    steps.append((row["_step"], row["train/loss"]))
+    assert run_ids == {ids["wandb"]["run_id"]}
+    train_loss = [(r["step"], r["loss"]) for r in records if r["split"] == "train"]
+    assert [s for s, _ in steps] == list(range(1, 17))  # in order, each step once across both files
+    assert dict(steps) == pytest.approx(dict(train_loss), rel=1e-12)

@@ -79,3 +79,28 @@ def test_tune_runs_trials_resumes_the_study_and_names_the_best_run(tmp_path, wri
     assert best["value"] == min(t["value"] for t in done)
     assert (out / f"trial_{best['number']:04d}" / "model.safetensors").is_file()
     assert (out / "tune.png").read_bytes()[:4] == b"\x89PNG" and (out / "study.db").is_file()
+
+
+def test_parallel_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_path, write_spec):
+    spec, out = write_spec(), tmp_path / "tune"
+    res = runner.invoke(cli.app, ["tune", str(spec), *SPACE, "--out", str(out), "--steps", "3", "--trials", "4",
+                                  "--workers", "2", "--set", "train.eval.every=3"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "trials.json").read_text())
+    trials = result["trials"]
+    assert [t["number"] for t in trials] == [0, 1, 2, 3]  # each number once: none lost, none run twice
+    assert sorted(t["out"] for t in trials) == [str(out / f"trial_{n:04d}") for n in range(4)]
+    for t in trials:
+        assert t["state"] in ("COMPLETE", "PRUNED")
+        record = json.loads(open(t["out"] + "/run.json").read())
+        assert f"hidden={t['params']['vars.hidden']}" in record["overrides"]  # the run had its trial's values
+        if t["state"] == "COMPLETE":
+            summary = json.loads(open(t["out"] + "/summary.json").read())
+            assert summary["val"]["loss"] == t["value"] and summary["steps"] == 3
+    done = [t for t in trials if t["state"] == "COMPLETE"]
+    assert result["best"]["value"] == min(t["value"] for t in done)
+    rows = [line.split() for line in res.output.splitlines() if line.strip()[:1].isdigit() or line.strip()[:1] == "*"]
+    assert sorted(int(r[0].lstrip("*")) for r in rows) == [0, 1, 2, 3]  # the table: one row per trial
+    study = optuna.load_study(study_name=spec.stem, storage=f"sqlite:///{out / 'study.db'}")
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), "no two trials ran at the same time"

@@ -45,7 +45,7 @@ def _spec() -> str:
 
 def _module(ref, cfg, q, k, v):
     low = LoweredAttention.from_reference(copy.deepcopy(ref), {"tiers": [dict(cfg, min_kv=0)]})
-    low.keys_values = lambda x, context: (q, k, v, 0)  # type: ignore[method-assign]
+    low.keys_values = lambda x, context, *_: (q, k, v, 0)  # type: ignore[method-assign]
     low.out = torch.nn.Identity()
     return low.eval()
 

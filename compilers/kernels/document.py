@@ -6,14 +6,17 @@ Pattern: an ``attention`` node on a torch target whose mask is ``document`` or a
 (no compile, no BlockMask), batches the runs of equal length and computes each run's queries against
 only its own keys — SDPA (is_causal, a boolean mask or an additive position term) or, for Shaw values
 and a learnable T5 table in training, the reference's math — so forward and backward touch Σ L² pairs,
-not T². Ids that are not contiguous runs and calls with cached keys are computed densely (exact, slow).
+not T². Inside a run, query tiles (``tile``..``tile_max`` queries) skip the key blocks a causal mask or a
+sliding window cannot reach (about Σ L²/2 pairs causal, Σ L·(tile + window) with a window); exactly-causal
+runs from ``is_causal_from`` tokens use SDPA's is_causal, which skips them itself. Ids that are not
+contiguous runs and calls with cached keys are computed densely (exact, slow).
 
 Check: the profile has ``document``; self-attention; a top-level ``document`` conjunct; no table mask
 (BigBird's random rows have no pointwise form). Every position encoding is served (positions from the
 ``positions`` input when connected). Cost: ``document.cost`` per unit at the worst case the plan
 can know — one document filling the sequence — scaled by the block density of the rest of the mask
-(causal: about half), plus a per-call overhead for the run table; memory: the runs' masks and scores
-at that worst case.
+(causal: about half; a window: its band), the work the tiles do, plus a per-call overhead for the run
+table; memory: the runs' masks and scores at that worst case.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def _check(ctx):
 def _config(ctx):
     facts, entry = ctx.facts, ctx.target.kernel("document")
     return {"kernel": "document", "fix_empty_rows": facts.fix_empty_rows, "sdpa": bool(entry.get("sdpa", True)),
-            "bias_grad": bool(entry.get("bias_grad", False)), "backward": True}
+            "bias_grad": bool(entry.get("bias_grad", False)), "backward": True,
+            **{k: int(entry[k]) for k in ("tile", "tile_max", "is_causal_from") if k in entry}}
 
 
 def _cost(facts, target, mode, kv_len, cfg):

@@ -172,3 +172,17 @@ def has_band(node: Any) -> bool:
     """The mask's visible pairs lie in a band around the diagonal (plus global rows/columns): a banded kernel applies."""
     band = band_of(node)
     return band is not None and band.left is not None
+
+
+def key_reach(node: MaskNode) -> tuple[int | None, int | None]:
+    """How far a query may look back and ahead: (left, right) with every visible pair inside
+    ``i - left <= j <= i + right`` (None: unbounded that side). From the band (no global rows or columns)
+    and a causal conjunct of a top-level ``all`` (right 0): what a tiled kernel may skip."""
+    kids = list(node.children) if node.op == "all" else [node]
+    causal = any((native_of(c) or Native()).causal for c in kids)
+    band = band_of(node)
+    left, right = (band.left, band.right) if band is not None and band.left is not None and not (
+        band.rows or band.cols) else (None, None)
+    if causal:
+        right = 0 if right is None else min(right, 0)
+    return left, right

@@ -15,6 +15,12 @@ registered predicates at absolute positions, as the reference does):
   additive float mask (position term, masked pairs at the dtype's most negative finite value);
 * otherwise (Shaw values, T5's learnable table in training) -> the reference's math on the run's tiles.
 
+Query tiles (attention_kernels_document_tiles.py): when the rest bounds how far ahead a query looks (causal, a
+sliding window), a run longer than a tile is cut into query tiles, each computed against only the key chunks its
+mask can reach, so the blocks above the diagonal (and outside a window) are never computed, forward or backward.
+A causal run without a score term from ``is_causal_from`` tokens on stays one ``is_causal`` call: torch's CPU
+kernel skips those blocks itself there (measured: tiling such runs gains nothing at 1024 tokens, loses at 2048).
+
 Every path is autograd through block-sparse tensors, so the backward is block-sparse too. Position terms
 (ALiBi, T5 buckets, Shaw) are evaluated at the positions the encoding uses: the per-row ids of the ``positions``
 input when connected (per-document positions, ``ids``), else the absolute index; RoPE is applied to q and k (at
@@ -26,15 +32,17 @@ is computed densely per batch row with the full mask — the reference's math, s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from nngraph.attention import masks as masks
-from nngraph.attention.analysis import hides_nothing, mask_kind
+from nngraph.attention.analysis import hides_nothing, key_reach, mask_kind
 
 from .attention import softmax
+from .attention_kernels_document_tiles import by_shape, run_tiles, tile_size
 from .attention_kernels_local import _uniform_rows
 from .attention_masks import mask_at
 
@@ -85,12 +93,17 @@ def _rows(flat: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return flat.index_select(0, where)
 
 
-def _gather(flat: torch.Tensor, seq: int, rows: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``flat`` [B·seq, H, d] at batch rows ``rows`` [n] and positions ``idx`` [n, L] -> [n, H, L, d] (a strided
-    view of the rows where they are one range: SDPA and matmul take it as is)."""
+def _run_rows(flat: torch.Tensor, seq: int, rows: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``flat`` [B·seq, H, d] at batch rows ``rows`` [n] and positions ``idx`` [n, L] -> [n, L, H, d] (a view of the
+    rows where they are one range)."""
     n, length = idx.shape
     where = (rows.view(-1, 1) * seq + idx).reshape(-1)
-    return _rows(flat, where).view(n, length, *flat.shape[1:]).transpose(1, 2)
+    return _rows(flat, where).view(n, length, *flat.shape[1:])
+
+
+def _gather(flat: torch.Tensor, seq: int, rows: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """:func:`_run_rows` as [n, H, L, d] (a strided view: SDPA and matmul take it as is)."""
+    return _run_rows(flat, seq, rows, idx).transpose(1, 2)
 
 
 def _position_term(m: Any, qs: torch.Tensor, pos_q: torch.Tensor, pos_k: torch.Tensor) -> tuple[Any, Any]:
@@ -136,42 +149,103 @@ def _sdpa(m: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, vis: torch.
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn, dropout_p=drop, is_causal=causal, scale=m.scale)
 
 
-def _group(m: Any, tier: dict[str, Any], qkv: tuple[torch.Tensor, ...], rest: Any,
-           where: tuple[torch.Tensor, torch.Tensor, torch.Tensor], q_end: int, inputs: dict[str, Any],
-           needs_grad: bool, causal: bool = False, ids: tuple[torch.Tensor, torch.Tensor] | None = None
-           ) -> torch.Tensor:
-    """Attention of the queries at (rows [n], absolute positions q_idx [n, Lq]; the last query is ``q_end - 1``) over
-    the keys at kv_idx [n, Lk]: [n, H, Lq, d]; ``qkv``: q, k, v [B, H, T|S, d] and their rows [B·(T|S), H, d].
-    ``rest``: the mask evaluated on those pairs (None: all visible); ``causal``: it is exactly causal on aligned
-    queries and keys (SDPA's is_causal, no mask tensor); ``ids``: per-row position ids (q [B, T], k [B, S]) of the
-    score term, else the absolute indices."""
+@dataclass
+class _Call:
+    """What every group of one call shares: the module, its tier, the mask inputs, whether gradients are taken, the
+    position ids of the score term (q [B, T], k [B, S]; None: absolute indices), v [B, H, S, d] (empty rows' uniform
+    attention), the absolute position after the last query (``q_end``) and that of the first (``offset``)."""
+
+    m: Any
+    tier: dict[str, Any]
+    inputs: dict[str, Any]
+    needs_grad: bool
+    ids: tuple[torch.Tensor, torch.Tensor] | None
+    v: torch.Tensor
+    q_end: int
+    offset: int
+
+
+def _attend(call: _Call, qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor], rest: Any,
+            where: tuple[torch.Tensor, torch.Tensor, torch.Tensor], causal: bool = False,
+            vis: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention of gathered queries qkv[0] [n, H, Lq, d] (batch rows, absolute positions ``where`` = (rows [n],
+    q_idx [n, Lq], kv_idx [n, Lk])) over the gathered keys and values [n, H, Lk, d]: [n, H, Lq, d]. ``rest``: the
+    mask evaluated on those pairs (None: all visible); ``causal``: it is exactly causal on aligned queries and keys
+    (SDPA's is_causal, no mask tensor); ``vis``: the mask on those pairs when the caller has it already."""
+    m, tier = call.m, call.tier
     rows, q_idx, kv_idx = where
-    q, k, v, qf, kf, vf = qkv
-    q_len, kv_len = q.shape[-2], k.shape[-2]
-    qg, kg, vg = _gather(qf, q_len, rows, q_idx - (q_end - q_len)), _gather(kf, kv_len, rows, kv_idx), _gather(vf, kv_len, rows, kv_idx)
-    vis = None
-    if rest is not None and not hides_nothing(rest) and not causal:
+    qg, kg, vg = qkv
+    kv_len = call.v.shape[-2]
+    if vis is None and rest is not None and not hides_nothing(rest) and not causal:
+        inputs = {n: t for n, t in call.inputs.items() if n in masks.MASK_INPUTS}
         vis = mask_at(rest, rows.view(-1, 1, 1, 1), q_idx.unsqueeze(1).unsqueeze(-1), kv_idx.unsqueeze(1).unsqueeze(-2),
-                      q_len=q_end, kv_len=kv_len, **{n: t for n, t in inputs.items() if n in masks.MASK_INPUTS})
+                      q_len=call.q_end, kv_len=kv_len, **inputs)
     term, values = None, None
     if m.pos.score_bias:
-        pos_q = ids[0][rows.view(-1, 1), q_idx - (q_end - q_len)] if ids is not None else q_idx
-        pos_k = ids[1][rows.view(-1, 1), kv_idx] if ids is not None else kv_idx
+        pos_q = call.ids[0][rows.view(-1, 1), q_idx - call.offset] if call.ids is not None else q_idx
+        pos_k = call.ids[1][rows.view(-1, 1), kv_idx] if call.ids is not None else kv_idx
         term, values = _position_term(m, qg * m.scale, pos_q, pos_k)
-    learnable = term is not None and needs_grad and tier.get("bias_grad") is False and m.pos.learnable
+    learnable = term is not None and call.needs_grad and tier.get("bias_grad") is False and m.pos.learnable
     if values is not None or learnable or not tier.get("sdpa", True):
         if causal:
             n = q_idx.shape[-1]
-            vis = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+            vis = torch.ones(n, n, dtype=torch.bool, device=qg.device).tril()
         o = _math(m, qg, kg, vg, vis, term, values)
     else:
         o = _sdpa(m, qg, kg, vg, vis, term, causal)
     if tier.get("fix_empty_rows") and vis is not None:
         empty = ~vis.expand(o.shape[0], 1, *vis.shape[-2:]).any(-1, keepdim=True)  # [n, 1, Lq, 1]
         if bool(empty.any()):
-            uniform = torch.stack([_uniform_rows(m, v[r:r + 1], qi)[0] for r, qi in zip(rows.tolist(), q_idx)])
+            uniform = torch.stack([_uniform_rows(m, call.v[r:r + 1], qi)[0] for r, qi in zip(rows.tolist(), q_idx)])
             o = torch.where(empty, uniform.to(o.dtype), o)
     return o
+
+
+def _group(call: _Call, flats: tuple[torch.Tensor, ...], rest: Any, where: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+           causal: bool = False) -> torch.Tensor:
+    """:func:`_attend` on the queries and keys at ``where`` of the rows ``flats`` = q, k, v [B·(T|S), H, d]."""
+    rows, q_idx, kv_idx = where
+    q_len, kv_len = flats[0].shape[0] // call.v.shape[0], call.v.shape[-2]
+    qkv = (_gather(flats[0], q_len, rows, q_idx - call.offset), _gather(flats[1], kv_len, rows, kv_idx),
+           _gather(flats[2], kv_len, rows, kv_idx))
+    return _attend(call, qkv, rest, where, causal)
+
+
+def _cat(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
+def _span(run: torch.Tensor, chunks: tuple[torch.Tensor, ...], tile: int, a: int, b: int, grad: bool) -> torch.Tensor:
+    """Chunks a..b-1 of ``run`` [n, L, H, d] along L: a view without gradients; with them the ``chunks`` (one split
+    of ``run``) concatenated — a contiguous copy whose backward is views, where a slice of ``run`` would get a
+    zero-filled [n, L, H, d] gradient per tile."""
+    return _cat(list(chunks[a:b]), 1) if grad else run[:, a * tile:b * tile]
+
+
+def _tiled(call: _Call, flats: tuple[torch.Tensor, ...], rest: Any, rows: torch.Tensor, idx: torch.Tensor,
+           tile: int, reach: tuple[int | None, int | None], causal: bool) -> torch.Tensor:
+    """The runs at ``idx`` [n, L] (rows [n]) in query tiles of ``tile`` positions, each against only the key chunks
+    its mask reaches (attention_kernels_document_tiles.py): [n, H, L, d]. Tiles of one shape are one call; chunks
+    are cut in the rows' layout [n, L, H, d]. ``causal``: the rest is exactly causal, so one [Lq, Lk] mask from the
+    positions in the run serves every run."""
+    length, grad = idx.shape[1], call.needs_grad
+    q_len, kv_len = flats[0].shape[0] // call.v.shape[0], call.v.shape[-2]
+    qr, kr, vr = (_run_rows(f, n, rows, idx) for f, n in zip(flats, (q_len, kv_len, kv_len)))
+    qc, kc, vc = (r.split(tile, 1) for r in (qr, kr, vr))
+    local = torch.arange(length, device=idx.device)
+    pieces: dict[int, torch.Tensor] = {}
+    for members in by_shape(run_tiles(length, tile, reach), length, tile).values():
+        q = _cat([qc[c] for c, _, _ in members], 0).transpose(1, 2)
+        k, v = (_cat([_span(r, ch, tile, a, b, grad) for _, a, b in members], 0).transpose(1, 2)
+                for r, ch in ((kr, kc), (vr, vc)))
+        where = (rows.repeat(len(members)), _cat([idx[:, c * tile:(c + 1) * tile] for c, _, _ in members], 0),
+                 _cat([idx[:, a * tile:b * tile] for _, a, b in members], 0))
+        c, a, b = members[0]
+        vis = local[c * tile:(c + 1) * tile, None] >= local[None, a * tile:b * tile] if causal else None
+        o = _attend(call, (q, k, v), rest, where, vis=vis)
+        for j, (c, _, _) in enumerate(members):
+            pieces[c] = o[j * len(rows):(j + 1) * len(rows)]
+    return _cat([pieces[c] for c in range(len(pieces))], 2)
 
 
 def document_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,
@@ -183,22 +257,26 @@ def document_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor
     k, v = m.repeat_kv(k), m.repeat_kv(v)
     bsz, heads, q_len, d = q.shape
     kv_len, dev = k.shape[-2], q.device
-    qkv = (q, k, v, _flat(q), _flat(k), _flat(v))
+    flats = (_flat(q), _flat(k), _flat(v))
+    call = _Call(m, tier, inputs, needs_grad, ids, v, offset + q_len, offset)
     doc_ids = inputs.get("doc_ids")
     runs = document_runs(doc_ids) if doc_ids is not None and offset == 0 and q_len == kv_len else None
     if runs is None:  # dense per batch row, the full mask: the reference's math
         rows = torch.arange(bsz, device=dev)
         q_idx = (offset + torch.arange(q_len, device=dev)).expand(bsz, -1)
-        where = (rows, q_idx, torch.arange(kv_len, device=dev).expand(bsz, -1))
-        return _group(m, tier, qkv, node, where, offset + q_len, inputs, needs_grad, ids=ids)
+        return _group(call, flats, node, (rows, q_idx, torch.arange(kv_len, device=dev).expand(bsz, -1)))
     rest = split_document(node)
     causal = rest is not None and mask_kind(rest, False) == "causal"
+    reach = key_reach(rest) if rest is not None else (None, None)
+    whole_causal = causal and not m.pos.score_bias and bool(tier.get("sdpa", True))
     outs, order = [], []
     for length, members in _groups(runs).items():
         rows = torch.tensor([b for b, _ in members], device=dev)
         starts = torch.tensor([s for _, s in members], device=dev)
         idx = starts.view(-1, 1) + torch.arange(length, device=dev)  # [n, L]
-        o = _group(m, tier, qkv, rest, (rows, idx, idx), q_len, inputs, needs_grad, causal, ids)
+        tile = tile_size(length, reach, tier, whole_causal)
+        o = _tiled(call, flats, rest, rows, idx, tile, reach, causal) if tile else \
+            _group(call, flats, rest, (rows, idx, idx), causal)
         outs.append(o.transpose(1, 2).reshape(-1, heads, d))  # [n·L, H, d]
         order.append((rows.view(-1, 1) * q_len + idx).reshape(-1))
     return _scatter(outs, order, bsz, q_len)

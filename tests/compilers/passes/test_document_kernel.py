@@ -29,8 +29,12 @@ MASKS = {
     "document_window_padding": ({"all": ["document", {"type": "sliding_window", "window": 8}, "key_padding"]},
                                 ("doc_ids", "lengths")),
     "document_causal_positions": ({"all": ["document", "causal"]}, ("doc_ids", "positions")),
+    "document_causal_padding": ({"all": ["document", "causal", "key_padding"]}, ("doc_ids", "lengths")),
 }
-CASES = [(m, p) for m in MASKS for p in POSITION_CASES if not (m.endswith("positions") and p == "none")]
+TILE = 16  # queries per tile in the equivalence tests: runs of 40/50 tokens are 3-4 tiles, the last one partial
+ONLY = {"document_causal_padding": ("none", "alibi")}  # window + padding already meets every position encoding
+CASES = [(m, p) for m in MASKS for p in POSITION_CASES if not (m.endswith("positions") and p == "none")
+         and p in ONLY.get(m, POSITION_CASES)]
 
 
 def _g(seed):
@@ -94,7 +98,7 @@ def test_document_kernel_equals_the_float64_reference_forward_and_gradients(spec
     d = decide(graph, graph.nodes["attn"], "cpu", "training", kv_len=T)
     cand = next(c for c in d.candidates if c.kernel == "document")
     assert cand.reason is None, cand.reason
-    _check(_reference(graph), cand.config, _inputs(MASKS[mask_case][1]))
+    _check(_reference(graph), dict(cand.config, tile=TILE), _inputs(MASKS[mask_case][1]))
 
 
 @pytest.mark.parametrize("pos_case", ["rope", "t5_bias"])
@@ -178,3 +182,53 @@ def test_explain_shows_the_document_kernel(spec_file):
     assert "document for kv_len >= " in row, res.output
     verdict = next(line for line in res.output.splitlines() if line.strip().startswith("document "))
     assert "chosen (kv_len >= " in verdict, res.output
+
+
+@pytest.mark.parametrize("mask, length, tile", [
+    ("causal", 130, 16), ("causal", 512, 128), ({"type": "sliding_window", "window": 40}, 130, 16),
+    ({"type": "sliding_window", "window": 9, "causal": False}, 50, 16),
+    ({"all": ["causal", {"type": "sliding_window", "window": 33, "causal": False}]}, 100, 8)])
+def test_each_query_tile_gets_exactly_the_key_chunks_its_mask_reaches(mask, length, tile):
+    """Oracle: the dense predicate. A tile's key chunks are those holding a visible key of one of its queries —
+    for causal masks none above the diagonal; for windows only the chunks the window touches."""
+    from nngraph.attention.analysis import key_reach
+    from nngraph.attention.masks import parse_mask
+    from nngraph.compilers.torch.ops.attention_kernels_document_tiles import run_tiles
+    from nngraph.compilers.torch.ops.attention_masks import dense_matrix
+
+    vis = dense_matrix(mask, length)
+    want = []
+    for c in range(-(-length // tile)):
+        cols = vis[c * tile:(c + 1) * tile].any(0).nonzero().view(-1)
+        want.append((c, int(cols.min()) // tile, int(cols.max()) // tile + 1))
+    assert run_tiles(length, tile, key_reach(parse_mask(mask))) == want
+
+
+def test_tile_sizes_follow_the_run_length_and_the_window():
+    from nngraph.compilers.torch.ops.attention_kernels_document_tiles import by_shape, run_tiles, tile_size
+
+    tier = {"tile": 128, "tile_max": 512, "is_causal_from": 1024}
+    assert tile_size(512, (None, 0), tier, True) == 128
+    assert tile_size(4096, (None, 0), tier, False) == 512  # a score term: SDPA's mask path skips nothing itself
+    assert tile_size(1024, (None, 0), tier, True) == 0  # SDPA's is_causal skips the upper key blocks itself
+    assert tile_size(4096, (None, None), tier, False) == 0  # keys after the query visible: nothing to skip
+    assert tile_size(128, (None, 0), tier, False) == 0  # one tile
+    assert tile_size(4096, (511, 0), tier, False) == 256  # at most half the window
+    shapes = by_shape(run_tiles(1024, 128, (255, 0)), 1024, 128)  # interior tiles of a window: one batched call
+    assert {s: len(t) for s, t in shapes.items()} == {(128, 128): 1, (128, 256): 1, (128, 384): 6}
+
+
+def test_a_long_causal_run_is_computed_in_tiles_that_skip_the_upper_blocks(spec_file, monkeypatch):
+    """One document of 130 tokens (ALiBi: an additive mask, no is_causal) in tiles of 16: the calls are (16 queries,
+    16·(c+1) keys) for chunk c and (2, 130) for the last: 0.56 of the 130² pairs; the output is the float64 reference's."""
+    import nngraph.compilers.torch.ops.attention_kernels_document as doc
+
+    graph = _graph(spec_file, "document_causal", "alibi")
+    cfg = next(c.config for c in decide(graph, graph.nodes["attn"], "cpu", "training", kv_len=T).candidates
+               if c.kernel == "document")
+    shapes, attend = [], doc._attend
+    monkeypatch.setattr(doc, "_attend", lambda call, qkv, *a, **kw: shapes.append(
+        (qkv[0].shape[-2], qkv[1].shape[-2])) or attend(call, qkv, *a, **kw))
+    _check(_reference(graph), dict(cfg, tile=TILE), {"doc_ids": torch.zeros(B, T, dtype=torch.long)})
+    assert shapes[:9] == [(16, 16 * (c + 1)) for c in range(8)] + [(2, T)]
+    assert sum(a * b for a, b in shapes[:9]) == 9476 < 0.57 * T * T

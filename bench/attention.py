@@ -249,6 +249,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "attention.json")
     ap.add_argument("--documents", action="store_true", help="the document-mask cases (bench/attention_documents.py)")
     ap.add_argument("--doc-lengths", default="128,512,2048", help="--documents: tokens per document")
+    ap.add_argument("--no-flex", action="store_true", help="--documents: skip compiled Flex (30-70 s of compile a shape)")
     args = ap.parse_args()
     if args.documents:
         return _documents(args)
@@ -278,7 +279,7 @@ def _documents(args: argparse.Namespace) -> None:
     out = args.out if args.out != RESULTS / "attention.json" else RESULTS / "attention_documents.json"
     with tempfile.TemporaryDirectory() as tmp:
         result = docs.run([int(x) for x in args.doc_lengths.split(",")], [int(x) for x in lengths.split(",")],
-                          args.runs, Path(tmp))
+                          args.runs, Path(tmp), flex=not args.no_flex)
     text = docs.table(result)
     print("\n".join(text.splitlines()[len(result["rows"]) + 1:]))
     write("attention_documents", result, out)

@@ -212,6 +212,7 @@ def _group(call: _Call, flats: tuple[torch.Tensor, ...], rest: Any, where: tuple
 
 
 def _cat(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat`` that keeps a single part as it is (a view, no copy)."""
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
 
 

@@ -132,8 +132,9 @@ class Server:
             return b"".join(chunks)
 
         try:
-            return await asyncio.wait_for(read(), self.limits.read_timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.limits.read_timeout):  # (wait_for would start a task per request)
+                return await read()
+        except TimeoutError:
             raise Refused(408, f"the body did not arrive within {self.limits.read_timeout:g} s", "slow_client") from None
 
     # --- routes -----------------------------------------------------------------------------------------
@@ -142,7 +143,8 @@ class Server:
             feeds = decode_inputs(body, request.headers.get("content-type", ""), self.model.dtype_of,
                                   self.limits.max_body * 8)
             future = self.batcher.submit(self.model.check(feeds))
-            outputs = await asyncio.wait_for(future, self.limits.timeout)  # a timeout cancels it: dropped from its batch
+            async with asyncio.timeout(self.limits.timeout):  # a timeout cancels the future: dropped from its batch
+                outputs = await future
             accept = request.headers.get("accept", "")
             if sum(v.size for v in outputs.values()) > OFF_LOOP:  # a long encoding must not stall the other requests
                 content, media = await asyncio.to_thread(encode_outputs, outputs, accept)

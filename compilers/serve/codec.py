@@ -8,7 +8,8 @@ shortest decimal reads back to the same float32 bit for bit.
 
 ``.npz`` (``Content-Type: application/x-npz``, the bytes of ``numpy.savez``): one array per input name, dtypes
 as they are (checked, not converted); the answer is an ``.npz`` of the outputs when the client accepts it
-(``Accept: application/x-npz``). Archive members are size-checked before inflating (:func:`nngraph.readers.read_npz`).
+(``Accept: application/x-npz``). Archive members are size-checked before inflating (:func:`nngraph.readers.read_npz`);
+the plain layout ``numpy.savez`` writes is read and written without ``zipfile`` (:mod:`.npz`, same arrays).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 from nngraph import readers
+
+from . import npz
 
 NPZ = "application/x-npz"
 
@@ -36,6 +39,9 @@ def decode_inputs(body: bytes, content_type: str, dtype_of: Callable[[str], np.d
                   max_bytes: int) -> dict[str, np.ndarray]:
     """The feeds of an ``/v1/infer`` body (see the module doc)."""
     if content_type.split(";")[0].strip().lower() == NPZ:
+        fast = npz.read(body, max_bytes)  # None: not the plain savez layout, or refused -- the general reader says why
+        if fast is not None:
+            return fast
         try:
             return readers.read_npz(io.BytesIO(body), max_bytes, "the request's .npz")
         except readers.FileRefused as exc:
@@ -79,6 +85,8 @@ def _array(name: str, value: Any, dtype: np.dtype | None) -> np.ndarray:
 def encode_outputs(outputs: dict[str, np.ndarray], accept: str) -> tuple[bytes, str]:
     """(body, content type) of an answer: ``.npz`` when ``accept`` asks for it, else JSON."""
     if NPZ in accept.lower():
+        if not any(v.dtype.hasobject for v in outputs.values()):
+            return npz.write(outputs), NPZ
         buf = io.BytesIO()
         np.savez(buf, **outputs)
         return buf.getvalue(), NPZ

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -34,12 +34,17 @@ class Metrics:
         self.batch_seconds = Histogram("nngraph_batch_seconds", "seconds per model run (stacking and cutting "
                                        "included)", buckets=LATENCY_BUCKETS, registry=r)
         Gauge("nngraph_queue_depth", "requests admitted and not yet answered", registry=r).set_function(queue_depth)
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         Gauge("nngraph_in_flight", "requests being handled", registry=r).set_function(in_flight)
 
     def answered(self, endpoint: str, status: int, seconds: float, reason: str | None = None) -> None:
         """Count one answer (and its error reason, if any) and its latency."""
-        self.requests.labels(endpoint, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        key = (endpoint, status)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a key per call: done once per endpoint and status
+            children = self._children[key] = (self.requests.labels(endpoint, str(status)), self.latency.labels(endpoint))
+        children[0].inc()
+        children[1].observe(seconds)
         if reason is not None:
             self.errors.labels(endpoint, reason).inc()
 

@@ -69,6 +69,7 @@ class ServedModel:
         self.inputs = [_tensor(i, self.meta) for i in self.session.get_inputs()]
         self.outputs = [_tensor(o, self.meta) for o in self.session.get_outputs()]
         self.batch_dim = _batch_dim(self.inputs, self.outputs)
+        self._specs = _Inputs(self.session.get_inputs())  # ORT builds new objects on every get_inputs()
         self.paddable: list[str] = []
         self.probe_notes: dict[str, str] = {}
 
@@ -76,7 +77,7 @@ class ServedModel:
     def check(self, feeds: Mapping[str, np.ndarray]) -> Request:
         """A request's feeds checked against the model's inputs (names, dtypes, ranks, fixed dims, dims
         shared by name); :class:`InferError` naming the input and what the model takes."""
-        checked = check_feeds(self.session, feeds, give='"inputs": {{"{}": ...}}')
+        checked = check_feeds(self._specs, feeds, give='"inputs": {{"{}": ...}}')
         sizes: dict[str, int] = {}
         for t in self.inputs:
             for dim, size in zip(t.shape, checked[t.name].shape):
@@ -196,6 +197,16 @@ class ServedModel:
             "kv_cache": bool(meta.get("kv_cache")),
             "batching": {"batch_dim": self.batch_dim, "padded_dims": self.paddable, "probes": self.probe_notes},
         }
+
+
+class _Inputs:
+    """What :func:`check_feeds` asks of a session (its inputs), read once."""
+
+    def __init__(self, inputs: list[Any]) -> None:
+        self.inputs = inputs
+
+    def get_inputs(self) -> list[Any]:
+        return self.inputs
 
 
 _ORT = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",

@@ -210,6 +210,9 @@ SCHEMA: dict[str, F] = {
     "compile": F("bool", "regional torch.compile: each block class's forward compiled once (fullgraph) and reused by "
                  "its copies; a block that cannot be captured whole (MoE routing) runs eagerly, with a warning "
                  "naming it", False),
+    "compile_backend": F("enum", "train.compile's torch.compile backend: inductor (generated kernels), aot_eager "
+                         "(the captured forward and backward graphs run by eager kernels: quick to compile, for "
+                         "checking capture) or eager (capture only)", "inductor", ("inductor", "aot_eager", "eager")),
     "scaler": _sec("precision fp16: the gradient scaler", SCALER),
     "distributed": _sec("data parallel on several processes (--nproc-per-node, torchrun)", DISTRIBUTED,
                         shorthand="strategy"),

@@ -26,15 +26,17 @@ import torch
 from torch import nn
 
 
-def shard(model: nn.Module, per_block: bool = True) -> list[str]:
+def shard(model: nn.Module, per_block: bool = True, mp_policy: Any = None) -> list[str]:
     """Shard ``model`` in place: each block copy its own FSDP unit (``per_block``), then the root; the process
-    group must be up. Call before making the optimizer. Returns the block copies sharded on their own."""
-    from torch.distributed.fsdp import fully_shard
+    group must be up. Call before making the optimizer. ``mp_policy``: FSDP2's ``MixedPrecisionPolicy``
+    (:func:`.amp.fsdp_policy`; None: fp32). Returns the block copies sharded on their own."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    policy = mp_policy or MixedPrecisionPolicy()
     units = own_units(model) if per_block else []
     for block in units:
-        fully_shard(block)
-    fully_shard(model)
+        fully_shard(block, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
     return [b.nng_prefix for b in units]
 
 

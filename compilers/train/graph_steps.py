@@ -33,7 +33,7 @@ class GraphSteps:
         self.ddp = None
         self.sharded = self.d.active and self.cfg["distributed"]["strategy"] == "fsdp"
         if self.sharded:
-            shard(self.model)
+            shard(self.model, mp_policy=amp.fsdp_policy(self.cfg["precision"]))
         elif self.d.active:
             from torch.nn.parallel import DistributedDataParallel
 

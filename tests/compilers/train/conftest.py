@@ -100,3 +100,13 @@ def blocks_fsdp_run(tmp_path_factory) -> tuple[Path, Path, str]:
     out = spec.parent / "one_node"
     text = finish(nngraph(str(spec), "--out", str(out), "--nproc-per-node", "2", *BLOCKS_FSDP_ARGS))
     return spec, out, text
+
+
+@pytest.fixture
+def blocks_spec_path(tmp_path: Path) -> Path:
+    """train_helpers.BLOCKS_SPEC (four alike blocks, dropout 0.3) written to a file."""
+    from train_helpers import BLOCKS_SPEC
+
+    path = tmp_path / "blocks.yaml"
+    path.write_text(BLOCKS_SPEC)
+    return path

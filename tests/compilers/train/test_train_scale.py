@@ -130,17 +130,13 @@ def test_a_block_with_data_dependent_moe_routing_falls_back_to_eager_and_says_wh
     assert list(fallen) == ["dense_layer"] and "moe.py" in fallen["dense_layer"]  # the routing's line
 
 
-def test_training_with_compiled_blocks_follows_the_eager_loss_curve(tmp_path: Path, monkeypatch):
-    import functools
-
-    from nngraph.compilers.train import plan, scale
-
+def test_training_with_compiled_blocks_follows_the_eager_loss_curve(tmp_path: Path):
     # aot_eager: dynamo capture and AOT autograd's forward/backward graphs, without inductor's minutes of codegen
     # on this shared CPU (bench/scale.py times inductor)
-    monkeypatch.setattr(plan, "compile_blocks", functools.partial(scale.compile_blocks, backend="aot_eager"))
     spec = tmp_path / "ckpt.yaml"
     spec.write_text(SPEC.replace("p: 0.3", "p: 0.0"))  # compiled code draws dropout masks from its own RNG
     run_quiet(spec, tmp_path / "eager", "train.log.every=1", steps=2)
-    run_quiet(spec, tmp_path / "compiled", "train.log.every=1", "train.compile=true", steps=2)
+    run_quiet(spec, tmp_path / "compiled", "train.log.every=1", "train.compile=true", "train.compile_backend=aot_eager",
+              steps=2)
     a, b = train_curve(tmp_path / "eager"), train_curve(tmp_path / "compiled")
     assert len(a) == 2 and max(abs(x - y) for x, y in zip(a, b)) <= 1e-5, (a, b)

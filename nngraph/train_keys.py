@@ -198,7 +198,8 @@ SCHEMA: dict[str, F] = {
     "schedule": _sec("learning-rate schedule", SCHEDULE, shorthand="type"),
     "grad_clip": F("float", "clip the global gradient norm to this (0: off)", 0.0, min=0.0),
     "grad_accum": F("int", "micro-batches accumulated per optimizer step", 1, min=1, max=100_000),
-    "precision": F("enum", "fp32, or autocast to bf16 / fp16 (fp16 with a gradient scaler, on the CPU or CUDA)", "fp32",
+    "precision": F("enum", "fp32, or autocast to bf16 / fp16 (fp16 with a gradient scaler, on the CPU or CUDA); "
+                   "under FSDP bf16 also gathers bf16 parameters and reduce-scatters fp32 gradients", "fp32",
                    ("fp32", "bf16", "fp16")),
     "device": F("enum", "where to train", "auto", ("auto", "cpu", "cuda")),
     "seed": F("int", "seed of initialization, batches, dropout and noise", 0, min=0),

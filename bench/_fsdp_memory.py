@@ -46,30 +46,33 @@ def _fsdp_params(model: torch.nn.Module) -> list[Any]:
     return out
 
 
-def _gathered_bytes(fsdp_params: list[Any]) -> int:
-    """Bytes of the unsharded parameters and gradients alive now (distinct storages)."""
-    seen: dict[int, int] = {}
+def _gathered_bytes(fsdp_params: list[Any]) -> tuple[int, int]:
+    """Bytes of the unsharded (all-gathered) parameters and of the unsharded gradients alive now (distinct
+    storages)."""
+    params: dict[int, int] = {}
+    grads: dict[int, int] = {}
     for fp in fsdp_params:
-        tensors = list(getattr(fp, "all_gather_outputs", None) or [])
         unsharded = getattr(fp, "_unsharded_param", None)
-        if unsharded is not None and unsharded.grad is not None:
-            tensors.append(unsharded.grad)
-        for t in tensors:
-            st = t.untyped_storage()
-            if st.nbytes():
-                seen[st.data_ptr()] = st.nbytes()
-    return sum(seen.values())
+        for seen, tensors in ((params, getattr(fp, "all_gather_outputs", None) or []),
+                              (grads, [unsharded.grad] if unsharded is not None and unsharded.grad is not None else [])):
+            for t in tensors:
+                st = t.untyped_storage()
+                if st.nbytes():
+                    seen[st.data_ptr()] = st.nbytes()
+    return sum(params.values()), sum(grads.values())
 
 
 class _PeakGathered(TorchDispatchMode):
-    """Samples :func:`_gathered_bytes` before every aten op; ``peak`` is the largest sample."""
+    """Samples :func:`_gathered_bytes` before every aten op; ``peak``: (params, grads) where their sum peaked."""
 
     def __init__(self, fsdp_params: list[Any]):
         super().__init__()
-        self.fsdp_params, self.peak = fsdp_params, 0
+        self.fsdp_params, self.peak = fsdp_params, (0, 0)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.peak = max(self.peak, _gathered_bytes(self.fsdp_params))
+        now = _gathered_bytes(self.fsdp_params)
+        if sum(now) > sum(self.peak):
+            self.peak = now
         return func(*args, **(kwargs or {}))
 
 
@@ -113,7 +116,8 @@ def measure(rank: int, world: int, port: int, mode: str, sets: list[str], out: s
            "grads": sum(_local_bytes(p.grad) for p in model.parameters() if p.grad is not None),
            "optim": sum(_local_bytes(v) for s in opt.state.values() for v in s.values()
                         if isinstance(v, torch.Tensor) and v.dim()),
-           "gathered": tracker.peak, "resident": resident, "step_peak": step_peak}
+           "gathered": sum(tracker.peak), "gathered_params": tracker.peak[0], "gathered_grads": tracker.peak[1],
+           "resident": resident, "step_peak": step_peak}
     if rank == 0:
         Path(out).write_text(json.dumps(row))
     dist.barrier()

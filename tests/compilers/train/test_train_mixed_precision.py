@@ -17,14 +17,11 @@ from train_helpers import BLOCKS_FSDP_ARGS, ENV, finish, nngraph, run_quiet, tra
 @pytest.fixture
 def one_rank_group():
     """A gloo process group of one process (FSDP2 on it, in this process), destroyed after the test."""
-    import socket
-
     import torch.distributed as dist
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    from nngraph.compilers.train.distributed import free_port
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
         yield
     finally:

@@ -11,18 +11,11 @@ import sys
 from pathlib import Path
 
 from nngraph.compilers.torch import compile_spec, load_state_dict
+from nngraph.compilers.train.distributed import free_port
 
 from train_helpers import BLOCKS_FSDP_ARGS, ENV, ROOT, max_diff, train_curve, weights
 
 TIMEOUT = 240  # seconds for the two launches together (a rendezvous that never completes must not hang the suite)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _torchrun_node(node: int, port: int, spec: Path, out: Path, log: Path) -> subprocess.Popen:
@@ -40,7 +33,7 @@ def _two_nodes(spec: Path, out: Path) -> None:
     """Both launches to the end (each exit 0), else stop both and fail with both logs."""
     import time
 
-    port, logs = _free_port(), [out.parent / f"node{n}.log" for n in (0, 1)]
+    port, logs = free_port(), [out.parent / f"node{n}.log" for n in (0, 1)]
     procs = [_torchrun_node(n, port, spec, out, logs[n]) for n in (0, 1)]
     deadline = time.monotonic() + TIMEOUT
     try:

@@ -1,18 +1,28 @@
-"""Scaling bench (CPU): activation memory with/without per-block checkpointing, and per-rank memory plans.
+"""Scaling bench (CPU): activation memory with/without per-block checkpointing, measured and planned per-rank
+memory under FSDP, and train.compile's step time.
 
 1. Activation memory: bytes autograd keeps for backward (``saved_tensors_hooks``) in one training forward of a
    12-block decoder (d=256, 4 heads, seq 128, batch 8), plain vs ``activation_checkpointing`` on every block.
 2. Memory plan per rank from the meta device (no allocation): parameters + gradients + AdamW state (16 bytes per
-   fp32 parameter) sharded over N ranks, plus what FSDP gathers at once: the whole model (one unit, the old
-   behaviour) vs the root plus the largest block copy (per-block units). For the 12-block decoder, GLaM and GShard.
-   A plan, not a measurement of N processes.
+   fp32 parameter) sharded over N ranks, plus what FSDP holds unsharded at once: the whole model's parameters and
+   gradients (one unit, the old behaviour) vs the root's and the largest block copy's parameters and one unit's
+   gradients before their reduce-scatter (per-block units). For the 12-block decoder, GLaM and GShard. A plan from
+   the meta device, checked against 3. (it predicts the measured rows exactly).
+3. Measured per-rank memory of the 12-block decoder (vocab 2048, so the blocks hold most weights) on 1/2/4 gloo
+   ranks, whole-model vs per-block FSDP (bench/_fsdp_memory.py: local shards of parameters, gradients and AdamW
+   state, plus the peak of the all-gathered parameters and unsharded gradients during a step), against the plan
+   and the goal: per-block <= (one process's P+G+O) / N + one block's gathered weights, + 10%.
+4. Step time (forward, backward, AdamW; one torch thread) of gpt_char at its training size (batch 32 x 64 tokens),
+   eager vs ``train.compile`` (inductor, each block class compiled once), medians of alternating runs; the
+   compile time apart.
 
-Writes bench/results/scale.json. Run: .venv/bin/python bench/scale.py
+Writes bench/results/scale.json. Run: .venv/bin/python bench/scale.py  (about 5 minutes on 2 idle cores)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +38,7 @@ from nngraph.compilers.torch.module import blocks  # noqa: E402
 from nngraph.spec import load_spec  # noqa: E402
 
 DECODER = ["layers=12", "d_model=256", "heads=4", "ctx=128"]
+MEASURED = [*DECODER, "vocab=2048"]  # the measured decoder: GPT-2's 50k vocabulary would outweigh the 12 blocks
 
 
 def saved_bytes(model: torch.nn.Module, tokens: torch.Tensor) -> int:
@@ -65,25 +76,123 @@ def plan(spec: Path, sets: list[str], ranks: list[int]) -> dict:
     rows = []
     for n in ranks:
         shard = 16 * total / n
-        rows.append({"ranks": n, "whole_model_GB": (shard + 4 * total) / 1e9,
-                     "per_block_GB": (shard + 4 * (root + max(per_block, default=0))) / 1e9})
+        block = max(per_block, default=0)
+        rows.append({"ranks": n, "whole_model_GB": (shard + 4 * total + 4 * total) / 1e9,
+                     "per_block_GB": (shard + 4 * (root + block) + 4 * max(root, block)) / 1e9})
     return {"params": total, "blocks": len(per_block), "largest_block": max(per_block, default=0), "root": root,
             "rows": rows}
 
 
+def measured_memory(ranks: list[int]) -> list[dict]:
+    """bench/_fsdp_memory.py on each rank count and mode (one process: the plain module); rank 0's rows."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from _fsdp_memory import measure
+    from nngraph.compilers.train.distributed import free_port
+
+    rows = []
+    for n in ranks:
+        for mode in (["whole", "per_block"] if n > 1 else ["one process"]):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = str(Path(tmp) / "rank0.json")
+                mp.spawn(measure, args=(n, free_port(), mode, MEASURED, out), nprocs=n, join=True)
+                rows.append(json.loads(Path(out).read_text()))
+    return rows
+
+
+def check_memory(rows: list[dict], plan_rows: list[dict], block_params: int) -> None:
+    """Adds to each row: its total (P+G+O shards + peak gathered), the plan's figure, the goal and whether met."""
+    one = next(r for r in rows if r["ranks"] == 1)
+    base = one["params"] + one["grads"] + one["optim"]
+    for r in rows:
+        r["total"] = r["params"] + r["grads"] + r["optim"] + r["gathered"]
+        planned = next(p for p in plan_rows if p["ranks"] == r["ranks"])
+        r["plan"] = 1e9 * (planned["whole_model_GB"] if r["mode"] == "whole" else planned["per_block_GB"])
+        if r["ranks"] == 1:
+            r["plan"] = 16 * r["params_total"]  # no FSDP: nothing gathered
+        r["goal"] = 1.1 * (base / r["ranks"] + 4 * block_params)
+        r["meets_goal"] = r["total"] <= r["goal"]
+
+
+def compile_speed(runs: int = 7) -> dict:
+    """Median step time of gpt_char, eager vs train.compile (inductor), and the first compiled step's time."""
+    import time
+
+    from _timing import alternate
+
+    from nngraph.compilers.train.scale import compile_blocks
+
+    torch.set_num_threads(1)
+    graph = load_spec(ROOT / "specs" / "gpt_char.yaml")
+    tokens = torch.randint(0, 67, (32, 64), generator=torch.Generator().manual_seed(0))
+    models = {"eager": build_module(graph, seed=0).train(), "compiled": build_module(graph, seed=0).train()}
+    compile_blocks(models["compiled"], backend="inductor")
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+
+    def step(name: str) -> None:
+        out = models[name](tokens)
+        (out if isinstance(out, torch.Tensor) else next(iter(out.values()))).float().logsumexp(-1).mean().backward()
+        opts[name].step()
+        opts[name].zero_grad(set_to_none=True)
+
+    t = time.perf_counter()
+    step("compiled")
+    first = time.perf_counter() - t
+    timed = alternate({k: (lambda k=k: step(k)) for k in models}, runs=runs)
+    e, c = timed["eager"], timed["compiled"]
+    return {"first_compiled_step_s": first, "eager_s": e["wall_median_s"], "compiled_s": c["wall_median_s"],
+            "speedup": e["wall_median_s"] / c["wall_median_s"], "eager_cpu_s": e["cpu_median_s"],
+            "compiled_cpu_s": c["cpu_median_s"], "speedup_cpu": e["cpu_median_s"] / c["cpu_median_s"],
+            "runs": runs, "threads": 1}
+
+
+def print_plans(plans: dict) -> None:
+    print(f"{'model':10} {'params':>15} {'ranks':>5} {'whole-model FSDP GB/rank':>25} {'per-block FSDP GB/rank':>23}")
+    for name, p in plans.items():
+        for r in p["rows"]:
+            print(f"{name:10} {p['params']:>15,} {r['ranks']:>5} {r['whole_model_GB']:>25.3f} {r['per_block_GB']:>23.3f}")
+
+
+def print_measured(rows: list[dict], measured_plan: dict) -> None:
+    mib = 2**20
+    print("\nmeasured per rank: local shards of parameters, gradients, AdamW state; peak all-gathered weights (gath.W) "
+          "and unsharded gradients (gath.dW); plan: item 2's formula; goal: (one process)/N + one block + 10%")
+    print(f"12-block decoder ({measured_plan['params']:,} parameters; one block {measured_plan['largest_block']:,}), MiB")
+    print(f"{'ranks':>5} {'FSDP':>11} {'params':>7} {'grads':>7} {'optim':>7} {'gath.W':>7} {'gath.dW':>7} "
+          f"{'total':>7} {'plan':>7} {'goal':>7} {'met':>4} {'step peak':>9}")
+    for r in rows:
+        cols = [r[k] / mib for k in ("params", "grads", "optim", "gathered_params", "gathered_grads", "total", "plan",
+                                     "goal")]
+        print(f"{r['ranks']:>5} {r['mode']:>11} " + " ".join(f"{c:>7.2f}" for c in cols)
+              + f" {'yes' if r['meets_goal'] else 'no':>4} {r['step_peak'] / mib:>9.2f}")
+
+
 def main() -> None:
+    load = os.getloadavg()
     act = activation_memory()
     print(f"activation memory, {act['blocks']}-block decoder: plain {act['plain_MiB']:.1f} MiB, checkpointed "
           f"{act['checkpointed_MiB']:.1f} MiB (ratio {act['ratio']:.3f})")
     plans = {"decoder12": plan(ROOT / "specs" / "gpt2_small.yaml", DECODER, [1, 2, 4]),
              "glam": plan(ROOT / "specs" / "seeds" / "glam.yaml", [], [8, 64, 512]),
              "gshard": plan(ROOT / "specs" / "seeds" / "gshard.yaml", [], [8, 64, 512])}
-    print(f"{'model':10} {'params':>15} {'ranks':>5} {'whole-model FSDP GB/rank':>25} {'per-block FSDP GB/rank':>23}")
-    for name, p in plans.items():
-        for r in p["rows"]:
-            print(f"{name:10} {p['params']:>15,} {r['ranks']:>5} {r['whole_model_GB']:>25.3f} {r['per_block_GB']:>23.3f}")
+    print_plans(plans)
+    measured_plan = plan(ROOT / "specs" / "gpt2_small.yaml", MEASURED, [1, 2, 4])
+    rows = measured_memory([1, 2, 4])
+    check_memory(rows, measured_plan["rows"], measured_plan["largest_block"])
+    print_measured(rows, measured_plan)
+    speed = compile_speed()
+    print(f"\ngpt_char train step (batch 32 x 64, 1 thread): eager {speed['eager_s'] * 1e3:.1f} ms, train.compile "
+          f"(inductor) {speed['compiled_s'] * 1e3:.1f} ms: {speed['speedup']:.2f}x wall, {speed['speedup_cpu']:.2f}x "
+          f"CPU time (eager {speed['eager_cpu_s'] * 1e3:.1f} ms); first compiled step "
+          f"{speed['first_compiled_step_s']:.1f} s")
+    end = os.getloadavg()
+    print(f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps({"activation": act, "plans": plans}, indent=1))
+    (RESULTS / "scale.json").write_text(json.dumps({
+        "activation": act, "plans": plans, "measured_plan": measured_plan, "measured": rows, "compile": speed,
+        "load_avg_start": load, "load_avg_end": end}, indent=1))
 
 
 if __name__ == "__main__":

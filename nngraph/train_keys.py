@@ -220,7 +220,8 @@ SCHEMA: dict[str, F] = {
     "schedule": _sec("learning-rate schedule", SCHEDULE, shorthand="type"),
     "grad_clip": F("float", "clip the global gradient norm to this (0: off)", 0.0, min=0.0),
     "grad_accum": F("int", "micro-batches accumulated per optimizer step", 1, min=1, max=100_000),
-    "precision": F("enum", "fp32, or autocast to bf16 / fp16 (fp16 with a gradient scaler, on the CPU or CUDA)", "fp32",
+    "precision": F("enum", "fp32, or autocast to bf16 / fp16 (fp16 with a gradient scaler, on the CPU or CUDA); "
+                   "under FSDP bf16 also gathers bf16 parameters and reduce-scatters fp32 gradients", "fp32",
                    ("fp32", "bf16", "fp16")),
     "device": F("enum", "where to train", "auto", ("auto", "cpu", "cuda")),
     "seed": F("int", "seed of initialization, batches, dropout and noise", 0, min=0),
@@ -232,6 +233,9 @@ SCHEMA: dict[str, F] = {
     "compile": F("bool", "regional torch.compile: each block class's forward compiled once (fullgraph) and reused by "
                  "its copies; a block that cannot be captured whole (MoE routing) runs eagerly, with a warning "
                  "naming it", False),
+    "compile_backend": F("enum", "train.compile's torch.compile backend: inductor (generated kernels), aot_eager "
+                         "(the captured forward and backward graphs run by eager kernels: quick to compile, for "
+                         "checking capture) or eager (capture only)", "inductor", ("inductor", "aot_eager", "eager")),
     "scaler": _sec("precision fp16: the gradient scaler", SCALER),
     "distributed": _sec("data and tensor parallel on several processes (--nproc-per-node, torchrun)", DISTRIBUTED,
                         shorthand="strategy"),

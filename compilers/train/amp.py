@@ -11,6 +11,13 @@ uninterrupted one would. Under FSDP the scaler is FSDP's ``ShardedGradScaler``:
 every rank holds a shard of the gradients, and all ranks agree on skipping.
 bf16 has fp32's exponent range and needs no scaler. Weights (the "master"
 copy) and optimizer state stay fp32 in every mode.
+
+Under FSDP, ``precision: bf16`` also sets FSDP2's ``MixedPrecisionPolicy(param_dtype=bf16,
+reduce_dtype=fp32)`` (:func:`fsdp_policy`): the all-gathered parameters (what a block computes with, and what
+is sent) are bf16 -- half the gathered memory and traffic of fp32 -- while the shards, the optimizer
+and the reduce-scatter of the gradients stay fp32, so averaging N ranks' gradients rounds no more than one
+process does. DDP keeps fp32 weights and autocasts. A dtype the device cannot compute in is a located error
+at ``train.precision`` (:func:`unsupported`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,26 @@ def autocast(precision: str, device: torch.device) -> Any:
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def unsupported(precision: str, device: torch.device) -> str | None:
+    """Why ``device`` cannot train in ``precision`` (None when it can): bf16 on a GPU without bf16 arithmetic
+    (compute capability below 8.0, before Ampere)."""
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        major, minor = torch.cuda.get_device_capability(device)
+        return (f"train.precision: bf16 is not supported on {torch.cuda.get_device_name(device)} (compute capability "
+                f"{major}.{minor}; bf16 needs 8.0 or later)")
+    return None
+
+
+def fsdp_policy(precision: str) -> Any:
+    """FSDP2's mixed-precision policy for ``precision``: bf16 gathers bf16 parameters and reduce-scatters fp32
+    gradients; fp32 and fp16 (autocast and a scaler on fp32 weights) gather the fp32 shards as they are."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if precision == "bf16":
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    return MixedPrecisionPolicy()
 
 
 def make_scaler(precision: str, device: torch.device, cfg: dict[str, Any], sharded: bool = False) -> Any:

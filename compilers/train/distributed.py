@@ -80,7 +80,8 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that no one listens on now (for a local rendezvous)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -166,7 +167,7 @@ def launch(nproc: int, entry: Callable[..., Any], *args: Any) -> dict[int, Any]:
     from .stop import SHUTDOWN_TIMEOUT
 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"nngraph-{os.getpid()}",
-                          rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
+                          rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
                           monitor_interval=0.2, start_method="spawn", shutdown_timeout=SHUTDOWN_TIMEOUT)
     err_dir = Path(tempfile.mkdtemp(prefix="nngraph-workers-"))
     # the launcher's failure dump repeats the worker's traceback; its agent's "received death signal" our message;

@@ -26,16 +26,18 @@ import torch
 from torch import nn
 
 
-def shard(model: nn.Module, per_block: bool = True, mesh: Any = None) -> list[str]:
+def shard(model: nn.Module, per_block: bool = True, mp_policy: Any = None, mesh: Any = None) -> list[str]:
     """Shard ``model`` in place: each block copy its own FSDP unit (``per_block``), then the root; the process
-    group must be up. Call before making the optimizer. ``mesh``: the (1-D) mesh to shard over (default: every
-    process). Returns the block copies sharded on their own."""
-    from torch.distributed.fsdp import fully_shard
+    group must be up. Call before making the optimizer. ``mp_policy``: FSDP2's ``MixedPrecisionPolicy``
+    (:func:`.amp.fsdp_policy`; None: fp32). ``mesh``: the (1-D) mesh to shard over (default: every process).
+    Returns the block copies sharded on their own."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    policy = mp_policy or MixedPrecisionPolicy()
     units = own_units(model) if per_block else []
     for block in units:
-        fully_shard(block, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+        fully_shard(block, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
     return [b.nng_prefix for b in units]
 
 

@@ -34,12 +34,13 @@ class GraphSteps:
         self.ddp = None
         # sharded: the parameters are DTensors (FSDP, tensor parallel or both); checkpoints gather them
         self.sharded = self.d.active and (self.cfg["distributed"]["strategy"] == "fsdp" or self.d.tp > 1)
+        policy = amp.fsdp_policy(self.cfg["precision"]) if self.sharded else None
         if self.d.tp > 1:
             from .tensor_parallel import apply
 
-            apply(tr.run, self.plan, self.d)
+            apply(tr.run, self.plan, self.d, mp_policy=policy)
         elif self.sharded:
-            shard(self.model)
+            shard(self.model, mp_policy=policy)
         elif self.d.active:
             from torch.nn.parallel import DistributedDataParallel
 

@@ -12,6 +12,7 @@ import torch
 from nngraph.ir import Graph, Ref
 from nngraph.train_schema import match_aux
 
+from .amp import unsupported
 from .config import RunConfig
 from .data import load_data
 from .distributed import Dist
@@ -95,6 +96,9 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     device = resolve_device(cfg["device"], d)
+    why = unsupported(cfg["precision"], device)
+    if why:
+        raise run.error("precision", why, "use precision fp16 (with its gradient scaler) or fp32 on this device")
     task_name, data = task_and_data(run)
     task = make_task(run, task_name, data)
     graph, aux = _aux_outputs(run)
@@ -102,7 +106,7 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
     model = build_module(graph, seed=cfg["seed"]).to(device)
     apply_checkpointing(run, model)
     if cfg["compile"]:
-        compile_blocks(model)
+        compile_blocks(model, backend=cfg["compile_backend"])
     lora: list[str] = []
     if cfg["lora"] is not None:
         lc = cfg["lora"]

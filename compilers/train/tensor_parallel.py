@@ -167,9 +167,11 @@ def check_mesh(run: Any, d: Any) -> None:
                         "leave dp out (processes / tp) or start dp × tp processes")
 
 
-def parallelize(model: nn.Module, plan: TPPlan, world: int, tp: int, device_type: str) -> Any:
+def parallelize(model: nn.Module, plan: TPPlan, world: int, tp: int, device_type: str,
+                mp_policy: Any = None) -> Any:
     """Split ``model`` in place by ``plan`` over the ``tp`` dimension of a (dp × tp) mesh, then shard it with
-    FSDP2 over ``dp`` when dp > 1; the process group must be up. Returns the mesh."""
+    FSDP2 over ``dp`` when dp > 1 (with ``mp_policy``, :func:`.fsdp.shard`); the process group must be up.
+    Returns the mesh."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Replicate
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
@@ -188,12 +190,13 @@ def parallelize(model: nn.Module, plan: TPPlan, world: int, tp: int, device_type
     for path in plan.heads:
         model.get_submodule(path).tp_local(tp)
     if dp > 1:
-        shard(model, mesh=mesh["dp"])
+        shard(model, mesh=mesh["dp"], mp_policy=mp_policy)
     return mesh
 
 
-def apply(run: Any, plan: Any, d: Any) -> TPPlan:
-    """Tensor parallelism (and FSDP over dp) on the run's model (:class:`.plan.Plan`), by :func:`tp_plan`."""
+def apply(run: Any, plan: Any, d: Any, mp_policy: Any = None) -> TPPlan:
+    """Tensor parallelism (and FSDP over dp, with ``mp_policy``) on the run's model (:class:`.plan.Plan`), by
+    :func:`tp_plan`."""
     if run.values["lora"] is not None:
         raise run.error("distributed.tp", "train.distributed.tp: LoRA adapters cannot be split by tensor "
                         "parallelism yet", "train with tp: 1 (data parallel) or without train.lora")
@@ -203,5 +206,5 @@ def apply(run: Any, plan: Any, d: Any) -> TPPlan:
     # applies no in-place op to the model's outputs, so the backward hook it warns about cannot be lost
     warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
     tp_ = tp_plan(plan.graph, plan.model, d.tp)
-    parallelize(plan.model, tp_, d.world, d.tp, plan.device.type)
+    parallelize(plan.model, tp_, d.world, d.tp, plan.device.type, mp_policy)
     return tp_

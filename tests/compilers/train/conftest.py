@@ -87,3 +87,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def blocks_fsdp_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    """(spec, out, stdout) of train_helpers.BLOCKS_SPEC (no dropout) trained by one node with 2 FSDP processes,
+    ``BLOCKS_FSDP_ARGS``: per-block units, checkpointed blocks. Shared by the one-process and multi-node parity tests."""
+    from train_helpers import BLOCKS_FSDP_ARGS, BLOCKS_SPEC, finish, nngraph
+
+    spec = tmp_path_factory.mktemp("blocks") / "blocks.yaml"
+    spec.write_text(BLOCKS_SPEC.replace("p: 0.3", "p: 0.0"))  # 1 and 2 processes would draw different dropout masks
+    out = spec.parent / "one_node"
+    text = finish(nngraph(str(spec), "--out", str(out), "--nproc-per-node", "2", *BLOCKS_FSDP_ARGS))
+    return spec, out, text
+
+
+@pytest.fixture
+def blocks_spec_path(tmp_path: Path) -> Path:
+    """train_helpers.BLOCKS_SPEC (four alike blocks, dropout 0.3) written to a file."""
+    from train_helpers import BLOCKS_SPEC
+
+    path = tmp_path / "blocks.yaml"
+    path.write_text(BLOCKS_SPEC)
+    return path

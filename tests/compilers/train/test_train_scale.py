@@ -13,30 +13,8 @@ from nngraph.compilers.torch.module import blocks
 from nngraph.errors import SpecError
 from nngraph.spec import load_spec
 
-from train_helpers import finish, max_diff, nngraph, run_quiet, train_curve, weights
-
-#: four alike decoder-ish blocks with dropout (checkpointing must replay the same dropout mask)
-SPEC = """\
-nngraph: 1
-name: ckpt
-inputs:
-  x: {shape: [batch, 64], dtype: float32}
-blocks:
-  layer:
-    inputs: [x]
-    nodes:
-      - {name: up, op: linear, in: x, out: 96}
-      - {name: act, op: gelu, in: up}
-      - {name: drop, op: dropout, in: act, p: 0.3}
-      - {name: down, op: linear, in: drop, out: 64}
-      - {name: out, op: add, in: [x, down]}
-    outputs: [out]
-graph:
-  - {name: h, block: layer, repeat: 4, in: x}
-  - {name: head, op: linear, in: h, out: 10}
-outputs: {logits: head}
-train: {data: digits, batch_size: 8, steps: 3}
-"""
+from train_helpers import BLOCKS_SPEC as SPEC
+from train_helpers import max_diff, run_quiet, train_curve, weights
 
 
 def _grads(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
@@ -94,21 +72,17 @@ def test_naming_a_block_that_is_not_a_module_is_a_located_error(tmp_path: Path):
     assert diag.hint.startswith("blocks compiled to modules: layer (")
 
 
-def test_per_block_fsdp_with_checkpointing_on_two_processes_follows_one_process(tmp_path: Path):
+def test_per_block_fsdp_with_checkpointing_on_two_processes_follows_one_process(tmp_path: Path, blocks_fsdp_run):
     """Each block copy its own FSDP unit (and checkpointed): 2 processes x batch 8 = 1 process x batch 16, to 1e-5;
     the gathered weights load in one plain process."""
-    spec = tmp_path / "ckpt.yaml"
-    spec.write_text(SPEC.replace("p: 0.3", "p: 0.0"))  # 1 and 2 processes would draw different dropout masks
-    common = ["--steps", "4", "--set", "train.log.every=1", "--set", "train.checkpoint.every=100"]
-    two = finish(nngraph(str(spec), "--out", str(tmp_path / "two"), "--nproc-per-node", "2", "--strategy", "fsdp",
-                         "--set", "train.batch_size=8", "--set", "train.activation_checkpointing=true", *common))
-    assert "on 2 processes (FSDP)" in two
+    spec, two, text = blocks_fsdp_run
+    assert "on 2 processes (FSDP)" in text
     run_quiet(spec, tmp_path / "one", "train.batch_size=16", "train.log.every=1", "train.checkpoint.every=100",
               steps=4)  # in this process: one interpreter start less
-    a, b = train_curve(tmp_path / "one"), train_curve(tmp_path / "two")
+    a, b = train_curve(tmp_path / "one"), train_curve(two)
     assert len(a) == len(b) == 4 and max(abs(x - y) for x, y in zip(a, b)) <= 1e-5, (a, b)
     model = compile_spec(spec)
-    load_state_dict(model, weights(tmp_path / "two"))  # strict: every key, full shapes
+    load_state_dict(model, weights(two))  # strict: every key, full shapes
     assert max_diff(weights(tmp_path / "one"), dict(state_dict_for(model))) <= 1e-5
 
 
@@ -156,17 +130,13 @@ def test_a_block_with_data_dependent_moe_routing_falls_back_to_eager_and_says_wh
     assert list(fallen) == ["dense_layer"] and "moe.py" in fallen["dense_layer"]  # the routing's line
 
 
-def test_training_with_compiled_blocks_follows_the_eager_loss_curve(tmp_path: Path, monkeypatch):
-    import functools
-
-    from nngraph.compilers.train import plan, scale
-
+def test_training_with_compiled_blocks_follows_the_eager_loss_curve(tmp_path: Path):
     # aot_eager: dynamo capture and AOT autograd's forward/backward graphs, without inductor's minutes of codegen
     # on this shared CPU (bench/scale.py times inductor)
-    monkeypatch.setattr(plan, "compile_blocks", functools.partial(scale.compile_blocks, backend="aot_eager"))
     spec = tmp_path / "ckpt.yaml"
     spec.write_text(SPEC.replace("p: 0.3", "p: 0.0"))  # compiled code draws dropout masks from its own RNG
     run_quiet(spec, tmp_path / "eager", "train.log.every=1", steps=2)
-    run_quiet(spec, tmp_path / "compiled", "train.log.every=1", "train.compile=true", steps=2)
+    run_quiet(spec, tmp_path / "compiled", "train.log.every=1", "train.compile=true", "train.compile_backend=aot_eager",
+              steps=2)
     a, b = train_curve(tmp_path / "eager"), train_curve(tmp_path / "compiled")
     assert len(a) == 2 and max(abs(x - y) for x, y in zip(a, b)) <= 1e-5, (a, b)

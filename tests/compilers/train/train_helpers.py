@@ -54,6 +54,33 @@ train:
   eval: {every: 20}
   log: {every: 1, tensorboard: false, plot: false, progress: false}
 """
+#: four alike decoder-ish blocks with dropout (checkpointing must replay the same dropout mask)
+BLOCKS_SPEC = """\
+nngraph: 1
+name: ckpt
+inputs:
+  x: {shape: [batch, 64], dtype: float32}
+blocks:
+  layer:
+    inputs: [x]
+    nodes:
+      - {name: up, op: linear, in: x, out: 96}
+      - {name: act, op: gelu, in: up}
+      - {name: drop, op: dropout, in: act, p: 0.3}
+      - {name: down, op: linear, in: drop, out: 64}
+      - {name: out, op: add, in: [x, down]}
+    outputs: [out]
+graph:
+  - {name: h, block: layer, repeat: 4, in: x}
+  - {name: head, op: linear, in: h, out: 10}
+outputs: {logits: head}
+train: {data: digits, batch_size: 8, steps: 3}
+"""
+#: BLOCKS_SPEC on 2 processes with FSDP (the conftest's ``blocks_fsdp_run``): each block copy its own unit, and
+#: checkpointed; 2 x batch 8 is one process's batch 16
+BLOCKS_FSDP_ARGS = ["--strategy", "fsdp", "--steps", "4", "--set", "train.batch_size=8", "--set", "train.log.every=1",
+                    "--set", "train.checkpoint.every=2", "--set", "train.activation_checkpointing=true"]
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

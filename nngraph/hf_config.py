@@ -68,7 +68,8 @@ class Config:
         self.refuse(rope.get("factor") is None, f"rope scaling '{kind}' without a factor")
         out["rope_factor"] = float(rope["factor"])
         if kind in ("llama3", "yarn"):
-            original = rope.get("original_max_position_embeddings") or self.fields.get("original_max_position_embeddings")
+            original = (rope.get("original_max_position_embeddings")
+                        or self.fields.get("original_max_position_embeddings"))
             self.refuse(original is None, f"rope scaling '{kind}' without original_max_position_embeddings")
             out["rope_original_len"] = int(original)
         if kind == "llama3":
@@ -321,7 +322,8 @@ def model_type_of(name: str) -> str:
 
 
 def family_of(config: dict[str, Any]) -> Family:
-    """The family of a config's ``model_type`` (the first that fits it); an unknown one is an error listing the known ones."""
+    """The family of a config's ``model_type`` (the first of its layouts that fits the config); an unknown
+    model_type is an error listing the known ones."""
     kind = config.get("model_type")
     layouts = [f for name, f in FAMILIES.items() if model_type_of(name) == kind]
     if not layouts:

@@ -42,7 +42,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def rope_cos_sin(params: dict, head_dim: int, positions: torch.Tensor,
                  dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin [..., T, r] for integer ``positions`` [..., T] (angles computed in float32 or better)."""
-    inv = torch.tensor(rope_inv_freq(head_dim, **params), dtype=torch.float64).to(torch.float64 if dtype == torch.float64 else torch.float32)
+    inv = torch.tensor(rope_inv_freq(head_dim, **params), dtype=torch.float64)
+    inv = inv.to(torch.float64 if dtype == torch.float64 else torch.float32)
     inv = inv.to(positions.device)
     angles = positions.to(inv.dtype).unsqueeze(-1) * inv  # [..., T, r/2]
     emb = torch.cat((angles, angles), dim=-1)

@@ -1,5 +1,5 @@
 """`nngraph export-hf SPEC|RUN_DIR -o FOLDER` (issue 22 item 2): zoo specs at small sizes with random weights (no
-Hugging Face origin) -- GPT-2, BERT, RoBERTa (RobertaModel, RobertaForMaskedLM), LLaMA (plain and with llama3 RoPE scaling), GPT-NeoX, T5 v1.0 and
+Hugging Face origin) -- GPT-2, BERT, RoBERTa (RobertaModel, RobertaForMaskedLM), LLaMA (plain and with llama3 RoPE scaling), Qwen2 with YaRN, GPT-NeoX, T5 v1.0 and
 v1.1 -- become folders that transformers' from_pretrained loads with no missing, unexpected or
 mis-shaped tensor and whose logits equal the spec's (max abs diff <= 1e-4; measured ~1e-7) on padded batches; a run
 folder brings its tokenizer.json; a spec that fits no family is refused naming the first node that does not fit."""
@@ -36,6 +36,8 @@ CASES = {  # case: (spec file under specs/, --set, the class from_pretrained loa
                     "tie=embed_tokens eps=1.0e-6", "LlamaForCausalLM"),
     "llama_style+llama3": ("llama_style", f"vocab={V} d_model=32 heads=4 kv_heads=2 layers=2 rope_scaling=llama3 "
                            "rope_factor=8.0 rope_original_len=16", "LlamaForCausalLM"),
+    "qwen2_style+yarn": ("qwen2_style", f"vocab={V} d_model=32 heads=4 kv_heads=2 ffn=64 layers=2 rope_scaling=yarn "
+                         "rope_factor=4.0 rope_original_len=4", "Qwen2ForCausalLM"),
     "gpt_neox_style": ("gpt_neox_style", f"vocab={V} d_model=32 heads=4 ffn=64 layers=2 rotary_fraction=0.5",
                        "GPTNeoXForCausalLM"),
     "t5_encoder_decoder": ("t5_encoder_decoder", T5 + " shared_embed=true", "T5ForConditionalGeneration"),

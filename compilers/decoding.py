@@ -42,6 +42,14 @@ def unpositioned(graph: Any) -> list[str]:
             if n.op == "position_embedding" and n.inputs.get("positions") is None]
 
 
+def decoding_facts(graph: Any) -> dict[str, Any]:
+    """``{"input_roles": input_roles(graph), "unpositioned": unpositioned(graph)}``: what a decoder must know about
+    a graph's inputs, derived here once and stored with each back end's model -- the ONNX file's
+    ``nngraph.kv_cache`` metadata and the generated torch class's ``input_roles`` / ``unpositioned`` attributes --
+    so both decoders read it from the model instead of asking the caller."""
+    return {"input_roles": input_roles(graph), "unpositioned": unpositioned(graph)}
+
+
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(tokens [B, T] int64, mask [B, T] int64): ``rows`` right-aligned, ``pad_id`` and mask 0 before each."""
     width = max(len(r) for r in rows)

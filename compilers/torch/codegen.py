@@ -324,6 +324,16 @@ class _Compiler:
         """The forward variable of a value (graph input or node output)."""
         return self.args[key[0]] if key[1] is None else self.vars[key]
 
+    def decoding_lines(self) -> list[str]:
+        """The class attributes ``input_roles`` (forward argument -> key_padding | positions) and ``unpositioned``
+        (:func:`nngraph.compilers.decoding.decoding_facts`) that the torch decoder reads, where they are not empty."""
+        from nngraph.compilers.decoding import decoding_facts
+
+        facts = decoding_facts(self.graph)
+        roles = {self.args[n]: role for n, role in facts["input_roles"].items()}
+        return ([f"    input_roles = {roles!r}"] if roles else []) + \
+            ([f"    unpositioned = {tuple(facts['unpositioned'])!r}"] if facts["unpositioned"] else [])
+
     def assemble(self, ctxs: dict[str, NodeCtx], required: list[str], optional: list[str], body: list[str]) -> Generated:
         g = self.graph
         cls = class_name(g)
@@ -373,6 +383,7 @@ class _Compiler:
             f"    spec_name = {g.name!r}",
             f"    input_types = {input_types}",
             f"    output_names = {tuple(outs)!r}",
+            *self.decoding_lines(),
             "",
             "    def __init__(self, seed: int = 0) -> None:",
             "        super().__init__()",

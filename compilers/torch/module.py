@@ -106,13 +106,17 @@ class GraphModule(nn.Module):
     Class attributes set by the generated class: ``spec_file``, ``spec_name``,
     ``input_types`` (forward argument -> declared :class:`TensorType`) and
     ``output_names`` (``forward`` returns one tensor when there is one output,
-    else a dict in this order).
+    else a dict in this order); for decoding (:func:`nngraph.compilers.decoding.decoding_facts`),
+    ``input_roles`` (argument -> ``key_padding`` | ``positions``) and ``unpositioned`` (position
+    embeddings that read no positions input).
     """
 
     spec_file: str = ""
     spec_name: str = ""
     input_types: dict[str, TensorType] = {}
     output_names: tuple[str, ...] = ()
+    input_roles: dict[str, str] = {}
+    unpositioned: tuple[str, ...] = ()
     _nng_source: str | None = None
 
     @property

@@ -19,12 +19,13 @@ def write_metadata(s: Any) -> None:
     describe_model(s.model, graph)
     s.io_meta = _io_meta(graph, s.names, s.out_names, s.dynamic, s.sizes, s.kv_layers, s.batch_sym)
     if cfg.kv_cache:
-        from nngraph.compilers.decoding import input_roles, unpositioned
+        from nngraph.compilers.decoding import decoding_facts
 
+        facts = decoding_facts(graph)
         s.kv_meta = {"token_input": s.names[0], "logits_output": s.out_names[0], "layers": s.kv_layers,
                      "batch": s.batch_sym, "layout": "[batch, kv_heads, seq, head_dim]",
-                     "input_roles": {n: r for n, r in input_roles(graph).items() if n in s.names},
-                     "unpositioned": unpositioned(graph)}
+                     "input_roles": {n: r for n, r in facts["input_roles"].items() if n in s.names},
+                     "unpositioned": facts["unpositioned"]}
     s.lowering = lowering_of(graph)
     set_metadata(s.model, {
         "version": __version__, "spec": graph.name, "spec_file": cfg.spec_file or str(graph.file or ""),

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from nngraph.attention import masks as masks
-from nngraph.attention.analysis import hides_nothing, table_leaves
+from nngraph.attention.analysis import hides_nothing, mask_kind, table_leaves
 
 
 class Table:
@@ -88,15 +88,23 @@ def _evaluate(node: masks.MaskNode, grids: tuple[torch.Tensor, ...], context: di
     return out
 
 
+def _last_query_under_causal(node: masks.MaskNode, q_len: int, kv_len: int, offset: int) -> bool:
+    """One query at the last position (decoding a token with a KV cache) under a plain causal mask: every key j <=
+    i, so the mask hides nothing. Not while tracing, where the sizes stand for any size."""
+    return (q_len == 1 and offset == kv_len - 1 and mask_kind(node, cross=False) == "causal"
+            and not torch.jit.is_tracing())
+
+
 def mask_tensor(mask: Any, batch: int, q_len: int, kv_len: int, offset: int = 0, *,
                 lengths: torch.Tensor | None = None, key_padding: torch.Tensor | None = None,
                 doc_ids: torch.Tensor | None = None, device: torch.device | str | None = None) -> torch.Tensor | None:
-    """The bool mask [B or 1, 1, T, S] of a mask value (True = visible), or None for ``mask: none``.
+    """The bool mask [B or 1, 1, T, S] of a mask value (True = visible), or None where it hides nothing (``mask:
+    none``; ``causal`` for one query at the last position).
 
     ``mask`` is the node's ``mask`` param (a name, mapping, or parsed :class:`MaskNode`).
     """
     node = mask if isinstance(mask, masks.MaskNode) else masks.parse_mask(mask)
-    if hides_nothing(node):
+    if hides_nothing(node) or _last_query_under_causal(node, q_len, kv_len, offset):
         return None
     grids = index_grids(batch, q_len, kv_len, offset, device)
     context = {"lengths": lengths, "key_padding": Table(key_padding) if key_padding is not None else None,

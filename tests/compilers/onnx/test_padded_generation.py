@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from nngraph import load_spec
-from nngraph.compilers.decoding import input_roles, left_pad, unpositioned
+from nngraph.compilers.decoding import input_roles, left_pad
 from nngraph.compilers.onnx.export import export_graph
 from nngraph.compilers.onnx.generate import generate as ort_generate
 from nngraph.compilers.onnx.runner import InferError
 from nngraph.compilers.torch.hf_import import import_weights
-from nngraph.compilers.torch.ops.attention_cache import generate
+from nngraph.compilers.torch import compile_spec
+from nngraph.compilers.torch.ops.attention_cache import generate, stream
 
 from onnx_support import SPECS
 
@@ -86,14 +87,37 @@ def padded(request, tmp_path_factory):
 
 
 def test_torch_padded_batch_equals_hf_generate(padded):
+    """The torch decoder is called like the ONNX one: the padding inputs' roles come from the generated class."""
     name, graph, model, want = padded
     roles = input_roles(graph)
     assert set(roles.values()) == ({"key_padding", "positions"} if name == "gpt2_small" else {"key_padding"})
-    got = generate(model, ROWS, NEW, roles=roles, unpositioned=unpositioned(graph))
+    assert model.input_roles == roles and model.unpositioned == ()
+    steps = list(stream(model, ROWS, NEW))
     assert len(set(want[:, -NEW:].flatten().tolist())) > 4  # the oracle is not degenerate
-    assert torch.equal(got, want)
+    np.testing.assert_array_equal(np.stack([s.tokens for s in steps], axis=1), want[:, -NEW:].numpy())
+    assert torch.equal(generate(model, ROWS, NEW), want)
     if name == "gpt2_small":  # the cache-free path re-runs the padded sequence: the same tokens
-        assert torch.equal(generate(model, ROWS, NEW, roles=roles, use_cache=False), want)
+        assert torch.equal(generate(model, ROWS, NEW, use_cache=False), want)
+
+
+def test_torch_refuses_padded_rows_the_model_cannot_be_told_about(tmp_path):
+    """Without a key_padding input, or with a position table that reads no positions input, rows of different
+    lengths are refused, as the ONNX decoder refuses them (the facts come from the generated class)."""
+    sets = ["vocab=20", "d_model=16", "heads=2", "layers=1", "ctx=16"]
+    plain = compile_spec(SPECS / "gpt_char.yaml", sets)
+    assert plain.input_roles == {} and plain.unpositioned == ("wpe",)
+    with pytest.raises(ValueError, match="has no key_padding input to mask padded keys"):
+        list(stream(plain, [[1, 2, 3], [4]], 2))
+    rows = [[1, 2, 3], [4, 5, 6]]  # one length: nothing to tell
+    assert torch.equal(generate(plain, rows, 2), generate(plain, torch.tensor(rows), 2))
+    text = open(_padded_spec(tmp_path, "gpt2_small")).read()
+    text = text.replace("  positions: {shape: [batch, seq], dtype: int64}\n", "")
+    text = text.replace("{x: wte, positions: positions}", "wte")
+    (tmp_path / "no_positions.yaml").write_text(text)
+    unpositioned = compile_spec(tmp_path / "no_positions.yaml", sets)
+    assert unpositioned.input_roles == {"key_padding": "key_padding"} and unpositioned.unpositioned == ("wpe",)
+    with pytest.raises(ValueError, match="position embedding 'wpe' reads no positions input"):
+        list(stream(unpositioned, [[1, 2, 3], [4]], 2))
 
 
 def test_onnxruntime_padded_batch_equals_hf_generate(padded, tmp_path):

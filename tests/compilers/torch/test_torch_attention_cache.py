@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from nngraph.compilers.torch import compile_spec
-from nngraph.compilers.torch.ops.attention_cache import KVCache, generate
+from nngraph.compilers.torch.ops.attention_cache import BufferSlot, KVCache, generate
+from nngraph.compilers.torch.ops.attention_masks import mask_tensor
 
 SPECS = Path(__file__).resolve().parents[3] / "specs"
 TINY = {
@@ -93,3 +94,45 @@ def test_models_with_efficient_attention_refuse_a_cache(compile_text):
     with pytest.raises(ValueError, match="module 'lin' \\(LinearAttention\\) has no KV cache"):
         with KVCache().attach(model):
             pass
+
+
+def test_buffered_slot_writes_in_place_and_equals_concatenation():
+    """The decoder's slot keeps keys in a buffer that doubles when full (64, then 2 * needed) and returns views of
+    it: the same keys as concatenating every chunk; with gradients on it concatenates (autograd keeps its inputs)."""
+    chunks = [torch.randn(2, 3, n, 4) for n in (5, 1, 60, 1, 90, 1)]
+    slot = BufferSlot()
+    with torch.no_grad():
+        for i, c in enumerate(chunks):
+            k, v = slot.append(c, -c)
+            want = torch.cat(chunks[:i + 1], dim=-2)
+            assert torch.equal(k, want) and torch.equal(v, -want) and slot.length == want.shape[-2]
+    assert slot.buffers[0].shape[-2] == 2 * 157 and k.data_ptr() == slot.buffers[0].data_ptr()
+    grad = BufferSlot()
+    x = torch.randn(1, 1, 2, 4, requires_grad=True)
+    k, _ = grad.append(x, x)
+    k, _ = grad.append(x * 2, x)
+    k.sum().backward()
+    assert grad.buffers is None and torch.equal(x.grad, torch.full_like(x, 3.0))
+
+
+def test_one_query_at_the_end_needs_no_causal_mask():
+    """Decoding one token under ``causal``: every key is at or before it, so no mask tensor is built (the reference
+    and SDPA then run unmasked); other shapes and masks still get theirs."""
+    assert mask_tensor("causal", 2, 1, 9, offset=8) is None
+    assert mask_tensor("causal", 2, 2, 9, offset=7) is not None
+    assert mask_tensor({"type": "sliding_window", "window": 3}, 2, 1, 9, offset=8) is not None
+    kp = torch.zeros(2, 9, dtype=torch.bool)
+    assert mask_tensor({"all": ["causal", "key_padding"]}, 2, 1, 9, offset=8, key_padding=kp) is not None
+
+
+def test_lowered_gpt2_decodes_one_token_with_unmasked_sdpa():
+    from nngraph import load_spec
+    from nngraph.compilers.passes import lower
+    from nngraph.compilers.torch import build_module
+
+    graph = load_spec(SPECS / "gpt2_small.yaml", TINY["gpt2_small"])
+    ref = build_module(graph, seed=3).eval()
+    low = build_module(lower(graph, "cpu").graph, seed=3).eval()
+    prompt = torch.randint(0, 40, (2, 5), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(generate(low, prompt, 12), generate(ref, prompt, 12, use_cache=False))
+    assert low.h[0].attn.last_kernel == "sdpa"

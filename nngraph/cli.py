@@ -532,7 +532,7 @@ def sample(
 def import_weights(
     spec: Annotated[Path, typer.Argument(help="the spec whose parameter names receive the weights")],
     checkpoint: Annotated[Path, typer.Argument(help="a Hugging Face state dict: .safetensors, .bin/.pt (weights_only), or a folder of shards")],
-    source: Annotated[str, typer.Option("--from", help="checkpoint layout: hf-gpt2, hf-bert, hf-llama, hf-mistral, hf-qwen2, hf-gemma, hf-gpt-neox or hf-t5")],
+    source: Annotated[str, typer.Option("--from", help="checkpoint layout, e.g. hf-gpt2, hf-llama, hf-t5 (an unknown name is refused with the full list)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="weights file to write (.safetensors or .pt)")],
     set_: SetOpt = None,
 ) -> None:

@@ -150,13 +150,8 @@ def test_t5_with_one_shared_table_on_a_padded_source_batch_equals_hf_generate(tm
     with torch.no_grad():
         for p in hf.parameters():
             p.add_(torch.randn_like(p) * 0.3)
-    text = (SPECS / "t5_encoder_decoder.yaml").read_text()
-    text = text.replace('in: tgt_tokens, num: "${vocab}", dim: "${d_model}"}',
-                        'in: tgt_tokens, num: "${vocab}", dim: "${d_model}", tie: encoder_embed}')
-    text = text.replace("tie: decoder_embed}", "tie: encoder_embed}")
-    spec = tmp_path / "t5_shared.yaml"
-    spec.write_text(text)
-    model = import_weights(str(spec), "hf-t5", hf.state_dict(), T5_SET)
+    spec, sets = SPECS / "t5_encoder_decoder.yaml", [*T5_SET, "shared_embed=true"]  # T5's one table
+    model = import_weights(str(spec), "hf-t5", hf.state_dict(), sets)
     assert "decoder_embed.weight" not in model.state_dict()  # one table
     lengths = np.array([7, 3, 5, 1])
     src = np.random.default_rng(3).integers(1, V, (4, 7))
@@ -169,6 +164,6 @@ def test_t5_with_one_shared_table_on_a_padded_source_batch_equals_hf_generate(tm
                    src_lengths=torch.from_numpy(lengths))
     np.testing.assert_array_equal(got.numpy(), want)
     path = tmp_path / "t5.onnx"
-    assert export_graph(load_spec(spec, T5_SET), path, module=model, kv_cache=True).verification.ok
+    assert export_graph(load_spec(spec, sets), path, module=model, kv_cache=True).verification.ok
     got = ort_generate(path, start.numpy(), NEW, source=src, inputs={"src_lengths": lengths})
     np.testing.assert_array_equal(got, want)

@@ -1,6 +1,7 @@
 """`nngraph export-hf SPEC|RUN_DIR -o FOLDER` (issue 22 item 2): zoo specs at small sizes with random weights (no
-Hugging Face origin) -- GPT-2, BERT, RoBERTa (RobertaModel, RobertaForMaskedLM), LLaMA (plain and with llama3 RoPE scaling), Qwen2 with YaRN, GPT-NeoX, T5 v1.0 and
-v1.1 -- become folders that transformers' from_pretrained loads with no missing, unexpected or
+Hugging Face origin) -- GPT-2, BERT, RoBERTa (RobertaModel, RobertaForMaskedLM), LLaMA (plain and with llama3 RoPE
+scaling), Mistral (sliding window), Qwen2 (plain and with YaRN), Gemma, GPT-NeoX, T5 v1.0 and v1.1 -- become
+folders that transformers' from_pretrained loads with no missing, unexpected or
 mis-shaped tensor and whose logits equal the spec's (max abs diff <= 1e-4; measured ~1e-7) on padded batches; a run
 folder brings its tokenizer.json; a spec that fits no family is refused naming the first node that does not fit."""
 
@@ -38,6 +39,11 @@ CASES = {  # case: (spec file under specs/, --set, the class from_pretrained loa
                            "rope_factor=8.0 rope_original_len=16", "LlamaForCausalLM"),
     "qwen2_style+yarn": ("qwen2_style", f"vocab={V} d_model=32 heads=4 kv_heads=2 ffn=64 layers=2 rope_scaling=yarn "
                          "rope_factor=4.0 rope_original_len=4", "Qwen2ForCausalLM"),
+    "mistral_style": ("mistral_style", f"vocab={V} d_model=32 heads=4 kv_heads=2 ffn=64 layers=2 window=4",
+                      "MistralForCausalLM"),
+    "qwen2_style": ("qwen2_style", f"vocab={V} d_model=32 heads=4 kv_heads=2 ffn=64 layers=2", "Qwen2ForCausalLM"),
+    "gemma_style": ("gemma_style", f"vocab={V} d_model=32 heads=4 kv_heads=1 head_dim=16 ffn=64 layers=2",
+                    "GemmaForCausalLM"),
     "gpt_neox_style": ("gpt_neox_style", f"vocab={V} d_model=32 heads=4 ffn=64 layers=2 rotary_fraction=0.5",
                        "GPTNeoXForCausalLM"),
     "t5_encoder_decoder": ("t5_encoder_decoder", T5 + " shared_embed=true", "T5ForConditionalGeneration"),

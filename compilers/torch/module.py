@@ -72,6 +72,15 @@ class Block(nn.Module):
         return super().__call__(*args, **kwargs)
 
 
+def node_module(model: nn.Module, name: str) -> nn.Module | None:
+    """The module of node ``name`` (its state-dict prefix) in ``model``, or None: a node without learnable state
+    (or a tied layer, which reads another node's) has none."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
 def blocks(model: nn.Module) -> list[Block]:
     """The block copies generated as classes in ``model``, outermost first."""
     return [m for m in model.modules() if isinstance(m, Block)]

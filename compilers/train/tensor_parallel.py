@@ -52,11 +52,12 @@ def tp_plan(graph: Graph, model: nn.Module, tp: int) -> TPPlan:
 
     Raises a :class:`SpecError` at the node when a layer that tensor parallelism splits has sizes that do not
     divide by ``tp`` (attention heads, an FFN's hidden size)."""
+    from nngraph.compilers.torch.module import node_module
     from nngraph.compilers.torch.registry import TP_HEADS, TP_LINEAR, TP_VOCAB, get_impl
 
     plan, linears = TPPlan(), []
     for name, node in graph.nodes.items():
-        impl, module = get_impl(node.op), _module_at(model, name)
+        impl, module = get_impl(node.op), node_module(model, name)
         has_linear = isinstance(module, nn.Module) and any(isinstance(m, nn.Linear) for m in module.modules())
         if node.shares_params_with or impl is None or impl.tp is None:
             if has_linear:
@@ -84,14 +85,6 @@ def tp_plan(graph: Graph, model: nn.Module, tp: int) -> TPPlan:
                 plan.styles[path] = role
     _pairs(graph, model, linears, tp, plan)
     return plan
-
-
-def _module_at(model: nn.Module, name: str) -> Any:
-    """The module of node ``name`` (its state-dict prefix), or None (a tied layer has none)."""
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        return None
 
 
 def _vocab(graph: Graph, name: str, plan: TPPlan) -> None:

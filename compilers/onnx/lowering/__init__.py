@@ -65,11 +65,13 @@ class _AttentionDispatch:
 
 def _forwards(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None) -> tuple[dict[int, Any], list]:
     """(id(module) -> (module, its export forward), the attention dispatchers) for the modules of ``graph``."""
+    from nngraph.compilers.torch.module import node_module
+
     table = discover()
     forwards: dict[int, Any] = {}
     dispatch: dict[int, _AttentionDispatch] = {}
     for node in graph.nodes.values():
-        module = _module_of(model, node.name)
+        module = node_module(model, node.name)
         entry = table.get(node.op)
         if module is None:
             continue
@@ -101,9 +103,3 @@ def lowered(model: Any, graph: Any, choices: dict[str, Choice], io: KVIO | None 
         for module, _ in forwards.values():
             module.__dict__.pop("forward", None)
 
-
-def _module_of(model: Any, name: str) -> Any:
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        return None

@@ -90,7 +90,7 @@ def measured_memory(ranks: list[int]) -> list[dict]:
     import torch.multiprocessing as mp
 
     from _fsdp_memory import measure
-    from nngraph.compilers.train.distributed import free_port
+    from nngraph.compilers.ports import free_port
 
     rows = []
     for n in ranks:

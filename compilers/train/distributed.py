@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+
+from ..ports import free_port
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,6 @@ def mean_across(d: Dist, values: torch.Tensor) -> torch.Tensor:
 def barrier(d: Dist) -> None:
     if d.active:
         dist.barrier()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that no one listens on now (for a local rendezvous)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class WorkerError(RuntimeError):

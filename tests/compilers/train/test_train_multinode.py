@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from nngraph.compilers.torch import compile_spec, load_state_dict
-from nngraph.compilers.train.distributed import free_port
+from nngraph.compilers.ports import free_port
 
 from train_helpers import BLOCKS_FSDP_ARGS, ENV, ROOT, max_diff, train_curve, weights
 

@@ -1,13 +1,21 @@
 """Dynamic batching: requests wait in a bounded queue; one loop gathers them into batches and runs the model.
 
-A batch opens with the first waiting request, takes every request already waiting, and closes when it holds
-``max_batch`` rows, when no further request arrived for ``window`` seconds, or ``max_wait`` seconds after it
-opened, whichever comes first. With ``window = 0`` (the default) a batch is what arrived while the previous
-one ran: no request waits for company when the model is idle, and under load the batches grow by themselves
-(measured in bench/serve.py: a 2 ms window cost a lone client 3x its latency and gained nothing at 16). Its
-requests are grouped by :meth:`ServedModel.key` (each group one model run, padded where the probes allowed)
-and run one group at a time on a worker thread, so the event loop keeps accepting while the model runs --
-and the requests that arrive meanwhile form the next batch. ``max_batch = 1`` runs every request alone.
+A batch opens with the first waiting request and takes every request already waiting. When that first
+request found the worker idle it may also wait for company: the batch closes when it holds ``max_batch``
+rows, when no further request arrived for ``window`` seconds, or ``max_wait`` seconds after that request
+arrived, whichever comes first. A first request that arrived while the previous batch ran has already
+waited (for that run), so its batch is what queued meanwhile and goes out the moment the run ends -- the
+window never starts again on top of a run. With ``window = 0`` (the default) no request ever waits for
+company (measured in bench/serve.py: a 2 ms window cost a lone client 3x its latency and gained nothing at
+16 clients): a batch is what arrived while the previous one ran, and under load the batches grow by themselves.
+
+Latency (one worker, ``R`` = one batch's compute): a request waits at most ``max(max_wait, R)`` before its
+batch starts -- ``max_wait`` at an idle worker, the rest of the run in progress at a busy one -- when it fits
+into the next batch; with ``C`` requests outstanding and ``max_batch`` ``B``, up to ``ceil(C / B)`` batches
+queue ahead of its own. Its requests are grouped by :meth:`ServedModel.key` (each group one model run,
+padded where the probes allowed) and run one group at a time on a worker thread, so the event loop keeps
+accepting while the model runs -- and the requests that arrive meanwhile form the next batch.
+``max_batch = 1`` runs every request alone.
 
 At most ``queue_size`` requests are admitted and unanswered at once -- queued, in the open batch or running;
 one more is refused at once (:class:`QueueFull`: the server answers 503 with Retry-After). A request whose
@@ -47,6 +55,7 @@ class Batcher:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="nngraph-batch")
         self.task: asyncio.Task | None = None
         self._carry: _Item | None = None
+        self._idle_since = 0.0  # when the last batch's runs ended: requests that arrived before it waited for one
         self.pending = 0
 
     def depth(self) -> int:
@@ -86,14 +95,17 @@ class Batcher:
                     await self._run(group)
             finally:
                 self.pending -= len(batch)
+                self._idle_since = time.perf_counter()
 
     async def _gather(self) -> list[_Item]:
-        """The next batch (module doc): blocks for the first request, then gathers within the window. A
-        request that would overfill the batch is carried over to open the next one."""
+        """The next batch (module doc): blocks for the first request, takes what is waiting and, when that
+        request found the worker idle, waits for more within the window. A request that would overfill the
+        batch is carried over to open the next one."""
         assert self.queue is not None
         first, self._carry = self._carry or await self.queue.get(), None
         batch, rows = [first], first.request.rows
-        closes = time.perf_counter() + self.max_wait
+        # the window is for a request that found the worker idle; one that waited for a run goes out now
+        closes = first.arrived + self.max_wait if first.arrived >= self._idle_since else 0.0
         while rows < self.max_batch:
             left = min(self.window, closes - time.perf_counter())
             if self.queue.empty() and left <= 0:

@@ -1,0 +1,64 @@
+"""The batching schedule (compilers/serve/batching.py) on a stand-in model, in process: when a batch waits
+for company and when it goes out at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from nngraph.compilers.serve.batching import Batcher
+from nngraph.compilers.serve.model import Request
+
+
+class _Model:
+    """Records each run's start time and requests; the first run takes ``first_run`` seconds."""
+
+    def __init__(self, first_run: float = 0.0) -> None:
+        self.runs: list[tuple[float, list[int]]] = []
+        self.first_run = first_run
+
+    def key(self, request: Request) -> tuple:
+        return ()
+
+    def run(self, group: list[Request]) -> list[dict]:
+        self.runs.append((time.perf_counter(), [int(r.feeds["i"]) for r in group]))
+        if len(self.runs) == 1:
+            time.sleep(self.first_run)
+        return [{"i": r.feeds["i"]} for r in group]
+
+
+def _schedule(model: _Model, window: float, max_wait: float, arrivals: list[float], rows: list[int]) -> list[float]:
+    """Submit request i of ``rows[i]`` rows at ``arrivals[i]`` seconds (max batch 8); each one's answer time
+    (seconds from the start)."""
+
+    async def main() -> list[float]:
+        batcher = Batcher(model, max_batch=8, window=window, max_wait=max_wait, queue_size=16)
+        batcher.start()
+        start = time.perf_counter()
+
+        async def one(i: int, at: float) -> float:
+            await asyncio.sleep(at)
+            await batcher.submit(Request({"i": i}, rows[i]))
+            return time.perf_counter() - start
+
+        try:
+            return list(await asyncio.gather(*(one(i, at) for i, at in enumerate(arrivals))))
+        finally:
+            await batcher.stop()
+
+    return asyncio.run(main())
+
+
+def test_a_request_at_an_idle_worker_waits_for_company_within_the_window():
+    model = _Model()
+    _schedule(model, window=0.3, max_wait=1.0, arrivals=[0.0, 0.05], rows=[1, 1])
+    assert [ids for _, ids in model.runs] == [[0, 1]]
+
+
+def test_requests_that_queued_during_a_run_go_out_when_it_ends_without_a_new_window():
+    model = _Model(first_run=0.3)
+    done = _schedule(model, window=2.0, max_wait=2.0, arrivals=[0.0, 0.1, 0.15], rows=[8, 1, 1])
+    # request 0 fills a batch and runs at once for 0.3 s; 1 and 2 arrive during that run and start right
+    # after it (a window opened then would hold them 2 s more, as nobody else comes)
+    assert [ids for _, ids in model.runs] == [[0], [1, 2]]
+    assert model.runs[1][0] - model.runs[0][0] < 0.3 + 1.0 and done[1] < 0.3 + 1.0

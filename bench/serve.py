@@ -16,7 +16,8 @@ take turns, ``--seconds`` each: that many clients send requests back to back ove
 (a minimal asyncio HTTP/1.1 client in this process, bodies encoded once: the load generator's own CPU cost
 stays small beside the server's) with ``.npz`` bodies both ways. Measured per cell: answers per second, p50
 and p99 latency (client side), non-200 answers, and from the server's /metrics before and after the cell:
-the batch-size histogram (rows per model run) and the mean model-run time. The 1-minute load average is
+the batch-size histogram (rows per model run) and the mean model-run time; and the server process's CPU
+time per answer (/proc: less sensitive to the machine's load than the throughput). The 1-minute load average is
 recorded per cell: on a shared machine trust the ratios, not the absolute numbers. Last, the model alone in
 this process (no HTTP), runs of 1 row and of 16 interleaved: the time per row 16 rows save is the ceiling of
 what batching can gain here (on CPU a long sequence is compute-bound and batching saves little); and the
@@ -138,11 +139,21 @@ def _batches(before: dict[str, float], after: dict[str, float]) -> tuple[dict[st
 
 def cell(server: ServerProcess, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
     """One variant at one client count for ``seconds``: the raw latencies and the server's batch counts."""
-    before = _metrics(server)
+    before, cpu = _metrics(server), _cpu_seconds(server.proc.pid)
     load = os.getloadavg()[0]
     latencies, failures, wall = asyncio.run(_load(server.port, body, clients, seconds))
     return {"latencies": latencies, "failures": len(failures), "seconds": wall, "load": load,
-            "metrics": (before, _metrics(server))}
+            "cpu_seconds": _cpu_seconds(server.proc.pid) - cpu, "metrics": (before, _metrics(server))}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The server process's CPU time so far (user + system, all its threads; Linux /proc, else nan). CPU per
+    answer varies far less with the machine's load than answers per second."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -163,6 +174,7 @@ def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "throughput_rps": statistics.median(len(r["latencies"]) / r["seconds"] for r in rounds),
             "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98], "batch_rows_histogram": histogram,
             "mean_run_ms": 1000 * run_s / runs if runs else 0.0,
+            "server_cpu_ms_per_answer": 1000 * sum(r["cpu_seconds"] for r in rounds) / max(len(latencies), 1),
             "load_avg_1m": statistics.mean(r["load"] for r in rounds)}
 
 
@@ -283,7 +295,7 @@ def _line(model: str, r: dict[str, Any]) -> str:
     return (f"{model:9s} {r['variant']:8s} {r['clients']:3d} clients  {r['throughput_rps']:8.1f} req/s  "
             f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms (bound {r['p99_bound_ms']:7.2f}, "
             f"schedule {r['p99_schedule_bound_ms']:7.2f})  "
-            f"run {r['mean_run_ms']:6.2f} ms  "
+            f"run {r['mean_run_ms']:6.2f} ms  cpu/answer {r['server_cpu_ms_per_answer']:5.2f} ms  "
             f"fail {r['failures']}  load {r['load_avg_1m']:.2f}  batches {hist}")
 
 

@@ -110,6 +110,14 @@ def test_npz_of_the_wrong_dtype_is_named(bert_server):
     assert "input 'tokens' is float32, the model takes int64" in answer.json()["error"]
 
 
+def test_answers_without_a_body_and_the_next_on_the_same_connection(bert_server):
+    """The head a HEAD answer has no body to travel with goes out on its own (compilers/serve/protocol.py)."""
+    with bert_server.client() as client:
+        head, get = client.head("/health"), client.get("/health")
+    assert head.status_code == get.status_code == 200 and head.content == b"" and get.json() == {"status": "ok"}
+    assert head.headers["content-length"] == get.headers["content-length"]
+
+
 def test_metadata_shows_symbolic_dims_kernels_and_why_and_how_it_batches(bert_server):
     with bert_server.client() as client:
         meta = client.get("/metadata").json()

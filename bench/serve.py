@@ -21,8 +21,9 @@ time per answer (/proc: less sensitive to the machine's load than the throughput
 recorded per cell: on a shared machine trust the ratios, not the absolute numbers. Last, the model alone in
 this process (no HTTP), runs of 1 row and of 16 interleaved: the time per row 16 rows save is the ceiling of
 what batching can gain here (on CPU a long sequence is compute-bound and batching saves little); and the
-lower ceiling once each request's HTTP time (batch1's wall time per request outside the model), which no
-batch shares, is counted (:func:`http_ceiling`). Speed-ups are the median of the rounds' paired ratios.
+speed-up in CPU per answer, which a busy machine disturbs far less (:func:`caps`), and what the event loop's
+own CPU per answer, which no batch shares, leaves possible. Speed-ups are the median of the rounds' paired
+ratios.
 
 Goal (issue 19): dynamic >= 3x the throughput of batch1 at 16 clients; p99 <= 2 x max wait + one batch's
 compute. Each cell prints that bound and the one the schedule allows with C clients and max batch B
@@ -139,18 +140,22 @@ def _batches(before: dict[str, float], after: dict[str, float]) -> tuple[dict[st
 
 def cell(server: ServerProcess, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
     """One variant at one client count for ``seconds``: the raw latencies and the server's batch counts."""
-    before, cpu = _metrics(server), _cpu_seconds(server.proc.pid)
+    pid = server.proc.pid
+    before, cpu, loop, client = _metrics(server), _cpu(f"{pid}"), _cpu(f"{pid}/task/{pid}"), time.process_time()
     load = os.getloadavg()[0]
     latencies, failures, wall = asyncio.run(_load(server.port, body, clients, seconds))
     return {"latencies": latencies, "failures": len(failures), "seconds": wall, "load": load,
-            "cpu_seconds": _cpu_seconds(server.proc.pid) - cpu, "metrics": (before, _metrics(server))}
+            "cpu": {"server": _cpu(f"{pid}") - cpu, "loop": _cpu(f"{pid}/task/{pid}") - loop,
+                    "client": time.process_time() - client},
+            "metrics": (before, _metrics(server))}
 
 
-def _cpu_seconds(pid: int) -> float:
-    """The server process's CPU time so far (user + system, all its threads; Linux /proc, else nan). CPU per
-    answer varies far less with the machine's load than answers per second."""
+def _cpu(task: str) -> float:
+    """CPU seconds (user + system) of /proc/TASK so far: a process (all its threads) or one thread, here the
+    server and its main thread, the event loop (Linux; nan elsewhere). CPU per answer varies far less with
+    the machine's load than answers per second."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -174,7 +179,8 @@ def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "throughput_rps": statistics.median(len(r["latencies"]) / r["seconds"] for r in rounds),
             "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98], "batch_rows_histogram": histogram,
             "mean_run_ms": 1000 * run_s / runs if runs else 0.0,
-            "server_cpu_ms_per_answer": 1000 * sum(r["cpu_seconds"] for r in rounds) / max(len(latencies), 1),
+            **{f"{k}_cpu_ms_per_answer": 1000 * sum(r["cpu"][k] for r in rounds) / max(len(latencies), 1)
+               for k in ("server", "loop", "client")},
             "load_avg_1m": statistics.mean(r["load"] for r in rounds)}
 
 
@@ -206,16 +212,20 @@ def ceiling(path: Path, body: bytes, threads: int | None, rows: int = 16, repeat
     return out
 
 
-def http_ceiling(rows: list[dict[str, Any]], top: dict[str, float], clients: int, batch: int = 16) -> dict[str, float]:
-    """The ceiling with the time per request that batching does not share: ``h`` = 1 / batch1's throughput -
-    t1 (ms of wall time per request the model alone does not explain: parsing, checking, queueing, encoding,
-    writing, the load generator, and the model running slower beside them), then (h + t1) / (h + t16 / 16),
-    t1 and t16 the model-alone ms of 1 and 16 rows: the speed-up if each request still costs h and the model
-    runs 16 rows at a time."""
-    one = next(r for r in rows if r["variant"] == "batch1" and r["clients"] == clients)
-    t1, tb = top["ms_per_row_at_1"], top[f"ms_per_row_at_{batch}"]
-    h = max(1000 / one["throughput_rps"] - t1, 0.0)
-    return {"clients": clients, "http_ms_per_request": h, "gain": (h + t1) / (h + tb)}
+def caps(rows: list[dict[str, Any]], variant: str, clients: int, cores: int = 2) -> dict[str, float]:
+    """What CPU time says of a variant at one client count, the load-insensitive view of the speed-up:
+
+    * ``cpu_x`` = batch1's CPU per answer / the variant's (server + load generator): the speed-up when both
+      keep the ``cores`` busy -- the throughput each would reach on cores of its own, ``cpu_cap_rps``;
+    * ``loop_cap_x``: the same ratio with the variant's model time gone, only its event loop left (the one
+      thread that parses, checks and answers every request, which no batch shares): what any batching could
+      reach with that event loop."""
+    by = {(r["variant"], r["clients"]): r for r in rows}
+    r, one = by[(variant, clients)], by[("batch1", clients)]
+    cpu = {row["variant"]: row["server_cpu_ms_per_answer"] + row["client_cpu_ms_per_answer"] for row in (r, one)}
+    floor = r["loop_cpu_ms_per_answer"] + r["client_cpu_ms_per_answer"]
+    return {"clients": clients, "cpu_cap_rps": 1000 * cores / cpu[variant], "cpu_x": cpu["batch1"] / cpu[variant],
+            "loop_cap_x": cpu["batch1"] / floor if floor > 0 else float("inf")}
 
 
 def main() -> None:
@@ -295,14 +305,15 @@ def _line(model: str, r: dict[str, Any]) -> str:
     return (f"{model:9s} {r['variant']:8s} {r['clients']:3d} clients  {r['throughput_rps']:8.1f} req/s  "
             f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms (bound {r['p99_bound_ms']:7.2f}, "
             f"schedule {r['p99_schedule_bound_ms']:7.2f})  "
-            f"run {r['mean_run_ms']:6.2f} ms  cpu/answer {r['server_cpu_ms_per_answer']:5.2f} ms  "
+            f"run {r['mean_run_ms']:6.2f} ms  cpu/answer: server {r['server_cpu_ms_per_answer']:5.2f} "
+            f"(loop {r['loop_cpu_ms_per_answer']:5.2f}) client {r['client_cpu_ms_per_answer']:5.2f} ms  "
             f"fail {r['failures']}  load {r['load_avg_1m']:.2f}  batches {hist}")
 
 
 def _summary(results: dict[str, Any]) -> None:
     """The speed-up of dynamic batching over batch1 per model and client count: the median over the rounds of
     each round's ratio (the variants take turns within a round, so a busy spell hits both), with its range;
-    then the ceilings (:func:`ceiling`, :func:`http_ceiling`)."""
+    then the caps (:func:`caps`) and the model-alone ceiling (:func:`ceiling`)."""
     print("\nspeed-up (dynamic / batch1 throughput, median of the rounds' ratios [range]):")
     for model, rows in results["models"].items():
         by = {(r["variant"], r["clients"]): r for r in rows}
@@ -314,11 +325,13 @@ def _summary(results: dict[str, Any]) -> None:
             results.setdefault("speedup" if variant == "dynamic" else f"speedup_{variant}", {})[model] = ups
             print(f"  {model:11s} {variant:8s} " + "  ".join(f"{n} clients {ups[n]:.2f}x [{min(x):.2f}-{max(x):.2f}]"
                                                              for n, x in ratios.items()))
-        http = [http_ceiling(rows, top, n) for n in sorted({n for _, n in by})]
-        results.setdefault("http_ceiling", {})[model] = http
+            limits = [caps(rows, variant, n) for (v, n) in by if v == variant]
+            results.setdefault("caps", {}).setdefault(model, {})[variant] = limits
+            print(f"  {model:11s} {variant:8s} CPU per answer, batch1 / this: " + "  ".join(
+                f"{c['clients']} clients {c['cpu_x']:.2f}x (its event loop alone: {c['loop_cap_x']:.2f}x)"
+                for c in limits))
         print(f"  {model:11s} ceiling  the model alone, 16 rows vs 1: {top['gain']:.2f}x less time per row "
-              f"(fastest runs; medians {top['median_gain']:.2f}x); with batch1's HTTP time per request h: "
-              + "  ".join(f"{c['clients']} clients h {c['http_ms_per_request']:.2f} ms -> {c['gain']:.2f}x" for c in http))
+              f"(fastest runs; medians {top['median_gain']:.2f}x)")
 
 
 if __name__ == "__main__":

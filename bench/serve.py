@@ -188,44 +188,52 @@ def ceiling(path: Path, body: bytes, threads: int | None, rows: int = 16, repeat
     """The model alone, in this process (no HTTP): ms per row of one run of 1 row and of ``rows`` rows, runs of
     the two sizes interleaved ``repeats`` times (a busy spell hits both), fastest and median; the ratio of the
     fastest ms per row (``gain``) is the most any batching can gain on this machine (ORT as the servers run
-    it: no spinning)."""
+    it: no spinning). ``cpu_gain``: the same ratio in CPU time (this process, all ORT's threads), which a
+    busy machine disturbs far less: the gain when the cores are kept busy either way."""
     from nngraph.compilers.onnx.runner import open_model
 
     session = open_model(path, threads=threads, spin=False)
     one = dict(np.load(io.BytesIO(body)))
     feeds = {n: {k: np.repeat(v, n, axis=0) for k, v in one.items()} for n in (1, rows)}
     times: dict[int, list[float]] = {n: [] for n in feeds}
+    cpu = dict.fromkeys(feeds, 0.0)
     for n in feeds:
         session.run(None, feeds[n])
     for _ in range(repeats):
         for n in feeds:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             session.run(None, feeds[n])
             times[n].append(1000 * (time.perf_counter() - start) / n)
+            cpu[n] += 1000 * (time.process_time() - start_cpu) / n / repeats
     out = {}
     for n, ms in times.items():
         # the fastest run: on a loaded machine a 1-row run fits between preemptions and a 16-row one does not,
         # which biases a median towards the short runs (at load 16 it showed 16 rows *slower* per row)
         out[f"ms_per_row_at_{n}"], out[f"median_ms_per_row_at_{n}"] = min(ms), statistics.median(ms)
+        out[f"cpu_ms_per_row_at_{n}"] = cpu[n]
     out["gain"] = out["ms_per_row_at_1"] / out[f"ms_per_row_at_{rows}"]
     out["median_gain"] = out["median_ms_per_row_at_1"] / out[f"median_ms_per_row_at_{rows}"]
+    out["cpu_gain"] = out["cpu_ms_per_row_at_1"] / out[f"cpu_ms_per_row_at_{rows}"]
     return out
 
 
-def caps(rows: list[dict[str, Any]], variant: str, clients: int, cores: int = 2) -> dict[str, float]:
+def caps(rows: list[dict[str, Any]], variant: str, clients: int, model_ms: float, cores: int = 2) -> dict[str, float]:
     """What CPU time says of a variant at one client count, the load-insensitive view of the speed-up:
 
     * ``cpu_x`` = batch1's CPU per answer / the variant's (server + load generator): the speed-up when both
       keep the ``cores`` busy -- the throughput each would reach on cores of its own, ``cpu_cap_rps``;
     * ``loop_cap_x``: the same ratio with the variant's model time gone, only its event loop left (the one
       thread that parses, checks and answers every request, which no batch shares): what any batching could
-      reach with that event loop."""
+      reach with that event loop;
+    * ``ceiling_x``: the same with the model's CPU per row at 16 rows (``model_ms``, :func:`ceiling`) added
+      back: the most batching 16 rows at a time reaches with this event loop and this model."""
     by = {(r["variant"], r["clients"]): r for r in rows}
     r, one = by[(variant, clients)], by[("batch1", clients)]
     cpu = {row["variant"]: row["server_cpu_ms_per_answer"] + row["client_cpu_ms_per_answer"] for row in (r, one)}
     floor = r["loop_cpu_ms_per_answer"] + r["client_cpu_ms_per_answer"]
     return {"clients": clients, "cpu_cap_rps": 1000 * cores / cpu[variant], "cpu_x": cpu["batch1"] / cpu[variant],
-            "loop_cap_x": cpu["batch1"] / floor if floor > 0 else float("inf")}
+            "loop_cap_x": cpu["batch1"] / floor if floor > 0 else float("inf"),
+            "ceiling_x": cpu["batch1"] / (floor + model_ms)}
 
 
 def main() -> None:
@@ -289,11 +297,17 @@ def bounds(r: dict[str, Any], max_batch: int, args: argparse.Namespace) -> dict[
     * ``p99_schedule_bound_ms``, what the one-worker schedule allows (compilers/serve/batching.py): the wait
       before its batch starts, max(W, R) -- W = max wait with a window (0 without: no waiting for company),
       R for the run in progress -- plus ceil(C / B) runs, C clients' requests going out in batches of at
-      most B rows. Neither counts the event loop's own time per request (parsing, answering)."""
+      most B rows, plus C x the event loop's CPU per answer (every request's parsing and answering ahead of
+      it on the one thread that does them).
+
+    With C requests always outstanding (closed-loop clients) the mean latency is C / throughput (Little's
+    law); at window 0 the batches alternate between the requests answered last and those that queued during
+    the run, so the mean is about 2R: above 2 x max wait + R whenever R > 2 x max wait."""
     run, batched = r["mean_run_ms"], max_batch > 1
     wait = args.max_wait_ms if batched and args.window_ms > 0 else 0.0
+    loop = r["clients"] * r["loop_cpu_ms_per_answer"]
     return {"p99_bound_ms": 2 * (args.max_wait_ms if batched else 0.0) + run,
-            "p99_schedule_bound_ms": max(wait, run) + math.ceil(r["clients"] / max_batch) * run}
+            "p99_schedule_bound_ms": max(wait, run) + math.ceil(r["clients"] / max_batch) * run + loop}
 
 
 def _server(path: Path, flags: list[str], threads: int | None) -> ServerProcess:
@@ -325,13 +339,14 @@ def _summary(results: dict[str, Any]) -> None:
             results.setdefault("speedup" if variant == "dynamic" else f"speedup_{variant}", {})[model] = ups
             print(f"  {model:11s} {variant:8s} " + "  ".join(f"{n} clients {ups[n]:.2f}x [{min(x):.2f}-{max(x):.2f}]"
                                                              for n, x in ratios.items()))
-            limits = [caps(rows, variant, n) for (v, n) in by if v == variant]
+            limits = [caps(rows, variant, n, top["cpu_ms_per_row_at_16"]) for (v, n) in by if v == variant]
             results.setdefault("caps", {}).setdefault(model, {})[variant] = limits
             print(f"  {model:11s} {variant:8s} CPU per answer, batch1 / this: " + "  ".join(
-                f"{c['clients']} clients {c['cpu_x']:.2f}x (its event loop alone: {c['loop_cap_x']:.2f}x)"
+                f"{c['clients']} clients {c['cpu_x']:.2f}x (event loop alone {c['loop_cap_x']:.2f}x, "
+                f"+ the model at 16 rows {c['ceiling_x']:.2f}x)"
                 for c in limits))
         print(f"  {model:11s} ceiling  the model alone, 16 rows vs 1: {top['gain']:.2f}x less time per row "
-              f"(fastest runs; medians {top['median_gain']:.2f}x)")
+              f"(fastest runs; medians {top['median_gain']:.2f}x; CPU time {top['cpu_gain']:.2f}x)")
 
 
 if __name__ == "__main__":

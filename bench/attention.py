@@ -4,7 +4,8 @@
     .venv/bin/python bench/attention.py --documents [--doc-lengths 128,512,2048] [--lengths 2048,4096,8192]
 
 ``--documents``: packed sequences under ``{all: [document, causal]}`` — the document kernel vs SDPA + dense mask vs
-compiled FlexAttention, forward and forward+backward, in one alternating run (bench/attention_documents.py;
+compiled FlexAttention vs SDPA is_causal (the cap on one causal run), forward and forward+backward, in one
+alternating run, with each row's visible fraction and the speed-up cap 1 / it (bench/attention_documents.py;
 results in bench/results/attention_documents.json).
 
 What is timed: the attention *core* of an ``attention`` node (B=1, 8 heads, head_dim 64, fp32) —

@@ -86,10 +86,11 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 
 def _rows(flat: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     """Rows ``where`` [N] of ``flat`` [B·T, H, d]: a view when they are one ascending range (packed documents of
-    one length), else one copy."""
+    one length), ``flat`` itself when that range is every row (a narrow's backward would zero-fill a full-size
+    gradient and copy into it), else one copy."""
     lo, n = int(where[0]), where.numel()
     if int(where[-1]) - lo == n - 1 and bool((where[1:] > where[:-1]).all()):
-        return flat.narrow(0, lo, n)
+        return flat if n == flat.shape[0] else flat.narrow(0, lo, n)
     return flat.index_select(0, where)
 
 

@@ -232,3 +232,21 @@ def test_a_long_causal_run_is_computed_in_tiles_that_skip_the_upper_blocks(spec_
     _check(_reference(graph), dict(cfg, tile=TILE), {"doc_ids": torch.zeros(B, T, dtype=torch.long)})
     assert shapes[:9] == [(16, 16 * (c + 1)) for c in range(8)] + [(2, T)]
     assert sum(a * b for a, b in shapes[:9]) == 9476 < 0.57 * T * T
+
+
+def test_runs_covering_every_row_are_one_is_causal_call_on_the_inputs_themselves(spec_file, monkeypatch):
+    """One document per row, long enough for is_causal (``is_causal_from`` 1 here): the runs are q, k, v themselves
+    (rows 0..B·T-1: no narrow, whose backward would zero-fill a full-size gradient), one SDPA is_causal call on
+    [B, H, T, d]; forward and gradients equal the float64 reference."""
+    import nngraph.compilers.torch.ops.attention_kernels_document as doc
+
+    graph = _graph(spec_file, "document_causal", "rope")
+    cfg = next(c.config for c in decide(graph, graph.nodes["attn"], "cpu", "training", kv_len=T).candidates
+               if c.kernel == "document")
+    calls, sdpa = [], doc._sdpa
+    monkeypatch.setattr(doc, "_sdpa", lambda m, q, k, v, vis, term, causal: calls.append(
+        (tuple(q.shape), causal)) or sdpa(m, q, k, v, vis, term, causal))
+    flat = torch.randn(B * T, 4, D // 4)
+    assert doc._rows(flat, torch.arange(B * T)) is flat
+    _check(_reference(graph), dict(cfg, is_causal_from=1), {"doc_ids": torch.zeros(B, T, dtype=torch.long)})
+    assert calls == [((B, 4, T, D // 4), True)] * 2  # with autograd, then without

@@ -237,7 +237,8 @@ def caps(rows: list[dict[str, Any]], variant: str, clients: int, model_ms: float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     epilog="quick look (about a minute): --clients 16 --seconds 1 --rounds 2")
     parser.add_argument("--clients", default="1,4,16,64")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)

@@ -89,8 +89,9 @@ def _serve(model: Path, host: str, port: int, target: str, threads: int | None, 
 
 def _protocol() -> object:
     """uvicorn's HTTP protocol: httptools with one write per answer (:mod:`.protocol`; measured in
-    bench/serve.py's setting, gpt_char at 16 clients: 20-25% less server CPU per answer); "auto" without
-    httptools (then uvicorn's h11 protocol)."""
+    bench/serve.py's setting, gpt_char at 16 clients, three alternating A/B runs at load 4-14: 4-25% less
+    server CPU per answer at batch 1, 0-20% with dynamic batching); "auto" without httptools (then
+    uvicorn's h11 protocol)."""
     try:
         from .protocol import OneWriteProtocol
     except ImportError:

@@ -195,4 +195,7 @@ def load_optimizer_state(model: nn.Module, opt: torch.optim.Optimizer, sd: dict[
         sd = {"param_groups": sd["param_groups"],
               "state": {i: {k: (_local(v, params[int(i)]) if isinstance(v, torch.Tensor) and v.shape == params[int(i)].shape
                                 else v) for k, v in st.items()} for i, st in sd["state"].items()}}
+    foreach = [g.get("foreach") for g in opt.param_groups]
     opt.load_state_dict(sd)
+    for group, own in zip(opt.param_groups, foreach):
+        group["foreach"] = own  # this process's choice (:func:`.optim.mixed`), not the writer's

@@ -165,14 +165,14 @@ def test_a_group_mixing_dtensors_and_plain_tensors_steps_per_parameter_with_the_
     assert [g["foreach"] for g in b.param_groups] == [False, True]  # the matrices: one DTensor, one plain
     x = torch.rand(5, 3)
     for model, opt in ((plain, a), (split, b)):
-        model[1](torch.relu(F_linear(x, model[0]))).square().sum().backward()
+        model[1](torch.relu(_linear(x, model[0]))).square().sum().backward()
         opt.step()
     assert isinstance(split[0].weight, DTensor)
     assert torch.allclose(split[0].weight.full_tensor(), plain[0].weight, atol=1e-7)
     assert torch.allclose(split[1].weight, plain[1].weight, atol=1e-7)
 
 
-def F_linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
+def _linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
     """``layer(x)`` for a layer whose weight may be a replicated DTensor (its full tensor, differentiable)."""
     from torch.distributed.tensor import DTensor
 

@@ -1,7 +1,8 @@
 """Measured per-rank memory of one training step under FSDP2 (gloo, CPU), for bench/scale.py.
 
 Each of N spawned ranks builds the decoder, shards it (``whole``: one FSDP unit for the model, the old behaviour;
-``per_block``: each block copy its own unit, then the root; N = 1: the plain module, no FSDP), runs one AdamW
+``per_block``: each block copy and each large top-level layer its own unit, then the root; N = 1: the plain
+module, no FSDP), runs one AdamW
 step (so the optimizer state exists), then measures a second step:
 
 * ``params`` / ``grads`` / ``optim``: bytes of this rank's local shards (``DTensor.to_local``) of the parameters,
@@ -76,7 +77,7 @@ class _PeakGathered(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def measure(rank: int, world: int, port: int, mode: str, sets: list[str], out: str) -> None:
+def measure(rank: int, world: int, port: int, mode: str, spec: str, sets: list[str], out: str) -> None:
     """One rank's numbers (see the module docstring); rank 0 writes them to ``out``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _timing import ROOT, peak_tensor_bytes
@@ -88,7 +89,7 @@ def measure(rank: int, world: int, port: int, mode: str, sets: list[str], out: s
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    model = build_module(load_spec(ROOT / "specs" / "gpt2_small.yaml", sets), seed=0).train()
+    model = build_module(load_spec(ROOT / "specs" / spec, sets), seed=0).train()
     total = sum(p.numel() for p in model.parameters())
     if world > 1:
         shard(model, per_block=mode == "per_block")

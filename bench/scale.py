@@ -5,18 +5,23 @@ memory under FSDP, and train.compile's step time.
    12-block decoder (d=256, 4 heads, seq 128, batch 8), plain vs ``activation_checkpointing`` on every block.
 2. Memory plan per rank from the meta device (no allocation): parameters + gradients + AdamW state (16 bytes per
    fp32 parameter) sharded over N ranks, plus what FSDP holds unsharded at once: the whole model's parameters and
-   gradients (one unit, the old behaviour) vs the root's and the largest block copy's parameters and one unit's
-   gradients before their reduce-scatter (per-block units). For the 12-block decoder, GLaM and GShard. A plan from
-   the meta device, checked against 3. (it predicts the measured rows exactly).
-3. Measured per-rank memory of the 12-block decoder (vocab 2048, so the blocks hold most weights) on 1/2/4 gloo
-   ranks, whole-model vs per-block FSDP (bench/_fsdp_memory.py: local shards of parameters, gradients and AdamW
-   state, plus the peak of the all-gathered parameters and unsharded gradients during a step), against the plan
-   and the goal: per-block <= (one process's P+G+O) / N + one block's gathered weights, + 10%.
+   gradients (one unit, the old behaviour) vs the root's and the largest other unit's parameters and one unit's
+   gradients before their reduce-scatter (per-block units: each block copy, and each large top-level layer --
+   an untied embedding or head -- its own unit, ``compilers/train/fsdp.own_units``; a tied table stays in the
+   root). For the 12-block decoder, GLaM and GShard. A plan from the meta device, checked against 3. (it
+   predicts the measured rows exactly).
+3. Measured per-rank memory of two 12-block decoders (vocab 2048, so the blocks hold most weights): GPT-2's
+   layout (the head tied to wte: the table stays in the root, gathered for the whole step) and LLaMA's (untied
+   embedding and head, each its own unit), on 1/2/4 gloo ranks, whole-model vs per-block FSDP
+   (bench/_fsdp_memory.py: local shards of parameters, gradients and AdamW state, plus the peak of the
+   all-gathered parameters and unsharded gradients during a step), against the plan and the goal: per-block <=
+   (one process's P+G+O) / N + one block's gathered weights, + 10%.
 4. Step time (forward, backward, AdamW; one torch thread) of gpt_char at its training size (batch 32 x 64 tokens),
    eager vs ``train.compile`` (inductor, each block class compiled once), medians of alternating runs; the
    compile time apart.
 
-Writes bench/results/scale.json. Run: .venv/bin/python bench/scale.py  (about 5 minutes on 2 idle cores)
+Writes bench/results/scale.json. Run: .venv/bin/python bench/scale.py  (about 5 minutes on 2 idle cores);
+``--memory-only``: items 2 and 3 alone (about a minute).
 """
 
 from __future__ import annotations
@@ -35,10 +40,15 @@ from nngraph.commands import limits  # noqa: E402
 from nngraph.compilers.torch import build_module  # noqa: E402
 from nngraph.compilers.torch.codegen import _SkipMetaInit  # noqa: E402
 from nngraph.compilers.torch.module import blocks  # noqa: E402
+from nngraph.compilers.train.fsdp import own_units  # noqa: E402
 from nngraph.spec import load_spec  # noqa: E402
 
 DECODER = ["layers=12", "d_model=256", "heads=4", "ctx=128"]
 MEASURED = [*DECODER, "vocab=2048"]  # the measured decoder: GPT-2's 50k vocabulary would outweigh the 12 blocks
+#: the measured decoders: name -> (spec under specs/, vars)
+DECODERS = {"tied (gpt2_small)": ("gpt2_small.yaml", MEASURED),
+            "untied (llama_style)": ("llama_style.yaml", ["layers=12", "d_model=256", "heads=4", "kv_heads=4",
+                                                          "ffn=1024", "vocab=2048"])}
 
 
 def saved_bytes(model: torch.nn.Module, tokens: torch.Tensor) -> int:
@@ -72,18 +82,19 @@ def plan(spec: Path, sets: list[str], ranks: list[int]) -> dict:
         model = build_module(graph, seed=0)
     total = sum(p.numel() for p in model.parameters())
     per_block = [sum(p.numel() for p in b.parameters()) for b in blocks(model)]
-    root = total - sum(per_block)
+    units = {name: sum(p.numel() for p in u.parameters()) for name, u in own_units(model).items()}
+    root = total - sum(units.values())
+    largest = max(units.values(), default=0)  # a block copy, or an untied embedding or head
     rows = []
     for n in ranks:
         shard = 16 * total / n
-        block = max(per_block, default=0)
         rows.append({"ranks": n, "whole_model_GB": (shard + 4 * total + 4 * total) / 1e9,
-                     "per_block_GB": (shard + 4 * (root + block) + 4 * max(root, block)) / 1e9})
+                     "per_block_GB": (shard + 4 * (root + largest) + 4 * max(root, largest)) / 1e9})
     return {"params": total, "blocks": len(per_block), "largest_block": max(per_block, default=0), "root": root,
-            "rows": rows}
+            "top_level_units": sorted(set(units) - {b.nng_prefix for b in blocks(model)}), "rows": rows}
 
 
-def measured_memory(ranks: list[int]) -> list[dict]:
+def measured_memory(spec: str, sets: list[str], ranks: list[int]) -> list[dict]:
     """bench/_fsdp_memory.py on each rank count and mode (one process: the plain module); rank 0's rows."""
     import tempfile
 
@@ -97,7 +108,7 @@ def measured_memory(ranks: list[int]) -> list[dict]:
         for mode in (["whole", "per_block"] if n > 1 else ["one process"]):
             with tempfile.TemporaryDirectory() as tmp:
                 out = str(Path(tmp) / "rank0.json")
-                mp.spawn(measure, args=(n, free_port(), mode, MEASURED, out), nprocs=n, join=True)
+                mp.spawn(measure, args=(n, free_port(), mode, spec, sets, out), nprocs=n, join=True)
                 rows.append(json.loads(Path(out).read_text()))
     return rows
 
@@ -155,11 +166,11 @@ def print_plans(plans: dict) -> None:
             print(f"{name:10} {p['params']:>15,} {r['ranks']:>5} {r['whole_model_GB']:>25.3f} {r['per_block_GB']:>23.3f}")
 
 
-def print_measured(rows: list[dict], measured_plan: dict) -> None:
+def print_measured(name: str, rows: list[dict], measured_plan: dict) -> None:
     mib = 2**20
-    print("\nmeasured per rank: local shards of parameters, gradients, AdamW state; peak all-gathered weights (gath.W) "
-          "and unsharded gradients (gath.dW); plan: item 2's formula; goal: (one process)/N + one block + 10%")
-    print(f"12-block decoder ({measured_plan['params']:,} parameters; one block {measured_plan['largest_block']:,}), MiB")
+    print(f"\n12-block decoder, {name}: {measured_plan['params']:,} parameters; one block "
+          f"{measured_plan['largest_block']:,}; units of their own besides the blocks: "
+          f"{', '.join(measured_plan['top_level_units']) or 'none'}; the root {measured_plan['root']:,}; MiB")
     print(f"{'ranks':>5} {'FSDP':>11} {'params':>7} {'grads':>7} {'optim':>7} {'gath.W':>7} {'gath.dW':>7} "
           f"{'total':>7} {'plan':>7} {'goal':>7} {'met':>4} {'step peak':>9}")
     for r in rows:
@@ -169,29 +180,48 @@ def print_measured(rows: list[dict], measured_plan: dict) -> None:
               + f" {'yes' if r['meets_goal'] else 'no':>4} {r['step_peak'] / mib:>9.2f}")
 
 
+def memory(plans: dict) -> dict:
+    """Items 2 and 3: the plans printed, then each measured decoder's rows against its plan and the goal."""
+    print_plans(plans)
+    print("\nmeasured per rank: local shards of parameters, gradients, AdamW state; peak all-gathered weights (gath.W) "
+          "and unsharded gradients (gath.dW); plan: item 2's formula; goal: (one process)/N + one block + 10%")
+    measured = {}
+    for name, (spec, sets) in DECODERS.items():
+        measured_plan = plan(ROOT / "specs" / spec, sets, [1, 2, 4])
+        rows = measured_memory(spec, sets, [1, 2, 4])
+        check_memory(rows, measured_plan["rows"], measured_plan["largest_block"])
+        print_measured(name, rows, measured_plan)
+        measured[name] = {"spec": spec, "vars": sets, "plan": measured_plan, "rows": rows}
+    return measured
+
+
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--memory-only", action="store_true", help="the memory plans and measured rows (items 2, 3) only")
+    a = ap.parse_args()
     load = os.getloadavg()
-    act = activation_memory()
-    print(f"activation memory, {act['blocks']}-block decoder: plain {act['plain_MiB']:.1f} MiB, checkpointed "
-          f"{act['checkpointed_MiB']:.1f} MiB (ratio {act['ratio']:.3f})")
+    act = None if a.memory_only else activation_memory()
+    if act:
+        print(f"activation memory, {act['blocks']}-block decoder: plain {act['plain_MiB']:.1f} MiB, checkpointed "
+              f"{act['checkpointed_MiB']:.1f} MiB (ratio {act['ratio']:.3f})")
     plans = {"decoder12": plan(ROOT / "specs" / "gpt2_small.yaml", DECODER, [1, 2, 4]),
              "glam": plan(ROOT / "specs" / "seeds" / "glam.yaml", [], [8, 64, 512]),
              "gshard": plan(ROOT / "specs" / "seeds" / "gshard.yaml", [], [8, 64, 512])}
-    print_plans(plans)
-    measured_plan = plan(ROOT / "specs" / "gpt2_small.yaml", MEASURED, [1, 2, 4])
-    rows = measured_memory([1, 2, 4])
-    check_memory(rows, measured_plan["rows"], measured_plan["largest_block"])
-    print_measured(rows, measured_plan)
-    speed = compile_speed()
-    print(f"\ngpt_char train step (batch 32 x 64, 1 thread): eager {speed['eager_s'] * 1e3:.1f} ms, train.compile "
-          f"(inductor) {speed['compiled_s'] * 1e3:.1f} ms: {speed['speedup']:.2f}x wall, {speed['speedup_cpu']:.2f}x "
-          f"CPU time (eager {speed['eager_cpu_s'] * 1e3:.1f} ms); first compiled step "
-          f"{speed['first_compiled_step_s']:.1f} s")
+    measured = memory(plans)
+    speed = None if a.memory_only else compile_speed()
+    if speed:
+        print(f"\ngpt_char train step (batch 32 x 64, 1 thread): eager {speed['eager_s'] * 1e3:.1f} ms, train.compile "
+              f"(inductor) {speed['compiled_s'] * 1e3:.1f} ms: {speed['speedup']:.2f}x wall, "
+              f"{speed['speedup_cpu']:.2f}x CPU time (eager {speed['eager_cpu_s'] * 1e3:.1f} ms); first compiled step "
+              f"{speed['first_compiled_step_s']:.1f} s")
     end = os.getloadavg()
     print(f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps({
-        "activation": act, "plans": plans, "measured_plan": measured_plan, "measured": rows, "compile": speed,
+    name = "scale_memory.json" if a.memory_only else "scale.json"
+    (RESULTS / name).write_text(json.dumps({
+        "activation": act, "plans": plans, "measured": measured, "compile": speed,
         "load_avg_start": load, "load_avg_end": end}, indent=1))
 
 

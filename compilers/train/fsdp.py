@@ -5,10 +5,13 @@ With ``fsdp`` on several processes the model is sharded with FSDP2
 each process holds 1/N of every parameter, of its gradient and of the optimizer
 state; forward and backward gather one block copy at a time (each block's
 generated module is its own FSDP unit, freed again after its forward and after
-its backward; the root unit holds what is outside the blocks), and gradients
-are reduce-scattered (averaged) back into the shards -- the same update as DDP
-and as one process with the N-times batch. So the gathered peak is the root's
-parameters plus one block's, not the whole model.
+its backward), and gradients are reduce-scattered (averaged) back into the
+shards -- the same update as DDP and as one process with the N-times batch.
+A large top-level layer (an untied embedding or head: at least 1/10 of the
+largest block copy's parameters) is a unit of its own too, gathered only around
+its one call; the root unit keeps the rest (a tied table, which the head reads
+outside its own call, small norms). So the gathered peak is the root's
+parameters plus the largest other unit's, not the whole model.
 
 Checkpoints never hold shards: :func:`model_state` / :func:`optimizer_state`
 gather the full tensors to rank 0 (a collective: every rank calls them), in the
@@ -27,34 +30,75 @@ from torch import nn
 
 
 def shard(model: nn.Module, per_block: bool = True, mp_policy: Any = None, mesh: Any = None) -> list[str]:
-    """Shard ``model`` in place: each block copy its own FSDP unit (``per_block``), then the root; the process
-    group must be up. Call before making the optimizer. ``mp_policy``: FSDP2's ``MixedPrecisionPolicy``
-    (:func:`.amp.fsdp_policy`; None: fp32). ``mesh``: the (1-D) mesh to shard over (default: every process).
-    Returns the block copies sharded on their own."""
+    """Shard ``model`` in place: each block copy and each large top-level layer its own FSDP unit
+    (``per_block``, :func:`own_units`), then the root; the process group must be up. Call before making the
+    optimizer. ``mp_policy``: FSDP2's ``MixedPrecisionPolicy`` (:func:`.amp.fsdp_policy`; None: fp32). ``mesh``:
+    the (1-D) mesh to shard over (default: every process). Returns the names of the units sharded on their own."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     policy = mp_policy or MixedPrecisionPolicy()
-    units = own_units(model) if per_block else []
-    for block in units:
-        fully_shard(block, mesh=mesh, mp_policy=policy)
+    units = own_units(model) if per_block else {}
+    for unit in units.values():
+        fully_shard(unit, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
-    return [b.nng_prefix for b in units]
+    return list(units)
 
 
-def own_units(model: nn.Module) -> list[nn.Module]:
-    """The block copies that can be FSDP units: none of their parameters is also reached from outside them
-    (a ``share: NAME`` use kept inline may hold another copy's module; it would run on the shards)."""
+#: a top-level layer is an FSDP unit of its own when it holds at least this share of the largest block copy's
+#: parameters: a smaller one (a norm, learned positions) would cost two gathers and a reduce-scatter a step to
+#: save less memory than a tenth of a block
+TOP_LEVEL_SHARE = 0.1
+
+
+def own_units(model: nn.Module) -> dict[str, nn.Module]:
+    """The modules that can be FSDP units of their own, by name (``h.0``, ``wte``): the block copies, then the
+    large top-level layers (:data:`TOP_LEVEL_SHARE`) the model's forward only calls, once. Each one owns its
+    parameters: none is also reached from outside it (a ``share: NAME`` use kept inline may hold another copy's
+    module; it would run on the shards). A layer whose weight the forward reads outside its call (the table of
+    a tied head, ``F.linear(x, self.wte.weight)``) or calls twice (a tied embedding) stays in the root: after
+    its own call the weight would be the shard again."""
     from nngraph.compilers.torch.module import blocks
 
     owners: dict[int, set[str]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         owners.setdefault(id(p), set()).add(name)
-    units = []
-    for b in blocks(model):
-        inside = f"{b.nng_prefix}."
-        if all(all(n.startswith(inside) for n in owners[id(p)]) for p in b.parameters()):
-            units.append(b)
+
+    def owns(prefix: str, module: nn.Module) -> bool:
+        return all(all(n.startswith(f"{prefix}.") for n in owners[id(p)]) for p in module.parameters())
+
+    units: dict[str, nn.Module] = {b.nng_prefix: b for b in blocks(model) if owns(b.nng_prefix, b)}
+    if not units:
+        return units
+    least = TOP_LEVEL_SHARE * max(sum(p.numel() for p in b.parameters()) for b in units.values())
+    called = _called_once(model)
+    for name, child in model.named_children():
+        size = sum(p.numel() for p in child.parameters())
+        if name in called and size and size >= least and owns(name, child):
+            units[name] = child
     return units
+
+
+def _called_once(model: nn.Module) -> set[str]:
+    """The attributes ``X`` the model's generated ``forward`` uses exactly once, as a call outside any loop:
+    ``self.X(...)``."""
+    import ast
+
+    source = getattr(model, "source", None)
+    if not source:
+        return set()
+    cls = next((c for c in ast.parse(source).body if isinstance(c, ast.ClassDef) and c.name == type(model).__name__),
+               None)
+    forward = next((f for f in (cls.body if cls else []) if isinstance(f, ast.FunctionDef) and f.name == "forward"),
+                   None)
+    if forward is None:
+        return set()
+    uses: dict[str, list[bool]] = {}
+    looped = {id(n) for loop in ast.walk(forward) if isinstance(loop, (ast.For, ast.While)) for n in ast.walk(loop)}
+    calls = {id(n.func) for n in ast.walk(forward) if isinstance(n, ast.Call) and id(n) not in looped}
+    for node in ast.walk(forward):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+            uses.setdefault(node.attr, []).append(id(node) in calls)
+    return {name for name, how in uses.items() if how == [True]}
 
 
 def grad_scaler(device: torch.device, init_scale: float, growth_interval: int) -> Any:
@@ -151,4 +195,7 @@ def load_optimizer_state(model: nn.Module, opt: torch.optim.Optimizer, sd: dict[
         sd = {"param_groups": sd["param_groups"],
               "state": {i: {k: (_local(v, params[int(i)]) if isinstance(v, torch.Tensor) and v.shape == params[int(i)].shape
                                 else v) for k, v in st.items()} for i, st in sd["state"].items()}}
+    foreach = [g.get("foreach") for g in opt.param_groups]
     opt.load_state_dict(sd)
+    for group, own in zip(opt.param_groups, foreach):
+        group["foreach"] = own  # this process's choice (:func:`.optim.mixed`), not the writer's

@@ -35,10 +35,11 @@ class GraphSteps:
         # sharded: the parameters are DTensors (FSDP, tensor parallel or both); checkpoints gather them
         self.sharded = self.d.active and (self.cfg["distributed"]["strategy"] == "fsdp" or self.d.tp > 1)
         policy = amp.fsdp_policy(self.cfg["precision"]) if self.sharded else None
+        self.tp_plan = None
         if self.d.tp > 1:
             from .tensor_parallel import apply
 
-            apply(tr.run, self.plan, self.d, mp_policy=policy)
+            self.tp_plan = apply(tr.run, self.plan, self.d, mp_policy=policy)
         elif self.sharded:
             shard(self.model, mp_policy=policy)
         elif self.d.active:
@@ -61,8 +62,9 @@ class GraphSteps:
 
     def describe(self) -> str:
         from .plan import describe
+        from .tensor_parallel import left_whole
 
-        return describe(self.plan, self.tr.run, self.d)
+        return describe(self.plan, self.tr.run, self.d) + (left_whole(self.tp_plan) if self.tp_plan else "")
 
     def log_fields(self, lr: float) -> dict[str, float]:
         """What a train record adds after the task's numbers: the lr of the next update."""

@@ -13,6 +13,12 @@ import torch
 import torch.nn.functional as F
 
 
+def wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least float32: bf16/fp16 logits are widened for the loss; a float64 model keeps its float64
+    (a float64 run -- bench/tensor_parallel.py --dtype float64 -- compares exact maths, not float32 rounding)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
                   label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean CE over the (masked) positions; logits [..., C], target [...]. Returns (loss, correct, count).
@@ -21,7 +27,7 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     pay for an argmax over the logits it never reports (it gets 0).
     """
     c = logits.shape[-1]
-    flat, tgt = logits.reshape(-1, c).float(), target.reshape(-1)
+    flat, tgt = wide(logits.reshape(-1, c)), target.reshape(-1)
     if mask is not None:
         keep = mask.reshape(-1)
         flat, tgt = flat[keep], tgt[keep]

@@ -32,6 +32,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [g for g in groups if g["params"]]
 
 
+def mixed(params: list[torch.Tensor]) -> bool:
+    """Whether some of ``params`` are DTensors and others plain tensors (tensor parallelism without FSDP splits
+    some layers and leaves others whole): the foreach kernels, which take one list per step, refuse the mix, so
+    such a group steps parameter by parameter (the same update)."""
+    from torch.distributed.tensor import DTensor
+
+    return len({isinstance(p, DTensor) for p in params}) > 1
+
+
 def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     """The optimizer of ``train.optimizer`` (cfg) over the trainable parameters of ``model``."""
     kind = cfg["type"]
@@ -39,6 +48,9 @@ def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimiz
     groups = param_groups(model, wd)
     if not groups:
         raise ValueError("the model has no trainable parameters")
+    for g in groups:
+        if mixed(g["params"]):
+            g["foreach"] = False
     if kind == "sgd":
         return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"])
     cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam

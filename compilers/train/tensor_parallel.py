@@ -47,6 +47,17 @@ class TPPlan:
     replicated: dict[str, str] = field(default_factory=dict)
 
 
+def left_whole(plan: TPPlan) -> str:
+    """What the run's description adds under tensor parallelism: the layers left whole on every rank, grouped by
+    reason (``; whole on every rank: h.0.attn, h.1.attn (its q, k and v rows are one fused matrix ...)``), or
+    nothing when every layer splits."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in plan.replicated.items():
+        by_reason.setdefault(why, []).append(name)
+    parts = [f"{', '.join(names)} ({why})" for why, names in by_reason.items()]
+    return f"; whole on every rank: {'; '.join(parts)}" if parts else ""
+
+
 def tp_plan(graph: Graph, model: nn.Module, tp: int) -> TPPlan:
     """The tensor-parallel plan of ``model`` (compiled from ``graph``) over ``tp`` ranks.
 

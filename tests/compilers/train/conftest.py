@@ -110,3 +110,17 @@ def blocks_spec_path(tmp_path: Path) -> Path:
     path = tmp_path / "blocks.yaml"
     path.write_text(BLOCKS_SPEC)
     return path
+
+
+@pytest.fixture
+def one_rank_group():
+    """A gloo process group of one process (FSDP2 on it, in this process), destroyed after the test."""
+    import torch.distributed as dist
+
+    from nngraph.compilers.ports import free_port
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

@@ -14,20 +14,6 @@ from nngraph.errors import SpecError
 from train_helpers import BLOCKS_FSDP_ARGS, ENV, finish, nngraph, run_quiet, train_curve
 
 
-@pytest.fixture
-def one_rank_group():
-    """A gloo process group of one process (FSDP2 on it, in this process), destroyed after the test."""
-    import torch.distributed as dist
-
-    from nngraph.compilers.ports import free_port
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.parametrize("precision, gathered", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
 def test_the_fsdp_policy_gathers_bf16_and_keeps_fp32_shards_and_gradients(one_rank_group, blocks_spec_path,
                                                                           precision, gathered):

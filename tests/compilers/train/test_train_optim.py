@@ -146,3 +146,47 @@ def test_lora_targets_that_match_nothing_point_at_the_config(write_spec):
     assert (d.pos.line, d.pos.col) == (18, 19)
     assert d.message == "train.lora.targets ['attn'] match no linear layer"
     assert d.hint == "linear layers: fc, head"
+
+
+def test_a_group_mixing_dtensors_and_plain_tensors_steps_per_parameter_with_the_foreach_update(one_rank_group):
+    """Tensor parallelism alone splits some layers (DTensors) and leaves others whole: the foreach kernels refuse
+    the mix, so that group steps parameter by parameter -- the same numbers as foreach on plain tensors."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Replicate, distribute_tensor
+
+    cfg = {"type": "adamw", "lr": 0.1, "weight_decay": None, "betas": [0.8, 0.9], "eps": 1e-8, "l1": 0.0}
+    plain = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    split = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    split.load_state_dict(plain.state_dict())
+    mesh = init_device_mesh("cpu", (1,))
+    split[0].weight = torch.nn.Parameter(distribute_tensor(split[0].weight.detach(), mesh, [Replicate()]))
+    a, b = make_optimizer(plain, cfg), make_optimizer(split, cfg)
+    assert [g["foreach"] for g in a.param_groups] == [True, True]
+    assert [g["foreach"] for g in b.param_groups] == [False, True]  # the matrices: one DTensor, one plain
+    x = torch.rand(5, 3)
+    for model, opt in ((plain, a), (split, b)):
+        model[1](torch.relu(_linear(x, model[0]))).square().sum().backward()
+        opt.step()
+    assert isinstance(split[0].weight, DTensor)
+    assert torch.allclose(split[0].weight.full_tensor(), plain[0].weight, atol=1e-7)
+    assert torch.allclose(split[1].weight, plain[1].weight, atol=1e-7)
+
+
+def _linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
+    """``layer(x)`` for a layer whose weight may be a replicated DTensor (its full tensor, differentiable)."""
+    from torch.distributed.tensor import DTensor
+
+    w = layer.weight.full_tensor() if isinstance(layer.weight, DTensor) else layer.weight
+    return torch.nn.functional.linear(x, w, layer.bias)
+
+
+def test_the_loss_is_computed_in_at_least_float32_and_a_float64_model_keeps_float64():
+    from nngraph.compilers.train.losses import cross_entropy
+
+    target = torch.tensor([1, 0])
+    for dtype, want in ((torch.bfloat16, torch.float32), (torch.float32, torch.float32), (torch.float64, torch.float64)):
+        logits = torch.tensor([[0.1, 0.7, -0.2], [1.3, 0.2, 0.0]], dtype=dtype, requires_grad=True)
+        loss = cross_entropy(logits, target)[0]
+        assert loss.dtype == want
+        ref = torch.nn.functional.cross_entropy(logits.detach().double(), target)
+        assert abs(float(loss) - float(ref)) <= (1e-15 if dtype == torch.float64 else 1e-2), dtype

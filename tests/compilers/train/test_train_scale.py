@@ -91,13 +91,56 @@ def test_fsdp_units_are_the_block_copies_that_own_their_weights(tmp_path: Path):
 
     spec = tmp_path / "ckpt.yaml"
     spec.write_text(SPEC)
-    assert [b.nng_prefix for b in own_units(compile_spec(spec))] == ["h.0", "h.1", "h.2", "h.3"]
+    assert list(own_units(compile_spec(spec))) == ["h.0", "h.1", "h.2", "h.3"]  # the head: 650 < 1,245
     shared = SPEC.replace("{name: h, block: layer, repeat: 4, in: x}",
                           "{name: a, block: layer, in: x}\n  - {name: h, block: layer, share: a, in: a}")
     spec.write_text(shared.replace("in: h, out: 10", "in: h, out: 10"))
     model = compile_spec(spec)
     assert model.h.up is model.a.up  # 'h' reuses a's modules: a cannot be a unit of its own (h runs them too)
-    assert own_units(model) == []
+    assert own_units(model) == {}
+
+
+LLAMA_TINY = ["vocab=68", "d_model=32", "heads=4", "kv_heads=2", "layers=2", "ffn=64"]
+
+
+def test_an_untied_embedding_and_head_are_units_of_their_own_and_a_tied_table_stays_in_the_root():
+    from nngraph.compilers.train.fsdp import own_units
+
+    from train_helpers import ROOT
+
+    llama = build_module(load_spec(ROOT / "specs" / "llama_style.yaml", LLAMA_TINY), seed=0)
+    # a block 9,280 parameters; embed_tokens and lm_head 2,176 each (>= 928); the final norm 32 stays in the root
+    assert list(own_units(llama)) == ["layers.0", "layers.1", "embed_tokens", "lm_head"]
+    gpt = build_module(load_spec(ROOT / "specs" / "gpt2_small.yaml",
+                                 ["layers=2", "d_model=32", "heads=2", "ctx=16", "vocab=512"]), seed=0)
+    assert "F.linear(ln_f, self.wte.weight)" in gpt.source  # the head reads wte's table outside wte's call
+    # so wte (16,384 >= a tenth of a block) stays in the root, whole for the step: a unit of its own would be
+    # resharded after the embedding's call and the head would multiply by the shard
+    assert list(own_units(gpt)) == ["h.0", "h.1"]
+
+
+def test_a_top_level_unit_is_gathered_only_around_its_call_with_the_gradients_of_one_plain_process(one_rank_group):
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    from nngraph.compilers.train.fsdp import shard
+
+    from train_helpers import ROOT
+
+    graph = load_spec(ROOT / "specs" / "llama_style.yaml", LLAMA_TINY)
+    plain, model = build_module(graph, seed=0), build_module(graph, seed=0)
+    assert shard(model) == ["layers.0", "layers.1", "embed_tokens", "lm_head"]
+    assert all(isinstance(model.get_submodule(n), FSDPModule) for n in ("embed_tokens", "lm_head", "layers.1"))
+    seen = []  # at the head's call: is each table the shard (a DTensor) or the gathered tensor?
+    model.lm_head.register_forward_pre_hook(lambda m, args: seen.append(
+        (isinstance(model.embed_tokens.weight, DTensor), isinstance(m.weight, DTensor))))
+    tokens = torch.randint(0, 68, (2, 8), generator=torch.Generator().manual_seed(0))
+    for m in (plain, model):
+        m(tokens).logsumexp(-1).mean().backward()
+    assert seen == [(True, False)]  # the embedding was freed after its call; the head's own table is gathered
+    grads = {k: p.grad.full_tensor() for k, p in model.named_parameters()}
+    assert grads.keys() == {k for k, _ in plain.named_parameters()}
+    assert max_diff({k: p.grad for k, p in plain.named_parameters()}, grads) <= 1e-7
 
 
 def test_regional_compile_captures_each_block_class_once_and_matches_eager():

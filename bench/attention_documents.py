@@ -24,6 +24,10 @@ The physical cap: every kernel here is exact, so none can skip a visible pair; `
 (Σ over documents of L(L+1)/2, causal) and ``cap`` = 1 / vis is the most any kernel can gain over SDPA + mask, which
 computes all T² pairs (equal cost per pair assumed). ``of cap`` = the measured speed-up / cap.
 
+On a machine busier than its cores (load above the thread count), 2-thread wall times punish kernels made of many
+small calls (the query tiles of short documents: every call ends in a thread barrier that waits for a descheduled
+thread); ``OMP_NUM_THREADS=1`` then shows each kernel's compute cost without that (``machine`` records the threads).
+
 Times are wall-clock medians (the goals are judged on them); ``cpu t`` repeats the ratios in process CPU time, which
 waiting for a core on a shared machine does not inflate. Goals (seq >= 2048): document forward <= 1.0x compiled flex's forward time; document >= 3x faster than SDPA + mask,
 forward and forward+backward. Outputs of the three are checked against each other (max abs diff).

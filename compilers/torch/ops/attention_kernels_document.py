@@ -247,7 +247,8 @@ def _tiled(call: _Call, flats: tuple[torch.Tensor, ...], rest: Any, rows: torch.
         o = _attend(call, (q, k, v), rest, where, vis=vis)
         for j, (c, _, _) in enumerate(members):
             pieces[c] = o[j * len(rows):(j + 1) * len(rows)]
-    return _cat([pieces[c] for c in range(len(pieces))], 2)
+    # joined along L in the rows' layout [n, L, H, d] (SDPA's output follows q's): the caller's [n·L, H, d] is a view
+    return _cat([pieces[c].transpose(1, 2) for c in range(len(pieces))], 1).transpose(1, 2)
 
 
 def document_core(m: Any, tier: dict[str, Any], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int,

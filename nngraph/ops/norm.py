@@ -107,7 +107,7 @@ def layer_norm(ctx: InferCtx) -> TensorType:
     "elementwise_affine": p_bool("learnable scale γ (weight) per normalized element", True),
     "offset": _OFFSET,
 }, count=lambda ctx: math.prod(_normalized_shape(ctx)) if ctx.params["elementwise_affine"] else 0,
-    example={"in": "x", "eps": 1e-6})
+    kernels=lambda c: 5 + bool(c.params["elementwise_affine"]), example={"in": "x", "eps": 1e-6})
 def rms_norm(ctx: InferCtx) -> TensorType:
     """RMS normalization (Zhang & Sennrich 2019, used by LLaMA): y = (offset + γ)·x/√(mean(x²) + ε) over the trailing ``shape`` dims — LayerNorm without the mean and the shift (seed 002, "Encoder Architecture").
 

@@ -92,6 +92,11 @@ def _seq_flops(kind: str):
     return flops
 
 
+def _seq_steps(c: CostCtx) -> int:
+    """Products of a sequence layer: one per time step, layer and direction (each step waits for the last)."""
+    return c.inputs["x"][1] * c.params["layers"] * (2 if c.params["bidirectional"] else 1)
+
+
 def _seq_backward(kind: str):
     def backward(c: CostCtx) -> int:
         """Forward (every weight's gradient) + the input gradient of each layer's input product (layer 0's only when
@@ -137,7 +142,8 @@ def _register_seq(kind: str) -> None:
         f"weight_hh_l{{k}} [{GATES[kind]}H, H], bias_ih_l{{k}} [{GATES[kind]}H], bias_hh_l{{k}} [{GATES[kind]}H]; "
         f"in_0 = F, in_k = dirs·H.")
     op(kind, family="recurrent", inputs=inputs, outputs=outputs, params=_seq_params(kind), count=_seq_count(kind),
-       flops=_seq_flops(kind), backward=_seq_backward(kind),
+       flops=_seq_flops(kind), backward=_seq_backward(kind), kernels=lambda c: 3 + 2 * c.params["layers"],
+       products=_seq_steps,
        example={"in": "embed", "hidden": 256, "layers": 2},
        shape_hint="x is [batch, time, features]")(rule)
 

@@ -119,7 +119,7 @@ def _gcn_count(ctx: InferCtx) -> int:
     "add_self_loops": p_bool("add A + I self loops before normalizing", True),
     "normalize": p_bool("symmetric normalization D^-1/2 Ã D^-1/2", True),
     "improved": p_bool("self loops of weight 2 (Ã = A + 2I)", False),
-}, count=_gcn_count, flops=_gcn_flops, example={"in": ["x", "edge_index"], "out": 16}, shape_hint=_GRAPH_HINT)
+}, count=_gcn_count, flops=_gcn_flops, kernels=32, example={"in": ["x", "edge_index"], "out": 16}, shape_hint=_GRAPH_HINT)
 def gcn_conv(ctx: InferCtx) -> TensorType:
     """Graph convolution H = D̃^{-1/2} Ã D̃^{-1/2} X Θ + b with Ã = A + I (seed 000, "Graph Neural Networks", Kipf & Welling).
 

@@ -5,8 +5,9 @@ A node's time is ``max(FLOPs / achieved(FLOPs / P), bytes / bandwidth) + node_ov
 dispatch of the module -- and one per aten kernel the node launches, K, the op's registered ``kernels=``), where
 ``achieved`` is the FLOP/s the profile's ``gemm_curve`` gives one product of FLOPs / P on this machine (P the op's
 registered ``products=``: an MoE's experts, a recurrence's steps are many small products; :func:`achieved_flops`:
-small products run far below the peak; convolutions have their own curve), with the target profile's ``roofline`` entry (``compilers/targets/profiles.json``: the CPU's measured
-by ``nngraph calibrate``, GPUs' from datasheets, each marked by its ``source``). An attention node is
+small products run far below the peak; convolutions have their own curve), with the target profile's
+``roofline`` entry (``compilers/targets/profiles.json``: the CPU's measured by ``nngraph calibrate``, GPUs'
+from datasheets, each marked by its ``source``; a profile without ``kernel_ms`` charges ``op_overhead_ms``). An attention node is
 split: its projections go through the roofline, its scores and values cost what the kernel the
 lowering pass chose for it costs in that kernel's own calibrated model (per batch row, × batch). In
 training a node costs (forward + backward FLOPs) / forward FLOPs times its forward (:mod:`nngraph.cost.rules`:

@@ -16,9 +16,10 @@
 4. A spec is compute-bound when its arithmetic intensity (forward FLOPs / bytes the nodes read and write) is
    above the profile's ridge point (peak FLOP/s / bandwidth: else ``memory``) and the estimate outweighs the
    dispatch cost of the aten ops its forward runs (counted with a TorchDispatchMode, × the profile's
-   ``op_overhead_ms``: else ``dispatch``, a small model whose time is Python and dispatch, which the
-   per-node overhead underestimates: one node is one to dozens of aten ops). Goal: within 2x for
-   compute-bound specs. The load average is recorded before and after.
+   ``op_overhead_ms``: else ``dispatch``, a small model whose time is Python and dispatch). The estimate
+   charges each node its declared aten kernels × the profile's ``kernel_ms`` (a small model's typical kernel,
+   dispatch and work) besides the roofline. Goal: within 2x for compute-bound specs. The load average is
+   recorded before and after.
 """
 
 from __future__ import annotations

@@ -196,6 +196,15 @@ class OpDef:
     #: backward FLOPs at concrete sizes when the default (:func:`nngraph.cost.model.default_backward`: the weight
     #: gradient of every product, plus the input gradient when an input needs one) does not hold for this op
     backward: FlopsFn | None = None
+    #: aten kernels one call of the node launches in the torch CPU lowering, views not counted (an int, or a rule
+    #: on the node at concrete sizes): each pays the profile's ``kernel_ms``, which dominates small models
+    kernels: "int | FlopsFn" = 1
+    #: separate matrix products the node's FLOPs are split into (an int or a rule): the roofline reads the GEMM
+    #: curve at FLOPs / products -- an MoE's experts, a recurrence's time steps are many small products, not one
+    products: "int | FlopsFn" = 1
+    #: the profile's ``gemm_curve`` its products read (None: its family's, else ``default``): a block of
+    #: convolutions in another family (a U-Net ``res_block``) reads ``conv``
+    curve: str | None = None
     example: dict | None = None
     shape_hint: str | None = None
     #: made by nngraph itself, never written in YAML: the back-end ops passes create (``sdpa``,
@@ -238,7 +247,8 @@ def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mappin
        outputs: Sequence[str] | Callable[[dict], tuple[str, ...]] = ("out",), count: CountFn | None = None,
        example: dict | None = None, shape_hint: str | None = None,
        internal: bool = False, flops: FlopsFn | None = None,
-       backward: FlopsFn | None = None) -> Callable[[InferFn], OpDef]:
+       backward: FlopsFn | None = None, kernels: "int | FlopsFn" = 1,
+       products: "int | FlopsFn" = 1, curve: str | None = None) -> Callable[[InferFn], OpDef]:
     """Register the decorated shape rule as primitive ``name``; its docstring documents the op.
 
     ``internal=True`` declares an op only nngraph creates, never a spec (see :attr:`OpDef.internal`)."""
@@ -249,7 +259,9 @@ def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mappin
         definition = OpDef(name=name, family=family, doc=(fn.__doc__ or "").strip(), params=dict(params or {}),
                            inputs=tuple(inputs), infer=fn,
                            outputs=outputs if callable(outputs) else tuple(outputs), count_params=count,
-                           flops=flops, backward=backward, example=example, shape_hint=shape_hint, internal=internal)
+                           flops=flops, backward=backward, kernels=kernels, products=products, curve=curve,
+                           example=example,
+                           shape_hint=shape_hint, internal=internal)
         (_INTERNAL if internal else _REGISTRY)[name] = definition
         return definition
 

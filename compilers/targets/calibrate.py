@@ -9,7 +9,12 @@ the size of a product, memory bandwidth, a node's fixed cost -- and write it as 
   throughput off this curve at the node's FLOPs rather than assuming the peak;
 * bandwidth: the best of a few copies of a tensor much larger than the caches (2 × its bytes: read + write);
 * a node's fixed cost (Python dispatch, allocation): the best time of one call of a tiny module, and one aten
-  op's (``op_overhead_ms``: a node of the generated code runs one to dozens of them);
+  op's (``op_overhead_ms``: a one-element add, dispatch alone);
+* ``kernel_ms``: the mean time of one aten kernel of a small model -- the mean, over a fixed mix of the kernels
+  small nodes launch (:func:`_kernel_mix`: elementwise, transcendental, reduction, softmax, concatenation, gather,
+  scatter, top-k) on a [2, 64, 128] activation, of each one's best time. A node of the generated code launches
+  one to dozens of them (its op's ``kernels=``); at these sizes their allocation, dispatch and per-element work,
+  not the products, set a small model's time;
 * ``threads``: torch's intra-op threads during the measurement (the estimate holds for that many);
 * ``clock``: wall, or cpu (:data:`CLOCK`, ``--cpu-time``: for a machine busy with other work).
 
@@ -28,6 +33,10 @@ from typing import Any, Callable
 import torch
 
 
+#: what :func:`kernel_overhead` times its kernels on: a small model's activation [batch 2, seq 64, width 128]
+KERNEL_SHAPE = (2, 64, 128)
+
+
 @dataclass(frozen=True)
 class Sizes:
     """What is timed: matrix side per dtype for the peak, the curves' sizes, the copied MiB, tiny calls."""
@@ -37,13 +46,14 @@ class Sizes:
     conv: tuple[tuple[int, int], ...]   # (channels, image side) of a [2, C, S, S] 3×3 convolution
     copy_mib: int
     calls: int
+    kernel_shape: tuple[int, ...] = KERNEL_SHAPE
 
 
 #: bfloat16 is slow on CPUs without AMX: a smaller product
 FULL = Sizes({"float32": 1024, "bfloat16": 256}, (32, 64, 128, 256, 512, 1024),
-             ((16, 32), (32, 32), (64, 28), (128, 14), (256, 14)), 256, 1000)
+             ((4, 8), (8, 16), (16, 16), (16, 32), (32, 32), (64, 28), (128, 14), (256, 14)), 256, 1000)
 #: ``--quick``: the same measurements at tiny sizes, in well under a second (a smoke test, not a calibration)
-QUICK = Sizes({"float32": 64, "bfloat16": 16}, (16, 32, 64), ((4, 8), (8, 8)), 4, 20)
+QUICK = Sizes({"float32": 64, "bfloat16": 16}, (16, 32, 64), ((4, 8), (8, 8)), 4, 20, (2, 4, 8))
 
 
 #: how a call is timed: the wall clock, or (``--cpu-time``) the process's CPU time divided by the threads -- the
@@ -113,6 +123,26 @@ def op_overhead(calls: int = 1000) -> float:
     return _best(lambda: [a + b for _ in range(calls)]) / calls
 
 
+def _kernel_mix(shape: tuple[int, ...]) -> list[Callable[[], Any]]:
+    """The kernels :func:`kernel_overhead` times, on activations of ``shape`` (rows: all dims but the last)."""
+    x, y = torch.randn(*shape), torch.randn(*shape)
+    flat = x.reshape(-1, shape[-1])
+    rows = torch.randint(0, flat.shape[0], (flat.shape[0] // 2,))
+    picked = flat[rows]
+    F = torch.nn.functional
+    return [lambda: x * y, lambda: x + y, lambda: F.silu(x), lambda: torch.exp(x), lambda: x.mean(-1, keepdim=True),
+            lambda: torch.softmax(x, -1), lambda: torch.cat([x, y], -1), lambda: flat[rows],
+            lambda: torch.zeros_like(flat).index_add_(0, rows, picked), lambda: flat.topk(2, -1)]
+
+
+def kernel_overhead(shape: tuple[int, ...] = KERNEL_SHAPE) -> float:
+    """Seconds of one kernel of :func:`_kernel_mix` on average: Σ best time of each / kernels in the mix (each
+    timed alone, so a round that waited for a core on a busy machine costs one kernel's minimum, not the mix's)."""
+    mix = _kernel_mix(shape)
+    with torch.no_grad():
+        return sum(_best(kernel) for kernel in mix) / len(mix)
+
+
 def calibrate(sizes: Sizes = FULL, clock: str = "wall") -> dict[str, Any]:
     """The ``roofline`` profile entry measured on this machine, timed by ``clock`` (:data:`CLOCK`)."""
     _clock[0] = clock
@@ -130,6 +160,7 @@ def _measure(sizes: Sizes, clock: str) -> dict[str, Any]:
             "bandwidth": float(f"{bandwidth(sizes.copy_mib):.3g}"),
             "node_overhead_ms": float(f"{1e3 * node_overhead(sizes.calls):.3g}"),
             "op_overhead_ms": float(f"{1e3 * op_overhead(sizes.calls):.3g}"),
+            "kernel_ms": float(f"{1e3 * kernel_overhead(sizes.kernel_shape):.3g}"),
             "gemm_curve": gemm_curve(sizes), "threads": torch.get_num_threads(), "clock": clock,
             "source": f"measured: nngraph calibrate{quick}, {os.cpu_count()} cores, {torch.get_num_threads()} "
                       f"threads, {clock} clock (load {load:.1f}), torch {torch.__version__}, {today}"}

@@ -4,6 +4,7 @@
      "roofline": {"peak_flops": {"float32": 1.5e10, ...},  # FLOP/s per dtype, > 0
                   "bandwidth": 4.8e9,                      # bytes/s, > 0
                   "node_overhead_ms": 0.03,                # a node call's fixed cost, >= 0 (optional)
+                  "kernel_ms": 0.008,                      # one aten kernel's, >= 0 (optional: op_overhead_ms, else 0)
                   "gemm_curve": {"default": [[flops_per_call, flop_per_s], ...], "conv": [...]},  # optional
                   "threads": 2, "source": "measured: ..."}}
 
@@ -64,9 +65,10 @@ def check_roofline(roof: Any, diag: Diagnostics, where: SourcePos) -> None:
     if not _positive(roof.get("bandwidth")):
         diag.error(pos_in(roof, "bandwidth", where), f"'bandwidth' must be a positive number (bytes/s), got "
                                                      f"{roof.get('bandwidth')!r}")
-    overhead = roof.get("node_overhead_ms", 0)
-    if not (overhead == 0 or _positive(overhead)):
-        diag.error(pos_in(roof, "node_overhead_ms", where), f"'node_overhead_ms' must be a number >= 0, got {overhead!r}")
+    for key in ("node_overhead_ms", "op_overhead_ms", "kernel_ms"):
+        value = roof.get(key, 0)
+        if not (value == 0 or _positive(value)):
+            diag.error(pos_in(roof, key, where), f"'{key}' must be a number >= 0, got {value!r}")
     if "gemm_curve" in roof:
         _check_curve(roof["gemm_curve"], diag, pos_in(roof, "gemm_curve", where))
 

@@ -49,6 +49,8 @@ class NodeCost:
     shape: str
     kv_bytes_per_token: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    kernels: int = 1              # aten kernels one call launches (the op's ``kernels=``)
+    products: int = 1             # matrix products its FLOPs split into (the op's ``products=``)
 
     @property
     def param_bytes(self) -> int:
@@ -118,6 +120,14 @@ def node_backward_flops(graph: Graph, node: Node, sizes: Mapping[str, int], grad
     return int((opdef.backward or default_backward)(ctx))
 
 
+def launches(graph: Graph, node: Node, sizes: Mapping[str, int]) -> tuple[int, int]:
+    """(kernels, products) of one node: its op's ``kernels=`` and ``products=`` (an int, or a rule on the node at
+    ``sizes``), each at least 1."""
+    opdef = lookup(node.op)
+    ctx = cost_ctx(graph, node, sizes)
+    return tuple(max(1, int(v(ctx) if callable(v) else v)) for v in (opdef.kernels, opdef.products))  # type: ignore
+
+
 def _param_dtype(node: Node) -> str:
     floats = [t.dtype for t in node.outputs.values() if is_float(t.dtype)]
     return floats[0] if floats else "float32"
@@ -144,7 +154,7 @@ def node_cost(graph: Graph, node: Node, sizes: Mapping[str, int], grads: set[str
     shape = ", ".join(str(list(concrete(t, sizes) or ())) for t in node.outputs.values())
     return NodeCost(node.name, node.op, ".".join(node.scope), params, dtype, flops, dense, backward, out_bytes,
                     in_bytes + out_bytes + params * DTYPE_BYTES.get(dtype, 4), shape, _kv_per_token(node),
-                    _attention_extra(graph, node, sizes))
+                    _attention_extra(graph, node, sizes), *launches(graph, node, sizes))
 
 
 def _attention_extra(graph: Graph, node: Node, sizes: Mapping[str, int]) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def cost_report(graph: Graph, sizes: Mapping[str, int], mode: str = "inference",
     for name, c in costs.items():
         row = {"name": name, "op": c.op, "scope": c.scope, "shape": c.shape, "params": c.params,
                "param_bytes": c.param_bytes, "flops": c.flops, "out_bytes": c.out_bytes,
-               "io_bytes": c.io_bytes, **c.extra}
+               "io_bytes": c.io_bytes, "kernels": c.kernels, **c.extra}
         if c.dense_flops != c.flops:
             row["dense_flops"] = c.dense_flops
         if name in times:

@@ -168,6 +168,22 @@ def attention_flops(c: CostCtx) -> int:
     return proj + 4 * b * a.heads * a.head_dim * pairs
 
 
+#: aten kernels the torch lowering adds for a rotary position encoding (cos/sin tables rebuilt each call, the
+#: rotation of q and k) and for a mask the fused kernel does not take natively (built from index comparisons)
+ROTARY_KERNELS, MASK_KERNELS = 29, 12
+
+
+def attention_kernels(c: CostCtx) -> int:
+    """Kernels of one call: the projections (one fused qkv product, else q, k and v) and the output's, the fused
+    attention kernel, plus :data:`ROTARY_KERNELS` for rotary positions and :data:`MASK_KERNELS` for a mask other
+    than none or causal (counted with a TorchDispatchMode on the CPU lowering of the zoo's specs)."""
+    a = resolved_of(c.node)
+    projections = 1 if c.params.get("qkv") == "fused" and not a.cross else 3
+    rotary = ROTARY_KERNELS if a.pos.rotary is not None else 0
+    mask = MASK_KERNELS if a.mask_kind not in ("none", "causal") else 0
+    return projections + 1 + 1 + rotary + mask
+
+
 def attention_backward(c: CostCtx) -> int:
     """2·forward (every product's weight or second-operand gradient and its input gradient: Q, K and V depend on
     weights, so the scores and values always need both), less the input gradient of the query projection when x
@@ -180,7 +196,8 @@ def attention_backward(c: CostCtx) -> int:
     return 2 * c.forward - skip
 
 
-@op("attention", family="attention", inputs=ATTN_INPUTS, flops=attention_flops, backward=attention_backward, params={
+@op("attention", family="attention", inputs=ATTN_INPUTS, flops=attention_flops, backward=attention_backward,
+    kernels=attention_kernels, params={
     **projection_params(),
     "context_dim": p_int("width of the context input for cross-attention (checked; default: read from context)", None),
     "scale": p_float("score scale (default 1/sqrt(head_dim); T5 uses 1.0)", None, min=0.0),

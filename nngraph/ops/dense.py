@@ -88,7 +88,7 @@ def _mlp_count(ctx: InferCtx) -> int:
     "activation": p_enum("activation between the two linears", _ACT_CHOICES, "gelu"),
     "bias": p_bool("biases on both linears", True),
     "dropout": p_float("dropout after the activation", 0.0, min=0.0, max=1.0),
-}, count=_mlp_count, flops=lambda c: _mlp_flops(c, 1), example={"in": "x", "hidden": 3072, "activation": "gelu"})
+}, count=_mlp_count, flops=lambda c: _mlp_flops(c, 1), kernels=3, products=2, example={"in": "x", "hidden": 3072, "activation": "gelu"})
 def mlp(ctx: InferCtx) -> TensorType:
     """Position-wise FFN: act(x W₁ + b₁) W₂ + b₂ (seed 002, Transformer feed-forward); params ``up`` and ``down``."""
     d_in = _in_features(ctx)
@@ -113,7 +113,7 @@ def _gated_count(ctx: InferCtx) -> int:
     "out": p_int("output features (default: same as input)", None),
     "activation": p_enum("gate activation: silu gives SwiGLU, gelu (or gelu_tanh, Gemma) GeGLU", ("silu", "gelu", "gelu_tanh", "relu", "sigmoid"), "silu"),
     "bias": p_bool("biases on the three linears", False),
-}, count=_gated_count, flops=lambda c: _mlp_flops(c, 2), example={"in": "x", "hidden": 11008, "activation": "silu"})
+}, count=_gated_count, flops=lambda c: _mlp_flops(c, 2), kernels=5, products=3, example={"in": "x", "hidden": 11008, "activation": "silu"})
 def gated_mlp(ctx: InferCtx) -> TensorType:
     """Gated FFN: (act(x W_gate) ⊙ x W_up) W_down — SwiGLU with silu, GeGLU with gelu (seed 002, Transformer FFN variants)."""
     d_in = _in_features(ctx)

@@ -78,7 +78,8 @@ def _temb_count(ctx: InferCtx) -> int:
     "max_period": p_float("longest wavelength (the 10000 of the Transformer encoding)", 10000.0, min=1.0),
     "flip_sin_to_cos": p_bool("order [cos, sin] instead of [sin, cos]", False),
     "freq_shift": p_float("frequencies exp(-ln(max_period)·i / (dim/2 − freq_shift)); the original DDPM uses 1", 0.0),
-}, count=_temb_count, flops=lambda c: _temb_flops(c), backward=_temb_backward, example={"in": "t", "dim": 128, "out": 512},
+}, count=_temb_count, flops=lambda c: _temb_flops(c), backward=_temb_backward,
+    kernels=lambda c: 12 if c.params["out"] else 8, products=2, example={"in": "t", "dim": 128, "out": 512},
     shape_hint="timestep_embedding takes t [batch] (integer or float steps)")
 def timestep_embedding(ctx: InferCtx) -> TensorType:
     """Sinusoidal step embedding e(t)_i = sin(t·ω_i), e(t)_{i+dim/2} = cos(t·ω_i), ω_i = max_period^{-i/(dim/2 − shift)}, optionally followed by an MLP.
@@ -136,7 +137,9 @@ def _res_count(ctx: InferCtx) -> int:
     "dropout": p_float("dropout before the second conv", 0.0, min=0.0, max=1.0),
     "temb_mode": p_enum("how the step embedding enters: add a per-channel bias, or scale_shift (FiLM: h·(1+s)+b)",
                         ("add", "scale_shift"), "add"),
-}, count=_res_count, flops=lambda c: _res_flops(c), example={"in": {"x": "h", "temb": "temb"}, "out": 128, "groups": 32},
+}, count=_res_count, flops=lambda c: _res_flops(c),
+    kernels=lambda c: 10 + (c.inputs["x"][1] != (c.params["out"] or c.inputs["x"][1])), products=3,
+    curve="conv", example={"in": {"x": "h", "temb": "temb"}, "out": 128, "groups": 32},
     shape_hint="res_block takes x [batch, C, H, W] and optionally temb [batch, D_t]")
 def res_block(ctx: InferCtx) -> TensorType:
     """U-Net residual block with step conditioning (seed 000 "Diffusion Models": the U-Net denoiser; seed 002 DDPM).

@@ -14,7 +14,7 @@ from ..types import TensorType, dims_differ, format_shape
 
 
 @op("vae_reparam", family="generative", inputs=("mu", "logvar"), outputs=("z", "kl"),
-    example={"in": {"mu": "enc_mu", "logvar": "enc_logvar"}})
+    kernels=8, example={"in": {"mu": "enc_mu", "logvar": "enc_logvar"}})
 def vae_reparam(ctx: InferCtx) -> dict[str, TensorType]:
     """VAE reparameterization: z = μ + exp(½·logvar) ⊙ ε, ε ~ N(0, I), and kl = KL(q(z|x) || N(0, I)) averaged over the batch (seed 000, "Variational Autoencoders (VAEs)").
 

@@ -119,7 +119,7 @@ def _gcn_count(ctx: InferCtx) -> int:
     "add_self_loops": p_bool("add A + I self loops before normalizing", True),
     "normalize": p_bool("symmetric normalization D^-1/2 Ã D^-1/2", True),
     "improved": p_bool("self loops of weight 2 (Ã = A + 2I)", False),
-}, count=_gcn_count, flops=_gcn_flops, example={"in": ["x", "edge_index"], "out": 16}, shape_hint=_GRAPH_HINT)
+}, count=_gcn_count, flops=_gcn_flops, kernels=32, example={"in": ["x", "edge_index"], "out": 16}, shape_hint=_GRAPH_HINT)
 def gcn_conv(ctx: InferCtx) -> TensorType:
     """Graph convolution H = D̃^{-1/2} Ã D̃^{-1/2} X Θ + b with Ã = A + I (seed 000, "Graph Neural Networks", Kipf & Welling).
 
@@ -183,7 +183,7 @@ def _gin_count(ctx: InferCtx) -> int:
     "nn": block_param("a block [N, F] -> [N, F'] used as GIN's nn instead of the built-in MLP"),
     "eps": p_float("initial ε in (1 + ε)·x_v", 0.0),
     "train_eps": p_bool("learn ε (one extra parameter)", False),
-}, count=_gin_count, flops=_gin_flops, backward=_gin_backward, example={"in": ["x", "edge_index"], "hidden": 64}, shape_hint=_GRAPH_HINT)
+}, count=_gin_count, flops=_gin_flops, backward=_gin_backward, kernels=14, products=2, example={"in": ["x", "edge_index"], "hidden": 64}, shape_hint=_GRAPH_HINT)
 def gin_conv(ctx: InferCtx) -> TensorType:
     """Graph isomorphism network: h_v' = nn((1 + ε)·x_v + Σ_{u∈N(v)} x_u) (seed 000, "Graph Neural Networks": sum aggregation + MLP update).
 
@@ -240,7 +240,7 @@ def _gat_count(ctx: InferCtx) -> int:
     "add_self_loops": p_bool("let every node attend to itself", True),
     "residual": p_bool("add a linear skip connection (res)", False),
     "bias": p_bool("learnable output bias", True),
-}, count=_gat_count, flops=_gat_flops, example={"in": ["x", "edge_index"], "out": 8, "heads": 8}, shape_hint=_GRAPH_HINT)
+}, count=_gat_count, flops=_gat_flops, kernels=33, example={"in": ["x", "edge_index"], "out": 8, "heads": 8}, shape_hint=_GRAPH_HINT)
 def gat_conv(ctx: InferCtx) -> TensorType:
     """Graph attention: α_vu = softmax_u(LeakyReLU(a_srcᵀ W x_u + a_dstᵀ W x_v [+ a_edgeᵀ W_e e_uv])), h_v' = Σ_u α_vu W x_u.
 

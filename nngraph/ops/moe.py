@@ -54,7 +54,27 @@ def _moe_flops(c: CostCtx) -> int:
     return dense(n, d, p["experts"]) + routed * per_row(p["hidden"]) + shared
 
 
-@op("moe", family="moe", flops=_moe_flops, params={
+#: aten kernels of the routing (router product, softmax, top-k, counts, losses) and of one expert's dispatch
+#: (gather its tokens, scatter its output back, weight by the gate) besides its products and activation
+ROUTING_KERNELS, DISPATCH_KERNELS = 26, 3
+
+
+def _moe_kernels(c: CostCtx) -> int:
+    """:data:`ROUTING_KERNELS` + per expert (and the shared one) its dispatch and its own kernels: 3 products,
+    silu and the gate product (swiglu) or 2 products and the activation (ffn); a block expert counted as 3.
+    Counted with a TorchDispatchMode on the CPU lowering of the zoo's specs."""
+    p = c.params
+    one = DISPATCH_KERNELS + (5 if p["expert"] == "swiglu" and p["expert_block"] is None else 3)
+    return ROUTING_KERNELS + (p["experts"] + bool(p["shared_expert"])) * one
+
+
+def _moe_products(c: CostCtx) -> int:
+    """The router's product and each expert's own (3 for swiglu, 2 for ffn): each expert runs on its tokens alone."""
+    p = c.params
+    return 1 + (p["experts"] + bool(p["shared_expert"])) * (3 if p["expert"] == "swiglu" else 2)
+
+
+@op("moe", family="moe", flops=_moe_flops, kernels=_moe_kernels, products=_moe_products, params={
     "experts": p_int("number of experts m"),
     "top_k": p_int("experts per token (1 = Switch Transformer, 2 = GShard/Mixtral)", 2),
     "expert": p_enum("built-in expert: ffn = act(x W₁)W₂, swiglu = (silu(x W_gate) ⊙ x W_up) W_down", ("ffn", "swiglu"), "swiglu"),

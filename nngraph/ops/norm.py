@@ -33,7 +33,7 @@ def _channels(ctx: InferCtx, axis: int) -> int:
     "affine": p_bool("learnable per-channel scale γ (weight) and shift β (bias)", True),
     "track_running_stats": p_bool("keep running mean/variance buffers for evaluation", True),
 }, count=lambda ctx: 2 * ctx.x.shape[1] if ctx.params["affine"] else 0,
-    example={"in": "conv1"}, shape_hint="batch_norm takes [batch, C], [batch, C, L] or [batch, C, H, W]")
+    kernels=2, example={"in": "conv1"}, shape_hint="batch_norm takes [batch, C], [batch, C, L] or [batch, C, H, W]")
 def batch_norm(ctx: InferCtx) -> TensorType:
     """Batch normalization over channel dim 1: y = γ·(x − μ_B)/√(σ²_B + ε) + β, statistics per channel over batch and spatial dims (seed 002, "Pooling, Hierarchical Representation, and Normalization"; seed 000, "Practical Implementation").
 
@@ -107,7 +107,7 @@ def layer_norm(ctx: InferCtx) -> TensorType:
     "elementwise_affine": p_bool("learnable scale γ (weight) per normalized element", True),
     "offset": _OFFSET,
 }, count=lambda ctx: math.prod(_normalized_shape(ctx)) if ctx.params["elementwise_affine"] else 0,
-    example={"in": "x", "eps": 1e-6})
+    kernels=lambda c: 5 + bool(c.params["elementwise_affine"]) + bool(c.params["offset"]), example={"in": "x", "eps": 1e-6})
 def rms_norm(ctx: InferCtx) -> TensorType:
     """RMS normalization (Zhang & Sennrich 2019, used by LLaMA): y = (offset + γ)·x/√(mean(x²) + ε) over the trailing ``shape`` dims — LayerNorm without the mean and the shift (seed 002, "Encoder Architecture").
 

@@ -29,7 +29,7 @@ def _count(ctx: InferCtx) -> int:
     "type": p_enum("learned table (GPT-2, BERT, ViT) or fixed sinusoids (original Transformer)", ("learned", "sinusoidal")),
     "max_len": p_int("number of positions (rows of the table); required for learned", None),
     "dim": p_int("embedding width (checked against the input's last dim; default: read from it)", None),
-}, count=_count, example={"in": "tok", "type": "learned", "max_len": 1024},
+}, count=_count, kernels=3, example={"in": "tok", "type": "learned", "max_len": 1024},
     shape_hint="position_embedding takes x [batch, seq, dim] (and optionally integer positions [batch, seq])")
 def position_embedding(ctx: InferCtx) -> TensorType:
     """Absolute position encodings (learned table or sinusoids) added to the input embeddings.

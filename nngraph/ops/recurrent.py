@@ -92,6 +92,26 @@ def _seq_flops(kind: str):
     return flops
 
 
+def _seq_steps(c: CostCtx) -> int:
+    """Products of a sequence layer: one per time step, layer and direction (each step waits for the last)."""
+    return c.inputs["x"][1] * c.params["layers"] * (2 if c.params["bidirectional"] else 1)
+
+
+#: aten kernels of one time step of a layer the CPU runs cell by cell (a GRU: the gates' products, sigmoids,
+#: tanh and updates); an LSTM (and an Elman RNN) runs a fused oneDNN layer: 2 kernels per layer
+STEP_KERNELS = {"gru": 13}
+
+
+def _seq_kernels(kind: str):
+    def kernels(c: CostCtx) -> int:
+        """12 + :data:`STEP_KERNELS` per step, layer and direction for a layer run cell by cell; 3 + 2 per layer
+        for a fused one (counted with a TorchDispatchMode on the zoo's CPU lowering)."""
+        if kind in STEP_KERNELS:
+            return 12 + STEP_KERNELS[kind] * _seq_steps(c)
+        return 3 + 2 * c.params["layers"]
+    return kernels
+
+
 def _seq_backward(kind: str):
     def backward(c: CostCtx) -> int:
         """Forward (every weight's gradient) + the input gradient of each layer's input product (layer 0's only when
@@ -137,7 +157,7 @@ def _register_seq(kind: str) -> None:
         f"weight_hh_l{{k}} [{GATES[kind]}H, H], bias_ih_l{{k}} [{GATES[kind]}H], bias_hh_l{{k}} [{GATES[kind]}H]; "
         f"in_0 = F, in_k = dirs·H.")
     op(kind, family="recurrent", inputs=inputs, outputs=outputs, params=_seq_params(kind), count=_seq_count(kind),
-       flops=_seq_flops(kind), backward=_seq_backward(kind),
+       flops=_seq_flops(kind), backward=_seq_backward(kind), kernels=_seq_kernels(kind), products=_seq_steps,
        example={"in": "embed", "hidden": 256, "layers": 2},
        shape_hint="x is [batch, time, features]")(rule)
 

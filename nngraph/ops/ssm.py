@@ -46,7 +46,13 @@ def _mamba_flops(c: CostCtx) -> int:
             + dense(bt, di, d))
 
 
-@op("mamba", family="ssm", flops=_mamba_flops, params={
+def _mamba_kernels(c: CostCtx) -> int:
+    """The projections, the convolution and the discretization (21 kernels), then the scan step by step: 4 per
+    step (h = a⊙h + b⊙x, y = Σ h⊙C) -- counted with a TorchDispatchMode on the zoo's CPU lowering."""
+    return 21 + 4 * c.x[1]
+
+
+@op("mamba", family="ssm", flops=_mamba_flops, kernels=_mamba_kernels, params={
     "d_state": p_int("SSM state size N per channel", 16),
     "d_conv": p_int("width of the causal depthwise conv1d", 4),
     "expand": p_int("inner width = expand · d_model", 2),

@@ -40,7 +40,7 @@ def test_quick_calibration_writes_a_profile_file_that_cost_reads(tmp_path):
     roof = data["roofline"]
     assert data["base"] == "cpu" and roof["threads"] == torch.get_num_threads() and roof["clock"] == "wall"
     assert all(v > 0 for v in roof["peak_flops"].values()) and roof["bandwidth"] > 0
-    assert roof["node_overhead_ms"] > 0 and roof["op_overhead_ms"] > 0
+    assert roof["node_overhead_ms"] > 0 and roof["op_overhead_ms"] > 0 and roof["kernel_ms"] > 0
     for points in roof["gemm_curve"].values():  # FLOPs per call of the timed products, growing; FLOP/s > 0
         assert [p[0] for p in points] == sorted(p[0] for p in points) and all(p[1] > 0 for p in points)
     assert roof["gemm_curve"]["default"][0][0] == 2 * calibrate_module.QUICK.gemm[0] ** 3
@@ -90,6 +90,8 @@ def test_cost_target_file_prices_each_node_by_its_roofline(tmp_path):
     ('{"base": "cpu", "roofline": {"peak_flops": {"float32": 1}, "bandwidth": 1,\n "gemm_curve": {"conv": []}}}',
      ":2:16", "have a 'default' curve"),
     ('{"base": "cpu",\n "roofline": {"bandwidth": ]}}', ":2:28", "YAML syntax error"),
+    ('{"base": "cpu", "roofline": {"peak_flops": {"float32": 1}, "bandwidth": 1,\n "kernel_ms": -0.01}}', ":2:15",
+     "'kernel_ms' must be a number >= 0"),
 ])
 def test_a_bad_profile_file_is_a_located_error(tmp_path, text, where, message):
     path = tmp_path / "bad.json"
@@ -143,3 +145,39 @@ def test_output_is_written_atomically_and_a_failed_run_leaves_the_old_file(tmp_p
     (tmp, dst), = renames
     assert dst == out and tmp.parent == tmp_path and tmp.name.startswith(".cpu.json.")
     assert json.loads(out.read_text())["base"] == "cpu" and os.listdir(tmp_path) == ["cpu.json"]
+
+
+#: rms_norm (0 FLOPs, 6 kernels), gated_mlp (2·(2·4·16·32) + 2·4·32·16 FLOPs in 3 products, 5 kernels),
+#: linear (2·4·16·4 FLOPs, 1 kernel) at batch 4
+SMALL = """nngraph: 1
+name: small
+inputs:
+  x: {shape: [batch, 16], dtype: float32}
+graph:
+  - {name: norm, op: rms_norm, in: x}
+  - {name: ffn, op: gated_mlp, in: norm, hidden: 32}
+  - {name: head, op: linear, in: ffn, out: 4}
+outputs: {y: head}
+"""
+
+
+def test_fixed_costs_count_each_nodes_kernels_and_the_curve_is_read_per_product(tmp_path):
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SMALL)
+    roof = {"peak_flops": {"float32": 1e10}, "bandwidth": 1e15, "node_overhead_ms": 0.5, "kernel_ms": 0.25,
+            "gemm_curve": {"default": [[1e3, 1e8], [1e9, 1e10]]}}
+
+    def total(roofline: dict) -> float:
+        out = _run("cost", str(spec), "--batch", "4", "--target", str(_profile(tmp_path, roofline)), "--format", "json")
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)["totals"]["ms"]
+    # gated_mlp: 12288 FLOPs as 3 products of 4096, each read on the curve at 4096 FLOPs
+    per_product = 10 ** (8 + 2 * (math.log10(4096) - 3) / 6)
+    ffn = 1e3 * 12288 / per_product
+    # linear: 512 FLOPs, below the curve's first point -- no faster than it: 1e3 FLOPs / 1e8 FLOP/s
+    head = 1e3 * 1e3 / 1e8
+    assert total(roof) == pytest.approx(ffn + head + 3 * 0.5 + (6 + 5 + 1) * 0.25, rel=1e-3)
+    # a profile calibrated before kernel_ms existed: each kernel costs op_overhead_ms, else nothing
+    del roof["kernel_ms"]
+    assert total({**roof, "op_overhead_ms": 0.1}) == pytest.approx(ffn + head + 3 * 0.5 + 12 * 0.1, rel=1e-3)
+    assert total(roof) == pytest.approx(ffn + head + 3 * 0.5, rel=1e-3)

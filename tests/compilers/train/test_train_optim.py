@@ -189,4 +189,4 @@ def test_the_loss_is_computed_in_at_least_float32_and_a_float64_model_keeps_floa
         loss = cross_entropy(logits, target)[0]
         assert loss.dtype == want
         ref = torch.nn.functional.cross_entropy(logits.detach().double(), target)
-        assert abs(float(loss) - float(ref)) <= (1e-15 if dtype == torch.float64 else 1e-2), dtype
+        assert abs(loss.item() - float(ref)) <= (1e-15 if dtype == torch.float64 else 1e-2), dtype

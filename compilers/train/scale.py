@@ -51,8 +51,9 @@ def compile_blocks(model: nn.Module, backend: str = "inductor", cpp_wrapper: boo
     Inductor runs with its C++ wrapper (``cpp_wrapper``): the compiled forward and backward graphs call their
     kernels from generated C++ instead of a generated Python function -- the same kernels, so the same numbers
     bit for bit, with less overhead per call (gpt_char's step on one thread: 3% less CPU time, the median of nine
-    side-by-side runs, -0.2% to 4.2%; bench/scale.py), for a few seconds more compiling. Not under tensor parallelism (``cpp_wrapper=False``): on the blocks'
-    DTensor graphs the C++ wrapper fails (torch 2.13: "object of type 'DeviceMesh' has no len()").
+    side-by-side runs, -0.2% to 4.2%; bench/scale.py), for a few seconds more compiling. Not under tensor
+    parallelism (``cpp_wrapper=False``): on the blocks' DTensor graphs the C++ wrapper fails (torch 2.13:
+    "object of type 'DeviceMesh' has no len()").
 
     A class whose forward cannot be captured whole (the MoE's data-dependent routing) runs eagerly: on its first
     call the capture error is caught, every copy of that class goes back to its plain forward, and the

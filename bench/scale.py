@@ -136,12 +136,14 @@ def compile_speed(runs: int = 21) -> dict:
 def print_speed(speed: dict) -> None:
     from _train_step import PHASES
 
-    print("\ngpt_char train step (Trainer.train_step: batch 32 x 64, AdamW, clip; 1 thread), medians, ms CPU time")
+    print("\ngpt_char train step (Trainer.train_step: batch 32 x 64, AdamW, clip; 1 thread), medians, ms: wall clock in "
+          "the wall column, CPU time in the others")
     print(f"{'':19} {'wall':>7} {'CPU':>7} " + " ".join(f"{p:>9}" for p in PHASES) + f" {'GEMM':>7} {'CPU-GEMM':>8}"
           f" {'first 2 steps':>13}")
     for name in ("eager", "compiled", "compiled_py_wrapper"):
         r = speed[name]
-        print(f"{name:19} {r['wall'] * 1e3:7.2f} {r['cpu'] * 1e3:7.2f} " + " ".join(f"{r[p] * 1e3:9.2f}" for p in PHASES)
+        cols = " ".join(f"{r[p] * 1e3:9.2f}" for p in PHASES)
+        print(f"{name:19} {r['wall'] * 1e3:7.2f} {r['cpu'] * 1e3:7.2f} {cols}"
               + f" {r['gemm'] * 1e3:7.2f} {(r['cpu'] - r['gemm']) * 1e3:8.2f} {r['first_steps_s']:12.1f}s")
     e, c = speed["eager"], speed["compiled"]
     by_phase = ", ".join(f"{p} {e[p] / c[p]:.2f}x" for p in PHASES if c[p] > 0)

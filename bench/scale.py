@@ -16,12 +16,14 @@ memory under FSDP, and train.compile's step time.
    (bench/_fsdp_memory.py: local shards of parameters, gradients and AdamW state, plus the peak of the
    all-gathered parameters and unsharded gradients during a step), against the plan and the goal: per-block <=
    (one process's P+G+O) / N + one block's gathered weights, + 10%.
-4. Step time (forward, backward, AdamW; one torch thread) of gpt_char at its training size (batch 32 x 64 tokens),
-   eager vs ``train.compile`` (inductor, each block class compiled once), medians of alternating runs; the
-   compile time apart.
+4. Step time of gpt_char at its training size (batch 32 x 64 tokens, one torch thread): the trainer's own step
+   (``Trainer.train_step``: forward, loss, backward, clipping, AdamW), eager vs ``train.compile`` (inductor, each
+   block class compiled once), medians of alternating steps, split into phases (bench/_train_step.py) to show
+   where the time goes; the compile time apart.
 
 Writes bench/results/scale.json. Run: .venv/bin/python bench/scale.py  (about 5 minutes on 2 idle cores);
-``--memory-only``: items 2 and 3 alone (about a minute).
+``--memory-only``: items 2 and 3 alone (writes scale_memory.json); ``--compile-only``: item 4 alone (about a minute;
+the other parts of scale.json are kept).
 """
 
 from __future__ import annotations
@@ -127,36 +129,39 @@ def check_memory(rows: list[dict], plan_rows: list[dict], block_params: int) -> 
         r["meets_goal"] = r["total"] <= r["goal"]
 
 
-def compile_speed(runs: int = 7) -> dict:
-    """Median step time of gpt_char, eager vs train.compile (inductor), and the first compiled step's time."""
-    import time
+def compile_speed(runs: int = 21) -> dict:
+    """gpt_char's training step (``Trainer.train_step``: batch 32 x 64, AdamW, clipping; one thread), eager vs
+    ``train.compile`` (inductor with its C++ wrapper) and ``train.compile`` with inductor's Python wrapper (as
+    before), side by side: medians of alternating steps, with the phases of bench/_train_step.py; the first two
+    steps' time (compilation) apart."""
+    from _train_step import compare
 
-    from _timing import alternate
+    on = ["train.compile=true"]
+    res = compare(ROOT / "specs" / "gpt_char.yaml", {"eager": ([], None), "compiled": (on, None),
+                                                      "compiled_py_wrapper": (on, {"cpp_wrapper": False})}, runs)
+    e, c, p = res["eager"], res["compiled"], res["compiled_py_wrapper"]
+    return {**res, "speedup": e["wall"] / c["wall"], "speedup_cpu": e["cpu"] / c["cpu"],
+            "speedup_py_wrapper_cpu": e["cpu"] / p["cpu"], "runs": runs, "threads": 1}
 
-    from nngraph.compilers.train.scale import compile_blocks
 
-    torch.set_num_threads(1)
-    graph = load_spec(ROOT / "specs" / "gpt_char.yaml")
-    tokens = torch.randint(0, 67, (32, 64), generator=torch.Generator().manual_seed(0))
-    models = {"eager": build_module(graph, seed=0).train(), "compiled": build_module(graph, seed=0).train()}
-    compile_blocks(models["compiled"], backend="inductor")
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+def print_speed(speed: dict) -> None:
+    from _train_step import PHASES
 
-    def step(name: str) -> None:
-        out = models[name](tokens)
-        (out if isinstance(out, torch.Tensor) else next(iter(out.values()))).float().logsumexp(-1).mean().backward()
-        opts[name].step()
-        opts[name].zero_grad(set_to_none=True)
-
-    t = time.perf_counter()
-    step("compiled")
-    first = time.perf_counter() - t
-    timed = alternate({k: (lambda k=k: step(k)) for k in models}, runs=runs)
-    e, c = timed["eager"], timed["compiled"]
-    return {"first_compiled_step_s": first, "eager_s": e["wall_median_s"], "compiled_s": c["wall_median_s"],
-            "speedup": e["wall_median_s"] / c["wall_median_s"], "eager_cpu_s": e["cpu_median_s"],
-            "compiled_cpu_s": c["cpu_median_s"], "speedup_cpu": e["cpu_median_s"] / c["cpu_median_s"],
-            "runs": runs, "threads": 1}
+    print("\ngpt_char train step (Trainer.train_step: batch 32 x 64, AdamW, clip; 1 thread), medians, ms: wall clock in "
+          "the wall column, CPU time in the others")
+    print(f"{'':19} {'wall':>7} {'CPU':>7} " + " ".join(f"{p:>9}" for p in PHASES) + f" {'GEMM':>7} {'CPU-GEMM':>8}"
+          f" {'first 2 steps':>13}")
+    for name in ("eager", "compiled", "compiled_py_wrapper"):
+        r = speed[name]
+        cols = " ".join(f"{r[p] * 1e3:9.2f}" for p in PHASES)
+        print(f"{name:19} {r['wall'] * 1e3:7.2f} {r['cpu'] * 1e3:7.2f} {cols}"
+              + f" {r['gemm'] * 1e3:7.2f} {(r['cpu'] - r['gemm']) * 1e3:8.2f} {r['first_steps_s']:12.1f}s")
+    e, c = speed["eager"], speed["compiled"]
+    by_phase = ", ".join(f"{p} {e[p] / c[p]:.2f}x" for p in PHASES if c[p] > 0)
+    rest = (e["cpu"] - e["gemm"]) / (c["cpu"] - c["gemm"])
+    print(f"compiled / eager: {speed['speedup']:.2f}x wall, {speed['speedup_cpu']:.2f}x CPU; by phase {by_phase}; "
+          f"the rest (CPU less GEMM) {rest:.2f}x")
+    print(f"compiled with the Python wrapper / eager: {speed['speedup_py_wrapper_cpu']:.2f}x CPU")
 
 
 def print_plans(plans: dict) -> None:
@@ -199,30 +204,33 @@ def main() -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--memory-only", action="store_true", help="the memory plans and measured rows (items 2, 3) only")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--memory-only", action="store_true", help="the memory plans and measured rows (items 2, 3) only")
+    only.add_argument("--compile-only", action="store_true", help="train.compile vs eager (item 4) only; keeps the rest")
     a = ap.parse_args()
     load = os.getloadavg()
-    act = None if a.memory_only else activation_memory()
-    if act:
-        print(f"activation memory, {act['blocks']}-block decoder: plain {act['plain_MiB']:.1f} MiB, checkpointed "
-              f"{act['checkpointed_MiB']:.1f} MiB (ratio {act['ratio']:.3f})")
-    plans = {"decoder12": plan(ROOT / "specs" / "gpt2_small.yaml", DECODER, [1, 2, 4]),
-             "glam": plan(ROOT / "specs" / "seeds" / "glam.yaml", [], [8, 64, 512]),
-             "gshard": plan(ROOT / "specs" / "seeds" / "gshard.yaml", [], [8, 64, 512])}
-    measured = memory(plans)
+    result = {}
+    if not a.compile_only:
+        act = None if a.memory_only else activation_memory()
+        if act:
+            print(f"activation memory, {act['blocks']}-block decoder: plain {act['plain_MiB']:.1f} MiB, checkpointed "
+                  f"{act['checkpointed_MiB']:.1f} MiB (ratio {act['ratio']:.3f})")
+        plans = {"decoder12": plan(ROOT / "specs" / "gpt2_small.yaml", DECODER, [1, 2, 4]),
+                 "glam": plan(ROOT / "specs" / "seeds" / "glam.yaml", [], [8, 64, 512]),
+                 "gshard": plan(ROOT / "specs" / "seeds" / "gshard.yaml", [], [8, 64, 512])}
+        result = {"activation": act, "plans": plans, "measured": memory(plans)}
     speed = None if a.memory_only else compile_speed()
     if speed:
-        print(f"\ngpt_char train step (batch 32 x 64, 1 thread): eager {speed['eager_s'] * 1e3:.1f} ms, train.compile "
-              f"(inductor) {speed['compiled_s'] * 1e3:.1f} ms: {speed['speedup']:.2f}x wall, "
-              f"{speed['speedup_cpu']:.2f}x CPU time (eager {speed['eager_cpu_s'] * 1e3:.1f} ms); first compiled step "
-              f"{speed['first_compiled_step_s']:.1f} s")
+        print_speed(speed)
     end = os.getloadavg()
     print(f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "scale_memory.json" if a.memory_only else "scale.json"
-    (RESULTS / name).write_text(json.dumps({
-        "activation": act, "plans": plans, "measured": measured, "compile": speed,
-        "load_avg_start": load, "load_avg_end": end}, indent=1))
+    path = RESULTS / ("scale_memory.json" if a.memory_only else "scale.json")
+    if a.compile_only and path.exists():  # keep the memory parts of the last full run
+        result = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("compile", "compile_load_avg")}
+    else:
+        result["load_avg_start"], result["load_avg_end"] = load, end
+    path.write_text(json.dumps({**result, "compile": speed, "compile_load_avg": [load, end]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -230,9 +230,9 @@ SCHEMA: dict[str, F] = {
     "activation_checkpointing": F("bool_or_names", "recompute blocks' activations in the backward pass instead of "
                                   "keeping them (less memory, one more forward per block): true for every block use "
                                   "compiled to a module, or a list of block names", False),
-    "compile": F("bool", "regional torch.compile: each block class's forward compiled once (fullgraph) and reused by "
-                 "its copies; a block that cannot be captured whole (MoE routing) runs eagerly, with a warning "
-                 "naming it", False),
+    "compile": F("bool", "regional torch.compile: each block class's forward compiled once (fullgraph; inductor "
+                 "with its C++ wrapper) and reused by its copies; a block that cannot be captured whole (MoE "
+                 "routing) runs eagerly, with a warning naming it", False),
     "compile_backend": F("enum", "train.compile's torch.compile backend: inductor (generated kernels), aot_eager "
                          "(the captured forward and backward graphs run by eager kernels: quick to compile, for "
                          "checking capture) or eager (capture only)", "inductor", ("inductor", "aot_eager", "eager")),

@@ -106,7 +106,7 @@ def build_plan(run: RunConfig, d: Dist) -> Plan:
     model = build_module(graph, seed=cfg["seed"]).to(device)
     apply_checkpointing(run, model)
     if cfg["compile"]:
-        compile_blocks(model, backend=cfg["compile_backend"])
+        compile_blocks(model, backend=cfg["compile_backend"], cpp_wrapper=cfg["distributed"]["tp"] == 1)
     lora: list[str] = []
     if cfg["lora"] is not None:
         lc = cfg["lora"]

@@ -159,6 +159,21 @@ def test_regional_compile_captures_each_block_class_once_and_matches_eager():
     assert counters["stats"]["unique_graphs"] == 1  # two copies of DecoderLayer, one captured graph
 
 
+def test_inductor_compiles_blocks_with_its_cpp_wrapper_except_under_tp_and_other_backends_get_no_options(
+        monkeypatch):
+    # inductor's C++ wrapper calls the same kernels (bit-identical results) with less overhead per call, but fails
+    # on tensor-parallel DTensor graphs; the other backends refuse inductor's options. Inductor itself is too slow
+    # to compile here: bench/scale.py times it
+    from nngraph.compilers.train.scale import compile_blocks
+
+    seen: list[tuple[str, object]] = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append((kw["backend"], kw["options"])) or fn)
+    model = compile_spec(Path(__file__).resolve().parents[3] / "specs" / "gpt_char.yaml")
+    for backend, cpp in (("inductor", True), ("inductor", False), ("aot_eager", True)):
+        compile_blocks(model, backend=backend, cpp_wrapper=cpp)
+    assert seen == [("inductor", {"cpp_wrapper": True})] * 2 + [("inductor", None)] * 2 + [("aot_eager", None)] * 2
+
+
 def test_a_block_with_data_dependent_moe_routing_falls_back_to_eager_and_says_which():
     from nngraph.compilers.train.scale import compile_blocks
 

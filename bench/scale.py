@@ -7,12 +7,12 @@ memory under FSDP, and train.compile's step time.
    fp32 parameter) sharded over N ranks, plus what FSDP holds unsharded at once: the whole model's parameters and
    gradients (one unit, the old behaviour) vs the root's and the largest other unit's parameters and one unit's
    gradients before their reduce-scatter (per-block units: each block copy, and each large top-level layer --
-   an untied embedding or head -- its own unit, ``compilers/train/fsdp.own_units``; a tied table stays in the
-   root). For the 12-block decoder, GLaM and GShard. A plan from the meta device, checked against 3. (it
+   an untied embedding or head, or a tied table with its head ``self.wte.attend(x)`` -- its own unit,
+   ``compilers/train/fsdp.own_units``). For the 12-block decoder, GLaM and GShard. A plan from the meta device, checked against 3. (it
    predicts the measured rows exactly).
 3. Measured per-rank memory of two 12-block decoders (vocab 2048, so the blocks hold most weights): GPT-2's
-   layout (the head tied to wte: the table stays in the root, gathered for the whole step) and LLaMA's (untied
-   embedding and head, each its own unit), on 1/2/4 gloo ranks, whole-model vs per-block FSDP
+   layout (the head tied to wte: the table one unit, gathered around the lookup and around the head) and
+   LLaMA's (untied embedding and head, each its own unit), on 1/2/4 gloo ranks, whole-model vs per-block FSDP
    (bench/_fsdp_memory.py: local shards of parameters, gradients and AdamW state, plus the peak of the
    all-gathered parameters and unsharded gradients during a step), against the plan and the goal: per-block <=
    (one process's P+G+O) / N + one block's gathered weights, + 10%.
@@ -86,7 +86,7 @@ def plan(spec: Path, sets: list[str], ranks: list[int]) -> dict:
     per_block = [sum(p.numel() for p in b.parameters()) for b in blocks(model)]
     units = {name: sum(p.numel() for p in u.parameters()) for name, u in own_units(model).items()}
     root = total - sum(units.values())
-    largest = max(units.values(), default=0)  # a block copy, or an untied embedding or head
+    largest = max(units.values(), default=0)  # a block copy, or a large embedding or head
     rows = []
     for n in ranks:
         shard = 16 * total / n

@@ -7,11 +7,12 @@ state; forward and backward gather one block copy at a time (each block's
 generated module is its own FSDP unit, freed again after its forward and after
 its backward), and gradients are reduce-scattered (averaged) back into the
 shards -- the same update as DDP and as one process with the N-times batch.
-A large top-level layer (an untied embedding or head: at least 1/10 of the
-largest block copy's parameters) is a unit of its own too, gathered only around
-its one call; the root unit keeps the rest (a tied table, which the head reads
-outside its own call, small norms). So the gathered peak is the root's
-parameters plus the largest other unit's, not the whole model.
+A large top-level layer (an embedding or head: at least 1/10 of the largest
+block copy's parameters) is a unit of its own too, gathered only around its
+calls: an untied one's one call, a tied table's lookup and its head's
+``self.wte.attend(x)`` (a method FSDP2 is told gathers too); the root unit
+keeps the rest (small norms, a table looked up twice). So the gathered peak is
+the root's parameters plus the largest other unit's, not the whole model.
 
 Checkpoints never hold shards: :func:`model_state` / :func:`optimizer_state`
 gather the full tensors to rank 0 (a collective: every rank calls them), in the
@@ -36,10 +37,14 @@ def shard(model: nn.Module, per_block: bool = True, mp_policy: Any = None, mesh:
     the (1-D) mesh to shard over (default: every process). Returns the names of the units sharded on their own."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    from torch.distributed.fsdp import register_fsdp_forward_method
+
     policy = mp_policy or MixedPrecisionPolicy()
     units = own_units(model) if per_block else {}
     for unit in units.values():
         fully_shard(unit, mesh=mesh, mp_policy=policy)
+        for method in forward_methods(unit):  # a tied table's head: gathered around it as around forward
+            register_fsdp_forward_method(unit, method)
     fully_shard(model, mesh=mesh, mp_policy=policy)
     return list(units)
 
@@ -50,13 +55,20 @@ def shard(model: nn.Module, per_block: bool = True, mp_policy: Any = None, mesh:
 TOP_LEVEL_SHARE = 0.1
 
 
+def forward_methods(module: nn.Module) -> tuple[str, ...]:
+    """The methods besides ``forward`` that read ``module``'s parameters (``Embedding.FORWARD_METHODS``:
+    ``attend``, the tied head)."""
+    return tuple(getattr(module, "FORWARD_METHODS", ()))
+
+
 def own_units(model: nn.Module) -> dict[str, nn.Module]:
     """The modules that can be FSDP units of their own, by name (``h.0``, ``wte``): the block copies, then the
-    large top-level layers (:data:`TOP_LEVEL_SHARE`) the model's forward only calls, once. Each one owns its
-    parameters: none is also reached from outside it (a ``share: NAME`` use kept inline may hold another copy's
-    module; it would run on the shards). A layer whose weight the forward reads outside its call (the table of
-    a tied head, ``F.linear(x, self.wte.weight)``) or calls twice (a tied embedding) stays in the root: after
-    its own call the weight would be the shard again."""
+    large top-level layers (:data:`TOP_LEVEL_SHARE`) the model's forward only calls -- ``forward`` and each
+    :func:`forward_methods` at most once (a tied table: ``self.wte(tokens)`` and ``self.wte.attend(x)``). Each
+    one owns its parameters: none is also reached from outside it (a ``share: NAME`` use kept inline may hold
+    another copy's module; it would run on the shards). A layer whose weight the forward reads outside a call,
+    or calls twice (an embedding tied to another lookup), stays in the root: after a call the weight is the
+    shard again."""
     from nngraph.compilers.torch.module import blocks
 
     owners: dict[int, set[str]] = {}
@@ -70,35 +82,39 @@ def own_units(model: nn.Module) -> dict[str, nn.Module]:
     if not units:
         return units
     least = TOP_LEVEL_SHARE * max(sum(p.numel() for p in b.parameters()) for b in units.values())
-    called = _called_once(model)
+    uses = _uses(model)
     for name, child in model.named_children():
         size = sum(p.numel() for p in child.parameters())
-        if name in called and size and size >= least and owns(name, child):
+        how = uses.get(name, [])
+        called = how and len(set(how)) == len(how) and set(how) <= {"forward", *forward_methods(child)}
+        if called and size and size >= least and owns(name, child):
             units[name] = child
     return units
 
 
-def _called_once(model: nn.Module) -> set[str]:
-    """The attributes ``X`` the model's generated ``forward`` uses exactly once, as a call outside any loop:
-    ``self.X(...)``."""
+def _uses(model: nn.Module) -> dict[str, list[str]]:
+    """Each attribute ``X`` of ``self`` the model's generated ``forward`` reads, with how it reads it, use by use:
+    ``"forward"`` for a call ``self.X(...)``, ``"M"`` for a method call ``self.X.M(...)``, ``""`` for anything
+    else (``self.X.weight``, a call inside a loop)."""
     import ast
 
     source = getattr(model, "source", None)
     if not source:
-        return set()
+        return {}
     cls = next((c for c in ast.parse(source).body if isinstance(c, ast.ClassDef) and c.name == type(model).__name__),
                None)
     forward = next((f for f in (cls.body if cls else []) if isinstance(f, ast.FunctionDef) and f.name == "forward"),
                    None)
     if forward is None:
-        return set()
-    uses: dict[str, list[bool]] = {}
+        return {}
     looped = {id(n) for loop in ast.walk(forward) if isinstance(loop, (ast.For, ast.While)) for n in ast.walk(loop)}
     calls = {id(n.func) for n in ast.walk(forward) if isinstance(n, ast.Call) and id(n) not in looped}
+    methods = {id(n.value): n.attr for n in ast.walk(forward) if isinstance(n, ast.Attribute) and id(n) in calls}
+    uses: dict[str, list[str]] = {}
     for node in ast.walk(forward):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
-            uses.setdefault(node.attr, []).append(id(node) in calls)
-    return {name for name, how in uses.items() if how == [True]}
+            uses.setdefault(node.attr, []).append("forward" if id(node) in calls else methods.get(id(node), ""))
+    return uses
 
 
 def grad_scaler(device: torch.device, init_scale: float, growth_interval: int) -> Any:

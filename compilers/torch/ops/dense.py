@@ -5,8 +5,8 @@
   (``kaiming_normal``, fan_in; seed 000 on He initialization) when every reader
   of the node is a relu / leaky_relu, Xavier/Glorot uniform otherwise; bias 0.
   With ``tie: embed`` it has no weight of its own: the forward line is
-  ``F.linear(x, self.embed.weight, self.<node>.bias)``, so the state dict holds
-  the tied matrix once, as ``embed.weight``. ``parametrize: orthogonal`` registers
+  ``self.embed.attend(x, self.<node>.bias)`` (:meth:`Embedding.attend`: x Eᵀ + b), so the state
+  dict holds the tied matrix once, as ``embed.weight``. ``parametrize: orthogonal`` registers
   ``torch.nn.utils.parametrizations.orthogonal`` on the weight after the initializers
   (state ``<node>.parametrizations.weight.original [out, in]``): W stays orthogonal
   through optimizer steps.
@@ -15,7 +15,7 @@
 * ``gated_mlp`` -- :class:`GatedMLP`: ``down(act(gate(x)) * up(x))``,
   SwiGLU with silu, GeGLU with gelu (seed 002, Transformer FFN variants);
   state ``<node>.gate.*``, ``<node>.up.*``, ``<node>.down.*``.
-* ``embedding`` -- ``nn.Embedding`` (seed 002, Transformer input embedding);
+* ``embedding`` -- :class:`Embedding`, an ``nn.Embedding`` (seed 002, Transformer input embedding);
   ``<node>.weight [num, dim]``; the padding row stays zero. With ``tie: other`` it has no
   state: the forward line calls the other node's module, ``self.other(tokens)``, so both
   lookups read (and train) the one ``other.weight``.
@@ -76,6 +76,23 @@ class GatedMLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"activation={self.activation}"
+
+
+class Embedding(nn.Embedding):
+    """``nn.Embedding`` whose table can also be read as a tied output layer (:meth:`attend`).
+
+    The tied head is a call of the table's own module, not a read of its ``weight`` from outside: FSDP2
+    gathers a unit's parameters only around its calls, so a table sharded on its own (``train.fsdp``) must be
+    reached through a method registered as a forward (:data:`FORWARD_METHODS`). State: ``weight`` only, as
+    ``nn.Embedding``.
+    """
+
+    #: methods besides ``forward`` that read the parameters (FSDP2 gathers around them too)
+    FORWARD_METHODS = ("attend",)
+
+    def attend(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The tied output layer: logits = x Eᵀ + b (Press & Wolf 2017), E = ``weight [num, dim]``."""
+        return F.linear(x, self.weight, bias)
 
 
 class TiedLinear(nn.Module):
@@ -148,7 +165,7 @@ def _linear_tp(module: nn.Module | None, tp: int) -> dict[str, str] | str:
     return {"": TP_LINEAR}
 
 
-def _embedding_tp(module: nn.Embedding | None, tp: int) -> dict[str, str] | str:
+def _embedding_tp(module: Embedding | None, tp: int) -> dict[str, str] | str:
     """Vocab-parallel: each rank holds num/tp rows (a lookup outside them gives 0; the ranks' results summed)."""
     if module is None:
         return "it reads another node's table (tie)"
@@ -160,12 +177,12 @@ def _embedding_tp(module: nn.Embedding | None, tp: int) -> dict[str, str] | str:
 
 @torch_op("linear", module=_linear_module, init=_linear_init, post_init=_linear_parametrize, tp=_linear_tp)
 def linear(ctx: NodeCtx, e: Emit) -> str:
-    """``self.fc(x)``, or ``F.linear(x, self.embed.weight, self.fc.bias)`` when tied."""
+    """``self.fc(x)``, or ``self.embed.attend(x, self.fc.bias)`` when tied (:meth:`Embedding.attend`)."""
     tie = ctx.params.get("tie")
     if not tie:
         return f"{e.self}({e.x})"
     bias = f", {e.self}.bias" if ctx.params["bias"] else ""
-    return f"F.linear({e.x}, {e.module_of(tie)}.weight{bias})"
+    return f"{e.module_of(tie)}.attend({e.x}{bias})"
 
 
 def _d_out(ctx: NodeCtx) -> int:
@@ -189,16 +206,16 @@ def gated_mlp(ctx: NodeCtx, e: Emit) -> str:
     return f"{e.self}({e.x})"
 
 
-def _zero_padding_row(module: nn.Embedding | None, ctx: NodeCtx) -> None:
+def _zero_padding_row(module: Embedding | None, ctx: NodeCtx) -> None:
     if module is not None and module.padding_idx is not None:
         with torch.no_grad():
             module.weight[module.padding_idx].zero_()
 
 
-def _embedding_module(ctx: NodeCtx) -> nn.Embedding | None:
+def _embedding_module(ctx: NodeCtx) -> Embedding | None:
     if ctx.params.get("tie"):
         return None  # reads the tied node's table: no state of its own
-    return nn.Embedding(ctx.params["num"], ctx.params["dim"], padding_idx=ctx.params["padding_idx"])
+    return Embedding(ctx.params["num"], ctx.params["dim"], padding_idx=ctx.params["padding_idx"])
 
 
 @torch_op("embedding", init={"weight": ("normal", {"std": 0.02})}, post_init=_zero_padding_row,

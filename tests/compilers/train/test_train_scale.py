@@ -103,7 +103,10 @@ def test_fsdp_units_are_the_block_copies_that_own_their_weights(tmp_path: Path):
 LLAMA_TINY = ["vocab=68", "d_model=32", "heads=4", "kv_heads=2", "layers=2", "ffn=64"]
 
 
-def test_an_untied_embedding_and_head_are_units_of_their_own_and_a_tied_table_stays_in_the_root():
+GPT_TINY = ["layers=2", "d_model=32", "heads=2", "ctx=16", "vocab=512", "dropout=0.0"]
+
+
+def test_an_untied_embedding_and_head_and_a_tied_table_are_units_of_their_own():
     from nngraph.compilers.train.fsdp import own_units
 
     from train_helpers import ROOT
@@ -111,12 +114,15 @@ def test_an_untied_embedding_and_head_are_units_of_their_own_and_a_tied_table_st
     llama = build_module(load_spec(ROOT / "specs" / "llama_style.yaml", LLAMA_TINY), seed=0)
     # a block 9,280 parameters; embed_tokens and lm_head 2,176 each (>= 928); the final norm 32 stays in the root
     assert list(own_units(llama)) == ["layers.0", "layers.1", "embed_tokens", "lm_head"]
-    gpt = build_module(load_spec(ROOT / "specs" / "gpt2_small.yaml",
-                                 ["layers=2", "d_model=32", "heads=2", "ctx=16", "vocab=512"]), seed=0)
-    assert "F.linear(ln_f, self.wte.weight)" in gpt.source  # the head reads wte's table outside wte's call
-    # so wte (16,384 >= a tenth of a block) stays in the root, whole for the step: a unit of its own would be
-    # resharded after the embedding's call and the head would multiply by the shard
-    assert list(own_units(gpt)) == ["h.0", "h.1"]
+    gpt = build_module(load_spec(ROOT / "specs" / "gpt2_small.yaml", GPT_TINY), seed=0)
+    # the head is a call of wte's own module (a method FSDP2 gathers around), so wte (16,384 >= a tenth of a
+    # block) is a unit of its own, gathered only around its lookup and around the head
+    assert "lm_head = self.wte.attend(ln_f)  # [batch, seq, 512]" in gpt.source
+    assert list(own_units(gpt)) == ["h.0", "h.1", "wte"]
+    t5 = build_module(load_spec(ROOT / "specs" / "t5_encoder_decoder.yaml", [
+        "vocab=64", "d_model=16", "heads=2", "d_kv=8", "d_ff=32", "layers=2", "shared_embed=true"]), seed=0)
+    # T5's one table is looked up twice (encoder and decoder): after the first call it would be the shard again
+    assert "decoder_embed = self.encoder_embed(" in t5.source and "encoder_embed" not in own_units(t5)
 
 
 def test_a_top_level_unit_is_gathered_only_around_its_call_with_the_gradients_of_one_plain_process(one_rank_group):
@@ -198,3 +204,27 @@ def test_training_with_compiled_blocks_follows_the_eager_loss_curve(tmp_path: Pa
               steps=2)
     a, b = train_curve(tmp_path / "eager"), train_curve(tmp_path / "compiled")
     assert len(a) == 2 and max(abs(x - y) for x, y in zip(a, b)) <= 1e-5, (a, b)
+
+
+def test_a_tied_table_is_gathered_around_its_lookup_and_its_head_with_the_gradients_of_one_plain_process(
+        one_rank_group):
+    from torch.distributed.tensor import DTensor
+
+    from nngraph.compilers.train.fsdp import shard
+
+    from train_helpers import ROOT
+
+    graph = load_spec(ROOT / "specs" / "gpt2_small.yaml", GPT_TINY)
+    plain, model = build_module(graph, seed=0), build_module(graph, seed=0)
+    assert shard(model) == ["h.0", "h.1", "wte"]
+    seen = []  # between the lookup and the head: is wte's table the shard again?
+    model.ln_f.register_forward_pre_hook(lambda m, args: seen.append(isinstance(model.wte.weight, DTensor)))
+    tokens = torch.randint(0, 512, (2, 8), generator=torch.Generator().manual_seed(0))
+    losses = [m(tokens).logsumexp(-1).mean() for m in (plain, model)]
+    for loss in losses:
+        loss.backward()
+    assert seen == [True]  # freed after the lookup; the head (wte.attend) gathered it again or it would not run
+    assert abs(losses[0].item() - losses[1].item()) <= 1e-6
+    grads = {k: p.grad.full_tensor() for k, p in model.named_parameters()}
+    assert grads.keys() == {k for k, _ in plain.named_parameters()}
+    assert max_diff({k: p.grad for k, p in plain.named_parameters()}, grads) <= 1e-7  # the lookup's + the head's

@@ -205,6 +205,9 @@ class OpDef:
     #: the profile's ``gemm_curve`` its products read (None: its family's, else ``default``): a block of
     #: convolutions in another family (a U-Net ``res_block``) reads ``conv``
     curve: str | None = None
+    #: bytes the node reads again beyond its inputs, outputs and parameters read once (an int or a rule at concrete
+    #: sizes): a recurrence multiplies its hidden-to-hidden weights at every step, so it reads them once a step
+    reread: "int | FlopsFn" = 0
     example: dict | None = None
     shape_hint: str | None = None
     #: made by nngraph itself, never written in YAML: the back-end ops passes create (``sdpa``,
@@ -248,7 +251,8 @@ def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mappin
        example: dict | None = None, shape_hint: str | None = None,
        internal: bool = False, flops: FlopsFn | None = None,
        backward: FlopsFn | None = None, kernels: "int | FlopsFn" = 1,
-       products: "int | FlopsFn" = 1, curve: str | None = None) -> Callable[[InferFn], OpDef]:
+       products: "int | FlopsFn" = 1, curve: str | None = None,
+       reread: "int | FlopsFn" = 0) -> Callable[[InferFn], OpDef]:
     """Register the decorated shape rule as primitive ``name``; its docstring documents the op.
 
     ``internal=True`` declares an op only nngraph creates, never a spec (see :attr:`OpDef.internal`)."""
@@ -260,7 +264,7 @@ def op(name: str, *, family: str, inputs: Sequence[str] = ("x",), params: Mappin
                            inputs=tuple(inputs), infer=fn,
                            outputs=outputs if callable(outputs) else tuple(outputs), count_params=count,
                            flops=flops, backward=backward, kernels=kernels, products=products, curve=curve,
-                           example=example,
+                           reread=reread, example=example,
                            shape_hint=shape_hint, internal=internal)
         (_INTERNAL if internal else _REGISTRY)[name] = definition
         return definition

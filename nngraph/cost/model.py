@@ -45,7 +45,7 @@ class NodeCost:
     dense_flops: int              # forward, attention on every pair
     backward_flops: int           # backward (training), attention on visible pairs
     out_bytes: int
-    io_bytes: int                 # inputs read + outputs written + parameters read
+    io_bytes: int                 # inputs read + outputs written + parameters read + the op's ``reread=``
     shape: str
     kv_bytes_per_token: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +128,13 @@ def launches(graph: Graph, node: Node, sizes: Mapping[str, int]) -> tuple[int, i
     return tuple(max(1, int(v(ctx) if callable(v) else v)) for v in (opdef.kernels, opdef.products))  # type: ignore
 
 
+def reread_bytes(graph: Graph, node: Node, sizes: Mapping[str, int]) -> int:
+    """Bytes the node reads again beyond its inputs, outputs and parameters once: its op's ``reread=`` (an int, or
+    a rule on the node at ``sizes``; a recurrence re-reads its hidden-to-hidden weights every step)."""
+    rule = lookup(node.op).reread
+    return int(rule(cost_ctx(graph, node, sizes)) if callable(rule) else rule)
+
+
 def _param_dtype(node: Node) -> str:
     floats = [t.dtype for t in node.outputs.values() if is_float(t.dtype)]
     return floats[0] if floats else "float32"
@@ -153,7 +160,7 @@ def node_cost(graph: Graph, node: Node, sizes: Mapping[str, int], grads: set[str
     params = node.n_params or 0
     shape = ", ".join(str(list(concrete(t, sizes) or ())) for t in node.outputs.values())
     return NodeCost(node.name, node.op, ".".join(node.scope), params, dtype, flops, dense, backward, out_bytes,
-                    in_bytes + out_bytes + params * DTYPE_BYTES.get(dtype, 4), shape, _kv_per_token(node),
+                    in_bytes + out_bytes + params * DTYPE_BYTES.get(dtype, 4) + reread_bytes(graph, node, sizes), shape, _kv_per_token(node),
                     _attention_extra(graph, node, sizes), *launches(graph, node, sizes))
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..registry import InferCtx, op, p_bool, p_enum, p_int
 from ..cost.rules import CostCtx
-from ..types import Dim, TensorType, dims_differ, format_shape
+from ..types import DTYPE_BYTES, Dim, TensorType, dims_differ, format_shape
 from .regularization import p_probability
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -97,6 +97,15 @@ def _seq_steps(c: CostCtx) -> int:
     return c.inputs["x"][1] * c.params["layers"] * (2 if c.params["bidirectional"] else 1)
 
 
+def _seq_reread(c: CostCtx) -> int:
+    """Bytes of W_hh [gH, H] read again at every step after the first, per layer and direction: (T − 1)·gH·H·bytes.
+    Each step's product multiplies the new hidden state by the whole matrix, so a small batch makes the recurrence
+    memory-bound: 2·B FLOPs per 4-byte weight, 1 FLOP/byte at B = 2 (seed 002, "The LSTM Architecture")."""
+    t, g, h = c.inputs["x"][1], GATES[c.node.op], c.params["hidden"]
+    size = DTYPE_BYTES.get(c.node.outputs["out"].dtype, 4)
+    return c.params["layers"] * (2 if c.params["bidirectional"] else 1) * (t - 1) * g * h * h * size
+
+
 #: aten kernels of one time step of a layer the CPU runs cell by cell (a GRU: the gates' products, sigmoids,
 #: tanh and updates); an LSTM (and an Elman RNN) runs a fused oneDNN layer: 2 kernels per layer
 STEP_KERNELS = {"gru": 13}
@@ -158,6 +167,7 @@ def _register_seq(kind: str) -> None:
         f"in_0 = F, in_k = dirs·H.")
     op(kind, family="recurrent", inputs=inputs, outputs=outputs, params=_seq_params(kind), count=_seq_count(kind),
        flops=_seq_flops(kind), backward=_seq_backward(kind), kernels=_seq_kernels(kind), products=_seq_steps,
+       reread=_seq_reread,
        example={"in": "embed", "hidden": 256, "layers": 2},
        shape_hint="x is [batch, time, features]")(rule)
 

@@ -97,6 +97,18 @@ def test_backward_of_an_lstm_skips_the_state_gradient_of_its_first_step():
     assert rep["totals"]["flops_backward"] == 2 * lstm - 2 * (2 * b * 4 * h * h) + 2 * (2 * b * t * h * v)
 
 
+def test_an_lstm_reads_its_recurrent_weights_again_at_every_step():
+    # char_lstm, batch 2, seq 64: x [2,64,64], h0 and c0 [2,2,256] in (the spec wires its optional state inputs);
+    # out [2,64,256], h and c [2,2,256] out; 856,064 params read once;
+    # then W_hh [4·256, 256] of both layers read again at steps 2..64, so the batch-2 recurrence is memory-bound
+    b, t, e, h, layers = 2, 64, 64, 256, 2
+    rep = _cost(str(SPECS / "char_lstm.yaml"), "--batch", str(b), "--dim", f"seq={t}", "--target", "cpu")
+    lstm = next(n for n in rep["nodes"] if n["name"] == "lstm")
+    once = 4 * (b * t * e + 2 * layers * b * h + b * t * h + 2 * layers * b * h + 856_064)
+    assert lstm["io_bytes"] == once + 4 * layers * (t - 1) * 4 * h * h
+    assert lstm["flops"] / lstm["io_bytes"] < 2  # 2·B FLOPs per 4-byte weight, far below any CPU's ridge
+
+
 def test_inference_peak_live_counts_the_widest_point_of_an_mlp():
     # mlp.yaml: x [batch, 784] -> 256 -> 10 (float32): peak = input + the two widest values alive together
     rep = _cost(str(SPECS / "mlp.yaml"), "--batch", "4")

@@ -35,9 +35,7 @@ def shard(model: nn.Module, per_block: bool = True, mp_policy: Any = None, mesh:
     (``per_block``, :func:`own_units`), then the root; the process group must be up. Call before making the
     optimizer. ``mp_policy``: FSDP2's ``MixedPrecisionPolicy`` (:func:`.amp.fsdp_policy`; None: fp32). ``mesh``:
     the (1-D) mesh to shard over (default: every process). Returns the names of the units sharded on their own."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-    from torch.distributed.fsdp import register_fsdp_forward_method
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     policy = mp_policy or MixedPrecisionPolicy()
     units = own_units(model) if per_block else {}

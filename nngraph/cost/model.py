@@ -120,19 +120,10 @@ def node_backward_flops(graph: Graph, node: Node, sizes: Mapping[str, int], grad
     return int((opdef.backward or default_backward)(ctx))
 
 
-def launches(graph: Graph, node: Node, sizes: Mapping[str, int]) -> tuple[int, int]:
-    """(kernels, products) of one node: its op's ``kernels=`` and ``products=`` (an int, or a rule on the node at
-    ``sizes``), each at least 1."""
-    opdef = lookup(node.op)
-    ctx = cost_ctx(graph, node, sizes)
-    return tuple(max(1, int(v(ctx) if callable(v) else v)) for v in (opdef.kernels, opdef.products))  # type: ignore
-
-
-def reread_bytes(graph: Graph, node: Node, sizes: Mapping[str, int]) -> int:
-    """Bytes the node reads again beyond its inputs, outputs and parameters once: its op's ``reread=`` (an int, or
-    a rule on the node at ``sizes``; a recurrence re-reads its hidden-to-hidden weights every step)."""
-    rule = lookup(node.op).reread
-    return int(rule(cost_ctx(graph, node, sizes)) if callable(rule) else rule)
+def _declared(value: Any, ctx: CostCtx) -> int:
+    """An op's cost declaration (``kernels=``, ``products=``, ``reread=``): an int, or a rule on the node at
+    concrete sizes."""
+    return int(value(ctx) if callable(value) else value)
 
 
 def _param_dtype(node: Node) -> str:
@@ -159,9 +150,12 @@ def node_cost(graph: Graph, node: Node, sizes: Mapping[str, int], grads: set[str
     dtype = _param_dtype(node)
     params = node.n_params or 0
     shape = ", ".join(str(list(concrete(t, sizes) or ())) for t in node.outputs.values())
+    # what the op declares for the roofline: kernels launched and products (each at least 1), bytes read again
+    opdef, ctx = lookup(node.op), cost_ctx(graph, node, sizes)
+    kernels, products = (max(1, _declared(v, ctx)) for v in (opdef.kernels, opdef.products))
+    io_bytes = in_bytes + out_bytes + params * DTYPE_BYTES.get(dtype, 4) + _declared(opdef.reread, ctx)
     return NodeCost(node.name, node.op, ".".join(node.scope), params, dtype, flops, dense, backward, out_bytes,
-                    in_bytes + out_bytes + params * DTYPE_BYTES.get(dtype, 4) + reread_bytes(graph, node, sizes), shape, _kv_per_token(node),
-                    _attention_extra(graph, node, sizes), *launches(graph, node, sizes))
+                    io_bytes, shape, _kv_per_token(node), _attention_extra(graph, node, sizes), kernels, products)
 
 
 def _attention_extra(graph: Graph, node: Node, sizes: Mapping[str, int]) -> dict[str, Any]:

@@ -30,6 +30,11 @@ FORMULAS = {
 }
 
 
+def _dirs(params: dict) -> int:
+    """Directions of a sequence layer: 2 when ``bidirectional``, else 1."""
+    return 2 if params["bidirectional"] else 1
+
+
 def _features(ctx: InferCtx, x: TensorType, rank: int, layout: str) -> Dim:
     if x.rank != rank:
         ctx.fail(f"input x must have rank {rank} {layout}, got rank {x.rank} {format_shape(x.shape)}",
@@ -74,7 +79,7 @@ def _seq_params(kind: str) -> dict:
 def _seq_count(kind: str):
     def count(ctx: InferCtx) -> int:
         g, f, h = GATES[kind], ctx.inputs["x"].shape[-1], ctx.params["hidden"]
-        dirs = 2 if ctx.params["bidirectional"] else 1
+        dirs = _dirs(ctx.params)
         b = 2 * g * h if ctx.params["bias"] else 0
         per_layer = dirs * (g * h * h + b)  # recurrent weights and biases: the same in every layer
         inputs = dirs * g * h * (f + (ctx.params["layers"] - 1) * dirs * h)  # layer 0 reads f features, the rest dirs*h
@@ -87,14 +92,14 @@ def _seq_flops(kind: str):
         """Σ over layers and directions of T steps of 2·B·gH·(in_k + H): the input and the recurrent product."""
         b, t, f = c.inputs["x"]
         g, h, layers = GATES[kind], c.params["hidden"], c.params["layers"]
-        dirs = 2 if c.params["bidirectional"] else 1
+        dirs = _dirs(c.params)
         return sum(dirs * t * 2 * b * g * h * ((f if k == 0 else dirs * h) + h) for k in range(layers))
     return flops
 
 
 def _seq_steps(c: CostCtx) -> int:
     """Products of a sequence layer: one per time step, layer and direction (each step waits for the last)."""
-    return c.inputs["x"][1] * c.params["layers"] * (2 if c.params["bidirectional"] else 1)
+    return c.inputs["x"][1] * c.params["layers"] * _dirs(c.params)
 
 
 def _seq_reread(c: CostCtx) -> int:
@@ -103,7 +108,7 @@ def _seq_reread(c: CostCtx) -> int:
     memory-bound: 2·B FLOPs per 4-byte weight, 1 FLOP/byte at B = 2 (seed 002, "The LSTM Architecture")."""
     t, g, h = c.inputs["x"][1], GATES[c.node.op], c.params["hidden"]
     size = DTYPE_BYTES.get(c.node.outputs["out"].dtype, 4)
-    return c.params["layers"] * (2 if c.params["bidirectional"] else 1) * (t - 1) * g * h * h * size
+    return c.params["layers"] * _dirs(c.params) * (t - 1) * g * h * h * size
 
 
 #: aten kernels of one time step of a layer the CPU runs cell by cell (a GRU: the gates' products, sigmoids,
@@ -128,7 +133,7 @@ def _seq_backward(kind: str):
         h0 (it too when h0 needs a gradient; an absent h0 is zeros)."""
         b, t, f = c.inputs["x"]
         g, h, layers = GATES[kind], c.params["hidden"], c.params["layers"]
-        dirs = 2 if c.params["bidirectional"] else 1
+        dirs = _dirs(c.params)
         inputs = sum(dirs * t * 2 * b * g * h * (f if k == 0 else dirs * h)
                      for k in range(layers) if k > 0 or c.needs_grad("x"))
         hidden = layers * dirs * (t - 1 + int(c.needs_grad("h0"))) * 2 * b * g * h * h
@@ -145,7 +150,7 @@ def _register_seq(kind: str) -> None:
         assert x is not None
         _features(ctx, x, 3, "[batch, time, features]")
         h, layers = ctx.params["hidden"], ctx.params["layers"]
-        dirs = 2 if ctx.params["bidirectional"] else 1
+        dirs = _dirs(ctx.params)
         if ctx.params["dropout"] and layers == 1:
             ctx.fail(f"dropout {ctx.params['dropout']} has no effect with layers: 1 (it applies between stacked layers)",
                      "remove dropout, or use layers >= 2 (add a dropout node after the layer instead)", "dropout")

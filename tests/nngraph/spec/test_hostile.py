@@ -427,11 +427,29 @@ def _var_chain(n: int, last: str) -> str:
     return "vars:\n" + "".join(f'  v{i}: "${{v{i + 1}}}"\n' for i in range(n - 1)) + f"  v{n - 1}: {last}\n"
 
 
+def _best_check(path: Path, repeats: int):
+    """:func:`_check` ``repeats`` times; the result with the least CPU time.
+
+    The best of a few runs keeps out what a busy CI machine adds to a single one (shared caches, a
+    second core's hyperthread): noise here, not the cost of resolving vars.
+    """
+    return min((_check(path) for _ in range(repeats)), key=lambda result: result[2])
+
+
 def test_a_chain_of_eleven_thousand_vars_resolves_in_linear_time(spec_file):
-    text = HEADER.replace("[batch, 8]", '[batch, "${v0}"]') + _var_chain(11_000, "8") + NODE
-    graph, errors, elapsed = _check(_write_raw(spec_file, text))
-    assert errors == [] and elapsed < FAST_S
+    def chain_spec(n: int) -> Path:
+        return _write_raw(spec_file, HEADER.replace("[batch, 8]", '[batch, "${v0}"]') + _var_chain(n, "8") + NODE)
+
+    small = chain_spec(1_375)
+    _check(small)  # warm-up: one-off costs (lazy imports of the op registry) are not var resolution
+    _, small_errors, small_s = _best_check(small, repeats=3)
+    graph, errors, elapsed = _best_check(chain_spec(11_000), repeats=2)
+    assert small_errors == [] and errors == []
     assert graph.inputs["x"].type.shape == ("batch", 8)
+    # 8x the links: linear resolution takes about 8x the time (less, the fixed costs are shared), the
+    # recursive one this replaced took minutes, a quadratic one would take 64x
+    assert elapsed < 16 * small_s, f"{elapsed:.3f}s for 11,000 vars vs {small_s:.3f}s for 1,375"
+    assert elapsed < FAST_S, f"took {elapsed:.2f}s"
 
 
 def test_a_cycle_through_eleven_thousand_vars_is_one_error_naming_the_cycle(spec_file):

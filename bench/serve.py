@@ -27,11 +27,19 @@ ratios.
 
 Goal (issue 19): dynamic >= 3x the throughput of batch1 at 16 clients; p99 <= 2 x max wait + one batch's
 compute. Each cell prints that bound and the one the schedule allows with C clients and max batch B
-(:func:`bounds`: up to ceil(C / B) batches queue ahead of a request, after the run in progress).
+(:func:`bounds`: up to ceil(C / B) batches queue ahead of a request, after the run in progress). With C
+closed-loop clients the mean latency is C / throughput (Little's law), so the bound also sets a throughput
+the server must reach before any p99 can meet it (:func:`littles_law`, printed beside the model's ceiling).
+
+Then an open loop (:func:`open_loop`), as production traffic arrives: Poisson arrivals, seeded, at fractions
+``--offered`` (default 0.5 and 0.8) of the dynamic server's best closed-loop throughput, the same arrival
+times for every variant, latency counted from each request's due time. There the p99 bound is read at a load
+the server can carry; a rate above batch1's capacity shows what batching buys: the same traffic carried
+with a bounded p99 instead of a queue that grows for as long as the traffic lasts.
 
 Usage:  .venv/bin/python bench/serve.py [--clients 1,4,16,64] [--seconds 2] [--rounds 3] [--only bert|gpt_char]
                                         [--seq 32] [--layers 2] [--max-batch 64] [--window-ms 0] [--max-wait-ms 10]
-                                        [--threads N] [--dynamic-threads N]
+                                        [--threads N] [--dynamic-threads N] [--offered 0.5,0.8]
 Quick look (about a minute): --clients 16 --seconds 1 --rounds 2.
 Writes bench/results/serve.json and prints a table.
 """
@@ -86,33 +94,87 @@ def _npz(feeds: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
+    """One request on a keep-alive connection; the answer's head (its body read and dropped)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    await reader.readexactly(length)
+    return head
+
+
+def _record(head: bytes, start: float, latencies: list[float], failures: list[int]) -> None:
+    if head.startswith(b"HTTP/1.1 200"):
+        latencies.append(time.perf_counter() - start)
+    else:
+        failures.append(int(head[9:12]))
+
+
 async def _client(port: int, request: bytes, ends: float, latencies: list[float], failures: list[int]) -> None:
     """Requests back to back on one keep-alive connection until ``ends``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.perf_counter() < ends:
             start = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
-            await reader.readexactly(length)
-            if head.startswith(b"HTTP/1.1 200"):
-                latencies.append(time.perf_counter() - start)
-            else:
-                failures.append(int(head[9:12]))
+            _record(await _exchange(reader, writer, request), start, latencies, failures)
     finally:
         writer.close()
 
 
+def _request(body: bytes) -> bytes:
+    return (f"POST /v1/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npz\r\n"
+            f"Accept: application/x-npz\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
 async def _load(port: int, body: bytes, clients: int, seconds: float) -> tuple[list[float], list[int], float]:
-    request = (f"POST /v1/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npz\r\n"
-               f"Accept: application/x-npz\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    """Closed loop: ``clients`` connections, each sending its next request when the last one is answered."""
+    request = _request(body)
     latencies: list[float] = []
     failures: list[int] = []
     start = time.perf_counter()
     await asyncio.gather(*(_client(port, request, start + seconds, latencies, failures) for _ in range(clients)))
     return latencies, failures, time.perf_counter() - start
+
+
+def arrivals(rate: float, seconds: float, seed: int) -> np.ndarray:
+    """Poisson arrival times (s from the start) at ``rate`` per second over ``seconds``, seeded."""
+    times = np.cumsum(np.random.default_rng(seed).exponential(1 / rate, int(rate * seconds * 2) + 16))
+    return times[times < seconds]
+
+
+async def _open_load(port: int, body: bytes, due: np.ndarray, connections: int = 64
+                     ) -> tuple[list[float], list[int], float]:
+    """Open loop: a request at each time in ``due``, whether or not the earlier ones were answered, on an idle
+    keep-alive connection (at most ``connections``; past that it waits for one). Its latency counts from its
+    due time, so a server that falls behind is charged for every request's wait (no coordinated omission)."""
+    request = _request(body)
+    latencies: list[float] = []
+    failures: list[int] = []
+    idle: asyncio.Queue = asyncio.Queue()
+    pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def send(at: float) -> None:
+        if idle.empty() and len(pool) < connections:
+            slot = len(pool)
+            pool.append(None)  # type: ignore[arg-type] - the slot is taken before the connect yields
+            conn = pool[slot] = await asyncio.open_connection("127.0.0.1", port)
+        else:
+            conn = await idle.get()
+        _record(await _exchange(*conn, request), at, latencies, failures)
+        idle.put_nowait(conn)
+
+    start = time.perf_counter()
+    sent = []
+    for offset in due:
+        delay = start + offset - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent.append(asyncio.create_task(send(start + offset)))
+    await asyncio.gather(*sent)
+    wall = time.perf_counter() - start
+    for _, writer in pool:  # every slot is connected: each send awaited its connect
+        writer.close()
+    return latencies, failures, wall
 
 
 def _metrics(server: ServerProcess) -> dict[str, float]:
@@ -138,13 +200,14 @@ def _batches(before: dict[str, float], after: dict[str, float]) -> tuple[dict[st
     return histogram, delta.get("nngraph_batch_seconds_sum{}", 0.0) / runs if runs else 0.0, runs
 
 
-def cell(server: ServerProcess, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
-    """One variant at one client count for ``seconds``: the raw latencies and the server's batch counts."""
+def cell(server: ServerProcess, load: Any) -> dict[str, Any]:
+    """One variant under one load (``load()``: the coroutine :func:`_load` or :func:`_open_load` made for this
+    server): the raw latencies and the server's batch counts and CPU time."""
     pid = server.proc.pid
     before, cpu, loop, client = _metrics(server), _cpu(f"{pid}"), _cpu(f"{pid}/task/{pid}"), time.process_time()
-    load = os.getloadavg()[0]
-    latencies, failures, wall = asyncio.run(_load(server.port, body, clients, seconds))
-    return {"latencies": latencies, "failures": len(failures), "seconds": wall, "load": load,
+    start_load = os.getloadavg()[0]
+    latencies, failures, wall = asyncio.run(load())
+    return {"latencies": latencies, "failures": len(failures), "seconds": wall, "load": start_load,
             "cpu": {"server": _cpu(f"{pid}") - cpu, "loop": _cpu(f"{pid}/task/{pid}") - loop,
                     "client": time.process_time() - client},
             "metrics": (before, _metrics(server))}
@@ -253,7 +316,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="ORT intra-op threads of both servers (default: ORT's)")
     parser.add_argument("--dynamic-threads", type=int,
                         help="also run the dynamic server with this many ORT threads (variant dyn_tN, same turns)")
+    parser.add_argument("--offered", default="0.5,0.8",
+                        help="open-loop rates as fractions of the dynamic server's closed-loop throughput ('' for none)")
     args = parser.parse_args()
+    args.offered = [float(f) for f in args.offered.split(",") if f]
     clients = [int(c) for c in args.clients.split(",")]
     args.bert_seqs = [int(s) for s in args.bert_seqs.split(",")]
     results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -270,25 +336,60 @@ def main() -> None:
                 variants[name], threads[name] = variants["dynamic"], args.dynamic_threads
             servers = {name: _server(path, flags, threads[name]) for name, flags in variants.items()}
             try:
-                rows = []
-                for n in clients:
-                    done: dict[str, list] = {name: [] for name in servers}
-                    for _ in range(args.rounds):  # the variants take turns: a busy machine's drift hits both
-                        for name, server in servers.items():
-                            done[name].append(cell(server, body, n, args.seconds))
-                    for name in servers:
-                        rows.append({"variant": name, **merge(n, done[name])})
-                        rows[-1].update(bounds(rows[-1], 1 if name == "batch1" else args.max_batch, args))
-                        print(_line(model, rows[-1]), flush=True)
+                rows = closed_loop(model, servers, body, clients, args)
+                results["models"][model] = rows
+                if args.offered:
+                    capacity = max(r["throughput_rps"] for r in rows if r["variant"] == "dynamic")
+                    results.setdefault("open_loop", {})[model] = open_loop(model, servers, body, capacity, args)
             finally:
                 for server in servers.values():
                     server.stop()
-            results["models"][model] = rows
             results.setdefault("ceiling", {})[model] = ceiling(path, body, args.threads)
     _summary(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS / 'serve.json'}")
+
+
+def closed_loop(model: str, servers: dict[str, ServerProcess], body: bytes, clients: list[int],
+                args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every variant at every client count, the variants taking turns in each of ``args.rounds`` rounds."""
+    rows = []
+    for n in clients:
+        done: dict[str, list] = {name: [] for name in servers}
+        for _ in range(args.rounds):  # the variants take turns: a busy machine's drift hits both
+            for name, server in servers.items():
+                done[name].append(cell(server, lambda port=server.port: _load(port, body, n, args.seconds)))
+        for name in servers:
+            rows.append({"variant": name, **merge(n, done[name])})
+            rows[-1].update(bounds(rows[-1], 1 if name == "batch1" else args.max_batch, args))
+            print(_line(model, rows[-1]), flush=True)
+    return rows
+
+
+def open_loop(model: str, servers: dict[str, ServerProcess], body: bytes, capacity: float,
+              args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every variant under Poisson arrivals at each fraction ``args.offered`` of ``capacity`` (the dynamic
+    server's best closed-loop throughput in this run), the same seeded arrival times for every variant, the
+    variants taking turns. A server that cannot carry the rate falls behind: its requests queue (at the
+    client once 64 connections are busy) and their latencies, counted from each request's due time, grow
+    with the length of the cell -- read its p99 as "not carried", and ``carried`` = answers per second over
+    the offered rate."""
+    rows = []
+    for fraction in args.offered:
+        rate = fraction * capacity
+        done: dict[str, list] = {name: [] for name in servers}
+        for turn in range(args.rounds):
+            due = arrivals(rate, args.seconds, seed=turn)
+            for name, server in servers.items():
+                done[name].append(cell(server, lambda port=server.port: _open_load(port, body, due)))
+        for name in servers:
+            row = {"variant": name, "offered": fraction, "rate_rps": rate, **merge(0, done[name])}
+            row["carried"] = row["throughput_rps"] / rate
+            row["p99_bound_ms"] = bounds(row, 1 if name == "batch1" else args.max_batch, args)["p99_bound_ms"]
+            rows.append(row)
+            print(_open_line(model, row), flush=True)
+    return rows
 
 
 def bounds(r: dict[str, Any], max_batch: int, args: argparse.Namespace) -> dict[str, float]:
@@ -325,6 +426,28 @@ def _line(model: str, r: dict[str, Any]) -> str:
             f"fail {r['failures']}  load {r['load_avg_1m']:.2f}  batches {hist}")
 
 
+def littles_law(by: dict[tuple[str, int], dict[str, Any]], top: dict[str, float]) -> list[dict[str, float]]:
+    """What issue 19's p99 bound asks of the throughput with C closed-loop clients: C requests are always
+    outstanding, so the mean latency is C / throughput (Little's law) and p99 >= mean; p99 <= bound therefore
+    needs throughput >= C / bound -- given per client count as req/s and as a multiple of batch1's throughput,
+    next to the most batching can gain on the model's time (``top['gain']``, :func:`ceiling`)."""
+    out = []
+    for (variant, n), r in sorted(by.items(), key=lambda kv: kv[0][1]):
+        if variant == "dynamic" and n > 1:
+            needs = 1000 * n / r["p99_bound_ms"]
+            out.append({"clients": n, "bound_ms": r["p99_bound_ms"], "needs_rps": needs,
+                        "needs_x": needs / by[("batch1", n)]["throughput_rps"], "ceiling_x": top["gain"]})
+    return out
+
+
+def _open_line(model: str, r: dict[str, Any]) -> str:
+    hist = " ".join(f"{k}:{v}" for k, v in r["batch_rows_histogram"].items())
+    return (f"{model:9s} {r['variant']:8s} open loop {r['offered']:.2f} x capacity = {r['rate_rps']:7.1f} req/s: "
+            f"carried {r['carried']:.2f}  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:8.2f} ms "
+            f"(bound {r['p99_bound_ms']:7.2f})  run {r['mean_run_ms']:6.2f} ms  fail {r['failures']}  "
+            f"load {r['load_avg_1m']:.2f}  batches {hist}")
+
+
 def _summary(results: dict[str, Any]) -> None:
     """The speed-up of dynamic batching over batch1 per model and client count: the median over the rounds of
     each round's ratio (the variants take turns within a round, so a busy spell hits both), with its range;
@@ -348,6 +471,11 @@ def _summary(results: dict[str, Any]) -> None:
                 for c in limits))
         print(f"  {model:11s} ceiling  the model alone, 16 rows vs 1: {top['gain']:.2f}x less time per row "
               f"(fastest runs; medians {top['median_gain']:.2f}x; CPU time {top['cpu_gain']:.2f}x)")
+        needs = littles_law(by, top)
+        results.setdefault("littles_law", {})[model] = needs
+        print(f"  {model:11s} p99 bound, closed loop: " + "  ".join(
+            f"{c['clients']} clients: mean <= {c['bound_ms']:.1f} ms needs >= {c['needs_rps']:.0f} req/s = "
+            f"{c['needs_x']:.2f}x batch1 (model ceiling {top['gain']:.2f}x)" for c in needs))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Hostile specs are refused with located nngraph diagnostics, quickly, never with a Python exception.
 
 Every case runs through :func:`check_spec` (the path the CLI takes) and must
-finish well under a second of CPU time (CPU, not wall time, so a busy CI machine
-does not make the tests flaky): a spec validator runs in CI and pre-commit hooks
-on files nobody reviewed yet.
+finish well under a second of CPU time: a spec validator runs in CI and pre-commit
+hooks on files nobody reviewed yet. CPU, not wall time, so a busy machine does not
+count its waits; but CPU time still grows when other processes share the caches
+(up to 2.3x in this suite's CI), so the cases about how the cost *grows* (the
+11,000-var chain and cycle) compare two sizes timed back to back (:func:`_growth`).
 """
 
 from __future__ import annotations
@@ -427,34 +429,45 @@ def _var_chain(n: int, last: str) -> str:
     return "vars:\n" + "".join(f'  v{i}: "${{v{i + 1}}}"\n' for i in range(n - 1)) + f"  v{n - 1}: {last}\n"
 
 
-def _best_check(path: Path, repeats: int):
-    """:func:`_check` ``repeats`` times; the result with the least CPU time.
+def _growth(small: Path, big: Path, pairs: int = 3):
+    """How the CPU time of :func:`_check` grows from ``small`` to ``big``: ``pairs`` times, each spec timed
+    right after the other; the least of the pairs' ratios, and ``big``'s result.
 
-    The best of a few runs keeps out what a busy CI machine adds to a single one (shared caches, a
-    second core's hyperthread): noise here, not the cost of resolving vars.
+    A ratio, not a bound in seconds: in CI the other pytest worker runs 4-process training tests on the same
+    2 cores, and the CPU time of this check grew to 1.2 s there (0.54 s on a quiet machine) -- shared
+    caches and memory bandwidth, not the code. Two runs timed back to back see the same machine, so their
+    ratio measures the algorithm; the least of a few pairs leaves out a pair a burst fell between.
     """
-    return min((_check(path) for _ in range(repeats)), key=lambda result: result[2])
+    _check(small)  # warm-up: one-off costs (lazy imports of the op registry) are not what is measured
+    ratios, result = [], None
+    for _ in range(pairs):
+        small_s = _check(small)[2]
+        result = _check(big)
+        ratios.append(result[2] / small_s)
+    return min(ratios), result
+
+
+#: 16x the vars: linear resolution takes about 16x the CPU time (measured 11-18x, quiet and beside 4 busy
+#: processes), a quadratic one ~256x; the recursive resolver these tests were written against took minutes
+GROWTH = (687, 11_000, 40)
 
 
 def test_a_chain_of_eleven_thousand_vars_resolves_in_linear_time(spec_file):
     def chain_spec(n: int) -> Path:
         return _write_raw(spec_file, HEADER.replace("[batch, 8]", '[batch, "${v0}"]') + _var_chain(n, "8") + NODE)
 
-    small = chain_spec(1_375)
-    _check(small)  # warm-up: one-off costs (lazy imports of the op registry) are not var resolution
-    _, small_errors, small_s = _best_check(small, repeats=3)
-    graph, errors, elapsed = _best_check(chain_spec(11_000), repeats=2)
-    assert small_errors == [] and errors == []
-    assert graph.inputs["x"].type.shape == ("batch", 8)
-    # 8x the links: linear resolution takes about 8x the time (less, the fixed costs are shared), the
-    # recursive one this replaced took minutes, a quadratic one would take 64x
-    assert elapsed < 16 * small_s, f"{elapsed:.3f}s for 11,000 vars vs {small_s:.3f}s for 1,375"
-    assert elapsed < FAST_S, f"took {elapsed:.2f}s"
+    small_n, big_n, bound = GROWTH
+    ratio, (graph, errors, _) = _growth(chain_spec(small_n), chain_spec(big_n))
+    assert errors == [] and graph.inputs["x"].type.shape == ("batch", 8)
+    assert ratio < bound, f"{big_n:,} vars took {ratio:.1f}x the CPU time of {small_n:,}"
 
 
 def test_a_cycle_through_eleven_thousand_vars_is_one_error_naming_the_cycle(spec_file):
-    text = HEADER + _var_chain(11_000, '"${v0}"') + NODE
-    graph, errors, elapsed = _check(_write_raw(spec_file, text))
-    assert elapsed < FAST_S
+    def cycle_spec(n: int) -> Path:
+        return _write_raw(spec_file, HEADER + _var_chain(n, '"${v0}"') + NODE)
+
+    small_n, big_n, bound = GROWTH
+    ratio, (_, errors, _) = _growth(cycle_spec(small_n), cycle_spec(big_n))
     assert errors == [(6, 7, "var 'v0': cyclic vars: v0 -> v1 -> v2 -> v3 -> v4 -> v5 -> ... (10,989 more) -> "
                              "v10995 -> v10996 -> v10997 -> v10998 -> v10999 -> v0")]
+    assert ratio < bound, f"a cycle through {big_n:,} vars took {ratio:.1f}x the CPU time of {small_n:,}"

@@ -17,7 +17,7 @@ registered rule, :mod:`nngraph.cost.rules`), the bytes it reads and writes, and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from ..expr import evaluate
@@ -105,18 +105,26 @@ def cost_ctx(graph: Graph, node: Node, sizes: Mapping[str, int], dense_attention
 
 def node_flops(graph: Graph, node: Node, sizes: Mapping[str, int], dense_attention: bool = False) -> int:
     """Forward FLOPs of one node by its op's registered rule (0 for ops without contractions)."""
-    rule = getattr(lookup(node.op), "flops", None)
-    return int(rule(cost_ctx(graph, node, sizes, dense_attention))) if rule else 0
+    return _forward(lookup(node.op), cost_ctx(graph, node, sizes, dense_attention))
 
 
 def node_backward_flops(graph: Graph, node: Node, sizes: Mapping[str, int], grads: set[str],
                         dense_attention: bool = False) -> int:
     """Backward FLOPs of one node: its op's registered ``backward`` rule, else :func:`~.rules.default_backward`."""
-    opdef = lookup(node.op)
+    return _backward(lookup(node.op), cost_ctx(graph, node, sizes, dense_attention, grads))
+
+
+def _forward(opdef: Any, ctx: CostCtx) -> int:
+    rule = getattr(opdef, "flops", None)
+    return int(rule(ctx)) if rule else 0
+
+
+def _backward(opdef: Any, ctx: CostCtx) -> int:
+    """Backward FLOPs from ``ctx`` (its ``grads`` filled by :func:`cost_ctx`); sets ``ctx.forward``, which
+    backward rules scale."""
     if getattr(opdef, "flops", None) is None:
         return 0
-    ctx = cost_ctx(graph, node, sizes, dense_attention, grads)
-    ctx.forward = int(opdef.flops(ctx))
+    ctx.forward = _forward(opdef, ctx)
     return int((opdef.backward or default_backward)(ctx))
 
 
@@ -142,28 +150,28 @@ def _kv_per_token(node: Node) -> int:
 def node_cost(graph: Graph, node: Node, sizes: Mapping[str, int], grads: set[str] | None = None) -> NodeCost:
     """Parameters, FLOPs (visible and dense attention; backward with ``grads``, :func:`grad_nodes`, computed when
     None) and bytes of one node."""
-    flops = node_flops(graph, node, sizes)
-    backward = node_backward_flops(graph, node, sizes, grad_nodes(graph) if grads is None else grads)
-    dense = node_flops(graph, node, sizes, dense_attention=True) if "attention" in node.meta else flops
+    # one context for every rule and declaration of the op (dense attention: a copy with that one flag)
+    opdef = lookup(node.op)
+    ctx = cost_ctx(graph, node, sizes, grads=grad_nodes(graph) if grads is None else grads)
+    flops, backward = _forward(opdef, ctx), _backward(opdef, ctx)
+    dense = _forward(opdef, replace(ctx, dense_attention=True)) if "attention" in node.meta else flops
     out_bytes = sum(_bytes(t, sizes) for t in node.outputs.values())
     in_bytes = sum(_bytes(graph.type_of(r), sizes) for r in node.all_refs())
     dtype = _param_dtype(node)
     params = node.n_params or 0
     shape = ", ".join(str(list(concrete(t, sizes) or ())) for t in node.outputs.values())
     # what the op declares for the roofline: kernels launched and products (each at least 1), bytes read again
-    opdef, ctx = lookup(node.op), cost_ctx(graph, node, sizes)
     kernels, products = (max(1, _declared(v, ctx)) for v in (opdef.kernels, opdef.products))
     io_bytes = in_bytes + out_bytes + params * DTYPE_BYTES.get(dtype, 4) + _declared(opdef.reread, ctx)
     return NodeCost(node.name, node.op, ".".join(node.scope), params, dtype, flops, dense, backward, out_bytes,
-                    io_bytes, shape, _kv_per_token(node), _attention_extra(graph, node, sizes), kernels, products)
+                    io_bytes, shape, _kv_per_token(node), _attention_extra(node, ctx), kernels, products)
 
 
-def _attention_extra(graph: Graph, node: Node, sizes: Mapping[str, int]) -> dict[str, Any]:
+def _attention_extra(node: Node, c: CostCtx) -> dict[str, Any]:
     """batch, T·S and the visible pairs of an attention node (what the roofline and the report show)."""
     att = node.meta.get("attention")
     if att is None:
         return {}
-    c = cost_ctx(graph, node, sizes)
     b, t, s = c.x[0], c.x[1], (c.inputs.get("context") or c.x)[1]
     return {"batch": b, "pairs_dense": t * s, "pairs_visible": visible_pairs(att.mask, t, s)}
 

@@ -54,7 +54,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,6 +63,8 @@ from typing import Any
 import numpy as np
 
 from nngraph.compilers.serve.process import ServerProcess
+
+from _http_load import arrivals, closed_load, open_load  # noqa: E402 - bench/ is on sys.path as the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -94,89 +95,6 @@ def _npz(feeds: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
-    """One request on a keep-alive connection; the answer's head (its body read and dropped)."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
-    await reader.readexactly(length)
-    return head
-
-
-def _record(head: bytes, start: float, latencies: list[float], failures: list[int]) -> None:
-    if head.startswith(b"HTTP/1.1 200"):
-        latencies.append(time.perf_counter() - start)
-    else:
-        failures.append(int(head[9:12]))
-
-
-async def _client(port: int, request: bytes, ends: float, latencies: list[float], failures: list[int]) -> None:
-    """Requests back to back on one keep-alive connection until ``ends``."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while time.perf_counter() < ends:
-            start = time.perf_counter()
-            _record(await _exchange(reader, writer, request), start, latencies, failures)
-    finally:
-        writer.close()
-
-
-def _request(body: bytes) -> bytes:
-    return (f"POST /v1/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-npz\r\n"
-            f"Accept: application/x-npz\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-async def _load(port: int, body: bytes, clients: int, seconds: float) -> tuple[list[float], list[int], float]:
-    """Closed loop: ``clients`` connections, each sending its next request when the last one is answered."""
-    request = _request(body)
-    latencies: list[float] = []
-    failures: list[int] = []
-    start = time.perf_counter()
-    await asyncio.gather(*(_client(port, request, start + seconds, latencies, failures) for _ in range(clients)))
-    return latencies, failures, time.perf_counter() - start
-
-
-def arrivals(rate: float, seconds: float, seed: int) -> np.ndarray:
-    """Poisson arrival times (s from the start) at ``rate`` per second over ``seconds``, seeded."""
-    times = np.cumsum(np.random.default_rng(seed).exponential(1 / rate, int(rate * seconds * 2) + 16))
-    return times[times < seconds]
-
-
-async def _open_load(port: int, body: bytes, due: np.ndarray, connections: int = 64
-                     ) -> tuple[list[float], list[int], float]:
-    """Open loop: a request at each time in ``due``, whether or not the earlier ones were answered, on an idle
-    keep-alive connection (at most ``connections``; past that it waits for one). Its latency counts from its
-    due time, so a server that falls behind is charged for every request's wait (no coordinated omission)."""
-    request = _request(body)
-    latencies: list[float] = []
-    failures: list[int] = []
-    idle: asyncio.Queue = asyncio.Queue()
-    pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-
-    async def send(at: float) -> None:
-        if idle.empty() and len(pool) < connections:
-            slot = len(pool)
-            pool.append(None)  # type: ignore[arg-type] - the slot is taken before the connect yields
-            conn = pool[slot] = await asyncio.open_connection("127.0.0.1", port)
-        else:
-            conn = await idle.get()
-        _record(await _exchange(*conn, request), at, latencies, failures)
-        idle.put_nowait(conn)
-
-    start = time.perf_counter()
-    sent = []
-    for offset in due:
-        delay = start + offset - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sent.append(asyncio.create_task(send(start + offset)))
-    await asyncio.gather(*sent)
-    wall = time.perf_counter() - start
-    for _, writer in pool:  # every slot is connected: each send awaited its connect
-        writer.close()
-    return latencies, failures, wall
-
-
 def _metrics(server: ServerProcess) -> dict[str, float]:
     """The batch histograms' samples of the server's /metrics ({sample name + labels: value})."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -201,8 +119,9 @@ def _batches(before: dict[str, float], after: dict[str, float]) -> tuple[dict[st
 
 
 def cell(server: ServerProcess, load: Any) -> dict[str, Any]:
-    """One variant under one load (``load()``: the coroutine :func:`_load` or :func:`_open_load` made for this
-    server): the raw latencies and the server's batch counts and CPU time."""
+    """One variant under one load (``load()``: the coroutine of :func:`_http_load.closed_load` or
+    :func:`_http_load.open_load` made for this server): the raw latencies and the server's batch counts and
+    CPU time."""
     pid = server.proc.pid
     before, cpu, loop, client = _metrics(server), _cpu(f"{pid}"), _cpu(f"{pid}/task/{pid}"), time.process_time()
     start_load = os.getloadavg()[0]
@@ -317,7 +236,7 @@ def main() -> None:
     parser.add_argument("--dynamic-threads", type=int,
                         help="also run the dynamic server with this many ORT threads (variant dyn_tN, same turns)")
     parser.add_argument("--offered", default="0.5,0.8",
-                        help="open-loop rates as fractions of the dynamic server's closed-loop throughput ('' for none)")
+                        help="open-loop rates, fractions of the dynamic server's closed-loop throughput ('' for none)")
     args = parser.parse_args()
     args.offered = [float(f) for f in args.offered.split(",") if f]
     clients = [int(c) for c in args.clients.split(",")]
@@ -359,7 +278,7 @@ def closed_loop(model: str, servers: dict[str, ServerProcess], body: bytes, clie
         done: dict[str, list] = {name: [] for name in servers}
         for _ in range(args.rounds):  # the variants take turns: a busy machine's drift hits both
             for name, server in servers.items():
-                done[name].append(cell(server, lambda port=server.port: _load(port, body, n, args.seconds)))
+                done[name].append(cell(server, lambda port=server.port: closed_load(port, body, n, args.seconds)))
         for name in servers:
             rows.append({"variant": name, **merge(n, done[name])})
             rows[-1].update(bounds(rows[-1], 1 if name == "batch1" else args.max_batch, args))
@@ -382,7 +301,7 @@ def open_loop(model: str, servers: dict[str, ServerProcess], body: bytes, capaci
         for turn in range(args.rounds):
             due = arrivals(rate, args.seconds, seed=turn)
             for name, server in servers.items():
-                done[name].append(cell(server, lambda port=server.port: _open_load(port, body, due)))
+                done[name].append(cell(server, lambda port=server.port: open_load(port, body, due)))
         for name in servers:
             row = {"variant": name, "offered": fraction, "rate_rps": rate, **merge(0, done[name])}
             row["carried"] = row["throughput_rps"] / rate

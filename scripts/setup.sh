@@ -32,9 +32,7 @@ stamp=.venv/.nngraph-installed
 want=$(cat pyproject.toml setup.py requirements.lock | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  # --no-compile: byte-compiling every installed module (torch's thousands) took 54 of the install's 102 s here;
-  # Python compiles the modules a process imports on first use and caches them in the venv
-  .venv/bin/python -m pip install -q --no-deps --no-compile -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps -r requirements.lock
   .venv/bin/python -m pip install -q --no-deps -e .
   .venv/bin/python -m pip check
   echo "$want" > "$stamp"

@@ -81,9 +81,7 @@ echo "compile without torch: $(cat err.txt)"
 
 say "full install ([all])"
 "$PY" -m venv --without-pip ../full
-# --no-compile: the modules this script imports are compiled as they are imported; byte-compiling all of torch up
-# front would double the install time (the core install above keeps it: its size is measured as a user gets it)
-"$PY" -m pip --python ../full/bin/python install -qq --no-compile -c "$REPO/requirements.lock" "../$WHEEL[all]"
+"$PY" -m pip --python ../full/bin/python install -qq -c "$REPO/requirements.lock" "../$WHEEL[all]"
 FULL_MB=$(du -sm ../full | cut -f1)
 NN=../full/bin/nngraph
 $NN compile gpt_char.yaml --target cpu --explain --set layers=1 | tail -n 4

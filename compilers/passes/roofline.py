@@ -119,10 +119,9 @@ def estimate(graph: Graph, costs: Mapping[str, NodeCost], target: "Target | str"
             continue
         batch = c.extra.get("batch", 1)
         chosen = next((x for x in d.candidates if x.kernel == d.kernel and x.costs), None)
-        core = _core_flops(graph, name, c, batch)
-        ms, bound = _roofline_ms(c.dense_flops - core, c.io_bytes, roof, dtype)
-        if chosen is not None:
-            ms += batch * chosen.costs[d.lengths[0]]
+        if chosen is not None:  # the projections through the roofline, the scores and values the kernel's cost
+            core = _core_flops(graph, name, c, batch)
+            ms = _roofline_ms(c.dense_flops - core, c.io_bytes, roof, dtype)[0] + batch * chosen.costs[d.lengths[0]]
             bound = "kernel"
         else:  # no cost model (an ONNX Runtime target): the visible pairs through the roofline
             ms, bound = _roofline_ms(c.flops, c.io_bytes, roof, dtype)

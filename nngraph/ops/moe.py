@@ -25,13 +25,18 @@ def _expert_count(d: int, hidden: int, kind: str, bias: bool) -> int:
     return 2 * d * hidden + (hidden + d if bias else 0)  # up [H, D], down [D, H]
 
 
+def _expert_modules(p: dict) -> int:
+    """The experts with weights of their own, each run on its own tokens: the routed ones and the shared one."""
+    return p["experts"] + bool(p["shared_expert"])
+
+
 def _moe_count(ctx: InferCtx) -> int:
     p = ctx.params
     d, e = ctx.x.shape[-1], p["experts"]
     router = e * d + (e if p["router_bias"] else 0) + (e * d if p["noisy_gating"] else 0)
     if p["expert_block"] is not None:
         one = function_params(ctx, "expert_block")
-        return router + (e + (1 if p["shared_expert"] else 0)) * one
+        return router + _expert_modules(p) * one
     experts = e * _expert_count(d, p["hidden"], p["expert"], p["bias"])
     shared = _expert_count(d, p["shared_hidden"] or p["hidden"], p["expert"], p["bias"]) if p["shared_expert"] else 0
     return router + experts + shared
@@ -65,13 +70,13 @@ def _moe_kernels(c: CostCtx) -> int:
     Counted with a TorchDispatchMode on the CPU lowering of the zoo's specs."""
     p = c.params
     one = DISPATCH_KERNELS + (5 if p["expert"] == "swiglu" and p["expert_block"] is None else 3)
-    return ROUTING_KERNELS + (p["experts"] + bool(p["shared_expert"])) * one
+    return ROUTING_KERNELS + _expert_modules(p) * one
 
 
 def _moe_products(c: CostCtx) -> int:
     """The router's product and each expert's own (3 for swiglu, 2 for ffn): each expert runs on its tokens alone."""
     p = c.params
-    return 1 + (p["experts"] + bool(p["shared_expert"])) * (3 if p["expert"] == "swiglu" else 2)
+    return 1 + _expert_modules(p) * (3 if p["expert"] == "swiglu" else 2)
 
 
 @op("moe", family="moe", flops=_moe_flops, kernels=_moe_kernels, products=_moe_products, params={

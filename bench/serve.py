@@ -275,13 +275,10 @@ def closed_loop(model: str, servers: dict[str, ServerProcess], body: bytes, clie
     """Every variant at every client count, the variants taking turns in each of ``args.rounds`` rounds."""
     rows = []
     for n in clients:
-        done: dict[str, list] = {name: [] for name in servers}
-        for _ in range(args.rounds):  # the variants take turns: a busy machine's drift hits both
-            for name, server in servers.items():
-                done[name].append(cell(server, lambda port=server.port: closed_load(port, body, n, args.seconds)))
+        done = _take_turns(servers, [lambda port: closed_load(port, body, n, args.seconds)] * args.rounds)
         for name in servers:
             rows.append({"variant": name, **merge(n, done[name])})
-            rows[-1].update(bounds(rows[-1], 1 if name == "batch1" else args.max_batch, args))
+            rows[-1].update(bounds(rows[-1], _max_batch(name, args), args))
             print(_line(model, rows[-1]), flush=True)
     return rows
 
@@ -297,24 +294,42 @@ def open_loop(model: str, servers: dict[str, ServerProcess], body: bytes, capaci
     rows = []
     for fraction in args.offered:
         rate = fraction * capacity
-        done: dict[str, list] = {name: [] for name in servers}
-        for turn in range(args.rounds):
-            due = arrivals(rate, args.seconds, seed=turn)
-            for name, server in servers.items():
-                done[name].append(cell(server, lambda port=server.port: open_load(port, body, due)))
+        loads = [lambda port, due=arrivals(rate, args.seconds, seed=turn): open_load(port, body, due)
+                 for turn in range(args.rounds)]
+        done = _take_turns(servers, loads)
         for name in servers:
             row = {"variant": name, "offered": fraction, "rate_rps": rate, **merge(0, done[name])}
             row["carried"] = row["throughput_rps"] / rate
-            row["p99_bound_ms"] = bounds(row, 1 if name == "batch1" else args.max_batch, args)["p99_bound_ms"]
+            row["p99_bound_ms"] = issue_bound(row["mean_run_ms"], _max_batch(name, args), args)
             rows.append(row)
             print(_open_line(model, row), flush=True)
     return rows
 
 
+def _take_turns(servers: dict[str, ServerProcess], loads: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """One :func:`cell` per server and round, the servers taking turns within each round (a busy machine's drift
+    hits every variant alike): ``loads[i](port)`` is round i's load coroutine."""
+    done: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    for load in loads:
+        for name, server in servers.items():
+            done[name].append(cell(server, lambda port=server.port: load(port)))
+    return done
+
+
+def _max_batch(variant: str, args: argparse.Namespace) -> int:
+    return 1 if variant == "batch1" else args.max_batch
+
+
+def issue_bound(run_ms: float, max_batch: int, args: argparse.Namespace) -> float:
+    """Issue 19's p99 goal in ms: 2 x max wait + R, R = one batch's compute (max wait as configured; 0 for
+    batch1)."""
+    return 2 * (args.max_wait_ms if max_batch > 1 else 0.0) + run_ms
+
+
 def bounds(r: dict[str, Any], max_batch: int, args: argparse.Namespace) -> dict[str, float]:
     """The p99 bounds of one cell in ms, R = the cell's mean model-run time (one batch's compute):
 
-    * ``p99_bound_ms``, issue 19's goal: 2 x max wait + R (max wait as configured; 0 for batch1);
+    * ``p99_bound_ms``, issue 19's goal (:func:`issue_bound`);
     * ``p99_schedule_bound_ms``, what the one-worker schedule allows (compilers/serve/batching.py): the wait
       before its batch starts, max(W, R) -- W = max wait with a window (0 without: no waiting for company),
       R for the run in progress -- plus ceil(C / B) runs, C clients' requests going out in batches of at
@@ -327,7 +342,7 @@ def bounds(r: dict[str, Any], max_batch: int, args: argparse.Namespace) -> dict[
     run, batched = r["mean_run_ms"], max_batch > 1
     wait = args.max_wait_ms if batched and args.window_ms > 0 else 0.0
     loop = r["clients"] * r["loop_cpu_ms_per_answer"]
-    return {"p99_bound_ms": 2 * (args.max_wait_ms if batched else 0.0) + run,
+    return {"p99_bound_ms": issue_bound(run, max_batch, args),
             "p99_schedule_bound_ms": max(wait, run) + math.ceil(r["clients"] / max_batch) * run + loop}
 
 
@@ -336,13 +351,17 @@ def _server(path: Path, flags: list[str], threads: int | None) -> ServerProcess:
 
 
 def _line(model: str, r: dict[str, Any]) -> str:
-    hist = " ".join(f"{k}:{v}" for k, v in r["batch_rows_histogram"].items())
     return (f"{model:9s} {r['variant']:8s} {r['clients']:3d} clients  {r['throughput_rps']:8.1f} req/s  "
             f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms (bound {r['p99_bound_ms']:7.2f}, "
             f"schedule {r['p99_schedule_bound_ms']:7.2f})  "
             f"run {r['mean_run_ms']:6.2f} ms  cpu/answer: server {r['server_cpu_ms_per_answer']:5.2f} "
-            f"(loop {r['loop_cpu_ms_per_answer']:5.2f}) client {r['client_cpu_ms_per_answer']:5.2f} ms  "
-            f"fail {r['failures']}  load {r['load_avg_1m']:.2f}  batches {hist}")
+            f"(loop {r['loop_cpu_ms_per_answer']:5.2f}) client {r['client_cpu_ms_per_answer']:5.2f} ms  " + _tail(r))
+
+
+def _tail(r: dict[str, Any]) -> str:
+    """The end of a cell's line: failures, load and the batch-size histogram."""
+    hist = " ".join(f"{k}:{v}" for k, v in r["batch_rows_histogram"].items())
+    return f"fail {r['failures']}  load {r['load_avg_1m']:.2f}  batches {hist}"
 
 
 def littles_law(by: dict[tuple[str, int], dict[str, Any]], top: dict[str, float]) -> list[dict[str, float]]:
@@ -360,11 +379,9 @@ def littles_law(by: dict[tuple[str, int], dict[str, Any]], top: dict[str, float]
 
 
 def _open_line(model: str, r: dict[str, Any]) -> str:
-    hist = " ".join(f"{k}:{v}" for k, v in r["batch_rows_histogram"].items())
     return (f"{model:9s} {r['variant']:8s} open loop {r['offered']:.2f} x capacity = {r['rate_rps']:7.1f} req/s: "
             f"carried {r['carried']:.2f}  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:8.2f} ms "
-            f"(bound {r['p99_bound_ms']:7.2f})  run {r['mean_run_ms']:6.2f} ms  fail {r['failures']}  "
-            f"load {r['load_avg_1m']:.2f}  batches {hist}")
+            f"(bound {r['p99_bound_ms']:7.2f})  run {r['mean_run_ms']:6.2f} ms  " + _tail(r))
 
 
 def _summary(results: dict[str, Any]) -> None:

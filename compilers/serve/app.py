@@ -1,4 +1,5 @@
-"""The HTTP routes of ``nngraph serve`` (Starlette) and the limits every request goes through.
+"""The HTTP routes of ``nngraph serve`` and the limits every request goes through (the POST routes are plain
+ASGI handlers, the GET routes and the lifespan Starlette's: :func:`make_app`).
 
 ``POST /v1/infer``    tensors in (JSON or .npz, :mod:`.codec`), checked against the model's inputs (422 naming the
                       input and what the model takes), queued for a dynamic batch (:mod:`.batching`), outputs out
@@ -30,6 +31,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nngraph.compilers.onnx.runner import InferError
 
@@ -40,6 +42,8 @@ from .metrics import Metrics
 from .model import ServedModel
 
 LOG = logging.getLogger("nngraph.serve")
+Headers = dict[str, str]
+Handler = Callable[[bytes, Headers], Awaitable[Response]]
 #: outputs of more values than this are encoded on a worker thread (JSON of 10^6 floats takes ~1 s)
 OFF_LOOP = 1 << 16
 
@@ -77,8 +81,9 @@ class Server:
         self.metrics = Metrics(limits.max_batch, lambda: self.batcher.depth(), lambda: self.in_flight)
         self.batcher = Batcher(model, limits.max_batch, limits.window, limits.max_wait, limits.queue_size, self.metrics)
 
-    async def guarded(self, request: Request, endpoint: str, handle: Callable[[bytes], Awaitable[Response]]) -> Response:
-        """Run ``handle(body)`` within the limits (module doc); errors become JSON answers; metrics recorded."""
+    async def guarded(self, scope: Scope, receive: Receive, endpoint: str, handle: Handler) -> Response:
+        """Run ``handle(body, headers)`` within the limits (module doc); errors become JSON answers; metrics
+        recorded."""
         start, reason = time.perf_counter(), None
         try:
             if self.in_flight >= self.limits.max_concurrency:
@@ -86,7 +91,8 @@ class Server:
                               "overloaded", self._retry())
             self.in_flight += 1
             try:
-                response = await handle(await self._body(request))
+                headers = _headers(scope)
+                response = await handle(await self._body(headers, receive), headers)
             finally:
                 self.in_flight -= 1
         except Exception as exc:  # noqa: BLE001 - every error is an answer (_refused), never a traceback
@@ -115,21 +121,26 @@ class Server:
     def _retry(self) -> dict[str, str]:
         return {"Retry-After": str(self.limits.retry_after)}
 
-    async def _body(self, request: Request) -> bytes:
+    async def _body(self, headers: Headers, receive: Receive) -> bytes:
         """The body, at most ``max_body`` bytes (413), within ``read_timeout`` (408)."""
         cap = self.limits.max_body
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             raise Refused(413, f"the body is {int(declared):,} bytes; the limit is {cap:,}", "too_large")
 
         async def read() -> bytes:
             chunks, size = [], 0
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise Refused(499, "the client disconnected before its body arrived", "disconnected")
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > cap:
                     raise Refused(413, f"the body exceeds the limit of {cap:,} bytes", "too_large")
+                if not message.get("more_body", False):
+                    return b"".join([*chunks, chunk]) if chunks else chunk
                 chunks.append(chunk)
-            return b"".join(chunks)
 
         try:
             async with asyncio.timeout(self.limits.read_timeout):  # (wait_for would start a task per request)
@@ -138,24 +149,22 @@ class Server:
             raise Refused(408, f"the body did not arrive within {self.limits.read_timeout:g} s", "slow_client") from None
 
     # --- routes -----------------------------------------------------------------------------------------
-    async def infer(self, request: Request) -> Response:
-        async def handle(body: bytes) -> Response:
-            feeds = decode_inputs(body, request.headers.get("content-type", ""), self.model.dtype_of,
+    async def infer(self, scope: Scope, receive: Receive) -> Response:
+        async def handle(body: bytes, headers: Headers) -> Response:
+            feeds = decode_inputs(body, headers.get("content-type", ""), self.model.dtype_of,
                                   self.limits.max_body * 8)
-            future = self.batcher.submit(self.model.check(feeds))
-            async with asyncio.timeout(self.limits.timeout):  # a timeout cancels the future: dropped from its batch
-                outputs = await future
-            accept = request.headers.get("accept", "")
+            outputs = await self.batcher.submit(self.model.check(feeds), within=self.limits.timeout)
+            accept = headers.get("accept", "")
             if sum(v.size for v in outputs.values()) > OFF_LOOP:  # a long encoding must not stall the other requests
                 content, media = await asyncio.to_thread(encode_outputs, outputs, accept)
             else:
                 content, media = encode_outputs(outputs, accept)
             return Response(content, media_type=media)
 
-        return await self.guarded(request, "infer", handle)
+        return await self.guarded(scope, receive, "infer", handle)
 
-    async def generate(self, request: Request) -> Response:
-        async def handle(body: bytes) -> Response:
+    async def generate(self, scope: Scope, receive: Receive) -> Response:
+        async def handle(body: bytes, headers: Headers) -> Response:
             if self.generator is None:
                 raise Refused(404, "this server has no decoder for /v1/generate (serve a decoder exported with "
                                    "--kv-cache, or a decoder spec with --generate)", "no_decoder")
@@ -173,7 +182,7 @@ class Server:
             rest = await asyncio.wait_for(asyncio.to_thread(list, steps), self.limits.timeout)
             return JSONResponse(self._final(ids, [] if first is None else [first, *rest]))
 
-        return await self.guarded(request, "generate", handle)
+        return await self.guarded(scope, receive, "generate", handle)
 
     def _prompt(self, doc: dict[str, Any]) -> list[list[int]]:
         """Token id rows from ``ids`` (one row, or a list of rows, lengths may differ) or ``text`` (one or a list)."""
@@ -233,8 +242,16 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def make_app(server: Server) -> Starlette:
-    """The Starlette app: the routes, and the batcher started and stopped with it."""
+def _headers(scope: Scope) -> Headers:
+    """The request's headers by lower-case name (ASGI gives them lower case, as bytes)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def make_app(server: Server) -> ASGIApp:
+    """The ASGI app: ``POST /v1/infer`` and ``POST /v1/generate`` go straight to their handlers (every
+    request of a busy server takes this path, and each layer of Starlette's router and middleware costs the
+    one event loop time; measured in bench/serve.py); everything else -- the GET routes, a wrong method,
+    the lifespan that starts and stops the batcher -- goes to Starlette."""
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
@@ -245,8 +262,18 @@ def make_app(server: Server) -> Starlette:
         finally:
             await server.batcher.stop()
 
-    routes = [Route("/v1/infer", server.infer, methods=["POST"]),
-              Route("/v1/generate", server.generate, methods=["POST"]),
-              Route("/health", server.health), Route("/metadata", server.metadata),
-              Route("/metrics", server.metrics_route)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    posts = {"/v1/infer": server.infer, "/v1/generate": server.generate}
+    routed = Starlette(routes=[Route("/health", server.health), Route("/metadata", server.metadata),
+                               Route("/metrics", server.metrics_route)], lifespan=lifespan)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        handle = posts.get(scope["path"]) if scope["type"] == "http" else None
+        if handle is None:
+            await routed(scope, receive, send)
+        elif scope["method"] != "POST":
+            await JSONResponse({"error": f"{scope['path']} takes POST"}, 405, headers={"Allow": "POST"})(
+                scope, receive, send)
+        else:
+            await (await handle(scope, receive))(scope, receive, send)
+
+    return app

@@ -42,6 +42,7 @@ class _Item:
     request: Request
     future: asyncio.Future
     arrived: float = field(default_factory=time.perf_counter)
+    timer: asyncio.TimerHandle | None = None
 
 
 class Batcher:
@@ -73,12 +74,16 @@ class Batcher:
             await asyncio.gather(self.task, return_exceptions=True)
         self.pool.shutdown(wait=True)
 
-    def submit(self, request: Request) -> asyncio.Future:
-        """Queue a checked request; its future gets the outputs (or the run's error). QueueFull when full."""
+    def submit(self, request: Request, within: float | None = None) -> asyncio.Future:
+        """Queue a checked request; its future gets the outputs, or the run's error, or ``TimeoutError`` when
+        ``within`` seconds pass first (the request is then dropped from its batch). QueueFull when full."""
         assert self.queue is not None, "Batcher.start() first"
         if self.pending >= self.queue_size:
             raise QueueFull(f"{self.pending} requests are waiting (the queue's limit)")
-        item = _Item(request, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        item = _Item(request, loop.create_future())
+        if within is not None:  # one timer on the future: cheaper for the event loop than a timeout scope
+            item.timer = loop.call_later(within, _expire, item.future)
         self.queue.put_nowait(item)
         self.pending += 1
         return item.future
@@ -130,6 +135,8 @@ class Batcher:
             for item in group:
                 if not item.future.done():
                     item.future.set_exception(exc)
+                if item.timer is not None:
+                    item.timer.cancel()
             return
         if self.metrics is not None:
             self.metrics.batch_rows.observe(sum(i.request.rows for i in group))
@@ -138,3 +145,10 @@ class Batcher:
         for item, result in zip(group, results):
             if not item.future.done():
                 item.future.set_result(result)
+            if item.timer is not None:
+                item.timer.cancel()
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())

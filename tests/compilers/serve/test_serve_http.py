@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -152,3 +153,33 @@ def _metric(server, name: str, suffix: str) -> float:
     with server.client() as client:
         text = client.get("/metrics").text
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name + suffix)
+
+
+def test_a_post_route_asked_with_another_method_gets_405_naming_post(bert_server):
+    with bert_server.client() as client:
+        infer, generate = client.get("/v1/infer"), client.put("/v1/generate", json={})
+    for answer, path in ((infer, "/v1/infer"), (generate, "/v1/generate")):
+        assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+        assert answer.json() == {"error": f"{path} takes POST"}
+
+
+def test_a_client_that_disconnects_mid_body_is_counted_and_frees_its_slot(bert_server):
+    """No answer can reach it; the error counter says why (not a 500 with a traceback), the slot is free."""
+    before = _errors(bert_server, "disconnected")
+    sock = socket.create_connection(("127.0.0.1", bert_server.port))
+    sock.sendall(b"POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                 b'{"inputs":')
+    bert_server.wait_for("nngraph_in_flight", 1)
+    sock.close()
+    bert_server.wait_for("nngraph_in_flight", 0)
+    assert _errors(bert_server, "disconnected") == before + 1
+    assert _errors(bert_server, "internal") == 0
+    with bert_server.client() as client:
+        assert client.post("/v1/infer", json={"inputs": GOOD}).status_code == 200
+
+
+def _errors(server, reason: str) -> float:
+    with server.client() as client:
+        text = client.get("/metrics").text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "nngraph_errors_total" and s.labels["reason"] == reason)

@@ -125,8 +125,8 @@ def cell(server: ServerProcess, load: Any) -> dict[str, Any]:
     pid = server.proc.pid
     before, cpu, loop, client = _metrics(server), _cpu(f"{pid}"), _cpu(f"{pid}/task/{pid}"), time.process_time()
     start_load = os.getloadavg()[0]
-    latencies, failures, wall = asyncio.run(load())
-    return {"latencies": latencies, "failures": len(failures), "seconds": wall, "load": start_load,
+    latencies, failures, wall, served = asyncio.run(load())
+    return {"latencies": latencies, "served": served, "failures": len(failures), "seconds": wall, "load": start_load,
             "cpu": {"server": _cpu(f"{pid}") - cpu, "loop": _cpu(f"{pid}/task/{pid}") - loop,
                     "client": time.process_time() - client},
             "metrics": (before, _metrics(server))}
@@ -145,9 +145,12 @@ def _cpu(task: str) -> float:
 
 def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """A variant's rounds at one client count: median throughput over the rounds, pooled latency quantiles,
-    the summed batch histogram and the mean model-run time."""
+    the summed batch histogram and the mean model-run time; from each answer's Server-Timing, the p99 of its
+    time beyond its own batch's run (``p99_beyond_run_ms``: the wait for a batch, the loop's queue, HTTP) and
+    of its time in the server's batcher (``server_p99_ms``: queued + run)."""
     latencies = [x for r in rounds for x in r["latencies"]]
-    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
+    served = [x for r in rounds for x in r["served"]]
+    q = _p(latencies)
     histogram: dict[str, int] = {}
     runs = run_s = 0.0
     for r in rounds:
@@ -160,10 +163,17 @@ def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "rounds_rps": [len(r["latencies"]) / r["seconds"] for r in rounds],
             "throughput_rps": statistics.median(len(r["latencies"]) / r["seconds"] for r in rounds),
             "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98], "batch_rows_histogram": histogram,
+            "p99_beyond_run_ms": 1000 * _p([t - run for t, (_, run) in zip(latencies, served)])[98],
+            "server_p99_ms": 1000 * _p([queued + run for queued, run in served])[98],
             "mean_run_ms": 1000 * run_s / runs if runs else 0.0,
             **{f"{k}_cpu_ms_per_answer": 1000 * sum(r["cpu"][k] for r in rounds) / max(len(latencies), 1)
                for k in ("server", "loop", "client")},
             "load_avg_1m": statistics.mean(r["load"] for r in rounds)}
+
+
+def _p(values: list[float]) -> list[float]:
+    """The 99 percentiles of ``values`` (nan when there are fewer than 2)."""
+    return statistics.quantiles(values, n=100) if len(values) >= 2 else [float("nan")] * 99
 
 
 def ceiling(path: Path, body: bytes, threads: int | None, rows: int = 16, repeats: int = 15) -> dict[str, float]:
@@ -301,6 +311,7 @@ def open_loop(model: str, servers: dict[str, ServerProcess], body: bytes, capaci
             row = {"variant": name, "offered": fraction, "rate_rps": rate, **merge(0, done[name])}
             row["carried"] = row["throughput_rps"] / rate
             row["p99_bound_ms"] = issue_bound(row["mean_run_ms"], _max_batch(name, args), args)
+            row["beyond_run_bound_ms"] = issue_bound(0.0, _max_batch(name, args), args)
             rows.append(row)
             print(_open_line(model, row), flush=True)
     return rows
@@ -342,7 +353,7 @@ def bounds(r: dict[str, Any], max_batch: int, args: argparse.Namespace) -> dict[
     run, batched = r["mean_run_ms"], max_batch > 1
     wait = args.max_wait_ms if batched and args.window_ms > 0 else 0.0
     loop = r["clients"] * r["loop_cpu_ms_per_answer"]
-    return {"p99_bound_ms": issue_bound(run, max_batch, args),
+    return {"p99_bound_ms": issue_bound(run, max_batch, args), "beyond_run_bound_ms": issue_bound(0.0, max_batch, args),
             "p99_schedule_bound_ms": max(wait, run) + math.ceil(r["clients"] / max_batch) * run + loop}
 
 
@@ -353,7 +364,7 @@ def _server(path: Path, flags: list[str], threads: int | None) -> ServerProcess:
 def _line(model: str, r: dict[str, Any]) -> str:
     return (f"{model:9s} {r['variant']:8s} {r['clients']:3d} clients  {r['throughput_rps']:8.1f} req/s  "
             f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms (bound {r['p99_bound_ms']:7.2f}, "
-            f"schedule {r['p99_schedule_bound_ms']:7.2f})  "
+            f"schedule {r['p99_schedule_bound_ms']:7.2f})  " + _beyond(r) +
             f"run {r['mean_run_ms']:6.2f} ms  cpu/answer: server {r['server_cpu_ms_per_answer']:5.2f} "
             f"(loop {r['loop_cpu_ms_per_answer']:5.2f}) client {r['client_cpu_ms_per_answer']:5.2f} ms  " + _tail(r))
 
@@ -381,7 +392,13 @@ def littles_law(by: dict[tuple[str, int], dict[str, Any]], top: dict[str, float]
 def _open_line(model: str, r: dict[str, Any]) -> str:
     return (f"{model:9s} {r['variant']:8s} open loop {r['offered']:.2f} x capacity = {r['rate_rps']:7.1f} req/s: "
             f"carried {r['carried']:.2f}  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:8.2f} ms "
-            f"(bound {r['p99_bound_ms']:7.2f})  run {r['mean_run_ms']:6.2f} ms  " + _tail(r))
+            f"(bound {r['p99_bound_ms']:7.2f})  " + _beyond(r) + f"run {r['mean_run_ms']:6.2f} ms  " + _tail(r))
+
+
+def _beyond(r: dict[str, Any]) -> str:
+    """The per-request reading of the p99 bound: each answer's latency less its own batch's run (Server-Timing)."""
+    return (f"beyond own run p99 {r['p99_beyond_run_ms']:7.2f} ms (bound {r['beyond_run_bound_ms']:5.1f}; "
+            f"server p99 {r['server_p99_ms']:7.2f})  ")
 
 
 def _summary(results: dict[str, Any]) -> None:

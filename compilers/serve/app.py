@@ -153,13 +153,13 @@ class Server:
         async def handle(body: bytes, headers: Headers) -> Response:
             feeds = decode_inputs(body, headers.get("content-type", ""), self.model.dtype_of,
                                   self.limits.max_body * 8)
-            outputs = await self.batcher.submit(self.model.check(feeds), within=self.limits.timeout)
-            accept = headers.get("accept", "")
+            answer = await self.batcher.submit(self.model.check(feeds), within=self.limits.timeout)
+            outputs, accept = answer.outputs, headers.get("accept", "")
             if sum(v.size for v in outputs.values()) > OFF_LOOP:  # a long encoding must not stall the other requests
                 content, media = await asyncio.to_thread(encode_outputs, outputs, accept)
             else:
                 content, media = encode_outputs(outputs, accept)
-            return Response(content, media_type=media)
+            return Response(content, media_type=media, headers={"Server-Timing": answer.server_timing()})
 
         return await self.guarded(scope, receive, "infer", handle)
 

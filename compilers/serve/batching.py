@@ -37,6 +37,22 @@ class QueueFull(RuntimeError):
     """The request queue holds its maximum."""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A request's outputs and where its time in the batcher went: ``queued`` seconds from its submission to
+    the start of its batch's run, ``run`` seconds of that run, shared by the batch's ``rows`` rows."""
+
+    outputs: dict[str, Any]
+    queued: float
+    run: float
+    rows: int
+
+    def server_timing(self) -> str:
+        """The ``Server-Timing`` header (W3C Server Timing, ms), which lets a client tell the wait for a batch
+        from the batch's compute: ``queue;dur=2.100, run;dur=19.400;desc="14 rows"``."""
+        return f'queue;dur={1000 * self.queued:.3f}, run;dur={1000 * self.run:.3f};desc="{self.rows} rows"'
+
+
 @dataclass
 class _Item:
     request: Request
@@ -75,7 +91,7 @@ class Batcher:
         self.pool.shutdown(wait=True)
 
     def submit(self, request: Request, within: float | None = None) -> asyncio.Future:
-        """Queue a checked request; its future gets the outputs, or the run's error, or ``TimeoutError`` when
+        """Queue a checked request; its future gets its :class:`Answer`, or the run's error, or ``TimeoutError`` when
         ``within`` seconds pass first (the request is then dropped from its batch). QueueFull when full."""
         assert self.queue is not None, "Batcher.start() first"
         if self.pending >= self.queue_size:
@@ -138,13 +154,14 @@ class Batcher:
                 if item.timer is not None:
                     item.timer.cancel()
             return
+        run, rows = time.perf_counter() - start, sum(i.request.rows for i in group)
         if self.metrics is not None:
-            self.metrics.batch_rows.observe(sum(i.request.rows for i in group))
+            self.metrics.batch_rows.observe(rows)
             self.metrics.batch_requests.observe(len(group))
-            self.metrics.batch_seconds.observe(time.perf_counter() - start)
+            self.metrics.batch_seconds.observe(run)
         for item, result in zip(group, results):
             if not item.future.done():
-                item.future.set_result(result)
+                item.future.set_result(Answer(result, start - item.arrived, run, rows))
             if item.timer is not None:
                 item.timer.cancel()
 

@@ -4,6 +4,7 @@ for company and when it goes out at once."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from nngraph.compilers.serve.batching import Batcher
@@ -62,3 +63,27 @@ def test_requests_that_queued_during_a_run_go_out_when_it_ends_without_a_new_win
     # after it (a window opened then would hold them 2 s more, as nobody else comes)
     assert [ids for _, ids in model.runs] == [[0], [1, 2]]
     assert model.runs[1][0] - model.runs[0][0] < 0.3 + 1.0 and done[1] < 0.3 + 1.0
+
+
+def test_each_answer_says_how_long_it_queued_and_how_long_its_batch_ran():
+    """Request 0 runs alone for 0.3 s; 1 and 2 arrive at 0.1 and 0.15 s and wait for that run to end."""
+
+    async def main() -> list:
+        batcher = Batcher(_Model(first_run=0.3), max_batch=8, window=0.0, max_wait=0.0, queue_size=16)
+        batcher.start()
+
+        async def one(i: int, at: float):
+            await asyncio.sleep(at)
+            return await batcher.submit(Request({"i": i}, 1 + (i == 0) * 7))
+
+        try:
+            return list(await asyncio.gather(*(one(i, at) for i, at in enumerate([0.0, 0.1, 0.15]))))
+        finally:
+            await batcher.stop()
+
+    first, second, third = asyncio.run(main())
+    assert first.outputs == {"i": 0} and first.rows == 8 and first.queued < 0.05 and 0.3 <= first.run < 0.5
+    assert second.rows == third.rows == 2 and second.run == third.run < 0.1
+    assert 0.15 < second.queued < 0.4 and 0.1 < third.queued < second.queued  # the rest of request 0's run
+    header = re.fullmatch(r'queue;dur=(\d+\.\d{3}), run;dur=(\d+\.\d{3});desc="8 rows"', first.server_timing())
+    assert header and abs(float(header[1]) - 1000 * first.queued) <= 5e-4 and abs(float(header[2]) - 1000 * first.run) <= 5e-4

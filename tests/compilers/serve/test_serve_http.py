@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,15 @@ def test_concurrent_requests_are_batched_and_each_answer_equals_the_request_alon
             assert np.max(np.abs(got - ref)) <= 1e-6
     runs = _metric(bert_server, "nngraph_batch_requests", "_count")
     assert runs < len(requests)  # at least one model run answered several requests
+    # each answer's Server-Timing names its batch: a request's rows are part of it, and the requests that say
+    # they shared a batch (same run time and rows) hold exactly that many rows together
+    timings = [re.fullmatch(r'queue;dur=(\d+\.\d+), run;dur=(\d+\.\d+);desc="(\d+) rows"', a.headers["server-timing"])
+               for a in answers]
+    batches: dict[tuple[str, str], int] = {}
+    for feeds, timing in zip(requests, timings):
+        assert int(timing[3]) >= len(feeds["lengths"]) and float(timing[2]) > 0
+        batches[(timing[2], timing[3])] = batches.get((timing[2], timing[3]), 0) + len(feeds["lengths"])
+    assert all(rows == int(n) for (_, n), rows in batches.items()) and len(batches) < len(requests)
     assert _metric(bert_server, "nngraph_batch_rows", "_sum") >= sum(len(r["lengths"]) for r in requests)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,25 +26,13 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 _TIMING = re.compile(rb"server-timing: queue;dur=([\d.]+), run;dur=([\d.]+)", re.IGNORECASE)
 
 
-def _record(head: bytes, start: float, latencies: list[float], failures: list[int],
-            served: list[tuple[float, float]]) -> None:
-    """An answer's latency (200) or status (else); for a 200, (queued, run) seconds from its Server-Timing."""
-    if head.startswith(b"HTTP/1.1 200"):
-        latencies.append(time.perf_counter() - start)
-        timing = _TIMING.search(head)
-        served.append((float(timing[1]) / 1000, float(timing[2]) / 1000) if timing else (float("nan"),) * 2)
-    else:
-        failures.append(int(head[9:12]))
-
-
-async def _client(port: int, request: bytes, ends: float, latencies: list[float], failures: list[int],
-                  served: list[tuple[float, float]]) -> None:
+async def _client(port: int, request: bytes, ends: float, load: Load) -> None:
     """Requests back to back on one keep-alive connection until ``ends``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.perf_counter() < ends:
             start = time.perf_counter()
-            _record(await _exchange(reader, writer, request), start, latencies, failures, served)
+            load.record(await _exchange(reader, writer, request), start)
     finally:
         writer.close()
 
@@ -53,20 +42,36 @@ def _request(body: bytes) -> bytes:
             f"Accept: application/x-npz\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-Load = tuple[list[float], list[int], float, list[tuple[float, float]]]
+@dataclass
+class Load:
+    """What one load measured: each answered request's latency (s) and the server's (queued, run) seconds for
+    it (Server-Timing), the statuses of the refused ones, the wall time, and in the open loop how late the
+    load generator itself sent each request (s after its due time: this process's own delay on a busy
+    machine, which its latency includes)."""
+
+    latencies: list[float] = field(default_factory=list)
+    served: list[tuple[float, float]] = field(default_factory=list)
+    failures: list[int] = field(default_factory=list)
+    wall: float = 0.0
+    late: list[float] = field(default_factory=list)
+
+    def record(self, head: bytes, start: float) -> None:
+        """An answer's latency (200) or status (else); for a 200, (queued, run) seconds from its Server-Timing."""
+        if head.startswith(b"HTTP/1.1 200"):
+            self.latencies.append(time.perf_counter() - start)
+            timing = _TIMING.search(head)
+            self.served.append((float(timing[1]) / 1000, float(timing[2]) / 1000) if timing else (float("nan"),) * 2)
+        else:
+            self.failures.append(int(head[9:12]))
 
 
 async def closed_load(port: int, body: bytes, clients: int, seconds: float) -> Load:
-    """Closed loop: ``clients`` connections, each sending its next request when the last one is answered.
-    (latencies, failures' statuses, wall seconds, each answer's (queued, run) seconds from the server)."""
-    request = _request(body)
-    latencies: list[float] = []
-    failures: list[int] = []
-    served: list[tuple[float, float]] = []
+    """Closed loop: ``clients`` connections, each sending its next request when the last one is answered."""
+    request, load = _request(body), Load()
     start = time.perf_counter()
-    await asyncio.gather(*(_client(port, request, start + seconds, latencies, failures, served)
-                           for _ in range(clients)))
-    return latencies, failures, time.perf_counter() - start, served
+    await asyncio.gather(*(_client(port, request, start + seconds, load) for _ in range(clients)))
+    load.wall = time.perf_counter() - start
+    return load
 
 
 def arrivals(rate: float, seconds: float, seed: int) -> np.ndarray:
@@ -77,23 +82,19 @@ def arrivals(rate: float, seconds: float, seed: int) -> np.ndarray:
 
 async def open_load(port: int, body: bytes, due: np.ndarray, connections: int = 64) -> Load:
     """Open loop: a request at each time in ``due``, whether or not the earlier ones were answered, on an idle
-    keep-alive connection (at most ``connections``; past that it waits for one). Its latency counts from its
-    due time, so a server that falls behind is charged for every request's wait (no coordinated omission)."""
-    request = _request(body)
-    latencies: list[float] = []
-    failures: list[int] = []
-    served: list[tuple[float, float]] = []
+    keep-alive connection of ``connections`` opened before the clock starts (past that many outstanding it
+    waits for one). Its latency counts from its due time, so a server that falls behind is charged for every
+    request's wait (no coordinated omission)."""
+    request, load = _request(body), Load()
     idle: asyncio.Queue = asyncio.Queue()
-    pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    pool = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
+    for conn in pool:
+        idle.put_nowait(conn)
 
     async def send(at: float) -> None:
-        if idle.empty() and len(pool) < connections:
-            slot = len(pool)
-            pool.append(None)  # type: ignore[arg-type] - the slot is taken before the connect yields
-            conn = pool[slot] = await asyncio.open_connection("127.0.0.1", port)
-        else:
-            conn = await idle.get()
-        _record(await _exchange(*conn, request), at, latencies, failures, served)
+        load.late.append(time.perf_counter() - at)
+        conn = await idle.get()
+        load.record(await _exchange(*conn, request), at)
         idle.put_nowait(conn)
 
     start = time.perf_counter()
@@ -104,7 +105,7 @@ async def open_load(port: int, body: bytes, due: np.ndarray, connections: int = 
             await asyncio.sleep(delay)
         sent.append(asyncio.create_task(send(start + offset)))
     await asyncio.gather(*sent)
-    wall = time.perf_counter() - start
-    for _, writer in pool:  # every slot is connected: each send awaited its connect
+    load.wall = time.perf_counter() - start
+    for _, writer in pool:
         writer.close()
-    return latencies, failures, wall, served
+    return load

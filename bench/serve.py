@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import io
 import json
 import math
@@ -125,8 +126,14 @@ def cell(server: ServerProcess, load: Any) -> dict[str, Any]:
     pid = server.proc.pid
     before, cpu, loop, client = _metrics(server), _cpu(f"{pid}"), _cpu(f"{pid}/task/{pid}"), time.process_time()
     start_load = os.getloadavg()[0]
-    latencies, failures, wall, served = asyncio.run(load())
-    return {"latencies": latencies, "served": served, "failures": len(failures), "seconds": wall, "load": start_load,
+    gc.collect()
+    gc.disable()  # a collection in this process would pause the load generator and be charged to the server
+    try:
+        done = asyncio.run(load())
+    finally:
+        gc.enable()
+    return {"latencies": done.latencies, "served": done.served, "late": done.late, "failures": len(done.failures),
+            "seconds": done.wall, "load": start_load,
             "cpu": {"server": _cpu(f"{pid}") - cpu, "loop": _cpu(f"{pid}/task/{pid}") - loop,
                     "client": time.process_time() - client},
             "metrics": (before, _metrics(server))}
@@ -165,6 +172,7 @@ def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98], "batch_rows_histogram": histogram,
             "p99_beyond_run_ms": 1000 * _p([t - run for t, (_, run) in zip(latencies, served)])[98],
             "server_p99_ms": 1000 * _p([queued + run for queued, run in served])[98],
+            "client_late_p99_ms": 1000 * _p([x for r in rounds for x in r["late"]])[98],
             "mean_run_ms": 1000 * run_s / runs if runs else 0.0,
             **{f"{k}_cpu_ms_per_answer": 1000 * sum(r["cpu"][k] for r in rounds) / max(len(latencies), 1)
                for k in ("server", "loop", "client")},
@@ -245,6 +253,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="ORT intra-op threads of both servers (default: ORT's)")
     parser.add_argument("--dynamic-threads", type=int,
                         help="also run the dynamic server with this many ORT threads (variant dyn_tN, same turns)")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="also run the dynamic server with this many model instances (variant dyn_iN, same turns)")
     parser.add_argument("--offered", default="0.5,0.8",
                         help="open-loop rates, fractions of the dynamic server's closed-loop throughput ('' for none)")
     args = parser.parse_args()
@@ -263,6 +273,9 @@ def main() -> None:
             if args.dynamic_threads:  # the same dynamic server with fewer ORT threads: a core left to the event loop
                 name = f"dyn_t{args.dynamic_threads}"
                 variants[name], threads[name] = variants["dynamic"], args.dynamic_threads
+            if args.instances > 1:  # the same dynamic server with model instances, each its own batches
+                name = f"dyn_i{args.instances}"
+                variants[name], threads[name] = [*variants["dynamic"], "--instances", str(args.instances)], args.threads
             servers = {name: _server(path, flags, threads[name]) for name, flags in variants.items()}
             try:
                 rows = closed_loop(model, servers, body, clients, args)
@@ -392,7 +405,8 @@ def littles_law(by: dict[tuple[str, int], dict[str, Any]], top: dict[str, float]
 def _open_line(model: str, r: dict[str, Any]) -> str:
     return (f"{model:9s} {r['variant']:8s} open loop {r['offered']:.2f} x capacity = {r['rate_rps']:7.1f} req/s: "
             f"carried {r['carried']:.2f}  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:8.2f} ms "
-            f"(bound {r['p99_bound_ms']:7.2f})  " + _beyond(r) + f"run {r['mean_run_ms']:6.2f} ms  " + _tail(r))
+            f"(bound {r['p99_bound_ms']:7.2f})  " + _beyond(r) + f"sent late p99 {r['client_late_p99_ms']:6.2f} ms  "
+            f"run {r['mean_run_ms']:6.2f} ms  " + _tail(r))
 
 
 def _beyond(r: dict[str, Any]) -> str:

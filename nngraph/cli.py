@@ -691,7 +691,8 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8000,
     target: Annotated[str, typer.Option("--target", help="ort-cpu or ort-cuda")] = "ort-cpu",
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads (default: one per core)")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads of each instance (default: the cores shared out among the instances)")] = None,
+    instances: Annotated[int, typer.Option("--instances", min=1, help="model instances, each running its own batches (a request that arrives while one runs starts on a free one)")] = 1,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="rows per dynamic batch (1: every request alone)")] = 16,
     window_ms: Annotated[float, typer.Option("--batch-window", min=0.0, callback=_finite, help="ms a batch waits for one more request, when its first found the model idle (default 0: a batch is what arrived while the model ran)")] = 0.0,
     max_wait_ms: Annotated[float, typer.Option("--max-wait", min=0.0, callback=_finite, help="ms a batch stays open at most after its first request arrived")] = 10.0,
@@ -720,7 +721,7 @@ def serve(
                         timeout=timeout, read_timeout=read_timeout, max_new_tokens=max_new_tokens)
         return serve_command(model, host=host, port=port, target=target, threads=threads, limits=limits,
                              generate=generate_, overrides=set_ or [], weights=weights, echo=typer.echo,
-                             log_level=log_level, spin=spin, tokenizer=tokenizer)
+                             log_level=log_level, spin=spin, tokenizer=tokenizer, instances=instances)
 
     run_guarded(body)
 

@@ -79,7 +79,8 @@ class Server:
         self.model, self.limits, self.generator = model, limits, generator
         self.in_flight = 0
         self.metrics = Metrics(limits.max_batch, lambda: self.batcher.depth(), lambda: self.in_flight)
-        self.batcher = Batcher(model, limits.max_batch, limits.window, limits.max_wait, limits.queue_size, self.metrics)
+        self.batcher = Batcher(model, limits.max_batch, limits.window, limits.max_wait, limits.queue_size, self.metrics,
+                               instances=len(model.sessions))
 
     async def guarded(self, scope: Scope, receive: Receive, endpoint: str, handle: Handler) -> Response:
         """Run ``handle(body, headers)`` within the limits (module doc); errors become JSON answers; metrics

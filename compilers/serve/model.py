@@ -57,14 +57,16 @@ class Request:
 
 
 class ServedModel:
-    """A session opened once; checks requests, stacks them (:meth:`stack`), runs and splits (:meth:`run`)."""
+    """Sessions opened once (``instances`` of the model, each run by its own worker thread: :mod:`.batching`);
+    checks requests, stacks them (:meth:`stack`), runs and splits (:meth:`run`)."""
 
     def __init__(self, path: str | Path, target: str = "ort-cpu", threads: int | None = None,
-                 spin: bool = False) -> None:
+                 spin: bool = False, instances: int = 1) -> None:
         self.path = Path(path)
         # spin=False: idle ORT threads would otherwise spin after each run, taking the CPU the event loop
         # needs to take in the next requests
-        self.session = open_model(self.path, target, threads, spin=spin)
+        self.sessions = [open_model(self.path, target, threads, spin=spin) for _ in range(instances)]
+        self.session = self.sessions[0]
         self.meta = read_metadata(self.session)
         self.inputs = [_tensor(i, self.meta) for i in self.session.get_inputs()]
         self.outputs = [_tensor(o, self.meta) for o in self.session.get_outputs()]
@@ -99,24 +101,25 @@ class ServedModel:
         return None if t is None else np.dtype(t.dtype)
 
     # --- batches --------------------------------------------------------------------------------------
-    def run(self, group: Sequence[Request]) -> list[dict[str, np.ndarray]]:
-        """Run requests of one :meth:`key` as one batch; each request's outputs, cut back exactly."""
+    def run(self, group: Sequence[Request], instance: int = 0) -> list[dict[str, np.ndarray]]:
+        """Run requests of one :meth:`key` as one batch on session ``instance``; each request's outputs, cut
+        back exactly."""
         if len(group) == 1:
-            return [self._run(group[0].feeds)]
+            return [self._run(group[0].feeds, instance)]
         sizes = {d: max(r.sizes[d] for r in group) for d in self.paddable if d in group[0].sizes}
         feeds = {t.name: np.concatenate([_pad(r.feeds[t.name], t.shape, sizes) for r in group], axis=0)
                  for t in self.inputs}
-        out = self._run(feeds)
+        out = self._run(feeds, instance)
         results, start = [], 0
         for r in group:
             results.append({t.name: _cut(out[t.name][start:start + r.rows], t.shape, r.sizes) for t in self.outputs})
             start += r.rows
         return results
 
-    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: Mapping[str, np.ndarray], instance: int = 0) -> dict[str, np.ndarray]:
         names = [t.name for t in self.outputs]
         try:
-            values = self.session.run(names, dict(feeds), run_options())
+            values = self.sessions[instance].run(names, dict(feeds), run_options())
         except Exception as exc:  # noqa: BLE001 - ORT's run error, first line
             raise InferError(f"onnxruntime failed: {str(exc).splitlines()[0][:400]}") from None
         return dict(zip(names, values))
@@ -195,7 +198,8 @@ class ServedModel:
             "dynamic": meta.get("dynamic", []), "kernels": meta.get("attention_kernels", {}),
             "lowering": meta.get("lowering", {}), "fusions": meta.get("fusions", {}),
             "kv_cache": bool(meta.get("kv_cache")),
-            "batching": {"batch_dim": self.batch_dim, "padded_dims": self.paddable, "probes": self.probe_notes},
+            "batching": {"batch_dim": self.batch_dim, "padded_dims": self.paddable, "probes": self.probe_notes,
+                         "instances": len(self.sessions)},
         }
 
 

@@ -12,6 +12,7 @@ process exits 0 rather than being killed by the default action.
 
 from __future__ import annotations
 
+import os
 import signal
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,7 +27,8 @@ Echo = Callable[..., None]
 
 def serve_command(model: Path, *, host: str, port: int, target: str, threads: int | None, limits: Limits,
                   generate: bool, overrides: Sequence[str], weights: Path | None, echo: Echo,
-                  log_level: str = "warning", spin: bool = False, tokenizer: Path | None = None) -> int:
+                  log_level: str = "warning", spin: bool = False, tokenizer: Path | None = None,
+                  instances: int = 1) -> int:
     """Serve ``model`` until a signal; 0 after a clean shutdown, 1 for a model that cannot be served, 2 for a
     bad option."""
     from nngraph.compilers.onnx.export import ExportError
@@ -41,7 +43,7 @@ def serve_command(model: Path, *, host: str, port: int, target: str, threads: in
     try:
         check_threads(threads)
         return _serve(model, host, port, target, threads, limits, generate, overrides, weights, echo, log_level, spin,
-                      tokenizer)
+                      tokenizer, instances)
     except (InferError, ExportError, ExportWeightsError, TokenizerError) as exc:
         echo(f"error: {exc}", err=True)
         return 1
@@ -49,7 +51,7 @@ def serve_command(model: Path, *, host: str, port: int, target: str, threads: in
 
 def _serve(model: Path, host: str, port: int, target: str, threads: int | None, limits: Limits, generate: bool,
            overrides: Sequence[str], weights: Path | None, echo: Echo, log_level: str, spin: bool,
-           tokenizer: Path | None) -> int:
+           tokenizer: Path | None, instances: int) -> int:
     import uvicorn
 
     from nngraph.compilers.onnx.commands import as_onnx, needs_export
@@ -58,7 +60,7 @@ def _serve(model: Path, host: str, port: int, target: str, threads: int | None, 
         path, result = stack.enter_context(as_onnx(model, overrides, weights, target, False))
         if result is not None:
             echo(f"exported {model} for serving", err=True)
-        served = ServedModel(path, target, threads, spin)
+        served = ServedModel(path, target, threads or _threads_per_instance(instances), spin, instances)
         served.probe()
         decoder = path if not needs_export(model) and served.meta.get("kv_cache") else None
         if generate and needs_export(model):
@@ -87,6 +89,15 @@ def _serve(model: Path, host: str, port: int, target: str, threads: int | None, 
                 signal.signal(sig, handler)
     echo("stopped", err=True)
     return 0
+
+
+def _threads_per_instance(instances: int) -> int | None:
+    """ORT's intra-op threads for each of ``instances`` model instances when ``--threads`` is not given: the
+    cores shared out (one instance: None, ORT's default of one per core)."""
+    if instances == 1:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // instances)
 
 
 def _protocol() -> object:

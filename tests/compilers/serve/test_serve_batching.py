@@ -16,24 +16,27 @@ class _Model:
 
     def __init__(self, first_run: float = 0.0) -> None:
         self.runs: list[tuple[float, list[int]]] = []
+        self.instances: list[int] = []
         self.first_run = first_run
 
     def key(self, request: Request) -> tuple:
         return ()
 
-    def run(self, group: list[Request]) -> list[dict]:
+    def run(self, group: list[Request], instance: int = 0) -> list[dict]:
         self.runs.append((time.perf_counter(), [int(r.feeds["i"]) for r in group]))
+        self.instances.append(instance)
         if len(self.runs) == 1:
             time.sleep(self.first_run)
         return [{"i": r.feeds["i"]} for r in group]
 
 
-def _schedule(model: _Model, window: float, max_wait: float, arrivals: list[float], rows: list[int]) -> list[float]:
+def _schedule(model: _Model, window: float, max_wait: float, arrivals: list[float], rows: list[int],
+              instances: int = 1) -> list[float]:
     """Submit request i of ``rows[i]`` rows at ``arrivals[i]`` seconds (max batch 8); each one's answer time
     (seconds from the start)."""
 
     async def main() -> list[float]:
-        batcher = Batcher(model, max_batch=8, window=window, max_wait=max_wait, queue_size=16)
+        batcher = Batcher(model, max_batch=8, window=window, max_wait=max_wait, queue_size=16, instances=instances)
         batcher.start()
         start = time.perf_counter()
 
@@ -63,6 +66,18 @@ def test_requests_that_queued_during_a_run_go_out_when_it_ends_without_a_new_win
     # after it (a window opened then would hold them 2 s more, as nobody else comes)
     assert [ids for _, ids in model.runs] == [[0], [1, 2]]
     assert model.runs[1][0] - model.runs[0][0] < 0.3 + 1.0 and done[1] < 0.3 + 1.0
+
+
+def test_with_two_instances_a_request_that_arrives_during_a_run_starts_on_the_free_one():
+    model = _Model(first_run=0.3)
+    done = _schedule(model, window=0.0, max_wait=2.0, arrivals=[0.0, 0.1, 0.2], rows=[8, 1, 1], instances=2)
+    # request 0 fills a batch and runs on instance 0 for 0.3 s; 1 starts at once on instance 1 (free), and
+    # so does 2 after it; with one instance both would wait for the 0.3 s run
+    assert [ids for _, ids in model.runs] == [[0], [1], [2]] and model.instances == [0, 1, 1]
+    assert done[1] < 0.2 and done[2] < 0.3 < done[0]
+    one = _Model(first_run=0.3)
+    alone = _schedule(one, window=0.0, max_wait=2.0, arrivals=[0.0, 0.1, 0.2], rows=[8, 1, 1])
+    assert [ids for _, ids in one.runs] == [[0], [1, 2]] and min(alone[1:]) > 0.3
 
 
 def test_each_answer_says_how_long_it_queued_and_how_long_its_batch_ran():

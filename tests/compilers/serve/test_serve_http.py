@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nngraph.compilers.onnx.runner import open_model
+from nngraph.compilers.serve.process import ServerProcess
 
 SEQS = (3, 16, 7, 11, 5, 16, 9, 2)
 
@@ -193,3 +194,25 @@ def _errors(server, reason: str) -> float:
         text = client.get("/metrics").text
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                if s.name == "nngraph_errors_total" and s.labels["reason"] == reason)
+
+
+def test_two_model_instances_answer_each_request_as_it_runs_alone(models):
+    session = open_model(models["bert"])
+    rng = np.random.default_rng(1)
+    requests = [bert_request(rng, rows, seq) for rows, seq in zip((1, 2, 1, 3, 1, 2, 1, 1), SEQS)]
+    server = ServerProcess(models["bert"], "--instances", "2", "--max-batch", "4")
+    try:
+        with server.client() as client:
+            assert client.get("/metadata").json()["batching"]["instances"] == 2
+        def call(feeds):
+            with server.client() as client:
+                return client.post("/v1/infer", json={"inputs": {k: v.tolist() for k, v in feeds.items()}})
+
+        with ThreadPoolExecutor(len(requests)) as pool:
+            answers = list(pool.map(call, requests))
+        for feeds, answer in zip(requests, answers):
+            assert answer.status_code == 200, answer.text
+            for name, ref in alone(session, feeds).items():
+                assert np.max(np.abs(np.asarray(answer.json()["outputs"][name], np.float32) - ref)) <= 1e-6
+    finally:
+        assert server.stop() == 0

@@ -61,22 +61,33 @@ def test_a_request_at_an_idle_worker_waits_for_company_within_the_window():
 
 def test_requests_that_queued_during_a_run_go_out_when_it_ends_without_a_new_window():
     model = _Model(first_run=0.3)
-    done = _schedule(model, window=2.0, max_wait=2.0, arrivals=[0.0, 0.1, 0.15], rows=[8, 1, 1])
-    # request 0 fills a batch and runs at once for 0.3 s; 1 and 2 arrive during that run and start right
-    # after it (a window opened then would hold them 2 s more, as nobody else comes)
+    done = _schedule(model, window=0.2, max_wait=0.2, arrivals=[0.0, 0.25, 0.3], rows=[1, 1, 1])
+    # request 0 waits 0.2 s for company, finds none and runs alone for 0.3 s (until 0.5); 1 and 2 arrive
+    # during that run and start right after it (a window opened then would hold them 0.2 s more)
     assert [ids for _, ids in model.runs] == [[0], [1, 2]]
-    assert model.runs[1][0] - model.runs[0][0] < 0.3 + 1.0 and done[1] < 0.3 + 1.0
+    assert model.runs[1][0] - model.runs[0][0] < 0.3 + 0.1 and done[1] < 0.5 + 0.12
+
+
+def test_a_batch_short_of_the_last_ones_rows_waits_for_them_at_most_max_wait():
+    """The refill rule: after a batch of 3 rows, the next waits for 3 (they come: one batch) -- but no
+    longer than max_wait after it could have run (request 4 comes alone: it waits 0.5 s, once)."""
+    model = _Model()
+    done = _schedule(model, window=0.0, max_wait=0.5, arrivals=[0.0, 0.1, 0.2, 0.3, 1.0, 2.0], rows=[3, 1, 1, 1, 1, 1])
+    assert [ids for _, ids in model.runs] == [[0], [1, 2, 3], [4], [5]]
+    assert 0.28 < done[1] < 0.45  # it went out when request 3 made 3 rows, not at 0.6
+    assert 1.45 < done[4] < 1.8  # 3 rows never came: out at max_wait
+    assert done[5] < 2.1  # the last batch held 1 row: request 5 does not wait
 
 
 def test_with_two_instances_a_request_that_arrives_during_a_run_starts_on_the_free_one():
     model = _Model(first_run=0.3)
-    done = _schedule(model, window=0.0, max_wait=2.0, arrivals=[0.0, 0.1, 0.2], rows=[8, 1, 1], instances=2)
+    done = _schedule(model, window=0.0, max_wait=0.0, arrivals=[0.0, 0.1, 0.2], rows=[8, 1, 1], instances=2)
     # request 0 fills a batch and runs on instance 0 for 0.3 s; 1 starts at once on instance 1 (free), and
     # so does 2 after it; with one instance both would wait for the 0.3 s run
     assert [ids for _, ids in model.runs] == [[0], [1], [2]] and model.instances == [0, 1, 1]
     assert done[1] < 0.2 and done[2] < 0.3 < done[0]
     one = _Model(first_run=0.3)
-    alone = _schedule(one, window=0.0, max_wait=2.0, arrivals=[0.0, 0.1, 0.2], rows=[8, 1, 1])
+    alone = _schedule(one, window=0.0, max_wait=0.0, arrivals=[0.0, 0.1, 0.2], rows=[8, 1, 1])
     assert [ids for _, ids in one.runs] == [[0], [1, 2]] and min(alone[1:]) > 0.3
 
 

@@ -12,12 +12,13 @@ from nngraph.compilers.serve.model import Request
 
 
 class _Model:
-    """Records each run's start time and requests; the first run takes ``first_run`` seconds."""
+    """Records each run's start time and requests; the first run takes ``first_run`` seconds, every run
+    ``every_run``."""
 
-    def __init__(self, first_run: float = 0.0) -> None:
+    def __init__(self, first_run: float = 0.0, every_run: float = 0.0) -> None:
         self.runs: list[tuple[float, list[int]]] = []
         self.instances: list[int] = []
-        self.first_run = first_run
+        self.first_run, self.every_run = first_run, every_run
 
     def key(self, request: Request) -> tuple:
         return ()
@@ -25,8 +26,7 @@ class _Model:
     def run(self, group: list[Request], instance: int = 0) -> list[dict]:
         self.runs.append((time.perf_counter(), [int(r.feeds["i"]) for r in group]))
         self.instances.append(instance)
-        if len(self.runs) == 1:
-            time.sleep(self.first_run)
+        time.sleep(self.first_run if len(self.runs) == 1 else self.every_run)
         return [{"i": r.feeds["i"]} for r in group]
 
 
@@ -68,15 +68,15 @@ def test_requests_that_queued_during_a_run_go_out_when_it_ends_without_a_new_win
     assert model.runs[1][0] - model.runs[0][0] < 0.3 + 0.1 and done[1] < 0.5 + 0.12
 
 
-def test_a_batch_short_of_the_last_ones_rows_waits_for_them_at_most_max_wait():
+def test_a_batch_short_of_the_last_ones_rows_waits_for_them_no_longer_than_a_run():
     """The refill rule: after a batch of 3 rows, the next waits for 3 (they come: one batch) -- but no
-    longer than max_wait after it could have run (request 4 comes alone: it waits 0.5 s, once)."""
-    model = _Model()
-    done = _schedule(model, window=0.0, max_wait=0.5, arrivals=[0.0, 0.1, 0.2, 0.3, 1.0, 2.0], rows=[3, 1, 1, 1, 1, 1])
+    longer than the last run took (0.2 s, under max_wait 0.5 s): request 4 comes alone and waits 0.2 s, once."""
+    model = _Model(first_run=0.2, every_run=0.2)
+    done = _schedule(model, window=0.0, max_wait=0.5, arrivals=[0.0, 0.3, 0.32, 0.34, 1.0, 2.0], rows=[3, 1, 1, 1, 1, 1])
     assert [ids for _, ids in model.runs] == [[0], [1, 2, 3], [4], [5]]
-    assert 0.28 < done[1] < 0.45  # it went out when request 3 made 3 rows, not at 0.6
-    assert 1.45 < done[4] < 1.8  # 3 rows never came: out at max_wait
-    assert done[5] < 2.1  # the last batch held 1 row: request 5 does not wait
+    assert done[1] < 0.67  # out when request 3 made 3 rows (0.34 s), not at the end of the wait (0.5 s)
+    assert 1.35 < done[4] < 1.62  # 3 rows never came: out after a run's time (1.2 s), not max_wait (1.5 s)
+    assert done[5] < 2.3  # the last batch held 1 row: request 5 does not wait
 
 
 def test_with_two_instances_a_request_that_arrives_during_a_run_starts_on_the_free_one():

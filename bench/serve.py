@@ -30,16 +30,23 @@ compute. Each cell prints that bound and the one the schedule allows with C clie
 (:func:`bounds`: up to ceil(C / B) batches queue ahead of a request, after the run in progress). With C
 closed-loop clients the mean latency is C / throughput (Little's law), so the bound also sets a throughput
 the server must reach before any p99 can meet it (:func:`littles_law`, printed beside the model's ceiling).
+Each answer's ``Server-Timing`` header gives its wait for its batch and its batch's run, so each cell also
+prints the p99 of the latency beyond a request's own run (the bound read per request: at most 2 x max wait)
+and the server-side p99 (queued + run).
 
 Then an open loop (:func:`open_loop`), as production traffic arrives: Poisson arrivals, seeded, at fractions
 ``--offered`` (default 0.5 and 0.8) of the dynamic server's best closed-loop throughput, the same arrival
 times for every variant, latency counted from each request's due time. There the p99 bound is read at a load
 the server can carry; a rate above batch1's capacity shows what batching buys: the same traffic carried
-with a bounded p99 instead of a queue that grows for as long as the traffic lasts.
+with a bounded p99 instead of a queue that grows for as long as the traffic lasts. The generator's garbage
+collector is off during a cell (a collection pauses it, and the pause was charged to the server: up to
+90 ms at p99), and each line gives how late it sent its requests. The summary sets beside each dynamic
+open-loop p99 that of an ideal one-instance server under the same arrivals (:func:`ideal`: the model's
+fastest run times, no HTTP): where even that exceeds the bound, no server of one instance meets it here.
 
 Usage:  .venv/bin/python bench/serve.py [--clients 1,4,16,64] [--seconds 2] [--rounds 3] [--only bert|gpt_char]
                                         [--seq 32] [--layers 2] [--max-batch 64] [--window-ms 0] [--max-wait-ms 10]
-                                        [--threads N] [--dynamic-threads N] [--offered 0.5,0.8]
+                                        [--threads N] [--dynamic-threads N] [--instances N] [--offered 0.5,0.8]
 Quick look (about a minute): --clients 16 --seconds 1 --rounds 2.
 Writes bench/results/serve.json and prints a table.
 """
@@ -361,8 +368,7 @@ def bounds(r: dict[str, Any], max_batch: int, args: argparse.Namespace) -> dict[
       it on the one thread that does them).
 
     With C requests always outstanding (closed-loop clients) the mean latency is C / throughput (Little's
-    law); at window 0 the batches alternate between the requests answered last and those that queued during
-    the run, so the mean is about 2R: above 2 x max wait + R whenever R > 2 x max wait."""
+    law); and every request that arrives during a run waits for it, which the bound does not count."""
     run, batched = r["mean_run_ms"], max_batch > 1
     wait = args.max_wait_ms if batched and args.window_ms > 0 else 0.0
     loop = r["clients"] * r["loop_cpu_ms_per_answer"]
@@ -402,6 +408,30 @@ def littles_law(by: dict[tuple[str, int], dict[str, Any]], top: dict[str, float]
     return out
 
 
+def ideal(top: dict[str, float], rate: float, args: argparse.Namespace) -> dict[str, float]:
+    """An ideal one-instance server under the open loop's arrivals (the same seeds): no HTTP and no event
+    loop, a run of k rows takes the model's fastest time in this process (:func:`ceiling`: a + b k through
+    its 1- and 16-row runs), and each run takes every request waiting when it starts (up to max batch).
+    Its p99 against issue 19's bound (2 x max wait + its mean run) says whether any such server could meet
+    the bound at this rate on this machine: a request that arrives during a run waits for it."""
+    one, sixteen = top["ms_per_row_at_1"], 16 * top["ms_per_row_at_16"]
+    per_row = (sixteen - one) / 15
+    latencies, runs = [], []
+    for seed in range(args.rounds):
+        due = 1000 * arrivals(rate, args.seconds, seed=seed)
+        free, i = 0.0, 0
+        while i < len(due):
+            start = max(free, due[i])
+            k = min(int(np.searchsorted(due, start, side="right")) - i, args.max_batch)
+            run = one + per_row * (k - 1)
+            free = start + run
+            latencies += list(free - due[i:i + k])
+            runs.append(run)
+            i += k
+    mean_run = statistics.mean(runs)
+    return {"p99_ms": _p(latencies)[98], "mean_run_ms": mean_run, "bound_ms": issue_bound(mean_run, args.max_batch, args)}
+
+
 def _open_line(model: str, r: dict[str, Any]) -> str:
     return (f"{model:9s} {r['variant']:8s} open loop {r['offered']:.2f} x capacity = {r['rate_rps']:7.1f} req/s: "
             f"carried {r['carried']:.2f}  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:8.2f} ms "
@@ -413,6 +443,10 @@ def _beyond(r: dict[str, Any]) -> str:
     """The per-request reading of the p99 bound: each answer's latency less its own batch's run (Server-Timing)."""
     return (f"beyond own run p99 {r['p99_beyond_run_ms']:7.2f} ms (bound {r['beyond_run_bound_ms']:5.1f}; "
             f"server p99 {r['server_p99_ms']:7.2f})  ")
+
+
+def _args(results: dict[str, Any]) -> argparse.Namespace:
+    return argparse.Namespace(**results["settings"])
 
 
 def _summary(results: dict[str, Any]) -> None:
@@ -438,6 +472,12 @@ def _summary(results: dict[str, Any]) -> None:
                 for c in limits))
         print(f"  {model:11s} ceiling  the model alone, 16 rows vs 1: {top['gain']:.2f}x less time per row "
               f"(fastest runs; medians {top['median_gain']:.2f}x; CPU time {top['cpu_gain']:.2f}x)")
+        for row in results.get("open_loop", {}).get(model, []):
+            if row["variant"] == "dynamic":
+                row["ideal"] = best = ideal(top, row["rate_rps"], _args(results))
+                print(f"  {model:11s} open loop {row['offered']:.2f} x capacity: p99 {row['p99_ms']:.1f} ms (bound "
+                      f"{row['p99_bound_ms']:.1f}); an ideal server (no HTTP, the model's fastest runs): p99 "
+                      f"{best['p99_ms']:.1f} ms (bound {best['bound_ms']:.1f})")
         needs = littles_law(by, top)
         results.setdefault("littles_law", {})[model] = needs
         print(f"  {model:11s} p99 bound, closed loop: " + "  ".join(

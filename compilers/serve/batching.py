@@ -9,16 +9,19 @@ window never starts again on top of a run. With ``window = 0`` (the default) no 
 company (measured in bench/serve.py: a 2 ms window cost a lone client 3x its latency and gained nothing at
 16 clients): a batch is what arrived while the previous one ran, and under load the batches grow by themselves.
 
-Refill: a batch holding fewer rows than the one before it waits for that many rows, at most as long as
-the last run took and at most ``max_wait``, counted from when its instance became free (or its first
-request arrived, if later). Under a steady load the requests a batch answered come back in about the same
-numbers, and without this rule the first of them would go out in a small batch of its own and split the
-load into a small and a large batch taking turns, each request waiting for the other's run: measured at 16
+Refill: a batch holding fewer rows than the one before it waits for that many rows while they keep coming
+(no gap of :data:`REFILL_GAP` between two), at most as long as the last run took and at most ``max_wait``,
+counted from when its instance became free (or its first request arrived, if later). The requests a batch
+answered come back in a burst as the event loop writes their answers (closed-loop clients, or a steady
+load), and without this rule the first of them would go out in a small batch of its own and split the load
+into a small and a large batch taking turns, each request waiting for the other's run: measured at 16
 closed-loop clients (bench/serve.py, quiet), the refill made BERT-shaped (8 tokens) 5-10% faster with p99
-40-49 ms instead of 55-56 ms, and gpt_char 12-14% faster. The wait never exceeds a run, the most a merged
-batch saves the requests that would come late; capped by ``max_wait`` alone, it held every batch of a
-Poisson load open for ``max_wait`` (each batch waited for the rows the last had gathered by waiting), and
-gpt_char's p50 at half its capacity doubled. A lone client's batches hold one row and never wait.
+40-49 ms instead of 55-56 ms, and gpt_char 12-14% faster. The limits keep it from taxing independent
+arrivals: capped by ``max_wait`` alone it held every batch of a Poisson load open for ``max_wait`` (each
+waited for the rows the last had gathered by waiting) and gpt_char's p50 at half its capacity doubled;
+capped by the run alone, BERT-shaped's p50 under Poisson arrivals at half its capacity still rose from
+9-16 ms to 19 ms (p99 52 ms); with the 2 ms gap it was 9.5 ms (p99 24 ms), and a 5 ms gap gave 19 ms again.
+A lone client's batches hold one row and never wait.
 
 Latency (one worker, ``R`` = one batch's compute): a request waits at most ``max(max_wait, R)`` before its
 batch starts -- ``max_wait`` at an idle worker, the rest of the run in progress at a busy one -- when it fits
@@ -49,6 +52,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .model import Request, ServedModel
+
+
+#: seconds without a request that end a refill (module doc): longer than the event loop takes to answer one
+#: request and take in the next (0.2-1.2 ms in bench/serve.py), shorter than most gaps of a moderate load
+REFILL_GAP = 0.002
 
 
 class QueueFull(RuntimeError):
@@ -83,9 +91,9 @@ class Batcher:
     """The queue and the batching loop of one model (start with :meth:`start` inside the event loop)."""
 
     def __init__(self, model: ServedModel, max_batch: int, window: float, max_wait: float, queue_size: int,
-                 metrics: Any = None, instances: int = 1) -> None:
+                 metrics: Any = None, instances: int = 1, refill_gap: float = REFILL_GAP) -> None:
         self.model, self.max_batch, self.window, self.max_wait = model, max_batch, window, max_wait
-        self.queue_size, self.metrics, self.instances = queue_size, metrics, instances
+        self.queue_size, self.metrics, self.instances, self.refill_gap = queue_size, metrics, instances, refill_gap
         self.queue: asyncio.Queue[_Item] | None = None
         self.pool = ThreadPoolExecutor(instances, thread_name_prefix="nngraph-batch")
         self.task: asyncio.Task | None = None
@@ -165,7 +173,7 @@ class Batcher:
         refill = max(first.arrived, free_since) + min(self.max_wait, self._last_run)  # (module doc: refill)
         while rows < self.max_batch:
             if rows < self._last_rows:
-                left = refill - time.perf_counter()
+                left = min(self.refill_gap, refill - time.perf_counter())
             else:
                 left = min(self.window, closes - time.perf_counter())
             if self.queue.empty() and left <= 0:

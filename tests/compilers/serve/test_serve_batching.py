@@ -31,12 +31,13 @@ class _Model:
 
 
 def _schedule(model: _Model, window: float, max_wait: float, arrivals: list[float], rows: list[int],
-              instances: int = 1) -> list[float]:
+              instances: int = 1, refill_gap: float = 0.1) -> list[float]:
     """Submit request i of ``rows[i]`` rows at ``arrivals[i]`` seconds (max batch 8); each one's answer time
     (seconds from the start)."""
 
     async def main() -> list[float]:
-        batcher = Batcher(model, max_batch=8, window=window, max_wait=max_wait, queue_size=16, instances=instances)
+        batcher = Batcher(model, max_batch=8, window=window, max_wait=max_wait, queue_size=16, instances=instances,
+                          refill_gap=refill_gap)
         batcher.start()
         start = time.perf_counter()
 
@@ -72,11 +73,23 @@ def test_a_batch_short_of_the_last_ones_rows_waits_for_them_no_longer_than_a_run
     """The refill rule: after a batch of 3 rows, the next waits for 3 (they come: one batch) -- but no
     longer than the last run took (0.2 s, under max_wait 0.5 s): request 4 comes alone and waits 0.2 s, once."""
     model = _Model(first_run=0.2, every_run=0.2)
-    done = _schedule(model, window=0.0, max_wait=0.5, arrivals=[0.0, 0.3, 0.32, 0.34, 1.0, 2.0], rows=[3, 1, 1, 1, 1, 1])
+    done = _schedule(model, window=0.0, max_wait=0.5, arrivals=[0.0, 0.3, 0.32, 0.34, 1.0, 2.0], rows=[3, 1, 1, 1, 1, 1],
+                     refill_gap=1.0)
     assert [ids for _, ids in model.runs] == [[0], [1, 2, 3], [4], [5]]
     assert done[1] < 0.67  # out when request 3 made 3 rows (0.34 s), not at the end of the wait (0.5 s)
     assert 1.35 < done[4] < 1.62  # 3 rows never came: out after a run's time (1.2 s), not max_wait (1.5 s)
     assert done[5] < 2.3  # the last batch held 1 row: request 5 does not wait
+
+
+def test_a_refill_ends_at_the_first_pause_longer_than_the_refill_gap():
+    """Refill gap 0.05 s: requests 1 and 2 come 0.03 s apart and share a batch, which goes 0.05 s after
+    request 2 (not when the last run's 0.2 s are up); request 3 comes alone and waits 0.05 s only."""
+    model = _Model(first_run=0.2, every_run=0.2)
+    done = _schedule(model, window=0.0, max_wait=0.5, arrivals=[0.0, 0.3, 0.33, 1.0], rows=[3, 1, 1, 1],
+                     refill_gap=0.05)
+    assert [ids for _, ids in model.runs] == [[0], [1, 2], [3]]
+    assert 0.57 < done[1] < 0.65  # out at 0.38 s, run 0.2 s; waiting out the run's time would end at 0.7
+    assert done[3] < 1.33  # out at 1.05 s; the run's time would hold it until 1.2 s
 
 
 def test_with_two_instances_a_request_that_arrives_during_a_run_starts_on_the_free_one():

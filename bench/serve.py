@@ -48,7 +48,8 @@ Usage:  .venv/bin/python bench/serve.py [--clients 1,4,16,64] [--seconds 2] [--r
                                         [--seq 32] [--layers 2] [--max-batch 64] [--window-ms 0] [--max-wait-ms 10]
                                         [--threads N] [--dynamic-threads N] [--instances N] [--offered 0.5,0.8]
 Quick look (about a minute): --clients 16 --seconds 1 --rounds 2.
-Writes bench/results/serve.json and prints a table.
+Writes bench/results/serve.json and prints a table. The load generator is bench/_http_load.py; the ceilings
+and bounds the numbers are read against (ceiling, caps, bounds, littles_law, ideal) are bench/_serve_bounds.py.
 """
 
 from __future__ import annotations
@@ -58,11 +59,9 @@ import asyncio
 import gc
 import io
 import json
-import math
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +72,7 @@ import numpy as np
 from nngraph.compilers.serve.process import ServerProcess
 
 from _http_load import arrivals, closed_load, open_load  # noqa: E402 - bench/ is on sys.path as the script's folder
+from _serve_bounds import bounds, caps, ceiling, ideal, issue_bound, littles_law, percentiles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -164,7 +164,7 @@ def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     of its time in the server's batcher (``server_p99_ms``: queued + run)."""
     latencies = [x for r in rounds for x in r["latencies"]]
     served = [x for r in rounds for x in r["served"]]
-    q = _p(latencies)
+    q = percentiles(latencies)
     histogram: dict[str, int] = {}
     runs = run_s = 0.0
     for r in rounds:
@@ -177,70 +177,13 @@ def merge(clients: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "rounds_rps": [len(r["latencies"]) / r["seconds"] for r in rounds],
             "throughput_rps": statistics.median(len(r["latencies"]) / r["seconds"] for r in rounds),
             "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98], "batch_rows_histogram": histogram,
-            "p99_beyond_run_ms": 1000 * _p([t - run for t, (_, run) in zip(latencies, served)])[98],
-            "server_p99_ms": 1000 * _p([queued + run for queued, run in served])[98],
-            "client_late_p99_ms": 1000 * _p([x for r in rounds for x in r["late"]])[98],
+            "p99_beyond_run_ms": 1000 * percentiles([t - run for t, (_, run) in zip(latencies, served)])[98],
+            "server_p99_ms": 1000 * percentiles([queued + run for queued, run in served])[98],
+            "client_late_p99_ms": 1000 * percentiles([x for r in rounds for x in r["late"]])[98],
             "mean_run_ms": 1000 * run_s / runs if runs else 0.0,
             **{f"{k}_cpu_ms_per_answer": 1000 * sum(r["cpu"][k] for r in rounds) / max(len(latencies), 1)
                for k in ("server", "loop", "client")},
             "load_avg_1m": statistics.mean(r["load"] for r in rounds)}
-
-
-def _p(values: list[float]) -> list[float]:
-    """The 99 percentiles of ``values`` (nan when there are fewer than 2)."""
-    return statistics.quantiles(values, n=100) if len(values) >= 2 else [float("nan")] * 99
-
-
-def ceiling(path: Path, body: bytes, threads: int | None, rows: int = 16, repeats: int = 15) -> dict[str, float]:
-    """The model alone, in this process (no HTTP): ms per row of one run of 1 row and of ``rows`` rows, runs of
-    the two sizes interleaved ``repeats`` times (a busy spell hits both), fastest and median; the ratio of the
-    fastest ms per row (``gain``) is the most any batching can gain on this machine (ORT as the servers run
-    it: no spinning). ``cpu_gain``: the same ratio in CPU time (this process, all ORT's threads), which a
-    busy machine disturbs far less: the gain when the cores are kept busy either way."""
-    from nngraph.compilers.onnx.runner import open_model
-
-    session = open_model(path, threads=threads, spin=False)
-    one = dict(np.load(io.BytesIO(body)))
-    feeds = {n: {k: np.repeat(v, n, axis=0) for k, v in one.items()} for n in (1, rows)}
-    times: dict[int, list[float]] = {n: [] for n in feeds}
-    cpu = dict.fromkeys(feeds, 0.0)
-    for n in feeds:
-        session.run(None, feeds[n])
-    for _ in range(repeats):
-        for n in feeds:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            session.run(None, feeds[n])
-            times[n].append(1000 * (time.perf_counter() - start) / n)
-            cpu[n] += 1000 * (time.process_time() - start_cpu) / n / repeats
-    out = {}
-    for n, ms in times.items():
-        # the fastest run: on a loaded machine a 1-row run fits between preemptions and a 16-row one does not,
-        # which biases a median towards the short runs (at load 16 it showed 16 rows *slower* per row)
-        out[f"ms_per_row_at_{n}"], out[f"median_ms_per_row_at_{n}"] = min(ms), statistics.median(ms)
-        out[f"cpu_ms_per_row_at_{n}"] = cpu[n]
-    out["gain"] = out["ms_per_row_at_1"] / out[f"ms_per_row_at_{rows}"]
-    out["median_gain"] = out["median_ms_per_row_at_1"] / out[f"median_ms_per_row_at_{rows}"]
-    out["cpu_gain"] = out["cpu_ms_per_row_at_1"] / out[f"cpu_ms_per_row_at_{rows}"]
-    return out
-
-
-def caps(rows: list[dict[str, Any]], variant: str, clients: int, model_ms: float, cores: int = 2) -> dict[str, float]:
-    """What CPU time says of a variant at one client count, the load-insensitive view of the speed-up:
-
-    * ``cpu_x`` = batch1's CPU per answer / the variant's (server + load generator): the speed-up when both
-      keep the ``cores`` busy -- the throughput each would reach on cores of its own, ``cpu_cap_rps``;
-    * ``loop_cap_x``: the same ratio with the variant's model time gone, only its event loop left (the one
-      thread that parses, checks and answers every request, which no batch shares): what any batching could
-      reach with that event loop;
-    * ``ceiling_x``: the same with the model's CPU per row at 16 rows (``model_ms``, :func:`ceiling`) added
-      back: the most batching 16 rows at a time reaches with this event loop and this model."""
-    by = {(r["variant"], r["clients"]): r for r in rows}
-    r, one = by[(variant, clients)], by[("batch1", clients)]
-    cpu = {row["variant"]: row["server_cpu_ms_per_answer"] + row["client_cpu_ms_per_answer"] for row in (r, one)}
-    floor = r["loop_cpu_ms_per_answer"] + r["client_cpu_ms_per_answer"]
-    return {"clients": clients, "cpu_cap_rps": 1000 * cores / cpu[variant], "cpu_x": cpu["batch1"] / cpu[variant],
-            "loop_cap_x": cpu["batch1"] / floor if floor > 0 else float("inf"),
-            "ceiling_x": cpu["batch1"] / (floor + model_ms)}
 
 
 def main() -> None:
@@ -351,31 +294,6 @@ def _max_batch(variant: str, args: argparse.Namespace) -> int:
     return 1 if variant == "batch1" else args.max_batch
 
 
-def issue_bound(run_ms: float, max_batch: int, args: argparse.Namespace) -> float:
-    """Issue 19's p99 goal in ms: 2 x max wait + R, R = one batch's compute (max wait as configured; 0 for
-    batch1)."""
-    return 2 * (args.max_wait_ms if max_batch > 1 else 0.0) + run_ms
-
-
-def bounds(r: dict[str, Any], max_batch: int, args: argparse.Namespace) -> dict[str, float]:
-    """The p99 bounds of one cell in ms, R = the cell's mean model-run time (one batch's compute):
-
-    * ``p99_bound_ms``, issue 19's goal (:func:`issue_bound`);
-    * ``p99_schedule_bound_ms``, what the one-worker schedule allows (compilers/serve/batching.py): the wait
-      before its batch starts, max(W, R) -- W = max wait with a window (0 without: no waiting for company),
-      R for the run in progress -- plus ceil(C / B) runs, C clients' requests going out in batches of at
-      most B rows, plus C x the event loop's CPU per answer (every request's parsing and answering ahead of
-      it on the one thread that does them).
-
-    With C requests always outstanding (closed-loop clients) the mean latency is C / throughput (Little's
-    law); and every request that arrives during a run waits for it, which the bound does not count."""
-    run, batched = r["mean_run_ms"], max_batch > 1
-    wait = args.max_wait_ms if batched and args.window_ms > 0 else 0.0
-    loop = r["clients"] * r["loop_cpu_ms_per_answer"]
-    return {"p99_bound_ms": issue_bound(run, max_batch, args), "beyond_run_bound_ms": issue_bound(0.0, max_batch, args),
-            "p99_schedule_bound_ms": max(wait, run) + math.ceil(r["clients"] / max_batch) * run + loop}
-
-
 def _server(path: Path, flags: list[str], threads: int | None) -> ServerProcess:
     return ServerProcess(path, *flags, threads=threads)  # default: ORT's threads, as a user starts it
 
@@ -392,44 +310,6 @@ def _tail(r: dict[str, Any]) -> str:
     """The end of a cell's line: failures, load and the batch-size histogram."""
     hist = " ".join(f"{k}:{v}" for k, v in r["batch_rows_histogram"].items())
     return f"fail {r['failures']}  load {r['load_avg_1m']:.2f}  batches {hist}"
-
-
-def littles_law(by: dict[tuple[str, int], dict[str, Any]], top: dict[str, float]) -> list[dict[str, float]]:
-    """What issue 19's p99 bound asks of the throughput with C closed-loop clients: C requests are always
-    outstanding, so the mean latency is C / throughput (Little's law) and p99 >= mean; p99 <= bound therefore
-    needs throughput >= C / bound -- given per client count as req/s and as a multiple of batch1's throughput,
-    next to the most batching can gain on the model's time (``top['gain']``, :func:`ceiling`)."""
-    out = []
-    for (variant, n), r in sorted(by.items(), key=lambda kv: kv[0][1]):
-        if variant == "dynamic" and n > 1:
-            needs = 1000 * n / r["p99_bound_ms"]
-            out.append({"clients": n, "bound_ms": r["p99_bound_ms"], "needs_rps": needs,
-                        "needs_x": needs / by[("batch1", n)]["throughput_rps"], "ceiling_x": top["gain"]})
-    return out
-
-
-def ideal(top: dict[str, float], rate: float, args: argparse.Namespace) -> dict[str, float]:
-    """An ideal one-instance server under the open loop's arrivals (the same seeds): no HTTP and no event
-    loop, a run of k rows takes the model's fastest time in this process (:func:`ceiling`: a + b k through
-    its 1- and 16-row runs), and each run takes every request waiting when it starts (up to max batch).
-    Its p99 against issue 19's bound (2 x max wait + its mean run) says whether any such server could meet
-    the bound at this rate on this machine: a request that arrives during a run waits for it."""
-    one, sixteen = top["ms_per_row_at_1"], 16 * top["ms_per_row_at_16"]
-    per_row = (sixteen - one) / 15
-    latencies, runs = [], []
-    for seed in range(args.rounds):
-        due = 1000 * arrivals(rate, args.seconds, seed=seed)
-        free, i = 0.0, 0
-        while i < len(due):
-            start = max(free, due[i])
-            k = min(int(np.searchsorted(due, start, side="right")) - i, args.max_batch)
-            run = one + per_row * (k - 1)
-            free = start + run
-            latencies += list(free - due[i:i + k])
-            runs.append(run)
-            i += k
-    mean_run = statistics.mean(runs)
-    return {"p99_ms": _p(latencies)[98], "mean_run_ms": mean_run, "bound_ms": issue_bound(mean_run, args.max_batch, args)}
 
 
 def _open_line(model: str, r: dict[str, Any]) -> str:

@@ -251,8 +251,9 @@ def _headers(scope: Scope) -> Headers:
 def make_app(server: Server) -> ASGIApp:
     """The ASGI app: ``POST /v1/infer`` and ``POST /v1/generate`` go straight to their handlers (every
     request of a busy server takes this path, and each layer of Starlette's router and middleware costs the
-    one event loop time; measured in bench/serve.py); everything else -- the GET routes, a wrong method,
-    the lifespan that starts and stops the batcher -- goes to Starlette."""
+    one event loop time: with the answer timeout's timer, 13-25% less event-loop CPU per answer for gpt_char
+    at 16 clients); another method on those paths gets a JSON 405; everything else -- the GET routes, the
+    lifespan that starts and stops the batcher -- goes to Starlette."""
     from contextlib import asynccontextmanager
 
     @asynccontextmanager

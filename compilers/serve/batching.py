@@ -15,7 +15,7 @@ counted from when its instance became free (or its first request arrived, if lat
 answered come back in a burst as the event loop writes their answers (closed-loop clients, or a steady
 load), and without this rule the first of them would go out in a small batch of its own and split the load
 into a small and a large batch taking turns, each request waiting for the other's run: measured at 16
-closed-loop clients (bench/serve.py, quiet), the refill made BERT-shaped (8 tokens) 5-10% faster with p99
+closed-loop clients (bench/serve.py's load generator, quiet, before the limits below), the refill made BERT-shaped (8 tokens) 5-10% faster with p99
 40-49 ms instead of 55-56 ms, and gpt_char 12-14% faster. The limits keep it from taxing independent
 arrivals: capped by ``max_wait`` alone it held every batch of a Poisson load open for ``max_wait`` (each
 waited for the rows the last had gathered by waiting) and gpt_char's p50 at half its capacity doubled;

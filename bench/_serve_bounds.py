@@ -134,4 +134,5 @@ def ideal(top: dict[str, float], rate: float, args: argparse.Namespace) -> dict[
             runs.append(run)
             i += k
     mean_run = statistics.mean(runs)
-    return {"p99_ms": percentiles(latencies)[98], "mean_run_ms": mean_run, "bound_ms": issue_bound(mean_run, args.max_batch, args)}
+    return {"p99_ms": percentiles(latencies)[98], "mean_run_ms": mean_run,
+            "bound_ms": issue_bound(mean_run, args.max_batch, args)}

@@ -237,7 +237,7 @@ def main() -> None:
                 for server in servers.values():
                     server.stop()
             results.setdefault("ceiling", {})[model] = ceiling(path, body, args.threads)
-    _summary(results)
+    _summary(results, args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS / 'serve.json'}")
@@ -325,11 +325,7 @@ def _beyond(r: dict[str, Any]) -> str:
             f"server p99 {r['server_p99_ms']:7.2f})  ")
 
 
-def _args(results: dict[str, Any]) -> argparse.Namespace:
-    return argparse.Namespace(**results["settings"])
-
-
-def _summary(results: dict[str, Any]) -> None:
+def _summary(results: dict[str, Any], args: argparse.Namespace) -> None:
     """The speed-up of dynamic batching over batch1 per model and client count: the median over the rounds of
     each round's ratio (the variants take turns within a round, so a busy spell hits both), with its range;
     then the caps (:func:`caps`) and the model-alone ceiling (:func:`ceiling`)."""
@@ -354,7 +350,7 @@ def _summary(results: dict[str, Any]) -> None:
               f"(fastest runs; medians {top['median_gain']:.2f}x; CPU time {top['cpu_gain']:.2f}x)")
         for row in results.get("open_loop", {}).get(model, []):
             if row["variant"] == "dynamic":
-                row["ideal"] = best = ideal(top, row["rate_rps"], _args(results))
+                row["ideal"] = best = ideal(top, row["rate_rps"], args)
                 print(f"  {model:11s} open loop {row['offered']:.2f} x capacity: p99 {row['p99_ms']:.1f} ms (bound "
                       f"{row['p99_bound_ms']:.1f}); an ideal server (no HTTP, the model's fastest runs): p99 "
                       f"{best['p99_ms']:.1f} ms (bound {best['bound_ms']:.1f})")

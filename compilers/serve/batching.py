@@ -9,19 +9,19 @@ window never starts again on top of a run. With ``window = 0`` (the default) no 
 company (measured in bench/serve.py: a 2 ms window cost a lone client 3x its latency and gained nothing at
 16 clients): a batch is what arrived while the previous one ran, and under load the batches grow by themselves.
 
-Refill: a batch holding fewer rows than the one before it waits for that many rows while they keep coming
-(no gap of :data:`REFILL_GAP` between two), at most as long as the last run took and at most ``max_wait``,
-counted from when its instance became free (or its first request arrived, if later). The requests a batch
-answered come back in a burst as the event loop writes their answers (closed-loop clients, or a steady
-load), and without this rule the first of them would go out in a small batch of its own and split the load
-into a small and a large batch taking turns, each request waiting for the other's run: measured at 16
-closed-loop clients (bench/serve.py's load generator, quiet, before the limits below), the refill made BERT-shaped (8 tokens) 5-10% faster with p99
-40-49 ms instead of 55-56 ms, and gpt_char 12-14% faster. The limits keep it from taxing independent
-arrivals: capped by ``max_wait`` alone it held every batch of a Poisson load open for ``max_wait`` (each
-waited for the rows the last had gathered by waiting) and gpt_char's p50 at half its capacity doubled;
-capped by the run alone, BERT-shaped's p50 under Poisson arrivals at half its capacity still rose from
-9-16 ms to 19 ms (p99 52 ms); with the 2 ms gap it was 9.5 ms (p99 24 ms), and a 5 ms gap gave 19 ms again.
-A lone client's batches hold one row and never wait.
+Refill: a batch holding fewer rows than the one before it waits for that many rows while they keep coming (no
+gap of :data:`REFILL_GAP` between two), at most as long as the last run took and at most ``max_wait``, counted
+from when its instance became free (or its first request arrived, if later). The requests a batch answered
+come back in a burst as the event loop writes their answers (closed-loop clients, or a steady load), and
+without this rule the first of them would go out in a small batch of its own and split the load into a small
+and a large batch taking turns, each request waiting for the other's run: measured at 16 closed-loop clients
+(bench/serve.py's load generator, quiet, before the limits below), the refill made BERT-shaped (8 tokens)
+5-10% faster with p99 40-49 ms instead of 55-56 ms, and gpt_char 12-14% faster. The limits keep it from taxing
+independent arrivals: capped by ``max_wait`` alone it held every batch of a Poisson load open for ``max_wait``
+(each waited for the rows the last had gathered by waiting) and gpt_char's p50 at half its capacity doubled;
+capped by the run alone, BERT-shaped's p50 under Poisson arrivals at half its capacity still rose from 9-16 ms
+to 19 ms (p99 52 ms); with the 2 ms gap it was 9.5 ms (p99 24 ms), and a 5 ms gap gave 19 ms again. A lone
+client's batches hold one row and never wait.
 
 Latency (one worker, ``R`` = one batch's compute): a request waits at most ``max(max_wait, R)`` before its
 batch starts -- ``max_wait`` at an idle worker, the rest of the run in progress at a busy one -- when it fits
@@ -179,7 +179,8 @@ class Batcher:
             if self.queue.empty() and left <= 0:
                 break
             try:
-                item = self.queue.get_nowait() if not self.queue.empty() else await asyncio.wait_for(self.queue.get(), left)
+                item = (self.queue.get_nowait() if not self.queue.empty()
+                        else await asyncio.wait_for(self.queue.get(), left))
             except asyncio.TimeoutError:
                 break
             if rows + item.request.rows > self.max_batch:
@@ -199,9 +200,11 @@ class Batcher:
             for item in group:
                 if not item.future.done():
                     item.future.set_exception(exc)
+            return
+        finally:
+            for item in group:  # answered (or failed) now: the answer timeout has nothing left to cut short
                 if item.timer is not None:
                     item.timer.cancel()
-            return
         run, rows = time.perf_counter() - start, sum(i.request.rows for i in group)
         self._last_run = run
         if self.metrics is not None:
@@ -211,8 +214,6 @@ class Batcher:
         for item, result in zip(group, results):
             if not item.future.done():
                 item.future.set_result(Answer(result, start - item.arrived, run, rows))
-            if item.timer is not None:
-                item.timer.cancel()
 
 
 def _expire(future: asyncio.Future) -> None:

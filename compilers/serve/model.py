@@ -66,12 +66,12 @@ class ServedModel:
         # spin=False: idle ORT threads would otherwise spin after each run, taking the CPU the event loop
         # needs to take in the next requests
         self.sessions = [open_model(self.path, target, threads, spin=spin) for _ in range(instances)]
-        self.session = self.sessions[0]
-        self.meta = read_metadata(self.session)
-        self.inputs = [_tensor(i, self.meta) for i in self.session.get_inputs()]
-        self.outputs = [_tensor(o, self.meta) for o in self.session.get_outputs()]
+        first = self.sessions[0]
+        self.meta = read_metadata(first)
+        self.inputs = [_tensor(i, self.meta) for i in first.get_inputs()]
+        self.outputs = [_tensor(o, self.meta) for o in first.get_outputs()]
         self.batch_dim = _batch_dim(self.inputs, self.outputs)
-        self._specs = _Inputs(self.session.get_inputs())  # ORT builds new objects on every get_inputs()
+        self._specs = _Inputs(first.get_inputs())  # ORT builds new objects on every get_inputs()
         self.paddable: list[str] = []
         self.probe_notes: dict[str, str] = {}
 

@@ -76,7 +76,8 @@ def _serve(model: Path, host: str, port: int, target: str, threads: int | None, 
         # proxy_headers=False: no access log reads the client's address, so uvicorn's X-Forwarded-For layer
         # would only cost every request a coroutine
         config = uvicorn.Config(make_app(server), host=host, port=port, log_level=log_level, access_log=False,
-                                proxy_headers=False, timeout_graceful_shutdown=int(limits.timeout) + 5, lifespan="on", http=_protocol())
+                                proxy_headers=False, timeout_graceful_shutdown=int(limits.timeout) + 5, lifespan="on",
+                                http=_protocol())
         batching = served.describe()["batching"]
         echo(f"serving {model} on http://{host}:{port} (batch dim: {batching['batch_dim'] or 'none'}; "
              f"padded: {', '.join(batching['padded_dims']) or 'none'}; max batch {limits.max_batch}; "

@@ -1,6 +1,8 @@
 """What the numbers of bench/serve.py allow: the model alone (:func:`ceiling`), the CPU per answer
 (:func:`caps`), issue 19's p99 bound (:func:`issue_bound`, :func:`bounds`), what the bound asks of the
-throughput (:func:`littles_law`) and an ideal server under the open loop's arrivals (:func:`ideal`)."""
+throughput (:func:`littles_law`), an ideal server under the open loop's arrivals (:func:`ideal`), and the
+roofline: a request's FLOPs (:func:`flops_per_request`) against the machine's matrix-product peak
+(:func:`gemm_peak`, :func:`roofline`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import argparse
 import io
 import math
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -136,3 +139,51 @@ def ideal(top: dict[str, float], rate: float, args: argparse.Namespace) -> dict[
     mean_run = statistics.mean(runs)
     return {"p99_ms": percentiles(latencies)[98], "mean_run_ms": mean_run,
             "bound_ms": issue_bound(mean_run, args.max_batch, args)}
+
+
+def flops_per_request(spec: Path, sets: list[str], seq: int) -> int:
+    """Forward FLOPs of one request (one row of ``seq`` tokens), from ``nngraph cost`` (its per-op rules)."""
+    from nngraph.cost.report import cost_report, sizes_for
+    from nngraph.spec import load_spec
+
+    graph = load_spec(spec, sets)
+    return cost_report(graph, sizes_for(graph, {"seq": seq}, 1)[0])["totals"]["flops_forward"]
+
+
+def gemm_peak(threads: int | None, rows: int = 1024, k: int = 768, n: int = 3072, repeats: int = 20) -> float:
+    """The machine's matrix-product peak in GFLOP/s as the servers reach it: one ONNX Runtime MatMul of
+    BERT's widest shape ([rows, k] x [k, n], FFN 768 -> 3072) at 1024 rows, as ORT runs in the servers (no
+    spinning, ``threads``), the fastest of ``repeats`` runs. No batching of a model whose FLOPs are mostly
+    matrix products can run faster per FLOP than its largest product runs alone."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from nngraph.compilers.onnx.runner import open_model
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "gemm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, n])], [weight])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "gemm.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        session = open_model(path, threads=threads, spin=False)
+    x = {"x": rng.standard_normal((rows, k)).astype(np.float32)}
+    session.run(None, x)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, x)
+        best = min(best, time.perf_counter() - start)
+    return 2 * rows * k * n / best / 1e9
+
+
+def roofline(flops: int, batch1_rps: float, peak_gflops: float) -> dict[str, float]:
+    """The most any batching can gain over the batch1 server: its requests' FLOPs per second
+    (``flops`` x throughput) against the machine's matrix-product peak (:func:`gemm_peak`). A model run at
+    that peak in every one of its FLOPs is the fastest a batch can go; for a model batch 1 already runs
+    near the peak (BERT with 32 tokens) no batching reaches 3x."""
+    reached = flops * batch1_rps / 1e9
+    return {"gflop_per_request": flops / 1e9, "batch1_gflops": reached, "peak_gflops": peak_gflops,
+            "roofline_x": peak_gflops / reached}

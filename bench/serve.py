@@ -22,7 +22,9 @@ recorded per cell: on a shared machine trust the ratios, not the absolute number
 this process (no HTTP), runs of 1 row and of 16 interleaved: the time per row 16 rows save is the ceiling of
 what batching can gain here (on CPU a long sequence is compute-bound and batching saves little); and the
 speed-up in CPU per answer, which a busy machine disturbs far less (:func:`caps`), and what the event loop's
-own CPU per answer, which no batch shares, leaves possible. Speed-ups are the median of the rounds' paired
+own CPU per answer, which no batch shares, leaves possible. And the roofline (:func:`roofline`): each request's FLOPs
+(``nngraph cost``) times batch1's throughput against the machine's matrix-product peak (one ORT MatMul of
+BERT's FFN shape, :func:`gemm_peak`): no batching runs a model faster than every FLOP at that peak. Speed-ups are the median of the rounds' paired
 ratios.
 
 Goal (issue 19): dynamic >= 3x the throughput of batch1 at 16 clients; p99 <= 2 x max wait + one batch's
@@ -72,14 +74,15 @@ import numpy as np
 from nngraph.compilers.serve.process import ServerProcess
 
 from _http_load import arrivals, closed_load, open_load  # noqa: E402 - bench/ is on sys.path as the script's folder
-from _serve_bounds import bounds, caps, ceiling, ideal, issue_bound, littles_law, percentiles  # noqa: E402
+from _serve_bounds import (bounds, caps, ceiling, flops_per_request, gemm_peak, ideal, issue_bound,  # noqa: E402
+                           littles_law, percentiles, roofline)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def export(folder: Path, args: argparse.Namespace) -> dict[str, tuple[Path, bytes]]:
-    """{model: (ONNX file, one request body as .npz)}."""
+def export(folder: Path, args: argparse.Namespace) -> dict[str, tuple[Path, bytes, int]]:
+    """{model: (ONNX file, one request body as .npz, the request's forward FLOPs)}."""
     from nngraph.compilers.onnx.export import export_spec
 
     rng = np.random.default_rng(0)
@@ -90,10 +93,13 @@ def export(folder: Path, args: argparse.Namespace) -> dict[str, tuple[Path, byte
         for seq in args.bert_seqs:
             feeds = {"tokens": rng.integers(1, args.vocab, (1, seq)), "token_types": np.zeros((1, seq), np.int64),
                      "lengths": np.array([seq])}
-            out[f"bert@{seq}"] = (folder / "bert.onnx", _npz(feeds))
+            flops = flops_per_request(ROOT / "specs/bert_encoder.yaml", sets, seq)
+            out[f"bert@{seq}"] = (folder / "bert.onnx", _npz(feeds), flops)
     if args.only in (None, "gpt_char"):
         export_spec(ROOT / "specs/gpt_char.yaml", folder / "gpt_char.onnx", [], verify=False)
-        out[f"gpt_char@{args.seq}"] = (folder / "gpt_char.onnx", _npz({"tokens": rng.integers(0, 67, (1, args.seq))}))
+        body = _npz({"tokens": rng.integers(0, 67, (1, args.seq))})
+        flops = flops_per_request(ROOT / "specs/gpt_char.yaml", [], args.seq)
+        out[f"gpt_char@{args.seq}"] = (folder / "gpt_char.onnx", body, flops)
     return out
 
 
@@ -215,7 +221,7 @@ def main() -> None:
                                            "platform": platform.platform()},
                                "settings": vars(args), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for model, (path, body) in export(Path(tmp), args).items():
+        for model, (path, body, flops) in export(Path(tmp), args).items():
             variants = {"batch1": ["--max-batch", "1"],
                         "dynamic": ["--max-batch", str(args.max_batch), "--batch-window", str(args.window_ms),
                                     "--max-wait", str(args.max_wait_ms)]}
@@ -237,6 +243,14 @@ def main() -> None:
                 for server in servers.values():
                     server.stop()
             results.setdefault("ceiling", {})[model] = ceiling(path, body, args.threads)
+            results.setdefault("flops_per_request", {})[model] = flops
+    peak = gemm_peak(args.threads)
+    for model, rows in results["models"].items():
+        one = [r for r in rows if r["variant"] == "batch1"]
+        base = next((r for r in one if r["clients"] == 16), max(one, key=lambda r: r["throughput_rps"]))
+        results.setdefault("roofline", {})[model] = {"clients": base["clients"],
+                                                      **roofline(results["flops_per_request"][model],
+                                                                 base["throughput_rps"], peak)}
     _summary(results, args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -348,6 +362,10 @@ def _summary(results: dict[str, Any], args: argparse.Namespace) -> None:
                 for c in limits))
         print(f"  {model:11s} ceiling  the model alone, 16 rows vs 1: {top['gain']:.2f}x less time per row "
               f"(fastest runs; medians {top['median_gain']:.2f}x; CPU time {top['cpu_gain']:.2f}x)")
+        roof = results["roofline"][model]
+        print(f"  {model:11s} roofline {roof['gflop_per_request'] * 1000:.1f} MFLOP per request: batch1 at "
+              f"{roof['clients']} clients ran {roof['batch1_gflops']:.1f} GFLOP/s, the machine's matrix-product peak "
+              f"is {roof['peak_gflops']:.1f}: no batching gains more than {roof['roofline_x']:.2f}x")
         for row in results.get("open_loop", {}).get(model, []):
             if row["variant"] == "dynamic":
                 row["ideal"] = best = ideal(top, row["rate_rps"], args)

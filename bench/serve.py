@@ -22,10 +22,10 @@ recorded per cell: on a shared machine trust the ratios, not the absolute number
 this process (no HTTP), runs of 1 row and of 16 interleaved: the time per row 16 rows save is the ceiling of
 what batching can gain here (on CPU a long sequence is compute-bound and batching saves little); and the
 speed-up in CPU per answer, which a busy machine disturbs far less (:func:`caps`), and what the event loop's
-own CPU per answer, which no batch shares, leaves possible. And the roofline (:func:`roofline`): each request's FLOPs
-(``nngraph cost``) times batch1's throughput against the machine's matrix-product peak (one ORT MatMul of
-BERT's FFN shape, :func:`gemm_peak`): no batching runs a model faster than every FLOP at that peak. Speed-ups are the median of the rounds' paired
-ratios.
+own CPU per answer, which no batch shares, leaves possible. And the roofline (:func:`roofline`): each
+request's FLOPs (``nngraph cost``) times batch1's throughput against the machine's matrix-product peak (one
+ORT MatMul of BERT's FFN shape, :func:`gemm_peak`): no batching runs a model faster than every FLOP at that
+peak. Speed-ups are the median of the rounds' paired ratios.
 
 Goal (issue 19): dynamic >= 3x the throughput of batch1 at 16 clients; p99 <= 2 x max wait + one batch's
 compute. Each cell prints that bound and the one the schedule allows with C clients and max batch B
@@ -339,6 +339,30 @@ def _beyond(r: dict[str, Any]) -> str:
             f"server p99 {r['server_p99_ms']:7.2f})  ")
 
 
+def _goal(model: str, results: dict[str, Any], clients: int = 16) -> None:
+    """Issue 19's goal at ``clients``: the speed-up (goal 3x) beside what batching can gain here -- the model
+    alone (16 rows vs 1, :func:`ceiling`), the roofline (a hard bound, :func:`roofline`) and batch1's CPU per
+    answer over this server's (the speed-up with every core busy, :func:`caps`); the p99 against
+    2 x max wait + the mean run, and read per request (its latency beyond its own batch's run <= 2 x max wait)."""
+    rows = {r["variant"]: r for r in results["models"][model] if r["clients"] == clients}
+    if "dynamic" not in rows:
+        return
+    r, up = rows["dynamic"], results["speedup"][model][clients]
+    cpu = next(c for c in results["caps"][model]["dynamic"] if c["clients"] == clients)
+    limits = {"the model alone": results["ceiling"][model]["gain"],
+              "the roofline": results["roofline"][model]["roofline_x"], "CPU per answer": cpu["cpu_x"]}
+    verdict = {"goal": 3.0, "met": up >= 3.0, "batching_gains": limits, "p99_holds": r["p99_ms"] <= r["p99_bound_ms"],
+               "p99_per_request_holds": r["p99_beyond_run_ms"] <= r["beyond_run_bound_ms"]}
+    results.setdefault("goal", {})[model] = verdict
+    met = "met" if verdict["met"] else "not met"
+    gains = ", ".join(f"{k} {v:.2f}x" for k, v in limits.items())
+    print(f"  {model:11s} goal     {clients} clients: {up:.2f}x batch1 (goal 3x: {met}; batching gains here: {gains}); "
+          f"p99 {r['p99_ms']:.1f} ms "
+          f"(2 x max wait + mean run {r['p99_bound_ms']:.1f}: {'holds' if verdict['p99_holds'] else 'misses'}; "
+          f"per request beyond its own run {r['p99_beyond_run_ms']:.1f} <= {r['beyond_run_bound_ms']:.0f}: "
+          f"{'holds' if verdict['p99_per_request_holds'] else 'misses'})")
+
+
 def _summary(results: dict[str, Any], args: argparse.Namespace) -> None:
     """The speed-up of dynamic batching over batch1 per model and client count: the median over the rounds of
     each round's ratio (the variants take turns within a round, so a busy spell hits both), with its range;
@@ -372,6 +396,7 @@ def _summary(results: dict[str, Any], args: argparse.Namespace) -> None:
                 print(f"  {model:11s} open loop {row['offered']:.2f} x capacity: p99 {row['p99_ms']:.1f} ms (bound "
                       f"{row['p99_bound_ms']:.1f}); an ideal server (no HTTP, the model's fastest runs): p99 "
                       f"{best['p99_ms']:.1f} ms (bound {best['bound_ms']:.1f})")
+        _goal(model, results)
         needs = littles_law(by, top)
         results.setdefault("littles_law", {})[model] = needs
         print(f"  {model:11s} p99 bound, closed loop: " + "  ".join(

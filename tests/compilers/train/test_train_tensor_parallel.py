@@ -5,16 +5,18 @@ that load in one plain process."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from nngraph.compilers.torch import build_module, compile_spec, load_state_dict, state_dict_for
 from nngraph.compilers.train.tensor_parallel import tp_plan
 from nngraph.errors import SpecError
 from nngraph.spec import load_spec
 
-from train_helpers import ROOT, finish, max_diff, nngraph, run_quiet, train_curve, weights
+from train_helpers import ENV, ROOT, finish, max_diff, nngraph, run_quiet, train_curve, weights
 
 #: a LLaMA-style decoder at tiny sizes: GQA attention with RoPE, SwiGLU, RMSNorm, untied head; no dropout
 LLAMA = """\
@@ -185,3 +187,25 @@ def test_tp2_compiled_with_a_fused_qkv_left_whole_follows_one_eager_process(tmp_
     assert len(a) == len(b) == 6 and max(abs(x - y) for x, y in zip(a, b)) <= 1e-5, (a, b)
     assert a[-1] < a[0] - 0.2  # it learns (4.23 to 3.97): not a flat curve matched by chance
     assert max_diff(weights(tmp_path / "one"), weights(tmp_path / "tp2")) <= 5e-5
+
+
+def test_tp2_in_float64_follows_one_process_to_float64_rounding(llama: Path, tmp_path: Path):
+    """In float64 the split is exact maths, not float32 rounding: torch's default dtype is set in every process
+    (workers included) by a sitecustomize on PYTHONPATH, as ``bench/tensor_parallel.py --dtype float64`` does,
+    and tp 2 then follows one process to 1e-12 in loss and weights: measured 4.4e-16 and 3.4e-15 after 8 steps.
+    The same runs in float32 differ by 2.4e-7 and 8.2e-6, so the bound leaves no room for a split that is only
+    close (a shard scaled or a partial sum rounded differently), which the float32 tests above cannot see."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import torch\ntorch.set_default_dtype(torch.float64)\n")
+    env = {**ENV, "PYTHONPATH": os.pathsep.join(p for p in (str(site), ENV.get("PYTHONPATH")) if p)}
+    runs = {"one": ("1", []), "tp2": ("2", ["--set", "train.distributed.tp=2"])}
+    for name, (nproc, extra) in runs.items():
+        finish(nngraph(str(llama), "--out", str(tmp_path / name), "--nproc-per-node", nproc, "--steps", "8", "-q",
+                       *extra, env=env))
+    a, b = train_curve(tmp_path / "one"), train_curve(tmp_path / "tp2")
+    wa, wb = weights(tmp_path / "one"), weights(tmp_path / "tp2")
+    assert {v.dtype for v in [*wa.values(), *wb.values()]} == {torch.float64}  # both really trained in float64
+    assert len(a) == len(b) == 8 and a[-1] < a[0] - 0.5, a  # it learns: not a flat curve matched by chance
+    assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-12, (a, b)
+    assert max_diff(wa, wb) <= 1e-12
